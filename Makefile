@@ -1,0 +1,207 @@
+# SPDX-License-Identifier: MIT
+#
+# mheap top-level Makefile. The module itself is built by Kbuild (see ./Kbuild);
+# everything else is here. On a bare Debian 12 machine every target first runs
+# `make deps` once (through a stamp file), so `make check` and `make demo` are
+# the only commands a newcomer needs.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := all
+.DELETE_ON_ERROR:
+
+TOP    := $(CURDIR)
+BUILD  := $(TOP)/build
+LOGS   := $(BUILD)/logs
+
+# Kernel the module is built for and the VM boots: the newest one installed
+# with both headers and an image (never `uname -r`: the host cannot load it).
+KVER   ?= $(shell $(TOP)/tools/kver.sh)
+KDIR   ?= /lib/modules/$(KVER)/build
+
+# Files extracted from Debian's linux-source-6.1 tarball by `make deps`.
+KSRC_TAR := /usr/src/linux-source-6.1.tar.xz
+KTREE    := $(BUILD)/linux
+KSFT_DIR := $(KTREE)/tools/testing/selftests
+CHECKPATCH := $(KTREE)/scripts/checkpatch.pl
+DEPS_STAMP := $(BUILD)/.deps-done
+
+DEB_PACKAGES := build-essential linux-headers-amd64 linux-image-amd64 \
+	linux-source-6.1 qemu-system-x86 busybox-static cpio liburing-dev \
+	libjemalloc-dev libgoogle-perftools-dev libmimalloc-dev gnuplot-nox
+
+KSRC_FILES := tools/testing/selftests/kselftest.h \
+	tools/testing/selftests/kselftest_harness.h \
+	tools/testing/selftests/lib.mk \
+	tools/testing/selftests/kselftest \
+	scripts/checkpatch.pl scripts/spelling.txt \
+	scripts/const_structs.checkpatch
+
+CC      := gcc
+WARN    := -Wall -Wextra -Werror
+LIB_CFLAGS := -std=gnu11 $(WARN) -O2 -g -fPIC -pthread \
+	-fvisibility=hidden -ftls-model=initial-exec \
+	-I$(TOP)/userlib/include -I$(TOP)/userlib -I$(TOP)/uapi
+
+LIB_SRCS   := $(filter-out $(TOP)/userlib/preload.c,$(wildcard $(TOP)/userlib/*.c))
+LIB_OBJS   := $(patsubst $(TOP)/userlib/%.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
+LIB_HDRS   := $(wildcard $(TOP)/userlib/*.h $(TOP)/userlib/include/*.h $(TOP)/uapi/linux/*.h)
+PRELOAD_OBJ := $(BUILD)/obj/preload.o
+
+.PHONY: all deps lib module check vmtest demo bench bench-quick selftests \
+	checkpatch module-w1 clean modules_install install
+
+all: lib module
+
+# ---------------------------------------------------------------- deps
+deps: $(DEPS_STAMP)
+
+# Idempotent: apt-get runs only when a package is missing; the kernel files
+# are extracted only when the stamp is older than the tarball.
+$(DEPS_STAMP): $(TOP)/Makefile
+	@missing=$$(for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
+		grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "deps: installing$$(echo $$missing | sed 's/^/ /')"; \
+		apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+	@rm -rf $(KTREE) && mkdir -p $(KTREE)
+	@echo "deps: extracting kselftest harness and checkpatch from $(KSRC_TAR)"
+	@tar -xJf $(KSRC_TAR) -C $(KTREE) --strip-components=1 \
+		$(addprefix linux-source-6.1/,$(KSRC_FILES))
+	@touch $@
+
+# ---------------------------------------------------------------- library
+lib: $(BUILD)/libmheap.a $(BUILD)/libmheap.so
+
+$(BUILD)/obj/%.o: $(TOP)/userlib/%.c $(LIB_HDRS) | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(LIB_CFLAGS) -c $< -o $@
+
+$(BUILD)/libmheap.a: $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+# The shared object adds the malloc-family symbols (userlib/preload.c) so it
+# can be used with LD_PRELOAD; the archive exports only mh_*.
+$(BUILD)/libmheap.so: $(LIB_OBJS) $(PRELOAD_OBJ)
+	$(CC) -shared -Wl,-soname,libmheap.so.0 -Wl,-z,defs -pthread -o $@ $^
+	ln -sf libmheap.so $(BUILD)/libmheap.so.0
+
+# ---------------------------------------------------------------- module
+module: | $(DEPS_STAMP)
+	$(MAKE) -C $(KDIR) M=$(TOP) modules
+
+# Warnings at W=1 are errors for us: build once more with them and fail on
+# any compiler diagnostic.
+module-w1: | $(DEPS_STAMP)
+	@mkdir -p $(LOGS)
+	$(MAKE) -C $(KDIR) M=$(TOP) clean >/dev/null
+	$(MAKE) -C $(KDIR) M=$(TOP) W=1 modules 2>&1 | tee $(LOGS)/module-w1.log
+	@! grep -E 'warning:|error:' $(LOGS)/module-w1.log
+
+modules_install: module
+	$(MAKE) -C $(KDIR) M=$(TOP) modules_install
+	install -D -m 0644 $(TOP)/tools/99-mheap.rules /etc/udev/rules.d/99-mheap.rules
+	depmod -a $(KVER)
+
+install: lib
+	install -D -m 0644 $(BUILD)/libmheap.a $(DESTDIR)/usr/local/lib/libmheap.a
+	install -D -m 0755 $(BUILD)/libmheap.so $(DESTDIR)/usr/local/lib/libmheap.so.0
+	ln -sf libmheap.so.0 $(DESTDIR)/usr/local/lib/libmheap.so
+	install -D -m 0644 $(TOP)/userlib/include/mheap.h $(DESTDIR)/usr/local/include/mheap.h
+	install -D -m 0644 $(TOP)/uapi/linux/mheap.h $(DESTDIR)/usr/local/include/linux/mheap.h
+
+# ---------------------------------------------------------------- selftests
+# The selftests build through selftests/Makefile, which includes the kernel's
+# lib.mk exactly as it does inside a kernel tree. One build per flavour:
+#   host   plain build, run on the host
+#   asan   AddressSanitizer + UndefinedBehaviorSanitizer
+#   tsan   ThreadSanitizer
+#   static statically linked, run inside the VM
+SAN_asan   := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all -DMHEAP_SANITIZER=1
+SAN_tsan   := -fsanitize=thread -DMHEAP_SANITIZER=1
+SAN_host   :=
+SAN_static :=
+LDF_static := -static
+FLAVOURS   := host asan tsan static
+
+define selftest_flavour
+.PHONY: selftests-$(1)
+selftests-$(1): | $(DEPS_STAMP)
+	$$(MAKE) -C $$(TOP)/selftests KSFT_DIR=$$(KSFT_DIR) MHEAP_DIR=$$(TOP) \
+		OUTPUT=$$(BUILD)/selftests/$(1) \
+		USERCFLAGS="-Werror $$(SAN_$(1))" USERLDFLAGS="$$(SAN_$(1)) $$(LDF_$(1))"
+endef
+$(foreach f,$(FLAVOURS),$(eval $(call selftest_flavour,$(f))))
+
+selftests: $(addprefix selftests-,$(FLAVOURS))
+
+# ---------------------------------------------------------------- check
+# Every result is a TAP line in $(LOGS)/*.tap; tools/tap-summary.sh counts
+# them all and prints the closing `N passed, N failed, N skipped` line.
+HOST_RUN := $(TOP)/tools/run-selftests.sh
+
+check: all selftests
+	@rm -rf $(LOGS) && mkdir -p $(LOGS)
+	-$(HOST_RUN) host $(BUILD)/selftests/host $(LOGS)
+	-$(HOST_RUN) asan $(BUILD)/selftests/asan $(LOGS)
+	-$(HOST_RUN) tsan $(BUILD)/selftests/tsan $(LOGS)
+	-$(MAKE) --no-print-directory vmtest-run
+	-$(MAKE) --no-print-directory checkpatch
+	-$(MAKE) --no-print-directory module-w1-tap
+	@$(TOP)/tools/tap-summary.sh $(LOGS)
+
+checkpatch: | $(DEPS_STAMP)
+	@mkdir -p $(LOGS)
+	@files=$$(ls $(TOP)/kmod/*.[ch] $(TOP)/uapi/linux/*.h); \
+	if perl $(CHECKPATCH) --no-tree --strict --terse -f $$files \
+		> $(LOGS)/checkpatch.out 2>&1 && \
+		! grep -qE 'ERROR|WARNING|CHECK' $(LOGS)/checkpatch.out; then \
+		echo "ok 1 checkpatch --strict kmod/ uapi/" > $(LOGS)/checkpatch.tap; \
+	else \
+		cat $(LOGS)/checkpatch.out; \
+		echo "not ok 1 checkpatch --strict kmod/ uapi/" > $(LOGS)/checkpatch.tap; \
+	fi; cat $(LOGS)/checkpatch.tap
+
+module-w1-tap:
+	@mkdir -p $(LOGS)
+	@if $(MAKE) --no-print-directory module-w1 >/dev/null 2>&1; then \
+		echo "ok 1 module builds clean with W=1" > $(LOGS)/module-w1.tap; \
+	else \
+		grep -E 'warning:|error:' $(LOGS)/module-w1.log; \
+		echo "not ok 1 module builds clean with W=1" > $(LOGS)/module-w1.tap; \
+	fi; cat $(LOGS)/module-w1.tap; \
+	$(MAKE) --no-print-directory module >/dev/null
+
+# ---------------------------------------------------------------- VM
+VM_DIR := $(BUILD)/vm
+
+vmtest: all selftests-static
+	@rm -f $(LOGS)/vm-*.tap
+	$(MAKE) --no-print-directory vmtest-run
+	@$(TOP)/tools/tap-summary.sh $(LOGS) 'vm-*.tap'
+
+vmtest-run:
+	@mkdir -p $(LOGS)
+	$(TOP)/tools/vmtest.sh --kver $(KVER) --ko $(TOP)/kmod/mheap.ko \
+		--tests $(BUILD)/selftests/static --work $(VM_DIR) --logs $(LOGS)
+
+# ---------------------------------------------------------------- demo
+demo: all selftests-static
+	$(CC) -std=gnu11 $(WARN) -O2 -I$(TOP)/userlib/include -o $(BUILD)/demo \
+		$(TOP)/tools/demo.c $(BUILD)/libmheap.a -pthread
+	$(BUILD)/demo
+
+# ---------------------------------------------------------------- bench
+bench: all
+	$(MAKE) -C $(TOP)/bench TOP=$(TOP) BUILD=$(BUILD) full
+
+bench-quick: all
+	$(MAKE) -C $(TOP)/bench TOP=$(TOP) BUILD=$(BUILD) quick
+
+clean:
+	-$(MAKE) -C $(KDIR) M=$(TOP) clean
+	rm -rf $(BUILD)/obj $(BUILD)/selftests $(BUILD)/logs $(BUILD)/vm \
+		$(BUILD)/libmheap.* $(BUILD)/demo

@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Helpers shared by the mheap selftests: running a piece of code in a child
+ * process and collecting how it ended and what it printed on stderr, and
+ * reading the process's resident memory.
+ */
+#ifndef MHEAP_TEST_H
+#define MHEAP_TEST_H
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+struct child_result {
+	int status;		/* as from waitpid */
+	char err[8192];		/* what the child wrote on stderr */
+};
+
+/* Run fn(arg) in a child with stderr captured; the child exits 0 after fn. */
+static inline void run_child(void (*fn)(void *), void *arg, struct child_result *res)
+{
+	int pfd[2];
+	pid_t pid;
+	size_t n = 0;
+
+	memset(res, 0, sizeof(*res));
+	if (pipe(pfd))
+		abort();
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		abort();
+	if (pid == 0) {
+		dup2(pfd[1], STDERR_FILENO);
+		close(pfd[0]);
+		close(pfd[1]);
+		fn(arg);
+		_exit(0);
+	}
+	close(pfd[1]);
+	for (;;) {
+		ssize_t r = read(pfd[0], res->err + n, sizeof(res->err) - 1 - n);
+
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+	}
+	close(pfd[0]);
+	waitpid(pid, &res->status, 0);
+}
+
+static inline bool died_of(const struct child_result *res, int sig)
+{
+	return WIFSIGNALED(res->status) && WTERMSIG(res->status) == sig;
+}
+
+/* Resident set size of this process in bytes. */
+static inline size_t rss_bytes(void)
+{
+	long pages = 0, rss = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+
+	if (!f)
+		return 0;
+	if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
+		rss = 0;
+	fclose(f);
+	return (size_t)rss * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Built with a sanitizer (the top Makefile defines this for asan/tsan). */
+#ifdef MHEAP_SANITIZER
+#define UNDER_SANITIZER 1
+#else
+#define UNDER_SANITIZER 0
+#endif
+
+#endif
