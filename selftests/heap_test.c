@@ -1,0 +1,460 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The general heap, layer by layer: size classes, the arena map, the page
+ * allocator, span bitmaps, the scavenger, and the malloc-compatible API.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+
+#include "kselftest_harness.h"
+#include "mheap_test.h"
+
+#include "mheap.h"
+#include "arenamap.h"
+#include "mheap_impl.h"
+#include "pagealloc.h"
+#include "sizeclass.h"
+
+/* ------------------------------------------------------------ size classes */
+
+TEST(sizeclass_table_invariants)
+{
+	mh_free(mh_malloc(1));	/* initialises the heap and its tables */
+
+	ASSERT_EQ(0, mh_class[0].size);
+	for (unsigned c = 1; c < MH_NUM_CLASSES; c++) {
+		const struct size_class *sc = &mh_class[c];
+		uint32_t span = sc->npages * (uint32_t)MH_PAGE_SIZE;
+
+		/* Sizes grow strictly, are 8-aligned, 16-aligned from 32 on
+		 * (an object smaller than 32 bytes that is not a multiple of
+		 * 16 cannot need 16-byte alignment). */
+		if (c > 1)
+			ASSERT_LT(mh_class[c - 1].size, sc->size);
+		ASSERT_EQ(0, sc->size % (sc->size >= 32 ? 16 : 8));
+		/* A span holds nelems objects and wastes at most 1/8. */
+		ASSERT_EQ(span / sc->size, sc->nelems);
+		ASSERT_LE(span - sc->nelems * sc->size, span / 8);
+		ASSERT_LE(sc->nelems, MH_MAX_OBJS_PER_SPAN);
+		/* divmul gives the object index for every offset in the span. */
+		for (uint32_t off = 0; off < span; off += (sc->size > 64 ? 7 : 1))
+			ASSERT_EQ(off / sc->size, (uint32_t)(((uint64_t)off * sc->divmul) >> 32));
+	}
+	ASSERT_EQ(8, mh_class[1].size);
+	ASSERT_EQ(MH_MAX_SMALL_SIZE, mh_class[MH_NUM_CLASSES - 1].size);
+}
+
+TEST(size_to_class_picks_the_smallest_fitting_class)
+{
+	mh_free(mh_malloc(1));
+	for (size_t size = 1; size <= MH_MAX_SMALL_SIZE; size++) {
+		unsigned c = size_to_class(size);
+
+		ASSERT_GE(mh_class[c].size, size);
+		ASSERT_LT(mh_class[c - 1].size, size);
+	}
+}
+
+/* ------------------------------------------------------------ arena map */
+
+static int a_static;
+
+TEST(arena_map_finds_heap_pointers_and_only_them)
+{
+	void *small = mh_malloc(100), *large = mh_malloc(1 << 20);
+	void *libc = malloc(100);
+	int on_stack;
+	struct mspan *s;
+
+	ASSERT_NE(NULL, arena_of((uintptr_t)small));
+	s = span_of((uintptr_t)small);
+	ASSERT_NE(NULL, s);
+	EXPECT_EQ(MSPAN_SMALL, s->state);
+	EXPECT_LE(s->base, (uintptr_t)small);
+	EXPECT_GT(mspan_limit(s), (uintptr_t)small);
+
+	s = span_of((uintptr_t)large + 12345);	/* interior pointer */
+	ASSERT_NE(NULL, s);
+	EXPECT_EQ(MSPAN_LARGE, s->state);
+	EXPECT_EQ((uintptr_t)large, s->base);
+
+	/* Arenas are 64 MiB aligned, metadata knows its base. */
+	EXPECT_EQ(0, arena_of((uintptr_t)small)->base % MH_ARENA_SIZE);
+
+	/* Anything else is not in the heap, whatever its value. */
+	EXPECT_EQ(NULL, arena_of((uintptr_t)&on_stack));
+	EXPECT_EQ(NULL, arena_of((uintptr_t)&a_static));
+	EXPECT_EQ(NULL, arena_of((uintptr_t)libc));
+	EXPECT_EQ(NULL, arena_of(0));
+	EXPECT_EQ(NULL, arena_of((uintptr_t)1 << 50));
+	EXPECT_EQ(NULL, arena_of(UINTPTR_MAX));
+	free(libc);
+	mh_free(small);
+	mh_free(large);
+}
+
+TEST(heap_starts_at_the_arena_hint_and_grows_contiguously)
+{
+	/* Two allocations larger than an arena force two growths. */
+	char *a = mh_malloc(80 << 20), *b = mh_malloc(80 << 20);
+	struct heap_arena *first = arenamap_first();
+
+	ASSERT_NE(NULL, a);
+	ASSERT_NE(NULL, b);
+	/* 0xc000000000 is free in a fresh process. Sanitizers own that part
+	 * of the address space; there the OS chooses and we only check that
+	 * the objects work. */
+	if (!UNDER_SANITIZER) {
+		EXPECT_EQ((uintptr_t)0xc000000000, first->base);
+		for (struct heap_arena *ha = first; ha->next; ha = ha->next)
+			EXPECT_EQ(ha->base + MH_ARENA_SIZE, ha->next->base);
+	}
+	/* Large objects crossing arena boundaries are usable throughout. */
+	memset(a, 1, 80 << 20);
+	memset(b, 2, 80 << 20);
+	EXPECT_EQ(1, a[(80 << 20) - 1]);
+	mh_free(a);
+	mh_free(b);
+}
+
+/* ------------------------------------------------------------ page allocator */
+
+TEST(page_summaries)
+{
+	uint64_t bits[8] = { 0 };
+	struct pa_sum s = pa_summarize(bits, 0, 512);
+
+	EXPECT_EQ(512, s.start);
+	EXPECT_EQ(512, s.max);
+	EXPECT_EQ(512, s.end);
+
+	bits[0] = 0xf0;		/* pages 4..7 used */
+	bits[3] = ~(uint64_t)0;	/* pages 192..255 used */
+	bits[7] = (uint64_t)1 << 63;	/* page 511 used */
+	s = pa_summarize(bits, 0, 512);
+	EXPECT_EQ(4, s.start);
+	EXPECT_EQ(0, s.end);
+	EXPECT_EQ(511 - 256, s.max);
+	s = pa_summarize(bits, 64, 128);
+	EXPECT_EQ(128, s.start);
+}
+
+TEST(page_allocator_is_address_ordered_first_fit)
+{
+	/* Large objects come straight from the page allocator. */
+	char *a = mh_malloc(100 * MH_PAGE_SIZE);
+	char *b = mh_malloc(100 * MH_PAGE_SIZE);
+	char *c, *d;
+
+	ASSERT_NE(NULL, a);
+	ASSERT_NE(NULL, b);
+	mh_free(a);
+	c = mh_malloc(50 * MH_PAGE_SIZE);	/* fits in a's hole: goes there */
+	EXPECT_EQ(a, c);
+	d = mh_malloc(50 * MH_PAGE_SIZE);	/* the rest of the hole */
+	EXPECT_EQ(a + 50 * MH_PAGE_SIZE, d);
+	mh_free(b);
+	mh_free(c);
+	mh_free(d);
+}
+
+TEST(large_alignment_up_to_64MiB)
+{
+	for (size_t align = MH_PAGE_SIZE; align <= MH_ARENA_SIZE; align <<= 1) {
+		void *p = mh_aligned_alloc(align, 3 * MH_PAGE_SIZE);
+
+		ASSERT_NE(NULL, p);
+		EXPECT_EQ(0, (uintptr_t)p % align);
+		memset(p, 0xab, 3 * MH_PAGE_SIZE);
+		mh_free(p);
+	}
+}
+
+/* ------------------------------------------------------------ spans */
+
+TEST(span_hands_out_consecutive_objects_then_reuses_freed_ones)
+{
+	unsigned cls = size_to_class(48);
+	uint32_t n = mh_class[cls].nelems;
+	char **p = calloc(2 * n, sizeof(*p));
+	struct mspan *s;
+
+	ASSERT_NE(NULL, p);
+	for (uint32_t i = 0; i < n; i++)
+		p[i] = mh_malloc(48);
+	s = span_of((uintptr_t)p[n - 1]);
+	/* The objects of one span follow each other. */
+	for (uint32_t i = 1; i < n; i++)
+		if (span_of((uintptr_t)p[i]) == s && span_of((uintptr_t)p[i - 1]) == s)
+			ASSERT_EQ(p[i - 1] + 48, p[i]);
+	EXPECT_EQ(48, mh_usable_size(p[0]));
+	/* Free every other object of the full span; they come back. */
+	unsigned freed = 0;
+	for (uint32_t i = 0; i < n; i++)
+		if (span_of((uintptr_t)p[i]) == s && (i & 1)) {
+			mh_free(p[i]);
+			p[i] = NULL;
+			freed++;
+		}
+	ASSERT_GT(freed, n / 4);
+	unsigned reused = 0;
+	for (uint32_t i = 0; i < 2 * n; i++) {
+		p[n + (i % n)] = NULL;
+		char *q = mh_malloc(48);
+
+		if (span_of((uintptr_t)q) == s)
+			reused++;
+		mh_free(q);
+		if (reused == freed)
+			break;
+	}
+	EXPECT_GT(reused, 0);
+	for (uint32_t i = 0; i < n; i++)
+		mh_free(p[i]);
+	free(p);
+}
+
+TEST(empty_spans_return_to_the_page_heap)
+{
+	struct mh_stats before, after;
+	enum { N = 100000 };
+	void **p = malloc(N * sizeof(*p));
+
+	ASSERT_NE(NULL, p);
+	mh_stats_read(&before);
+	for (int i = 0; i < N; i++)
+		p[i] = mh_malloc(256);
+	for (int i = 0; i < N; i++)
+		mh_free(p[i]);
+	mh_stats_read(&after);
+	/* 25 MB were in use; at most this thread's current spans remain. */
+	EXPECT_LE(after.heap_inuse, before.heap_inuse + 256 * 1024);
+	free(p);
+}
+
+/* ------------------------------------------------------------ scavenger */
+
+TEST(scavenger_returns_a_freed_peak_to_the_os)
+{
+	enum { N = 256 };
+	void *p[N];
+	size_t rss_peak, rss_after = 0;
+	struct mh_stats st;
+
+	for (int i = 0; i < N; i++) {
+		p[i] = mh_malloc(1 << 20);
+		ASSERT_NE(NULL, p[i]);
+		memset(p[i], 1, 1 << 20);
+	}
+	rss_peak = rss_bytes();
+	ASSERT_GT(rss_peak, (size_t)N << 20);
+	for (int i = 0; i < N; i++)
+		mh_free(p[i]);
+	/* The recent peak is kept for a while (no refaults if it comes
+	 * back), then decays: keep the heap busy and watch RSS fall. */
+	for (int round = 0; round < 100; round++) {
+		usleep(50 * 1000);
+		mh_free(mh_malloc(2 << 20));
+		rss_after = rss_bytes();
+		if (rss_after < rss_peak - ((size_t)(N - 64) << 20))
+			break;
+	}
+	TH_LOG("RSS at peak %zu MiB, after free %zu MiB", rss_peak >> 20, rss_after >> 20);
+	EXPECT_LT(rss_after, rss_peak - ((size_t)(N - 64) << 20));
+	mh_stats_read(&st);
+	EXPECT_GE(st.heap_released, (uint64_t)(N - 64) << 20);
+	EXPECT_GT(st.scavenged_bytes, 0);
+}
+
+TEST(mh_scavenge_releases_every_free_page)
+{
+	struct mh_stats st;
+	void *p = mh_malloc(8 << 20);
+
+	memset(p, 1, 8 << 20);
+	mh_free(p);
+	mh_scavenge();
+	mh_stats_read(&st);
+	EXPECT_EQ(st.heap_idle, st.heap_released);
+	EXPECT_EQ(st.heap_sys, st.heap_idle + st.heap_inuse);
+}
+
+TEST(released_pages_read_as_zero_and_calloc_relies_on_it)
+{
+	char *p = mh_malloc(4 << 20);
+
+	memset(p, 0x5a, 4 << 20);
+	mh_free(p);
+	mh_scavenge();
+	char *q = mh_calloc(1, 4 << 20);
+	ASSERT_NE(NULL, q);
+	for (size_t i = 0; i < (4 << 20); i += 4096)
+		ASSERT_EQ(0, q[i]);
+	mh_free(q);
+	/* Dirty pages are cleared by calloc. */
+	p = mh_malloc(64 << 10);
+	memset(p, 0x5a, 64 << 10);
+	mh_free(p);
+	q = mh_calloc(64, 1 << 10);
+	for (size_t i = 0; i < (64 << 10); i++)
+		ASSERT_EQ(0, q[i]);
+	mh_free(q);
+}
+
+/* ------------------------------------------------------------ API semantics */
+
+TEST(malloc_zero_returns_unique_pointers)
+{
+	void *a = mh_malloc(0), *b = mh_malloc(0);
+
+	ASSERT_NE(NULL, a);
+	ASSERT_NE(NULL, b);
+	EXPECT_NE(a, b);
+	mh_free(a);
+	mh_free(b);
+	mh_free(NULL);
+}
+
+TEST(calloc_zeroes_and_checks_overflow)
+{
+	size_t big = (size_t)1 << 33;
+	char *p;
+
+	for (size_t n = 1; n <= 100000; n *= 7) {
+		p = mh_calloc(n, 3);
+		ASSERT_NE(NULL, p);
+		for (size_t i = 0; i < n * 3; i++)
+			ASSERT_EQ(0, p[i]);
+		memset(p, 0xff, n * 3);
+		mh_free(p);
+	}
+	errno = 0;
+	EXPECT_EQ(NULL, mh_calloc(big, big));
+	EXPECT_EQ(ENOMEM, errno);
+	errno = 0;
+	EXPECT_EQ(NULL, mh_calloc(SIZE_MAX / 2, 3));
+	EXPECT_EQ(ENOMEM, errno);
+}
+
+TEST(aligned_alloc_every_power_of_two_up_to_4MiB)
+{
+	for (size_t align = 1; align <= (4u << 20); align <<= 1) {
+		size_t sizes[] = { 1, 8, align, align + 1, 3 * align, 40000 };
+
+		for (unsigned i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+			char *p = mh_aligned_alloc(align, sizes[i]);
+
+			ASSERT_NE(NULL, p);
+			ASSERT_EQ(0, (uintptr_t)p % align)
+				TH_LOG("align %zu size %zu gave %p", align, sizes[i], p);
+			ASSERT_GE(mh_usable_size(p), sizes[i]);
+			memset(p, 0x11, sizes[i]);
+			mh_free(p);
+		}
+	}
+	errno = 0;
+	EXPECT_EQ(NULL, mh_aligned_alloc(24, 10));
+	EXPECT_EQ(EINVAL, errno);
+}
+
+TEST(realloc_stays_in_place_within_a_class_and_moves_otherwise)
+{
+	char *p = mh_malloc(100), *q;
+
+	ASSERT_EQ(112, mh_usable_size(p));	/* the 112-byte class */
+	memset(p, 7, 100);
+	q = mh_realloc(p, 112);
+	EXPECT_EQ(p, q);
+	q = mh_realloc(p, 105);
+	EXPECT_EQ(p, q);
+	q = mh_realloc(p, 5000);
+	ASSERT_NE(NULL, q);
+	EXPECT_NE(p, q);
+	for (int i = 0; i < 100; i++)
+		ASSERT_EQ(7, q[i]);
+	/* Growth through every class and into large objects keeps data. */
+	for (size_t size = 5000; size < (4u << 20); size = size * 3 / 2) {
+		q = mh_realloc(q, size);
+		ASSERT_NE(NULL, q);
+		ASSERT_EQ(7, q[99]);
+		q[size - 1] = 1;
+	}
+	EXPECT_EQ(NULL, mh_realloc(q, 0));	/* frees, as glibc */
+	q = mh_realloc(NULL, 10);		/* malloc */
+	ASSERT_NE(NULL, q);
+	mh_free(q);
+}
+
+TEST(usable_size_covers_the_request)
+{
+	for (size_t size = 1; size < (1u << 20); size = size * 5 / 4 + 1) {
+		void *p = mh_malloc(size);
+
+		ASSERT_GE(mh_usable_size(p), size);
+		memset(p, 0, mh_usable_size(p));
+		mh_free(p);
+	}
+	EXPECT_EQ(0, mh_usable_size(NULL));
+}
+
+static void exhaust_address_space(void *arg)
+{
+	struct rlimit rl = { 512 << 20, 512 << 20 };
+	size_t n = 0;
+	void *p;
+
+	(void)arg;
+	if (setrlimit(RLIMIT_AS, &rl))
+		_exit(10);
+	errno = 0;
+	if (mh_malloc((size_t)1 << 30) != NULL || errno != ENOMEM)
+		_exit(11);
+	/* Small objects until the heap cannot grow: NULL and ENOMEM. */
+	while ((p = mh_malloc(4000)) != NULL)
+		n++;
+	if (errno != ENOMEM || n < 1000)
+		_exit(12);
+	/* And the heap still works for what fits. */
+	errno = 0;
+	if (mh_calloc(SIZE_MAX, 2) != NULL || errno != ENOMEM)
+		_exit(13);
+	_exit(0);
+}
+
+TEST(out_of_memory_returns_null_with_enomem)
+{
+	struct child_result r;
+
+	if (UNDER_SANITIZER)
+		SKIP(return, "sanitizer runtimes reserve terabytes of shadow: RLIMIT_AS cannot apply");
+	run_child(exhaust_address_space, NULL, &r);
+	ASSERT_TRUE(WIFEXITED(r.status)) TH_LOG("child died: %s", r.err);
+	EXPECT_EQ(0, WEXITSTATUS(r.status));
+}
+
+TEST(stats_account_for_objects)
+{
+	struct mh_stats a, b;
+	void *p[1000];
+
+	mh_stats_read(&a);
+	for (int i = 0; i < 1000; i++)
+		p[i] = mh_malloc(64);
+	mh_stats_read(&b);
+	EXPECT_EQ(a.mallocs + 1000, b.mallocs);
+	EXPECT_EQ(a.by_class[size_to_class(64)].mallocs + 1000,
+		  b.by_class[size_to_class(64)].mallocs);
+	EXPECT_EQ(a.heap_alloc + 64000, b.heap_alloc);
+	EXPECT_EQ(b.heap_sys, b.heap_inuse + b.heap_idle);
+	EXPECT_LE(b.heap_released, b.heap_idle);
+	for (int i = 0; i < 1000; i++)
+		mh_free(p[i]);
+	mh_stats_read(&b);
+	EXPECT_EQ(a.frees + 1000, b.frees);
+	EXPECT_EQ(a.heap_alloc, b.heap_alloc);
+}
+
+TEST_HARNESS_MAIN

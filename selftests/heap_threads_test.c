@@ -1,0 +1,205 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The heap under threads: producer/consumer with every object freed by
+ * another thread and every byte checked, threads that come and go, and fork
+ * while other threads hold caches.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "kselftest_harness.h"
+#include "mheap_test.h"
+
+#include "mheap.h"
+
+/* ------------------------------------------------------------ producer/consumer */
+
+#define RING 1024
+
+struct ring {
+	_Atomic(uint8_t *) slot[RING];
+	atomic_ulong head, tail;	/* produced, consumed */
+	unsigned long total;
+	atomic_ulong bad;
+};
+
+static size_t obj_size(unsigned long seq)
+{
+	/* Mostly small, sometimes medium, now and then large. */
+	unsigned long h = seq * 2654435761u;
+
+	if (h % 97 == 0)
+		return 33000 + h % 100000;
+	return 1 + h % (h % 7 == 0 ? 16384 : 512);
+}
+
+static uint8_t pattern(unsigned long seq, size_t i)
+{
+	return (uint8_t)(seq * 31 + i);
+}
+
+static void *producer(void *arg)
+{
+	struct ring *r = arg;
+
+	for (unsigned long seq = 0; seq < r->total; seq++) {
+		size_t n = obj_size(seq);
+		uint8_t *p = mh_malloc(n + sizeof(seq));
+
+		if (!p)
+			abort();
+		memcpy(p, &seq, sizeof(seq));
+		for (size_t i = 0; i < n; i++)
+			p[sizeof(seq) + i] = pattern(seq, i);
+		while (atomic_load(&r->head) - atomic_load(&r->tail) >= RING)
+			sched_yield();
+		atomic_store(&r->slot[seq % RING], p);
+		atomic_store(&r->head, seq + 1);
+	}
+	return NULL;
+}
+
+static void *consumer(void *arg)
+{
+	struct ring *r = arg;
+
+	for (unsigned long seq = 0; seq < r->total; seq++) {
+		while (atomic_load(&r->head) <= seq)
+			sched_yield();
+		uint8_t *p = atomic_load(&r->slot[seq % RING]);
+		unsigned long got;
+		size_t n = obj_size(seq);
+
+		memcpy(&got, p, sizeof(got));
+		if (got != seq)
+			atomic_fetch_add(&r->bad, 1);
+		for (size_t i = 0; i < n; i++)
+			if (p[sizeof(seq) + i] != pattern(seq, i)) {
+				atomic_fetch_add(&r->bad, 1);
+				break;
+			}
+		mh_free(p);
+		atomic_store(&r->tail, seq + 1);
+	}
+	return NULL;
+}
+
+TEST(producer_consumer_cross_thread_frees_keep_every_byte)
+{
+	enum { PAIRS = 2 };
+	static struct ring rings[PAIRS];
+	pthread_t t[2 * PAIRS];
+	struct mh_stats before, after;
+
+	mh_stats_read(&before);
+	for (int i = 0; i < PAIRS; i++) {
+		rings[i].total = UNDER_SANITIZER ? 50000 : 400000;
+		pthread_create(&t[2 * i], NULL, producer, &rings[i]);
+		pthread_create(&t[2 * i + 1], NULL, consumer, &rings[i]);
+	}
+	for (int i = 0; i < 2 * PAIRS; i++)
+		pthread_join(t[i], NULL);
+	for (int i = 0; i < PAIRS; i++)
+		EXPECT_EQ(0, atomic_load(&rings[i].bad));
+	mh_stats_read(&after);
+	/* Every object came back; spans went home with their threads. */
+	EXPECT_EQ(after.mallocs - before.mallocs, after.frees - before.frees);
+	EXPECT_EQ(before.heap_alloc, after.heap_alloc);
+	EXPECT_LE(after.heap_inuse, before.heap_inuse + (1 << 20));
+}
+
+/* ------------------------------------------------------------ thread churn */
+
+static void *short_lived(void *arg)
+{
+	void *p[200];
+
+	(void)arg;
+	for (int i = 0; i < 200; i++)
+		p[i] = mh_malloc((size_t)(i * 37 % 3000) + 1);
+	/* Half freed here, half left for the main thread to free remotely. */
+	for (int i = 0; i < 200; i += 2)
+		mh_free(p[i]);
+	void **rest = mh_malloc(100 * sizeof(void *));
+	for (int i = 1, j = 0; i < 200; i += 2)
+		rest[j++] = p[i];
+	return rest;
+}
+
+TEST(threads_coming_and_going_give_their_caches_back)
+{
+	struct mh_stats st, base;
+	int rounds = UNDER_SANITIZER ? 50 : 500;
+
+	mh_free(mh_malloc(1));	/* this thread has its cache already */
+	mh_stats_read(&base);
+	for (int round = 0; round < rounds; round++) {
+		pthread_t t[4];
+		void **rest[4];
+
+		for (int i = 0; i < 4; i++)
+			pthread_create(&t[i], NULL, short_lived, NULL);
+		for (int i = 0; i < 4; i++) {
+			pthread_join(t[i], (void **)&rest[i]);
+			for (int j = 0; j < 100; j++)
+				mh_free(rest[i][j]);
+			mh_free(rest[i]);
+		}
+	}
+	mh_stats_read(&st);
+	EXPECT_EQ(base.threads_cached, st.threads_cached);
+	EXPECT_EQ(base.heap_alloc, st.heap_alloc);
+	EXPECT_EQ(st.mallocs - base.mallocs, st.frees - base.frees);
+}
+
+/* ------------------------------------------------------------ fork */
+
+static atomic_int stop;
+
+static void *churn(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&stop)) {
+		void *p = mh_malloc(100);
+
+		mh_free(p);
+	}
+	return NULL;
+}
+
+TEST(fork_while_other_threads_allocate)
+{
+	pthread_t t[2];
+
+	for (int i = 0; i < 2; i++)
+		pthread_create(&t[i], NULL, churn, NULL);
+	for (int i = 0; i < 20; i++) {
+		pid_t pid = fork();
+
+		ASSERT_GE(pid, 0);
+		if (pid == 0) {
+			struct mh_stats st;
+			void *p[1000];
+
+			for (int j = 0; j < 1000; j++)
+				p[j] = mh_malloc((size_t)j * 13 + 1);
+			for (int j = 0; j < 1000; j++)
+				mh_free(p[j]);
+			mh_stats_read(&st);
+			/* The other threads' caches were taken back. */
+			_exit(st.threads_cached == 1 ? 0 : 3);
+		}
+		int status;
+
+		ASSERT_EQ(pid, waitpid(pid, &status, 0));
+		ASSERT_TRUE(WIFEXITED(status));
+		ASSERT_EQ(0, WEXITSTATUS(status));
+	}
+	atomic_store(&stop, 1);
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+}
+
+TEST_HARNESS_MAIN

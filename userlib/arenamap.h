@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Heap arenas and the arena map (Go's heapArena, arenaHints and the
+ * two-level arenas[L1][L2] index in malloc.go/mheap.go).
+ *
+ * The heap's address space is reserved in 64 MiB heap arenas, each aligned
+ * to its size, at hint addresses that grow upwards from 0xc000000000 so the
+ * heap stays one contiguous block wherever the OS allows (a run of free pages
+ * may then cross arena boundaries). Each arena has a struct heap_arena of
+ * metadata kept outside the heap: the page-to-span reverse map and the page
+ * allocator's bitmaps for its 8192 pages.
+ *
+ * The arena map finds that metadata for any address in O(1): the arena
+ * number (address >> 26) is split into an L1 index (9 bits) and an L2 index
+ * (12 bits). L1 is a static array of pointers to L2 arrays of 4096 entries
+ * (32 KiB each), allocated when the first arena in their 256 GiB range is
+ * made. Entries are published with release stores and read with acquire
+ * loads and never removed, so lookups take no lock, and a lookup of any
+ * pointer - heap or not - is safe and tells whether it is in the heap.
+ */
+#ifndef MHEAP_ARENAMAP_H
+#define MHEAP_ARENAMAP_H
+
+#include "internal.h"
+
+#define MH_ARENA_L2_BITS	12
+#define MH_ARENA_L1_BITS	(MH_ADDR_BITS - MH_ARENA_SHIFT - MH_ARENA_L2_BITS)
+
+/* The page allocator summarises each 512-page chunk of an arena. */
+#define PA_CHUNK_PAGES		512
+#define PA_CHUNKS		(MH_PAGES_PER_ARENA / PA_CHUNK_PAGES)
+#define PA_WORDS		(MH_PAGES_PER_ARENA / 64)
+
+/* Free-run summary of a bitmap range, in pages (Go's pallocSum). */
+struct pa_sum {
+	uint16_t start;		/* free pages at the low end */
+	uint16_t max;		/* longest free run */
+	uint16_t end;		/* free pages at the high end */
+};
+
+struct mspan;
+
+struct heap_arena {
+	/* spans[i] is the span holding page i while it is in use, else NULL. */
+	struct mspan *spans[MH_PAGES_PER_ARENA];
+
+	uintptr_t base;
+	struct heap_arena *next;	/* all arenas, in address order */
+
+	/* Page allocator state (pagealloc.c), under the heap lock. */
+	uint64_t alloc[PA_WORDS];	/* 1: page in use */
+	uint64_t scav[PA_WORDS];	/* 1: free page released to the OS */
+	struct pa_sum chunk_sum[PA_CHUNKS];
+	struct pa_sum sum;		/* of the whole arena */
+};
+
+MH_HIDDEN extern struct heap_arena **mh_arena_l1[1u << MH_ARENA_L1_BITS];
+
+/* The arena holding p, or NULL when p is not in the heap. */
+static inline struct heap_arena *arena_of(uintptr_t p)
+{
+	if (p >> MH_ADDR_BITS)
+		return NULL;
+	uintptr_t n = p >> MH_ARENA_SHIFT;
+	struct heap_arena **l2 = LOAD_ACQUIRE(&mh_arena_l1[n >> MH_ARENA_L2_BITS]);
+
+	if (!l2)
+		return NULL;
+	return LOAD_ACQUIRE(&l2[n & ((1u << MH_ARENA_L2_BITS) - 1)]);
+}
+
+static inline uintptr_t arena_page(const struct heap_arena *ha, uintptr_t p)
+{
+	return (p - ha->base) >> MH_PAGE_SHIFT;
+}
+
+/* The span holding p, or NULL (not in the heap, or a free page). */
+static inline struct mspan *span_of(uintptr_t p)
+{
+	struct heap_arena *ha = arena_of(p);
+
+	return ha ? LOAD_RELAXED(&ha->spans[arena_page(ha, p)]) : NULL;
+}
+
+/*
+ * Reserve n contiguous new heap arenas (heap lock held), register them in the
+ * map and hand their pages to the page allocator as free. Returns the first,
+ * or NULL with errno = ENOMEM (arenas registered before a failure stay).
+ */
+MH_HIDDEN struct heap_arena *arenamap_grow(size_t n);
+/* Point pages [p, p + npages) at s (NULL to clear). Heap lock held. */
+MH_HIDDEN void arenamap_set_spans(uintptr_t p, uintptr_t npages, struct mspan *s);
+/* First arena in address order. */
+MH_HIDDEN struct heap_arena *arenamap_first(void);
+/* Arenas reserved so far. */
+MH_HIDDEN uint64_t arenamap_count(void);
+
+#endif

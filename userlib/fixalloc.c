@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: MIT
+/* See fixalloc.h. */
+#include <string.h>
+
+#include "fixalloc.h"
+#include "sysmem.h"
+
+#define FIXALLOC_SLAB (64 * 1024)
+
+void fixalloc_init(struct fixalloc *f, size_t size, size_t keep)
+{
+	memset(f, 0, sizeof(*f));
+	/* The free-list link lives after the kept bytes. */
+	f->size = ALIGN_UP(size < keep + sizeof(void *) ? keep + sizeof(void *) : size, 16);
+	f->keep = keep;
+}
+
+void *fixalloc_alloc(struct fixalloc *f)
+{
+	char *p;
+
+	if (f->free) {
+		p = f->free;
+		memcpy(&f->free, p + f->keep, sizeof(void *));
+		memset(p + f->keep, 0, f->size - f->keep);
+	} else {
+		if (f->nchunk < f->size) {
+			size_t slab = f->size > FIXALLOC_SLAB ? f->size : FIXALLOC_SLAB;
+			f->chunk = sys_alloc(slab);
+			if (!f->chunk)
+				return NULL;
+			f->nchunk = slab;
+		}
+		p = f->chunk;	/* fresh from mmap: already zero */
+		f->chunk += f->size;
+		f->nchunk -= f->size;
+	}
+	f->inuse += f->size;
+	return p;
+}
+
+void fixalloc_free(struct fixalloc *f, void *p)
+{
+	memcpy((char *)p + f->keep, &f->free, sizeof(void *));
+	f->free = p;
+	f->inuse -= f->size;
+}

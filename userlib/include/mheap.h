@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mheap: Go's runtime allocator rebuilt as a C library, with Go's user arenas
+ * made safe: a freed arena faults on access and its address space is kept in
+ * quarantine instead of being reused.
+ *
+ * Two halves share one page heap:
+ *  - the general heap (mh_malloc and friends): size-classed spans cached per
+ *    thread, explicit free, malloc-compatible semantics;
+ *  - user arenas (mh_arena_*): bump allocation into 8 MiB chunks, freed in
+ *    bulk, faulting after free.
+ *
+ * Everything here is thread-safe unless noted. Environment variables read at
+ * start-up are listed in README.md.
+ */
+#ifndef MHEAP_H
+#define MHEAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MHEAP_API __attribute__((visibility("default")))
+
+/* ------------------------------------------------------------------ heap */
+
+/*
+ * The malloc family. Semantics follow glibc: mh_malloc(0) returns a unique
+ * pointer; failures return NULL with errno = ENOMEM; mh_free(NULL) does
+ * nothing. Freeing a pointer the heap did not hand out, or freeing twice,
+ * aborts with a one-line "mheap: ..." message naming the address.
+ */
+MHEAP_API void *mh_malloc(size_t size);
+MHEAP_API void *mh_calloc(size_t n, size_t size);
+MHEAP_API void *mh_realloc(void *p, size_t size);
+/* Any power-of-two alignment; size need not be a multiple of it. */
+MHEAP_API void *mh_aligned_alloc(size_t align, size_t size);
+MHEAP_API void mh_free(void *p);
+MHEAP_API size_t mh_usable_size(const void *p);
+
+/* Number of small size classes, class 0 (large objects) included. */
+#define MH_NUM_SIZE_CLASSES 68
+
+/* Per size class counters; class 0 counts objects above 32 KiB. */
+struct mh_size_class_stats {
+	uint64_t size;		/* object size of the class (0 for class 0) */
+	uint64_t mallocs;	/* objects allocated, cumulative */
+	uint64_t frees;		/* objects freed, cumulative */
+};
+
+/*
+ * A snapshot of the heap, named after Go's runtime.MemStats. Byte counts of
+ * the page heap are exact at the time of the call; object counters are summed
+ * over all threads' caches without stopping them, so they can lag by the
+ * operations in flight.
+ */
+struct mh_stats {
+	/* Page heap. heap_sys = heap_inuse + heap_idle. */
+	uint64_t heap_sys;	/* address space reserved for the heap */
+	uint64_t heap_inuse;	/* bytes in spans in use (objects or chunks) */
+	uint64_t heap_idle;	/* bytes in free pages */
+	uint64_t heap_released;	/* part of heap_idle returned to the OS */
+	uint64_t heap_alloc;	/* bytes of live objects (small and large) */
+	uint64_t mallocs;	/* objects allocated, cumulative */
+	uint64_t frees;		/* objects freed, cumulative */
+	uint64_t metadata_sys;	/* bytes mapped for the allocator's own use */
+	uint64_t heap_arenas;	/* 64 MiB heap arenas reserved */
+	uint64_t scavenged_bytes; /* bytes returned to the OS, cumulative */
+	uint64_t threads_cached; /* threads that own a cache now */
+	struct mh_size_class_stats by_class[MH_NUM_SIZE_CLASSES];
+
+	/* User arenas (see below). */
+	uint64_t arenas_live;		/* arenas created and not yet freed */
+	uint64_t arena_chunks_live;	/* chunks owned by live arenas */
+	uint64_t arena_chunks_reuse;	/* partly used chunks on the reuse list */
+	uint64_t arena_chunks_quarantined; /* faulting chunks held back */
+	uint64_t arena_chunks_ready;	/* chunks out of quarantine, reusable */
+	uint64_t arena_quarantined_bytes; /* address space held in quarantine */
+	uint64_t arena_faults_caught;	/* use-after-free faults reported */
+	uint64_t arena_releases_budget;	/* chunks released early by the budget */
+	uint64_t arena_releases_enomem;	/* chunks released early on ENOMEM/EDQUOT */
+};
+
+/* Fill *st with a snapshot. Always succeeds. */
+MHEAP_API void mh_stats_read(struct mh_stats *st);
+/* Print the snapshot in a readable form to fd (MHEAP_STATS=1 does it at exit). */
+MHEAP_API void mh_stats_print(int fd);
+
+/* Return every free page to the OS now (the scavenger's work, all at once). */
+MHEAP_API void mh_scavenge(void);
+
+/* ---------------------------------------------------------------- arenas */
+
+typedef struct mh_arena mh_arena;
+
+MHEAP_API mh_arena *mh_arena_new(void);
+/* Memory that may hold pointers: bump-allocated upwards in the chunk. */
+MHEAP_API void *mh_arena_alloc(mh_arena *a, size_t size, size_t align);
+/* Pointer-free memory: bump-allocated downwards, as Go does. */
+MHEAP_API void *mh_arena_alloc_noscan(mh_arena *a, size_t size, size_t align);
+/* Zeroed, with n * size overflow checked (NULL, ENOMEM). */
+MHEAP_API void *mh_arena_calloc(mh_arena *a, size_t n, size_t size);
+/* Free everything in the arena at once; its memory faults from now on. */
+MHEAP_API void mh_arena_free(mh_arena *a);
+/* A copy on the general heap if p lies in an arena, else p itself. */
+MHEAP_API void *mh_arena_clone(const void *p, size_t size);
+/* Whether p points into an arena chunk (live or quarantined). O(1). */
+MHEAP_API bool mh_in_arena(const void *p);
+/* The fault backend in use: "kmod", "guard", "mprotect" or "none". */
+MHEAP_API const char *mh_backend_name(void);
+/* End the quarantine of every freed chunk now. */
+MHEAP_API void mh_quarantine_release(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MHEAP_H */

@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Definitions shared by the library's files: geometry of the heap, small
+ * helpers for atomics, locks and fatal errors. Nothing here allocates.
+ *
+ * Geometry (as Go on linux/amd64):
+ *   page        8 KiB: the unit of the page heap and of spans;
+ *   heap arena  64 MiB: the unit of address-space reservation, each with its
+ *               own metadata (struct heap_arena) found through the arena map;
+ *   user arena chunk 8 MiB by default: the unit of user-arena allocation.
+ */
+#ifndef MHEAP_INTERNAL_H
+#define MHEAP_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+
+#include "mheap.h"	/* the public header, userlib/include/mheap.h */
+
+#define MH_PAGE_SHIFT		13
+#define MH_PAGE_SIZE		((size_t)1 << MH_PAGE_SHIFT)
+#define MH_ARENA_SHIFT		26
+#define MH_ARENA_SIZE		((size_t)1 << MH_ARENA_SHIFT)
+#define MH_PAGES_PER_ARENA	(MH_ARENA_SIZE / MH_PAGE_SIZE)
+
+/* Small objects are up to 32 KiB; larger ones get a span of their own. */
+#define MH_MAX_SMALL_SIZE	32768
+#define MH_NUM_CLASSES		MH_NUM_SIZE_CLASSES
+/* The most objects a small span holds: 8-byte objects in one page. */
+#define MH_MAX_OBJS_PER_SPAN	(MH_PAGE_SIZE / 8)
+
+/* User space on x86-64 with 4-level paging is 47 bits. */
+#define MH_ADDR_BITS		47
+
+#define likely(x)	__builtin_expect(!!(x), 1)
+#define unlikely(x)	__builtin_expect(!!(x), 0)
+#define MH_HIDDEN	__attribute__((visibility("hidden")))
+#define MH_NORETURN	__attribute__((noreturn))
+
+#define ALIGN_UP(x, a)		(((x) + ((a) - 1)) & ~((uintptr_t)(a) - 1))
+#define ALIGN_DOWN(x, a)	((x) & ~((uintptr_t)(a) - 1))
+#define IS_POW2(x)		((x) != 0 && ((x) & ((x) - 1)) == 0)
+
+/*
+ * Relaxed atomics for fields one thread writes and others only peek at (a
+ * span's freeindex, its allocation bitmap). On x86 these are plain moves;
+ * they keep the compiler honest and ThreadSanitizer informed.
+ */
+#define LOAD_RELAXED(p)		__atomic_load_n((p), __ATOMIC_RELAXED)
+#define STORE_RELAXED(p, v)	__atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define LOAD_ACQUIRE(p)		__atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define STORE_RELEASE(p, v)	__atomic_store_n((p), (v), __ATOMIC_RELEASE)
+/* Add to a counter only its owner writes: no locked instruction needed. */
+#define OWNER_ADD(p, v)		STORE_RELAXED((p), LOAD_RELAXED(p) + (v))
+
+/* Locks: pthread mutexes, which fork handlers and TSan understand. */
+typedef pthread_mutex_t mh_lock_t;
+#define MH_LOCK_INIT PTHREAD_MUTEX_INITIALIZER
+static inline void mh_lock(mh_lock_t *l) { pthread_mutex_lock(l); }
+static inline void mh_unlock(mh_lock_t *l) { pthread_mutex_unlock(l); }
+static inline void mh_lock_reinit(mh_lock_t *l) { pthread_mutex_init(l, NULL); }
+
+/*
+ * Print "mheap: <message>" on stderr as one line and abort. Formats into a
+ * stack buffer and writes with one write(2): safe anywhere, even with the
+ * heap's locks held.
+ */
+MH_HIDDEN MH_NORETURN void mh_fatal(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
+/* The same without aborting (warnings, reports). */
+MH_HIDDEN void mh_print(int fd, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Environment, read once at start-up without allocating. */
+MH_HIDDEN uint64_t mh_env_u64(const char *name, uint64_t def);
+MH_HIDDEN const char *mh_env_str(const char *name);
+
+/* Monotonic clock in nanoseconds. */
+MH_HIDDEN uint64_t mh_nanotime(void);
+
+#endif /* MHEAP_INTERNAL_H */

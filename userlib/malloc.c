@@ -1,0 +1,328 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The malloc-compatible API (Go's malloc.go: mallocgc and its helpers, plus
+ * the explicit free Go does not have).
+ *
+ * Allocating a small object climbs the hierarchy of malloc.go:
+ *  1. round the size to its class and take the next free object from the
+ *     thread's span through the 64-bit window: a count-trailing-zeros, a
+ *     shift and a store; no lock, no atomic;
+ *  2. when the window is empty, refill it from the span's bitmap, sweep the
+ *     span in place, or swap the span at the class's mcentral;
+ *  3. the mcentral hands out an unowned span or asks the page heap;
+ *  4. the page heap grows by whole 64 MiB arenas.
+ * Objects above 32 KiB get a span of their own straight from the page heap.
+ *
+ * Freeing finds the span in O(1) through the arena map. The owner's free is
+ * a plain bit set in freed_local; anyone else's is an atomic bit set plus an
+ * atomic add on the span (mspan.h): no global lock either way. Everything a
+ * free is given is checked first - that the pointer is in the heap, at the
+ * start of an object, and allocated now - and a violation aborts with one
+ * "mheap: ..." line naming the address.
+ *
+ * Tiny objects: Go packs several pointer-free objects under 16 bytes into
+ * one 16-byte block, freed together by the GC once all are dead. With
+ * explicit free that needs a per-block count and turns every free of a tiny
+ * object into a read-modify-write that can no longer detect double frees
+ * exactly. The 8- and 16-byte classes already hold requests of 1-16 bytes
+ * without padding beyond their class, so we do not build a tiny allocator;
+ * README.md gives the measurements.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "arenamap.h"
+#include "mcache.h"
+#include "mheap_impl.h"
+#include "pagealloc.h"
+#include "sizeclass.h"
+
+/* ------------------------------------------------------------ allocation */
+
+static MH_NORETURN void bad_pointer(uintptr_t p, const char *what)
+{
+	struct heap_arena *ha = arena_of(p);
+
+	/* A pointer into free pages of the heap was allocated once: the most
+	 * likely story is that it has been freed already. */
+	if (ha && !LOAD_RELAXED(&ha->spans[arena_page(ha, p)]) && (p & 7) == 0)
+		mh_fatal("double free of %#lx%s", (unsigned long)p, what);
+	mh_fatal("invalid free of %#lx%s", (unsigned long)p, what);
+}
+
+static void *large_alloc(size_t size, size_t align, bool zero)
+{
+	struct mcache *c = mcache_get();
+	uintptr_t npages, align_pages = 1;
+	struct mspan *s;
+
+	if (size > PTRDIFF_MAX - MH_ARENA_SIZE) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	npages = (size + MH_PAGE_SIZE - 1) >> MH_PAGE_SHIFT;
+	if (align > MH_PAGE_SIZE)
+		align_pages = align >> MH_PAGE_SHIFT;
+	mheap_init();
+	s = mheap_alloc_span(npages, align_pages, 0, MSPAN_LARGE);
+	if (!s)
+		return NULL;
+	if (zero && s->needzero)
+		memset((void *)s->base, 0, npages << MH_PAGE_SHIFT);
+	if (c)
+		OWNER_ADD(&c->nmalloc[0], 1);
+	return (void *)s->base;
+}
+
+static inline void *small_alloc(unsigned cls)
+{
+	struct mcache *c = mcache_get();
+	struct mspan *s;
+	uintptr_t p;
+
+	if (unlikely(!c))
+		return NULL;
+	s = c->alloc[cls];
+	uint64_t window = s->alloc_cache;
+	if (likely(window)) {
+		unsigned bit = (unsigned)__builtin_ctzll(window);
+		uint32_t idx = s->freeindex + bit;
+
+		s->alloc_cache = window >> bit >> 1;
+		STORE_RELAXED(&s->freeindex, idx + 1);
+		p = s->base + (uintptr_t)idx * s->elemsize;
+	} else {
+		p = mcache_alloc_slow(c, cls);
+		if (unlikely(!p)) {
+			errno = ENOMEM;
+			return NULL;
+		}
+	}
+	OWNER_ADD(&c->nmalloc[cls], 1);
+	return (void *)p;
+}
+
+void *mh_malloc(size_t size)
+{
+	if (likely(size <= MH_MAX_SMALL_SIZE)) {
+		mheap_init();
+		return small_alloc(size_to_class(size));
+	}
+	return large_alloc(size, 0, false);
+}
+
+void *mh_calloc(size_t n, size_t size)
+{
+	size_t total;
+	void *p;
+
+	if (__builtin_mul_overflow(n, size, &total)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (total > MH_MAX_SMALL_SIZE)
+		return large_alloc(total, 0, true);
+	p = mh_malloc(total);
+	if (p)
+		memset(p, 0, total);
+	return p;
+}
+
+void *mh_aligned_alloc(size_t align, size_t size)
+{
+	if (!IS_POW2(align)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (align <= 8)
+		return mh_malloc(size);	/* every class is a multiple of 8 */
+	if (align <= MH_PAGE_SIZE && size <= MH_MAX_SMALL_SIZE) {
+		/* Objects sit at base + i * size in page-aligned spans: a class
+		 * whose size is a multiple of align keeps every object aligned. */
+		mheap_init();
+		for (unsigned cls = size_to_class(size ? size : 1); cls < MH_NUM_CLASSES; cls++)
+			if (mh_class[cls].size % align == 0)
+				return small_alloc(cls);
+	}
+	return large_alloc(size ? size : 1, align, false);
+}
+
+/* ------------------------------------------------------------ free */
+
+/* The span of p, checked: p must be the start of an allocated object. */
+static struct mspan *checked_span(uintptr_t p, uint32_t *idx_out, const char *what)
+{
+	struct heap_arena *ha = arena_of(p);
+	struct mspan *s = ha ? LOAD_RELAXED(&ha->spans[arena_page(ha, p)]) : NULL;
+
+	if (unlikely(!s))
+		bad_pointer(p, what);
+	if (likely(s->state == MSPAN_SMALL)) {
+		uint32_t idx = mspan_obj_index(s, p);
+
+		if (unlikely(s->base + (uintptr_t)idx * s->elemsize != p))
+			mh_fatal("invalid free of %#lx%s (inside an object)", (unsigned long)p, what);
+		*idx_out = idx;
+	} else if (s->state == MSPAN_LARGE) {
+		if (unlikely(p != s->base))
+			mh_fatal("invalid free of %#lx%s (inside an object)", (unsigned long)p, what);
+		*idx_out = 0;
+	} else {
+		mh_fatal("invalid free of %#lx%s (user-arena memory)", (unsigned long)p, what);
+	}
+	return s;
+}
+
+static MH_NORETURN void double_free(uintptr_t p)
+{
+	mh_fatal("double free of %#lx", (unsigned long)p);
+}
+
+static void remote_free(struct mspan *s, uint32_t idx, uintptr_t p)
+{
+	uint64_t gen = LOAD_ACQUIRE(&s->gen);
+	unsigned cls = s->sizeclass;
+	unsigned w = idx / 64;
+	uint64_t bit = (uint64_t)1 << (idx % 64);
+
+	if (!mspan_obj_allocated(s, idx))
+		double_free(p);
+	/* Set the bit first, count it second: whoever sees the count reach
+	 * `outstanding` knows every bit is already in place. */
+	if (__atomic_fetch_or(&s->freed_remote[w], bit, __ATOMIC_ACQ_REL) & bit)
+		double_free(p);
+	int64_t old = __atomic_fetch_add(&s->remote, REMOTE_ONE, __ATOMIC_ACQ_REL);
+
+	if (old & REMOTE_OWNED)
+		return;	/* the owner folds it in at its next sweep */
+	int64_t pending = (old >> REMOTE_SHIFT) + 1;
+	if (pending == 1 || pending == (int64_t)LOAD_RELAXED(&s->outstanding))
+		mcentral_remote_event(s, cls, gen);
+}
+
+void mh_free(void *ptr)
+{
+	uintptr_t p = (uintptr_t)ptr;
+	uint32_t idx;
+	struct mspan *s;
+	struct mcache *c;
+
+	if (unlikely(!p))
+		return;
+	s = checked_span(p, &idx, "");
+	c = mcache_get();
+	if (likely(s->state == MSPAN_SMALL)) {
+		unsigned cls = s->sizeclass;
+
+		if (likely(c && LOAD_RELAXED(&s->owner) == c)) {
+			unsigned w = idx / 64;
+			uint64_t bit = (uint64_t)1 << (idx % 64);
+
+			if (unlikely(!mspan_obj_allocated(s, idx)))
+				double_free(p);
+			STORE_RELAXED(&s->freed_local[w], s->freed_local[w] | bit);
+			s->nfreed_local++;
+		} else {
+			remote_free(s, idx, p);
+		}
+		if (c)
+			OWNER_ADD(&c->nfree[cls], 1);
+		return;
+	}
+	if (c)
+		OWNER_ADD(&c->nfree[0], 1);
+	mheap_free_span(s);
+}
+
+size_t mh_usable_size(const void *ptr)
+{
+	struct heap_arena *ha = arena_of((uintptr_t)ptr);
+	struct mspan *s = ha ? LOAD_RELAXED(&ha->spans[arena_page(ha, (uintptr_t)ptr)]) : NULL;
+
+	if (!s)
+		return 0;
+	if (s->state == MSPAN_SMALL)
+		return s->elemsize;
+	if (s->state == MSPAN_LARGE)
+		return (s->npages << MH_PAGE_SHIFT) - ((uintptr_t)ptr - s->base);
+	return 0;
+}
+
+void *mh_realloc(void *ptr, size_t size)
+{
+	uintptr_t p = (uintptr_t)ptr;
+	uint32_t idx;
+	struct mspan *s;
+	size_t old;
+	void *q;
+
+	if (!ptr)
+		return mh_malloc(size);
+	if (size == 0) {	/* as glibc: free and return NULL */
+		mh_free(ptr);
+		return NULL;
+	}
+	s = checked_span(p, &idx, " in realloc");
+	if (s->state == MSPAN_SMALL) {
+		if (!mspan_obj_allocated(s, idx))
+			mh_fatal("double free of %#lx in realloc (pointer already freed)",
+				 (unsigned long)p);
+		old = s->elemsize;
+		/* Same class: nothing to do, in either direction. */
+		if (size <= MH_MAX_SMALL_SIZE && size_to_class(size) == s->sizeclass)
+			return ptr;
+	} else {
+		old = s->npages << MH_PAGE_SHIFT;
+		/* A large object stays while it needs at least half its pages. */
+		if (size > MH_MAX_SMALL_SIZE && size <= old && size > old / 2)
+			return ptr;
+	}
+	q = mh_malloc(size);
+	if (!q)
+		return NULL;	/* the old block is untouched, as C requires */
+	memcpy(q, ptr, old < size ? old : size);
+	mh_free(ptr);
+	return q;
+}
+
+void mh_scavenge(void)
+{
+	mheap_init();
+	scavenge_all();
+}
+
+/* ------------------------------------------------------------ fork */
+
+static void fork_prepare(void)
+{
+	mh_lock(&mh_caches_lock);
+	mheap_lock_all();
+}
+
+static void fork_parent(void)
+{
+	mheap_unlock_all();
+	mh_unlock(&mh_caches_lock);
+}
+
+static void fork_child(void)
+{
+	/* Only this thread survives, and it holds every lock (prepare took
+	 * them): the heap is consistent. The other threads' caches give their
+	 * spans back so nothing stays owned by a ghost. */
+	mheap_unlock_all();
+	mcache_after_fork_child();
+	mh_unlock(&mh_caches_lock);
+}
+
+/*
+ * Hooks that may allocate (pthread_key_create, pthread_atfork) are set up
+ * by a constructor, never from inside malloc: by the time it runs the heap
+ * can serve the allocations they make.
+ */
+__attribute__((constructor)) static void malloc_hooks_init(void)
+{
+	mheap_init();
+	mcache_key_init();
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
+}

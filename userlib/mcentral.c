@@ -1,0 +1,112 @@
+// SPDX-License-Identifier: MIT
+/*
+ * mcentral: the spans of one size class that no thread's cache owns (Go's
+ * mcentral.go). Caches take spans with free objects from the partial list
+ * and give back spans they have used up; a span whose last object is freed
+ * returns to the page heap.
+ *
+ * Go finds reusable spans by sweeping after each GC. With explicit free the
+ * span's `remote` word (mspan.h) tells instead: freeing into an unowned span
+ * is lock-free, and only the free that makes a span's first pending free
+ * (it may need to leave the full list) or its last (the span is empty)
+ * comes here, once per span per trip through the list.
+ */
+#include "mcache.h"
+#include "mheap_impl.h"
+#include "sizeclass.h"
+
+static void list_push(struct mspan **head, struct mspan *s, enum mspan_list which)
+{
+	s->prev = NULL;
+	s->next = *head;
+	if (*head)
+		(*head)->prev = s;
+	*head = s;
+	STORE_RELAXED(&s->list, (uint8_t)which);
+}
+
+static void list_remove(struct mcentral *mc, struct mspan *s)
+{
+	struct mspan **head = s->list == MSPAN_LIST_FULL ? &mc->full : &mc->partial;
+
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		*head = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	s->next = s->prev = NULL;
+	STORE_RELAXED(&s->list, (uint8_t)MSPAN_LIST_NONE);
+}
+
+struct mspan *mcentral_cache_span(unsigned sizeclass, struct mcache *c)
+{
+	struct mcentral *mc = &mh_heap.central[sizeclass];
+	struct mspan *s;
+
+	mh_lock(&mc->lock);
+	s = mc->partial;
+	if (s) {
+		list_remove(mc, s);
+		__atomic_fetch_or(&s->remote, REMOTE_OWNED, __ATOMIC_ACQ_REL);
+		STORE_RELAXED(&s->owner, c);
+		mh_unlock(&mc->lock);
+		mspan_sweep(s);
+		return s;
+	}
+	mh_unlock(&mc->lock);
+
+	s = mheap_alloc_span(mh_class[sizeclass].npages, 1, sizeclass, MSPAN_SMALL);
+	if (s) {
+		s->remote = REMOTE_OWNED;
+		STORE_RELAXED(&s->owner, c);
+	}
+	return s;
+}
+
+void mcentral_uncache_span(struct mspan *s)
+{
+	struct mcentral *mc = &mh_heap.central[s->sizeclass];
+	uint32_t outstanding = 0;
+
+	mspan_fold_local(s);
+	for (unsigned w = 0; w < mspan_bitmap_words(s->nelems); w++)
+		outstanding += (uint32_t)__builtin_popcountll(s->alloc_bits[w]);
+
+	mh_lock(&mc->lock);
+	STORE_RELAXED(&s->owner, NULL);
+	STORE_RELAXED(&s->outstanding, outstanding);
+	int64_t old = __atomic_fetch_and(&s->remote, ~REMOTE_OWNED, __ATOMIC_ACQ_REL);
+	int64_t pending = old >> REMOTE_SHIFT;
+
+	if (pending == (int64_t)outstanding)
+		mheap_free_span(s);
+	else if (outstanding < s->nelems || pending > 0)
+		list_push(&mc->partial, s, MSPAN_LIST_PARTIAL);
+	else
+		list_push(&mc->full, s, MSPAN_LIST_FULL);
+	mh_unlock(&mc->lock);
+}
+
+void mcentral_remote_event(struct mspan *s, unsigned sizeclass, uint64_t gen)
+{
+	struct mcentral *mc = &mh_heap.central[sizeclass];
+
+	mh_lock(&mc->lock);
+	/* The span may have died (and been reborn) since our free. */
+	if (LOAD_ACQUIRE(&s->gen) == gen) {
+		int64_t st = LOAD_ACQUIRE(&s->remote);
+		int64_t pending = st >> REMOTE_SHIFT;
+
+		if (!(st & REMOTE_OWNED) && s->list != MSPAN_LIST_NONE) {
+			if (pending == (int64_t)s->outstanding) {
+				list_remove(mc, s);
+				mheap_free_span(s);
+			} else if (pending > 0 && s->list == MSPAN_LIST_FULL) {
+				list_remove(mc, s);
+				list_push(&mc->partial, s, MSPAN_LIST_PARTIAL);
+			}
+		}
+	}
+	mh_unlock(&mc->lock);
+}

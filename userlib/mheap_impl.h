@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mheap: the page heap (Go's mheap.go). It owns the heap lock, the page
+ * allocator and the arena map, makes spans out of runs of pages and takes
+ * them back, and holds one mcentral per size class.
+ *
+ * Lock order: caches lock -> mcentral lock -> heap lock. Nothing that takes
+ * the heap lock calls back into the allocator.
+ */
+#ifndef MHEAP_MHEAP_IMPL_H
+#define MHEAP_MHEAP_IMPL_H
+
+#include "arenamap.h"
+#include "fixalloc.h"
+#include "mspan.h"
+
+/* mcentral (mcentral.c): the unowned spans of one size class. */
+struct mcentral {
+	mh_lock_t lock;
+	struct mspan *partial;	/* spans with free objects */
+	struct mspan *full;	/* spans that had none when put here */
+} __attribute__((aligned(64)));
+
+/* Span structs come in buckets by bitmap size, bitmaps stored behind them. */
+#define SPAN_BUCKETS 6
+
+struct mheap {
+	mh_lock_t lock;
+	int initialized;
+	struct fixalloc spanalloc[SPAN_BUCKETS];
+	struct fixalloc cachealloc;
+	uint64_t large_live_bytes;	/* bytes in large objects now */
+	uint64_t scavenged_pages;	/* pages released, cumulative */
+	struct mcentral central[MH_NUM_CLASSES];
+};
+
+MH_HIDDEN extern struct mheap mh_heap;
+
+/* Set the heap up on first use; cheap once done. */
+MH_HIDDEN void mheap_init_slow(void);
+static inline void mheap_init(void)
+{
+	if (unlikely(!LOAD_ACQUIRE(&mh_heap.initialized)))
+		mheap_init_slow();
+}
+
+/*
+ * A span of npages pages, its first page number a multiple of align_pages.
+ * sizeclass > 0 makes a small-object span of that class, state tells what
+ * else it is. NULL with errno = ENOMEM when memory runs out.
+ */
+MH_HIDDEN struct mspan *mheap_alloc_span(uintptr_t npages, uintptr_t align_pages,
+					 unsigned sizeclass, enum mspan_state state);
+/* Give a span's pages back to the page heap; the struct dies (gen moves on). */
+MH_HIDDEN void mheap_free_span(struct mspan *s);
+/* Run the scavenger's policy (heap lock held); see scavenge.c. */
+MH_HIDDEN void scavenge_after_free(void);
+MH_HIDDEN void scavenge_init(void);
+MH_HIDDEN void scavenge_note_alloc(void);
+/* Release every free page now. */
+MH_HIDDEN void scavenge_all(void);
+
+/* mcentral.c */
+MH_HIDDEN struct mspan *mcentral_cache_span(unsigned sizeclass, struct mcache *c);
+MH_HIDDEN void mcentral_uncache_span(struct mspan *s);
+MH_HIDDEN void mcentral_remote_event(struct mspan *s, unsigned sizeclass, uint64_t gen);
+
+/* Fork handlers take every allocator lock (malloc.c registers them). */
+MH_HIDDEN void mheap_lock_all(void);
+MH_HIDDEN void mheap_unlock_all(void);
+
+#endif

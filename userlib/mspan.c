@@ -1,0 +1,132 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Object allocation inside a span and the folding of frees ("sweeping").
+ * The design, the allocation invariant and the roles of the three bitmaps
+ * are described in mspan.h.
+ */
+#include <string.h>
+
+#include "mspan.h"
+#include "sizeclass.h"
+
+/* Bits of word w that stand for real objects (the last word may be short). */
+static inline uint64_t word_mask(const struct mspan *s, unsigned w)
+{
+	unsigned left = s->nelems - w * 64;
+
+	return left >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << left) - 1);
+}
+
+/* Bits of word w below object index `limit`. */
+static inline uint64_t below_mask(unsigned w, uint32_t limit)
+{
+	if (limit <= w * 64)
+		return 0;
+	if (limit >= (w + 1) * 64)
+		return ~(uint64_t)0;
+	return ((uint64_t)1 << (limit - w * 64)) - 1;
+}
+
+uintptr_t mspan_next_free(struct mspan *s)
+{
+	uint32_t idx = s->freeindex;
+
+	while (idx < s->nelems) {
+		unsigned w = idx / 64, b = idx % 64;
+		uint64_t avail = ~LOAD_RELAXED(&s->alloc_bits[w]) & word_mask(s, w);
+
+		avail >>= b;
+		if (avail) {
+			unsigned bit = (unsigned)__builtin_ctzll(avail);
+
+			idx += bit;
+			/* Window: the objects after idx in the same word. */
+			s->alloc_cache = (b + bit == 63) ? 0 : avail >> (bit + 1);
+			STORE_RELAXED(&s->freeindex, idx + 1);
+			return s->base + (uintptr_t)idx * s->elemsize;
+		}
+		idx = (w + 1) * 64;
+	}
+	s->alloc_cache = 0;
+	STORE_RELAXED(&s->freeindex, s->nelems);
+	return 0;
+}
+
+void mspan_fold_local(struct mspan *s)
+{
+	unsigned nw = mspan_bitmap_words(s->nelems);
+
+	for (unsigned w = 0; w < nw; w++) {
+		uint64_t bits = LOAD_RELAXED(&s->alloc_bits[w]);
+
+		bits |= below_mask(w, s->freeindex);
+		bits &= ~LOAD_RELAXED(&s->freed_local[w]);
+		STORE_RELAXED(&s->freed_local[w], 0);
+		STORE_RELAXED(&s->alloc_bits[w], bits);
+	}
+	s->nfreed_local = 0;
+	s->alloc_cache = 0;
+	STORE_RELAXED(&s->freeindex, 0);
+}
+
+void mspan_sweep(struct mspan *s)
+{
+	unsigned nw = mspan_bitmap_words(s->nelems);
+	int64_t folded = 0;
+
+	mspan_fold_local(s);
+	for (unsigned w = 0; w < nw; w++) {
+		uint64_t r = __atomic_exchange_n(&s->freed_remote[w], 0, __ATOMIC_ACQ_REL);
+
+		if (r) {
+			STORE_RELAXED(&s->alloc_bits[w], LOAD_RELAXED(&s->alloc_bits[w]) & ~r);
+			folded += __builtin_popcountll(r);
+		}
+	}
+	if (folded)
+		__atomic_sub_fetch(&s->remote, folded * REMOTE_ONE, __ATOMIC_ACQ_REL);
+}
+
+bool mspan_obj_allocated(const struct mspan *s, uint32_t idx)
+{
+	unsigned w = idx / 64;
+	uint64_t bit = (uint64_t)1 << (idx % 64);
+
+	if (!(idx < LOAD_RELAXED(&s->freeindex) || (LOAD_RELAXED(&s->alloc_bits[w]) & bit)))
+		return false;
+	if (LOAD_RELAXED(&s->freed_remote[w]) & bit)
+		return false;
+	/* freed_local is written by the owner only, with relaxed stores, so
+	 * a remote freer can see a free the owner made before. */
+	return !(LOAD_RELAXED(&s->freed_local[w]) & bit);
+}
+
+uint32_t mspan_pending_frees(const struct mspan *s)
+{
+	int64_t remote = LOAD_RELAXED(&s->remote) >> REMOTE_SHIFT;
+
+	return s->nfreed_local + (remote > 0 ? (uint32_t)remote : 0);
+}
+
+void mspan_init_small(struct mspan *s, unsigned sizeclass)
+{
+	const struct size_class *sc = &mh_class[sizeclass];
+	unsigned nw = mspan_bitmap_words(sc->nelems);
+
+	s->state = MSPAN_SMALL;
+	s->sizeclass = (uint8_t)sizeclass;
+	s->elemsize = sc->size;
+	s->nelems = sc->nelems;
+	s->divmul = sc->divmul;
+	s->needzero = 1;
+	s->freeindex = 0;
+	s->alloc_cache = 0;
+	s->nfreed_local = 0;
+	s->outstanding = 0;
+	s->remote = 0;
+	s->owner = NULL;
+	s->list = MSPAN_LIST_NONE;
+	memset(s->alloc_bits, 0, nw * sizeof(uint64_t));
+	memset(s->freed_local, 0, nw * sizeof(uint64_t));
+	memset(s->freed_remote, 0, nw * sizeof(uint64_t));
+}

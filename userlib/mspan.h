@@ -1,0 +1,134 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mspan: a run of pages, as in Go's mheap.go/mbitmap.go. A span is either
+ * free (owned by the page heap), a small-object span cut into objects of one
+ * size class, a large-object span holding one object, or a user-arena chunk.
+ *
+ * Small-object spans and explicit free
+ * ------------------------------------
+ * Go allocates from a span by scanning allocBits from freeindex, through a
+ * 64-bit inverted window (allocCache) consumed with count-trailing-zeros; the
+ * GC later sweeps the span, replacing allocBits with the mark bits. C frees
+ * explicitly, so "sweeping" here folds recorded frees into allocBits:
+ *
+ *   allocated(i) = (i < freeindex || alloc_bits[i]) && !freed(i)
+ *
+ * Objects below freeindex were either allocated at the last sweep or handed
+ * out since. A free records the object in one of two bitmaps:
+ *   - freed_local, plain stores, when the freeing thread's cache owns the
+ *     span (the common case: the fast path of free takes no atomic);
+ *   - freed_remote, an atomic OR plus an atomic add to `remote`, otherwise.
+ * The owner sweeps (new alloc_bits = (alloc_bits | [0, freeindex)) minus both
+ * freed sets, freeindex = 0) when its span runs dry, so freed objects are
+ * reused from then on.
+ *
+ * Ownership and the remote counter
+ * --------------------------------
+ * A small span is either owned by one thread's mcache or unowned on its
+ * mcentral's partial or full list. `remote` packs that state with the count
+ * of remote frees not yet folded in:  remote = count << REMOTE_SHIFT | flags.
+ * Remote freers add to it without a lock; only two transitions of an unowned
+ * span take the mcentral lock, each made by exactly one thread: the first
+ * pending free (the span may leave the full list) and the free that makes
+ * count equal `outstanding`, the objects allocated when the owner let go (the
+ * span is empty and goes back to the page heap). `gen` counts the span
+ * struct's lives so that a freer arriving late at the lock can tell that the
+ * span it freed into has died meanwhile. The owner's sweep subtracts what it
+ * folded, so the count may dip below zero for a moment (a freer has set its
+ * bit but not yet added); the shift keeps the flags intact.
+ */
+#ifndef MHEAP_MSPAN_H
+#define MHEAP_MSPAN_H
+
+#include "internal.h"
+
+enum mspan_state {
+	MSPAN_DEAD = 0,		/* struct not in use */
+	MSPAN_SMALL,		/* objects of one size class */
+	MSPAN_LARGE,		/* a single object above 32 KiB */
+	MSPAN_CHUNK,		/* a user-arena chunk */
+};
+
+enum mspan_list {
+	MSPAN_LIST_NONE = 0,	/* owned by a cache, or not a small span */
+	MSPAN_LIST_PARTIAL,	/* unowned, has free objects */
+	MSPAN_LIST_FULL,	/* unowned, had none when it was put there */
+};
+
+#define REMOTE_OWNED	((int64_t)1)	/* a cache owns the span */
+#define REMOTE_SHIFT	8
+#define REMOTE_ONE	((int64_t)1 << REMOTE_SHIFT)
+
+#define MH_BITMAP_WORDS	(MH_MAX_OBJS_PER_SPAN / 64)
+
+struct mcache;
+
+struct mspan {
+	/* Survives reuse of the struct (fixalloc keeps it): see above. */
+	uint64_t gen;
+
+	uintptr_t base;		/* first byte */
+	uintptr_t npages;	/* length in pages */
+	uint8_t state;		/* enum mspan_state */
+	uint8_t sizeclass;	/* small spans: the class; else 0 */
+	uint8_t list;		/* enum mspan_list, under the mcentral lock */
+	uint8_t needzero;	/* large spans: pages may hold old data */
+	uint32_t elemsize;	/* object size; large: npages * page size */
+	uint32_t nelems;	/* objects in the span */
+	uint32_t divmul;	/* object index = offset * divmul >> 32 */
+
+	/* Owner-side allocation state (small spans). */
+	uint64_t alloc_cache;	/* bit k set: object freeindex + k is free */
+	uint32_t freeindex;	/* next object to look at; peeked at by freers */
+	uint32_t nfreed_local;	/* bits set in freed_local */
+	uint32_t outstanding;	/* objects allocated when the owner let go */
+
+	struct mcache *owner;	/* the cache allocating from it, or NULL */
+	int64_t remote;		/* see above */
+
+	/* Bitmaps, MH_BITMAP_WORDS words each at most; sized by nelems. */
+	uint64_t *alloc_bits;
+	uint64_t *freed_local;
+	uint64_t *freed_remote;
+
+	/* mcentral list links; user arenas also chain chunks through them. */
+	struct mspan *next, *prev;
+
+	/* User-arena chunks: the owning arena's data (arena.c). */
+	void *chunk_data;
+};
+
+static inline unsigned mspan_bitmap_words(uint32_t nelems)
+{
+	return (nelems + 63) / 64;
+}
+
+/* Index of the object containing p (p inside the span). */
+static inline uint32_t mspan_obj_index(const struct mspan *s, uintptr_t p)
+{
+	return (uint32_t)(((uint64_t)(p - s->base) * s->divmul) >> 32);
+}
+
+static inline uintptr_t mspan_limit(const struct mspan *s)
+{
+	return s->base + (s->npages << MH_PAGE_SHIFT);
+}
+
+/*
+ * Allocation from a span the caller owns. mspan_next_free refills the window
+ * and returns 0 when the span has no free object left before a sweep.
+ */
+MH_HIDDEN uintptr_t mspan_next_free(struct mspan *s);
+/* Fold recorded frees into alloc_bits and restart at object 0 (owner). */
+MH_HIDDEN void mspan_sweep(struct mspan *s);
+/* Fold only the owner's own frees and handed-out objects (before letting go). */
+MH_HIDDEN void mspan_fold_local(struct mspan *s);
+/* Whether object idx is allocated now; exact for the owner, a best effort
+ * snapshot for others (used to detect double frees). */
+MH_HIDDEN bool mspan_obj_allocated(const struct mspan *s, uint32_t idx);
+/* Set up a fresh small span over pages [base, base + npages). */
+MH_HIDDEN void mspan_init_small(struct mspan *s, unsigned sizeclass);
+/* Count of objects a span would have free after a sweep now. */
+MH_HIDDEN uint32_t mspan_pending_frees(const struct mspan *s);
+
+#endif

@@ -1,0 +1,318 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The page allocator (Go's mpagealloc.go, scaled to this heap).
+ *
+ * Go keeps one bit per page and a radix tree of summaries over the whole
+ * address space: each summary says how many free pages a block starts with,
+ * ends with, and holds in its longest run (start, max, end), so a search
+ * descends only into blocks that can satisfy it and finds the lowest-
+ * addressed fit. We keep exactly that state - one bit per page plus
+ * (start, max, end) summaries - but in three levels that follow our own
+ * structure instead of a five-level tree sized for 48-bit address spaces:
+ *
+ *   arena list (address order) -> 16 chunks of 512 pages -> 8 bitmap words
+ *
+ * Summaries exist for every chunk and every arena; a search walks the
+ * arenas, skipping any whose summary cannot help, descends into 16 chunk
+ * summaries, then scans at most 8 words. Runs that cross chunk or arena
+ * boundaries are found by carrying the free pages at the end of one block
+ * into the next (arenas only when adjacent). The cost is 2 bits of metadata
+ * per 8 KiB page (allocation and scavenged bits) plus 100 bytes per 64 MiB
+ * arena, and a search touches O(arenas + 16 + 8) words: as frugal as Go's
+ * tree and as fast for the heap sizes a C process has (a thousand arenas is
+ * 64 GiB). Address-ordered first fit keeps the heap dense at low addresses,
+ * which is also what lets the scavenger release the highest pages first.
+ *
+ * Scavenged bits: a free page with its bit set holds no memory (never
+ * touched, or released with MADV_DONTNEED) and reads as zero; allocation
+ * clears the bits and reports whether any page of the run may be dirty, so
+ * calloc of fresh or released memory does not clear it again.
+ */
+#include "pagealloc.h"
+#include "sysmem.h"
+
+uint64_t pa_total_pages;
+uint64_t pa_free_pages;
+uint64_t pa_released_pages;
+
+static struct heap_arena *arena_last;	/* for the scavenger's downward walk */
+
+/* ------------------------------------------------------------ bit helpers */
+
+static unsigned next_set(const uint64_t *w, unsigned i, unsigned lim)
+{
+	while (i < lim) {
+		uint64_t v = w[i / 64] >> (i % 64);
+
+		if (v) {
+			i += (unsigned)__builtin_ctzll(v);
+			return i < lim ? i : lim;
+		}
+		i = (i / 64 + 1) * 64;
+	}
+	return lim;
+}
+
+static unsigned next_clear(const uint64_t *w, unsigned i, unsigned lim)
+{
+	while (i < lim) {
+		uint64_t v = ~w[i / 64] >> (i % 64);
+
+		if (v) {
+			i += (unsigned)__builtin_ctzll(v);
+			return i < lim ? i : lim;
+		}
+		i = (i / 64 + 1) * 64;
+	}
+	return lim;
+}
+
+static uint64_t range_mask(unsigned lo, unsigned hi)	/* bits [lo, hi) of a word */
+{
+	uint64_t m = hi >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << hi) - 1);
+
+	return m & ~(((uint64_t)1 << lo) - 1);
+}
+
+struct pa_sum pa_summarize(const uint64_t *bits, unsigned from, unsigned len)
+{
+	unsigned lim = from + len;
+	unsigned i = next_set(bits, from, lim);
+	struct pa_sum s = { .start = (uint16_t)(i - from), .max = (uint16_t)(i - from) };
+
+	if (i == lim) {
+		s.end = (uint16_t)len;
+		return s;
+	}
+	for (;;) {
+		unsigned z = next_clear(bits, i, lim);
+
+		if (z == lim)
+			return s;
+		i = next_set(bits, z, lim);
+		if (i - z > s.max)
+			s.max = (uint16_t)(i - z);
+		if (i == lim) {
+			s.end = (uint16_t)(i - z);
+			return s;
+		}
+	}
+}
+
+/* Summary of a left block of lsize pages followed by a right one. */
+static struct pa_sum merge(struct pa_sum l, unsigned lsize, struct pa_sum r, unsigned rsize)
+{
+	struct pa_sum s;
+	unsigned max = l.max > r.max ? l.max : r.max;
+
+	if ((unsigned)l.end + r.start > max)
+		max = (unsigned)l.end + r.start;
+	s.start = (uint16_t)(l.start == lsize ? lsize + r.start : l.start);
+	s.end = (uint16_t)(r.end == rsize ? rsize + l.end : r.end);
+	s.max = (uint16_t)max;
+	return s;
+}
+
+static void update_sums(struct heap_arena *ha, unsigned first_chunk, unsigned last_chunk)
+{
+	for (unsigned c = first_chunk; c <= last_chunk; c++)
+		ha->chunk_sum[c] = pa_summarize(ha->alloc, c * PA_CHUNK_PAGES, PA_CHUNK_PAGES);
+	struct pa_sum s = ha->chunk_sum[0];
+	for (unsigned c = 1; c < PA_CHUNKS; c++)
+		s = merge(s, c * PA_CHUNK_PAGES, ha->chunk_sum[c], PA_CHUNK_PAGES);
+	ha->sum = s;
+}
+
+void pa_arena_init(struct heap_arena *ha)
+{
+	for (unsigned w = 0; w < PA_WORDS; w++) {
+		ha->alloc[w] = 0;
+		ha->scav[w] = ~(uint64_t)0;
+	}
+	update_sums(ha, 0, PA_CHUNKS - 1);
+	pa_total_pages += MH_PAGES_PER_ARENA;
+	pa_free_pages += MH_PAGES_PER_ARENA;
+	pa_released_pages += MH_PAGES_PER_ARENA;
+	if (!arena_last || ha->base > arena_last->base)
+		arena_last = ha;
+}
+
+/* ------------------------------------------------------------ search */
+
+/* First run of at least n free pages inside chunk c, or -1. */
+static long scan_chunk(const struct heap_arena *ha, unsigned c, unsigned n)
+{
+	unsigned lim = (c + 1) * PA_CHUNK_PAGES;
+	unsigned i = c * PA_CHUNK_PAGES;
+
+	while (i < lim) {
+		unsigned z = next_clear(ha->alloc, i, lim);
+
+		if (z == lim)
+			break;
+		i = next_set(ha->alloc, z, lim);
+		if (i - z >= n)
+			return z;
+	}
+	return -1;
+}
+
+/* Lowest-addressed run of n free pages, as an address; 0 if none. */
+static uintptr_t find(uintptr_t n)
+{
+	uintptr_t carry = 0, prev_limit = 0;
+
+	for (struct heap_arena *ha = arenamap_first(); ha; ha = ha->next) {
+		if (ha->base != prev_limit)
+			carry = 0;
+		prev_limit = ha->base + MH_ARENA_SIZE;
+		if (carry + ha->sum.start >= n)
+			return ha->base - (carry << MH_PAGE_SHIFT);
+		if (ha->sum.max >= n) {
+			uintptr_t c_carry = carry;
+
+			for (unsigned c = 0; c < PA_CHUNKS; c++) {
+				struct pa_sum cs = ha->chunk_sum[c];
+				uintptr_t cbase = ha->base + ((uintptr_t)c * PA_CHUNK_PAGES << MH_PAGE_SHIFT);
+
+				if (c_carry + cs.start >= n)
+					return cbase - (c_carry << MH_PAGE_SHIFT);
+				if (cs.max >= n) {
+					long at = scan_chunk(ha, c, (unsigned)n);
+
+					if (at < 0)
+						mh_fatal("page allocator summary out of date");
+					return ha->base + ((uintptr_t)at << MH_PAGE_SHIFT);
+				}
+				c_carry = cs.start == PA_CHUNK_PAGES ? c_carry + PA_CHUNK_PAGES : cs.end;
+			}
+			mh_fatal("page allocator summary out of date");
+		}
+		carry = ha->sum.start == MH_PAGES_PER_ARENA ? carry + MH_PAGES_PER_ARENA : ha->sum.end;
+	}
+	return 0;
+}
+
+/*
+ * Mark pages [p, p + n) in use (alloc) or free (!alloc), arena by arena.
+ * Allocation also collects and clears the scavenged bits of the run.
+ */
+static void mark(uintptr_t p, uintptr_t n, bool alloc, struct pa_result *res)
+{
+	while (n) {
+		struct heap_arena *ha = arena_of(p);
+		unsigned first = (unsigned)arena_page(ha, p);
+		unsigned k = (unsigned)(n < MH_PAGES_PER_ARENA - first ? n : MH_PAGES_PER_ARENA - first);
+		unsigned last = first + k;	/* exclusive */
+
+		for (unsigned w = first / 64; w * 64 < last; w++) {
+			unsigned lo = w * 64 < first ? first - w * 64 : 0;
+			unsigned hi = (w + 1) * 64 > last ? last - w * 64 : 64;
+			uint64_t m = range_mask(lo, hi);
+
+			if (alloc) {
+				uint64_t scav = ha->scav[w] & m;
+
+				res->released += (uintptr_t)__builtin_popcountll(scav);
+				if (scav != m)
+					res->needzero = true;
+				ha->scav[w] &= ~m;
+				ha->alloc[w] |= m;
+			} else {
+				ha->alloc[w] &= ~m;
+			}
+		}
+		update_sums(ha, first / PA_CHUNK_PAGES, (last - 1) / PA_CHUNK_PAGES);
+		n -= k;
+		p += (uintptr_t)k << MH_PAGE_SHIFT;
+	}
+}
+
+struct pa_result pa_alloc(uintptr_t npages, uintptr_t align_pages)
+{
+	struct pa_result res = { 0 };
+	uintptr_t want = npages + align_pages - 1;
+	uintptr_t p = find(want);
+
+	if (!p)
+		return res;
+	if (align_pages > 1)
+		p = ALIGN_UP(p, align_pages << MH_PAGE_SHIFT);
+	mark(p, npages, true, &res);
+	res.base = p;
+	pa_free_pages -= npages;
+	pa_released_pages -= res.released;
+	return res;
+}
+
+void pa_free(uintptr_t base, uintptr_t npages)
+{
+	mark(base, npages, false, NULL);
+	pa_free_pages += npages;
+}
+
+/* Release pages [first, first + n) of ha, which are free and resident. */
+static void release(struct heap_arena *ha, unsigned first, unsigned n)
+{
+	sys_release((void *)(ha->base + ((uintptr_t)first << MH_PAGE_SHIFT)),
+		    (size_t)n << MH_PAGE_SHIFT);
+	for (unsigned w = first / 64; w * 64 < first + n; w++) {
+		unsigned lo = w * 64 < first ? first - w * 64 : 0;
+		unsigned hi = (w + 1) * 64 > first + n ? first + n - w * 64 : 64;
+
+		ha->scav[w] |= range_mask(lo, hi);
+	}
+	pa_released_pages += n;
+}
+
+static struct heap_arena *arena_before(struct heap_arena *ha)
+{
+	struct heap_arena *prev = NULL;
+
+	for (struct heap_arena *a = arenamap_first(); a != ha; a = a->next)
+		prev = a;
+	return prev;
+}
+
+static inline bool resident_free(const struct heap_arena *ha, unsigned page)
+{
+	return !((ha->alloc[page / 64] | ha->scav[page / 64]) >> (page % 64) & 1);
+}
+
+/* Highest free, resident page below hi, or -1. */
+static long prev_resident_free(const struct heap_arena *ha, unsigned hi)
+{
+	while (hi > 0) {
+		unsigned w = (hi - 1) / 64;
+		uint64_t v = ~(ha->alloc[w] | ha->scav[w]) & range_mask(0, hi - w * 64);
+
+		if (v)
+			return (long)(w * 64 + 63 - (unsigned)__builtin_clzll(v));
+		hi = w * 64;
+	}
+	return -1;
+}
+
+uintptr_t pa_scavenge(uintptr_t npages)
+{
+	uintptr_t done = 0;
+
+	for (struct heap_arena *ha = arena_last; ha && done < npages; ha = arena_before(ha)) {
+		unsigned hi = MH_PAGES_PER_ARENA;
+
+		while (done < npages) {
+			long top = prev_resident_free(ha, hi);
+
+			if (top < 0)
+				break;
+			unsigned lo = (unsigned)top;
+			while (lo > 0 && (uintptr_t)(top - lo) + 1 < npages - done &&
+			       resident_free(ha, lo - 1))
+				lo--;
+			release(ha, lo, (unsigned)top + 1 - lo);
+			done += (uintptr_t)top + 1 - lo;
+			hi = lo;
+		}
+	}
+	return done;
+}

@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The page allocator: which pages of the heap are free, and which free pages
+ * have been returned to the OS. See pagealloc.c for the design.
+ * All functions run under the heap lock.
+ */
+#ifndef MHEAP_PAGEALLOC_H
+#define MHEAP_PAGEALLOC_H
+
+#include "arenamap.h"
+
+struct pa_result {
+	uintptr_t base;		/* first byte, 0 when nothing fits */
+	uintptr_t released;	/* pages of the run that had been released */
+	bool needzero;		/* some page may hold old data */
+};
+
+/* Mark a new arena's pages free and released (fresh mmap memory). */
+MH_HIDDEN void pa_arena_init(struct heap_arena *ha);
+/* Lowest-addressed free run of npages whose first page number is a multiple
+ * of align_pages (a power of two), marked in use. */
+MH_HIDDEN struct pa_result pa_alloc(uintptr_t npages, uintptr_t align_pages);
+MH_HIDDEN void pa_free(uintptr_t base, uintptr_t npages);
+/* Return up to npages free, resident pages to the OS, highest addresses
+ * first; returns how many were released. */
+MH_HIDDEN uintptr_t pa_scavenge(uintptr_t npages);
+
+/* Page counts, exact under the heap lock. */
+MH_HIDDEN extern uint64_t pa_total_pages;	/* all pages of all arenas */
+MH_HIDDEN extern uint64_t pa_free_pages;	/* free pages */
+MH_HIDDEN extern uint64_t pa_released_pages;	/* free pages returned to the OS */
+
+/* Summary of bits [from, from + len) of a bitmap (exposed for tests). */
+MH_HIDDEN struct pa_sum pa_summarize(const uint64_t *bits, unsigned from, unsigned len);
+
+#endif

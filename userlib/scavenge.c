@@ -1,0 +1,95 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The scavenger: when free pages are returned to the OS (Go's
+ * mgcscavenge.go, without its background goroutine).
+ *
+ * Releasing memory is cheap (one madvise per run) but getting it back is
+ * not: each 4 KiB page faults in again on first touch, about 3 us here, so an
+ * allocator that releases eagerly and then grows again pays twice. The
+ * policy keeps a reserve of free, resident pages and releases only what
+ * exceeds it:
+ *
+ *   reserve = max(MHEAP_SCAVENGE_RESERVE,
+ *                 in-use * MHEAP_SCAVENGE_PERCENT / 100,
+ *                 recent peak of in-use - in-use)
+ *
+ * The recent peak is the highest in-use page count seen, decaying towards
+ * the current one by half every MHEAP_SCAVENGE_DECAY_MS: a program that
+ * frees its working set and builds it again within a few periods keeps its
+ * memory and never faults twice, while memory that stays unused is released
+ * within about ten periods. The policy runs when a span's pages come back to
+ * the heap (no background thread: none is safe to start inside a malloc
+ * drop-in), and acts only when the excess is at least 1 MiB, so frees do not
+ * turn into a stream of small madvise calls. Pages are released highest
+ * address first: the page allocator hands out the lowest addresses, so the
+ * top of the heap is what will be needed last. mh_scavenge() releases
+ * everything free at once.
+ *
+ * The defaults and the measurements behind them are in README.md
+ * ("Scavenger").
+ */
+#include "mheap_impl.h"
+#include "pagealloc.h"
+
+#define SCAVENGE_MIN_BATCH (((uintptr_t)1 << 20) >> MH_PAGE_SHIFT)
+
+static uintptr_t reserve_pages;
+static uintptr_t reserve_percent;
+static uint64_t decay_ns;
+static uintptr_t peak_pages;	/* recent peak of in-use pages */
+static uint64_t peak_time;	/* when the peak last moved */
+
+void scavenge_init(void)
+{
+	reserve_pages = (uintptr_t)(mh_env_u64("MHEAP_SCAVENGE_RESERVE", 16u << 20) >> MH_PAGE_SHIFT);
+	reserve_percent = (uintptr_t)mh_env_u64("MHEAP_SCAVENGE_PERCENT", 25);
+	decay_ns = mh_env_u64("MHEAP_SCAVENGE_DECAY_MS", 100) * 1000000u;
+}
+
+void scavenge_note_alloc(void)
+{
+	uintptr_t inuse = pa_total_pages - pa_free_pages;
+
+	if (inuse > peak_pages) {
+		peak_pages = inuse;
+		peak_time = mh_nanotime();
+	}
+}
+
+void scavenge_after_free(void)
+{
+	uintptr_t idle = pa_free_pages - pa_released_pages;
+	uintptr_t inuse = pa_total_pages - pa_free_pages;
+	uintptr_t reserve;
+
+	if (idle < reserve_pages + SCAVENGE_MIN_BATCH)
+		return;
+	if (peak_pages > inuse) {
+		uint64_t now = mh_nanotime();
+
+		if (!decay_ns) {
+			peak_pages = inuse;
+		} else {
+			while (now - peak_time >= decay_ns && peak_pages > inuse) {
+				peak_pages = inuse + (peak_pages - inuse) / 2;
+				peak_time += decay_ns;
+			}
+			if (now - peak_time >= decay_ns)
+				peak_time = now;
+		}
+	}
+	reserve = inuse * reserve_percent / 100;
+	if (reserve < reserve_pages)
+		reserve = reserve_pages;
+	if (peak_pages > inuse && reserve < peak_pages - inuse)
+		reserve = peak_pages - inuse;
+	if (idle >= reserve + SCAVENGE_MIN_BATCH)
+		mh_heap.scavenged_pages += pa_scavenge(idle - reserve);
+}
+
+void scavenge_all(void)
+{
+	mh_lock(&mh_heap.lock);
+	mh_heap.scavenged_pages += pa_scavenge(pa_free_pages - pa_released_pages);
+	mh_unlock(&mh_heap.lock);
+}

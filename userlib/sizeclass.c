@@ -1,0 +1,87 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The size-class table, computed at start-up by the rule Go's
+ * mksizeclasses.go uses to generate its table:
+ *
+ *  - Candidate sizes step by an alignment that grows with the size: 8 bytes
+ *    below 32, 16 below 128, size/8 up to 2 KiB, 256 above, so the rounding
+ *    loss of any request stays near 1/8 of its size.
+ *  - Each candidate gets the fewest pages whose leftover after packing whole
+ *    objects is at most 1/8 of the span: tail waste is bounded by 12.5%.
+ *  - A candidate that packs the same number of objects into the same pages
+ *    as the previous class replaces it (the larger size serves both).
+ *  - Finally each size grows to the largest multiple of 128 bytes that still
+ *    packs the same object count, handing the tail to the objects.
+ *
+ * With 8 KiB pages and 32 KiB as the small-object limit this yields the same
+ * 67 classes as Go (plus class 0 for large objects). The unit test checks the
+ * invariants rather than a copy of the numbers.
+ */
+#include "sizeclass.h"
+
+struct size_class mh_class[MH_NUM_CLASSES];
+uint8_t mh_size_to_class8[MH_SMALL_SIZE_MAX / MH_SMALL_SIZE_DIV + 1];
+uint8_t mh_size_to_class128[(MH_MAX_SMALL_SIZE - MH_SMALL_SIZE_MAX) / MH_LARGE_SIZE_DIV + 1];
+
+void sizeclass_init(void)
+{
+	unsigned n = 1;		/* class 0 is "large" */
+	uint32_t align = 8;
+
+	if (mh_class[1].size)
+		return;
+	for (uint32_t size = align; size <= MH_MAX_SMALL_SIZE; size += align) {
+		if (IS_POW2(size)) {
+			if (size >= 2048)
+				align = 256;
+			else if (size >= 128)
+				align = size / 8;
+			else if (size >= 32)
+				align = 16;
+		}
+		uint32_t span = MH_PAGE_SIZE;
+		while (span % size > span / 8)
+			span += MH_PAGE_SIZE;
+		uint32_t npages = span / MH_PAGE_SIZE;
+		if (n > 1 && mh_class[n - 1].npages == npages &&
+		    span / mh_class[n - 1].size == span / size) {
+			mh_class[n - 1].size = size;
+			continue;
+		}
+		if (n == MH_NUM_CLASSES)
+			mh_fatal("size-class generator made more than %d classes", MH_NUM_CLASSES - 1);
+		mh_class[n].size = size;
+		mh_class[n].npages = npages;
+		n++;
+	}
+	if (n != MH_NUM_CLASSES)
+		mh_fatal("size-class generator made %u classes, want %d", n - 1, MH_NUM_CLASSES - 1);
+
+	for (unsigned c = 1; c < n; c++) {
+		struct size_class *sc = &mh_class[c];
+		uint32_t span = sc->npages * (uint32_t)MH_PAGE_SIZE;
+		uint32_t grown = (span / (span / sc->size)) & ~(uint32_t)(MH_LARGE_SIZE_DIV - 1);
+
+		if (grown > sc->size)
+			sc->size = grown;
+		sc->nelems = span / sc->size;
+		sc->divmul = (uint32_t)(UINT32_MAX / sc->size + 1);
+	}
+
+	/* Lookup tables: the smallest class that holds each step. */
+	unsigned c = 1;
+	for (unsigned i = 0; i < sizeof(mh_size_to_class8); i++) {
+		uint32_t size = i * MH_SMALL_SIZE_DIV;
+		while (mh_class[c].size < size)
+			c++;
+		mh_size_to_class8[i] = (uint8_t)c;
+	}
+	for (unsigned i = 0; i < sizeof(mh_size_to_class128); i++) {
+		uint32_t size = MH_SMALL_SIZE_MAX + i * MH_LARGE_SIZE_DIV;
+		while (mh_class[c].size < size)
+			c++;
+		mh_size_to_class128[i] = (uint8_t)c;
+	}
+	/* Size 0 is served as the smallest class. */
+	mh_size_to_class8[0] = 1;
+}

@@ -1,0 +1,95 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Statistics (Go's mstats.go): a snapshot summed from the page heap's exact
+ * counters and the threads' caches, and the MHEAP_STATS=1 report at exit.
+ */
+#include <string.h>
+#include <unistd.h>
+
+#include "arenamap.h"
+#include "mcache.h"
+#include "mheap_impl.h"
+#include "pagealloc.h"
+#include "sizeclass.h"
+#include "sysmem.h"
+
+/* Filled in by arena.c when user arenas are linked in. */
+__attribute__((weak)) void mh_arena_stats(struct mh_stats *st)
+{
+	(void)st;
+}
+
+void mh_stats_read(struct mh_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	mheap_init();
+
+	mh_lock(&mh_caches_lock);
+	for (unsigned cls = 0; cls < MH_NUM_CLASSES; cls++) {
+		st->by_class[cls].mallocs = mh_dead_nmalloc[cls];
+		st->by_class[cls].frees = mh_dead_nfree[cls];
+	}
+	for (struct mcache *c = mh_caches; c; c = c->next) {
+		for (unsigned cls = 0; cls < MH_NUM_CLASSES; cls++) {
+			st->by_class[cls].mallocs += LOAD_RELAXED(&c->nmalloc[cls]);
+			st->by_class[cls].frees += LOAD_RELAXED(&c->nfree[cls]);
+		}
+		st->threads_cached++;
+	}
+	mh_unlock(&mh_caches_lock);
+
+	for (unsigned cls = 0; cls < MH_NUM_CLASSES; cls++) {
+		struct mh_size_class_stats *cs = &st->by_class[cls];
+
+		cs->size = mh_class[cls].size;
+		st->mallocs += cs->mallocs;
+		st->frees += cs->frees;
+		if (cls && cs->mallocs > cs->frees)
+			st->heap_alloc += (cs->mallocs - cs->frees) * cs->size;
+	}
+
+	mh_lock(&mh_heap.lock);
+	st->heap_sys = pa_total_pages << MH_PAGE_SHIFT;
+	st->heap_idle = pa_free_pages << MH_PAGE_SHIFT;
+	st->heap_inuse = st->heap_sys - st->heap_idle;
+	st->heap_released = pa_released_pages << MH_PAGE_SHIFT;
+	st->heap_alloc += mh_heap.large_live_bytes;
+	st->scavenged_bytes = mh_heap.scavenged_pages << MH_PAGE_SHIFT;
+	st->heap_arenas = arenamap_count();
+	mh_unlock(&mh_heap.lock);
+	st->metadata_sys = sys_metadata_bytes();
+
+	mh_arena_stats(st);
+}
+
+void mh_stats_print(int fd)
+{
+	struct mh_stats st;
+
+	mh_stats_read(&st);
+	mh_print(fd, "mheap stats (pid %d):", (int)getpid());
+#define F(name) mh_print(fd, "  %-26s %llu", #name, (unsigned long long)st.name)
+	F(heap_sys); F(heap_inuse); F(heap_idle); F(heap_released);
+	F(heap_alloc); F(mallocs); F(frees); F(metadata_sys); F(heap_arenas);
+	F(scavenged_bytes); F(threads_cached);
+	F(arenas_live); F(arena_chunks_live); F(arena_chunks_reuse);
+	F(arena_chunks_quarantined); F(arena_chunks_ready);
+	F(arena_quarantined_bytes); F(arena_faults_caught);
+	F(arena_releases_budget); F(arena_releases_enomem);
+#undef F
+	mh_print(fd, "  %5s %8s %14s %14s", "class", "size", "mallocs", "frees");
+	for (unsigned cls = 0; cls < MH_NUM_CLASSES; cls++)
+		if (st.by_class[cls].mallocs)
+			mh_print(fd, "  %5u %8llu %14llu %14llu", cls,
+				 (unsigned long long)st.by_class[cls].size,
+				 (unsigned long long)st.by_class[cls].mallocs,
+				 (unsigned long long)st.by_class[cls].frees);
+}
+
+__attribute__((destructor)) static void stats_at_exit(void)
+{
+	const char *v = mh_env_str("MHEAP_STATS");
+
+	if (v && strcmp(v, "0") != 0)
+		mh_stats_print(STDERR_FILENO);
+}

@@ -1,0 +1,87 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Small services the allocator needs that must never allocate: fatal errors
+ * and reports written with a single write(2), environment parsing, a clock.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static void vprint(int fd, const char *prefix, const char *fmt, va_list ap)
+{
+	char buf[512];
+	size_t n = strlen(prefix);
+
+	memcpy(buf, prefix, n);
+	int m = vsnprintf(buf + n, sizeof(buf) - n - 1, fmt, ap);
+	if (m < 0)
+		m = 0;
+	n += (size_t)m < sizeof(buf) - n - 1 ? (size_t)m : sizeof(buf) - n - 2;
+	if (n == 0 || buf[n - 1] != '\n')
+		buf[n++] = '\n';
+	for (size_t off = 0; off < n;) {
+		ssize_t w = write(fd, buf + off, n - off);
+		if (w <= 0)
+			break;
+		off += (size_t)w;
+	}
+}
+
+void mh_fatal(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vprint(STDERR_FILENO, "mheap: ", fmt, ap);
+	va_end(ap);
+	abort();
+}
+
+void mh_print(int fd, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vprint(fd, "", fmt, ap);
+	va_end(ap);
+}
+
+const char *mh_env_str(const char *name)
+{
+	const char *v = getenv(name);
+
+	return v && *v ? v : NULL;
+}
+
+/* A number with an optional K, M or G suffix (powers of 1024). */
+uint64_t mh_env_u64(const char *name, uint64_t def)
+{
+	const char *v = mh_env_str(name);
+	char *end;
+
+	if (!v)
+		return def;
+	unsigned long long n = strtoull(v, &end, 0);
+	switch (*end) {
+	case 'k': case 'K': n <<= 10; end++; break;
+	case 'm': case 'M': n <<= 20; end++; break;
+	case 'g': case 'G': n <<= 30; end++; break;
+	default: break;
+	}
+	if (*end != '\0')
+		mh_fatal("%s=%s is not a number", name, v);
+	return n;
+}
+
+uint64_t mh_nanotime(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
