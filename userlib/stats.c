@@ -3,6 +3,7 @@
  * Statistics (Go's mstats.go): a snapshot summed from the page heap's exact
  * counters and the threads' caches, and the MHEAP_STATS=1 report at exit.
  */
+#include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -86,10 +87,23 @@ void mh_stats_print(int fd)
 				 (unsigned long long)st.by_class[cls].frees);
 }
 
-__attribute__((destructor)) static void stats_at_exit(void)
+/*
+ * MHEAP_STATS=1 prints the statistics on stderr at exit. Some programs close
+ * stderr in an atexit handler before destructors run (coreutils does), so
+ * the descriptor is duplicated at start-up, only when the variable is set.
+ */
+static int stats_fd = -1;
+
+__attribute__((constructor)) static void stats_init(void)
 {
 	const char *v = mh_env_str("MHEAP_STATS");
 
 	if (v && strcmp(v, "0") != 0)
-		mh_stats_print(STDERR_FILENO);
+		stats_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 100);
+}
+
+__attribute__((destructor)) static void stats_at_exit(void)
+{
+	if (stats_fd >= 0)
+		mh_stats_print(stats_fd);
 }

@@ -1,0 +1,146 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * libmheap.so as a drop-in malloc: real programs run under LD_PRELOAD, give
+ * the same results as without it, and really allocate from mheap (each
+ * process prints its statistics at exit with MHEAP_STATS=1).
+ */
+#define _GNU_SOURCE
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "kselftest_harness.h"
+#include "mheap_test.h"
+
+FIXTURE(preload)
+{
+	char dir[64];
+	char lib[512];
+};
+
+FIXTURE_SETUP(preload)
+{
+	const char *lib = getenv("MHEAP_PRELOAD_LIB");
+	const char *flavour = getenv("MHEAP_TEST_FLAVOUR");
+
+	if (flavour && strcmp(flavour, "host"))
+		SKIP(return, "the %s runtime must be first in every process: preloading is tested in the plain build",
+		     flavour);
+	if (!lib || access(lib, R_OK))
+		SKIP(return, "no libmheap.so to preload (MHEAP_PRELOAD_LIB unset or missing)");
+	snprintf(self->lib, sizeof(self->lib), "%s", lib);
+	strcpy(self->dir, "/tmp/mheap-preload-XXXXXX");
+	ASSERT_NE(NULL, mkdtemp(self->dir));
+}
+
+FIXTURE_TEARDOWN(preload)
+{
+	char cmd[128];
+
+	if (self->dir[0]) {
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", self->dir);
+		if (system(cmd))
+			TH_LOG("could not remove %s", self->dir);
+	}
+}
+
+/* Run a shell command in the fixture's folder, with or without mheap. */
+static int sh(FIXTURE_DATA(preload) *self, bool with_mheap, const char *fmt, ...)
+{
+	char cmd[4096], body[3072];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(body, sizeof(body), fmt, ap);
+	va_end(ap);
+	snprintf(cmd, sizeof(cmd), "cd %s && %s%s%s %s", self->dir,
+		 with_mheap ? "LD_PRELOAD=" : "", with_mheap ? self->lib : "",
+		 with_mheap ? " MHEAP_STATS=1" : "", body);
+	return system(cmd);
+}
+
+/* Sum of the "mallocs" lines the processes printed into file. */
+static unsigned long long mallocs_in(FIXTURE_DATA(preload) *self, const char *file)
+{
+	char path[256], line[256];
+	unsigned long long total = 0, n;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", self->dir, file);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, " mallocs %llu", &n) == 1)
+			total += n;
+	fclose(f);
+	return total;
+}
+
+static bool command_exists(const char *name)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "command -v %s >/dev/null 2>&1", name);
+	return system(cmd) == 0;
+}
+
+TEST_F_TIMEOUT(preload, python_allocation_heavy_script, 120)
+{
+	if (!command_exists("python3"))
+		SKIP(return, "python3 not installed");
+	/* PYTHONMALLOC=malloc sends every object to malloc, not pymalloc. */
+	ASSERT_EQ(0, sh(self, true, "PYTHONMALLOC=malloc python3 -c '"
+		"import json\n"
+		"d = {str(i): [i] * (i %% 50) for i in range(200000)}\n"
+		"s = json.dumps(d)\n"
+		"e = json.loads(s)\n"
+		"t = sorted(e.items(), key=lambda kv: -len(kv[1]))\n"
+		"b = [bytearray(i %% 5000) for i in range(20000)]\n"
+		"print(len(s), len(t), sum(map(len, b)))' > out 2> err"));
+	ASSERT_EQ(0, sh(self, false, "PYTHONMALLOC=malloc python3 -c '"
+		"import json\n"
+		"d = {str(i): [i] * (i %% 50) for i in range(200000)}\n"
+		"s = json.dumps(d)\n"
+		"e = json.loads(s)\n"
+		"t = sorted(e.items(), key=lambda kv: -len(kv[1]))\n"
+		"b = [bytearray(i %% 5000) for i in range(20000)]\n"
+		"print(len(s), len(t), sum(map(len, b)))' > want"));
+	EXPECT_EQ(0, sh(self, false, "cmp -s out want"));
+	EXPECT_GT(mallocs_in(self, "err"), 1000000);
+}
+
+TEST_F_TIMEOUT(preload, sort_of_a_large_file, 120)
+{
+	ASSERT_EQ(0, sh(self, false, "seq 1 400000 | awk '{print ($1 * 7919) %% 1000003, $1}' > in"));
+	ASSERT_EQ(0, sh(self, true, "sort -k1,1n -S 64M in > out 2> err"));
+	ASSERT_EQ(0, sh(self, false, "sort -k1,1n -S 64M in > want"));
+	EXPECT_EQ(0, sh(self, false, "cmp -s out want"));
+	EXPECT_GT(mallocs_in(self, "err"), 0);
+}
+
+TEST_F_TIMEOUT(preload, gcc_compiles_a_program, 120)
+{
+	if (!command_exists("gcc"))
+		SKIP(return, "gcc not installed");
+	ASSERT_EQ(0, sh(self, false, "printf '%%s\\n' '#include <stdio.h>' "
+		"'int main(void) { printf(\"%%d\\n\", 6 * 7); return 0; }' > hello.c"));
+	ASSERT_EQ(0, sh(self, true, "gcc -O2 -Wall -o hello hello.c 2> err"));
+	ASSERT_EQ(0, sh(self, false, "test \"$(./hello)\" = 42"));
+	EXPECT_GT(mallocs_in(self, "err"), 1000);
+}
+
+TEST_F_TIMEOUT(preload, git_operations, 120)
+{
+	if (!command_exists("git"))
+		SKIP(return, "git not installed");
+	ASSERT_EQ(0, sh(self, true,
+		"{ git init -q repo && cd repo && "
+		"git config user.email t@example.org && git config user.name t && "
+		"for i in $(seq 1 200); do seq 1 $i > f$i; done && git add . && "
+		"git commit -qm one && sed -i s/1/x/ f*0 && git commit -qam two && "
+		"git log --oneline | wc -l > ../count && git gc -q && git fsck --strict; } 2> err"));
+	EXPECT_EQ(0, sh(self, false, "test \"$(cat count)\" = 2"));
+	EXPECT_GT(mallocs_in(self, "err"), 1000);
+}
+
+TEST_HARNESS_MAIN
