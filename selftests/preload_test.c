@@ -53,8 +53,8 @@ static int sh(FIXTURE_DATA(preload) *self, bool with_mheap, const char *fmt, ...
 	vsnprintf(body, sizeof(body), fmt, ap);
 	va_end(ap);
 	snprintf(cmd, sizeof(cmd), "cd %s && %s%s%s %s", self->dir,
-		 with_mheap ? "LD_PRELOAD=" : "", with_mheap ? self->lib : "",
-		 with_mheap ? " MHEAP_STATS=1" : "", body);
+		 with_mheap ? "export LD_PRELOAD=" : "", with_mheap ? self->lib : "",
+		 with_mheap ? " MHEAP_STATS=1 &&" : "", body);
 	return system(cmd);
 }
 
