@@ -189,7 +189,7 @@ vmtest-run:
 		--tests $(BUILD)/selftests/static --work $(VM_DIR) --logs $(LOGS)
 
 # ---------------------------------------------------------------- demo
-demo: all selftests-static
+demo: all
 	$(CC) -std=gnu11 $(WARN) -O2 -I$(TOP)/userlib/include -o $(BUILD)/demo \
 		$(TOP)/tools/demo.c $(BUILD)/libmheap.a -pthread
 	$(BUILD)/demo
