@@ -74,15 +74,11 @@ static void *large_alloc(size_t size, size_t align, bool zero)
 	return (void *)s->base;
 }
 
-static inline void *small_alloc(unsigned cls)
+static inline void *small_alloc(struct mcache *c, unsigned cls)
 {
-	struct mcache *c = mcache_get();
-	struct mspan *s;
+	struct mspan *s = c->alloc[cls];
 	uintptr_t p;
 
-	if (unlikely(!c))
-		return NULL;
-	s = c->alloc[cls];
 	uint64_t window = s->alloc_cache;
 	if (likely(window)) {
 		unsigned bit = (unsigned)__builtin_ctzll(window);
@@ -104,10 +100,14 @@ static inline void *small_alloc(unsigned cls)
 
 void *mh_malloc(size_t size)
 {
-	if (likely(size <= MH_MAX_SMALL_SIZE)) {
-		mheap_init();
-		return small_alloc(size_to_class(size));
-	}
+	/* The first cache of the process initialises the heap and with it
+	 * the size-class tables, so the cache comes before the lookup. */
+	struct mcache *c = mcache_get();
+
+	if (unlikely(!c))
+		return NULL;
+	if (likely(size <= MH_MAX_SMALL_SIZE))
+		return small_alloc(c, size_to_class(size));
 	return large_alloc(size, 0, false);
 }
 
@@ -139,10 +139,13 @@ void *mh_aligned_alloc(size_t align, size_t size)
 	if (align <= MH_PAGE_SIZE && size <= MH_MAX_SMALL_SIZE) {
 		/* Objects sit at base + i * size in page-aligned spans: a class
 		 * whose size is a multiple of align keeps every object aligned. */
-		mheap_init();
+		struct mcache *c = mcache_get();
+
+		if (!c)
+			return NULL;
 		for (unsigned cls = size_to_class(size ? size : 1); cls < MH_NUM_CLASSES; cls++)
 			if (mh_class[cls].size % align == 0)
-				return small_alloc(cls);
+				return small_alloc(c, cls);
 	}
 	return large_alloc(size ? size : 1, align, false);
 }
@@ -150,7 +153,7 @@ void *mh_aligned_alloc(size_t align, size_t size)
 /* ------------------------------------------------------------ free */
 
 /* The span of p, checked: p must be the start of an allocated object. */
-static struct mspan *checked_span(uintptr_t p, uint32_t *idx_out, const char *what)
+static inline __attribute__((always_inline)) struct mspan *checked_span(uintptr_t p, uint32_t *idx_out, const char *what)
 {
 	struct heap_arena *ha = arena_of(p);
 	struct mspan *s = ha ? LOAD_RELAXED(&ha->spans[arena_page(ha, p)]) : NULL;

@@ -87,20 +87,6 @@ void mspan_sweep(struct mspan *s)
 		__atomic_sub_fetch(&s->remote, folded * REMOTE_ONE, __ATOMIC_ACQ_REL);
 }
 
-bool mspan_obj_allocated(const struct mspan *s, uint32_t idx)
-{
-	unsigned w = idx / 64;
-	uint64_t bit = (uint64_t)1 << (idx % 64);
-
-	if (!(idx < LOAD_RELAXED(&s->freeindex) || (LOAD_RELAXED(&s->alloc_bits[w]) & bit)))
-		return false;
-	if (LOAD_RELAXED(&s->freed_remote[w]) & bit)
-		return false;
-	/* freed_local is written by the owner only, with relaxed stores, so
-	 * a remote freer can see a free the owner made before. */
-	return !(LOAD_RELAXED(&s->freed_local[w]) & bit);
-}
-
 uint32_t mspan_pending_frees(const struct mspan *s)
 {
 	int64_t remote = LOAD_RELAXED(&s->remote) >> REMOTE_SHIFT;

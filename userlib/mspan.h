@@ -125,7 +125,19 @@ MH_HIDDEN void mspan_sweep(struct mspan *s);
 MH_HIDDEN void mspan_fold_local(struct mspan *s);
 /* Whether object idx is allocated now; exact for the owner, a best effort
  * snapshot for others (used to detect double frees). */
-MH_HIDDEN bool mspan_obj_allocated(const struct mspan *s, uint32_t idx);
+static inline bool mspan_obj_allocated(const struct mspan *s, uint32_t idx)
+{
+	unsigned w = idx / 64;
+	uint64_t bit = (uint64_t)1 << (idx % 64);
+
+	if (!(idx < LOAD_RELAXED(&s->freeindex) || (LOAD_RELAXED(&s->alloc_bits[w]) & bit)))
+		return false;
+	if (LOAD_RELAXED(&s->freed_remote[w]) & bit)
+		return false;
+	/* freed_local is written by the owner only, with relaxed stores, so
+	 * a remote freer can see a free the owner made before. */
+	return !(LOAD_RELAXED(&s->freed_local[w]) & bit);
+}
 /* Set up a fresh small span over pages [base, base + npages). */
 MH_HIDDEN void mspan_init_small(struct mspan *s, unsigned sizeclass);
 /* Count of objects a span would have free after a sweep now. */
