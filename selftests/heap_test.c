@@ -5,6 +5,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -14,6 +15,7 @@
 
 #include "mheap.h"
 #include "arenamap.h"
+#include "mcache.h"
 #include "mheap_impl.h"
 #include "pagealloc.h"
 #include "sizeclass.h"
@@ -217,22 +219,36 @@ TEST(span_hands_out_consecutive_objects_then_reuses_freed_ones)
 	free(p);
 }
 
+enum { CHURN_N = 100000 };
+
+static void *alloc_then_free_all(void *arg)
+{
+	void **p = malloc(CHURN_N * sizeof(*p));
+	struct mh_stats *during = arg;
+
+	for (int i = 0; i < CHURN_N; i++)
+		p[i] = mh_malloc(256);
+	for (int i = 0; i < CHURN_N; i++)
+		mh_free(p[i]);
+	mh_stats_read(during);
+	free(p);
+	return NULL;
+}
+
 TEST(empty_spans_return_to_the_page_heap)
 {
-	struct mh_stats before, after;
-	enum { N = 100000 };
-	void **p = malloc(N * sizeof(*p));
+	struct mh_stats before, during, after;
+	pthread_t t;
 
-	ASSERT_NE(NULL, p);
 	mh_stats_read(&before);
-	for (int i = 0; i < N; i++)
-		p[i] = mh_malloc(256);
-	for (int i = 0; i < N; i++)
-		mh_free(p[i]);
+	ASSERT_EQ(0, pthread_create(&t, NULL, alloc_then_free_all, &during));
+	pthread_join(t, NULL);
 	mh_stats_read(&after);
-	/* 25 MB were in use; at most this thread's current spans remain. */
-	EXPECT_LE(after.heap_inuse, before.heap_inuse + 256 * 1024);
-	free(p);
+	/* 25 MB were in use. Freed by their own thread, the spans stay with
+	 * it only up to the cache's cap of empty spans (plus current ones)... */
+	EXPECT_LE(during.heap_inuse, before.heap_inuse + MH_CACHE_EMPTY_MAX + (256 << 10));
+	/* ...and at thread exit everything goes back to the page heap. */
+	EXPECT_EQ(before.heap_inuse, after.heap_inuse);
 }
 
 /* ------------------------------------------------------------ scavenger */

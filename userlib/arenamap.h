@@ -23,7 +23,7 @@
 
 #include "internal.h"
 
-#define MH_ARENA_L2_BITS	12
+#define MH_ARENA_L2_BITS	21
 #define MH_ARENA_L1_BITS	(MH_ADDR_BITS - MH_ARENA_SHIFT - MH_ARENA_L2_BITS)
 
 /* The page allocator summarises each 512-page chunk of an arena. */

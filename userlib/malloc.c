@@ -192,7 +192,7 @@ static void remote_free(struct mspan *s, uint32_t idx, uintptr_t p)
 		double_free(p);
 	/* Set the bit first, count it second: whoever sees the count reach
 	 * `outstanding` knows every bit is already in place. */
-	if (__atomic_fetch_or(&s->freed_remote[w], bit, __ATOMIC_ACQ_REL) & bit)
+	if (__atomic_fetch_or(&s->bits[w].remote, bit, __ATOMIC_ACQ_REL) & bit)
 		double_free(p);
 	int64_t old = __atomic_fetch_add(&s->remote, REMOTE_ONE, __ATOMIC_ACQ_REL);
 
@@ -223,8 +223,12 @@ void mh_free(void *ptr)
 
 			if (unlikely(!mspan_obj_allocated(s, idx)))
 				double_free(p);
-			STORE_RELAXED(&s->freed_local[w], s->freed_local[w] | bit);
-			s->nfreed_local++;
+			STORE_RELAXED(&s->bits[w].local, s->bits[w].local | bit);
+			uint32_t n = ++s->nfreed_local;
+			/* Owned but not current: it may join the partial list
+			 * (first free) or be entirely free (the last). */
+			if (unlikely(s != c->alloc[cls]) && (n == 1 || n >= s->nalloc))
+				mcache_local_free_slow(c, s);
 		} else {
 			remote_free(s, idx, p);
 		}

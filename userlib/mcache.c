@@ -17,19 +17,70 @@ struct mcache *mh_caches;
 static pthread_key_t cache_key;
 static int cache_key_ready;
 
+/* ------------------------------------------------------------ owned lists */
+
+static void list_append(struct span_list *l, struct mspan *s, enum mspan_list which)
+{
+	s->next = NULL;
+	s->prev = l->tail;
+	if (l->tail)
+		l->tail->next = s;
+	else
+		l->head = s;
+	l->tail = s;
+	s->list = (uint8_t)which;
+}
+
+static struct span_list *list_of(struct mcache *c, struct mspan *s)
+{
+	return s->list == MSPAN_LIST_CACHE_PARTIAL ? &c->partial[s->sizeclass]
+						   : &c->full[s->sizeclass];
+}
+
+static void list_unlink(struct mcache *c, struct mspan *s)
+{
+	struct span_list *l = list_of(c, s);
+
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		l->head = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	else
+		l->tail = s->prev;
+	s->next = s->prev = NULL;
+	s->list = MSPAN_LIST_NONE;
+	if (s->cache_empty) {
+		s->cache_empty = 0;
+		c->empty_bytes -= s->npages << MH_PAGE_SHIFT;
+	}
+}
+
+/* An owned span that is not current goes back to its mcentral. */
+static void give_back(struct mcache *c, struct mspan *s)
+{
+	list_unlink(c, s);
+	mcentral_uncache_span(s);
+}
+
 static void release_spans(struct mcache *c)
 {
 	for (unsigned cls = 1; cls < MH_NUM_CLASSES; cls++) {
 		struct mspan *s = c->alloc[cls];
 
+		c->alloc[cls] = &mh_empty_span;
 		if (s != &mh_empty_span)
 			mcentral_uncache_span(s);
-		c->alloc[cls] = &mh_empty_span;
+		while (c->partial[cls].head)
+			give_back(c, c->partial[cls].head);
+		while (c->full[cls].head)
+			give_back(c, c->full[cls].head);
 	}
 }
 
 /* Unlink c, fold its counters into the global ones and free it. Called
- * with caches_lock held. */
+ * with caches_lock held, after release_spans. */
 static void retire(struct mcache *c)
 {
 	for (unsigned cls = 0; cls < MH_NUM_CLASSES; cls++) {
@@ -98,38 +149,91 @@ struct mcache *mcache_create(void)
 	return c;
 }
 
-uintptr_t mcache_alloc_slow(struct mcache *c, unsigned sizeclass)
+/* Make owned span s current: sweep it and take its first free object. */
+static uintptr_t adopt(struct mcache *c, unsigned cls, struct mspan *s)
 {
-	struct mspan *s = c->alloc[sizeclass];
+	uintptr_t p;
+
+	list_unlink(c, s);
+	mspan_sweep(s);
+	p = mspan_next_free(s);
+	if (p)
+		c->alloc[cls] = s;
+	else	/* frees still in flight: nothing to take yet */
+		list_append(&c->full[cls], s, MSPAN_LIST_CACHE_FULL);
+	return p;
+}
+
+uintptr_t mcache_alloc_slow(struct mcache *c, unsigned cls)
+{
+	struct mspan *s = c->alloc[cls];
 	uintptr_t p;
 
 	if (s != &mh_empty_span) {
 		p = mspan_next_free(s);	/* the window ran out, the span may not */
 		if (p)
 			return p;
-		/* Used up. If enough of it has been freed since the last
-		 * sweep, sweeping in place beats a trip to the mcentral and
-		 * keeps the thread on memory that is warm in its cache. */
+		/* Used up. With enough freed since its sweep, sweeping in
+		 * place keeps the thread on memory warm in its CPU cache. */
 		if (mspan_pending_frees(s) > s->nelems / 4) {
 			mspan_sweep(s);
 			p = mspan_next_free(s);
 			if (p)
 				return p;
 		}
-		c->alloc[sizeclass] = &mh_empty_span;
-		mcentral_uncache_span(s);
+		s->nalloc = s->nelems;	/* every object was handed out */
+		c->alloc[cls] = &mh_empty_span;
+		if (s->nfreed_local)
+			list_append(&c->partial[cls], s, MSPAN_LIST_CACHE_PARTIAL);
+		else
+			list_append(&c->full[cls], s, MSPAN_LIST_CACHE_FULL);
 	}
-	for (;;) {
-		s = mcentral_cache_span(sizeclass, c);
-		if (!s)
-			return 0;
-		c->alloc[sizeclass] = s;
-		p = mspan_next_free(s);
+	/* Owned spans this thread has freed into, oldest first. */
+	while (c->partial[cls].head) {
+		p = adopt(c, cls, c->partial[cls].head);
 		if (p)
 			return p;
+	}
+	/* The oldest used-up spans, for frees made by other threads. */
+	for (int i = 0; i < MH_CACHE_SCAN && c->full[cls].head; i++) {
+		s = c->full[cls].head;
+		if (LOAD_RELAXED(&s->remote) >= REMOTE_ONE) {
+			p = adopt(c, cls, s);
+			if (p)
+				return p;
+		} else {
+			list_unlink(c, s);
+			list_append(&c->full[cls], s, MSPAN_LIST_CACHE_FULL);
+		}
+	}
+	for (;;) {
+		s = mcentral_cache_span(cls, c);
+		if (!s)
+			return 0;
+		p = mspan_next_free(s);
+		if (p) {
+			c->alloc[cls] = s;
+			return p;
+		}
 		/* Nothing free after all (frees still in flight): next one. */
-		c->alloc[sizeclass] = &mh_empty_span;
 		mcentral_uncache_span(s);
+	}
+}
+
+void mcache_local_free_slow(struct mcache *c, struct mspan *s)
+{
+	int64_t remote = LOAD_RELAXED(&s->remote) >> REMOTE_SHIFT;
+
+	if (s->list == MSPAN_LIST_CACHE_FULL) {
+		list_unlink(c, s);
+		list_append(&c->partial[s->sizeclass], s, MSPAN_LIST_CACHE_PARTIAL);
+	}
+	if (!s->cache_empty && s->nfreed_local + (remote > 0 ? remote : 0) >= s->nalloc) {
+		/* Entirely free: keep it for reuse up to the cap. */
+		s->cache_empty = 1;
+		c->empty_bytes += s->npages << MH_PAGE_SHIFT;
+		if (c->empty_bytes > MH_CACHE_EMPTY_MAX)
+			give_back(c, s);
 	}
 }
 

@@ -1,24 +1,53 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * mcache: a thread's private cache of spans, one per size class, from which
- * it allocates without locks or atomics (Go's mcache.go; Go has one per P,
- * C has no Ps, so here it is one per thread). Created on a thread's first
- * allocation or free, and given back at thread exit: its spans return to
- * their mcentrals and its counters are added to the global ones.
+ * mcache: a thread's private cache of spans, from which it allocates without
+ * locks or atomics (Go's mcache.go; Go has one per P, C has no Ps, so here it
+ * is one per thread). Created on a thread's first allocation or free, and
+ * given back at thread exit: its spans return to their mcentrals and its
+ * counters are added to the global ones.
+ *
+ * Ownership beyond Go's: Go's mcache holds one span per class and hands a
+ * used-up span back to its mcentral, where the next GC sweeps it. With
+ * explicit free most objects are freed by the thread that allocated them,
+ * often long after it moved on to another span; if that span went back to
+ * the mcentral, every such free would be an atomic "remote" free and empty
+ * spans would travel through the page heap again and again. So a cache keeps
+ * owning the spans it used up, per class on two lists:
+ *   partial  owned spans with frees made by this thread since their sweep;
+ *            the next refill sweeps one of them and allocates from it;
+ *   full     owned spans with no known free; a refill looks at a few of the
+ *            oldest for frees other threads made (their `remote` count) and
+ *            rotates them, so a producer's spans are found again once its
+ *            consumers have freed into them.
+ * Only spans that are entirely free are given back, and only beyond
+ * MH_CACHE_EMPTY_MAX bytes of them per thread, so a thread does not hoard
+ * memory it freed but does not churn either.
  */
 #ifndef MHEAP_MCACHE_H
 #define MHEAP_MCACHE_H
 
 #include "mspan.h"
 
+/* Entirely free spans a cache may keep for reuse, in bytes. */
+#define MH_CACHE_EMPTY_MAX	((size_t)1 << 20)
+/* Spans of the full list a refill looks at for remote frees. */
+#define MH_CACHE_SCAN		8
+
+struct span_list {
+	struct mspan *head, *tail;
+};
+
 struct mcache {
-	/* Span allocated from per class; never NULL (an empty dummy span
-	 * stands in, so the fast path needs no NULL check). */
+	/* Current span per class; never NULL (an empty dummy span stands
+	 * in, so the fast path needs no NULL check). */
 	struct mspan *alloc[MH_NUM_CLASSES];
 	/* Counters only this thread writes; readers use relaxed loads.
 	 * Class 0 counts large objects. */
 	uint64_t nmalloc[MH_NUM_CLASSES];
 	uint64_t nfree[MH_NUM_CLASSES];
+	struct span_list partial[MH_NUM_CLASSES];
+	struct span_list full[MH_NUM_CLASSES];
+	size_t empty_bytes;		/* bytes in owned, entirely free spans */
 	struct mcache *next, *prev;	/* all caches, under caches_lock */
 };
 
@@ -36,11 +65,15 @@ static inline struct mcache *mcache_get(void)
 }
 
 /* The allocation slow path: refill the window, sweep the span in place, or
- * swap it for another from the mcentral. Returns an object or 0 (ENOMEM). */
+ * swap it for another owned span or one from the mcentral. Returns an
+ * object or 0 (ENOMEM). */
 MH_HIDDEN uintptr_t mcache_alloc_slow(struct mcache *c, unsigned sizeclass);
 
-/* Counters of caches that have gone away, and of frees by threads that
- * could not get a cache. Under caches_lock, except orphan_frees (atomic). */
+/* Bookkeeping after the owner freed into s, which is not its current span:
+ * s may move to the partial list, or, entirely free, go back. */
+MH_HIDDEN void mcache_local_free_slow(struct mcache *c, struct mspan *s);
+
+/* Counters of caches that have gone away. Under caches_lock. */
 MH_HIDDEN extern uint64_t mh_dead_nmalloc[MH_NUM_CLASSES];
 MH_HIDDEN extern uint64_t mh_dead_nfree[MH_NUM_CLASSES];
 MH_HIDDEN extern mh_lock_t mh_caches_lock;

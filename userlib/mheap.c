@@ -33,7 +33,7 @@ void mheap_init_slow(void)
 		sizeclass_init();
 		for (unsigned b = 0; b < SPAN_BUCKETS; b++)
 			fixalloc_init(&mh_heap.spanalloc[b],
-				      sizeof(struct mspan) + 3 * bucket_words[b] * sizeof(uint64_t),
+				      sizeof(struct mspan) + bucket_words[b] * sizeof(struct span_bits),
 				      sizeof(uint64_t));	/* keep gen */
 		for (unsigned c = 0; c < MH_NUM_CLASSES; c++)
 			mh_lock_reinit(&mh_heap.central[c].lock);
@@ -48,15 +48,6 @@ static struct mspan *span_struct_alloc(unsigned words)
 	unsigned b = span_bucket(words);
 	struct mspan *s = fixalloc_alloc(&mh_heap.spanalloc[b]);
 
-	if (!s)
-		return NULL;
-	if (words) {
-		uint64_t *bits = (uint64_t *)(s + 1);
-
-		s->alloc_bits = bits;
-		s->freed_local = bits + bucket_words[b];
-		s->freed_remote = bits + 2 * bucket_words[b];
-	}
 	return s;
 }
 

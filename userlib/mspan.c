@@ -33,7 +33,7 @@ uintptr_t mspan_next_free(struct mspan *s)
 
 	while (idx < s->nelems) {
 		unsigned w = idx / 64, b = idx % 64;
-		uint64_t avail = ~LOAD_RELAXED(&s->alloc_bits[w]) & word_mask(s, w);
+		uint64_t avail = ~LOAD_RELAXED(&s->bits[w].alloc) & word_mask(s, w);
 
 		avail >>= b;
 		if (avail) {
@@ -57,12 +57,12 @@ void mspan_fold_local(struct mspan *s)
 	unsigned nw = mspan_bitmap_words(s->nelems);
 
 	for (unsigned w = 0; w < nw; w++) {
-		uint64_t bits = LOAD_RELAXED(&s->alloc_bits[w]);
+		uint64_t bits = LOAD_RELAXED(&s->bits[w].alloc);
 
 		bits |= below_mask(w, s->freeindex);
-		bits &= ~LOAD_RELAXED(&s->freed_local[w]);
-		STORE_RELAXED(&s->freed_local[w], 0);
-		STORE_RELAXED(&s->alloc_bits[w], bits);
+		bits &= ~LOAD_RELAXED(&s->bits[w].local);
+		STORE_RELAXED(&s->bits[w].local, 0);
+		STORE_RELAXED(&s->bits[w].alloc, bits);
 	}
 	s->nfreed_local = 0;
 	s->alloc_cache = 0;
@@ -76,10 +76,10 @@ void mspan_sweep(struct mspan *s)
 
 	mspan_fold_local(s);
 	for (unsigned w = 0; w < nw; w++) {
-		uint64_t r = __atomic_exchange_n(&s->freed_remote[w], 0, __ATOMIC_ACQ_REL);
+		uint64_t r = __atomic_exchange_n(&s->bits[w].remote, 0, __ATOMIC_ACQ_REL);
 
 		if (r) {
-			STORE_RELAXED(&s->alloc_bits[w], LOAD_RELAXED(&s->alloc_bits[w]) & ~r);
+			STORE_RELAXED(&s->bits[w].alloc, LOAD_RELAXED(&s->bits[w].alloc) & ~r);
 			folded += __builtin_popcountll(r);
 		}
 	}
@@ -112,7 +112,5 @@ void mspan_init_small(struct mspan *s, unsigned sizeclass)
 	s->remote = 0;
 	s->owner = NULL;
 	s->list = MSPAN_LIST_NONE;
-	memset(s->alloc_bits, 0, nw * sizeof(uint64_t));
-	memset(s->freed_local, 0, nw * sizeof(uint64_t));
-	memset(s->freed_remote, 0, nw * sizeof(uint64_t));
+	memset(s->bits, 0, nw * sizeof(s->bits[0]));
 }

@@ -25,7 +25,9 @@
  * Ownership and the remote counter
  * --------------------------------
  * A small span is either owned by one thread's mcache or unowned on its
- * mcentral's partial or full list. `remote` packs that state with the count
+ * mcentral's partial or full list. A cache owns its current span per class
+ * and keeps owning the spans it used up (mcache.h), so that the frees a
+ * thread makes of its own objects stay plain stores. `remote` packs that state with the count
  * of remote frees not yet folded in:  remote = count << REMOTE_SHIFT | flags.
  * Remote freers add to it without a lock; only two transitions of an unowned
  * span take the mcentral lock, each made by exactly one thread: the first
@@ -50,9 +52,11 @@ enum mspan_state {
 };
 
 enum mspan_list {
-	MSPAN_LIST_NONE = 0,	/* owned by a cache, or not a small span */
+	MSPAN_LIST_NONE = 0,	/* a cache's current span, or not a small span */
 	MSPAN_LIST_PARTIAL,	/* unowned, has free objects */
 	MSPAN_LIST_FULL,	/* unowned, had none when it was put there */
+	MSPAN_LIST_CACHE_PARTIAL, /* owned, not current, has local frees */
+	MSPAN_LIST_CACHE_FULL,	/* owned, not current, none known */
 };
 
 #define REMOTE_OWNED	((int64_t)1)	/* a cache owns the span */
@@ -71,7 +75,9 @@ struct mspan {
 	uintptr_t npages;	/* length in pages */
 	uint8_t state;		/* enum mspan_state */
 	uint8_t sizeclass;	/* small spans: the class; else 0 */
-	uint8_t list;		/* enum mspan_list, under the mcentral lock */
+	uint8_t list;		/* enum mspan_list: mcentral's under its lock,
+				 * the cache's by the owner */
+	uint8_t cache_empty;	/* owned and every object freed locally */
 	uint8_t needzero;	/* large spans: pages may hold old data */
 	uint32_t elemsize;	/* object size; large: npages * page size */
 	uint32_t nelems;	/* objects in the span */
@@ -82,20 +88,29 @@ struct mspan {
 	uint32_t freeindex;	/* next object to look at; peeked at by freers */
 	uint32_t nfreed_local;	/* bits set in freed_local */
 	uint32_t outstanding;	/* objects allocated when the owner let go */
+	uint32_t nalloc;	/* owned, not current: objects allocated (all,
+				 * as it was used up) before nfreed_local */
 
 	struct mcache *owner;	/* the cache allocating from it, or NULL */
 	int64_t remote;		/* see above */
 
-	/* Bitmaps, MH_BITMAP_WORDS words each at most; sized by nelems. */
-	uint64_t *alloc_bits;
-	uint64_t *freed_local;
-	uint64_t *freed_remote;
 
-	/* mcentral list links; user arenas also chain chunks through them. */
+	/* List links: an mcentral's or the owning cache's lists; user arenas
+	 * chain their chunks through them. */
 	struct mspan *next, *prev;
 
 	/* User-arena chunks: the owning arena's data (arena.c). */
 	void *chunk_data;
+
+	/* The three bitmaps, interleaved by word so that the words a free
+	 * looks at share a cache line and sit at a fixed offset from the
+	 * span (no pointer to chase). mspan_bitmap_words(nelems) entries,
+	 * allocated with the struct; none for large spans and chunks. */
+	struct span_bits {
+		uint64_t alloc;		/* alloc_bits: allocated at last sweep */
+		uint64_t local;		/* freed_local: freed by the owner */
+		uint64_t remote;	/* freed_remote: freed by others (atomic) */
+	} bits[];
 };
 
 static inline unsigned mspan_bitmap_words(uint32_t nelems)
@@ -130,13 +145,13 @@ static inline bool mspan_obj_allocated(const struct mspan *s, uint32_t idx)
 	unsigned w = idx / 64;
 	uint64_t bit = (uint64_t)1 << (idx % 64);
 
-	if (!(idx < LOAD_RELAXED(&s->freeindex) || (LOAD_RELAXED(&s->alloc_bits[w]) & bit)))
+	if (!(idx < LOAD_RELAXED(&s->freeindex) || (LOAD_RELAXED(&s->bits[w].alloc) & bit)))
 		return false;
-	if (LOAD_RELAXED(&s->freed_remote[w]) & bit)
+	if (LOAD_RELAXED(&s->bits[w].remote) & bit)
 		return false;
 	/* freed_local is written by the owner only, with relaxed stores, so
 	 * a remote freer can see a free the owner made before. */
-	return !(LOAD_RELAXED(&s->freed_local[w]) & bit);
+	return !(LOAD_RELAXED(&s->bits[w].local) & bit);
 }
 /* Set up a fresh small span over pages [base, base + npages). */
 MH_HIDDEN void mspan_init_small(struct mspan *s, unsigned sizeclass);
