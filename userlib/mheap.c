@@ -81,7 +81,7 @@ struct mspan *mheap_alloc_span(uintptr_t npages, uintptr_t align_pages,
 	}
 	s = span_struct_alloc(sizeclass ? mspan_bitmap_words(mh_class[sizeclass].nelems) : 0);
 	if (!s) {
-		pa_free(r.base, npages);
+		pa_free(r.base, npages, false);
 		goto nomem;
 	}
 	s->base = r.base;
@@ -107,11 +107,16 @@ nomem:
 
 void mheap_free_span(struct mspan *s)
 {
+	mheap_free_span_released(s, false);
+}
+
+void mheap_free_span_released(struct mspan *s, bool released)
+{
 	mh_lock(&mh_heap.lock);
 	if (s->state == MSPAN_LARGE)
 		mh_heap.large_live_bytes -= s->npages << MH_PAGE_SHIFT;
 	arenamap_set_spans(s->base, s->npages, NULL);
-	pa_free(s->base, s->npages);
+	pa_free(s->base, s->npages, released);
 	span_struct_free(s);
 	scavenge_after_free();
 	mh_unlock(&mh_heap.lock);

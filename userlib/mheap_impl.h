@@ -53,6 +53,9 @@ MH_HIDDEN struct mspan *mheap_alloc_span(uintptr_t npages, uintptr_t align_pages
 					 unsigned sizeclass, enum mspan_state state);
 /* Give a span's pages back to the page heap; the struct dies (gen moves on). */
 MH_HIDDEN void mheap_free_span(struct mspan *s);
+/* The same for a span whose pages were already dropped (a faulted arena
+ * chunk): they count as released and read as zero. */
+MH_HIDDEN void mheap_free_span_released(struct mspan *s, bool released);
 /* Run the scavenger's policy (heap lock held); see scavenge.c. */
 MH_HIDDEN void scavenge_after_free(void);
 MH_HIDDEN void scavenge_init(void);

@@ -228,6 +228,18 @@ static void mark(uintptr_t p, uintptr_t n, bool alloc, struct pa_result *res)
 	}
 }
 
+/* Mark free pages [first, first + n) of ha as released. */
+static void set_scavenged(struct heap_arena *ha, unsigned first, unsigned n)
+{
+	for (unsigned w = first / 64; w * 64 < first + n; w++) {
+		unsigned lo = w * 64 < first ? first - w * 64 : 0;
+		unsigned hi = (w + 1) * 64 > first + n ? first + n - w * 64 : 64;
+
+		ha->scav[w] |= range_mask(lo, hi);
+	}
+	pa_released_pages += n;
+}
+
 struct pa_result pa_alloc(uintptr_t npages, uintptr_t align_pages)
 {
 	struct pa_result res = { 0 };
@@ -245,10 +257,21 @@ struct pa_result pa_alloc(uintptr_t npages, uintptr_t align_pages)
 	return res;
 }
 
-void pa_free(uintptr_t base, uintptr_t npages)
+void pa_free(uintptr_t base, uintptr_t npages, bool released)
 {
 	mark(base, npages, false, NULL);
 	pa_free_pages += npages;
+	if (released) {
+		for (uintptr_t p = base, n = npages; n;) {
+			struct heap_arena *ha = arena_of(p);
+			unsigned first = (unsigned)arena_page(ha, p);
+			unsigned k = (unsigned)(n < MH_PAGES_PER_ARENA - first ? n : MH_PAGES_PER_ARENA - first);
+
+			set_scavenged(ha, first, k);
+			n -= k;
+			p += (uintptr_t)k << MH_PAGE_SHIFT;
+		}
+	}
 }
 
 /* Release pages [first, first + n) of ha, which are free and resident. */
@@ -256,13 +279,7 @@ static void release(struct heap_arena *ha, unsigned first, unsigned n)
 {
 	sys_release((void *)(ha->base + ((uintptr_t)first << MH_PAGE_SHIFT)),
 		    (size_t)n << MH_PAGE_SHIFT);
-	for (unsigned w = first / 64; w * 64 < first + n; w++) {
-		unsigned lo = w * 64 < first ? first - w * 64 : 0;
-		unsigned hi = (w + 1) * 64 > first + n ? first + n - w * 64 : 64;
-
-		ha->scav[w] |= range_mask(lo, hi);
-	}
-	pa_released_pages += n;
+	set_scavenged(ha, first, n);
 }
 
 static struct heap_arena *arena_before(struct heap_arena *ha)

@@ -20,7 +20,8 @@ MH_HIDDEN void pa_arena_init(struct heap_arena *ha);
 /* Lowest-addressed free run of npages whose first page number is a multiple
  * of align_pages (a power of two), marked in use. */
 MH_HIDDEN struct pa_result pa_alloc(uintptr_t npages, uintptr_t align_pages);
-MH_HIDDEN void pa_free(uintptr_t base, uintptr_t npages);
+/* Free a run; released: its pages are known not resident (they read zero). */
+MH_HIDDEN void pa_free(uintptr_t base, uintptr_t npages, bool released);
 /* Return up to npages free, resident pages to the OS, highest addresses
  * first; returns how many were released. */
 MH_HIDDEN uintptr_t pa_scavenge(uintptr_t npages);

@@ -1,0 +1,562 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * User arenas, once per fault backend that works on this machine: bump
+ * allocation, bulk free, faulting and the use-after-free report, quarantine
+ * and its budget, the VMA limit, and arenas used from many threads.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/mman.h>
+
+#include "kselftest_harness.h"
+#include "mheap_test.h"
+
+#include "mheap.h"
+#include "arena.h"
+#include "fault.h"
+
+FIXTURE(arena)
+{
+	struct arena_config cfg;
+};
+
+FIXTURE_VARIANT(arena)
+{
+	const char *backend;
+};
+
+FIXTURE_VARIANT_ADD(arena, mprotect) { .backend = "mprotect" };
+FIXTURE_VARIANT_ADD(arena, guard) { .backend = "guard" };
+FIXTURE_VARIANT_ADD(arena, kmod) { .backend = "kmod" };
+FIXTURE_VARIANT_ADD(arena, none) { .backend = "none" };
+
+FIXTURE_SETUP(arena)
+{
+	if (!fault_backend_select(variant->backend)) {
+		if (!strcmp(variant->backend, "kmod"))
+			SKIP(return, "kmod backend unavailable: needs /dev/mheap with fault commands");
+		SKIP(return, "%s backend does not work on this kernel", variant->backend);
+	}
+	arena_config_get(&self->cfg);
+}
+
+FIXTURE_TEARDOWN(arena)
+{
+}
+
+static bool faults(const FIXTURE_VARIANT(arena) *variant)
+{
+	return strcmp(variant->backend, "none") != 0;
+}
+
+/* ------------------------------------------------------------ allocation */
+
+TEST_F(arena, bump_allocates_upwards_and_noscan_downwards)
+{
+	mh_arena *a = mh_arena_new();
+	char *p1, *p2, *n1, *n2;
+	RETURN_IF_SETUP_SKIPPED();
+
+	ASSERT_NE(NULL, a);
+	EXPECT_STREQ(variant->backend, mh_backend_name());
+	p1 = mh_arena_alloc(a, 24, 8);
+	p2 = mh_arena_alloc(a, 24, 8);
+	n1 = mh_arena_alloc_noscan(a, 100, 4);
+	n2 = mh_arena_alloc_noscan(a, 100, 4);
+	ASSERT_NE(NULL, p1);
+	ASSERT_NE(NULL, n2);
+	EXPECT_EQ(p1 + 24, p2);
+	EXPECT_LT(n2, n1);
+	EXPECT_LT(p2, n2);
+	EXPECT_TRUE(mh_in_arena(p1));
+	EXPECT_TRUE(mh_in_arena(n2));
+	for (size_t align = 1; align <= 4096; align <<= 1) {
+		char *q = mh_arena_alloc(a, 3, align);
+		char *r = mh_arena_alloc_noscan(a, 3, align);
+
+		ASSERT_EQ(0, (uintptr_t)q % align);
+		ASSERT_EQ(0, (uintptr_t)r % align);
+	}
+	errno = 0;
+	EXPECT_EQ(NULL, mh_arena_alloc(a, 8, 12));
+	EXPECT_EQ(EINVAL, errno);
+	mh_arena_free(a);
+}
+
+TEST_F(arena, many_objects_across_chunks_keep_their_contents)
+{
+	RETURN_IF_SETUP_SKIPPED();
+
+	enum { N = 300000 };
+	mh_arena *a = mh_arena_new();
+	uint64_t **p = malloc(N * sizeof(*p));
+
+	ASSERT_NE(NULL, p);
+	for (int i = 0; i < N; i++) {
+		size_t words = 1 + i % 13;
+
+		p[i] = i % 3 ? mh_arena_alloc(a, words * 8, 8) : mh_arena_alloc_noscan(a, words * 8, 8);
+		ASSERT_NE(NULL, p[i]);
+		for (size_t w = 0; w < words; w++)
+			p[i][w] = (uint64_t)i * 31 + w;
+	}
+	for (int i = 0; i < N; i++)
+		for (size_t w = 0; w < 1 + (size_t)i % 13; w++)
+			ASSERT_EQ((uint64_t)i * 31 + w, p[i][w]);
+	struct mh_stats st;
+	mh_stats_read(&st);
+	EXPECT_GE(st.arena_chunks_live, 2);	/* ~17 MB of objects */
+	EXPECT_EQ(1, st.arenas_live);
+	mh_arena_free(a);
+	mh_stats_read(&st);
+	EXPECT_EQ(0, st.arenas_live);
+	EXPECT_EQ(0, st.arena_chunks_live);
+	free(p);
+}
+
+TEST_F(arena, calloc_zeroes_and_checks_overflow)
+{
+	mh_arena *a = mh_arena_new();
+	char *p;
+	RETURN_IF_SETUP_SKIPPED();
+
+	for (int round = 0; round < 2; round++) {
+		p = mh_arena_calloc(a, 1000, 7);
+		ASSERT_NE(NULL, p);
+		for (int i = 0; i < 7000; i++)
+			ASSERT_EQ(0, p[i]);
+		memset(p, 0xff, 7000);
+	}
+	errno = 0;
+	EXPECT_EQ(NULL, mh_arena_calloc(a, SIZE_MAX / 2, 3));
+	EXPECT_EQ(ENOMEM, errno);
+	mh_arena_free(a);
+}
+
+TEST_F(arena, large_allocations_get_their_own_chunk_and_go_with_the_arena)
+{
+	mh_arena *a = mh_arena_new();
+	struct mh_stats before, after;
+	size_t big = self->cfg.chunk_bytes;	/* well over a quarter */
+	char *p;
+	RETURN_IF_SETUP_SKIPPED();
+
+	mh_stats_read(&before);
+	p = mh_arena_alloc(a, big, 1 << 16);
+	ASSERT_NE(NULL, p);
+	EXPECT_EQ(0, (uintptr_t)p % (1 << 16));
+	EXPECT_TRUE(mh_in_arena(p + big - 1));
+	memset(p, 3, big);
+	mh_stats_read(&after);
+	EXPECT_EQ(before.arena_chunks_live + 1, after.arena_chunks_live);
+	mh_arena_free(a);
+	mh_stats_read(&after);
+	if (faults(variant))
+		EXPECT_GE(after.arena_quarantined_bytes, before.arena_quarantined_bytes + big);
+	EXPECT_EQ(before.arena_chunks_live, after.arena_chunks_live);
+}
+
+/* ------------------------------------------------------------ queries */
+
+TEST_F(arena, in_arena_and_clone_tell_arena_memory_from_the_rest)
+{
+	mh_arena *a = mh_arena_new();
+	char *in = mh_arena_alloc(a, 32, 0);
+	char *heap = mh_malloc(32);
+	char *libc = malloc(32);
+	int on_stack = 5;
+	char *copy;
+	RETURN_IF_SETUP_SKIPPED();
+
+	strcpy(in, "arena data");
+	EXPECT_TRUE(mh_in_arena(in));
+	EXPECT_FALSE(mh_in_arena(heap));
+	EXPECT_FALSE(mh_in_arena(libc));
+	EXPECT_FALSE(mh_in_arena(&on_stack));
+	EXPECT_FALSE(mh_in_arena(NULL));
+	EXPECT_FALSE(mh_in_arena((void *)UINTPTR_MAX));
+
+	copy = mh_arena_clone(in, 32);
+	ASSERT_NE(in, copy);
+	EXPECT_FALSE(mh_in_arena(copy));
+	EXPECT_STREQ("arena data", copy);
+	EXPECT_EQ(heap, mh_arena_clone(heap, 32));
+	EXPECT_EQ(libc, mh_arena_clone(libc, 32));
+	EXPECT_EQ((void *)&on_stack, mh_arena_clone(&on_stack, sizeof(on_stack)));
+	mh_arena_free(a);
+	/* The clone outlives the arena. */
+	EXPECT_STREQ("arena data", copy);
+	mh_free(copy);
+	mh_free(heap);
+	free(libc);
+}
+
+/* ------------------------------------------------------------ faulting */
+
+static char *stale;
+static bool stale_write;
+
+static void touch_stale(void *arg)
+{
+	(void)arg;
+	if (stale_write)
+		*stale = 1;
+	else
+		*(volatile char *)stale;
+}
+
+/* Touch stale in a child; it must die of SIGSEGV with the report. */
+static void expect_uaf(struct __test_metadata *_metadata, char *p, bool write)
+{
+	struct child_result r;
+	char want[64];
+
+	stale = p;
+	stale_write = write;
+	run_child(touch_stale, NULL, &r);
+	ASSERT_TRUE(died_of(&r, SIGSEGV)) TH_LOG("child status %#x, stderr: %s", r.status, r.err);
+	snprintf(want, sizeof(want), "mheap: use-after-free: %s %#lx in freed arena #",
+		 write ? "write to" : "read of", (unsigned long)(uintptr_t)p);
+	EXPECT_NE(NULL, strstr(r.err, want)) TH_LOG("want \"%s\", got \"%s\"", want, r.err);
+	EXPECT_NE(NULL, strstr(r.err, " ms ago ("));
+}
+
+TEST_F(arena, touching_freed_memory_is_reported_and_kills)
+{
+	struct arena_config cfg = self->cfg;
+	mh_arena *a;
+	char *p, *q;
+	RETURN_IF_SETUP_SKIPPED();
+
+	if (!faults(variant))
+		SKIP(return, "the none backend does not fault");
+	cfg.reuse = false;	/* fault the active chunk too */
+	arena_configure(&cfg);
+	a = mh_arena_new();
+	p = mh_arena_alloc(a, 64, 0);
+	q = mh_arena_alloc_noscan(a, 64, 0);
+	strcpy(p, "soon stale");
+	mh_arena_free(a);
+	expect_uaf(_metadata, p, false);
+	expect_uaf(_metadata, q + 10, true);
+}
+
+TEST_F(arena, with_reuse_full_chunks_fault_and_the_active_one_is_reused)
+{
+	mh_arena *a, *b;
+	char *first, *last = NULL;
+	struct mh_stats st;
+	RETURN_IF_SETUP_SKIPPED();
+
+	if (!faults(variant))
+		SKIP(return, "the none backend does not fault");
+	ASSERT_TRUE(self->cfg.reuse);
+	a = mh_arena_new();
+	first = mh_arena_alloc(a, 1024, 0);
+	/* Fill past the first chunk. */
+	for (size_t n = 0; n < self->cfg.chunk_bytes; n += 1024)
+		last = mh_arena_alloc(a, 1024, 0);
+	ASSERT_TRUE(mh_in_arena(last));
+	mh_arena_free(a);
+	mh_stats_read(&st);
+	EXPECT_EQ(1, st.arena_chunks_reuse);
+	EXPECT_GE(st.arena_chunks_quarantined, 1);
+	expect_uaf(_metadata, first, false);
+	/* The next arena continues in the reused chunk, after `last`. */
+	b = mh_arena_new();
+	char *next = mh_arena_alloc(b, 1024, 0);
+	EXPECT_EQ(last + 1024, next);
+	mh_arena_free(b);
+}
+
+static void use_freed_arena(void *arg)
+{
+	mh_arena *a = mh_arena_new();
+
+	(void)arg;
+	mh_arena_free(a);
+	(void)mh_arena_alloc(a, 8, 0);
+}
+
+static void free_arena_twice(void *arg)
+{
+	mh_arena *a = mh_arena_new();
+
+	(void)arg;
+	mh_arena_free(a);
+	mh_arena_free(a);
+}
+
+TEST_F(arena, freed_arena_handles_abort)
+{
+	struct child_result r;
+	RETURN_IF_SETUP_SKIPPED();
+
+	run_child(use_freed_arena, NULL, &r);
+	EXPECT_TRUE(died_of(&r, SIGABRT));
+	EXPECT_NE(NULL, strstr(r.err, "mheap: use of freed arena 0x")) TH_LOG("%s", r.err);
+	run_child(free_arena_twice, NULL, &r);
+	EXPECT_TRUE(died_of(&r, SIGABRT));
+	EXPECT_NE(NULL, strstr(r.err, "mheap: arena double free of 0x")) TH_LOG("%s", r.err);
+}
+
+TEST_F(arena, random_probes_into_freed_chunks_all_fault)
+{
+	RETURN_IF_SETUP_SKIPPED();
+
+	enum { ARENAS = 6, PROBES = 24 };
+	struct arena_config cfg = self->cfg;
+	uintptr_t lo[ARENAS], hi[ARENAS];
+	mh_arena *keep;
+	char *live[64];
+
+	if (!faults(variant))
+		SKIP(return, "the none backend does not fault");
+	cfg.reuse = false;
+	arena_configure(&cfg);
+	keep = mh_arena_new();
+	for (int i = 0; i < 64; i++) {
+		live[i] = mh_arena_alloc(keep, 100, 0);
+		memset(live[i], i, 100);
+	}
+	for (int i = 0; i < ARENAS; i++) {
+		mh_arena *a = mh_arena_new();
+		char *p = mh_arena_alloc(a, 1, 0);
+
+		/* About 1.5 chunks each, ends of both ranges touched. */
+		for (size_t n = 0; n < self->cfg.chunk_bytes * 3 / 2; n += 4096)
+			*(char *)mh_arena_alloc(a, 4096, 0) = 1;
+		lo[i] = (uintptr_t)p;
+		hi[i] = (uintptr_t)mh_arena_alloc(a, 1, 0);
+		mh_arena_free(a);
+	}
+	srand(42);
+	for (int k = 0; k < PROBES; k++) {
+		int i = rand() % ARENAS;
+		uintptr_t span = hi[i] - lo[i];
+		char *probe = (char *)(lo[i] + ((uintptr_t)rand() * 4099u) % span);
+
+		/* Only addresses inside chunks: stay within each chunk. */
+		if (!mh_in_arena(probe))
+			continue;
+		expect_uaf(_metadata, probe, k & 1);
+	}
+	/* Live arena memory never faults and kept its data. */
+	for (int i = 0; i < 64; i++)
+		for (int j = 0; j < 100; j++)
+			ASSERT_EQ((char)i, live[i][j]);
+	mh_arena_free(keep);
+}
+
+/* ------------------------------------------------------------ quarantine */
+
+TEST_F(arena, quarantine_budget_releases_oldest_first)
+{
+	RETURN_IF_SETUP_SKIPPED();
+
+	enum { N = 10, KEEP = 3 };
+	struct arena_config cfg = self->cfg;
+	struct mh_stats st;
+	mh_arena *a[N];
+	char *p[N];
+
+	if (!faults(variant))
+		SKIP(return, "the none backend does not fault");
+	cfg.reuse = false;
+	cfg.quarantine_max = KEEP * cfg.chunk_bytes;
+	arena_configure(&cfg);
+	for (int i = 0; i < N; i++) {
+		a[i] = mh_arena_new();
+		p[i] = mh_arena_alloc(a[i], 100, 0);
+		*p[i] = 1;
+	}
+	for (int i = 0; i < N; i++)
+		mh_arena_free(a[i]);
+	mh_stats_read(&st);
+	EXPECT_EQ(KEEP, st.arena_chunks_quarantined);
+	EXPECT_EQ(KEEP * cfg.chunk_bytes, st.arena_quarantined_bytes);
+	EXPECT_EQ(N - KEEP, st.arena_releases_budget);
+	/* The oldest left quarantine (their memory works again, zeroed);
+	 * the newest still fault. */
+	EXPECT_EQ(0, *(volatile char *)p[0]);
+	expect_uaf(_metadata, p[N - 1], false);
+	mh_quarantine_release();
+	mh_stats_read(&st);
+	EXPECT_EQ(0, st.arena_chunks_quarantined);
+	EXPECT_EQ(0, st.arena_quarantined_bytes);
+	EXPECT_GE(st.arena_chunks_ready, 1);
+	EXPECT_EQ(0, *(volatile char *)p[N - 1]);
+}
+
+static int count_vmas(void)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	int n = 0, ch;
+
+	if (!f)
+		return -1;
+	while ((ch = fgetc(f)) != EOF)
+		n += ch == '\n';
+	fclose(f);
+	return n;
+}
+
+TEST_F_TIMEOUT(arena, hundred_thousand_cycles_never_fail_on_the_vma_limit, 300)
+{
+	struct arena_config cfg = self->cfg;
+	int cycles = UNDER_SANITIZER ? 20000 : 100000;
+	struct mh_stats st;
+	void *sep[1000];
+	int nsep = 0;
+	RETURN_IF_SETUP_SKIPPED();
+
+	cfg.reuse = false;	/* every free faults a chunk */
+	arena_configure(&cfg);
+	for (int i = 0; i < cycles; i++) {
+		mh_arena *a = mh_arena_new();
+		uint64_t *p = mh_arena_alloc(a, 64, 0);
+
+		ASSERT_NE(NULL, p);
+		*p = (uint64_t)i;
+		/* Now and then a live heap object between two chunks, so
+		 * that quarantined chunks cannot all merge into one VMA. */
+		if (i % 7 == 0 && nsep < 1000)
+			sep[nsep++] = mh_malloc(100000);
+		mh_arena_free(a);
+	}
+	for (int i = 0; i < nsep; i++)
+		mh_free(sep[i]);
+	mh_stats_read(&st);
+	TH_LOG("%d cycles: %llu quarantined, %llu released by budget, %d VMAs", cycles,
+	       (unsigned long long)st.arena_chunks_quarantined,
+	       (unsigned long long)st.arena_releases_budget, count_vmas());
+	EXPECT_LE(st.arena_quarantined_bytes, cfg.quarantine_max);
+	EXPECT_LT(count_vmas(), 20000);
+}
+
+/* Use up VMAs, then free arenas whose chunks each need new ones. */
+static void vma_exhaustion(void *arg)
+{
+	struct arena_config cfg;
+	size_t page = 4096;
+	void **maps = malloc(70000 * sizeof(void *));
+	int n = 0;
+	struct mh_stats st;
+
+	(void)arg;
+	arena_config_get(&cfg);
+	cfg.reuse = false;
+	cfg.quarantine_max = (size_t)1 << 40;	/* only the kernel limits */
+	arena_configure(&cfg);
+	while (n < 70000) {
+		/* Alternate protections so neighbours never merge. */
+		void *p = mmap(NULL, page, n & 1 ? PROT_READ : PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED)
+			break;
+		maps[n++] = p;
+	}
+	for (int i = 0; i < 40 && n; i++)
+		munmap(maps[--n], page);
+	for (int i = 0; i < 200; i++) {
+		mh_arena *a = mh_arena_new();
+
+		if (!a || !mh_arena_alloc(a, 64, 0))
+			_exit(2);
+		(void)mh_malloc(100000);	/* a live object keeps chunks apart */
+		mh_arena_free(a);
+	}
+	mh_stats_read(&st);
+	_exit(st.arena_releases_enomem > 0 ? 0 : 3);
+}
+
+TEST_F(arena, out_of_vmas_releases_old_quarantine_and_carries_on)
+{
+	struct child_result r;
+	RETURN_IF_SETUP_SKIPPED();
+
+	if (strcmp(variant->backend, "mprotect"))
+		SKIP(return, "only mprotect splits VMAs");
+	run_child(vma_exhaustion, NULL, &r);
+	ASSERT_TRUE(WIFEXITED(r.status)) TH_LOG("status %#x: %s", r.status, r.err);
+	EXPECT_EQ(0, WEXITSTATUS(r.status)) TH_LOG("%s", r.err);
+}
+
+/* ------------------------------------------------------------ threads */
+
+static void *arena_worker(void *arg)
+{
+	unsigned seed = (unsigned)(uintptr_t)arg;
+	int rounds = UNDER_SANITIZER ? 200 : 2000;
+
+	for (int r = 0; r < rounds; r++) {
+		mh_arena *a = mh_arena_new();
+		uint32_t *p[64];
+		int n = 1 + rand_r(&seed) % 64;
+
+		for (int i = 0; i < n; i++) {
+			size_t words = 2 + rand_r(&seed) % 512;
+
+			p[i] = mh_arena_alloc(a, words * 4, 4);
+			p[i][0] = (uint32_t)words;
+			p[i][words - 1] = (uint32_t)(r * 64 + i);
+		}
+		for (int i = 0; i < n; i++)
+			if (p[i][p[i][0] - 1] != (uint32_t)(r * 64 + i))
+				return (void *)1;
+		mh_arena_free(a);
+	}
+	return NULL;
+}
+
+TEST_F(arena, threads_create_and_free_arenas_concurrently)
+{
+	pthread_t t[4];
+	struct mh_stats st;
+	void *bad;
+	RETURN_IF_SETUP_SKIPPED();
+
+	for (int i = 0; i < 4; i++)
+		pthread_create(&t[i], NULL, arena_worker, (void *)(uintptr_t)(i + 1));
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], &bad);
+		EXPECT_EQ(NULL, bad);
+	}
+	mh_stats_read(&st);
+	EXPECT_EQ(0, st.arenas_live);
+	EXPECT_EQ(0, st.arena_chunks_live);
+}
+
+/* ------------------------------------------------------------ start-up */
+
+TEST(forcing_an_unknown_or_missing_backend_fails_at_start_up)
+{
+	struct {
+		const char *value, *message;
+	} cases[] = {
+		{ "bogus", "mheap: MHEAP_BACKEND=bogus: unknown backend" },
+		{ "kmod", "mheap: MHEAP_BACKEND=kmod: that backend does not work here" },
+	};
+
+	for (unsigned i = 0; i < 2; i++) {
+		char cmd[512], out[512] = "";
+		FILE *f;
+
+		snprintf(cmd, sizeof(cmd), "MHEAP_BACKEND=%s /proc/%d/exe -l 2>&1",
+			 cases[i].value, getpid());
+		f = popen(cmd, "r");
+		ASSERT_NE(NULL, f);
+		size_t n = fread(out, 1, sizeof(out) - 1, f);
+		out[n] = 0;
+		int status = pclose(f);
+
+		if (!strcmp(cases[i].value, "kmod") && fault_backend_kmod.probe() == 0)
+			continue;	/* the module is here: kmod works */
+		EXPECT_NE(0, status);
+		EXPECT_NE(NULL, strstr(out, cases[i].message)) TH_LOG("got: %s", out);
+	}
+}
+
+TEST_HARNESS_MAIN

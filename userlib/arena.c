@@ -1,0 +1,633 @@
+// SPDX-License-Identifier: MIT
+/*
+ * User arenas (Go's runtime/arena.go), made safe for C.
+ *
+ * An arena bump-allocates from 8 MiB chunks and is freed all at once. Chunks
+ * are spans of the same page heap as everything else (state MSPAN_CHUNK), so
+ * the arena map finds them in O(1): that is mh_in_arena, and how the SIGSEGV
+ * handler recognises a stale access. Pointer-carrying allocations grow up
+ * from the bottom of the active chunk, pointer-free ones down from the top,
+ * as in Go (the split costs nothing and keeps the layout Go's).
+ * An allocation over a quarter of a chunk gets a dedicated chunk of its own
+ * size that belongs to the arena and is faulted with it: C has no GC to
+ * free it later.
+ *
+ * Lifecycle of a chunk, as in Go (lists under arena_lock):
+ *
+ *   new (page heap) ---> LIVE ---arena freed---> REUSE ---new arena---> LIVE
+ *        ^                |  (the active chunk,      (continues where it
+ *        |                |   when reuse is on)       stopped: old data is
+ *        |                v                           never overwritten)
+ *        |          QUARANTINED (faulting, FIFO, address space held)
+ *        |                |  budget exceeded, kernel refused a fault,
+ *        |                v  or mh_quarantine_release()
+ *        +--(too many)-- READY ---new arena---> LIVE
+ *
+ * A new arena takes a chunk from the reuse list, else the ready list, else
+ * the page heap. Freeing an arena faults every chunk but the active one,
+ * which goes to the reuse list (MHEAP_ARENA_REUSE=0 faults it too, for
+ * maximal detection: a stale pointer into a reused chunk reads the old data
+ * rather than crashing).
+ *
+ * Quarantine: Go releases quarantined chunks once a GC cycle has proved no
+ * pointer to them remains. C cannot prove that, so the quarantine is a FIFO
+ * under a budget of address space (MHEAP_QUARANTINE_MAX): the memory itself
+ * is returned to the OS when a chunk is faulted, so only address space and,
+ * for mprotect, VMAs are held. The longer a chunk stays, the later its
+ * address range can be reused for new data, and the longer a stale pointer
+ * into it is still caught; when the budget is exceeded the oldest chunks are
+ * released first. If the kernel refuses a fault (mprotect out of VMAs, the
+ * module over its limit) the oldest chunks are released and the fault is
+ * retried, never failed.
+ *
+ * An arena is used by one thread at a time, as in Go: allocation touches
+ * only the arena and its active chunk, without locks. The chunk lists are
+ * shared and under arena_lock; system calls are made outside it.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "arena.h"
+#include "arenamap.h"
+#include "fault.h"
+#include "fixalloc.h"
+#include "mheap_impl.h"
+
+#define ARENA_LIVE	0x61726e31u	/* "arn1" */
+#define ARENA_FREED	0x64656164u	/* "dead" */
+/* Freed arena structs wait in a FIFO this long before reuse, so that a
+ * second mh_arena_free of a recent arena is recognised. */
+#define ARENA_STRUCT_DELAY 4096
+/* The active chunk goes to the reuse list only with this much room left. */
+#define REUSE_MIN_FREE	((uintptr_t)64 << 10)
+/* At most this many chunks are faulted or released per system-call batch. */
+#define BATCH		64
+
+struct mh_arena {
+	uint32_t magic;
+	uint64_t id;
+	struct arena_chunk *active;
+	struct chunk_list used;		/* full and large chunks */
+	struct mh_arena *next_freed;	/* in the delayed-reuse FIFO */
+};
+
+static mh_lock_t arena_lock = MH_LOCK_INIT;
+static struct arena_config config;
+static struct fixalloc chunk_alloc, arena_alloc;
+static struct chunk_list reuse_list, ready_list, quarantine;
+static uint64_t quarantined_bytes;
+static uint64_t arenas_live, chunks_live;
+static uint64_t releases_budget, releases_enomem;
+static uint64_t next_arena_id = 1;
+static struct mh_arena *freed_head, *freed_tail;
+static unsigned freed_count;
+
+/* ------------------------------------------------------------ lists */
+
+static void list_push(struct chunk_list *l, struct arena_chunk *c)
+{
+	c->next = NULL;
+	c->prev = l->tail;
+	if (l->tail)
+		l->tail->next = c;
+	else
+		l->head = c;
+	l->tail = c;
+	l->count++;
+}
+
+static void list_remove(struct chunk_list *l, struct arena_chunk *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		l->head = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	else
+		l->tail = c->prev;
+	c->next = c->prev = NULL;
+	l->count--;
+}
+
+static struct arena_chunk *list_pop_head(struct chunk_list *l)
+{
+	struct arena_chunk *c = l->head;
+
+	if (c)
+		list_remove(l, c);
+	return c;
+}
+
+static struct arena_chunk *list_pop_tail(struct chunk_list *l)
+{
+	struct arena_chunk *c = l->tail;
+
+	if (c)
+		list_remove(l, c);
+	return c;
+}
+
+static size_t chunk_bytes(const struct arena_chunk *c)
+{
+	return c->limit - c->base;
+}
+
+/* ------------------------------------------------------------ config */
+
+__attribute__((constructor)) static void arena_config_init(void)
+{
+	config.chunk_bytes = ALIGN_UP(mh_env_u64("MHEAP_ARENA_CHUNK", 8u << 20), MH_PAGE_SIZE);
+	if (config.chunk_bytes < 64 * 1024)
+		mh_fatal("MHEAP_ARENA_CHUNK must be at least 64K");
+	config.reuse = mh_env_u64("MHEAP_ARENA_REUSE", 1) != 0;
+	config.quarantine_max = mh_env_u64("MHEAP_QUARANTINE_MAX", (uint64_t)4 << 30);
+	config.ready_max = mh_env_u64("MHEAP_ARENA_READY_MAX", 64u << 20);
+	fixalloc_init(&chunk_alloc, sizeof(struct arena_chunk), 0);
+	fixalloc_init(&arena_alloc, sizeof(struct mh_arena), 0);
+}
+
+void arena_config_get(struct arena_config *cfg)
+{
+	mh_lock(&arena_lock);
+	*cfg = config;
+	mh_unlock(&arena_lock);
+}
+
+void arena_configure(const struct arena_config *cfg)
+{
+	mh_lock(&arena_lock);
+	if (arenas_live)
+		mh_fatal("arena settings changed while %llu arenas are live",
+			 (unsigned long long)arenas_live);
+	config = *cfg;
+	config.chunk_bytes = ALIGN_UP(config.chunk_bytes, MH_PAGE_SIZE);
+	mh_unlock(&arena_lock);
+}
+
+/* ------------------------------------------------------------ chunks */
+
+/* A chunk straight from the page heap, at least bytes long. */
+static struct arena_chunk *chunk_new(size_t bytes, size_t align)
+{
+	const struct fault_backend *b = fault_backend();
+	uintptr_t npages = ALIGN_UP(bytes, MH_PAGE_SIZE) >> MH_PAGE_SHIFT;
+	struct mspan *s;
+	struct arena_chunk *c;
+
+	mheap_init();
+	s = mheap_alloc_span(npages, align > MH_PAGE_SIZE ? align >> MH_PAGE_SHIFT : 1, 0,
+			     MSPAN_CHUNK);
+	if (!s)
+		return NULL;
+	if (b->prepare((void *)s->base, npages << MH_PAGE_SHIFT)) {
+		mheap_free_span(s);
+		errno = ENOMEM;
+		return NULL;
+	}
+	mh_lock(&arena_lock);
+	c = fixalloc_alloc(&chunk_alloc);
+	mh_unlock(&arena_lock);
+	if (!c) {
+		b->unprepare((void *)s->base, npages << MH_PAGE_SHIFT);
+		mheap_free_span(s);
+		errno = ENOMEM;
+		return NULL;
+	}
+	c->span = s;
+	c->base = c->lo = s->base;
+	c->limit = c->hi = mspan_limit(s);
+	STORE_RELEASE(&s->chunk_data, c);
+	return c;
+}
+
+/* Give a chunk whose pages have been dropped back to the page heap. */
+static void chunk_destroy(struct arena_chunk *c, bool released)
+{
+	struct mspan *s = c->span;
+
+	fault_backend()->unprepare((void *)c->base, chunk_bytes(c));
+	STORE_RELEASE(&s->chunk_data, NULL);
+	mheap_free_span_released(s, released);
+	mh_lock(&arena_lock);
+	fixalloc_free(&chunk_alloc, c);
+	mh_unlock(&arena_lock);
+}
+
+/* The next chunk for an arena: reuse list, ready list, or a new one. */
+static struct arena_chunk *chunk_get(uint64_t arena_id)
+{
+	struct arena_chunk *c;
+
+	mh_lock(&arena_lock);
+	c = list_pop_tail(&reuse_list);	/* the most recent, as Go */
+	if (!c)
+		c = list_pop_head(&ready_list);
+	if (c) {
+		STORE_RELAXED(&c->state, CHUNK_LIVE);
+		c->arena_id = arena_id;
+		chunks_live++;
+	}
+	mh_unlock(&arena_lock);
+	if (c)
+		return c;
+	c = chunk_new(config.chunk_bytes, MH_PAGE_SIZE);
+	if (c) {
+		c->arena_id = arena_id;
+		STORE_RELAXED(&c->state, CHUNK_LIVE);
+		mh_lock(&arena_lock);
+		chunks_live++;
+		mh_unlock(&arena_lock);
+	}
+	return c;
+}
+
+/*
+ * Release chunks from quarantine (arena_lock not held; they are in state
+ * CHUNK_RELEASING and off every list). Afterwards they are ordinary memory:
+ * back to the ready list, or to the page heap when large or the ready list
+ * is full.
+ */
+static void release_chunks(struct arena_chunk **cs, unsigned n)
+{
+	struct fault_range r[BATCH];
+	const struct fault_backend *b = fault_backend();
+
+	for (unsigned i = 0; i < n; i++) {
+		r[i].base = (void *)cs[i]->base;
+		r[i].len = chunk_bytes(cs[i]);
+	}
+	b->release(r, n);
+	for (unsigned i = 0; i < n; i++) {
+		struct arena_chunk *c = cs[i];
+		bool keep;
+
+		mh_lock(&arena_lock);
+		keep = !c->large && (ready_list.count + 1) * config.chunk_bytes <= config.ready_max;
+		if (keep) {
+			c->lo = c->base;
+			c->hi = c->limit;
+			STORE_RELAXED(&c->state, CHUNK_READY);
+			list_push(&ready_list, c);
+		}
+		mh_unlock(&arena_lock);
+		if (!keep)
+			chunk_destroy(c, b->faults);
+	}
+}
+
+/*
+ * Take up to max of the oldest quarantined chunks out (arena_lock held) into
+ * cs; the caller releases them after unlocking.
+ */
+static unsigned take_oldest(struct arena_chunk **cs, unsigned max)
+{
+	unsigned n = 0;
+
+	while (n < max && quarantine.head) {
+		struct arena_chunk *c = list_pop_head(&quarantine);
+
+		quarantined_bytes -= chunk_bytes(c);
+		STORE_RELAXED(&c->state, CHUNK_RELEASING);
+		cs[n++] = c;
+	}
+	return n;
+}
+
+/* Release quarantine beyond the budget (arena_lock not held). */
+static void enforce_budget(void)
+{
+	struct arena_chunk *cs[BATCH];
+
+	for (;;) {
+		unsigned n = 0;
+
+		mh_lock(&arena_lock);
+		while (n < BATCH && quarantined_bytes > config.quarantine_max && quarantine.head)
+			n += take_oldest(cs + n, 1);
+		releases_budget += n;
+		mh_unlock(&arena_lock);
+		if (!n)
+			return;
+		release_chunks(cs, n);
+	}
+}
+
+/*
+ * Fault chunks and put them in quarantine. When the kernel refuses (out of
+ * VMAs, or the module's limit), release the oldest quarantined chunks and
+ * try again; with nothing left to release, the chunk is released unfaulted
+ * rather than failing the free.
+ */
+static void quarantine_chunks(struct arena_chunk **cs, unsigned n, uint64_t arena_id)
+{
+	const struct fault_backend *b = fault_backend();
+	struct fault_range r[BATCH];
+	unsigned done = 0;
+
+	if (!b->faults) {
+		/* Nothing faults: nothing to hold back either. */
+		for (unsigned i = 0; i < n; i++)
+			STORE_RELAXED(&cs[i]->state, CHUNK_RELEASING);
+		release_chunks(cs, n);
+		return;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		r[i].base = (void *)cs[i]->base;
+		r[i].len = chunk_bytes(cs[i]);
+	}
+	while (done < n) {
+		int err = 0;
+		unsigned k = b->fault(r + done, n - done, &err);
+		uint64_t now = mh_nanotime();
+
+		mh_lock(&arena_lock);
+		for (unsigned i = done; i < done + k; i++) {
+			cs[i]->arena_id = arena_id;
+			cs[i]->freed_ns = now;
+			STORE_RELEASE(&cs[i]->state, CHUNK_QUARANTINED);
+			list_push(&quarantine, cs[i]);
+			quarantined_bytes += chunk_bytes(cs[i]);
+		}
+		done += k;
+		if (done == n) {
+			mh_unlock(&arena_lock);
+			break;
+		}
+		if (err != -ENOMEM && err != -EDQUOT)
+			mh_fatal("cannot fault arena chunk %p (%s backend): %s", r[done].base,
+				 b->name, strerror(-err));
+		/* Out of VMAs or over the limit: make room, oldest first. */
+		struct arena_chunk *old[8];
+		unsigned m = take_oldest(old, 8);
+
+		releases_enomem += m;
+		if (!m) {
+			/* Nothing to release: give up faulting this one. */
+			releases_enomem++;
+			STORE_RELAXED(&cs[done]->state, CHUNK_RELEASING);
+		}
+		mh_unlock(&arena_lock);
+		if (m) {
+			release_chunks(old, m);
+		} else {
+			release_chunks(cs + done, 1);
+			done++;
+		}
+	}
+	enforce_budget();
+}
+
+/* ------------------------------------------------------------ arenas */
+
+mh_arena *mh_arena_new(void)
+{
+	mh_arena *a;
+
+	if (fault_backend()->faults)
+		uaf_install();
+	mh_lock(&arena_lock);
+	if (freed_count > ARENA_STRUCT_DELAY) {
+		a = freed_head;
+		freed_head = a->next_freed;
+		freed_count--;
+		memset(a, 0, sizeof(*a));
+	} else {
+		a = fixalloc_alloc(&arena_alloc);
+	}
+	if (a) {
+		a->magic = ARENA_LIVE;
+		a->id = next_arena_id++;
+		arenas_live++;
+	}
+	mh_unlock(&arena_lock);
+	if (!a)
+		errno = ENOMEM;
+	return a;
+}
+
+static void check_live(const mh_arena *a)
+{
+	if (unlikely(!a))
+		mh_fatal("use of a NULL arena");
+	if (unlikely(a->magic != ARENA_LIVE)) {
+		if (a->magic == ARENA_FREED)
+			mh_fatal("use of freed arena %p", (const void *)a);
+		mh_fatal("invalid arena %p", (const void *)a);
+	}
+}
+
+static void *alloc_large(mh_arena *a, size_t size, size_t align)
+{
+	struct arena_chunk *c;
+
+	if (size > PTRDIFF_MAX - MH_ARENA_SIZE) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	c = chunk_new(size ? size : 1, align);
+	if (!c)
+		return NULL;
+	c->large = 1;
+	c->arena_id = a->id;
+	c->lo = c->hi = c->base + size;
+	STORE_RELAXED(&c->state, CHUNK_LIVE);
+	list_push(&a->used, c);
+	mh_lock(&arena_lock);
+	chunks_live++;
+	mh_unlock(&arena_lock);
+	return (void *)c->base;
+}
+
+static void *arena_alloc_slow(mh_arena *a, size_t size, size_t align, bool scan)
+{
+	check_live(a);
+	if (!IS_POW2(align)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (size > config.chunk_bytes / 4 || align > config.chunk_bytes / 4)
+		return alloc_large(a, size, align);
+	for (;;) {
+		struct arena_chunk *c = a->active;
+
+		if (c) {
+			if (scan) {
+				uintptr_t p = ALIGN_UP(c->lo, align);
+
+				if (p <= c->hi && c->hi - p >= size) {
+					c->lo = p + size;
+					return (void *)p;
+				}
+			} else if (c->hi - c->lo >= size) {
+				uintptr_t p = ALIGN_DOWN(c->hi - size, align);
+
+				if (p >= c->lo) {
+					c->hi = p;
+					return (void *)p;
+				}
+			}
+			list_push(&a->used, c);
+			a->active = NULL;
+		}
+		c = chunk_get(a->id);
+		if (!c)
+			return NULL;
+		a->active = c;
+	}
+}
+
+/* Default alignment when 0 is given: what malloc guarantees. */
+#define ARENA_DEFAULT_ALIGN 16
+
+void *mh_arena_alloc(mh_arena *a, size_t size, size_t align)
+{
+	struct arena_chunk *c;
+
+	if (!align)
+		align = ARENA_DEFAULT_ALIGN;
+	/* Fast path: bump upwards in the active chunk of a live arena. */
+	if (likely(a && a->magic == ARENA_LIVE && (c = a->active) && IS_POW2(align))) {
+		uintptr_t p = ALIGN_UP(c->lo, align);
+
+		if (likely(p <= c->hi && c->hi - p >= size)) {
+			c->lo = p + size;
+			return (void *)p;
+		}
+	}
+	return arena_alloc_slow(a, size, align, true);
+}
+
+void *mh_arena_alloc_noscan(mh_arena *a, size_t size, size_t align)
+{
+	struct arena_chunk *c;
+
+	if (!align)
+		align = ARENA_DEFAULT_ALIGN;
+	if (likely(a && a->magic == ARENA_LIVE && (c = a->active) && IS_POW2(align) &&
+		   c->hi - c->lo >= size)) {
+		uintptr_t p = ALIGN_DOWN(c->hi - size, align);
+
+		if (likely(p >= c->lo)) {
+			c->hi = p;
+			return (void *)p;
+		}
+	}
+	return arena_alloc_slow(a, size, align, false);
+}
+
+void *mh_arena_calloc(mh_arena *a, size_t n, size_t size)
+{
+	size_t total;
+	void *p;
+
+	if (__builtin_mul_overflow(n, size, &total)) {
+		check_live(a);
+		errno = ENOMEM;
+		return NULL;
+	}
+	p = mh_arena_alloc(a, total, 0);
+	if (p)
+		memset(p, 0, total);
+	return p;
+}
+
+void mh_arena_free(mh_arena *a)
+{
+	struct arena_chunk *cs[BATCH];
+	unsigned n = 0;
+
+	if (!a)
+		mh_fatal("arena free of NULL");
+	if (a->magic == ARENA_FREED)
+		mh_fatal("arena double free of %p", (void *)a);
+	if (a->magic != ARENA_LIVE)
+		mh_fatal("invalid arena free of %p", (void *)a);
+	a->magic = ARENA_FREED;
+
+	struct arena_chunk *active = a->active;
+	mh_lock(&arena_lock);
+	arenas_live--;
+	chunks_live -= a->used.count + (active != NULL);
+	if (active && config.reuse && fault_backend()->faults &&
+	    active->hi - active->lo >= REUSE_MIN_FREE) {
+		STORE_RELAXED(&active->state, CHUNK_REUSE);
+		list_push(&reuse_list, active);
+		active = NULL;
+	}
+	mh_unlock(&arena_lock);
+	if (active)
+		list_push(&a->used, active);
+	a->active = NULL;
+
+	/* Fault the rest, a batch of system calls at a time. */
+	while (a->used.head) {
+		cs[n++] = list_pop_head(&a->used);
+		if (n == BATCH || !a->used.head) {
+			quarantine_chunks(cs, n, a->id);
+			n = 0;
+		}
+	}
+
+	/* The struct waits in a FIFO before reuse (see ARENA_STRUCT_DELAY). */
+	mh_lock(&arena_lock);
+	a->next_freed = NULL;
+	if (freed_tail)
+		freed_tail->next_freed = a;
+	else
+		freed_head = a;
+	freed_tail = a;
+	freed_count++;
+	mh_unlock(&arena_lock);
+}
+
+void mh_quarantine_release(void)
+{
+	struct arena_chunk *cs[BATCH];
+
+	for (;;) {
+		mh_lock(&arena_lock);
+		unsigned n = take_oldest(cs, BATCH);
+		mh_unlock(&arena_lock);
+		if (!n)
+			return;
+		release_chunks(cs, n);
+	}
+}
+
+/* ------------------------------------------------------------ queries */
+
+bool mh_in_arena(const void *p)
+{
+	struct mspan *s = span_of((uintptr_t)p);
+
+	return s && LOAD_RELAXED(&s->state) == MSPAN_CHUNK;
+}
+
+void *mh_arena_clone(const void *p, size_t size)
+{
+	void *q;
+
+	if (!mh_in_arena(p))
+		return (void *)p;
+	q = mh_malloc(size);
+	if (q)
+		memcpy(q, p, size);
+	return q;
+}
+
+/* Strong definition of the hook stats.c declares weak. */
+void mh_arena_stats(struct mh_stats *st)
+{
+	mh_lock(&arena_lock);
+	st->arenas_live = arenas_live;
+	st->arena_chunks_live = chunks_live;
+	st->arena_chunks_reuse = reuse_list.count;
+	st->arena_chunks_quarantined = quarantine.count;
+	st->arena_chunks_ready = ready_list.count;
+	st->arena_quarantined_bytes = quarantined_bytes;
+	st->arena_releases_budget = releases_budget;
+	st->arena_releases_enomem = releases_enomem;
+	mh_unlock(&arena_lock);
+	st->arena_faults_caught = LOAD_RELAXED(&uaf_faults_caught);
+}

@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * User arenas: the data structures shared by arena.c (the lifecycle) and
+ * uaf.c (the use-after-free report). See arena.c for the design.
+ */
+#ifndef MHEAP_ARENA_H
+#define MHEAP_ARENA_H
+
+#include "mspan.h"
+
+enum chunk_state {
+	CHUNK_LIVE = 1,		/* owned by a live arena */
+	CHUNK_REUSE,		/* a freed arena's partly used active chunk */
+	CHUNK_QUARANTINED,	/* faulting; its address space is held back */
+	CHUNK_RELEASING,	/* leaving quarantine */
+	CHUNK_READY,		/* out of quarantine, reusable */
+};
+
+/*
+ * One chunk of arena memory: a span of the page heap (state MSPAN_CHUNK,
+ * span->chunk_data points here), bump-allocated from both ends.
+ */
+struct arena_chunk {
+	struct mspan *span;
+	uintptr_t base, limit;		/* the chunk is [base, limit) */
+	uintptr_t lo, hi;		/* free space is [lo, hi) */
+	uint64_t arena_id;		/* the arena that used it last */
+	uint64_t freed_ns;		/* when it was faulted */
+	uint8_t state;			/* enum chunk_state */
+	uint8_t large;			/* holds one large allocation */
+	struct arena_chunk *next, *prev;
+};
+
+struct chunk_list {
+	struct arena_chunk *head, *tail;
+	uint64_t count;
+};
+
+/* Arena settings, from the environment at start-up (README.md). */
+struct arena_config {
+	size_t chunk_bytes;	/* MHEAP_ARENA_CHUNK, default 8 MiB */
+	bool reuse;		/* MHEAP_ARENA_REUSE, default 1 */
+	size_t quarantine_max;	/* MHEAP_QUARANTINE_MAX, default 4 GiB */
+	size_t ready_max;	/* MHEAP_ARENA_READY_MAX, default 64 MiB */
+};
+
+/* For tests: read or change the settings (only while no arena is live). */
+MH_HIDDEN void arena_config_get(struct arena_config *cfg);
+MH_HIDDEN void arena_configure(const struct arena_config *cfg);
+
+/* uaf.c: install the SIGSEGV handler once; count of faults it reported. */
+MH_HIDDEN void uaf_install(void);
+MH_HIDDEN extern uint64_t uaf_faults_caught;
+
+#endif

@@ -1,0 +1,164 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Choosing the fault backend (see fault.h), and the two backends that need
+ * no special kernel support: mprotect and none.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "fault.h"
+
+/* ------------------------------------------------------------ mprotect */
+
+static int mprotect_probe(void)
+{
+	return 0;
+}
+
+int fault_prepare_nothing(void *base, size_t len)
+{
+	(void)base;
+	(void)len;
+	return 0;
+}
+
+void fault_unprepare_nothing(void *base, size_t len)
+{
+	(void)base;
+	(void)len;
+}
+
+static unsigned mprotect_fault(const struct fault_range *r, unsigned n, int *err)
+{
+	for (unsigned i = 0; i < n; i++) {
+		/* Protect first: if the kernel refuses (out of VMAs), the
+		 * memory stays as it was and the caller can retry. */
+		if (mprotect(r[i].base, r[i].len, PROT_NONE)) {
+			*err = -errno;
+			return i;
+		}
+		madvise(r[i].base, r[i].len, MADV_DONTNEED);
+	}
+	return n;
+}
+
+static void mprotect_release(const struct fault_range *r, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		/* Opening up merges the VMA back with its neighbours, so
+		 * this needs no new VMA and cannot fail for lack of one. */
+		if (mprotect(r[i].base, r[i].len, PROT_READ | PROT_WRITE))
+			mh_fatal("mprotect(%p, %zu) back to read/write: %s", r[i].base,
+				 r[i].len, strerror(errno));
+}
+
+const struct fault_backend fault_backend_mprotect = {
+	.name = "mprotect",
+	.probe = mprotect_probe,
+	.prepare = fault_prepare_nothing,
+	.unprepare = fault_unprepare_nothing,
+	.fault = mprotect_fault,
+	.release = mprotect_release,
+	.faults = true,
+};
+
+/* ------------------------------------------------------------ none */
+
+static unsigned none_fault(const struct fault_range *r, unsigned n, int *err)
+{
+	(void)r;
+	(void)err;
+	return n;
+}
+
+static void none_release(const struct fault_range *r, unsigned n)
+{
+	(void)r;
+	(void)n;
+}
+
+const struct fault_backend fault_backend_none = {
+	.name = "none",
+	.probe = mprotect_probe,
+	.prepare = fault_prepare_nothing,
+	.unprepare = fault_unprepare_nothing,
+	.fault = none_fault,
+	.release = none_release,
+	.faults = false,
+};
+
+/* ------------------------------------------------------------ choice */
+
+static const struct fault_backend *const auto_order[] = {
+	&fault_backend_kmod, &fault_backend_guard, &fault_backend_mprotect,
+};
+static const struct fault_backend *const all_backends[] = {
+	&fault_backend_kmod, &fault_backend_guard, &fault_backend_mprotect,
+	&fault_backend_none,
+};
+
+static const struct fault_backend *chosen;
+static mh_lock_t choice_lock = MH_LOCK_INIT;
+
+const struct fault_backend *fault_backend_select(const char *name)
+{
+	const struct fault_backend *b = NULL;
+
+	if (!strcmp(name, "auto")) {
+		for (unsigned i = 0; !b && i < sizeof(auto_order) / sizeof(auto_order[0]); i++)
+			if (auto_order[i]->probe() == 0)
+				b = auto_order[i];
+	} else {
+		for (unsigned i = 0; i < sizeof(all_backends) / sizeof(all_backends[0]); i++)
+			if (!strcmp(name, all_backends[i]->name) && all_backends[i]->probe() == 0)
+				b = all_backends[i];
+	}
+	if (b)
+		STORE_RELEASE(&chosen, b);
+	return b;
+}
+
+static const struct fault_backend *select_from_env(void)
+{
+	const char *name = mh_env_str("MHEAP_BACKEND");
+
+	if (!name)
+		name = "auto";
+	const struct fault_backend *b = fault_backend_select(name);
+	if (b)
+		return b;
+	for (unsigned i = 0; i < sizeof(all_backends) / sizeof(all_backends[0]); i++)
+		if (!strcmp(name, all_backends[i]->name))
+			mh_fatal("MHEAP_BACKEND=%s: that backend does not work here: %s", name,
+				 strerror(-all_backends[i]->probe()));
+	mh_fatal("MHEAP_BACKEND=%s: unknown backend (auto, kmod, guard, mprotect or none)",
+		 name);
+}
+
+const struct fault_backend *fault_backend(void)
+{
+	const struct fault_backend *b = LOAD_ACQUIRE(&chosen);
+
+	if (likely(b))
+		return b;
+	mh_lock(&choice_lock);
+	b = chosen ? chosen : select_from_env();
+	mh_unlock(&choice_lock);
+	return b;
+}
+
+/* An explicit MHEAP_BACKEND is checked when the program starts, so a
+ * missing backend is reported at once rather than at the first arena. */
+__attribute__((constructor)) static void fault_check_env(void)
+{
+	const char *name = mh_env_str("MHEAP_BACKEND");
+
+	if (name && strcmp(name, "auto"))
+		(void)fault_backend();
+}
+
+const char *mh_backend_name(void)
+{
+	return fault_backend()->name;
+}

@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Fault backends: how a freed arena chunk is made to fault on access and
+ * later made usable again. One small interface, four implementations:
+ *
+ *   kmod      /dev/mheap (kmod/): chunks are mapped from the device, which
+ *             can fault page ranges without splitting VMAs and keeps
+ *             quarantine accounting in the kernel.
+ *   guard     madvise(MADV_GUARD_INSTALL / MADV_GUARD_REMOVE), Linux 6.13+:
+ *             no VMA split, the pages are freed by the install.
+ *   mprotect  mprotect(PROT_NONE) + madvise(MADV_DONTNEED): works on every
+ *             kernel; each protected range can split a VMA, and
+ *             vm.max_map_count bounds them.
+ *   none      no faulting at all (benchmarks and comparisons).
+ *
+ * MHEAP_BACKEND=auto|kmod|guard|mprotect|none chooses; auto takes the first
+ * of kmod, guard, mprotect that works. A backend named explicitly that does
+ * not work is a fatal error at start-up, never a silent fallback.
+ */
+#ifndef MHEAP_FAULT_H
+#define MHEAP_FAULT_H
+
+#include "internal.h"
+
+struct fault_range {
+	void *base;
+	size_t len;
+};
+
+struct fault_backend {
+	const char *name;
+	/* 0 when usable on this system, else a negative errno. */
+	int (*probe)(void);
+	/* A chunk was taken from the page heap for arenas (kmod maps the
+	 * device over it) / goes back to it. */
+	int (*prepare)(void *base, size_t len);
+	void (*unprepare)(void *base, size_t len);
+	/* Make n ranges fault and drop their pages. Returns how many of the
+	 * leading ranges were done; on a shortfall, *err says why (-ENOMEM:
+	 * out of VMAs, -EDQUOT: over the device's quarantine limit), and the
+	 * caller releases old quarantine and retries the rest. */
+	unsigned (*fault)(const struct fault_range *r, unsigned n, int *err);
+	/* Make ranges usable again; they read as zero afterwards. */
+	void (*release)(const struct fault_range *r, unsigned n);
+	/* Whether faulting drops the memory (none keeps it resident). */
+	bool faults;
+};
+
+MH_HIDDEN extern const struct fault_backend fault_backend_kmod;
+MH_HIDDEN extern const struct fault_backend fault_backend_guard;
+MH_HIDDEN extern const struct fault_backend fault_backend_mprotect;
+MH_HIDDEN extern const struct fault_backend fault_backend_none;
+
+/* For backends whose chunks need nothing when taken from the heap. */
+MH_HIDDEN int fault_prepare_nothing(void *base, size_t len);
+MH_HIDDEN void fault_unprepare_nothing(void *base, size_t len);
+
+/* The backend in use: chosen from MHEAP_BACKEND on first call. */
+MH_HIDDEN const struct fault_backend *fault_backend(void);
+/* Choose by name ("auto" included); for tests. Returns NULL (and leaves the
+ * choice alone) when that backend does not work here. */
+MH_HIDDEN const struct fault_backend *fault_backend_select(const char *name);
+
+#endif
