@@ -135,8 +135,21 @@ static size_t chunk_bytes(const struct arena_chunk *c)
 
 /* ------------------------------------------------------------ config */
 
+/* arena_lock is never held while another allocator lock is taken, so it
+ * can be taken around fork on its own. */
+static void fork_prepare(void)
+{
+	mh_lock(&arena_lock);
+}
+
+static void fork_release(void)
+{
+	mh_unlock(&arena_lock);
+}
+
 __attribute__((constructor)) static void arena_config_init(void)
 {
+	pthread_atfork(fork_prepare, fork_release, fork_release);
 	config.chunk_bytes = ALIGN_UP(mh_env_u64("MHEAP_ARENA_CHUNK", 8u << 20), MH_PAGE_SIZE);
 	if (config.chunk_bytes < 64 * 1024)
 		mh_fatal("MHEAP_ARENA_CHUNK must be at least 64K");
