@@ -19,8 +19,11 @@ static int cache_key_ready;
 
 /* ------------------------------------------------------------ owned lists */
 
-static void list_append(struct span_list *l, struct mspan *s, enum mspan_list which)
+static void list_append(struct mcache *c, struct span_list *l, struct mspan *s,
+			enum mspan_list which)
 {
+	if (which == MSPAN_LIST_CACHE_FULL)
+		c->full_bytes += s->npages << MH_PAGE_SHIFT;
 	s->next = NULL;
 	s->prev = l->tail;
 	if (l->tail)
@@ -50,6 +53,8 @@ static void list_unlink(struct mcache *c, struct mspan *s)
 	else
 		l->tail = s->prev;
 	s->next = s->prev = NULL;
+	if (s->list == MSPAN_LIST_CACHE_FULL)
+		c->full_bytes -= s->npages << MH_PAGE_SHIFT;
 	s->list = MSPAN_LIST_NONE;
 	if (s->cache_empty) {
 		s->cache_empty = 0;
@@ -160,7 +165,7 @@ static uintptr_t adopt(struct mcache *c, unsigned cls, struct mspan *s)
 	if (p)
 		c->alloc[cls] = s;
 	else	/* frees still in flight: nothing to take yet */
-		list_append(&c->full[cls], s, MSPAN_LIST_CACHE_FULL);
+		list_append(c, &c->full[cls], s, MSPAN_LIST_CACHE_FULL);
 	return p;
 }
 
@@ -183,10 +188,15 @@ uintptr_t mcache_alloc_slow(struct mcache *c, unsigned cls)
 		}
 		s->nalloc = s->nelems;	/* every object was handed out */
 		c->alloc[cls] = &mh_empty_span;
-		if (s->nfreed_local)
-			list_append(&c->partial[cls], s, MSPAN_LIST_CACHE_PARTIAL);
-		else
-			list_append(&c->full[cls], s, MSPAN_LIST_CACHE_FULL);
+		if (s->nfreed_local) {
+			list_append(c, &c->partial[cls], s, MSPAN_LIST_CACHE_PARTIAL);
+		} else {
+			list_append(c, &c->full[cls], s, MSPAN_LIST_CACHE_FULL);
+			/* Over the cap: the oldest used-up span of this class
+			 * goes back to the mcentral. */
+			if (c->full_bytes > MH_CACHE_FULL_MAX)
+				give_back(c, c->full[cls].head);
+		}
 	}
 	/* Owned spans this thread has freed into, oldest first. */
 	while (c->partial[cls].head) {
@@ -203,7 +213,7 @@ uintptr_t mcache_alloc_slow(struct mcache *c, unsigned cls)
 				return p;
 		} else {
 			list_unlink(c, s);
-			list_append(&c->full[cls], s, MSPAN_LIST_CACHE_FULL);
+			list_append(c, &c->full[cls], s, MSPAN_LIST_CACHE_FULL);
 		}
 	}
 	for (;;) {
@@ -226,7 +236,7 @@ void mcache_local_free_slow(struct mcache *c, struct mspan *s)
 
 	if (s->list == MSPAN_LIST_CACHE_FULL) {
 		list_unlink(c, s);
-		list_append(&c->partial[s->sizeclass], s, MSPAN_LIST_CACHE_PARTIAL);
+		list_append(c, &c->partial[s->sizeclass], s, MSPAN_LIST_CACHE_PARTIAL);
 	}
 	if (!s->cache_empty && s->nfreed_local + (remote > 0 ? remote : 0) >= s->nalloc) {
 		/* Entirely free: keep it for reuse up to the cap. */

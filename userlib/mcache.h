@@ -19,9 +19,11 @@
  *            oldest for frees other threads made (their `remote` count) and
  *            rotates them, so a producer's spans are found again once its
  *            consumers have freed into them.
- * Only spans that are entirely free are given back, and only beyond
- * MH_CACHE_EMPTY_MAX bytes of them per thread, so a thread does not hoard
- * memory it freed but does not churn either.
+ * Entirely free spans are given back beyond MH_CACHE_EMPTY_MAX bytes of
+ * them per thread, and the oldest used-up spans beyond MH_CACHE_FULL_MAX
+ * bytes (long-lived data, or data other threads will free: back at the
+ * mcentral their frees make them reusable by anyone). So a thread neither
+ * hoards memory nor churns spans through the page heap.
  */
 #ifndef MHEAP_MCACHE_H
 #define MHEAP_MCACHE_H
@@ -30,6 +32,8 @@
 
 /* Entirely free spans a cache may keep for reuse, in bytes. */
 #define MH_CACHE_EMPTY_MAX	((size_t)1 << 20)
+/* Used-up spans a cache keeps owning, in bytes, all classes together. */
+#define MH_CACHE_FULL_MAX	((size_t)8 << 20)
 /* Spans of the full list a refill looks at for remote frees. */
 #define MH_CACHE_SCAN		8
 
@@ -48,6 +52,7 @@ struct mcache {
 	struct span_list partial[MH_NUM_CLASSES];
 	struct span_list full[MH_NUM_CLASSES];
 	size_t empty_bytes;		/* bytes in owned, entirely free spans */
+	size_t full_bytes;		/* bytes in spans on the full lists */
 	struct mcache *next, *prev;	/* all caches, under caches_lock */
 };
 
