@@ -37,10 +37,15 @@ static bool register_arena(struct heap_arena *ha)
 	STORE_RELEASE(&l2[n & ((1u << MH_ARENA_L2_BITS) - 1)], ha);
 
 	/* Keep the list in address order: runs may cross adjacent arenas. */
-	struct heap_arena **pp = &arena_list;
-	while (*pp && (*pp)->base < ha->base)
+	struct heap_arena **pp = &arena_list, *prev = NULL;
+	while (*pp && (*pp)->base < ha->base) {
+		prev = *pp;
 		pp = &(*pp)->next;
+	}
 	ha->next = *pp;
+	ha->prev = prev;
+	if (ha->next)
+		ha->next->prev = ha;
 	*pp = ha;
 	arena_count++;
 	return true;

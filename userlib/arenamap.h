@@ -50,7 +50,7 @@ struct heap_arena {
 	struct mspan *spans[MH_PAGES_PER_ARENA];
 
 	uintptr_t base;
-	struct heap_arena *next;	/* all arenas, in address order */
+	struct heap_arena *next, *prev;	/* all arenas, in address order */
 
 	/* Page allocator state (pagealloc.c), under the heap lock. */
 	uint64_t alloc[PA_WORDS];	/* 1: page in use */

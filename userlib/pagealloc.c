@@ -36,6 +36,9 @@ uint64_t pa_free_pages;
 uint64_t pa_released_pages;
 
 static struct heap_arena *arena_last;	/* for the scavenger's downward walk */
+/* No free, resident page lies at or above this address: the scavenger
+ * starts its downward walk here instead of at the top of the heap. */
+static uintptr_t scav_top;
 
 /* ------------------------------------------------------------ bit helpers */
 
@@ -261,6 +264,8 @@ void pa_free(uintptr_t base, uintptr_t npages, bool released)
 {
 	mark(base, npages, false, NULL);
 	pa_free_pages += npages;
+	if (!released && base + (npages << MH_PAGE_SHIFT) > scav_top)
+		scav_top = base + (npages << MH_PAGE_SHIFT);
 	if (released) {
 		for (uintptr_t p = base, n = npages; n;) {
 			struct heap_arena *ha = arena_of(p);
@@ -280,15 +285,6 @@ static void release(struct heap_arena *ha, unsigned first, unsigned n)
 	sys_release((void *)(ha->base + ((uintptr_t)first << MH_PAGE_SHIFT)),
 		    (size_t)n << MH_PAGE_SHIFT);
 	set_scavenged(ha, first, n);
-}
-
-static struct heap_arena *arena_before(struct heap_arena *ha)
-{
-	struct heap_arena *prev = NULL;
-
-	for (struct heap_arena *a = arenamap_first(); a != ha; a = a->next)
-		prev = a;
-	return prev;
 }
 
 static inline bool resident_free(const struct heap_arena *ha, unsigned page)
@@ -313,15 +309,19 @@ static long prev_resident_free(const struct heap_arena *ha, unsigned hi)
 uintptr_t pa_scavenge(uintptr_t npages)
 {
 	uintptr_t done = 0;
+	struct heap_arena *ha = scav_top ? arena_of(scav_top - 1) : NULL;
+	unsigned hi = ha ? (unsigned)arena_page(ha, scav_top - 1) + 1 : 0;
 
-	for (struct heap_arena *ha = arena_last; ha && done < npages; ha = arena_before(ha)) {
-		unsigned hi = MH_PAGES_PER_ARENA;
-
+	if (!ha)
+		return 0;
+	for (; ha && done < npages; ha = ha->prev, hi = MH_PAGES_PER_ARENA) {
 		while (done < npages) {
 			long top = prev_resident_free(ha, hi);
 
-			if (top < 0)
+			if (top < 0) {
+				hi = 0;
 				break;
+			}
 			unsigned lo = (unsigned)top;
 			while (lo > 0 && (uintptr_t)(top - lo) + 1 < npages - done &&
 			       resident_free(ha, lo - 1))
@@ -330,6 +330,12 @@ uintptr_t pa_scavenge(uintptr_t npages)
 			done += (uintptr_t)top + 1 - lo;
 			hi = lo;
 		}
+		/* Everything from here up is now in use or released. */
+		scav_top = ha->base + ((uintptr_t)hi << MH_PAGE_SHIFT);
+		if (done >= npages)
+			break;
 	}
+	if (!ha)
+		scav_top = 0;
 	return done;
 }
