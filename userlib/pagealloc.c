@@ -35,7 +35,6 @@ uint64_t pa_total_pages;
 uint64_t pa_free_pages;
 uint64_t pa_released_pages;
 
-static struct heap_arena *arena_last;	/* for the scavenger's downward walk */
 /* No free, resident page lies at or above this address: the scavenger
  * starts its downward walk here instead of at the top of the heap. */
 static uintptr_t scav_top;
@@ -136,8 +135,6 @@ void pa_arena_init(struct heap_arena *ha)
 	pa_total_pages += MH_PAGES_PER_ARENA;
 	pa_free_pages += MH_PAGES_PER_ARENA;
 	pa_released_pages += MH_PAGES_PER_ARENA;
-	if (!arena_last || ha->base > arena_last->base)
-		arena_last = ha;
 }
 
 /* ------------------------------------------------------------ search */
