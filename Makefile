@@ -155,7 +155,7 @@ check: all selftests
 
 checkpatch: | $(DEPS_STAMP)
 	@mkdir -p $(LOGS)
-	@files=$$(ls $(TOP)/kmod/*.[ch] $(TOP)/uapi/linux/*.h); \
+	@files=$$(ls $(TOP)/kmod/*.[ch] $(TOP)/uapi/linux/*.h | grep -v '\.mod\.c$$'); \
 	if perl $(CHECKPATCH) --no-tree --strict --terse -f $$files \
 		> $(LOGS)/checkpatch.out 2>&1 && \
 		! grep -qE 'ERROR|WARNING|CHECK' $(LOGS)/checkpatch.out; then \

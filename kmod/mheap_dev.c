@@ -1,0 +1,78 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The /dev/mheap misc device and its per-open contexts.
+ *
+ * open() allocates a struct mheap_ctx and hangs it on file->private_data;
+ * release(), called once the last reference to the file description is
+ * dropped, frees it. Nothing else ever frees a context, so a command running
+ * on a file (which holds a reference) can always use its context.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/atomic.h>
+#include <linux/fs.h>
+#include <linux/miscdevice.h>
+#include <linux/module.h>
+#include <linux/printk.h>
+#include <linux/sched.h>
+#include <linux/slab.h>
+#include <linux/mheap.h>
+
+#include "mheap_internal.h"
+
+/* Source of mheap_ctx::id; only used to tell contexts apart in messages. */
+static atomic64_t mheap_ctx_ids = ATOMIC64_INIT(0);
+
+static int mheap_open(struct inode *inode, struct file *file)
+{
+	struct mheap_ctx *ctx;
+
+	/* Positions mean nothing here: lseek(), pread() and pwrite() fail. */
+	nonseekable_open(inode, file);
+
+	/* Charged to the opener's memory cgroup: user space controls how many. */
+	ctx = kzalloc(sizeof(*ctx), GFP_KERNEL_ACCOUNT);
+	if (!ctx)
+		return -ENOMEM;
+	ctx->id = atomic64_inc_return(&mheap_ctx_ids);
+	file->private_data = ctx;
+
+	pr_debug("context %llu opened by pid %d\n", ctx->id,
+		 task_tgid_nr(current));
+	return 0;
+}
+
+static int mheap_release(struct inode *inode, struct file *file)
+{
+	struct mheap_ctx *ctx = file->private_data;
+
+	pr_debug("context %llu closed\n", ctx->id);
+	kfree(ctx);
+	return 0;
+}
+
+static const struct file_operations mheap_fops = {
+	.owner		= THIS_MODULE,
+	.open		= mheap_open,
+	.release	= mheap_release,
+	.unlocked_ioctl	= mheap_ioctl,
+	.compat_ioctl	= compat_ptr_ioctl,
+};
+
+static struct miscdevice mheap_miscdev = {
+	.minor	= MISC_DYNAMIC_MINOR,
+	.name	= MHEAP_DEVICE_NAME,
+	.fops	= &mheap_fops,
+	/* Unprivileged by design: commands only touch the caller's memory. */
+	.mode	= 0666,
+};
+
+int mheap_dev_register(void)
+{
+	return misc_register(&mheap_miscdev);
+}
+
+void mheap_dev_unregister(void)
+{
+	misc_deregister(&mheap_miscdev);
+}
