@@ -144,6 +144,54 @@ TEST(page_summaries)
 	EXPECT_EQ(128, s.start);
 }
 
+/* The obvious bit-by-bit summary, to check the word-wise one against. */
+static struct pa_sum naive_summary(const uint64_t *bits, unsigned len)
+{
+	struct pa_sum s = { 0 };
+	unsigned cur = 0;
+	bool seen = false;
+
+	for (unsigned i = 0; i < len; i++) {
+		if (bits[i / 64] >> (i % 64) & 1) {
+			if (!seen)
+				s.start = (uint16_t)cur;
+			seen = true;
+			cur = 0;
+		} else if (++cur > s.max) {
+			s.max = (uint16_t)cur;
+		}
+	}
+	if (!seen)
+		s.start = (uint16_t)len;
+	s.end = (uint16_t)cur;
+	return s;
+}
+
+TEST(page_summaries_match_a_bit_by_bit_count)
+{
+	uint64_t bits[8];
+
+	srand(7);
+	for (int round = 0; round < 20000; round++) {
+		for (int w = 0; w < 8; w++) {
+			uint64_t r = ((uint64_t)rand() << 40) ^ ((uint64_t)rand() << 20) ^ (uint64_t)rand();
+
+			/* Mix dense, sparse, empty and full words. */
+			switch ((round + w) % 5) {
+			case 0: bits[w] = 0; break;
+			case 1: bits[w] = ~(uint64_t)0; break;
+			case 2: bits[w] = r & (r >> 7) & (r >> 13); break;
+			default: bits[w] = r; break;
+			}
+		}
+		struct pa_sum want = naive_summary(bits, 512), got = pa_summarize(bits, 0, 512);
+
+		ASSERT_EQ(want.start, got.start);
+		ASSERT_EQ(want.max, got.max);
+		ASSERT_EQ(want.end, got.end);
+	}
+}
+
 TEST(page_allocator_is_address_ordered_first_fit)
 {
 	/* Large objects come straight from the page allocator. */

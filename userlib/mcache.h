@@ -31,7 +31,7 @@
 #include "mspan.h"
 
 /* Entirely free spans a cache may keep for reuse, in bytes. */
-#define MH_CACHE_EMPTY_MAX	((size_t)1 << 20)
+#define MH_CACHE_EMPTY_MAX	((size_t)4 << 20)
 /* Used-up spans a cache keeps owning, in bytes, all classes together. */
 #define MH_CACHE_FULL_MAX	((size_t)8 << 20)
 /* Spans of the full list a refill looks at for remote frees. */

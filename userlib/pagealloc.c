@@ -78,27 +78,56 @@ static uint64_t range_mask(unsigned lo, unsigned hi)	/* bits [lo, hi) of a word 
 
 struct pa_sum pa_summarize(const uint64_t *bits, unsigned from, unsigned len)
 {
-	unsigned lim = from + len;
-	unsigned i = next_set(bits, from, lim);
-	struct pa_sum s = { .start = (uint16_t)(i - from), .max = (uint16_t)(i - from) };
+	/* Word by word (from and len are multiples of 64): free words extend
+	 * the current run, full words end it, mixed words are walked run by
+	 * run with ctz. `cur` is the free run reaching the current position. */
+	unsigned cur = 0, max = 0, start = 0;
+	bool seen_used = false;
 
-	if (i == lim) {
-		s.end = (uint16_t)len;
-		return s;
-	}
-	for (;;) {
-		unsigned z = next_clear(bits, i, lim);
+	for (unsigned w = from / 64; w < (from + len) / 64; w++) {
+		uint64_t v = bits[w];
 
-		if (z == lim)
-			return s;
-		i = next_set(bits, z, lim);
-		if (i - z > s.max)
-			s.max = (uint16_t)(i - z);
-		if (i == lim) {
-			s.end = (uint16_t)(i - z);
-			return s;
+		if (v == 0) {
+			cur += 64;
+			continue;
+		}
+		unsigned lead = (unsigned)__builtin_ctzll(v);
+		cur += lead;
+		if (!seen_used) {
+			start = cur;
+			seen_used = true;
+		}
+		if (cur > max)
+			max = cur;
+		/* Runs strictly inside the word: between used bits. */
+		unsigned pos = lead;
+		for (;;) {
+			uint64_t rest = ~v >> pos;	/* free bits from pos on */
+			unsigned used = rest ? (unsigned)__builtin_ctzll(rest) : 64 - pos;
+
+			pos += used;
+			if (pos >= 64) {
+				cur = 0;
+				break;
+			}
+			uint64_t more = v >> pos;	/* used bits from pos on */
+			if (!more) {			/* free to the top */
+				cur = 64 - pos;
+				break;
+			}
+			unsigned run = (unsigned)__builtin_ctzll(more);
+
+			if (run > max)
+				max = run;
+			pos += run;
 		}
 	}
+	if (!seen_used)
+		start = cur;
+	if (cur > max)
+		max = cur;
+	return (struct pa_sum){ .start = (uint16_t)start, .max = (uint16_t)max,
+				.end = (uint16_t)cur };
 }
 
 /* Summary of a left block of lsize pages followed by a right one. */
@@ -306,11 +335,17 @@ static long prev_resident_free(const struct heap_arena *ha, unsigned hi)
 uintptr_t pa_scavenge(uintptr_t npages)
 {
 	uintptr_t done = 0;
-	struct heap_arena *ha = scav_top ? arena_of(scav_top - 1) : NULL;
-	unsigned hi = ha ? (unsigned)arena_page(ha, scav_top - 1) + 1 : 0;
+	struct heap_arena *ha = NULL;
+	unsigned hi;
 
+	/* The highest arena starting below scav_top (arenas need not be
+	 * adjacent: scav_top may sit at the base of one, above a gap). */
+	for (struct heap_arena *a = arenamap_first(); a && a->base < scav_top; a = a->next)
+		ha = a;
 	if (!ha)
 		return 0;
+	hi = scav_top - ha->base >= MH_ARENA_SIZE ? MH_PAGES_PER_ARENA
+						  : (unsigned)((scav_top - ha->base) >> MH_PAGE_SHIFT);
 	for (; ha && done < npages; ha = ha->prev, hi = MH_PAGES_PER_ARENA) {
 		while (done < npages) {
 			long top = prev_resident_free(ha, hi);
