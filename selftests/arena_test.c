@@ -458,7 +458,7 @@ static void vma_exhaustion(void *arg)
 			break;
 		maps[n++] = p;
 	}
-	for (int i = 0; i < 40 && n; i++)
+	for (int i = 0; i < 100 && n; i++)
 		munmap(maps[--n], page);
 	for (int i = 0; i < 200; i++) {
 		mh_arena *a = mh_arena_new();

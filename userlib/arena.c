@@ -227,32 +227,50 @@ static void chunk_destroy(struct arena_chunk *c, bool released)
 	mh_unlock(&arena_lock);
 }
 
-/* The next chunk for an arena: reuse list, ready list, or a new one. */
+static void release_chunks(struct arena_chunk **cs, unsigned n);
+static unsigned take_oldest(struct arena_chunk **cs, unsigned max);
+
+/*
+ * The next chunk for an arena: reuse list, ready list, or a new one. When
+ * the system refuses a new one (out of memory or of VMAs), quarantine is
+ * cut, oldest first, until a chunk can be had: released chunks land on the
+ * ready list and their VMAs merge back.
+ */
 static struct arena_chunk *chunk_get(uint64_t arena_id)
 {
-	struct arena_chunk *c;
+	for (;;) {
+		struct arena_chunk *c, *old[8];
+		unsigned n;
 
-	mh_lock(&arena_lock);
-	c = list_pop_tail(&reuse_list);	/* the most recent, as Go */
-	if (!c)
-		c = list_pop_head(&ready_list);
-	if (c) {
-		STORE_RELAXED(&c->state, CHUNK_LIVE);
-		c->arena_id = arena_id;
-		chunks_live++;
-	}
-	mh_unlock(&arena_lock);
-	if (c)
-		return c;
-	c = chunk_new(config.chunk_bytes, MH_PAGE_SIZE);
-	if (c) {
-		c->arena_id = arena_id;
-		STORE_RELAXED(&c->state, CHUNK_LIVE);
 		mh_lock(&arena_lock);
-		chunks_live++;
+		c = list_pop_tail(&reuse_list);	/* the most recent, as Go */
+		if (!c)
+			c = list_pop_head(&ready_list);
+		if (c) {
+			STORE_RELAXED(&c->state, CHUNK_LIVE);
+			c->arena_id = arena_id;
+			chunks_live++;
+		}
 		mh_unlock(&arena_lock);
+		if (c)
+			return c;
+		c = chunk_new(config.chunk_bytes, MH_PAGE_SIZE);
+		if (c) {
+			c->arena_id = arena_id;
+			STORE_RELAXED(&c->state, CHUNK_LIVE);
+			mh_lock(&arena_lock);
+			chunks_live++;
+			mh_unlock(&arena_lock);
+			return c;
+		}
+		mh_lock(&arena_lock);
+		n = take_oldest(old, 8);
+		releases_enomem += n;
+		mh_unlock(&arena_lock);
+		if (!n)
+			return NULL;	/* errno is ENOMEM */
+		release_chunks(old, n);
 	}
-	return c;
 }
 
 /*
