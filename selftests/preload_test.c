@@ -84,27 +84,31 @@ static bool command_exists(const char *name)
 	return system(cmd) == 0;
 }
 
+/* Builds, serialises, parses and sorts a dict of lists; makes byte arrays. */
+static const char python_script[] =
+	"import json\n"
+	"d = {str(i): [i] * (i % 50) for i in range(200000)}\n"
+	"s = json.dumps(d)\n"
+	"e = json.loads(s)\n"
+	"t = sorted(e.items(), key=lambda kv: -len(kv[1]))\n"
+	"b = [bytearray(i % 5000) for i in range(20000)]\n"
+	"print(len(s), len(t), sum(map(len, b)))\n";
+
 TEST_F_TIMEOUT(preload, python_allocation_heavy_script, 120)
 {
+	char path[128];
+	FILE *f;
+
 	if (!command_exists("python3"))
 		SKIP(return, "python3 not installed");
+	snprintf(path, sizeof(path), "%s/script.py", self->dir);
+	f = fopen(path, "w");
+	ASSERT_NE(NULL, f);
+	fputs(python_script, f);
+	fclose(f);
 	/* PYTHONMALLOC=malloc sends every object to malloc, not pymalloc. */
-	ASSERT_EQ(0, sh(self, true, "PYTHONMALLOC=malloc python3 -c '"
-		"import json\n"
-		"d = {str(i): [i] * (i %% 50) for i in range(200000)}\n"
-		"s = json.dumps(d)\n"
-		"e = json.loads(s)\n"
-		"t = sorted(e.items(), key=lambda kv: -len(kv[1]))\n"
-		"b = [bytearray(i %% 5000) for i in range(20000)]\n"
-		"print(len(s), len(t), sum(map(len, b)))' > out 2> err"));
-	ASSERT_EQ(0, sh(self, false, "PYTHONMALLOC=malloc python3 -c '"
-		"import json\n"
-		"d = {str(i): [i] * (i %% 50) for i in range(200000)}\n"
-		"s = json.dumps(d)\n"
-		"e = json.loads(s)\n"
-		"t = sorted(e.items(), key=lambda kv: -len(kv[1]))\n"
-		"b = [bytearray(i %% 5000) for i in range(20000)]\n"
-		"print(len(s), len(t), sum(map(len, b)))' > want"));
+	ASSERT_EQ(0, sh(self, true, "PYTHONMALLOC=malloc python3 script.py > out 2> err"));
+	ASSERT_EQ(0, sh(self, false, "PYTHONMALLOC=malloc python3 script.py > want"));
 	EXPECT_EQ(0, sh(self, false, "cmp -s out want"));
 	EXPECT_GT(mallocs_in(self, "err"), 1000000);
 }
