@@ -452,6 +452,27 @@ TEST(realloc_stays_in_place_within_a_class_and_moves_otherwise)
 	mh_free(q);
 }
 
+TEST(realloc_grows_a_large_object_in_place_when_the_pages_after_it_are_free)
+{
+	char *p = mh_malloc(64 << 10), *q;
+
+	memset(p, 9, 64 << 10);
+	q = mh_realloc(p, 200 << 10);	/* a fresh heap: nothing after it */
+	ASSERT_EQ(p, q);
+	EXPECT_GE(mh_usable_size(q), 200 << 10);
+	for (size_t i = 0; i < (64 << 10); i++)
+		ASSERT_EQ(9, q[i]);
+	memset(q, 7, 200 << 10);
+	/* Something right after it: the next growth has to move. */
+	char *blocker = mh_malloc(64 << 10);
+	ASSERT_EQ(q + (200 << 10), blocker);
+	char *r = mh_realloc(q, 400 << 10);
+	EXPECT_NE(q, r);
+	EXPECT_EQ(7, r[(200 << 10) - 1]);
+	mh_free(r);
+	mh_free(blocker);
+}
+
 TEST(usable_size_covers_the_request)
 {
 	for (size_t size = 1; size < (1u << 20); size = size * 5 / 4 + 1) {

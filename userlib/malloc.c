@@ -280,8 +280,12 @@ void *mh_realloc(void *ptr, size_t size)
 			return ptr;
 	} else {
 		old = s->npages << MH_PAGE_SHIFT;
-		/* A large object stays while it needs at least half its pages. */
+		/* A large object stays while it needs at least half its pages,
+		 * and grows in place when the pages after it are free. */
 		if (size > MH_MAX_SMALL_SIZE && size <= old && size > old / 2)
+			return ptr;
+		if (size > old && size <= PTRDIFF_MAX - MH_ARENA_SIZE &&
+		    mheap_grow_span(s, (size + MH_PAGE_SIZE - 1) >> MH_PAGE_SHIFT))
 			return ptr;
 	}
 	q = mh_malloc(size);

@@ -105,6 +105,26 @@ nomem:
 	return NULL;
 }
 
+bool mheap_grow_span(struct mspan *s, uintptr_t npages)
+{
+	struct pa_result r;
+	uintptr_t extra = npages - s->npages;
+	uintptr_t end = mspan_limit(s);
+	bool ok;
+
+	mh_lock(&mh_heap.lock);
+	ok = pa_alloc_at(end, extra, &r);
+	if (ok) {
+		arenamap_set_spans(end, extra, s);
+		s->npages = npages;
+		s->needzero |= r.needzero;
+		mh_heap.large_live_bytes += extra << MH_PAGE_SHIFT;
+		scavenge_note_alloc();
+	}
+	mh_unlock(&mh_heap.lock);
+	return ok;
+}
+
 void mheap_free_span(struct mspan *s)
 {
 	mheap_free_span_released(s, false);

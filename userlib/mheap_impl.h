@@ -51,6 +51,8 @@ static inline void mheap_init(void)
  */
 MH_HIDDEN struct mspan *mheap_alloc_span(uintptr_t npages, uintptr_t align_pages,
 					 unsigned sizeclass, enum mspan_state state);
+/* Grow a large span in place to npages if the pages after it are free. */
+MH_HIDDEN bool mheap_grow_span(struct mspan *s, uintptr_t npages);
 /* Give a span's pages back to the page heap; the struct dies (gen moves on). */
 MH_HIDDEN void mheap_free_span(struct mspan *s);
 /* The same for a span whose pages were already dropped (a faulted arena

@@ -286,6 +286,33 @@ struct pa_result pa_alloc(uintptr_t npages, uintptr_t align_pages)
 	return res;
 }
 
+bool pa_alloc_at(uintptr_t base, uintptr_t npages, struct pa_result *res)
+{
+	/* Every page must be in a heap arena and free. */
+	for (uintptr_t p = base, n = npages; n;) {
+		struct heap_arena *ha = arena_of(p);
+
+		if (!ha)
+			return false;
+		unsigned first = (unsigned)arena_page(ha, p);
+		unsigned k = (unsigned)(n < MH_PAGES_PER_ARENA - first ? n : MH_PAGES_PER_ARENA - first);
+		for (unsigned w = first / 64; w * 64 < first + k; w++) {
+			unsigned lo = w * 64 < first ? first - w * 64 : 0;
+			unsigned hi = (w + 1) * 64 > first + k ? first + k - w * 64 : 64;
+
+			if (ha->alloc[w] & range_mask(lo, hi))
+				return false;
+		}
+		n -= k;
+		p += (uintptr_t)k << MH_PAGE_SHIFT;
+	}
+	*res = (struct pa_result){ .base = base };
+	mark(base, npages, true, res);
+	pa_free_pages -= npages;
+	pa_released_pages -= res->released;
+	return true;
+}
+
 void pa_free(uintptr_t base, uintptr_t npages, bool released)
 {
 	mark(base, npages, false, NULL);

@@ -21,6 +21,8 @@ MH_HIDDEN void pa_arena_init(struct heap_arena *ha);
  * of align_pages (a power of two), marked in use. */
 MH_HIDDEN struct pa_result pa_alloc(uintptr_t npages, uintptr_t align_pages);
 /* Free a run; released: its pages are known not resident (they read zero). */
+/* Mark exactly pages [base, base + npages) in use if they are all free. */
+MH_HIDDEN bool pa_alloc_at(uintptr_t base, uintptr_t npages, struct pa_result *res);
 MH_HIDDEN void pa_free(uintptr_t base, uintptr_t npages, bool released);
 /* Return up to npages free, resident pages to the OS, highest addresses
  * first; returns how many were released. */
