@@ -16,8 +16,20 @@
  * With 8 KiB pages and 32 KiB as the small-object limit this yields the same
  * 67 classes as Go (plus class 0 for large objects). The unit test checks the
  * invariants rather than a copy of the numbers.
+ *
+ * One departure, measured: Go gives the large classes spans of one to four
+ * objects (8 KiB objects get one page each), so every few allocations go to
+ * the mcentral and every few frees empty a span back into the page heap.
+ * Go's GC sweeps in bulk; our explicit frees do it one by one. Spans of
+ * classes holding fewer than MIN_OBJS_PER_SPAN objects are therefore made a
+ * whole number of times larger (the tail waste stays the same fraction):
+ * random malloc/free of 8 KiB objects went from 1.5 to 9.8 million
+ * operations per second (mimalloc: 10.8).
  */
 #include "sizeclass.h"
+
+/* See the last paragraph above. */
+#define MIN_OBJS_PER_SPAN 8
 
 struct size_class mh_class[MH_NUM_CLASSES];
 uint8_t mh_size_to_class8[MH_SMALL_SIZE_MAX / MH_SMALL_SIZE_DIV + 1];
@@ -65,6 +77,12 @@ void sizeclass_init(void)
 		if (grown > sc->size)
 			sc->size = grown;
 		sc->nelems = span / sc->size;
+		if (sc->nelems < MIN_OBJS_PER_SPAN) {
+			uint32_t k = (MIN_OBJS_PER_SPAN + sc->nelems - 1) / sc->nelems;
+
+			sc->npages *= k;
+			sc->nelems *= k;
+		}
 		sc->divmul = (uint32_t)(UINT32_MAX / sc->size + 1);
 	}
 
