@@ -48,7 +48,8 @@ LIB_HDRS   := $(wildcard $(TOP)/userlib/*.h $(TOP)/userlib/include/*.h $(TOP)/ua
 PRELOAD_OBJ := $(BUILD)/obj/preload.o
 
 .PHONY: all deps lib module check vmtest demo bench bench-quick selftests \
-	checkpatch module-w1 clean modules_install install
+	checkpatch module-w1 module-w1-tap bench-smoke-tap vmtest-run clean \
+	modules_install install
 
 all: lib module
 
@@ -151,6 +152,7 @@ check: all selftests
 	-$(MAKE) --no-print-directory vmtest-run
 	-$(MAKE) --no-print-directory checkpatch
 	-$(MAKE) --no-print-directory module-w1-tap
+	-$(MAKE) --no-print-directory bench-smoke-tap
 	@$(TOP)/tools/tap-summary.sh $(LOGS)
 
 checkpatch: | $(DEPS_STAMP)
@@ -174,6 +176,17 @@ module-w1-tap:
 		echo "not ok 1 module builds clean with W=1" > $(LOGS)/module-w1.tap; \
 	fi; cat $(LOGS)/module-w1.tap; \
 	$(MAKE) --no-print-directory module >/dev/null
+
+# Every benchmark once, asserting only that each produced numbers.
+bench-smoke-tap:
+	@mkdir -p $(LOGS)
+	@if $(MAKE) --no-print-directory -C $(TOP)/bench TOP=$(TOP) BUILD=$(BUILD) smoke \
+		> $(LOGS)/bench-smoke.log 2>&1; then \
+		echo "ok 1 bench smoke: every benchmark ran and produced numbers" > $(LOGS)/bench-smoke.tap; \
+	else \
+		tail -20 $(LOGS)/bench-smoke.log; \
+		echo "not ok 1 bench smoke: a benchmark failed or produced no number" > $(LOGS)/bench-smoke.tap; \
+	fi; cat $(LOGS)/bench-smoke.tap
 
 # ---------------------------------------------------------------- VM
 VM_DIR := $(BUILD)/vm

@@ -5,7 +5,15 @@
  * open() allocates a struct mheap_ctx and hangs it on file->private_data;
  * release(), called once the last reference to the file description is
  * dropped, frees it. Nothing else ever frees a context, so a command running
- * on a file (which holds a reference) can always use its context.
+ * on a file (which holds a reference) can always use its context, and so can
+ * a mapping of the file (vma->vm_file is such a reference): release() comes
+ * only after the last munmap(), so by then the context holds no mapping,
+ * page or quarantine any more.
+ *
+ * The file operations route to the concept that implements them: mmap() to
+ * mheap_map.c, read() and poll() to the fault events of mheap_event.c,
+ * ioctl() to mheap_ioctl.c and IORING_OP_URING_CMD to mheap_uring.c. The
+ * device's sysfs attributes are the global counters of mheap_account.c.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -35,6 +43,9 @@ static int mheap_open(struct inode *inode, struct file *file)
 	if (!ctx)
 		return -ENOMEM;
 	ctx->id = atomic64_inc_return(&mheap_ctx_ids);
+	ctx->limit = MHEAP_LIMIT_NONE;
+	mheap_events_init(ctx);
+	mheap_count(ctx, contexts, 1);
 	file->private_data = ctx;
 
 	pr_debug("context %llu opened by pid %d\n", ctx->id,
@@ -47,6 +58,8 @@ static int mheap_release(struct inode *inode, struct file *file)
 	struct mheap_ctx *ctx = file->private_data;
 
 	pr_debug("context %llu closed\n", ctx->id);
+	mheap_count(ctx, contexts, -1);
+	mheap_events_free(ctx);
 	kfree(ctx);
 	return 0;
 }
@@ -55,8 +68,12 @@ static const struct file_operations mheap_fops = {
 	.owner		= THIS_MODULE,
 	.open		= mheap_open,
 	.release	= mheap_release,
+	.mmap		= mheap_mmap,
+	.read		= mheap_event_read,
+	.poll		= mheap_event_poll,
 	.unlocked_ioctl	= mheap_ioctl,
 	.compat_ioctl	= compat_ptr_ioctl,
+	.uring_cmd	= mheap_uring_cmd,
 };
 
 static struct miscdevice mheap_miscdev = {
@@ -65,6 +82,7 @@ static struct miscdevice mheap_miscdev = {
 	.fops	= &mheap_fops,
 	/* Unprivileged by design: commands only touch the caller's memory. */
 	.mode	= 0666,
+	.groups	= mheap_attr_groups,
 };
 
 int mheap_dev_register(void)

@@ -2,24 +2,120 @@
 /*
  * Declarations shared between the files of the mheap module. Nothing here is
  * ABI; the user-visible interface is <linux/mheap.h>.
+ *
+ * Objects and their lifetimes:
+ *
+ *   struct mheap_ctx   one per open file description (mheap_dev.c). Freed by
+ *                      the file's release(), which runs only once nothing
+ *                      refers to the file any more - and every mapping of it
+ *                      does, through vma->vm_file. So a context outlives all
+ *                      of its mappings.
+ *   struct mheap_map   one per mmap() of a context (mheap_map.c), the state
+ *                      behind exactly one VMA: its pages and which of them
+ *                      are quarantined. Referenced by that VMA (and, for a
+ *                      moment, by the copy mremap() makes before it is
+ *                      refused); freed by the last vm_ops->close().
+ *   struct mheap_count counters (mheap_account.c), one set in each context
+ *                      and one global set, mheap_global.
+ *
+ * Lock order, outermost first:
+ *   mm->mmap_lock > mheap_map::lock > mheap_ctx::event_lock, xarray lock
+ *   mheap_ctx::read_lock > mheap_ctx::event_lock
+ * No user memory is touched with mmap_lock or a map lock held: copying
+ * to or from user space can fault on a mapping of this module.
  */
 #ifndef MHEAP_INTERNAL_H
 #define MHEAP_INTERNAL_H
 
+#include <linux/atomic.h>
 #include <linux/fs.h>
+#include <linux/mutex.h>
+#include <linux/pid_namespace.h>
+#include <linux/poll.h>
+#include <linux/spinlock.h>
 #include <linux/types.h>
+#include <linux/wait.h>
+#include <linux/mheap.h>
+
+struct io_uring_cmd;
+
+/**
+ * struct mheap_count - counters of one context, or of all of them
+ * @mapped:      bytes of live mappings
+ * @resident:    bytes of pages the module holds
+ * @quarantined: bytes in quarantine; also the running total the limits are
+ *               checked against
+ * @ranges:      quarantined extents (maximal runs of quarantined pages)
+ * @mappings:    live mappings
+ * @contexts:    open contexts
+ * @faults:      accesses to quarantined pages, since load (global) or open
+ * @commands:    commands served
+ * @dropped:     fault events lost
+ *
+ * Every field is updated atomically on its own; struct mheap_counters in the
+ * UAPI header is their snapshot.
+ */
+struct mheap_count {
+	atomic64_t mapped;
+	atomic64_t resident;
+	atomic64_t quarantined;
+	atomic64_t ranges;
+	atomic64_t mappings;
+	atomic64_t contexts;
+	atomic64_t faults;
+	atomic64_t commands;
+	atomic64_t dropped;
+};
 
 /**
  * struct mheap_ctx - state of one open file description of /dev/mheap
- * @id: number of this open since the module was loaded, for debug messages
+ * @id:          number of this open since the module was loaded, for messages
+ * @count:       this context's counters
+ * @limit:       its own quarantine limit in bytes, MHEAP_LIMIT_NONE if none
+ * @pid_ns:      pid namespace of the opener: event pids are given in it
+ * @event_lock:  protects @events, @event_cap, @event_head and @event_tail
+ * @events:      ring of @event_cap fault events, allocated at the first one
+ * @event_cap:   its capacity
+ * @event_head:  sequence number of the next event to record
+ * @event_tail:  sequence number of the oldest event not read yet
+ * @event_wait:  readers waiting for an event
+ * @read_lock:   serialises read()
  *
  * Allocated by open() and freed by the last close() of the file; commands
- * find it in file->private_data. Later commands add their state here (fault
- * ranges, counters, limits) together with the lock that protects it.
+ * find it in file->private_data.
  */
 struct mheap_ctx {
 	u64 id;
+	struct mheap_count count;
+	u64 limit;
+	struct pid_namespace *pid_ns;
+	spinlock_t event_lock;
+	struct mheap_event *events;
+	u32 event_cap;
+	u64 event_head;
+	u64 event_tail;
+	wait_queue_head_t event_wait;
+	struct mutex read_lock;
 };
+
+/* mheap_account.c: counters, limits, and their sysfs view. */
+extern struct mheap_count mheap_global;
+extern const struct attribute_group *mheap_attr_groups[];
+
+/* Add delta to one counter of a context and to the same global counter. */
+#define mheap_count(ctx, field, delta)				\
+	do {							\
+		s64 __delta = (delta);				\
+								\
+		atomic64_add(__delta, &(ctx)->count.field);	\
+		atomic64_add(__delta, &mheap_global.field);	\
+	} while (0)
+
+int mheap_quarantine_reserve(struct mheap_ctx *ctx, u64 bytes);
+void mheap_quarantine_unreserve(struct mheap_ctx *ctx, u64 bytes);
+void mheap_stats_fill(struct mheap_ctx *ctx, struct mheap_stats *st);
+int mheap_set_limit(struct mheap_ctx *ctx, const struct mheap_limit *lim);
+bool mheap_counters_idle(void);
 
 /* mheap_dev.c: the misc device and its open/release. */
 int mheap_dev_register(void);
@@ -27,5 +123,21 @@ void mheap_dev_unregister(void);
 
 /* mheap_ioctl.c: command dispatch, for unlocked_ioctl and compat_ioctl. */
 long mheap_ioctl(struct file *file, unsigned int cmd, unsigned long arg);
+
+/* mheap_uring.c: IORING_OP_URING_CMD. */
+int mheap_uring_cmd(struct io_uring_cmd *ioucmd, unsigned int issue_flags);
+
+/* mheap_map.c: mappings, their page faults, FAULT and RELEASE. */
+int mheap_mmap(struct file *file, struct vm_area_struct *vma);
+int mheap_map_range(struct file *file, const struct mheap_range *r,
+		    bool quarantine, bool nonblock);
+
+/* mheap_event.c: fault events. */
+void mheap_events_init(struct mheap_ctx *ctx);
+void mheap_events_free(struct mheap_ctx *ctx);
+void mheap_event_record(struct mheap_ctx *ctx, unsigned long addr, u32 flags);
+ssize_t mheap_event_read(struct file *file, char __user *buf, size_t count,
+			 loff_t *ppos);
+__poll_t mheap_event_poll(struct file *file, struct poll_table_struct *wait);
 
 #endif /* MHEAP_INTERNAL_H */

@@ -6,14 +6,24 @@
  * right number but a different size or direction (an older or newer
  * header's struct) is unknown and fails with -ENOTTY instead of being
  * misread. Each command has one handler that copies its argument in,
- * checks it, acts on the file's context and copies the answer out.
+ * checks it, acts on the file's context and copies the answer out. User
+ * memory is only touched here, never with a lock held: an argument may lie
+ * in a mapping of this very module.
+ *
+ * FAULT and RELEASE take a vector of ranges and handle them one at a time,
+ * each under the locks for that range alone, so a long vector neither holds
+ * mmap_lock for long nor keeps a fatal signal waiting (the next range then
+ * fails with -EINTR, and @done says how far it got).
  */
 #include <linux/errno.h>
 #include <linux/fs.h>
+#include <linux/sched.h>
 #include <linux/uaccess.h>
 #include <linux/mheap.h>
 
 #include "mheap_internal.h"
+
+static_assert(sizeof(struct mheap_stats) == MHEAP_STATS_SIZE_V1);
 
 static long mheap_ioc_version(struct mheap_ctx *ctx,
 			      struct mheap_version __user *uarg)
@@ -31,6 +41,63 @@ static long mheap_ioc_version(struct mheap_ctx *ctx,
 	return 0;
 }
 
+static long mheap_ioc_ranges(struct file *file,
+			     struct mheap_ranges __user *uarg, bool quarantine)
+{
+	struct mheap_range __user *ur;
+	struct mheap_ranges arg;
+	struct mheap_range r;
+	long ret = 0;
+	u32 i;
+
+	if (copy_from_user(&arg, uarg, sizeof(arg)))
+		return -EFAULT;
+	if (arg.flags || arg.reserved)
+		return -EINVAL;
+	ur = u64_to_user_ptr(arg.ranges);
+	for (i = 0; i < arg.nr; i++) {
+		if (copy_from_user(&r, &ur[i], sizeof(r))) {
+			ret = -EFAULT;
+			break;
+		}
+		ret = mheap_map_range(file, &r, quarantine, false);
+		if (ret)
+			break;
+		cond_resched();
+	}
+	if (put_user(i, &uarg->done))
+		return -EFAULT;
+	return ret;
+}
+
+static long mheap_ioc_stats(struct mheap_ctx *ctx,
+			    struct mheap_stats __user *uarg)
+{
+	struct mheap_stats st;
+
+	if (copy_from_user(&st, uarg, offsetof(struct mheap_stats, self)))
+		return -EFAULT;
+	if (st.flags || st.reserved)
+		return -EINVAL;
+	/* This command's number says how big the caller's struct is. */
+	if (st.size != sizeof(st))
+		return -EINVAL;
+	mheap_stats_fill(ctx, &st);
+	if (copy_to_user(uarg, &st, sizeof(st)))
+		return -EFAULT;
+	return 0;
+}
+
+static long mheap_ioc_set_limit(struct mheap_ctx *ctx,
+				struct mheap_limit __user *uarg)
+{
+	struct mheap_limit lim;
+
+	if (copy_from_user(&lim, uarg, sizeof(lim)))
+		return -EFAULT;
+	return mheap_set_limit(ctx, &lim);
+}
+
 long mheap_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	struct mheap_ctx *ctx = file->private_data;
@@ -39,6 +106,18 @@ long mheap_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	switch (cmd) {
 	case MHEAP_IOC_VERSION:
 		return mheap_ioc_version(ctx, uarg);
+	case MHEAP_IOC_FAULT:
+		mheap_count(ctx, commands, 1);
+		return mheap_ioc_ranges(file, uarg, true);
+	case MHEAP_IOC_RELEASE:
+		mheap_count(ctx, commands, 1);
+		return mheap_ioc_ranges(file, uarg, false);
+	case MHEAP_IOC_STATS:
+		mheap_count(ctx, commands, 1);
+		return mheap_ioc_stats(ctx, uarg);
+	case MHEAP_IOC_SET_LIMIT:
+		mheap_count(ctx, commands, 1);
+		return mheap_ioc_set_limit(ctx, uarg);
 	default:
 		return -ENOTTY;
 	}
