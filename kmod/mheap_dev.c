@@ -45,7 +45,7 @@ static int mheap_open(struct inode *inode, struct file *file)
 	ctx->id = atomic64_inc_return(&mheap_ctx_ids);
 	ctx->limit = MHEAP_LIMIT_NONE;
 	mheap_events_init(ctx);
-	mheap_count(ctx, contexts, 1);
+	mheap_count(ctx, MHEAP_C_CONTEXTS, 1);
 	file->private_data = ctx;
 
 	pr_debug("context %llu opened by pid %d\n", ctx->id,
@@ -58,7 +58,7 @@ static int mheap_release(struct inode *inode, struct file *file)
 	struct mheap_ctx *ctx = file->private_data;
 
 	pr_debug("context %llu closed\n", ctx->id);
-	mheap_count(ctx, contexts, -1);
+	mheap_count(ctx, MHEAP_C_CONTEXTS, -1);
 	mheap_events_free(ctx);
 	kfree(ctx);
 	return 0;

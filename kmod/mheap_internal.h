@@ -39,32 +39,26 @@
 
 struct io_uring_cmd;
 
-/**
- * struct mheap_count - counters of one context, or of all of them
- * @mapped:      bytes of live mappings
- * @resident:    bytes of pages the module holds
- * @quarantined: bytes in quarantine; also the running total the limits are
- *               checked against
- * @ranges:      quarantined extents (maximal runs of quarantined pages)
- * @mappings:    live mappings
- * @contexts:    open contexts
- * @faults:      accesses to quarantined pages, since load (global) or open
- * @commands:    commands served
- * @dropped:     fault events lost
- *
- * Every field is updated atomically on its own; struct mheap_counters in the
- * UAPI header is their snapshot.
+/*
+ * Counters kept for each context and once more for all of them; struct
+ * mheap_counters in the UAPI header is their snapshot. Each one is updated
+ * atomically on its own.
  */
+enum mheap_counter {
+	MHEAP_C_MAPPED,		/* bytes of live mappings */
+	MHEAP_C_RESIDENT,	/* bytes of pages the module holds */
+	MHEAP_C_QUARANTINED,	/* bytes in quarantine; the limits' totals */
+	MHEAP_C_RANGES,		/* quarantined extents */
+	MHEAP_C_MAPPINGS,	/* live mappings */
+	MHEAP_C_CONTEXTS,	/* open contexts */
+	MHEAP_C_FAULTS,		/* accesses to quarantined pages */
+	MHEAP_C_COMMANDS,	/* commands served */
+	MHEAP_C_DROPPED,	/* fault events lost */
+	MHEAP_NR_COUNTERS
+};
+
 struct mheap_count {
-	atomic64_t mapped;
-	atomic64_t resident;
-	atomic64_t quarantined;
-	atomic64_t ranges;
-	atomic64_t mappings;
-	atomic64_t contexts;
-	atomic64_t faults;
-	atomic64_t commands;
-	atomic64_t dropped;
+	atomic64_t c[MHEAP_NR_COUNTERS];
 };
 
 /**
@@ -89,13 +83,13 @@ struct mheap_ctx {
 	struct mheap_count count;
 	u64 limit;
 	struct pid_namespace *pid_ns;
-	spinlock_t event_lock;
+	spinlock_t event_lock;		/* the ring and its indices */
 	struct mheap_event *events;
 	u32 event_cap;
 	u64 event_head;
 	u64 event_tail;
 	wait_queue_head_t event_wait;
-	struct mutex read_lock;
+	struct mutex read_lock;		/* one read() at a time */
 };
 
 /* mheap_account.c: counters, limits, and their sysfs view. */
@@ -103,13 +97,12 @@ extern struct mheap_count mheap_global;
 extern const struct attribute_group *mheap_attr_groups[];
 
 /* Add delta to one counter of a context and to the same global counter. */
-#define mheap_count(ctx, field, delta)				\
-	do {							\
-		s64 __delta = (delta);				\
-								\
-		atomic64_add(__delta, &(ctx)->count.field);	\
-		atomic64_add(__delta, &mheap_global.field);	\
-	} while (0)
+static inline void mheap_count(struct mheap_ctx *ctx, enum mheap_counter which,
+			       s64 delta)
+{
+	atomic64_add(delta, &ctx->count.c[which]);
+	atomic64_add(delta, &mheap_global.c[which]);
+}
 
 int mheap_quarantine_reserve(struct mheap_ctx *ctx, u64 bytes);
 void mheap_quarantine_unreserve(struct mheap_ctx *ctx, u64 bytes);

@@ -105,18 +105,19 @@ long mheap_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 
 	switch (cmd) {
 	case MHEAP_IOC_VERSION:
+		mheap_count(ctx, MHEAP_C_COMMANDS, 1);
 		return mheap_ioc_version(ctx, uarg);
 	case MHEAP_IOC_FAULT:
-		mheap_count(ctx, commands, 1);
+		mheap_count(ctx, MHEAP_C_COMMANDS, 1);
 		return mheap_ioc_ranges(file, uarg, true);
 	case MHEAP_IOC_RELEASE:
-		mheap_count(ctx, commands, 1);
+		mheap_count(ctx, MHEAP_C_COMMANDS, 1);
 		return mheap_ioc_ranges(file, uarg, false);
 	case MHEAP_IOC_STATS:
-		mheap_count(ctx, commands, 1);
+		mheap_count(ctx, MHEAP_C_COMMANDS, 1);
 		return mheap_ioc_stats(ctx, uarg);
 	case MHEAP_IOC_SET_LIMIT:
-		mheap_count(ctx, commands, 1);
+		mheap_count(ctx, MHEAP_C_COMMANDS, 1);
 		return mheap_ioc_set_limit(ctx, uarg);
 	default:
 		return -ENOTTY;

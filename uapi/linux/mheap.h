@@ -98,7 +98,7 @@
 #define MHEAP_IOC_MAGIC		0xE7
 
 /* The largest mapping one mmap() of the device may make (64 GiB). */
-#define MHEAP_MAP_MAX		(1ULL << 36)
+#define MHEAP_MAP_MAX		0x1000000000ULL
 
 /* A quarantine limit that does not limit. */
 #define MHEAP_LIMIT_NONE	(~0ULL)
@@ -193,14 +193,17 @@ struct mheap_counters {
 
 /**
  * struct mheap_stats - argument of MHEAP_IOC_STATS
- * @size:     in: the size of this struct as the caller knows it, at least
- *            MHEAP_STATS_SIZE_V1; out: how many bytes the module filled in
+ * @size:     in: the size of this struct as the caller knows it, which for
+ *            the ioctl is the size its command number carries; out: how
+ *            many bytes the module filled in
  * @flags:    must be 0
  * @reserved: must be 0
  * @self:     out: this context's counters
  * @global:   out: the counters of all contexts together
  *
- * Later versions may append fields; a caller that knows more than the module
+ * Later versions may append fields (and, for the ioctl, get a new command
+ * number by the size; the old one keeps working). Through io_uring, where no
+ * command number carries a size, a caller that knows more than the module
  * sees the extra bytes untouched and @size smaller than it asked for.
  */
 struct mheap_stats {
@@ -231,7 +234,7 @@ struct mheap_limit {
 	__u32 reserved;
 };
 
-#define MHEAP_LIMIT_GLOBAL	(1U << 0)
+#define MHEAP_LIMIT_GLOBAL	0x1
 
 /**
  * struct mheap_event - one access to quarantined memory, read with read()
@@ -263,18 +266,20 @@ struct mheap_event {
 };
 
 /* The access was a write. */
-#define MHEAP_EVENT_WRITE	(1U << 0)
+#define MHEAP_EVENT_WRITE	0x1
 /* Made by the kernel on the process's behalf (a system call's copy, GUP). */
-#define MHEAP_EVENT_KERNEL	(1U << 1)
+#define MHEAP_EVENT_KERNEL	0x2
 /* Made from another process (ptrace, /proc/PID/mem, process_vm_*). */
-#define MHEAP_EVENT_REMOTE	(1U << 2)
+#define MHEAP_EVENT_REMOTE	0x4
 
 /* Read the module's ABI version. Never fails except with EFAULT. */
 #define MHEAP_IOC_VERSION	_IOR(MHEAP_IOC_MAGIC, 0x00, struct mheap_version)
 /* Quarantine ranges; see struct mheap_ranges. */
 #define MHEAP_IOC_FAULT		_IOWR(MHEAP_IOC_MAGIC, 0x01, struct mheap_ranges)
-/* End the quarantine of ranges: zero-fill again. Also drops the contents of
- * pages in them that were not quarantined. */
+/*
+ * End the quarantine of ranges: they are zero-fill again, which also drops
+ * the contents of pages in them that were not quarantined.
+ */
 #define MHEAP_IOC_RELEASE	_IOWR(MHEAP_IOC_MAGIC, 0x02, struct mheap_ranges)
 /* Read the counters; see struct mheap_stats. */
 #define MHEAP_IOC_STATS		_IOWR(MHEAP_IOC_MAGIC, 0x03, struct mheap_stats)
@@ -288,12 +293,13 @@ struct mheap_event {
  * (sqe->cmd, where addr3 lies otherwise), as the structs below; the other
  * command-specific SQE fields (off's upper half, uring_cmd_flags) must be
  * zero. With 128-byte SQEs (IORING_SETUP_SQE128) the command area is 80
- * bytes, of which the 64 after the argument must be zero. The result is cqe->res: 0 or a negative errno,
- * and for STATS the number of bytes written. Unknown commands complete with
- * -ENOTTY. A FAULT or RELEASE takes one range; a batch is one SQE per range,
- * best linked (IOSQE_IO_LINK) so that after the first failure the rest are
- * cancelled (-ECANCELED) and the leading ranges done are exactly those with
- * cqe->res == 0. Polled rings (IORING_SETUP_IOPOLL) are not supported.
+ * bytes, of which the 64 after the argument must be zero. The result is
+ * cqe->res: 0 or a negative errno, and for STATS the number of bytes
+ * written. Unknown commands complete with -ENOTTY. A FAULT or RELEASE takes
+ * one range; a batch is one SQE per range, best linked (IOSQE_IO_LINK) so
+ * that after the first failure the rest are cancelled (-ECANCELED) and the
+ * leading ranges done are exactly those with cqe->res == 0. Polled rings
+ * (IORING_SETUP_IOPOLL) are not supported.
  */
 
 /**
@@ -316,6 +322,7 @@ struct mheap_uring_stats {
 /* Command area: struct mheap_range. */
 #define MHEAP_URING_CMD_RELEASE	_IOW(MHEAP_IOC_MAGIC, 0x82, struct mheap_range)
 /* Command area: struct mheap_uring_stats. */
-#define MHEAP_URING_CMD_STATS	_IOW(MHEAP_IOC_MAGIC, 0x83, struct mheap_uring_stats)
+#define MHEAP_URING_CMD_STATS	\
+	_IOW(MHEAP_IOC_MAGIC, 0x83, struct mheap_uring_stats)
 
 #endif /* _UAPI_LINUX_MHEAP_H */

@@ -1,0 +1,428 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Mappings of /dev/mheap: zero-fill memory whose ranges can be put in
+ * quarantine (MHEAP_IOC_FAULT) and taken out again (MHEAP_IOC_RELEASE)
+ * without ever splitting the VMA.
+ *
+ * Memory model. Every mmap() gets a struct mheap_map holding the mapping's
+ * state by page offset: an xarray of the pages the module allocated, and a
+ * bitmap of the quarantined pages. The page-fault handler looks a page up,
+ * allocates it on first touch (zeroed, GFP_HIGHUSER | __GFP_ACCOUNT: charged
+ * as kernel memory to the memory cgroup of the task that touches it) and
+ * maps it with vm_insert_page() - or, for a quarantined page, records a
+ * fault event and returns VM_FAULT_SIGSEGV, which user space receives as
+ * SIGSEGV and the kernel's own user accesses as EFAULT. Quarantine lives in
+ * the bitmap, not in the VMA, so a mapping stays one VMA however many
+ * ranges are faulted.
+ *
+ * The pages are ordinary reference-counted pages in a VM_MIXEDMAP mapping:
+ * each page-table entry holds a reference, and so does every get_user_pages()
+ * pin (O_DIRECT, vmsplice, process_vm_readv, ptrace). FAULT zaps the page
+ * table entries and drops the module's reference, so a page is freed by the
+ * page allocator exactly when its last user lets go: the kernel can never
+ * reach a freed page through this module, whatever pins are outstanding.
+ * The alternatives were weighed: a VM_PFNMAP mapping (vmf_insert_pfn) refuses
+ * get_user_pages() altogether, which breaks O_DIRECT and debuggers on arena
+ * memory, and its uncounted entries would make any copied page table (fork
+ * after MADV_DOFORK) a use-after-free; a shmem file per mapping would bring
+ * page cache, swap and truncation machinery that quarantine does not need.
+ * The pages are not __GFP_MOVABLE: they are not on the LRU and have no
+ * migration callbacks, so in a movable pageblock they would only get in the
+ * way of compaction.
+ *
+ * Locking. mheap_map::lock is a rw_semaphore taken inside mmap_lock. Page
+ * faults take it for reading, so they run in parallel and install pages
+ * with xa_cmpxchg(); FAULT and RELEASE take it for writing, so a page fault
+ * either completes before them (and FAULT zaps the entry it installed) or
+ * starts after them (and sees the quarantine bit). FAULT and RELEASE hold
+ * mmap_lock for reading, as MADV_DONTNEED does, to find the VMA and zap.
+ *
+ * VMA life: the mapping is VM_DONTEXPAND and VM_DONTCOPY (a child of fork()
+ * does not inherit it), VM_DONTDUMP (a core dump would otherwise allocate
+ * every untouched page and record every quarantined one as a stale access),
+ * never executable, and cannot be split: may_split refuses partial munmap()
+ * and mprotect(), and mremap() fails (VM_DONTEXPAND refuses growth, the
+ * split check refuses shrinking, the mremap callback refuses a move). If
+ * MADV_DOFORK clears VM_DONTCOPY, the child's copy is given no state and
+ * VM_WIPEONFORK, so fork() copies no page-table entries into it: it raises
+ * SIGBUS on every access, and pages are never shared between processes.
+ * The map is freed by the last vm_ops->close(), after the core has zapped
+ * the page tables, so no page-table entry outlives it.
+ */
+#include <linux/bitmap.h>
+#include <linux/mm.h>
+#include <linux/overflow.h>
+#include <linux/refcount.h>
+#include <linux/rwsem.h>
+#include <linux/sched/signal.h>
+#include <linux/slab.h>
+#include <linux/xarray.h>
+
+#include "mheap_internal.h"
+
+#define MHEAP_GFP	(GFP_HIGHUSER | __GFP_ZERO | __GFP_ACCOUNT)
+
+/**
+ * struct mheap_map - the state behind one mapping of the device
+ * @refs:       VMAs using it: one, and a second one while mremap() tries
+ * @ctx:        the context it was mapped from (kept alive by vma->vm_file)
+ * @mm:         the address space it belongs to; compared, never dereferenced
+ * @npages:     its size in pages
+ * @lock:       read: page faults; write: FAULT and RELEASE
+ * @pages:      page offset -> struct page * of the resident pages; each
+ *              entry holds a page reference
+ * @quarantine: bitmap of the quarantined pages
+ * @nr_quarantined: pages set in @quarantine
+ * @nr_ranges:  runs of set bits in @quarantine
+ */
+struct mheap_map {
+	refcount_t refs;
+	struct mheap_ctx *ctx;
+	const struct mm_struct *mm;
+	unsigned long npages;
+	struct rw_semaphore lock;
+	struct xarray pages;
+	unsigned long *quarantine;
+	unsigned long nr_quarantined;
+	unsigned long nr_ranges;
+};
+
+static const struct vm_operations_struct mheap_vm_ops;
+
+static void mheap_map_free(struct mheap_map *map)
+{
+	struct mheap_ctx *ctx = map->ctx;
+	unsigned long idx, resident = 0;
+	struct page *page;
+
+	xa_for_each(&map->pages, idx, page) {
+		put_page(page);
+		resident++;
+	}
+	xa_destroy(&map->pages);
+	mheap_count(ctx, MHEAP_C_RESIDENT, -(s64)(resident << PAGE_SHIFT));
+	mheap_quarantine_unreserve(ctx, (u64)map->nr_quarantined << PAGE_SHIFT);
+	mheap_count(ctx, MHEAP_C_RANGES, -(s64)map->nr_ranges);
+	mheap_count(ctx, MHEAP_C_MAPPED, -(s64)(map->npages << PAGE_SHIFT));
+	mheap_count(ctx, MHEAP_C_MAPPINGS, -1);
+	kvfree(map->quarantine);
+	kfree(map);
+}
+
+/* ------------------------------------------------------------ vm_ops */
+
+static void mheap_vm_open(struct vm_area_struct *vma)
+{
+	struct mheap_map *map = vma->vm_private_data;
+
+	if (!map)
+		return;
+	if (vma->vm_mm != map->mm) {
+		/*
+		 * fork() of a mapping that MADV_DOFORK made inheritable
+		 * (dup_mmap() calls us before copying page tables): the
+		 * child's copy gets no state and no page-table entries.
+		 */
+		vma->vm_private_data = NULL;
+		vma->vm_flags |= VM_WIPEONFORK;
+		return;
+	}
+	/* The copy mremap() makes before mheap_vm_mremap() refuses it. */
+	refcount_inc(&map->refs);
+}
+
+static void mheap_vm_close(struct vm_area_struct *vma)
+{
+	struct mheap_map *map = vma->vm_private_data;
+
+	if (map && refcount_dec_and_test(&map->refs))
+		mheap_map_free(map);
+}
+
+static int mheap_vm_may_split(struct vm_area_struct *vma, unsigned long addr)
+{
+	return -EINVAL;
+}
+
+static int mheap_vm_mremap(struct vm_area_struct *new_vma)
+{
+	return -EINVAL;
+}
+
+static u32 fault_event_flags(const struct vm_fault *vmf)
+{
+	u32 flags = 0;
+
+	if (vmf->flags & FAULT_FLAG_WRITE)
+		flags |= MHEAP_EVENT_WRITE;
+	if (!(vmf->flags & FAULT_FLAG_USER))
+		flags |= MHEAP_EVENT_KERNEL;
+	if (vmf->flags & FAULT_FLAG_REMOTE)
+		flags |= MHEAP_EVENT_REMOTE;
+	return flags;
+}
+
+static vm_fault_t mheap_vm_fault(struct vm_fault *vmf)
+{
+	struct vm_area_struct *vma = vmf->vma;
+	struct mheap_map *map = vma->vm_private_data;
+	pgoff_t idx = vmf->pgoff;
+	struct page *page, *old;
+	int err;
+
+	if (!map || idx >= map->npages)
+		return VM_FAULT_SIGBUS;
+
+	down_read(&map->lock);
+	if (test_bit(idx, map->quarantine)) {
+		up_read(&map->lock);
+		mheap_event_record(map->ctx, vmf->real_address,
+				   fault_event_flags(vmf));
+		return VM_FAULT_SIGSEGV;
+	}
+	page = xa_load(&map->pages, idx);
+	if (!page) {
+		page = alloc_page(MHEAP_GFP);
+		if (!page) {
+			up_read(&map->lock);
+			return VM_FAULT_OOM;
+		}
+		/* Another thread may be faulting the same page in. */
+		old = xa_cmpxchg(&map->pages, idx, NULL, page, GFP_KERNEL);
+		if (old) {
+			put_page(page);
+			if (xa_is_err(old)) {
+				up_read(&map->lock);
+				return VM_FAULT_OOM;
+			}
+			page = old;
+		} else {
+			mheap_count(map->ctx, MHEAP_C_RESIDENT, PAGE_SIZE);
+		}
+	}
+	err = vm_insert_page(vma, vmf->address, page);
+	up_read(&map->lock);
+	/* -EBUSY: the entry is there already, put by a racing fault. */
+	if (err && err != -EBUSY)
+		return vmf_error(err);
+	return VM_FAULT_NOPAGE;
+}
+
+static const struct vm_operations_struct mheap_vm_ops = {
+	.open		= mheap_vm_open,
+	.close		= mheap_vm_close,
+	.may_split	= mheap_vm_may_split,
+	.mremap		= mheap_vm_mremap,
+	.fault		= mheap_vm_fault,
+};
+
+int mheap_mmap(struct file *file, struct vm_area_struct *vma)
+{
+	struct mheap_ctx *ctx = file->private_data;
+	unsigned long npages = vma_pages(vma);
+	struct mheap_map *map;
+
+	if (!(vma->vm_flags & VM_SHARED) || vma->vm_pgoff)
+		return -EINVAL;
+	if (vma->vm_flags & VM_EXEC)
+		return -EPERM;
+	if (npages > (MHEAP_MAP_MAX >> PAGE_SHIFT))
+		return -ENOMEM;
+
+	map = kzalloc(sizeof(*map), GFP_KERNEL_ACCOUNT);
+	if (!map)
+		return -ENOMEM;
+	map->quarantine = kvcalloc(BITS_TO_LONGS(npages), sizeof(long),
+				   GFP_KERNEL_ACCOUNT);
+	if (!map->quarantine) {
+		kfree(map);
+		return -ENOMEM;
+	}
+	refcount_set(&map->refs, 1);
+	map->ctx = ctx;
+	map->mm = vma->vm_mm;
+	map->npages = npages;
+	init_rwsem(&map->lock);
+	xa_init_flags(&map->pages, XA_FLAGS_ACCOUNT);
+
+	vma->vm_flags |= VM_MIXEDMAP | VM_DONTEXPAND | VM_DONTCOPY | VM_DONTDUMP;
+	vma->vm_flags &= ~VM_MAYEXEC;
+	vma->vm_ops = &mheap_vm_ops;
+	vma->vm_private_data = map;
+
+	mheap_count(ctx, MHEAP_C_MAPPED, npages << PAGE_SHIFT);
+	mheap_count(ctx, MHEAP_C_MAPPINGS, 1);
+	return 0;
+}
+
+/* ------------------------------------------------------------ FAULT, RELEASE */
+
+/*
+ * Runs of set bits that start at a position in [first, last] (last may be
+ * npages, which is no position). Changing bits [first, last) changes only
+ * these starts, so counting them before and after gives the change in runs.
+ */
+static unsigned long run_starts(const struct mheap_map *map,
+				unsigned long first, unsigned long last)
+{
+	const unsigned long *bm = map->quarantine;
+	unsigned long end = min(last + 1, map->npages);
+	unsigned long i = first, runs = 0;
+
+	for (;;) {
+		i = find_next_bit(bm, end, i);
+		if (i >= end)
+			return runs;
+		if (i == 0 || !test_bit(i - 1, bm))
+			runs++;
+		i = find_next_zero_bit(bm, end, i);
+	}
+}
+
+/* Set bits in [first, last). */
+static unsigned long bits_set(const struct mheap_map *map,
+			      unsigned long first, unsigned long last)
+{
+	const unsigned long *bm = map->quarantine;
+	unsigned long i = first, n = 0, z;
+
+	for (;;) {
+		i = find_next_bit(bm, last, i);
+		if (i >= last)
+			return n;
+		z = find_next_zero_bit(bm, last, i);
+		n += z - i;
+		i = z;
+	}
+}
+
+/*
+ * Unmap and drop the resident pages of [first, last), which start at addr
+ * in vma. The map lock is held for writing, so no fault maps them again.
+ */
+static void drop_pages(struct mheap_map *map, struct vm_area_struct *vma,
+		       unsigned long addr, unsigned long first,
+		       unsigned long last)
+{
+	unsigned long idx = first, dropped = 0;
+	struct page *page;
+
+	if (!xa_find(&map->pages, &idx, last - 1, XA_PRESENT))
+		return;
+	/* Page tables first: after this no CPU reaches the pages here. */
+	zap_page_range(vma, addr, (last - first) << PAGE_SHIFT);
+
+	xa_for_each_range(&map->pages, idx, page, first, last - 1) {
+		xa_erase(&map->pages, idx);
+		/* Freed now unless a get_user_pages() pin still holds it. */
+		put_page(page);
+		if (++dropped % XA_CHECK_SCHED == 0)
+			cond_resched();
+	}
+	mheap_count(map->ctx, MHEAP_C_RESIDENT, -(s64)(dropped << PAGE_SHIFT));
+}
+
+static int range_quarantine(struct mheap_map *map, struct vm_area_struct *vma,
+			    unsigned long addr, unsigned long first,
+			    unsigned long last)
+{
+	unsigned long added = (last - first) - bits_set(map, first, last);
+	long runs = -(long)run_starts(map, first, last);
+	int ret;
+
+	if (added) {
+		ret = mheap_quarantine_reserve(map->ctx,
+					       (u64)added << PAGE_SHIFT);
+		if (ret)
+			return ret;
+	}
+	bitmap_set(map->quarantine, first, last - first);
+	runs += run_starts(map, first, last);
+	map->nr_quarantined += added;
+	map->nr_ranges += runs;
+	mheap_count(map->ctx, MHEAP_C_RANGES, runs);
+	drop_pages(map, vma, addr, first, last);
+	return 0;
+}
+
+static int range_release(struct mheap_map *map, struct vm_area_struct *vma,
+			 unsigned long addr, unsigned long first,
+			 unsigned long last)
+{
+	unsigned long removed = bits_set(map, first, last);
+	long runs = -(long)run_starts(map, first, last);
+
+	bitmap_clear(map->quarantine, first, last - first);
+	runs += run_starts(map, first, last);
+	map->nr_quarantined -= removed;
+	map->nr_ranges += runs;
+	mheap_count(map->ctx, MHEAP_C_RANGES, runs);
+	if (removed)
+		mheap_quarantine_unreserve(map->ctx, (u64)removed << PAGE_SHIFT);
+	/* Whatever was not quarantined reads as zero afterwards too. */
+	drop_pages(map, vma, addr, first, last);
+	return 0;
+}
+
+/**
+ * mheap_map_range - FAULT or RELEASE one range for the calling process
+ * @file:       the descriptor the command came through
+ * @r:          the range, as user space gave it
+ * @quarantine: true for FAULT, false for RELEASE
+ * @nonblock:   fail with -EAGAIN rather than wait for a lock (io_uring)
+ *
+ * Return: 0, or -EINVAL (bad or foreign range), -EDQUOT (over a limit),
+ * -EINTR (fatal signal), -EAGAIN (would block).
+ */
+int mheap_map_range(struct file *file, const struct mheap_range *r,
+		    bool quarantine, bool nonblock)
+{
+	struct mm_struct *mm = current->mm;
+	struct vm_area_struct *vma;
+	struct mheap_map *map;
+	unsigned long first, last;
+	u64 end;
+	int ret;
+
+	if (!r->len || !PAGE_ALIGNED(r->addr) || !PAGE_ALIGNED(r->len) ||
+	    check_add_overflow(r->addr, r->len, &end) || end > TASK_SIZE)
+		return -EINVAL;
+	if (!mm)
+		return -EINVAL;
+
+	if (nonblock) {
+		if (!mmap_read_trylock(mm))
+			return -EAGAIN;
+	} else if (mmap_read_lock_killable(mm)) {
+		return -EINTR;
+	}
+	ret = -EINVAL;
+	vma = vma_lookup(mm, r->addr);
+	/* Only this descriptor's own mappings, whole ranges inside one. */
+	if (!vma || vma->vm_ops != &mheap_vm_ops || vma->vm_file != file ||
+	    end > vma->vm_end)
+		goto out;
+	map = vma->vm_private_data;
+	if (!map)
+		goto out;
+	first = vma->vm_pgoff + ((r->addr - vma->vm_start) >> PAGE_SHIFT);
+	last = first + (r->len >> PAGE_SHIFT);
+	if (last > map->npages)
+		goto out;
+
+	if (nonblock) {
+		ret = -EAGAIN;
+		if (!down_write_trylock(&map->lock))
+			goto out;
+	} else {
+		down_write(&map->lock);
+	}
+	if (quarantine)
+		ret = range_quarantine(map, vma, r->addr, first, last);
+	else
+		ret = range_release(map, vma, r->addr, first, last);
+	up_write(&map->lock);
+out:
+	mmap_read_unlock(mm);
+	return ret;
+}

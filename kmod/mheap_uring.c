@@ -1,0 +1,98 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * io_uring commands (IORING_OP_URING_CMD) of /dev/mheap: FAULT, RELEASE and
+ * STATS, so that a batch of them costs one io_uring_enter().
+ *
+ * The argument is the command area of the SQE (16 bytes in a 64-byte SQE,
+ * 80 in a 128-byte one), which lies in memory user space shares with the
+ * kernel until io_uring copies it for a retry: it is copied once into a
+ * local struct and only that copy is checked and used. Every command
+ * completes inline by returning its result, which io_uring posts as
+ * cqe->res; io_uring_cmd_done() (cmd, ret, res2, issue_flags in 6.1) is
+ * for drivers that complete later, which these commands never do.
+ *
+ * The first attempt runs with IO_URING_F_NONBLOCK in the submitting task.
+ * Rather than sleep on a contended mmap_lock or map lock there, the range
+ * commands return -EAGAIN, and io_uring retries them from an io-wq worker
+ * of the same process, where they may block. Either way current->mm is the
+ * submitter's address space, so the commands act on the caller's memory
+ * exactly as the ioctl does.
+ */
+#include <linux/io_uring.h>
+#include <linux/kernel.h>
+#include <linux/minmax.h>
+#include <linux/string.h>
+#include <linux/uaccess.h>
+
+#include "mheap_internal.h"
+
+#define MHEAP_CMD_AREA		16
+#define MHEAP_CMD_AREA_128	80
+
+static_assert(sizeof(struct mheap_range) == MHEAP_CMD_AREA);
+static_assert(sizeof(struct mheap_uring_stats) == MHEAP_CMD_AREA);
+
+/* The bytes of a 128-byte SQE's command area past the argument are zero. */
+static bool tail_is_zero(const u8 *area, unsigned int issue_flags)
+{
+	if (!(issue_flags & IO_URING_F_SQE128))
+		return true;
+	return !memchr_inv(area + MHEAP_CMD_AREA, 0,
+			   MHEAP_CMD_AREA_128 - MHEAP_CMD_AREA);
+}
+
+static int mheap_uring_stats(struct mheap_ctx *ctx,
+			     const struct mheap_uring_stats *arg)
+{
+	struct mheap_stats st;
+	u32 n;
+
+	if (arg->flags || arg->size < MHEAP_STATS_SIZE_V1)
+		return -EINVAL;
+	mheap_stats_fill(ctx, &st);
+	n = min_t(u32, arg->size, sizeof(st));
+	st.size = n;
+	if (copy_to_user(u64_to_user_ptr(arg->stats), &st, n))
+		return -EFAULT;
+	return n;
+}
+
+int mheap_uring_cmd(struct io_uring_cmd *ioucmd, unsigned int issue_flags)
+{
+	struct file *file = ioucmd->file;
+	struct mheap_ctx *ctx = file->private_data;
+	bool nonblock = issue_flags & IO_URING_F_NONBLOCK;
+	const u8 *area = ioucmd->cmd;
+	struct mheap_uring_stats sarg;
+	struct mheap_range range;
+	int ret;
+
+	switch (ioucmd->cmd_op) {
+	case MHEAP_URING_CMD_FAULT:
+	case MHEAP_URING_CMD_RELEASE:
+		memcpy(&range, area, sizeof(range));
+		if (ioucmd->flags || !tail_is_zero(area, issue_flags)) {
+			ret = -EINVAL;
+			break;
+		}
+		ret = mheap_map_range(file, &range,
+				      ioucmd->cmd_op == MHEAP_URING_CMD_FAULT,
+				      nonblock);
+		/* Retried from io-wq, and counted then. */
+		if (ret == -EAGAIN && nonblock)
+			return ret;
+		break;
+	case MHEAP_URING_CMD_STATS:
+		memcpy(&sarg, area, sizeof(sarg));
+		if (ioucmd->flags || !tail_is_zero(area, issue_flags)) {
+			ret = -EINVAL;
+			break;
+		}
+		ret = mheap_uring_stats(ctx, &sarg);
+		break;
+	default:
+		return -ENOTTY;
+	}
+	mheap_count(ctx, MHEAP_C_COMMANDS, 1);
+	return ret;
+}
