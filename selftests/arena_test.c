@@ -544,6 +544,11 @@ TEST(forcing_an_unknown_or_missing_backend_fails_at_start_up)
 		char cmd[512], out[512] = "";
 		FILE *f;
 
+		/* The module is here and kmod works: nothing to fail. (The
+		 * 6.1 harness has no -l, so the child would run every test,
+		 * this one included, over and over.) */
+		if (!strcmp(cases[i].value, "kmod") && fault_backend_kmod.probe() == 0)
+			continue;
 		snprintf(cmd, sizeof(cmd), "MHEAP_BACKEND=%s /proc/%d/exe -l 2>&1",
 			 cases[i].value, getpid());
 		f = popen(cmd, "r");
@@ -552,8 +557,6 @@ TEST(forcing_an_unknown_or_missing_backend_fails_at_start_up)
 		out[n] = 0;
 		int status = pclose(f);
 
-		if (!strcmp(cases[i].value, "kmod") && fault_backend_kmod.probe() == 0)
-			continue;	/* the module is here: kmod works */
 		EXPECT_NE(0, status);
 		EXPECT_NE(NULL, strstr(out, cases[i].message)) TH_LOG("got: %s", out);
 	}

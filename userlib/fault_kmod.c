@@ -1,44 +1,556 @@
 // SPDX-License-Identifier: MIT
 /*
- * The kmod backend: arena chunks mapped from /dev/mheap, faulted and
- * released by the module (kmod/). Until the module's fault commands exist,
- * the backend reports itself unavailable, so auto passes over it and
- * MHEAP_BACKEND=kmod fails at start-up with a clear message.
+ * The kmod backend: arena chunks mapped from /dev/mheap and faulted and
+ * released by the module (kmod/, ABI in uapi/linux/mheap.h).
+ *
+ * probe opens the device once per process (the descriptor is the process's
+ * context: its counters, limit and fault events) and checks that the module
+ * speaks ABI 1.1 or a later 1.x. prepare maps the device over the chunk's
+ * own address range (MAP_SHARED | MAP_FIXED), so the chunk stays where the
+ * page heap put it, inside the heap's arena map; unprepare puts ordinary
+ * anonymous memory back, with the heap's own flags so that it merges into
+ * the heap's mapping again. fault and release are MHEAP_IOC_FAULT and
+ * MHEAP_IOC_RELEASE: the module frees the pages and makes every access
+ * fault, and one device mapping stays one VMA however many ranges are
+ * faulted, so vm.max_map_count never comes into it. When the module's
+ * quarantine limit (its own or the system's) is reached, FAULT fails with
+ * EDQUOT; that is handed to arena.c as *err, which releases its oldest
+ * chunks and retries.
+ *
+ * Batches go through io_uring when the kernel takes the module's io_uring
+ * commands: one SQE per range, linked so that after a failure the rest are
+ * cancelled and "the leading ranges done" means what fault.h says, and one
+ * io_uring_enter() for the whole batch. Otherwise, or with
+ * MHEAP_KMOD_IO=ioctl, a batch is one ioctl() with a vector of ranges. The
+ * ring is set up here with the three io_uring system calls rather than
+ * liburing, so that the library (and LD_PRELOAD users of libmheap.so) take
+ * on no link dependency; one ring serves all threads, under a lock.
+ *
+ * fork: the module does not let a child inherit its mappings (the chunks
+ * would otherwise be holes in the child's heap, and any later mmap() could
+ * land in them before the heap maps over them again). The child handler
+ * gives the child a context of its own and maps the device over every
+ * prepared chunk again, so the address space stays the heap's, and faults
+ * again the chunks that must not be readable: quarantined ones (still
+ * caught as use-after-free in the child) and live ones (their contents did
+ * not come along; reading zeros instead would be silent corruption). Reuse
+ * and ready chunks are left zero-fill: their unused space is all an arena
+ * takes from them. The chunks are found in a small registry of prepared
+ * ranges kept here, in memory of its own (never the heap's).
  */
+#define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
+#include <linux/io_uring.h>
+#include <linux/mheap.h>
+
+#include "arena.h"
+#include "arenamap.h"
 #include "fault.h"
+
+#define KMOD_DEVICE	"/dev/" MHEAP_DEVICE_NAME
+#define RING_ENTRIES	64u
+#define IOCTL_BATCH	64u
+
+static int dev_fd = -1;			/* the context; -1 until probed */
+static int probe_error;			/* why not, once probe failed */
+static mh_lock_t dev_lock = MH_LOCK_INIT;	/* probe, and dev_fd in fork */
+
+/* ------------------------------------------------------------ the device */
+
+static int device_open(void)
+{
+	struct mheap_version v;
+	int fd = open(KMOD_DEVICE, O_RDWR | O_CLOEXEC);
+	int err;
+
+	if (fd < 0)
+		return -errno;
+	if (ioctl(fd, MHEAP_IOC_VERSION, &v)) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	/* FAULT and friends came with 1.1. */
+	if (v.major != MHEAP_VERSION_MAJOR || v.minor < 1) {
+		close(fd);
+		return -EPROTONOSUPPORT;
+	}
+	return fd;
+}
+
+/* ------------------------------------------------------------ io_uring */
+
+/*
+ * The ring, mapped as io_uring_setup(2) describes. state: 0 not tried yet,
+ * 1 usable, -1 not (no io_uring, no URING_CMD, or MHEAP_KMOD_IO=ioctl).
+ */
+static struct {
+	int state;
+	int fd;
+	unsigned *sq_tail, *sq_mask, *sq_array;
+	unsigned *cq_head, *cq_tail, *cq_mask;
+	struct io_uring_sqe *sqes;
+	struct io_uring_cqe *cqes;
+	void *sq_map, *cq_map;
+	size_t sq_len, cq_len, sqes_len;
+} ring = { .fd = -1 };
+static mh_lock_t ring_lock = MH_LOCK_INIT;
+
+static void ring_unmap(void)
+{
+	if (ring.sqes)
+		munmap(ring.sqes, ring.sqes_len);
+	if (ring.cq_map && ring.cq_map != ring.sq_map)
+		munmap(ring.cq_map, ring.cq_len);
+	if (ring.sq_map)
+		munmap(ring.sq_map, ring.sq_len);
+	if (ring.fd >= 0)
+		close(ring.fd);
+	memset(&ring, 0, sizeof(ring));
+	ring.fd = -1;
+}
+
+static void *ring_mmap(size_t len, off_t off)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+		       ring.fd, off);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+/* Submit n prepared SQEs and wait for their n CQEs; res[i] by user_data. */
+static int ring_run(unsigned n, int *res)
+{
+	unsigned head, seen = 0;
+	long ret;
+
+	for (unsigned submitted = 0; submitted < n;) {
+		ret = syscall(__NR_io_uring_enter, ring.fd, n - submitted, n - seen,
+			      IORING_ENTER_GETEVENTS, NULL, 0);
+		if (ret < 0 && errno != EINTR)
+			return -errno;
+		if (ret > 0)
+			submitted += (unsigned)ret;
+		head = *ring.cq_head;
+		for (unsigned t = LOAD_ACQUIRE(ring.cq_tail); head != t; head++) {
+			const struct io_uring_cqe *c = &ring.cqes[head & *ring.cq_mask];
+
+			if (c->user_data < n)
+				res[c->user_data] = c->res;
+			seen++;
+		}
+		STORE_RELEASE(ring.cq_head, head);
+	}
+	while (seen < n) {
+		ret = syscall(__NR_io_uring_enter, ring.fd, 0, n - seen,
+			      IORING_ENTER_GETEVENTS, NULL, 0);
+		if (ret < 0 && errno != EINTR)
+			return -errno;
+		head = *ring.cq_head;
+		for (unsigned t = LOAD_ACQUIRE(ring.cq_tail); head != t; head++) {
+			const struct io_uring_cqe *c = &ring.cqes[head & *ring.cq_mask];
+
+			if (c->user_data < n)
+				res[c->user_data] = c->res;
+			seen++;
+		}
+		STORE_RELEASE(ring.cq_head, head);
+	}
+	return 0;
+}
+
+/* The i-th SQE of the next submission: IORING_OP_URING_CMD on the device. */
+static struct io_uring_sqe *ring_sqe(unsigned i, unsigned cmd_op, const void *arg,
+				     size_t len, bool link)
+{
+	unsigned idx = (*ring.sq_tail + i) & *ring.sq_mask;
+	struct io_uring_sqe *sqe = &ring.sqes[idx];
+
+	memset(sqe, 0, sizeof(*sqe));
+	sqe->opcode = IORING_OP_URING_CMD;
+	sqe->fd = dev_fd;
+	sqe->cmd_op = cmd_op;
+	sqe->user_data = i;
+	if (link)
+		sqe->flags = IOSQE_IO_LINK;
+	/* The command area, sqe->cmd: 16 bytes where addr3 lies otherwise. */
+	memcpy((char *)sqe + offsetof(struct io_uring_sqe, cmd), arg, len);
+	ring.sq_array[idx] = idx;
+	return sqe;
+}
+
+static void ring_publish(unsigned n)
+{
+	STORE_RELEASE(ring.sq_tail, *ring.sq_tail + n);
+}
+
+/* Set the ring up (ring_lock held); true if usable. */
+static bool ring_ready(void)
+{
+	struct io_uring_params p;
+	struct mheap_stats st;
+	struct mheap_uring_stats arg;
+	int res = 0;
+
+	if (ring.state)
+		return ring.state > 0;
+	ring.state = -1;
+	const char *io = mh_env_str("MHEAP_KMOD_IO");
+	if (io && !strcmp(io, "ioctl"))
+		return false;
+	if (io && strcmp(io, "uring"))
+		mh_fatal("MHEAP_KMOD_IO=%s: use uring or ioctl", io);
+
+	memset(&p, 0, sizeof(p));
+	p.flags = IORING_SETUP_SUBMIT_ALL;
+	ring.fd = (int)syscall(__NR_io_uring_setup, RING_ENTRIES, &p);
+	if (ring.fd < 0) {
+		ring.fd = -1;
+		return false;
+	}
+	ring.sq_len = p.sq_off.array + p.sq_entries * sizeof(unsigned);
+	ring.cq_len = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
+	if (p.features & IORING_FEAT_SINGLE_MMAP) {
+		if (ring.cq_len > ring.sq_len)
+			ring.sq_len = ring.cq_len;
+		ring.cq_len = ring.sq_len;
+	}
+	ring.sqes_len = p.sq_entries * sizeof(struct io_uring_sqe);
+	ring.sq_map = ring_mmap(ring.sq_len, IORING_OFF_SQ_RING);
+	ring.cq_map = p.features & IORING_FEAT_SINGLE_MMAP ? ring.sq_map :
+			ring_mmap(ring.cq_len, IORING_OFF_CQ_RING);
+	ring.sqes = ring_mmap(ring.sqes_len, IORING_OFF_SQES);
+	if (!ring.sq_map || !ring.cq_map || !ring.sqes) {
+		ring_unmap();
+		ring.state = -1;
+		return false;
+	}
+	char *sq = ring.sq_map, *cq = ring.cq_map;
+	ring.sq_tail = (unsigned *)(sq + p.sq_off.tail);
+	ring.sq_mask = (unsigned *)(sq + p.sq_off.ring_mask);
+	ring.sq_array = (unsigned *)(sq + p.sq_off.array);
+	ring.cq_head = (unsigned *)(cq + p.cq_off.head);
+	ring.cq_tail = (unsigned *)(cq + p.cq_off.tail);
+	ring.cq_mask = (unsigned *)(cq + p.cq_off.ring_mask);
+	ring.cqes = (struct io_uring_cqe *)(cq + p.cq_off.cqes);
+
+	/* Does the kernel pass URING_CMD on to the module? Ask for stats. */
+	arg.stats = (uintptr_t)&st;
+	arg.size = sizeof(st);
+	arg.flags = 0;
+	ring_sqe(0, MHEAP_URING_CMD_STATS, &arg, sizeof(arg), false);
+	ring_publish(1);
+	if (ring_run(1, &res) || res != (int)sizeof(st)) {
+		ring_unmap();
+		ring.state = -1;
+		return false;
+	}
+	ring.state = 1;
+	return true;
+}
+
+/* FAULT or RELEASE n ranges through the ring (ring_lock held). */
+static unsigned ring_ranges(unsigned cmd_op, const struct fault_range *r, unsigned n,
+			    int *err)
+{
+	int res[RING_ENTRIES];
+	unsigned done = 0;
+
+	while (done < n) {
+		unsigned k = n - done < RING_ENTRIES ? n - done : RING_ENTRIES;
+
+		for (unsigned i = 0; i < k; i++) {
+			struct mheap_range mr = {
+				.addr = (uintptr_t)r[done + i].base,
+				.len = r[done + i].len,
+			};
+
+			res[i] = -ECANCELED;
+			ring_sqe(i, cmd_op, &mr, sizeof(mr), i + 1 < k);
+		}
+		ring_publish(k);
+		int ret = ring_run(k, res);
+		if (ret) {
+			*err = ret;
+			return done;
+		}
+		for (unsigned i = 0; i < k; i++) {
+			if (res[i] < 0) {
+				*err = res[i];
+				return done + i;
+			}
+		}
+		done += k;
+	}
+	return n;
+}
+
+/* ------------------------------------------------------------ ioctl */
+
+static unsigned ioctl_ranges(unsigned long cmd, const struct fault_range *r, unsigned n,
+			     int *err)
+{
+	struct mheap_range v[IOCTL_BATCH];
+	unsigned done = 0;
+
+	while (done < n) {
+		unsigned k = n - done < IOCTL_BATCH ? n - done : IOCTL_BATCH;
+		struct mheap_ranges arg = { .ranges = (uintptr_t)v, .nr = k };
+
+		for (unsigned i = 0; i < k; i++) {
+			v[i].addr = (uintptr_t)r[done + i].base;
+			v[i].len = r[done + i].len;
+		}
+		if (ioctl(dev_fd, cmd, &arg)) {
+			*err = -errno;
+			return done + (arg.done < k ? arg.done : k);
+		}
+		done += k;
+	}
+	return n;
+}
+
+static unsigned kmod_ranges(bool quarantine, const struct fault_range *r, unsigned n,
+			    int *err)
+{
+	unsigned done;
+
+	mh_lock(&ring_lock);
+	if (ring_ready())
+		done = ring_ranges(quarantine ? MHEAP_URING_CMD_FAULT : MHEAP_URING_CMD_RELEASE,
+				   r, n, err);
+	else
+		done = ioctl_ranges(quarantine ? MHEAP_IOC_FAULT : MHEAP_IOC_RELEASE, r, n, err);
+	mh_unlock(&ring_lock);
+	return done;
+}
+
+/* ------------------------------------------------------------ registry */
+
+/*
+ * Prepared chunks by base address: open addressing with linear probing in
+ * a table of its own mapping, doubled when half full. Only prepare,
+ * unprepare and the fork handler use it, under reg_lock.
+ */
+struct reg_entry {
+	uintptr_t base;		/* 0: empty slot */
+	size_t len;
+};
+
+static struct reg_entry *reg;
+static size_t reg_cap, reg_count;
+static mh_lock_t reg_lock = MH_LOCK_INIT;
+
+static size_t reg_home(uintptr_t base, size_t cap)
+{
+	return (size_t)(((uint64_t)base >> 12) * 0x9e3779b97f4a7c15ull >> 32) & (cap - 1);
+}
+
+static void reg_put(struct reg_entry *t, size_t cap, uintptr_t base, size_t len)
+{
+	size_t i = reg_home(base, cap);
+
+	while (t[i].base && t[i].base != base)
+		i = (i + 1) & (cap - 1);
+	t[i].base = base;
+	t[i].len = len;
+}
+
+static bool reg_insert(uintptr_t base, size_t len)
+{
+	if ((reg_count + 1) * 2 > reg_cap) {
+		size_t cap = reg_cap ? reg_cap * 2 : 256;
+		struct reg_entry *t = mmap(NULL, cap * sizeof(*t), PROT_READ | PROT_WRITE,
+					   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		if (t == MAP_FAILED)
+			return false;
+		for (size_t i = 0; i < reg_cap; i++)
+			if (reg[i].base)
+				reg_put(t, cap, reg[i].base, reg[i].len);
+		if (reg)
+			munmap(reg, reg_cap * sizeof(*reg));
+		reg = t;
+		reg_cap = cap;
+	}
+	reg_put(reg, reg_cap, base, len);
+	reg_count++;
+	return true;
+}
+
+static void reg_remove(uintptr_t base)
+{
+	size_t mask = reg_cap - 1, i, j, k;
+
+	if (!reg_cap)
+		return;
+	for (i = reg_home(base, reg_cap); reg[i].base != base; i = (i + 1) & mask)
+		if (!reg[i].base)
+			return;
+	/* Backward-shift deletion: no tombstones. */
+	reg[i].base = 0;
+	reg_count--;
+	for (j = (i + 1) & mask; reg[j].base; j = (j + 1) & mask) {
+		k = reg_home(reg[j].base, reg_cap);
+		/* The entry at j may move to i if its home is not in (i, j]. */
+		if (i <= j ? (i < k && k <= j) : (i < k || k <= j))
+			continue;
+		reg[i] = reg[j];
+		reg[j].base = 0;
+		i = j;
+	}
+}
+
+/* ------------------------------------------------------------ backend */
 
 static int kmod_probe(void)
 {
-	return -ENODEV;
+	int err = 0;
+
+	mh_lock(&dev_lock);
+	if (dev_fd < 0 && !probe_error) {
+		int fd = device_open();
+
+		if (fd >= 0)
+			STORE_RELEASE(&dev_fd, fd);
+		else
+			probe_error = fd;
+	}
+	err = dev_fd >= 0 ? 0 : probe_error;
+	mh_unlock(&dev_lock);
+	return err;
+}
+
+static void *map_device(void *base, size_t len)
+{
+	return mmap(base, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, dev_fd, 0);
+}
+
+/* Ordinary memory over a chunk again, as the heap maps it (sysmem.c). */
+static bool map_anonymous(void *base, size_t len)
+{
+	return mmap(base, len, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) != MAP_FAILED;
 }
 
 static int kmod_prepare(void *base, size_t len)
 {
-	(void)base;
-	(void)len;
-	return -ENODEV;
+	int err = 0;
+
+	mh_lock(&reg_lock);
+	if (!reg_insert((uintptr_t)base, len)) {
+		err = -ENOMEM;
+	} else if (map_device(base, len) == MAP_FAILED) {
+		err = -errno;
+		reg_remove((uintptr_t)base);
+	}
+	mh_unlock(&reg_lock);
+	/* A failed MAP_FIXED may have unmapped the range already: the heap's
+	 * memory must be there again before the span goes back to it. */
+	if (err && !map_anonymous(base, len))
+		mh_fatal("anonymous memory back over arena chunk %p: %s", base, strerror(errno));
+	return err;
 }
 
 static void kmod_unprepare(void *base, size_t len)
 {
-	(void)base;
-	(void)len;
+	/* The heap's own flags, so the range merges back into its mapping. */
+	if (!map_anonymous(base, len))
+		mh_fatal("anonymous memory back over arena chunk %p: %s", base, strerror(errno));
+	mh_lock(&reg_lock);
+	reg_remove((uintptr_t)base);
+	mh_unlock(&reg_lock);
 }
 
 static unsigned kmod_fault(const struct fault_range *r, unsigned n, int *err)
 {
-	(void)r;
-	(void)n;
-	*err = -ENODEV;
-	return 0;
+	return kmod_ranges(true, r, n, err);
 }
 
 static void kmod_release(const struct fault_range *r, unsigned n)
 {
-	(void)r;
-	(void)n;
+	int err = 0;
+	unsigned done = kmod_ranges(false, r, n, &err);
+
+	if (done < n)
+		mh_fatal("%s RELEASE of arena chunk %p: %s", KMOD_DEVICE, r[done].base,
+			 strerror(-err));
+}
+
+/* ------------------------------------------------------------ fork */
+
+static void fork_prepare(void)
+{
+	mh_lock(&dev_lock);
+	mh_lock(&reg_lock);
+	mh_lock(&ring_lock);
+}
+
+static void fork_parent(void)
+{
+	mh_unlock(&ring_lock);
+	mh_unlock(&reg_lock);
+	mh_unlock(&dev_lock);
+}
+
+/* Whether the chunk at base must fault in a child (see the top). */
+static bool fault_in_child(uintptr_t base)
+{
+	struct mspan *s = span_of(base);
+	struct arena_chunk *c;
+
+	if (!s || LOAD_RELAXED(&s->state) != MSPAN_CHUNK)
+		return false;
+	c = LOAD_ACQUIRE(&s->chunk_data);
+	if (!c)
+		return false;
+	uint8_t state = LOAD_RELAXED(&c->state);
+	return state == CHUNK_QUARANTINED || state == CHUNK_LIVE;
+}
+
+static void fork_child(void)
+{
+	if (dev_fd >= 0) {
+		int fd = device_open();
+
+		/* The ring's pages are shared with the parent: drop our copy. */
+		if (ring.state > 0)
+			ring_unmap();
+		ring.state = 0;
+		if (fd >= 0) {
+			close(dev_fd);
+			dev_fd = fd;
+		}
+		for (size_t i = 0; i < reg_cap; i++) {
+			struct mheap_range mr = { (uintptr_t)reg[i].base, reg[i].len };
+			struct mheap_ranges arg = { .ranges = (uintptr_t)&mr, .nr = 1 };
+
+			if (!reg[i].base)
+				continue;
+			if (map_device((void *)reg[i].base, reg[i].len) == MAP_FAILED)
+				mh_fatal("fork: mapping %s over arena chunk %#lx in the child: %s",
+					 KMOD_DEVICE, (unsigned long)reg[i].base, strerror(errno));
+			/* Over the limit the chunk stays zero-fill: no worse
+			 * than the fresh memory of the other backends. */
+			if (fault_in_child(reg[i].base))
+				(void)ioctl(dev_fd, MHEAP_IOC_FAULT, &arg);
+		}
+	}
+	mh_unlock(&ring_lock);
+	mh_unlock(&reg_lock);
+	mh_unlock(&dev_lock);
+}
+
+__attribute__((constructor)) static void kmod_init(void)
+{
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
 const struct fault_backend fault_backend_kmod = {
