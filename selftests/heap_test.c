@@ -41,9 +41,15 @@ TEST(sizeclass_table_invariants)
 		ASSERT_EQ(span / sc->size, sc->nelems);
 		ASSERT_LE(span - sc->nelems * sc->size, span / 8);
 		ASSERT_LE(sc->nelems, MH_MAX_OBJS_PER_SPAN);
-		/* divmul gives the object index for every offset in the span. */
-		for (uint32_t off = 0; off < span; off += (sc->size > 64 ? 7 : 1))
-			ASSERT_EQ(off / sc->size, (uint32_t)(((uint64_t)off * sc->divmul) >> 32));
+		/* For every offset in the span, offset * divmul carries the
+		 * object index in its high half, and its low half is below
+		 * divmul exactly at object starts (free relies on both). */
+		for (uint32_t off = 0; off < span; off++) {
+			uint64_t q = (uint64_t)off * sc->divmul;
+
+			ASSERT_EQ(off / sc->size, (uint32_t)(q >> 32));
+			ASSERT_EQ(off % sc->size == 0, (uint32_t)q < sc->divmul);
+		}
 	}
 	ASSERT_EQ(8, mh_class[1].size);
 	ASSERT_EQ(MH_MAX_SMALL_SIZE, mh_class[MH_NUM_CLASSES - 1].size);

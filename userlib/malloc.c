@@ -161,11 +161,14 @@ static inline __attribute__((always_inline)) struct mspan *checked_span(uintptr_
 	if (unlikely(!s))
 		bad_pointer(p, what);
 	if (likely(s->state == MSPAN_SMALL)) {
-		uint32_t idx = mspan_obj_index(s, p);
+		/* offset * divmul = idx << 32 | rest; offset is a multiple of
+		 * the object size exactly when rest < divmul (spans are small
+		 * enough for the error term never to reach it). */
+		uint64_t q = (uint64_t)(p - s->base) * s->divmul;
 
-		if (unlikely(s->base + (uintptr_t)idx * s->elemsize != p))
+		if (unlikely((uint32_t)q >= s->divmul))
 			mh_fatal("invalid free of %#lx%s (inside an object)", (unsigned long)p, what);
-		*idx_out = idx;
+		*idx_out = (uint32_t)(q >> 32);
 	} else if (s->state == MSPAN_LARGE) {
 		if (unlikely(p != s->base))
 			mh_fatal("invalid free of %#lx%s (inside an object)", (unsigned long)p, what);
