@@ -206,35 +206,59 @@ static void remote_free(struct mspan *s, uint32_t idx, uintptr_t p)
 		mcentral_remote_event(s, cls, gen);
 }
 
+/* The owner's free: plain stores only. */
+static inline void local_free(struct mcache *c, struct mspan *s, uint32_t idx, uintptr_t p)
+{
+	unsigned cls = s->sizeclass;
+	unsigned w = idx / 64;
+	uint64_t bit = (uint64_t)1 << (idx % 64);
+
+	if (unlikely(!mspan_obj_allocated(s, idx)))
+		double_free(p);
+	STORE_RELAXED(&s->bits[w].local, s->bits[w].local | bit);
+	uint32_t n = ++s->nfreed_local;
+	/* Owned but not current: it may join the partial list (first free)
+	 * or be entirely free (the last). */
+	if (unlikely(s != c->alloc[cls]) && (n == 1 || n >= s->nalloc))
+		mcache_local_free_slow(c, s);
+	OWNER_ADD(&c->nfree[cls], 1);
+}
+
 void mh_free(void *ptr)
 {
 	uintptr_t p = (uintptr_t)ptr;
 	uint32_t idx;
 	struct mspan *s;
-	struct mcache *c;
+	struct mcache *c = mh_tls_cache;
 
 	if (unlikely(!p))
 		return;
+	/* Frees come in runs into the same span (LIFO, a structure torn
+	 * down): the cache remembers the owned span of the last free and
+	 * skips the arena-map walk when p falls in it again. */
+	if (likely(c) && p - c->last_free_base < c->last_free_bytes) {
+		s = c->last_free_span;
+		uint64_t q = (uint64_t)(p - s->base) * s->divmul;
+
+		if (unlikely((uint32_t)q >= s->divmul))
+			mh_fatal("invalid free of %#lx (inside an object)", (unsigned long)p);
+		local_free(c, s, (uint32_t)(q >> 32), p);
+		return;
+	}
 	s = checked_span(p, &idx, "");
 	c = mcache_get();
 	if (likely(s->state == MSPAN_SMALL)) {
+		if (likely(c && LOAD_RELAXED(&s->owner) == c)) {
+			c->last_free_span = s;
+			c->last_free_base = s->base;
+			c->last_free_bytes = s->npages << MH_PAGE_SHIFT;
+			local_free(c, s, idx, p);
+			return;
+		}
+		/* The class is read first: the free may end the span's life. */
 		unsigned cls = s->sizeclass;
 
-		if (likely(c && LOAD_RELAXED(&s->owner) == c)) {
-			unsigned w = idx / 64;
-			uint64_t bit = (uint64_t)1 << (idx % 64);
-
-			if (unlikely(!mspan_obj_allocated(s, idx)))
-				double_free(p);
-			STORE_RELAXED(&s->bits[w].local, s->bits[w].local | bit);
-			uint32_t n = ++s->nfreed_local;
-			/* Owned but not current: it may join the partial list
-			 * (first free) or be entirely free (the last). */
-			if (unlikely(s != c->alloc[cls]) && (n == 1 || n >= s->nalloc))
-				mcache_local_free_slow(c, s);
-		} else {
-			remote_free(s, idx, p);
-		}
+		remote_free(s, idx, p);
 		if (c)
 			OWNER_ADD(&c->nfree[cls], 1);
 		return;

@@ -62,11 +62,19 @@ static void list_unlink(struct mcache *c, struct mspan *s)
 	}
 }
 
+/* Every span that leaves the cache goes through here, so that the
+ * last-free shortcut never points at a span this thread no longer owns. */
+static void disown(struct mcache *c, struct mspan *s)
+{
+	c->last_free_bytes = 0;
+	mcentral_uncache_span(s);
+}
+
 /* An owned span that is not current goes back to its mcentral. */
 static void give_back(struct mcache *c, struct mspan *s)
 {
 	list_unlink(c, s);
-	mcentral_uncache_span(s);
+	disown(c, s);
 }
 
 static void release_spans(struct mcache *c)
@@ -76,7 +84,7 @@ static void release_spans(struct mcache *c)
 
 		c->alloc[cls] = &mh_empty_span;
 		if (s != &mh_empty_span)
-			mcentral_uncache_span(s);
+			disown(c, s);
 		while (c->partial[cls].head)
 			give_back(c, c->partial[cls].head);
 		while (c->full[cls].head)
@@ -226,7 +234,7 @@ uintptr_t mcache_alloc_slow(struct mcache *c, unsigned cls)
 			return p;
 		}
 		/* Nothing free after all (frees still in flight): next one. */
-		mcentral_uncache_span(s);
+		disown(c, s);
 	}
 }
 
