@@ -99,6 +99,8 @@ TEST_F_TIMEOUT(preload, python_allocation_heavy_script, 120)
 	char path[128];
 	FILE *f;
 
+	RETURN_IF_SETUP_SKIPPED();
+
 	if (!command_exists("python3"))
 		SKIP(return, "python3 not installed");
 	snprintf(path, sizeof(path), "%s/script.py", self->dir);
@@ -115,15 +117,19 @@ TEST_F_TIMEOUT(preload, python_allocation_heavy_script, 120)
 
 TEST_F_TIMEOUT(preload, sort_of_a_large_file, 120)
 {
+	RETURN_IF_SETUP_SKIPPED();
 	ASSERT_EQ(0, sh(self, false, "seq 1 400000 | awk '{print ($1 * 7919) %% 1000003, $1}' > in"));
 	ASSERT_EQ(0, sh(self, true, "sort -k1,1n -S 64M in > out 2> err"));
 	ASSERT_EQ(0, sh(self, false, "sort -k1,1n -S 64M in > want"));
 	EXPECT_EQ(0, sh(self, false, "cmp -s out want"));
 	EXPECT_GT(mallocs_in(self, "err"), 0);
+
+	RETURN_IF_SETUP_SKIPPED();
 }
 
 TEST_F_TIMEOUT(preload, gcc_compiles_a_program, 120)
 {
+	RETURN_IF_SETUP_SKIPPED();
 	if (!command_exists("gcc"))
 		SKIP(return, "gcc not installed");
 	ASSERT_EQ(0, sh(self, false, "printf '%%s\\n' '#include <stdio.h>' "
@@ -135,6 +141,7 @@ TEST_F_TIMEOUT(preload, gcc_compiles_a_program, 120)
 
 TEST_F_TIMEOUT(preload, git_operations, 120)
 {
+	RETURN_IF_SETUP_SKIPPED();
 	if (!command_exists("git"))
 		SKIP(return, "git not installed");
 	ASSERT_EQ(0, sh(self, true,
