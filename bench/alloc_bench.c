@@ -596,22 +596,6 @@ static void usage(void)
 	exit(1);
 }
 
-static long parse_num(const char *k, const char *v)
-{
-	char *end;
-	long x = strtol(v, &end, 0);
-
-	if (*end == 'k' || *end == 'K')
-		x *= 1024, end++;
-	else if (*end == 'm' || *end == 'M')
-		x *= 1024 * 1024, end++;
-	if (*end || x < 0) {
-		fprintf(stderr, "bench: bad value for %s: %s\n", k, v);
-		exit(1);
-	}
-	return x;
-}
-
 static void parse_args(struct cfg *c, int argc, char **argv)
 {
 	int i;

@@ -163,4 +163,22 @@ static BENCH_UNUSED void spin_pause(unsigned *spins)
 	}
 }
 
+/* A non-negative number with an optional K or M suffix, for key=value
+ * arguments; exits with a message on anything else. */
+static inline long parse_num(const char *k, const char *v)
+{
+	char *end;
+	long x = strtol(v, &end, 0);
+
+	if (*end == 'k' || *end == 'K')
+		x *= 1024, end++;
+	else if (*end == 'm' || *end == 'M')
+		x *= 1024 * 1024, end++;
+	if (*end || x < 0) {
+		fprintf(stderr, "bench: bad value for %s: %s\n", k, v);
+		exit(1);
+	}
+	return x;
+}
+
 #endif /* BENCH_COMMON_H */
