@@ -222,7 +222,8 @@ int mheap_mmap(struct file *file, struct vm_area_struct *vma)
 	unsigned long npages = vma_pages(vma);
 	struct mheap_map *map;
 
-	if (!(vma->vm_flags & VM_SHARED) || vma->vm_pgoff)
+	/* MAP_SHARED (VM_SHARED too unless the descriptor is read-only). */
+	if (!(vma->vm_flags & VM_MAYSHARE) || vma->vm_pgoff)
 		return -EINVAL;
 	if (vma->vm_flags & VM_EXEC)
 		return -EPERM;

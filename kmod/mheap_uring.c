@@ -88,8 +88,9 @@ int mheap_uring_cmd(struct io_uring_cmd *ioucmd, unsigned int issue_flags)
 			ret = -EINVAL;
 			break;
 		}
-		ret = mheap_uring_stats(ctx, &sarg);
-		break;
+		/* Counted first: the snapshot includes this command. */
+		mheap_count(ctx, MHEAP_C_COMMANDS, 1);
+		return mheap_uring_stats(ctx, &sarg);
 	default:
 		return -ENOTTY;
 	}

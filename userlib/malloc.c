@@ -13,20 +13,22 @@
  *  4. the page heap grows by whole 64 MiB arenas.
  * Objects above 32 KiB get a span of their own straight from the page heap.
  *
- * Freeing finds the span in O(1) through the arena map. The owner's free is
- * a plain bit set in freed_local; anyone else's is an atomic bit set plus an
- * atomic add on the span (mspan.h): no global lock either way. Everything a
- * free is given is checked first - that the pointer is in the heap, at the
- * start of an object, and allocated now - and a violation aborts with one
- * "mheap: ..." line naming the address.
+ * Freeing finds the span in O(1) through the arena map (or, for a run of
+ * frees into one span, through the span the thread freed into last). The
+ * owner's free is a plain bit set in freed_local; anyone else's is an atomic
+ * bit set plus an atomic add on the span (mspan.h): no global lock either
+ * way. Everything a free is given is checked first - that the pointer is in
+ * the heap, at the start of an object, and allocated now - and a violation
+ * aborts with one "mheap: ..." line naming the address.
  *
  * Tiny objects: Go packs several pointer-free objects under 16 bytes into
  * one 16-byte block, freed together by the GC once all are dead. With
  * explicit free that needs a per-block count and turns every free of a tiny
  * object into a read-modify-write that can no longer detect double frees
  * exactly. The 8- and 16-byte classes already hold requests of 1-16 bytes
- * without padding beyond their class, so we do not build a tiny allocator;
- * README.md gives the measurements.
+ * with at most 7 bytes of padding, so the only saving would be for objects
+ * under 8 bytes; we do not build a tiny allocator (README.md, "Tiny
+ * objects").
  */
 #include <errno.h>
 #include <string.h>
