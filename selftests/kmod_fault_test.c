@@ -1,0 +1,1994 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The fault commands of /dev/mheap (ABI 1.1), as a kselftest.
+ *
+ * Without the module every test reports SKIP with the reason; with it loaded
+ * (the VM's "kmod" suite) they pin down what uapi/linux/mheap.h promises:
+ *  - mmap() gives zero-fill memory; FAULT makes ranges fault (SIGSEGV with
+ *    the address) and frees their pages, RELEASE makes them zero-fill again;
+ *    however many ranges are faulted the mapping stays one VMA;
+ *  - counters (STATS and sysfs), extents, limits and EDQUOT;
+ *  - fault events read with read() and poll();
+ *  - io_uring commands, linked batches, and their argument checks;
+ *  - kernel access to quarantined memory (read, write, recv) gets EFAULT;
+ *    get_user_pages paths: vmsplice, process_vm_readv, /proc/self/mem and
+ *    O_DIRECT (through a loop device, when there is one) work on resident
+ *    pages and fail on quarantined ones, a pinned page outlives FAULT with
+ *    its contents, io_uring refuses fixed buffers;
+ *  - fork, MADV_DOFORK, close, exit, munmap, mprotect and mremap, with the
+ *    global counters back where they were afterwards;
+ *  - page faults racing with FAULT and RELEASE from other threads;
+ *  - every argument checked, and 100k random commands leave the kernel log
+ *    clean and the module working;
+ *  - the library's kmod backend on top: io_uring or ioctl, fork, EDQUOT;
+ *  - unloading waits for the last mapping; after reload the counters are 0.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/klog.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <linux/loop.h>
+#include <linux/mheap.h>
+
+#include "kselftest_harness.h"
+#include "mheap_test.h"
+
+#include "mheap.h"
+#include "arena.h"
+#include "fault.h"
+
+#define DEV_PATH	"/dev/" MHEAP_DEVICE_NAME
+#define SYSFS_DIR	"/sys/class/misc/" MHEAP_DEVICE_NAME "/"
+#define PARAM_LIMIT	"/sys/module/mheap/parameters/quarantine_limit"
+#define NO_DEVICE	DEV_PATH " not present: module not loaded"
+
+/* See kmod_test.c: SKIP() from a 6.1 FIXTURE_SETUP() must leave by longjmp. */
+#define SKIP_SETUP(fmt, ...) \
+	SKIP(longjmp(_metadata->env, 1), fmt, ##__VA_ARGS__)
+
+static size_t page;
+
+__attribute__((constructor)) static void init_page(void)
+{
+	page = (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static bool device_present(void)
+{
+	return access(DEV_PATH, F_OK) == 0;
+}
+
+/* ------------------------------------------------------------ probes */
+
+/*
+ * Touch memory and learn whether it faulted: a SIGSEGV/SIGBUS handler jumps
+ * back to the probe (per thread, so threads can probe at once).
+ */
+static __thread sigjmp_buf probe_env;
+static __thread volatile sig_atomic_t probe_armed;
+static __thread volatile int probe_sig;
+static __thread void *volatile probe_addr;
+
+static void probe_handler(int sig, siginfo_t *si, void *uc)
+{
+	(void)uc;
+	if (!probe_armed) {
+		signal(sig, SIG_DFL);
+		raise(sig);
+		return;
+	}
+	probe_sig = sig;
+	probe_addr = si->si_addr;
+	probe_armed = 0;
+	siglongjmp(probe_env, 1);
+}
+
+static void probes_install(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = probe_handler;
+	sa.sa_flags = SA_SIGINFO;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGSEGV, &sa, NULL);
+	sigaction(SIGBUS, &sa, NULL);
+}
+
+/* 0 if reading *p worked (the byte in *out), else the signal it raised. */
+static int try_read(const char *p, char *out)
+{
+	probe_sig = 0;
+	if (sigsetjmp(probe_env, 1))
+		return probe_sig;
+	probe_armed = 1;
+	char v = *(const volatile char *)p;
+	probe_armed = 0;
+	if (out)
+		*out = v;
+	return 0;
+}
+
+static int try_write(char *p, char v)
+{
+	probe_sig = 0;
+	if (sigsetjmp(probe_env, 1))
+		return probe_sig;
+	probe_armed = 1;
+	*(volatile char *)p = v;
+	probe_armed = 0;
+	return 0;
+}
+
+/* ------------------------------------------------------------ device */
+
+static int dev_open(void)
+{
+	return open(DEV_PATH, O_RDWR | O_CLOEXEC);
+}
+
+static char *dev_map(int fd, size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+/* A ranges command; 0 or its errno, and how many ranges were done. */
+static int ranges_cmd(int fd, unsigned long cmd, const struct mheap_range *r, unsigned int n,
+		      unsigned int *done)
+{
+	struct mheap_ranges a = { .ranges = (uintptr_t)r, .nr = n, .done = 0xdead };
+	int ret = ioctl(fd, cmd, &a) ? errno : 0;
+
+	if (done)
+		*done = a.done;
+	return ret;
+}
+
+static int kfault(int fd, const void *addr, size_t len)
+{
+	struct mheap_range r = { (uintptr_t)addr, len };
+
+	return ranges_cmd(fd, MHEAP_IOC_FAULT, &r, 1, NULL);
+}
+
+static int krelease(int fd, const void *addr, size_t len)
+{
+	struct mheap_range r = { (uintptr_t)addr, len };
+
+	return ranges_cmd(fd, MHEAP_IOC_RELEASE, &r, 1, NULL);
+}
+
+static int kstats(int fd, struct mheap_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->size = sizeof(*st);
+	return ioctl(fd, MHEAP_IOC_STATS, st) ? errno : 0;
+}
+
+static int klimit(int fd, uint64_t bytes, uint32_t flags)
+{
+	struct mheap_limit lim = { .bytes = bytes, .flags = flags };
+
+	return ioctl(fd, MHEAP_IOC_SET_LIMIT, &lim) ? errno : 0;
+}
+
+/* A global counter from sysfs, -1 if unreadable. */
+static long long sysfs_counter(const char *name)
+{
+	char path[128];
+	long long v = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), SYSFS_DIR "%s", name);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	if (fscanf(f, "%lld", &v) != 1)
+		v = -1;
+	fclose(f);
+	return v;
+}
+
+/* The gauges that must return to where they were when a test is done. */
+struct gauges {
+	long long mapped, resident, quarantined, ranges, mappings, contexts;
+};
+
+static void gauges_read(struct gauges *g)
+{
+	g->mapped = sysfs_counter("mapped_bytes");
+	g->resident = sysfs_counter("resident_bytes");
+	g->quarantined = sysfs_counter("quarantined_bytes");
+	g->ranges = sysfs_counter("quarantined_ranges");
+	g->mappings = sysfs_counter("mappings");
+	g->contexts = sysfs_counter("contexts");
+}
+
+#define EXPECT_GAUGES_EQ(a, b) do {					\
+	EXPECT_EQ((a).mapped, (b).mapped);				\
+	EXPECT_EQ((a).resident, (b).resident);				\
+	EXPECT_EQ((a).quarantined, (b).quarantined);			\
+	EXPECT_EQ((a).ranges, (b).ranges);				\
+	EXPECT_EQ((a).mappings, (b).mappings);				\
+	EXPECT_EQ((a).contexts, (b).contexts);				\
+} while (0)
+
+/* Lines of /proc/self/maps overlapping [lo, hi); -1 if unreadable. */
+static int vmas_in(uintptr_t lo, uintptr_t hi)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	unsigned long s, e;
+	char line[512];
+	int n = 0;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%lx-%lx", &s, &e) == 2 && s < hi && e > lo)
+			n++;
+	fclose(f);
+	return n;
+}
+
+/* Whether /proc/self/maps shows a mapping of the device at addr. */
+static bool device_mapped_at(const void *addr)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	unsigned long s, e, a = (uintptr_t)addr;
+	char line[512];
+	bool found = false;
+
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%lx-%lx", &s, &e) == 2 && s <= a && a < e &&
+		    strstr(line, DEV_PATH))
+			found = true;
+	fclose(f);
+	return found;
+}
+
+/* Lines of the kernel log that are splats; -1 if the log is unreadable. */
+static int kernel_log_splats(void)
+{
+	static const char *const pats[] = {
+		"BUG:", "WARNING:", "Oops", "general protection", "Call Trace",
+	};
+	int size = klogctl(10 /* SYSLOG_ACTION_SIZE_BUFFER */, NULL, 0);
+	char *buf, *line, *save;
+	int n = 0, len;
+
+	if (size <= 0)
+		return -1;
+	buf = malloc((size_t)size + 1);
+	if (!buf)
+		return -1;
+	len = klogctl(3 /* SYSLOG_ACTION_READ_ALL */, buf, size);
+	if (len < 0) {
+		free(buf);
+		return -1;
+	}
+	buf[len] = 0;
+	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+		for (size_t i = 0; i < sizeof(pats) / sizeof(pats[0]); i++)
+			if (strstr(line, pats[i])) {
+				n++;
+				break;
+			}
+	free(buf);
+	return n;
+}
+
+/* ------------------------------------------------------------ fixture */
+
+#define NPAGES 64
+
+FIXTURE(dev) {
+	int fd;
+	char *mem;
+	size_t len;
+	struct gauges before;
+};
+
+FIXTURE_SETUP(dev)
+{
+	self->fd = -1;
+	self->mem = NULL;
+	if (!device_present())
+		SKIP_SETUP(NO_DEVICE);
+	probes_install();
+	gauges_read(&self->before);
+	self->len = NPAGES * page;
+	self->fd = dev_open();
+	ASSERT_LE(0, self->fd) TH_LOG("open: %s", strerror(errno));
+	self->mem = dev_map(self->fd, self->len);
+	ASSERT_NE(NULL, self->mem) TH_LOG("mmap: %s", strerror(errno));
+}
+
+FIXTURE_TEARDOWN(dev)
+{
+	struct gauges after;
+
+	if (self->mem)
+		munmap(self->mem, self->len);
+	if (self->fd >= 0)
+		close(self->fd);
+	/* Whatever the test did, everything it held is given back. */
+	gauges_read(&after);
+	EXPECT_GAUGES_EQ(self->before, after);
+}
+
+/* ------------------------------------------------------------ memory */
+
+TEST_F(dev, mapping_is_zero_fill_memory_allocated_on_touch)
+{
+	struct mheap_stats st;
+	char v;
+
+	ASSERT_EQ(0, kstats(self->fd, &st));
+	EXPECT_EQ(self->len, st.self.mapped_bytes);
+	EXPECT_EQ(1, st.self.mappings);
+	EXPECT_EQ(1, st.self.contexts);
+	EXPECT_EQ(0, st.self.resident_bytes);
+	EXPECT_EQ(MHEAP_LIMIT_NONE, st.self.quarantine_limit);
+	EXPECT_EQ(sizeof(st), st.size);
+	EXPECT_EQ(1, vmas_in((uintptr_t)self->mem, (uintptr_t)self->mem + self->len));
+	EXPECT_TRUE(device_mapped_at(self->mem));
+
+	for (size_t i = 0; i < self->len; i += page) {
+		ASSERT_EQ(0, try_read(self->mem + i, &v));
+		ASSERT_EQ(0, v);
+	}
+	ASSERT_EQ(0, kstats(self->fd, &st));
+	EXPECT_EQ(self->len, st.self.resident_bytes);
+	for (size_t i = 0; i < self->len; i++)
+		self->mem[i] = (char)(i * 7);
+	for (size_t i = 0; i < self->len; i++)
+		ASSERT_EQ((char)(i * 7), self->mem[i]);
+	/* MADV_DONTNEED unmaps pages but, as for any shared mapping, keeps them. */
+	ASSERT_EQ(0, madvise(self->mem, self->len, MADV_DONTNEED));
+	EXPECT_EQ((char)(5 * 7), self->mem[5]);
+	ASSERT_EQ(0, kstats(self->fd, &st));
+	EXPECT_EQ(self->len, st.self.resident_bytes);
+	EXPECT_EQ(self->len, (size_t)sysfs_counter("resident_bytes") - self->before.resident);
+}
+
+TEST_F(dev, fault_makes_a_range_fault_and_release_makes_it_zero_again)
+{
+	char *q = self->mem + 8 * page;
+	struct mheap_stats st;
+	char v;
+
+	memset(self->mem, 0x5a, self->len);
+	ASSERT_EQ(0, kfault(self->fd, q, 4 * page));
+	ASSERT_EQ(0, kstats(self->fd, &st));
+	EXPECT_EQ(4 * page, st.self.quarantined_bytes);
+	EXPECT_EQ(1, st.self.quarantined_ranges);
+	EXPECT_EQ(self->len - 4 * page, st.self.resident_bytes);
+
+	for (size_t i = 0; i < 4 * page; i += 997) {
+		EXPECT_EQ(SIGSEGV, try_read(q + i, NULL));
+		EXPECT_EQ(q + i, probe_addr);
+		EXPECT_EQ(SIGSEGV, try_write(q + i, 1));
+		EXPECT_EQ(q + i, probe_addr);
+	}
+	/* The neighbours kept their data. */
+	ASSERT_EQ(0, try_read(q - 1, &v));
+	EXPECT_EQ(0x5a, v);
+	ASSERT_EQ(0, try_read(q + 4 * page, &v));
+	EXPECT_EQ(0x5a, v);
+	EXPECT_EQ(1, vmas_in((uintptr_t)self->mem, (uintptr_t)self->mem + self->len));
+
+	/* Faulting again is no error and holds nothing more. */
+	ASSERT_EQ(0, kfault(self->fd, q, 4 * page));
+	ASSERT_EQ(0, kstats(self->fd, &st));
+	EXPECT_EQ(4 * page, st.self.quarantined_bytes);
+
+	ASSERT_EQ(0, krelease(self->fd, q, 4 * page));
+	for (size_t i = 0; i < 4 * page; i++) {
+		ASSERT_EQ(0, try_read(q + i, &v));
+		ASSERT_EQ(0, v);
+	}
+	ASSERT_EQ(0, kstats(self->fd, &st));
+	EXPECT_EQ(0, st.self.quarantined_bytes);
+	EXPECT_EQ(0, st.self.quarantined_ranges);
+	/* Releasing what is not quarantined drops its contents too. */
+	ASSERT_EQ(0, krelease(self->fd, self->mem, page));
+	EXPECT_EQ(0, self->mem[0]);
+	EXPECT_EQ(0x5a, self->mem[page]);
+}
+
+TEST_F(dev, quarantined_ranges_count_extents)
+{
+	struct mheap_stats st;
+	char *m = self->mem;
+
+	ASSERT_EQ(0, kfault(self->fd, m, page));
+	ASSERT_EQ(0, kfault(self->fd, m + 2 * page, page));
+	ASSERT_EQ(0, kstats(self->fd, &st));
+	EXPECT_EQ(2, st.self.quarantined_ranges);
+	/* Filling the gap joins them. */
+	ASSERT_EQ(0, kfault(self->fd, m + page, page));
+	ASSERT_EQ(0, kstats(self->fd, &st));
+	EXPECT_EQ(1, st.self.quarantined_ranges);
+	EXPECT_EQ(3 * page, st.self.quarantined_bytes);
+	/* Releasing the middle splits them. */
+	ASSERT_EQ(0, krelease(self->fd, m + page, page));
+	ASSERT_EQ(0, kstats(self->fd, &st));
+	EXPECT_EQ(2, st.self.quarantined_ranges);
+	/* One range over both and more merges everything. */
+	ASSERT_EQ(0, kfault(self->fd, m, 10 * page));
+	ASSERT_EQ(0, kstats(self->fd, &st));
+	EXPECT_EQ(1, st.self.quarantined_ranges);
+	EXPECT_EQ(10 * page, st.self.quarantined_bytes);
+	/* At the very end of the mapping too. */
+	ASSERT_EQ(0, kfault(self->fd, m + self->len - page, page));
+	ASSERT_EQ(0, kstats(self->fd, &st));
+	EXPECT_EQ(2, st.self.quarantined_ranges);
+	EXPECT_EQ(2, st.global.quarantined_ranges - self->before.ranges);
+	EXPECT_EQ(11 * page, (size_t)sysfs_counter("quarantined_bytes") -
+			     (size_t)self->before.quarantined);
+}
+
+TEST_F_TIMEOUT(dev, ten_thousand_faulted_ranges_stay_one_vma, 300)
+{
+	enum { RANGES = 10000 };
+	size_t len = (2 * RANGES + 1) * page;
+	struct mheap_range *r = calloc(RANGES, sizeof(*r));
+	struct mheap_stats st;
+	unsigned int done;
+	char *m;
+
+	ASSERT_NE(NULL, r);
+	m = dev_map(self->fd, len);
+	ASSERT_NE(NULL, m);
+	for (size_t i = 0; i < len; i += page)
+		m[i] = 1;
+	/* Every other page: 10k ranges that cannot merge. */
+	for (int i = 0; i < RANGES; i++) {
+		r[i].addr = (uintptr_t)(m + (2 * i + 1) * page);
+		r[i].len = page;
+	}
+	ASSERT_EQ(0, ranges_cmd(self->fd, MHEAP_IOC_FAULT, r, RANGES, &done));
+	EXPECT_EQ(RANGES, done);
+	EXPECT_EQ(1, vmas_in((uintptr_t)m, (uintptr_t)m + len));
+	ASSERT_EQ(0, kstats(self->fd, &st));
+	EXPECT_EQ(RANGES, st.self.quarantined_ranges);
+	EXPECT_EQ(RANGES * page, st.self.quarantined_bytes);
+	EXPECT_EQ((RANGES + 1) * page, st.self.resident_bytes);
+	for (int i = 0; i < RANGES; i += 487) {
+		EXPECT_EQ(SIGSEGV, try_read(m + (2 * i + 1) * page, NULL));
+		EXPECT_EQ(0, try_read(m + 2 * i * page, NULL));
+	}
+	/* One RELEASE of the whole mapping ends them all. */
+	ASSERT_EQ(0, krelease(self->fd, m, len));
+	ASSERT_EQ(0, kstats(self->fd, &st));
+	EXPECT_EQ(0, st.self.quarantined_ranges);
+	EXPECT_EQ(0, st.self.quarantined_bytes);
+	EXPECT_EQ(0, st.self.resident_bytes);
+	EXPECT_EQ(1, vmas_in((uintptr_t)m, (uintptr_t)m + len));
+	munmap(m, len);
+	free(r);
+}
+
+TEST_F(dev, a_vector_stops_at_the_first_bad_range)
+{
+	struct mheap_range r[3] = {
+		{ (uintptr_t)self->mem, page },
+		{ (uintptr_t)self->mem + 1, page },	/* unaligned */
+		{ (uintptr_t)self->mem + 2 * page, page },
+	};
+	unsigned int done = 99;
+
+	EXPECT_EQ(EINVAL, ranges_cmd(self->fd, MHEAP_IOC_FAULT, r, 3, &done));
+	EXPECT_EQ(1, done);
+	EXPECT_EQ(SIGSEGV, try_read(self->mem, NULL));
+	EXPECT_EQ(0, try_read(self->mem + 2 * page, NULL));
+	EXPECT_EQ(EINVAL, ranges_cmd(self->fd, MHEAP_IOC_RELEASE, r, 3, &done));
+	EXPECT_EQ(1, done);
+	EXPECT_EQ(0, try_read(self->mem, NULL));
+	/* An empty vector is fine and says so. */
+	EXPECT_EQ(0, ranges_cmd(self->fd, MHEAP_IOC_FAULT, r, 0, &done));
+	EXPECT_EQ(0, done);
+}
+
+/* ------------------------------------------------------------ limits */
+
+TEST_F(dev, a_context_limit_makes_fault_fail_with_edquot)
+{
+	struct mheap_stats st;
+	char *m = self->mem;
+
+	ASSERT_EQ(0, klimit(self->fd, 4 * page, 0));
+	ASSERT_EQ(0, kstats(self->fd, &st));
+	EXPECT_EQ(4 * page, st.self.quarantine_limit);
+	EXPECT_EQ(0, kfault(self->fd, m, 3 * page));
+	/* One page fits, two do not, and nothing of a refused range happens. */
+	EXPECT_EQ(EDQUOT, kfault(self->fd, m + 3 * page, 2 * page));
+	EXPECT_EQ(0, try_read(m + 3 * page, NULL));
+	EXPECT_EQ(0, kfault(self->fd, m + 3 * page, page));
+	EXPECT_EQ(EDQUOT, kfault(self->fd, m + 4 * page, page));
+	/* Already quarantined pages cost nothing more. */
+	EXPECT_EQ(0, kfault(self->fd, m, 4 * page));
+	ASSERT_EQ(0, kstats(self->fd, &st));
+	EXPECT_EQ(4 * page, st.self.quarantined_bytes);
+	/* Releasing makes room again. */
+	EXPECT_EQ(0, krelease(self->fd, m, 2 * page));
+	EXPECT_EQ(0, kfault(self->fd, m + 10 * page, 2 * page));
+	/* A limit below what is held refuses more and releases nothing. */
+	EXPECT_EQ(0, klimit(self->fd, page, 0));
+	EXPECT_EQ(EDQUOT, kfault(self->fd, m + 20 * page, page));
+	EXPECT_EQ(SIGSEGV, try_read(m + 10 * page, NULL));
+	/* Another context is not bound by this one's limit. */
+	int fd2 = dev_open();
+	char *m2 = dev_map(fd2, 4 * page);
+
+	ASSERT_NE(NULL, m2);
+	EXPECT_EQ(0, kfault(fd2, m2, 4 * page));
+	munmap(m2, 4 * page);
+	close(fd2);
+	EXPECT_EQ(0, klimit(self->fd, MHEAP_LIMIT_NONE, 0));
+	EXPECT_EQ(0, kfault(self->fd, m, self->len));
+}
+
+static void try_global_limit_unprivileged(void *arg)
+{
+	int fd = dev_open();
+
+	(void)arg;
+	if (setgid(65534) || setuid(65534))
+		_exit(10);
+	_exit(klimit(fd, page, MHEAP_LIMIT_GLOBAL) == EPERM ? 0 : 11);
+}
+
+TEST_F(dev, the_global_limit_binds_all_contexts_and_needs_cap_sys_admin)
+{
+	struct mheap_stats st;
+	unsigned long long saved, param;
+	struct child_result r;
+	FILE *f;
+
+	ASSERT_EQ(0, kstats(self->fd, &st));
+	saved = st.global.quarantine_limit;
+	EXPECT_EQ((long long)saved, sysfs_counter("quarantine_limit"));
+	if (geteuid() != 0)
+		SKIP(return, "setting the global limit needs root");
+
+	/* Room for the quarantine already there plus 3 pages. */
+	ASSERT_EQ(0, klimit(self->fd, st.global.quarantined_bytes + 3 * page,
+			    MHEAP_LIMIT_GLOBAL));
+	f = fopen(PARAM_LIMIT, "re");
+	ASSERT_NE(NULL, f);
+	ASSERT_EQ(1, fscanf(f, "%llu", &param));
+	fclose(f);
+	EXPECT_EQ(st.global.quarantined_bytes + 3 * page, param);
+
+	int fd2 = dev_open();
+	char *m2 = dev_map(fd2, 4 * page);
+
+	ASSERT_NE(NULL, m2);
+	EXPECT_EQ(0, kfault(self->fd, self->mem, 2 * page));
+	EXPECT_EQ(EDQUOT, kfault(fd2, m2, 2 * page));
+	EXPECT_EQ(0, kfault(fd2, m2, page));
+	EXPECT_EQ(EDQUOT, kfault(self->fd, self->mem + 5 * page, page));
+	EXPECT_EQ(0, krelease(self->fd, self->mem, 2 * page));
+	EXPECT_EQ(0, kfault(fd2, m2 + page, 2 * page));
+
+	/* Without CAP_SYS_ADMIN: EPERM. */
+	run_child(try_global_limit_unprivileged, NULL, &r);
+	EXPECT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0)
+		TH_LOG("status %#x", r.status);
+
+	EXPECT_EQ(0, klimit(self->fd, saved, MHEAP_LIMIT_GLOBAL));
+	munmap(m2, 4 * page);
+	close(fd2);
+}
+
+/* ------------------------------------------------------------ events */
+
+TEST_F(dev, accesses_to_quarantine_are_events)
+{
+	char *q = self->mem + 3 * page;
+	struct mheap_event ev[4];
+	struct mheap_stats st;
+	struct pollfd pfd = { .fd = self->fd, .events = POLLIN };
+	int pfds[2];
+	ssize_t n;
+
+	ASSERT_EQ(0, fcntl(self->fd, F_SETFL, O_NONBLOCK));
+	errno = 0;
+	EXPECT_EQ(-1, read(self->fd, ev, sizeof(ev)));
+	EXPECT_EQ(EAGAIN, errno);
+	EXPECT_EQ(0, poll(&pfd, 1, 0));
+
+	ASSERT_EQ(0, kfault(self->fd, q, page));
+	EXPECT_EQ(SIGSEGV, try_read(q + 100, NULL));
+	EXPECT_EQ(SIGSEGV, try_write(q + 200, 1));
+	/* The kernel's own access on our behalf: write() from the page. */
+	ASSERT_EQ(0, pipe(pfds));
+	errno = 0;
+	EXPECT_EQ(-1, write(pfds[1], q + 300, 10));
+	EXPECT_EQ(EFAULT, errno);
+	close(pfds[0]);
+	close(pfds[1]);
+
+	EXPECT_EQ(1, poll(&pfd, 1, 0));
+	EXPECT_TRUE(pfd.revents & POLLIN);
+	/* Too small a buffer for one event. */
+	errno = 0;
+	EXPECT_EQ(-1, read(self->fd, ev, sizeof(ev[0]) - 1));
+	EXPECT_EQ(EINVAL, errno);
+	n = read(self->fd, ev, sizeof(ev));
+	/* The kernel's copy may retry after its first fault: 1 or 2 events. */
+	ASSERT_LE(3 * (ssize_t)sizeof(ev[0]), n);
+	n /= sizeof(ev[0]);
+
+	EXPECT_EQ(0, ev[0].seq);
+	EXPECT_EQ((uintptr_t)q + 100, ev[0].addr);
+	EXPECT_EQ(0, ev[0].flags);
+	EXPECT_EQ(getpid(), (pid_t)ev[0].pid);
+	EXPECT_EQ(gettid(), (pid_t)ev[0].tid);
+	EXPECT_NE(0, ev[0].time_ns);
+	EXPECT_STREQ("kmod_fault_test", ev[0].comm);
+
+	EXPECT_EQ(1, ev[1].seq);
+	EXPECT_EQ((uintptr_t)q + 200, ev[1].addr);
+	EXPECT_EQ(MHEAP_EVENT_WRITE, ev[1].flags);
+	EXPECT_LE(ev[0].time_ns, ev[1].time_ns);
+
+	for (ssize_t i = 2; i < n; i++) {
+		EXPECT_EQ(i, ev[i].seq);
+		EXPECT_LE((uintptr_t)q + 300, ev[i].addr);
+		EXPECT_GT((uintptr_t)q + 310, ev[i].addr);
+		EXPECT_EQ(MHEAP_EVENT_KERNEL, ev[i].flags);
+	}
+
+	ASSERT_EQ(0, kstats(self->fd, &st));
+	EXPECT_EQ(n, st.self.faults_caught);
+	EXPECT_EQ(0, st.self.events_dropped);
+	/* Read, they are gone. */
+	errno = 0;
+	EXPECT_EQ(-1, read(self->fd, ev, sizeof(ev)));
+	EXPECT_EQ(EAGAIN, errno);
+}
+
+TEST_F(dev, the_newest_events_are_kept_and_the_lost_ones_counted)
+{
+	unsigned int cap = 256;
+	FILE *f = fopen("/sys/module/mheap/parameters/events_per_context", "re");
+	struct mheap_event ev;
+	struct mheap_stats st;
+	uint64_t expect;
+
+	if (f) {
+		if (fscanf(f, "%u", &cap) != 1)
+			cap = 256;
+		fclose(f);
+	}
+	ASSERT_EQ(0, kfault(self->fd, self->mem, page));
+	for (unsigned int i = 0; i < cap + 10; i++)
+		ASSERT_EQ(SIGSEGV, try_read(self->mem + i % page, NULL));
+	ASSERT_EQ(0, kstats(self->fd, &st));
+	EXPECT_EQ(cap + 10, st.self.faults_caught);
+	EXPECT_EQ(10, st.self.events_dropped);
+	/* The oldest left is number 10; then they follow without a gap. */
+	expect = 10;
+	ASSERT_EQ(0, fcntl(self->fd, F_SETFL, O_NONBLOCK));
+	while (read(self->fd, &ev, sizeof(ev)) == sizeof(ev)) {
+		ASSERT_EQ(expect, ev.seq);
+		ASSERT_EQ((uintptr_t)self->mem + expect % page, ev.addr);
+		expect++;
+	}
+	EXPECT_EQ(cap + 10, expect);
+}
+
+static void *blocked_reader(void *arg)
+{
+	int fd = *(int *)arg;
+	static struct mheap_event ev;
+
+	return read(fd, &ev, sizeof(ev)) == sizeof(ev) ? &ev : NULL;
+}
+
+TEST_F(dev, read_blocks_until_an_event_comes)
+{
+	struct mheap_event *ev;
+	pthread_t t;
+
+	ASSERT_EQ(0, kfault(self->fd, self->mem, page));
+	ASSERT_EQ(0, pthread_create(&t, NULL, blocked_reader, &self->fd));
+	usleep(100 * 1000);
+	EXPECT_EQ(SIGSEGV, try_write(self->mem + 42, 1));
+	ASSERT_EQ(0, pthread_join(t, (void **)&ev));
+	ASSERT_NE(NULL, ev);
+	EXPECT_EQ((uintptr_t)self->mem + 42, ev->addr);
+	EXPECT_EQ(MHEAP_EVENT_WRITE, ev->flags);
+}
+
+/* ------------------------------------------------------------ io_uring */
+
+static void prep_cmd(struct io_uring_sqe *sqe, int fd, uint32_t op, const void *arg,
+		     size_t len, uint64_t data)
+{
+	io_uring_prep_rw(IORING_OP_URING_CMD, sqe, fd, NULL, 0, 0);
+	sqe->cmd_op = op;
+	memcpy((char *)sqe + offsetof(struct io_uring_sqe, cmd), arg, len);
+	sqe->user_data = data;
+}
+
+/* Submit what is queued, wait for n completions, results by user_data. */
+static int uring_run(struct io_uring *ring, unsigned int n, int *res)
+{
+	struct io_uring_cqe *cqe;
+	int ret = io_uring_submit_and_wait(ring, n);
+
+	if (ret < 0)
+		return ret;
+	for (unsigned int i = 0; i < n; i++) {
+		ret = io_uring_wait_cqe(ring, &cqe);
+		if (ret)
+			return ret;
+		if (cqe->user_data < n)
+			res[cqe->user_data] = cqe->res;
+		io_uring_cqe_seen(ring, cqe);
+	}
+	return 0;
+}
+
+TEST_F(dev, io_uring_batches_fault_release_and_stats)
+{
+	struct mheap_uring_stats sarg;
+	struct io_uring ring;
+	struct mheap_stats st;
+	int res[NPAGES + 1];
+	uint64_t cmds;
+
+	ASSERT_EQ(0, io_uring_queue_init(NPAGES + 8, &ring, 0));
+	ASSERT_EQ(0, kstats(self->fd, &st));
+	cmds = st.self.commands;
+
+	/* A linked batch: one SQE per page, all succeed. */
+	memset(self->mem, 1, self->len);
+	for (int i = 0; i < NPAGES; i++) {
+		struct mheap_range r = { (uintptr_t)self->mem + i * page, page };
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+
+		prep_cmd(sqe, self->fd, MHEAP_URING_CMD_FAULT, &r, sizeof(r), i);
+		if (i + 1 < NPAGES)
+			sqe->flags |= IOSQE_IO_LINK;
+	}
+	ASSERT_EQ(0, uring_run(&ring, NPAGES, res));
+	for (int i = 0; i < NPAGES; i++) {
+		EXPECT_EQ(0, res[i]) TH_LOG("range %d", i);
+	}
+	EXPECT_EQ(SIGSEGV, try_read(self->mem, NULL));
+	EXPECT_EQ(SIGSEGV, try_read(self->mem + self->len - 1, NULL));
+
+	/* STATS through the ring. */
+	memset(&st, 0xff, sizeof(st));
+	sarg = (struct mheap_uring_stats){ .stats = (uintptr_t)&st, .size = sizeof(st) };
+	prep_cmd(io_uring_get_sqe(&ring), self->fd, MHEAP_URING_CMD_STATS, &sarg,
+		 sizeof(sarg), 0);
+	ASSERT_EQ(0, uring_run(&ring, 1, res));
+	EXPECT_EQ((int)sizeof(st), res[0]);
+	EXPECT_EQ(sizeof(st), st.size);
+	EXPECT_EQ(self->len, st.self.quarantined_bytes);
+	EXPECT_EQ(1, st.self.quarantined_ranges);
+	EXPECT_EQ(0, st.self.resident_bytes);
+	EXPECT_EQ(cmds + NPAGES + 1, st.self.commands);
+	EXPECT_EQ(0, st.reserved);
+
+	/* A bad range in the middle: those after it are cancelled. */
+	for (int i = 0; i < 5; i++) {
+		struct mheap_range r = { (uintptr_t)self->mem + i * page, i == 2 ? 3 : page };
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+
+		prep_cmd(sqe, self->fd, MHEAP_URING_CMD_RELEASE, &r, sizeof(r), i);
+		if (i + 1 < 5)
+			sqe->flags |= IOSQE_IO_LINK;
+	}
+	ASSERT_EQ(0, uring_run(&ring, 5, res));
+	EXPECT_EQ(0, res[0]);
+	EXPECT_EQ(0, res[1]);
+	EXPECT_EQ(-EINVAL, res[2]);
+	EXPECT_EQ(-ECANCELED, res[3]);
+	EXPECT_EQ(-ECANCELED, res[4]);
+	EXPECT_EQ(0, try_read(self->mem + page, NULL));
+	EXPECT_EQ(SIGSEGV, try_read(self->mem + 3 * page, NULL));
+
+	/* EDQUOT comes through as it does by ioctl. */
+	struct mheap_range two = { (uintptr_t)self->mem, 2 * page };
+
+	ASSERT_EQ(0, klimit(self->fd, self->len - page, 0));
+	prep_cmd(io_uring_get_sqe(&ring), self->fd, MHEAP_URING_CMD_FAULT, &two, sizeof(two), 0);
+	ASSERT_EQ(0, uring_run(&ring, 1, res));
+	EXPECT_EQ(-EDQUOT, res[0]);
+	io_uring_queue_exit(&ring);
+}
+
+TEST_F(dev, io_uring_commands_check_their_arguments)
+{
+	struct mheap_range good = { (uintptr_t)self->mem, page };
+	struct mheap_range foreign = { (uintptr_t)&good & ~(page - 1), page };
+	struct mheap_uring_stats sarg = { .stats = 0, .size = sizeof(struct mheap_stats) };
+	struct io_uring_params p;
+	struct io_uring ring, big;
+	struct io_uring_sqe *sqe;
+	int res[8];
+
+	ASSERT_EQ(0, io_uring_queue_init(8, &ring, 0));
+	/* Unknown command: ENOTTY. */
+	prep_cmd(io_uring_get_sqe(&ring), self->fd, MHEAP_URING_CMD_FAULT + 0x10000, &good,
+		 sizeof(good), 0);
+	/* A range outside this descriptor's mappings. */
+	prep_cmd(io_uring_get_sqe(&ring), self->fd, MHEAP_URING_CMD_FAULT, &foreign,
+		 sizeof(foreign), 1);
+	/* Stats to a bad pointer, then with a short size, then with flags. */
+	prep_cmd(io_uring_get_sqe(&ring), self->fd, MHEAP_URING_CMD_STATS, &sarg,
+		 sizeof(sarg), 2);
+	sarg.stats = (uintptr_t)res;
+	sarg.size = MHEAP_STATS_SIZE_V1 - 8;
+	prep_cmd(io_uring_get_sqe(&ring), self->fd, MHEAP_URING_CMD_STATS, &sarg,
+		 sizeof(sarg), 3);
+	sarg.size = MHEAP_STATS_SIZE_V1;
+	sarg.flags = 1;
+	prep_cmd(io_uring_get_sqe(&ring), self->fd, MHEAP_URING_CMD_STATS, &sarg,
+		 sizeof(sarg), 4);
+	/* A registered-buffer flag the commands have no use for. */
+	sqe = io_uring_get_sqe(&ring);
+	prep_cmd(sqe, self->fd, MHEAP_URING_CMD_FAULT, &good, sizeof(good), 5);
+	sqe->uring_cmd_flags = IORING_URING_CMD_FIXED;
+	ASSERT_EQ(0, uring_run(&ring, 6, res));
+	EXPECT_EQ(-ENOTTY, res[0]);
+	EXPECT_EQ(-EINVAL, res[1]);
+	EXPECT_EQ(-EFAULT, res[2]);
+	EXPECT_EQ(-EINVAL, res[3]);
+	EXPECT_EQ(-EINVAL, res[4]);
+	/* io_uring rejects it itself (no buffers registered) or we do. */
+	EXPECT_TRUE(res[5] == -EFAULT || res[5] == -EINVAL) TH_LOG("%d", res[5]);
+	EXPECT_EQ(0, try_read(self->mem, NULL));
+	io_uring_queue_exit(&ring);
+
+	/* 128-byte SQEs: the rest of the 80-byte area must be zero. */
+	memset(&p, 0, sizeof(p));
+	p.flags = IORING_SETUP_SQE128;
+	if (io_uring_queue_init_params(4, &big, &p))
+		SKIP(return, "no IORING_SETUP_SQE128");
+	sqe = io_uring_get_sqe(&big);
+	prep_cmd(sqe, self->fd, MHEAP_URING_CMD_FAULT, &good, sizeof(good), 0);
+	memset((char *)sqe + offsetof(struct io_uring_sqe, cmd) + 16, 0, 64);
+	sqe = io_uring_get_sqe(&big);
+	prep_cmd(sqe, self->fd, MHEAP_URING_CMD_RELEASE, &good, sizeof(good), 1);
+	memset((char *)sqe + offsetof(struct io_uring_sqe, cmd) + 16, 0, 64);
+	((char *)sqe)[offsetof(struct io_uring_sqe, cmd) + 79] = 1;
+	ASSERT_EQ(0, uring_run(&big, 2, res));
+	EXPECT_EQ(0, res[0]);
+	EXPECT_EQ(-EINVAL, res[1]);
+	EXPECT_EQ(SIGSEGV, try_read(self->mem, NULL));
+	io_uring_queue_exit(&big);
+}
+
+/* ------------------------------------------------------------ kernel access */
+
+TEST_F(dev, kernel_access_to_quarantine_is_efault)
+{
+	char *q = self->mem + 5 * page;
+	char buf[64] = "data for the kernel to copy";
+	int pfds[2], sv[2];
+
+	ASSERT_EQ(0, pipe(pfds));
+	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
+	ASSERT_EQ(0, kfault(self->fd, q, page));
+
+	/* write() from quarantine. */
+	errno = 0;
+	EXPECT_EQ(-1, write(pfds[1], q, 16));
+	EXPECT_EQ(EFAULT, errno);
+	/* read() into quarantine. */
+	ASSERT_EQ(16, write(pfds[1], buf, 16));
+	errno = 0;
+	EXPECT_EQ(-1, read(pfds[0], q + 8, 16));
+	EXPECT_EQ(EFAULT, errno);
+	/* recv() into quarantine, send() from it. */
+	ASSERT_EQ(16, send(sv[0], buf, 16, 0));
+	errno = 0;
+	EXPECT_EQ(-1, recv(sv[1], q, 16, 0));
+	EXPECT_EQ(EFAULT, errno);
+	errno = 0;
+	EXPECT_EQ(-1, send(sv[0], q, 16, 0));
+	EXPECT_EQ(EFAULT, errno);
+	/* A copy that starts in good memory and runs into quarantine. */
+	memset(q - page, 7, page);
+	errno = 0;
+	ssize_t w = write(pfds[1], q - 8, 16);
+	EXPECT_TRUE(w == 8 || (w == -1 && errno == EFAULT)) TH_LOG("%zd", w);
+
+	/* After RELEASE the same calls work, on zeroed memory. */
+	ASSERT_EQ(0, krelease(self->fd, q, page));
+	EXPECT_EQ(16, read(pfds[0], q, 16));
+	EXPECT_EQ(16, recv(sv[1], q + 16, 16, 0));
+	EXPECT_EQ(0, memcmp(q + 16, buf, 16));
+	close(pfds[0]);
+	close(pfds[1]);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+TEST_F(dev, get_user_pages_works_on_resident_pages_and_fails_on_quarantine)
+{
+	char *m = self->mem, buf[64];
+	struct iovec local = { buf, 16 }, remote = { m, 16 };
+	int memfd, pfds[2];
+	struct mheap_event ev;
+
+	memset(m, 'A', self->len);
+	/* process_vm_readv and /proc/self/mem on resident pages. */
+	EXPECT_EQ(16, process_vm_readv(getpid(), &local, 1, &remote, 1, 0));
+	EXPECT_EQ('A', buf[15]);
+	memfd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, memfd);
+	EXPECT_EQ(16, pread(memfd, buf, 16, (off_t)(uintptr_t)m));
+	EXPECT_EQ('A', buf[0]);
+	/* ... and on untouched zero-fill ones, which they bring in. */
+	ASSERT_EQ(0, krelease(self->fd, m + page, page));
+	EXPECT_EQ(16, pread(memfd, buf, 16, (off_t)(uintptr_t)(m + page)));
+	EXPECT_EQ(0, buf[0]);
+
+	ASSERT_EQ(0, kfault(self->fd, m, page));
+	errno = 0;
+	EXPECT_EQ(-1, process_vm_readv(getpid(), &local, 1, &remote, 1, 0));
+	EXPECT_EQ(EFAULT, errno);
+	errno = 0;
+	EXPECT_EQ(-1, pread(memfd, buf, 16, (off_t)(uintptr_t)m));
+	EXPECT_EQ(EIO, errno);
+	errno = 0;
+	EXPECT_EQ(-1, pwrite(memfd, buf, 16, (off_t)(uintptr_t)m));
+	EXPECT_EQ(EIO, errno);
+	close(memfd);
+
+	/* vmsplice of a quarantined page. */
+	ASSERT_EQ(0, pipe(pfds));
+	errno = 0;
+	EXPECT_EQ(-1, vmsplice(pfds[1], &remote, 1, 0));
+	EXPECT_EQ(EFAULT, errno);
+	close(pfds[0]);
+	close(pfds[1]);
+
+	/* The get_user_pages accesses were recorded as kernel ones, the
+	 * process_vm_readv one as remote too. */
+	ASSERT_EQ(0, fcntl(self->fd, F_SETFL, O_NONBLOCK));
+	ASSERT_EQ(sizeof(ev), read(self->fd, &ev, sizeof(ev)));
+	EXPECT_EQ((uintptr_t)m, ev.addr);
+	EXPECT_TRUE(ev.flags & MHEAP_EVENT_KERNEL);
+	EXPECT_TRUE(ev.flags & MHEAP_EVENT_REMOTE);
+}
+
+TEST_F(dev, a_page_pinned_by_vmsplice_outlives_fault_with_its_contents)
+{
+	struct iovec iov = { self->mem, page };
+	struct mheap_stats st;
+	char *buf = malloc(page);
+	int pfds[2];
+
+	ASSERT_NE(NULL, buf);
+	ASSERT_EQ(0, pipe(pfds));
+	memset(self->mem, 'A', page);
+	ASSERT_EQ((ssize_t)page, vmsplice(pfds[1], &iov, 1, 0));
+	/* The module lets go of the page; the pipe still holds it. */
+	ASSERT_EQ(0, kfault(self->fd, self->mem, page));
+	ASSERT_EQ(0, kstats(self->fd, &st));
+	EXPECT_EQ(0, st.self.resident_bytes);
+	EXPECT_EQ(SIGSEGV, try_read(self->mem, NULL));
+	/* New pages come and get written; the pipe's page is not one of them. */
+	ASSERT_EQ(0, krelease(self->fd, self->mem, page));
+	memset(self->mem, 'B', self->len);
+	ASSERT_EQ((ssize_t)page, read(pfds[0], buf, page));
+	for (size_t i = 0; i < page; i++) {
+		ASSERT_EQ('A', buf[i]) TH_LOG("byte %zu", i);
+	}
+	close(pfds[0]);
+	close(pfds[1]);
+	free(buf);
+}
+
+TEST_F(dev, io_uring_refuses_device_memory_as_fixed_buffers)
+{
+	struct iovec iov = { self->mem, 4 * page };
+	struct io_uring ring;
+
+	ASSERT_EQ(0, io_uring_queue_init(4, &ring, 0));
+	memset(self->mem, 1, 4 * page);
+	/* As for all file-backed memory but shmem and hugetlbfs (6.1). */
+	EXPECT_EQ(-EOPNOTSUPP, io_uring_register_buffers(&ring, &iov, 1));
+	io_uring_queue_exit(&ring);
+}
+
+/* A loop device over a file in /dev/shm, for O_DIRECT; -1 if none here. */
+static int loop_setup(char *path, size_t pathlen, const char *backing, size_t size)
+{
+	int ctl, nr, bfd, lfd = -1;
+	char *data;
+
+	ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+	if (ctl < 0)
+		return -1;
+	nr = ioctl(ctl, LOOP_CTL_GET_FREE);
+	close(ctl);
+	if (nr < 0)
+		return -1;
+	snprintf(path, pathlen, "/dev/loop%d", nr);
+	for (int i = 0; i < 100 && access(path, F_OK); i++)
+		usleep(10000);
+	bfd = open(backing, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (bfd < 0)
+		return -1;
+	data = malloc(size);
+	for (size_t i = 0; data && i < size; i++)
+		data[i] = (char)('a' + i % 26);
+	if (!data || write(bfd, data, size) != (ssize_t)size)
+		goto out;
+	lfd = open(path, O_RDWR | O_CLOEXEC);
+	if (lfd >= 0 && ioctl(lfd, LOOP_SET_FD, bfd)) {
+		close(lfd);
+		lfd = -1;
+	}
+out:
+	free(data);
+	close(bfd);
+	return lfd;
+}
+
+TEST_F(dev, o_direct_reads_into_resident_pages_and_fails_on_quarantine)
+{
+	const char *backing = "/dev/shm/mheap-kmod-loop";
+	char path[64];
+	int lfd, dfd;
+
+	lfd = loop_setup(path, sizeof(path), backing, 64 * 1024);
+	if (lfd < 0) {
+		unlink(backing);
+		SKIP(return, "no loop device for O_DIRECT (modprobe loop)");
+	}
+	dfd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	ASSERT_LE(0, dfd) TH_LOG("open %s O_DIRECT: %s", path, strerror(errno));
+	/* Into a resident page, and into a zero-fill one. */
+	self->mem[0] = 'x';
+	EXPECT_EQ((ssize_t)page, pread(dfd, self->mem, page, 0));
+	EXPECT_EQ('a', self->mem[0]);
+	EXPECT_EQ('a' + (page - 1) % 26, self->mem[page - 1]);
+	EXPECT_EQ((ssize_t)page, pread(dfd, self->mem + 2 * page, page, page));
+	EXPECT_EQ('a' + page % 26, self->mem[2 * page]);
+	/* Into quarantine: EFAULT, and nothing reaches the freed page. */
+	ASSERT_EQ(0, kfault(self->fd, self->mem + 4 * page, 2 * page));
+	errno = 0;
+	EXPECT_EQ(-1, pread(dfd, self->mem + 4 * page, page, 0));
+	EXPECT_EQ(EFAULT, errno);
+	/* Out of a resident page, O_DIRECT writes work too. */
+	int wfd = open(path, O_WRONLY | O_DIRECT | O_CLOEXEC);
+
+	ASSERT_LE(0, wfd);
+	memset(self->mem + 8 * page, 'Z', page);
+	EXPECT_EQ((ssize_t)page, pwrite(wfd, self->mem + 8 * page, page, 0));
+	errno = 0;
+	EXPECT_EQ(-1, pwrite(wfd, self->mem + 4 * page, page, 0));
+	EXPECT_EQ(EFAULT, errno);
+	close(wfd);
+	close(dfd);
+	ioctl(lfd, LOOP_CLR_FD, 0);
+	close(lfd);
+	unlink(backing);
+}
+
+/* ------------------------------------------------------------ fork, close */
+
+static struct {
+	char *mem;
+	int fd;
+} child_arg;
+
+static void child_has_no_mapping(void *arg)
+{
+	(void)arg;
+	probes_install();
+	if (device_mapped_at(child_arg.mem))
+		_exit(10);
+	if (try_read(child_arg.mem, NULL) != SIGSEGV)
+		_exit(11);
+	/* The inherited descriptor finds nothing of the child's there. */
+	if (kfault(child_arg.fd, child_arg.mem, page) != EINVAL)
+		_exit(12);
+	/* The child may map the device for itself, from its own open. */
+	int fd = dev_open();
+	char *m = dev_map(fd, page);
+
+	if (!m || try_write(m, 3) || kfault(fd, m, page) || try_read(m, NULL) != SIGSEGV)
+		_exit(13);
+	_exit(0);
+}
+
+TEST_F(dev, fork_children_do_not_inherit_mappings)
+{
+	struct child_result r;
+	char v;
+
+	memset(self->mem, 'P', self->len);
+	ASSERT_EQ(0, kfault(self->fd, self->mem + page, page));
+	child_arg.mem = self->mem;
+	child_arg.fd = self->fd;
+	run_child(child_has_no_mapping, NULL, &r);
+	EXPECT_TRUE(WIFEXITED(r.status)) TH_LOG("status %#x", r.status);
+	EXPECT_EQ(0, WEXITSTATUS(r.status));
+	/* The parent's mapping is as it was. */
+	ASSERT_EQ(0, try_read(self->mem, &v));
+	EXPECT_EQ('P', v);
+	EXPECT_EQ(SIGSEGV, try_read(self->mem + page, NULL));
+}
+
+static void child_with_dofork_mapping(void *arg)
+{
+	(void)arg;
+	probes_install();
+	if (!device_mapped_at(child_arg.mem))
+		_exit(10);
+	/* Dead in the child: no page of the parent's, no new page. */
+	if (try_read(child_arg.mem, NULL) != SIGBUS)
+		_exit(11);
+	if (try_write(child_arg.mem + page, 1) != SIGBUS)
+		_exit(12);
+	if (kfault(child_arg.fd, child_arg.mem, page) != EINVAL)
+		_exit(13);
+	if (munmap(child_arg.mem, NPAGES * page))
+		_exit(14);
+	_exit(0);
+}
+
+TEST_F(dev, a_mapping_inherited_through_madv_dofork_is_dead_in_the_child)
+{
+	struct child_result r;
+
+	memset(self->mem, 'P', self->len);
+	ASSERT_EQ(0, madvise(self->mem, self->len, MADV_DOFORK));
+	child_arg.mem = self->mem;
+	child_arg.fd = self->fd;
+	run_child(child_with_dofork_mapping, NULL, &r);
+	EXPECT_TRUE(WIFEXITED(r.status)) TH_LOG("status %#x", r.status);
+	EXPECT_EQ(0, WEXITSTATUS(r.status));
+	EXPECT_EQ('P', self->mem[0]);
+	EXPECT_EQ('P', self->mem[self->len - 1]);
+}
+
+TEST_F(dev, a_mapping_outlives_close_and_everything_goes_at_munmap)
+{
+	struct gauges g;
+	int fd = dev_open();
+	char *m = dev_map(fd, 16 * page);
+
+	ASSERT_NE(NULL, m);
+	memset(m, 9, 16 * page);
+	ASSERT_EQ(0, kfault(fd, m, 4 * page));
+	ASSERT_EQ(0, close(fd));
+	/* The context lives on with its mapping. */
+	gauges_read(&g);
+	EXPECT_EQ(self->before.contexts + 2, g.contexts);
+	EXPECT_EQ(9, m[8 * page]);
+	EXPECT_EQ(SIGSEGV, try_read(m, NULL));
+	EXPECT_EQ(12 * page, (size_t)(g.resident - self->before.resident));
+	EXPECT_EQ(4 * page, (size_t)(g.quarantined - self->before.quarantined));
+	ASSERT_EQ(0, munmap(m, 16 * page));
+	gauges_read(&g);
+	EXPECT_EQ(self->before.contexts + 1, g.contexts);
+	EXPECT_EQ(self->before.resident, g.resident);
+	EXPECT_EQ(self->before.quarantined, g.quarantined);
+}
+
+static void map_fault_and_exit(void *arg)
+{
+	int fd = dev_open();
+	char *m = dev_map(fd, 32 * page);
+
+	(void)arg;
+	if (!m)
+		_exit(1);
+	memset(m, 1, 32 * page);
+	kfault(fd, m + 4 * page, 8 * page);
+	_exit(0);	/* with the mapping, the fault and the descriptor */
+}
+
+TEST_F(dev, exit_gives_everything_back)
+{
+	struct child_result r;
+	struct gauges g;
+
+	for (int i = 0; i < 4; i++) {
+		run_child(map_fault_and_exit, NULL, &r);
+		ASSERT_TRUE(WIFEXITED(r.status));
+		ASSERT_EQ(0, WEXITSTATUS(r.status));
+	}
+	/* Only the fixture's own mapping and context remain. */
+	gauges_read(&g);
+	EXPECT_EQ(self->before.mapped + (long long)self->len, g.mapped);
+	EXPECT_EQ(self->before.resident, g.resident);
+	EXPECT_EQ(self->before.quarantined, g.quarantined);
+	EXPECT_EQ(self->before.ranges, g.ranges);
+	EXPECT_EQ(self->before.mappings + 1, g.mappings);
+	EXPECT_EQ(self->before.contexts + 1, g.contexts);
+}
+
+/* ------------------------------------------------------------ VMA changes */
+
+TEST_F(dev, the_mapping_cannot_be_split_moved_or_grown)
+{
+	char *m = self->mem;
+	void *p;
+
+	m[0] = 'k';
+	errno = 0;
+	EXPECT_EQ(-1, munmap(m + page, page));
+	EXPECT_EQ(EINVAL, errno);
+	errno = 0;
+	EXPECT_EQ(-1, munmap(m, page));
+	EXPECT_EQ(EINVAL, errno);
+	errno = 0;
+	EXPECT_EQ(-1, mprotect(m + 2 * page, page, PROT_READ));
+	EXPECT_EQ(EINVAL, errno);
+	/* A flag change on part of it (MADV_DONTFORK would be none: it is set). */
+	errno = 0;
+	EXPECT_EQ(-1, madvise(m, page, MADV_DOFORK));
+	EXPECT_EQ(EINVAL, errno);
+	/* mremap: growing, shrinking, moving. */
+	EXPECT_EQ(MAP_FAILED, mremap(m, self->len, self->len + page, 0));
+	EXPECT_EQ(MAP_FAILED, mremap(m, self->len, self->len + page, MREMAP_MAYMOVE));
+	errno = 0;
+	EXPECT_EQ(MAP_FAILED, mremap(m, self->len, self->len / 2, 0));
+	EXPECT_EQ(EINVAL, errno);
+	p = mmap(NULL, self->len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	errno = 0;
+	EXPECT_EQ(MAP_FAILED, mremap(m, self->len, self->len, MREMAP_MAYMOVE | MREMAP_FIXED, p));
+	EXPECT_EQ(EINVAL, errno);
+	munmap(p, self->len);
+	/* A MAP_FIXED mapping over part of it would split it too. */
+	EXPECT_EQ(MAP_FAILED, mmap(m + page, page, PROT_READ | PROT_WRITE,
+				   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0));
+
+	/* Still whole, still working. */
+	EXPECT_EQ(1, vmas_in((uintptr_t)m, (uintptr_t)m + self->len));
+	EXPECT_EQ('k', m[0]);
+	EXPECT_EQ(0, kfault(self->fd, m + page, page));
+	EXPECT_EQ(SIGSEGV, try_read(m + page, NULL));
+
+	/* Whole-mapping changes are fine: mprotect, then back. */
+	ASSERT_EQ(0, mprotect(m, self->len, PROT_READ));
+	EXPECT_EQ(SIGSEGV, try_write(m, 1));
+	ASSERT_EQ(0, mprotect(m, self->len, PROT_READ | PROT_WRITE));
+	EXPECT_EQ(0, try_write(m, 1));
+	/* Never executable. */
+	errno = 0;
+	EXPECT_EQ(-1, mprotect(m, self->len, PROT_READ | PROT_EXEC));
+	EXPECT_EQ(EACCES, errno);
+}
+
+TEST_F(dev, mmap_checks_its_arguments)
+{
+	void *p;
+
+	errno = 0;
+	p = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE, self->fd, 0);
+	EXPECT_EQ(MAP_FAILED, p);
+	EXPECT_EQ(EINVAL, errno);
+	errno = 0;
+	p = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_SHARED, self->fd, page);
+	EXPECT_EQ(MAP_FAILED, p);
+	EXPECT_EQ(EINVAL, errno);
+	errno = 0;
+	p = mmap(NULL, page, PROT_READ | PROT_EXEC, MAP_SHARED, self->fd, 0);
+	EXPECT_EQ(MAP_FAILED, p);
+	EXPECT_EQ(EPERM, errno);
+	errno = 0;
+	p = mmap(NULL, MHEAP_MAP_MAX + page, PROT_READ | PROT_WRITE,
+		 MAP_SHARED | MAP_NORESERVE, self->fd, 0);
+	EXPECT_EQ(MAP_FAILED, p);
+	EXPECT_EQ(ENOMEM, errno);
+	/* The largest one is fine, and costs nothing until touched. */
+	p = mmap(NULL, MHEAP_MAP_MAX, PROT_READ | PROT_WRITE, MAP_SHARED, self->fd, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	((char *)p)[MHEAP_MAP_MAX - 1] = 1;
+	EXPECT_EQ(0, kfault(self->fd, (char *)p + MHEAP_MAP_MAX / 2, MHEAP_MAP_MAX / 2));
+	EXPECT_EQ(SIGSEGV, try_read((char *)p + MHEAP_MAP_MAX - 1, NULL));
+	munmap(p, MHEAP_MAP_MAX);
+	/* Read-only descriptor: read-only shared mappings only. */
+	int ro = open(DEV_PATH, O_RDONLY | O_CLOEXEC);
+
+	ASSERT_LE(0, ro);
+	errno = 0;
+	EXPECT_EQ(MAP_FAILED, mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_SHARED, ro, 0));
+	EXPECT_EQ(EACCES, errno);
+	p = mmap(NULL, page, PROT_READ, MAP_SHARED, ro, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	EXPECT_EQ(0, *(volatile char *)p);
+	munmap(p, page);
+	close(ro);
+}
+
+/* ------------------------------------------------------------ arguments */
+
+TEST_F(dev, range_commands_check_every_argument)
+{
+	const unsigned long cmds[] = { MHEAP_IOC_FAULT, MHEAP_IOC_RELEASE };
+	char *m = self->mem;
+	int other = dev_open();
+	char *om = dev_map(other, page);
+	char *anon = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	const struct mheap_range bad[] = {
+		{ (uintptr_t)m + 1, page },			/* unaligned start */
+		{ (uintptr_t)m, page + 1 },			/* unaligned length */
+		{ (uintptr_t)m, 0 },				/* empty */
+		{ (uintptr_t)m, self->len + page },		/* past the end */
+		{ (uintptr_t)m - page, 2 * page },		/* before the start */
+		{ (uintptr_t)m, UINT64_MAX & ~(page - 1) },	/* wraps */
+		{ UINT64_MAX & ~(page - 1), 2 * page },		/* wraps */
+		{ 0xffff888000000000ull, page },		/* kernel address */
+		{ 0, page },					/* nothing there */
+		{ (uintptr_t)anon, page },			/* not the device's */
+		{ (uintptr_t)om, page },			/* another context's */
+	};
+	struct mheap_ranges a;
+
+	ASSERT_NE(NULL, om);
+	ASSERT_NE(MAP_FAILED, anon);
+	for (int c = 0; c < 2; c++) {
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			unsigned int done = 77;
+
+			EXPECT_EQ(EINVAL, ranges_cmd(self->fd, cmds[c], &bad[i], 1, &done))
+				TH_LOG("cmd %d range %zu", c, i);
+			EXPECT_EQ(0, done);
+		}
+		/* Flags and reserved fields must be zero. */
+		a = (struct mheap_ranges){ .ranges = (uintptr_t)bad, .nr = 0, .flags = 1 };
+		errno = 0;
+		EXPECT_EQ(-1, ioctl(self->fd, cmds[c], &a));
+		EXPECT_EQ(EINVAL, errno);
+		a = (struct mheap_ranges){ .ranges = (uintptr_t)bad, .nr = 0, .reserved = 1 };
+		errno = 0;
+		EXPECT_EQ(-1, ioctl(self->fd, cmds[c], &a));
+		EXPECT_EQ(EINVAL, errno);
+		/* Bad pointers: the argument, the vector. */
+		errno = 0;
+		EXPECT_EQ(-1, ioctl(self->fd, cmds[c], NULL));
+		EXPECT_EQ(EFAULT, errno);
+		a = (struct mheap_ranges){ .ranges = 8, .nr = 1 };
+		errno = 0;
+		EXPECT_EQ(-1, ioctl(self->fd, cmds[c], &a));
+		EXPECT_EQ(EFAULT, errno);
+		EXPECT_EQ(0, a.done);
+		a = (struct mheap_ranges){ .ranges = (uintptr_t)bad, .nr = UINT32_MAX };
+		errno = 0;
+		EXPECT_EQ(-1, ioctl(self->fd, cmds[c], &a));
+		EXPECT_EQ(EINVAL, errno);
+	}
+	/* The anonymous and the other context's memory were left alone. */
+	EXPECT_EQ(0, try_write(anon, 1));
+	EXPECT_EQ(0, try_write(om, 1));
+	EXPECT_EQ(0, try_write(m, 1));
+
+	/* STATS: size, flags, reserved; SET_LIMIT: flags, reserved. */
+	struct mheap_stats st;
+
+	memset(&st, 0, sizeof(st));
+	st.size = sizeof(st) - 8;
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(self->fd, MHEAP_IOC_STATS, &st));
+	EXPECT_EQ(EINVAL, errno);
+	st.size = sizeof(st);
+	st.flags = 2;
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(self->fd, MHEAP_IOC_STATS, &st));
+	EXPECT_EQ(EINVAL, errno);
+	st.flags = 0;
+	st.reserved = 1;
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(self->fd, MHEAP_IOC_STATS, &st));
+	EXPECT_EQ(EINVAL, errno);
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(self->fd, MHEAP_IOC_STATS, NULL));
+	EXPECT_EQ(EFAULT, errno);
+	struct mheap_limit lim = { .bytes = page, .flags = 2 };
+
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(self->fd, MHEAP_IOC_SET_LIMIT, &lim));
+	EXPECT_EQ(EINVAL, errno);
+	lim.flags = 0;
+	lim.reserved = 1;
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(self->fd, MHEAP_IOC_SET_LIMIT, &lim));
+	EXPECT_EQ(EINVAL, errno);
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(self->fd, MHEAP_IOC_SET_LIMIT, (void *)8));
+	EXPECT_EQ(EFAULT, errno);
+	ASSERT_EQ(0, kstats(self->fd, &st));
+	EXPECT_EQ(MHEAP_LIMIT_NONE, st.self.quarantine_limit);
+
+	munmap(anon, page);
+	munmap(om, page);
+	close(other);
+}
+
+/* ------------------------------------------------------------ races */
+
+static struct {
+	char *mem;
+	size_t len;
+	volatile int stop;
+	unsigned long touched, faulted;
+} race;
+
+static void *racer(void *arg)
+{
+	unsigned int seed = (unsigned int)(uintptr_t)arg;
+	unsigned long touched = 0, faulted = 0;
+
+	probes_install();
+	while (!race.stop) {
+		size_t off = (size_t)rand_r(&seed) % race.len;
+
+		if (try_write(race.mem + off, (char)off))
+			faulted++;
+		else
+			touched++;
+	}
+	__atomic_add_fetch(&race.touched, touched, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&race.faulted, faulted, __ATOMIC_RELAXED);
+	return NULL;
+}
+
+TEST_F_TIMEOUT(dev, page_faults_race_with_fault_and_release, 120)
+{
+	struct mheap_stats st;
+	pthread_t t[3];
+	int rounds = 400;
+
+	race.mem = self->mem;
+	race.len = self->len;
+	race.stop = 0;
+	for (int i = 0; i < 3; i++)
+		ASSERT_EQ(0, pthread_create(&t[i], NULL, racer, (void *)(uintptr_t)(i + 1)));
+	for (int i = 0; i < rounds; i++) {
+		ASSERT_EQ(0, kfault(self->fd, self->mem, self->len));
+		/* No fault that raced with FAULT left a page behind. */
+		ASSERT_EQ(0, kstats(self->fd, &st));
+		ASSERT_EQ(0, st.self.resident_bytes) TH_LOG("round %d", i);
+		ASSERT_EQ(self->len, st.self.quarantined_bytes);
+		usleep(100);
+		ASSERT_EQ(0, krelease(self->fd, self->mem, self->len));
+		usleep(200);
+	}
+	race.stop = 1;
+	for (int i = 0; i < 3; i++)
+		pthread_join(t[i], NULL);
+	TH_LOG("%lu writes landed, %lu faulted", race.touched, race.faulted);
+	EXPECT_NE(0, race.touched);
+	EXPECT_NE(0, race.faulted);
+	/* Consistent at the end: what is resident is what reads back. */
+	ASSERT_EQ(0, krelease(self->fd, self->mem, self->len));
+	for (size_t i = 0; i < self->len; i++)
+		ASSERT_EQ(0, self->mem[i]);
+	ASSERT_EQ(0, kstats(self->fd, &st));
+	EXPECT_EQ(self->len, st.self.resident_bytes);
+}
+
+/* ------------------------------------------------------------ fuzz */
+
+static uint64_t rnd_state;
+
+static uint64_t rnd(void)
+{
+	rnd_state ^= rnd_state << 13;
+	rnd_state ^= rnd_state >> 7;
+	rnd_state ^= rnd_state << 17;
+	return rnd_state;
+}
+
+/* Generic VFS ioctls act on the file, not on the module: left out. */
+static bool vfs_ioctl(unsigned long cmd)
+{
+	unsigned int type = _IOC_TYPE(cmd);
+
+	return type == 'T' || type == 'X' || type == 'f' || type == 0x94 || type == 0x12 ||
+	       type == 0x15;
+}
+
+struct fuzz {
+	int fd, fd2;
+	char *mem, *mem2, *anon, *none;
+	size_t len;
+	struct mheap_range ranges[8];
+	union {
+		struct mheap_ranges r;
+		struct mheap_stats st;
+		struct mheap_limit lim;
+		unsigned char bytes[512];
+	} arg;
+};
+
+static uint64_t fuzz_addr(struct fuzz *f)
+{
+	switch (rnd() % 8) {
+	case 0: return (uintptr_t)f->mem + (rnd() % (f->len / page + 2)) * page;
+	case 1: return (uintptr_t)f->mem + rnd() % f->len;
+	case 2: return (uintptr_t)f->mem2;
+	case 3: return (uintptr_t)f->anon;
+	case 4: return (uintptr_t)f->none;
+	case 5: return 0xffff888000000000ull + rnd() % (1ull << 30) * page;
+	case 6: return rnd();
+	default: return (uintptr_t)f->mem;
+	}
+}
+
+static uint64_t fuzz_len(struct fuzz *f)
+{
+	switch (rnd() % 6) {
+	case 0: return (1 + rnd() % 8) * page;
+	case 1: return rnd() % (f->len + page);
+	case 2: return 0;
+	case 3: return UINT64_MAX - rnd() % (4 * page);
+	case 4: return f->len;
+	default: return rnd();
+	}
+}
+
+static uint64_t fuzz_small(void)
+{
+	uint64_t v = rnd();
+
+	return v % 4 == 0 ? v : v % 3 == 0 ? 0 : v % 5;
+}
+
+static void *fuzz_ptr(struct fuzz *f, void *good)
+{
+	switch (rnd() % 12) {
+	case 0: return NULL;
+	case 1: return f->none;
+	case 2: return (void *)(uintptr_t)0xffff888000000000ull;
+	case 3: return (void *)(uintptr_t)rnd();
+	case 4: return f->none - 8;	/* straddles into PROT_NONE */
+	case 5: return f->mem + (rnd() % f->len);	/* maybe quarantined */
+	default: return good;
+	}
+}
+
+static void fuzz_fill(struct fuzz *f)
+{
+	for (int i = 0; i < 8; i++) {
+		f->ranges[i].addr = fuzz_addr(f);
+		f->ranges[i].len = fuzz_len(f);
+		if (rnd() % 3 == 0) {
+			f->ranges[i].addr &= ~(uint64_t)(page - 1);
+			f->ranges[i].len = (f->ranges[i].len % (8 * page)) & ~(uint64_t)(page - 1);
+		}
+	}
+	for (size_t i = 0; i < sizeof(f->arg); i += 8) {
+		uint64_t v = fuzz_small();
+
+		memcpy(f->arg.bytes + i, &v, 8);
+	}
+	if (rnd() % 2) {
+		f->arg.r.ranges = (uintptr_t)fuzz_ptr(f, f->ranges);
+		f->arg.r.nr = rnd() % 3 ? (uint32_t)(rnd() % 9) : (uint32_t)rnd();
+		f->arg.r.flags = rnd() % 4 ? 0 : (uint32_t)rnd();
+		f->arg.r.reserved = rnd() % 4 ? 0 : (uint32_t)rnd();
+	}
+	if (rnd() % 8 == 0) {
+		f->arg.st.size = rnd() % 2 ? sizeof(f->arg.st) : (uint32_t)fuzz_small();
+		f->arg.st.flags = 0;
+		f->arg.st.reserved = 0;
+	}
+}
+
+static unsigned long fuzz_cmd(void)
+{
+	static const unsigned long known[] = {
+		MHEAP_IOC_VERSION, MHEAP_IOC_FAULT, MHEAP_IOC_RELEASE,
+		MHEAP_IOC_STATS, MHEAP_IOC_SET_LIMIT,
+	};
+	unsigned long cmd;
+
+	do {
+		switch (rnd() % 4) {
+		case 0:
+		case 1:
+			cmd = known[rnd() % 5];
+			break;
+		case 2:	/* a known one with another size or direction */
+			cmd = known[rnd() % 5] ^ (1ul << (rnd() % 32));
+			break;
+		default:
+			cmd = rnd() % 2 ? (uint32_t)rnd() :
+				_IOC(rnd() % 4, MHEAP_IOC_MAGIC, rnd() % 256, rnd() % 512);
+			break;
+		}
+	} while (vfs_ioctl(cmd));
+	return cmd;
+}
+
+static void fuzz_uring(struct fuzz *f, struct io_uring *ring, unsigned int n)
+{
+	static const uint32_t ops[] = {
+		MHEAP_URING_CMD_FAULT, MHEAP_URING_CMD_RELEASE, MHEAP_URING_CMD_STATS,
+	};
+	struct io_uring_cqe *cqe;
+
+	for (unsigned int i = 0; i < n; i++) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+		unsigned char area[16];
+		uint32_t op = rnd() % 4 ? ops[rnd() % 3] : (uint32_t)rnd();
+
+		if (!sqe)
+			break;
+		fuzz_fill(f);
+		if (rnd() % 2) {
+			memcpy(area, &f->ranges[0], 16);
+		} else {
+			struct mheap_uring_stats s = {
+				.stats = (uintptr_t)fuzz_ptr(f, &f->arg.st),
+				.size = rnd() % 2 ? sizeof(f->arg.st) : (uint32_t)fuzz_small(),
+				.flags = rnd() % 4 ? 0 : (uint32_t)rnd(),
+			};
+			memcpy(area, &s, 16);
+		}
+		prep_cmd(sqe, rnd() % 8 ? f->fd : f->fd2, op, area, 16, i);
+		if (rnd() % 3 == 0 && i + 1 < n)
+			sqe->flags |= IOSQE_IO_LINK;
+		if (rnd() % 16 == 0)
+			sqe->uring_cmd_flags = (uint32_t)rnd() & 1;
+	}
+	io_uring_submit_and_wait(ring, n);
+	while (io_uring_peek_cqe(ring, &cqe) == 0)
+		io_uring_cqe_seen(ring, cqe);
+}
+
+TEST_F_TIMEOUT(dev, random_commands_and_arguments_break_nothing, 600)
+{
+	const int iterations = UNDER_SANITIZER ? 20000 : 100000;
+	struct mheap_stats st;
+	struct io_uring ring;
+	struct fuzz f;
+	int splats, errors[8] = { 0 };
+	uint64_t global_limit;
+
+	splats = kernel_log_splats();
+	rnd_state = 0x6d68656170ull ^ (uint64_t)time(NULL);
+	TH_LOG("seed %#llx", (unsigned long long)rnd_state);
+	memset(&f, 0, sizeof(f));
+	f.fd = self->fd;
+	f.mem = self->mem;
+	f.len = self->len;
+	f.fd2 = dev_open();
+	f.mem2 = dev_map(f.fd2, 4 * page);
+	f.anon = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(NULL, f.mem2);
+	ASSERT_NE(MAP_FAILED, f.anon);
+	f.none = f.anon + page;
+	ASSERT_EQ(0, mprotect(f.none, page, PROT_NONE));
+	ASSERT_EQ(0, kstats(self->fd, &st));
+	global_limit = st.global.quarantine_limit;
+	struct io_uring_params p = { .flags = IORING_SETUP_SUBMIT_ALL };
+
+	ASSERT_EQ(0, io_uring_queue_init_params(32, &ring, &p));
+
+	for (int i = 0; i < iterations; i++) {
+		unsigned long cmd = fuzz_cmd();
+		void *arg;
+
+		fuzz_fill(&f);
+		arg = fuzz_ptr(&f, &f.arg);
+		/* No global limit that starves the rest of the system. */
+		if (cmd == MHEAP_IOC_SET_LIMIT && arg == &f.arg)
+			f.arg.lim.flags &= ~MHEAP_LIMIT_GLOBAL;
+		if (ioctl(rnd() % 8 ? f.fd : f.fd2, cmd, arg))
+			errors[errno == EINVAL ? 0 : errno == EFAULT ? 1 : errno == ENOTTY ? 2 :
+			       errno == EDQUOT ? 3 : 4]++;
+		if (i % 64 == 0)
+			(void)try_write(f.mem + rnd() % f.len, 1);
+		if (i % 1000 == 0)
+			fuzz_uring(&f, &ring, 16);
+	}
+	io_uring_queue_exit(&ring);
+	TH_LOG("errors: EINVAL %d, EFAULT %d, ENOTTY %d, EDQUOT %d, other %d",
+	       errors[0], errors[1], errors[2], errors[3], errors[4]);
+	EXPECT_NE(0, errors[0]);
+	EXPECT_NE(0, errors[1]);
+	EXPECT_NE(0, errors[2]);
+
+	/* Still working: version, the global limit untouched, a clean cycle. */
+	struct mheap_version v;
+
+	ASSERT_EQ(0, ioctl(self->fd, MHEAP_IOC_VERSION, &v));
+	EXPECT_EQ(MHEAP_VERSION_MAJOR, v.major);
+	/* A limit set from random memory is possible: put them back. */
+	if (geteuid() == 0)
+		ASSERT_EQ(0, klimit(self->fd, global_limit, MHEAP_LIMIT_GLOBAL));
+	ASSERT_EQ(0, klimit(self->fd, MHEAP_LIMIT_NONE, 0));
+	ASSERT_EQ(0, klimit(f.fd2, MHEAP_LIMIT_NONE, 0));
+	ASSERT_EQ(0, krelease(self->fd, self->mem, self->len));
+	memset(self->mem, 3, self->len);
+	ASSERT_EQ(0, kfault(self->fd, self->mem, self->len));
+	EXPECT_EQ(SIGSEGV, try_read(self->mem + self->len / 2, NULL));
+	ASSERT_EQ(0, krelease(self->fd, self->mem, self->len));
+	EXPECT_EQ(0, self->mem[0]);
+	munmap(f.mem2, 4 * page);
+	munmap(f.anon, 2 * page);
+	close(f.fd2);
+
+	if (splats < 0) {
+		TH_LOG("kernel log unreadable (%s): vm-init.sh checks it", strerror(errno));
+	} else {
+		EXPECT_EQ(splats, kernel_log_splats())
+			TH_LOG("new BUG/WARNING/Oops lines in the kernel log");
+	}
+}
+
+/* ------------------------------------------------------------ the library */
+
+FIXTURE(lib) {
+	struct gauges before;
+	struct arena_config cfg;
+};
+
+FIXTURE_SETUP(lib)
+{
+	if (!device_present())
+		SKIP_SETUP(NO_DEVICE);
+	gauges_read(&self->before);
+}
+
+FIXTURE_TEARDOWN(lib)
+{
+}
+
+/* Commands the module served so far, all contexts. */
+static long long commands(void)
+{
+	return sysfs_counter("commands");
+}
+
+static void three_chunk_arena_cycle(struct __test_metadata *_metadata, const char *io,
+				    long long expect_commands)
+{
+	struct arena_config cfg;
+	long long before;
+	mh_arena *a;
+	char *p[3];
+
+	setenv("MHEAP_KMOD_IO", io, 1);
+	ASSERT_NE(NULL, fault_backend_select("kmod"));
+	arena_config_get(&cfg);
+	cfg.reuse = false;
+	arena_configure(&cfg);
+	a = mh_arena_new();
+	for (int i = 0; i < 3; i++) {
+		p[i] = mh_arena_alloc(a, cfg.chunk_bytes / 2, 0);
+		ASSERT_NE(NULL, p[i]);
+		memset(p[i], i + 1, 4096);
+		EXPECT_TRUE(device_mapped_at(p[i]));
+	}
+	/* A first cycle sets the ring up; count the second one. */
+	before = commands();
+	mh_arena_free(a);
+	a = mh_arena_new();
+	for (int i = 0; i < 3; i++)
+		p[i] = mh_arena_alloc(a, cfg.chunk_bytes / 2, 0);
+	mh_quarantine_release();
+	before = commands();
+	mh_arena_free(a);
+	EXPECT_EQ(expect_commands, commands() - before) TH_LOG("%s", io);
+	mh_quarantine_release();
+}
+
+TEST_F(lib, arena_chunks_are_faulted_in_one_io_uring_batch)
+{
+	/* One linked SQE per chunk: three commands. */
+	three_chunk_arena_cycle(_metadata, "uring", 3);
+}
+
+TEST_F(lib, or_in_one_ioctl_with_a_vector)
+{
+	three_chunk_arena_cycle(_metadata, "ioctl", 1);
+}
+
+static struct {
+	char *live, *stale;
+	mh_arena *live_arena;
+} forked;
+
+static void child_uses_arenas_after_fork(void *arg)
+{
+	(void)arg;
+	probes_install();
+	/* Quarantine is still quarantine; live chunks did not come along. */
+	if (try_read(forked.stale, NULL) != SIGSEGV)
+		_exit(10);
+	if (try_read(forked.live, NULL) != SIGSEGV)
+		_exit(11);
+	if (!device_mapped_at(forked.stale) || !device_mapped_at(forked.live))
+		_exit(12);
+	/* New arenas work, and their memory is the child's own. */
+	for (int i = 0; i < 3; i++) {
+		mh_arena *a = mh_arena_new();
+		char *p = mh_arena_alloc(a, 1 << 20, 0);
+
+		if (!p || try_write(p, 1) || try_write(p + (1 << 20) - 1, 2))
+			_exit(13);
+		mh_arena_free(a);
+	}
+	mh_arena_free(forked.live_arena);
+	mh_quarantine_release();
+	_exit(0);
+}
+
+TEST_F(lib, a_forked_child_keeps_its_heap_mapped)
+{
+	struct child_result r;
+	mh_arena *a;
+
+	ASSERT_NE(NULL, fault_backend_select("kmod"));
+	arena_config_get(&self->cfg);
+	self->cfg.reuse = false;
+	arena_configure(&self->cfg);
+	a = mh_arena_new();
+	forked.stale = mh_arena_alloc(a, 64, 0);
+	strcpy(forked.stale, "stale");
+	mh_arena_free(a);
+	forked.live_arena = mh_arena_new();
+	forked.live = mh_arena_alloc(forked.live_arena, 64, 0);
+	strcpy(forked.live, "live");
+
+	run_child(child_uses_arenas_after_fork, NULL, &r);
+	EXPECT_TRUE(WIFEXITED(r.status)) TH_LOG("status %#x: %s", r.status, r.err);
+	EXPECT_EQ(0, WEXITSTATUS(r.status)) TH_LOG("%s", r.err);
+	/* The parent's arena is untouched by all that. */
+	EXPECT_STREQ("live", forked.live);
+	mh_arena_free(forked.live_arena);
+	mh_quarantine_release();
+}
+
+TEST_F(lib, edquot_releases_the_oldest_chunks)
+{
+	struct mh_stats st;
+	struct mheap_stats ks;
+	uint64_t saved;
+	int fd;
+
+	if (geteuid() != 0)
+		SKIP(return, "setting the global limit needs root");
+	ASSERT_NE(NULL, fault_backend_select("kmod"));
+	arena_config_get(&self->cfg);
+	self->cfg.reuse = false;
+	arena_configure(&self->cfg);
+	fd = dev_open();
+	ASSERT_EQ(0, kstats(fd, &ks));
+	saved = ks.global.quarantine_limit;
+	/* Room for three chunks more than is quarantined now. */
+	ASSERT_EQ(0, klimit(fd, ks.global.quarantined_bytes + 3 * self->cfg.chunk_bytes,
+			    MHEAP_LIMIT_GLOBAL));
+	for (int i = 0; i < 10; i++) {
+		mh_arena *a = mh_arena_new();
+
+		*(char *)mh_arena_alloc(a, 64, 0) = 1;
+		mh_arena_free(a);
+	}
+	/* Every chunk is either still quarantined or was released because
+	 * the module said EDQUOT; the budget had nothing to do with it. */
+	mh_stats_read(&st);
+	EXPECT_LE(1, st.arena_chunks_quarantined);
+	EXPECT_GE(3, st.arena_chunks_quarantined);
+	EXPECT_EQ(10, st.arena_chunks_quarantined + st.arena_releases_enomem);
+	EXPECT_EQ(0, st.arena_releases_budget);
+	ASSERT_EQ(0, klimit(fd, saved, MHEAP_LIMIT_GLOBAL));
+	close(fd);
+	mh_quarantine_release();
+}
+
+/* ------------------------------------------------------------ unload */
+
+static int delete_module(const char *name, unsigned int flags)
+{
+	return (int)syscall(SYS_delete_module, name, flags);
+}
+
+static int finit_module(int fd, const char *params, unsigned int flags)
+{
+	return (int)syscall(SYS_finit_module, fd, params, flags);
+}
+
+static bool wait_for(const char *path, bool present)
+{
+	for (int i = 0; i < 500; i++) {
+		if ((access(path, F_OK) == 0) == present)
+			return true;
+		usleep(10000);
+	}
+	return false;
+}
+
+/* A fixture of its own so that it runs last, after every other test. */
+FIXTURE(unload) {
+};
+
+FIXTURE_SETUP(unload)
+{
+}
+
+FIXTURE_TEARDOWN(unload)
+{
+}
+
+TEST_F(unload, waits_for_the_last_mapping_and_reload_starts_from_zero)
+{
+	const char *ko = getenv("MHEAP_KO");
+	struct gauges g;
+	int kofd, fd;
+	char *m;
+
+	if (!device_present())
+		SKIP(return, NO_DEVICE);
+	if (!ko || !*ko)
+		SKIP(return, "MHEAP_KO not set: reloading needs the module file (VM only)");
+	kofd = open(ko, O_RDONLY | O_CLOEXEC);
+	ASSERT_LE(0, kofd);
+
+	/* Nothing of earlier tests is left anywhere. */
+	gauges_read(&g);
+	EXPECT_GAUGES_EQ(g, ((struct gauges){ 0 }));
+
+	fd = dev_open();
+	m = dev_map(fd, 8 * page);
+	ASSERT_NE(NULL, m);
+	memset(m, 1, 8 * page);
+	ASSERT_EQ(0, kfault(fd, m, 2 * page));
+	close(fd);
+	/* The mapping alone keeps the module in. */
+	errno = 0;
+	EXPECT_EQ(-1, delete_module("mheap", O_NONBLOCK));
+	if (errno == EPERM)
+		SKIP(munmap(m, 8 * page); close(kofd); return,
+		     "unloading modules needs CAP_SYS_MODULE");
+	EXPECT_EQ(EWOULDBLOCK, errno);
+	EXPECT_EQ(1, m[5 * page]);
+	ASSERT_EQ(0, munmap(m, 8 * page));
+
+	gauges_read(&g);
+	EXPECT_GAUGES_EQ(g, ((struct gauges){ 0 }));
+	ASSERT_EQ(0, delete_module("mheap", O_NONBLOCK)) TH_LOG("%s", strerror(errno));
+	EXPECT_TRUE(wait_for(DEV_PATH, false));
+	ASSERT_EQ(0, finit_module(kofd, "", 0)) TH_LOG("%s", strerror(errno));
+	ASSERT_TRUE(wait_for(DEV_PATH, true));
+	gauges_read(&g);
+	EXPECT_GAUGES_EQ(g, ((struct gauges){ 0 }));
+	EXPECT_EQ(0, sysfs_counter("commands"));
+	EXPECT_EQ(0, sysfs_counter("faults_caught"));
+	close(kofd);
+}
+
+TEST_HARNESS_MAIN
