@@ -50,6 +50,7 @@
  * the page tables, so no page-table entry outlives it.
  */
 #include <linux/bitmap.h>
+#include <linux/kernel.h>
 #include <linux/mm.h>
 #include <linux/overflow.h>
 #include <linux/refcount.h>
@@ -98,6 +99,8 @@ static void mheap_map_free(struct mheap_map *map)
 	xa_for_each(&map->pages, idx, page) {
 		put_page(page);
 		resident++;
+		if (resident % XA_CHECK_SCHED == 0)
+			cond_resched();
 	}
 	xa_destroy(&map->pages);
 	mheap_count(ctx, MHEAP_C_RESIDENT, -(s64)(resident << PAGE_SHIFT));
@@ -300,26 +303,40 @@ static unsigned long bits_set(const struct mheap_map *map,
 /*
  * Unmap and drop the resident pages of [first, last), which start at addr
  * in vma. The map lock is held for writing, so no fault maps them again.
+ * The references go in batches, as the page allocator likes them.
  */
 static void drop_pages(struct mheap_map *map, struct vm_area_struct *vma,
 		       unsigned long addr, unsigned long first,
 		       unsigned long last)
 {
+	XA_STATE(xas, &map->pages, first);
 	unsigned long idx = first, dropped = 0;
-	struct page *page;
+	struct page *batch[32], *page;
+	int nr = 0;
 
 	if (!xa_find(&map->pages, &idx, last - 1, XA_PRESENT))
 		return;
 	/* Page tables first: after this no CPU reaches the pages here. */
 	zap_page_range(vma, addr, (last - first) << PAGE_SHIFT);
 
-	xa_for_each_range(&map->pages, idx, page, first, last - 1) {
-		xa_erase(&map->pages, idx);
-		/* Freed now unless a get_user_pages() pin still holds it. */
-		put_page(page);
-		if (++dropped % XA_CHECK_SCHED == 0)
-			cond_resched();
+	xas_lock(&xas);
+	xas_for_each(&xas, page, last - 1) {
+		xas_store(&xas, NULL);
+		batch[nr++] = page;
+		if (nr < ARRAY_SIZE(batch))
+			continue;
+		xas_pause(&xas);
+		xas_unlock(&xas);
+		/* Freed now unless a get_user_pages() pin still holds them. */
+		release_pages(batch, nr);
+		dropped += nr;
+		nr = 0;
+		cond_resched();
+		xas_lock(&xas);
 	}
+	xas_unlock(&xas);
+	release_pages(batch, nr);
+	dropped += nr;
 	mheap_count(map->ctx, MHEAP_C_RESIDENT, -(s64)(dropped << PAGE_SHIFT));
 }
 
