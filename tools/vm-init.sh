@@ -9,9 +9,12 @@
 #   1. suite "nomod": every /tests/*_test without the module loaded;
 #   2. insmod mheap.ko (a TAP result: kmod/insmod);
 #   3. suite "kmod": every test again with the module loaded;
-#   4. rmmod mheap (a TAP result: kmod/rmmod);
-#   5. dmesg scan for BUG/WARNING/Oops/general protection (result: dmesg);
-#   6. the end marker with the overall status, then power off.
+#   4. with MHEAP_VM_BENCH=after or only (vmtest.sh --bench/--bench-only),
+#      every /bench/* binary, module still loaded (result: bench/<name>,
+#      its output as diagnostics); "only" skips steps 1 and 3;
+#   5. rmmod mheap (a TAP result: kmod/rmmod);
+#   6. dmesg scan for BUG/WARNING/Oops/general protection (result: dmesg);
+#   7. the end marker with the overall status, then power off.
 #
 # Everything goes to the serial console, which the host demultiplexes. Every
 # line this script means for the host starts with "@@mheap " followed by a
@@ -30,7 +33,8 @@
 # here (a panic, a hang) can never read as a pass.
 #
 # Settings come from the kernel command line (unknown name=value parameters
-# end up in init's environment): MHEAP_TEST_TIMEOUT, seconds per binary.
+# end up in init's environment): MHEAP_TEST_TIMEOUT, seconds per binary;
+# MHEAP_VM_BENCH, see step 4.
 #
 # For shellcheck, file-wide: functions run through check() are not dead code.
 # shellcheck disable=SC2317
@@ -41,6 +45,7 @@ export PATH
 TESTS=/tests
 KO=/mheap/mheap.ko
 TEST_TIMEOUT=${MHEAP_TEST_TIMEOUT:-300}
+BENCH=${MHEAP_VM_BENCH:-}
 status=0
 
 mount -t proc proc /proc
@@ -178,15 +183,25 @@ unset MHEAP_KO
 # test, just the loop driver, if the host had one to copy.
 [ -f /mheap/loop.ko ] && insmod /mheap/loop.ko max_loop=4 2>/dev/null
 
-run_suite nomod
+# run_bench: every benchmark once, its lines as diagnostics of one result.
+run_bench() {
+	for b in /bench/*; do
+		[ -x "$b" ] || continue
+		check "bench/${b##*/}" "${b##*/} ran to the end" \
+			timeout -s KILL "$TEST_TIMEOUT" "$b"
+	done
+}
+
+[ "$BENCH" = only ] || run_suite nomod
 
 loaded=0
 check kmod/insmod "insmod mheap.ko creates /dev/mheap" load_module
 grep -q '^ok' /tmp/check.out && loaded=1
 
 export MHEAP_KO="$KO"
-run_suite kmod
+[ "$BENCH" = only ] || run_suite kmod
 unset MHEAP_KO
+[ -n "$BENCH" ] && run_bench
 
 if [ "$loaded" -eq 1 ]; then
 	check kmod/rmmod "rmmod mheap removes /dev/mheap" unload_module

@@ -3,6 +3,11 @@
 #
 # Run the selftests inside a VM, with and without the mheap module.
 #   vmtest.sh --kver KVER --ko MODULE.ko --tests DIR --work DIR --logs DIR
+#             [--bench FILE | --bench-only FILE]
+# --bench also runs the static benchmark FILE with the module loaded, after
+# the tests; --bench-only runs just that (no --tests needed). Its output
+# lines come back as TAP diagnostics of LOGS/vm-bench-<name>.tap and are
+# printed as they arrive.
 #
 # The host cannot load modules, so this boots /boot/vmlinuz-KVER (the kernel
 # the module was built for) under qemu with pure software emulation (TCG, no
@@ -35,23 +40,27 @@ VM_TIMEOUT=${MHEAP_VM_TIMEOUT:-900}
 TEST_TIMEOUT=${MHEAP_VM_TEST_TIMEOUT:-300}
 
 usage() {
-	echo "usage: $0 --kver KVER --ko MODULE.ko --tests DIR --work DIR --logs DIR" >&2
+	echo "usage: $0 --kver KVER --ko MODULE.ko --tests DIR --work DIR --logs DIR" \
+		"[--bench FILE | --bench-only FILE]" >&2
 	exit 2
 }
 
-kver='' ko='' tests='' work='' logs=''
+kver='' ko='' tests='' work='' logs='' bench='' bench_mode=''
 while [ $# -gt 0 ]; do
 	[ $# -ge 2 ] || usage
 	case $1 in
 	--kver) kver=$2 ;;
 	--ko) ko=$2 ;;
 	--tests) tests=$2 ;;
+	--bench) bench=$2 bench_mode=after ;;
+	--bench-only) bench=$2 bench_mode=only ;;
 	--work) work=$2 ;;
 	--logs) logs=$2 ;;
 	*) usage ;;
 	esac
 	shift 2
 done
+[ "$bench_mode" = only ] && [ -z "$tests" ] && tests=-
 for arg in "$kver" "$ko" "$tests" "$work" "$logs"; do
 	[ -n "$arg" ] || usage
 done
@@ -76,7 +85,9 @@ fail_boot() {
 kernel=/boot/vmlinuz-$kver
 [ -r "$kernel" ] || fail_boot "cannot read $kernel"
 [ -r "$ko" ] || fail_boot "no module at $ko (make module)"
-[ -d "$tests" ] || fail_boot "no test directory $tests (make selftests-static)"
+[ "$bench_mode" = only ] || [ -d "$tests" ] ||
+	fail_boot "no test directory $tests (make selftests-static)"
+[ -z "$bench" ] || [ -x "$bench" ] || fail_boot "no benchmark at $bench"
 command -v qemu-system-x86_64 >/dev/null || fail_boot "qemu-system-x86_64 not installed"
 [ -x /bin/busybox ] || fail_boot "/bin/busybox (busybox-static) not installed"
 
@@ -101,6 +112,12 @@ build_initramfs() {
 	*.ko.xz) xz -dc "$loop_ko" >"$root/mheap/loop.ko" ;;
 	*.ko.zst) zstd -dcq "$loop_ko" >"$root/mheap/loop.ko" ;;
 	esac
+	if [ -n "$bench" ]; then
+		mkdir -p "$root/bench" || return 1
+		objcopy --strip-debug "$bench" "$root/bench/${bench##*/}" 2>/dev/null ||
+			cp "$bench" "$root/bench/${bench##*/}" || return 1
+	fi
+	[ "$bench_mode" = only ] && tests=/nonexistent
 	for t in "$tests"/*_test; do
 		if ! [ -f "$t" ] || ! [ -x "$t" ]; then
 			continue
@@ -218,6 +235,7 @@ handle_line() {
 # to the kernel and become /init's environment.
 append="console=ttyS0 panic=-1 quiet loglevel=4 init=/init"
 append+=" MHEAP_TEST_TIMEOUT=$TEST_TIMEOUT"
+[ -n "$bench_mode" ] && append+=" MHEAP_VM_BENCH=$bench_mode"
 qemu=(qemu-system-x86_64 -nographic -no-reboot -m 1G -smp 2 -cpu max
 	-accel tcg -nic none
 	-kernel "$kernel" -initrd "$work/initramfs.cpio.gz" -append "$append")

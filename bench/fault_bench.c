@@ -1,0 +1,430 @@
+// SPDX-License-Identifier: MIT
+/*
+ * fault_bench: what it costs to fault and release one arena chunk with each
+ * fault backend, and how many quarantined ranges each backend holds before
+ * it fails.
+ *
+ *   kmod-ioctl  /dev/mheap, MHEAP_IOC_FAULT / MHEAP_IOC_RELEASE
+ *   kmod-uring  /dev/mheap, the same as IORING_OP_URING_CMD (liburing)
+ *   mprotect    anonymous memory, mprotect(PROT_NONE) + MADV_DONTNEED, then
+ *               mprotect(PROT_READ | PROT_WRITE): the library's fallback
+ *
+ * It talks to the kernel directly rather than through libmheap, so that the
+ * numbers are those of the mechanisms alone. Every line it prints is
+ * "fault_bench key=value ...":
+ *
+ *   test=cycle     one chunk, faulted then released, N times: medians and
+ *                  minima in microseconds of the FAULT, of the RELEASE, and
+ *                  of touching every page again afterwards (what the next
+ *                  arena pays); fill=touched has every page of the chunk
+ *                  resident before the FAULT (a chunk that was used up),
+ *                  fill=sparse one page only
+ *   test=batch     16 chunks faulted and released in one call (an ioctl
+ *                  vector, 16 linked SQEs in one submission, 16 mprotect
+ *                  pairs): cost per chunk
+ *   test=capacity  one-page ranges quarantined until the backend refuses:
+ *                  kmod stops at its quarantine limit (set here to
+ *                  -l bytes for this context, EDQUOT) with the mapping
+ *                  still one VMA; mprotect stops near vm.max_map_count
+ *                  (ENOMEM)
+ *
+ * Usage: fault_bench [-c chunk_bytes] [-n cycles] [-l kmod_limit_bytes]
+ * Without /dev/mheap the kmod lines say skipped=no-device.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <linux/mheap.h>
+
+#define BATCH 16
+
+static size_t page, chunk = 8u << 20;
+static int cycles = 30;
+static uint64_t kmod_limit = 1ull << 30;
+
+enum backend { KMOD_IOCTL, KMOD_URING, MPROTECT };
+static const char *const names[] = { "kmod-ioctl", "kmod-uring", "mprotect" };
+
+static int dev = -1;
+static struct io_uring ring;
+
+static double now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+static void die(const char *what)
+{
+	fprintf(stderr, "fault_bench: %s: %s\n", what, strerror(errno));
+	exit(1);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(*v), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static double minimum(const double *v, int n)
+{
+	double m = v[0];
+
+	for (int i = 1; i < n; i++)
+		if (v[i] < m)
+			m = v[i];
+	return m;
+}
+
+/* ------------------------------------------------------------ backends */
+
+static char *map_chunks(enum backend b, size_t len)
+{
+	void *p;
+
+	if (b == MPROTECT)
+		p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	else
+		p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, dev, 0);
+	if (p == MAP_FAILED)
+		die("mmap");
+	return p;
+}
+
+static int kmod_ioctl(unsigned long cmd, char *const *base, int n, size_t len)
+{
+	struct mheap_range r[BATCH];
+	struct mheap_ranges a = { .ranges = (uintptr_t)r, .nr = (uint32_t)n };
+
+	for (int i = 0; i < n; i++) {
+		r[i].addr = (uintptr_t)base[i];
+		r[i].len = len;
+	}
+	return ioctl(dev, cmd, &a) ? -errno : 0;
+}
+
+static int kmod_uring(uint32_t op, char *const *base, int n, size_t len)
+{
+	struct io_uring_cqe *cqe;
+	int err = 0;
+
+	for (int i = 0; i < n; i++) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+		struct mheap_range r = { (uintptr_t)base[i], len };
+
+		io_uring_prep_rw(IORING_OP_URING_CMD, sqe, dev, NULL, 0, 0);
+		sqe->cmd_op = op;
+		memcpy((char *)sqe + offsetof(struct io_uring_sqe, cmd), &r, sizeof(r));
+		if (i + 1 < n)
+			sqe->flags |= IOSQE_IO_LINK;
+	}
+	if (io_uring_submit_and_wait(&ring, (unsigned int)n) < 0)
+		die("io_uring_submit_and_wait");
+	for (int i = 0; i < n; i++) {
+		if (io_uring_wait_cqe(&ring, &cqe))
+			die("io_uring_wait_cqe");
+		if (cqe->res < 0 && !err)
+			err = cqe->res;
+		io_uring_cqe_seen(&ring, cqe);
+	}
+	return err;
+}
+
+static void do_fault(enum backend b, char *const *base, int n, size_t len)
+{
+	int err = 0;
+
+	switch (b) {
+	case KMOD_IOCTL:
+		err = kmod_ioctl(MHEAP_IOC_FAULT, base, n, len);
+		break;
+	case KMOD_URING:
+		err = kmod_uring(MHEAP_URING_CMD_FAULT, base, n, len);
+		break;
+	case MPROTECT:
+		for (int i = 0; i < n && !err; i++) {
+			if (mprotect(base[i], len, PROT_NONE))
+				err = -errno;
+			madvise(base[i], len, MADV_DONTNEED);
+		}
+		break;
+	}
+	if (err) {
+		errno = -err;
+		die("fault");
+	}
+}
+
+static void do_release(enum backend b, char *const *base, int n, size_t len)
+{
+	int err = 0;
+
+	switch (b) {
+	case KMOD_IOCTL:
+		err = kmod_ioctl(MHEAP_IOC_RELEASE, base, n, len);
+		break;
+	case KMOD_URING:
+		err = kmod_uring(MHEAP_URING_CMD_RELEASE, base, n, len);
+		break;
+	case MPROTECT:
+		for (int i = 0; i < n && !err; i++)
+			if (mprotect(base[i], len, PROT_READ | PROT_WRITE))
+				err = -errno;
+		break;
+	}
+	if (err) {
+		errno = -err;
+		die("release");
+	}
+}
+
+static void touch(char *p, size_t len, size_t step)
+{
+	for (size_t off = 0; off < len; off += step)
+		((volatile char *)p)[off] = 1;
+}
+
+/* ------------------------------------------------------------ tests */
+
+static void cycle(enum backend b, bool full)
+{
+	double *f = calloc((size_t)cycles, sizeof(double));
+	double *r = calloc((size_t)cycles, sizeof(double));
+	double *t = calloc((size_t)cycles, sizeof(double));
+	char *p = map_chunks(b, chunk);
+
+	if (!f || !r || !t)
+		die("calloc");
+	touch(p, full ? chunk : page, page);
+	for (int i = 0; i < cycles; i++) {
+		double t0, t1, t2, t3;
+
+		t0 = now_us();
+		do_fault(b, &p, 1, chunk);
+		t1 = now_us();
+		do_release(b, &p, 1, chunk);
+		t2 = now_us();
+		/* What the next user of the chunk pays to bring it back. */
+		touch(p, full ? chunk : page, page);
+		t3 = now_us();
+		f[i] = t1 - t0;
+		r[i] = t2 - t1;
+		t[i] = t3 - t2;
+	}
+	printf("fault_bench test=cycle backend=%s chunk_kib=%zu fill=%s n=%d"
+	       " fault_us_med=%.1f fault_us_min=%.1f release_us_med=%.1f release_us_min=%.1f"
+	       " touch_us_med=%.1f\n",
+	       names[b], chunk >> 10, full ? "touched" : "sparse", cycles,
+	       median(f, cycles), minimum(f, cycles), median(r, cycles), minimum(r, cycles),
+	       median(t, cycles));
+	munmap(p, chunk);
+	free(f);
+	free(r);
+	free(t);
+}
+
+static void batch(enum backend b)
+{
+	double *f = calloc((size_t)cycles, sizeof(double));
+	double *r = calloc((size_t)cycles, sizeof(double));
+	char *base[BATCH];
+
+	if (!f || !r)
+		die("calloc");
+	/* Separate mappings, as the library's chunks are. */
+	for (int i = 0; i < BATCH; i++)
+		base[i] = map_chunks(b, chunk);
+	for (int i = 0; i < cycles; i++) {
+		double t0, t1, t2;
+
+		for (int c = 0; c < BATCH; c++)
+			touch(base[c], page, page);
+		t0 = now_us();
+		do_fault(b, base, BATCH, chunk);
+		t1 = now_us();
+		do_release(b, base, BATCH, chunk);
+		t2 = now_us();
+		f[i] = (t1 - t0) / BATCH;
+		r[i] = (t2 - t1) / BATCH;
+	}
+	printf("fault_bench test=batch backend=%s chunks=%d chunk_kib=%zu fill=sparse n=%d"
+	       " fault_us_per_chunk_med=%.1f release_us_per_chunk_med=%.1f\n",
+	       names[b], BATCH, chunk >> 10, cycles, median(f, cycles), median(r, cycles));
+	for (int i = 0; i < BATCH; i++)
+		munmap(base[i], chunk);
+	free(f);
+	free(r);
+}
+
+static long max_map_count(void)
+{
+	FILE *f = fopen("/proc/sys/vm/max_map_count", "re");
+	long n = -1;
+
+	if (f) {
+		if (fscanf(f, "%ld", &n) != 1)
+			n = -1;
+		fclose(f);
+	}
+	return n;
+}
+
+static int vmas_in(uintptr_t lo, uintptr_t hi)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	unsigned long s, e;
+	char line[512];
+	int n = 0;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%lx-%lx", &s, &e) == 2 && s < hi && e > lo)
+			n++;
+	fclose(f);
+	return n;
+}
+
+static void capacity_kmod(void)
+{
+	size_t ranges_max = kmod_limit / page + 1;
+	size_t len = (2 * ranges_max + 1) * page;
+	struct mheap_limit lim = { .bytes = kmod_limit };
+	struct mheap_range r[1024];
+	size_t held = 0;
+	int err = 0;
+	double t0, t1;
+	char *p = map_chunks(KMOD_IOCTL, len);
+
+	if (ioctl(dev, MHEAP_IOC_SET_LIMIT, &lim))
+		die("MHEAP_IOC_SET_LIMIT");
+	t0 = now_us();
+	while (!err && held < ranges_max) {
+		struct mheap_ranges a = { .ranges = (uintptr_t)r, .nr = 1024 };
+
+		for (int i = 0; i < 1024; i++) {
+			r[i].addr = (uintptr_t)(p + (2 * (held + (size_t)i) + 1) * page);
+			r[i].len = page;
+		}
+		if (ioctl(dev, MHEAP_IOC_FAULT, &a))
+			err = errno;
+		held += a.done;
+	}
+	t1 = now_us();
+	printf("fault_bench test=capacity backend=kmod ranges=%zu stop=%s limit_bytes=%llu"
+	       " vmas=%d us_per_range=%.2f max_map_count=%ld\n",
+	       held, err == EDQUOT ? "EDQUOT" : err ? strerror(err) : "none",
+	       (unsigned long long)kmod_limit, vmas_in((uintptr_t)p, (uintptr_t)p + len),
+	       (t1 - t0) / (held ? held : 1), max_map_count());
+	struct mheap_range all = { (uintptr_t)p, len };
+	struct mheap_ranges a = { .ranges = (uintptr_t)&all, .nr = 1 };
+
+	ioctl(dev, MHEAP_IOC_RELEASE, &a);
+	lim.bytes = MHEAP_LIMIT_NONE;
+	ioctl(dev, MHEAP_IOC_SET_LIMIT, &lim);
+	munmap(p, len);
+}
+
+static void capacity_mprotect(void)
+{
+	long maxc = max_map_count();
+	size_t ranges_max = (size_t)(maxc > 0 ? maxc : 65530) + 1000;
+	size_t len = (2 * ranges_max + 1) * page, held = 0;
+	char *p = map_chunks(MPROTECT, len);
+	int err = 0, vmas_before = vmas_in(0, UINTPTR_MAX);
+	double t0, t1;
+
+	t0 = now_us();
+	while (held < ranges_max) {
+		if (mprotect(p + (2 * held + 1) * page, page, PROT_NONE)) {
+			err = errno;
+			break;
+		}
+		held++;
+	}
+	t1 = now_us();
+	printf("fault_bench test=capacity backend=mprotect ranges=%zu stop=%s"
+	       " vmas=%d other_vmas=%d us_per_range=%.2f max_map_count=%ld\n",
+	       held, err == ENOMEM ? "ENOMEM" : err ? strerror(err) : "none",
+	       vmas_in((uintptr_t)p, (uintptr_t)p + len), vmas_before - 1,
+	       (t1 - t0) / (held ? held : 1), maxc);
+	munmap(p, len);
+}
+
+int main(int argc, char **argv)
+{
+	struct mheap_version v;
+	int opt;
+
+	page = (size_t)sysconf(_SC_PAGESIZE);
+	while ((opt = getopt(argc, argv, "c:n:l:")) != -1) {
+		switch (opt) {
+		case 'c':
+			chunk = (strtoull(optarg, NULL, 0) + page - 1) & ~(page - 1);
+			break;
+		case 'n':
+			cycles = atoi(optarg);
+			break;
+		case 'l':
+			kmod_limit = strtoull(optarg, NULL, 0);
+			break;
+		default:
+			fprintf(stderr, "usage: %s [-c chunk_bytes] [-n cycles] [-l kmod_limit]\n",
+				argv[0]);
+			return 2;
+		}
+	}
+	if (cycles < 1 || chunk < page)
+		return 2;
+	setvbuf(stdout, NULL, _IOLBF, 0);
+
+	dev = open("/dev/" MHEAP_DEVICE_NAME, O_RDWR | O_CLOEXEC);
+	if (dev >= 0 && (ioctl(dev, MHEAP_IOC_VERSION, &v) || v.major != MHEAP_VERSION_MAJOR ||
+			 v.minor < 1)) {
+		close(dev);
+		dev = -1;
+	}
+	if (dev >= 0 && io_uring_queue_init(2 * BATCH, &ring, 0))
+		die("io_uring_queue_init");
+
+	for (int full = 1; full >= 0; full--)
+		for (int b = KMOD_IOCTL; b <= MPROTECT; b++)
+			if (b == MPROTECT || dev >= 0)
+				cycle((enum backend)b, full);
+			else
+				printf("fault_bench test=cycle backend=%s skipped=no-device\n",
+				       names[b]);
+	for (int b = KMOD_IOCTL; b <= MPROTECT; b++)
+		if (b == MPROTECT || dev >= 0)
+			batch((enum backend)b);
+		else
+			printf("fault_bench test=batch backend=%s skipped=no-device\n", names[b]);
+	if (dev >= 0)
+		capacity_kmod();
+	else
+		printf("fault_bench test=capacity backend=kmod skipped=no-device\n");
+	capacity_mprotect();
+	return 0;
+}
