@@ -310,33 +310,37 @@ static void drop_pages(struct mheap_map *map, struct vm_area_struct *vma,
 		       unsigned long last)
 {
 	XA_STATE(xas, &map->pages, first);
-	unsigned long idx = first, dropped = 0;
+	unsigned long idx = first, next = first, dropped = 0;
 	struct page *batch[32], *page;
-	int nr = 0;
+	int nr;
 
 	if (!xa_find(&map->pages, &idx, last - 1, XA_PRESENT))
 		return;
 	/* Page tables first: after this no CPU reaches the pages here. */
 	zap_page_range(vma, addr, (last - first) << PAGE_SHIFT);
 
-	xas_lock(&xas);
-	xas_for_each(&xas, page, last - 1) {
-		xas_store(&xas, NULL);
-		batch[nr++] = page;
-		if (nr < ARRAY_SIZE(batch))
-			continue;
-		xas_pause(&xas);
+	/*
+	 * A batch at a time under the xarray lock; each batch starts its walk
+	 * afresh (xas_pause() cannot be used here: it would skip entries
+	 * when the last store emptied and freed a node).
+	 */
+	do {
+		nr = 0;
+		xas_set(&xas, next);
+		xas_lock(&xas);
+		xas_for_each(&xas, page, last - 1) {
+			next = xas.xa_index + 1;
+			xas_store(&xas, NULL);
+			batch[nr++] = page;
+			if (nr == ARRAY_SIZE(batch))
+				break;
+		}
 		xas_unlock(&xas);
 		/* Freed now unless a get_user_pages() pin still holds them. */
 		release_pages(batch, nr);
 		dropped += nr;
-		nr = 0;
 		cond_resched();
-		xas_lock(&xas);
-	}
-	xas_unlock(&xas);
-	release_pages(batch, nr);
-	dropped += nr;
+	} while (nr == ARRAY_SIZE(batch));
 	mheap_count(map->ctx, MHEAP_C_RESIDENT, -(s64)(dropped << PAGE_SHIFT));
 }
 
