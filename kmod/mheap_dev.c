@@ -69,6 +69,8 @@ static const struct file_operations mheap_fops = {
 	.open		= mheap_open,
 	.release	= mheap_release,
 	.mmap		= mheap_mmap,
+	/* msync(MS_SYNC) of a mapping: there is nothing to write back. */
+	.fsync		= noop_fsync,
 	.read		= mheap_event_read,
 	.poll		= mheap_event_poll,
 	.unlocked_ioctl	= mheap_ioctl,

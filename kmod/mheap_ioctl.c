@@ -18,6 +18,7 @@
 #include <linux/errno.h>
 #include <linux/fs.h>
 #include <linux/sched.h>
+#include <linux/sched/signal.h>
 #include <linux/uaccess.h>
 #include <linux/mheap.h>
 
@@ -56,6 +57,11 @@ static long mheap_ioc_ranges(struct file *file,
 		return -EINVAL;
 	ur = u64_to_user_ptr(arg.ranges);
 	for (i = 0; i < arg.nr; i++) {
+		/* A long vector of good ranges must not outlast SIGKILL. */
+		if (fatal_signal_pending(current)) {
+			ret = -EINTR;
+			break;
+		}
 		if (copy_from_user(&r, &ur[i], sizeof(r))) {
 			ret = -EFAULT;
 			break;

@@ -1289,6 +1289,57 @@ TEST_F(dev, the_mapping_cannot_be_split_moved_or_grown)
 	EXPECT_EQ(EACCES, errno);
 }
 
+TEST_F(dev, madvise_msync_and_mlock_of_every_kind_leave_it_working)
+{
+	/* Everything but MADV_HWPOISON and MADV_SOFT_OFFLINE, which act on
+	 * the pages themselves (and need CAP_SYS_ADMIN). */
+	static const int advice[] = {
+		MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_WILLNEED, MADV_DONTNEED,
+		MADV_FREE, MADV_REMOVE, MADV_DONTFORK, MADV_DOFORK, MADV_MERGEABLE,
+		MADV_UNMERGEABLE, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_DONTDUMP, MADV_DODUMP,
+		MADV_WIPEONFORK, MADV_KEEPONFORK, MADV_COLD, MADV_PAGEOUT, MADV_POPULATE_READ,
+		MADV_POPULATE_WRITE, 24 /* DONTNEED_LOCKED */, 25 /* COLLAPSE */,
+	};
+	char *m = self->mem, *q = m + 16 * page;
+
+	memset(m, 'M', self->len);
+	ASSERT_EQ(0, kfault(self->fd, q, 4 * page));
+	for (size_t i = 0; i < sizeof(advice) / sizeof(advice[0]); i++) {
+		int whole = madvise(m, self->len, advice[i]) ? errno : 0;
+		int part = madvise(m, page, advice[i]) ? errno : 0;
+
+		TH_LOG("madvise %d: whole %s, first page %s", advice[i], strerror(whole),
+		       strerror(part));
+	}
+	ASSERT_EQ(0, madvise(m, self->len, MADV_DONTFORK));
+	/* Population stops at quarantine. */
+	errno = 0;
+	EXPECT_EQ(-1, madvise(q, page, MADV_POPULATE_WRITE));
+	EXPECT_EQ(EFAULT, errno);
+	EXPECT_EQ(0, msync(m, self->len, MS_SYNC));
+	EXPECT_EQ(0, msync(m, self->len, MS_ASYNC | MS_INVALIDATE));
+	/* mlock() locks nothing here (a VM_MIXEDMAP mapping) but populates
+	 * the range, which fails on quarantine. */
+	EXPECT_EQ(0, mlock(m, 16 * page));
+	EXPECT_EQ(0, munlock(m, 16 * page));
+	errno = 0;
+	EXPECT_EQ(-1, mlock(m, self->len));
+	EXPECT_EQ(ENOMEM, errno);
+
+	/* Contents, quarantine and the single VMA all as they were. */
+	EXPECT_EQ(1, vmas_in((uintptr_t)m, (uintptr_t)m + self->len));
+	for (size_t i = 0; i < self->len; i += 512) {
+		if (i >= 16 * page && i < 20 * page) {
+			ASSERT_EQ(SIGSEGV, try_read(m + i, NULL));
+		} else {
+			char v = 0;
+
+			ASSERT_EQ(0, try_read(m + i, &v));
+			ASSERT_EQ('M', v) TH_LOG("offset %zu", i);
+		}
+	}
+}
+
 TEST_F(dev, mmap_checks_its_arguments)
 {
 	void *p;

@@ -52,7 +52,10 @@
  *    register the memory as fixed buffers (EOPNOTSUPP), as it does for all
  *    file-backed memory other than shmem and hugetlbfs.
  *  - MADV_DONTNEED unmaps pages but keeps their contents, as for any shared
- *    mapping; only RELEASE or FAULT drop contents.
+ *    mapping; only RELEASE or FAULT drop contents. MADV_POPULATE_* and
+ *    mlock() populate the range and so fail on quarantine (EFAULT, ENOMEM);
+ *    mlock() locks nothing, as for any VM_MIXEDMAP mapping. msync() has
+ *    nothing to write back and succeeds.
  *
  * Rules that every command follows, so the ABI can grow without breaking:
  *  - arguments are fixed-size structs of __u32/__u64 fields, laid out so that
