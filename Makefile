@@ -47,7 +47,7 @@ LIB_OBJS   := $(patsubst $(TOP)/userlib/%.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
 LIB_HDRS   := $(wildcard $(TOP)/userlib/*.h $(TOP)/userlib/include/*.h $(TOP)/uapi/linux/*.h)
 PRELOAD_OBJ := $(BUILD)/obj/preload.o
 
-.PHONY: all deps lib module check vmtest demo bench bench-quick bench-vm selftests \
+.PHONY: all deps lib module check vmtest demo demo-vm bench bench-quick bench-vm selftests \
 	checkpatch module-w1 module-w1-tap bench-smoke-tap vmtest-run clean \
 	modules_install install
 
@@ -210,6 +210,16 @@ demo: all
 	$(CC) -std=gnu11 $(WARN) -O2 -I$(TOP)/userlib/include -o $(BUILD)/demo \
 		$(TOP)/tools/demo.c $(BUILD)/libmheap.a -pthread
 	$(BUILD)/demo
+	$(MAKE) --no-print-directory demo-vm
+
+# The same demo in the VM: with the userspace fallback (mprotect), then with
+# the module loaded (kmod), then the module's counters.
+demo-vm: all
+	$(CC) -std=gnu11 $(WARN) -O2 -I$(TOP)/userlib/include -o $(BUILD)/demo-static \
+		$(TOP)/tools/demo.c $(BUILD)/libmheap.a -pthread -static
+	@mkdir -p $(LOGS)
+	$(TOP)/tools/vmtest.sh --kver $(KVER) --ko $(TOP)/kmod/mheap.ko \
+		--demo $(BUILD)/demo-static --work $(VM_DIR) --logs $(LOGS)
 
 # ---------------------------------------------------------------- bench
 bench: all

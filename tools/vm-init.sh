@@ -12,6 +12,10 @@
 #   4. with MHEAP_VM_BENCH=after or only (vmtest.sh --bench/--bench-only),
 #      every /bench/* binary, module still loaded (result: bench/<name>,
 #      its output as diagnostics); "only" skips steps 1 and 3;
+#      with MHEAP_VM_DEMO=1 (vmtest.sh --demo) steps 1 and 3 are skipped
+#      too: /demo/demo runs with MHEAP_BACKEND=mprotect before step 2 and
+#      with MHEAP_BACKEND=kmod after it (results: demo/mprotect, demo/kmod),
+#      followed by the module's counters (demo/counters);
 #   5. rmmod mheap (a TAP result: kmod/rmmod);
 #   6. dmesg scan for BUG/WARNING/Oops/general protection (result: dmesg);
 #   7. the end marker with the overall status, then power off.
@@ -34,7 +38,7 @@
 #
 # Settings come from the kernel command line (unknown name=value parameters
 # end up in init's environment): MHEAP_TEST_TIMEOUT, seconds per binary;
-# MHEAP_VM_BENCH, see step 4.
+# MHEAP_VM_BENCH and MHEAP_VM_DEMO, see step 4.
 #
 # For shellcheck, file-wide: functions run through check() are not dead code.
 # shellcheck disable=SC2317
@@ -46,6 +50,11 @@ TESTS=/tests
 KO=/mheap/mheap.ko
 TEST_TIMEOUT=${MHEAP_TEST_TIMEOUT:-300}
 BENCH=${MHEAP_VM_BENCH:-}
+DEMO=${MHEAP_VM_DEMO:-}
+SUITES=1
+if [ "$BENCH" = only ] || [ -n "$DEMO" ]; then
+	SUITES=
+fi
 status=0
 
 mount -t proc proc /proc
@@ -192,16 +201,32 @@ run_bench() {
 	done
 }
 
-[ "$BENCH" = only ] || run_suite nomod
+# counters: the module's global counters, one "name value" line each.
+counters() {
+	for f in /sys/class/misc/mheap/*; do
+		[ -f "$f" ] && [ "${f##*/}" != dev ] && [ "${f##*/}" != uevent ] &&
+			echo "${f##*/} $(cat "$f")"
+	done
+	return 0
+}
+
+[ -n "$SUITES" ] && run_suite nomod
+[ -n "$DEMO" ] && check demo/mprotect "demo with the userspace fallback" \
+	env MHEAP_BACKEND=mprotect timeout -s KILL "$TEST_TIMEOUT" /demo/demo
 
 loaded=0
 check kmod/insmod "insmod mheap.ko creates /dev/mheap" load_module
 grep -q '^ok' /tmp/check.out && loaded=1
 
 export MHEAP_KO="$KO"
-[ "$BENCH" = only ] || run_suite kmod
+[ -n "$SUITES" ] && run_suite kmod
 unset MHEAP_KO
 [ -n "$BENCH" ] && run_bench
+if [ -n "$DEMO" ]; then
+	check demo/kmod "demo with the module" \
+		env MHEAP_BACKEND=kmod timeout -s KILL "$TEST_TIMEOUT" /demo/demo
+	check demo/counters "the module's counters" counters
+fi
 
 if [ "$loaded" -eq 1 ]; then
 	check kmod/rmmod "rmmod mheap removes /dev/mheap" unload_module

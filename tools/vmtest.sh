@@ -3,11 +3,13 @@
 #
 # Run the selftests inside a VM, with and without the mheap module.
 #   vmtest.sh --kver KVER --ko MODULE.ko --tests DIR --work DIR --logs DIR
-#             [--bench FILE | --bench-only FILE]
+#             [--bench FILE | --bench-only FILE] [--demo FILE]
 # --bench also runs the static benchmark FILE with the module loaded, after
 # the tests; --bench-only runs just that (no --tests needed). Its output
 # lines come back as TAP diagnostics of LOGS/vm-bench-<name>.tap and are
-# printed as they arrive.
+# printed as they arrive. --demo runs no tests either: the static program
+# FILE once with MHEAP_BACKEND=mprotect before the module is loaded and once
+# with MHEAP_BACKEND=kmod after (LOGS/vm-demo-*.tap).
 #
 # The host cannot load modules, so this boots /boot/vmlinuz-KVER (the kernel
 # the module was built for) under qemu with pure software emulation (TCG, no
@@ -41,11 +43,11 @@ TEST_TIMEOUT=${MHEAP_VM_TEST_TIMEOUT:-300}
 
 usage() {
 	echo "usage: $0 --kver KVER --ko MODULE.ko --tests DIR --work DIR --logs DIR" \
-		"[--bench FILE | --bench-only FILE]" >&2
+		"[--bench FILE | --bench-only FILE] [--demo FILE]" >&2
 	exit 2
 }
 
-kver='' ko='' tests='' work='' logs='' bench='' bench_mode=''
+kver='' ko='' tests='' work='' logs='' bench='' bench_mode='' demo=''
 while [ $# -gt 0 ]; do
 	[ $# -ge 2 ] || usage
 	case $1 in
@@ -54,13 +56,18 @@ while [ $# -gt 0 ]; do
 	--tests) tests=$2 ;;
 	--bench) bench=$2 bench_mode=after ;;
 	--bench-only) bench=$2 bench_mode=only ;;
+	--demo) demo=$2 ;;
 	--work) work=$2 ;;
 	--logs) logs=$2 ;;
 	*) usage ;;
 	esac
 	shift 2
 done
-[ "$bench_mode" = only ] && [ -z "$tests" ] && tests=-
+only=''
+if [ "$bench_mode" = only ] || [ -n "$demo" ]; then
+	only=1
+	[ -z "$tests" ] && tests=-
+fi
 for arg in "$kver" "$ko" "$tests" "$work" "$logs"; do
 	[ -n "$arg" ] || usage
 done
@@ -85,9 +92,10 @@ fail_boot() {
 kernel=/boot/vmlinuz-$kver
 [ -r "$kernel" ] || fail_boot "cannot read $kernel"
 [ -r "$ko" ] || fail_boot "no module at $ko (make module)"
-[ "$bench_mode" = only ] || [ -d "$tests" ] ||
+[ -n "$only" ] || [ -d "$tests" ] ||
 	fail_boot "no test directory $tests (make selftests-static)"
 [ -z "$bench" ] || [ -x "$bench" ] || fail_boot "no benchmark at $bench"
+[ -z "$demo" ] || [ -x "$demo" ] || fail_boot "no demo program at $demo"
 command -v qemu-system-x86_64 >/dev/null || fail_boot "qemu-system-x86_64 not installed"
 [ -x /bin/busybox ] || fail_boot "/bin/busybox (busybox-static) not installed"
 
@@ -117,7 +125,12 @@ build_initramfs() {
 		objcopy --strip-debug "$bench" "$root/bench/${bench##*/}" 2>/dev/null ||
 			cp "$bench" "$root/bench/${bench##*/}" || return 1
 	fi
-	[ "$bench_mode" = only ] && tests=/nonexistent
+	if [ -n "$demo" ]; then
+		mkdir -p "$root/demo" || return 1
+		objcopy --strip-debug "$demo" "$root/demo/demo" 2>/dev/null ||
+			cp "$demo" "$root/demo/demo" || return 1
+	fi
+	[ -n "$only" ] && tests=/nonexistent
 	for t in "$tests"/*_test; do
 		if ! [ -f "$t" ] || ! [ -x "$t" ]; then
 			continue
@@ -236,6 +249,7 @@ handle_line() {
 append="console=ttyS0 panic=-1 quiet loglevel=4 init=/init"
 append+=" MHEAP_TEST_TIMEOUT=$TEST_TIMEOUT"
 [ -n "$bench_mode" ] && append+=" MHEAP_VM_BENCH=$bench_mode"
+[ -n "$demo" ] && append+=" MHEAP_VM_DEMO=1"
 qemu=(qemu-system-x86_64 -nographic -no-reboot -m 1G -smp 2 -cpu max
 	-accel tcg -nic none
 	-kernel "$kernel" -initrd "$work/initramfs.cpio.gz" -append "$append")
