@@ -244,7 +244,8 @@ struct mheap_limit {
  * @seq:      number of the event in its context, from 0; a gap means that
  *            events were dropped (the buffer holds the newest ones)
  * @time_ns:  when, CLOCK_MONOTONIC
- * @addr:     the address accessed
+ * @addr:     the address accessed (the start of its page when the access
+ *            came through get_user_pages())
  * @pid:      process (thread group) id of the accessing task
  * @tid:      thread id of the accessing task
  * @flags:    MHEAP_EVENT_*
