@@ -5,7 +5,8 @@
  * Without the module every test here reports SKIP with the reason: the
  * device is optional, so its absence is not a failure, but it is never a
  * pass either. With the module loaded (the VM's "kmod" suite) the tests pin
- * down ABI version 1.0:
+ * down the device and the version command (the commands of ABI 1.1 have
+ * kmod_fault_test.c):
  *  - /dev/mheap is a misc character device that any user may open;
  *  - MHEAP_IOC_VERSION answers the numbers of <linux/mheap.h>, writes exactly
  *    its struct and nothing else, and a bad buffer gets EFAULT;
