@@ -1924,6 +1924,50 @@ TEST_F(lib, a_forked_child_keeps_its_heap_mapped)
 	mh_quarantine_release();
 }
 
+static void replace_the_library_descriptor(void *arg)
+{
+	char link[64], target[256];
+	int victim = -1, file;
+	mh_arena *a;
+
+	(void)arg;
+	a = mh_arena_new();
+	*(char *)mh_arena_alloc(a, 64, 0) = 1;
+	for (int fd = 3; fd < 4096 && victim < 0; fd++) {
+		ssize_t n;
+
+		snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+		n = readlink(link, target, sizeof(target) - 1);
+		if (n > 0) {
+			target[n] = 0;
+			if (!strcmp(target, DEV_PATH))
+				victim = fd;
+		}
+	}
+	if (victim < 0)
+		_exit(10);
+	/* A program "tidying up" its descriptors puts a file in its place. */
+	file = open("/dev/shm/mheap-kmod-victim", O_RDWR | O_CREAT | O_TRUNC, 0600);
+	if (file < 0 || ftruncate(file, 64 << 20) || dup2(file, victim) != victim)
+		_exit(11);
+	/* The next chunk must not be a mapping of that file. */
+	a = mh_arena_new();
+	mh_arena_alloc(a, 16 << 20, 0);
+	_exit(12);
+}
+
+TEST_F(lib, a_descriptor_replaced_behind_its_back_is_caught)
+{
+	struct child_result r;
+
+	ASSERT_NE(NULL, fault_backend_select("kmod"));
+	run_child(replace_the_library_descriptor, NULL, &r);
+	unlink("/dev/shm/mheap-kmod-victim");
+	EXPECT_TRUE(died_of(&r, SIGABRT)) TH_LOG("status %#x: %s", r.status, r.err);
+	EXPECT_NE(NULL, strstr(r.err, "was closed or replaced behind mheap's back"))
+		TH_LOG("%s", r.err);
+}
+
 TEST_F(lib, edquot_releases_the_oldest_chunks)
 {
 	struct mh_stats st;

@@ -44,6 +44,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -59,20 +60,29 @@
 #define IOCTL_BATCH	64u
 
 static int dev_fd = -1;			/* the context; -1 until probed */
+static dev_t dev_rdev;			/* what dev_fd must still be */
+static ino_t dev_ino;
 static int probe_error;			/* why not, once probe failed */
 static mh_lock_t dev_lock = MH_LOCK_INIT;	/* probe, and dev_fd in fork */
 
 /* ------------------------------------------------------------ the device */
 
+/*
+ * Open the device and check its version. The descriptor is moved up out of
+ * the way of programs that dup2() onto small numbers, and what it is gets
+ * noted, so that a program closing it behind our back is caught before a
+ * MAP_FIXED mapping of whatever file took its number.
+ */
 static int device_open(void)
 {
 	struct mheap_version v;
-	int fd = open(KMOD_DEVICE, O_RDWR | O_CLOEXEC);
+	struct stat st;
+	int fd = open(KMOD_DEVICE, O_RDWR | O_CLOEXEC), high;
 	int err;
 
 	if (fd < 0)
 		return -errno;
-	if (ioctl(fd, MHEAP_IOC_VERSION, &v)) {
+	if (ioctl(fd, MHEAP_IOC_VERSION, &v) || fstat(fd, &st)) {
 		err = -errno;
 		close(fd);
 		return err;
@@ -82,7 +92,25 @@ static int device_open(void)
 		close(fd);
 		return -EPROTONOSUPPORT;
 	}
+	high = fcntl(fd, F_DUPFD_CLOEXEC, 512);
+	if (high >= 0) {
+		close(fd);
+		fd = high;
+	}
+	dev_rdev = st.st_rdev;
+	dev_ino = st.st_ino;
 	return fd;
+}
+
+/* dev_fd is still our descriptor of the device. */
+static void device_check(void)
+{
+	struct stat st;
+
+	if (fstat(dev_fd, &st) || !S_ISCHR(st.st_mode) || st.st_rdev != dev_rdev ||
+	    st.st_ino != dev_ino)
+		mh_fatal("descriptor %d of %s was closed or replaced behind mheap's back", dev_fd,
+			 KMOD_DEVICE);
 }
 
 /* ------------------------------------------------------------ io_uring */
@@ -214,6 +242,11 @@ static bool ring_ready(void)
 	if (ring.fd < 0) {
 		ring.fd = -1;
 		return false;
+	}
+	int high = fcntl(ring.fd, F_DUPFD_CLOEXEC, 512);	/* as device_open() */
+	if (high >= 0) {
+		close(ring.fd);
+		ring.fd = high;
 	}
 	ring.sq_len = p.sq_off.array + p.sq_entries * sizeof(unsigned);
 	ring.cq_len = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
@@ -444,6 +477,7 @@ static int kmod_prepare(void *base, size_t len)
 {
 	int err = 0;
 
+	device_check();
 	mh_lock(&reg_lock);
 	if (!reg_insert((uintptr_t)base, len)) {
 		err = -ENOMEM;
