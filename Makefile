@@ -46,8 +46,9 @@ LIB_SRCS   := $(filter-out $(TOP)/userlib/preload.c,$(wildcard $(TOP)/userlib/*.
 LIB_OBJS   := $(patsubst $(TOP)/userlib/%.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
 LIB_HDRS   := $(wildcard $(TOP)/userlib/*.h $(TOP)/userlib/include/*.h $(TOP)/uapi/linux/*.h)
 PRELOAD_OBJ := $(BUILD)/obj/preload.o
+FAULT_BENCH := $(BUILD)/bench/fault_bench
 
-.PHONY: all deps lib module check vmtest demo demo-vm bench bench-quick bench-vm selftests \
+.PHONY: all deps lib module check vmtest demo demo-vm bench bench-quick bench-vm bench-faults selftests \
 	checkpatch module-w1 module-w1-tap bench-smoke-tap vmtest-run clean \
 	modules_install install
 
@@ -222,8 +223,18 @@ demo-vm: all
 		--demo $(BUILD)/demo-static --work $(VM_DIR) --logs $(LOGS)
 
 # ---------------------------------------------------------------- bench
-bench: all
+bench: all $(FAULT_BENCH)
 	$(MAKE) -C $(TOP)/bench TOP=$(TOP) BUILD=$(BUILD) full
+	$(MAKE) --no-print-directory bench-faults
+
+# The fault backends: on the host (none, guard, mprotect) and in the VM with
+# the module (kmod, mprotect), rendered into bench/results/faults.md.
+bench-faults: $(FAULT_BENCH)
+	$(FAULT_BENCH) | tee $(BUILD)/bench/faults-host.txt
+	-$(MAKE) --no-print-directory bench-vm
+	python3 $(TOP)/bench/render_faults.py $(TOP)/bench/results/faults.md \
+		$(BUILD)/bench/faults-host.txt $(LOGS)/vm-bench-fault_bench.tap
+	@cat $(TOP)/bench/results/faults.md
 
 bench-quick: all
 	$(MAKE) -C $(TOP)/bench TOP=$(TOP) BUILD=$(BUILD) quick
@@ -231,8 +242,6 @@ bench-quick: all
 # The fault backends inside the VM with the module loaded (kmod by ioctl and
 # by io_uring against mprotect): bench/fault_bench.c, static, run by
 # tools/vmtest.sh --bench-only; its lines end up in $(LOGS)/vm-bench-*.tap.
-FAULT_BENCH := $(BUILD)/bench/fault_bench
-
 $(FAULT_BENCH): $(TOP)/bench/fault_bench.c $(TOP)/uapi/linux/mheap.h | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 $(WARN) -O2 -I$(TOP)/uapi -o $@ $< -static -luring

@@ -6,8 +6,11 @@
  *
  *   kmod-ioctl  /dev/mheap, MHEAP_IOC_FAULT / MHEAP_IOC_RELEASE
  *   kmod-uring  /dev/mheap, the same as IORING_OP_URING_CMD (liburing)
+ *   guard       anonymous memory, MADV_GUARD_INSTALL, then MADV_GUARD_REMOVE
+ *               (Linux 6.13+; skipped=unsupported elsewhere)
  *   mprotect    anonymous memory, mprotect(PROT_NONE) + MADV_DONTNEED, then
  *               mprotect(PROT_READ | PROT_WRITE): the library's fallback
+ *   none        anonymous memory left as it is (the cost of not faulting)
  *
  * It talks to the kernel directly rather than through libmheap, so that the
  * numbers are those of the mechanisms alone. Every line it prints is
@@ -54,8 +57,13 @@ static size_t page, chunk = 8u << 20;
 static int cycles = 30;
 static uint64_t kmod_limit = 1ull << 30;
 
-enum backend { KMOD_IOCTL, KMOD_URING, MPROTECT };
-static const char *const names[] = { "kmod-ioctl", "kmod-uring", "mprotect" };
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#define MADV_GUARD_REMOVE 103
+#endif
+
+enum backend { KMOD_IOCTL, KMOD_URING, GUARD, MPROTECT, NONE, NBACKENDS };
+static const char *const names[] = { "kmod-ioctl", "kmod-uring", "guard", "mprotect", "none" };
 
 static int dev = -1;
 static struct io_uring ring;
@@ -103,7 +111,7 @@ static char *map_chunks(enum backend b, size_t len)
 {
 	void *p;
 
-	if (b == MPROTECT)
+	if (b != KMOD_IOCTL && b != KMOD_URING)
 		p = mmap(NULL, len, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	else
@@ -163,12 +171,19 @@ static void do_fault(enum backend b, char *const *base, int n, size_t len)
 	case KMOD_URING:
 		err = kmod_uring(MHEAP_URING_CMD_FAULT, base, n, len);
 		break;
+	case GUARD:
+		for (int i = 0; i < n && !err; i++)
+			if (madvise(base[i], len, MADV_GUARD_INSTALL))
+				err = -errno;
+		break;
 	case MPROTECT:
 		for (int i = 0; i < n && !err; i++) {
 			if (mprotect(base[i], len, PROT_NONE))
 				err = -errno;
 			madvise(base[i], len, MADV_DONTNEED);
 		}
+		break;
+	default:
 		break;
 	}
 	if (err) {
@@ -188,10 +203,17 @@ static void do_release(enum backend b, char *const *base, int n, size_t len)
 	case KMOD_URING:
 		err = kmod_uring(MHEAP_URING_CMD_RELEASE, base, n, len);
 		break;
+	case GUARD:
+		for (int i = 0; i < n && !err; i++)
+			if (madvise(base[i], len, MADV_GUARD_REMOVE))
+				err = -errno;
+		break;
 	case MPROTECT:
 		for (int i = 0; i < n && !err; i++)
 			if (mprotect(base[i], len, PROT_READ | PROT_WRITE))
 				err = -errno;
+		break;
+	default:
 		break;
 	}
 	if (err) {
@@ -373,6 +395,49 @@ static void capacity_mprotect(void)
 	munmap(p, len);
 }
 
+/* Guard regions split nothing: quarantine as many one-page ranges as kmod
+ * holds under its limit and count the VMAs afterwards. */
+static void capacity_guard(void)
+{
+	size_t ranges = (size_t)(kmod_limit / page), len = (2 * ranges + 1) * page, held = 0;
+	char *p = map_chunks(GUARD, len);
+	int err = 0;
+	double t0, t1;
+
+	t0 = now_us();
+	while (held < ranges) {
+		if (madvise(p + (2 * held + 1) * page, page, MADV_GUARD_INSTALL)) {
+			err = errno;
+			break;
+		}
+		held++;
+	}
+	t1 = now_us();
+	printf("fault_bench test=capacity backend=guard ranges=%zu stop=%s vmas=%d"
+	       " us_per_range=%.2f\n", held, err ? "error" : "cap",
+	       vmas_in((uintptr_t)p, (uintptr_t)p + len), (t1 - t0) / (held ? held : 1));
+	munmap(p, len);
+}
+
+static bool guard_works(void)
+{
+	char *p = map_chunks(GUARD, page);
+	bool ok = madvise(p, page, MADV_GUARD_INSTALL) == 0;
+
+	munmap(p, page);
+	return ok;
+}
+
+/* Why backend b cannot run here, or NULL. */
+static const char *unavailable(enum backend b)
+{
+	if ((b == KMOD_IOCTL || b == KMOD_URING) && dev < 0)
+		return "no-device";
+	if (b == GUARD && !guard_works())
+		return "unsupported";
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
 	struct mheap_version v;
@@ -410,21 +475,26 @@ int main(int argc, char **argv)
 		die("io_uring_queue_init");
 
 	for (int full = 1; full >= 0; full--)
-		for (int b = KMOD_IOCTL; b <= MPROTECT; b++)
-			if (b == MPROTECT || dev >= 0)
+		for (int b = 0; b < NBACKENDS; b++)
+			if (!unavailable((enum backend)b))
 				cycle((enum backend)b, full);
 			else
-				printf("fault_bench test=cycle backend=%s skipped=no-device\n",
-				       names[b]);
-	for (int b = KMOD_IOCTL; b <= MPROTECT; b++)
-		if (b == MPROTECT || dev >= 0)
+				printf("fault_bench test=cycle backend=%s skipped=%s\n", names[b],
+				       unavailable((enum backend)b));
+	for (int b = 0; b < NBACKENDS; b++)
+		if (!unavailable((enum backend)b))
 			batch((enum backend)b);
 		else
-			printf("fault_bench test=batch backend=%s skipped=no-device\n", names[b]);
+			printf("fault_bench test=batch backend=%s skipped=%s\n", names[b],
+			       unavailable((enum backend)b));
 	if (dev >= 0)
 		capacity_kmod();
 	else
 		printf("fault_bench test=capacity backend=kmod skipped=no-device\n");
+	if (!unavailable(GUARD))
+		capacity_guard();
+	else
+		printf("fault_bench test=capacity backend=guard skipped=unsupported\n");
 	capacity_mprotect();
 	return 0;
 }
