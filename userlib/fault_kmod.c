@@ -153,43 +153,35 @@ static void *ring_mmap(size_t len, off_t off)
 	return p == MAP_FAILED ? NULL : p;
 }
 
+/* Take every completion there is: res[user_data] = result; returns how many. */
+static unsigned ring_reap(unsigned n, int *res)
+{
+	unsigned head = *ring.cq_head, count = 0;
+
+	for (unsigned t = LOAD_ACQUIRE(ring.cq_tail); head != t; head++, count++) {
+		const struct io_uring_cqe *c = &ring.cqes[head & *ring.cq_mask];
+
+		if (c->user_data < n)
+			res[c->user_data] = c->res;
+	}
+	STORE_RELEASE(ring.cq_head, head);
+	return count;
+}
+
 /* Submit n prepared SQEs and wait for their n CQEs; res[i] by user_data. */
 static int ring_run(unsigned n, int *res)
 {
-	unsigned head, seen = 0;
-	long ret;
+	unsigned submitted = 0, seen = 0;
 
-	for (unsigned submitted = 0; submitted < n;) {
-		ret = syscall(__NR_io_uring_enter, ring.fd, n - submitted, n - seen,
-			      IORING_ENTER_GETEVENTS, NULL, 0);
+	while (seen < n) {
+		long ret = syscall(__NR_io_uring_enter, ring.fd, n - submitted, n - seen,
+				   IORING_ENTER_GETEVENTS, NULL, 0);
+
 		if (ret < 0 && errno != EINTR)
 			return -errno;
 		if (ret > 0)
 			submitted += (unsigned)ret;
-		head = *ring.cq_head;
-		for (unsigned t = LOAD_ACQUIRE(ring.cq_tail); head != t; head++) {
-			const struct io_uring_cqe *c = &ring.cqes[head & *ring.cq_mask];
-
-			if (c->user_data < n)
-				res[c->user_data] = c->res;
-			seen++;
-		}
-		STORE_RELEASE(ring.cq_head, head);
-	}
-	while (seen < n) {
-		ret = syscall(__NR_io_uring_enter, ring.fd, 0, n - seen,
-			      IORING_ENTER_GETEVENTS, NULL, 0);
-		if (ret < 0 && errno != EINTR)
-			return -errno;
-		head = *ring.cq_head;
-		for (unsigned t = LOAD_ACQUIRE(ring.cq_tail); head != t; head++) {
-			const struct io_uring_cqe *c = &ring.cqes[head & *ring.cq_mask];
-
-			if (c->user_data < n)
-				res[c->user_data] = c->res;
-			seen++;
-		}
-		STORE_RELEASE(ring.cq_head, head);
+		seen += ring_reap(n, res);
 	}
 	return 0;
 }
