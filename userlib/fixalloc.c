@@ -11,7 +11,7 @@ void fixalloc_init(struct fixalloc *f, size_t size, size_t keep)
 {
 	memset(f, 0, sizeof(*f));
 	/* The free-list link lives after the kept bytes. */
-	f->size = ALIGN_UP(size < keep + sizeof(void *) ? keep + sizeof(void *) : size, 16);
+	f->size = ALIGN_UP(size < keep + sizeof(void *) ? keep + sizeof(void *) : size, 64);
 	f->keep = keep;
 }
 
