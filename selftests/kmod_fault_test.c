@@ -56,6 +56,13 @@
 #include "arena.h"
 #include "fault.h"
 
+/* The ioctl fails with exactly this errno. */
+#define EXPECT_IOCTL_FAILS(err, ...) do {			\
+	errno = 0;						\
+	EXPECT_EQ(-1, ioctl(__VA_ARGS__));			\
+	EXPECT_EQ(err, errno);					\
+} while (0)
+
 #define DEV_PATH	"/dev/" MHEAP_DEVICE_NAME
 #define SYSFS_DIR	"/sys/class/misc/" MHEAP_DEVICE_NAME "/"
 #define PARAM_LIMIT	"/sys/module/mheap/parameters/quarantine_limit"
@@ -1449,35 +1456,21 @@ TEST_F(dev, range_commands_check_every_argument)
 
 	memset(&st, 0, sizeof(st));
 	st.size = sizeof(st) - 8;
-	errno = 0;
-	EXPECT_EQ(-1, ioctl(self->fd, MHEAP_IOC_STATS, &st));
-	EXPECT_EQ(EINVAL, errno);
+	EXPECT_IOCTL_FAILS(EINVAL, self->fd, MHEAP_IOC_STATS, &st);
 	st.size = sizeof(st);
 	st.flags = 2;
-	errno = 0;
-	EXPECT_EQ(-1, ioctl(self->fd, MHEAP_IOC_STATS, &st));
-	EXPECT_EQ(EINVAL, errno);
+	EXPECT_IOCTL_FAILS(EINVAL, self->fd, MHEAP_IOC_STATS, &st);
 	st.flags = 0;
 	st.reserved = 1;
-	errno = 0;
-	EXPECT_EQ(-1, ioctl(self->fd, MHEAP_IOC_STATS, &st));
-	EXPECT_EQ(EINVAL, errno);
-	errno = 0;
-	EXPECT_EQ(-1, ioctl(self->fd, MHEAP_IOC_STATS, NULL));
-	EXPECT_EQ(EFAULT, errno);
+	EXPECT_IOCTL_FAILS(EINVAL, self->fd, MHEAP_IOC_STATS, &st);
+	EXPECT_IOCTL_FAILS(EFAULT, self->fd, MHEAP_IOC_STATS, NULL);
 	struct mheap_limit lim = { .bytes = page, .flags = 2 };
 
-	errno = 0;
-	EXPECT_EQ(-1, ioctl(self->fd, MHEAP_IOC_SET_LIMIT, &lim));
-	EXPECT_EQ(EINVAL, errno);
+	EXPECT_IOCTL_FAILS(EINVAL, self->fd, MHEAP_IOC_SET_LIMIT, &lim);
 	lim.flags = 0;
 	lim.reserved = 1;
-	errno = 0;
-	EXPECT_EQ(-1, ioctl(self->fd, MHEAP_IOC_SET_LIMIT, &lim));
-	EXPECT_EQ(EINVAL, errno);
-	errno = 0;
-	EXPECT_EQ(-1, ioctl(self->fd, MHEAP_IOC_SET_LIMIT, (void *)8));
-	EXPECT_EQ(EFAULT, errno);
+	EXPECT_IOCTL_FAILS(EINVAL, self->fd, MHEAP_IOC_SET_LIMIT, &lim);
+	EXPECT_IOCTL_FAILS(EFAULT, self->fd, MHEAP_IOC_SET_LIMIT, (void *)8);
 	ASSERT_EQ(0, kstats(self->fd, &st));
 	EXPECT_EQ(MHEAP_LIMIT_NONE, st.self.quarantine_limit);
 
