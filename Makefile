@@ -38,8 +38,12 @@ KSRC_FILES := tools/testing/selftests/kselftest.h \
 
 CC      := gcc
 WARN    := -Wall -Wextra -Werror
+# -fno-semantic-interposition here and -Bsymbolic-functions at link time:
+# calls between the library's own exported functions (malloc -> mh_malloc,
+# mh_realloc -> mh_free) bind directly instead of through the PLT, one
+# indirect jump less per call (nobody interposes mh_* under the library).
 LIB_CFLAGS := -std=gnu11 $(WARN) -O2 -g -fPIC -pthread \
-	-fvisibility=hidden -ftls-model=initial-exec \
+	-fvisibility=hidden -ftls-model=initial-exec -fno-semantic-interposition \
 	-I$(TOP)/userlib/include -I$(TOP)/userlib -I$(TOP)/uapi
 
 LIB_SRCS   := $(filter-out $(TOP)/userlib/preload.c,$(wildcard $(TOP)/userlib/*.c))
@@ -88,7 +92,7 @@ $(BUILD)/libmheap.a: $(LIB_OBJS)
 # The shared object adds the malloc-family symbols (userlib/preload.c) so it
 # can be used with LD_PRELOAD; the archive exports only mh_*.
 $(BUILD)/libmheap.so: $(LIB_OBJS) $(PRELOAD_OBJ)
-	$(CC) -shared -Wl,-soname,libmheap.so.0 -Wl,-z,defs -pthread -o $@ $^
+	$(CC) -shared -Wl,-soname,libmheap.so.0 -Wl,-z,defs -Wl,-Bsymbolic-functions -pthread -o $@ $^
 	ln -sf libmheap.so $(BUILD)/libmheap.so.0
 
 # ---------------------------------------------------------------- module

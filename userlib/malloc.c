@@ -76,41 +76,66 @@ static void *large_alloc(size_t size, size_t align, bool zero)
 	return (void *)s->base;
 }
 
-static inline void *small_alloc(struct mcache *c, unsigned cls)
+/* The next object of class cls from the thread's current span, or 0 when
+ * the span's window is empty. Go's nextFreeFast: no lock, no atomic. */
+static inline uintptr_t window_take(struct mcache *c, unsigned cls)
 {
 	struct mspan *s = c->alloc[cls];
-	uintptr_t p;
-
 	uint64_t window = s->alloc_cache;
-	if (likely(window)) {
-		unsigned bit = (unsigned)__builtin_ctzll(window);
-		uint32_t idx = s->freeindex + bit;
 
-		s->alloc_cache = window >> bit >> 1;
-		STORE_RELAXED(&s->freeindex, idx + 1);
-		p = s->base + (uintptr_t)idx * s->elemsize;
-	} else {
+	if (unlikely(!window))
+		return 0;
+	unsigned bit = (unsigned)__builtin_ctzll(window);
+	uint32_t idx = s->freeindex + bit;
+
+	s->alloc_cache = window >> bit >> 1;
+	STORE_RELAXED(&s->freeindex, idx + 1);
+	OWNER_ADD(&c->nmalloc[cls], 1);
+	return s->base + (uintptr_t)idx * s->elemsize;
+}
+
+static void *small_alloc(struct mcache *c, unsigned cls)
+{
+	uintptr_t p = window_take(c, cls);
+
+	if (!p) {
 		p = mcache_alloc_slow(c, cls);
 		if (unlikely(!p)) {
 			errno = ENOMEM;
 			return NULL;
 		}
+		OWNER_ADD(&c->nmalloc[cls], 1);
 	}
-	OWNER_ADD(&c->nmalloc[cls], 1);
 	return (void *)p;
 }
 
-void *mh_malloc(size_t size)
+/* Everything but a small object from a non-empty window: the thread's
+ * first allocation, a refill, a large object. Kept out of line so that
+ * mh_malloc's fast path needs no stack frame. */
+static __attribute__((noinline)) void *malloc_slow(size_t size)
 {
-	/* The first cache of the process initialises the heap and with it
-	 * the size-class tables, so the cache comes before the lookup. */
 	struct mcache *c = mcache_get();
 
 	if (unlikely(!c))
 		return NULL;
-	if (likely(size <= MH_MAX_SMALL_SIZE))
+	if (size <= MH_MAX_SMALL_SIZE)
 		return small_alloc(c, size_to_class(size));
 	return large_alloc(size, 0, false);
+}
+
+void *mh_malloc(size_t size)
+{
+	struct mcache *c = mh_tls_cache;
+
+	/* Before the thread's first allocation there is no cache - nor, in
+	 * the very first one, size-class tables: both are the slow path's. */
+	if (likely(c != NULL && size <= MH_MAX_SMALL_SIZE)) {
+		uintptr_t p = window_take(c, size_to_class(size));
+
+		if (likely(p))
+			return (void *)p;
+	}
+	return malloc_slow(size);
 }
 
 void *mh_calloc(size_t n, size_t size)
@@ -208,53 +233,54 @@ static void remote_free(struct mspan *s, uint32_t idx, uintptr_t p)
 		mcentral_remote_event(s, cls, gen);
 }
 
-/* The owner's free: plain stores only. */
-static inline void local_free(struct mcache *c, struct mspan *s, uint32_t idx, uintptr_t p)
+/*
+ * The owner's free: plain loads and stores. Returns false, recording
+ * nothing, when p is not the start of an allocated object of s. The check
+ * reads the three bitmap words of p's object, which share a cache line.
+ */
+static inline bool local_free(struct mcache *c, struct mspan *s, uintptr_t p)
 {
-	unsigned cls = s->sizeclass;
-	unsigned w = idx / 64;
+	uint64_t q = (uint64_t)(p - s->base) * s->divmul;
+	uint32_t idx = (uint32_t)(q >> 32);
+	struct span_bits *b = &s->bits[idx / 64];
 	uint64_t bit = (uint64_t)1 << (idx % 64);
+	uint64_t alloc = idx < s->freeindex ? ~(uint64_t)0 : b->alloc;
+	uint64_t local = b->local;
 
-	if (unlikely(!mspan_obj_allocated(s, idx)))
-		double_free(p);
-	STORE_RELAXED(&s->bits[w].local, s->bits[w].local | bit);
-	uint32_t n = ++s->nfreed_local;
-	/* Owned but not current: it may join the partial list (first free)
-	 * or be entirely free (the last). */
-	if (unlikely(s != c->alloc[cls]) && (n == 1 || n >= s->nalloc))
+	/* offset * divmul = idx << 32 | rest; offset is a multiple of the
+	 * object size exactly when rest < divmul (spans are small enough for
+	 * the error term never to reach it). */
+	if (unlikely((uint32_t)q >= s->divmul ||
+		     !(alloc & ~(local | LOAD_RELAXED(&b->remote)) & bit)))
+		return false;
+	STORE_RELAXED(&b->local, local | bit);
+	OWNER_ADD(&c->nfree[s->sizeclass], 1);
+	/* A span that is not current may join the partial list (its first
+	 * free) or be entirely free (its last): free_notify says when. */
+	if (unlikely(++s->nfreed_local >= s->free_notify))
 		mcache_local_free_slow(c, s);
-	OWNER_ADD(&c->nfree[cls], 1);
+	return true;
 }
 
-void mh_free(void *ptr)
+/* Everything the fast path of mh_free does not take: NULL, a thread's
+ * first free, remote and large frees, and every bad pointer. */
+static __attribute__((noinline)) void free_slow(uintptr_t p)
 {
-	uintptr_t p = (uintptr_t)ptr;
 	uint32_t idx;
 	struct mspan *s;
-	struct mcache *c = mh_tls_cache;
+	struct mcache *c;
 
-	if (unlikely(!p))
+	if (!p)
 		return;
-	/* Frees come in runs into the same span (LIFO, a structure torn
-	 * down): the cache remembers the owned span of the last free and
-	 * skips the arena-map walk when p falls in it again. */
-	if (likely(c) && p - c->last_free_base < c->last_free_bytes) {
-		s = c->last_free_span;
-		uint64_t q = (uint64_t)(p - s->base) * s->divmul;
-
-		if (unlikely((uint32_t)q >= s->divmul))
-			mh_fatal("invalid free of %#lx (inside an object)", (unsigned long)p);
-		local_free(c, s, (uint32_t)(q >> 32), p);
-		return;
-	}
 	s = checked_span(p, &idx, "");
 	c = mcache_get();
 	if (likely(s->state == MSPAN_SMALL)) {
 		if (likely(c && LOAD_RELAXED(&s->owner) == c)) {
-			c->last_free_span = s;
-			c->last_free_base = s->base;
-			c->last_free_bytes = s->npages << MH_PAGE_SHIFT;
-			local_free(c, s, idx, p);
+			/* The thread's first free made the cache just now;
+			 * else the fast path found p bad: checked_span
+			 * vetted the offset, so it is freed already. */
+			if (unlikely(!local_free(c, s, p)))
+				double_free(p);
 			return;
 		}
 		/* The class is read first: the free may end the span's life. */
@@ -268,6 +294,35 @@ void mh_free(void *ptr)
 	if (c)
 		OWNER_ADD(&c->nfree[0], 1);
 	mheap_free_span(s);
+}
+
+void mh_free(void *ptr)
+{
+	uintptr_t p = (uintptr_t)ptr;
+	struct mcache *c = mh_tls_cache;
+	struct mspan *s;
+
+	if (unlikely(c == NULL))
+		goto slow;
+	/* Frees come in runs into the same span (LIFO, a structure torn
+	 * down): the cache remembers the owned span of the last free and
+	 * skips the arena-map walk when p falls in it again. */
+	if (likely(p - c->last_free_base < c->last_free_bytes)) {
+		s = c->last_free_span;
+	} else {
+		/* Only small spans have owners; NULL and foreign pointers
+		 * find no span. */
+		s = span_of(p);
+		if (unlikely(!s || LOAD_RELAXED(&s->owner) != c))
+			goto slow;
+		c->last_free_span = s;
+		c->last_free_base = s->base;
+		c->last_free_bytes = s->npages << MH_PAGE_SHIFT;
+	}
+	if (likely(local_free(c, s, p)))
+		return;
+slow:	/* Anything odd about p ends there, which names the error. */
+	free_slow(p);
 }
 
 size_t mh_usable_size(const void *ptr)

@@ -22,8 +22,15 @@ static int cache_key_ready;
 static void list_append(struct mcache *c, struct span_list *l, struct mspan *s,
 			enum mspan_list which)
 {
-	if (which == MSPAN_LIST_CACHE_FULL)
+	/* On the full list the first free moves the span to the partial
+	 * list; there, the free that may leave it entirely free is looked
+	 * at (mcache_local_free_slow). */
+	if (which == MSPAN_LIST_CACHE_FULL) {
 		c->full_bytes += s->npages << MH_PAGE_SHIFT;
+		s->free_notify = 1;
+	} else {
+		s->free_notify = s->nalloc;
+	}
 	s->next = NULL;
 	s->prev = l->tail;
 	if (l->tail)
@@ -162,6 +169,13 @@ struct mcache *mcache_create(void)
 	return c;
 }
 
+/* The current span's frees need no bookkeeping. */
+static void make_current(struct mcache *c, unsigned cls, struct mspan *s)
+{
+	s->free_notify = UINT32_MAX;
+	c->alloc[cls] = s;
+}
+
 /* Make owned span s current: sweep it and take its first free object. */
 static uintptr_t adopt(struct mcache *c, unsigned cls, struct mspan *s)
 {
@@ -171,7 +185,7 @@ static uintptr_t adopt(struct mcache *c, unsigned cls, struct mspan *s)
 	mspan_sweep(s);
 	p = mspan_next_free(s);
 	if (p)
-		c->alloc[cls] = s;
+		make_current(c, cls, s);
 	else	/* frees still in flight: nothing to take yet */
 		list_append(c, &c->full[cls], s, MSPAN_LIST_CACHE_FULL);
 	return p;
@@ -230,7 +244,7 @@ uintptr_t mcache_alloc_slow(struct mcache *c, unsigned cls)
 			return 0;
 		p = mspan_next_free(s);
 		if (p) {
-			c->alloc[cls] = s;
+			make_current(c, cls, s);
 			return p;
 		}
 		/* Nothing free after all (frees still in flight): next one. */
@@ -249,6 +263,7 @@ void mcache_local_free_slow(struct mcache *c, struct mspan *s)
 	if (!s->cache_empty && s->nfreed_local + (remote > 0 ? remote : 0) >= s->nalloc) {
 		/* Entirely free: keep it for reuse up to the cap. */
 		s->cache_empty = 1;
+		s->free_notify = UINT32_MAX;	/* nothing left to notice */
 		c->empty_bytes += s->npages << MH_PAGE_SHIFT;
 		if (c->empty_bytes > MH_CACHE_EMPTY_MAX)
 			give_back(c, s);

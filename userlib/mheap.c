@@ -92,6 +92,7 @@ struct mspan *mheap_alloc_span(uintptr_t npages, uintptr_t align_pages,
 		s->state = (uint8_t)state;
 		s->needzero = r.needzero;
 		s->nelems = 1;
+		s->owner = NULL;	/* mh_free's fast path: not a small span */
 	}
 	if (state == MSPAN_LARGE)
 		mh_heap.large_live_bytes += npages << MH_PAGE_SHIFT;

@@ -108,6 +108,7 @@ void mspan_init_small(struct mspan *s, unsigned sizeclass)
 	s->freeindex = 0;
 	s->alloc_cache = 0;
 	s->nfreed_local = 0;
+	s->free_notify = UINT32_MAX;
 	s->outstanding = 0;
 	s->remote = 0;
 	s->owner = NULL;

@@ -90,6 +90,9 @@ struct mspan {
 	uint32_t outstanding;	/* objects allocated when the owner let go */
 	uint32_t nalloc;	/* owned, not current: objects allocated (all,
 				 * as it was used up) before nfreed_local */
+	uint32_t free_notify;	/* owned: the owner's free that makes
+				 * nfreed_local reach this takes the slow path
+				 * (mcache.c sets it as the span changes list) */
 
 	struct mcache *owner;	/* the cache allocating from it, or NULL */
 	int64_t remote;		/* see above */
