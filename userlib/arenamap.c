@@ -10,7 +10,11 @@
 #include "pagealloc.h"
 #include "sysmem.h"
 
+#if MH_ARENA_L1_BITS == 0
+struct heap_arena *mh_arena_l2[1u << MH_ARENA_L2_BITS];
+#else
 struct heap_arena **mh_arena_l1[1u << MH_ARENA_L1_BITS];
+#endif
 
 /* Go starts its amd64 heap at 0x00c000000000 and so do we: far from where
  * the kernel puts mmap and brk, with room to grow upwards. */
@@ -25,6 +29,9 @@ static uint64_t arena_count;
 static bool register_arena(struct heap_arena *ha)
 {
 	uintptr_t n = ha->base >> MH_ARENA_SHIFT;
+#if MH_ARENA_L1_BITS == 0
+	STORE_RELEASE(&mh_arena_l2[n], ha);
+#else
 	struct heap_arena ***slot = &mh_arena_l1[n >> MH_ARENA_L2_BITS];
 	struct heap_arena **l2 = *slot;
 
@@ -35,6 +42,7 @@ static bool register_arena(struct heap_arena *ha)
 		STORE_RELEASE(slot, l2);
 	}
 	STORE_RELEASE(&l2[n & ((1u << MH_ARENA_L2_BITS) - 1)], ha);
+#endif
 
 	/* Keep the list in address order: runs may cross adjacent arenas. */
 	struct heap_arena **pp = &arena_list, *prev = NULL;

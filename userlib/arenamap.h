@@ -18,7 +18,9 @@
  * arena number, so one L2 array of 2^21 entries (16 MiB of address space,
  * of which only the pages holding live entries are ever touched) covers all,
  * and a lookup is one dependent load shorter - measured 7% on a malloc/free
- * loop. MH_ARENA_L2_BITS set lower gives a real L1 for wider address spaces.
+ * loop. With no L1 the array is a static one in .bss, which saves the load
+ * of its address too. MH_ARENA_L2_BITS set lower gives a real L1 for wider
+ * address spaces.
  * Entries are published with release stores and read with acquire loads and
  * never removed, so lookups take no lock, and a lookup of any pointer - heap
  * or not - is safe and tells whether it is in the heap.
@@ -59,6 +61,21 @@ struct heap_arena {
 	struct pa_sum sum;		/* of the whole arena */
 };
 
+#if MH_ARENA_L1_BITS == 0
+/* One level: the L2 array itself is static, in .bss, so a lookup loads no
+ * pointer to it first. */
+MH_HIDDEN extern struct heap_arena *mh_arena_l2[1u << MH_ARENA_L2_BITS];
+
+/* The arena holding p, or NULL when p is not in the heap. */
+static inline struct heap_arena *arena_of(uintptr_t p)
+{
+	uintptr_t n = p >> MH_ARENA_SHIFT;
+
+	if (n >> MH_ARENA_L2_BITS)
+		return NULL;
+	return LOAD_ACQUIRE(&mh_arena_l2[n]);
+}
+#else
 MH_HIDDEN extern struct heap_arena **mh_arena_l1[1u << MH_ARENA_L1_BITS];
 
 /* The arena holding p, or NULL when p is not in the heap. */
@@ -73,6 +90,7 @@ static inline struct heap_arena *arena_of(uintptr_t p)
 		return NULL;
 	return LOAD_ACQUIRE(&l2[n & ((1u << MH_ARENA_L2_BITS) - 1)]);
 }
+#endif
 
 /* Page number of p within its arena (arenas are aligned to their size, so
  * this needs no load of the arena's base: one less dependent load on the
