@@ -61,6 +61,7 @@ const struct fault_backend fault_backend_mprotect = {
 	.fault = mprotect_fault,
 	.release = mprotect_release,
 	.faults = true,
+	.thp = true,
 };
 
 /* ------------------------------------------------------------ none */
@@ -86,6 +87,7 @@ const struct fault_backend fault_backend_none = {
 	.fault = none_fault,
 	.release = none_release,
 	.faults = false,
+	.thp = true,
 };
 
 /* ------------------------------------------------------------ choice */

@@ -44,6 +44,10 @@ struct fault_backend {
 	void (*release)(const struct fault_range *r, unsigned n);
 	/* Whether faulting drops the memory (none keeps it resident). */
 	bool faults;
+	/* Whether chunks are ordinary anonymous memory that may be advised
+	 * for transparent huge pages (not kmod's device mappings, which
+	 * cannot be split). */
+	bool thp;
 };
 
 MH_HIDDEN extern const struct fault_backend fault_backend_kmod;

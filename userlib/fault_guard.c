@@ -5,12 +5,23 @@
  * the VMA is neither split nor changed, so there is no vm.max_map_count
  * limit to run into. MADV_GUARD_REMOVE makes the range ordinary zero-fill
  * memory again. Support is probed at run time on a scratch mapping.
+ *
+ * Huge pages: installing guards splits a huge page mapping into a page table
+ * of guard entries, and removing them leaves that table behind, empty. The
+ * kernel only maps a huge page where no page table exists, so a released
+ * chunk would be refilled in small pages for ever after. MADV_DONTNEED on
+ * the empty range lets a kernel with CONFIG_PT_RECLAIM (6.14+) free those
+ * tables; elsewhere it costs a cheap walk and changes nothing. Measured on
+ * the 6.18 host, 8 MiB chunks: refilling a released chunk takes 4 faults
+ * and 0.14 ms instead of 1,979 faults and 2.9 ms; the DONTNEED costs no
+ * measurable time (release 70 us either way).
  */
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
 
 #include "fault.h"
+#include "sysmem.h"
 
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102
@@ -44,10 +55,17 @@ static unsigned guard_fault(const struct fault_range *r, unsigned n, int *err)
 
 static void guard_release(const struct fault_range *r, unsigned n)
 {
-	for (unsigned i = 0; i < n; i++)
+	size_t huge = sys_thp_size();
+
+	for (unsigned i = 0; i < n; i++) {
 		if (madvise(r[i].base, r[i].len, MADV_GUARD_REMOVE))
 			mh_fatal("MADV_GUARD_REMOVE(%p, %zu): %s", r[i].base, r[i].len,
 				 strerror(errno));
+		/* Free the emptied page tables (see the top); only a range
+		 * that can hold a huge page needs it. */
+		if (huge && r[i].len >= huge)
+			madvise(r[i].base, r[i].len, MADV_DONTNEED);
+	}
 }
 
 const struct fault_backend fault_backend_guard = {
@@ -58,4 +76,5 @@ const struct fault_backend fault_backend_guard = {
 	.fault = guard_fault,
 	.release = guard_release,
 	.faults = true,
+	.thp = true,
 };

@@ -4,9 +4,22 @@
  * reserves whole 64 MiB heap arenas and maps them ready at once with
  * MAP_NORESERVE: untouched pages cost no memory, and the page heap tracks
  * which pages were released so it never has to ask the kernel.
+ *
+ * Transparent huge pages are used only where a caller asks for them, and
+ * only arena chunks do (arena.c says when and why). Whether asking works is
+ * found out once, at run time: the kernel must have THP at all (madvise
+ * MADV_HUGEPAGE on a scratch mapping does not fail with EINVAL), the sysfs
+ * mode must not be "never", and the PMD size must be readable. In mode
+ * "always" every range nobody advised is huge already; callers who want a
+ * range in small pages must then say MADV_NOHUGEPAGE, so that is reported
+ * too. Anything unexpected (no /sys, a refused madvise) turns THP off: the
+ * heap then behaves exactly as without it.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "sysmem.h"
 
@@ -71,6 +84,103 @@ void sys_release(void *p, size_t size)
 void sys_free(void *p, size_t size)
 {
 	munmap(p, size);
+}
+
+/* ------------------------------------------------------------ THP */
+
+#define THP_SYSFS "/sys/kernel/mm/transparent_hugepage/"
+
+/* 0 not known yet, 1 off, 2 on (default small pages), 3 on (mode always). */
+static int thp_state;
+static size_t thp_size;
+
+/* The first line of a sysfs file, NUL-terminated; false if unreadable. Raw
+ * system calls: stdio would allocate, and this can run inside malloc. */
+static bool read_line(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	return true;
+}
+
+static int thp_probe(size_t *size)
+{
+	char buf[128];
+	size_t sz = 0;
+	bool always;
+	void *p;
+	int err;
+
+	/* "always [madvise] never": the bracketed one is in force. */
+	if (!read_line(THP_SYSFS "enabled", buf, sizeof(buf)) || strstr(buf, "[never]"))
+		return 1;
+	always = strstr(buf, "[always]") != NULL;
+	if (!read_line(THP_SYSFS "hpage_pmd_size", buf, sizeof(buf)))
+		return 1;
+	for (const char *c = buf; *c >= '0' && *c <= '9'; c++)
+		sz = sz * 10 + (size_t)(*c - '0');
+	if (!IS_POW2(sz) || sz < MH_PAGE_SIZE || sz > ((size_t)1 << 30))
+		return 1;
+	/* The flag on a scratch mapping: EINVAL without CONFIG_TRANSPARENT_HUGEPAGE. */
+	p = mmap(NULL, sz, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		return 0;	/* out of memory or VMAs for now: ask again later */
+	err = madvise(p, sz, MADV_HUGEPAGE);
+	munmap(p, sz);
+	if (err)
+		return 1;
+	*size = sz;
+	return always ? 3 : 2;
+}
+
+static int thp(void)
+{
+	int st = LOAD_ACQUIRE(&thp_state);
+
+	if (likely(st))
+		return st;
+	/* Two first callers may both probe; they find the same answer. The
+	 * size is published before the state that makes it valid. */
+	size_t sz = 0;
+
+	st = thp_probe(&sz);
+	if (!st)
+		return 1;
+	STORE_RELAXED(&thp_size, sz);
+	STORE_RELEASE(&thp_state, st);
+	return st;
+}
+
+size_t sys_thp_size(void)
+{
+	return thp() > 1 ? LOAD_RELAXED(&thp_size) : 0;
+}
+
+bool sys_thp_default(void)
+{
+	return thp() == 3;
+}
+
+bool sys_thp_advise(void *p, size_t len, bool huge)
+{
+	if (thp() < 2)
+		return false;
+	if (madvise(p, len, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) == 0)
+		return true;
+	/* EINVAL cannot come from a range we own unless the kernel does not
+	 * know the advice after all: stop asking. ENOMEM (out of VMAs) or
+	 * EAGAIN are passing. */
+	if (errno == EINVAL)
+		STORE_RELEASE(&thp_state, 1);
+	return false;
 }
 
 uint64_t sys_metadata_bytes(void)

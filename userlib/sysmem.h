@@ -25,6 +25,19 @@ MH_HIDDEN void *sys_alloc(size_t size);
 MH_HIDDEN void sys_release(void *p, size_t size);
 MH_HIDDEN void sys_free(void *p, size_t size);
 
+/*
+ * Transparent huge pages for ranges the caller picks (arena chunks; see the
+ * top of sysmem.c). sys_thp_size() is the PMD huge page size when THP can be
+ * asked for with madvise here, else 0; probed once, at the first call.
+ * sys_thp_default() says whether ranges nobody advised get huge pages anyway
+ * (THP "always"). sys_thp_advise() sets MADV_HUGEPAGE (huge) or
+ * MADV_NOHUGEPAGE on [p, p + len); false when the kernel refused (say, out
+ * of VMAs), which only costs speed or memory, never correctness.
+ */
+MH_HIDDEN size_t sys_thp_size(void);
+MH_HIDDEN bool sys_thp_default(void);
+MH_HIDDEN bool sys_thp_advise(void *p, size_t len, bool huge);
+
 /* Bytes mapped for metadata so far (stats). */
 MH_HIDDEN uint64_t sys_metadata_bytes(void);
 
