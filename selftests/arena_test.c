@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * User arenas, once per fault backend that works on this machine: bump
- * allocation, bulk free, faulting and the use-after-free report, quarantine
- * and its budget, the VMA limit, and arenas used from many threads.
+ * allocation, bulk free, faulting and the use-after-free report, huge pages
+ * for big arenas and small pages for small ones, quarantine and its budget,
+ * the VMA limit, and arenas used from many threads.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -16,6 +17,7 @@
 #include "mheap.h"
 #include "arena.h"
 #include "fault.h"
+#include "sysmem.h"
 
 FIXTURE(arena)
 {
@@ -350,6 +352,159 @@ TEST_F(arena, random_probes_into_freed_chunks_all_fault)
 	mh_arena_free(keep);
 }
 
+/* ------------------------------------------------------------ huge pages */
+
+/* Huge page size when this backend's chunks take huge pages, else 0. */
+static size_t arena_thp(const FIXTURE_VARIANT(arena) *variant)
+{
+	return strcmp(variant->backend, "kmod") ? sys_thp_size() : 0;
+}
+
+/* The THPeligible field of the VMA holding p (/proc/self/smaps): 1 when the
+ * kernel would map huge pages there, 0 when not, -1 when unknown. */
+static int thp_eligible(const void *p)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	uintptr_t a = (uintptr_t)p, lo, hi;
+	char line[512];
+	bool in = false;
+	int v = -1;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+			in = a >= lo && a < hi;
+			continue;
+		}
+		if (in && sscanf(line, "THPeligible: %d", &v) == 1)
+			break;
+	}
+	fclose(f);
+	return v;
+}
+
+TEST_F(arena, small_arenas_stay_in_small_pages)
+{
+	RETURN_IF_SETUP_SKIPPED();
+
+	enum { N = 32 };
+	mh_arena *a[N];
+	size_t before, grew;
+
+	/* Warm up: the arena code paths and the first heap arena. */
+	mh_arena_free(mh_arena_new());
+	for (int i = 0; i < N; i++)
+		a[i] = mh_arena_new();
+	before = rss_bytes();
+	for (int i = 0; i < N; i++) {
+		char *p = mh_arena_alloc(a[i], 100, 0);
+		char *q = mh_arena_alloc_noscan(a[i], 100, 0);
+
+		ASSERT_NE(NULL, p);
+		ASSERT_NE(NULL, q);
+		memset(p, 1, 100);
+		memset(q, 2, 100);
+		/* Both ends of a small arena share its first pages. */
+		EXPECT_LT(q - p, 1 << 20);
+		if (i == 0 && arena_thp(variant))
+			EXPECT_EQ(0, thp_eligible(p));
+	}
+	grew = rss_bytes() - before;
+	/* A few pages each; a huge page each would be 64 MiB and more. */
+	EXPECT_LT(grew, (size_t)4 << 20) TH_LOG("RSS grew by %zu KiB", grew >> 10);
+	for (int i = 0; i < N; i++)
+		mh_arena_free(a[i]);
+}
+
+TEST_F(arena, big_arenas_take_huge_pages_and_give_them_back_to_the_heap)
+{
+	RETURN_IF_SETUP_SKIPPED();
+
+	struct arena_config cfg = self->cfg;
+	size_t h = arena_thp(variant);
+	mh_arena *a;
+	char *first, *second = NULL;
+
+	if (!h)
+		SKIP(return, "no transparent huge pages for %s chunks here", variant->backend);
+	if (cfg.chunk_bytes < 2 * h)
+		SKIP(return, "chunks smaller than two huge pages");
+	cfg.reuse = false;
+	cfg.ready_max = 0;	/* released chunks go back to the page heap */
+	arena_configure(&cfg);
+	a = mh_arena_new();
+	first = mh_arena_alloc(a, 64, 0);
+	ASSERT_EQ(0, (uintptr_t)first % h);
+	/* Past the small-page window, the next huge page. */
+	for (size_t n = 64; n <= cfg.thp_after; n += 4096)
+		second = mh_arena_alloc(a, 4096, 0);
+	EXPECT_EQ(first + h, second);
+	EXPECT_EQ(0, thp_eligible(first));
+	EXPECT_EQ(1, thp_eligible(second));
+	memset(second, 7, 4096);
+	mh_arena_free(a);
+	/* Faulted everywhere: the used window, its unused rest, the huge
+	 * pages used and not. */
+	if (faults(variant)) {
+		expect_uaf(_metadata, first, false);
+		expect_uaf(_metadata, first + cfg.thp_after + 4096, true);
+		expect_uaf(_metadata, second, false);
+		expect_uaf(_metadata, second + h, true);
+		expect_uaf(_metadata, first + cfg.chunk_bytes - 1, false);
+	}
+	mh_quarantine_release();
+	/* Back in the page heap, for small spans: no huge pages there. */
+	EXPECT_EQ(0, thp_eligible(second));
+}
+
+TEST_F(arena, chunks_back_from_quarantine_read_zero_and_fault_again)
+{
+	RETURN_IF_SETUP_SKIPPED();
+
+	struct arena_config cfg = self->cfg;
+	size_t bytes = cfg.chunk_bytes * 5 / 2, n = 0;
+	uintptr_t lo = UINTPTR_MAX, hi = 0;
+	mh_arena *a;
+	char *volatile p = NULL;
+
+	if (!faults(variant))
+		SKIP(return, "the none backend keeps freed chunks as they are");
+	cfg.reuse = false;
+	arena_configure(&cfg);
+	/* Three chunks, every byte written. */
+	a = mh_arena_new();
+	while (n < bytes) {
+		p = mh_arena_alloc(a, 65536, 0);
+		ASSERT_NE(NULL, p);
+		memset(p, 0xa5, 65536);
+		lo = (uintptr_t)p < lo ? (uintptr_t)p : lo;
+		hi = (uintptr_t)p + 65536 > hi ? (uintptr_t)p + 65536 : hi;
+		n += 65536;
+	}
+	mh_arena_free(a);
+	mh_quarantine_release();
+	/* The same chunks again, from the ready list: zero, in both windows. */
+	a = mh_arena_new();
+	size_t reused = 0;
+
+	for (n = 0; n < bytes; n += 65536) {
+		p = mh_arena_alloc(a, 65536, 0);
+		ASSERT_NE(NULL, p);
+		size_t nonzero = 0;
+
+		for (size_t i = 0; i < 65536; i += 8)
+			nonzero += *(uint64_t *)(p + i) != 0;
+		ASSERT_EQ(0, nonzero) TH_LOG("%zu words of %p not zero", nonzero, p);
+		reused += (uintptr_t)p >= lo && (uintptr_t)p < hi;
+		memset(p, 0x5a, 65536);
+	}
+	EXPECT_GT(reused, 0);
+	mh_arena_free(a);
+	expect_uaf(_metadata, p, true);
+	expect_uaf(_metadata, p + 65535, false);
+}
+
 /* ------------------------------------------------------------ quarantine */
 
 TEST_F(arena, quarantine_budget_releases_oldest_first)
@@ -465,7 +620,10 @@ static void vma_exhaustion(void *arg)
 
 		if (!a || !mh_arena_alloc(a, 64, 0))
 			_exit(2);
-		(void)mh_malloc(100000);	/* a live object keeps chunks apart */
+		/* A live object keeps chunks apart: larger than the gap
+		 * below a chunk aligned for huge pages, which a smaller one
+		 * would fill instead. */
+		(void)mh_malloc((size_t)3 << 20);
 		mh_arena_free(a);
 	}
 	mh_stats_read(&st);

@@ -16,18 +16,30 @@ enum chunk_state {
 	CHUNK_READY,		/* out of quarantine, reusable */
 };
 
+/* What a part of a chunk was advised for transparent huge pages (arena.c). */
+enum chunk_thp {
+	CHUNK_THP_DEFAULT = 0,	/* never advised: the system's THP mode decides */
+	CHUNK_THP_ON,		/* MADV_HUGEPAGE */
+	CHUNK_THP_OFF,		/* MADV_NOHUGEPAGE */
+};
+
 /*
  * One chunk of arena memory: a span of the page heap (state MSPAN_CHUNK,
- * span->chunk_data points here), bump-allocated from both ends.
+ * span->chunk_data points here), bump-allocated from both ends of a window:
+ * the whole chunk, or first a small window at its base, in small pages,
+ * and then [next_window, limit), in huge pages (arena.c explains why).
  */
 struct arena_chunk {
 	struct mspan *span;
 	uintptr_t base, limit;		/* the chunk is [base, limit) */
-	uintptr_t lo, hi;		/* free space is [lo, hi) */
+	uintptr_t lo, hi;		/* free space of the window is [lo, hi) */
+	uintptr_t next_window;		/* the next window is [next_window, limit); 0: none */
 	uint64_t arena_id;		/* the arena that used it last */
 	uint64_t freed_ns;		/* when it was faulted */
 	uint8_t state;			/* enum chunk_state */
 	uint8_t large;			/* holds one large allocation */
+	uint8_t thp_head;		/* enum chunk_thp of the first huge page */
+	uint8_t thp_tail;		/* ... and of the rest of the chunk */
 	struct arena_chunk *next, *prev;
 };
 
@@ -42,6 +54,8 @@ struct arena_config {
 	bool reuse;		/* MHEAP_ARENA_REUSE, default 1 */
 	size_t quarantine_max;	/* MHEAP_QUARANTINE_MAX, default 4 GiB */
 	size_t ready_max;	/* MHEAP_ARENA_READY_MAX, default 64 MiB */
+	bool thp;		/* MHEAP_ARENA_THP, default 1 */
+	size_t thp_after;	/* MHEAP_ARENA_THP_AFTER, default 256 KiB */
 };
 
 /* For tests: read or change the settings (only while no arena is live). */
