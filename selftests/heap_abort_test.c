@@ -12,6 +12,7 @@
 #include "mheap_test.h"
 
 #include "mheap.h"
+#include "internal.h"
 
 static char expected[128];
 
@@ -103,6 +104,13 @@ TEST(double_free_after_the_pages_went_back)
 	victim = mh_malloc(20000);
 	WANT("mheap: double free of %#lx", victim);
 	expect_abort(_metadata, free_after_span_died, "span died");
+}
+
+TEST(double_free_of_a_large_object_in_the_span_cache)
+{
+	victim = mh_malloc(5 * MH_PAGE_SIZE);	/* freed whole into the cache */
+	WANT("mheap: double free of %#lx", victim);
+	expect_abort(_metadata, free_twice, "cached span");
 }
 
 static void realloc_freed(void *arg)

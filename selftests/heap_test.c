@@ -217,6 +217,62 @@ TEST(page_allocator_is_address_ordered_first_fit)
 	mh_free(d);
 }
 
+TEST(freed_spans_are_cached_whole_and_taken_back_first)
+{
+	size_t len = 5 * MH_PAGE_SIZE;	/* a large object under the cache's limit */
+	char *a = mh_malloc(len), *b = mh_malloc(len), *c = mh_malloc(len), *d;
+	struct mh_stats before, cached, released;
+
+	ASSERT_NE(NULL, a);
+	ASSERT_NE(NULL, b);
+	ASSERT_NE(NULL, c);
+	mh_stats_read(&before);
+	mh_free(a);
+	mh_free(c);
+	/* Cached pages are idle memory to the stats (and the scavenger)... */
+	mh_stats_read(&cached);
+	EXPECT_EQ(before.heap_idle + 2 * len, cached.heap_idle);
+	EXPECT_EQ(0, mh_usable_size(c));	/* no span maps them any more */
+	/* ...and the last one freed comes back first; first fit would have
+	 * picked a, the lower address. */
+	d = mh_malloc(len);
+	EXPECT_EQ(c, d);
+	mh_free(d);
+	/* mh_scavenge gives the cache back to the page allocator, which can
+	 * then release it. */
+	mh_scavenge();
+	mh_stats_read(&released);
+	EXPECT_EQ(released.heap_idle, released.heap_released);
+	mh_free(b);
+}
+
+TEST(cached_spans_are_flushed_when_a_request_needs_their_pages)
+{
+	enum { N = 256 };		/* 256 x 512 KiB: two heap arenas */
+	size_t len = 64 * MH_PAGE_SIZE;	/* the cache's longest span */
+	static void *p[N];
+	struct mh_stats before, after;
+	void *big;
+
+	if (UNDER_SANITIZER)
+		SKIP(return, "arenas are not contiguous without the arena hints (sanitizer build)");
+	for (int i = 0; i < N; i++) {
+		p[i] = mh_malloc(len);
+		ASSERT_NE(NULL, p[i]);
+	}
+	for (int i = 0; i < N; i++)
+		mh_free(p[i]);
+	mh_stats_read(&before);
+	ASSERT_GE(before.heap_idle, (uint64_t)N * len);
+	/* Only the cached pages can hold 100 MiB without growing the heap:
+	 * the failed search must flush the cache and look again. */
+	big = mh_malloc(100 << 20);
+	ASSERT_NE(NULL, big);
+	mh_stats_read(&after);
+	EXPECT_EQ(before.heap_sys, after.heap_sys);
+	mh_free(big);
+}
+
 TEST(large_alignment_up_to_64MiB)
 {
 	for (size_t align = MH_PAGE_SIZE; align <= MH_ARENA_SIZE; align <<= 1) {

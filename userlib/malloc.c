@@ -226,8 +226,16 @@ static void remote_free(struct mspan *s, uint32_t idx, uintptr_t p)
 		double_free(p);
 	int64_t old = __atomic_fetch_add(&s->remote, REMOTE_ONE, __ATOMIC_ACQ_REL);
 
-	if (old & REMOTE_OWNED)
-		return;	/* the owner folds it in at its next sweep */
+	if (old & REMOTE_OWNED) {
+		/* The owner folds it in at its next sweep; the first pending
+		 * free tells it to look (the owner may be changing: a hint to
+		 * the wrong cache costs one look). */
+		struct mcache *owner = LOAD_RELAXED(&s->owner);
+
+		if ((old >> REMOTE_SHIFT) <= 0 && owner)
+			__atomic_fetch_add(&owner->remote_hint, 1, __ATOMIC_RELAXED);
+		return;
+	}
 	int64_t pending = (old >> REMOTE_SHIFT) + 1;
 	if (pending == 1 || pending == (int64_t)LOAD_RELAXED(&s->outstanding))
 		mcentral_remote_event(s, cls, gen);

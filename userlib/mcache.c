@@ -84,6 +84,19 @@ static void give_back(struct mcache *c, struct mspan *s)
 	disown(c, s);
 }
 
+/* An owned span whose every object is free goes straight back to the page
+ * heap: no freer can still come (each object has been freed once, and a
+ * remote freer touches the span's counters before it lets go), so there
+ * is nothing for the mcentral to settle. */
+static void give_back_empty(struct mcache *c, struct mspan *s)
+{
+	list_unlink(c, s);
+	c->last_free_bytes = 0;
+	STORE_RELAXED(&s->owner, NULL);
+	__atomic_store_n(&s->remote, 0, __ATOMIC_RELAXED);
+	mheap_free_span(s);
+}
+
 static void release_spans(struct mcache *c)
 {
 	for (unsigned cls = 1; cls < MH_NUM_CLASSES; cls++) {
@@ -146,7 +159,8 @@ struct mcache *mcache_create(void)
 	mheap_init();
 	mh_lock(&mh_heap.lock);
 	if (!mh_heap.cachealloc.size)
-		fixalloc_init(&mh_heap.cachealloc, sizeof(struct mcache), 0);
+		fixalloc_init(&mh_heap.cachealloc, sizeof(struct mcache),
+			      sizeof(int64_t));	/* keep remote_hint */
 	c = fixalloc_alloc(&mh_heap.cachealloc);
 	mh_unlock(&mh_heap.lock);
 	if (!c) {
@@ -226,17 +240,28 @@ uintptr_t mcache_alloc_slow(struct mcache *c, unsigned cls)
 		if (p)
 			return p;
 	}
-	/* The oldest used-up spans, for frees made by other threads. */
-	for (int i = 0; i < MH_CACHE_SCAN && c->full[cls].head; i++) {
-		s = c->full[cls].head;
-		if (LOAD_RELAXED(&s->remote) >= REMOTE_ONE) {
-			p = adopt(c, cls, s);
-			if (p)
-				return p;
-		} else {
-			list_unlink(c, s);
-			list_append(c, &c->full[cls], s, MSPAN_LIST_CACHE_FULL);
+	/* The oldest used-up spans, for frees made by other threads: only
+	 * when there have been such frees since the last look (each adds to
+	 * the hint once per span and sweep); a look that finds none drops
+	 * the hint, the next remote free raises it again. */
+	if (LOAD_RELAXED(&c->remote_hint) > 0) {
+		bool found = false;
+
+		for (int i = 0; i < MH_CACHE_SCAN && c->full[cls].head; i++) {
+			s = c->full[cls].head;
+			if (LOAD_RELAXED(&s->remote) >= REMOTE_ONE) {
+				found = true;
+				__atomic_fetch_sub(&c->remote_hint, 1, __ATOMIC_RELAXED);
+				p = adopt(c, cls, s);
+				if (p)
+					return p;
+			} else {
+				list_unlink(c, s);
+				list_append(c, &c->full[cls], s, MSPAN_LIST_CACHE_FULL);
+			}
 		}
+		if (!found)
+			STORE_RELAXED(&c->remote_hint, 0);
 	}
 	for (;;) {
 		s = mcentral_cache_span(cls, c);
@@ -266,7 +291,7 @@ void mcache_local_free_slow(struct mcache *c, struct mspan *s)
 		s->free_notify = UINT32_MAX;	/* nothing left to notice */
 		c->empty_bytes += s->npages << MH_PAGE_SHIFT;
 		if (c->empty_bytes > MH_CACHE_EMPTY_MAX)
-			give_back(c, s);
+			give_back_empty(c, s);
 	}
 }
 

@@ -48,27 +48,109 @@ static struct mspan *span_struct_alloc(unsigned words)
 	unsigned b = span_bucket(words);
 	struct mspan *s = fixalloc_alloc(&mh_heap.spanalloc[b]);
 
+	if (s)
+		s->bucket = (uint8_t)b;
 	return s;
 }
 
-static void span_struct_free(struct mspan *s)
+/* The struct dies: a freer that still holds this pointer compares gen. */
+static void span_struct_kill(struct mspan *s)
 {
-	unsigned words = s->state == MSPAN_SMALL ? mspan_bitmap_words(s->nelems) : 0;
-
 	s->state = MSPAN_DEAD;
-	/* A freer that still holds this pointer compares generations. */
 	STORE_RELEASE(&s->gen, s->gen + 1);
-	fixalloc_free(&mh_heap.spanalloc[span_bucket(words)], s);
 }
+
+/* ------------------------------------------------------------ span cache */
+
+/*
+ * Spans come and go in bursts of one length: a thread frees a batch of
+ * objects, the spans that empties come back here, and moments later the
+ * thread asks for as many again. A round trip through the page allocator
+ * costs a bitmap update and a summary recomputation under the heap lock
+ * (about 1,600 instructions each way, measured with callgrind), which two
+ * threads churning 8 KiB objects turned into a 3x slowdown against
+ * mimalloc. So a freed span of up to SPAN_CACHE_PAGES pages keeps its pages
+ * and its (dead) struct on a LIFO list per length, and the next request of
+ * that length takes it in O(1).
+ *
+ * Cached pages count as free in pa_free_pages, so the stats and the
+ * scavenger's policy see them as idle memory, but the page allocator's
+ * bitmap still marks them in use: whatever reads the bitmap for free pages
+ * (the scavenger, a search that failed, growth in place) first flushes the
+ * cache into it. The struct dies on the way in (gen moves on, no page maps
+ * to it), so late and double frees are caught as before.
+ */
+static void span_cache_put(struct mspan *s)
+{
+	span_struct_kill(s);
+	s->next = mh_heap.span_cache[s->npages];
+	mh_heap.span_cache[s->npages] = s;
+	mh_heap.span_cache_pages += s->npages;
+	pa_free_pages += s->npages;
+}
+
+/* A cached span of npages pages with room for `words` bitmap words. */
+static struct mspan *span_cache_take(uintptr_t npages, unsigned words)
+{
+	struct mspan *s = mh_heap.span_cache[npages];
+
+	if (!s)
+		return NULL;
+	if (s->bucket != span_bucket(words)) {
+		/* Another class's struct: move the pages to one that fits. */
+		struct mspan *n = span_struct_alloc(words);
+
+		if (!n)
+			return NULL;
+		mh_heap.span_cache[npages] = s->next;
+		n->base = s->base;
+		fixalloc_free(&mh_heap.spanalloc[s->bucket], s);
+		s = n;
+	} else {
+		mh_heap.span_cache[npages] = s->next;
+	}
+	mh_heap.span_cache_pages -= npages;
+	pa_free_pages -= npages;
+	return s;
+}
+
+void mheap_flush_span_cache(void)
+{
+	for (unsigned n = 1; n <= SPAN_CACHE_PAGES && mh_heap.span_cache_pages; n++) {
+		struct mspan *s;
+
+		while ((s = mh_heap.span_cache[n])) {
+			mh_heap.span_cache[n] = s->next;
+			mh_heap.span_cache_pages -= n;
+			pa_free_pages -= n;	/* pa_free counts them again */
+			pa_free(s->base, n, false);
+			fixalloc_free(&mh_heap.spanalloc[s->bucket], s);
+		}
+	}
+}
+
+/* ------------------------------------------------------------ spans */
 
 struct mspan *mheap_alloc_span(uintptr_t npages, uintptr_t align_pages,
 			       unsigned sizeclass, enum mspan_state state)
 {
-	struct pa_result r;
-	struct mspan *s;
+	unsigned words = sizeclass ? mspan_bitmap_words(mh_class[sizeclass].nelems) : 0;
+	struct pa_result r = { 0 };
+	struct mspan *s = NULL;
 
 	mh_lock(&mh_heap.lock);
+	if (align_pages == 1 && npages <= SPAN_CACHE_PAGES)
+		s = span_cache_take(npages, words);
+	if (s) {
+		r.base = s->base;
+		r.needzero = true;
+		goto init;
+	}
 	r = pa_alloc(npages, align_pages);
+	if (!r.base && mh_heap.span_cache_pages) {
+		mheap_flush_span_cache();
+		r = pa_alloc(npages, align_pages);
+	}
 	if (!r.base) {
 		uintptr_t want = npages + align_pages - 1;
 
@@ -79,11 +161,12 @@ struct mspan *mheap_alloc_span(uintptr_t npages, uintptr_t align_pages,
 		if (!r.base)
 			goto nomem;
 	}
-	s = span_struct_alloc(sizeclass ? mspan_bitmap_words(mh_class[sizeclass].nelems) : 0);
+	s = span_struct_alloc(words);
 	if (!s) {
 		pa_free(r.base, npages, false);
 		goto nomem;
 	}
+init:
 	s->base = r.base;
 	s->npages = npages;
 	if (sizeclass) {
@@ -115,6 +198,10 @@ bool mheap_grow_span(struct mspan *s, uintptr_t npages)
 
 	mh_lock(&mh_heap.lock);
 	ok = pa_alloc_at(end, extra, &r);
+	if (!ok && mh_heap.span_cache_pages) {
+		mheap_flush_span_cache();
+		ok = pa_alloc_at(end, extra, &r);
+	}
 	if (ok) {
 		arenamap_set_spans(end, extra, s);
 		s->npages = npages;
@@ -137,8 +224,13 @@ void mheap_free_span_released(struct mspan *s, bool released)
 	if (s->state == MSPAN_LARGE)
 		mh_heap.large_live_bytes -= s->npages << MH_PAGE_SHIFT;
 	arenamap_set_spans(s->base, s->npages, NULL);
-	pa_free(s->base, s->npages, released);
-	span_struct_free(s);
+	if (!released && s->npages <= SPAN_CACHE_PAGES) {
+		span_cache_put(s);
+	} else {
+		pa_free(s->base, s->npages, released);
+		span_struct_kill(s);
+		fixalloc_free(&mh_heap.spanalloc[s->bucket], s);
+	}
 	scavenge_after_free();
 	mh_unlock(&mh_heap.lock);
 }

@@ -23,6 +23,8 @@ struct mcentral {
 
 /* Span structs come in buckets by bitmap size, bitmaps stored behind them. */
 #define SPAN_BUCKETS 6
+/* Freed spans of up to this many pages are cached whole (mheap.c). */
+#define SPAN_CACHE_PAGES 64
 
 struct mheap {
 	mh_lock_t lock;
@@ -31,6 +33,9 @@ struct mheap {
 	struct fixalloc cachealloc;
 	uint64_t large_live_bytes;	/* bytes in large objects now */
 	uint64_t scavenged_pages;	/* pages released, cumulative */
+	/* Freed spans by length, their pages kept (mheap.c, "span cache"). */
+	struct mspan *span_cache[SPAN_CACHE_PAGES + 1];
+	uintptr_t span_cache_pages;
 	struct mcentral central[MH_NUM_CLASSES];
 };
 
@@ -58,6 +63,8 @@ MH_HIDDEN void mheap_free_span(struct mspan *s);
 /* The same for a span whose pages were already dropped (a faulted arena
  * chunk): they count as released and read as zero. */
 MH_HIDDEN void mheap_free_span_released(struct mspan *s, bool released);
+/* Give every cached free span back to the page allocator (heap lock held). */
+MH_HIDDEN void mheap_flush_span_cache(void);
 /* Run the scavenger's policy (heap lock held); see scavenge.c. */
 MH_HIDDEN void scavenge_after_free(void);
 MH_HIDDEN void scavenge_init(void);

@@ -79,6 +79,7 @@ struct mspan {
 				 * the cache's by the owner */
 	uint8_t cache_empty;	/* owned and every object freed locally */
 	uint8_t needzero;	/* large spans: pages may hold old data */
+	uint8_t bucket;		/* the struct's size bucket (mheap.c) */
 	uint32_t elemsize;	/* object size; large: npages * page size */
 	uint32_t nelems;	/* objects in the span */
 	uint32_t divmul;	/* object index = offset * divmul >> 32 */
