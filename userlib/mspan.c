@@ -75,6 +75,11 @@ void mspan_sweep(struct mspan *s)
 	int64_t folded = 0;
 
 	mspan_fold_local(s);
+	/* Freers set their bit before they count it: with nothing counted
+	 * there may be a bit in flight, which the next sweep folds, but no
+	 * need for an atomic exchange per word. */
+	if (LOAD_ACQUIRE(&s->remote) < REMOTE_ONE)
+		return;
 	for (unsigned w = 0; w < nw; w++) {
 		uint64_t r = __atomic_exchange_n(&s->bits[w].remote, 0, __ATOMIC_ACQ_REL);
 
