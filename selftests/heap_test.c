@@ -604,4 +604,51 @@ TEST(stats_account_for_objects)
 	EXPECT_EQ(a.heap_alloc, b.heap_alloc);
 }
 
+/* A thread that allocates `n` objects of 48 bytes, then waits to be told
+ * to free them and exit. */
+struct idle_allocator {
+	int n;
+	void *p[333];
+	pthread_barrier_t allocated, go;
+};
+
+static void *allocate_then_idle(void *arg)
+{
+	struct idle_allocator *ia = arg;
+
+	for (int i = 0; i < ia->n; i++)
+		ia->p[i] = mh_malloc(48);
+	pthread_barrier_wait(&ia->allocated);
+	pthread_barrier_wait(&ia->go);
+	for (int i = 0; i < ia->n; i++)
+		mh_free(ia->p[i]);
+	return NULL;
+}
+
+TEST(stats_count_another_threads_objects_exactly_while_it_is_idle)
+{
+	static struct idle_allocator ia = { .n = 333 };	/* not a multiple of 64 */
+	unsigned cls = size_to_class(48);
+	struct mh_stats a, b, c;
+	pthread_t t;
+
+	pthread_barrier_init(&ia.allocated, NULL, 2);
+	pthread_barrier_init(&ia.go, NULL, 2);
+	mh_stats_read(&a);
+	ASSERT_EQ(0, pthread_create(&t, NULL, allocate_then_idle, &ia));
+	pthread_barrier_wait(&ia.allocated);
+	/* The thread's cache counted its current window as allocated when
+	 * it filled it; the objects still in the window are not. */
+	mh_stats_read(&b);
+	EXPECT_EQ(a.by_class[cls].mallocs + 333, b.by_class[cls].mallocs);
+	EXPECT_EQ(a.heap_alloc + 333 * mh_class[cls].size, b.heap_alloc);
+	pthread_barrier_wait(&ia.go);
+	pthread_join(t, NULL);
+	/* At exit the unused window leaves the count too. */
+	mh_stats_read(&c);
+	EXPECT_EQ(a.by_class[cls].mallocs + 333, c.by_class[cls].mallocs);
+	EXPECT_EQ(a.by_class[cls].frees + 333, c.by_class[cls].frees);
+	EXPECT_EQ(a.heap_alloc, c.heap_alloc);
+}
+
 TEST_HARNESS_MAIN

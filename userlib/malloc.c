@@ -77,7 +77,8 @@ static void *large_alloc(size_t size, size_t align, bool zero)
 }
 
 /* The next object of class cls from the thread's current span, or 0 when
- * the span's window is empty. Go's nextFreeFast: no lock, no atomic. */
+ * the span's window is empty. Go's nextFreeFast: no lock, no atomic, and
+ * no counter: the objects of a window were counted when it was filled. */
 static inline uintptr_t window_take(struct mcache *c, unsigned cls)
 {
 	struct mspan *s = c->alloc[cls];
@@ -88,9 +89,8 @@ static inline uintptr_t window_take(struct mcache *c, unsigned cls)
 	unsigned bit = (unsigned)__builtin_ctzll(window);
 	uint32_t idx = s->freeindex + bit;
 
-	s->alloc_cache = window >> bit >> 1;
+	STORE_RELAXED(&s->alloc_cache, window >> bit >> 1);
 	STORE_RELAXED(&s->freeindex, idx + 1);
-	OWNER_ADD(&c->nmalloc[cls], 1);
 	return s->base + (uintptr_t)idx * s->elemsize;
 }
 
@@ -104,7 +104,9 @@ static void *small_alloc(struct mcache *c, unsigned cls)
 			errno = ENOMEM;
 			return NULL;
 		}
-		OWNER_ADD(&c->nmalloc[cls], 1);
+		/* The object and its span's new window: see nmalloc. */
+		OWNER_ADD(&c->nmalloc[cls],
+			  1 + (uint64_t)__builtin_popcountll(c->alloc[cls]->alloc_cache));
 	}
 	return (void *)p;
 }

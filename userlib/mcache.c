@@ -102,7 +102,9 @@ static void release_spans(struct mcache *c)
 	for (unsigned cls = 1; cls < MH_NUM_CLASSES; cls++) {
 		struct mspan *s = c->alloc[cls];
 
-		c->alloc[cls] = &mh_empty_span;
+		/* The window's objects were counted but never handed out. */
+		OWNER_ADD(&c->nmalloc[cls], -(uint64_t)__builtin_popcountll(s->alloc_cache));
+		STORE_RELAXED(&c->alloc[cls], &mh_empty_span);
 		if (s != &mh_empty_span)
 			disown(c, s);
 		while (c->partial[cls].head)
@@ -168,7 +170,7 @@ struct mcache *mcache_create(void)
 		return NULL;
 	}
 	for (unsigned cls = 0; cls < MH_NUM_CLASSES; cls++)
-		c->alloc[cls] = &mh_empty_span;
+		STORE_RELAXED(&c->alloc[cls], &mh_empty_span);
 	mh_lock(&mh_caches_lock);
 	c->next = mh_caches;
 	if (mh_caches)
@@ -187,7 +189,7 @@ struct mcache *mcache_create(void)
 static void make_current(struct mcache *c, unsigned cls, struct mspan *s)
 {
 	s->free_notify = UINT32_MAX;
-	c->alloc[cls] = s;
+	STORE_RELAXED(&c->alloc[cls], s);
 }
 
 /* Make owned span s current: sweep it and take its first free object. */
@@ -223,7 +225,7 @@ uintptr_t mcache_alloc_slow(struct mcache *c, unsigned cls)
 				return p;
 		}
 		s->nalloc = s->nelems;	/* every object was handed out */
-		c->alloc[cls] = &mh_empty_span;
+		STORE_RELAXED(&c->alloc[cls], &mh_empty_span);
 		if (s->nfreed_local) {
 			list_append(c, &c->partial[cls], s, MSPAN_LIST_CACHE_PARTIAL);
 		} else {

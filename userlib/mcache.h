@@ -58,7 +58,10 @@ struct mcache {
 	 * in, so the fast path needs no NULL check). */
 	struct mspan *alloc[MH_NUM_CLASSES];
 	/* Counters only this thread writes; readers use relaxed loads.
-	 * Class 0 counts large objects. */
+	 * Class 0 counts large objects. nmalloc counts a current span's
+	 * window as allocated when the window is filled, so the allocation
+	 * fast path updates no counter: objects allocated are nmalloc minus
+	 * the bits left in the current span's window (mcache_nmalloc). */
 	uint64_t nmalloc[MH_NUM_CLASSES];
 	uint64_t nfree[MH_NUM_CLASSES];
 	struct span_list partial[MH_NUM_CLASSES];
@@ -73,6 +76,16 @@ struct mcache {
 };
 
 MH_HIDDEN extern __thread struct mcache *mh_tls_cache;
+
+/* Objects of class cls c has allocated: exact for the calling thread's own
+ * cache, a snapshot (off by at most a window) for a cache in use. */
+static inline uint64_t mcache_nmalloc(struct mcache *c, unsigned cls)
+{
+	const struct mspan *s = LOAD_RELAXED(&c->alloc[cls]);
+
+	return LOAD_RELAXED(&c->nmalloc[cls]) -
+	       (uint64_t)__builtin_popcountll(LOAD_RELAXED(&s->alloc_cache));
+}
 MH_HIDDEN extern struct mspan mh_empty_span;
 
 MH_HIDDEN struct mcache *mcache_create(void);

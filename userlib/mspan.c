@@ -41,13 +41,13 @@ uintptr_t mspan_next_free(struct mspan *s)
 
 			idx += bit;
 			/* Window: the objects after idx in the same word. */
-			s->alloc_cache = (b + bit == 63) ? 0 : avail >> (bit + 1);
+			STORE_RELAXED(&s->alloc_cache, (b + bit == 63) ? 0 : avail >> (bit + 1));
 			STORE_RELAXED(&s->freeindex, idx + 1);
 			return s->base + (uintptr_t)idx * s->elemsize;
 		}
 		idx = (w + 1) * 64;
 	}
-	s->alloc_cache = 0;
+	STORE_RELAXED(&s->alloc_cache, 0);
 	STORE_RELAXED(&s->freeindex, s->nelems);
 	return 0;
 }
@@ -65,7 +65,7 @@ void mspan_fold_local(struct mspan *s)
 		STORE_RELAXED(&s->bits[w].alloc, bits);
 	}
 	s->nfreed_local = 0;
-	s->alloc_cache = 0;
+	STORE_RELAXED(&s->alloc_cache, 0);
 	STORE_RELAXED(&s->freeindex, 0);
 }
 
@@ -111,7 +111,7 @@ void mspan_init_small(struct mspan *s, unsigned sizeclass)
 	s->divmul = sc->divmul;
 	s->needzero = 1;
 	s->freeindex = 0;
-	s->alloc_cache = 0;
+	STORE_RELAXED(&s->alloc_cache, 0);
 	s->nfreed_local = 0;
 	s->free_notify = UINT32_MAX;
 	s->outstanding = 0;

@@ -32,7 +32,7 @@ void mh_stats_read(struct mh_stats *st)
 	}
 	for (struct mcache *c = mh_caches; c; c = c->next) {
 		for (unsigned cls = 0; cls < MH_NUM_CLASSES; cls++) {
-			st->by_class[cls].mallocs += LOAD_RELAXED(&c->nmalloc[cls]);
+			st->by_class[cls].mallocs += mcache_nmalloc(c, cls);
 			st->by_class[cls].frees += LOAD_RELAXED(&c->nfree[cls]);
 		}
 		st->threads_cached++;
