@@ -55,6 +55,24 @@ TEST(sizeclass_table_invariants)
 	ASSERT_EQ(MH_MAX_SMALL_SIZE, mh_class[MH_NUM_CLASSES - 1].size);
 }
 
+TEST(popcount_matches_a_bit_by_bit_count)
+{
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+
+	EXPECT_EQ(0, mh_popcount(0));
+	EXPECT_EQ(64, mh_popcount(~(uint64_t)0));
+	for (int i = 0; i < 1000; i++) {
+		unsigned n = 0;
+
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		for (int b = 0; b < 64; b++)
+			n += (x >> b) & 1;
+		ASSERT_EQ(n, mh_popcount(x));
+	}
+}
+
 TEST(size_to_class_picks_the_smallest_fitting_class)
 {
 	mh_free(mh_malloc(1));

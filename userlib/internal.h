@@ -55,6 +55,23 @@
 /* Add to a counter only its owner writes: no locked instruction needed. */
 #define OWNER_ADD(p, v)		STORE_RELAXED((p), LOAD_RELAXED(p) + (v))
 
+/*
+ * Bits set in x. Without -mpopcnt (the x86-64 baseline lacks the
+ * instruction) __builtin_popcountll is a call into libgcc's table-driven
+ * count; the classic SWAR sum below is a dozen inline ALU instructions.
+ */
+static inline unsigned mh_popcount(uint64_t x)
+{
+#ifdef __POPCNT__
+	return (unsigned)__builtin_popcountll(x);
+#else
+	x -= (x >> 1) & 0x5555555555555555ull;
+	x = (x & 0x3333333333333333ull) + ((x >> 2) & 0x3333333333333333ull);
+	x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0full;
+	return (unsigned)((x * 0x0101010101010101ull) >> 56);
+#endif
+}
+
 /* Locks: pthread mutexes, which fork handlers and TSan understand. */
 typedef pthread_mutex_t mh_lock_t;
 #define MH_LOCK_INIT PTHREAD_MUTEX_INITIALIZER

@@ -106,7 +106,7 @@ static void *small_alloc(struct mcache *c, unsigned cls)
 		}
 		/* The object and its span's new window: see nmalloc. */
 		OWNER_ADD(&c->nmalloc[cls],
-			  1 + (uint64_t)__builtin_popcountll(c->alloc[cls]->alloc_cache));
+			  1 + (uint64_t)mh_popcount(c->alloc[cls]->alloc_cache));
 	}
 	return (void *)p;
 }

@@ -103,7 +103,7 @@ static void release_spans(struct mcache *c)
 		struct mspan *s = c->alloc[cls];
 
 		/* The window's objects were counted but never handed out. */
-		OWNER_ADD(&c->nmalloc[cls], -(uint64_t)__builtin_popcountll(s->alloc_cache));
+		OWNER_ADD(&c->nmalloc[cls], -(uint64_t)mh_popcount(s->alloc_cache));
 		STORE_RELAXED(&c->alloc[cls], &mh_empty_span);
 		if (s != &mh_empty_span)
 			disown(c, s);

@@ -84,7 +84,7 @@ static inline uint64_t mcache_nmalloc(struct mcache *c, unsigned cls)
 	const struct mspan *s = LOAD_RELAXED(&c->alloc[cls]);
 
 	return LOAD_RELAXED(&c->nmalloc[cls]) -
-	       (uint64_t)__builtin_popcountll(LOAD_RELAXED(&s->alloc_cache));
+	       (uint64_t)mh_popcount(LOAD_RELAXED(&s->alloc_cache));
 }
 MH_HIDDEN extern struct mspan mh_empty_span;
 

@@ -71,7 +71,7 @@ void mcentral_uncache_span(struct mspan *s)
 
 	mspan_fold_local(s);
 	for (unsigned w = 0; w < mspan_bitmap_words(s->nelems); w++)
-		outstanding += (uint32_t)__builtin_popcountll(s->bits[w].alloc);
+		outstanding += (uint32_t)mh_popcount(s->bits[w].alloc);
 
 	mh_lock(&mc->lock);
 	STORE_RELAXED(&s->owner, NULL);

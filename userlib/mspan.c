@@ -85,7 +85,7 @@ void mspan_sweep(struct mspan *s)
 
 		if (r) {
 			STORE_RELAXED(&s->bits[w].alloc, LOAD_RELAXED(&s->bits[w].alloc) & ~r);
-			folded += __builtin_popcountll(r);
+			folded += mh_popcount(r);
 		}
 	}
 	if (folded)

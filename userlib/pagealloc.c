@@ -242,7 +242,7 @@ static void mark(uintptr_t p, uintptr_t n, bool alloc, struct pa_result *res)
 			if (alloc) {
 				uint64_t scav = ha->scav[w] & m;
 
-				res->released += (uintptr_t)__builtin_popcountll(scav);
+				res->released += (uintptr_t)mh_popcount(scav);
 				if (scav != m)
 					res->needzero = true;
 				ha->scav[w] &= ~m;
