@@ -189,7 +189,7 @@ struct mcache *mcache_create(void)
 static void make_current(struct mcache *c, unsigned cls, struct mspan *s)
 {
 	s->free_notify = UINT32_MAX;
-	STORE_RELAXED(&c->alloc[cls], s);
+	STORE_RELEASE(&c->alloc[cls], s);	/* stats read its window */
 }
 
 /* Make owned span s current: sweep it and take its first free object. */

@@ -81,7 +81,7 @@ MH_HIDDEN extern __thread struct mcache *mh_tls_cache;
  * cache, a snapshot (off by at most a window) for a cache in use. */
 static inline uint64_t mcache_nmalloc(struct mcache *c, unsigned cls)
 {
-	const struct mspan *s = LOAD_RELAXED(&c->alloc[cls]);
+	const struct mspan *s = LOAD_ACQUIRE(&c->alloc[cls]);
 
 	return LOAD_RELAXED(&c->nmalloc[cls]) -
 	       (uint64_t)mh_popcount(LOAD_RELAXED(&s->alloc_cache));

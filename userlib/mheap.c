@@ -6,6 +6,7 @@
  * carves spans from them lowest address first.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "mheap_impl.h"
@@ -34,7 +35,8 @@ void mheap_init_slow(void)
 		for (unsigned b = 0; b < SPAN_BUCKETS; b++)
 			fixalloc_init(&mh_heap.spanalloc[b],
 				      sizeof(struct mspan) + bucket_words[b] * sizeof(struct span_bits),
-				      sizeof(uint64_t));	/* keep gen */
+				      offsetof(struct mspan, alloc_cache) +
+				      sizeof(uint64_t));	/* keep gen, alloc_cache */
 		for (unsigned c = 0; c < MH_NUM_CLASSES; c++)
 			mh_lock_reinit(&mh_heap.central[c].lock);
 		scavenge_init();

@@ -70,6 +70,11 @@ struct mcache;
 struct mspan {
 	/* Survives reuse of the struct (fixalloc keeps it): see above. */
 	uint64_t gen;
+	/* Owner-side allocation window (small spans): bit k set means object
+	 * freeindex + k is free. Kept across reuse of the struct too, so that
+	 * the stats, which peek at the windows of every cache's current spans
+	 * without a lock (mcache_nmalloc), never race with its zeroing. */
+	uint64_t alloc_cache;
 
 	uintptr_t base;		/* first byte */
 	uintptr_t npages;	/* length in pages */
@@ -85,7 +90,6 @@ struct mspan {
 	uint32_t divmul;	/* object index = offset * divmul >> 32 */
 
 	/* Owner-side allocation state (small spans). */
-	uint64_t alloc_cache;	/* bit k set: object freeindex + k is free */
 	uint32_t freeindex;	/* next object to look at; peeked at by freers */
 	uint32_t nfreed_local;	/* bits set in freed_local */
 	uint32_t outstanding;	/* objects allocated when the owner let go */
