@@ -14,10 +14,11 @@
  *                 recent peak of in-use - in-use)
  *
  * The recent peak is the highest in-use page count seen, decaying towards
- * the current one by half every MHEAP_SCAVENGE_DECAY_MS: a program that
- * frees its working set and builds it again within a few periods keeps its
- * memory and never faults twice, while memory that stays unused is released
- * within about ten periods. The policy runs when a span's pages come back to
+ * the current one by half every MHEAP_SCAVENGE_DECAY_MS, and renewed (its
+ * decay restarted) whenever the heap is back within an eighth of it: a
+ * program that frees its working set and builds it again keeps its memory
+ * and never faults twice, however long it goes on doing so, while memory
+ * that stays unused is released within about ten periods. The policy runs when a span's pages come back to
  * the heap (no background thread: none is safe to start inside a malloc
  * drop-in), and acts only when the excess is at least 1 MiB, so frees do not
  * turn into a stream of small madvise calls. Pages are released highest
@@ -50,8 +51,13 @@ void scavenge_note_alloc(void)
 {
 	uintptr_t inuse = pa_total_pages - pa_free_pages;
 
-	if (inuse > peak_pages) {
-		peak_pages = inuse;
+	/* Back within an eighth of the recent peak: the working set is being
+	 * rebuilt, so the peak is current again and its decay starts over
+	 * (else a program that frees and rebuilds the same working set every
+	 * 40 ms would see it decay after 100 ms and refault it for ever). */
+	if (inuse >= peak_pages - peak_pages / 8) {
+		if (inuse > peak_pages)
+			peak_pages = inuse;
 		peak_time = mh_nanotime();
 	}
 }
