@@ -6,7 +6,15 @@
  *
  * Workloads:
  *   bulk      `objects` small objects (sizes uniform in [min,max]) allocated
- *             into one arena which is then freed at once; `iters` times.
+ *             into one arena which is then freed at once; `iters` times,
+ *             after `warmup` untimed rounds (default 0). A warm-up round
+ *             measures the steady state of a program that does this again
+ *             and again: malloc and mimalloc heaps then reuse memory they
+ *             already faulted in, while an arena still faults its chunks
+ *             every round, by design. Without it the first round also
+ *             times the process's first touch of memory, which on a VM
+ *             whose host reclaims free guest memory varies with what ran
+ *             before (huge pages from reclaimed memory cost ~7 ms each).
  *   requests  `requests` short-lived arenas, each filled with objects of
  *             [min,max] bytes until it holds a request size drawn uniformly
  *             from [req_min,req_max], then freed.
@@ -49,7 +57,7 @@
 
 struct cfg {
 	const char *workload, *variant;
-	long objects, iters, requests;
+	long objects, iters, warmup, requests;
 	size_t min, max, req_min, req_max;
 	uint64_t seed;
 };
@@ -176,7 +184,7 @@ static void usage(void)
 #else
 		" malloc\n"
 #endif
-		"keys: objects iters requests min max req_min req_max seed\n");
+		"keys: objects iters warmup requests min max req_min req_max seed\n");
 	exit(1);
 }
 
@@ -195,6 +203,23 @@ static enum variant parse_variant(const char *s)
 #endif
 	usage();
 	return V_MALLOC;
+}
+
+/* One bulk round: c->objects objects into one region, then free it. */
+static bool bulk_round(const struct cfg *c, enum variant v, const size_t *sizes,
+		       size_t nsizes, void **ptrs)
+{
+	struct region r = { 0 };
+
+	if (!region_open(&r, v, ptrs))
+		return false;
+	for (long k = 0; k < c->objects; k++) {
+		void *p = region_alloc(&r, sizes[(size_t)k & (nsizes - 1)]);
+
+		stamp(p, (uint64_t)k);
+	}
+	region_free(&r);
+	return true;
 }
 
 int main(int argc, char **argv)
@@ -231,6 +256,8 @@ int main(int argc, char **argv)
 			c.objects = parse_num(k, val);
 		else if (!strcmp(k, "iters"))
 			c.iters = parse_num(k, val);
+		else if (!strcmp(k, "warmup"))
+			c.warmup = parse_num(k, val);
 		else if (!strcmp(k, "requests"))
 			c.requests = parse_num(k, val);
 		else if (!strcmp(k, "min"))
@@ -266,29 +293,19 @@ int main(int argc, char **argv)
 		usage();
 	ptrs = bk_alloc(maxptrs * sizeof(void *));
 
+	if (!strcmp(c.workload, "bulk")) {
+		for (long it = 0; it < c.warmup && available; it++)
+			available = bulk_round(&c, v, sizes, nsizes, ptrs);
+	}
 	mem_snap(&m0);
 	t0 = now_sec();
 	if (!strcmp(c.workload, "bulk")) {
-		long it;
-
-		for (it = 0; it < c.iters && available; it++) {
-			struct region r = { 0 };
-			long k;
-
-			if (!region_open(&r, v, ptrs)) {
-				available = false;
-				break;
-			}
-			for (k = 0; k < c.objects; k++) {
-				void *p = region_alloc(&r, sizes[(size_t)k & (nsizes - 1)]);
-
-				stamp(p, (uint64_t)k);
-			}
-			region_free(&r);
+		for (long it = 0; it < c.iters && available; it++) {
+			available = bulk_round(&c, v, sizes, nsizes, ptrs);
 			ops += (uint64_t)c.objects;
 		}
-		snprintf(extra, sizeof(extra), "objects=%ld iters=%ld min=%zu max=%zu",
-			 c.objects, c.iters, c.min, c.max);
+		snprintf(extra, sizeof(extra), "objects=%ld iters=%ld warmup=%ld min=%zu max=%zu",
+			 c.objects, c.iters, c.warmup, c.min, c.max);
 	} else {
 		long q;
 		size_t k = 0;

@@ -244,8 +244,9 @@ def build_cases(mode):
     cases.append(Case(
         "arena-bulk", A,
         "1M objects of 16..256 B into one arena, then free the arena "
-        "(malloc rows: malloc each, free each)",
-        "bulk", {"objects": 1000000, "iters": 1 if quick else 2, "min": 16, "max": 256},
+        "(malloc rows: malloc each, free each); timed after one untimed round",
+        "bulk", {"objects": 1000000, "iters": 1 if quick else 2, "warmup": 1,
+                 "min": 16, "max": 256},
         arena=True, plot=[("arena", "bulk", 0)]))
     nreq = 20000 if quick else 100000
     cases.append(Case(
