@@ -14,6 +14,7 @@ enum chunk_state {
 	CHUNK_QUARANTINED,	/* faulting; its address space is held back */
 	CHUNK_RELEASING,	/* leaving quarantine */
 	CHUNK_READY,		/* out of quarantine, reusable */
+	CHUNK_WARM,		/* holds a freed chunk's moved pages, reusable */
 };
 
 /* What a part of a chunk was advised for transparent huge pages (arena.c). */
@@ -56,11 +57,18 @@ struct arena_config {
 	size_t ready_max;	/* MHEAP_ARENA_READY_MAX, default 64 MiB */
 	bool thp;		/* MHEAP_ARENA_THP, default 1 */
 	size_t thp_after;	/* MHEAP_ARENA_THP_AFTER, default 256 KiB */
+	bool recycle;		/* MHEAP_ARENA_RECYCLE, default 1 */
+	size_t warm_max;	/* MHEAP_ARENA_WARM_MAX, default 128 MiB */
 };
 
 /* For tests: read or change the settings (only while no arena is live). */
 MH_HIDDEN void arena_config_get(struct arena_config *cfg);
 MH_HIDDEN void arena_configure(const struct arena_config *cfg);
+
+/* Give every warm chunk back to the page heap (their pages stay resident
+ * until the scavenger releases them). mh_quarantine_release() does it; meant
+ * for mh_scavenge() too. Takes arena_lock: not with other allocator locks. */
+MH_HIDDEN void arena_warm_release(void);
 
 /* uaf.c: install the SIGSEGV handler once; count of faults it reported. */
 MH_HIDDEN void uaf_install(void);

@@ -62,6 +62,7 @@ const struct fault_backend fault_backend_mprotect = {
 	.release = mprotect_release,
 	.faults = true,
 	.thp = true,
+	.remap = true,
 };
 
 /* ------------------------------------------------------------ none */

@@ -48,6 +48,10 @@ struct fault_backend {
 	 * for transparent huge pages (not kmod's device mappings, which
 	 * cannot be split). */
 	bool thp;
+	/* Whether a chunk's pages may be moved away with mremap(
+	 * MREMAP_DONTUNMAP) before it is faulted: ordinary private anonymous
+	 * memory (not kmod's device mappings, which refuse it). */
+	bool remap;
 };
 
 MH_HIDDEN extern const struct fault_backend fault_backend_kmod;

@@ -77,4 +77,5 @@ const struct fault_backend fault_backend_guard = {
 	.release = guard_release,
 	.faults = true,
 	.thp = true,
+	.remap = true,
 };

@@ -77,6 +77,7 @@ void mh_stats_print(int fd)
 	F(arena_chunks_quarantined); F(arena_chunks_ready);
 	F(arena_quarantined_bytes); F(arena_faults_caught);
 	F(arena_releases_budget); F(arena_releases_enomem);
+	F(arena_chunks_warm);
 #undef F
 	mh_print(fd, "  %5s %8s %14s %14s", "class", "size", "mallocs", "frees");
 	for (unsigned cls = 0; cls < MH_NUM_CLASSES; cls++)

@@ -83,6 +83,7 @@ struct mh_stats {
 	uint64_t arena_faults_caught;	/* use-after-free faults reported */
 	uint64_t arena_releases_budget;	/* chunks released early by the budget */
 	uint64_t arena_releases_enomem;	/* chunks released early on ENOMEM/EDQUOT */
+	uint64_t arena_chunks_warm;	/* freed chunks' pages moved, resident, reusable */
 };
 
 /* Fill *st with a snapshot. Always succeeds. */
