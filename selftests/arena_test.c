@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 
 #include "kselftest_harness.h"
 #include "mheap_test.h"
@@ -655,6 +656,257 @@ TEST_F(arena, out_of_vmas_releases_old_quarantine_and_carries_on)
 	run_child(vma_exhaustion, NULL, &r);
 	ASSERT_TRUE(WIFEXITED(r.status)) TH_LOG("status %#x: %s", r.status, r.err);
 	EXPECT_EQ(0, WEXITSTATUS(r.status)) TH_LOG("%s", r.err);
+}
+
+/* ------------------------------------------------------------ warm chunks */
+
+/* Whether this backend moves a freed full chunk's pages to a warm chunk. */
+static bool recycles(const FIXTURE_VARIANT(arena) *variant)
+{
+	return !strcmp(variant->backend, "guard") || !strcmp(variant->backend, "mprotect");
+}
+
+static long minflt(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_minflt;
+}
+
+static uint64_t warm_chunks(void)
+{
+	struct mh_stats st;
+
+	mh_stats_read(&st);
+	return st.arena_chunks_warm;
+}
+
+TEST_F(arena, freed_full_chunks_move_warm_and_the_next_big_arena_reuses_them_without_faults)
+{
+	RETURN_IF_SETUP_SKIPPED();
+
+	struct arena_config cfg = self->cfg;
+	size_t cb = cfg.chunk_bytes;
+	char *old[4], *p, *q;
+	mh_arena *a, *b;
+	long flt;
+
+	if (!faults(variant))
+		SKIP(return, "the none backend keeps freed chunks as they are");
+	cfg.reuse = false;
+	arena_configure(&cfg);
+	a = mh_arena_new();
+	old[0] = mh_arena_alloc(a, 64, 0);
+	/* Three full chunks, then a fourth hardly used. */
+	for (size_t n = 0; n < 3 * cb; n += 4096)
+		memset(mh_arena_alloc(a, 4096, 0), 0xa5, 4096);
+	old[1] = old[0] + cb;
+	old[2] = mh_arena_alloc(a, 64, 0);
+	mh_arena_free(a);
+	if (!recycles(variant)) {
+		EXPECT_EQ(0, warm_chunks());
+		expect_uaf(_metadata, old[0], false);
+		return;
+	}
+	EXPECT_GE(warm_chunks(), 2);
+	EXPECT_LE(warm_chunks(), 3);
+	/* The old ranges fault, ends and middle, as without the move. */
+	expect_uaf(_metadata, old[0], false);
+	expect_uaf(_metadata, old[0] + cb / 2, true);
+	expect_uaf(_metadata, old[0] + cb - 1, false);
+	expect_uaf(_metadata, old[2], true);
+	/* A big arena: its second chunk is the last one moved. */
+	b = mh_arena_new();
+	for (size_t n = 0; n < cb; n += 65536)
+		memset(mh_arena_alloc(b, 65536, 0), 1, 65536);
+	p = mh_arena_alloc(b, 65536, 0);
+	/* The moved pages are there, stale: not zero-filled by the kernel. */
+	EXPECT_EQ((char)0xa5, p[0]) TH_LOG("%p not from a warm chunk", p);
+	/* Writing the rest of the chunk takes no page faults (the sanitizer
+	 * runtimes fault in shadow memory of their own). */
+	flt = minflt();
+	for (size_t n = 0; n < cb / 2; n += 65536)
+		memset(mh_arena_alloc(b, 65536, 0), 2, 65536);
+	flt = minflt() - flt;
+	TH_LOG("%ld page faults writing %zu KiB of a warm chunk", flt, cb / 2 >> 10);
+	if (!UNDER_SANITIZER)
+		EXPECT_LT(flt, 8);
+	/* calloc there gives zeros over stale data. */
+	q = mh_arena_alloc_noscan(b, 4096, 0);
+	EXPECT_EQ((char)0xa5, q[100]);
+	q = mh_arena_calloc(b, 1024, 4);
+	for (int i = 0; i < 4096; i++)
+		ASSERT_EQ(0, q[i]);
+	EXPECT_EQ((char)0xa5, q[4096 + 100]) TH_LOG("calloc not served from the warm chunk");
+	mh_arena_free(b);
+	/* ... and that chunk faults in turn once freed. */
+	expect_uaf(_metadata, p, true);
+	expect_uaf(_metadata, q, false);
+}
+
+TEST_F(arena, warm_chunks_stay_under_their_cap_and_are_given_back)
+{
+	RETURN_IF_SETUP_SKIPPED();
+
+	struct arena_config cfg = self->cfg;
+	size_t cb = cfg.chunk_bytes;
+	struct mh_stats st;
+	mh_arena *a;
+
+	if (!recycles(variant))
+		SKIP(return, "only guard and mprotect move chunks");
+	cfg.reuse = false;
+	cfg.warm_max = 2 * cb;
+	arena_configure(&cfg);
+	a = mh_arena_new();
+	for (size_t n = 0; n < 5 * cb; n += 65536)
+		memset(mh_arena_alloc(a, 65536, 0), 3, 65536);
+	mh_arena_free(a);
+	mh_stats_read(&st);
+	EXPECT_EQ(2, st.arena_chunks_warm);
+	/* Quarantine is the same as without the move. */
+	EXPECT_EQ(6, st.arena_chunks_quarantined);
+	/* A lower cap gives the rest back. */
+	cfg.warm_max = cb;
+	arena_configure(&cfg);
+	EXPECT_EQ(1, warm_chunks());
+	/* For mh_scavenge() (see arena_warm_release in arena.h). */
+	arena_warm_release();
+	EXPECT_EQ(0, warm_chunks());
+	/* mh_quarantine_release() gives warm chunks back too. */
+	a = mh_arena_new();
+	for (size_t n = 0; n < 3 * cb; n += 65536)
+		memset(mh_arena_alloc(a, 65536, 0), 3, 65536);
+	mh_arena_free(a);
+	EXPECT_EQ(1, warm_chunks());
+	mh_quarantine_release();
+	mh_stats_read(&st);
+	EXPECT_EQ(0, st.arena_chunks_warm);
+	EXPECT_EQ(0, st.arena_chunks_quarantined);
+	/* And memory from the page heap that was warm is zero where it must be. */
+	char *z = mh_calloc(1, cb);
+	ASSERT_NE(NULL, z);
+	for (size_t i = 0; i < cb; i += 512)
+		ASSERT_EQ(0, z[i]);
+	mh_free(z);
+}
+
+TEST_F(arena, without_recycling_freed_chunks_drop_their_pages)
+{
+	RETURN_IF_SETUP_SKIPPED();
+
+	struct arena_config cfg = self->cfg;
+	size_t cb = cfg.chunk_bytes;
+	struct mh_stats st;
+	mh_arena *a;
+	char *p;
+
+	if (!faults(variant))
+		SKIP(return, "the none backend does not fault");
+	cfg.reuse = false;
+	cfg.recycle = false;
+	arena_configure(&cfg);
+	a = mh_arena_new();
+	p = mh_arena_alloc(a, 64, 0);
+	for (size_t n = 0; n < 3 * cb; n += 65536)
+		memset(mh_arena_alloc(a, 65536, 0), 3, 65536);
+	mh_arena_free(a);
+	mh_stats_read(&st);
+	EXPECT_EQ(0, st.arena_chunks_warm);
+	EXPECT_EQ(4, st.arena_chunks_quarantined);
+	expect_uaf(_metadata, p, false);
+	expect_uaf(_metadata, p + cb + 4096, true);
+}
+
+static void use_warm_chunk_in_child(void *arg)
+{
+	size_t cb = *(size_t *)arg;
+	mh_arena *a = mh_arena_new();
+
+	/* The second chunk is a warm one: a copy-on-write copy of the
+	 * parent's, which must work like any memory. */
+	for (size_t n = 0; n < 2 * cb; n += 65536) {
+		char *p = mh_arena_alloc(a, 65536, 0);
+
+		if (!p)
+			_exit(2);
+		memset(p, 9, 65536);
+		if (p[65535] != 9)
+			_exit(3);
+	}
+	mh_arena_free(a);
+	_exit(warm_chunks() >= 1 ? 0 : 4);
+}
+
+TEST_F(arena, a_forked_child_uses_warm_chunks_as_copies)
+{
+	RETURN_IF_SETUP_SKIPPED();
+
+	struct arena_config cfg = self->cfg;
+	size_t cb = cfg.chunk_bytes;
+	struct child_result r;
+	mh_arena *a;
+	char *p;
+
+	if (!recycles(variant))
+		SKIP(return, "only guard and mprotect move chunks");
+	cfg.reuse = false;
+	arena_configure(&cfg);
+	a = mh_arena_new();
+	for (size_t n = 0; n < 3 * cb; n += 65536)
+		memset(mh_arena_alloc(a, 65536, 0), 5, 65536);
+	mh_arena_free(a);
+	ASSERT_GE(warm_chunks(), 1);
+	run_child(use_warm_chunk_in_child, &cb, &r);
+	ASSERT_TRUE(WIFEXITED(r.status)) TH_LOG("status %#x: %s", r.status, r.err);
+	EXPECT_EQ(0, WEXITSTATUS(r.status)) TH_LOG("%s", r.err);
+	/* The parent's warm chunks are untouched by the child's writes. */
+	a = mh_arena_new();
+	for (size_t n = 0; n < cb; n += 65536)
+		(void)mh_arena_alloc(a, 65536, 0);
+	p = mh_arena_alloc(a, 65536, 0);
+	EXPECT_EQ(5, p[0]);
+	mh_arena_free(a);
+}
+
+/* Arenas of two chunks, the first full, pages untouched: every free moves a
+ * chunk. The heap's VMAs must stay few. */
+TEST_F_TIMEOUT(arena, moving_chunks_cycle_after_cycle_keeps_vmas_bounded, 300)
+{
+	RETURN_IF_SETUP_SKIPPED();
+
+	struct arena_config cfg = self->cfg;
+	int cycles = UNDER_SANITIZER ? 5000 : 20000;
+	struct mh_stats st;
+	int before = count_vmas(), most = before;
+
+	if (!recycles(variant))
+		SKIP(return, "only guard and mprotect move chunks");
+	cfg.reuse = false;
+	arena_configure(&cfg);
+	for (int i = 0; i < cycles; i++) {
+		mh_arena *a = mh_arena_new();
+		char *p = NULL;
+
+		for (int k = 0; k < 5; k++)
+			p = mh_arena_alloc(a, cfg.chunk_bytes / 4 - 4096, 0);
+		ASSERT_NE(NULL, p);
+		*p = 1;
+		mh_arena_free(a);
+		if (i % 1000 == 0) {
+			int v = count_vmas();
+
+			most = v > most ? v : most;
+		}
+	}
+	mh_stats_read(&st);
+	TH_LOG("%d cycles: %llu warm, %llu quarantined, VMAs %d before, %d at most, %d after",
+	       cycles, (unsigned long long)st.arena_chunks_warm,
+	       (unsigned long long)st.arena_chunks_quarantined, before, most, count_vmas());
+	EXPECT_GE(st.arena_chunks_warm, 1);
+	EXPECT_LE(st.arena_chunks_warm * cfg.chunk_bytes, cfg.warm_max);
+	EXPECT_LT(count_vmas(), 20000);
 }
 
 /* ------------------------------------------------------------ threads */
