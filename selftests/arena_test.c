@@ -745,6 +745,34 @@ TEST_F(arena, freed_full_chunks_move_warm_and_the_next_big_arena_reuses_them_wit
 	expect_uaf(_metadata, q, false);
 }
 
+/* An arena that never filled a chunk and took another is not a big one: its
+ * chunk, used up or not, drops its pages (nobody would take a warm chunk:
+ * they are for big arenas, and they would pile up, resident). */
+TEST_F(arena, a_small_arenas_used_up_chunk_is_not_moved)
+{
+	RETURN_IF_SETUP_SKIPPED();
+
+	struct arena_config cfg = self->cfg;
+	mh_arena *a;
+	char *p;
+
+	if (!faults(variant))
+		SKIP(return, "the none backend does not fault");
+	cfg.reuse = false;
+	arena_configure(&cfg);
+	a = mh_arena_new();
+	p = mh_arena_alloc(a, 64, 0);
+	/* Most of the chunk, without moving on to another (with huge
+	 * pages, the rest of the small-page window's huge page is skipped:
+	 * 1.75 MiB of 8). */
+	for (size_t n = 0; n < cfg.chunk_bytes / 10 * 7; n += 65536)
+		memset(mh_arena_alloc(a, 65536, 0), 4, 65536);
+	ASSERT_EQ(0, warm_chunks());
+	mh_arena_free(a);
+	EXPECT_EQ(0, warm_chunks());
+	expect_uaf(_metadata, p, false);
+}
+
 TEST_F(arena, warm_chunks_stay_under_their_cap_and_are_given_back)
 {
 	RETURN_IF_SETUP_SKIPPED();

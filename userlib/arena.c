@@ -105,15 +105,21 @@
  * bookkeeping does not see the move at all: the same chunks, the same
  * budget, FIFO and ENOMEM fallbacks.
  *
- * Which chunks: only full ones of the standard size that are at least half
- * used: a move costs a VMA and a system call (~10 us; the fault after it is
- * cheaper, as there is nothing left to free: a 17-chunk free went from 0.67
- * to 0.43 ms with mprotect, 2.0 to 1.7 ms with guard), so moving an almost
- * empty chunk saves nothing. An arena's first chunk has a small-page head
- * apart from its huge tail (two VMAs, and mremap works on one): only the
- * tail moves. Who gets warm chunks: only an arena that has filled a chunk
- * already. A warm chunk is 8 MiB resident; handed to a small arena it would
- * pin all of it for a few KiB (small arenas stay small, see below).
+ * Who gets warm chunks: only an arena that has filled a chunk already (a
+ * "big" one). A warm chunk is 8 MiB resident; handed to a small arena it
+ * would pin all of it for a few KiB, and a thousand live small arenas could
+ * pin gigabytes (small arenas stay small, see below). Which chunks move: the
+ * full chunks of a big arena, of the standard size and at least half used.
+ * Only a big arena's: otherwise chunks nobody takes pile up to the cap,
+ * resident. Short request arenas that continue in the reused chunk (the
+ * bench's `requests`) fill it in turn; the one that fills it is usually
+ * small, and with every used-up chunk moved the warm list sat at its cap,
+ * RSS 109 MiB instead of 12, for nothing. At least half used: a move costs
+ * a VMA and a system call (~10 us; the fault after it is cheaper, as there
+ * is nothing left to free: a 17-chunk free went from 0.67 to 0.43 ms with
+ * mprotect, 2.0 to 1.7 ms with guard), so moving an almost empty chunk
+ * saves nothing. An arena's first chunk has a small-page head apart from
+ * its huge tail (two VMAs, and mremap works on one): only the tail moves.
  *
  * Memory held: warm chunks are resident, so they are capped at
  * MHEAP_ARENA_WARM_MAX (default 128 MiB). Measured on the 6.18 host (guard),
@@ -181,6 +187,7 @@ struct mh_arena {
 	uint64_t id;
 	struct arena_chunk *active;
 	struct chunk_list used;		/* full and large chunks */
+	bool big;			/* has filled a chunk and taken another */
 	struct mh_arena *next_freed;	/* in the delayed-reuse FIFO */
 };
 
@@ -727,8 +734,9 @@ static bool chunk_move(struct arena_chunk *c, struct arena_chunk *w)
 }
 
 /*
- * Before full chunks of a freed arena are faulted, move their pages to fresh
- * chunks that go on the warm list (see the top of the file), up to the cap.
+ * Before full chunks of a freed big arena are faulted, move their pages to
+ * fresh chunks that go on the warm list (see the top of the file), up to the
+ * cap.
  * Only chunks that are mostly used: for a little one the move would cost a
  * VMA and save a few faults. Failures of any kind leave the chunk to be
  * faulted as before, its pages dropped. errno is left alone.
@@ -793,6 +801,7 @@ mh_arena *mh_arena_new(void)
 	}
 	if (a) {
 		a->magic = ARENA_LIVE;
+		a->big = false;
 		a->id = next_arena_id++;
 		arenas_live++;
 	}
@@ -869,7 +878,7 @@ static void *arena_alloc_slow(mh_arena *a, size_t size, size_t align, bool scan)
 			}
 			list_push(&a->used, c);
 			a->active = NULL;
-			big = true;
+			big = a->big = true;
 		}
 		c = chunk_get(a->id, big);
 		if (!c)
@@ -961,11 +970,13 @@ void mh_arena_free(mh_arena *a)
 		list_push(&a->used, active);
 	a->active = NULL;
 
-	/* Fault the rest, a batch of system calls at a time. */
+	/* Fault the rest, a batch of system calls at a time; a big arena's
+	 * full chunks move their pages to warm chunks first. */
 	while (a->used.head) {
 		cs[n++] = list_pop_head(&a->used);
 		if (n == BATCH || !a->used.head) {
-			recycle_chunks(cs, n);
+			if (a->big)
+				recycle_chunks(cs, n);
 			quarantine_chunks(cs, n, a->id);
 			n = 0;
 		}
