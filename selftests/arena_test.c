@@ -352,7 +352,8 @@ TEST_F(arena, random_probes_into_freed_chunks_all_fault)
 		 * need not be next to each other (an arena that has filled
 		 * a chunk takes a warm one, which lies anywhere), and other
 		 * chunks between them may be live or warm. */
-		if (!mh_in_arena(probe) || chunk_at(probe)->arena_id != chunk_at((void *)lo[i])->arena_id)
+		if (!mh_in_arena(probe) ||
+		    chunk_at(probe)->arena_id != chunk_at((void *)lo[i])->arena_id)
 			continue;
 		expect_uaf(_metadata, probe, k & 1);
 	}

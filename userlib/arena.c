@@ -24,10 +24,10 @@
  *        +--(too many)-- READY ---new arena---> LIVE
  *
  * A new arena takes a chunk from the reuse list, else (once it has filled
- * one) the warm list, else the ready list, else the page heap. Freeing an arena faults every chunk but the active one,
- * which goes to the reuse list (MHEAP_ARENA_REUSE=0 faults it too, for
- * maximal detection: a stale pointer into a reused chunk reads the old data
- * rather than crashing).
+ * one) the warm list, else the ready list, else the page heap. Freeing an
+ * arena faults every chunk but the active one, which goes to the reuse list
+ * (MHEAP_ARENA_REUSE=0 faults it too, for maximal detection: a stale pointer
+ * into a reused chunk reads the old data rather than crashing).
  *
  * Quarantine: Go releases quarantined chunks once a GC cycle has proved no
  * pointer to them remains. C cannot prove that, so the quarantine is a FIFO
@@ -127,12 +127,14 @@
  * full; the loop's own work included) takes 12.7 ms with no warm chunks,
  * 10.6 ms with a 32 MiB cap, 9.3 with 64, 6.4 with 128 and 6.3 with 256:
  * each warm chunk used saves ~0.4 ms, until there are no more full chunks
- * to move. 128 MiB holds one such arena's chunks; it is
- * memory the program had resident a moment before (malloc and mimalloc keep
- * the same after freeing such a workload). Warm chunks go back to the page
+ * to move. 128 MiB holds one such arena's chunks, and it is memory the
+ * program had resident a moment before (malloc and mimalloc keep as much
+ * after freeing such a workload). Warm chunks go back to the page
  * heap as dirty pages, oldest first, when over the cap (a lower cap set by
  * arena_configure, or recycling turned off) and on mh_quarantine_release();
- * arena_warm_release() is there for mh_scavenge(). The page heap knows they
+ * arena_warm_release() is there for mh_scavenge() (malloc.c does not call
+ * it yet). There is no ageing: a program that stops making big arenas keeps
+ * its warm chunks until one of those. The page heap knows they
  * are dirty, so calloc and friends zero them; mh_arena_calloc always zeroes,
  * and chunks from the ready list are never warm, so they still read zero.
  * When the page heap runs out of room for a new chunk, warm chunks go back
@@ -149,8 +151,9 @@
  * of the heap that were ever moved to or from stay separate VMAs, at most
  * two per chunk-sized range of the heap: with the 4 GiB quarantine budget,
  * 20,000 arenas that each move a chunk end at ~1,100 VMAs (mprotect) and
- * ~1,300 (guard) where they stayed at ~30, far below vm.max_map_count's
- * 65,530, and running out falls back as above.
+ * ~1,300 (guard) on the 6.18 host, ~1,550 (mprotect) in the 6.1 VM, where
+ * they stayed at ~30 without moves: far below vm.max_map_count's 65,530,
+ * and running out falls back as above.
  *
  * fork(): warm chunks are ordinary private memory; a child inherits them
  * copy-on-write like the rest of the heap, so its first write to one copies
