@@ -800,9 +800,11 @@ TEST_F(arena, warm_chunks_stay_under_their_cap_and_are_given_back)
 	cfg.warm_max = cb;
 	arena_configure(&cfg);
 	EXPECT_EQ(1, warm_chunks());
-	/* For mh_scavenge() (see arena_warm_release in arena.h). */
-	arena_warm_release();
+	/* mh_scavenge() gives them back, and their memory to the OS. */
+	mh_scavenge();
 	EXPECT_EQ(0, warm_chunks());
+	mh_stats_read(&st);
+	EXPECT_EQ(st.heap_idle, st.heap_released);
 	/* mh_quarantine_release() gives warm chunks back too. */
 	a = mh_arena_new();
 	for (size_t n = 0; n < 3 * cb; n += 65536)

@@ -131,10 +131,9 @@
  * program had resident a moment before (malloc and mimalloc keep as much
  * after freeing such a workload). Warm chunks go back to the page
  * heap as dirty pages, oldest first, when over the cap (a lower cap set by
- * arena_configure, or recycling turned off) and on mh_quarantine_release();
- * arena_warm_release() is there for mh_scavenge() (malloc.c does not call
- * it yet). There is no ageing: a program that stops making big arenas keeps
- * its warm chunks until one of those. The page heap knows they
+ * arena_configure, or recycling turned off), on mh_quarantine_release()
+ * and on mh_scavenge(). There is no ageing: a program that stops making big
+ * arenas keeps its warm chunks until one of those. The page heap knows they
  * are dirty, so calloc and friends zero them; mh_arena_calloc always zeroes,
  * and chunks from the ready list are never warm, so they still read zero.
  * When the page heap runs out of room for a new chunk, warm chunks go back

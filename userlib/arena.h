@@ -66,8 +66,8 @@ MH_HIDDEN void arena_config_get(struct arena_config *cfg);
 MH_HIDDEN void arena_configure(const struct arena_config *cfg);
 
 /* Give every warm chunk back to the page heap (their pages stay resident
- * until the scavenger releases them). mh_quarantine_release() does it; meant
- * for mh_scavenge() too. Takes arena_lock: not with other allocator locks. */
+ * until the scavenger releases them). mh_quarantine_release() and
+ * mh_scavenge() do it. Takes arena_lock: not with other allocator locks. */
 MH_HIDDEN void arena_warm_release(void);
 
 /* uaf.c: install the SIGSEGV handler once; count of faults it reported. */

@@ -33,6 +33,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "arena.h"
 #include "arenamap.h"
 #include "mcache.h"
 #include "mheap_impl.h"
@@ -393,6 +394,9 @@ void *mh_realloc(void *ptr, size_t size)
 void mh_scavenge(void)
 {
 	mheap_init();
+	/* Warm arena chunks first: resident memory nobody uses right now,
+	 * which then goes out with the rest of the free pages. */
+	arena_warm_release();
 	scavenge_all();
 }
 
