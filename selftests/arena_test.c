@@ -683,6 +683,14 @@ static uint64_t warm_chunks(void)
 	return st.arena_chunks_warm;
 }
 
+
+/* Allocate `bytes` of arena a in 64 KiB pieces, each filled with `fill`. */
+static void fill_arena(mh_arena *a, size_t bytes, int fill)
+{
+	for (size_t n = 0; n < bytes; n += 65536)
+		memset(mh_arena_alloc(a, 65536, 0), fill, 65536);
+}
+
 TEST_F(arena, freed_full_chunks_move_warm_and_the_next_big_arena_reuses_them_without_faults)
 {
 	RETURN_IF_SETUP_SKIPPED();
@@ -719,16 +727,14 @@ TEST_F(arena, freed_full_chunks_move_warm_and_the_next_big_arena_reuses_them_wit
 	expect_uaf(_metadata, old[2], true);
 	/* A big arena: its second chunk is the last one moved. */
 	b = mh_arena_new();
-	for (size_t n = 0; n < cb; n += 65536)
-		memset(mh_arena_alloc(b, 65536, 0), 1, 65536);
+	fill_arena(b, cb, 1);
 	p = mh_arena_alloc(b, 65536, 0);
 	/* The moved pages are there, stale: not zero-filled by the kernel. */
 	EXPECT_EQ((char)0xa5, p[0]) TH_LOG("%p not from a warm chunk", p);
 	/* Writing the rest of the chunk takes no page faults (the sanitizer
 	 * runtimes fault in shadow memory of their own). */
 	flt = minflt();
-	for (size_t n = 0; n < cb / 2; n += 65536)
-		memset(mh_arena_alloc(b, 65536, 0), 2, 65536);
+	fill_arena(b, cb / 2, 2);
 	flt = minflt() - flt;
 	TH_LOG("%ld page faults writing %zu KiB of a warm chunk", flt, cb / 2 >> 10);
 	if (!UNDER_SANITIZER)
@@ -766,8 +772,7 @@ TEST_F(arena, a_small_arenas_used_up_chunk_is_not_moved)
 	/* Most of the chunk, without moving on to another (with huge
 	 * pages, the rest of the small-page window's huge page is skipped:
 	 * 1.75 MiB of 8). */
-	for (size_t n = 0; n < cfg.chunk_bytes / 10 * 7; n += 65536)
-		memset(mh_arena_alloc(a, 65536, 0), 4, 65536);
+	fill_arena(a, cfg.chunk_bytes / 10 * 7, 4);
 	ASSERT_EQ(0, warm_chunks());
 	mh_arena_free(a);
 	EXPECT_EQ(0, warm_chunks());
@@ -789,8 +794,7 @@ TEST_F(arena, warm_chunks_stay_under_their_cap_and_are_given_back)
 	cfg.warm_max = 2 * cb;
 	arena_configure(&cfg);
 	a = mh_arena_new();
-	for (size_t n = 0; n < 5 * cb; n += 65536)
-		memset(mh_arena_alloc(a, 65536, 0), 3, 65536);
+	fill_arena(a, 5 * cb, 3);
 	mh_arena_free(a);
 	mh_stats_read(&st);
 	EXPECT_EQ(2, st.arena_chunks_warm);
@@ -807,8 +811,7 @@ TEST_F(arena, warm_chunks_stay_under_their_cap_and_are_given_back)
 	EXPECT_EQ(st.heap_idle, st.heap_released);
 	/* mh_quarantine_release() gives warm chunks back too. */
 	a = mh_arena_new();
-	for (size_t n = 0; n < 3 * cb; n += 65536)
-		memset(mh_arena_alloc(a, 65536, 0), 3, 65536);
+	fill_arena(a, 3 * cb, 3);
 	mh_arena_free(a);
 	EXPECT_EQ(1, warm_chunks());
 	mh_quarantine_release();
@@ -840,8 +843,7 @@ TEST_F(arena, without_recycling_freed_chunks_drop_their_pages)
 	arena_configure(&cfg);
 	a = mh_arena_new();
 	p = mh_arena_alloc(a, 64, 0);
-	for (size_t n = 0; n < 3 * cb; n += 65536)
-		memset(mh_arena_alloc(a, 65536, 0), 3, 65536);
+	fill_arena(a, 3 * cb, 3);
 	mh_arena_free(a);
 	mh_stats_read(&st);
 	EXPECT_EQ(0, st.arena_chunks_warm);
@@ -885,8 +887,7 @@ TEST_F(arena, a_forked_child_uses_warm_chunks_as_copies)
 	cfg.reuse = false;
 	arena_configure(&cfg);
 	a = mh_arena_new();
-	for (size_t n = 0; n < 3 * cb; n += 65536)
-		memset(mh_arena_alloc(a, 65536, 0), 5, 65536);
+	fill_arena(a, 3 * cb, 5);
 	mh_arena_free(a);
 	ASSERT_GE(warm_chunks(), 1);
 	run_child(use_warm_chunk_in_child, &cb, &r);
