@@ -683,7 +683,6 @@ static uint64_t warm_chunks(void)
 	return st.arena_chunks_warm;
 }
 
-
 /* Allocate `bytes` of arena a in 64 KiB pieces, each filled with `fill`. */
 static void fill_arena(mh_arena *a, size_t bytes, int fill)
 {
