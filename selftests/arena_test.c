@@ -560,19 +560,6 @@ TEST_F(arena, quarantine_budget_releases_oldest_first)
 	EXPECT_EQ(0, *(volatile char *)p[N - 1]);
 }
 
-static int count_vmas(void)
-{
-	FILE *f = fopen("/proc/self/maps", "r");
-	int n = 0, ch;
-
-	if (!f)
-		return -1;
-	while ((ch = fgetc(f)) != EOF)
-		n += ch == '\n';
-	fclose(f);
-	return n;
-}
-
 TEST_F_TIMEOUT(arena, hundred_thousand_cycles_never_fail_on_the_vma_limit, 300)
 {
 	struct arena_config cfg = self->cfg;

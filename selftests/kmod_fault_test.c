@@ -241,23 +241,6 @@ static void gauges_read(struct gauges *g)
 	EXPECT_EQ((a).contexts, (b).contexts);				\
 } while (0)
 
-/* Lines of /proc/self/maps overlapping [lo, hi); -1 if unreadable. */
-static int vmas_in(uintptr_t lo, uintptr_t hi)
-{
-	FILE *f = fopen("/proc/self/maps", "re");
-	unsigned long s, e;
-	char line[512];
-	int n = 0;
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "%lx-%lx", &s, &e) == 2 && s < hi && e > lo)
-			n++;
-	fclose(f);
-	return n;
-}
-
 /* Whether /proc/self/maps shows a mapping of the device at addr. */
 static bool device_mapped_at(const void *addr)
 {

@@ -2,7 +2,7 @@
 /*
  * Helpers shared by the mheap selftests: running a piece of code in a child
  * process and collecting how it ended and what it printed on stderr, and
- * reading the process's resident memory.
+ * reading the process's resident memory and its mappings.
  */
 #ifndef MHEAP_TEST_H
 #define MHEAP_TEST_H
@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +72,29 @@ static inline size_t rss_bytes(void)
 		rss = 0;
 	fclose(f);
 	return (size_t)rss * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Lines of /proc/self/maps (VMAs) overlapping [lo, hi); -1 if unreadable. */
+static inline int vmas_in(uintptr_t lo, uintptr_t hi)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	unsigned long s, e;
+	char line[512];
+	int n = 0;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%lx-%lx", &s, &e) == 2 && s < hi && e > lo)
+			n++;
+	fclose(f);
+	return n;
+}
+
+/* All VMAs of the process. */
+static inline int count_vmas(void)
+{
+	return vmas_in(0, UINTPTR_MAX);
 }
 
 /*
