@@ -738,6 +738,41 @@ TEST_F(arena, freed_full_chunks_move_warm_and_the_next_big_arena_reuses_them_wit
 	expect_uaf(_metadata, q, false);
 }
 
+/* A big arena's active chunk, mostly used, moves warm with its full chunks
+ * rather than going to the reuse list: the next big arena starts in a whole
+ * warm chunk instead of in the unused tail of a chunk whose used part stays
+ * resident, and the old data faults. */
+TEST_F(arena, a_big_arenas_mostly_used_active_chunk_moves_warm_instead_of_being_reused)
+{
+	RETURN_IF_SETUP_SKIPPED();
+
+	size_t cb = self->cfg.chunk_bytes;
+	struct mh_stats st;
+	mh_arena *a;
+	char *last;
+
+	if (!recycles(variant))
+		SKIP(return, "only guard and mprotect move chunks");
+	ASSERT_TRUE(self->cfg.reuse);
+	a = mh_arena_new();
+	/* One full chunk, then three quarters of the next. */
+	fill_arena(a, cb + cb / 2, 3);
+	last = mh_arena_alloc(a, 65536, 0);
+	memset(last, 3, 65536);
+	fill_arena(a, cb / 4 - 4 * 65536, 3);
+	mh_arena_free(a);
+	mh_stats_read(&st);
+	EXPECT_EQ(0, st.arena_chunks_reuse);
+	EXPECT_EQ(2, st.arena_chunks_warm);
+	expect_uaf(_metadata, last, false);
+	/* A small arena still continues in a reused chunk. */
+	a = mh_arena_new();
+	fill_arena(a, cb / 4, 3);
+	mh_arena_free(a);
+	mh_stats_read(&st);
+	EXPECT_EQ(1, st.arena_chunks_reuse);
+}
+
 /* An arena that never filled a chunk and took another is not a big one: its
  * chunk, used up or not, drops its pages (nobody would take a warm chunk:
  * they are for big arenas, and they would pile up, resident). */
