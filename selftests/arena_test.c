@@ -773,6 +773,62 @@ TEST_F(arena, a_big_arenas_mostly_used_active_chunk_moves_warm_instead_of_being_
 	EXPECT_EQ(1, st.arena_chunks_reuse);
 }
 
+/* The state of the mapping holding p in /proc/self/maps: its "rwxp" field. */
+static void mapping_perms(const void *p, char perms[5])
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	unsigned long s, e;
+	char line[512], pr[5];
+
+	strcpy(perms, "?");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%lx-%lx %4s", &s, &e, pr) == 3 &&
+		    s <= (uintptr_t)p && (uintptr_t)p < e)
+			strcpy(perms, pr);
+	fclose(f);
+}
+
+/* The guard backend protects a moved-from chunk with mprotect (it is empty
+ * and a VMA of its own already, and guards cost an entry per page) and
+ * installs guards on the rest; both fault, and both come back from
+ * quarantine as ordinary memory. */
+TEST_F(arena, guard_protects_moved_from_chunks_and_guards_the_rest)
+{
+	RETURN_IF_SETUP_SKIPPED();
+
+	struct arena_config cfg = self->cfg;
+	size_t cb = cfg.chunk_bytes;
+	char perms[5], *full, *active;
+	mh_arena *a;
+
+	if (strcmp(variant->backend, "guard"))
+		SKIP(return, "the guard backend's own choice");
+	cfg.reuse = false;
+	arena_configure(&cfg);
+	a = mh_arena_new();
+	fill_arena(a, 2 * cb, 6);
+	/* The active chunk, hardly used: not moved. */
+	active = mh_arena_alloc(a, 65536, 0);
+	memset(active, 6, 65536);
+	full = active - cb;	/* in the second chunk, full, moved */
+	ASSERT_TRUE(mh_in_arena(full));
+	mh_arena_free(a);
+	ASSERT_EQ(2, warm_chunks());
+	mapping_perms(full, perms);
+	EXPECT_STREQ("---p", perms);
+	mapping_perms(active, perms);
+	EXPECT_STREQ("rw-p", perms);
+	expect_uaf(_metadata, full, true);
+	expect_uaf(_metadata, active, false);
+	mh_quarantine_release();
+	mapping_perms(full, perms);
+	EXPECT_STREQ("rw-p", perms);
+	mapping_perms(active, perms);
+	EXPECT_STREQ("rw-p", perms);
+}
+
 /* An arena that never filled a chunk and took another is not a big one: its
  * chunk, used up or not, drops its pages (nobody would take a warm chunk:
  * they are for big arenas, and they would pile up, resident). */

@@ -382,6 +382,7 @@ static struct arena_chunk *chunk_new(size_t bytes, size_t align)
 	c->limit = c->hi = mspan_limit(s);
 	c->next_window = 0;
 	c->large = 0;
+	c->moved = 0;
 	c->thp_head = c->thp_tail = CHUNK_THP_DEFAULT;
 	STORE_RELEASE(&s->chunk_data, c);
 	return c;
@@ -574,12 +575,14 @@ static void release_chunks(struct arena_chunk **cs, unsigned n)
 	for (unsigned i = 0; i < n; i++) {
 		r[i].base = (void *)cs[i]->base;
 		r[i].len = chunk_bytes(cs[i]);
+		r[i].moved = cs[i]->moved;
 	}
 	b->release(r, n);
 	for (unsigned i = 0; i < n; i++) {
 		struct arena_chunk *c = cs[i];
 		bool keep;
 
+		c->moved = 0;
 		mh_lock(&arena_lock);
 		keep = !c->large && (ready_list.count + 1) * config.chunk_bytes <= config.ready_max;
 		if (keep) {
@@ -654,6 +657,7 @@ static void quarantine_chunks(struct arena_chunk **cs, unsigned n, uint64_t aren
 	for (unsigned i = 0; i < n; i++) {
 		r[i].base = (void *)cs[i]->base;
 		r[i].len = chunk_bytes(cs[i]);
+		r[i].moved = cs[i]->moved;
 	}
 	while (done < n) {
 		int err = 0;
@@ -800,6 +804,7 @@ static void recycle_chunks(struct arena_chunk **cs, unsigned n)
 			break;
 		w = chunk_new(len, chunk_align(thp_size()));
 		if (w && chunk_move(c, w)) {
+			c->moved = 1;
 			w->arena_id = 0;	/* no arena's yet */
 			STORE_RELAXED(&w->state, CHUNK_WARM);
 			mh_lock(&arena_lock);

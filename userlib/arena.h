@@ -41,6 +41,7 @@ struct arena_chunk {
 	uint8_t large;			/* holds one large allocation */
 	uint8_t thp_head;		/* enum chunk_thp of the first huge page */
 	uint8_t thp_tail;		/* ... and of the rest of the chunk */
+	uint8_t moved;			/* pages moved to a warm chunk, until released */
 	struct arena_chunk *next, *prev;
 };
 

@@ -25,6 +25,10 @@
 struct fault_range {
 	void *base;
 	size_t len;
+	/* The range's pages were moved away (warm chunks, arena.c): it is
+	 * empty and already a VMA of its own, or two when only its huge tail
+	 * moved. Release gets the same value fault got. */
+	bool moved;
 };
 
 struct fault_backend {

@@ -6,6 +6,16 @@
  * limit to run into. MADV_GUARD_REMOVE makes the range ordinary zero-fill
  * memory again. Support is probed at run time on a scratch mapping.
  *
+ * Ranges whose pages were moved away (fault_range.moved: a freed chunk whose
+ * pages went to a warm chunk) are protected with mprotect(PROT_NONE) instead.
+ * Such a range is empty and already a VMA of its own, so protecting it costs
+ * no split, while installing guards writes a guard entry for every page and
+ * allocates the page tables to hold them. Measured on the 6.18 host, 17 empty
+ * moved-from 8 MiB chunks: 1.2 ms to install guards and 1.3 ms to remove
+ * them, against 0.04 ms for mprotect + MADV_DONTNEED and 0.02 ms to open
+ * them again. (The DONTNEED drops a page that a stale access may have
+ * written between the move and the fault.)
+ *
  * Huge pages: installing guards splits a huge page mapping into a page table
  * of guard entries, and removing them leaves that table behind, empty. The
  * kernel only maps a huge page where no page table exists, so a released
@@ -45,11 +55,23 @@ static int guard_probe(void)
 
 static unsigned guard_fault(const struct fault_range *r, unsigned n, int *err)
 {
-	for (unsigned i = 0; i < n; i++)
-		if (madvise(r[i].base, r[i].len, MADV_GUARD_INSTALL)) {
+	for (unsigned i = 0; i < n; i++) {
+		int ret;
+
+		if (r[i].moved) {
+			/* Protect first, as the mprotect backend: refused,
+			 * the range is untouched and the caller retries. */
+			ret = mprotect(r[i].base, r[i].len, PROT_NONE);
+			if (!ret)
+				madvise(r[i].base, r[i].len, MADV_DONTNEED);
+		} else {
+			ret = madvise(r[i].base, r[i].len, MADV_GUARD_INSTALL);
+		}
+		if (ret) {
 			*err = -errno;
 			return i;
 		}
+	}
 	return n;
 }
 
@@ -58,6 +80,12 @@ static void guard_release(const struct fault_range *r, unsigned n)
 	size_t huge = sys_thp_size();
 
 	for (unsigned i = 0; i < n; i++) {
+		if (r[i].moved) {
+			if (mprotect(r[i].base, r[i].len, PROT_READ | PROT_WRITE))
+				mh_fatal("mprotect(%p, %zu) back to read/write: %s",
+					 r[i].base, r[i].len, strerror(errno));
+			continue;
+		}
 		if (madvise(r[i].base, r[i].len, MADV_GUARD_REMOVE))
 			mh_fatal("MADV_GUARD_REMOVE(%p, %zu): %s", r[i].base, r[i].len,
 				 strerror(errno));
