@@ -41,6 +41,15 @@ TEST(sizeclass_table_invariants)
 		ASSERT_EQ(span / sc->size, sc->nelems);
 		ASSERT_LE(span - sc->nelems * sc->size, span / 8);
 		ASSERT_LE(sc->nelems, MH_MAX_OBJS_PER_SPAN);
+		/* Spans hold 64 objects unless that would take more than
+		 * 32 KiB, and 8 in any case (sizeclass.c). */
+		ASSERT_GE(sc->nelems, 8);
+		if (sc->nelems < 64)
+			ASSERT_GT(span, 16u << 10) TH_LOG("class %u: %u objects in %u bytes",
+							  c, sc->nelems, span);
+		if (span > (32u << 10))
+			ASSERT_LT(sc->nelems, 16) TH_LOG("class %u: %u objects in %u bytes",
+							 c, sc->nelems, span);
 		/* For every offset in the span, offset * divmul carries the
 		 * object index in its high half, and its low half is below
 		 * divmul exactly at object starts (free relies on both). */
