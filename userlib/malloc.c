@@ -318,17 +318,14 @@ void mh_free(void *ptr)
 	/* Frees come in runs into the same span (LIFO, a structure torn
 	 * down): the cache remembers the owned span of the last free and
 	 * skips the arena-map walk when p falls in it again. */
-	if (likely(p - c->last_free_base < c->last_free_bytes)) {
-		s = c->last_free_span;
-	} else {
+	s = c->last_free_span;
+	if (unlikely(p - s->base >= s->npages << MH_PAGE_SHIFT)) {
 		/* Only small spans have owners; NULL and foreign pointers
 		 * find no span. */
 		s = span_of(p);
 		if (unlikely(!s || LOAD_RELAXED(&s->owner) != c))
 			goto slow;
 		c->last_free_span = s;
-		c->last_free_base = s->base;
-		c->last_free_bytes = s->npages << MH_PAGE_SHIFT;
 	}
 	if (likely(local_free(c, s, p)))
 		return;

@@ -73,7 +73,7 @@ static void list_unlink(struct mcache *c, struct mspan *s)
  * last-free shortcut never points at a span this thread no longer owns. */
 static void disown(struct mcache *c, struct mspan *s)
 {
-	c->last_free_bytes = 0;
+	c->last_free_span = &mh_empty_span;
 	mcentral_uncache_span(s);
 }
 
@@ -91,7 +91,7 @@ static void give_back(struct mcache *c, struct mspan *s)
 static void give_back_empty(struct mcache *c, struct mspan *s)
 {
 	list_unlink(c, s);
-	c->last_free_bytes = 0;
+	c->last_free_span = &mh_empty_span;
 	STORE_RELAXED(&s->owner, NULL);
 	__atomic_store_n(&s->remote, 0, __ATOMIC_RELAXED);
 	mheap_free_span(s);
@@ -171,6 +171,7 @@ struct mcache *mcache_create(void)
 	}
 	for (unsigned cls = 0; cls < MH_NUM_CLASSES; cls++)
 		STORE_RELAXED(&c->alloc[cls], &mh_empty_span);
+	c->last_free_span = &mh_empty_span;
 	mh_lock(&mh_caches_lock);
 	c->next = mh_caches;
 	if (mh_caches)

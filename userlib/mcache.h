@@ -66,10 +66,9 @@ struct mcache {
 	uint64_t nfree[MH_NUM_CLASSES];
 	struct span_list partial[MH_NUM_CLASSES];
 	struct span_list full[MH_NUM_CLASSES];
-	/* The owned span the last free went to: [base, base + bytes). Reset
-	 * whenever a span leaves this cache (mcache_disown). */
+	/* The owned span the last free went to; &mh_empty_span (no pages)
+	 * whenever a span leaves this cache (disown). */
 	struct mspan *last_free_span;
-	uintptr_t last_free_base, last_free_bytes;
 	size_t empty_bytes;		/* bytes in owned, entirely free spans */
 	size_t full_bytes;		/* bytes in spans on the full lists */
 	struct mcache *next, *prev;	/* all caches, under caches_lock */
