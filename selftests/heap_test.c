@@ -356,6 +356,58 @@ TEST(span_hands_out_consecutive_objects_then_reuses_freed_ones)
 	free(p);
 }
 
+/* A used-up span is taken back once a sixteenth of its objects has been
+ * freed (MH_CACHE_REUSE_SHARE), not at its first free: with fewer, the
+ * thread's next spans come from elsewhere; one more free and they come
+ * from it. */
+TEST(a_used_up_span_is_taken_back_once_a_sixteenth_of_it_is_free)
+{
+	const size_t size = 176;	/* a class no other test here uses */
+	uint32_t n = mh_class[size_to_class(size)].nelems, want, m = 0, reused;
+	char **p = calloc(6 * n, sizeof(*p)), **mine = calloc(n, sizeof(*mine));
+	struct mspan *s;
+
+	ASSERT_NE(NULL, p);
+	ASSERT_NE(NULL, mine);
+	want = n / MH_CACHE_REUSE_SHARE;
+	ASSERT_GT(want, 1);
+	/* Three spans' worth: the one holding p[1.5n] was filled by this
+	 * run alone and used up before its end. */
+	for (uint32_t i = 0; i < 3 * n; i++)
+		p[i] = mh_malloc(size);
+	s = span_of((uintptr_t)p[n + n / 2]);
+	for (uint32_t i = 0; i < 3 * n; i++)
+		if (span_of((uintptr_t)p[i]) == s)
+			mine[m++] = p[i];
+	ASSERT_EQ(n, m);
+	ASSERT_NE(s, span_of((uintptr_t)p[3 * n - 1]));
+	/* One free short of the share: a span's worth of allocations, so at
+	 * least one refill, takes none of them. */
+	for (uint32_t i = 0; i < want - 1; i++)
+		mh_free(mine[i]);
+	reused = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		p[3 * n + i] = mh_malloc(size);
+		reused += span_of((uintptr_t)p[3 * n + i]) == s;
+	}
+	EXPECT_EQ(0, reused);
+	/* The share reached: the span is taken back. */
+	mh_free(mine[want - 1]);
+	reused = 0;
+	for (uint32_t i = 0; i < 2 * n && reused < want; i++) {
+		p[4 * n + i] = mh_malloc(size);
+		reused += span_of((uintptr_t)p[4 * n + i]) == s;
+	}
+	EXPECT_EQ(want, reused);
+	for (uint32_t i = 0; i < 6 * n; i++)
+		if (p[i] && (i >= 3 * n || span_of((uintptr_t)p[i]) != s))
+			mh_free(p[i]);
+	for (uint32_t i = want; i < n; i++)
+		mh_free(mine[i]);
+	free(mine);
+	free(p);
+}
+
 enum { CHURN_N = 100000 };
 
 static void *alloc_then_free_all(void *arg)

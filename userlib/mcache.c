@@ -19,15 +19,23 @@ static int cache_key_ready;
 
 /* ------------------------------------------------------------ owned lists */
 
+/* Local frees that put a used-up span back on the partial list. */
+static uint32_t reuse_frees(const struct mspan *s)
+{
+	uint32_t n = s->nelems / MH_CACHE_REUSE_SHARE;
+
+	return n > 1 ? n : 1;
+}
+
 static void list_append(struct mcache *c, struct span_list *l, struct mspan *s,
 			enum mspan_list which)
 {
-	/* On the full list the first free moves the span to the partial
-	 * list; there, the free that may leave it entirely free is looked
-	 * at (mcache_local_free_slow). */
+	/* On the full list the reuse_frees()-th free moves the span to the
+	 * partial list; there, the free that may leave it entirely free is
+	 * looked at (mcache_local_free_slow). */
 	if (which == MSPAN_LIST_CACHE_FULL) {
 		c->full_bytes += s->npages << MH_PAGE_SHIFT;
-		s->free_notify = 1;
+		s->free_notify = reuse_frees(s);
 	} else {
 		s->free_notify = s->nalloc;
 	}
@@ -227,7 +235,7 @@ uintptr_t mcache_alloc_slow(struct mcache *c, unsigned cls)
 		}
 		s->nalloc = s->nelems;	/* every object was handed out */
 		STORE_RELAXED(&c->alloc[cls], &mh_empty_span);
-		if (s->nfreed_local) {
+		if (s->nfreed_local >= reuse_frees(s)) {
 			list_append(c, &c->partial[cls], s, MSPAN_LIST_CACHE_PARTIAL);
 		} else {
 			list_append(c, &c->full[cls], s, MSPAN_LIST_CACHE_FULL);
