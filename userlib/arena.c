@@ -295,7 +295,8 @@ static bool chunk_movable(const struct arena_chunk *c)
 {
 	size_t len = chunk_bytes(c);
 
-	return !c->large && len == config.chunk_bytes && chunk_free_bytes(c) <= len / 2;
+	return !c->large && len == config.chunk_bytes &&
+	       chunk_free_bytes(c) <= len / 2;
 }
 
 /* ------------------------------------------------------------ config */
@@ -885,6 +886,31 @@ static void *alloc_large(mh_arena *a, size_t size, size_t align)
 	return (void *)c->base;
 }
 
+/* Bump-allocate size bytes aligned to align in c's window into *out:
+ * pointer data from the bottom up, pointer-free data from the top down.
+ * False, changing nothing, when they do not fit. */
+static inline bool chunk_bump(struct arena_chunk *c, size_t size, size_t align,
+			      bool scan, void **out)
+{
+	uintptr_t p;
+
+	if (scan) {
+		p = ALIGN_UP(c->lo, align);
+		if (p > c->hi || c->hi - p < size)
+			return false;
+		c->lo = p + size;
+	} else {
+		if (c->hi - c->lo < size)
+			return false;
+		p = ALIGN_DOWN(c->hi - size, align);
+		if (p < c->lo)
+			return false;
+		c->hi = p;
+	}
+	*out = (void *)p;
+	return true;
+}
+
 static void *arena_alloc_slow(mh_arena *a, size_t size, size_t align, bool scan)
 {
 	check_live(a);
@@ -898,21 +924,10 @@ static void *arena_alloc_slow(mh_arena *a, size_t size, size_t align, bool scan)
 		struct arena_chunk *c = a->active;
 
 		if (c) {
-			if (scan) {
-				uintptr_t p = ALIGN_UP(c->lo, align);
+			void *p;
 
-				if (p <= c->hi && c->hi - p >= size) {
-					c->lo = p + size;
-					return (void *)p;
-				}
-			} else if (c->hi - c->lo >= size) {
-				uintptr_t p = ALIGN_DOWN(c->hi - size, align);
-
-				if (p >= c->lo) {
-					c->hi = p;
-					return (void *)p;
-				}
-			}
+			if (chunk_bump(c, size, align, scan, &p))
+				return p;
 			if (c->next_window) {
 				chunk_next_window(c);
 				continue;
@@ -939,12 +954,10 @@ void *mh_arena_alloc(mh_arena *a, size_t size, size_t align)
 		align = ARENA_DEFAULT_ALIGN;
 	/* Fast path: bump upwards in the active chunk of a live arena. */
 	if (likely(a && a->magic == ARENA_LIVE && (c = a->active) && IS_POW2(align))) {
-		uintptr_t p = ALIGN_UP(c->lo, align);
+		void *p;
 
-		if (likely(p <= c->hi && c->hi - p >= size)) {
-			c->lo = p + size;
-			return (void *)p;
-		}
+		if (likely(chunk_bump(c, size, align, true, &p)))
+			return p;
 	}
 	return arena_alloc_slow(a, size, align, true);
 }
@@ -955,14 +968,12 @@ void *mh_arena_alloc_noscan(mh_arena *a, size_t size, size_t align)
 
 	if (!align)
 		align = ARENA_DEFAULT_ALIGN;
-	if (likely(a && a->magic == ARENA_LIVE && (c = a->active) && IS_POW2(align) &&
-		   c->hi - c->lo >= size)) {
-		uintptr_t p = ALIGN_DOWN(c->hi - size, align);
+	/* Fast path: bump downwards in the active chunk of a live arena. */
+	if (likely(a && a->magic == ARENA_LIVE && (c = a->active) && IS_POW2(align))) {
+		void *p;
 
-		if (likely(p >= c->lo)) {
-			c->hi = p;
-			return (void *)p;
-		}
+		if (likely(chunk_bump(c, size, align, false, &p)))
+			return p;
 	}
 	return arena_alloc_slow(a, size, align, false);
 }
@@ -997,8 +1008,8 @@ static bool active_moves(const mh_arena *a)
 {
 	const struct arena_chunk *c = a->active;
 
-	return a->big && config.recycle && fault_backend()->remap && chunk_movable(c) &&
-	       warm_bytes + chunk_bytes(c) <= config.warm_max;
+	return a->big && config.recycle && fault_backend()->remap &&
+	       chunk_movable(c) && warm_bytes + chunk_bytes(c) <= config.warm_max;
 }
 
 void mh_arena_free(mh_arena *a)

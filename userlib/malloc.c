@@ -266,8 +266,8 @@ static inline bool local_free(struct mcache *c, struct mspan *s, uintptr_t p)
 		return false;
 	STORE_RELAXED(&b->local, local | bit);
 	OWNER_ADD(&c->nfree[s->sizeclass], 1);
-	/* A span that is not current may join the partial list (its first
-	 * free) or be entirely free (its last): free_notify says when. */
+	/* A span that is not current may go back on the partial list or be
+	 * entirely free: free_notify says at which free (mcache.c). */
 	if (unlikely(++s->nfreed_local >= s->free_notify))
 		mcache_local_free_slow(c, s);
 	return true;

@@ -13,13 +13,13 @@
  * the mcentral, every such free would be an atomic "remote" free and empty
  * spans would travel through the page heap again and again. So a cache keeps
  * owning the spans it used up, per class on two lists:
- *   partial  owned spans with at least MH_CACHE_REUSE_SHARE of their
+ *   partial  owned spans with at least 1/MH_CACHE_REUSE_SHARE of their
  *            objects freed by this thread since their sweep; the next
  *            refill sweeps one of them and allocates from it;
- *   full     owned spans with fewer known frees; when other threads have freed
- *            into owned spans (remote_hint), a refill looks at a few of
- *            the oldest for those frees (their `remote` count) and rotates
- *            them, so a producer's spans are found again once its
+ *   full     owned spans with fewer known frees; when other threads have
+ *            freed into owned spans (remote_hint), a refill looks at a few
+ *            of the oldest for those frees (their `remote` count) and
+ *            rotates them, so a producer's spans are found again once its
  *            consumers have freed into them.
  * Entirely free spans are given back beyond MH_CACHE_EMPTY_MAX bytes of
  * them per thread, and the oldest used-up spans beyond MH_CACHE_FULL_MAX
@@ -95,6 +95,7 @@ static inline uint64_t mcache_nmalloc(struct mcache *c, unsigned cls)
 	return LOAD_RELAXED(&c->nmalloc[cls]) -
 	       (uint64_t)mh_popcount(LOAD_RELAXED(&s->alloc_cache));
 }
+
 MH_HIDDEN extern struct mspan mh_empty_span;
 
 MH_HIDDEN struct mcache *mcache_create(void);

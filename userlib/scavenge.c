@@ -18,10 +18,11 @@
  * decay restarted) whenever the heap is back within an eighth of it: a
  * program that frees its working set and builds it again keeps its memory
  * and never faults twice, however long it goes on doing so, while memory
- * that stays unused is released within about ten periods. The policy runs when a span's pages come back to
- * the heap (no background thread: none is safe to start inside a malloc
- * drop-in), and acts only when the excess is at least 1 MiB, so frees do not
- * turn into a stream of small madvise calls. Pages are released highest
+ * that stays unused is released within about ten periods. The policy runs
+ * when a span's pages come back to the heap (no background thread: none is
+ * safe to start inside a malloc drop-in), and acts only when the excess is
+ * at least 1 MiB, so frees do not turn into a stream of small madvise
+ * calls. Pages are released highest
  * address first: the page allocator hands out the lowest addresses, so the
  * top of the heap is what will be needed last. mh_scavenge() releases
  * everything free at once.
