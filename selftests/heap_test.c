@@ -225,23 +225,129 @@ TEST(page_summaries_match_a_bit_by_bit_count)
 	}
 }
 
+#define PAGES(n) ((uintptr_t)(n) << MH_PAGE_SHIFT)
+
 TEST(page_allocator_is_address_ordered_first_fit)
 {
-	/* Large objects come straight from the page allocator. */
-	char *a = mh_malloc(100 * MH_PAGE_SIZE);
-	char *b = mh_malloc(100 * MH_PAGE_SIZE);
-	char *c, *d;
+	uintptr_t a, b, c, d;
 
-	ASSERT_NE(NULL, a);
-	ASSERT_NE(NULL, b);
-	mh_free(a);
-	c = mh_malloc(50 * MH_PAGE_SIZE);	/* fits in a's hole: goes there */
+	mh_free(mh_malloc(1));	/* a heap arena to work in */
+	mh_lock(&mh_heap.lock);
+	a = pa_alloc(100, 1, false).base;
+	b = pa_alloc(100, 1, false).base;
+	pa_free(a, 100, false);
+	c = pa_alloc(50, 1, false).base;	/* fits in a's hole: goes there */
+	d = pa_alloc(50, 1, false).base;	/* the rest of the hole */
+	pa_free(b, 100, false);
+	pa_free(c, 50, false);
+	pa_free(d, 50, false);
+	mh_unlock(&mh_heap.lock);
+	ASSERT_NE(0, a);
+	EXPECT_EQ(a + PAGES(100), b);
 	EXPECT_EQ(a, c);
-	d = mh_malloc(50 * MH_PAGE_SIZE);	/* the rest of the hole */
-	EXPECT_EQ(a + 50 * MH_PAGE_SIZE, d);
-	mh_free(b);
-	mh_free(c);
-	mh_free(d);
+	EXPECT_EQ(a + PAGES(50), d);
+}
+
+TEST(page_allocator_high_takes_the_top_of_the_highest_free_run)
+{
+	uintptr_t a, b, c, d;
+
+	mh_free(mh_malloc(1));
+	mh_lock(&mh_heap.lock);
+	a = pa_alloc(100, 1, true).base;
+	b = pa_alloc(100, 1, true).base;
+	pa_free(a, 100, false);
+	c = pa_alloc(30, 1, true).base;		/* the top of a's hole */
+	d = pa_alloc(10, 16, true).base;	/* aligned, below c */
+	pa_free(b, 100, false);
+	pa_free(c, 30, false);
+	pa_free(d, 10, false);
+	mh_unlock(&mh_heap.lock);
+	ASSERT_NE(0, a);
+	EXPECT_EQ(a - PAGES(100), b);
+	EXPECT_EQ(a + PAGES(70), c);
+	EXPECT_EQ(ALIGN_DOWN(a + PAGES(60), PAGES(16)), d);
+}
+
+/* Where the lowest (!high) or highest run of n free pages starts, found
+ * page by page over every arena (adjacent arenas join their runs). */
+static uintptr_t naive_find(uintptr_t n, bool high)
+{
+	uintptr_t run_base = 0, run_len = 0, found = 0, prev_limit = 0;
+
+	for (struct heap_arena *ha = arenamap_first(); ha; ha = ha->next) {
+		if (ha->base != prev_limit)
+			run_len = 0;
+		prev_limit = ha->base + MH_ARENA_SIZE;
+		for (unsigned i = 0; i < MH_PAGES_PER_ARENA; i++) {
+			if (ha->alloc[i / 64] >> (i % 64) & 1) {
+				run_len = 0;
+				continue;
+			}
+			if (!run_len++)
+				run_base = ha->base + PAGES(i);
+			if (run_len < n)
+				continue;
+			if (!high)
+				return run_base;
+			found = run_base + PAGES(run_len - n);	/* the run's top n */
+		}
+	}
+	return found;
+}
+
+TEST(page_allocator_searches_match_a_page_by_page_walk)
+{
+	enum { N = 3000 };
+	static uintptr_t base[N], len[N];
+	static const uintptr_t want[] = { 1, 2, 7, 63, 64, 65, 100, 511, 512, 513,
+					  1000, 4096, 8191, 8192, 9000 };
+	struct heap_arena *top;
+	struct pa_result r;
+	uintptr_t tail;
+
+	mh_free(mh_malloc(1));
+	srand(11);
+	mh_lock(&mh_heap.lock);
+	/* Three arenas of runs of all lengths, across chunk (512 pages) and
+	 * arena (8192) boundaries, then every other one freed, and more. */
+	for (int i = 0, arenas = 1; i < N; i++) {
+		len[i] = (uintptr_t)(rand() % 4 ? 1 + rand() % 16 : 1 + rand() % 700);
+		base[i] = pa_alloc(len[i], 1, false).base;
+		if (!base[i] && arenas++ < 3 && arenamap_grow(1))
+			base[i] = pa_alloc(len[i], 1, false).base;
+		if (!base[i])
+			break;
+	}
+	/* The free pages at the top of the last arena would answer every
+	 * high search at once: take them, so that searches walk down. */
+	for (top = arenamap_first(); top->next; top = top->next)
+		;
+	tail = top->sum.end;
+	if (tail)
+		ASSERT_TRUE(pa_alloc_at(top->base + PAGES(MH_PAGES_PER_ARENA - tail), tail, &r));
+	for (int round = 0; round < 3; round++) {
+		for (int i = round; i < N; i += 2 + round)
+			if (base[i]) {
+				pa_free(base[i], len[i], false);
+				base[i] = 0;
+			}
+		for (size_t k = 0; k < sizeof(want) / sizeof(want[0]); k++) {
+			uintptr_t lo = pa_find(want[k], 1, false), hi = pa_find(want[k], 1, true);
+
+			if (lo != naive_find(want[k], false) || hi != naive_find(want[k], true)) {
+				mh_unlock(&mh_heap.lock);
+				ASSERT_EQ(naive_find(want[k], false), lo) TH_LOG("n=%lu low", want[k]);
+				ASSERT_EQ(naive_find(want[k], true), hi) TH_LOG("n=%lu high", want[k]);
+			}
+		}
+	}
+	for (int i = 0; i < N; i++)
+		if (base[i])
+			pa_free(base[i], len[i], false);
+	if (tail)
+		pa_free(top->base + PAGES(MH_PAGES_PER_ARENA - tail), tail, false);
+	mh_unlock(&mh_heap.lock);
 }
 
 TEST(freed_spans_are_cached_whole_and_taken_back_first)

@@ -148,10 +148,10 @@ struct mspan *mheap_alloc_span(uintptr_t npages, uintptr_t align_pages,
 		r.needzero = true;
 		goto init;
 	}
-	r = pa_alloc(npages, align_pages);
+	r = pa_alloc(npages, align_pages, false);
 	if (!r.base && mh_heap.span_cache_pages) {
 		mheap_flush_span_cache();
-		r = pa_alloc(npages, align_pages);
+		r = pa_alloc(npages, align_pages, false);
 	}
 	if (!r.base) {
 		uintptr_t want = npages + align_pages - 1;
@@ -159,7 +159,7 @@ struct mspan *mheap_alloc_span(uintptr_t npages, uintptr_t align_pages,
 		if (want > (SIZE_MAX >> MH_PAGE_SHIFT) - MH_PAGES_PER_ARENA ||
 		    !arenamap_grow((want + MH_PAGES_PER_ARENA - 1) / MH_PAGES_PER_ARENA))
 			goto nomem;
-		r = pa_alloc(npages, align_pages);
+		r = pa_alloc(npages, align_pages, false);
 		if (!r.base)
 			goto nomem;
 	}

@@ -22,6 +22,8 @@
  * tree and as fast for the heap sizes a C process has (a thousand arenas is
  * 64 GiB). Address-ordered first fit keeps the heap dense at low addresses,
  * which is also what lets the scavenger release the highest pages first.
+ * The same search mirrored (find_high) finds the highest free run that can
+ * hold a request, for what should stay away from the dense bottom.
  *
  * Scavenged bits: a free page with its bit set holds no memory (never
  * touched, or released with MADV_DONTNEED) and reads as zero; allocation
@@ -74,6 +76,23 @@ static uint64_t range_mask(unsigned lo, unsigned hi)	/* bits [lo, hi) of a word 
 	uint64_t m = hi >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << hi) - 1);
 
 	return m & ~(((uint64_t)1 << lo) - 1);
+}
+
+/* Walking down from i (exclusive) to lo: one past the highest page whose
+ * bit is set (flip 0) or clear (flip ~0), or lo if there is none. */
+static unsigned prev_bit(const uint64_t *w, unsigned i, unsigned lo, uint64_t flip)
+{
+	while (i > lo) {
+		unsigned k = (i - 1) / 64;
+		uint64_t v = (w[k] ^ flip) & range_mask(0, i - k * 64);
+
+		if (v) {
+			i = k * 64 + 64 - (unsigned)__builtin_clzll(v);
+			return i > lo ? i : lo;
+		}
+		i = k * 64;
+	}
+	return lo;
 }
 
 struct pa_sum pa_summarize(const uint64_t *bits, unsigned from, unsigned len)
@@ -222,6 +241,73 @@ static uintptr_t find(uintptr_t n)
 	return 0;
 }
 
+/* Highest run of at least n free pages inside chunk c, as the page number
+ * just past its end, or -1. */
+static long scan_chunk_high(const struct heap_arena *ha, unsigned c, unsigned n)
+{
+	unsigned lo = c * PA_CHUNK_PAGES;
+	unsigned i = lo + PA_CHUNK_PAGES;
+
+	while (i > lo) {
+		unsigned end = prev_bit(ha->alloc, i, lo, ~(uint64_t)0);
+
+		if (end == lo)
+			break;
+		i = prev_bit(ha->alloc, end, lo, 0);
+		if (end - i >= n)
+			return end;
+	}
+	return -1;
+}
+
+/*
+ * End address of the highest-addressed run of n free pages; 0 if none.
+ * The mirror of find(): arenas from the top down, chunks from the last,
+ * carrying the free pages at the bottom of one block into the block below.
+ */
+static uintptr_t find_high(uintptr_t n)
+{
+	struct heap_arena *ha = arenamap_first();
+	uintptr_t carry = 0, prev_base = 0;
+
+	while (ha && ha->next)
+		ha = ha->next;
+	for (; ha; ha = ha->prev) {
+		uintptr_t limit = ha->base + MH_ARENA_SIZE;
+
+		if (limit != prev_base)
+			carry = 0;
+		prev_base = ha->base;
+		if (ha->sum.end + carry >= n)
+			return limit + (carry << MH_PAGE_SHIFT);
+		if (ha->sum.max >= n) {
+			uintptr_t c_carry = carry;
+
+			for (unsigned c = PA_CHUNKS; c-- > 0;) {
+				struct pa_sum cs = ha->chunk_sum[c];
+				uintptr_t cend = ha->base +
+					((uintptr_t)(c + 1) * PA_CHUNK_PAGES << MH_PAGE_SHIFT);
+
+				if (cs.end + c_carry >= n)
+					return cend + (c_carry << MH_PAGE_SHIFT);
+				if (cs.max >= n) {
+					long at = scan_chunk_high(ha, c, (unsigned)n);
+
+					if (at < 0)
+						mh_fatal("page allocator summary out of date");
+					return ha->base + ((uintptr_t)at << MH_PAGE_SHIFT);
+				}
+				c_carry = cs.end == PA_CHUNK_PAGES ? c_carry + PA_CHUNK_PAGES
+								   : cs.start;
+			}
+			mh_fatal("page allocator summary out of date");
+		}
+		carry = ha->sum.end == MH_PAGES_PER_ARENA ? carry + MH_PAGES_PER_ARENA
+							  : ha->sum.start;
+	}
+	return 0;
+}
+
 /*
  * Mark pages [p, p + n) in use (alloc) or free (!alloc), arena by arena.
  * Allocation also collects and clears the scavenged bits of the run.
@@ -269,16 +355,53 @@ static void set_scavenged(struct heap_arena *ha, unsigned first, unsigned n)
 	pa_released_pages += n;
 }
 
-struct pa_result pa_alloc(uintptr_t npages, uintptr_t align_pages)
+/* Whether every page of [base, base + npages) lies in a heap arena with
+ * its allocation bit (scav: its scavenged bit) clear. */
+static bool run_clear(uintptr_t base, uintptr_t npages, bool scav)
+{
+	for (uintptr_t p = base, n = npages; n;) {
+		struct heap_arena *ha = arena_of(p);
+
+		if (!ha)
+			return false;
+		const uint64_t *bits = scav ? ha->scav : ha->alloc;
+		unsigned first = (unsigned)arena_page(ha, p);
+		unsigned k = (unsigned)(n < MH_PAGES_PER_ARENA - first ? n : MH_PAGES_PER_ARENA - first);
+
+		for (unsigned w = first / 64; w * 64 < first + k; w++) {
+			unsigned lo = w * 64 < first ? first - w * 64 : 0;
+			unsigned hi = (w + 1) * 64 > first + k ? first + k - w * 64 : 64;
+
+			if (bits[w] & range_mask(lo, hi))
+				return false;
+		}
+		n -= k;
+		p += (uintptr_t)k << MH_PAGE_SHIFT;
+	}
+	return true;
+}
+
+uintptr_t pa_find(uintptr_t npages, uintptr_t align_pages, bool high)
+{
+	uintptr_t want = npages + align_pages - 1;
+	uintptr_t align = align_pages << MH_PAGE_SHIFT;
+	uintptr_t p;
+
+	if (high) {
+		p = find_high(want);
+		return p ? ALIGN_DOWN(p - (npages << MH_PAGE_SHIFT), align) : 0;
+	}
+	p = find(want);
+	return p ? ALIGN_UP(p, align) : 0;
+}
+
+struct pa_result pa_alloc(uintptr_t npages, uintptr_t align_pages, bool high)
 {
 	struct pa_result res = { 0 };
-	uintptr_t want = npages + align_pages - 1;
-	uintptr_t p = find(want);
+	uintptr_t p = pa_find(npages, align_pages, high);
 
 	if (!p)
 		return res;
-	if (align_pages > 1)
-		p = ALIGN_UP(p, align_pages << MH_PAGE_SHIFT);
 	mark(p, npages, true, &res);
 	res.base = p;
 	pa_free_pages -= npages;
@@ -288,24 +411,8 @@ struct pa_result pa_alloc(uintptr_t npages, uintptr_t align_pages)
 
 bool pa_alloc_at(uintptr_t base, uintptr_t npages, struct pa_result *res)
 {
-	/* Every page must be in a heap arena and free. */
-	for (uintptr_t p = base, n = npages; n;) {
-		struct heap_arena *ha = arena_of(p);
-
-		if (!ha)
-			return false;
-		unsigned first = (unsigned)arena_page(ha, p);
-		unsigned k = (unsigned)(n < MH_PAGES_PER_ARENA - first ? n : MH_PAGES_PER_ARENA - first);
-		for (unsigned w = first / 64; w * 64 < first + k; w++) {
-			unsigned lo = w * 64 < first ? first - w * 64 : 0;
-			unsigned hi = (w + 1) * 64 > first + k ? first + k - w * 64 : 64;
-
-			if (ha->alloc[w] & range_mask(lo, hi))
-				return false;
-		}
-		n -= k;
-		p += (uintptr_t)k << MH_PAGE_SHIFT;
-	}
+	if (!run_clear(base, npages, false))
+		return false;
 	*res = (struct pa_result){ .base = base };
 	mark(base, npages, true, res);
 	pa_free_pages -= npages;

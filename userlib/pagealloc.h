@@ -17,12 +17,16 @@ struct pa_result {
 
 /* Mark a new arena's pages free and released (fresh mmap memory). */
 MH_HIDDEN void pa_arena_init(struct heap_arena *ha);
-/* Lowest-addressed free run of npages whose first page number is a multiple
- * of align_pages (a power of two), marked in use. */
-MH_HIDDEN struct pa_result pa_alloc(uintptr_t npages, uintptr_t align_pages);
-/* Free a run; released: its pages are known not resident (they read zero). */
+/* Where a run of npages, its first page number a multiple of align_pages
+ * (a power of two), would go; 0 if no free run can hold it. Low: the
+ * lowest-addressed free run that can (first fit). High: the highest-
+ * addressed one, the pages taken from its top. */
+MH_HIDDEN uintptr_t pa_find(uintptr_t npages, uintptr_t align_pages, bool high);
+/* Such a run, marked in use. */
+MH_HIDDEN struct pa_result pa_alloc(uintptr_t npages, uintptr_t align_pages, bool high);
 /* Mark exactly pages [base, base + npages) in use if they are all free. */
 MH_HIDDEN bool pa_alloc_at(uintptr_t base, uintptr_t npages, struct pa_result *res);
+/* Free a run; released: its pages are known not resident (they read zero). */
 MH_HIDDEN void pa_free(uintptr_t base, uintptr_t npages, bool released);
 /* Return up to npages free, resident pages to the OS, highest addresses
  * first; returns how many were released. */
