@@ -624,8 +624,10 @@ static void vma_exhaustion(void *arg)
 			_exit(2);
 		/* A live object keeps chunks apart: larger than the gap
 		 * below a chunk aligned for huge pages, which a smaller one
-		 * would fill instead. */
-		(void)mh_malloc((size_t)3 << 20);
+		 * would fill instead, and grown by realloc, which keeps it
+		 * at the bottom with the chunks (large objects made by
+		 * malloc go to the top of the heap). */
+		(void)mh_realloc(mh_malloc(64), (size_t)3 << 20);
 		mh_arena_free(a);
 	}
 	mh_stats_read(&st);

@@ -350,6 +350,59 @@ TEST(page_allocator_searches_match_a_page_by_page_walk)
 	mh_unlock(&mh_heap.lock);
 }
 
+TEST(large_objects_go_high_and_small_spans_stay_out_of_their_holes)
+{
+	enum { N = 20000 };
+	static char *small[N];
+	char *big = mh_malloc(1 << 20), *again, *lowest = NULL, *highest = NULL;
+
+	ASSERT_NE(NULL, big);
+	mh_free(big);
+	/* 20 MB of small objects after the big one is gone: first fit keeps
+	 * them below, none in the hole it left... */
+	for (int i = 0; i < N; i++) {
+		small[i] = mh_malloc(1000);
+		ASSERT_NE(NULL, small[i]);
+		EXPECT_TRUE(small[i] + 1000 <= big || small[i] >= big + (1 << 20));
+		if (!lowest || small[i] < lowest)
+			lowest = small[i];
+		if (small[i] > highest)
+			highest = small[i];
+	}
+	EXPECT_LT(highest, big);
+	/* ...so the next block of that size finds its place again, where
+	 * first fit alone would have put it above all of them. */
+	again = mh_malloc(1 << 20);
+	EXPECT_EQ(big, again);
+	mh_free(again);
+	for (int i = 0; i < N; i++)
+		mh_free(small[i]);
+}
+
+TEST(a_block_realloc_moves_goes_low_and_grows_in_place)
+{
+	char *p = mh_malloc(1 << 20), *q, *r, *top;
+	char *marker = mh_malloc(64);
+
+	ASSERT_NE(NULL, p);
+	memset(p, 5, 1 << 20);
+	/* At the top of the heap nothing is free above p: it must move... */
+	q = mh_realloc(p, (1 << 20) + MH_PAGE_SIZE);
+	ASSERT_NE(p, q);
+	EXPECT_EQ(5, q[(1 << 20) - 1]);
+	/* ...to the bottom, with room above it, so the next growth stays
+	 * even when another large block takes the top again. */
+	EXPECT_LT(q, p);
+	EXPECT_GT(q, marker);
+	top = mh_malloc(1 << 20);
+	EXPECT_EQ(p, top);
+	r = mh_realloc(q, (2 << 20));
+	EXPECT_EQ(q, r);
+	mh_free(r);
+	mh_free(top);
+	mh_free(marker);
+}
+
 TEST(freed_spans_are_cached_whole_and_taken_back_first)
 {
 	size_t len = 5 * MH_PAGE_SIZE;	/* a large object under the cache's limit */
@@ -404,6 +457,65 @@ TEST(cached_spans_are_flushed_when_a_request_needs_their_pages)
 	mh_stats_read(&after);
 	EXPECT_EQ(before.heap_sys, after.heap_sys);
 	mh_free(big);
+}
+
+TEST(cached_spans_are_flushed_when_first_fit_goes_above_them)
+{
+	size_t len = 5 * MH_PAGE_SIZE;
+	char *a = mh_malloc(len), *b = mh_malloc(len), *p = NULL;
+	int i;
+
+	ASSERT_NE(NULL, a);
+	ASSERT_NE(NULL, b);
+	mh_free(a);	/* cached whole, kept for the next 5-page request */
+	/* Spans of one page: the first one made above a's pages gives them
+	 * back to the page allocator, and the next ones fill them. */
+	for (i = 0; i < 100 * 512; i++) {
+		p = mh_malloc(16);
+		ASSERT_NE(NULL, p);
+		if (p >= a && p < a + len)
+			break;
+	}
+	EXPECT_LT(i, 100 * 512) TH_LOG("no small object ever landed in the cached pages");
+	mh_free(b);
+}
+
+static void *keep_empty_spans_then_allocate_large(void *arg)
+{
+	enum { N = 3 << 14 };	/* 3 MiB of 64 B objects, under the cache's cap */
+	char **p = calloc(N, sizeof(*p)), *highest = NULL, *big;
+	struct mh_stats *st = arg;
+
+	if (!p)
+		return NULL;
+	for (int i = 0; i < N; i++) {
+		p[i] = mh_malloc(64);
+		if (p[i] > highest)
+			highest = p[i];
+	}
+	for (int i = 0; i < N; i++)
+		mh_free(p[i]);
+	mh_stats_read(&st[0]);	/* the empty spans stay with this thread */
+	/* No resident run of 32 pages but the kept spans: they go back to
+	 * the page heap first, and the block lands among them. */
+	big = mh_malloc(32 * MH_PAGE_SIZE);
+	mh_stats_read(&st[1]);
+	st[2].heap_alloc = big < highest;
+	mh_free(big);
+	free(p);
+	return NULL;
+}
+
+TEST(a_large_block_takes_back_a_threads_empty_spans_before_fresh_pages)
+{
+	struct mh_stats st[3] = { 0 };
+	pthread_t t;
+
+	ASSERT_EQ(0, pthread_create(&t, NULL, keep_empty_spans_then_allocate_large, st));
+	pthread_join(t, NULL);
+	EXPECT_GE(st[0].heap_inuse, 3u << 20);
+	EXPECT_LE(st[1].heap_inuse, (1u << 20));
+	EXPECT_TRUE(st[2].heap_alloc) TH_LOG("the block went to fresh pages above the spans");
 }
 
 TEST(large_alignment_up_to_64MiB)

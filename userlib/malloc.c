@@ -53,7 +53,8 @@ static MH_NORETURN void bad_pointer(uintptr_t p, const char *what)
 	mh_fatal("invalid free of %#lx%s", (unsigned long)p, what);
 }
 
-static void *large_alloc(size_t size, size_t align, bool zero)
+/* A large object; place is PLACE_LOW for a block that realloc moves. */
+static void *large_alloc(size_t size, size_t align, bool zero, enum span_place place)
 {
 	struct mcache *c = mcache_get();
 	uintptr_t npages, align_pages = 1;
@@ -67,7 +68,16 @@ static void *large_alloc(size_t size, size_t align, bool zero)
 	if (align > MH_PAGE_SIZE)
 		align_pages = align >> MH_PAGE_SHIFT;
 	mheap_init();
-	s = mheap_alloc_span(npages, align_pages, 0, MSPAN_LARGE);
+	if (c && c->empty_bytes && !mheap_fits_resident(npages, align_pages, place)) {
+		/* Only fresh pages have room, while this thread keeps empty
+		 * spans scattered over resident ones: give those back first,
+		 * so that the page heap can merge them into runs. A hash map
+		 * rebuilt after it was destroyed took 1 MiB of fresh pages
+		 * per round for its middle-sized bucket arrays without. */
+		mcache_release_empty(c);
+		mheap_flush_span_cache_locking();
+	}
+	s = mheap_alloc_span(npages, align_pages, 0, MSPAN_LARGE, place);
 	if (!s)
 		return NULL;
 	if (zero && s->needzero)
@@ -123,7 +133,7 @@ static __attribute__((noinline)) void *malloc_slow(size_t size)
 		return NULL;
 	if (size <= MH_MAX_SMALL_SIZE)
 		return small_alloc(c, size_to_class(size));
-	return large_alloc(size, 0, false);
+	return large_alloc(size, 0, false, PLACE_LARGE);
 }
 
 void *mh_malloc(size_t size)
@@ -151,7 +161,7 @@ void *mh_calloc(size_t n, size_t size)
 		return NULL;
 	}
 	if (total > MH_MAX_SMALL_SIZE)
-		return large_alloc(total, 0, true);
+		return large_alloc(total, 0, true, PLACE_LARGE);
 	p = mh_malloc(total);
 	if (p)
 		memset(p, 0, total);
@@ -177,7 +187,7 @@ void *mh_aligned_alloc(size_t align, size_t size)
 			if (mh_class[cls].size % align == 0)
 				return small_alloc(c, cls);
 	}
-	return large_alloc(size ? size : 1, align, false);
+	return large_alloc(size ? size : 1, align, false, PLACE_LARGE);
 }
 
 /* ------------------------------------------------------------ free */
@@ -380,7 +390,8 @@ void *mh_realloc(void *ptr, size_t size)
 		    mheap_grow_span(s, (size + MH_PAGE_SIZE - 1) >> MH_PAGE_SHIFT))
 			return ptr;
 	}
-	q = mh_malloc(size);
+	/* A large block that has to move goes where it can grow next time. */
+	q = size > MH_MAX_SMALL_SIZE ? large_alloc(size, 0, false, PLACE_LOW) : mh_malloc(size);
 	if (!q)
 		return NULL;	/* the old block is untouched, as C requires */
 	memcpy(q, ptr, old < size ? old : size);

@@ -306,6 +306,19 @@ void mcache_local_free_slow(struct mcache *c, struct mspan *s)
 	}
 }
 
+void mcache_release_empty(struct mcache *c)
+{
+	for (unsigned cls = 1; cls < MH_NUM_CLASSES && c->empty_bytes; cls++) {
+		struct mspan *s = c->partial[cls].head, *next;
+
+		for (; s; s = next) {
+			next = s->next;
+			if (s->cache_empty)
+				give_back_empty(c, s);
+		}
+	}
+}
+
 void mcache_after_fork_child(void)
 {
 	struct mcache *c = mh_caches, *next;

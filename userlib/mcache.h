@@ -22,7 +22,11 @@
  *            rotates them, so a producer's spans are found again once its
  *            consumers have freed into them.
  * Entirely free spans are given back beyond MH_CACHE_EMPTY_MAX bytes of
- * them per thread, and the oldest used-up spans beyond MH_CACHE_FULL_MAX
+ * them per thread (and all of them when the thread asks for a large block
+ * that only fresh pages could hold: kept for reuse, they lie scattered
+ * where the thread's objects were and split the free pages around them
+ * into runs too short for it), and the oldest used-up spans beyond
+ * MH_CACHE_FULL_MAX
  * bytes (long-lived data, or data other threads will free: back at the
  * mcentral their frees make them reusable by anyone). So a thread neither
  * hoards memory nor churns spans through the page heap.
@@ -116,6 +120,9 @@ MH_HIDDEN uintptr_t mcache_alloc_slow(struct mcache *c, unsigned sizeclass);
 /* Bookkeeping after the owner freed into s, which is not its current span:
  * s may move to the partial list, or, entirely free, go back. */
 MH_HIDDEN void mcache_local_free_slow(struct mcache *c, struct mspan *s);
+
+/* Give every entirely free span c keeps back to the page heap. */
+MH_HIDDEN void mcache_release_empty(struct mcache *c);
 
 /* Counters of caches that have gone away. Under caches_lock. */
 MH_HIDDEN extern uint64_t mh_dead_nmalloc[MH_NUM_CLASSES];

@@ -25,6 +25,15 @@ struct mcentral {
 #define SPAN_BUCKETS 6
 /* Freed spans of up to this many pages are cached whole (mheap.c). */
 #define SPAN_CACHE_PAGES 64
+/* Large objects of more pages than this are placed from the top of the
+ * heap, apart from small spans (mheap.c, "placement"). */
+#define SPAN_HIGH_PAGES 64
+
+/* Where mheap_alloc_span puts a span. */
+enum span_place {
+	PLACE_LOW,	/* lowest free run: small spans, chunks, growing blocks */
+	PLACE_LARGE,	/* a large object: high if longer than SPAN_HIGH_PAGES */
+};
 
 struct mheap {
 	mh_lock_t lock;
@@ -36,6 +45,7 @@ struct mheap {
 	/* Freed spans by length, their pages kept (mheap.c, "span cache"). */
 	struct mspan *span_cache[SPAN_CACHE_PAGES + 1];
 	uintptr_t span_cache_pages;
+	uintptr_t span_cache_low;	/* no cached span starts below this */
 	struct mcentral central[MH_NUM_CLASSES];
 };
 
@@ -52,10 +62,17 @@ static inline void mheap_init(void)
 /*
  * A span of npages pages, its first page number a multiple of align_pages.
  * sizeclass > 0 makes a small-object span of that class, state tells what
- * else it is. NULL with errno = ENOMEM when memory runs out.
+ * else it is, place where it goes. NULL with errno = ENOMEM when memory
+ * runs out.
  */
 MH_HIDDEN struct mspan *mheap_alloc_span(uintptr_t npages, uintptr_t align_pages,
-					 unsigned sizeclass, enum mspan_state state);
+					 unsigned sizeclass, enum mspan_state state,
+					 enum span_place place);
+/* Whether such a span would be made of resident pages as things stand:
+ * a cached span of its length, or a free run none of whose pages has been
+ * released (or never touched). */
+MH_HIDDEN bool mheap_fits_resident(uintptr_t npages, uintptr_t align_pages,
+				   enum span_place place);
 /* Grow a large span in place to npages if the pages after it are free. */
 MH_HIDDEN bool mheap_grow_span(struct mspan *s, uintptr_t npages);
 /* Give a span's pages back to the page heap; the struct dies (gen moves on). */
@@ -65,6 +82,8 @@ MH_HIDDEN void mheap_free_span(struct mspan *s);
 MH_HIDDEN void mheap_free_span_released(struct mspan *s, bool released);
 /* Give every cached free span back to the page allocator (heap lock held). */
 MH_HIDDEN void mheap_flush_span_cache(void);
+/* The same, taking the heap lock. */
+MH_HIDDEN void mheap_flush_span_cache_locking(void);
 /* Run the scavenger's policy (heap lock held); see scavenge.c. */
 MH_HIDDEN void scavenge_after_free(void);
 MH_HIDDEN void scavenge_init(void);

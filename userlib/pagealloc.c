@@ -20,10 +20,10 @@
  * per 8 KiB page (allocation and scavenged bits) plus 100 bytes per 64 MiB
  * arena, and a search touches O(arenas + 16 + 8) words: as frugal as Go's
  * tree and as fast for the heap sizes a C process has (a thousand arenas is
- * 64 GiB). Address-ordered first fit keeps the heap dense at low addresses,
- * which is also what lets the scavenger release the highest pages first.
- * The same search mirrored (find_high) finds the highest free run that can
- * hold a request, for what should stay away from the dense bottom.
+ * 64 GiB). Address-ordered first fit keeps the heap dense at low addresses;
+ * large objects come from the other end, the highest free run that can
+ * hold them (find_high, the mirror of the search; mheap.c says why), so
+ * the two do not interleave, and the scavenger releases from the top.
  *
  * Scavenged bits: a free page with its bit set holds no memory (never
  * touched, or released with MADV_DONTNEED) and reads as zero; allocation
@@ -393,6 +393,11 @@ uintptr_t pa_find(uintptr_t npages, uintptr_t align_pages, bool high)
 	}
 	p = find(want);
 	return p ? ALIGN_UP(p, align) : 0;
+}
+
+bool pa_resident(uintptr_t base, uintptr_t npages)
+{
+	return run_clear(base, npages, true);
 }
 
 struct pa_result pa_alloc(uintptr_t npages, uintptr_t align_pages, bool high)

@@ -24,6 +24,8 @@ MH_HIDDEN void pa_arena_init(struct heap_arena *ha);
 MH_HIDDEN uintptr_t pa_find(uintptr_t npages, uintptr_t align_pages, bool high);
 /* Such a run, marked in use. */
 MH_HIDDEN struct pa_result pa_alloc(uintptr_t npages, uintptr_t align_pages, bool high);
+/* Whether free pages [base, base + npages) are all resident (none released). */
+MH_HIDDEN bool pa_resident(uintptr_t base, uintptr_t npages);
 /* Mark exactly pages [base, base + npages) in use if they are all free. */
 MH_HIDDEN bool pa_alloc_at(uintptr_t base, uintptr_t npages, struct pa_result *res);
 /* Free a run; released: its pages are known not resident (they read zero). */
