@@ -26,10 +26,10 @@
  * that only fresh pages could hold: kept for reuse, they lie scattered
  * where the thread's objects were and split the free pages around them
  * into runs too short for it), and the oldest used-up spans beyond
- * MH_CACHE_FULL_MAX
- * bytes (long-lived data, or data other threads will free: back at the
- * mcentral their frees make them reusable by anyone). So a thread neither
- * hoards memory nor churns spans through the page heap.
+ * MH_CACHE_FULL_MAX bytes (long-lived data, or data other threads will
+ * free: back at the mcentral their frees make them reusable by anyone).
+ * So a thread neither hoards memory nor churns spans through the page
+ * heap.
  */
 #ifndef MHEAP_MCACHE_H
 #define MHEAP_MCACHE_H

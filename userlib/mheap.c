@@ -81,8 +81,8 @@ static void span_struct_kill(struct mspan *s)
  * bitmap still marks them in use: whatever reads the bitmap for free pages
  * (the scavenger, a search that failed, growth in place) first flushes the
  * cache into it, and so does a first-fit search that had to go above a
- * cached span (see "placement"). The struct dies on the way in (gen moves on, no page maps
- * to it), so late and double frees are caught as before.
+ * cached span (see "placement"). The struct dies on the way in (gen moves
+ * on, no page maps to it), so late and double frees are caught as before.
  */
 static void span_cache_put(struct mspan *s)
 {
