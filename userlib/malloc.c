@@ -68,12 +68,15 @@ static void *large_alloc(size_t size, size_t align, bool zero, enum span_place p
 	if (align > MH_PAGE_SIZE)
 		align_pages = align >> MH_PAGE_SHIFT;
 	mheap_init();
-	if (c && c->empty_bytes && !mheap_fits_resident(npages, align_pages, place)) {
+	if (c && c->empty_bytes >= npages << MH_PAGE_SHIFT &&
+	    !mheap_fits_resident(npages, align_pages, place)) {
 		/* Only fresh pages have room, while this thread keeps empty
 		 * spans scattered over resident ones: give those back first,
 		 * so that the page heap can merge them into runs. A hash map
 		 * rebuilt after it was destroyed took 1 MiB of fresh pages
-		 * per round for its middle-sized bucket arrays without. */
+		 * per round for its middle-sized bucket arrays without.
+		 * Fewer empty pages than the block needs are not worth the
+		 * look (it takes the heap lock once more). */
 		mcache_release_empty(c);
 		mheap_flush_span_cache_locking();
 	}
