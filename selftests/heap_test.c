@@ -459,14 +459,25 @@ TEST(cached_spans_are_flushed_when_a_request_needs_their_pages)
 	mh_free(big);
 }
 
-TEST(cached_spans_are_flushed_when_first_fit_goes_above_them)
+TEST(cached_large_objects_are_flushed_when_first_fit_goes_above_them)
 {
 	size_t len = 5 * MH_PAGE_SIZE;
-	char *a = mh_malloc(len), *b = mh_malloc(len), *p = NULL;
+	char *a = mh_malloc(len), *b = mh_malloc(len), *p = NULL, *obj[9];
+	struct mspan *small;
 	int i;
 
 	ASSERT_NE(NULL, a);
 	ASSERT_NE(NULL, b);
+	/* A span of 8 KiB objects (8 pages) in the cache as well: made
+	 * empty, then given back by its thread. */
+	for (i = 0; i < 9; i++)
+		obj[i] = mh_malloc(8192);
+	small = span_of((uintptr_t)obj[0]);
+	ASSERT_NE(small, span_of((uintptr_t)obj[8]));
+	ASSERT_EQ(8 * MH_PAGE_SIZE, small->npages << MH_PAGE_SHIFT);
+	for (i = 0; i < 8; i++)
+		mh_free(obj[i]);
+	mcache_release_empty(mh_tls_cache);
 	mh_free(a);	/* cached whole, kept for the next 5-page request */
 	/* Spans of one page: the first one made above a's pages gives them
 	 * back to the page allocator, and the next ones fill them. */
@@ -477,6 +488,11 @@ TEST(cached_spans_are_flushed_when_first_fit_goes_above_them)
 			break;
 	}
 	EXPECT_LT(i, 100 * 512) TH_LOG("no small object ever landed in the cached pages");
+	/* The small objects' span stays cached for its length. */
+	mh_lock(&mh_heap.lock);
+	EXPECT_EQ(small, mh_heap.span_cache[CACHE_SMALL][8]);
+	mh_unlock(&mh_heap.lock);
+	mh_free(obj[8]);
 	mh_free(b);
 }
 

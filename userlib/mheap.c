@@ -76,30 +76,46 @@ static void span_struct_kill(struct mspan *s)
  * and its (dead) struct on a LIFO list per length, and the next request of
  * that length takes it in O(1).
  *
+ * Spans of small objects and large objects are cached apart. Each list
+ * serves any request of its length, but large objects are not the bursts
+ * the cache is for, and their pages are worth more to first fit: when a
+ * first-fit search has to go above a cached large object, the large lists
+ * go back to the bitmap (a freed 256 KiB bucket array waited there for
+ * another of its length while small spans took fresh pages above it;
+ * flushing the small lists too doubled the peak RSS and the time of two
+ * threads churning random sizes up to 32 KiB, which thrive on exact fits).
+ *
  * Cached pages count as free in pa_free_pages, so the stats and the
  * scavenger's policy see them as idle memory, but the page allocator's
  * bitmap still marks them in use: whatever reads the bitmap for free pages
  * (the scavenger, a search that failed, growth in place) first flushes the
- * cache into it, and so does a first-fit search that had to go above a
- * cached span (see "placement"). The struct dies on the way in (gen moves
- * on, no page maps to it), so late and double frees are caught as before.
+ * cache into it. The struct dies on the way in (gen moves on, no page maps
+ * to it), so late and double frees are caught as before.
  */
-static void span_cache_put(struct mspan *s)
+static void span_cache_put(struct mspan *s, enum span_cache_kind kind)
 {
 	span_struct_kill(s);
-	if (!mh_heap.span_cache_pages || s->base < mh_heap.span_cache_low)
-		mh_heap.span_cache_low = s->base;
-	s->next = mh_heap.span_cache[s->npages];
-	mh_heap.span_cache[s->npages] = s;
+	if (kind == CACHE_LARGE) {
+		if (!mh_heap.span_cache_large_pages || s->base < mh_heap.span_cache_large_low)
+			mh_heap.span_cache_large_low = s->base;
+		mh_heap.span_cache_large_pages += s->npages;
+	}
+	s->next = mh_heap.span_cache[kind][s->npages];
+	mh_heap.span_cache[kind][s->npages] = s;
 	mh_heap.span_cache_pages += s->npages;
 	pa_free_pages += s->npages;
 }
 
-/* A cached span of npages pages with room for `words` bitmap words. */
-static struct mspan *span_cache_take(uintptr_t npages, unsigned words)
+/* A cached span of npages pages with room for `words` bitmap words, from
+ * the list of the kind asked for if it has one. */
+static struct mspan *span_cache_take(uintptr_t npages, unsigned words,
+				     enum span_cache_kind kind)
 {
-	struct mspan *s = mh_heap.span_cache[npages];
+	struct mspan *s;
 
+	if (!mh_heap.span_cache[kind][npages])
+		kind = kind == CACHE_SMALL ? CACHE_LARGE : CACHE_SMALL;
+	s = mh_heap.span_cache[kind][npages];
 	if (!s)
 		return NULL;
 	if (s->bucket != span_bucket(words)) {
@@ -108,31 +124,43 @@ static struct mspan *span_cache_take(uintptr_t npages, unsigned words)
 
 		if (!n)
 			return NULL;
-		mh_heap.span_cache[npages] = s->next;
 		n->base = s->base;
+		mh_heap.span_cache[kind][npages] = s->next;
 		fixalloc_free(&mh_heap.spanalloc[s->bucket], s);
 		s = n;
 	} else {
-		mh_heap.span_cache[npages] = s->next;
+		mh_heap.span_cache[kind][npages] = s->next;
 	}
+	if (kind == CACHE_LARGE)
+		mh_heap.span_cache_large_pages -= npages;
 	mh_heap.span_cache_pages -= npages;
 	pa_free_pages -= npages;
 	return s;
 }
 
-void mheap_flush_span_cache(void)
+static void flush_span_cache(enum span_cache_kind kind)
 {
-	for (unsigned n = 1; n <= SPAN_CACHE_PAGES && mh_heap.span_cache_pages; n++) {
+	for (unsigned n = 1; n <= SPAN_CACHE_PAGES; n++) {
 		struct mspan *s;
 
-		while ((s = mh_heap.span_cache[n])) {
-			mh_heap.span_cache[n] = s->next;
+		while ((s = mh_heap.span_cache[kind][n])) {
+			mh_heap.span_cache[kind][n] = s->next;
+			if (kind == CACHE_LARGE)
+				mh_heap.span_cache_large_pages -= n;
 			mh_heap.span_cache_pages -= n;
 			pa_free_pages -= n;	/* pa_free counts them again */
 			pa_free(s->base, n, false);
 			fixalloc_free(&mh_heap.spanalloc[s->bucket], s);
 		}
 	}
+}
+
+void mheap_flush_span_cache(void)
+{
+	if (mh_heap.span_cache_large_pages)
+		flush_span_cache(CACHE_LARGE);
+	if (mh_heap.span_cache_pages)
+		flush_span_cache(CACHE_SMALL);
 }
 
 void mheap_flush_span_cache_locking(void)
@@ -165,8 +193,8 @@ void mheap_flush_span_cache_locking(void)
  * first fit packs.
  *
  * Two more things keep the bottom dense (the figures are in README.md,
- * "The heap"): cached spans go back to the bitmap as soon as first fit has
- * to go above one of them (mheap_alloc_span), and a thread's empty spans
+ * "The heap"): cached large objects go back to the bitmap as soon as first
+ * fit has to go above one of them (span cache), and a thread's empty spans
  * go back to the page heap when it asks for a large block that only fresh
  * pages could hold (large_alloc in malloc.c).
  */
@@ -181,7 +209,8 @@ bool mheap_fits_resident(uintptr_t npages, uintptr_t align_pages, enum span_plac
 	bool fits;
 
 	mh_lock(&mh_heap.lock);
-	if (align_pages == 1 && npages <= SPAN_CACHE_PAGES && mh_heap.span_cache[npages]) {
+	if (align_pages == 1 && npages <= SPAN_CACHE_PAGES &&
+	    (mh_heap.span_cache[CACHE_SMALL][npages] || mh_heap.span_cache[CACHE_LARGE][npages])) {
 		fits = true;
 	} else {
 		p = pa_find(npages, align_pages, place_high(npages, place));
@@ -204,7 +233,7 @@ struct mspan *mheap_alloc_span(uintptr_t npages, uintptr_t align_pages,
 
 	mh_lock(&mh_heap.lock);
 	if (align_pages == 1 && npages <= SPAN_CACHE_PAGES)
-		s = span_cache_take(npages, words);
+		s = span_cache_take(npages, words, sizeclass ? CACHE_SMALL : CACHE_LARGE);
 	if (s) {
 		r.base = s->base;
 		r.needzero = true;
@@ -214,13 +243,11 @@ struct mspan *mheap_alloc_span(uintptr_t npages, uintptr_t align_pages,
 	if (!r.base && mh_heap.span_cache_pages) {
 		mheap_flush_span_cache();
 		r = pa_alloc(npages, align_pages, high);
-	} else if (!high && mh_heap.span_cache_pages && r.base > mh_heap.span_cache_low) {
-		/* First fit had to go above pages the cache keeps idle: give
-		 * them back, so that the next requests of any length fill
-		 * them before the heap spreads further (a freed 256 KiB block
-		 * waited there for another of its length while small spans
-		 * took fresh pages above it). */
-		mheap_flush_span_cache();
+	} else if (!high && mh_heap.span_cache_large_pages &&
+		   r.base > mh_heap.span_cache_large_low) {
+		/* First fit had to go above a cached large object: its pages
+		 * go back, for the next requests of any length (span cache). */
+		flush_span_cache(CACHE_LARGE);
 	}
 	if (!r.base) {
 		uintptr_t want = npages + align_pages - 1;
@@ -296,7 +323,7 @@ void mheap_free_span_released(struct mspan *s, bool released)
 		mh_heap.large_live_bytes -= s->npages << MH_PAGE_SHIFT;
 	arenamap_set_spans(s->base, s->npages, NULL);
 	if (!released && s->npages <= SPAN_CACHE_PAGES) {
-		span_cache_put(s);
+		span_cache_put(s, s->state == MSPAN_LARGE ? CACHE_LARGE : CACHE_SMALL);
 	} else {
 		pa_free(s->base, s->npages, released);
 		span_struct_kill(s);

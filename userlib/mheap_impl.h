@@ -29,6 +29,12 @@ struct mcentral {
  * heap, apart from small spans (mheap.c, "placement"). */
 #define SPAN_HIGH_PAGES 64
 
+/* The span cache's two kinds of freed spans: of small objects, of large. */
+enum span_cache_kind {
+	CACHE_SMALL,
+	CACHE_LARGE,
+};
+
 /* Where mheap_alloc_span puts a span. */
 enum span_place {
 	PLACE_LOW,	/* lowest free run: small spans, chunks, growing blocks */
@@ -42,10 +48,12 @@ struct mheap {
 	struct fixalloc cachealloc;
 	uint64_t large_live_bytes;	/* bytes in large objects now */
 	uint64_t scavenged_pages;	/* pages released, cumulative */
-	/* Freed spans by length, their pages kept (mheap.c, "span cache"). */
-	struct mspan *span_cache[SPAN_CACHE_PAGES + 1];
-	uintptr_t span_cache_pages;
-	uintptr_t span_cache_low;	/* no cached span starts below this */
+	/* Freed spans by kind and length, their pages kept (mheap.c, "span
+	 * cache"). */
+	struct mspan *span_cache[2][SPAN_CACHE_PAGES + 1];
+	uintptr_t span_cache_pages;		/* both kinds */
+	uintptr_t span_cache_large_pages;
+	uintptr_t span_cache_large_low;	/* no cached large object starts below */
 	struct mcentral central[MH_NUM_CLASSES];
 };
 
