@@ -354,7 +354,7 @@ TEST(large_objects_go_high_and_small_spans_stay_out_of_their_holes)
 {
 	enum { N = 20000 };
 	static char *small[N];
-	char *big = mh_malloc(1 << 20), *again, *lowest = NULL, *highest = NULL;
+	char *big = mh_malloc(1 << 20), *again, *highest = NULL;
 
 	ASSERT_NE(NULL, big);
 	mh_free(big);
@@ -364,8 +364,6 @@ TEST(large_objects_go_high_and_small_spans_stay_out_of_their_holes)
 		small[i] = mh_malloc(1000);
 		ASSERT_NE(NULL, small[i]);
 		EXPECT_TRUE(small[i] + 1000 <= big || small[i] >= big + (1 << 20));
-		if (!lowest || small[i] < lowest)
-			lowest = small[i];
 		if (small[i] > highest)
 			highest = small[i];
 	}
@@ -496,11 +494,18 @@ TEST(cached_large_objects_are_flushed_when_first_fit_goes_above_them)
 	mh_free(b);
 }
 
+/* What the thread below saw. */
+struct empty_spans_seen {
+	struct mh_stats kept;	/* after freeing all its objects */
+	struct mh_stats after;	/* after the large allocation */
+	bool among;		/* the block landed below its highest object */
+};
+
 static void *keep_empty_spans_then_allocate_large(void *arg)
 {
 	enum { N = 3 << 14 };	/* 3 MiB of 64 B objects, under the cache's cap */
 	char **p = calloc(N, sizeof(*p)), *highest = NULL, *big;
-	struct mh_stats *st = arg;
+	struct empty_spans_seen *seen = arg;
 
 	if (!p)
 		return NULL;
@@ -511,12 +516,12 @@ static void *keep_empty_spans_then_allocate_large(void *arg)
 	}
 	for (int i = 0; i < N; i++)
 		mh_free(p[i]);
-	mh_stats_read(&st[0]);	/* the empty spans stay with this thread */
+	mh_stats_read(&seen->kept);	/* the empty spans stay with this thread */
 	/* No resident run of 32 pages but the kept spans: they go back to
 	 * the page heap first, and the block lands among them. */
 	big = mh_malloc(32 * MH_PAGE_SIZE);
-	mh_stats_read(&st[1]);
-	st[2].heap_alloc = big < highest;
+	mh_stats_read(&seen->after);
+	seen->among = big < highest;
 	mh_free(big);
 	free(p);
 	return NULL;
@@ -524,14 +529,14 @@ static void *keep_empty_spans_then_allocate_large(void *arg)
 
 TEST(a_large_block_takes_back_a_threads_empty_spans_before_fresh_pages)
 {
-	struct mh_stats st[3] = { 0 };
+	struct empty_spans_seen seen = { 0 };
 	pthread_t t;
 
-	ASSERT_EQ(0, pthread_create(&t, NULL, keep_empty_spans_then_allocate_large, st));
+	ASSERT_EQ(0, pthread_create(&t, NULL, keep_empty_spans_then_allocate_large, &seen));
 	pthread_join(t, NULL);
-	EXPECT_GE(st[0].heap_inuse, 3u << 20);
-	EXPECT_LE(st[1].heap_inuse, (1u << 20));
-	EXPECT_TRUE(st[2].heap_alloc) TH_LOG("the block went to fresh pages above the spans");
+	EXPECT_GE(seen.kept.heap_inuse, 3u << 20);
+	EXPECT_LE(seen.after.heap_inuse, (1u << 20));
+	EXPECT_TRUE(seen.among) TH_LOG("the block went to fresh pages above the spans");
 }
 
 TEST(large_alignment_up_to_64MiB)

@@ -22,11 +22,11 @@
  * when a span's pages come back to the heap (no background thread: none is
  * safe to start inside a malloc drop-in), and acts only when the excess is
  * at least 1 MiB, so frees do not turn into a stream of small madvise
- * calls. Pages are released highest
- * address first: first fit packs small spans at the bottom, so the free
- * pages at the top are the heap's unused end and the holes of freed large
- * objects, released in long runs, while small spans are not what faults
- * in again. mh_scavenge() releases everything free at once.
+ * calls. Pages are released highest address first: first fit packs small
+ * spans at the bottom, so the free pages at the top are the heap's unused
+ * end and the holes of freed large objects, released in long runs, while
+ * small spans are not what faults in again. mh_scavenge() releases
+ * everything free at once.
  *
  * The defaults and the measurements behind them are in README.md
  * ("Scavenger").
