@@ -49,7 +49,9 @@ LIB_CFLAGS := -std=gnu11 $(WARN) -O2 -g -fPIC -pthread \
 LIB_SRCS   := $(filter-out $(TOP)/userlib/preload.c,$(wildcard $(TOP)/userlib/*.c))
 LIB_OBJS   := $(patsubst $(TOP)/userlib/%.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
 LIB_HDRS   := $(wildcard $(TOP)/userlib/*.h $(TOP)/userlib/include/*.h $(TOP)/uapi/linux/*.h)
-PRELOAD_OBJ := $(BUILD)/obj/preload.o
+# The shared object's malloc.o defines the standard names too (MH_PRELOAD).
+PRELOAD_OBJS := $(BUILD)/obj/preload.o $(BUILD)/obj/malloc-preload.o
+SO_OBJS    := $(filter-out $(BUILD)/obj/malloc.o,$(LIB_OBJS)) $(PRELOAD_OBJS)
 FAULT_BENCH := $(BUILD)/bench/fault_bench
 
 .PHONY: all deps lib module check vmtest demo demo-vm bench bench-quick bench-vm bench-faults selftests \
@@ -85,13 +87,18 @@ $(BUILD)/obj/%.o: $(TOP)/userlib/%.c $(LIB_HDRS) | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(LIB_CFLAGS) -c $< -o $@
 
+$(BUILD)/obj/malloc-preload.o: $(TOP)/userlib/malloc.c $(LIB_HDRS) | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(LIB_CFLAGS) -DMH_PRELOAD -c $< -o $@
+
 $(BUILD)/libmheap.a: $(LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-# The shared object adds the malloc-family symbols (userlib/preload.c) so it
-# can be used with LD_PRELOAD; the archive exports only mh_*.
-$(BUILD)/libmheap.so: $(LIB_OBJS) $(PRELOAD_OBJ)
+# The shared object adds the malloc-family symbols (userlib/preload.c, and
+# aliases in malloc.c built with MH_PRELOAD) so it can be used with
+# LD_PRELOAD; the archive exports only mh_*.
+$(BUILD)/libmheap.so: $(SO_OBJS)
 	$(CC) -shared -Wl,-soname,libmheap.so.0 -Wl,-z,defs -Wl,-Bsymbolic-functions -pthread -o $@ $^
 	ln -sf libmheap.so $(BUILD)/libmheap.so.0
 

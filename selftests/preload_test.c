@@ -5,6 +5,7 @@
  * process prints its statistics at exit with MHEAP_STATS=1).
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <stdint.h>
 #include <sys/stat.h>
 
@@ -152,6 +153,30 @@ TEST_F_TIMEOUT(preload, git_operations, 120)
 		"git log --oneline | wc -l > ../count && git gc -q && git fsck --strict; } 2> err"));
 	EXPECT_EQ(0, sh(self, false, "test \"$(cat count)\" = 2"));
 	EXPECT_GT(mallocs_in(self, "err"), 1000);
+}
+
+/* A standard function whose contract is exactly an mh_* function's is that
+ * function, under a second name (userlib/malloc.c, MH_PRELOAD): a preloaded
+ * malloc or free must not pay for a wrapper's jump. */
+TEST_F(preload, standard_names_with_an_mh_contract_are_the_mh_functions)
+{
+	static const char *const same[][2] = {
+		{ "malloc", "mh_malloc" }, { "free", "mh_free" }, { "cfree", "mh_free" },
+		{ "calloc", "mh_calloc" }, { "realloc", "mh_realloc" },
+		{ "aligned_alloc", "mh_aligned_alloc" }, { "memalign", "mh_aligned_alloc" },
+	};
+	void *h;
+
+	RETURN_IF_SETUP_SKIPPED();
+	h = dlopen(self->lib, RTLD_NOW | RTLD_LOCAL);
+	ASSERT_NE(NULL, h) TH_LOG("dlopen: %s", dlerror());
+	for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++) {
+		void *name = dlsym(h, same[i][0]), *impl = dlsym(h, same[i][1]);
+
+		ASSERT_NE(NULL, impl);
+		EXPECT_EQ(impl, name) TH_LOG("%s is not %s", same[i][0], same[i][1]);
+	}
+	dlclose(h);
 }
 
 TEST_HARNESS_MAIN

@@ -446,3 +446,25 @@ __attribute__((constructor)) static void malloc_hooks_init(void)
 	mcache_key_init();
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
+
+/* ------------------------------------------------------------ standard names */
+
+#ifdef MH_PRELOAD
+/*
+ * In the shared object only (built a second time with MH_PRELOAD): the
+ * standard functions whose contract is exactly that of an mh_* function are
+ * aliases of it, so that a preloaded program's malloc and free enter the
+ * fast paths above directly; a wrapper costs a jump into another cache line
+ * per call. Those whose contract differs are wrappers in preload.c.
+ */
+#define MH_STANDARD_NAME(name, impl) \
+	extern __typeof(impl) name __attribute__((alias(#impl), visibility("default")))
+
+MH_STANDARD_NAME(malloc, mh_malloc);
+MH_STANDARD_NAME(free, mh_free);
+MH_STANDARD_NAME(cfree, mh_free);
+MH_STANDARD_NAME(calloc, mh_calloc);
+MH_STANDARD_NAME(realloc, mh_realloc);
+MH_STANDARD_NAME(aligned_alloc, mh_aligned_alloc);
+MH_STANDARD_NAME(memalign, mh_aligned_alloc);
+#endif

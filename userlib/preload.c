@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: MIT
 /*
- * The malloc family under its standard names, for LD_PRELOAD=libmheap.so.
- * Only the shared object contains this file; programs that link libmheap.a
- * keep their libc malloc and call mh_* explicitly.
+ * The malloc family under its standard names, for LD_PRELOAD=libmheap.so:
+ * the functions whose contract differs from every mh_* function's. Those
+ * with the same contract (malloc, free, cfree, calloc, realloc,
+ * aligned_alloc, memalign) are aliases at the end of malloc.c. Only the
+ * shared object contains these names; programs that link libmheap.a keep
+ * their libc malloc and call mh_* explicitly.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -11,31 +14,6 @@
 #include "internal.h"
 
 #define EXPORT __attribute__((visibility("default")))
-
-EXPORT void *malloc(size_t size)
-{
-	return mh_malloc(size);
-}
-
-EXPORT void free(void *p)
-{
-	mh_free(p);
-}
-
-EXPORT void cfree(void *p)
-{
-	mh_free(p);
-}
-
-EXPORT void *calloc(size_t n, size_t size)
-{
-	return mh_calloc(n, size);
-}
-
-EXPORT void *realloc(void *p, size_t size)
-{
-	return mh_realloc(p, size);
-}
 
 EXPORT void *reallocarray(void *p, size_t n, size_t size)
 {
@@ -64,16 +42,6 @@ EXPORT int posix_memalign(void **out, size_t align, size_t size)
 	}
 	*out = p;
 	return 0;
-}
-
-EXPORT void *aligned_alloc(size_t align, size_t size)
-{
-	return mh_aligned_alloc(align, size);
-}
-
-EXPORT void *memalign(size_t align, size_t size)
-{
-	return mh_aligned_alloc(align, size);
 }
 
 EXPORT void *valloc(size_t size)
