@@ -93,6 +93,46 @@ TEST(size_to_class_picks_the_smallest_fitting_class)
 	}
 }
 
+/* malloc's fast path finds the span by request size (mcache.h): for every
+ * size up to MH_DIRECT_MAX that must be the current span of the size's
+ * class, when the classes first get spans and again after each has used
+ * up one and moved to the next. */
+static void expect_spans_by_size_match(struct __test_metadata *_metadata)
+{
+	struct mcache *c = mh_tls_cache;
+
+	for (size_t size = 0; size <= MH_DIRECT_MAX; size++) {
+		unsigned cls = size_to_class(size);
+
+		ASSERT_NE(&mh_empty_span, c->alloc[cls]);
+		ASSERT_EQ(c->alloc[cls], c->alloc_small[(size + 7) / 8]);
+	}
+}
+
+TEST(spans_by_request_size_are_the_current_spans_of_their_classes)
+{
+	void **p = malloc(sizeof(*p) * 200000);
+	size_t n = 0;
+
+	ASSERT_NE(NULL, p);
+	for (size_t size = 0; size <= MH_DIRECT_MAX; size++)
+		p[n++] = mh_malloc(size);
+	expect_spans_by_size_match(_metadata);
+	/* A span's worth more of each class: every class moves on. */
+	for (unsigned cls = size_to_class(1); mh_class[cls].size <= MH_DIRECT_MAX; cls++) {
+		struct mspan *first = mh_tls_cache->alloc[cls];
+
+		while (mh_tls_cache->alloc[cls] == first) {
+			ASSERT_LT(n, 200000);
+			p[n++] = mh_malloc(mh_class[cls].size);
+		}
+	}
+	expect_spans_by_size_match(_metadata);
+	while (n)
+		mh_free(p[--n]);
+	free(p);
+}
+
 /* ------------------------------------------------------------ arena map */
 
 static int a_static;

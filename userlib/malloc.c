@@ -6,7 +6,8 @@
  * Allocating a small object climbs the hierarchy of malloc.go:
  *  1. round the size to its class and take the next free object from the
  *     thread's span through the 64-bit window: a count-trailing-zeros, a
- *     shift and a store; no lock, no atomic;
+ *     shift and a store; no lock, no atomic (up to 256 B the thread's
+ *     cache maps the size to the span directly, mcache.h);
  *  2. when the window is empty, refill it from the span's bitmap, sweep the
  *     span in place, or swap the span at the class's mcentral;
  *  3. the mcentral hands out an unowned span or asks the page heap;
@@ -90,16 +91,11 @@ static void *large_alloc(size_t size, size_t align, bool zero, enum span_place p
 	return (void *)s->base;
 }
 
-/* The next object of class cls from the thread's current span, or 0 when
- * the span's window is empty. Go's nextFreeFast: no lock, no atomic, and
- * no counter: the objects of a window were counted when it was filled. */
-static inline uintptr_t window_take(struct mcache *c, unsigned cls)
+/* The next object from s, whose window is not empty. Go's nextFreeFast:
+ * no lock, no atomic, and no counter: the objects of a window were counted
+ * when it was filled. */
+static inline uintptr_t window_take(struct mspan *s, uint64_t window)
 {
-	struct mspan *s = c->alloc[cls];
-	uint64_t window = s->alloc_cache;
-
-	if (unlikely(!window))
-		return 0;
 	unsigned bit = (unsigned)__builtin_ctzll(window);
 	uint32_t idx = s->freeindex + bit;
 
@@ -110,9 +106,13 @@ static inline uintptr_t window_take(struct mcache *c, unsigned cls)
 
 static void *small_alloc(struct mcache *c, unsigned cls)
 {
-	uintptr_t p = window_take(c, cls);
+	struct mspan *s = c->alloc[cls];
+	uint64_t window = s->alloc_cache;
+	uintptr_t p;
 
-	if (!p) {
+	if (window) {
+		p = window_take(s, window);
+	} else {
 		p = mcache_alloc_slow(c, cls);
 		if (unlikely(!p)) {
 			errno = ENOMEM;
@@ -145,11 +145,19 @@ void *mh_malloc(size_t size)
 
 	/* Before the thread's first allocation there is no cache - nor, in
 	 * the very first one, size-class tables: both are the slow path's. */
-	if (likely(c != NULL && size <= MH_MAX_SMALL_SIZE)) {
-		uintptr_t p = window_take(c, size_to_class(size));
+	if (likely(c != NULL)) {
+		struct mspan *s;
+		uint64_t window;
 
-		if (likely(p))
-			return (void *)p;
+		if (likely(size <= MH_DIRECT_MAX))
+			s = c->alloc_small[(size + MH_SMALL_SIZE_DIV - 1) / MH_SMALL_SIZE_DIV];
+		else if (size <= MH_MAX_SMALL_SIZE)
+			s = c->alloc[size_to_class(size)];
+		else
+			return malloc_slow(size);
+		window = s->alloc_cache;
+		if (likely(window))
+			return (void *)window_take(s, window);
 	}
 	return malloc_slow(size);
 }
@@ -267,21 +275,21 @@ static inline bool local_free(struct mcache *c, struct mspan *s, uintptr_t p)
 	uint64_t q = (uint64_t)(p - s->base) * s->divmul;
 	uint32_t idx = (uint32_t)(q >> 32);
 	struct span_bits *b = &s->bits[idx / 64];
-	uint64_t bit = (uint64_t)1 << (idx % 64);
-	uint64_t alloc = idx < s->freeindex ? ~(uint64_t)0 : b->alloc;
 	uint64_t local = b->local;
+	/* Objects of the word allocated now (mspan.h). */
+	uint64_t live = (idx < s->freeindex ? ~(uint64_t)0 : b->alloc) &
+			~(local | LOAD_RELAXED(&b->remote));
 
 	/* offset * divmul = idx << 32 | rest; offset is a multiple of the
 	 * object size exactly when rest < divmul (spans are small enough for
 	 * the error term never to reach it). */
-	if (unlikely((uint32_t)q >= s->divmul ||
-		     !(alloc & ~(local | LOAD_RELAXED(&b->remote)) & bit)))
+	if (unlikely((uint32_t)q >= s->divmul || !(live >> (idx % 64) & 1)))
 		return false;
-	STORE_RELAXED(&b->local, local | bit);
+	STORE_RELAXED(&b->local, local | (uint64_t)1 << (idx % 64));
 	OWNER_ADD(&c->nfree[s->sizeclass], 1);
 	/* A span that is not current may go back on the partial list or be
 	 * entirely free: free_notify says at which free (mcache.c). */
-	if (unlikely(++s->nfreed_local >= s->free_notify))
+	if (unlikely(--s->notify_in == 0))
 		mcache_local_free_slow(c, s);
 	return true;
 }

@@ -17,6 +17,26 @@ struct mcache *mh_caches;
 static pthread_key_t cache_key;
 static int cache_key_ready;
 
+/* ------------------------------------------------------------ current spans */
+
+/* Make s the span class cls allocates from, under both of its names. s is
+ * fresh or has just been swept, which left no free notification armed: the
+ * current span's frees need no bookkeeping. */
+static void set_current(struct mcache *c, unsigned cls, struct mspan *s)
+{
+	uint32_t size = mh_class[cls].size;
+
+	STORE_RELEASE(&c->alloc[cls], s);	/* stats read its window */
+	if (size <= MH_DIRECT_MAX) {
+		/* Requests of (previous class's size, size] bytes, and
+		 * malloc(0) with the smallest class. */
+		unsigned k = cls == 1 ? 0 : mh_class[cls - 1].size / MH_SMALL_SIZE_DIV + 1;
+
+		for (; k <= size / MH_SMALL_SIZE_DIV; k++)
+			c->alloc_small[k] = s;
+	}
+}
+
 /* ------------------------------------------------------------ owned lists */
 
 /* Local frees that put a used-up span back on the partial list. */
@@ -35,9 +55,9 @@ static void list_append(struct mcache *c, struct span_list *l, struct mspan *s,
 	 * looked at (mcache_local_free_slow). */
 	if (which == MSPAN_LIST_CACHE_FULL) {
 		c->full_bytes += s->npages << MH_PAGE_SHIFT;
-		s->free_notify = reuse_frees(s);
+		mspan_notify_at(s, reuse_frees(s));
 	} else {
-		s->free_notify = s->nalloc;
+		mspan_notify_at(s, s->nalloc);
 	}
 	s->next = NULL;
 	s->prev = l->tail;
@@ -112,7 +132,7 @@ static void release_spans(struct mcache *c)
 
 		/* The window's objects were counted but never handed out. */
 		OWNER_ADD(&c->nmalloc[cls], -(uint64_t)mh_popcount(s->alloc_cache));
-		STORE_RELAXED(&c->alloc[cls], &mh_empty_span);
+		set_current(c, cls, &mh_empty_span);
 		if (s != &mh_empty_span)
 			disown(c, s);
 		while (c->partial[cls].head)
@@ -177,8 +197,9 @@ struct mcache *mcache_create(void)
 		errno = ENOMEM;
 		return NULL;
 	}
-	for (unsigned cls = 0; cls < MH_NUM_CLASSES; cls++)
-		STORE_RELAXED(&c->alloc[cls], &mh_empty_span);
+	STORE_RELAXED(&c->alloc[0], &mh_empty_span);
+	for (unsigned cls = 1; cls < MH_NUM_CLASSES; cls++)
+		set_current(c, cls, &mh_empty_span);
 	c->last_free_span = &mh_empty_span;
 	mh_lock(&mh_caches_lock);
 	c->next = mh_caches;
@@ -194,12 +215,6 @@ struct mcache *mcache_create(void)
 	return c;
 }
 
-/* The current span's frees need no bookkeeping. */
-static void make_current(struct mcache *c, unsigned cls, struct mspan *s)
-{
-	s->free_notify = UINT32_MAX;
-	STORE_RELEASE(&c->alloc[cls], s);	/* stats read its window */
-}
 
 /* Make owned span s current: sweep it and take its first free object. */
 static uintptr_t adopt(struct mcache *c, unsigned cls, struct mspan *s)
@@ -210,7 +225,7 @@ static uintptr_t adopt(struct mcache *c, unsigned cls, struct mspan *s)
 	mspan_sweep(s);
 	p = mspan_next_free(s);
 	if (p)
-		make_current(c, cls, s);
+		set_current(c, cls, s);
 	else	/* frees still in flight: nothing to take yet */
 		list_append(c, &c->full[cls], s, MSPAN_LIST_CACHE_FULL);
 	return p;
@@ -234,8 +249,10 @@ uintptr_t mcache_alloc_slow(struct mcache *c, unsigned cls)
 				return p;
 		}
 		s->nalloc = s->nelems;	/* every object was handed out */
+		/* Under its class name only: the size names, read by this
+		 * thread's fast path alone, are set once on the way out. */
 		STORE_RELAXED(&c->alloc[cls], &mh_empty_span);
-		if (s->nfreed_local >= reuse_frees(s)) {
+		if (mspan_local_frees(s) >= reuse_frees(s)) {
 			list_append(c, &c->partial[cls], s, MSPAN_LIST_CACHE_PARTIAL);
 		} else {
 			list_append(c, &c->full[cls], s, MSPAN_LIST_CACHE_FULL);
@@ -276,11 +293,13 @@ uintptr_t mcache_alloc_slow(struct mcache *c, unsigned cls)
 	}
 	for (;;) {
 		s = mcentral_cache_span(cls, c);
-		if (!s)
+		if (!s) {
+			set_current(c, cls, &mh_empty_span);
 			return 0;
+		}
 		p = mspan_next_free(s);
 		if (p) {
-			make_current(c, cls, s);
+			set_current(c, cls, s);
 			return p;
 		}
 		/* Nothing free after all (frees still in flight): next one. */
@@ -296,10 +315,10 @@ void mcache_local_free_slow(struct mcache *c, struct mspan *s)
 		list_unlink(c, s);
 		list_append(c, &c->partial[s->sizeclass], s, MSPAN_LIST_CACHE_PARTIAL);
 	}
-	if (!s->cache_empty && s->nfreed_local + (remote > 0 ? remote : 0) >= s->nalloc) {
+	if (!s->cache_empty && mspan_local_frees(s) + (remote > 0 ? remote : 0) >= s->nalloc) {
 		/* Entirely free: keep it for reuse up to the cap. */
 		s->cache_empty = 1;
-		s->free_notify = UINT32_MAX;	/* nothing left to notice */
+		mspan_notify_at(s, UINT32_MAX);	/* nothing left to notice */
 		c->empty_bytes += s->npages << MH_PAGE_SHIFT;
 		if (c->empty_bytes > MH_CACHE_EMPTY_MAX)
 			give_back_empty(c, s);

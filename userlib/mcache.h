@@ -35,6 +35,15 @@
 #define MHEAP_MCACHE_H
 
 #include "mspan.h"
+#include "sizeclass.h"
+
+/* Requests up to this size find their span by size (alloc_small). Not all
+ * of the 8-byte steps: each change of a class's current span rewrites its
+ * steps, one per 8 bytes of the class's width, and in a one-thread Larson
+ * run (random replacement of 16-1024 B objects, a change every ~8
+ * allocations) that cost more than the load it saves. Up to 256 B a
+ * class is one or two steps wide. */
+#define MH_DIRECT_MAX		256
 
 /* Entirely free spans a cache may keep for reuse, in bytes. */
 #define MH_CACHE_EMPTY_MAX	((size_t)4 << 20)
@@ -71,6 +80,13 @@ struct mcache {
 	/* Current span per class; never NULL (an empty dummy span stands
 	 * in, so the fast path needs no NULL check). */
 	struct mspan *alloc[MH_NUM_CLASSES];
+	/* The same spans by request size, for requests up to MH_DIRECT_MAX
+	 * bytes in steps of 8: alloc_small[(size + 7) / 8] is
+	 * alloc[size_to_class(size)]. malloc's fast path loads the span
+	 * straight from the size, one dependent load less than through the
+	 * size-to-class table (mimalloc's pages_free_direct). Written with
+	 * alloc[] (set_current in mcache.c), read by the owner only. */
+	struct mspan *alloc_small[MH_DIRECT_MAX / MH_SMALL_SIZE_DIV + 1];
 	/* Counters only this thread writes; readers use relaxed loads.
 	 * Class 0 counts large objects. nmalloc counts a current span's
 	 * window as allocated when the window is filled, so the allocation

@@ -64,7 +64,11 @@ void mspan_fold_local(struct mspan *s)
 		STORE_RELAXED(&s->bits[w].local, 0);
 		STORE_RELAXED(&s->bits[w].alloc, bits);
 	}
-	s->nfreed_local = 0;
+	/* No local frees, and none to look at until the owner says so:
+	 * a span becomes current only right after a sweep (or fresh), and
+	 * the current span's frees need no bookkeeping. */
+	s->free_notify = UINT32_MAX;
+	s->notify_in = UINT32_MAX;
 	STORE_RELAXED(&s->alloc_cache, 0);
 	STORE_RELAXED(&s->freeindex, 0);
 }
@@ -96,7 +100,7 @@ uint32_t mspan_pending_frees(const struct mspan *s)
 {
 	int64_t remote = LOAD_RELAXED(&s->remote) >> REMOTE_SHIFT;
 
-	return s->nfreed_local + (remote > 0 ? (uint32_t)remote : 0);
+	return mspan_local_frees(s) + (remote > 0 ? (uint32_t)remote : 0);
 }
 
 void mspan_init_small(struct mspan *s, unsigned sizeclass)
@@ -112,8 +116,8 @@ void mspan_init_small(struct mspan *s, unsigned sizeclass)
 	s->needzero = 1;
 	s->freeindex = 0;
 	STORE_RELAXED(&s->alloc_cache, 0);
-	s->nfreed_local = 0;
 	s->free_notify = UINT32_MAX;
+	s->notify_in = UINT32_MAX;
 	s->outstanding = 0;
 	s->remote = 0;
 	s->owner = NULL;

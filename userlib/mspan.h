@@ -67,6 +67,12 @@ enum mspan_list {
 
 struct mcache;
 
+/*
+ * The fields are ordered by who reads them when. The first cache line holds
+ * everything the fast paths of malloc and free read (and spans are 64-byte
+ * aligned), so a free into a span that is not hot touches that line and the
+ * line of its bitmap word, nothing else.
+ */
 struct mspan {
 	/* Survives reuse of the struct (fixalloc keeps it): see above. */
 	uint64_t gen;
@@ -78,30 +84,30 @@ struct mspan {
 
 	uintptr_t base;		/* first byte */
 	uintptr_t npages;	/* length in pages */
+	struct mcache *owner;	/* the cache allocating from it, or NULL */
+	uint32_t elemsize;	/* object size; large: npages * page size */
+	uint32_t divmul;	/* object index = offset * divmul >> 32 */
+	uint32_t freeindex;	/* next object to look at; peeked at by freers */
+	uint32_t notify_in;	/* the owner's frees left until the one that
+				 * takes the slow path: free_notify minus the
+				 * bits set in freed_local (mspan_notify_at) */
 	uint8_t state;		/* enum mspan_state */
 	uint8_t sizeclass;	/* small spans: the class; else 0 */
 	uint8_t list;		/* enum mspan_list: mcentral's under its lock,
 				 * the cache's by the owner */
 	uint8_t cache_empty;	/* owned and every object freed locally */
-	uint8_t needzero;	/* large spans: pages may hold old data */
-	uint8_t bucket;		/* the struct's size bucket (mheap.c) */
-	uint32_t elemsize;	/* object size; large: npages * page size */
-	uint32_t nelems;	/* objects in the span */
-	uint32_t divmul;	/* object index = offset * divmul >> 32 */
 
-	/* Owner-side allocation state (small spans). */
-	uint32_t freeindex;	/* next object to look at; peeked at by freers */
-	uint32_t nfreed_local;	/* bits set in freed_local */
+	/* Slow paths only from here on. */
+	uint32_t nelems;	/* objects in the span */
 	uint32_t outstanding;	/* objects allocated when the owner let go */
 	uint32_t nalloc;	/* owned, not current: objects allocated (all,
-				 * as it was used up) before nfreed_local */
-	uint32_t free_notify;	/* owned: the owner's free that makes
-				 * nfreed_local reach this takes the slow path
+				 * as it was used up) before its local frees */
+	uint32_t free_notify;	/* owned: the count of local frees at which
+				 * the owner's free takes the slow path
 				 * (mcache.c sets it as the span changes list) */
-
-	struct mcache *owner;	/* the cache allocating from it, or NULL */
-	int64_t remote;		/* see above */
-
+	uint8_t needzero;	/* large spans: pages may hold old data */
+	uint8_t bucket;		/* the struct's size bucket (mheap.c) */
+	int64_t remote;		/* see above; written by other threads */
 
 	/* List links: an mcentral's or the owning cache's lists; user arenas
 	 * chain their chunks through them. */
@@ -111,19 +117,42 @@ struct mspan {
 	void *chunk_data;
 
 	/* The three bitmaps, interleaved by word so that the words a free
-	 * looks at share a cache line and sit at a fixed offset from the
-	 * span (no pointer to chase). mspan_bitmap_words(nelems) entries,
-	 * allocated with the struct; none for large spans and chunks. */
+	 * looks at sit in one cache line at a fixed offset from the span (no
+	 * pointer to chase); 32 bytes a word, so that the line is always
+	 * one. mspan_bitmap_words(nelems) entries, allocated with the
+	 * struct; none for large spans and chunks. */
 	struct span_bits {
 		uint64_t alloc;		/* alloc_bits: allocated at last sweep */
 		uint64_t local;		/* freed_local: freed by the owner */
 		uint64_t remote;	/* freed_remote: freed by others (atomic) */
-	} bits[];
+		uint64_t unused;
+	} bits[] __attribute__((aligned(32)));
 };
+
+_Static_assert(offsetof(struct mspan, cache_empty) < 64,
+	       "the fields the fast paths read are in the first cache line");
 
 static inline unsigned mspan_bitmap_words(uint32_t nelems)
 {
 	return (nelems + 63) / 64;
+}
+
+/* Objects freed by the owner since the last sweep: the bits set in
+ * freed_local, kept as the countdown the owner's free decrements (one
+ * instruction and a branch, where a count and a comparison took five). */
+static inline uint32_t mspan_local_frees(const struct mspan *s)
+{
+	return s->free_notify - s->notify_in;
+}
+
+/* Make the owner's free that brings the local frees to `target` take the
+ * slow path (the next one, if they are there already). */
+static inline void mspan_notify_at(struct mspan *s, uint32_t target)
+{
+	uint32_t done = mspan_local_frees(s);
+
+	s->free_notify = target > done ? target : done + 1;
+	s->notify_in = s->free_notify - done;
 }
 
 /* Index of the object containing p (p inside the span). */
