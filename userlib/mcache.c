@@ -215,7 +215,6 @@ struct mcache *mcache_create(void)
 	return c;
 }
 
-
 /* Make owned span s current: sweep it and take its first free object. */
 static uintptr_t adopt(struct mcache *c, unsigned cls, struct mspan *s)
 {
