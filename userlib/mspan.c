@@ -9,14 +9,6 @@
 #include "mspan.h"
 #include "sizeclass.h"
 
-/* Bits of word w that stand for real objects (the last word may be short). */
-static inline uint64_t word_mask(const struct mspan *s, unsigned w)
-{
-	unsigned left = s->nelems - w * 64;
-
-	return left >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << left) - 1);
-}
-
 /* Bits of word w below object index `limit`. */
 static inline uint64_t below_mask(unsigned w, uint32_t limit)
 {
@@ -29,23 +21,26 @@ static inline uint64_t below_mask(unsigned w, uint32_t limit)
 
 uintptr_t mspan_next_free(struct mspan *s)
 {
-	uint32_t idx = s->freeindex;
+	uint32_t idx = s->freeindex, n = s->nelems;
 
-	while (idx < s->nelems) {
-		unsigned w = idx / 64, b = idx % 64;
-		uint64_t avail = ~LOAD_RELAXED(&s->bits[w].alloc) & word_mask(s, w);
+	while (idx < n) {
+		/* Objects idx, idx + 1, ... up to the end of idx's word, the
+		 * free ones set; none at or past n. */
+		uint64_t avail = ~LOAD_RELAXED(&s->bits[idx / 64].alloc) >> (idx % 64);
 
-		avail >>= b;
+		if (n - idx < 64)
+			avail &= ((uint64_t)1 << (n - idx)) - 1;
 		if (avail) {
 			unsigned bit = (unsigned)__builtin_ctzll(avail);
 
 			idx += bit;
-			/* Window: the objects after idx in the same word. */
-			STORE_RELAXED(&s->alloc_cache, (b + bit == 63) ? 0 : avail >> (bit + 1));
+			/* Window: the objects after idx in the same word (two
+			 * shifts, as bit + 1 may be 64). */
+			STORE_RELAXED(&s->alloc_cache, avail >> bit >> 1);
 			STORE_RELAXED(&s->freeindex, idx + 1);
 			return s->base + (uintptr_t)idx * s->elemsize;
 		}
-		idx = (w + 1) * 64;
+		idx = (idx | 63) + 1;
 	}
 	STORE_RELAXED(&s->alloc_cache, 0);
 	STORE_RELAXED(&s->freeindex, s->nelems);
