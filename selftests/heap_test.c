@@ -635,11 +635,11 @@ TEST(span_hands_out_consecutive_objects_then_reuses_freed_ones)
 	free(p);
 }
 
-/* A used-up span is taken back once a sixteenth of its objects has been
- * freed (MH_CACHE_REUSE_SHARE), not at its first free: with fewer, the
+/* A used-up span is taken back once 1/MH_CACHE_REUSE_SHARE of its objects
+ * has been freed, not at its first free: with fewer, the
  * thread's next spans come from elsewhere; one more free and they come
  * from it. */
-TEST(a_used_up_span_is_taken_back_once_a_sixteenth_of_it_is_free)
+TEST(a_used_up_span_is_taken_back_once_its_reuse_share_is_free)
 {
 	const size_t size = 176;	/* a class no other test here uses */
 	uint32_t n = mh_class[size_to_class(size)].nelems, want, m = 0, reused;
