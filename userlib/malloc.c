@@ -6,7 +6,7 @@
  * Allocating a small object climbs the hierarchy of malloc.go:
  *  1. round the size to its class and take the next free object from the
  *     thread's span through the 64-bit window: a count-trailing-zeros, a
- *     shift and a store; no lock, no atomic (up to 256 B the thread's
+ *     shift and a store; no lock, no atomic (up to 1 KiB the thread's
  *     cache maps the size to the span directly, mcache.h);
  *  2. when the window is empty, refill it from the span's bitmap, sweep the
  *     span in place, or swap the span at the class's mcentral;

@@ -32,7 +32,7 @@ MH_HIDDEN void sizeclass_init(void);
 /* The class of a request of size bytes, 1 <= size <= MH_MAX_SMALL_SIZE. */
 static inline unsigned size_to_class(size_t size)
 {
-	if (likely(size <= MH_SMALL_SIZE_MAX - 8))
+	if (size <= MH_SMALL_SIZE_MAX - 8)
 		return mh_size_to_class8[(size + MH_SMALL_SIZE_DIV - 1) / MH_SMALL_SIZE_DIV];
 	return mh_size_to_class128[(size - MH_SMALL_SIZE_MAX + MH_LARGE_SIZE_DIV - 1) /
 				   MH_LARGE_SIZE_DIV];
