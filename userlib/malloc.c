@@ -288,7 +288,8 @@ static inline bool local_free(struct mcache *c, struct mspan *s, uintptr_t p)
 	STORE_RELAXED(&b->local, local | (uint64_t)1 << (idx % 64));
 	OWNER_ADD(&c->nfree[s->sizeclass], 1);
 	/* A span that is not current may go back on the partial list or be
-	 * entirely free: free_notify says at which free (mcache.c). */
+	 * entirely free: notify_in counts down to the free that may do it
+	 * (mspan_notify_at, set by mcache.c as the span changes list). */
 	if (unlikely(--s->notify_in == 0))
 		mcache_local_free_slow(c, s);
 	return true;
