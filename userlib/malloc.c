@@ -87,7 +87,7 @@ static void *large_alloc(size_t size, size_t align, bool zero, enum span_place p
 	if (zero && s->needzero)
 		memset((void *)s->base, 0, npages << MH_PAGE_SHIFT);
 	if (c)
-		OWNER_ADD(&c->nmalloc[0], 1);
+		owner_add(&c->nmalloc[0], 1);
 	return (void *)s->base;
 }
 
@@ -119,7 +119,7 @@ static void *small_alloc(struct mcache *c, unsigned cls)
 			return NULL;
 		}
 		/* The object and its span's new window: see nmalloc. */
-		OWNER_ADD(&c->nmalloc[cls],
+		owner_add(&c->nmalloc[cls],
 			  1 + (uint64_t)mh_popcount(c->alloc[cls]->alloc_cache));
 	}
 	return (void *)p;
@@ -276,17 +276,19 @@ static inline bool local_free(struct mcache *c, struct mspan *s, uintptr_t p)
 	uint32_t idx = (uint32_t)(q >> 32);
 	struct span_bits *b = &s->bits[idx / 64];
 	uint64_t local = b->local;
-	/* Objects of the word allocated now (mspan.h). */
-	uint64_t live = (idx < s->freeindex ? ~(uint64_t)0 : b->alloc) &
-			~(local | LOAD_RELAXED(&b->remote));
 
 	/* offset * divmul = idx << 32 | rest; offset is a multiple of the
 	 * object size exactly when rest < divmul (spans are small enough for
 	 * the error term never to reach it). */
-	if (unlikely((uint32_t)q >= s->divmul || !(live >> (idx % 64) & 1)))
+	if (unlikely((uint32_t)q >= s->divmul ||
+		     ((local | LOAD_RELAXED(&b->remote)) >> (idx % 64) & 1)))
+		return false;
+	/* Not freed since the last sweep; allocated now if below freeindex
+	 * or allocated at that sweep (mspan.h). */
+	if (idx >= s->freeindex && !(b->alloc >> (idx % 64) & 1))
 		return false;
 	STORE_RELAXED(&b->local, local | (uint64_t)1 << (idx % 64));
-	OWNER_ADD(&c->nfree[s->sizeclass], 1);
+	owner_add(&c->nfree[s->sizeclass], 1);
 	/* A span that is not current may go back on the partial list or be
 	 * entirely free: notify_in counts down to the free that may do it
 	 * (mspan_notify_at, set by mcache.c as the span changes list). */
@@ -321,11 +323,11 @@ static __attribute__((noinline)) void free_slow(uintptr_t p)
 
 		remote_free(s, idx, p);
 		if (c)
-			OWNER_ADD(&c->nfree[cls], 1);
+			owner_add(&c->nfree[cls], 1);
 		return;
 	}
 	if (c)
-		OWNER_ADD(&c->nfree[0], 1);
+		owner_add(&c->nfree[0], 1);
 	mheap_free_span(s);
 }
 

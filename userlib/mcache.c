@@ -131,7 +131,7 @@ static void release_spans(struct mcache *c)
 		struct mspan *s = c->alloc[cls];
 
 		/* The window's objects were counted but never handed out. */
-		OWNER_ADD(&c->nmalloc[cls], -(uint64_t)mh_popcount(s->alloc_cache));
+		owner_add(&c->nmalloc[cls], -(uint64_t)mh_popcount(s->alloc_cache));
 		set_current(c, cls, &mh_empty_span);
 		if (s != &mh_empty_span)
 			disown(c, s);
