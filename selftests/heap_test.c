@@ -792,14 +792,15 @@ TEST(mh_scavenge_releases_every_free_page)
 
 TEST(released_pages_read_as_zero_and_calloc_relies_on_it)
 {
-	char *p = mh_malloc(4 << 20);
+	/* Above the size calloc writes anyway (8 MiB > 4 MiB). */
+	char *p = mh_malloc(8 << 20);
 
-	memset(p, 0x5a, 4 << 20);
+	memset(p, 0x5a, 8 << 20);
 	mh_free(p);
 	mh_scavenge();
-	char *q = mh_calloc(1, 4 << 20);
+	char *q = mh_calloc(1, 8 << 20);
 	ASSERT_NE(NULL, q);
-	for (size_t i = 0; i < (4 << 20); i += 4096)
+	for (size_t i = 0; i < (8 << 20); i += 4096)
 		ASSERT_EQ(0, q[i]);
 	mh_free(q);
 	/* Dirty pages are cleared by calloc. */
@@ -810,6 +811,39 @@ TEST(released_pages_read_as_zero_and_calloc_relies_on_it)
 	for (size_t i = 0; i < (64 << 10); i++)
 		ASSERT_EQ(0, q[i]);
 	mh_free(q);
+}
+
+/* Pages of [p, p + len) in memory. */
+static size_t resident_pages(void *p, size_t len)
+{
+	size_t n = len / 4096, count = 0;
+	unsigned char *vec = malloc(n);
+
+	if (!vec || mincore(p, len, vec))
+		abort();
+	for (size_t i = 0; i < n; i++)
+		count += vec[i] & 1;
+	free(vec);
+	return count;
+}
+
+TEST(calloc_writes_fresh_pages_up_to_4MiB_and_leaves_bigger_blocks_to_the_zero_page)
+{
+	/* A program reading before writing would fault twice per page of a
+	 * block the kernel maps to its zero page; up to 4 MiB calloc writes
+	 * the block itself. Fresh pages: nothing was freed at these sizes. */
+	char *small = mh_calloc(1, 4 << 20);
+	char *big = mh_calloc(1, 64 << 20);
+
+	ASSERT_NE(NULL, small);
+	ASSERT_NE(NULL, big);
+	EXPECT_EQ((size_t)(4 << 20) / 4096, resident_pages(small, 4 << 20));
+	EXPECT_LT(resident_pages(big, 64 << 20), (size_t)(1 << 20) / 4096);
+	for (size_t i = 0; i < (64 << 20); i += 4096)
+		ASSERT_EQ(0, big[i]);
+	EXPECT_EQ(0, small[(4 << 20) - 1]);
+	mh_free(small);
+	mh_free(big);
 }
 
 /* ------------------------------------------------------------ API semantics */
