@@ -57,8 +57,8 @@
  * loads). No locked instruction is needed: with one writer, a reader sees
  * the old or the new value of an aligned 8-byte word. On x86-64 it is one
  * add to memory; gcc turns the relaxed load and store of the portable form
- * into three instructions (the free path counts every free). Thread
- * Sanitizer cannot see into asm, so its build keeps the atomic pair.
+ * into three instructions (the free path counts every free).
+ * ThreadSanitizer cannot see into asm, so its build keeps the atomic pair.
  */
 static inline void owner_add(uint64_t *p, uint64_t v)
 {

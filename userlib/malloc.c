@@ -286,7 +286,7 @@ static void remote_free(struct mspan *s, uint32_t idx, uintptr_t p)
 /*
  * The owner's free: plain loads and stores. Returns false, recording
  * nothing, when p is not the start of an allocated object of s. The check
- * reads the three bitmap words of p's object, which share a cache line.
+ * reads up to three bitmap words of p's object, which share a cache line.
  */
 static inline bool local_free(struct mcache *c, struct mspan *s, uintptr_t p)
 {

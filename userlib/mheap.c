@@ -203,13 +203,20 @@ static bool place_high(uintptr_t npages, enum span_place place)
 	return place == PLACE_LARGE && npages > SPAN_HIGH_PAGES;
 }
 
+/* Whether a request of npages pages aligned to align_pages is one the span
+ * cache keeps lists for. */
+static bool span_cache_serves(uintptr_t npages, uintptr_t align_pages)
+{
+	return align_pages == 1 && npages <= SPAN_CACHE_PAGES;
+}
+
 bool mheap_fits_resident(uintptr_t npages, uintptr_t align_pages, enum span_place place)
 {
 	uintptr_t p;
 	bool fits;
 
 	mh_lock(&mh_heap.lock);
-	if (align_pages == 1 && npages <= SPAN_CACHE_PAGES &&
+	if (span_cache_serves(npages, align_pages) &&
 	    (mh_heap.span_cache[CACHE_SMALL][npages] || mh_heap.span_cache[CACHE_LARGE][npages])) {
 		fits = true;
 	} else {
@@ -232,7 +239,7 @@ struct mspan *mheap_alloc_span(uintptr_t npages, uintptr_t align_pages,
 	struct mspan *s = NULL;
 
 	mh_lock(&mh_heap.lock);
-	if (align_pages == 1 && npages <= SPAN_CACHE_PAGES)
+	if (span_cache_serves(npages, align_pages))
 		s = span_cache_take(npages, words, sizeclass ? CACHE_SMALL : CACHE_LARGE);
 	if (s) {
 		r.base = s->base;
