@@ -18,6 +18,7 @@
 #include "mcache.h"
 #include "mheap_impl.h"
 #include "pagealloc.h"
+#include "pagecache.h"
 #include "sizeclass.h"
 
 /* ------------------------------------------------------------ size classes */
@@ -577,6 +578,157 @@ TEST(a_large_block_takes_back_a_threads_empty_spans_before_fresh_pages)
 	EXPECT_GE(seen.kept.heap_inuse, 3u << 20);
 	EXPECT_LE(seen.after.heap_inuse, (1u << 20));
 	EXPECT_TRUE(seen.among) TH_LOG("the block went to fresh pages above the spans");
+}
+
+#define CHUNK_BYTES PAGES(PA_CHUNK_TAKE_PAGES)
+
+TEST(a_page_cache_takes_a_chunk_and_serves_runs_from_it)
+{
+	struct page_cache pc;
+	struct pa_result one, three, too_long;
+	uint64_t free_before, free_taken, free_after, free_back;
+	uintptr_t chunk;
+
+	mh_free(mh_malloc(1));	/* a heap arena to work in */
+	mh_lock(&mh_heap.lock);
+	page_cache_register(&pc);
+	free_before = pa_free_pages;
+	one = page_cache_alloc(&pc, 1);
+	chunk = pc.base;
+	three = page_cache_alloc(&pc, 3);
+	/* Longer than a cache serves: the shared allocator's business. */
+	too_long = page_cache_alloc(&pc, PAGE_CACHE_SPAN_MAX + 1);
+	free_taken = pa_free_pages;
+	/* Nothing else may take the chunk's pages while the cache has them. */
+	uintptr_t elsewhere = pa_alloc(1, 1, false).base;
+	page_cache_unregister(&pc);
+	free_after = pa_free_pages;
+	pa_free(one.base, 1, false);
+	pa_free(three.base, 3, false);
+	pa_free(elsewhere, 1, false);
+	free_back = pa_free_pages;
+	mh_unlock(&mh_heap.lock);
+
+	ASSERT_NE(0, one.base);
+	EXPECT_EQ(0, chunk % CHUNK_BYTES);
+	EXPECT_TRUE(one.base >= chunk && one.base < chunk + CHUNK_BYTES);
+	/* Runs come lowest first, one after the other. */
+	EXPECT_EQ(one.base + PAGES(1), three.base);
+	EXPECT_EQ(0, too_long.base);
+	EXPECT_TRUE(elsewhere < chunk || elsewhere >= chunk + CHUNK_BYTES);
+	/* Taken pages still count as free until a span is made of them. */
+	EXPECT_EQ(free_before - 4, free_taken);
+	/* Giving the cache back leaves the counts as they were. */
+	EXPECT_EQ(free_taken - 1, free_after);
+	EXPECT_EQ(free_before, free_back);
+}
+
+/* Two threads take turns making spans of 256 B objects. */
+struct span_turns {
+	pthread_mutex_t lock;
+	pthread_cond_t turn_done;
+	int turn;			/* whose turn: 0 or 1 */
+	uintptr_t span[2][8];		/* the span each turn of each thread made */
+};
+
+static struct span_turns turns = {
+	.lock = PTHREAD_MUTEX_INITIALIZER,
+	.turn_done = PTHREAD_COND_INITIALIZER,
+};
+
+static void *make_spans_in_turn(void *arg)
+{
+	int me = (int)(intptr_t)arg;
+	unsigned cls = size_to_class(256);
+
+	for (int k = 0; k < 8; k++) {
+		pthread_mutex_lock(&turns.lock);
+		while (turns.turn != me)
+			pthread_cond_wait(&turns.turn_done, &turns.lock);
+		/* A span's worth of objects: a fresh span each turn. */
+		for (unsigned i = 0; i < mh_class[cls].nelems; i++) {
+			void *p = mh_malloc(256);
+
+			if (i == 0)
+				turns.span[me][k] = span_of((uintptr_t)p)->base;
+		}
+		turns.turn = !me;
+		pthread_cond_broadcast(&turns.turn_done);
+		pthread_mutex_unlock(&turns.lock);
+	}
+	return NULL;
+}
+
+TEST(threads_making_spans_at_once_get_pages_of_chunks_of_their_own)
+{
+	pthread_t t[2];
+
+	/* Shared first fit would hand the turns consecutive pages. */
+	for (intptr_t i = 0; i < 2; i++)
+		ASSERT_EQ(0, pthread_create(&t[i], NULL, make_spans_in_turn, (void *)i));
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	for (int me = 0; me < 2; me++) {
+		for (int k = 0; k < 8; k++) {
+			ASSERT_NE(0, turns.span[me][k]);
+			/* Eight one-page spans fit one chunk... */
+			EXPECT_EQ(turns.span[me][0] / CHUNK_BYTES, turns.span[me][k] / CHUNK_BYTES);
+		}
+	}
+	/* ...and the two threads' chunks differ. */
+	EXPECT_NE(turns.span[0][0] / CHUNK_BYTES, turns.span[1][0] / CHUNK_BYTES);
+}
+
+struct one_object {
+	pthread_barrier_t made, go;
+	uintptr_t chunk;
+};
+
+static void *make_one_object_and_wait(void *arg)
+{
+	struct one_object *o = arg;
+	void *p = mh_malloc(64);
+
+	o->chunk = ALIGN_DOWN((uintptr_t)p, CHUNK_BYTES);
+	mh_free(p);
+	pthread_barrier_wait(&o->made);
+	pthread_barrier_wait(&o->go);
+	return NULL;
+}
+
+/* The chunk's word of the allocation bitmap: which of its pages are in use
+ * (or held by a cache). */
+static uint64_t chunk_in_use(uintptr_t chunk)
+{
+	struct heap_arena *ha = arena_of(chunk);
+	uint64_t word;
+
+	mh_lock(&mh_heap.lock);
+	word = ha->alloc[arena_page(ha, chunk) / 64];
+	mh_unlock(&mh_heap.lock);
+	return word;
+}
+
+TEST(a_threads_page_cache_goes_back_when_the_thread_exits)
+{
+	static struct one_object o;
+	uint64_t alive, gone;
+	pthread_t t;
+
+	pthread_barrier_init(&o.made, NULL, 2);
+	pthread_barrier_init(&o.go, NULL, 2);
+	ASSERT_EQ(0, pthread_create(&t, NULL, make_one_object_and_wait, &o));
+	pthread_barrier_wait(&o.made);
+	ASSERT_NE(0, o.chunk);
+	alive = chunk_in_use(o.chunk);
+	pthread_barrier_wait(&o.go);
+	pthread_join(t, NULL);
+	gone = chunk_in_use(o.chunk);
+	/* While the thread lives its cache holds the whole chunk; once it
+	 * has gone, its one span waits in the span cache and the other 63
+	 * pages are free for anyone again. */
+	EXPECT_EQ(~(uint64_t)0, alive);
+	EXPECT_EQ(1, mh_popcount(gone));
 }
 
 TEST(large_alignment_up_to_64MiB)

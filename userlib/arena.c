@@ -361,7 +361,7 @@ static struct arena_chunk *chunk_new(size_t bytes, size_t align)
 
 	mheap_init();
 	s = mheap_alloc_span(npages, align > MH_PAGE_SIZE ? align >> MH_PAGE_SHIFT : 1, 0,
-			     MSPAN_CHUNK, PLACE_LOW);
+			     MSPAN_CHUNK, PLACE_LOW, NULL);
 	if (!s)
 		return NULL;
 	if (b->prepare((void *)s->base, npages << MH_PAGE_SHIFT)) {

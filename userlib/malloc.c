@@ -97,9 +97,9 @@ static void *large_alloc(size_t size, size_t align, bool zero, enum span_place p
 		 * Fewer empty pages than the block needs are not worth the
 		 * look (it takes the heap lock once more). */
 		mcache_release_empty(c);
-		mheap_flush_span_cache_locking();
+		mheap_flush_caches_locking();
 	}
-	s = mheap_alloc_span(npages, align_pages, 0, MSPAN_LARGE, place);
+	s = mheap_alloc_span(npages, align_pages, 0, MSPAN_LARGE, place, NULL);
 	if (!s)
 		return NULL;
 	if (zero && (s->needzero || npages << MH_PAGE_SHIFT <= CALLOC_WRITE_MAX))

@@ -5,6 +5,7 @@
 
 #include "mcache.h"
 #include "mheap_impl.h"
+#include "pagecache.h"
 #include "sizeclass.h"
 
 __thread struct mcache *mh_tls_cache;
@@ -157,6 +158,7 @@ static void retire(struct mcache *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	mh_lock(&mh_heap.lock);
+	page_cache_unregister(&c->pages);
 	fixalloc_free(&mh_heap.cachealloc, c);
 	mh_unlock(&mh_heap.lock);
 }
@@ -192,6 +194,8 @@ struct mcache *mcache_create(void)
 		fixalloc_init(&mh_heap.cachealloc, sizeof(struct mcache),
 			      sizeof(int64_t));	/* keep remote_hint */
 	c = fixalloc_alloc(&mh_heap.cachealloc);
+	if (c)
+		page_cache_register(&c->pages);
 	mh_unlock(&mh_heap.lock);
 	if (!c) {
 		errno = ENOMEM;

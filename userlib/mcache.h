@@ -35,6 +35,7 @@
 #define MHEAP_MCACHE_H
 
 #include "mspan.h"
+#include "pagecache.h"
 #include "sizeclass.h"
 
 /* Requests up to this size find their span by size (alloc_small): all of
@@ -105,6 +106,9 @@ struct mcache {
 	size_t empty_bytes;		/* bytes in owned, entirely free spans */
 	size_t full_bytes;		/* bytes in spans on the full lists */
 	struct mcache *next, *prev;	/* all caches, under caches_lock */
+	/* Pages for this thread's next small spans; the heap lock's, not
+	 * the owner's (pagecache.h). */
+	struct page_cache pages;
 };
 
 MH_HIDDEN extern __thread struct mcache *mh_tls_cache;

@@ -56,7 +56,8 @@ struct mspan *mcentral_cache_span(unsigned sizeclass, struct mcache *c)
 	}
 	mh_unlock(&mc->lock);
 
-	s = mheap_alloc_span(mh_class[sizeclass].npages, 1, sizeclass, MSPAN_SMALL, PLACE_LOW);
+	s = mheap_alloc_span(mh_class[sizeclass].npages, 1, sizeclass, MSPAN_SMALL, PLACE_LOW,
+			     &c->pages);
 	if (s) {
 		s->remote = REMOTE_OWNED;
 		STORE_RELAXED(&s->owner, c);

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "mheap_impl.h"
-#include "pagealloc.h"
+#include "pagecache.h"
 #include "sizeclass.h"
 
 struct mheap mh_heap = { .lock = MH_LOCK_INIT };
@@ -155,7 +155,7 @@ static void flush_span_cache(enum span_cache_kind kind)
 	}
 }
 
-void mheap_flush_span_cache(void)
+static void flush_span_caches(void)
 {
 	if (mh_heap.span_cache_large_pages)
 		flush_span_cache(CACHE_LARGE);
@@ -163,10 +163,16 @@ void mheap_flush_span_cache(void)
 		flush_span_cache(CACHE_SMALL);
 }
 
-void mheap_flush_span_cache_locking(void)
+void mheap_flush_caches(void)
+{
+	flush_span_caches();
+	page_caches_flush();
+}
+
+void mheap_flush_caches_locking(void)
 {
 	mh_lock(&mh_heap.lock);
-	mheap_flush_span_cache();
+	mheap_flush_caches();
 	mh_unlock(&mh_heap.lock);
 }
 
@@ -229,9 +235,21 @@ bool mheap_fits_resident(uintptr_t npages, uintptr_t align_pages, enum span_plac
 
 /* ------------------------------------------------------------ spans */
 
+/* A run of pages: from page cache pc if it has one that fits, else from
+ * the page allocator. */
+static struct pa_result take_pages(uintptr_t npages, uintptr_t align_pages, bool high,
+				   struct page_cache *pc)
+{
+	struct pa_result r = { 0 };
+
+	if (pc && align_pages == 1)
+		r = page_cache_alloc(pc, npages);
+	return r.base ? r : pa_alloc(npages, align_pages, high);
+}
+
 struct mspan *mheap_alloc_span(uintptr_t npages, uintptr_t align_pages,
 			       unsigned sizeclass, enum mspan_state state,
-			       enum span_place place)
+			       enum span_place place, struct page_cache *pc)
 {
 	unsigned words = sizeclass ? mspan_bitmap_words(mh_class[sizeclass].nelems) : 0;
 	bool high = place_high(npages, place);
@@ -246,10 +264,14 @@ struct mspan *mheap_alloc_span(uintptr_t npages, uintptr_t align_pages,
 		r.needzero = true;
 		goto init;
 	}
-	r = pa_alloc(npages, align_pages, high);
-	if (!r.base && mh_heap.span_cache_pages) {
-		mheap_flush_span_cache();
-		r = pa_alloc(npages, align_pages, high);
+	/* Spans of small objects come from the thread's page cache when it
+	 * can hold them (pagecache.c). */
+	if (!sizeclass)
+		pc = NULL;
+	r = take_pages(npages, align_pages, high, pc);
+	if (!r.base) {
+		mheap_flush_caches();
+		r = take_pages(npages, align_pages, high, pc);
 	} else if (!high && mh_heap.span_cache_large_pages &&
 		   r.base > mh_heap.span_cache_large_low) {
 		/* First fit had to go above a cached large object: its pages
@@ -262,7 +284,7 @@ struct mspan *mheap_alloc_span(uintptr_t npages, uintptr_t align_pages,
 		if (want > (SIZE_MAX >> MH_PAGE_SHIFT) - MH_PAGES_PER_ARENA ||
 		    !arenamap_grow((want + MH_PAGES_PER_ARENA - 1) / MH_PAGES_PER_ARENA))
 			goto nomem;
-		r = pa_alloc(npages, align_pages, high);
+		r = take_pages(npages, align_pages, high, pc);
 		if (!r.base)
 			goto nomem;
 	}
@@ -304,7 +326,10 @@ bool mheap_grow_span(struct mspan *s, uintptr_t npages)
 	mh_lock(&mh_heap.lock);
 	ok = pa_alloc_at(end, extra, &r);
 	if (!ok && mh_heap.span_cache_pages) {
-		mheap_flush_span_cache();
+		/* Not the page caches: a large span is seldom next to a
+		 * chunk, and a realloc loop would empty them all again and
+		 * again. */
+		flush_span_caches();
 		ok = pa_alloc_at(end, extra, &r);
 	}
 	if (ok) {

@@ -70,12 +70,14 @@ static inline void mheap_init(void)
 /*
  * A span of npages pages, its first page number a multiple of align_pages.
  * sizeclass > 0 makes a small-object span of that class, state tells what
- * else it is, place where it goes. NULL with errno = ENOMEM when memory
- * runs out.
+ * else it is, place where it goes; a small span's pages come from the
+ * calling thread's page cache pc when it has them (pagecache.c; NULL: no
+ * cache). NULL with errno = ENOMEM when memory runs out.
  */
+struct page_cache;
 MH_HIDDEN struct mspan *mheap_alloc_span(uintptr_t npages, uintptr_t align_pages,
 					 unsigned sizeclass, enum mspan_state state,
-					 enum span_place place);
+					 enum span_place place, struct page_cache *pc);
 /* Whether such a span would be made of resident pages as things stand:
  * a cached span of its length, or a free run none of whose pages has been
  * released (or never touched). */
@@ -88,10 +90,11 @@ MH_HIDDEN void mheap_free_span(struct mspan *s);
 /* The same for a span whose pages were already dropped (a faulted arena
  * chunk): they count as released and read as zero. */
 MH_HIDDEN void mheap_free_span_released(struct mspan *s, bool released);
-/* Give every cached free span back to the page allocator (heap lock held). */
-MH_HIDDEN void mheap_flush_span_cache(void);
+/* Give every cached free page back to the page allocator, the span
+ * cache's and the threads' page caches' (heap lock held). */
+MH_HIDDEN void mheap_flush_caches(void);
 /* The same, taking the heap lock. */
-MH_HIDDEN void mheap_flush_span_cache_locking(void);
+MH_HIDDEN void mheap_flush_caches_locking(void);
 /* Run the scavenger's policy (heap lock held); see scavenge.c. */
 MH_HIDDEN void scavenge_after_free(void);
 MH_HIDDEN void scavenge_init(void);

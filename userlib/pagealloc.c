@@ -444,6 +444,49 @@ void pa_free(uintptr_t base, uintptr_t npages, bool released)
 	}
 }
 
+uintptr_t pa_chunk_take(uint64_t *free)
+{
+	uintptr_t p = find(1);
+
+	if (!p)
+		return 0;
+	struct heap_arena *ha = arena_of(p);
+	unsigned w = (unsigned)arena_page(ha, p) / 64;
+
+	*free = ~ha->alloc[w];
+	ha->alloc[w] = ~(uint64_t)0;
+	update_sums(ha, w * 64 / PA_CHUNK_PAGES, w * 64 / PA_CHUNK_PAGES);
+	return ha->base + ((uintptr_t)w * 64 << MH_PAGE_SHIFT);
+}
+
+struct pa_result pa_chunk_alloc(uintptr_t base, uintptr_t npages)
+{
+	struct pa_result res = { .base = base };
+
+	mark(base, npages, true, &res);	/* in use already: takes the scavenged bits */
+	pa_free_pages -= npages;
+	pa_released_pages -= res.released;
+	return res;
+}
+
+void pa_chunk_return(uintptr_t base, uint64_t free)
+{
+	struct heap_arena *ha = arena_of(base);
+	unsigned w = (unsigned)arena_page(ha, base) / 64;
+
+	if (!free)
+		return;
+	ha->alloc[w] &= ~free;
+	update_sums(ha, w * 64 / PA_CHUNK_PAGES, w * 64 / PA_CHUNK_PAGES);
+	/* Resident pages among them are the scavenger's to find again. */
+	if (free & ~ha->scav[w]) {
+		uintptr_t top = base + ((uintptr_t)(64 - __builtin_clzll(free & ~ha->scav[w])) << MH_PAGE_SHIFT);
+
+		if (top > scav_top)
+			scav_top = top;
+	}
+}
+
 /* Release pages [first, first + n) of ha, which are free and resident. */
 static void release(struct heap_arena *ha, unsigned first, unsigned n)
 {

@@ -92,7 +92,7 @@ void scavenge_after_free(void)
 	if (peak_pages > inuse && reserve < peak_pages - inuse)
 		reserve = peak_pages - inuse;
 	if (idle >= reserve + SCAVENGE_MIN_BATCH) {
-		mheap_flush_span_cache();	/* its pages are idle too */
+		mheap_flush_caches();	/* cached pages are idle too */
 		mh_heap.scavenged_pages += pa_scavenge(idle - reserve);
 	}
 }
@@ -100,7 +100,7 @@ void scavenge_after_free(void)
 void scavenge_all(void)
 {
 	mh_lock(&mh_heap.lock);
-	mheap_flush_span_cache();
+	mheap_flush_caches();
 	mh_heap.scavenged_pages += pa_scavenge(pa_free_pages - pa_released_pages);
 	mh_unlock(&mh_heap.lock);
 }
