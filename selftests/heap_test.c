@@ -731,6 +731,26 @@ TEST(a_threads_page_cache_goes_back_when_the_thread_exits)
 	EXPECT_EQ(1, mh_popcount(gone));
 }
 
+TEST(span_structs_and_caches_each_start_a_sharing_block)
+{
+	unsigned cls = size_to_class(64);	/* a 192-byte span struct */
+	struct mspan *s[3];
+
+	for (int k = 0; k < 3; k++) {
+		void *p = NULL;
+
+		for (unsigned i = 0; i < mh_class[cls].nelems; i++)
+			p = mh_malloc(64);
+		s[k] = span_of((uintptr_t)p);
+	}
+	EXPECT_EQ(0, (uintptr_t)mh_tls_cache % MH_SHARING_BLOCK);
+	for (int k = 0; k < 3; k++) {
+		if (k)
+			EXPECT_NE(s[k - 1], s[k]);
+		EXPECT_EQ(0, (uintptr_t)s[k] % MH_SHARING_BLOCK);
+	}
+}
+
 TEST(large_alignment_up_to_64MiB)
 {
 	for (size_t align = MH_PAGE_SIZE; align <= MH_ARENA_SIZE; align <<= 1) {

@@ -10,8 +10,10 @@
 void fixalloc_init(struct fixalloc *f, size_t size, size_t keep)
 {
 	memset(f, 0, sizeof(*f));
-	/* The free-list link lives after the kept bytes. */
-	f->size = ALIGN_UP(size < keep + sizeof(void *) ? keep + sizeof(void *) : size, 64);
+	/* The free-list link lives after the kept bytes. Objects start a
+	 * sharing block of their own (slabs are page-aligned). */
+	f->size = ALIGN_UP(size < keep + sizeof(void *) ? keep + sizeof(void *) : size,
+			   MH_SHARING_BLOCK);
 	f->keep = keep;
 }
 

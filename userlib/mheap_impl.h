@@ -19,7 +19,7 @@ struct mcentral {
 	mh_lock_t lock;
 	struct mspan *partial;	/* spans with free objects */
 	struct mspan *full;	/* spans that had none when put here */
-} __attribute__((aligned(64)));
+} __attribute__((aligned(MH_SHARING_BLOCK)));
 
 /* Span structs come in buckets by bitmap size, bitmaps stored behind them. */
 #define SPAN_BUCKETS 6

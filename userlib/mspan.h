@@ -69,9 +69,9 @@ struct mcache;
 
 /*
  * The fields are ordered by who reads them when. The first cache line holds
- * everything the fast paths of malloc and free read (and spans are 64-byte
- * aligned), so a free into a span that is not hot touches that line and the
- * line of its bitmap word, nothing else.
+ * everything the fast paths of malloc and free read (spans are aligned to
+ * MH_SHARING_BLOCK, so to a line as well), so a free into a span that is
+ * not hot touches that line and the line of its bitmap word, nothing else.
  */
 struct mspan {
 	/* Survives reuse of the struct (fixalloc keeps it): see above. */
