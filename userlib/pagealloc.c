@@ -444,6 +444,15 @@ void pa_free(uintptr_t base, uintptr_t npages, bool released)
 	}
 }
 
+/* The bits of a chunk's pages in their bitmap word. */
+static uint64_t chunk_mask(unsigned page)
+{
+	uint64_t m = PA_CHUNK_TAKE_PAGES == 64 ? ~(uint64_t)0
+					       : ((uint64_t)1 << PA_CHUNK_TAKE_PAGES) - 1;
+
+	return m << (page % 64);
+}
+
 uintptr_t pa_chunk_take(uint64_t *free)
 {
 	uintptr_t p = find(1);
@@ -451,12 +460,13 @@ uintptr_t pa_chunk_take(uint64_t *free)
 	if (!p)
 		return 0;
 	struct heap_arena *ha = arena_of(p);
-	unsigned w = (unsigned)arena_page(ha, p) / 64;
+	unsigned page = (unsigned)ALIGN_DOWN(arena_page(ha, p), PA_CHUNK_TAKE_PAGES);
+	uint64_t *word = &ha->alloc[page / 64], m = chunk_mask(page);
 
-	*free = ~ha->alloc[w];
-	ha->alloc[w] = ~(uint64_t)0;
-	update_sums(ha, w * 64 / PA_CHUNK_PAGES, w * 64 / PA_CHUNK_PAGES);
-	return ha->base + ((uintptr_t)w * 64 << MH_PAGE_SHIFT);
+	*free = (~*word & m) >> (page % 64);
+	*word |= m;
+	update_sums(ha, page / PA_CHUNK_PAGES, page / PA_CHUNK_PAGES);
+	return ha->base + ((uintptr_t)page << MH_PAGE_SHIFT);
 }
 
 struct pa_result pa_chunk_alloc(uintptr_t base, uintptr_t npages)
@@ -472,15 +482,17 @@ struct pa_result pa_chunk_alloc(uintptr_t base, uintptr_t npages)
 void pa_chunk_return(uintptr_t base, uint64_t free)
 {
 	struct heap_arena *ha = arena_of(base);
-	unsigned w = (unsigned)arena_page(ha, base) / 64;
+	unsigned page = (unsigned)arena_page(ha, base), w = page / 64;
+	uint64_t m = free << (page % 64), resident = m & ~ha->scav[w];
 
 	if (!free)
 		return;
-	ha->alloc[w] &= ~free;
-	update_sums(ha, w * 64 / PA_CHUNK_PAGES, w * 64 / PA_CHUNK_PAGES);
+	ha->alloc[w] &= ~m;
+	update_sums(ha, page / PA_CHUNK_PAGES, page / PA_CHUNK_PAGES);
 	/* Resident pages among them are the scavenger's to find again. */
-	if (free & ~ha->scav[w]) {
-		uintptr_t top = base + ((uintptr_t)(64 - __builtin_clzll(free & ~ha->scav[w])) << MH_PAGE_SHIFT);
+	if (resident) {
+		uintptr_t top = ha->base +
+				((uintptr_t)(w * 64 + 64 - (unsigned)__builtin_clzll(resident)) << MH_PAGE_SHIFT);
 
 		if (top > scav_top)
 			scav_top = top;

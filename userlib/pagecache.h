@@ -13,14 +13,15 @@
 #define PAGE_CACHE_SPAN_MAX	(PA_CHUNK_TAKE_PAGES / 4)
 
 /*
- * The free pages a thread took from one 64-page chunk of the page
+ * The free pages a thread took from one chunk of the page
  * allocator, for its next small spans. Lives in the thread's mcache but
  * belongs to the heap lock, so that any thread holding the lock can give
  * every cache's pages back (page_caches_flush).
  */
 struct page_cache {
 	uintptr_t base;			/* the chunk's first byte; 0: none yet */
-	uint64_t free;			/* bit i: page i is the cache's to give */
+	uint64_t free;			/* bit i: page i of the chunk is the
+					 * cache's to give */
 	struct page_cache *next, *prev;	/* every registered cache */
 };
 
