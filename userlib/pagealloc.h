@@ -31,14 +31,13 @@ MH_HIDDEN bool pa_alloc_at(uintptr_t base, uintptr_t npages, struct pa_result *r
 /*
  * Chunks for the per-thread page caches (pagecache.c): aligned runs of
  * PA_CHUNK_TAKE_PAGES pages, a power of two, so that a chunk's bits lie in
- * one allocation-bitmap word. pa_chunk_take takes every free page of the chunk
- * that holds the lowest free page (0 when no page is free) and returns the
- * chunk's base and which of its pages it took (*free, bit i for page i of
- * the chunk); they are marked in
- * use but still count as free pages and keep their scavenged bits.
- * pa_chunk_alloc makes taken pages [base, base + npages) a real allocation
- * (counters and scavenged bits, as pa_alloc); pa_chunk_return gives the
- * taken pages still in free back.
+ * one allocation-bitmap word. pa_chunk_take takes every free page of the
+ * chunk that holds the lowest free page (0 when no page is free) and
+ * returns the chunk's base and which of its pages it took (*free, bit i
+ * for page i of the chunk); they are marked in use but still count as free
+ * pages and keep their scavenged bits. pa_chunk_alloc makes taken pages
+ * [base, base + npages) a real allocation (counters and scavenged bits, as
+ * pa_alloc); pa_chunk_return gives the taken pages still in free back.
  */
 #define PA_CHUNK_TAKE_PAGES	16	/* 128 KiB; pagecache.c says why */
 MH_HIDDEN uintptr_t pa_chunk_take(uint64_t *free);
