@@ -734,6 +734,36 @@ TEST(a_threads_page_cache_goes_back_when_the_thread_exits)
 	EXPECT_EQ(1, mh_popcount(gone));
 }
 
+TEST(the_scavenger_takes_back_the_pages_a_live_threads_cache_holds)
+{
+	static struct one_object o;
+	size_t len = PAGES(2 * PA_CHUNK_TAKE_PAGES);
+	struct mh_stats st;
+	char *run;
+	pthread_t t;
+
+	/* Resident free pages at the bottom of the free memory: a block
+	 * written, freed, and taken out of the span cache. */
+	run = mh_malloc(len);
+	ASSERT_NE(NULL, run);
+	memset(run, 1, len);
+	mh_free(run);
+	mheap_flush_caches_locking();
+	/* A new thread's cache takes its chunk among them. */
+	pthread_barrier_init(&o.made, NULL, 2);
+	pthread_barrier_init(&o.go, NULL, 2);
+	ASSERT_EQ(0, pthread_create(&t, NULL, make_one_object_and_wait, &o));
+	pthread_barrier_wait(&o.made);
+	ASSERT_TRUE(o.chunk >= (uintptr_t)run && o.chunk < (uintptr_t)run + len);
+	/* The cache's other pages are idle: released with every other idle
+	 * page, though the thread still runs. */
+	mh_scavenge();
+	mh_stats_read(&st);
+	pthread_barrier_wait(&o.go);
+	pthread_join(t, NULL);
+	EXPECT_EQ(st.heap_idle, st.heap_released);
+}
+
 TEST(span_structs_and_caches_each_start_a_sharing_block)
 {
 	unsigned cls = size_to_class(64);	/* a 192-byte span struct */

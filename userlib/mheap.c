@@ -235,14 +235,14 @@ bool mheap_fits_resident(uintptr_t npages, uintptr_t align_pages, enum span_plac
 
 /* ------------------------------------------------------------ spans */
 
-/* A run of pages: from page cache pc if it has one that fits, else from
- * the page allocator. */
+/* A run of pages: from page cache pc (if any) when it has one that fits,
+ * else from the page allocator. */
 static struct pa_result take_pages(uintptr_t npages, uintptr_t align_pages, bool high,
 				   struct page_cache *pc)
 {
 	struct pa_result r = { 0 };
 
-	if (pc && align_pages == 1)
+	if (pc)
 		r = page_cache_alloc(pc, npages);
 	return r.base ? r : pa_alloc(npages, align_pages, high);
 }
@@ -265,8 +265,8 @@ struct mspan *mheap_alloc_span(uintptr_t npages, uintptr_t align_pages,
 		goto init;
 	}
 	/* Spans of small objects come from the thread's page cache when it
-	 * can hold them (pagecache.c). */
-	if (!sizeclass)
+	 * can hold them (pagecache.c); nothing aligned does. */
+	if (!sizeclass || align_pages != 1)
 		pc = NULL;
 	r = take_pages(npages, align_pages, high, pc);
 	if (!r.base) {
