@@ -527,9 +527,14 @@ TEST(cached_large_objects_are_flushed_when_first_fit_goes_above_them)
 			break;
 	}
 	EXPECT_LT(i, 100 * 512) TH_LOG("no small object ever landed in the cached pages");
-	/* The small objects' span stays cached for its length. */
+	/* The small objects' span stays cached for its length (with the
+	 * spare spans its refill made, mcentral.c "batches"). */
 	mh_lock(&mh_heap.lock);
-	EXPECT_EQ(small, mh_heap.span_cache[CACHE_SMALL][8]);
+	struct mspan *t = mh_heap.span_cache[CACHE_SMALL][8];
+
+	while (t && t != small)
+		t = t->next;
+	EXPECT_EQ(small, t);
 	mh_unlock(&mh_heap.lock);
 	mh_free(obj[8]);
 	mh_free(b);
@@ -922,6 +927,142 @@ TEST(empty_spans_return_to_the_page_heap)
 	EXPECT_LE(during.heap_inuse, before.heap_inuse + MH_CACHE_EMPTY_MAX + (256 << 10));
 	/* ...and at thread exit everything goes back to the page heap. */
 	EXPECT_EQ(before.heap_inuse, after.heap_inuse);
+}
+
+/* Spans a cache holds on its empty list for class cls. */
+static unsigned empty_spans(struct mcache *c, unsigned cls)
+{
+	unsigned n = 0;
+
+	for (struct mspan *s = c->empty[cls].head; s; s = s->next)
+		n++;
+	return n;
+}
+
+/* What a thread that emptied spans beyond its cap saw. */
+struct trim_seen {
+	size_t most;		/* the most empty bytes it held */
+	size_t lowest_after_drop; /* the fewest after a give-back */
+	unsigned drops;		/* give-backs */
+	bool oldest_gone;	/* the first span it emptied is back in the heap */
+};
+
+static void *empty_spans_beyond_the_cap(void *arg)
+{
+	enum { N = 768 };	/* 6 MiB of 8 KiB objects, 96 spans */
+	struct trim_seen *seen = arg;
+	char **p = calloc(N, sizeof(*p));
+	struct mcache *c;
+	size_t last = 0;
+
+	if (!p)
+		return NULL;
+	for (int i = 0; i < N; i++)
+		p[i] = mh_malloc(8192);
+	c = mh_tls_cache;
+	seen->lowest_after_drop = SIZE_MAX;
+	for (int i = 0; i < N; i++) {	/* the oldest spans empty first */
+		mh_free(p[i]);
+		if (c->empty_bytes > seen->most)
+			seen->most = c->empty_bytes;
+		if (c->empty_bytes < last) {
+			seen->drops++;
+			if (c->empty_bytes < seen->lowest_after_drop)
+				seen->lowest_after_drop = c->empty_bytes;
+		}
+		last = c->empty_bytes;
+	}
+	seen->oldest_gone = span_of((uintptr_t)p[0]) == NULL;
+	free(p);
+	return NULL;
+}
+
+TEST(a_cache_over_its_cap_gives_back_its_oldest_empty_spans_a_batch_at_a_time)
+{
+	size_t span = (size_t)mh_class[size_to_class(8192)].npages << MH_PAGE_SHIFT;
+	struct trim_seen seen = { 0 };
+	pthread_t t;
+
+	ASSERT_EQ(0, pthread_create(&t, NULL, empty_spans_beyond_the_cap, &seen));
+	pthread_join(t, NULL);
+	EXPECT_LE(seen.most, MH_CACHE_EMPTY_MAX);
+	EXPECT_GE(seen.drops, 1u);
+	/* Each give-back takes the lock once for a batch's worth... */
+	EXPECT_LE(seen.lowest_after_drop, MH_CACHE_EMPTY_MAX - MH_BATCH_BYTES);
+	/* ...so the 2 MiB beyond the cap took a few of them, not one per span. */
+	EXPECT_LE(seen.drops, (6u << 20) / MH_BATCH_BYTES);
+	EXPECT_LT(seen.drops, ((6u << 20) - MH_CACHE_EMPTY_MAX) / span);
+	EXPECT_TRUE(seen.oldest_gone);
+}
+
+/* What a thread's first refill of the 8 KiB class brought along. */
+struct refill_seen {
+	unsigned spares;	/* empty spans kept besides the current one */
+	unsigned cached_before, cached_after; /* span cache, 8 KiB class's length */
+};
+
+static unsigned cached_small_spans(uintptr_t npages)
+{
+	unsigned n = 0;
+
+	mh_lock(&mh_heap.lock);
+	for (struct mspan *s = mh_heap.span_cache[CACHE_SMALL][npages]; s; s = s->next)
+		n++;
+	mh_unlock(&mh_heap.lock);
+	return n;
+}
+
+static void *first_refill(void *arg)
+{
+	unsigned cls = size_to_class(8192);
+	struct refill_seen *seen = arg;
+	void *p;
+
+	seen->cached_before = cached_small_spans(mh_class[cls].npages);
+	p = mh_malloc(8192);
+	seen->cached_after = cached_small_spans(mh_class[cls].npages);
+	seen->spares = empty_spans(mh_tls_cache, cls);
+	mh_free(p);
+	return NULL;
+}
+
+static void *make_spans_and_exit(void *arg)
+{
+	enum { N = 256 };
+	void *p[N];
+
+	(void)arg;
+	for (int i = 0; i < N; i++)
+		p[i] = mh_malloc(8192);
+	for (int i = 0; i < N; i++)
+		mh_free(p[i]);
+	return NULL;	/* its empty spans go to the span cache */
+}
+
+TEST(a_refill_takes_spans_cached_for_its_length_in_a_batch_and_fresh_ones_singly)
+{
+	const struct size_class *sc = &mh_class[size_to_class(8192)];
+	unsigned by_objects = (MH_BATCH_OBJECTS + sc->nelems - 1) / sc->nelems;
+	unsigned by_bytes = MH_BATCH_BYTES / (sc->npages << MH_PAGE_SHIFT);
+	unsigned batch = by_objects < by_bytes ? by_objects : by_bytes;
+	struct refill_seen fresh = { 0 }, cached = { 0 };
+	pthread_t t;
+
+	ASSERT_GT(batch, 1u);
+	/* Nothing cached: one span of fresh pages, no spares that would hold
+	 * pages the thread may never use. */
+	ASSERT_EQ(0, pthread_create(&t, NULL, first_refill, &fresh));
+	pthread_join(t, NULL);
+	ASSERT_EQ(0u, fresh.cached_before);
+	EXPECT_EQ(0u, fresh.spares);
+	/* Spans of its length cached: a batch of them in one trip. */
+	ASSERT_EQ(0, pthread_create(&t, NULL, make_spans_and_exit, NULL));
+	pthread_join(t, NULL);
+	ASSERT_EQ(0, pthread_create(&t, NULL, first_refill, &cached));
+	pthread_join(t, NULL);
+	ASSERT_GE(cached.cached_before, batch);
+	EXPECT_EQ(batch - 1, cached.spares);
+	EXPECT_EQ(cached.cached_before - batch, cached.cached_after);
 }
 
 /* ------------------------------------------------------------ scavenger */

@@ -48,15 +48,34 @@ static uint32_t reuse_frees(const struct mspan *s)
 	return n > 1 ? n : 1;
 }
 
-static void list_append(struct mcache *c, struct span_list *l, struct mspan *s,
-			enum mspan_list which)
+static struct span_list *list_of(struct mcache *c, const struct mspan *s,
+				  enum mspan_list which)
 {
-	/* On the full list the reuse_frees()-th free moves the span to the
-	 * partial list; there, the free that may leave it entirely free is
-	 * looked at (mcache_local_free_slow). */
+	switch (which) {
+	case MSPAN_LIST_CACHE_PARTIAL:
+		return &c->partial[s->sizeclass];
+	case MSPAN_LIST_CACHE_EMPTY:
+		return &c->empty[s->sizeclass];
+	default:
+		return &c->full[s->sizeclass];
+	}
+}
+
+/* Append s to the cache's list `which` of its class, newest last, and arm
+ * the free that moves it on: on the full list the reuse_frees()-th moves
+ * it to the partial list; there, the one that may leave it entirely free
+ * is looked at (mcache_local_free_slow); on the empty list none can come. */
+static void list_append(struct mcache *c, struct mspan *s, enum mspan_list which)
+{
+	struct span_list *l = list_of(c, s, which);
+	size_t bytes = s->npages << MH_PAGE_SHIFT;
+
 	if (which == MSPAN_LIST_CACHE_FULL) {
-		c->full_bytes += s->npages << MH_PAGE_SHIFT;
+		c->full_bytes += bytes;
 		mspan_notify_at(s, reuse_frees(s));
+	} else if (which == MSPAN_LIST_CACHE_EMPTY) {
+		c->empty_bytes += bytes;
+		mspan_notify_at(s, UINT32_MAX);
 	} else {
 		mspan_notify_at(s, s->nalloc);
 	}
@@ -70,15 +89,10 @@ static void list_append(struct mcache *c, struct span_list *l, struct mspan *s,
 	s->list = (uint8_t)which;
 }
 
-static struct span_list *list_of(struct mcache *c, struct mspan *s)
-{
-	return s->list == MSPAN_LIST_CACHE_PARTIAL ? &c->partial[s->sizeclass]
-						   : &c->full[s->sizeclass];
-}
-
 static void list_unlink(struct mcache *c, struct mspan *s)
 {
-	struct span_list *l = list_of(c, s);
+	struct span_list *l = list_of(c, s, s->list);
+	size_t bytes = s->npages << MH_PAGE_SHIFT;
 
 	if (s->prev)
 		s->prev->next = s->next;
@@ -90,12 +104,10 @@ static void list_unlink(struct mcache *c, struct mspan *s)
 		l->tail = s->prev;
 	s->next = s->prev = NULL;
 	if (s->list == MSPAN_LIST_CACHE_FULL)
-		c->full_bytes -= s->npages << MH_PAGE_SHIFT;
+		c->full_bytes -= bytes;
+	else if (s->list == MSPAN_LIST_CACHE_EMPTY)
+		c->empty_bytes -= bytes;
 	s->list = MSPAN_LIST_NONE;
-	if (s->cache_empty) {
-		s->cache_empty = 0;
-		c->empty_bytes -= s->npages << MH_PAGE_SHIFT;
-	}
 }
 
 /* Every span that leaves the cache goes through here, so that the
@@ -113,17 +125,59 @@ static void give_back(struct mcache *c, struct mspan *s)
 	disown(c, s);
 }
 
-/* An owned span whose every object is free goes straight back to the page
- * heap: no freer can still come (each object has been freed once, and a
- * remote freer touches the span's counters before it lets go), so there
- * is nothing for the mcentral to settle. */
-static void give_back_empty(struct mcache *c, struct mspan *s)
+/* Take owned, entirely free span s off the empty list for the page heap,
+ * onto *chain. No freer can still come (each object has been freed once,
+ * and a remote freer touches the span's counters before it lets go), so
+ * there is nothing for the mcentral to settle. */
+static void unlink_empty(struct mcache *c, struct mspan *s, struct mspan **chain)
 {
 	list_unlink(c, s);
 	c->last_free_span = &mh_empty_span;
 	STORE_RELAXED(&s->owner, NULL);
 	__atomic_store_n(&s->remote, 0, __ATOMIC_RELAXED);
-	mheap_free_span(s);
+	s->next = *chain;
+	*chain = s;
+}
+
+/*
+ * Over the cap: give back the oldest empty spans, of class cls first, then
+ * of the classes after it, until the cache is a batch's worth
+ * (MH_BATCH_BYTES) under the cap - all in one hold of the heap lock. One
+ * span at a time, every span a thread empties beyond the cap would take
+ * the lock, and so would the span its next refill makes.
+ */
+static void trim_empty(struct mcache *c, unsigned cls)
+{
+	struct mspan *chain = NULL;
+
+	for (unsigned n = 1; n < MH_NUM_CLASSES; n++) {
+		struct span_list *l = &c->empty[cls];
+
+		while (l->head && c->empty_bytes > MH_CACHE_EMPTY_MAX - MH_BATCH_BYTES)
+			unlink_empty(c, l->head, &chain);
+		if (c->empty_bytes <= MH_CACHE_EMPTY_MAX - MH_BATCH_BYTES)
+			break;
+		cls = cls + 1 < MH_NUM_CLASSES ? cls + 1 : 1;
+	}
+	mheap_free_spans(chain);
+}
+
+/* Spans that came with the one a refill asked for (mcentral.c, "batches"),
+ * chained through next: owned and entirely free until a refill adopts
+ * them. Over the cap, other classes' empty spans go back first. */
+static void keep_spares(struct mcache *c, struct mspan *spare)
+{
+	unsigned cls = spare ? spare->sizeclass : 1;
+
+	while (spare) {
+		struct mspan *next = spare->next;
+
+		spare->nalloc = 0;
+		list_append(c, spare, MSPAN_LIST_CACHE_EMPTY);
+		spare = next;
+	}
+	if (c->empty_bytes > MH_CACHE_EMPTY_MAX)
+		trim_empty(c, cls % (MH_NUM_CLASSES - 1) + 1);
 }
 
 static void release_spans(struct mcache *c)
@@ -141,6 +195,7 @@ static void release_spans(struct mcache *c)
 		while (c->full[cls].head)
 			give_back(c, c->full[cls].head);
 	}
+	mcache_release_empty(c);
 }
 
 /* Unlink c, fold its counters into the global ones and free it. Called
@@ -230,7 +285,7 @@ static uintptr_t adopt(struct mcache *c, unsigned cls, struct mspan *s)
 	if (p)
 		set_current(c, cls, s);
 	else	/* frees still in flight: nothing to take yet */
-		list_append(c, &c->full[cls], s, MSPAN_LIST_CACHE_FULL);
+		list_append(c, s, MSPAN_LIST_CACHE_FULL);
 	return p;
 }
 
@@ -256,18 +311,24 @@ uintptr_t mcache_alloc_slow(struct mcache *c, unsigned cls)
 		 * thread's fast path alone, are set once on the way out. */
 		STORE_RELAXED(&c->alloc[cls], &mh_empty_span);
 		if (mspan_local_frees(s) >= reuse_frees(s)) {
-			list_append(c, &c->partial[cls], s, MSPAN_LIST_CACHE_PARTIAL);
+			list_append(c, s, MSPAN_LIST_CACHE_PARTIAL);
 		} else {
-			list_append(c, &c->full[cls], s, MSPAN_LIST_CACHE_FULL);
+			list_append(c, s, MSPAN_LIST_CACHE_FULL);
 			/* Over the cap: the oldest used-up span of this class
 			 * goes back to the mcentral. */
 			if (c->full_bytes > MH_CACHE_FULL_MAX)
 				give_back(c, c->full[cls].head);
 		}
 	}
-	/* Owned spans this thread has freed into, oldest first. */
+	/* Owned spans this thread has freed into, oldest first; then the
+	 * entirely free ones, newest (warmest) first. */
 	while (c->partial[cls].head) {
 		p = adopt(c, cls, c->partial[cls].head);
+		if (p)
+			return p;
+	}
+	while (c->empty[cls].tail) {
+		p = adopt(c, cls, c->empty[cls].tail);
 		if (p)
 			return p;
 	}
@@ -288,14 +349,17 @@ uintptr_t mcache_alloc_slow(struct mcache *c, unsigned cls)
 					return p;
 			} else {
 				list_unlink(c, s);
-				list_append(c, &c->full[cls], s, MSPAN_LIST_CACHE_FULL);
+				list_append(c, s, MSPAN_LIST_CACHE_FULL);
 			}
 		}
 		if (!found)
 			STORE_RELAXED(&c->remote_hint, 0);
 	}
 	for (;;) {
-		s = mcentral_cache_span(cls, c);
+		struct mspan *spare;
+
+		s = mcentral_cache_span(cls, c, &spare);
+		keep_spares(c, spare);
 		if (!s) {
 			set_current(c, cls, &mh_empty_span);
 			return 0;
@@ -316,29 +380,26 @@ void mcache_local_free_slow(struct mcache *c, struct mspan *s)
 
 	if (s->list == MSPAN_LIST_CACHE_FULL) {
 		list_unlink(c, s);
-		list_append(c, &c->partial[s->sizeclass], s, MSPAN_LIST_CACHE_PARTIAL);
+		list_append(c, s, MSPAN_LIST_CACHE_PARTIAL);
 	}
-	if (!s->cache_empty && mspan_local_frees(s) + (remote > 0 ? remote : 0) >= s->nalloc) {
-		/* Entirely free: keep it for reuse up to the cap. */
-		s->cache_empty = 1;
-		mspan_notify_at(s, UINT32_MAX);	/* nothing left to notice */
-		c->empty_bytes += s->npages << MH_PAGE_SHIFT;
+	if (s->list == MSPAN_LIST_CACHE_PARTIAL &&
+	    mspan_local_frees(s) + (remote > 0 ? remote : 0) >= s->nalloc) {
+		/* Entirely free: kept for reuse up to the cap. */
+		list_unlink(c, s);
+		list_append(c, s, MSPAN_LIST_CACHE_EMPTY);
 		if (c->empty_bytes > MH_CACHE_EMPTY_MAX)
-			give_back_empty(c, s);
+			trim_empty(c, s->sizeclass);
 	}
 }
 
 void mcache_release_empty(struct mcache *c)
 {
-	for (unsigned cls = 1; cls < MH_NUM_CLASSES && c->empty_bytes; cls++) {
-		struct mspan *s = c->partial[cls].head, *next;
+	struct mspan *chain = NULL;
 
-		for (; s; s = next) {
-			next = s->next;
-			if (s->cache_empty)
-				give_back_empty(c, s);
-		}
-	}
+	for (unsigned cls = 1; cls < MH_NUM_CLASSES && c->empty_bytes; cls++)
+		while (c->empty[cls].head)
+			unlink_empty(c, c->empty[cls].head, &chain);
+	mheap_free_spans(chain);
 }
 
 void mcache_after_fork_child(void)

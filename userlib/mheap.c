@@ -247,16 +247,16 @@ static struct pa_result take_pages(uintptr_t npages, uintptr_t align_pages, bool
 	return r.base ? r : pa_alloc(npages, align_pages, high);
 }
 
-struct mspan *mheap_alloc_span(uintptr_t npages, uintptr_t align_pages,
-			       unsigned sizeclass, enum mspan_state state,
-			       enum span_place place, struct page_cache *pc)
+/* mheap_alloc_span with the heap lock held. */
+static struct mspan *alloc_span_locked(uintptr_t npages, uintptr_t align_pages,
+				       unsigned sizeclass, enum mspan_state state,
+				       enum span_place place, struct page_cache *pc)
 {
 	unsigned words = sizeclass ? mspan_bitmap_words(mh_class[sizeclass].nelems) : 0;
 	bool high = place_high(npages, place);
 	struct pa_result r = { 0 };
 	struct mspan *s = NULL;
 
-	mh_lock(&mh_heap.lock);
 	if (span_cache_serves(npages, align_pages))
 		s = span_cache_take(npages, words, sizeclass ? CACHE_SMALL : CACHE_LARGE);
 	if (s) {
@@ -308,12 +308,42 @@ init:
 		mh_heap.large_live_bytes += npages << MH_PAGE_SHIFT;
 	arenamap_set_spans(r.base, npages, s);
 	scavenge_note_alloc();
-	mh_unlock(&mh_heap.lock);
 	return s;
 nomem:
-	mh_unlock(&mh_heap.lock);
 	errno = ENOMEM;
 	return NULL;
+}
+
+struct mspan *mheap_alloc_span(uintptr_t npages, uintptr_t align_pages,
+			       unsigned sizeclass, enum mspan_state state,
+			       enum span_place place, struct page_cache *pc)
+{
+	struct mspan *s;
+
+	mh_lock(&mh_heap.lock);
+	s = alloc_span_locked(npages, align_pages, sizeclass, state, place, pc);
+	mh_unlock(&mh_heap.lock);
+	return s;
+}
+
+struct mspan *mheap_alloc_small_spans(unsigned sizeclass, unsigned n, struct page_cache *pc)
+{
+	uintptr_t npages = mh_class[sizeclass].npages;
+	struct mspan *first, *s;
+
+	mh_lock(&mh_heap.lock);
+	first = alloc_span_locked(npages, 1, sizeclass, MSPAN_SMALL, PLACE_LOW, pc);
+	/* The rest only while spans of small objects are cached for this
+	 * length (span cache): pages just freed, idle either way. Fresh
+	 * pages held by a thread that may never use them would push other
+	 * spans onto pages never touched before (random sizes up to 32 KiB:
+	 * +8% peak RSS with one thread, +22% with two). */
+	for (s = first; s && --n && mh_heap.span_cache[CACHE_SMALL][npages]; s = s->next)
+		s->next = alloc_span_locked(npages, 1, sizeclass, MSPAN_SMALL, PLACE_LOW, NULL);
+	if (s)
+		s->next = NULL;
+	mh_unlock(&mh_heap.lock);
+	return first;
 }
 
 bool mheap_grow_span(struct mspan *s, uintptr_t npages)
@@ -348,9 +378,10 @@ void mheap_free_span(struct mspan *s)
 	mheap_free_span_released(s, false);
 }
 
-void mheap_free_span_released(struct mspan *s, bool released)
+/* mheap_free_span_released with the heap lock held, but for the
+ * scavenger's look, which the caller makes. */
+static void free_span_locked(struct mspan *s, bool released)
 {
-	mh_lock(&mh_heap.lock);
 	if (s->state == MSPAN_LARGE)
 		mh_heap.large_live_bytes -= s->npages << MH_PAGE_SHIFT;
 	arenamap_set_spans(s->base, s->npages, NULL);
@@ -360,6 +391,27 @@ void mheap_free_span_released(struct mspan *s, bool released)
 		pa_free(s->base, s->npages, released);
 		span_struct_kill(s);
 		fixalloc_free(&mh_heap.spanalloc[s->bucket], s);
+	}
+}
+
+void mheap_free_span_released(struct mspan *s, bool released)
+{
+	mh_lock(&mh_heap.lock);
+	free_span_locked(s, released);
+	scavenge_after_free();
+	mh_unlock(&mh_heap.lock);
+}
+
+void mheap_free_spans(struct mspan *chain)
+{
+	struct mspan *next;
+
+	if (!chain)
+		return;
+	mh_lock(&mh_heap.lock);
+	for (; chain; chain = next) {
+		next = chain->next;	/* the span cache reuses the link */
+		free_span_locked(chain, false);
 	}
 	scavenge_after_free();
 	mh_unlock(&mh_heap.lock);

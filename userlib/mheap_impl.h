@@ -78,6 +78,11 @@ struct page_cache;
 MH_HIDDEN struct mspan *mheap_alloc_span(uintptr_t npages, uintptr_t align_pages,
 					 unsigned sizeclass, enum mspan_state state,
 					 enum span_place place, struct page_cache *pc);
+/* Up to n fresh spans of small-object class sizeclass, made under one hold
+ * of the heap lock and chained through their next links (mcentral.c,
+ * "batches"); NULL with errno = ENOMEM when not even one could be made. */
+MH_HIDDEN struct mspan *mheap_alloc_small_spans(unsigned sizeclass, unsigned n,
+						struct page_cache *pc);
 /* Whether such a span would be made of resident pages as things stand:
  * a cached span of its length, or a free run none of whose pages has been
  * released (or never touched). */
@@ -90,6 +95,9 @@ MH_HIDDEN void mheap_free_span(struct mspan *s);
 /* The same for a span whose pages were already dropped (a faulted arena
  * chunk): they count as released and read as zero. */
 MH_HIDDEN void mheap_free_span_released(struct mspan *s, bool released);
+/* mheap_free_span for a chain of spans linked through next, under one hold
+ * of the heap lock. */
+MH_HIDDEN void mheap_free_spans(struct mspan *chain);
 /* Give every cached free page back to the page allocator, the span
  * cache's and the threads' page caches' (heap lock held). */
 MH_HIDDEN void mheap_flush_caches(void);
@@ -103,7 +111,8 @@ MH_HIDDEN void scavenge_note_alloc(void);
 MH_HIDDEN void scavenge_all(void);
 
 /* mcentral.c */
-MH_HIDDEN struct mspan *mcentral_cache_span(unsigned sizeclass, struct mcache *c);
+MH_HIDDEN struct mspan *mcentral_cache_span(unsigned sizeclass, struct mcache *c,
+					    struct mspan **spare);
 MH_HIDDEN void mcentral_uncache_span(struct mspan *s);
 MH_HIDDEN void mcentral_remote_event(struct mspan *s, unsigned sizeclass, uint64_t gen);
 

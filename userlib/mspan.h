@@ -57,6 +57,7 @@ enum mspan_list {
 	MSPAN_LIST_FULL,	/* unowned, had none when it was put there */
 	MSPAN_LIST_CACHE_PARTIAL, /* owned, not current, has local frees */
 	MSPAN_LIST_CACHE_FULL,	/* owned, not current, none known */
+	MSPAN_LIST_CACHE_EMPTY,	/* owned, not current, every object free */
 };
 
 #define REMOTE_OWNED	((int64_t)1)	/* a cache owns the span */
@@ -95,7 +96,6 @@ struct mspan {
 	uint8_t sizeclass;	/* small spans: the class; else 0 */
 	uint8_t list;		/* enum mspan_list: mcentral's under its lock,
 				 * the cache's by the owner */
-	uint8_t cache_empty;	/* owned and every object freed locally */
 
 	/* Slow paths only from here on. */
 	uint32_t nelems;	/* objects in the span */
@@ -129,7 +129,7 @@ struct mspan {
 	} bits[] __attribute__((aligned(32)));
 };
 
-_Static_assert(offsetof(struct mspan, cache_empty) < 64,
+_Static_assert(offsetof(struct mspan, list) < 64,
 	       "the fields the fast paths read are in the first cache line");
 
 static inline unsigned mspan_bitmap_words(uint32_t nelems)
