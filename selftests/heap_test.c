@@ -1026,26 +1026,27 @@ static void *first_refill(void *arg)
 	return NULL;
 }
 
+/* Allocates and frees (intptr_t)arg objects of 8 KiB, 8 to a span. */
 static void *make_spans_and_exit(void *arg)
 {
-	enum { N = 256 };
-	void *p[N];
+	int n = (int)(intptr_t)arg;
+	void **p = calloc(n, sizeof(*p));
 
-	(void)arg;
-	for (int i = 0; i < N; i++)
+	for (int i = 0; i < n && p; i++)
 		p[i] = mh_malloc(8192);
-	for (int i = 0; i < N; i++)
+	for (int i = 0; i < n && p; i++)
 		mh_free(p[i]);
+	free(p);
 	return NULL;	/* its empty spans go to the span cache */
 }
 
-TEST(a_refill_takes_spans_cached_for_its_length_in_a_batch_and_fresh_ones_singly)
+TEST(a_refill_takes_spans_cached_for_its_length_in_a_batch_only_when_many_are)
 {
 	const struct size_class *sc = &mh_class[size_to_class(8192)];
 	unsigned by_objects = (MH_BATCH_OBJECTS + sc->nelems - 1) / sc->nelems;
 	unsigned by_bytes = MH_BATCH_BYTES / (sc->npages << MH_PAGE_SHIFT);
 	unsigned batch = by_objects < by_bytes ? by_objects : by_bytes;
-	struct refill_seen fresh = { 0 }, cached = { 0 };
+	struct refill_seen fresh = { 0 }, few = { 0 }, cached = { 0 };
 	pthread_t t;
 
 	ASSERT_GT(batch, 1u);
@@ -1055,12 +1056,21 @@ TEST(a_refill_takes_spans_cached_for_its_length_in_a_batch_and_fresh_ones_singly
 	pthread_join(t, NULL);
 	ASSERT_EQ(0u, fresh.cached_before);
 	EXPECT_EQ(0u, fresh.spares);
-	/* Spans of its length cached: a batch of them in one trip. */
-	ASSERT_EQ(0, pthread_create(&t, NULL, make_spans_and_exit, NULL));
+	/* A few cached: those are left to requests of their length from
+	 * any class and thread. */
+	ASSERT_EQ(0, pthread_create(&t, NULL, make_spans_and_exit, (void *)(intptr_t)32));
+	pthread_join(t, NULL);
+	ASSERT_EQ(0, pthread_create(&t, NULL, first_refill, &few));
+	pthread_join(t, NULL);
+	ASSERT_GE(few.cached_before, batch);
+	ASSERT_LT(few.cached_before, SPARES_CACHED_MIN * batch);
+	EXPECT_EQ(0u, few.spares);
+	/* Many spans of its length cached: a batch of them in one trip. */
+	ASSERT_EQ(0, pthread_create(&t, NULL, make_spans_and_exit, (void *)(intptr_t)1024));
 	pthread_join(t, NULL);
 	ASSERT_EQ(0, pthread_create(&t, NULL, first_refill, &cached));
 	pthread_join(t, NULL);
-	ASSERT_GE(cached.cached_before, batch);
+	ASSERT_GE(cached.cached_before, SPARES_CACHED_MIN * batch);
 	EXPECT_EQ(batch - 1, cached.spares);
 	EXPECT_EQ(cached.cached_before - batch, cached.cached_after);
 }

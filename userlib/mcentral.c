@@ -13,7 +13,7 @@
  *
  * Batches. When the mcentral has no partial span, the cache's refill asks
  * the page heap for a fresh one - and, for classes of few objects per span,
- * for more of the same length while the span cache holds some, all in one
+ * for more of the same length when the span cache holds many, all in one
  * hold of the heap lock (mheap_alloc_small_spans). The cache keeps the
  * spares as empty spans and gives empty spans back in batches too
  * (mcache.c). A thread churning 8 KiB objects (8 to a 64 KiB span) beyond

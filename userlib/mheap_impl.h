@@ -78,11 +78,24 @@ struct page_cache;
 MH_HIDDEN struct mspan *mheap_alloc_span(uintptr_t npages, uintptr_t align_pages,
 					 unsigned sizeclass, enum mspan_state state,
 					 enum span_place place, struct page_cache *pc);
-/* Up to n fresh spans of small-object class sizeclass, made under one hold
- * of the heap lock and chained through their next links (mcentral.c,
- * "batches"); NULL with errno = ENOMEM when not even one could be made. */
+/* Up to n spans of small-object class sizeclass, made under one hold of the
+ * heap lock and chained through their next links (mcentral.c, "batches"):
+ * the first from wherever mheap_alloc_span would take it, the rest only
+ * from the span cache. NULL with errno = ENOMEM when not even one could be
+ * made. */
 MH_HIDDEN struct mspan *mheap_alloc_small_spans(unsigned sizeclass, unsigned n,
 						struct page_cache *pc);
+/*
+ * mheap_alloc_small_spans takes spares only while the span cache holds this
+ * many times as many spans of their length. Churning one size leaves
+ * hundreds there; random sizes up to 32 KiB leave a few per length, and
+ * spares taken from those (for a class the thread may not ask for again
+ * before it gives them back) sent the other thread's spans of that length
+ * to fresh pages: two threads' peak RSS 45.6 -> 48.2 MiB (medians of nine,
+ * up to 64 MiB), 46.0 with this limit, while the 8 KiB churn takes the
+ * heap lock as rarely as without it.
+ */
+#define SPARES_CACHED_MIN	8
 /* Whether such a span would be made of resident pages as things stand:
  * a cached span of its length, or a free run none of whose pages has been
  * released (or never touched). */
