@@ -59,9 +59,11 @@
  * for its length, enough for MH_BATCH_OBJECTS objects within
  * MH_BATCH_BYTES (mcentral.c, "batches"). Two threads churning 8 KiB
  * objects, 524k operations: 114,700 acquisitions of the heap lock, 13-28k
- * of them contended, down to 26,700 and 2-3k. 1 MiB and 64 objects cut
- * them further but raised the peak RSS of random sizes up to 32 KiB by
- * 13% (one thread) and 33% (two), against 4% and 3% here. */
+ * of them contended, down to about 27,000 and 1-4k. Before the limit on
+ * spares (SPARES_CACHED_MIN, mheap_impl.h), 1 MiB and 64 objects raised
+ * the peak RSS of random sizes up to 32 KiB by 13% (one thread) and 33%
+ * (two), 256 KiB and 32 objects by 4% and 3%, with times within the
+ * host's noise of each other (2026-11-23). */
 #define MH_BATCH_BYTES		((size_t)256 << 10)
 #define MH_BATCH_OBJECTS	32
 /* Used-up spans a cache keeps owning, in bytes, all classes together.

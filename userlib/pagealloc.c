@@ -481,12 +481,13 @@ struct pa_result pa_chunk_alloc(uintptr_t base, uintptr_t npages)
 
 void pa_chunk_return(uintptr_t base, uint64_t free)
 {
+	if (!free)	/* nothing taken, perhaps no chunk either */
+		return;
+
 	struct heap_arena *ha = arena_of(base);
 	unsigned page = (unsigned)arena_page(ha, base), w = page / 64;
 	uint64_t m = free << (page % 64), resident = m & ~ha->scav[w];
 
-	if (!free)
-		return;
 	ha->alloc[w] &= ~m;
 	update_sums(ha, page / PA_CHUNK_PAGES, page / PA_CHUNK_PAGES);
 	/* Resident pages among them are the scavenger's to find again. */

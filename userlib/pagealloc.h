@@ -37,7 +37,7 @@ MH_HIDDEN bool pa_alloc_at(uintptr_t base, uintptr_t npages, struct pa_result *r
  * for page i of the chunk); they are marked in use but still count as free
  * pages and keep their scavenged bits. pa_chunk_alloc makes taken pages
  * [base, base + npages) a real allocation (counters and scavenged bits, as
- * pa_alloc); pa_chunk_return gives the taken pages still in free back.
+ * pa_alloc); pa_chunk_return gives the taken pages still in free back (none: a no-op).
  */
 #define PA_CHUNK_TAKE_PAGES	16	/* 128 KiB; pagecache.c says why */
 MH_HIDDEN uintptr_t pa_chunk_take(uint64_t *free);

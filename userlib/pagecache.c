@@ -53,8 +53,7 @@ void page_cache_register(struct page_cache *c)
 
 static void flush(struct page_cache *c)
 {
-	if (c->free)
-		pa_chunk_return(c->base, c->free);
+	pa_chunk_return(c->base, c->free);
 	c->free = 0;
 }
 
