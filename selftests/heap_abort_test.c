@@ -2,7 +2,8 @@
 /*
  * Bad frees abort with one line naming the address, in a child process:
  * double frees (by the owning thread, by another thread, of large objects,
- * through realloc) and invalid frees (foreign, interior and stack pointers).
+ * through realloc, after frees into another heap arena) and invalid frees
+ * (foreign, interior, stack and top-of-address-space pointers).
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -151,6 +152,75 @@ TEST(invalid_free_of_a_stack_pointer)
 	victim = &local;
 	WANT("mheap: invalid free of %#lx", victim);
 	expect_abort(_metadata, free_victim, "stack pointer");
+}
+
+/* A new thread's cache has freed into no heap arena yet: its lookup starts
+ * from a map of nothing, which must send the pointer to the checks. */
+static void *malloc_then_free_victim(void *arg)
+{
+	(void)arg;
+	mh_free(mh_malloc(16));
+	mh_free(victim);
+	return NULL;
+}
+
+static void free_victim_on_a_new_thread(void *arg)
+{
+	pthread_t t;
+
+	(void)arg;
+	pthread_create(&t, NULL, malloc_then_free_victim, NULL);
+	pthread_join(t, NULL);
+}
+
+TEST(invalid_free_of_a_pointer_in_the_top_arena_of_the_address_space)
+{
+	victim = (void *)((uintptr_t)0 - 4096);
+	WANT("mheap: invalid free of %#lx", victim);
+	expect_abort(_metadata, free_victim, "top arena");
+	expect_abort(_metadata, free_victim_on_a_new_thread, "top arena, new thread");
+}
+
+/* Objects of two heap arenas, freed turn about: each free moves the
+ * cache's arena (mcache_span_of), and must still find the right span. */
+static void *arena_a[2], *arena_b;
+
+static void free_across_arenas_then_twice(void *arg)
+{
+	(void)arg;
+	mh_free(arena_a[0]);
+	mh_free(arena_b);
+	mh_free(arena_a[1]);
+	mh_free(arena_b);
+}
+
+TEST(double_free_after_a_free_into_another_heap_arena)
+{
+	size_t cap = 4096, n = 0;
+	void **objs = calloc(cap, sizeof(*objs));
+	uintptr_t first;
+
+	ASSERT_NE(NULL, objs);
+	objs[n++] = mh_malloc(32768);
+	ASSERT_NE(NULL, objs[0]);
+	first = (uintptr_t)objs[0] >> MH_ARENA_SHIFT;
+	/* 32 KiB objects until one lies in another arena (at most 64 MiB). */
+	while (n < cap) {
+		objs[n] = mh_malloc(32768);
+		ASSERT_NE(NULL, objs[n]);
+		if ((uintptr_t)objs[n++] >> MH_ARENA_SHIFT != first)
+			break;
+	}
+	ASSERT_LT(n, cap);
+	ASSERT_GT(n, 2);
+	arena_a[0] = objs[0];
+	arena_a[1] = objs[1];
+	arena_b = objs[n - 1];
+	WANT("mheap: double free of %#lx", arena_b);
+	expect_abort(_metadata, free_across_arenas_then_twice, "two arenas");
+	while (n)
+		mh_free(objs[--n]);
+	free(objs);
 }
 
 TEST(invalid_free_inside_an_object)

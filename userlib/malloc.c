@@ -359,12 +359,12 @@ void mh_free(void *ptr)
 		goto slow;
 	/* Frees come in runs into the same span (LIFO, a structure torn
 	 * down): the cache remembers the owned span of the last free and
-	 * skips the arena-map walk when p falls in it again. */
+	 * skips the lookup when p falls in it again. */
 	s = c->last_free_span;
 	if (unlikely(p - s->base >= s->npages << MH_PAGE_SHIFT)) {
 		/* Only small spans have owners; NULL and foreign pointers
 		 * find no span. */
-		s = span_of(p);
+		s = mcache_span_of(c, p);
 		if (unlikely(!s || LOAD_RELAXED(&s->owner) != c))
 			goto slow;
 		c->last_free_span = s;

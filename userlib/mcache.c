@@ -10,6 +10,9 @@
 
 __thread struct mcache *mh_tls_cache;
 struct mspan mh_empty_span;
+/* Never written: zero-filled, it costs no memory until a stray pointer in
+ * the top arena of the address space makes a free read it. */
+struct mspan *mh_no_spans[MH_PAGES_PER_ARENA];
 uint64_t mh_dead_nmalloc[MH_NUM_CLASSES];
 uint64_t mh_dead_nfree[MH_NUM_CLASSES];
 mh_lock_t mh_caches_lock = MH_LOCK_INIT;
@@ -260,6 +263,9 @@ struct mcache *mcache_create(void)
 	for (unsigned cls = 1; cls < MH_NUM_CLASSES; cls++)
 		set_current(c, cls, &mh_empty_span);
 	c->last_free_span = &mh_empty_span;
+	/* Arenas are aligned, so no heap pointer is in the top one. */
+	c->free_arena_base = (uintptr_t)0 - MH_ARENA_SIZE;
+	c->free_arena_spans = mh_no_spans;
 	mh_lock(&mh_caches_lock);
 	c->next = mh_caches;
 	if (mh_caches)

@@ -36,6 +36,7 @@
 #ifndef MHEAP_MCACHE_H
 #define MHEAP_MCACHE_H
 
+#include "arenamap.h"
 #include "mspan.h"
 #include "pagecache.h"
 #include "sizeclass.h"
@@ -120,6 +121,14 @@ struct mcache {
 	/* The owned span the last free went to; &mh_empty_span (no pages)
 	 * whenever a span leaves this cache (disown). */
 	struct mspan *last_free_span;
+	/* The heap arena of the last free that missed last_free_span: its
+	 * base and page-to-span map (heap arenas live as long as the
+	 * process, so this never goes stale). A free inside it finds its
+	 * span with one load instead of two dependent ones through the
+	 * arena map (mcache_span_of). Before the first such free, a base
+	 * no pointer of the heap has and a map of NULLs (mh_no_spans). */
+	uintptr_t free_arena_base;
+	struct mspan *const *free_arena_spans;
 	size_t empty_bytes;		/* bytes in owned, entirely free spans */
 	size_t full_bytes;		/* bytes in spans on the full lists */
 	struct mcache *next, *prev;	/* all caches, under caches_lock */
@@ -141,6 +150,31 @@ static inline uint64_t mcache_nmalloc(struct mcache *c, unsigned cls)
 }
 
 MH_HIDDEN extern struct mspan mh_empty_span;
+MH_HIDDEN extern struct mspan *mh_no_spans[MH_PAGES_PER_ARENA];
+
+/* The span holding page p, or NULL for a free page or a pointer outside
+ * the heap: span_of through the arena of the cache's last free. Frees
+ * land in the same arena but rarely in the same span one after another
+ * (random order, a structure torn down), and the arena map's walk is the
+ * longest chain of dependent loads a free has. 16 B objects freed in
+ * random order, TSC cycles per free (means over 200 rounds of 4096,
+ * medians of five runs): 21.1 -> 18.8; 256 B 27.8 -> 25.9; LIFO order
+ * unchanged (13.2 -> 12.8), as there the last-free span answers. */
+static inline struct mspan *mcache_span_of(struct mcache *c, uintptr_t p)
+{
+	uintptr_t off = p - c->free_arena_base;
+
+	if (unlikely(off >= MH_ARENA_SIZE)) {
+		struct heap_arena *ha = arena_of(p);
+
+		if (!ha)
+			return NULL;
+		c->free_arena_base = ha->base;
+		c->free_arena_spans = ha->spans;
+		off = p - ha->base;
+	}
+	return LOAD_RELAXED(&c->free_arena_spans[off >> MH_PAGE_SHIFT]);
+}
 
 MH_HIDDEN struct mcache *mcache_create(void);
 
