@@ -263,7 +263,8 @@ struct mcache *mcache_create(void)
 	for (unsigned cls = 1; cls < MH_NUM_CLASSES; cls++)
 		set_current(c, cls, &mh_empty_span);
 	c->last_free_span = &mh_empty_span;
-	/* Arenas are aligned, so no heap pointer is in the top one. */
+	/* Heap pointers lie below 1 << MH_ADDR_BITS: none is in the top
+	 * arena of the address space. */
 	c->free_arena_base = (uintptr_t)0 - MH_ARENA_SIZE;
 	c->free_arena_spans = mh_no_spans;
 	mh_lock(&mh_caches_lock);
