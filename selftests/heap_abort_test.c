@@ -56,6 +56,15 @@ TEST(double_free_of_a_large_object)
 	expect_abort(_metadata, free_twice, "large");
 }
 
+/* Run fn(arg) on a thread of its own and wait for it. */
+static void on_a_new_thread(void *(*fn)(void *), void *arg)
+{
+	pthread_t t;
+
+	pthread_create(&t, NULL, fn, arg);
+	pthread_join(t, NULL);
+}
+
 static void *free_it(void *p)
 {
 	mh_free(p);
@@ -64,23 +73,17 @@ static void *free_it(void *p)
 
 static void free_twice_remote(void *arg)
 {
-	pthread_t t;
-
 	(void)arg;
 	/* This thread's cache owns the span; the other thread frees first. */
-	pthread_create(&t, NULL, free_it, victim);
-	pthread_join(t, NULL);
+	on_a_new_thread(free_it, victim);
 	mh_free(victim);
 }
 
 static void free_here_then_remote(void *arg)
 {
-	pthread_t t;
-
 	(void)arg;
 	mh_free(victim);
-	pthread_create(&t, NULL, free_it, victim);
-	pthread_join(t, NULL);
+	on_a_new_thread(free_it, victim);
 }
 
 TEST(double_free_across_threads)
@@ -166,11 +169,8 @@ static void *malloc_then_free_victim(void *arg)
 
 static void free_victim_on_a_new_thread(void *arg)
 {
-	pthread_t t;
-
 	(void)arg;
-	pthread_create(&t, NULL, malloc_then_free_victim, NULL);
-	pthread_join(t, NULL);
+	on_a_new_thread(malloc_then_free_victim, NULL);
 }
 
 TEST(invalid_free_of_a_pointer_in_the_top_arena_of_the_address_space)
