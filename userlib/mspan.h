@@ -86,7 +86,7 @@ struct mspan {
 	uintptr_t base;		/* first byte */
 	uintptr_t npages;	/* length in pages */
 	struct mcache *owner;	/* the cache allocating from it, or NULL */
-	uint32_t elemsize;	/* object size; large: npages * page size */
+	uint32_t elemsize;	/* small spans: the object size; else 0 */
 	uint32_t divmul;	/* object index = offset * divmul >> 32 */
 	uint32_t freeindex;	/* next object to look at; peeked at by freers */
 	uint32_t notify_in;	/* the owner's frees left until the one that
