@@ -224,8 +224,7 @@ void *mh_aligned_alloc(size_t align, size_t size)
 /* The span of p, checked: p must be the start of an allocated object. */
 static inline __attribute__((always_inline)) struct mspan *checked_span(uintptr_t p, uint32_t *idx_out, const char *what)
 {
-	struct heap_arena *ha = arena_of(p);
-	struct mspan *s = ha ? LOAD_RELAXED(&ha->spans[arena_page(ha, p)]) : NULL;
+	struct mspan *s = span_of(p);
 
 	if (unlikely(!s))
 		bad_pointer(p, what);
@@ -377,8 +376,7 @@ slow:	/* Anything odd about p ends there, which names the error. */
 
 size_t mh_usable_size(const void *ptr)
 {
-	struct heap_arena *ha = arena_of((uintptr_t)ptr);
-	struct mspan *s = ha ? LOAD_RELAXED(&ha->spans[arena_page(ha, (uintptr_t)ptr)]) : NULL;
+	struct mspan *s = span_of((uintptr_t)ptr);
 
 	if (!s)
 		return 0;

@@ -152,7 +152,7 @@ static inline uint64_t mcache_nmalloc(struct mcache *c, unsigned cls)
 MH_HIDDEN extern struct mspan mh_empty_span;
 MH_HIDDEN extern struct mspan *mh_no_spans[MH_PAGES_PER_ARENA];
 
-/* The span holding page p, or NULL for a free page or a pointer outside
+/* The span holding p, or NULL for a free page or a pointer outside
  * the heap: span_of through the arena of the cache's last lookup. Frees
  * that miss the last-free span (random order, objects of many sizes) still
  * land in the same heap arena nearly always, and the arena map's walk is
