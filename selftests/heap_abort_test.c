@@ -56,12 +56,18 @@ TEST(double_free_of_a_large_object)
 	expect_abort(_metadata, free_twice, "large");
 }
 
-/* Run fn(arg) on a thread of its own and wait for it. */
+/* Run fn(arg) on a thread of its own and wait for it. Runs in the child:
+ * a thread that cannot start ends it with a status and a line that
+ * expect_abort reports, never with a join of an unset handle. */
 static void on_a_new_thread(void *(*fn)(void *), void *arg)
 {
 	pthread_t t;
+	int err = pthread_create(&t, NULL, fn, arg);
 
-	pthread_create(&t, NULL, fn, arg);
+	if (err) {
+		fprintf(stderr, "pthread_create: %s\n", strerror(err));
+		_exit(2);
+	}
 	pthread_join(t, NULL);
 }
 

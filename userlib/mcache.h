@@ -152,14 +152,14 @@ static inline uint64_t mcache_nmalloc(struct mcache *c, unsigned cls)
 MH_HIDDEN extern struct mspan mh_empty_span;
 MH_HIDDEN extern struct mspan *mh_no_spans[MH_PAGES_PER_ARENA];
 
-/* The span holding p, or NULL for a free page or a pointer outside
- * the heap: span_of through the arena of the cache's last lookup. Frees
- * that miss the last-free span (random order, objects of many sizes) still
- * land in the same heap arena nearly always, and the arena map's walk is
- * the longest chain of dependent loads such a free has. 16 B objects freed in
- * random order, TSC cycles per free (means over 200 rounds of 4096,
- * medians of five runs, 2026-11-23): 21.1 -> 18.8; 256 B 27.8 -> 25.9; LIFO order
- * unchanged (13.2 -> 12.8), as there the last-free span answers. */
+/* The span holding p, or NULL for a free page or a pointer outside the
+ * heap: span_of through the arena of the cache's last lookup. Frees that
+ * miss the last-free span (random order, objects of many sizes) still land
+ * in the same heap arena nearly always, and the arena map's walk is the
+ * longest chain of dependent loads such a free has. TSC cycles per free
+ * (means over 200 rounds of 4096 objects, medians of five runs,
+ * 2026-11-23), random order: 16 B 21.1 -> 18.8, 256 B 27.8 -> 25.9; LIFO
+ * order unchanged (13.2 -> 12.8), as there the last-free span answers. */
 static inline struct mspan *mcache_span_of(struct mcache *c, uintptr_t p)
 {
 	uintptr_t off = p - c->free_arena_base;
