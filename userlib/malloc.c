@@ -493,5 +493,4 @@ MH_STANDARD_NAME(cfree, mh_free);
 MH_STANDARD_NAME(calloc, mh_calloc);
 MH_STANDARD_NAME(realloc, mh_realloc);
 MH_STANDARD_NAME(aligned_alloc, mh_aligned_alloc);
-MH_STANDARD_NAME(memalign, mh_aligned_alloc);
 #endif

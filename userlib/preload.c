@@ -3,12 +3,14 @@
  * The malloc family under its standard names, for LD_PRELOAD=libmheap.so:
  * the functions whose contract differs from every mh_* function's. Those
  * with the same contract (malloc, free, cfree, calloc, realloc,
- * aligned_alloc, memalign) are aliases at the end of malloc.c. Only the
+ * aligned_alloc) are aliases at the end of malloc.c. Each follows glibc's
+ * documented behaviour; selftests/preload_test.c compares them case by case. Only the
  * shared object contains these names; programs that link libmheap.a keep
  * their libc malloc and call mh_* explicitly.
  */
 #include <errno.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -49,11 +51,33 @@ EXPORT void *valloc(size_t size)
 	return mh_aligned_alloc((size_t)sysconf(_SC_PAGESIZE), size);
 }
 
+/* The size rounded up to whole pages, one page for 0; a size within a page
+ * of SIZE_MAX cannot be rounded and fails as glibc's does (ENOMEM). */
 EXPORT void *pvalloc(size_t size)
 {
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	size_t page = (size_t)sysconf(_SC_PAGESIZE), rounded;
 
-	return mh_aligned_alloc(page, ALIGN_UP(size, page));
+	if (__builtin_add_overflow(size, page - 1, &rounded)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	rounded = ALIGN_DOWN(rounded, page);
+	return mh_aligned_alloc(page, rounded ? rounded : page);
+}
+
+/* As glibc: an alignment that is not a power of two is rounded up to one (0
+ * gives malloc's alignment); one above the largest power of two is EINVAL. */
+EXPORT void *memalign(size_t align, size_t size)
+{
+	if (align > SIZE_MAX / 2 + 1) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (align <= 1)
+		align = 1;
+	else if (!IS_POW2(align))	/* the next power of two: 24 -> 32 */
+		align = (size_t)2 << (63 - __builtin_clzl(align - 1));
+	return mh_aligned_alloc(align, size);
 }
 
 EXPORT size_t malloc_usable_size(void *p)
