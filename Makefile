@@ -55,7 +55,7 @@ SO_OBJS    := $(filter-out $(BUILD)/obj/malloc.o,$(LIB_OBJS)) $(PRELOAD_OBJS)
 FAULT_BENCH := $(BUILD)/bench/fault_bench
 
 .PHONY: all deps lib module check vmtest demo demo-vm bench bench-quick bench-vm bench-faults selftests \
-	checkpatch module-w1 module-w1-tap bench-smoke-tap vmtest-run clean \
+	checkpatch module-w1 module-w1-tap archive-tap bench-smoke-tap vmtest-run clean \
 	modules_install install
 
 all: lib module
@@ -91,7 +91,18 @@ $(BUILD)/obj/malloc-preload.o: $(TOP)/userlib/malloc.c $(LIB_HDRS) | $(DEPS_STAM
 	@mkdir -p $(dir $@)
 	$(CC) $(LIB_CFLAGS) -DMH_PRELOAD -c $< -o $@
 
-$(BUILD)/libmheap.a: $(LIB_OBJS)
+# The archive holds one object: every library object linked into one (-r),
+# then every hidden symbol made local. Hidden visibility alone does not keep
+# a static link from seeing the library's internal names (sys_alloc,
+# pa_free, ...), which would clash with a program's own; after
+# --localize-hidden only the default-visibility functions of mheap.h (mh_*)
+# are global. tools/archive-tap.sh checks it.
+$(BUILD)/obj/libmheap.o: $(LIB_OBJS)
+	$(CC) -r -nostdlib -o $@.tmp $^
+	objcopy --localize-hidden $@.tmp $@
+	@rm -f $@.tmp
+
+$(BUILD)/libmheap.a: $(BUILD)/obj/libmheap.o
 	@rm -f $@
 	ar rcs $@ $^
 
@@ -169,6 +180,7 @@ check: all selftests
 	-$(MAKE) --no-print-directory vmtest-run
 	-$(MAKE) --no-print-directory checkpatch
 	-$(MAKE) --no-print-directory module-w1-tap
+	-$(MAKE) --no-print-directory archive-tap
 	-$(MAKE) --no-print-directory bench-smoke-tap
 	@$(TOP)/tools/tap-summary.sh $(LOGS)
 
@@ -192,6 +204,12 @@ module-w1-tap:
 		grep -E 'warning:|error:' $(LOGS)/module-w1.log; \
 		echo "not ok 1 module builds clean with W=1" > $(LOGS)/module-w1.tap; \
 	fi; cat $(LOGS)/module-w1.tap
+
+# What libmheap.a shows a program that links it: only mh_* (tools/archive-tap.sh).
+archive-tap: $(BUILD)/libmheap.a
+	@mkdir -p $(LOGS)
+	@$(TOP)/tools/archive-tap.sh $< $(TOP) $(BUILD)/archive-tap > $(LOGS)/archive.tap; \
+	cat $(LOGS)/archive.tap
 
 # Every benchmark once, asserting only that each produced numbers.
 bench-smoke-tap:
@@ -265,4 +283,4 @@ bench-vm: module $(FAULT_BENCH)
 clean:
 	-$(MAKE) -C $(KDIR) M=$(TOP) clean
 	rm -rf $(BUILD)/obj $(BUILD)/selftests $(BUILD)/logs $(BUILD)/vm \
-		$(BUILD)/libmheap.* $(BUILD)/demo
+		$(BUILD)/libmheap.* $(BUILD)/demo $(BUILD)/archive-tap

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# TAP checks of what libmheap.a shows a program that links it:
+#   archive-tap.sh LIBMHEAP_A TOP WORKDIR
+# 1. it defines no global symbol but mh_*;
+# 2. those are exactly the MHEAP_API functions of userlib/include/mheap.h;
+# 3. tools/archive_clash.c, which defines names the library uses internally
+#    (sys_alloc, pa_free, fault_backend, ...) with other types, links with it
+#    and runs;
+# 4. the library's constructors and destructors run in it (MHEAP_STATS=1
+#    prints the statistics at exit).
+set -u
+lib=$1 top=$2 work=$3
+mkdir -p "$work"
+n=0
+result() {	# result STATUS DESCRIPTION [DETAILS]: DETAILS as comments on failure
+	n=$((n + 1))
+	if [ "$1" -eq 0 ]; then
+		echo "ok $n $2"
+	else
+		[ -n "${3:-}" ] && sed 's/^/# /' <<<"$3"
+		echo "not ok $n $2"
+	fi
+}
+
+exported=$(nm -g --defined-only "$lib" | awk 'NF == 3 { print $3 }' | sort -u)
+others=$(grep -v '^mh_' <<<"$exported")
+result "$([ -n "$exported" ] && [ -z "$others" ]; echo $?)" "libmheap.a exports only mh_*" \
+	"$(head -20 <<<"$others")"
+
+declared=$(grep -o 'MHEAP_API[^(]*(' "$top/userlib/include/mheap.h" |
+	grep -o 'mh_[a-z0-9_]*($' | tr -d '(' | sort -u)
+diff=$(diff <(echo "$declared") <(echo "$exported"))
+result "$([ -z "$diff" ]; echo $?)" "libmheap.a exports the MHEAP_API functions of mheap.h, no more" \
+	"$diff"
+
+exe=$work/archive_clash
+rm -f "$exe"
+gcc -std=gnu11 -Wall -Wextra -Werror -O2 -I"$top/userlib/include" -o "$exe" \
+	"$top/tools/archive_clash.c" "$lib" -pthread > "$work/archive_clash.log" 2>&1 &&
+	"$exe" >> "$work/archive_clash.log" 2>&1
+result $? "a program defining sys_alloc, pa_free, fault_backend, ... links with libmheap.a and runs" \
+	"$(tail -5 "$work/archive_clash.log")"
+
+desc="libmheap.a's constructors and destructors run (MHEAP_STATS=1)"
+if [ -x "$exe" ]; then
+	out=$(MHEAP_STATS=1 "$exe" 2>&1)
+	result "$(grep -q mallocs <<<"$out"; echo $?)" "$desc" "$out"
+else
+	n=$((n + 1))
+	echo "ok $n $desc # SKIP the program did not build"
+fi
