@@ -259,7 +259,8 @@ FIXTURE_SETUP(wrappers)
 		SKIP(return, "%s", why);
 	ASSERT_EQ(PAGE, sysconf(_SC_PAGESIZE));
 	libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
-	ASSERT_NE(NULL, libc) TH_LOG("dlopen libc.so.6: %s", dlerror());
+	if (!libc)
+		SKIP(return, "no shared glibc in this process to compare with (static build)");
 	ASSERT_TRUE(load_family(libc, &self->glibc));
 	self->lib = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
 	ASSERT_NE(NULL, self->lib) TH_LOG("dlopen: %s", dlerror());
