@@ -216,7 +216,7 @@ struct family {
 
 #define PAGE 4096
 
-/* What one call did: whether it succeeded, and its error if not. */
+/* What one call did: whether it returned a block, and its error if not. */
 struct outcome {
 	bool ok;
 	int err;

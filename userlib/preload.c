@@ -3,8 +3,8 @@
  * The malloc family under its standard names, for LD_PRELOAD=libmheap.so:
  * the functions whose contract differs from every mh_* function's. Those
  * with the same contract (malloc, free, cfree, calloc, realloc,
- * aligned_alloc) are aliases at the end of malloc.c. Each follows glibc's
- * documented behaviour; selftests/preload_test.c compares them case by case. Only the
+ * aligned_alloc) are aliases at the end of malloc.c. Each behaves as
+ * glibc's (selftests/preload_test.c compares them case by case). Only the
  * shared object contains these names; programs that link libmheap.a keep
  * their libc malloc and call mh_* explicitly.
  */

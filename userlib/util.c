@@ -174,6 +174,7 @@ uint64_t mh_env_u64(const char *name, uint64_t def)
 	return v ? env_number(e, v) : def;
 }
 
+/* Every variable checked when the program starts (see env_vars). */
 __attribute__((constructor)) static void env_check_all(void)
 {
 	for (size_t i = 0; i < ENV_VARS; i++)
