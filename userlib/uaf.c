@@ -6,11 +6,29 @@
  * use-after-free" and names the address, the kind of access, the chunk, the
  * arena and how long ago it was freed, then restores the default action and
  * re-raises: the process dies of SIGSEGV as it would have, and core dumps
- * still work. Any other fault goes to the handler installed before ours, or
- * to the default action.
+ * still work.
+ *
+ * Only a fault can be a use-after-free: a SIGSEGV with si_code <= 0 was
+ * sent (kill, raise, sigqueue, tgkill) and its si_addr is no address at all
+ * (it overlaps the sender's pid and uid). Every SIGSEGV that is not ours is
+ * handled as the disposition installed before ours would have handled it,
+ * and ours stays installed, so later use-after-free is still reported:
+ *  - SIG_IGN: a sent signal is dropped; a fault kills anyway, as the kernel
+ *    forces it;
+ *  - SIG_DFL (or SIG_IGN for a fault): the default action is restored and
+ *    the fault taken again on return, or the sent signal raised again;
+ *  - a handler: called as the kernel would call it, with its sa_mask (and
+ *    the signal, unless SA_NODEFER) blocked around the call, with the
+ *    siginfo and context we were given when SA_SIGINFO; SA_RESETHAND makes
+ *    it default for every later SIGSEGV, as it would have been; SA_RESTART
+ *    is taken over into our own flags when installing.
+ * SIG_DFL and SIG_IGN are checked before SA_SIGINFO, since sa_handler and
+ * sa_sigaction share their storage. A handler the program installs after
+ * ours replaces ours, and mheap is not called at all.
  *
  * Everything here is async-signal-safe: the line is formatted by hand into
- * a stack buffer and written with one write(2).
+ * a stack buffer and written with one write(2); signal state is changed
+ * with sigaction, pthread_sigmask and raise only.
  */
 #define _GNU_SOURCE
 #include <signal.h>
@@ -24,7 +42,8 @@
 
 uint64_t uaf_faults_caught;
 
-static struct sigaction previous;
+static struct sigaction previous;	/* the disposition ours replaced */
+static int previous_spent;		/* its SA_RESETHAND has taken effect */
 static int installed;
 
 struct line {
@@ -76,55 +95,111 @@ static bool is_write(void *ctx)
 #endif
 }
 
+/* "read of 0x...", "write to 0x...". */
+static void put_access(struct line *l, uintptr_t addr, void *ctx)
+{
+	put_str(l, is_write(ctx) ? "write to " : "read of ");
+	put_num(l, addr, 16);
+}
+
+/* "arena #7, chunk [0x..., 0x...)". */
+static void put_chunk(struct line *l, const struct arena_chunk *c)
+{
+	put_str(l, "arena #");
+	put_num(l, c->arena_id, 10);
+	put_str(l, c->large ? ", large chunk [" : ", chunk [");
+	put_num(l, c->base, 16);
+	put_str(l, ", ");
+	put_num(l, c->limit, 16);
+	put_str(l, ")");
+}
+
+static void put_backend(struct line *l)
+{
+	put_str(l, " (");
+	put_str(l, mh_backend_name());
+	put_str(l, " backend)\n");
+}
+
+static void set_default(int sig)
+{
+	struct sigaction sa = { .sa_handler = SIG_DFL };
+
+	sigaction(sig, &sa, NULL);
+}
+
+/* Die of sig as without us: default action, then the signal again (blocked
+ * while we run, delivered as we return), so that core dumps still work. */
+static void die_of(int sig)
+{
+	set_default(sig);
+	raise(sig);
+}
+
+/* Handle a SIGSEGV that is not ours as the previous disposition would. */
 static void pass_on(int sig, siginfo_t *si, void *ctx)
 {
-	if (previous.sa_flags & SA_SIGINFO) {
-		previous.sa_sigaction(sig, si, ctx);
-	} else if (previous.sa_handler != SIG_DFL && previous.sa_handler != SIG_IGN) {
-		previous.sa_handler(sig);
-	} else {
-		/* Default (or an ignored SIGSEGV, which cannot be ignored
-		 * for a real fault): die as without us; the faulting
-		 * instruction runs again on return. */
-		signal(sig, SIG_DFL);
+	bool fault = si->si_code > 0;
+	void (*handler)(int) = previous.sa_handler;
+	sigset_t mask, saved;
+
+	/* The first delivery spends a one-shot handler; default after it. */
+	if (handler != SIG_DFL && handler != SIG_IGN && (previous.sa_flags & SA_RESETHAND) &&
+	    __atomic_exchange_n(&previous_spent, 1, __ATOMIC_ACQ_REL))
+		handler = SIG_DFL;
+	if (handler == SIG_IGN && !fault)
+		return;
+	if (handler == SIG_DFL || handler == SIG_IGN) {
+		/* A fault happens again as we return, then under the default
+		 * action (which a fault also gets past SIG_IGN). */
+		if (fault)
+			set_default(sig);
+		else
+			die_of(sig);
+		return;
 	}
+
+	/* The mask the kernel would have given it: the interrupted context's
+	 * plus its sa_mask, and sig unless SA_NODEFER. From the context, not
+	 * from our own mask, which a sanitizer's wrapper may have filled. */
+	mask = ((ucontext_t *)ctx)->uc_sigmask;
+	sigorset(&mask, &mask, &previous.sa_mask);
+	if (!(previous.sa_flags & SA_NODEFER))
+		sigaddset(&mask, sig);
+	pthread_sigmask(SIG_SETMASK, &mask, &saved);
+	if (previous.sa_flags & SA_SIGINFO)
+		previous.sa_sigaction(sig, si, ctx);
+	else
+		handler(sig);
+	pthread_sigmask(SIG_SETMASK, &saved, NULL);
 }
 
 static void on_segv(int sig, siginfo_t *si, void *ctx)
 {
 	uintptr_t addr = (uintptr_t)si->si_addr;
-	struct mspan *s = span_of(addr);
+	struct mspan *s = si->si_code > 0 ? span_of(addr) : NULL;
 	struct arena_chunk *c = s && LOAD_RELAXED(&s->state) == MSPAN_CHUNK ?
 				LOAD_ACQUIRE(&s->chunk_data) : NULL;
+	uint8_t state = c ? LOAD_ACQUIRE(&c->state) : 0;
+	struct line l = { .n = 0 };
 
-	if (!c || LOAD_ACQUIRE(&c->state) != CHUNK_QUARANTINED) {
+	if (state == CHUNK_QUARANTINED) {
+		__atomic_add_fetch(&uaf_faults_caught, 1, __ATOMIC_RELAXED);
+		put_str(&l, "mheap: use-after-free: ");
+		put_access(&l, addr, ctx);
+		put_str(&l, " in freed ");
+		put_chunk(&l, c);
+		put_str(&l, ", freed ");
+		put_ms(&l, mh_nanotime() - c->freed_ns);
+		put_str(&l, " ms ago");
+	} else {
 		pass_on(sig, si, ctx);
 		return;
 	}
-	__atomic_add_fetch(&uaf_faults_caught, 1, __ATOMIC_RELAXED);
-
-	struct line l = { .n = 0 };
-	put_str(&l, "mheap: use-after-free: ");
-	put_str(&l, is_write(ctx) ? "write to " : "read of ");
-	put_num(&l, addr, 16);
-	put_str(&l, " in freed arena #");
-	put_num(&l, c->arena_id, 10);
-	put_str(&l, c->large ? ", large chunk [" : ", chunk [");
-	put_num(&l, c->base, 16);
-	put_str(&l, ", ");
-	put_num(&l, c->limit, 16);
-	put_str(&l, "), freed ");
-	put_ms(&l, mh_nanotime() - c->freed_ns);
-	put_str(&l, " ms ago (");
-	put_str(&l, mh_backend_name());
-	put_str(&l, " backend)\n");
+	put_backend(&l);
 	if (write(STDERR_FILENO, l.buf, l.n) < 0)
 		l.n = 0;
-
-	/* Die of SIGSEGV as usual: default action, then the signal again
-	 * (blocked while we run, delivered as we return). */
-	signal(SIGSEGV, SIG_DFL);
-	raise(SIGSEGV);
+	die_of(SIGSEGV);
 }
 
 void uaf_install(void)
@@ -141,6 +216,14 @@ void uaf_install(void)
 		sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
 		sigemptyset(&sa.sa_mask);
 		sigaction(SIGSEGV, &sa, &previous);
+		/* Whether a system call interrupted by a sent SIGSEGV restarts
+		 * is the previous disposition's choice: ignoring or a handler
+		 * with SA_RESTART (the default action kills anyway). */
+		if (previous.sa_handler == SIG_IGN || previous.sa_handler == SIG_DFL ||
+		    (previous.sa_flags & SA_RESTART)) {
+			sa.sa_flags |= SA_RESTART;
+			sigaction(SIGSEGV, &sa, NULL);
+		}
 		STORE_RELEASE(&installed, 1);
 	}
 	mh_unlock(&lock);
