@@ -20,7 +20,9 @@
  *  - page faults racing with FAULT and RELEASE from other threads;
  *  - every argument checked, and 100k random commands leave the kernel log
  *    clean and the module working;
- *  - the library's kmod backend on top: io_uring or ioctl, fork, EDQUOT;
+ *  - the library's kmod backend on top: io_uring or ioctl, fork (a child
+ *    touching an arena that was live in the parent gets a one-line report
+ *    and dies of SIGSEGV), EDQUOT;
  *  - unloading waits for the last mapping; after reload the counters are 0.
  */
 #define _GNU_SOURCE
@@ -54,6 +56,7 @@
 
 #include "mheap.h"
 #include "arena.h"
+#include "arenamap.h"
 #include "fault.h"
 
 /* The ioctl fails with exactly this errno. */
@@ -1897,6 +1900,155 @@ TEST_F(lib, a_forked_child_keeps_its_heap_mapped)
 	/* The parent's arena is untouched by all that. */
 	EXPECT_STREQ("live", forked.live);
 	mh_arena_free(forked.live_arena);
+	mh_quarantine_release();
+}
+
+/*
+ * Arenas live at fork, touched in the child with mheap's own handler: the
+ * report names the access, the arena and the chunk, and says why.
+ */
+static struct {
+	char *p;
+	bool write;
+	bool free_first;	/* the child frees the arena before touching it */
+	bool grandchild;	/* ... or forks again and the grandchild touches */
+	mh_arena *arena;
+} lost;
+
+static void touch_lost(void *arg)
+{
+	(void)arg;
+	if (lost.free_first)
+		mh_arena_free(lost.arena);
+	if (lost.write)
+		*lost.p = 1;
+	else
+		*(volatile char *)lost.p;
+	_exit(0);
+}
+
+static void touch_lost_in_grandchild(void *arg)
+{
+	struct child_result r;
+
+	run_child(touch_lost, arg, &r);
+	/* Pass on how the grandchild ended, and what it said. */
+	if (write(STDERR_FILENO, r.err, strlen(r.err)) < 0 || !died_of(&r, SIGSEGV))
+		_exit(20);
+	signal(SIGSEGV, SIG_DFL);
+	raise(SIGSEGV);
+}
+
+/* The line a child must print for an access to p, a chunk of the parent. */
+static void lost_line(char *buf, size_t size, const char *p, bool write)
+{
+	const struct mspan *s = span_of((uintptr_t)p);
+	const struct arena_chunk *c = s ? s->chunk_data : NULL;
+
+	if (!c) {
+		snprintf(buf, size, "(%p is in no chunk)", (const void *)p);
+		return;
+	}
+	snprintf(buf, size,
+		 "mheap: arena memory lost in fork: %s %#lx in arena #%llu, %schunk [%#lx, %#lx), "
+		 "live in the parent: " DEV_PATH " memory is not inherited across fork "
+		 "(kmod backend)\n",
+		 write ? "write to" : "read of", (unsigned long)(uintptr_t)p,
+		 (unsigned long long)c->arena_id, c->large ? "large " : "", (unsigned long)c->base,
+		 (unsigned long)c->limit);
+}
+
+FIXTURE(lost) {
+	struct arena_config cfg;
+	mh_arena *arena;
+	char *p;
+};
+
+FIXTURE_VARIANT(lost) {
+	bool write;
+	bool grandchild;
+};
+
+FIXTURE_VARIANT_ADD(lost, read) { .write = false };
+FIXTURE_VARIANT_ADD(lost, write) { .write = true };
+FIXTURE_VARIANT_ADD(lost, read_in_grandchild) { .write = false, .grandchild = true };
+
+FIXTURE_SETUP(lost)
+{
+	self->arena = NULL;
+	if (!device_present())
+		SKIP_SETUP(NO_DEVICE);
+	ASSERT_NE(NULL, fault_backend_select("kmod"));
+	arena_config_get(&self->cfg);
+	self->cfg.reuse = false;
+	arena_configure(&self->cfg);
+	self->arena = mh_arena_new();
+	ASSERT_NE(NULL, self->arena);
+	self->p = mh_arena_alloc(self->arena, 4096, 0);
+	ASSERT_NE(NULL, self->p);
+	strcpy(self->p + 100, "live in the parent");
+	memset(&lost, 0, sizeof(lost));
+	lost.p = self->p + 100;
+	lost.write = variant->write;
+	lost.grandchild = variant->grandchild;
+	lost.arena = self->arena;
+}
+
+FIXTURE_TEARDOWN(lost)
+{
+	if (self->arena) {
+		mh_arena_free(self->arena);
+		mh_quarantine_release();
+	}
+}
+
+static void run_lost(struct child_result *r)
+{
+	run_child(lost.grandchild ? touch_lost_in_grandchild : touch_lost, NULL, r);
+}
+
+TEST_F(lost, a_forked_child_touching_a_live_arena_gets_a_report_and_dies)
+{
+	struct child_result r;
+	char want[512];
+	RETURN_IF_SETUP_SKIPPED();
+
+	lost_line(want, sizeof(want), lost.p, lost.write);
+	run_lost(&r);
+	EXPECT_TRUE(died_of(&r, SIGSEGV)) TH_LOG("status %#x: %s", r.status, r.err);
+	EXPECT_STREQ(want, r.err);
+	/* The parent's arena is untouched by all that. */
+	EXPECT_STREQ("live in the parent", lost.p);
+}
+
+TEST_F(lost, a_live_arena_freed_in_the_child_is_then_a_use_after_free)
+{
+	struct child_result r;
+	char want[128];
+	RETURN_IF_SETUP_SKIPPED();
+
+	lost.free_first = true;
+	snprintf(want, sizeof(want), "mheap: use-after-free: %s %#lx in freed arena #",
+		 lost.write ? "write to" : "read of", (unsigned long)(uintptr_t)lost.p);
+	run_lost(&r);
+	EXPECT_TRUE(died_of(&r, SIGSEGV)) TH_LOG("status %#x: %s", r.status, r.err);
+	EXPECT_NE(NULL, strstr(r.err, want)) TH_LOG("want \"%s\", got \"%s\"", want, r.err);
+	EXPECT_EQ(NULL, strstr(r.err, "lost in fork")) TH_LOG("%s", r.err);
+}
+
+TEST_F(lost, an_arena_freed_in_the_parent_is_a_use_after_free_in_the_child)
+{
+	struct child_result r;
+	char want[128];
+	RETURN_IF_SETUP_SKIPPED();
+
+	mh_arena_free(self->arena);
+	self->arena = NULL;
+	snprintf(want, sizeof(want), "mheap: use-after-free: %s %#lx in freed arena #",
+		 lost.write ? "write to" : "read of", (unsigned long)(uintptr_t)lost.p);
+	run_lost(&r);
+	EXPECT_TRUE(died_of(&r, SIGSEGV)) TH_LOG("status %#x: %s", r.status, r.err);
+	EXPECT_NE(NULL, strstr(r.err, want)) TH_LOG("want \"%s\", got \"%s\"", want, r.err);
 	mh_quarantine_release();
 }
 

@@ -75,4 +75,8 @@ MH_HIDDEN void arena_warm_release(void);
 MH_HIDDEN void uaf_install(void);
 MH_HIDDEN extern uint64_t uaf_faults_caught;
 
+/* fault_kmod.c: the chunk at base was live in the parent when this process
+ * was forked, and its /dev/mheap memory stayed there. Async-signal-safe. */
+MH_HIDDEN bool kmod_left_in_parent(uintptr_t base);
+
 #endif

@@ -37,6 +37,16 @@
  * and ready chunks are left zero-fill: their unused space is all an arena
  * takes from them. The chunks are found in a small registry of prepared
  * ranges kept here, in memory of its own (never the heap's).
+ *
+ * So a child cannot use the arenas that were live at fork: copying them
+ * into the child would have to happen in the parent before every fork
+ * (the child has nothing to copy from), a cost no fork-and-exec should pay.
+ * Instead the child handler notes those chunks in a second table, built
+ * once and never changed (so the SIGSEGV handler may read it), and uaf.c
+ * reports a touch of one, while it is still live, as "mheap: arena memory
+ * lost in fork: ...", naming the address, the arena and the chunk, and the
+ * child dies of SIGSEGV. The child may still free those arenas: freeing
+ * reads only the arena's bookkeeping, which is on the heap.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -378,24 +388,39 @@ static size_t reg_home(uintptr_t base, size_t cap)
 	return (size_t)(((uint64_t)base >> 12) * 0x9e3779b97f4a7c15ull >> 32) & (cap - 1);
 }
 
-static void reg_put(struct reg_entry *t, size_t cap, uintptr_t base, size_t len)
+/* The slot holding base, or the empty slot where its probe ends. */
+static size_t reg_slot(const struct reg_entry *t, size_t cap, uintptr_t base)
 {
 	size_t i = reg_home(base, cap);
 
 	while (t[i].base && t[i].base != base)
 		i = (i + 1) & (cap - 1);
+	return i;
+}
+
+static void reg_put(struct reg_entry *t, size_t cap, uintptr_t base, size_t len)
+{
+	size_t i = reg_slot(t, cap, base);
+
 	t[i].base = base;
 	t[i].len = len;
+}
+
+static struct reg_entry *reg_table(size_t cap)
+{
+	struct reg_entry *t = mmap(NULL, cap * sizeof(*t), PROT_READ | PROT_WRITE,
+				   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	return t == MAP_FAILED ? NULL : t;
 }
 
 static bool reg_insert(uintptr_t base, size_t len)
 {
 	if ((reg_count + 1) * 2 > reg_cap) {
 		size_t cap = reg_cap ? reg_cap * 2 : 256;
-		struct reg_entry *t = mmap(NULL, cap * sizeof(*t), PROT_READ | PROT_WRITE,
-					   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		struct reg_entry *t = reg_table(cap);
 
-		if (t == MAP_FAILED)
+		if (!t)
 			return false;
 		for (size_t i = 0; i < reg_cap; i++)
 			if (reg[i].base)
@@ -416,9 +441,9 @@ static void reg_remove(uintptr_t base)
 
 	if (!reg_cap)
 		return;
-	for (i = reg_home(base, reg_cap); reg[i].base != base; i = (i + 1) & mask)
-		if (!reg[i].base)
-			return;
+	i = reg_slot(reg, reg_cap, base);
+	if (!reg[i].base)
+		return;
 	/* Backward-shift deletion: no tombstones. */
 	reg[i].base = 0;
 	reg_count--;
@@ -526,23 +551,39 @@ static void fork_parent(void)
 	mh_unlock(&dev_lock);
 }
 
-/* Whether the chunk at base must fault in a child (see the top). */
-static bool fault_in_child(uintptr_t base)
+/*
+ * The chunks that were live in the parent, in a child (see the top): a
+ * table like reg's, with reg's capacity at the fork, filled by the child
+ * handler before any other thread exists and never changed afterwards; a
+ * later fork builds a new one. NULL when there were none.
+ */
+static struct reg_entry *left;
+static size_t left_cap;
+
+bool kmod_left_in_parent(uintptr_t base)
+{
+	const struct reg_entry *t = LOAD_ACQUIRE(&left);
+
+	return t && t[reg_slot(t, left_cap, base)].base == base;
+}
+
+/* The state of the arena chunk at base; 0 if there is none. */
+static uint8_t chunk_state(uintptr_t base)
 {
 	struct mspan *s = span_of(base);
 	struct arena_chunk *c;
 
 	if (!s || LOAD_RELAXED(&s->state) != MSPAN_CHUNK)
-		return false;
+		return 0;
 	c = LOAD_ACQUIRE(&s->chunk_data);
-	if (!c)
-		return false;
-	uint8_t state = LOAD_RELAXED(&c->state);
-	return state == CHUNK_QUARANTINED || state == CHUNK_LIVE;
+	return c ? LOAD_RELAXED(&c->state) : 0;
 }
 
 static void fork_child(void)
 {
+	struct reg_entry *inherited = left, *lost = NULL;
+	size_t inherited_cap = left_cap;
+
 	if (dev_fd >= 0) {
 		int fd = device_open();
 
@@ -563,11 +604,21 @@ static void fork_child(void)
 			if (map_device((void *)reg[i].base, reg[i].len) == MAP_FAILED)
 				mh_fatal("fork: mapping %s over arena chunk %#lx in the child: %s",
 					 KMOD_DEVICE, (unsigned long)reg[i].base, strerror(errno));
+			uint8_t state = chunk_state(reg[i].base);
+
 			/* Over the limit the chunk stays zero-fill: no worse
 			 * than the fresh memory of the other backends. */
-			if (fault_in_child(reg[i].base))
+			if (state == CHUNK_QUARANTINED || state == CHUNK_LIVE)
 				(void)ioctl(dev_fd, MHEAP_IOC_FAULT, &arg);
+			/* Without the table a touch is only an unexplained
+			 * SIGSEGV: nothing worse. */
+			if (state == CHUNK_LIVE && (lost || (lost = reg_table(reg_cap))))
+				reg_put(lost, reg_cap, reg[i].base, reg[i].len);
 		}
+		left_cap = reg_cap;
+		STORE_RELEASE(&left, lost);
+		if (inherited)
+			munmap(inherited, inherited_cap * sizeof(*inherited));
 	}
 	mh_unlock(&ring_lock);
 	mh_unlock(&reg_lock);

@@ -6,7 +6,9 @@
  * use-after-free" and names the address, the kind of access, the chunk, the
  * arena and how long ago it was freed, then restores the default action and
  * re-raises: the process dies of SIGSEGV as it would have, and core dumps
- * still work.
+ * still work. A live chunk that faults in a child of fork because its
+ * /dev/mheap memory stayed in the parent (fault_kmod.c) gets a line of its
+ * own and the same death.
  *
  * Only a fault can be a use-after-free: a SIGSEGV with si_code <= 0 was
  * sent (kill, raise, sigqueue, tgkill) and its si_addr is no address at all
@@ -35,6 +37,8 @@
 #include <string.h>
 #include <ucontext.h>
 #include <unistd.h>
+
+#include <linux/mheap.h>
 
 #include "arena.h"
 #include "arenamap.h"
@@ -192,6 +196,13 @@ static void on_segv(int sig, siginfo_t *si, void *ctx)
 		put_str(&l, ", freed ");
 		put_ms(&l, mh_nanotime() - c->freed_ns);
 		put_str(&l, " ms ago");
+	} else if (state == CHUNK_LIVE && kmod_left_in_parent(c->base)) {
+		put_str(&l, "mheap: arena memory lost in fork: ");
+		put_access(&l, addr, ctx);
+		put_str(&l, " in ");
+		put_chunk(&l, c);
+		put_str(&l, ", live in the parent: /dev/" MHEAP_DEVICE_NAME
+			" memory is not inherited across fork");
 	} else {
 		pass_on(sig, si, ctx);
 		return;
