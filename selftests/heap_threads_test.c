@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * The heap under threads: producer/consumer with every object freed by
- * another thread and every byte checked, threads that come and go, and fork
- * while other threads hold caches.
+ * another thread and every byte checked, remote frees found again, threads
+ * that come and go, and fork while other threads hold caches.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -125,6 +125,65 @@ TEST(producer_consumer_cross_thread_frees_keep_every_byte)
 	EXPECT_EQ(after.mallocs - before.mallocs, after.frees - before.frees);
 	EXPECT_EQ(before.heap_alloc, after.heap_alloc);
 	EXPECT_LE(after.heap_inuse, before.heap_inuse + (1 << 20));
+}
+
+/* ------------------------------------------------------------ remote frees found again */
+
+#define REUSE_N 640
+
+static void *free_batch(void *arg)
+{
+	void **p = arg;
+
+	for (int i = 0; i < REUSE_N; i++)
+		mh_free(p[i]);
+	return NULL;
+}
+
+static int cmp_ptr(const void *a, const void *b)
+{
+	uintptr_t x = (uintptr_t)*(void *const *)a, y = (uintptr_t)*(void *const *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* On a thread of its own (a fresh cache): REUSE_N objects of 256 B, freed
+ * by another thread; one malloc of 3000 B; then twice as many objects of
+ * 256 B again, counting in *arg how many of the first batch come back. */
+static void *reuse_after_remote_frees(void *arg)
+{
+	static void *first[REUSE_N], *again[2 * REUSE_N];
+	unsigned *reused = arg;
+	pthread_t t;
+	void *other;
+
+	for (int i = 0; i < REUSE_N; i++)
+		first[i] = mh_malloc(256);
+	pthread_create(&t, NULL, free_batch, first);
+	pthread_join(t, NULL);
+	other = mh_malloc(3000);
+	for (int i = 0; i < 2 * REUSE_N; i++)
+		again[i] = mh_malloc(256);
+	qsort(first, REUSE_N, sizeof(first[0]), cmp_ptr);
+	*reused = 0;
+	for (int i = 0; i < 2 * REUSE_N; i++)
+		*reused += bsearch(&again[i], first, REUSE_N, sizeof(first[0]), cmp_ptr) != NULL;
+	for (int i = 0; i < 2 * REUSE_N; i++)
+		mh_free(again[i]);
+	mh_free(other);
+	return NULL;
+}
+
+TEST(remote_frees_are_reused_after_a_refill_of_another_class)
+{
+	unsigned reused;
+	pthread_t t;
+
+	/* The 3000-byte class has no remote frees to find: its refill must
+	 * not make the 256-byte class forget its own. */
+	pthread_create(&t, NULL, reuse_after_remote_frees, &reused);
+	pthread_join(t, NULL);
+	EXPECT_EQ(REUSE_N, reused);
 }
 
 /* ------------------------------------------------------------ thread churn */

@@ -274,7 +274,7 @@ static void remote_free(struct mspan *s, uint32_t idx, uintptr_t p)
 		struct mcache *owner = LOAD_RELAXED(&s->owner);
 
 		if ((old >> REMOTE_SHIFT) <= 0 && owner)
-			__atomic_fetch_add(&owner->remote_hint, 1, __ATOMIC_RELAXED);
+			__atomic_fetch_add(&owner->remote_hint[cls], 1, __ATOMIC_RELAXED);
 		return;
 	}
 	int64_t pending = (old >> REMOTE_SHIFT) + 1;

@@ -250,7 +250,7 @@ struct mcache *mcache_create(void)
 	mh_lock(&mh_heap.lock);
 	if (!mh_heap.cachealloc.size)
 		fixalloc_init(&mh_heap.cachealloc, sizeof(struct mcache),
-			      sizeof(int64_t));	/* keep remote_hint */
+			      sizeof(c->remote_hint));	/* keep remote_hint */
 	c = fixalloc_alloc(&mh_heap.cachealloc);
 	if (c)
 		page_cache_register(&c->pages);
@@ -340,17 +340,20 @@ uintptr_t mcache_alloc_slow(struct mcache *c, unsigned cls)
 			return p;
 	}
 	/* The oldest used-up spans, for frees made by other threads: only
-	 * when there have been such frees since the last look (each adds to
-	 * the hint once per span and sweep); a look that finds none drops
-	 * the hint, the next remote free raises it again. */
-	if (LOAD_RELAXED(&c->remote_hint) > 0) {
+	 * when there have been such frees into this class since the last
+	 * look (each adds to the hint once per span and sweep); a look that
+	 * finds none takes back what it saw of the hint, the next remote
+	 * free raises it again. */
+	int64_t hint = LOAD_RELAXED(&c->remote_hint[cls]);
+
+	if (hint > 0) {
 		bool found = false;
 
 		for (int i = 0; i < MH_CACHE_SCAN && c->full[cls].head; i++) {
 			s = c->full[cls].head;
 			if (LOAD_RELAXED(&s->remote) >= REMOTE_ONE) {
 				found = true;
-				__atomic_fetch_sub(&c->remote_hint, 1, __ATOMIC_RELAXED);
+				__atomic_fetch_sub(&c->remote_hint[cls], 1, __ATOMIC_RELAXED);
 				p = adopt(c, cls, s);
 				if (p)
 					return p;
@@ -360,7 +363,7 @@ uintptr_t mcache_alloc_slow(struct mcache *c, unsigned cls)
 			}
 		}
 		if (!found)
-			STORE_RELAXED(&c->remote_hint, 0);
+			__atomic_fetch_sub(&c->remote_hint[cls], hint, __ATOMIC_RELAXED);
 	}
 	for (;;) {
 		struct mspan *spare;

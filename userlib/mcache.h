@@ -19,10 +19,10 @@
  *   empty    owned spans whose every object is free; a refill takes the
  *            newest (warmest) when the partial list is empty;
  *   full     owned spans with fewer known frees; when other threads have
- *            freed into owned spans (remote_hint), a refill looks at a few
- *            of the oldest for those frees (their `remote` count) and
- *            rotates them, so a producer's spans are found again once its
- *            consumers have freed into them.
+ *            freed into owned spans of the class (remote_hint, per class),
+ *            a refill looks at a few of the oldest for those frees (their
+ *            `remote` count) and rotates them, so a producer's spans are
+ *            found again once its consumers have freed into them.
  * The oldest empty spans are given back beyond MH_CACHE_EMPTY_MAX bytes of
  * them per thread (and all of them when the thread asks for a large block
  * that only fresh pages could hold: kept for reuse, they lie scattered
@@ -92,12 +92,14 @@ struct span_list {
 };
 
 struct mcache {
-	/* Spans of this cache that received their first remote free since
-	 * their last sweep (a hint, added to by other threads): a refill
-	 * scans the full list only when it is non-zero. First, and kept
-	 * across reuse of the struct (fixalloc), so that a late freer's
-	 * add never races with the zeroing of a new cache. */
-	int64_t remote_hint;
+	/* Per class, spans of this cache that received their first remote
+	 * free since their last sweep (a hint, added to by other threads):
+	 * a refill scans the class's full list only when it is non-zero.
+	 * Per class, so that a look that finds nothing in one class leaves
+	 * the others' hints alone. First, and kept across reuse of the
+	 * struct (fixalloc), so that a late freer's add never races with
+	 * the zeroing of a new cache. */
+	int64_t remote_hint[MH_NUM_CLASSES];
 	/* Current span per class; never NULL (an empty dummy span stands
 	 * in, so the fast path needs no NULL check). */
 	struct mspan *alloc[MH_NUM_CLASSES];
