@@ -2,9 +2,11 @@
 /*
  * The heap under threads: producer/consumer with every object freed by
  * another thread and every byte checked, remote frees found again, threads
- * that come and go, and fork while other threads hold caches.
+ * that come and go (and allocate after their cache is gone), and fork while
+ * other threads hold caches.
  */
 #define _GNU_SOURCE
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -184,6 +186,79 @@ TEST(remote_frees_are_reused_after_a_refill_of_another_class)
 	pthread_create(&t, NULL, reuse_after_remote_frees, &reused);
 	pthread_join(t, NULL);
 	EXPECT_EQ(REUSE_N, reused);
+}
+
+/* ------------------------------------------------------------ after the cache is gone */
+
+/*
+ * A key made after the allocator's has its destructor called after the
+ * allocator's in each pass: it frees and allocates on a thread whose cache
+ * has been given back, and sets itself again for every pass glibc makes
+ * (PTHREAD_DESTRUCTOR_ITERATIONS), small and large objects alike. Under
+ * ThreadSanitizer one pass less: its own destructor finishes the thread in
+ * the last pass, after which no code it instruments may run.
+ */
+#ifdef __SANITIZE_THREAD__
+#define LATE_PASSES (PTHREAD_DESTRUCTOR_ITERATIONS - 1)
+#else
+#define LATE_PASSES PTHREAD_DESTRUCTOR_ITERATIONS
+#endif
+
+static pthread_key_t late_key;
+
+struct late {
+	int pass;
+	void *small, *large;
+};
+
+static void late_destructor(void *arg)
+{
+	struct late *l = arg;
+
+	mh_free(l->small);
+	mh_free(l->large);
+	l->small = mh_malloc(100);
+	l->large = mh_malloc(100000);
+	if (++l->pass < LATE_PASSES) {
+		pthread_setspecific(late_key, l);
+		return;
+	}
+	mh_free(l->small);
+	mh_free(l->large);
+	mh_free(l);
+}
+
+static void *allocate_then_exit(void *arg)
+{
+	struct late *l = mh_malloc(sizeof(*l));
+
+	(void)arg;
+	l->pass = 0;
+	l->small = mh_malloc(100);
+	l->large = mh_malloc(100000);
+	pthread_setspecific(late_key, l);
+	return NULL;
+}
+
+TEST(frees_and_mallocs_after_a_threads_cache_is_gone_leave_nothing_behind)
+{
+	struct mh_stats st, base;
+
+	ASSERT_EQ(0, pthread_key_create(&late_key, late_destructor));
+	mh_free(mh_malloc(1));	/* this thread has its cache already */
+	mh_stats_read(&base);
+	for (int i = 0; i < 50; i++) {
+		pthread_t t;
+
+		pthread_create(&t, NULL, allocate_then_exit, NULL);
+		pthread_join(t, NULL);
+	}
+	mh_stats_read(&st);
+	EXPECT_EQ(base.threads_cached, st.threads_cached);
+	EXPECT_EQ(st.mallocs - base.mallocs, st.frees - base.frees);
+	EXPECT_EQ(base.heap_alloc, st.heap_alloc);
+	/* Every pass allocated and freed a small and a large object. */
+	EXPECT_EQ(50 * (3 + 2 * LATE_PASSES), st.mallocs - base.mallocs);
 }
 
 /* ------------------------------------------------------------ thread churn */

@@ -18,9 +18,11 @@
  * frees into one span, through the span the thread freed into last). The
  * owner's free is a plain bit set in freed_local; anyone else's is an atomic
  * bit set plus an atomic add on the span (mspan.h): no global lock either
- * way. Everything a free is given is checked first - that the pointer is in
- * the heap, at the start of an object, and allocated now - and a violation
- * aborts with one "mheap: ..." line naming the address.
+ * way. A thread whose cache has gone at its exit frees the remote way and
+ * allocates through a borrowed cache (mcache.h, "thread exit"). Everything
+ * a free is given is checked first - that the pointer is in the heap, at
+ * the start of an object, and allocated now - and a violation aborts with
+ * one "mheap: ..." line naming the address.
  *
  * Tiny objects: Go packs several pointer-free objects under 16 bytes into
  * one 16-byte block, freed together by the GC once all are dead. With
@@ -106,6 +108,8 @@ static void *large_alloc(size_t size, size_t align, bool zero, enum span_place p
 		memset((void *)s->base, 0, npages << MH_PAGE_SHIFT);
 	if (c)
 		owner_add(&c->nmalloc[0], 1);
+	else
+		mcache_count_uncached(mh_dead_nmalloc, 0);
 	return (void *)s->base;
 }
 
@@ -122,8 +126,15 @@ static inline uintptr_t window_take(struct mspan *s, uint64_t window)
 	return s->base + (uintptr_t)idx * s->elemsize;
 }
 
+static void *small_alloc_uncached(unsigned cls);
+
+/* An object of class cls from c; from a borrowed cache when the thread has
+ * none (after its exit: mcache.h), NULL when none could be made. */
 static void *small_alloc(struct mcache *c, unsigned cls)
 {
+	if (unlikely(!c))
+		return small_alloc_uncached(cls);
+
 	struct mspan *s = c->alloc[cls];
 	uint64_t window = s->alloc_cache;
 	uintptr_t p;
@@ -143,15 +154,30 @@ static void *small_alloc(struct mcache *c, unsigned cls)
 	return (void *)p;
 }
 
+static __attribute__((noinline)) void *small_alloc_uncached(unsigned cls)
+{
+	struct mcache *c;
+	void *p;
+
+	if (!mh_tls_exited)
+		return NULL;	/* mcache_create ran out of memory */
+	c = mcache_borrow();
+	if (!c)
+		return NULL;
+	p = small_alloc(c, cls);
+	mcache_give_back(c);
+	return p;
+}
+
 /* Everything but a small object from a non-empty window: the thread's
  * first allocation, a refill, a large object. Kept out of line so that
  * mh_malloc's fast path needs no stack frame. */
 static __attribute__((noinline)) void *malloc_slow(size_t size)
 {
+	/* First: the thread's first allocation sets the heap up, the
+	 * size-class tables included. */
 	struct mcache *c = mcache_get();
 
-	if (unlikely(!c))
-		return NULL;
 	if (size <= MH_MAX_SMALL_SIZE)
 		return small_alloc(c, size_to_class(size));
 	return large_alloc(size, 0, false, PLACE_LARGE);
@@ -210,8 +236,6 @@ void *mh_aligned_alloc(size_t align, size_t size)
 		 * whose size is a multiple of align keeps every object aligned. */
 		struct mcache *c = mcache_get();
 
-		if (!c)
-			return NULL;
 		for (unsigned cls = size_to_class(size ? size : 1); cls < MH_NUM_CLASSES; cls++)
 			if (mh_class[cls].size % align == 0)
 				return small_alloc(c, cls);
@@ -314,8 +338,19 @@ static inline bool local_free(struct mcache *c, struct mspan *s, uintptr_t p)
 	return true;
 }
 
+/* A free outside the fast path: in the thread's cache, or, when it has
+ * none (after its exit: mcache.h), with the dead caches' counters. */
+static void count_free(struct mcache *c, unsigned cls)
+{
+	if (c)
+		owner_add(&c->nfree[cls], 1);
+	else
+		mcache_count_uncached(mh_dead_nfree, cls);
+}
+
 /* Everything the fast path of mh_free does not take: NULL, a thread's
- * first free, remote and large frees, and every bad pointer. */
+ * first free, remote and large frees, frees after the thread's exit, and
+ * every bad pointer. */
 static __attribute__((noinline)) void free_slow(uintptr_t p)
 {
 	uint32_t idx;
@@ -339,12 +374,10 @@ static __attribute__((noinline)) void free_slow(uintptr_t p)
 		unsigned cls = s->sizeclass;
 
 		remote_free(s, idx, p);
-		if (c)
-			owner_add(&c->nfree[cls], 1);
+		count_free(c, cls);
 		return;
 	}
-	if (c)
-		owner_add(&c->nfree[0], 1);
+	count_free(c, 0);
 	mheap_free_span(s);
 }
 

@@ -9,6 +9,7 @@
 #include "sizeclass.h"
 
 __thread struct mcache *mh_tls_cache;
+__thread bool mh_tls_exited;
 struct mspan mh_empty_span;
 /* Never written: zero-filled, it costs no memory until a stray pointer in
  * the top arena of the address space makes a free read it. */
@@ -221,15 +222,19 @@ static void retire(struct mcache *c)
 	mh_unlock(&mh_heap.lock);
 }
 
-static void thread_exit(void *arg)
+void mcache_give_back(struct mcache *c)
 {
-	struct mcache *c = arg;
-
-	mh_tls_cache = NULL;
 	release_spans(c);
 	mh_lock(&mh_caches_lock);
 	retire(c);
 	mh_unlock(&mh_caches_lock);
+}
+
+static void thread_exit(void *arg)
+{
+	mh_tls_cache = NULL;
+	mh_tls_exited = true;
+	mcache_give_back(arg);
 }
 
 void mcache_key_init(void)
@@ -242,7 +247,7 @@ void mcache_key_init(void)
 	}
 }
 
-struct mcache *mcache_create(void)
+struct mcache *mcache_borrow(void)
 {
 	struct mcache *c;
 
@@ -273,12 +278,32 @@ struct mcache *mcache_create(void)
 		mh_caches->prev = c;
 	mh_caches = c;
 	mh_unlock(&mh_caches_lock);
+	return c;
+}
+
+struct mcache *mcache_create(void)
+{
+	struct mcache *c;
+
+	/* Given back for good: see mcache.h, "thread exit". */
+	if (mh_tls_exited)
+		return NULL;
+	c = mcache_borrow();
+	if (!c)
+		return NULL;
 	mh_tls_cache = c;
 	/* Registers the exit hook. Before the key exists (the very first
 	 * allocation) mcache_key_init registers this cache later. */
 	if (LOAD_ACQUIRE(&cache_key_ready))
 		pthread_setspecific(cache_key, c);
 	return c;
+}
+
+void mcache_count_uncached(uint64_t *dead, unsigned cls)
+{
+	mh_lock(&mh_caches_lock);
+	dead[cls]++;
+	mh_unlock(&mh_caches_lock);
 }
 
 /* Make owned span s current: sweep it and take its first free object. */

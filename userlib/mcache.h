@@ -6,6 +6,20 @@
  * given back at thread exit: its spans return to their mcentrals and its
  * counters are added to the global ones.
  *
+ * Thread exit: the cache goes back from a thread-key destructor, but the
+ * thread may free and allocate after it: glibc frees the thread's own
+ * buffers (__libc_thread_freeres) after all destructors, and other keys'
+ * destructors run after ours, in more passes if they set their keys again;
+ * a cache made in the last of the PTHREAD_DESTRUCTOR_ITERATIONS passes, or
+ * after them, would never be given back. So once our destructor has run
+ * (mh_tls_exited) the thread keeps no cache again: its frees go the remote
+ * way and are counted with the dead caches' counters, and each of its
+ * small allocations borrows a cache that is given back at once (about
+ * 2 us per object, against nanoseconds: only what runs after our
+ * destructor pays it). A thread whose very first allocation is made in a
+ * destructor's last pass still keeps the cache it makes: nothing tells
+ * that pass from the rest of the thread's life.
+ *
  * Ownership beyond Go's: Go's mcache holds one span per class and hands a
  * used-up span back to its mcentral, where the next GC sweeps it. With
  * explicit free most objects are freed by the thread that allocated them,
@@ -140,6 +154,8 @@ struct mcache {
 };
 
 MH_HIDDEN extern __thread struct mcache *mh_tls_cache;
+/* Set when the thread's cache has been given back at its exit. */
+MH_HIDDEN extern __thread bool mh_tls_exited;
 
 /* Objects of class cls c has allocated: exact for the calling thread's own
  * cache, a snapshot (off by at most a window) for a cache in use. */
@@ -178,9 +194,20 @@ static inline struct mspan *mcache_span_of(struct mcache *c, uintptr_t p)
 	return LOAD_RELAXED(&c->free_arena_spans[off >> MH_PAGE_SHIFT]);
 }
 
+/* Make this thread's cache; NULL when out of memory (errno = ENOMEM) or
+ * after its exit (mh_tls_exited: no cache ever again). */
 MH_HIDDEN struct mcache *mcache_create(void);
+/* A cache that no thread keeps: for one allocation after the thread's
+ * exit, then mcache_give_back. NULL (ENOMEM) when out of memory. */
+MH_HIDDEN struct mcache *mcache_borrow(void);
+/* Give c's spans back and add its counters to the dead caches'. */
+MH_HIDDEN void mcache_give_back(struct mcache *c);
+/* Count a malloc or free made without a cache (dead: mh_dead_nmalloc or
+ * mh_dead_nfree) with the dead caches'. */
+MH_HIDDEN void mcache_count_uncached(uint64_t *dead, unsigned cls);
 
-/* This thread's cache, made on first use; NULL only when out of memory. */
+/* This thread's cache, made on first use; NULL when out of memory or
+ * after the thread's exit (mcache_create). */
 static inline struct mcache *mcache_get(void)
 {
 	struct mcache *c = mh_tls_cache;
