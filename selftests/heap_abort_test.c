@@ -2,11 +2,13 @@
 /*
  * Bad frees abort with one line naming the address, in a child process:
  * double frees (by the owning thread, by another thread, of large objects,
- * through realloc, after frees into another heap arena) and invalid frees
+ * through realloc, after frees into another heap arena, by two threads at
+ * once) and invalid frees
  * (foreign, interior, stack and top-of-address-space pointers).
  */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "kselftest_harness.h"
@@ -240,6 +242,81 @@ TEST(invalid_free_inside_an_object)
 	victim = p + 4096;
 	WANT("mheap: invalid free of %#lx (inside an object)", victim);
 	expect_abort(_metadata, free_victim, "large interior");
+}
+
+/* ------------------------------------------------------------ racing frees */
+
+/*
+ * Two threads free victim at once: the child's main thread (whose cache
+ * owns victim's span, if it is a small object) and a second one. They meet
+ * at a spin barrier; then one of them waits race_skew pause loops, so that
+ * across children the two frees overlap at every small offset. Afterwards
+ * the main thread frees race_rest, the other objects of victim's span, so
+ * that whatever the two frees recorded comes due.
+ */
+#define RACES		200
+#define RACE_SKEW	24
+
+static atomic_int race_ready;
+static int race_skew;
+static void *race_rest[MH_MAX_OBJS_PER_SPAN];
+static unsigned race_nrest;
+
+static void race_start(int delay)
+{
+	atomic_fetch_add(&race_ready, 1);
+	while (atomic_load(&race_ready) < 2)
+		;
+	for (volatile int i = 0; i < delay; i++)
+		;
+}
+
+static void *race_other(void *arg)
+{
+	(void)arg;
+	race_start(race_skew > 0 ? race_skew : 0);
+	mh_free(victim);
+	return NULL;
+}
+
+static void free_racing(void *arg)
+{
+	pthread_t t;
+	int err;
+
+	(void)arg;
+	err = pthread_create(&t, NULL, race_other, NULL);
+	if (err) {
+		fprintf(stderr, "pthread_create: %s\n", strerror(err));
+		_exit(2);
+	}
+	race_start(race_skew < 0 ? -race_skew : 0);
+	mh_free(victim);
+	pthread_join(t, NULL);
+	for (unsigned i = 0; i < race_nrest; i++)
+		mh_free(race_rest[i]);
+}
+
+static void expect_racing_frees_abort(struct __test_metadata *_metadata, const char *what)
+{
+	char label[96];
+
+	for (int i = 0; i < RACES; i++) {
+		race_skew = i % (2 * RACE_SKEW + 1) - RACE_SKEW;
+		snprintf(label, sizeof(label), "%s, race %d of %d", what, i + 1, RACES);
+		expect_abort(_metadata, free_racing, label);
+	}
+}
+
+TEST(double_free_of_a_large_object_by_two_threads_at_once)
+{
+	/* One above the span cache's lengths, and one it keeps. */
+	victim = mh_malloc(1 << 20);
+	WANT("mheap: double free of %#lx", victim);
+	expect_racing_frees_abort(_metadata, "large, 1 MiB");
+	victim = mh_malloc(5 * MH_PAGE_SIZE);
+	WANT("mheap: double free of %#lx", victim);
+	expect_racing_frees_abort(_metadata, "large, cached length");
 }
 
 TEST_HARNESS_MAIN

@@ -249,10 +249,13 @@ void *mh_aligned_alloc(size_t align, size_t size)
 static inline __attribute__((always_inline)) struct mspan *checked_span(uintptr_t p, uint32_t *idx_out, const char *what)
 {
 	struct mspan *s = span_of(p);
+	uint8_t state;
 
 	if (unlikely(!s))
 		bad_pointer(p, what);
-	if (likely(s->state == MSPAN_SMALL)) {
+	/* Read once, and atomically: a racing free of p may kill the span. */
+	state = LOAD_RELAXED(&s->state);
+	if (likely(state == MSPAN_SMALL)) {
 		/* offset * divmul = idx << 32 | rest; offset is a multiple of
 		 * the object size exactly when rest < divmul (spans are small
 		 * enough for the error term never to reach it). */
@@ -261,10 +264,13 @@ static inline __attribute__((always_inline)) struct mspan *checked_span(uintptr_
 		if (unlikely((uint32_t)q >= s->divmul))
 			mh_fatal("invalid free of %#lx%s (inside an object)", (unsigned long)p, what);
 		*idx_out = (uint32_t)(q >> 32);
-	} else if (s->state == MSPAN_LARGE) {
+	} else if (state == MSPAN_LARGE) {
 		if (unlikely(p != s->base))
 			mh_fatal("invalid free of %#lx%s (inside an object)", (unsigned long)p, what);
 		*idx_out = 0;
+	} else if (state == MSPAN_DEAD) {
+		/* Freed since we found it, by another thread. */
+		mh_fatal("double free of %#lx%s", (unsigned long)p, what);
 	} else {
 		mh_fatal("invalid free of %#lx%s (user-arena memory)", (unsigned long)p, what);
 	}
@@ -361,7 +367,7 @@ static __attribute__((noinline)) void free_slow(uintptr_t p)
 		return;
 	s = checked_span(p, &idx, "");
 	c = mcache_get();
-	if (likely(s->state == MSPAN_SMALL)) {
+	if (likely(LOAD_RELAXED(&s->state) == MSPAN_SMALL)) {
 		if (likely(c && LOAD_RELAXED(&s->owner) == c)) {
 			/* The thread's first free made the cache just now;
 			 * else the fast path found p bad: checked_span
@@ -377,8 +383,10 @@ static __attribute__((noinline)) void free_slow(uintptr_t p)
 		count_free(c, cls);
 		return;
 	}
+	/* Another thread may be freeing p too: one of the two frees it. */
+	if (!mheap_free_large(s, p))
+		double_free(p);
 	count_free(c, 0);
-	mheap_free_span(s);
 }
 
 void mh_free(void *ptr)

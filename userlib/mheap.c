@@ -36,8 +36,10 @@ void mheap_init_slow(void)
 		for (unsigned b = 0; b < SPAN_BUCKETS; b++)
 			fixalloc_init(&mh_heap.spanalloc[b],
 				      sizeof(struct mspan) + bucket_words[b] * sizeof(struct span_bits),
-				      offsetof(struct mspan, alloc_cache) +
-				      sizeof(uint64_t));	/* keep gen, alloc_cache */
+				      /* keep gen, alloc_cache, base: a free racing
+				       * with another of its large object reads
+				       * base without a lock (checked_span) */
+				      offsetof(struct mspan, npages));
 		for (unsigned c = 0; c < MH_NUM_CLASSES; c++)
 			mh_lock_reinit(&mh_heap.central[c].lock);
 		scavenge_init();
@@ -56,10 +58,11 @@ static struct mspan *span_struct_alloc(unsigned words)
 	return s;
 }
 
-/* The struct dies: a freer that still holds this pointer compares gen. */
+/* The struct dies: a freer that still holds this pointer compares gen, or
+ * finds the state dead (free_slow in malloc.c reads it without a lock). */
 static void span_struct_kill(struct mspan *s)
 {
-	s->state = MSPAN_DEAD;
+	STORE_RELAXED(&s->state, (uint8_t)MSPAN_DEAD);
 	STORE_RELEASE(&s->gen, s->gen + 1);
 }
 
@@ -405,6 +408,23 @@ static void free_span_locked(struct mspan *s, bool released)
 		span_struct_kill(s);
 		fixalloc_free(&mh_heap.spanalloc[s->bucket], s);
 	}
+}
+
+bool mheap_free_large(struct mspan *s, uintptr_t p)
+{
+	bool ours;
+
+	mh_lock(&mh_heap.lock);
+	/* Two frees of p may have found s at once: the first here frees it,
+	 * and as the struct dies (or is reborn as another span) under this
+	 * lock, the second finds it no longer the large object at p. */
+	ours = s->state == MSPAN_LARGE && s->base == p;
+	if (ours) {
+		free_span_locked(s, false);
+		scavenge_after_free();
+	}
+	mh_unlock(&mh_heap.lock);
+	return ours;
 }
 
 void mheap_free_span_released(struct mspan *s, bool released)

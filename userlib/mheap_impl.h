@@ -108,6 +108,9 @@ MH_HIDDEN void mheap_free_span(struct mspan *s);
 /* The same for a span whose pages were already dropped (a faulted arena
  * chunk): they count as released and read as zero. */
 MH_HIDDEN void mheap_free_span_released(struct mspan *s, bool released);
+/* mheap_free_span for the large object at p, if s still is it; false when
+ * another free got there first (a double free). */
+MH_HIDDEN bool mheap_free_large(struct mspan *s, uintptr_t p);
 /* mheap_free_span for a chain of spans linked through next, under one hold
  * of the heap lock. */
 MH_HIDDEN void mheap_free_spans(struct mspan *chain);

@@ -83,7 +83,7 @@ struct mspan {
 	 * without a lock (mcache_nmalloc), never race with its zeroing. */
 	uint64_t alloc_cache;
 
-	uintptr_t base;		/* first byte */
+	uintptr_t base;		/* first byte; kept across reuse too (mheap.c) */
 	uintptr_t npages;	/* length in pages */
 	struct mcache *owner;	/* the cache allocating from it, or NULL */
 	uint32_t elemsize;	/* small spans: the object size; else 0 */
