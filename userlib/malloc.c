@@ -122,7 +122,7 @@ static inline uintptr_t window_take(struct mspan *s, uint64_t window)
 	uint32_t idx = s->freeindex + bit;
 
 	STORE_RELAXED(&s->alloc_cache, window >> bit >> 1);
-	STORE_RELAXED(&s->freeindex, idx + 1);
+	STORE_RELEASE(&s->freeindex, idx + 1);	/* a plain move: mspan.h */
 	return s->base + (uintptr_t)idx * s->elemsize;
 }
 
@@ -277,11 +277,6 @@ static inline __attribute__((always_inline)) struct mspan *checked_span(uintptr_
 	return s;
 }
 
-static MH_NORETURN void double_free(uintptr_t p)
-{
-	mh_fatal("double free of %#lx", (unsigned long)p);
-}
-
 static void remote_free(struct mspan *s, uint32_t idx, uintptr_t p)
 {
 	uint64_t gen = LOAD_ACQUIRE(&s->gen);
@@ -289,14 +284,17 @@ static void remote_free(struct mspan *s, uint32_t idx, uintptr_t p)
 	unsigned w = idx / 64;
 	uint64_t bit = (uint64_t)1 << (idx % 64);
 
-	if (!mspan_obj_allocated(s, idx))
-		double_free(p);
 	/* Set the bit first, count it second: whoever sees the count reach
 	 * `outstanding` knows every bit is already in place. */
 	if (__atomic_fetch_or(&s->bits[w].remote, bit, __ATOMIC_ACQ_REL) & bit)
-		double_free(p);
+		mspan_double_free(p);
 	int64_t old = __atomic_fetch_add(&s->remote, REMOTE_ONE, __ATOMIC_ACQ_REL);
 
+	/* Checked after the add, which orders it against the owner's sweeps;
+	 * a sweep that took the bit meanwhile has judged it (mspan.h, "Double
+	 * frees"). */
+	if (!mspan_obj_handed_out(s, idx) && (LOAD_ACQUIRE(&s->bits[w].remote) & bit))
+		mspan_double_free(p);
 	if (old & REMOTE_OWNED) {
 		/* The owner folds it in at its next sweep; the first pending
 		 * free tells it to look (the owner may be changing: a hint to
@@ -373,7 +371,7 @@ static __attribute__((noinline)) void free_slow(uintptr_t p)
 			 * else the fast path found p bad: checked_span
 			 * vetted the offset, so it is freed already. */
 			if (unlikely(!local_free(c, s, p)))
-				double_free(p);
+				mspan_double_free(p);
 			return;
 		}
 		/* The class is read first: the free may end the span's life. */
@@ -385,7 +383,7 @@ static __attribute__((noinline)) void free_slow(uintptr_t p)
 	}
 	/* Another thread may be freeing p too: one of the two frees it. */
 	if (!mheap_free_large(s, p))
-		double_free(p);
+		mspan_double_free(p);
 	count_free(c, 0);
 }
 

@@ -411,7 +411,8 @@ uintptr_t mcache_alloc_slow(struct mcache *c, unsigned cls)
 
 void mcache_local_free_slow(struct mcache *c, struct mspan *s)
 {
-	int64_t remote = LOAD_RELAXED(&s->remote) >> REMOTE_SHIFT;
+	/* Acquire: the bits of the frees counted are in place. */
+	int64_t remote = LOAD_ACQUIRE(&s->remote) >> REMOTE_SHIFT;
 
 	if (s->list == MSPAN_LIST_CACHE_FULL) {
 		list_unlink(c, s);
@@ -419,7 +420,9 @@ void mcache_local_free_slow(struct mcache *c, struct mspan *s)
 	}
 	if (s->list == MSPAN_LIST_CACHE_PARTIAL &&
 	    mspan_local_frees(s) + (remote > 0 ? remote : 0) >= s->nalloc) {
-		/* Entirely free: kept for reuse up to the cap. */
+		/* Entirely free, unless a racing double free counted one
+		 * object twice; then kept for reuse up to the cap. */
+		mspan_check_frees(s);
 		list_unlink(c, s);
 		list_append(c, s, MSPAN_LIST_CACHE_EMPTY);
 		if (c->empty_bytes > MH_CACHE_EMPTY_MAX)

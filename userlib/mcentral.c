@@ -106,9 +106,10 @@ void mcentral_uncache_span(struct mspan *s)
 	int64_t old = __atomic_fetch_and(&s->remote, ~REMOTE_OWNED, __ATOMIC_ACQ_REL);
 	int64_t pending = old >> REMOTE_SHIFT;
 
-	if (pending == (int64_t)outstanding)
+	if (pending == (int64_t)outstanding) {
+		mspan_check_frees(s);	/* not one object counted twice */
 		mheap_free_span(s);
-	else if (outstanding < s->nelems || pending > 0)
+	} else if (outstanding < s->nelems || pending > 0)
 		list_push(&mc->partial, s, MSPAN_LIST_PARTIAL);
 	else
 		list_push(&mc->full, s, MSPAN_LIST_FULL);
@@ -127,6 +128,7 @@ void mcentral_remote_event(struct mspan *s, unsigned sizeclass, uint64_t gen)
 
 		if (!(st & REMOTE_OWNED) && s->list != MSPAN_LIST_NONE) {
 			if (pending == (int64_t)s->outstanding) {
+				mspan_check_frees(s);
 				list_remove(mc, s);
 				mheap_free_span(s);
 			} else if (pending > 0 && s->list == MSPAN_LIST_FULL) {

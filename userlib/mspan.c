@@ -37,13 +37,13 @@ uintptr_t mspan_next_free(struct mspan *s)
 			/* Window: the objects after idx in the same word (two
 			 * shifts, as bit + 1 may be 64). */
 			STORE_RELAXED(&s->alloc_cache, avail >> bit >> 1);
-			STORE_RELAXED(&s->freeindex, idx + 1);
+			STORE_RELEASE(&s->freeindex, idx + 1);
 			return s->base + (uintptr_t)idx * s->elemsize;
 		}
 		idx = (idx | 63) + 1;
 	}
 	STORE_RELAXED(&s->alloc_cache, 0);
-	STORE_RELAXED(&s->freeindex, s->nelems);
+	STORE_RELEASE(&s->freeindex, s->nelems);
 	return 0;
 }
 
@@ -65,7 +65,7 @@ void mspan_fold_local(struct mspan *s)
 	s->free_notify = UINT32_MAX;
 	s->notify_in = UINT32_MAX;
 	STORE_RELAXED(&s->alloc_cache, 0);
-	STORE_RELAXED(&s->freeindex, 0);
+	STORE_RELEASE(&s->freeindex, 0);	/* last: see mspan_obj_handed_out */
 }
 
 void mspan_sweep(struct mspan *s)
@@ -74,21 +74,45 @@ void mspan_sweep(struct mspan *s)
 	int64_t folded = 0;
 
 	mspan_fold_local(s);
-	/* Freers set their bit before they count it: with nothing counted
-	 * there may be a bit in flight, which the next sweep folds, but no
-	 * need for an atomic exchange per word. */
-	if (LOAD_ACQUIRE(&s->remote) < REMOTE_ONE)
-		return;
+	/* Orders every remote freer's add before or after this sweep (mspan.h,
+	 * "Double frees"): those before have their bit in place for the loads
+	 * below, those after see the fold above. A bit set but not yet counted
+	 * is folded too; the count then dips below zero until its add. */
+	__atomic_fetch_add(&s->remote, 0, __ATOMIC_ACQ_REL);
 	for (unsigned w = 0; w < nw; w++) {
-		uint64_t r = __atomic_exchange_n(&s->bits[w].remote, 0, __ATOMIC_ACQ_REL);
+		uint64_t r = LOAD_RELAXED(&s->bits[w].remote), alloc;
 
-		if (r) {
-			STORE_RELAXED(&s->bits[w].alloc, LOAD_RELAXED(&s->bits[w].alloc) & ~r);
-			folded += mh_popcount(r);
-		}
+		if (!r)
+			continue;
+		r = __atomic_exchange_n(&s->bits[w].remote, 0, __ATOMIC_ACQ_REL);
+		alloc = LOAD_RELAXED(&s->bits[w].alloc);
+		if (unlikely(r & ~alloc))
+			mspan_double_free(s->base + (uintptr_t)(w * 64 + __builtin_ctzll(r & ~alloc)) *
+					  s->elemsize);
+		/* A release: the freer that reads this sees its bit taken. */
+		STORE_RELEASE(&s->bits[w].alloc, alloc & ~r);
+		folded += mh_popcount(r);
 	}
 	if (folded)
 		__atomic_sub_fetch(&s->remote, folded * REMOTE_ONE, __ATOMIC_ACQ_REL);
+}
+
+void mspan_double_free(uintptr_t p)
+{
+	mh_fatal("double free of %#lx", (unsigned long)p);
+}
+
+void mspan_check_frees(const struct mspan *s)
+{
+	for (unsigned w = 0; w < mspan_bitmap_words(s->nelems); w++) {
+		uint64_t live = LOAD_RELAXED(&s->bits[w].alloc) | below_mask(w, s->freeindex);
+		uint64_t bad = LOAD_RELAXED(&s->bits[w].remote) &
+			       (LOAD_RELAXED(&s->bits[w].local) | ~live);
+
+		if (unlikely(bad))
+			mspan_double_free(s->base + (uintptr_t)(w * 64 + __builtin_ctzll(bad)) *
+					  s->elemsize);
+	}
 }
 
 uint32_t mspan_pending_frees(const struct mspan *s)

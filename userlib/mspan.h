@@ -38,6 +38,36 @@
  * span it freed into has died meanwhile. The owner's sweep subtracts what it
  * folded, so the count may dip below zero for a moment (a freer has set its
  * bit but not yet added); the shift keeps the flags intact.
+ *
+ * Double frees
+ * ------------
+ * Every free checks that its object is allocated, but the owner's check
+ * and bit are plain loads and a store, so a remote free racing with the
+ * owner's free of the same object may pass its check as well. Such a pair
+ * is caught before it can make an object free twice or a span empty while
+ * an object in it is live:
+ *   - two remote frees: the atomic OR returns the old word, and the second
+ *     finds the first's bit;
+ *   - the owner's sweep starts with an atomic read-modify-write of `remote`
+ *     (after folding its own frees), then exchanges every remote word it
+ *     finds set: a remote bit of an object that is not allocated once the
+ *     owner's frees are folded is a double free, and it aborts naming it;
+ *   - a remote freer sets its bit, adds to `remote`, then checks the
+ *     owner's record (freeindex, alloc_bits, freed_local; acquire loads).
+ *     If its add follows a sweep's read-modify-write, it sees all that
+ *     sweep folded; if it precedes it, the sweep sees its bit. So a record
+ *     that says "free" while its bit is still there (no sweep took it to
+ *     judge it) means a double free, and it aborts;
+ *   - before the owner calls a span entirely free from its counts, and
+ *     before the mcentral frees an unowned span, mspan_check_frees looks
+ *     for an object freed both ways or freed remotely though not allocated.
+ * So of two racing frees of one object one aborts at once, or the pair is
+ * reported when the span's frees are next folded or it is found empty,
+ * before any object is handed out again. The owner's fast paths stay
+ * plain; the cost is one locked instruction per sweep (and per remote word
+ * found set, as before). The owner writes freeindex with release stores
+ * (plain moves on x86), last in a sweep, so that a freer that reads a
+ * freeindex sees the bitmaps that went with it.
  */
 #ifndef MHEAP_MSPAN_H
 #define MHEAP_MSPAN_H
@@ -175,21 +205,35 @@ MH_HIDDEN uintptr_t mspan_next_free(struct mspan *s);
 MH_HIDDEN void mspan_sweep(struct mspan *s);
 /* Fold only the owner's own frees and handed-out objects (before letting go). */
 MH_HIDDEN void mspan_fold_local(struct mspan *s);
-/* Whether object idx is allocated now; exact for the owner, a best effort
- * snapshot for others (used to detect double frees). */
-static inline bool mspan_obj_allocated(const struct mspan *s, uint32_t idx)
+/* Whether object idx is allocated by the owner's record alone (handed out,
+ * not freed by the owner), remote frees aside; for others a snapshot, exact
+ * as "Double frees" above says. freeindex is read first: the owner writes
+ * it last, with a release store. */
+static inline bool mspan_obj_handed_out(const struct mspan *s, uint32_t idx)
 {
 	unsigned w = idx / 64;
 	uint64_t bit = (uint64_t)1 << (idx % 64);
 
-	if (!(idx < LOAD_RELAXED(&s->freeindex) || (LOAD_RELAXED(&s->bits[w].alloc) & bit)))
-		return false;
-	if (LOAD_RELAXED(&s->bits[w].remote) & bit)
+	if (!(idx < LOAD_ACQUIRE(&s->freeindex) || (LOAD_ACQUIRE(&s->bits[w].alloc) & bit)))
 		return false;
 	/* freed_local is written by the owner only, with relaxed stores, so
 	 * a remote freer can see a free the owner made before. */
-	return !(LOAD_RELAXED(&s->bits[w].local) & bit);
+	return !(LOAD_ACQUIRE(&s->bits[w].local) & bit);
 }
+/* Whether object idx is allocated now; exact for the owner, a snapshot for
+ * others. */
+static inline bool mspan_obj_allocated(const struct mspan *s, uint32_t idx)
+{
+	uint64_t bit = (uint64_t)1 << (idx % 64);
+
+	return mspan_obj_handed_out(s, idx) && !(LOAD_RELAXED(&s->bits[idx / 64].remote) & bit);
+}
+/* Abort: p, an object of the heap, has been freed already. */
+MH_HIDDEN MH_NORETURN void mspan_double_free(uintptr_t p);
+/* Abort naming an object whose free is recorded twice - in both freed
+ * bitmaps, or in freed_remote though not allocated - before the owner or
+ * the mcentral takes s for entirely free ("Double frees" above). */
+MH_HIDDEN void mspan_check_frees(const struct mspan *s);
 /* Set up a fresh small span over pages [base, base + npages). */
 MH_HIDDEN void mspan_init_small(struct mspan *s, unsigned sizeclass);
 /* Count of objects a span would have free after a sweep now. */
