@@ -1128,3 +1128,14 @@ void mh_arena_stats(struct mh_stats *st)
 	mh_unlock(&arena_lock);
 	st->arena_faults_caught = LOAD_RELAXED(&uaf_faults_caught);
 }
+
+void arena_internals(struct arena_internals *ai)
+{
+	*ai = (struct arena_internals){
+		.lock = &arena_lock,
+		.reuse = &reuse_list, .ready = &ready_list,
+		.quarantine = &quarantine, .warm = &warm_list,
+		.quarantined_bytes = &quarantined_bytes, .warm_bytes = &warm_bytes,
+		.chunks_live = &chunks_live,
+	};
+}

@@ -71,6 +71,15 @@ MH_HIDDEN void arena_configure(const struct arena_config *cfg);
  * mh_scavenge() do it. Takes arena_lock: not with other allocator locks. */
 MH_HIDDEN void arena_warm_release(void);
 
+/* For the heap checker (heapcheck.c): arena_lock, and the chunk lists and
+ * counters it guards, to be read with it held. */
+struct arena_internals {
+	mh_lock_t *lock;
+	const struct chunk_list *reuse, *ready, *quarantine, *warm;
+	const uint64_t *quarantined_bytes, *warm_bytes, *chunks_live;
+};
+MH_HIDDEN void arena_internals(struct arena_internals *ai);
+
 /* uaf.c: install the SIGSEGV handler once; count of faults it reported. */
 MH_HIDDEN void uaf_install(void);
 MH_HIDDEN extern uint64_t uaf_faults_caught;

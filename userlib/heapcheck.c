@@ -1,0 +1,749 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The heap checker (heapcheck.h): a standing guard for tests against
+ * bookkeeping that drifts under concurrency (frees racing thread exits,
+ * fork, arena frees). It recomputes from the heap's own structures what
+ * their counters and lists claim, and reports the first disagreement.
+ *
+ * What holds at rest, and why (the files named say more):
+ *
+ *  - Pages (pagealloc.c, mheap.c "span cache", pagecache.c). A page of a
+ *    heap arena is free in the page allocator (its allocation bit clear) or
+ *    held by exactly one of: an in-use span, a span in the span cache, a
+ *    thread's page cache. The held ones have their bit set; the arena map
+ *    points at the span for the first kind only. Pages in a span (in use
+ *    or cached) were allocated, which cleared their scavenged bits; a page
+ *    cache keeps them. pa_free_pages counts the free and the cached pages,
+ *    pa_released_pages the scavenged bits, and the chunk and arena
+ *    summaries are those of the bitmap.
+ *  - Small spans (mspan.h). Objects freed since the last sweep are set in
+ *    freed_local or freed_remote, never both, and were allocated; the
+ *    remote count equals the bits set (a freer sets its bit, then counts
+ *    it; the sweep clears bits and subtracts), and the owner's countdown
+ *    equals the bits of freed_local. A span is owned by one cache (its
+ *    current span or on one of its lists, and REMOTE_OWNED set) or on its
+ *    mcentral's partial or full list. An unowned span was folded when let
+ *    go: no local frees, freeindex 0, `outstanding` the allocation bits;
+ *    it cannot have every object freed (that free returns it to the page
+ *    heap), and a full-list span has had no remote free (the first one
+ *    moves it). An owned span on a cache list has handed out `nalloc`
+ *    objects, freed or not; on the empty list none is allocated.
+ *  - Caches (mcache.h). The size-indexed names agree with the class
+ *    names, the last-free shortcut names an owned span (the free fast
+ *    path trusts it), and the byte counters are the sums of their lists.
+ *  - Arena chunks (arena.c). Each chunk span has its chunk and back; each
+ *    chunk is on the list of its state (LIVE ones on none), and the
+ *    counters are the lists' sums.
+ *  - Counters: objects allocated per class (nmalloc - nfree, over live
+ *    and dead caches) equal those the bitmaps show; large objects are the
+ *    large spans; the span and cache structs in use are the ones found.
+ *
+ * The heap part runs with every allocator lock held, taken as fork takes
+ * them; the arena part under arena_lock alone, which is never held with
+ * another allocator lock. Scratch memory is mapped, not allocated.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "arena.h"
+#include "heapcheck.h"
+#include "mcache.h"
+#include "mheap_impl.h"
+#include "pagealloc.h"
+#include "pagecache.h"
+#include "sizeclass.h"
+
+/* Without arena.c linked in there are no chunk lists (as stats.c). */
+__attribute__((weak)) void arena_internals(struct arena_internals *ai)
+{
+	memset(ai, 0, sizeof(*ai));
+}
+
+struct cache_info {
+	struct mcache *c;
+	uint64_t owned;		/* small spans naming c their owner */
+	uint64_t held;		/* c's current spans and listed spans */
+};
+
+struct check {
+	char *msg;
+	size_t len;
+	bool all;			/* HEAPCHECK_ALL */
+	/* Scratch, mapped. */
+	void *scratch;
+	size_t scratch_len;
+	struct heap_arena **arenas;	/* address order */
+	uint64_t *claimed;		/* PA_WORDS per arena: page held */
+	size_t narenas;
+	struct cache_info *caches;
+	size_t ncaches;
+	/* Found on the way. */
+	uint64_t spans;				/* in use */
+	uint64_t span_pages, cached_pages, pc_pages;
+	uint64_t structs[SPAN_BUCKETS];		/* span structs in use */
+	uint64_t large_spans, large_pages;
+	uint64_t allocated[MH_NUM_CLASSES];	/* objects, from the bitmaps */
+	uint64_t unowned[MH_NUM_CLASSES];	/* spans of the mcentrals */
+	uint64_t chunks[CHUNK_WARM + 1];	/* by state */
+	uint64_t chunk_bytes[CHUNK_WARM + 1];
+};
+
+static __attribute__((format(printf, 2, 3))) int fail(struct check *ck, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (ck->len)
+		vsnprintf(ck->msg, ck->len, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+#define CHECK(ck, cond, ...) \
+	do { if (!(cond)) return fail((ck), __VA_ARGS__); } while (0)
+#define TRY(x) do { if ((x) < 0) return -1; } while (0)
+
+/* ------------------------------------------------------------ helpers */
+
+static long arena_index(const struct check *ck, uintptr_t p)
+{
+	uintptr_t base = ALIGN_DOWN(p, MH_ARENA_SIZE);
+	size_t lo = 0, hi = ck->narenas;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (ck->arenas[mid]->base < base)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < ck->narenas && ck->arenas[lo]->base == base ? (long)lo : -1;
+}
+
+static bool page_bit(const uint64_t *bits, uintptr_t i)
+{
+	return bits[i / 64] >> (i % 64) & 1;
+}
+
+/*
+ * Pages [p, p + npages) are held by `what`: each must lie in a heap arena,
+ * be in use to the page allocator, held by nothing else, and map to span
+ * s (NULL: to none); scavenged only if scav_ok (a page cache's).
+ */
+static int claim(struct check *ck, uintptr_t p, uintptr_t npages, const struct mspan *s,
+		 bool scav_ok, const char *what)
+{
+	for (uintptr_t n = 0; n < npages; n++, p += MH_PAGE_SIZE) {
+		long a = arena_index(ck, p);
+
+		CHECK(ck, a >= 0, "%s: page %#lx is outside the heap", what, (unsigned long)p);
+		struct heap_arena *ha = ck->arenas[a];
+		uintptr_t i = arena_page(ha, p);
+		uint64_t *claimed = ck->claimed + (size_t)a * PA_WORDS;
+
+		CHECK(ck, !page_bit(claimed, i), "%s: page %#lx is held twice", what,
+		      (unsigned long)p);
+		claimed[i / 64] |= (uint64_t)1 << (i % 64);
+		CHECK(ck, page_bit(ha->alloc, i), "%s: page %#lx is free in the page allocator",
+		      what, (unsigned long)p);
+		CHECK(ck, scav_ok || !page_bit(ha->scav, i), "%s: page %#lx is marked released",
+		      what, (unsigned long)p);
+		CHECK(ck, LOAD_RELAXED(&ha->spans[i]) == s,
+		      "%s: page %#lx maps to span %p, not %p", what, (unsigned long)p,
+		      (void *)ha->spans[i], (const void *)s);
+	}
+	return 0;
+}
+
+/* Whether s is a span the arena map knows (safe for any struct pointer
+ * fixalloc handed out: those are never unmapped). */
+static bool span_live(const struct mspan *s)
+{
+	return s && s->npages && span_of(s->base) == s;
+}
+
+static struct cache_info *cache_find(struct check *ck, const struct mcache *c)
+{
+	for (size_t i = 0; i < ck->ncaches; i++)
+		if (ck->caches[i].c == c)
+			return &ck->caches[i];
+	return NULL;
+}
+
+/* ------------------------------------------------------------ scratch */
+
+static int scratch_map(struct check *ck)
+{
+	size_t na = 0, nc = 0;
+
+	for (struct heap_arena *ha = arenamap_first(); ha && na <= arenamap_count(); ha = ha->next)
+		na++;
+	CHECK(ck, na == arenamap_count(), "arena list holds %zu arenas, the map counted %llu",
+	      na, (unsigned long long)arenamap_count());
+	/* Caches are bounded by the struct pool (a cycle would run on). */
+	uint64_t cache_max = mh_heap.cachealloc.size ?
+			     mh_heap.cachealloc.inuse / mh_heap.cachealloc.size : 0;
+	for (struct mcache *c = mh_caches; c && nc <= cache_max; c = c->next)
+		nc++;
+	CHECK(ck, nc <= cache_max, "cache list longer than the %llu caches allocated",
+	      (unsigned long long)cache_max);
+
+	ck->scratch_len = ALIGN_UP(na * (sizeof(struct heap_arena *) + PA_WORDS * sizeof(uint64_t)) +
+				   nc * sizeof(struct cache_info) + 1, 4096);
+	ck->scratch = mmap(NULL, ck->scratch_len, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(ck, ck->scratch != MAP_FAILED, "no memory for the check");
+	ck->claimed = ck->scratch;
+	ck->arenas = (struct heap_arena **)(ck->claimed + na * PA_WORDS);
+	ck->caches = (struct cache_info *)(ck->arenas + na);
+	ck->narenas = na;
+	ck->ncaches = nc;
+	na = 0;
+	for (struct heap_arena *ha = arenamap_first(); ha; ha = ha->next)
+		ck->arenas[na++] = ha;
+	nc = 0;
+	for (struct mcache *c = mh_caches; c; c = c->next)
+		ck->caches[nc++].c = c;
+	return 0;
+}
+
+/* ------------------------------------------------------------ arenas */
+
+static int check_arena_list(struct check *ck)
+{
+	for (size_t a = 0; a < ck->narenas; a++) {
+		struct heap_arena *ha = ck->arenas[a];
+		struct heap_arena *prev = a ? ck->arenas[a - 1] : NULL;
+
+		CHECK(ck, ha->base % MH_ARENA_SIZE == 0, "heap arena %#lx is not aligned",
+		      (unsigned long)ha->base);
+		CHECK(ck, arena_of(ha->base) == ha, "heap arena %#lx is not in the arena map",
+		      (unsigned long)ha->base);
+		CHECK(ck, ha->prev == prev && (!prev || prev->base < ha->base),
+		      "heap arena list out of order at %#lx", (unsigned long)ha->base);
+		for (unsigned c = 0; c < PA_CHUNKS; c++) {
+			struct pa_sum s = pa_summarize(ha->alloc, c * PA_CHUNK_PAGES, PA_CHUNK_PAGES);
+
+			CHECK(ck, !memcmp(&s, &ha->chunk_sum[c], sizeof(s)),
+			      "heap arena %#lx: summary of chunk %u out of date",
+			      (unsigned long)ha->base, c);
+		}
+		struct pa_sum s = pa_summarize(ha->alloc, 0, MH_PAGES_PER_ARENA);
+
+		CHECK(ck, !memcmp(&s, &ha->sum, sizeof(s)), "heap arena %#lx: summary out of date",
+		      (unsigned long)ha->base);
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------ spans */
+
+/* Bits of bitmap word w for objects below limit. */
+static uint64_t below(unsigned w, uint32_t limit)
+{
+	if (limit <= w * 64)
+		return 0;
+	return limit >= (w + 1) * 64 ? ~(uint64_t)0 : ((uint64_t)1 << (limit - w * 64)) - 1;
+}
+
+static int check_small(struct check *ck, const struct mspan *s)
+{
+	unsigned cls = s->sizeclass;
+	unsigned long base = (unsigned long)s->base;
+
+	CHECK(ck, cls >= 1 && cls < MH_NUM_CLASSES, "span %#lx: class %u", base, cls);
+	const struct size_class *sc = &mh_class[cls];
+	unsigned nw = mspan_bitmap_words(s->nelems);
+
+	CHECK(ck, s->npages == sc->npages && s->elemsize == sc->size &&
+	      s->nelems == sc->nelems && s->divmul == sc->divmul,
+	      "span %#lx: geometry is not that of class %u", base, cls);
+	CHECK(ck, mh_heap.spanalloc[s->bucket].size >=
+	      sizeof(struct mspan) + nw * sizeof(struct span_bits),
+	      "span %#lx: struct of bucket %u too small for its bitmaps", base, s->bucket);
+	CHECK(ck, s->freeindex <= s->nelems, "span %#lx: freeindex %u of %u", base,
+	      s->freeindex, s->nelems);
+
+	uint32_t nalloc_bits = 0, nlocal = 0, nremote = 0, allocated = 0;
+
+	for (unsigned w = 0; w < nw; w++) {
+		uint64_t a = s->bits[w].alloc, l = s->bits[w].local;
+		uint64_t r = LOAD_RELAXED(&s->bits[w].remote);
+		uint64_t live = a | below(w, s->freeindex);
+
+		CHECK(ck, !((a | l | r) & ~below(w, s->nelems)),
+		      "span %#lx: bits set past its last object", base);
+		CHECK(ck, !(l & r), "span %#lx: object %u freed both locally and remotely", base,
+		      w * 64 + (unsigned)__builtin_ctzll(l & r));
+		CHECK(ck, !((l | r) & ~live), "span %#lx: object %u freed but not allocated", base,
+		      w * 64 + (unsigned)__builtin_ctzll((l | r) & ~live));
+		nalloc_bits += mh_popcount(a);
+		nlocal += mh_popcount(l);
+		nremote += mh_popcount(r);
+		allocated += mh_popcount(live & ~(l | r));
+	}
+	/* The window: objects from freeindex on that the last sweep left free. */
+	for (uint64_t win = s->alloc_cache; win; win &= win - 1) {
+		uint32_t i = s->freeindex + (uint32_t)__builtin_ctzll(win);
+
+		CHECK(ck, i < s->nelems && !(s->bits[i / 64].alloc >> (i % 64) & 1),
+		      "span %#lx: window offers object %u, which is not free", base, i);
+	}
+
+	int64_t remote = LOAD_RELAXED(&s->remote);
+	struct mcache *owner = LOAD_RELAXED(&s->owner);
+
+	CHECK(ck, !(remote & (REMOTE_ONE - 1) & ~REMOTE_OWNED), "span %#lx: remote flags %#llx",
+	      base, (unsigned long long)remote);
+	CHECK(ck, remote >> REMOTE_SHIFT == nremote,
+	      "span %#lx: remote count %lld, %u remote bits set", base,
+	      (long long)(remote >> REMOTE_SHIFT), nremote);
+	CHECK(ck, mspan_local_frees(s) == nlocal, "span %#lx: %u local frees counted, %u bits set",
+	      base, mspan_local_frees(s), nlocal);
+	CHECK(ck, !(remote & REMOTE_OWNED) == !owner, "span %#lx: owner %p, owned flag %d", base,
+	      (void *)owner, (int)(remote & REMOTE_OWNED));
+	ck->allocated[cls] += allocated;
+
+	if (!owner) {
+		CHECK(ck, s->list == MSPAN_LIST_PARTIAL || s->list == MSPAN_LIST_FULL,
+		      "span %#lx: no owner and on no mcentral list (list %u)", base, s->list);
+		CHECK(ck, !nlocal && !s->freeindex && !s->alloc_cache,
+		      "span %#lx: unowned but not folded", base);
+		CHECK(ck, s->outstanding == nalloc_bits,
+		      "span %#lx: outstanding %u, %u allocation bits", base, s->outstanding,
+		      nalloc_bits);
+		CHECK(ck, nremote < s->outstanding,
+		      "span %#lx: unowned with every object freed (%u of %u)", base, nremote,
+		      s->outstanding);
+		if (s->list == MSPAN_LIST_FULL)
+			CHECK(ck, s->outstanding == s->nelems && !nremote,
+			      "span %#lx: on the full list with %u of %u objects, %u freed", base,
+			      s->outstanding, s->nelems, nremote);
+		else
+			CHECK(ck, s->outstanding < s->nelems || nremote,
+			      "span %#lx: on the partial list with nothing free", base);
+		ck->unowned[cls]++;
+		return 0;
+	}
+	struct cache_info *ci = cache_find(ck, owner);
+
+	CHECK(ck, ci, "span %#lx: owner %p is no live cache", base, (void *)owner);
+	ci->owned++;
+	if (s->list == MSPAN_LIST_NONE) {
+		CHECK(ck, owner->alloc[cls] == s, "span %#lx: owned, not current, on no list", base);
+		return 0;
+	}
+	CHECK(ck, s->list >= MSPAN_LIST_CACHE_PARTIAL && s->list <= MSPAN_LIST_CACHE_EMPTY,
+	      "span %#lx: owned but on an mcentral list (%u)", base, s->list);
+	CHECK(ck, !s->alloc_cache, "span %#lx: not current but has a window", base);
+	CHECK(ck, allocated + nlocal + nremote == s->nalloc,
+	      "span %#lx: %u allocated + %u + %u freed, nalloc %u", base, allocated, nlocal,
+	      nremote, s->nalloc);
+	CHECK(ck, s->list != MSPAN_LIST_CACHE_EMPTY || !allocated,
+	      "span %#lx: on the empty list with %u objects allocated", base, allocated);
+	return 0;
+}
+
+static int check_chunk(struct check *ck, const struct mspan *s)
+{
+	const struct arena_chunk *c = LOAD_RELAXED(&s->chunk_data);
+	unsigned long base = (unsigned long)s->base;
+
+	CHECK(ck, c, "chunk span %#lx has no chunk", base);
+	CHECK(ck, c->span == s && c->base == s->base && c->limit == mspan_limit(s),
+	      "chunk span %#lx: its chunk is [%#lx, %#lx) of span %p", base,
+	      (unsigned long)c->base, (unsigned long)c->limit, (void *)c->span);
+	CHECK(ck, c->base <= c->lo && c->lo <= c->hi && c->hi <= c->limit,
+	      "chunk %#lx: free space [%#lx, %#lx) outside it", base, (unsigned long)c->lo,
+	      (unsigned long)c->hi);
+	CHECK(ck, c->state == CHUNK_LIVE || c->state == CHUNK_REUSE ||
+	      c->state == CHUNK_QUARANTINED || c->state == CHUNK_READY || c->state == CHUNK_WARM,
+	      "chunk %#lx: state %u", base, c->state);
+	ck->chunks[c->state]++;
+	ck->chunk_bytes[c->state] += c->limit - c->base;
+	return 0;
+}
+
+static int check_span(struct check *ck, const struct mspan *s)
+{
+	unsigned long base = (unsigned long)s->base;
+
+	CHECK(ck, s->npages, "span %#lx has no pages", base);
+	CHECK(ck, s->bucket < SPAN_BUCKETS, "span %#lx: bucket %u", base, s->bucket);
+	ck->structs[s->bucket]++;
+	ck->spans++;
+	ck->span_pages += s->npages;
+	switch (s->state) {
+	case MSPAN_SMALL:
+		return ck->all ? check_small(ck, s) : 0;
+	case MSPAN_LARGE:
+		CHECK(ck, !s->sizeclass && !s->owner, "large span %#lx: class %u, owner %p", base,
+		      s->sizeclass, (void *)s->owner);
+		ck->large_spans++;
+		ck->large_pages += s->npages;
+		return 0;
+	case MSPAN_CHUNK:
+		return ck->all ? check_chunk(ck, s) : 0;
+	default:
+		return fail(ck, "page %#lx maps to span %p in state %u", base, (const void *)s,
+			    s->state);
+	}
+}
+
+/* Every in-use span, found through the arena map in address order: each
+ * page maps to the span it lies in, a span's first page is its base. */
+static int check_spans(struct check *ck)
+{
+	const struct mspan *cur = NULL;
+	uintptr_t cur_end = 0;
+
+	/* A span may run on into the next arena if adjacent (claim checks). */
+	for (size_t a = 0; a < ck->narenas; a++) {
+		struct heap_arena *ha = ck->arenas[a];
+
+		for (uintptr_t i = 0; i < MH_PAGES_PER_ARENA; i++) {
+			uintptr_t p = ha->base + (i << MH_PAGE_SHIFT);
+			const struct mspan *s = LOAD_RELAXED(&ha->spans[i]);
+
+			if (cur && p < cur_end)
+				continue;	/* claimed with its span */
+			cur = NULL;
+			if (!s)
+				continue;
+			CHECK(ck, s->base == p, "page %#lx maps to span %#lx+%lu",
+			      (unsigned long)p, (unsigned long)s->base, (unsigned long)s->npages);
+			TRY(check_span(ck, s));
+			TRY(claim(ck, p, s->npages, s, false, "span"));
+			cur = s;
+			cur_end = mspan_limit(s);
+		}
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------ span cache */
+
+static int check_span_cache(struct check *ck)
+{
+	uint64_t pages = 0, large = 0;
+
+	for (unsigned kind = CACHE_SMALL; kind <= CACHE_LARGE; kind++) {
+		for (uintptr_t n = 1; n <= SPAN_CACHE_PAGES; n++) {
+			uint64_t left = pa_total_pages / n + 1;
+
+			for (struct mspan *s = mh_heap.span_cache[kind][n]; s; s = s->next) {
+				CHECK(ck, left--, "span cache list of %lu pages loops", (unsigned long)n);
+				CHECK(ck, s->state == MSPAN_DEAD && s->npages == n &&
+				      s->bucket < SPAN_BUCKETS,
+				      "cached span %#lx: state %u, %lu pages on the list of %lu",
+				      (unsigned long)s->base, s->state, (unsigned long)s->npages,
+				      (unsigned long)n);
+				CHECK(ck, kind != CACHE_LARGE || s->base >= mh_heap.span_cache_large_low,
+				      "cached large span %#lx below span_cache_large_low",
+				      (unsigned long)s->base);
+				TRY(claim(ck, s->base, n, NULL, false, "span cache"));
+				ck->structs[s->bucket]++;
+				pages += n;
+				if (kind == CACHE_LARGE)
+					large += n;
+			}
+		}
+	}
+	CHECK(ck, pages == mh_heap.span_cache_pages && large == mh_heap.span_cache_large_pages,
+	      "span cache holds %llu pages (%llu large), counted %llu (%llu)",
+	      (unsigned long long)pages, (unsigned long long)large,
+	      (unsigned long long)mh_heap.span_cache_pages,
+	      (unsigned long long)mh_heap.span_cache_large_pages);
+	ck->cached_pages = pages;
+	return 0;
+}
+
+/* ------------------------------------------------------------ mcentrals */
+
+static int check_mcentrals(struct check *ck)
+{
+	for (unsigned cls = 1; cls < MH_NUM_CLASSES; cls++) {
+		struct mcentral *mc = &mh_heap.central[cls];
+		uint64_t n = 0, max = ck->all ? ck->unowned[cls] : ck->spans;
+
+		for (int full = 0; full < 2; full++) {
+			enum mspan_list tag = full ? MSPAN_LIST_FULL : MSPAN_LIST_PARTIAL;
+			const struct mspan *prev = NULL;
+
+			for (struct mspan *s = full ? mc->full : mc->partial; s; s = s->next) {
+				CHECK(ck, n++ < max, "mcentral %u: more than %llu spans listed",
+				      cls, (unsigned long long)max);
+				CHECK(ck, span_live(s) && s->state == MSPAN_SMALL &&
+				      s->sizeclass == cls && s->list == tag && !s->owner &&
+				      s->prev == prev,
+				      "mcentral %u: span %#lx on its %s list (class %u, list %u, "
+				      "owner %p)", cls, (unsigned long)s->base,
+				      full ? "full" : "partial", s->sizeclass, s->list,
+				      (void *)s->owner);
+				prev = s;
+			}
+		}
+		CHECK(ck, !ck->all || n == ck->unowned[cls], "mcentral %u lists %llu spans of %llu unowned",
+		      cls, (unsigned long long)n, (unsigned long long)ck->unowned[cls]);
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------ caches */
+
+static int check_cache_list(struct check *ck, struct cache_info *ci, unsigned cls,
+			    const struct span_list *l, enum mspan_list tag, size_t *bytes)
+{
+	const struct mspan *prev = NULL;
+
+	for (struct mspan *s = l->head; s; s = s->next) {
+		CHECK(ck, ci->held++ < ci->owned, "cache %p: more spans listed than owned",
+		      (void *)ci->c);
+		CHECK(ck, span_live(s) && s->state == MSPAN_SMALL && s->sizeclass == cls &&
+		      s->list == tag && s->owner == ci->c && s->prev == prev,
+		      "cache %p: span %#lx on its list %u of class %u (class %u, list %u, "
+		      "owner %p)", (void *)ci->c, (unsigned long)s->base, tag, cls,
+		      s->sizeclass, s->list, (void *)s->owner);
+		*bytes += s->npages << MH_PAGE_SHIFT;
+		prev = s;
+	}
+	CHECK(ck, l->tail == prev, "cache %p: list %u of class %u has a wrong tail",
+	      (void *)ci->c, tag, cls);
+	return 0;
+}
+
+static int check_page_cache(struct check *ck, const struct page_cache *pc)
+{
+	if (!pc->free)
+		return 0;
+	CHECK(ck, pc->base % (PA_CHUNK_TAKE_PAGES * MH_PAGE_SIZE) == 0 &&
+	      !(pc->free >> (PA_CHUNK_TAKE_PAGES - 1) >> 1),
+	      "page cache at %#lx: free %#llx", (unsigned long)pc->base,
+	      (unsigned long long)pc->free);
+	for (uint64_t f = pc->free; f; f &= f - 1) {
+		uintptr_t p = pc->base + ((uintptr_t)__builtin_ctzll(f) << MH_PAGE_SHIFT);
+
+		TRY(claim(ck, p, 1, NULL, true, "page cache"));
+		ck->pc_pages++;
+	}
+	return 0;
+}
+
+static int check_cache(struct check *ck, struct cache_info *ci)
+{
+	struct mcache *c = ci->c;
+	size_t full = 0, empty = 0, none = 0;
+
+	CHECK(ck, c->alloc[0] == &mh_empty_span, "cache %p: a current span for class 0",
+	      (void *)c);
+	for (unsigned cls = 1; cls < MH_NUM_CLASSES; cls++) {
+		struct mspan *s = c->alloc[cls];
+		uint32_t size = mh_class[cls].size;
+
+		if (s != &mh_empty_span) {
+			CHECK(ck, span_live(s) && s->state == MSPAN_SMALL && s->sizeclass == cls &&
+			      s->owner == c && s->list == MSPAN_LIST_NONE,
+			      "cache %p: current span %p of class %u (class %u, list %u, "
+			      "owner %p)", (void *)c, (void *)s, cls, s->sizeclass, s->list,
+			      (void *)s->owner);
+			ci->held++;
+		}
+		/* The size-indexed names (set_current in mcache.c). */
+		if (size <= MH_DIRECT_MAX) {
+			unsigned k = cls == 1 ? 0 : mh_class[cls - 1].size / MH_SMALL_SIZE_DIV + 1;
+
+			for (; k <= size / MH_SMALL_SIZE_DIV; k++)
+				CHECK(ck, c->alloc_small[k] == s,
+				      "cache %p: requests of %u bytes go to span %p, class %u's "
+				      "current is %p", (void *)c, k * MH_SMALL_SIZE_DIV,
+				      (void *)c->alloc_small[k], cls, (void *)s);
+		}
+		TRY(check_cache_list(ck, ci, cls, &c->partial[cls], MSPAN_LIST_CACHE_PARTIAL, &none));
+		TRY(check_cache_list(ck, ci, cls, &c->full[cls], MSPAN_LIST_CACHE_FULL, &full));
+		TRY(check_cache_list(ck, ci, cls, &c->empty[cls], MSPAN_LIST_CACHE_EMPTY, &empty));
+	}
+	CHECK(ck, ci->held == ci->owned, "cache %p holds %llu spans, %llu name it their owner",
+	      (void *)c, (unsigned long long)ci->held, (unsigned long long)ci->owned);
+	CHECK(ck, full == c->full_bytes && empty == c->empty_bytes,
+	      "cache %p: full lists %zu bytes (counted %zu), empty lists %zu (counted %zu)",
+	      (void *)c, full, c->full_bytes, empty, c->empty_bytes);
+	CHECK(ck, c->last_free_span == &mh_empty_span ||
+	      (span_live(c->last_free_span) && c->last_free_span->owner == c),
+	      "cache %p: last-free span %p is not its own", (void *)c,
+	      (void *)c->last_free_span);
+	return check_page_cache(ck, &c->pages);
+}
+
+static int check_caches(struct check *ck)
+{
+	CHECK(ck, !mh_empty_span.npages && !mh_empty_span.alloc_cache && !mh_empty_span.owner,
+	      "the empty span is not empty");
+	for (size_t i = 0; i < ck->ncaches; i++) {
+		CHECK(ck, ck->caches[i].c->prev == (i ? ck->caches[i - 1].c : NULL),
+		      "cache list: wrong back link at %p", (void *)ck->caches[i].c);
+		TRY(ck->all ? check_cache(ck, &ck->caches[i])
+			    : check_page_cache(ck, &ck->caches[i].c->pages));
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------ totals */
+
+static int check_pages(struct check *ck)
+{
+	uint64_t free = 0, released = 0;
+
+	for (size_t a = 0; a < ck->narenas; a++) {
+		const struct heap_arena *ha = ck->arenas[a];
+		const uint64_t *claimed = ck->claimed + a * PA_WORDS;
+
+		for (unsigned w = 0; w < PA_WORDS; w++) {
+			uint64_t odd = ha->alloc[w] ^ claimed[w];
+
+			CHECK(ck, !odd, "page %#lx: %s", (unsigned long)(ha->base +
+			      ((uintptr_t)(w * 64 + (unsigned)__builtin_ctzll(odd)) << MH_PAGE_SHIFT)),
+			      ha->alloc[w] & odd ? "in use, but held by no span or cache"
+						 : "free, but held");
+			free += mh_popcount(~ha->alloc[w]);
+			released += mh_popcount(ha->scav[w]);
+		}
+	}
+	CHECK(ck, pa_total_pages == (uint64_t)ck->narenas * MH_PAGES_PER_ARENA,
+	      "%llu pages counted in %zu heap arenas", (unsigned long long)pa_total_pages,
+	      ck->narenas);
+	free += ck->cached_pages + ck->pc_pages;
+	CHECK(ck, free == pa_free_pages, "%llu free pages (%llu in caches), counted %llu",
+	      (unsigned long long)free, (unsigned long long)(ck->cached_pages + ck->pc_pages),
+	      (unsigned long long)pa_free_pages);
+	CHECK(ck, released == pa_released_pages, "%llu released pages, counted %llu",
+	      (unsigned long long)released, (unsigned long long)pa_released_pages);
+	CHECK(ck, ck->span_pages + free == pa_total_pages,
+	      "%llu pages in spans and %llu free of %llu", (unsigned long long)ck->span_pages,
+	      (unsigned long long)free, (unsigned long long)pa_total_pages);
+	CHECK(ck, ck->large_pages << MH_PAGE_SHIFT == mh_heap.large_live_bytes,
+	      "large spans hold %llu bytes, counted %llu",
+	      (unsigned long long)(ck->large_pages << MH_PAGE_SHIFT),
+	      (unsigned long long)mh_heap.large_live_bytes);
+	for (unsigned b = 0; b < SPAN_BUCKETS; b++)
+		CHECK(ck, mh_heap.spanalloc[b].inuse == ck->structs[b] * mh_heap.spanalloc[b].size,
+		      "span structs of bucket %u: %llu bytes in use, %llu found", b,
+		      (unsigned long long)mh_heap.spanalloc[b].inuse,
+		      (unsigned long long)(ck->structs[b] * mh_heap.spanalloc[b].size));
+	/* A thread being born holds a struct before the list has it. */
+	CHECK(ck, ck->all ? mh_heap.cachealloc.inuse == ck->ncaches * mh_heap.cachealloc.size
+			  : mh_heap.cachealloc.inuse >= ck->ncaches * mh_heap.cachealloc.size,
+	      "cache structs: %llu bytes in use, %zu caches listed",
+	      (unsigned long long)mh_heap.cachealloc.inuse, ck->ncaches);
+	return 0;
+}
+
+/* Objects allocated per class, by the counters (caches_lock held). */
+static int check_counters(struct check *ck)
+{
+	for (unsigned cls = 0; cls < MH_NUM_CLASSES; cls++) {
+		uint64_t nmalloc = mh_dead_nmalloc[cls], nfree = mh_dead_nfree[cls];
+		uint64_t found = cls ? ck->allocated[cls] : ck->large_spans;
+
+		for (size_t i = 0; i < ck->ncaches; i++) {
+			nmalloc += mcache_nmalloc(ck->caches[i].c, cls);
+			nfree += ck->caches[i].c->nfree[cls];
+		}
+		CHECK(ck, nmalloc - nfree == found,
+		      "class %u: %llu allocated by the counters (%llu - %llu), %llu in spans", cls,
+		      (unsigned long long)(nmalloc - nfree), (unsigned long long)nmalloc,
+		      (unsigned long long)nfree, (unsigned long long)found);
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------ arena chunks */
+
+static int check_chunk_list(struct check *ck, const struct chunk_list *l,
+			    enum chunk_state state, const char *name, uint64_t *bytes)
+{
+	const struct arena_chunk *prev = NULL;
+	uint64_t n = 0, max = ck->all ? ck->chunks[state] : ck->spans;
+
+	*bytes = 0;
+	for (const struct arena_chunk *c = l->head; c; c = c->next) {
+		CHECK(ck, n++ < max, "%s list: more than %llu chunks", name,
+		      (unsigned long long)max);
+		CHECK(ck, c->state == state && c->prev == prev && span_live(c->span) &&
+		      c->span->chunk_data == c,
+		      "%s list: chunk %#lx in state %u", name, (unsigned long)c->base, c->state);
+		*bytes += c->limit - c->base;
+		prev = c;
+	}
+	CHECK(ck, l->tail == prev && l->count == n && (!ck->all || n == ck->chunks[state]),
+	      "%s list: %llu chunks (counted %llu), %llu in its state", name,
+	      (unsigned long long)n, (unsigned long long)l->count,
+	      (unsigned long long)ck->chunks[state]);
+	return 0;
+}
+
+static int check_arena_chunks(struct check *ck, const struct arena_internals *ai)
+{
+	uint64_t quarantined, warm, other;
+
+	TRY(check_chunk_list(ck, ai->reuse, CHUNK_REUSE, "reuse", &other));
+	TRY(check_chunk_list(ck, ai->ready, CHUNK_READY, "ready", &other));
+	TRY(check_chunk_list(ck, ai->quarantine, CHUNK_QUARANTINED, "quarantine", &quarantined));
+	TRY(check_chunk_list(ck, ai->warm, CHUNK_WARM, "warm", &warm));
+	CHECK(ck, quarantined == *ai->quarantined_bytes, "quarantine %llu bytes, counted %llu",
+	      (unsigned long long)quarantined, (unsigned long long)*ai->quarantined_bytes);
+	if (!ck->all)
+		return 0;
+	/* A move under way holds its room in warm_bytes, a chunk being made
+	 * or destroyed is live without a state: quiet heaps only. */
+	CHECK(ck, warm == *ai->warm_bytes, "warm chunks %llu bytes, counted %llu",
+	      (unsigned long long)warm, (unsigned long long)*ai->warm_bytes);
+	CHECK(ck, ck->chunks[CHUNK_LIVE] == *ai->chunks_live,
+	      "%llu chunks live, counted %llu", (unsigned long long)ck->chunks[CHUNK_LIVE],
+	      (unsigned long long)*ai->chunks_live);
+	return 0;
+}
+
+/* ------------------------------------------------------------ entry */
+
+static int check_heap(struct check *ck)
+{
+	TRY(scratch_map(ck));
+	TRY(check_arena_list(ck));
+	TRY(check_spans(ck));
+	TRY(check_span_cache(ck));
+	TRY(check_mcentrals(ck));
+	TRY(check_caches(ck));
+	TRY(check_pages(ck));
+	return ck->all ? check_counters(ck) : 0;
+}
+
+int mheap_check(enum heapcheck_scope scope, char *msg, size_t len)
+{
+	struct check ck = { .msg = msg, .len = len, .all = scope == HEAPCHECK_ALL };
+	struct arena_internals ai;
+	int ret;
+
+	if (len)
+		msg[0] = '\0';
+	mheap_init();
+	mh_lock(&mh_caches_lock);
+	mheap_lock_all();
+	ret = check_heap(&ck);
+	mheap_unlock_all();
+	mh_unlock(&mh_caches_lock);
+
+	/* The chunks found above against the lists: the world is quiet, so
+	 * nothing moved in between. */
+	arena_internals(&ai);
+	if (!ret && ai.lock) {
+		mh_lock(ai.lock);
+		ret = check_arena_chunks(&ck, &ai);
+		mh_unlock(ai.lock);
+	}
+	if (ck.scratch && ck.scratch != MAP_FAILED)
+		munmap(ck.scratch, ck.scratch_len);
+	return ret;
+}
