@@ -137,9 +137,13 @@ void mspan_init_small(struct mspan *s, unsigned sizeclass)
 	STORE_RELAXED(&s->alloc_cache, 0);
 	s->free_notify = UINT32_MAX;
 	s->notify_in = UINT32_MAX;
-	s->outstanding = 0;
 	s->remote = 0;
-	s->owner = NULL;
+	/* A remote freer of the struct's last life reads these two after its
+	 * count, which may have let the span die and be reborn here; what
+	 * it reads then only misdirects a hint or fails its gen check
+	 * (malloc.c, remote_free), but the stores must be atomic too. */
+	STORE_RELAXED(&s->outstanding, 0);
+	STORE_RELAXED(&s->owner, NULL);
 	s->list = MSPAN_LIST_NONE;
 	memset(s->bits, 0, nw * sizeof(s->bits[0]));
 }
