@@ -27,12 +27,14 @@
 #include "mheap_impl.h"
 #include "pagealloc.h"
 
-/* Bounds of the run: long enough on the host for thousands of thread
- * exits and dozens of forks, short under sanitizers (10-20x slower). */
-#define RUN_MS		(UNDER_SANITIZER ? 400 : 2000)
+/* Bounds of the run: on the host, hundreds of thread exits and dozens of
+ * forks; under sanitizers (10-50x slower) fewer of each. For a soak run
+ * by hand, MHEAP_STRESS_MS sets another length and MHEAP_STRESS_FORK_MS
+ * another pace of forks. */
+#define RUN_MS		(UNDER_SANITIZER ? 1000 : 2000)
 #define WORKERS		3
-#define WORKER_OPS	(UNDER_SANITIZER ? 2000 : 20000)
-#define FORK_EVERY_MS	(UNDER_SANITIZER ? 100 : 40)
+#define WORKER_OPS	(UNDER_SANITIZER ? 1000 : 20000)
+#define FORK_EVERY_MS	(UNDER_SANITIZER ? 50 : 40)
 #define LIVE_MAX	256	/* objects a worker holds */
 #define SLOTS		512	/* objects waiting for another thread's free */
 
@@ -101,10 +103,14 @@ static size_t random_size(uint64_t *r)
 	return 32769 + rnd(r) % (256 << 10);
 }
 
+/* Mostly malloc; some calloc, some aligned up to 16 KiB (beyond a page:
+ * a large span with aligned pages). */
 static void *obj_new(uint64_t *r)
 {
 	size_t size = random_size(r);
-	void *p = rnd(r) % 8 ? mh_malloc(size) : mh_calloc(1, size);
+	unsigned k = rnd(r) % 16;
+	void *p = k > 1 ? mh_malloc(size) : k ? mh_calloc(1, size)
+		  : mh_aligned_alloc((size_t)64 << rnd(r) % 9, size);
 
 	if (!p) {
 		report("allocation of %lu bytes failed (%lu)", size, 0);
@@ -294,11 +300,18 @@ static uint64_t objects_out(void)
 	return st.mallocs - st.frees;
 }
 
+static uint64_t env_or(const char *name, uint64_t def)
+{
+	const char *v = getenv(name);
+
+	return v ? strtoull(v, NULL, 0) : def;
+}
+
 static void stress(struct __test_metadata *_metadata)
 {
 	struct worker w[WORKERS];
 	pthread_t arena_thread;
-	uint64_t r = 0x2545f4914f6cdd1dull, deadline, next_fork;
+	uint64_t r = 0x2545f4914f6cdd1dull, deadline, next_fork, fork_every;
 	unsigned exits = 0, forks = 0, children_failed = 0;
 	uint64_t base_objects;
 	struct mh_stats base, st;
@@ -313,8 +326,9 @@ static void stress(struct __test_metadata *_metadata)
 	for (unsigned i = 0; i < WORKERS; i++)
 		worker_start(&w[i], &r);
 	ASSERT_EQ(0, pthread_create(&arena_thread, NULL, arena_churn, (void *)(uintptr_t)rnd(&r)));
-	deadline = now_ms() + RUN_MS;
-	next_fork = now_ms() + FORK_EVERY_MS;
+	deadline = now_ms() + env_or("MHEAP_STRESS_MS", RUN_MS);
+	fork_every = env_or("MHEAP_STRESS_FORK_MS", FORK_EVERY_MS);
+	next_fork = now_ms() + fork_every;
 	while (now_ms() < deadline) {
 		for (unsigned i = 0; i < WORKERS; i++) {
 			if (atomic_load(&w[i].done)) {
@@ -332,7 +346,7 @@ static void stress(struct __test_metadata *_metadata)
 			if (rc && children_failed == 1)
 				TH_LOG("fork %u: child exited with %d", forks, rc);
 			mh_scavenge();
-			next_fork = now_ms() + FORK_EVERY_MS;
+			next_fork = now_ms() + fork_every;
 		}
 		usleep(1000);
 	}

@@ -601,12 +601,12 @@ static int check_pages(struct check *ck)
 		const uint64_t *claimed = ck->claimed + a * PA_WORDS;
 
 		for (unsigned w = 0; w < PA_WORDS; w++) {
-			uint64_t odd = ha->alloc[w] ^ claimed[w];
+			/* (A page held but free failed its claim.) */
+			uint64_t lost = ha->alloc[w] & ~claimed[w];
 
-			CHECK(ck, !odd, "page %#lx: %s", (unsigned long)(ha->base +
-			      ((uintptr_t)(w * 64 + (unsigned)__builtin_ctzll(odd)) << MH_PAGE_SHIFT)),
-			      ha->alloc[w] & odd ? "in use, but held by no span or cache"
-						 : "free, but held");
+			CHECK(ck, !lost, "page %#lx is in use, but held by no span or cache",
+			      (unsigned long)(ha->base + ((uintptr_t)(w * 64 +
+			      (unsigned)__builtin_ctzll(lost)) << MH_PAGE_SHIFT)));
 			free += mh_popcount(~ha->alloc[w]);
 			released += mh_popcount(ha->scav[w]);
 		}
