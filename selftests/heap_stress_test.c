@@ -5,11 +5,13 @@
  * by the thread that made them and by others, threads exiting with
  * objects still out and being replaced, realloc, arenas filled and freed
  * (their chunks quarantined, reused, moved warm), the scavenger, and fork
- * with all of it going on. Each forked child allocates a little and runs
- * the check itself; at the end the parent joins everything, frees what is
- * left and runs it too, and the object counters must be back where they
- * started. A last test corrupts the heap on purpose, to show the check
- * can fail.
+ * with all of it going on. Every so often the other threads are stopped
+ * between two operations and the whole heap is checked with their
+ * objects, caches and arenas live; each forked child allocates a little
+ * and checks what the fork handlers' locks guard; at the end the parent
+ * joins everything, frees what is left and checks again, and the object
+ * counters must be back where they started. A last test corrupts the
+ * heap on purpose, to show the check can fail.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -35,6 +37,7 @@
 #define WORKERS		3
 #define WORKER_OPS	(UNDER_SANITIZER ? 1000 : 20000)
 #define FORK_EVERY_MS	(UNDER_SANITIZER ? 50 : 40)
+#define CHECK_EVERY_MS	(UNDER_SANITIZER ? 200 : 100)
 #define LIVE_MAX	256	/* objects a worker holds */
 #define SLOTS		512	/* objects waiting for another thread's free */
 
@@ -163,9 +166,28 @@ static void drain_slots(void)
 
 static atomic_int stop;
 
+/*
+ * Quiet points: the main thread stops the others between two of their
+ * operations and checks the whole heap while their objects, caches and
+ * arenas are live, then lets them go on. A thread that has finished is
+ * joined instead (its exit gives its cache back inside the allocator).
+ */
+static atomic_int pause_req, paused;
+
+static void maybe_pause(void)
+{
+	if (!atomic_load(&pause_req))
+		return;
+	atomic_fetch_add(&paused, 1);
+	while (atomic_load(&pause_req))
+		usleep(100);
+	atomic_fetch_sub(&paused, 1);
+}
+
 struct worker {
 	pthread_t tid;
 	atomic_int done;
+	bool running;		/* started and not joined */
 	uint64_t seed;
 };
 
@@ -180,6 +202,7 @@ static void *worker(void *arg)
 	unsigned n = 0;
 
 	for (unsigned op = 0; op < WORKER_OPS && !atomic_load(&stop); op++) {
+		maybe_pause();
 		unsigned k = rnd(&r) % 16, i = n ? rnd(&r) % n : 0;
 
 		if (k < 7 && n < LIVE_MAX) {
@@ -211,8 +234,19 @@ static void worker_start(struct worker *w, uint64_t *r)
 {
 	atomic_store(&w->done, 0);
 	w->seed = rnd(r) | 1;
-	if (pthread_create(&w->tid, NULL, worker, w))
+	w->running = !pthread_create(&w->tid, NULL, worker, w);
+	if (!w->running)
 		report("pthread_create failed (%lu, %lu)", 0, 0);
+}
+
+/* Join w if it has finished; whether it has (or never ran). */
+static bool worker_reap(struct worker *w)
+{
+	if (w->running && atomic_load(&w->done)) {
+		pthread_join(w->tid, NULL);
+		w->running = false;
+	}
+	return !w->running;
 }
 
 /* Arenas of random sizes, some over a chunk (big arenas: full chunks
@@ -231,6 +265,7 @@ static void *arena_churn(void *arg)
 			return NULL;
 		}
 		for (size_t got = 0; got < total;) {
+			maybe_pause();
 			size_t size = rnd(&r) % 64 ? 16 + rnd(&r) % 4096 : (3u << 20);
 			char *p = rnd(&r) % 2 ? mh_arena_alloc(a, size, 0)
 					      : mh_arena_alloc_noscan(a, size, 0);
@@ -300,6 +335,27 @@ static uint64_t objects_out(void)
 	return st.mallocs - st.frees;
 }
 
+/* Stop the other threads (the arena thread and the workers still
+ * running; finished ones are joined) and check the heap. */
+static int quiet_check(struct worker *w, char *msg, size_t len)
+{
+	int rc;
+
+	atomic_store(&pause_req, 1);
+	for (;;) {
+		int want = 1;	/* the arena thread */
+
+		for (unsigned i = 0; i < WORKERS; i++)
+			want += !worker_reap(&w[i]);
+		if (atomic_load(&paused) == want)
+			break;
+		usleep(100);
+	}
+	rc = mheap_check(HEAPCHECK_ALL, msg, len);
+	atomic_store(&pause_req, 0);
+	return rc;
+}
+
 static uint64_t env_or(const char *name, uint64_t def)
 {
 	const char *v = getenv(name);
@@ -311,8 +367,8 @@ static void stress(struct __test_metadata *_metadata)
 {
 	struct worker w[WORKERS];
 	pthread_t arena_thread;
-	uint64_t r = 0x2545f4914f6cdd1dull, deadline, next_fork, fork_every;
-	unsigned exits = 0, forks = 0, children_failed = 0;
+	uint64_t r = 0x2545f4914f6cdd1dull, deadline, next_fork, fork_every, next_check;
+	unsigned exits = 0, forks = 0, children_failed = 0, checks = 0, checks_failed = 0;
 	uint64_t base_objects;
 	struct mh_stats base, st;
 	char msg[512];
@@ -329,10 +385,16 @@ static void stress(struct __test_metadata *_metadata)
 	deadline = now_ms() + env_or("MHEAP_STRESS_MS", RUN_MS);
 	fork_every = env_or("MHEAP_STRESS_FORK_MS", FORK_EVERY_MS);
 	next_fork = now_ms() + fork_every;
+	next_check = now_ms() + CHECK_EVERY_MS;
 	while (now_ms() < deadline) {
+		if (now_ms() >= next_check) {
+			checks++;
+			if (quiet_check(w, msg, sizeof(msg)) && !checks_failed++)
+				TH_LOG("quiet point %u: %s", checks, msg);
+			next_check = now_ms() + CHECK_EVERY_MS;
+		}
 		for (unsigned i = 0; i < WORKERS; i++) {
-			if (atomic_load(&w[i].done)) {
-				pthread_join(w[i].tid, NULL);
+			if (worker_reap(&w[i])) {
 				worker_start(&w[i], &r);
 				exits++;
 			}
@@ -352,13 +414,15 @@ static void stress(struct __test_metadata *_metadata)
 	}
 	atomic_store(&stop, 1);
 	for (unsigned i = 0; i < WORKERS; i++)
-		pthread_join(w[i].tid, NULL);
+		if (w[i].running)
+			pthread_join(w[i].tid, NULL);
 	pthread_join(arena_thread, NULL);
 	drain_slots();
-	TH_LOG("%u thread exits, %u forks", exits, forks);
+	TH_LOG("%u thread exits, %u forks, %u quiet points", exits, forks, checks);
 
 	ASSERT_EQ(0, atomic_load(&errors)) TH_LOG("%s", first_error);
 	EXPECT_EQ(0, children_failed);
+	EXPECT_EQ(0, checks_failed);
 	ASSERT_EQ(0, mheap_check(HEAPCHECK_ALL, msg, sizeof(msg))) TH_LOG("after: %s", msg);
 	EXPECT_EQ(base_objects, objects_out());
 	mh_stats_read(&st);
