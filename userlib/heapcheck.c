@@ -87,7 +87,6 @@ struct check {
 	uint64_t allocated[MH_NUM_CLASSES];	/* objects, from the bitmaps */
 	uint64_t unowned[MH_NUM_CLASSES];	/* spans of the mcentrals */
 	uint64_t chunks[CHUNK_WARM + 1];	/* by state */
-	uint64_t chunk_bytes[CHUNK_WARM + 1];
 };
 
 static __attribute__((format(printf, 2, 3))) int fail(struct check *ck, const char *fmt, ...)
@@ -363,7 +362,6 @@ static int check_chunk(struct check *ck, const struct mspan *s)
 	      c->state == CHUNK_QUARANTINED || c->state == CHUNK_READY || c->state == CHUNK_WARM,
 	      "chunk %#lx: state %u", base, c->state);
 	ck->chunks[c->state]++;
-	ck->chunk_bytes[c->state] += c->limit - c->base;
 	return 0;
 }
 
