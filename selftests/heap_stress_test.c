@@ -310,16 +310,32 @@ static void child_check(uint64_t seed)
 	_exit(atomic_load(&errors) ? 2 : 0);
 }
 
+/* A child that has not finished by then is stuck (say, in a fork handler
+ * walking a list its vanished owner was changing): killed, and reported
+ * as such rather than left to the harness's timeout. */
+#define CHILD_MAX_MS	(UNDER_SANITIZER ? 30000 : 5000)
+#define CHILD_HUNG	124
+
+/* How the child ended: 0 well, 1 the check failed (it said why on
+ * stderr), 2 an object was overwritten, CHILD_HUNG, 128 + a signal. */
 static int fork_and_check(uint64_t seed)
 {
+	uint64_t give_up = now_ms() + CHILD_MAX_MS;
 	int status;
-	pid_t pid = fork();
+	pid_t pid = fork(), got;
 
 	if (pid < 0)
 		return -1;
 	if (pid == 0)
 		child_check(seed);
-	if (waitpid(pid, &status, 0) != pid)
+	while ((got = waitpid(pid, &status, WNOHANG)) == 0 && now_ms() < give_up)
+		usleep(1000);
+	if (got == 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+		return CHILD_HUNG;
+	}
+	if (got != pid)
 		return -1;
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
@@ -406,7 +422,9 @@ static void stress(struct __test_metadata *_metadata)
 			if (rc)
 				children_failed++;
 			if (rc && children_failed == 1)
-				TH_LOG("fork %u: child exited with %d", forks, rc);
+				TH_LOG("fork %u: child %s %d", forks,
+				       rc == CHILD_HUNG ? "hung, killed after ms:" : "exited with",
+				       rc == CHILD_HUNG ? CHILD_MAX_MS : rc);
 			mh_scavenge();
 			next_fork = now_ms() + fork_every;
 		}
