@@ -257,12 +257,14 @@ static void *arena_churn(void *arg)
 	uint64_t r = (uintptr_t)arg | 1;
 
 	while (!atomic_load(&stop)) {
+		maybe_pause();
 		mh_arena *a = mh_arena_new();
 		size_t total = rnd(&r) % 4 ? rnd(&r) % (1 << 20) : (9u << 20) + rnd(&r) % (8u << 20);
 
-		if (!a) {
+		if (!a) {	/* reported; the thread stays, for quiet points */
 			report("mh_arena_new failed (%lu, %lu)", 0, 0);
-			return NULL;
+			usleep(1000);
+			continue;
 		}
 		for (size_t got = 0; got < total;) {
 			maybe_pause();
