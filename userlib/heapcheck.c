@@ -533,7 +533,7 @@ static int check_page_cache(struct check *ck, const struct page_cache *pc)
 static int check_cache(struct check *ck, struct cache_info *ci)
 {
 	struct mcache *c = ci->c;
-	size_t full = 0, empty = 0, none = 0;
+	size_t full = 0, empty = 0, partial = 0;	/* bytes on the lists */
 
 	CHECK(ck, c->alloc[0] == &mh_empty_span, "cache %p: a current span for class 0",
 	      (void *)c);
@@ -559,7 +559,7 @@ static int check_cache(struct check *ck, struct cache_info *ci)
 				      "current is %p", (void *)c, k * MH_SMALL_SIZE_DIV,
 				      (void *)c->alloc_small[k], cls, (void *)s);
 		}
-		TRY(check_cache_list(ck, ci, cls, &c->partial[cls], MSPAN_LIST_CACHE_PARTIAL, &none));
+		TRY(check_cache_list(ck, ci, cls, &c->partial[cls], MSPAN_LIST_CACHE_PARTIAL, &partial));
 		TRY(check_cache_list(ck, ci, cls, &c->full[cls], MSPAN_LIST_CACHE_FULL, &full));
 		TRY(check_cache_list(ck, ci, cls, &c->empty[cls], MSPAN_LIST_CACHE_EMPTY, &empty));
 	}
