@@ -648,6 +648,71 @@ TEST_F(arena, out_of_vmas_releases_old_quarantine_and_carries_on)
 	EXPECT_EQ(0, WEXITSTATUS(r.status)) TH_LOG("%s", r.err);
 }
 
+/*
+ * Quarantined chunks next to each other merge into one VMA (mprotect, and
+ * the guard backend's moved-from chunks): releasing one of them alone would
+ * split it, which needs a VMA. With every VMA in use, an arena freed (whose
+ * fault needs VMAs, so old quarantine is released) and then the whole
+ * quarantine released must neither abort nor hand out memory that faults.
+ */
+static void release_merged_quarantine_out_of_vmas(void *arg)
+{
+	struct arena_config cfg;
+	size_t page = 4096, cb;
+	struct mh_stats st;
+	mh_arena *a;
+	int n = 0;
+
+	(void)arg;
+	arena_config_get(&cfg);
+	cb = cfg.chunk_bytes;
+	cfg.reuse = false;
+	cfg.quarantine_max = (size_t)1 << 40;
+	arena_configure(&cfg);
+	/* Six chunks side by side, the full ones moved warm. */
+	a = mh_arena_new();
+	for (size_t k = 0; k < 6 * cb - cb / 2; k += 65536)
+		if (!mh_arena_alloc(a, 65536, 0))
+			_exit(2);
+	mh_arena_free(a);
+	/* Every VMA taken: alternate protections so neighbours never merge. */
+	while (n < 70000 && mmap(NULL, page, n & 1 ? PROT_READ : PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) != MAP_FAILED)
+		n++;
+	a = mh_arena_new();
+	if (!a || !mh_arena_alloc(a, 64, 0))
+		_exit(3);
+	mh_arena_free(a);
+	mh_quarantine_release();
+	mh_stats_read(&st);
+	if (st.arena_chunks_quarantined)
+		_exit(5);
+	/* Whatever a new arena gets is ordinary memory. */
+	a = mh_arena_new();
+	for (size_t k = 0; k < 3 * cb; k += 65536) {
+		char *p = mh_arena_alloc(a, 65536, 0);
+
+		if (!p)
+			_exit(4);
+		p[0] = p[65535] = 1;
+	}
+	_exit(0);
+}
+
+TEST_F(arena, out_of_vmas_releasing_merged_quarantine_never_aborts)
+{
+	struct child_result r;
+	RETURN_IF_SETUP_SKIPPED();
+
+	if (strcmp(variant->backend, "mprotect") && strcmp(variant->backend, "guard"))
+		SKIP(return, "only mprotect and guard's moved-from chunks split VMAs");
+	if (UNDER_SANITIZER)
+		SKIP(return, "a sanitizer runtime maps and unmaps memory of its own and dies when VMAs run out");
+	run_child(release_merged_quarantine_out_of_vmas, NULL, &r);
+	ASSERT_TRUE(WIFEXITED(r.status)) TH_LOG("status %#x: %s", r.status, r.err);
+	EXPECT_EQ(0, WEXITSTATUS(r.status)) TH_LOG("%s", r.err);
+}
+
 /* ------------------------------------------------------------ warm chunks */
 
 /* Whether this backend moves a freed full chunk's pages to a warm chunk. */

@@ -39,7 +39,19 @@
  * into it is still caught; when the budget is exceeded the oldest chunks are
  * released first. If the kernel refuses a fault (mprotect out of VMAs, the
  * module over its limit) the oldest chunks are released and the fault is
- * retried, never failed.
+ * retried; with nothing left to release, the chunk goes back to the page
+ * heap unfaulted: a free never fails.
+ *
+ * Releasing can need a VMA too: quarantined chunks side by side merge into
+ * one protected VMA (mprotect, and guard's moved-from chunks), and opening
+ * one of them alone splits it. When the kernel refuses that, the chunk
+ * stays quarantined, still faulting, and the whole run of protected
+ * quarantined chunks around it (its "island", found through the arena map)
+ * is opened at once: that changes whole VMAs and ends at memory that is
+ * not protected, so it needs no new VMA. Its younger chunks leave
+ * quarantine early; nothing that still faults is ever handed out, and a
+ * refusal of any kind (a race with a neighbour being faulted) leaves the
+ * chunks quarantined for a later try.
  *
  * Populating chunks. A faulted chunk's memory is gone, so every chunk an
  * arena gets from the ready list or the page heap is first-touch memory,
@@ -406,8 +418,8 @@ static void chunk_destroy(struct arena_chunk *c, bool released)
 	mh_unlock(&arena_lock);
 }
 
-static void release_chunks(struct arena_chunk **cs, unsigned n);
-static unsigned take_oldest(struct arena_chunk **cs, unsigned max);
+static bool give_back(unsigned max, bool to_heap);
+static unsigned release_chunks(struct arena_chunk **cs, unsigned n, bool ready);
 
 /* ------------------------------------------------------------ huge pages */
 
@@ -506,10 +518,9 @@ static size_t chunk_align(size_t h)
 static struct arena_chunk *chunk_get(uint64_t arena_id, bool big)
 {
 	for (;;) {
-		struct arena_chunk *c, *old[8];
+		struct arena_chunk *c;
 		size_t h = thp_size();
-		bool reused = false, warm;
-		unsigned n;
+		bool reused = false;
 
 		mh_lock(&arena_lock);
 		c = list_pop_tail(&reuse_list);	/* the most recent, as Go */
@@ -544,59 +555,147 @@ static struct arena_chunk *chunk_get(uint64_t arena_id, bool big)
 			chunk_start(c, big);
 			return c;
 		}
-		/* Warm chunks hold memory and address space: they go first. */
-		mh_lock(&arena_lock);
-		warm = warm_list.count != 0;
-		mh_unlock(&arena_lock);
-		if (warm) {
-			arena_warm_release();
-			continue;
+		if (!give_back(8, false)) {
+			errno = ENOMEM;
+			return NULL;
 		}
-		mh_lock(&arena_lock);
-		n = take_oldest(old, 8);
-		releases_enomem += n;
-		mh_unlock(&arena_lock);
-		if (!n)
-			return NULL;	/* errno is ENOMEM */
-		release_chunks(old, n);
 	}
+}
+
+/* A chunk just made usable again (arena_lock not held): ordinary memory,
+ * back to the ready list, or to the page heap when large, when the ready
+ * list is full or when ready is false. */
+static void chunk_released(struct arena_chunk *c, bool ready)
+{
+	bool keep;
+
+	c->moved = 0;
+	mh_lock(&arena_lock);
+	keep = ready && !c->large &&
+	       (ready_list.count + 1) * config.chunk_bytes <= config.ready_max;
+	if (keep) {
+		c->lo = c->base;
+		c->hi = c->limit;
+		c->next_window = 0;
+		STORE_RELAXED(&c->state, CHUNK_READY);
+		list_push(&ready_list, c);
+	}
+	mh_unlock(&arena_lock);
+	if (!keep)
+		chunk_destroy(c, fault_backend()->faults);
+}
+
+/* Put chunks whose release was refused back at the head of the quarantine,
+ * in order (arena_lock held): they still fault, and they stay the oldest. */
+static void requeue(struct arena_chunk **cs, unsigned n)
+{
+	while (n--) {
+		STORE_RELAXED(&cs[n]->state, CHUNK_QUARANTINED);
+		list_push_head(&quarantine, cs[n]);
+		quarantined_bytes += chunk_bytes(cs[n]);
+	}
+}
+
+/* The quarantined chunk right below c (dir < 0) or above it whose range is
+ * protected as c's is, or NULL (arena_lock held: a quarantined chunk leaves
+ * the state only under it). */
+static struct arena_chunk *island_neighbour(const struct arena_chunk *c, int dir)
+{
+	struct mspan *s = span_of(dir < 0 ? c->base - 1 : c->limit);
+	struct arena_chunk *n;
+
+	if (!s || LOAD_RELAXED(&s->state) != MSPAN_CHUNK)
+		return NULL;
+	n = LOAD_ACQUIRE(&s->chunk_data);
+	if (!n || LOAD_RELAXED(&n->state) != CHUNK_QUARANTINED ||
+	    (dir < 0 ? n->limit != c->base : n->base != c->limit) ||
+	    (!fault_backend()->mprotects && !n->moved))
+		return NULL;
+	return n;
+}
+
+/*
+ * The kernel refused to open c alone (quarantined again, at the head): it
+ * lies inside a protected VMA with its quarantined neighbours, and the
+ * split ran out of VMAs. Opening the whole run of protected quarantined
+ * chunks around it needs none: every VMA it touches is changed whole, and
+ * the run ends at memory that is not protected. Returns how many chunks
+ * were released (0: refused again, they all stay quarantined, faulting).
+ * The run's younger chunks leave quarantine early: that is the price.
+ */
+static unsigned release_island(struct arena_chunk *c, bool ready)
+{
+	const struct fault_backend *b = fault_backend();
+	struct arena_chunk *lo = c, *n;
+	struct fault_range r;
+	unsigned total = 0;
+	int err = 0;
+
+	mh_lock(&arena_lock);
+	if (c->state != CHUNK_QUARANTINED || (!b->mprotects && !c->moved)) {
+		mh_unlock(&arena_lock);
+		return 0;
+	}
+	while ((n = island_neighbour(lo, -1)))
+		lo = n;
+	r.base = (void *)lo->base;
+	r.moved = c->moved;
+	/* Out of quarantine, lowest first, linked through next. */
+	for (n = lo; n; n = n->next) {
+		list_remove(&quarantine, n);
+		quarantined_bytes -= chunk_bytes(n);
+		STORE_RELAXED(&n->state, CHUNK_RELEASING);
+		r.len = n->limit - lo->base;
+		n->next = island_neighbour(n, 1);
+	}
+	mh_unlock(&arena_lock);
+	if (!b->release(&r, 1, &err)) {
+		mh_lock(&arena_lock);
+		for (n = lo; n; n = lo) {
+			lo = n->next;
+			requeue(&n, 1);
+		}
+		mh_unlock(&arena_lock);
+		return 0;
+	}
+	for (n = lo; n; n = lo, total++) {
+		lo = n->next;	/* before chunk_released relinks n */
+		chunk_released(n, ready);
+	}
+	return total;
 }
 
 /*
  * Release chunks from quarantine (arena_lock not held; they are in state
- * CHUNK_RELEASING and off every list). Afterwards they are ordinary memory:
- * back to the ready list, or to the page heap when large or the ready list
- * is full.
+ * CHUNK_RELEASING and off every list) to the ready list (ready) or the page
+ * heap. When the kernel refuses one for want of a VMA, that one and the
+ * rest go back to quarantine, still faulting, and the refused one's island
+ * is released whole instead. Returns how many chunks were released.
  */
-static void release_chunks(struct arena_chunk **cs, unsigned n)
+static unsigned release_chunks(struct arena_chunk **cs, unsigned n, bool ready)
 {
 	struct fault_range r[BATCH];
 	const struct fault_backend *b = fault_backend();
+	unsigned done;
+	int err = 0;
 
 	for (unsigned i = 0; i < n; i++) {
 		r[i].base = (void *)cs[i]->base;
 		r[i].len = chunk_bytes(cs[i]);
 		r[i].moved = cs[i]->moved;
 	}
-	b->release(r, n);
-	for (unsigned i = 0; i < n; i++) {
-		struct arena_chunk *c = cs[i];
-		bool keep;
-
-		c->moved = 0;
-		mh_lock(&arena_lock);
-		keep = !c->large && (ready_list.count + 1) * config.chunk_bytes <= config.ready_max;
-		if (keep) {
-			c->lo = c->base;
-			c->hi = c->limit;
-			c->next_window = 0;
-			STORE_RELAXED(&c->state, CHUNK_READY);
-			list_push(&ready_list, c);
-		}
-		mh_unlock(&arena_lock);
-		if (!keep)
-			chunk_destroy(c, b->faults);
-	}
+	done = b->release(r, n, &err);
+	for (unsigned i = 0; i < done; i++)
+		chunk_released(cs[i], ready);
+	if (done == n)
+		return n;
+	if (err != -ENOMEM)
+		mh_fatal("cannot release arena chunk %p (%s backend): %s", r[done].base,
+			 b->name, strerror(-err));
+	mh_lock(&arena_lock);
+	requeue(cs + done, n - done);
+	mh_unlock(&arena_lock);
+	return done + release_island(cs[done], ready);
 }
 
 /*
@@ -617,7 +716,55 @@ static unsigned take_oldest(struct arena_chunk **cs, unsigned max)
 	return n;
 }
 
-/* Release quarantine beyond the budget (arena_lock not held). */
+/* Release up to max of the oldest quarantined chunks because the system
+ * refused something (arena_lock not held); returns how many were. */
+static unsigned release_oldest(unsigned max, bool ready)
+{
+	struct arena_chunk *cs[BATCH];
+	unsigned n;
+
+	mh_lock(&arena_lock);
+	n = take_oldest(cs, max);
+	releases_enomem += n;
+	mh_unlock(&arena_lock);
+	return n ? release_chunks(cs, n, ready) : 0;
+}
+
+/*
+ * Give back one more part of what arenas hold and nobody uses, for a caller
+ * the system refused memory or address space (arena_lock not held): the warm
+ * chunks (memory and address space); else, with to_heap, the ready chunks;
+ * else up to max of the oldest quarantined chunks, released to the page
+ * heap (to_heap) or the ready list. False when nothing was given back.
+ */
+static bool give_back(unsigned max, bool to_heap)
+{
+	struct arena_chunk *c;
+	bool warm, ready;
+
+	mh_lock(&arena_lock);
+	warm = warm_list.count != 0;
+	ready = to_heap && ready_list.count != 0;
+	mh_unlock(&arena_lock);
+	if (warm) {
+		arena_warm_release();
+		return true;
+	}
+	if (ready) {
+		for (;;) {
+			mh_lock(&arena_lock);
+			c = list_pop_head(&ready_list);
+			mh_unlock(&arena_lock);
+			if (!c)
+				return true;
+			chunk_destroy(c, fault_backend()->faults);
+		}
+	}
+	return release_oldest(max, !to_heap) != 0;
+}
+
+/* Release quarantine beyond the budget (arena_lock not held). A batch the
+ * kernel refused whole stays for a later free to try again. */
 static void enforce_budget(void)
 {
 	struct arena_chunk *cs[BATCH];
@@ -630,17 +777,16 @@ static void enforce_budget(void)
 			n += take_oldest(cs + n, 1);
 		releases_budget += n;
 		mh_unlock(&arena_lock);
-		if (!n)
+		if (!n || !release_chunks(cs, n, true))
 			return;
-		release_chunks(cs, n);
 	}
 }
 
 /*
  * Fault chunks and put them in quarantine. When the kernel refuses (out of
  * VMAs, or the module's limit), release the oldest quarantined chunks and
- * try again; with nothing left to release, the chunk is released unfaulted
- * rather than failing the free.
+ * try again; with nothing left that can be released, the chunk goes back to
+ * the page heap unfaulted (its pages dirty) rather than failing the free.
  */
 static void quarantine_chunks(struct arena_chunk **cs, unsigned n, uint64_t arena_id)
 {
@@ -652,7 +798,7 @@ static void quarantine_chunks(struct arena_chunk **cs, unsigned n, uint64_t aren
 		/* Nothing faults: nothing to hold back either. */
 		for (unsigned i = 0; i < n; i++)
 			STORE_RELAXED(&cs[i]->state, CHUNK_RELEASING);
-		release_chunks(cs, n);
+		release_chunks(cs, n, true);
 		return;
 	}
 	for (unsigned i = 0; i < n; i++) {
@@ -674,30 +820,21 @@ static void quarantine_chunks(struct arena_chunk **cs, unsigned n, uint64_t aren
 			quarantined_bytes += chunk_bytes(cs[i]);
 		}
 		done += k;
-		if (done == n) {
-			mh_unlock(&arena_lock);
+		mh_unlock(&arena_lock);
+		if (done == n)
 			break;
-		}
 		if (err != -ENOMEM && err != -EDQUOT)
 			mh_fatal("cannot fault arena chunk %p (%s backend): %s", r[done].base,
 				 b->name, strerror(-err));
 		/* Out of VMAs or over the limit: make room, oldest first. */
-		struct arena_chunk *old[8];
-		unsigned m = take_oldest(old, 8);
-
-		releases_enomem += m;
-		if (!m) {
-			/* Nothing to release: give up faulting this one. */
-			releases_enomem++;
-			STORE_RELAXED(&cs[done]->state, CHUNK_RELEASING);
-		}
+		if (release_oldest(8, true))
+			continue;
+		/* Nothing could be released: give up faulting this one. Its
+		 * pages were not dropped, so they go back dirty. */
+		mh_lock(&arena_lock);
+		releases_enomem++;
 		mh_unlock(&arena_lock);
-		if (m) {
-			release_chunks(old, m);
-		} else {
-			release_chunks(cs + done, 1);
-			done++;
-		}
+		chunk_destroy(cs[done++], false);
 	}
 	enforce_budget();
 }
@@ -1085,9 +1222,9 @@ void mh_quarantine_release(void)
 		mh_lock(&arena_lock);
 		unsigned n = take_oldest(cs, BATCH);
 		mh_unlock(&arena_lock);
-		if (!n)
+		/* A batch the kernel refused whole stays quarantined. */
+		if (!n || !release_chunks(cs, n, true))
 			return;
-		release_chunks(cs, n);
 	}
 }
 

@@ -43,14 +43,17 @@ static unsigned mprotect_fault(const struct fault_range *r, unsigned n, int *err
 	return n;
 }
 
-static void mprotect_release(const struct fault_range *r, unsigned n)
+unsigned fault_unprotect(const struct fault_range *r, unsigned n, int *err)
 {
 	for (unsigned i = 0; i < n; i++)
-		/* Opening up merges the VMA back with its neighbours, so
-		 * this needs no new VMA and cannot fail for lack of one. */
-		if (mprotect(r[i].base, r[i].len, PROT_READ | PROT_WRITE))
-			mh_fatal("mprotect(%p, %zu) back to read/write: %s", r[i].base,
-				 r[i].len, strerror(errno));
+		/* Protected ranges side by side are one VMA: opening one of
+		 * them alone splits it, which fails when the VMAs have run
+		 * out. The range then still faults; the caller goes on. */
+		if (mprotect(r[i].base, r[i].len, PROT_READ | PROT_WRITE)) {
+			*err = -errno;
+			return i;
+		}
+	return n;
 }
 
 const struct fault_backend fault_backend_mprotect = {
@@ -59,7 +62,8 @@ const struct fault_backend fault_backend_mprotect = {
 	.prepare = fault_prepare_nothing,
 	.unprepare = fault_unprepare_nothing,
 	.fault = mprotect_fault,
-	.release = mprotect_release,
+	.release = fault_unprotect,
+	.mprotects = true,
 	.faults = true,
 	.thp = true,
 	.remap = true,
@@ -74,10 +78,11 @@ static unsigned none_fault(const struct fault_range *r, unsigned n, int *err)
 	return n;
 }
 
-static void none_release(const struct fault_range *r, unsigned n)
+static unsigned none_release(const struct fault_range *r, unsigned n, int *err)
 {
 	(void)r;
-	(void)n;
+	(void)err;
+	return n;
 }
 
 const struct fault_backend fault_backend_none = {

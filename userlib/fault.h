@@ -44,8 +44,16 @@ struct fault_backend {
 	 * out of VMAs, -EDQUOT: over the device's quarantine limit), and the
 	 * caller releases old quarantine and retries the rest. */
 	unsigned (*fault)(const struct fault_range *r, unsigned n, int *err);
-	/* Make ranges usable again; they read as zero afterwards. */
-	void (*release)(const struct fault_range *r, unsigned n);
+	/* Make ranges usable again; they read as zero afterwards. Returns
+	 * how many of the leading ranges were done, as fault does; on a
+	 * shortfall the rest still fault and *err says why (-ENOMEM: opening
+	 * a range in the middle of a protected VMA needs a split, and the
+	 * VMAs ran out: arena.c then releases the range's whole island). */
+	unsigned (*release)(const struct fault_range *r, unsigned n, int *err);
+	/* Whether every faulted range is protected with mprotect (mprotect),
+	 * rather than only the moved ones (guard) or none (kmod, none): a run
+	 * of such ranges side by side merges into one VMA. */
+	bool mprotects;
 	/* Whether faulting drops the memory (none keeps it resident). */
 	bool faults;
 	/* Whether chunks are ordinary anonymous memory that may be advised
@@ -63,6 +71,8 @@ MH_HIDDEN extern const struct fault_backend fault_backend_guard;
 MH_HIDDEN extern const struct fault_backend fault_backend_mprotect;
 MH_HIDDEN extern const struct fault_backend fault_backend_none;
 
+/* mprotect's release, which guard uses for moved ranges: read/write again. */
+MH_HIDDEN unsigned fault_unprotect(const struct fault_range *r, unsigned n, int *err);
 /* For backends whose chunks need nothing when taken from the heap. */
 MH_HIDDEN int fault_prepare_nothing(void *base, size_t len);
 MH_HIDDEN void fault_unprepare_nothing(void *base, size_t len);

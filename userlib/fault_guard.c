@@ -14,7 +14,10 @@
  * moved-from 8 MiB chunks: 1.2 ms to install guards and 1.3 ms to remove
  * them, against 0.04 ms for mprotect + MADV_DONTNEED and 0.02 ms to open
  * them again. (The DONTNEED drops a page that a stale access may have
- * written between the move and the fault.)
+ * written between the move and the fault.) Moved-from chunks side by side
+ * merge into one protected VMA, as under the mprotect backend, so opening
+ * one of them alone can fail for want of a VMA: release reports it, and
+ * arena.c opens the whole run instead.
  *
  * Huge pages: installing guards splits a huge page mapping into a page table
  * of guard entries, and removing them leaves that table behind, empty. The
@@ -27,7 +30,6 @@
  * measurable time (release 70 us either way).
  */
 #include <errno.h>
-#include <string.h>
 #include <sys/mman.h>
 
 #include "fault.h"
@@ -75,25 +77,26 @@ static unsigned guard_fault(const struct fault_range *r, unsigned n, int *err)
 	return n;
 }
 
-static void guard_release(const struct fault_range *r, unsigned n)
+static unsigned guard_release(const struct fault_range *r, unsigned n, int *err)
 {
 	size_t huge = sys_thp_size();
 
 	for (unsigned i = 0; i < n; i++) {
 		if (r[i].moved) {
-			if (mprotect(r[i].base, r[i].len, PROT_READ | PROT_WRITE))
-				mh_fatal("mprotect(%p, %zu) back to read/write: %s",
-					 r[i].base, r[i].len, strerror(errno));
+			if (!fault_unprotect(r + i, 1, err))
+				return i;
 			continue;
 		}
-		if (madvise(r[i].base, r[i].len, MADV_GUARD_REMOVE))
-			mh_fatal("MADV_GUARD_REMOVE(%p, %zu): %s", r[i].base, r[i].len,
-				 strerror(errno));
+		if (madvise(r[i].base, r[i].len, MADV_GUARD_REMOVE)) {
+			*err = -errno;
+			return i;
+		}
 		/* Free the emptied page tables (see the top); only a range
 		 * that can hold a huge page needs it. */
 		if (huge && r[i].len >= huge)
 			madvise(r[i].base, r[i].len, MADV_DONTNEED);
 	}
+	return n;
 }
 
 const struct fault_backend fault_backend_guard = {

@@ -525,14 +525,9 @@ static unsigned kmod_fault(const struct fault_range *r, unsigned n, int *err)
 	return kmod_ranges(true, r, n, err);
 }
 
-static void kmod_release(const struct fault_range *r, unsigned n)
+static unsigned kmod_release(const struct fault_range *r, unsigned n, int *err)
 {
-	int err = 0;
-	unsigned done = kmod_ranges(false, r, n, &err);
-
-	if (done < n)
-		mh_fatal("%s RELEASE of arena chunk %p: %s", KMOD_DEVICE, r[done].base,
-			 strerror(-err));
+	return kmod_ranges(false, r, n, err);
 }
 
 /* ------------------------------------------------------------ fork */
