@@ -713,6 +713,76 @@ TEST_F(arena, out_of_vmas_releasing_merged_quarantine_never_aborts)
 	EXPECT_EQ(0, WEXITSTATUS(r.status)) TH_LOG("%s", r.err);
 }
 
+/* ------------------------------------------------------------ out of memory */
+
+/* VmSize of this process, in bytes. */
+static size_t vm_bytes(void)
+{
+	long pages = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+
+	if (!f)
+		return 0;
+	if (fscanf(f, "%ld", &pages) != 1)
+		pages = 0;
+	fclose(f);
+	return (size_t)pages * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Under RLIMIT_AS, fill the heap with quarantined chunks until a new chunk
+ * needs old quarantine released; then a block larger than any free run
+ * must still be had, from quarantine given back. */
+static void large_malloc_with_quarantine_full(void *arg)
+{
+	struct arena_config cfg;
+	struct rlimit rl;
+	struct mh_stats st;
+	size_t big = (size_t)48 << 20;
+	char *p;
+	int i;
+
+	(void)arg;
+	arena_config_get(&cfg);
+	cfg.reuse = false;
+	cfg.quarantine_max = (size_t)1 << 40;
+	arena_configure(&cfg);
+	mh_free(mh_malloc(100));
+	rl.rlim_cur = rl.rlim_max = vm_bytes() + ((size_t)200 << 20);
+	if (setrlimit(RLIMIT_AS, &rl))
+		_exit(2);
+	for (i = 0; i < 1000; i++) {
+		mh_arena *a = mh_arena_new();
+
+		if (!a || !mh_arena_alloc(a, 64, 0))
+			_exit(3);
+		mh_arena_free(a);
+		mh_stats_read(&st);
+		if (st.arena_releases_enomem)
+			break;
+	}
+	if (i == 1000)
+		_exit(4);
+	p = mh_malloc(big);
+	if (!p)
+		_exit(5);
+	p[0] = p[big - 1] = 1;
+	_exit(0);
+}
+
+TEST_F(arena, malloc_out_of_address_space_takes_it_back_from_quarantine)
+{
+	struct child_result r;
+	RETURN_IF_SETUP_SKIPPED();
+
+	if (!faults(variant))
+		SKIP(return, "the none backend quarantines nothing");
+	if (UNDER_SANITIZER)
+		SKIP(return, "sanitizer runtimes reserve terabytes of shadow: RLIMIT_AS cannot apply");
+	run_child(large_malloc_with_quarantine_full, NULL, &r);
+	ASSERT_TRUE(WIFEXITED(r.status)) TH_LOG("status %#x: %s", r.status, r.err);
+	EXPECT_EQ(0, WEXITSTATUS(r.status)) TH_LOG("%s", r.err);
+}
+
 /* ------------------------------------------------------------ warm chunks */
 
 /* Whether this backend moves a freed full chunk's pages to a warm chunk. */

@@ -42,6 +42,13 @@
  * retried; with nothing left to release, the chunk goes back to the page
  * heap unfaulted: a free never fails.
  *
+ * The rest of the heap comes first when memory or address space runs out
+ * (RLIMIT_AS counts quarantine's): when the page heap cannot grow for a
+ * span that is not a chunk, mheap.c asks arena_give_back() for warm
+ * chunks, then ready chunks, then the oldest quarantined chunks, a batch
+ * at a time, back to the page heap, and retries after each, before it
+ * returns NULL.
+ *
  * Releasing can need a VMA too: quarantined chunks side by side merge into
  * one protected VMA (mprotect, and guard's moved-from chunks), and opening
  * one of them alone splits it. When the kernel refuses that, the chunk
@@ -761,6 +768,11 @@ static bool give_back(unsigned max, bool to_heap)
 		}
 	}
 	return release_oldest(max, !to_heap) != 0;
+}
+
+bool arena_give_back(void)
+{
+	return give_back(BATCH, true);
 }
 
 /* Release quarantine beyond the budget (arena_lock not held). A batch the

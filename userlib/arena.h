@@ -71,6 +71,12 @@ MH_HIDDEN void arena_configure(const struct arena_config *cfg);
  * mh_scavenge() do it. Takes arena_lock: not with other allocator locks. */
 MH_HIDDEN void arena_warm_release(void);
 
+/* The page heap could not grow: give back one more part of what arenas
+ * hold and nobody uses (warm chunks, then ready chunks, then the oldest
+ * quarantined ones), so that the request can be retried. False when there
+ * was nothing left. Takes arena_lock: not with other allocator locks. */
+MH_HIDDEN bool arena_give_back(void);
+
 /* For the heap checker (heapcheck.c): arena_lock, and the chunk lists and
  * counters it guards, to be read with it held. */
 struct arena_internals {

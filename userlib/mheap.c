@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "arena.h"
 #include "mheap_impl.h"
 #include "pagecache.h"
 #include "sizeclass.h"
@@ -317,16 +318,41 @@ nomem:
 	return NULL;
 }
 
+/* Filled in by arena.c when user arenas are linked in. */
+__attribute__((weak)) bool arena_give_back(void)
+{
+	return false;
+}
+
+/*
+ * Whether a span of this state the heap could not make (heap lock not held)
+ * is worth another try: arenas hold chunks nobody uses, warm, ready or
+ * quarantined, whose pages and address space (which RLIMIT_AS counts) can
+ * serve it, and each call gives back one more part of them. Not for arena
+ * chunks: arena.c takes its own back the way it wants (chunk_get). errno
+ * is ENOMEM when not.
+ */
+static bool arenas_gave_back(enum mspan_state state)
+{
+	if (state != MSPAN_CHUNK && arena_give_back())
+		return true;
+	errno = ENOMEM;
+	return false;
+}
+
 struct mspan *mheap_alloc_span(uintptr_t npages, uintptr_t align_pages,
 			       unsigned sizeclass, enum mspan_state state,
 			       enum span_place place, struct page_cache *pc)
 {
 	struct mspan *s;
 
-	mh_lock(&mh_heap.lock);
-	s = alloc_span_locked(npages, align_pages, sizeclass, state, place, pc);
-	mh_unlock(&mh_heap.lock);
-	return s;
+	for (;;) {
+		mh_lock(&mh_heap.lock);
+		s = alloc_span_locked(npages, align_pages, sizeclass, state, place, pc);
+		mh_unlock(&mh_heap.lock);
+		if (s || !arenas_gave_back(state))
+			return s;
+	}
 }
 
 /* Whether the span cache holds at least k spans of small objects of
@@ -346,7 +372,12 @@ struct mspan *mheap_alloc_small_spans(unsigned sizeclass, unsigned n, struct pag
 	struct mspan *first, *s;
 
 	mh_lock(&mh_heap.lock);
-	first = alloc_span_locked(npages, 1, sizeclass, MSPAN_SMALL, PLACE_LOW, pc);
+	while (!(first = alloc_span_locked(npages, 1, sizeclass, MSPAN_SMALL, PLACE_LOW, pc))) {
+		mh_unlock(&mh_heap.lock);
+		if (!arenas_gave_back(MSPAN_SMALL))
+			return NULL;
+		mh_lock(&mh_heap.lock);
+	}
 	/* The rest only from spans of small objects cached for this length
 	 * (span cache): pages just freed, idle either way. Fresh pages held
 	 * by a thread that may never use them would push other spans onto
