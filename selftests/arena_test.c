@@ -1157,6 +1157,82 @@ TEST_F_TIMEOUT(arena, moving_chunks_cycle_after_cycle_keeps_vmas_bounded, 300)
 	EXPECT_LT(count_vmas(), cycles);
 }
 
+/* ------------------------------------------------------------ reuse list */
+
+/* Twenty arenas of 3 MiB each, live at once, then all freed: each one's
+ * active chunk has room left, but the reuse list keeps only so much of their
+ * used, dead data resident. */
+TEST_F(arena, the_reuse_list_holds_a_bounded_amount_of_dead_data)
+{
+	RETURN_IF_SETUP_SKIPPED();
+
+	enum { N = 20 };
+	size_t part = (size_t)3 << 20, before, held;
+	mh_arena *a[N];
+
+	if (!faults(variant))
+		SKIP(return, "the none backend reuses nothing");
+	ASSERT_TRUE(self->cfg.reuse);
+	mh_arena_free(mh_arena_new());
+	before = rss_bytes();
+	for (int i = 0; i < N; i++) {
+		a[i] = mh_arena_new();
+		fill_arena(a[i], part, 1);
+	}
+	for (int i = 0; i < N; i++)
+		mh_arena_free(a[i]);
+	held = rss_bytes() - before;
+	TH_LOG("%zu KiB resident after freeing %d arenas of %zu KiB", held >> 10, N, part >> 10);
+	EXPECT_LE(held, self->cfg.reuse_max + ((size_t)2 << 20));
+}
+
+/* Pages of [lo, hi) resident, by mincore (both page aligned). */
+static size_t resident_pages(uintptr_t lo, uintptr_t hi)
+{
+	unsigned char vec[4096];
+	size_t n = 0;
+
+	for (; lo < hi; lo += sizeof(vec) * 4096) {
+		size_t len = hi - lo < sizeof(vec) * 4096 ? hi - lo : sizeof(vec) * 4096;
+
+		if (mincore((void *)lo, len, vec))
+			return SIZE_MAX;
+		for (size_t i = 0; i < len / 4096; i++)
+			n += vec[i] & 1;
+	}
+	return n;
+}
+
+/* mh_scavenge() returns the used part of a reused chunk to the OS (whole
+ * pages of it); the next arena still continues where the last one stopped. */
+TEST_F(arena, the_scavenger_returns_the_dead_part_of_reused_chunks)
+{
+	RETURN_IF_SETUP_SKIPPED();
+
+	struct arena_chunk *c;
+	uintptr_t used_end;
+	mh_arena *a;
+	char *last, *next;
+
+	if (!faults(variant))
+		SKIP(return, "the none backend reuses nothing");
+	a = mh_arena_new();
+	fill_arena(a, (size_t)3 << 20, 1);
+	last = mh_arena_alloc(a, 64, 0);
+	c = chunk_at(last);
+	mh_arena_free(a);
+	ASSERT_EQ(CHUNK_REUSE, c->state);
+	used_end = ALIGN_DOWN(c->lo, 4096);
+	ASSERT_GT(resident_pages(c->base, used_end), 700);
+	mh_scavenge();
+	EXPECT_EQ(0, resident_pages(c->base, used_end));
+	a = mh_arena_new();
+	next = mh_arena_alloc(a, 64, 0);
+	EXPECT_EQ(last + 64, next);
+	next[0] = 1;
+	mh_arena_free(a);
+}
+
 /* ------------------------------------------------------------ threads */
 
 static void *arena_worker(void *arg)

@@ -30,6 +30,15 @@
  * into a reused chunk reads the old data rather than crashing; a big arena's
  * mostly used active chunk is faulted too, its pages moved warm: see below).
  *
+ * The reuse list holds the used part of its chunks resident, dead data
+ * nobody will touch again, so it is capped: the used parts of its chunks
+ * add up to at most MHEAP_ARENA_REUSE_MAX (16 MiB); over it, the active
+ * chunk faults with the rest. mh_scavenge() and mh_quarantine_release()
+ * return those used parts, whole pages, to the OS (reuse_drop_used): the
+ * chunk goes on where it stopped, so they are never handed out again, and
+ * a stale read there finds zeros. Twenty freed 3 MiB arenas used to keep
+ * 87 MiB resident on the list.
+ *
  * Quarantine: Go releases quarantined chunks once a GC cycle has proved no
  * pointer to them remains. C cannot prove that, so the quarantine is a FIFO
  * under a budget of address space (MHEAP_QUARANTINE_MAX): the memory itself
@@ -45,9 +54,9 @@
  * The rest of the heap comes first when memory or address space runs out
  * (RLIMIT_AS counts quarantine's): when the page heap cannot grow for a
  * span that is not a chunk, mheap.c asks arena_give_back() for warm
- * chunks, then ready chunks, then the oldest quarantined chunks, a batch
- * at a time, back to the page heap, and retries after each, before it
- * returns NULL.
+ * chunks, then reuse and ready chunks, then the oldest quarantined chunks,
+ * a batch at a time, back to the page heap, and retries after each, before
+ * it returns NULL.
  *
  * Releasing can need a VMA too: quarantined chunks side by side merge into
  * one protected VMA (mprotect, and guard's moved-from chunks), and opening
@@ -231,6 +240,7 @@ static struct fixalloc chunk_alloc, arena_alloc;
 static struct chunk_list reuse_list, ready_list, quarantine, warm_list;
 static uint64_t quarantined_bytes;
 static uint64_t warm_bytes;		/* warm chunks, and moves under way */
+static uint64_t reuse_used;		/* chunk_used_bytes of the reuse list */
 static uint64_t arenas_live, chunks_live;
 static uint64_t releases_budget, releases_enomem;
 static uint64_t next_arena_id = 1;
@@ -238,6 +248,7 @@ static struct mh_arena *freed_head, *freed_tail;
 static unsigned freed_count;
 
 static void warm_trim(void);
+static void arena_warm_release(void);
 
 /* ------------------------------------------------------------ lists */
 
@@ -308,6 +319,12 @@ static size_t chunk_free_bytes(const struct arena_chunk *c)
 	return c->hi - c->lo + (c->next_window ? c->limit - c->next_window : 0);
 }
 
+/* Room used: the rest of the chunk (the window skipped included). */
+static size_t chunk_used_bytes(const struct arena_chunk *c)
+{
+	return chunk_bytes(c) - chunk_free_bytes(c);
+}
+
 /* Whether a freed big arena's chunk is worth moving to the warm list: a
  * standard chunk at least half used (see "Who gets warm chunks"). */
 static bool chunk_movable(const struct arena_chunk *c)
@@ -339,6 +356,7 @@ __attribute__((constructor)) static void arena_config_init(void)
 	if (config.chunk_bytes < 64 * 1024)
 		mh_fatal("MHEAP_ARENA_CHUNK must be at least 64K");
 	config.reuse = mh_env_u64("MHEAP_ARENA_REUSE", 1) != 0;
+	config.reuse_max = mh_env_u64("MHEAP_ARENA_REUSE_MAX", 16u << 20);
 	config.quarantine_max = mh_env_u64("MHEAP_QUARANTINE_MAX", (uint64_t)4 << 30);
 	config.ready_max = mh_env_u64("MHEAP_ARENA_READY_MAX", 64u << 20);
 	config.thp = mh_env_u64("MHEAP_ARENA_THP", 1) != 0;
@@ -532,6 +550,7 @@ static struct arena_chunk *chunk_get(uint64_t arena_id, bool big)
 		mh_lock(&arena_lock);
 		c = list_pop_tail(&reuse_list);	/* the most recent, as Go */
 		if (c) {
+			reuse_used -= chunk_used_bytes(c);
 			reused = true;
 		} else if (big && (c = list_pop_tail(&warm_list))) {
 			/* The most recently moved: its pages are the likeliest
@@ -740,32 +759,36 @@ static unsigned release_oldest(unsigned max, bool ready)
 /*
  * Give back one more part of what arenas hold and nobody uses, for a caller
  * the system refused memory or address space (arena_lock not held): the warm
- * chunks (memory and address space); else, with to_heap, the ready chunks;
- * else up to max of the oldest quarantined chunks, released to the page
- * heap (to_heap) or the ready list. False when nothing was given back.
+ * chunks (memory and address space); else, with to_heap, the reuse list's
+ * and the ready list's chunks; else up to max of the oldest quarantined
+ * chunks, released to the page heap (to_heap) or the ready list. False when
+ * nothing was given back.
  */
 static bool give_back(unsigned max, bool to_heap)
 {
 	struct arena_chunk *c;
-	bool warm, ready;
+	bool warm, idle, dirty;
 
 	mh_lock(&arena_lock);
 	warm = warm_list.count != 0;
-	ready = to_heap && ready_list.count != 0;
+	idle = to_heap && (reuse_list.count || ready_list.count);
 	mh_unlock(&arena_lock);
 	if (warm) {
 		arena_warm_release();
 		return true;
 	}
-	if (ready) {
-		for (;;) {
-			mh_lock(&arena_lock);
+	while (idle) {
+		mh_lock(&arena_lock);
+		c = list_pop_head(&reuse_list);
+		dirty = c != NULL;
+		if (c)
+			reuse_used -= chunk_used_bytes(c);
+		else
 			c = list_pop_head(&ready_list);
-			mh_unlock(&arena_lock);
-			if (!c)
-				return true;
-			chunk_destroy(c, fault_backend()->faults);
-		}
+		mh_unlock(&arena_lock);
+		if (!c)
+			return true;
+		chunk_destroy(c, !dirty && fault_backend()->faults);
 	}
 	return release_oldest(max, !to_heap) != 0;
 }
@@ -883,9 +906,59 @@ static void warm_trim(void)
 	warm_shrink(config.recycle ? config.warm_max : 0);
 }
 
-void arena_warm_release(void)
+static void arena_warm_release(void)
 {
 	warm_shrink(0);
+}
+
+/*
+ * Return the used part of the chunks on the reuse list to the OS: whole
+ * pages of [base, lo) and of [hi, the end of the window). That data is
+ * dead, and a reused chunk goes on from lo and hi, inwards: the part is
+ * never handed out again, and reads as zero from now on. The list is
+ * taken out while the pages go (arena_lock is not held over system calls),
+ * so that no arena takes one of its chunks meanwhile; chunks pushed in the
+ * meantime are younger and stay behind the older ones. Not for device
+ * mappings (kmod): only ordinary anonymous memory is returned this way.
+ */
+static void reuse_drop_used(void)
+{
+	struct chunk_list l;
+	struct arena_chunk *c;
+
+	if (!fault_backend()->remap)
+		return;
+	mh_lock(&arena_lock);
+	l = reuse_list;
+	reuse_list = (struct chunk_list){ 0 };
+	mh_unlock(&arena_lock);
+	for (c = l.head; c; c = c->next) {
+		uintptr_t below = ALIGN_DOWN(c->lo, MH_PAGE_SIZE);
+		uintptr_t above = ALIGN_UP(c->hi, MH_PAGE_SIZE);
+		uintptr_t end = c->next_window ? c->next_window : c->limit;
+
+		if (below > c->base)
+			sys_release((void *)c->base, below - c->base);
+		if (end > above)
+			sys_release((void *)above, end - above);
+	}
+	if (!l.head)
+		return;
+	mh_lock(&arena_lock);
+	l.tail->next = reuse_list.head;
+	if (reuse_list.head)
+		reuse_list.head->prev = l.tail;
+	else
+		reuse_list.tail = l.tail;
+	reuse_list.head = l.head;
+	reuse_list.count += l.count;
+	mh_unlock(&arena_lock);
+}
+
+void arena_release_idle(void)
+{
+	arena_warm_release();
+	reuse_drop_used();
 }
 
 /*
@@ -1183,9 +1256,11 @@ void mh_arena_free(mh_arena *a)
 	if (active && config.reuse && fault_backend()->faults &&
 	    chunk_free_bytes(active) >= REUSE_MIN_FREE) {
 		moves = active_moves(a);
-		if (!moves) {
+		/* Over the cap on dead data, the chunk faults instead. */
+		if (!moves && reuse_used + chunk_used_bytes(active) <= config.reuse_max) {
 			STORE_RELAXED(&active->state, CHUNK_REUSE);
 			list_push(&reuse_list, active);
+			reuse_used += chunk_used_bytes(active);
 			active = NULL;
 		}
 	}
@@ -1227,8 +1302,8 @@ void mh_quarantine_release(void)
 	struct arena_chunk *cs[BATCH];
 
 	/* A caller who gives back quarantine wants the arenas' memory back:
-	 * warm chunks are the resident part of it. */
-	arena_warm_release();
+	 * warm chunks and the reuse list's dead data are the resident part. */
+	arena_release_idle();
 
 	for (;;) {
 		mh_lock(&arena_lock);

@@ -54,6 +54,7 @@ struct chunk_list {
 struct arena_config {
 	size_t chunk_bytes;	/* MHEAP_ARENA_CHUNK, default 8 MiB */
 	bool reuse;		/* MHEAP_ARENA_REUSE, default 1 */
+	size_t reuse_max;	/* MHEAP_ARENA_REUSE_MAX, default 16 MiB */
 	size_t quarantine_max;	/* MHEAP_QUARANTINE_MAX, default 4 GiB */
 	size_t ready_max;	/* MHEAP_ARENA_READY_MAX, default 64 MiB */
 	bool thp;		/* MHEAP_ARENA_THP, default 1 */
@@ -67,13 +68,14 @@ MH_HIDDEN void arena_config_get(struct arena_config *cfg);
 MH_HIDDEN void arena_configure(const struct arena_config *cfg);
 
 /* Give every warm chunk back to the page heap (their pages stay resident
- * until the scavenger releases them). mh_quarantine_release() and
- * mh_scavenge() do it. Takes arena_lock: not with other allocator locks. */
-MH_HIDDEN void arena_warm_release(void);
+ * until the scavenger releases them), and the used, dead part of reuse
+ * list chunks to the OS. mh_quarantine_release() and mh_scavenge() do it.
+ * Takes arena_lock: not with other allocator locks. */
+MH_HIDDEN void arena_release_idle(void);
 
 /* The page heap could not grow: give back one more part of what arenas
- * hold and nobody uses (warm chunks, then ready chunks, then the oldest
- * quarantined ones), so that the request can be retried. False when there
+ * hold and nobody uses (warm chunks, then reuse and ready chunks, then the
+ * oldest quarantined ones), so that the request can be retried. False when there
  * was nothing left. Takes arena_lock: not with other allocator locks. */
 MH_HIDDEN bool arena_give_back(void);
 

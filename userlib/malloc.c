@@ -471,9 +471,10 @@ void *mh_realloc(void *ptr, size_t size)
 void mh_scavenge(void)
 {
 	mheap_init();
-	/* Warm arena chunks first: resident memory nobody uses right now,
-	 * which then goes out with the rest of the free pages. */
-	arena_warm_release();
+	/* Arenas first: warm chunks are resident memory nobody uses right
+	 * now, which then goes out with the rest of the free pages, and the
+	 * reuse list's chunks hold dead data. */
+	arena_release_idle();
 	scavenge_all();
 }
 
