@@ -306,6 +306,62 @@ TEST_F(arena, freed_arena_handles_abort)
 	EXPECT_NE(NULL, strstr(r.err, "mheap: arena double free of 0x")) TH_LOG("%s", r.err);
 }
 
+/* A handle freed, then more arenas made and freed than any delay before an
+ * arena's memory is used again (4096), some kept live: the stale handle is
+ * reported. The child prints it first, so that the parent knows the line to
+ * expect. */
+static mh_arena *stale_handle(void)
+{
+	enum { N = 5000 };
+	mh_arena *a = mh_arena_new(), **more = malloc(N * sizeof(*more));
+
+	mh_arena_free(a);
+	for (int i = 0; i < N; i++)
+		more[i] = mh_arena_new();
+	for (int i = 0; i < N; i++)
+		mh_arena_free(more[i]);
+	for (int i = 0; i < 16; i++)
+		(void)mh_arena_alloc(mh_arena_new(), 8, 0);
+	fprintf(stderr, "stale %p\n", (void *)a);
+	return a;
+}
+
+static void free_stale_handle(void *arg)
+{
+	(void)arg;
+	mh_arena_free(stale_handle());
+}
+
+static void alloc_through_stale_handle(void *arg)
+{
+	(void)arg;
+	(void)mh_arena_alloc(stale_handle(), 8, 0);
+}
+
+/* The child's stderr must be exactly "stale <handle>" and then the line
+ * "mheap: <what> <handle>". */
+static void expect_stale_report(struct __test_metadata *_metadata, void (*fn)(void *),
+				const char *what)
+{
+	struct child_result r;
+	char want[256];
+	void *h = NULL;
+
+	run_child(fn, NULL, &r);
+	ASSERT_EQ(1, sscanf(r.err, "stale %p", &h)) TH_LOG("%s", r.err);
+	snprintf(want, sizeof(want), "stale %p\nmheap: %s %p\n", h, what, h);
+	EXPECT_TRUE(died_of(&r, SIGABRT)) TH_LOG("status %#x", r.status);
+	EXPECT_STREQ(want, r.err);
+}
+
+TEST_F(arena, a_stale_handle_is_caught_after_any_number_of_later_arenas)
+{
+	RETURN_IF_SETUP_SKIPPED();
+
+	expect_stale_report(_metadata, free_stale_handle, "arena double free of");
+	expect_stale_report(_metadata, alloc_through_stale_handle, "use of freed arena");
+}
+
 /* The chunk holding p, which must be arena memory. */
 static struct arena_chunk *chunk_at(const void *p)
 {

@@ -199,6 +199,23 @@
  * copy-on-write like the rest of the heap, so its first write to one copies
  * a page rather than zero-filling it. Nothing else changes.
  *
+ * Handles. An mh_arena * is not the address of the arena's struct but a
+ * handle: the index of a slot (low 24 bits) and its generation (the other
+ * 40), counted up each time the slot is given to a new arena. The slot
+ * keeps the handle it is live under, so a freed handle, however many
+ * arenas came after it, is told from a live one and from garbage: "arena
+ * double free of", "use of freed arena". Slots of 64 bytes (a cache line)
+ * are made 4,096 at a time and never freed; a freed slot waits behind 4,096
+ * others before reuse (ARENA_STRUCT_DELAY), and one whose generations are
+ * used up (2^40 reuses) is retired, so no handle is ever handed out twice.
+ * The cost, measured on the 6.18 host: the allocation fast path is 29
+ * instructions instead of 22, one load more (the block of slots), 2.1 ns
+ * instead of 1.7 ns for a 16-byte allocation in a loop; mh_arena_new +
+ * mh_arena_free 26 ns either way; memory as before (a slot per live arena
+ * and per delayed one) plus the 32 KiB table of blocks. There are 16M
+ * slots, for live arenas and the delayed ones; beyond, mh_arena_new fails
+ * with ENOMEM.
+ *
  * An arena is used by one thread at a time, as in Go: allocation touches
  * only the arena and its active chunk, without locks. The chunk lists are
  * shared and under arena_lock; system calls are made outside it.
@@ -215,28 +232,42 @@
 #include "mheap_impl.h"
 #include "sysmem.h"
 
-#define ARENA_LIVE	0x61726e31u	/* "arn1" */
-#define ARENA_FREED	0x64656164u	/* "dead" */
-/* Freed arena structs wait in a FIFO this long before reuse, so that a
- * second mh_arena_free of a recent arena is recognised. */
+/* Freed arena slots wait in a FIFO this long before reuse, so that a
+ * slot's generations go up slowly (see "Handles"). */
 #define ARENA_STRUCT_DELAY 4096
+/* Handles: the slot index is the low SLOT_BITS bits, the generation the
+ * rest; slots are made in blocks of BLOCK_SLOTS. */
+#define SLOT_BITS	24
+#define BLOCK_BITS	12
+#define BLOCK_SLOTS	((uintptr_t)1 << BLOCK_BITS)
+#define NBLOCKS		((uintptr_t)1 << (SLOT_BITS - BLOCK_BITS))
+#define GEN_MAX		(UINTPTR_MAX >> SLOT_BITS)
 /* The active chunk goes to the reuse list only with this much room left. */
 #define REUSE_MIN_FREE	((uintptr_t)64 << 10)
 /* At most this many chunks are faulted or released per system-call batch. */
 #define BATCH		64
 
-struct mh_arena {
-	uint32_t magic;
+/* An arena, in the slot its handle names: 64 bytes, a cache line. */
+struct arena {
+	uintptr_t live;			/* its handle while live, else 0 */
+	union {
+		struct arena_chunk *active;	/* live */
+		struct arena *next_freed;	/* freed: the delayed-reuse FIFO */
+	};
+	uintptr_t last;			/* the latest handle of this slot */
 	uint64_t id;
-	struct arena_chunk *active;
 	struct chunk_list used;		/* full and large chunks */
 	bool big;			/* has filled a chunk and taken another */
-	struct mh_arena *next_freed;	/* in the delayed-reuse FIFO */
 };
+_Static_assert(sizeof(struct arena) == 64, "an arena is a cache line");
+
+/* Blocks of slots, made on demand, never freed (arena_lock). */
+static struct arena *slot_blocks[NBLOCKS];
+static uintptr_t slots_made;
 
 static mh_lock_t arena_lock = MH_LOCK_INIT;
 static struct arena_config config;
-static struct fixalloc chunk_alloc, arena_alloc;
+static struct fixalloc chunk_alloc;
 static struct chunk_list reuse_list, ready_list, quarantine, warm_list;
 static uint64_t quarantined_bytes;
 static uint64_t warm_bytes;		/* warm chunks, and moves under way */
@@ -244,7 +275,7 @@ static uint64_t reuse_used;		/* chunk_used_bytes of the reuse list */
 static uint64_t arenas_live, chunks_live;
 static uint64_t releases_budget, releases_enomem;
 static uint64_t next_arena_id = 1;
-static struct mh_arena *freed_head, *freed_tail;
+static struct arena *freed_head, *freed_tail;
 static unsigned freed_count;
 
 static void warm_trim(void);
@@ -364,7 +395,6 @@ __attribute__((constructor)) static void arena_config_init(void)
 	config.recycle = mh_env_u64("MHEAP_ARENA_RECYCLE", 1) != 0;
 	config.warm_max = mh_env_u64("MHEAP_ARENA_WARM_MAX", (uint64_t)128 << 20);
 	fixalloc_init(&chunk_alloc, sizeof(struct arena_chunk), 0);
-	fixalloc_init(&arena_alloc, sizeof(struct mh_arena), 0);
 }
 
 void arena_config_get(struct arena_config *cfg)
@@ -1048,9 +1078,40 @@ static void recycle_chunks(struct arena_chunk **cs, unsigned n)
 
 /* ------------------------------------------------------------ arenas */
 
+/* The slot handle h names, or NULL when its block was never made. */
+static inline struct arena *slot_of(const mh_arena *h)
+{
+	uintptr_t v = (uintptr_t)h;
+	struct arena *b = LOAD_RELAXED(&slot_blocks[(v >> BLOCK_BITS) & (NBLOCKS - 1)]);
+
+	return b ? b + (v & (BLOCK_SLOTS - 1)) : NULL;
+}
+
+/* A slot never used before (arena_lock held), or NULL. */
+static struct arena *slot_new(void)
+{
+	uintptr_t i = slots_made;
+	struct arena *b;
+
+	if (i == NBLOCKS * BLOCK_SLOTS)
+		return NULL;
+	b = slot_blocks[i >> BLOCK_BITS];
+	if (!b) {
+		b = sys_alloc(BLOCK_SLOTS * sizeof(*b));	/* zeroed */
+		if (!b)
+			return NULL;
+		STORE_RELEASE(&slot_blocks[i >> BLOCK_BITS], b);
+	}
+	slots_made++;
+	b += i & (BLOCK_SLOTS - 1);
+	b->last = i;	/* generation 0: never handed out */
+	return b;
+}
+
 mh_arena *mh_arena_new(void)
 {
-	mh_arena *a;
+	struct arena *a;
+	uintptr_t h = 0;
 
 	if (fault_backend()->faults)
 		uaf_install();
@@ -1059,12 +1120,14 @@ mh_arena *mh_arena_new(void)
 		a = freed_head;
 		freed_head = a->next_freed;
 		freed_count--;
-		memset(a, 0, sizeof(*a));
 	} else {
-		a = fixalloc_alloc(&arena_alloc);
+		a = slot_new();
 	}
 	if (a) {
-		a->magic = ARENA_LIVE;
+		h = a->last += (uintptr_t)1 << SLOT_BITS;	/* the next generation */
+		STORE_RELAXED(&a->live, h);
+		a->active = NULL;
+		a->used = (struct chunk_list){ 0 };
 		a->big = false;
 		a->id = next_arena_id++;
 		arenas_live++;
@@ -1072,21 +1135,37 @@ mh_arena *mh_arena_new(void)
 	mh_unlock(&arena_lock);
 	if (!a)
 		errno = ENOMEM;
-	return a;
+	return (mh_arena *)h;
 }
 
-static void check_live(const mh_arena *a)
+/* What the fatal errors of a use of a handle that is not live say. */
+struct handle_words {
+	const char *null, *freed, *invalid;
+};
+static const struct handle_words in_use = {
+	"use of a NULL arena", "use of freed arena", "invalid arena"
+};
+static const struct handle_words in_free = {
+	"arena free of NULL", "arena double free of", "invalid arena free of"
+};
+
+/* The arena of live handle h; any other handle is a fatal error. A freed
+ * one is any other of a generation its slot has had. */
+static struct arena *live_arena(const mh_arena *h, const struct handle_words *w)
 {
-	if (unlikely(!a))
-		mh_fatal("use of a NULL arena");
-	if (unlikely(a->magic != ARENA_LIVE)) {
-		if (a->magic == ARENA_FREED)
-			mh_fatal("use of freed arena %p", (const void *)a);
-		mh_fatal("invalid arena %p", (const void *)a);
-	}
+	struct arena *a = slot_of(h);
+	uintptr_t gen = (uintptr_t)h >> SLOT_BITS;
+
+	if (likely(h && a && LOAD_RELAXED(&a->live) == (uintptr_t)h))
+		return a;
+	if (!h)
+		mh_fatal("%s", w->null);
+	if (a && gen && gen <= LOAD_RELAXED(&a->last) >> SLOT_BITS)
+		mh_fatal("%s %p", w->freed, (const void *)h);
+	mh_fatal("%s %p", w->invalid, (const void *)h);
 }
 
-static void *alloc_large(mh_arena *a, size_t size, size_t align)
+static void *alloc_large(struct arena *a, size_t size, size_t align)
 {
 	struct arena_chunk *c;
 
@@ -1133,9 +1212,10 @@ static inline bool chunk_bump(struct arena_chunk *c, size_t size, size_t align,
 	return true;
 }
 
-static void *arena_alloc_slow(mh_arena *a, size_t size, size_t align, bool scan)
+static void *arena_alloc_slow(const mh_arena *h, size_t size, size_t align, bool scan)
 {
-	check_live(a);
+	struct arena *a = live_arena(h, &in_use);
+
 	if (!IS_POW2(align)) {
 		errno = EINVAL;
 		return NULL;
@@ -1168,36 +1248,38 @@ static void *arena_alloc_slow(mh_arena *a, size_t size, size_t align, bool scan)
 /* Default alignment when 0 is given: what malloc guarantees. */
 #define ARENA_DEFAULT_ALIGN 16
 
-void *mh_arena_alloc(mh_arena *a, size_t size, size_t align)
+void *mh_arena_alloc(mh_arena *h, size_t size, size_t align)
 {
+	struct arena *a = slot_of(h);
 	struct arena_chunk *c;
 
 	if (!align)
 		align = ARENA_DEFAULT_ALIGN;
 	/* Fast path: bump upwards in the active chunk of a live arena. */
-	if (likely(a && a->magic == ARENA_LIVE && (c = a->active) && IS_POW2(align))) {
+	if (likely(a && a->live == (uintptr_t)h && (c = a->active) && IS_POW2(align))) {
 		void *p;
 
 		if (likely(chunk_bump(c, size, align, true, &p)))
 			return p;
 	}
-	return arena_alloc_slow(a, size, align, true);
+	return arena_alloc_slow(h, size, align, true);
 }
 
-void *mh_arena_alloc_noscan(mh_arena *a, size_t size, size_t align)
+void *mh_arena_alloc_noscan(mh_arena *h, size_t size, size_t align)
 {
+	struct arena *a = slot_of(h);
 	struct arena_chunk *c;
 
 	if (!align)
 		align = ARENA_DEFAULT_ALIGN;
 	/* Fast path: bump downwards in the active chunk of a live arena. */
-	if (likely(a && a->magic == ARENA_LIVE && (c = a->active) && IS_POW2(align))) {
+	if (likely(a && a->live == (uintptr_t)h && (c = a->active) && IS_POW2(align))) {
 		void *p;
 
 		if (likely(chunk_bump(c, size, align, false, &p)))
 			return p;
 	}
-	return arena_alloc_slow(a, size, align, false);
+	return arena_alloc_slow(h, size, align, false);
 }
 
 void *mh_arena_calloc(mh_arena *a, size_t n, size_t size)
@@ -1206,7 +1288,7 @@ void *mh_arena_calloc(mh_arena *a, size_t n, size_t size)
 	void *p;
 
 	if (__builtin_mul_overflow(n, size, &total)) {
-		check_live(a);
+		live_arena(a, &in_use);
 		errno = ENOMEM;
 		return NULL;
 	}
@@ -1226,7 +1308,7 @@ void *mh_arena_calloc(mh_arena *a, size_t n, size_t size)
  * part rather than leaving the old data readable. Only with room on the
  * warm list: without a move the chunk is worth more reused than faulted.
  */
-static bool active_moves(const mh_arena *a)
+static bool active_moves(const struct arena *a)
 {
 	const struct arena_chunk *c = a->active;
 
@@ -1234,18 +1316,13 @@ static bool active_moves(const mh_arena *a)
 	       chunk_movable(c) && warm_bytes + chunk_bytes(c) <= config.warm_max;
 }
 
-void mh_arena_free(mh_arena *a)
+void mh_arena_free(mh_arena *h)
 {
+	struct arena *a = live_arena(h, &in_free);
 	struct arena_chunk *cs[BATCH];
 	unsigned n = 0;
 
-	if (!a)
-		mh_fatal("arena free of NULL");
-	if (a->magic == ARENA_FREED)
-		mh_fatal("arena double free of %p", (void *)a);
-	if (a->magic != ARENA_LIVE)
-		mh_fatal("invalid arena free of %p", (void *)a);
-	a->magic = ARENA_FREED;
+	STORE_RELAXED(&a->live, 0);
 
 	struct arena_chunk *active = a->active;
 	bool moves = false;
@@ -1285,7 +1362,10 @@ void mh_arena_free(mh_arena *a)
 		}
 	}
 
-	/* The struct waits in a FIFO before reuse (see ARENA_STRUCT_DELAY). */
+	/* The slot waits in a FIFO before reuse (see ARENA_STRUCT_DELAY); one
+	 * whose generations are used up is never used again. */
+	if (a->last >> SLOT_BITS == GEN_MAX)
+		return;
 	mh_lock(&arena_lock);
 	a->next_freed = NULL;
 	if (freed_tail)

@@ -96,6 +96,8 @@ MHEAP_API void mh_scavenge(void);
 
 /* ---------------------------------------------------------------- arenas */
 
+/* An arena handle is opaque (not an address): a freed one is recognised
+ * however many arenas come after it, and any use of it aborts. */
 typedef struct mh_arena mh_arena;
 
 MHEAP_API mh_arena *mh_arena_new(void);
