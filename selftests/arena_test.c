@@ -55,6 +55,16 @@ static bool faults(const FIXTURE_VARIANT(arena) *variant)
 	return strcmp(variant->backend, "none") != 0;
 }
 
+/* Run fn(arg) in a child, which must exit with status 0. */
+static void expect_child_ok(struct __test_metadata *_metadata, void (*fn)(void *), void *arg)
+{
+	struct child_result r;
+
+	run_child(fn, arg, &r);
+	ASSERT_TRUE(WIFEXITED(r.status)) TH_LOG("status %#x: %s", r.status, r.err);
+	EXPECT_EQ(0, WEXITSTATUS(r.status)) TH_LOG("%s", r.err);
+}
+
 /* ------------------------------------------------------------ allocation */
 
 TEST_F(arena, bump_allocates_upwards_and_noscan_downwards)
@@ -692,16 +702,13 @@ static void vma_exhaustion(void *arg)
 
 TEST_F(arena, out_of_vmas_releases_old_quarantine_and_carries_on)
 {
-	struct child_result r;
 	RETURN_IF_SETUP_SKIPPED();
 
 	if (strcmp(variant->backend, "mprotect"))
 		SKIP(return, "only mprotect splits VMAs");
 	if (UNDER_SANITIZER)
 		SKIP(return, "a sanitizer runtime maps and unmaps memory of its own and dies when VMAs run out");
-	run_child(vma_exhaustion, NULL, &r);
-	ASSERT_TRUE(WIFEXITED(r.status)) TH_LOG("status %#x: %s", r.status, r.err);
-	EXPECT_EQ(0, WEXITSTATUS(r.status)) TH_LOG("%s", r.err);
+	expect_child_ok(_metadata, vma_exhaustion, NULL);
 }
 
 /*
@@ -757,16 +764,13 @@ static void release_merged_quarantine_out_of_vmas(void *arg)
 
 TEST_F(arena, out_of_vmas_releasing_merged_quarantine_never_aborts)
 {
-	struct child_result r;
 	RETURN_IF_SETUP_SKIPPED();
 
 	if (strcmp(variant->backend, "mprotect") && strcmp(variant->backend, "guard"))
 		SKIP(return, "only mprotect and guard's moved-from chunks split VMAs");
 	if (UNDER_SANITIZER)
 		SKIP(return, "a sanitizer runtime maps and unmaps memory of its own and dies when VMAs run out");
-	run_child(release_merged_quarantine_out_of_vmas, NULL, &r);
-	ASSERT_TRUE(WIFEXITED(r.status)) TH_LOG("status %#x: %s", r.status, r.err);
-	EXPECT_EQ(0, WEXITSTATUS(r.status)) TH_LOG("%s", r.err);
+	expect_child_ok(_metadata, release_merged_quarantine_out_of_vmas, NULL);
 }
 
 /* ------------------------------------------------------------ out of memory */
@@ -827,16 +831,13 @@ static void large_malloc_with_quarantine_full(void *arg)
 
 TEST_F(arena, malloc_out_of_address_space_takes_it_back_from_quarantine)
 {
-	struct child_result r;
 	RETURN_IF_SETUP_SKIPPED();
 
 	if (!faults(variant))
 		SKIP(return, "the none backend quarantines nothing");
 	if (UNDER_SANITIZER)
 		SKIP(return, "sanitizer runtimes reserve terabytes of shadow: RLIMIT_AS cannot apply");
-	run_child(large_malloc_with_quarantine_full, NULL, &r);
-	ASSERT_TRUE(WIFEXITED(r.status)) TH_LOG("status %#x: %s", r.status, r.err);
-	EXPECT_EQ(0, WEXITSTATUS(r.status)) TH_LOG("%s", r.err);
+	expect_child_ok(_metadata, large_malloc_with_quarantine_full, NULL);
 }
 
 /* ------------------------------------------------------------ warm chunks */
@@ -1148,7 +1149,6 @@ TEST_F(arena, a_forked_child_uses_warm_chunks_as_copies)
 
 	struct arena_config cfg = self->cfg;
 	size_t cb = cfg.chunk_bytes;
-	struct child_result r;
 	mh_arena *a;
 	char *p;
 
@@ -1160,9 +1160,7 @@ TEST_F(arena, a_forked_child_uses_warm_chunks_as_copies)
 	fill_arena(a, 3 * cb, 5);
 	mh_arena_free(a);
 	ASSERT_GE(warm_chunks(), 1);
-	run_child(use_warm_chunk_in_child, &cb, &r);
-	ASSERT_TRUE(WIFEXITED(r.status)) TH_LOG("status %#x: %s", r.status, r.err);
-	EXPECT_EQ(0, WEXITSTATUS(r.status)) TH_LOG("%s", r.err);
+	expect_child_ok(_metadata, use_warm_chunk_in_child, &cb);
 	/* The parent's warm chunks are untouched by the child's writes. */
 	a = mh_arena_new();
 	for (size_t n = 0; n < cb; n += 65536)
