@@ -75,8 +75,9 @@ MH_HIDDEN void arena_release_idle(void);
 
 /* The page heap could not grow: give back one more part of what arenas
  * hold and nobody uses (warm chunks, then reuse and ready chunks, then the
- * oldest quarantined ones), so that the request can be retried. False when there
- * was nothing left. Takes arena_lock: not with other allocator locks. */
+ * oldest quarantined ones), so that the request can be retried. False
+ * when there was nothing left. Takes arena_lock: not with other allocator
+ * locks. */
 MH_HIDDEN bool arena_give_back(void);
 
 /* For the heap checker (heapcheck.c): arena_lock, and the chunk lists and

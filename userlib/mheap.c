@@ -326,8 +326,8 @@ __attribute__((weak)) bool arena_give_back(void)
 
 /*
  * Whether a span of this state the heap could not make (heap lock not held)
- * is worth another try: arenas hold chunks nobody uses, warm, ready or
- * quarantined, whose pages and address space (which RLIMIT_AS counts) can
+ * is worth another try: arenas hold chunks nobody uses, warm, reused, ready
+ * or quarantined, whose pages and address space (which RLIMIT_AS counts) can
  * serve it, and each call gives back one more part of them. Not for arena
  * chunks: arena.c takes its own back the way it wants (chunk_get). errno
  * is ENOMEM when not.
