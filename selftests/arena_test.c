@@ -790,18 +790,14 @@ static size_t vm_bytes(void)
 }
 
 /* Under RLIMIT_AS, fill the heap with quarantined chunks until a new chunk
- * needs old quarantine released; then a block larger than any free run
- * must still be had, from quarantine given back. */
-static void large_malloc_with_quarantine_full(void *arg)
+ * needs old quarantine released (in a child: it exits on failure). */
+static void fill_address_space_with_quarantine(void)
 {
 	struct arena_config cfg;
 	struct rlimit rl;
 	struct mh_stats st;
-	size_t big = (size_t)48 << 20;
-	char *p;
 	int i;
 
-	(void)arg;
 	arena_config_get(&cfg);
 	cfg.reuse = false;
 	cfg.quarantine_max = (size_t)1 << 40;
@@ -822,6 +818,17 @@ static void large_malloc_with_quarantine_full(void *arg)
 	}
 	if (i == 1000)
 		_exit(4);
+}
+
+/* Then a block larger than any free run must still be had, from
+ * quarantine given back. */
+static void large_malloc_with_quarantine_full(void *arg)
+{
+	size_t big = (size_t)48 << 20;
+	char *p;
+
+	(void)arg;
+	fill_address_space_with_quarantine();
 	p = mh_malloc(big);
 	if (!p)
 		_exit(5);
@@ -829,15 +836,43 @@ static void large_malloc_with_quarantine_full(void *arg)
 	_exit(0);
 }
 
-TEST_F(arena, malloc_out_of_address_space_takes_it_back_from_quarantine)
+/* ... and so must small objects, whose spans need pages as well. */
+static void small_mallocs_with_quarantine_full(void *arg)
 {
-	RETURN_IF_SETUP_SKIPPED();
+	(void)arg;
+	fill_address_space_with_quarantine();
+	for (int i = 0; i < 20000; i++) {
+		char *p = mh_malloc(4000);
 
+		if (!p)
+			_exit(5);
+		p[0] = 1;
+	}
+	_exit(0);
+}
+
+/* Run fn, a child that starts with fill_address_space_with_quarantine. */
+static void expect_ok_out_of_address_space(struct __test_metadata *_metadata,
+					   const FIXTURE_VARIANT(arena) *variant,
+					   void (*fn)(void *))
+{
 	if (!faults(variant))
 		SKIP(return, "the none backend quarantines nothing");
 	if (UNDER_SANITIZER)
 		SKIP(return, "sanitizer runtimes reserve terabytes of shadow: RLIMIT_AS cannot apply");
-	expect_child_ok(_metadata, large_malloc_with_quarantine_full, NULL);
+	expect_child_ok(_metadata, fn, NULL);
+}
+
+TEST_F(arena, malloc_out_of_address_space_takes_it_back_from_quarantine)
+{
+	RETURN_IF_SETUP_SKIPPED();
+	expect_ok_out_of_address_space(_metadata, variant, large_malloc_with_quarantine_full);
+}
+
+TEST_F(arena, small_mallocs_out_of_address_space_take_it_back_from_quarantine)
+{
+	RETURN_IF_SETUP_SKIPPED();
+	expect_ok_out_of_address_space(_metadata, variant, small_mallocs_with_quarantine_full);
 }
 
 /* ------------------------------------------------------------ warm chunks */
