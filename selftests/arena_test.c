@@ -749,14 +749,14 @@ static void release_merged_quarantine_out_of_vmas(void *arg)
 	mh_quarantine_release();
 	mh_stats_read(&st);
 	if (st.arena_chunks_quarantined)
-		_exit(5);
+		_exit(4);
 	/* Whatever a new arena gets is ordinary memory. */
 	a = mh_arena_new();
 	for (size_t k = 0; k < 3 * cb; k += 65536) {
 		char *p = mh_arena_alloc(a, 65536, 0);
 
 		if (!p)
-			_exit(4);
+			_exit(5);
 		p[0] = p[65535] = 1;
 	}
 	_exit(0);
