@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -370,6 +371,65 @@ TEST_F(arena, a_stale_handle_is_caught_after_any_number_of_later_arenas)
 
 	expect_stale_report(_metadata, free_stale_handle, "arena double free of");
 	expect_stale_report(_metadata, alloc_through_stale_handle, "use of freed arena");
+}
+
+/* Two threads free one arena at once, after a spin barrier and a skew of
+ * race_skew pause loops between them (across children, the frees overlap
+ * at many offsets): exactly one frees it, the other aborts naming it. */
+static atomic_int race_ready;
+static int race_skew;
+static mh_arena *race_victim;
+
+static void *free_racing_victim(void *arg)
+{
+	int delay = (int)(intptr_t)arg;
+
+	atomic_fetch_add(&race_ready, 1);
+	while (atomic_load(&race_ready) < 2)
+		;
+	for (volatile int i = 0; i < delay; i++)
+		;
+	mh_arena_free(race_victim);
+	return NULL;
+}
+
+static void free_arena_from_two_threads(void *arg)
+{
+	pthread_t t;
+
+	(void)arg;
+	if (pthread_create(&t, NULL, free_racing_victim,
+			   (void *)(intptr_t)(race_skew > 0 ? race_skew : 0)))
+		_exit(2);
+	free_racing_victim((void *)(intptr_t)(race_skew < 0 ? -race_skew : 0));
+	pthread_join(t, NULL);
+}
+
+TEST(an_arena_freed_by_two_threads_at_once_is_freed_once_and_the_other_aborts)
+{
+	struct timespec now, end;
+	struct child_result r;
+	char want[128];
+	int i;
+
+	race_victim = mh_arena_new();
+	ASSERT_NE(NULL, mh_arena_alloc(race_victim, 64, 0));
+	snprintf(want, sizeof(want), "mheap: arena double free of %p\n", (void *)race_victim);
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	end.tv_sec += 2;
+	for (i = 0; i < 200; i++) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec > end.tv_sec ||
+		    (now.tv_sec == end.tv_sec && now.tv_nsec > end.tv_nsec))
+			break;
+		race_skew = i % 49 - 24;
+		run_child(free_arena_from_two_threads, NULL, &r);
+		ASSERT_TRUE(died_of(&r, SIGABRT))
+			TH_LOG("race %d: status %#x, stderr: %s", i + 1, r.status, r.err);
+		ASSERT_STREQ(want, r.err) TH_LOG("race %d", i + 1);
+	}
+	TH_LOG("%d races", i);
+	mh_arena_free(race_victim);
 }
 
 /* The chunk holding p, which must be arena memory. */

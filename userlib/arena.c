@@ -1320,9 +1320,14 @@ void mh_arena_free(mh_arena *h)
 {
 	struct arena *a = live_arena(h, &in_free);
 	struct arena_chunk *cs[BATCH];
+	uintptr_t live = (uintptr_t)h;
 	unsigned n = 0;
 
-	STORE_RELAXED(&a->live, 0);
+	/* Claim the arena: of two frees racing through live_arena, exactly
+	 * one takes it from live to freed; the other is a double free. */
+	if (!__atomic_compare_exchange_n(&a->live, &live, 0, false, __ATOMIC_ACQ_REL,
+					 __ATOMIC_RELAXED))
+		mh_fatal("%s %p", in_free.freed, (const void *)h);
 
 	struct arena_chunk *active = a->active;
 	bool moves = false;
