@@ -59,6 +59,7 @@
 #include <linux/slab.h>
 #include <linux/xarray.h>
 
+#include "mheap_compat.h"
 #include "mheap_internal.h"
 
 #define MHEAP_GFP	(GFP_HIGHUSER | __GFP_ZERO | __GFP_ACCOUNT)
@@ -127,7 +128,7 @@ static void mheap_vm_open(struct vm_area_struct *vma)
 		 * child's copy gets no state and no page-table entries.
 		 */
 		vma->vm_private_data = NULL;
-		vma->vm_flags |= VM_WIPEONFORK;
+		mheap_vm_flags_set(vma, VM_WIPEONFORK);
 		return;
 	}
 	/* The copy mremap() makes before mheap_vm_mremap() refuses it. */
@@ -249,8 +250,9 @@ int mheap_mmap(struct file *file, struct vm_area_struct *vma)
 	init_rwsem(&map->lock);
 	xa_init_flags(&map->pages, XA_FLAGS_ACCOUNT);
 
-	vma->vm_flags |= VM_MIXEDMAP | VM_DONTEXPAND | VM_DONTCOPY | VM_DONTDUMP;
-	vma->vm_flags &= ~VM_MAYEXEC;
+	mheap_vm_flags_set(vma, VM_MIXEDMAP | VM_DONTEXPAND | VM_DONTCOPY |
+			   VM_DONTDUMP);
+	mheap_vm_flags_clear(vma, VM_MAYEXEC);
 	vma->vm_ops = &mheap_vm_ops;
 	vma->vm_private_data = map;
 
@@ -314,10 +316,11 @@ static void drop_pages(struct mheap_map *map, struct vm_area_struct *vma,
 	struct page *batch[32], *page;
 	int nr;
 
+	lockdep_assert_held_write(&map->lock);
 	if (!xa_find(&map->pages, &idx, last - 1, XA_PRESENT))
 		return;
 	/* Page tables first: after this no CPU reaches the pages here. */
-	zap_page_range(vma, addr, (last - first) << PAGE_SHIFT);
+	mheap_zap_range(vma, addr, (last - first) << PAGE_SHIFT);
 
 	/*
 	 * A batch at a time under the xarray lock; each batch starts its walk

@@ -8,8 +8,8 @@
  * kernel until io_uring copies it for a retry: it is copied once into a
  * local struct and only that copy is checked and used. Every command
  * completes inline by returning its result, which io_uring posts as
- * cqe->res; io_uring_cmd_done() (cmd, ret, res2, issue_flags in 6.1) is
- * for drivers that complete later, which these commands never do.
+ * cqe->res; io_uring_cmd_done() is for drivers that complete later, which
+ * these commands never do.
  *
  * The first attempt runs with IO_URING_F_NONBLOCK in the submitting task.
  * Rather than sleep on a contended mmap_lock or map lock there, the range
@@ -18,12 +18,12 @@
  * submitter's address space, so the commands act on the caller's memory
  * exactly as the ioctl does.
  */
-#include <linux/io_uring.h>
 #include <linux/kernel.h>
 #include <linux/minmax.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
 
+#include "mheap_compat.h"
 #include "mheap_internal.h"
 
 #define MHEAP_CMD_AREA		16
@@ -62,7 +62,7 @@ int mheap_uring_cmd(struct io_uring_cmd *ioucmd, unsigned int issue_flags)
 	struct file *file = ioucmd->file;
 	struct mheap_ctx *ctx = file->private_data;
 	bool nonblock = issue_flags & IO_URING_F_NONBLOCK;
-	const u8 *area = ioucmd->cmd;
+	const u8 *area = mheap_uring_cmd_area(ioucmd);
 	struct mheap_uring_stats sarg;
 	struct mheap_range range;
 	int ret;
