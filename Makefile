@@ -13,10 +13,17 @@ TOP    := $(CURDIR)
 BUILD  := $(TOP)/build
 LOGS   := $(BUILD)/logs
 
-# Kernel the module is built for and the VM boots: the newest one installed
-# with both headers and an image (never `uname -r`: the host cannot load it).
-KVER   ?= $(shell $(TOP)/tools/kver.sh)
-KDIR   ?= /lib/modules/$(KVER)/build
+# Kernels the module is built for and the VM boots: every one installed with
+# both headers and an image, oldest first (tools/kver.sh; never `uname -r`:
+# the host cannot load modules). `make deps` installs two, Debian 12's 6.1
+# and the 6.12 of bookworm-backports; `make module vmtest KVERS=<version>`
+# takes just one. KVER, the newest, is the one for modules_install, demo-vm
+# and bench-vm. Each kernel's module is built in its own directory.
+KVERS  ?= $(shell $(TOP)/tools/kver.sh)
+KVER   ?= $(lastword $(KVERS))
+kdir    = /lib/modules/$(1)/build
+kmod_dir = $(BUILD)/kmod-$(1)
+kmod_ko  = $(BUILD)/kmod-$(1)/kmod/mheap.ko
 
 # Files extracted from Debian's linux-source-6.1 tarball by `make deps`.
 KSRC_TAR := /usr/src/linux-source-6.1.tar.xz
@@ -25,7 +32,16 @@ KSFT_DIR := $(KTREE)/tools/testing/selftests
 CHECKPATCH := $(KTREE)/scripts/checkpatch.pl
 DEPS_STAMP := $(BUILD)/.deps-done
 
+# The second kernel: a fixed release of the 6.12 series that Debian's
+# bookworm-backports suite carries (built there with Debian 12's gcc-12),
+# named exactly so that every machine tests the same kernel; the suite's
+# metapackages would follow newer releases, and linux-image-amd64 from it
+# would replace 6.1's. Change BPO_KVER to move on to a newer one.
+BPO_KVER    := 6.12.95+deb12-amd64
+BPO_SOURCES := /etc/apt/sources.list.d/debian-backports.sources
+
 DEB_PACKAGES := build-essential linux-headers-amd64 linux-image-amd64 \
+	linux-headers-$(BPO_KVER) linux-image-$(BPO_KVER) \
 	linux-source-6.1 qemu-system-x86 busybox-static cpio liburing-dev \
 	libjemalloc-dev libgoogle-perftools-dev libmimalloc-dev gnuplot-nox
 
@@ -64,8 +80,21 @@ all: lib module
 deps: $(DEPS_STAMP)
 
 # Idempotent: apt-get runs only when a package is missing; the kernel files
-# are extracted only when the stamp is older than the tarball.
+# are extracted only when the stamp is older than the tarball. The backports
+# suite is added to apt's sources once, with the archive and key of the
+# machine's debian.sources (Debian's defaults without one); apt gives it a
+# low priority, so it only provides what is asked for by name.
 $(DEPS_STAMP): $(TOP)/Makefile
+	@if [ ! -f $(BPO_SOURCES) ]; then \
+		main=/etc/apt/sources.list.d/debian.sources; \
+		uri=$$(sed -n 's/^URIs: *//p' $$main 2>/dev/null | head -n 1); \
+		key=$$(sed -n 's/^Signed-By: *//p' $$main 2>/dev/null | head -n 1); \
+		echo "deps: adding bookworm-backports to apt's sources ($(BPO_SOURCES))"; \
+		printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: %s\n' \
+			"$${uri:-http://deb.debian.org/debian}" \
+			"$${key:-/usr/share/keyrings/debian-archive-keyring.gpg}" \
+			> $(BPO_SOURCES); \
+	fi
 	@missing=$$(for p in $(DEB_PACKAGES); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
 		grep -q '^install ok installed' || echo $$p; done); \
@@ -114,24 +143,44 @@ $(BUILD)/libmheap.so: $(SO_OBJS)
 	ln -sf libmheap.so $(BUILD)/libmheap.so.0
 
 # ---------------------------------------------------------------- module
+# kbuild puts the objects next to the sources (M= is both), so each kernel
+# builds its own copy of them: kmod_tree DIR copies the sources to DIR,
+# keeping their times, so that an unchanged file is not rebuilt.
+KMOD_SRCS := $(filter-out %.mod.c,$(wildcard $(TOP)/kmod/*.[ch]))
+kmod_tree = mkdir -p $(1)/kmod $(1)/uapi/linux && \
+	cp -p $(TOP)/Kbuild $(1)/ && \
+	cp -p $(TOP)/kmod/Kbuild $(KMOD_SRCS) $(1)/kmod/ && \
+	cp -p $(TOP)/uapi/linux/*.h $(1)/uapi/linux/
+
+# build/kmod-<version>/kmod/mheap.ko for every kernel of KVERS.
 module: | $(DEPS_STAMP)
-	$(MAKE) -C $(KDIR) M=$(TOP) modules
+	@[ -n "$(strip $(KVERS))" ] || \
+		{ echo "module: no kernel with both headers and an image (make deps)" >&2; exit 1; }
+	+@set -e; for v in $(KVERS); do \
+		echo "module: building for $$v in $(call kmod_dir,$$v)"; \
+		$(call kmod_tree,$(call kmod_dir,$$v)); \
+		$(MAKE) -C $(call kdir,$$v) M=$(call kmod_dir,$$v) modules; \
+	done
 
 # Warnings at W=1 are errors for us: build a fresh copy of the module
-# sources with W=1 and fail on any compiler diagnostic. (A copy, because
-# kbuild's `clean` for M=$(TOP) would delete every .o and .a of the tree,
-# the library's included.)
-W1_DIR := $(BUILD)/kmod-w1
+# sources with W=1 for every kernel and fail on any compiler diagnostic.
+# ($(LOGS)/module-w1-<version>.log, one per kernel.)
 module-w1: | $(DEPS_STAMP)
 	@mkdir -p $(LOGS)
-	@rm -rf $(W1_DIR) && mkdir -p $(W1_DIR)
-	cp -r $(TOP)/Kbuild $(TOP)/kmod $(TOP)/uapi $(W1_DIR)/
-	@rm -f $(W1_DIR)/kmod/*.o $(W1_DIR)/kmod/*.ko $(W1_DIR)/kmod/*.mod* $(W1_DIR)/kmod/.*.cmd
-	$(MAKE) -C $(KDIR) M=$(W1_DIR) W=1 modules 2>&1 | tee $(LOGS)/module-w1.log
-	@! grep -E 'warning:|error:' $(LOGS)/module-w1.log
+	+@bad=; for v in $(KVERS); do \
+		dir=$(BUILD)/kmod-w1-$$v log=$(LOGS)/module-w1-$$v.log; \
+		rm -rf $$dir; \
+		$(call kmod_tree,$$dir) || exit 1; \
+		echo "module-w1: $$v"; \
+		$(MAKE) -C $(call kdir,$$v) M=$$dir W=1 modules 2>&1 | tee $$log; \
+		if grep -qE 'warning:|error:' $$log || ! [ -f $$dir/kmod/mheap.ko ]; then \
+			bad="$$bad $$v"; fi; \
+	done; \
+	[ -n "$(strip $(KVERS))" ] || bad=" (no kernel)"; \
+	[ -z "$$bad" ] || { echo "module-w1: not clean for$$bad" >&2; exit 1; }
 
 modules_install: module
-	$(MAKE) -C $(KDIR) M=$(TOP) modules_install
+	$(MAKE) -C $(call kdir,$(KVER)) M=$(call kmod_dir,$(KVER)) modules_install
 	install -D -m 0644 $(TOP)/tools/99-mheap.rules /etc/udev/rules.d/99-mheap.rules
 	depmod -a $(KVER)
 
@@ -184,11 +233,17 @@ check: all selftests
 	-$(MAKE) --no-print-directory bench-smoke-tap
 	@$(TOP)/tools/tap-summary.sh $(LOGS)
 
+# mheap_compat.h is the one file that tests the kernel's version, which
+# checkpatch would have avoided (LINUX_VERSION_CODE) and whose test it takes
+# for a comparison of two constants (CONSTANT_COMPARISON).
 checkpatch: | $(DEPS_STAMP)
 	@mkdir -p $(LOGS)
-	@files=$$(ls $(TOP)/kmod/*.[ch] $(TOP)/uapi/linux/*.h | grep -v '\.mod\.c$$'); \
+	@files=$$(ls $(TOP)/kmod/*.[ch] $(TOP)/uapi/linux/*.h | grep -v -e '\.mod\.c$$' -e '/mheap_compat\.h$$'); \
 	if perl $(CHECKPATCH) --no-tree --strict --terse -f $$files \
 		> $(LOGS)/checkpatch.out 2>&1 && \
+		perl $(CHECKPATCH) --no-tree --strict --terse \
+		--ignore LINUX_VERSION_CODE,CONSTANT_COMPARISON \
+		-f $(TOP)/kmod/mheap_compat.h >> $(LOGS)/checkpatch.out 2>&1 && \
 		! grep -qE 'ERROR|WARNING|CHECK' $(LOGS)/checkpatch.out; then \
 		echo "ok 1 checkpatch --strict kmod/ uapi/" > $(LOGS)/checkpatch.tap; \
 	else \
@@ -196,14 +251,23 @@ checkpatch: | $(DEPS_STAMP)
 		echo "not ok 1 checkpatch --strict kmod/ uapi/" > $(LOGS)/checkpatch.tap; \
 	fi; cat $(LOGS)/checkpatch.tap
 
+# One result per kernel.
 module-w1-tap:
 	@mkdir -p $(LOGS)
-	@if $(MAKE) --no-print-directory module-w1 >/dev/null 2>&1; then \
-		echo "ok 1 module builds clean with W=1" > $(LOGS)/module-w1.tap; \
-	else \
-		grep -E 'warning:|error:' $(LOGS)/module-w1.log; \
-		echo "not ok 1 module builds clean with W=1" > $(LOGS)/module-w1.tap; \
-	fi; cat $(LOGS)/module-w1.tap
+	@$(MAKE) --no-print-directory module-w1 >/dev/null 2>&1; \
+	n=0; for v in $(KVERS); do \
+		n=$$((n + 1)); log=$(LOGS)/module-w1-$$v.log; \
+		if [ -f $(BUILD)/kmod-w1-$$v/kmod/mheap.ko ] && \
+			! grep -qE 'warning:|error:' $$log; then \
+			echo "ok $$n module builds clean with W=1 for $$v"; \
+		else \
+			grep -E 'warning:|error:' $$log >&2; \
+			echo "not ok $$n module builds clean with W=1 for $$v"; \
+		fi; \
+	done > $(LOGS)/module-w1.tap; \
+	[ -s $(LOGS)/module-w1.tap ] || \
+		echo "not ok 1 module builds clean with W=1: no kernel" > $(LOGS)/module-w1.tap; \
+	cat $(LOGS)/module-w1.tap
 
 # What libmheap.a shows a program that links it: only mh_* (tools/archive-tap.sh).
 archive-tap: $(BUILD)/libmheap.a
@@ -223,7 +287,9 @@ bench-smoke-tap:
 	fi; cat $(LOGS)/bench-smoke.tap
 
 # ---------------------------------------------------------------- VM
-VM_DIR := $(BUILD)/vm
+# One VM per kernel, one after the other, each with that kernel's module and
+# the same static test binaries; results in $(LOGS)/vm-<version>-*.tap.
+vm_dir = $(BUILD)/vm-$(1)
 
 vmtest: all selftests-static
 	@rm -f $(LOGS)/vm-*.tap
@@ -232,8 +298,13 @@ vmtest: all selftests-static
 
 vmtest-run:
 	@mkdir -p $(LOGS)
-	$(TOP)/tools/vmtest.sh --kver $(KVER) --ko $(TOP)/kmod/mheap.ko \
-		--tests $(BUILD)/selftests/static --work $(VM_DIR) --logs $(LOGS)
+	@[ -n "$(strip $(KVERS))" ] || \
+		{ echo "vmtest: no kernel with both headers and an image (make deps)" >&2; exit 1; }
+	@rc=0; for v in $(KVERS); do \
+		$(TOP)/tools/vmtest.sh --kver $$v --ko $(call kmod_ko,$$v) \
+			--tests $(BUILD)/selftests/static --work $(call vm_dir,$$v) \
+			--logs $(LOGS) || rc=1; \
+	done; exit $$rc
 
 # ---------------------------------------------------------------- demo
 demo: all
@@ -248,8 +319,8 @@ demo-vm: all
 	$(CC) -std=gnu11 $(WARN) -O2 -I$(TOP)/userlib/include -o $(BUILD)/demo-static \
 		$(TOP)/tools/demo.c $(BUILD)/libmheap.a -pthread -static
 	@mkdir -p $(LOGS)
-	$(TOP)/tools/vmtest.sh --kver $(KVER) --ko $(TOP)/kmod/mheap.ko \
-		--demo $(BUILD)/demo-static --work $(VM_DIR) --logs $(LOGS)
+	$(TOP)/tools/vmtest.sh --kver $(KVER) --ko $(call kmod_ko,$(KVER)) \
+		--demo $(BUILD)/demo-static --work $(call vm_dir,$(KVER)) --logs $(LOGS)
 
 # ---------------------------------------------------------------- bench
 bench: all $(FAULT_BENCH)
@@ -262,7 +333,7 @@ bench-faults: $(FAULT_BENCH)
 	$(FAULT_BENCH) | tee $(BUILD)/bench/faults-host.txt
 	-$(MAKE) --no-print-directory bench-vm
 	python3 $(TOP)/bench/render_faults.py $(TOP)/bench/results/faults.md \
-		$(BUILD)/bench/faults-host.txt $(LOGS)/vm-bench-fault_bench.tap
+		$(BUILD)/bench/faults-host.txt $(LOGS)/vm-$(KVER)-bench-fault_bench.tap
 	@cat $(TOP)/bench/results/faults.md
 
 bench-quick: all
@@ -270,17 +341,18 @@ bench-quick: all
 
 # The fault backends inside the VM with the module loaded (kmod by ioctl and
 # by io_uring against mprotect): bench/fault_bench.c, static, run by
-# tools/vmtest.sh --bench-only; its lines end up in $(LOGS)/vm-bench-*.tap.
+# tools/vmtest.sh --bench-only on the newest kernel; its lines end up in
+# $(LOGS)/vm-$(KVER)-bench-*.tap.
 $(FAULT_BENCH): $(TOP)/bench/fault_bench.c $(TOP)/uapi/linux/mheap.h | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 $(WARN) -O2 -I$(TOP)/uapi -o $@ $< -static -luring
 
 bench-vm: module $(FAULT_BENCH)
 	@mkdir -p $(LOGS)
-	$(TOP)/tools/vmtest.sh --kver $(KVER) --ko $(TOP)/kmod/mheap.ko \
-		--bench-only $(FAULT_BENCH) --work $(VM_DIR) --logs $(LOGS)
+	$(TOP)/tools/vmtest.sh --kver $(KVER) --ko $(call kmod_ko,$(KVER)) \
+		--bench-only $(FAULT_BENCH) --work $(call vm_dir,$(KVER)) --logs $(LOGS)
 
 clean:
-	-$(MAKE) -C $(KDIR) M=$(TOP) clean
+	-$(MAKE) -C $(call kdir,$(KVER)) M=$(TOP) clean
 	rm -rf $(BUILD)/obj $(BUILD)/selftests $(BUILD)/logs $(BUILD)/vm \
-		$(BUILD)/libmheap.* $(BUILD)/demo $(BUILD)/archive-tap
+		$(BUILD)/vm-* $(BUILD)/kmod-* $(BUILD)/libmheap.* $(BUILD)/demo $(BUILD)/archive-tap

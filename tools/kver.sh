@@ -1,10 +1,16 @@
 #!/bin/sh
-# Print the kernel version the module is built for and the VM boots: the
-# newest version that has both /boot/vmlinuz-<ver> and /lib/modules/<ver>/build.
-# Never the running kernel's (uname -r): the host cannot load modules.
+# Print the kernel versions the module is built for and the VM boots: every
+# version that has both /boot/vmlinuz-<ver> (an image to boot) and
+# /lib/modules/<ver>/build (headers to build against), oldest first, one a
+# line; with --newest only the newest of them. Never the running kernel's
+# (uname -r): the host cannot load modules.
+case ${1-} in
+'' | --newest) ;;
+*) echo "usage: $0 [--newest]" >&2; exit 2 ;;
+esac
 for dir in /lib/modules/*/build; do
 	[ -d "$dir" ] || continue
 	ver=${dir#/lib/modules/}
 	ver=${ver%/build}
 	[ -f "/boot/vmlinuz-$ver" ] && echo "$ver"
-done | sort -V | tail -n 1
+done | sort -V | if [ "${1-}" = --newest ]; then tail -n 1; else cat; fi

@@ -23,7 +23,8 @@
 # Everything goes to the serial console, which the host demultiplexes. Every
 # line this script means for the host starts with "@@mheap " followed by a
 # record type; anything else on the console (kernel messages) is ignored:
-#   @@mheap init uptime=<s>           /init started (boot time)
+#   @@mheap init uptime=<s> kernel=<release>
+#                                     /init started (boot time), on which kernel
 #   @@mheap begin <key>               a TAP file starts; <key> is suite/test
 #                                     or a single word, the host writes it to
 #                                     $LOGS/vm-<key with / as ->.tap
@@ -68,7 +69,7 @@ cd /tmp || exit 1
 dmesg -n 1
 exec </dev/null >/dev/console 2>&1
 
-echo "@@mheap init uptime=$(cut -d' ' -f1 /proc/uptime)"
+echo "@@mheap init uptime=$(cut -d' ' -f1 /proc/uptime) kernel=$(uname -r)"
 
 # count ERE FILE: how many lines of FILE match (0 if none).
 count() {

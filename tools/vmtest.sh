@@ -21,12 +21,13 @@
 #
 # The console carries a small line protocol, described in tools/vm-init.sh:
 # guest lines start with "@@mheap <type>", everything else is the kernel's or
-# the firmware's and is only shown. From it this writes
-#   LOGS/vm-<suite>-<test>.tap   one TAP file per test binary and suite
-#   LOGS/vm-kmod-insmod.tap, vm-kmod-rmmod.tap, vm-dmesg.tap
-#   LOGS/vm-boot.tap             whether the guest ran to the end
-#   LOGS/vm-console.log, vm-dmesg.log   the raw console and the kernel log
-# and prints `vmtest <suite>: N passed, N failed, N skipped` per suite.
+# the firmware's and is only shown. From it this writes, every name starting
+# with the kernel's version so that runs on several kernels can share LOGS,
+#   LOGS/vm-KVER-<suite>-<test>.tap   one TAP file per test binary and suite
+#   LOGS/vm-KVER-kmod-insmod.tap, vm-KVER-kmod-rmmod.tap, vm-KVER-dmesg.tap
+#   LOGS/vm-KVER-boot.tap        whether the guest, running KVER, ran to the end
+#   LOGS/vm-KVER-console.log, vm-KVER-dmesg.log   the raw console, the kernel log
+# and prints `vmtest KVER <suite>: N passed, N failed, N skipped` per suite.
 #
 # Exit status: the guest's own (from its final marker), or 1 when the marker
 # never came (boot failure, panic, timeout) or the host noticed lost output.
@@ -73,9 +74,11 @@ for arg in "$kver" "$ko" "$tests" "$work" "$logs"; do
 done
 
 mkdir -p "$work" "$logs" || exit 1
-# This script owns LOGS/vm-*: results of an earlier run must not be counted.
-rm -f "$logs"/vm-*.tap "$logs"/vm-*.log
-console_log=$logs/vm-console.log
+# This script owns LOGS/vm-KVER-*: results of an earlier run on this kernel
+# must not be counted (other kernels' results stay).
+pfx=$logs/vm-$kver
+rm -f "$pfx"-*.tap "$pfx"-*.log
+console_log=$pfx-console.log
 : >"$console_log"
 
 # Microseconds since the epoch, and a microsecond count as seconds.
@@ -84,8 +87,8 @@ secs() { printf '%d.%d' $(($1 / 1000000)) $(($1 % 1000000 / 100000)); }
 
 # The run cannot even start: record it where the TAP summary will see it.
 fail_boot() {
-	printf '1..1\nnot ok 1 vm boot: %s\n' "$1" >"$logs/vm-boot.tap"
-	echo "vmtest: $1" >&2
+	printf '1..1\nnot ok 1 vm boot: %s: %s\n' "$kver" "$1" >"$pfx-boot.tap"
+	echo "vmtest: $kver: $1" >&2
 	exit 1
 }
 
@@ -156,9 +159,9 @@ ntests=$(find "$work/root/tests" -type f | wc -l)
 # ---------------------------------------------------------------- console
 declare -A open_keys=()	# TAP files begun and not yet ended
 seen_init=0 seen_done=0 guest_status=1 host_fail=0
-start_us=0 init_us=0 done_us=0 guest_uptime='?'
+start_us=0 init_us=0 done_us=0 guest_uptime='?' guest_kernel='?'
 
-tap_file() { echo "$logs/vm-${1//\//-}.tap"; }
+tap_file() { echo "$pfx-${1//\//-}.tap"; }
 
 # tap_counts FILE: "pass fail skip", counted as tools/tap-summary.sh does.
 tap_counts() {
@@ -196,9 +199,11 @@ handle_line() {
 	text=${text# }
 	case $kind in
 	init)
-		seen_init=1 init_us=$(now_us) guest_uptime=${rest#uptime=}
+		seen_init=1 init_us=$(now_us)
+		[[ $rest =~ uptime=([^ ]*) ]] && guest_uptime=${BASH_REMATCH[1]}
+		[[ $rest =~ kernel=([^ ]*) ]] && guest_kernel=${BASH_REMATCH[1]}
 		echo "vmtest: guest /init started $(secs $((init_us - start_us))) s" \
-			"after qemu started (kernel uptime ${guest_uptime} s)"
+			"after qemu started (kernel $guest_kernel, uptime ${guest_uptime} s)"
 		;;
 	begin)
 		[[ $key =~ ^[A-Za-z0-9_.+-]+(/[A-Za-z0-9_.+-]+)?$ ]] || return
@@ -230,7 +235,7 @@ handle_line() {
 		;;
 	log)
 		[[ $key =~ ^[A-Za-z0-9_-]+$ ]] &&
-			printf '%s\n' "$text" >>"$logs/vm-$key.log"
+			printf '%s\n' "$text" >>"$pfx-$key.log"
 		;;
 	done)
 		seen_done=1 done_us=$(now_us)
@@ -268,7 +273,7 @@ qemu_pid=$!
 # shellcheck disable=SC2317 # called from the trap
 interrupted() {
 	kill "$qemu_pid" 2>/dev/null
-	printf '1..1\nnot ok 1 vm boot: vmtest was interrupted\n' >"$logs/vm-boot.tap"
+	printf '1..1\nnot ok 1 vm boot: %s: vmtest was interrupted\n' "$kver" >"$pfx-boot.tap"
 	exit 130
 }
 trap interrupted INT TERM HUP
@@ -291,10 +296,16 @@ for key in "${!open_keys[@]}"; do
 	add_failure "$key" "did not finish: the guest stopped (crash, panic or timeout)"
 done
 
-if [ "$seen_done" -eq 1 ]; then
-	printf '1..1\nok 1 vm boot: /init after %s s, all done after %s s\n' \
-		"$(secs $((init_us - start_us)))" "$(secs $((done_us - start_us)))" \
-		>"$logs/vm-boot.tap"
+if [ "$seen_done" -eq 1 ] && [ "$guest_kernel" != "$kver" ]; then
+	# Results from some other kernel must not pass for this one's.
+	printf '1..1\nnot ok 1 vm boot: %s: the guest ran kernel %s\n' \
+		"$kver" "$guest_kernel" >"$pfx-boot.tap"
+	echo "vmtest: booted $kver but the guest says it runs $guest_kernel" >&2
+	host_fail=1
+elif [ "$seen_done" -eq 1 ]; then
+	printf '1..1\nok 1 vm boot: %s: /init after %s s, all done after %s s\n' \
+		"$kver" "$(secs $((init_us - start_us)))" \
+		"$(secs $((done_us - start_us)))" >"$pfx-boot.tap"
 else
 	if [ "$qemu_rc" -eq 124 ] || [ "$qemu_rc" -eq 137 ]; then
 		why="timed out after $VM_TIMEOUT s"
@@ -304,17 +315,18 @@ else
 		why="the guest stopped before its end marker"
 	fi
 	{
-		printf '1..1\nnot ok 1 vm boot: %s (qemu exit status %s)\n' "$why" "$qemu_rc"
+		printf '1..1\nnot ok 1 vm boot: %s: %s (qemu exit status %s)\n' \
+			"$kver" "$why" "$qemu_rc"
 		echo "# kernel trouble on the console, if any:"
 		grep -E 'Kernel panic|BUG:|Oops|WARNING:|general protection|RIP:' \
 			"$console_log" | head -n 20 | diag
 		echo "# last console lines:"
 		tail -n 20 "$console_log" | diag
-	} >"$logs/vm-boot.tap"
-	echo "vmtest: no end marker from the guest: $why" >&2
+	} >"$pfx-boot.tap"
+	echo "vmtest: $kver: no end marker from the guest: $why" >&2
 fi
 
-# summary LABEL FILE...: one line per suite.
+# summary LABEL FILE...: one line per suite, saying which kernel ran it.
 summary() {
 	local label=$1 f p=0 n=0 s=0 c
 	shift
@@ -323,11 +335,11 @@ summary() {
 		read -r -a c <<<"$(tap_counts "$f")"
 		p=$((p + c[0])) n=$((n + c[1])) s=$((s + c[2]))
 	done
-	echo "vmtest $label: $p passed, $n failed, $s skipped"
+	echo "vmtest $kver $label: $p passed, $n failed, $s skipped"
 }
-summary nomod "$logs"/vm-nomod-*.tap
-summary kmod "$logs"/vm-kmod-*.tap
-summary guest "$logs/vm-boot.tap" "$logs/vm-dmesg.tap"
+summary nomod "$pfx"-nomod-*.tap
+summary kmod "$pfx"-kmod-*.tap
+summary guest "$pfx-boot.tap" "$pfx-dmesg.tap"
 if [ "$seen_init" -eq 1 ]; then
 	echo "vmtest: qemu ran $(secs $((end_us - start_us))) s; boot to /init" \
 		"took $(secs $((init_us - start_us))) s (kernel uptime $guest_uptime s)"
