@@ -11,6 +11,17 @@
  * cqe->res; io_uring_cmd_done() is for drivers that complete later, which
  * these commands never do.
  *
+ * That result is 0 or a negative errno, never positive, on every kernel. In
+ * 6.1, io_uring_cmd() hands a positive value back to its caller as if it
+ * were an error: inline, io_uring fails the request with it (so a command
+ * linked after it gets -ECANCELED); from an io-wq worker (IOSQE_ASYNC,
+ * IOSQE_IO_DRAIN, or a link behind a punted command) only a negative value
+ * fails it and a positive one completes nothing, leaking the request and
+ * its file reference (the module can never be unloaded, and closing the
+ * ring leaves io_ring_exit_work() waiting for it). So STATS reports how
+ * much it filled in through the struct's own size field, not through
+ * cqe->res.
+ *
  * The first attempt runs with IO_URING_F_NONBLOCK in the submitting task.
  * Rather than sleep on a contended mmap_lock or map lock there, the range
  * commands return -EAGAIN, and io_uring retries them from an io-wq worker
@@ -54,7 +65,8 @@ static int mheap_uring_stats(struct mheap_ctx *ctx,
 	st.size = n;
 	if (copy_to_user(u64_to_user_ptr(arg->stats), &st, n))
 		return -EFAULT;
-	return n;
+	/* Not n: see the top of this file. */
+	return 0;
 }
 
 int mheap_uring_cmd(struct io_uring_cmd *ioucmd, unsigned int issue_flags)

@@ -282,7 +282,10 @@ static bool ring_ready(void)
 	arg.flags = 0;
 	ring_sqe(0, MHEAP_URING_CMD_STATS, &arg, sizeof(arg), false);
 	ring_publish(1);
-	if (ring_run(1, &res) || res != (int)sizeof(st)) {
+	/* res is 0 (1.1.0 modules: the size, which st.size says as well). */
+	st.size = 0;
+	if (ring_run(1, &res) || (res != 0 && res != (int)sizeof(st)) ||
+	    st.size != sizeof(st)) {
 		ring_unmap();
 		ring.state = -1;
 		return false;

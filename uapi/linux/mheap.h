@@ -78,7 +78,8 @@
  *
  * Version 1.0 had MHEAP_IOC_VERSION only. Version 1.1 adds mmap(), FAULT,
  * RELEASE, STATS, SET_LIMIT, fault events read with read(), and the io_uring
- * commands (IORING_OP_URING_CMD) at the end of this file.
+ * commands (IORING_OP_URING_CMD) at the end of this file. Version 1.1.1
+ * completes the io_uring STATS with 0 instead of its byte count (see there).
  */
 #ifndef _UAPI_LINUX_MHEAP_H
 #define _UAPI_LINUX_MHEAP_H
@@ -92,7 +93,7 @@
 /* ABI version this header describes; see "Versioning" above. */
 #define MHEAP_VERSION_MAJOR	1
 #define MHEAP_VERSION_MINOR	1
-#define MHEAP_VERSION_PATCH	0
+#define MHEAP_VERSION_PATCH	1
 
 /*
  * ioctl type byte of every mheap command; not claimed in the kernel's
@@ -298,8 +299,13 @@ struct mheap_event {
  * command-specific SQE fields (off's upper half, uring_cmd_flags) must be
  * zero. With 128-byte SQEs (IORING_SETUP_SQE128) the command area is 80
  * bytes, of which the 64 after the argument must be zero. The result is
- * cqe->res: 0 or a negative errno, and for STATS the number of bytes
- * written. Unknown commands complete with -ENOTTY. A FAULT or RELEASE takes
+ * cqe->res: 0 or a negative errno; STATS says how many bytes it wrote in
+ * the size field of the struct mheap_stats it fills in. (Version 1.1.0 gave
+ * that count as cqe->res, which 6.1's io_uring takes for a failure: a
+ * command linked after such a STATS was cancelled, and a STATS issued from
+ * io-wq, as with IOSQE_ASYNC, never completed. Callers that accept both 0
+ * and the count there and read the size field work with either version.)
+ * Unknown commands complete with -ENOTTY. A FAULT or RELEASE takes
  * one range; a batch is one SQE per range, best linked (IOSQE_IO_LINK) so
  * that after the first failure the rest are cancelled (-ECANCELED) and the
  * leading ranges done are exactly those with cqe->res == 0. Polled rings
@@ -313,7 +319,8 @@ struct mheap_event {
  * @flags: must be 0
  *
  * Fills in the struct as MHEAP_IOC_STATS would (its own size, flags and
- * reserved fields are not read).
+ * reserved fields are not read), setting its @size to the number of bytes
+ * written, and completes with 0.
  */
 struct mheap_uring_stats {
 	__u64 stats;
