@@ -42,12 +42,30 @@
  * every untouched page and record every quarantined one as a stale access),
  * never executable, and cannot be split: may_split refuses partial munmap()
  * and mprotect(), and mremap() fails (VM_DONTEXPAND refuses growth, the
- * split check refuses shrinking, the mremap callback refuses a move). If
- * MADV_DOFORK clears VM_DONTCOPY, the child's copy is given no state and
- * VM_WIPEONFORK, so fork() copies no page-table entries into it: it raises
- * SIGBUS on every access, and pages are never shared between processes.
- * The map is freed by the last vm_ops->close(), after the core has zapped
- * the page tables, so no page-table entry outlives it.
+ * split check refuses shrinking, the mremap callback refuses a move). The
+ * map is freed by the last vm_ops->close(), after the core has zapped the
+ * page tables, so no page-table entry outlives it.
+ *
+ * fork() after MADV_DOFORK. MADV_DOFORK clears VM_DONTCOPY without asking
+ * the driver, and then dup_mmap() copies the VMA into the child and calls
+ * vm_ops->open() on the copy. The child's copy must not reach the parent's
+ * pages: it is given no state (so every access there raises SIGBUS and
+ * commands on it fail), and it must end up with no page-table entries. A
+ * VM_MIXEDMAP mapping is one whose entries copy_page_range() always copies
+ * (vma_needs_copy() in mm/memory.c, 6.1 and 6.12 alike: VM_PFNMAP or
+ * VM_MIXEDMAP means copy), unless the copy has VM_WIPEONFORK. Where open()
+ * runs relative to that copy is up to the kernel: the dup_mmap() of 6.1 and
+ * of 6.12.95 calls open() first and copies afterwards, if the copy lacks
+ * VM_WIPEONFORK; a dup_mmap() that copies first and calls open() afterwards
+ * (the order has moved in stable kernels before) leaves open() too late to
+ * keep entries out. So mheap_vm_open() does both: it sets VM_WIPEONFORK on
+ * the copy, which stops a copy still to come, and zaps the copy's whole
+ * range, which removes entries copied already (nothing, where the copy is
+ * still to come). The child's mm is write-locked and not yet visible to
+ * anyone while this happens, so nobody can use the copied entries in
+ * between. Flags alone could not do it: VM_WIPEONFORK set on the parent's
+ * VMA can be cleared with MADV_KEEPONFORK, and VM_IO (which makes
+ * MADV_DOFORK fail) would also make get_user_pages() fail.
  */
 #include <linux/bitmap.h>
 #include <linux/kernel.h>
@@ -119,16 +137,20 @@ static void mheap_vm_open(struct vm_area_struct *vma)
 {
 	struct mheap_map *map = vma->vm_private_data;
 
+	/* fork() write-locks the child's mm, mremap() the caller's. */
+	mmap_assert_write_locked(vma->vm_mm);
 	if (!map)
 		return;
 	if (vma->vm_mm != map->mm) {
 		/*
-		 * fork() of a mapping that MADV_DOFORK made inheritable
-		 * (dup_mmap() calls us before copying page tables): the
-		 * child's copy gets no state and no page-table entries.
+		 * fork() of a mapping that MADV_DOFORK made inheritable: the
+		 * child's copy gets no state and no page-table entries,
+		 * whether dup_mmap() copies them before calling us or after
+		 * (see "fork() after MADV_DOFORK" at the top of this file).
 		 */
 		vma->vm_private_data = NULL;
 		mheap_vm_flags_set(vma, VM_WIPEONFORK);
+		mheap_zap_range(vma, vma->vm_start, vma->vm_end - vma->vm_start);
 		return;
 	}
 	/* The copy mremap() makes before mheap_vm_mremap() refuses it. */
