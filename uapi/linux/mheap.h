@@ -48,9 +48,10 @@
  *    that way stays allocated until the pin is dropped even if the range is
  *    faulted meanwhile: the holder keeps the old contents and the mapping no
  *    longer shows them. get_user_pages() on a quarantined page fails (EFAULT;
- *    EIO for /proc/PID/mem) and records an event. io_uring refuses to
- *    register the memory as fixed buffers (EOPNOTSUPP), as it does for all
- *    file-backed memory other than shmem and hugetlbfs.
+ *    EIO for /proc/PID/mem) and records an event. io_uring in 6.1 refuses
+ *    to register the memory as fixed buffers (EOPNOTSUPP), as it does for
+ *    all file-backed memory other than shmem and hugetlbfs; from 6.5 it
+ *    pins it as any other get_user_pages() user does.
  *  - MADV_DONTNEED unmaps pages but keeps their contents, as for any shared
  *    mapping; only RELEASE or FAULT drop contents. MADV_POPULATE_* and
  *    mlock() populate the range and so fail on quarantine (EFAULT, ENOMEM);
