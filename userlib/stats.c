@@ -20,6 +20,12 @@ __attribute__((weak)) void mh_arena_stats(struct mh_stats *st)
 	(void)st;
 }
 
+/* The version this library was built as, whatever header its caller had. */
+const char *mh_version(void)
+{
+	return MH_VERSION;
+}
+
 void mh_stats_read(struct mh_stats *st)
 {
 	memset(st, 0, sizeof(*st));

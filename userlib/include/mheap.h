@@ -26,6 +26,33 @@ extern "C" {
 
 #define MHEAP_API __attribute__((visibility("default")))
 
+/* --------------------------------------------------------------- version */
+
+/*
+ * The library's version, in this one place (the Makefile reads it from here
+ * for the shared object's file name, its SONAME libmheap.so.MAJOR and
+ * mheap.pc). Not the kernel module's ABI version, which is MHEAP_VERSION_*
+ * in <linux/mheap.h>.
+ */
+#define MH_VERSION_MAJOR 0
+#define MH_VERSION_MINOR 2
+#define MH_VERSION_PATCH 0
+#define MH_VERSION_STR_(x) #x
+#define MH_VERSION_STR(x) MH_VERSION_STR_(x)
+/* "0.2.0" */
+#define MH_VERSION MH_VERSION_STR(MH_VERSION_MAJOR) "." \
+	MH_VERSION_STR(MH_VERSION_MINOR) "." MH_VERSION_STR(MH_VERSION_PATCH)
+/* 200 for 0.2.0: comparable with < and >, as in #if MH_VERSION_NUMBER >= 200 */
+#define MH_VERSION_NUMBER \
+	(MH_VERSION_MAJOR * 10000 + MH_VERSION_MINOR * 100 + MH_VERSION_PATCH)
+
+/*
+ * The version of the library the program runs with (MH_VERSION is that of
+ * the header it was compiled with; they differ when the shared object was
+ * upgraded under it).
+ */
+MHEAP_API const char *mh_version(void);
+
 /* ------------------------------------------------------------------ heap */
 
 /*
