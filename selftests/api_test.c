@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * The public API's compatibility contract (userlib/include/mheap.h): the
- * version the library reports.
+ * version the library reports, and mh_stats_read filling no more of
+ * struct mh_stats than the caller says it has.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -19,6 +21,90 @@ TEST(mh_version_is_the_headers_version)
 	EXPECT_STREQ(MH_VERSION, mh_version());
 	EXPECT_EQ(MH_VERSION_MAJOR * 10000 + MH_VERSION_MINOR * 100 + MH_VERSION_PATCH,
 		  MH_VERSION_NUMBER);
+}
+
+/* A struct mh_stats in a larger buffer whose every byte is a marker. */
+#define MARK 0xa5
+#define SLACK 256
+union stats_buf {
+	struct mh_stats st;
+	unsigned char b[sizeof(struct mh_stats) + SLACK];
+};
+
+static size_t first_unmarked_from(const union stats_buf *u, size_t from)
+{
+	for (size_t i = from; i < sizeof(u->b); i++)
+		if (u->b[i] != MARK)
+			return i;
+	return sizeof(u->b);
+}
+
+/* Read with st.size = size; return what mh_stats_read returned. */
+static int read_sized(union stats_buf *u, size_t size)
+{
+	void *p = mh_malloc(64);	/* at least one malloc to count */
+
+	mh_free(p);
+	memset(u, MARK, sizeof(*u));
+	u->st.size = size;
+	return mh_stats_read(&u->st);
+}
+
+TEST(a_callers_own_size_is_filled_whole)
+{
+	union stats_buf u;
+
+	ASSERT_EQ(0, read_sized(&u, sizeof(struct mh_stats)));
+	EXPECT_EQ(sizeof(struct mh_stats), u.st.size);
+	EXPECT_LT(0, u.st.mallocs);
+	EXPECT_EQ(sizeof(u), first_unmarked_from(&u, sizeof(struct mh_stats)));
+}
+
+/*
+ * A program built against the first header with the size field: its prefix
+ * is filled, nothing after it is written.
+ */
+TEST(an_older_shorter_struct_is_filled_up_to_its_size_and_no_further)
+{
+	union stats_buf u;
+
+	ASSERT_EQ(0, read_sized(&u, MH_STATS_SIZE_V1));
+	EXPECT_EQ(MH_STATS_SIZE_V1, u.st.size);
+	EXPECT_LT(0, u.st.mallocs);
+	EXPECT_LT(0, u.st.heap_sys);
+	EXPECT_EQ(sizeof(u), first_unmarked_from(&u, MH_STATS_SIZE_V1));
+}
+
+/*
+ * A program built against a newer header, with fields this library does not
+ * know: they are not written, and size says where the library stopped.
+ */
+TEST(a_newer_longer_struct_gets_the_librarys_size_back)
+{
+	union stats_buf u;
+
+	ASSERT_EQ(0, read_sized(&u, sizeof(u)));
+	EXPECT_EQ(sizeof(struct mh_stats), u.st.size);
+	EXPECT_LT(0, u.st.mallocs);
+	EXPECT_EQ(sizeof(u), first_unmarked_from(&u, sizeof(struct mh_stats)));
+}
+
+TEST(a_size_below_the_first_layout_is_einval_and_writes_nothing)
+{
+	const size_t bad[] = { 0, 1, sizeof(size_t), MH_STATS_SIZE_V1 - 8,
+			       MH_STATS_SIZE_V1 - 1 };
+	union stats_buf u;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		errno = 0;
+		EXPECT_EQ(-1, read_sized(&u, bad[i])) TH_LOG("size %zu", bad[i]);
+		EXPECT_EQ(EINVAL, errno);
+		EXPECT_EQ(bad[i], u.st.size);
+		EXPECT_EQ(sizeof(u), first_unmarked_from(&u, sizeof(size_t)));
+	}
+	errno = 0;
+	EXPECT_EQ(-1, mh_stats_read(NULL));
+	EXPECT_EQ(EINVAL, errno);
 }
 
 TEST_HARNESS_MAIN

@@ -120,7 +120,7 @@ TEST_F(arena, many_objects_across_chunks_keep_their_contents)
 	for (int i = 0; i < N; i++)
 		for (size_t w = 0; w < 1 + (size_t)i % 13; w++)
 			ASSERT_EQ((uint64_t)i * 31 + w, p[i][w]);
-	struct mh_stats st;
+	struct mh_stats st = MH_STATS_INIT;
 	mh_stats_read(&st);
 	EXPECT_GE(st.arena_chunks_live, 2);	/* ~17 MB of objects */
 	EXPECT_EQ(1, st.arenas_live);
@@ -153,7 +153,7 @@ TEST_F(arena, calloc_zeroes_and_checks_overflow)
 TEST_F(arena, large_allocations_get_their_own_chunk_and_go_with_the_arena)
 {
 	mh_arena *a = mh_arena_new();
-	struct mh_stats before, after;
+	struct mh_stats before = MH_STATS_INIT, after = MH_STATS_INIT;
 	size_t big = self->cfg.chunk_bytes;	/* well over a quarter */
 	char *p;
 	RETURN_IF_SETUP_SKIPPED();
@@ -262,7 +262,7 @@ TEST_F(arena, with_reuse_full_chunks_fault_and_the_active_one_is_reused)
 {
 	mh_arena *a, *b;
 	char *first, *last = NULL;
-	struct mh_stats st;
+	struct mh_stats st = MH_STATS_INIT;
 	RETURN_IF_SETUP_SKIPPED();
 
 	if (!faults(variant))
@@ -654,7 +654,7 @@ TEST_F(arena, quarantine_budget_releases_oldest_first)
 
 	enum { N = 10, KEEP = 3 };
 	struct arena_config cfg = self->cfg;
-	struct mh_stats st;
+	struct mh_stats st = MH_STATS_INIT;
 	mh_arena *a[N];
 	char *p[N];
 
@@ -690,7 +690,7 @@ TEST_F_TIMEOUT(arena, hundred_thousand_cycles_never_fail_on_the_vma_limit, 300)
 {
 	struct arena_config cfg = self->cfg;
 	int cycles = UNDER_SANITIZER ? 20000 : 100000;
-	struct mh_stats st;
+	struct mh_stats st = MH_STATS_INIT;
 	void *sep[1000];
 	int nsep = 0;
 	RETURN_IF_SETUP_SKIPPED();
@@ -726,7 +726,7 @@ static void vma_exhaustion(void *arg)
 	size_t page = 4096;
 	void **maps = malloc(70000 * sizeof(void *));
 	int n = 0;
-	struct mh_stats st;
+	struct mh_stats st = MH_STATS_INIT;
 
 	(void)arg;
 	arena_config_get(&cfg);
@@ -782,7 +782,7 @@ static void release_merged_quarantine_out_of_vmas(void *arg)
 {
 	struct arena_config cfg;
 	size_t page = 4096, cb;
-	struct mh_stats st;
+	struct mh_stats st = MH_STATS_INIT;
 	mh_arena *a;
 	int n = 0;
 
@@ -855,7 +855,7 @@ static void fill_address_space_with_quarantine(void)
 {
 	struct arena_config cfg;
 	struct rlimit rl;
-	struct mh_stats st;
+	struct mh_stats st = MH_STATS_INIT;
 	int i;
 
 	arena_config_get(&cfg);
@@ -953,7 +953,7 @@ static long minflt(void)
 
 static uint64_t warm_chunks(void)
 {
-	struct mh_stats st;
+	struct mh_stats st = MH_STATS_INIT;
 
 	mh_stats_read(&st);
 	return st.arena_chunks_warm;
@@ -1036,7 +1036,7 @@ TEST_F(arena, a_big_arenas_mostly_used_active_chunk_moves_warm_instead_of_being_
 	RETURN_IF_SETUP_SKIPPED();
 
 	size_t cb = self->cfg.chunk_bytes;
-	struct mh_stats st;
+	struct mh_stats st = MH_STATS_INIT;
 	mh_arena *a;
 	char *last;
 
@@ -1151,7 +1151,7 @@ TEST_F(arena, warm_chunks_stay_under_their_cap_and_are_given_back)
 
 	struct arena_config cfg = self->cfg;
 	size_t cb = cfg.chunk_bytes;
-	struct mh_stats st;
+	struct mh_stats st = MH_STATS_INIT;
 	mh_arena *a;
 
 	if (!recycles(variant))
@@ -1198,7 +1198,7 @@ TEST_F(arena, without_recycling_freed_chunks_drop_their_pages)
 
 	struct arena_config cfg = self->cfg;
 	size_t cb = cfg.chunk_bytes;
-	struct mh_stats st;
+	struct mh_stats st = MH_STATS_INIT;
 	mh_arena *a;
 	char *p;
 
@@ -1275,7 +1275,7 @@ TEST_F_TIMEOUT(arena, moving_chunks_cycle_after_cycle_keeps_vmas_bounded, 300)
 
 	struct arena_config cfg = self->cfg;
 	int cycles = 5000;
-	struct mh_stats st;
+	struct mh_stats st = MH_STATS_INIT;
 	int before = count_vmas(), most = before;
 
 	if (!recycles(variant))
@@ -1418,7 +1418,7 @@ static void *arena_worker(void *arg)
 TEST_F(arena, threads_create_and_free_arenas_concurrently)
 {
 	pthread_t t[4];
-	struct mh_stats st;
+	struct mh_stats st = MH_STATS_INIT;
 	void *bad;
 	RETURN_IF_SETUP_SKIPPED();
 

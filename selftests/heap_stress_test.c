@@ -347,7 +347,7 @@ static int fork_and_check(uint64_t seed)
 /* Objects allocated now, by the counters. */
 static uint64_t objects_out(void)
 {
-	struct mh_stats st;
+	struct mh_stats st = MH_STATS_INIT;
 
 	mh_stats_read(&st);
 	return st.mallocs - st.frees;
@@ -388,7 +388,7 @@ static void stress(struct __test_metadata *_metadata)
 	uint64_t r = 0x2545f4914f6cdd1dull, deadline, next_fork, fork_every, next_check;
 	unsigned exits = 0, forks = 0, children_failed = 0, checks = 0, checks_failed = 0;
 	uint64_t base_objects;
-	struct mh_stats base, st;
+	struct mh_stats base = MH_STATS_INIT, st = MH_STATS_INIT;
 	char msg[512];
 
 	mh_free(mh_malloc(1));

@@ -446,7 +446,8 @@ TEST(freed_spans_are_cached_whole_and_taken_back_first)
 {
 	size_t len = 5 * MH_PAGE_SIZE;	/* a large object under the cache's limit */
 	char *a = mh_malloc(len), *b = mh_malloc(len), *c = mh_malloc(len), *d;
-	struct mh_stats before, cached, released;
+	struct mh_stats before = MH_STATS_INIT, cached = MH_STATS_INIT,
+		released = MH_STATS_INIT;
 
 	ASSERT_NE(NULL, a);
 	ASSERT_NE(NULL, b);
@@ -476,7 +477,7 @@ TEST(cached_spans_are_flushed_when_a_request_needs_their_pages)
 	enum { N = 256 };		/* 256 x 512 KiB: two heap arenas */
 	size_t len = 64 * MH_PAGE_SIZE;	/* the cache's longest span */
 	static void *p[N];
-	struct mh_stats before, after;
+	struct mh_stats before = MH_STATS_INIT, after = MH_STATS_INIT;
 	void *big;
 
 	if (UNDER_SANITIZER)
@@ -575,7 +576,7 @@ static void *keep_empty_spans_then_allocate_large(void *arg)
 
 TEST(a_large_block_takes_back_a_threads_empty_spans_before_fresh_pages)
 {
-	struct empty_spans_seen seen = { 0 };
+	struct empty_spans_seen seen = { .kept = MH_STATS_INIT, .after = MH_STATS_INIT };
 	pthread_t t;
 
 	ASSERT_EQ(0, pthread_create(&t, NULL, keep_empty_spans_then_allocate_large, &seen));
@@ -743,7 +744,7 @@ TEST(the_scavenger_takes_back_the_pages_a_live_threads_cache_holds)
 {
 	static struct one_object o;
 	size_t len = PAGES(2 * PA_CHUNK_TAKE_PAGES);
-	struct mh_stats st;
+	struct mh_stats st = MH_STATS_INIT;
 	char *run;
 	pthread_t t;
 
@@ -915,7 +916,8 @@ static void *alloc_then_free_all(void *arg)
 
 TEST(empty_spans_return_to_the_page_heap)
 {
-	struct mh_stats before, during, after;
+	struct mh_stats before = MH_STATS_INIT, during = MH_STATS_INIT,
+		after = MH_STATS_INIT;
 	pthread_t t;
 
 	mh_stats_read(&before);
@@ -1082,7 +1084,7 @@ TEST(scavenger_returns_a_freed_peak_to_the_os)
 	enum { N = 256 };
 	void *p[N];
 	size_t rss_peak, rss_after = 0;
-	struct mh_stats st;
+	struct mh_stats st = MH_STATS_INIT;
 
 	for (int i = 0; i < N; i++) {
 		p[i] = mh_malloc(1 << 20);
@@ -1113,7 +1115,7 @@ TEST(scavenger_keeps_a_working_set_that_is_rebuilt_again_and_again)
 {
 	enum { N = 64 };
 	void *p[N];
-	struct mh_stats before, after;
+	struct mh_stats before = MH_STATS_INIT, after = MH_STATS_INIT;
 
 	mh_stats_read(&before);
 	/* 64 MiB freed and built again every 30 ms for 0.6 s, six times the
@@ -1135,7 +1137,7 @@ TEST(scavenger_keeps_a_working_set_that_is_rebuilt_again_and_again)
 
 TEST(mh_scavenge_releases_every_free_page)
 {
-	struct mh_stats st;
+	struct mh_stats st = MH_STATS_INIT;
 	void *p = mh_malloc(8 << 20);
 
 	memset(p, 1, 8 << 20);
@@ -1356,7 +1358,7 @@ TEST(out_of_memory_returns_null_with_enomem)
 
 TEST(stats_account_for_objects)
 {
-	struct mh_stats a, b;
+	struct mh_stats a = MH_STATS_INIT, b = MH_STATS_INIT;
 	void *p[1000];
 
 	mh_stats_read(&a);
@@ -1401,7 +1403,8 @@ TEST(stats_count_another_threads_objects_exactly_while_it_is_idle)
 {
 	static struct idle_allocator ia = { .n = 333 };	/* not a multiple of 64 */
 	unsigned cls = size_to_class(48);
-	struct mh_stats a, b, c;
+	struct mh_stats a = MH_STATS_INIT, b = MH_STATS_INIT,
+		c = MH_STATS_INIT;
 	pthread_t t;
 
 	pthread_barrier_init(&ia.allocated, NULL, 2);

@@ -93,7 +93,7 @@ TEST(producer_consumer_cross_thread_frees_keep_every_byte)
 	enum { PAIRS = 2 };
 	static struct ring rings[PAIRS];
 	pthread_t t[2 * PAIRS];
-	struct mh_stats before, after;
+	struct mh_stats before = MH_STATS_INIT, after = MH_STATS_INIT;
 
 	mh_stats_read(&before);
 	for (int i = 0; i < PAIRS; i++) {
@@ -106,7 +106,7 @@ TEST(producer_consumer_cross_thread_frees_keep_every_byte)
 	 * are live at a time; the stream totals gigabytes. */
 	uint64_t peak = 0;
 	for (bool done = false; !done;) {
-		struct mh_stats st;
+		struct mh_stats st = MH_STATS_INIT;
 
 		usleep(20 * 1000);
 		mh_stats_read(&st);
@@ -242,7 +242,7 @@ static void *allocate_then_exit(void *arg)
 
 TEST(frees_and_mallocs_after_a_threads_cache_is_gone_leave_nothing_behind)
 {
-	struct mh_stats st, base;
+	struct mh_stats st = MH_STATS_INIT, base = MH_STATS_INIT;
 
 	ASSERT_EQ(0, pthread_key_create(&late_key, late_destructor));
 	mh_free(mh_malloc(1));	/* this thread has its cache already */
@@ -281,7 +281,7 @@ static void *short_lived(void *arg)
 
 TEST(threads_coming_and_going_give_their_caches_back)
 {
-	struct mh_stats st, base;
+	struct mh_stats st = MH_STATS_INIT, base = MH_STATS_INIT;
 	int rounds = UNDER_SANITIZER ? 50 : 500;
 
 	mh_free(mh_malloc(1));	/* this thread has its cache already */
@@ -331,7 +331,7 @@ TEST(fork_while_other_threads_allocate)
 
 		ASSERT_GE(pid, 0);
 		if (pid == 0) {
-			struct mh_stats st;
+			struct mh_stats st = MH_STATS_INIT;
 			void *p[1000];
 
 			for (int j = 0; j < 1000; j++)

@@ -2109,7 +2109,7 @@ TEST_F(lib, a_descriptor_replaced_behind_its_back_is_caught)
 
 TEST_F(lib, edquot_releases_the_oldest_chunks)
 {
-	struct mh_stats st;
+	struct mh_stats st = MH_STATS_INIT;
 	struct mheap_stats ks;
 	uint64_t saved;
 	int fd;

@@ -38,7 +38,7 @@ static void *churn(void *arg)
 int main(void)
 {
 	static char ok;
-	struct mh_stats st;
+	struct mh_stats st = MH_STATS_INIT;
 	pthread_t t;
 	void *res;
 	mh_arena *a;

@@ -37,7 +37,7 @@ static size_t rss_mib(void)
 
 static void show(const char *when)
 {
-	struct mh_stats st;
+	struct mh_stats st = MH_STATS_INIT;
 
 	mh_stats_read(&st);
 	printf("  %-34s heap_inuse %6.1f MiB  idle %6.1f MiB  released %6.1f MiB  RSS %4zu MiB\n",
@@ -100,7 +100,7 @@ int main(void)
 	enum { NODES = 2000000 };
 	struct node *head = NULL;
 	pthread_t t;
-	struct mh_stats st;
+	struct mh_stats st = MH_STATS_INIT;
 
 	printf("mheap demo: Go's allocator in C\n\n");
 	show("start");

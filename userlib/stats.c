@@ -3,7 +3,9 @@
  * Statistics (Go's mstats.go): a snapshot summed from the page heap's exact
  * counters and the threads' caches, and the MHEAP_STATS=1 report at exit.
  */
+#include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -26,9 +28,14 @@ const char *mh_version(void)
 	return MH_VERSION;
 }
 
-void mh_stats_read(struct mh_stats *st)
+/* The 0.2.0 layout ends with arena_chunks_warm; later fields come after it. */
+_Static_assert(offsetof(struct mh_stats, arena_chunks_warm) + sizeof(uint64_t) ==
+	       MH_STATS_SIZE_V1, "struct mh_stats: the 0.2.0 layout changed");
+
+static void stats_fill(struct mh_stats *st)
 {
 	memset(st, 0, sizeof(*st));
+	st->size = sizeof(*st);
 	mheap_init();
 
 	mh_lock(&mh_caches_lock);
@@ -69,11 +76,26 @@ void mh_stats_read(struct mh_stats *st)
 	mh_arena_stats(st);
 }
 
+int mh_stats_read(struct mh_stats *st)
+{
+	struct mh_stats all;
+
+	if (!st || st->size < MH_STATS_SIZE_V1) {
+		errno = EINVAL;
+		return -1;
+	}
+	stats_fill(&all);
+	if (all.size > st->size)
+		all.size = st->size;
+	memcpy(st, &all, all.size);
+	return 0;
+}
+
 void mh_stats_print(int fd)
 {
 	struct mh_stats st;
 
-	mh_stats_read(&st);
+	stats_fill(&st);
 	mh_print(fd, "mheap stats (pid %d):", (int)getpid());
 #define F(name) mh_print(fd, "  %-26s %llu", #name, (unsigned long long)st.name)
 	F(heap_sys); F(heap_inuse); F(heap_idle); F(heap_released);

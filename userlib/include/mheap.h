@@ -84,8 +84,14 @@ struct mh_size_class_stats {
  * the page heap are exact at the time of the call; object counters are summed
  * over all threads' caches without stopping them, so they can lag by the
  * operations in flight.
+ *
+ * The structure grows at its end only, and its first field says how much of
+ * it the caller has: set size to sizeof(struct mh_stats) (MH_STATS_INIT does)
+ * before mh_stats_read.
  */
 struct mh_stats {
+	size_t size;		/* in: the caller's sizeof; out: bytes filled */
+
 	/* Page heap. heap_sys = heap_inuse + heap_idle. */
 	uint64_t heap_sys;	/* address space reserved for the heap */
 	uint64_t heap_inuse;	/* bytes in spans in use (objects or chunks) */
@@ -113,8 +119,22 @@ struct mh_stats {
 	uint64_t arena_chunks_warm;	/* freed chunks' pages moved, resident, reusable */
 };
 
-/* Fill *st with a snapshot. Always succeeds. */
-MHEAP_API void mh_stats_read(struct mh_stats *st);
+/* Size of struct mh_stats in 0.2.0, the first version with the size field. */
+#define MH_STATS_SIZE_V1 1808
+
+/* struct mh_stats st = MH_STATS_INIT; sets the size, zeroes the rest. */
+#define MH_STATS_INIT { .size = sizeof(struct mh_stats) }
+
+/*
+ * Fill *st with a snapshot: the first min(st->size, the library's own
+ * sizeof(struct mh_stats)) bytes, and set st->size to that. A program built
+ * against an older, shorter header gets its prefix and nothing written past
+ * it; one built against a newer header than the library finds st->size
+ * smaller than it set, and the fields past it unwritten. Returns 0, or -1
+ * with errno EINVAL when st is NULL or st->size is below MH_STATS_SIZE_V1
+ * (an uninitialised size, most likely); *st is then untouched.
+ */
+MHEAP_API int mh_stats_read(struct mh_stats *st);
 /* Print the snapshot in a readable form to fd (MHEAP_STATS=1 does it at exit). */
 MHEAP_API void mh_stats_print(int fd);
 
