@@ -1,12 +1,14 @@
 # SPDX-License-Identifier: MIT
 #
 # mheap top-level Makefile. The module itself is built by Kbuild (see ./Kbuild);
-# everything else is here. On a bare Debian 12 machine every target first runs
-# `make deps` once (through a stamp file), so `make check` and `make demo` are
-# the only commands a newcomer needs.
+# everything else is here. `make` (or `make lib`) builds the library and
+# `make install` installs it, with nothing but a C compiler and make. Every
+# target that needs more (the module, the selftests, the VM, the benchmarks)
+# first runs `make deps` once (through a stamp file), so on a bare Debian 12
+# machine `make check` and `make demo` are the only commands a newcomer needs.
 
 SHELL := /bin/bash
-.DEFAULT_GOAL := all
+.DEFAULT_GOAL := lib
 .DELETE_ON_ERROR:
 
 TOP    := $(CURDIR)
@@ -74,6 +76,8 @@ FAULT_BENCH := $(BUILD)/bench/fault_bench
 	checkpatch module-w1 module-w1-tap archive-tap bench-smoke-tap vmtest-run clean \
 	modules_install install
 
+# `make` builds the library only; `make all` adds the module, which needs
+# kernel headers and so `make deps`.
 all: lib module
 
 # ---------------------------------------------------------------- deps
@@ -112,11 +116,11 @@ $(DEPS_STAMP): $(TOP)/Makefile
 # ---------------------------------------------------------------- library
 lib: $(BUILD)/libmheap.a $(BUILD)/libmheap.so
 
-$(BUILD)/obj/%.o: $(TOP)/userlib/%.c $(LIB_HDRS) | $(DEPS_STAMP)
+$(BUILD)/obj/%.o: $(TOP)/userlib/%.c $(LIB_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LIB_CFLAGS) -c $< -o $@
 
-$(BUILD)/obj/malloc-preload.o: $(TOP)/userlib/malloc.c $(LIB_HDRS) | $(DEPS_STAMP)
+$(BUILD)/obj/malloc-preload.o: $(TOP)/userlib/malloc.c $(LIB_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LIB_CFLAGS) -DMH_PRELOAD -c $< -o $@
 
