@@ -72,9 +72,28 @@ PRELOAD_OBJS := $(BUILD)/obj/preload.o $(BUILD)/obj/malloc-preload.o
 SO_OBJS    := $(filter-out $(BUILD)/obj/malloc.o,$(LIB_OBJS)) $(PRELOAD_OBJS)
 FAULT_BENCH := $(BUILD)/bench/fault_bench
 
+# The library's version, from MH_VERSION_* in mheap.h (its one place); the
+# SONAME changes with the major number only.
+MH_VERSION := $(shell awk '/^.define MH_VERSION_(MAJOR|MINOR|PATCH) / { v[$$2] = $$3 } \
+	END { print v["MH_VERSION_MAJOR"] "." v["MH_VERSION_MINOR"] "." v["MH_VERSION_PATCH"] }' \
+	$(TOP)/userlib/include/mheap.h)
+ifneq ($(words $(subst ., ,$(MH_VERSION))),3)
+$(error cannot read MH_VERSION_MAJOR, _MINOR and _PATCH from userlib/include/mheap.h)
+endif
+SONAME     := libmheap.so.$(firstword $(subst ., ,$(MH_VERSION)))
+
+# Where `make install` puts the library, its headers and mheap.pc.
+PREFIX     ?= /usr/local
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR := $(LIBDIR)/pkgconfig
+INSTALLED  := $(LIBDIR)/libmheap.a $(LIBDIR)/libmheap.so.$(MH_VERSION) \
+	$(LIBDIR)/$(SONAME) $(LIBDIR)/libmheap.so $(PKGCONFIGDIR)/mheap.pc \
+	$(INCLUDEDIR)/mheap.h $(INCLUDEDIR)/linux/mheap.h
+
 .PHONY: all deps lib module check vmtest demo demo-vm bench bench-quick bench-vm bench-faults selftests \
 	checkpatch module-w1 module-w1-tap archive-tap bench-smoke-tap vmtest-run clean \
-	modules_install install
+	modules_install install uninstall
 
 # `make` builds the library only; `make all` adds the module, which needs
 # kernel headers and so `make deps`.
@@ -143,8 +162,8 @@ $(BUILD)/libmheap.a: $(BUILD)/obj/libmheap.o
 # aliases in malloc.c built with MH_PRELOAD) so it can be used with
 # LD_PRELOAD; the archive exports only mh_*.
 $(BUILD)/libmheap.so: $(SO_OBJS)
-	$(CC) -shared -Wl,-soname,libmheap.so.0 -Wl,-z,defs -Wl,-Bsymbolic-functions -pthread -o $@ $^
-	ln -sf libmheap.so $(BUILD)/libmheap.so.0
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,-z,defs -Wl,-Bsymbolic-functions -pthread -o $@ $^
+	ln -sf libmheap.so $(BUILD)/$(SONAME)
 
 # ---------------------------------------------------------------- module
 # kbuild puts the objects next to the sources (M= is both), so each kernel
@@ -188,12 +207,24 @@ modules_install: module
 	install -D -m 0644 $(TOP)/tools/99-mheap.rules /etc/udev/rules.d/99-mheap.rules
 	depmod -a $(KVER)
 
+# The files are $(INSTALLED), under DESTDIR; uninstall removes them and
+# nothing else. mheap.pc gets the paths under PREFIX as ${prefix}/..., so
+# that pkg-config --define-prefix can move it with the tree.
 install: lib
-	install -D -m 0644 $(BUILD)/libmheap.a $(DESTDIR)/usr/local/lib/libmheap.a
-	install -D -m 0755 $(BUILD)/libmheap.so $(DESTDIR)/usr/local/lib/libmheap.so.0
-	ln -sf libmheap.so.0 $(DESTDIR)/usr/local/lib/libmheap.so
-	install -D -m 0644 $(TOP)/userlib/include/mheap.h $(DESTDIR)/usr/local/include/mheap.h
-	install -D -m 0644 $(TOP)/uapi/linux/mheap.h $(DESTDIR)/usr/local/include/linux/mheap.h
+	sed -e 's|@PREFIX@|$(PREFIX)|' \
+		-e 's|@LIBDIR@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))|' \
+		-e 's|@INCLUDEDIR@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))|' \
+		-e 's|@VERSION@|$(MH_VERSION)|' $(TOP)/mheap.pc.in > $(BUILD)/mheap.pc
+	install -D -m 0644 $(BUILD)/libmheap.a $(DESTDIR)$(LIBDIR)/libmheap.a
+	install -D -m 0755 $(BUILD)/libmheap.so $(DESTDIR)$(LIBDIR)/libmheap.so.$(MH_VERSION)
+	ln -sfn libmheap.so.$(MH_VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sfn $(SONAME) $(DESTDIR)$(LIBDIR)/libmheap.so
+	install -D -m 0644 $(BUILD)/mheap.pc $(DESTDIR)$(PKGCONFIGDIR)/mheap.pc
+	install -D -m 0644 $(TOP)/userlib/include/mheap.h $(DESTDIR)$(INCLUDEDIR)/mheap.h
+	install -D -m 0644 $(TOP)/uapi/linux/mheap.h $(DESTDIR)$(INCLUDEDIR)/linux/mheap.h
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
 
 # ---------------------------------------------------------------- selftests
 # The selftests build through selftests/Makefile, which includes the kernel's
@@ -359,4 +390,5 @@ bench-vm: module $(FAULT_BENCH)
 clean:
 	-$(MAKE) -C $(call kdir,$(KVER)) M=$(TOP) clean
 	rm -rf $(BUILD)/obj $(BUILD)/selftests $(BUILD)/logs $(BUILD)/vm \
-		$(BUILD)/vm-* $(BUILD)/kmod-* $(BUILD)/libmheap.* $(BUILD)/demo $(BUILD)/archive-tap
+		$(BUILD)/vm-* $(BUILD)/kmod-* $(BUILD)/libmheap.* $(BUILD)/demo $(BUILD)/archive-tap \
+		$(BUILD)/mheap.pc
