@@ -45,7 +45,8 @@ BPO_SOURCES := /etc/apt/sources.list.d/debian-backports.sources
 DEB_PACKAGES := build-essential linux-headers-amd64 linux-image-amd64 \
 	linux-headers-$(BPO_KVER) linux-image-$(BPO_KVER) \
 	linux-source-6.1 qemu-system-x86 busybox-static cpio liburing-dev \
-	libjemalloc-dev libgoogle-perftools-dev libmimalloc-dev gnuplot-nox
+	libjemalloc-dev libgoogle-perftools-dev libmimalloc-dev gnuplot-nox \
+	pkgconf
 
 KSRC_FILES := tools/testing/selftests/kselftest.h \
 	tools/testing/selftests/kselftest_harness.h \
@@ -93,7 +94,7 @@ INSTALLED  := $(LIBDIR)/libmheap.a $(LIBDIR)/libmheap.so.$(MH_VERSION) \
 
 .PHONY: all deps lib module check vmtest demo demo-vm bench bench-quick bench-vm bench-faults selftests \
 	checkpatch module-w1 module-w1-tap archive-tap bench-smoke-tap vmtest-run clean \
-	modules_install install uninstall
+	modules_install install uninstall install-tap
 
 # `make` builds the library only; `make all` adds the module, which needs
 # kernel headers and so `make deps`.
@@ -265,6 +266,7 @@ check: all selftests
 	-$(MAKE) --no-print-directory checkpatch
 	-$(MAKE) --no-print-directory module-w1-tap
 	-$(MAKE) --no-print-directory archive-tap
+	-$(MAKE) --no-print-directory install-tap
 	-$(MAKE) --no-print-directory bench-smoke-tap
 	@$(TOP)/tools/tap-summary.sh $(LOGS)
 
@@ -309,6 +311,13 @@ archive-tap: $(BUILD)/libmheap.a
 	@mkdir -p $(LOGS)
 	@$(TOP)/tools/archive-tap.sh $< $(TOP) $(BUILD)/archive-tap > $(LOGS)/archive.tap; \
 	cat $(LOGS)/archive.tap
+
+# make install and uninstall into scratch trees, programs built with
+# pkg-config's flags, make lib needing no deps (tools/install-tap.sh).
+install-tap: lib | $(DEPS_STAMP)
+	@mkdir -p $(LOGS)
+	@$(TOP)/tools/install-tap.sh $(TOP) $(BUILD)/install-tap > $(LOGS)/install.tap; \
+	cat $(LOGS)/install.tap
 
 # Every benchmark once, asserting only that each produced numbers.
 bench-smoke-tap:
@@ -391,4 +400,4 @@ clean:
 	-$(MAKE) -C $(call kdir,$(KVER)) M=$(TOP) clean
 	rm -rf $(BUILD)/obj $(BUILD)/selftests $(BUILD)/logs $(BUILD)/vm \
 		$(BUILD)/vm-* $(BUILD)/kmod-* $(BUILD)/libmheap.* $(BUILD)/demo $(BUILD)/archive-tap \
-		$(BUILD)/mheap.pc
+		$(BUILD)/install-tap $(BUILD)/mheap.pc

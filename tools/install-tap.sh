@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# TAP checks of building and installing the library:
+#   install-tap.sh TOP WORKDIR
+# 1. `make -n` and `make -n lib` in a build folder without the deps stamp
+#    compile the library and run no apt-get, no tar, no `make deps`;
+# 2. `make install DESTDIR=... PREFIX=/usr` installs exactly the expected
+#    files, with the symlinks libmheap.so -> libmheap.so.MAJOR ->
+#    libmheap.so.VERSION, VERSION being mheap.pc's;
+# 3. the shared object's SONAME is libmheap.so.MAJOR;
+# 4. a program built with `pkg-config --define-prefix --cflags --libs mheap`
+#    against that tree needs libmheap.so.MAJOR, loads it from the tree and
+#    prints mh_version() equal to the header's MH_VERSION and to mheap.pc's;
+# 5. the same statically, with `pkg-config --static` and -static;
+# 6. PREFIX, LIBDIR and INCLUDEDIR put the files where they say, and
+#    mheap.pc's paths follow;
+# 7. `make uninstall` with the same variables leaves no file behind.
+set -u
+top=$1 work=$2
+rm -rf "$work" && mkdir -p "$work"
+n=0
+result() {	# result STATUS DESCRIPTION [DETAILS]: DETAILS as comments on failure
+	n=$((n + 1))
+	if [ "$1" -eq 0 ]; then
+		echo "ok $n $2"
+	else
+		[ -n "${3:-}" ] && sed 's/^/# /' <<<"$3"
+		echo "not ok $n $2"
+	fi
+}
+mk() { make -C "$top" --no-print-directory "$@"; }
+files() { (cd "$1" && find . ! -type d -printf '%P %l\n' | sort); }
+
+# 1
+out=$( { mk -n BUILD="$work/nodeps"; mk -n BUILD="$work/nodeps" lib; } 2>&1)
+bad=$(grep -nE 'apt-get|dpkg|\btar\b|\.deps-done|(make|MAKE).* deps' <<<"$out")
+result "$([ -z "$bad" ] && grep -q -- '-c .*/userlib/malloc.c' <<<"$out" &&
+	[ "$(grep -c -- '-shared .*libmheap.so' <<<"$out")" -eq 2 ] ; echo $?)" \
+	"make and make lib without the deps stamp compile the library and install no deps" \
+	"${bad:-$out}"
+
+# 2
+dest=$work/usr-tree
+mk install DESTDIR="$dest" PREFIX=/usr > "$work/install.log" 2>&1
+export PKG_CONFIG_PATH=$dest/usr/lib/pkgconfig
+ver=$(pkg-config --modversion mheap 2>>"$work/install.log")
+major=${ver%%.*}
+want="usr/include/linux/mheap.h 
+usr/include/mheap.h 
+usr/lib/libmheap.a 
+usr/lib/libmheap.so libmheap.so.$major
+usr/lib/libmheap.so.$major libmheap.so.$ver
+usr/lib/libmheap.so.$ver 
+usr/lib/pkgconfig/mheap.pc "
+diff=$(diff <(echo "$want") <(files "$dest") 2>&1)
+result "$([[ $ver =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] && [ -z "$diff" ]; echo $?)" \
+	"make install DESTDIR=... PREFIX=/usr installs exactly the library $ver, its links, headers and mheap.pc" \
+	"$(tail -5 "$work/install.log"; echo "version '$ver'"; echo "$diff")"
+
+# 3
+soname=$(readelf -d "$dest/usr/lib/libmheap.so.$ver" 2>&1 | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
+result "$([ "$soname" = "libmheap.so.$major" ]; echo $?)" \
+	"the installed shared object's SONAME is libmheap.so.$major" "SONAME '$soname'"
+
+# 4, 5
+src=$top/tools/install_check.c
+dyn=$work/install_check
+flags=$(pkg-config --define-prefix --cflags --libs mheap 2>&1)
+# shellcheck disable=SC2086 # flags are words
+gcc -std=gnu11 -Wall -Wextra -Werror -o "$dyn" "$src" $flags > "$work/dyn.log" 2>&1 &&
+	readelf -d "$dyn" | grep -q "NEEDED.*\[libmheap.so.$major\]" &&
+	LD_LIBRARY_PATH=$dest/usr/lib ldd "$dyn" | grep -q "libmheap.so.$major => $dest/usr/lib/libmheap.so.$major" &&
+	LD_LIBRARY_PATH=$dest/usr/lib "$dyn" > "$work/dyn.out" 2>> "$work/dyn.log" &&
+	[ "$(cat "$work/dyn.out")" = "$ver $ver" ]
+result $? "a program built with pkg-config's flags links libmheap.so.$major from the tree, mh_version() = MH_VERSION = $ver" \
+	"$(echo "flags: $flags"; tail -5 "$work/dyn.log"; cat "$work/dyn.out" 2>/dev/null)"
+
+static=$work/install_check_static
+flags=$(pkg-config --define-prefix --static --cflags --libs mheap 2>&1)
+# shellcheck disable=SC2086
+gcc -std=gnu11 -Wall -Wextra -Werror -static -o "$static" "$src" $flags > "$work/static.log" 2>&1 &&
+	! readelf -d "$static" | grep -q NEEDED &&
+	"$static" > "$work/static.out" 2>> "$work/static.log" &&
+	[ "$(cat "$work/static.out")" = "$ver $ver" ]
+result $? "the same program links statically with pkg-config --static and runs" \
+	"$(echo "flags: $flags"; tail -5 "$work/static.log"; cat "$work/static.out" 2>/dev/null)"
+
+# 6
+opt=$work/opt-tree
+vars=(PREFIX=/opt/mh LIBDIR=/opt/mh/lib64 INCLUDEDIR=/opt/mh/inc)
+mk install DESTDIR="$opt" "${vars[@]}" > "$work/install-opt.log" 2>&1
+want="opt/mh/inc/linux/mheap.h 
+opt/mh/inc/mheap.h 
+opt/mh/lib64/libmheap.a 
+opt/mh/lib64/libmheap.so libmheap.so.$major
+opt/mh/lib64/libmheap.so.$major libmheap.so.$ver
+opt/mh/lib64/libmheap.so.$ver 
+opt/mh/lib64/pkgconfig/mheap.pc "
+diff=$(diff <(echo "$want") <(files "$opt") 2>&1)
+pc=$(grep -E '^(prefix|libdir|includedir)=' "$opt/opt/mh/lib64/pkgconfig/mheap.pc" 2>&1)
+wantpc='prefix=/opt/mh
+libdir=${prefix}/lib64
+includedir=${prefix}/inc'
+result "$([ -z "$diff" ] && [ "$pc" = "$wantpc" ]; echo $?)" \
+	"PREFIX, LIBDIR and INCLUDEDIR place the files and mheap.pc's paths" \
+	"$(tail -5 "$work/install-opt.log"; echo "$diff"; echo "$pc")"
+
+# 7
+mk uninstall DESTDIR="$dest" PREFIX=/usr > "$work/uninstall.log" 2>&1
+mk uninstall DESTDIR="$opt" "${vars[@]}" >> "$work/uninstall.log" 2>&1
+left=$(files "$dest"; files "$opt")
+result "$([ -z "$left" ] && [ -d "$dest/usr/lib" ]; echo $?)" \
+	"make uninstall with the same variables leaves no file behind" \
+	"$(tail -5 "$work/uninstall.log"; echo "$left")"
