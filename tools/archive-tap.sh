@@ -11,16 +11,8 @@
 set -u
 lib=$1 top=$2 work=$3
 mkdir -p "$work"
-n=0
-result() {	# result STATUS DESCRIPTION [DETAILS]: DETAILS as comments on failure
-	n=$((n + 1))
-	if [ "$1" -eq 0 ]; then
-		echo "ok $n $2"
-	else
-		[ -n "${3:-}" ] && sed 's/^/# /' <<<"$3"
-		echo "not ok $n $2"
-	fi
-}
+# shellcheck source=tools/tap-result.sh
+. "$(dirname "$0")/tap-result.sh"
 
 exported=$(nm -g --defined-only "$lib" | awk 'NF == 3 { print $3 }' | sort -u)
 others=$(grep -v '^mh_' <<<"$exported")

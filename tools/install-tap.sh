@@ -17,16 +17,8 @@
 set -u
 top=$1 work=$2
 rm -rf "$work" && mkdir -p "$work"
-n=0
-result() {	# result STATUS DESCRIPTION [DETAILS]: DETAILS as comments on failure
-	n=$((n + 1))
-	if [ "$1" -eq 0 ]; then
-		echo "ok $n $2"
-	else
-		[ -n "${3:-}" ] && sed 's/^/# /' <<<"$3"
-		echo "not ok $n $2"
-	fi
-}
+# shellcheck source=tools/tap-result.sh
+. "$(dirname "$0")/tap-result.sh"
 mk() { make -C "$top" --no-print-directory "$@"; }
 files() { (cd "$1" && find . ! -type d -printf '%P %l\n' | sort); }
 
@@ -97,6 +89,7 @@ opt/mh/lib64/libmheap.so.$ver
 opt/mh/lib64/pkgconfig/mheap.pc "
 diff=$(diff <(echo "$want") <(files "$opt") 2>&1)
 pc=$(grep -E '^(prefix|libdir|includedir)=' "$opt/opt/mh/lib64/pkgconfig/mheap.pc" 2>&1)
+# shellcheck disable=SC2016 # ${prefix} is mheap.pc's, not the shell's
 wantpc='prefix=/opt/mh
 libdir=${prefix}/lib64
 includedir=${prefix}/inc'
