@@ -942,22 +942,43 @@ static void arena_warm_release(void)
 }
 
 /*
+ * Give the pages of [base, base + len), part of a live chunk, back to the
+ * OS; the range reads as zero afterwards. Ordinary anonymous memory takes
+ * MADV_DONTNEED; the device mappings of kmod refuse it, so there the range
+ * is faulted and released again, which frees its pages in the module. A
+ * refused release leaves the range faulting, which is safe: nothing will
+ * be allocated there again.
+ */
+static void drop_pages(uintptr_t base, size_t len)
+{
+	const struct fault_backend *b = fault_backend();
+	struct fault_range r = { .base = (void *)base, .len = len };
+	int err = 0;
+
+	if (b->remap) {
+		sys_release(r.base, len);
+		return;
+	}
+	if (b->fault(&r, 1, &err) == 1)
+		(void)b->release(&r, 1, &err);
+}
+
+/*
  * Return the used part of the chunks on the reuse list to the OS: whole
  * pages of [base, lo) and of [hi, the end of the window). That data is
  * dead, and a reused chunk goes on from lo and hi, inwards: the part is
  * never handed out again, and reads as zero from now on. The list is
  * taken out while the pages go (arena_lock is not held over system calls),
  * so that no arena takes one of its chunks meanwhile; chunks pushed in the
- * meantime are younger and stay behind the older ones. Not for device
- * mappings (kmod): only ordinary anonymous memory is returned this way.
+ * meantime are younger and stay behind the older ones.
  */
 static void reuse_drop_used(void)
 {
 	struct chunk_list l;
 	struct arena_chunk *c;
 
-	if (!fault_backend()->remap)
-		return;
+	if (!fault_backend()->faults)
+		return;	/* none: nothing is ever given back early */
 	mh_lock(&arena_lock);
 	l = reuse_list;
 	reuse_list = (struct chunk_list){ 0 };
@@ -968,9 +989,9 @@ static void reuse_drop_used(void)
 		uintptr_t end = c->next_window ? c->next_window : c->limit;
 
 		if (below > c->base)
-			sys_release((void *)c->base, below - c->base);
+			drop_pages(c->base, below - c->base);
 		if (end > above)
-			sys_release((void *)above, end - above);
+			drop_pages(above, end - above);
 	}
 	if (!l.head)
 		return;
