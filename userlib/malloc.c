@@ -277,6 +277,21 @@ static inline __attribute__((always_inline)) struct mspan *checked_span(uintptr_
 	return s;
 }
 
+/*
+ * A free into a span this thread does not own (mspan.h). The count is the
+ * step that may let the span die: once it is added, the owner or another
+ * freer may find every object free and give the span back, and its struct
+ * may start a new life. So everything of the span's that is read after it
+ * is a field kept across reuse and read as a snapshot judged by gen
+ * (mspan.h, the struct): the owned flag comes with the count itself, and
+ * `outstanding`, written before the owner's let-go that the count
+ * synchronises with. What is checked is checked before the count, while
+ * this free keeps the span alive (no count can reach "every object free"
+ * without it); an atomic no-op on `remote` first orders the check against
+ * the owner's sweeps, as "Double frees" says. That no-op is the cost: one
+ * more locked instruction per remote free, on a line the count takes a
+ * moment later anyway.
+ */
 static void remote_free(struct mspan *s, uint32_t idx, uintptr_t p)
 {
 	uint64_t gen = LOAD_ACQUIRE(&s->gen);
@@ -284,23 +299,22 @@ static void remote_free(struct mspan *s, uint32_t idx, uintptr_t p)
 	unsigned w = idx / 64;
 	uint64_t bit = (uint64_t)1 << (idx % 64);
 
-	/* Set the bit first, count it second: whoever sees the count reach
+	/* Set the bit first, count it last: whoever sees the count reach
 	 * `outstanding` knows every bit is already in place. */
 	if (__atomic_fetch_or(&s->bits[w].remote, bit, __ATOMIC_ACQ_REL) & bit)
 		mspan_double_free(p);
-	int64_t old = __atomic_fetch_add(&s->remote, REMOTE_ONE, __ATOMIC_ACQ_REL);
-
-	/* Checked after the add, which orders it against the owner's sweeps;
-	 * a sweep that took the bit meanwhile has judged it (mspan.h, "Double
-	 * frees"). */
+	__atomic_fetch_add(&s->remote, 0, __ATOMIC_ACQ_REL);
+	/* A sweep that took the bit meanwhile has judged it. */
 	if (!mspan_obj_handed_out(s, idx) && (LOAD_ACQUIRE(&s->bits[w].remote) & bit))
 		mspan_double_free(p);
+	/* The hint goes to whoever owns the span now (it may change before
+	 * the count: a hint to the wrong cache costs one look). */
+	struct mcache *owner = LOAD_RELAXED(&s->owner);
+	int64_t old = __atomic_fetch_add(&s->remote, REMOTE_ONE, __ATOMIC_ACQ_REL);
+
 	if (old & REMOTE_OWNED) {
 		/* The owner folds it in at its next sweep; the first pending
-		 * free tells it to look (the owner may be changing: a hint to
-		 * the wrong cache costs one look). */
-		struct mcache *owner = LOAD_RELAXED(&s->owner);
-
+		 * free tells it to look. */
 		if ((old >> REMOTE_SHIFT) <= 0 && owner)
 			__atomic_fetch_add(&owner->remote_hint[cls], 1, __ATOMIC_RELAXED);
 		return;

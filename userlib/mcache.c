@@ -130,15 +130,15 @@ static void give_back(struct mcache *c, struct mspan *s)
 }
 
 /* Take owned, entirely free span s off the empty list for the page heap,
- * onto *chain. No freer can still come (each object has been freed once,
- * and a remote freer touches the span's counters before it lets go), so
- * there is nothing for the mcentral to settle. */
+ * onto *chain. No freer can still come (each object has been freed once),
+ * so there is nothing for the mcentral to settle. `remote` keeps its owned
+ * flag until the span is reborn: a late mcentral_remote_event of an
+ * earlier trip through the mcentral must not take it for unowned. */
 static void unlink_empty(struct mcache *c, struct mspan *s, struct mspan **chain)
 {
 	list_unlink(c, s);
 	c->last_free_span = &mh_empty_span;
 	STORE_RELAXED(&s->owner, NULL);
-	__atomic_store_n(&s->remote, 0, __ATOMIC_RELAXED);
 	s->next = *chain;
 	*chain = s;
 }

@@ -81,7 +81,7 @@ struct mspan *mcentral_cache_span(unsigned sizeclass, struct mcache *c, struct m
 
 	s = mheap_alloc_small_spans(sizeclass, refill_batch(sizeclass), &c->pages);
 	for (struct mspan *t = s; t; t = t->next) {
-		t->remote = REMOTE_OWNED;
+		STORE_RELEASE(&t->remote, REMOTE_OWNED);	/* mspan_init_small */
 		STORE_RELAXED(&t->owner, c);
 	}
 	if (s) {
@@ -121,12 +121,17 @@ void mcentral_remote_event(struct mspan *s, unsigned sizeclass, uint64_t gen)
 	struct mcentral *mc = &mh_heap.central[sizeclass];
 
 	mh_lock(&mc->lock);
-	/* The span may have died (and been reborn) since our free. */
+	/* The span may have died (and been reborn) since our free: in the
+	 * hands of an owner, which needs no lock of ours to let it die. So
+	 * gen is read again after `remote` (a new life's stores to it are
+	 * releases): unchanged, the span was unowned in our life, and then
+	 * only holders of this lock can change it. */
 	if (LOAD_ACQUIRE(&s->gen) == gen) {
 		int64_t st = LOAD_ACQUIRE(&s->remote);
 		int64_t pending = st >> REMOTE_SHIFT;
 
-		if (!(st & REMOTE_OWNED) && s->list != MSPAN_LIST_NONE) {
+		if (!(st & REMOTE_OWNED) && LOAD_ACQUIRE(&s->gen) == gen &&
+		    s->list != MSPAN_LIST_NONE) {
 			if (pending == (int64_t)s->outstanding) {
 				mspan_check_frees(s);
 				list_remove(mc, s);

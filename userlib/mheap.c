@@ -37,10 +37,7 @@ void mheap_init_slow(void)
 		for (unsigned b = 0; b < SPAN_BUCKETS; b++)
 			fixalloc_init(&mh_heap.spanalloc[b],
 				      sizeof(struct mspan) + bucket_words[b] * sizeof(struct span_bits),
-				      /* keep gen, alloc_cache, base: a free racing
-				       * with another of its large object reads
-				       * base without a lock (checked_span) */
-				      offsetof(struct mspan, npages));
+				      MSPAN_KEEP);	/* mspan.h */
 		for (unsigned c = 0; c < MH_NUM_CLASSES; c++)
 			mh_lock_reinit(&mh_heap.central[c].lock);
 		scavenge_init();
@@ -306,7 +303,8 @@ init:
 		s->state = (uint8_t)state;
 		s->needzero = r.needzero;
 		s->nelems = 1;
-		s->owner = NULL;	/* mh_free's fast path: not a small span */
+		/* mh_free's fast path: not a small span */
+		STORE_RELAXED(&s->owner, NULL);
 	}
 	if (state == MSPAN_LARGE)
 		mh_heap.large_live_bytes += npages << MH_PAGE_SHIFT;

@@ -137,11 +137,12 @@ void mspan_init_small(struct mspan *s, unsigned sizeclass)
 	STORE_RELAXED(&s->alloc_cache, 0);
 	s->free_notify = UINT32_MAX;
 	s->notify_in = UINT32_MAX;
-	s->remote = 0;
-	/* A remote freer of the struct's last life reads these two after its
-	 * count, which may have let the span die and be reborn here; what
-	 * it reads then only misdirects a hint or fails its gen check
-	 * (malloc.c, remote_free), but the stores must be atomic too. */
+	/* A freer of the struct's last life may read `remote` and
+	 * `outstanding` after its count let the span die (mspan.h, the
+	 * struct): atomic stores, and a release first, so that one that
+	 * reads a value of this life sees gen moved on (mcentral.c). The
+	 * owner is read by mh_free's fast path for any pointer. */
+	STORE_RELEASE(&s->remote, 0);
 	STORE_RELAXED(&s->outstanding, 0);
 	STORE_RELAXED(&s->owner, NULL);
 	s->list = MSPAN_LIST_NONE;

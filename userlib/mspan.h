@@ -35,7 +35,9 @@
  * count equal `outstanding`, the objects allocated when the owner let go (the
  * span is empty and goes back to the page heap). `gen` counts the span
  * struct's lives so that a freer arriving late at the lock can tell that the
- * span it freed into has died meanwhile. The owner's sweep subtracts what it
+ * span it freed into has died meanwhile; a freer's count is the last thing
+ * it does to the span, but for reading fields that survive the struct's
+ * reuse (the struct, below). The owner's sweep subtracts what it
  * folded, so the count may dip below zero for a moment (a freer has set its
  * bit but not yet added); the shift keeps the flags intact.
  *
@@ -52,12 +54,15 @@
  *     (after folding its own frees), then exchanges every remote word it
  *     finds set: a remote bit of an object that is not allocated once the
  *     owner's frees are folded is a double free, and it aborts naming it;
- *   - a remote freer sets its bit, adds to `remote`, then checks the
- *     owner's record (freeindex, alloc_bits, freed_local; acquire loads).
- *     If its add follows a sweep's read-modify-write, it sees all that
- *     sweep folded; if it precedes it, the sweep sees its bit. So a record
- *     that says "free" while its bit is still there (no sweep took it to
- *     judge it) means a double free, and it aborts;
+ *   - a remote freer sets its bit, makes an atomic no-op on `remote`,
+ *     checks the owner's record (freeindex, alloc_bits, freed_local;
+ *     acquire loads), and only then counts its free. If its no-op follows
+ *     a sweep's read-modify-write, it sees all that sweep folded; if it
+ *     precedes it, the sweep sees its bit. So a record that says "free"
+ *     while its bit is still there (no sweep took it to judge it) means a
+ *     double free, and it aborts. The check comes before the count
+ *     because the count may let the span die: after it the freer reads
+ *     only what survives reuse of the struct (malloc.c, remote_free);
  *   - before the owner calls a span entirely free from its counts, and
  *     before the mcentral frees an unowned span, mspan_check_frees looks
  *     for an object freed both ways or freed remotely though not allocated.
@@ -65,7 +70,7 @@
  * reported when the span's frees are next folded or it is found empty,
  * before any object is handed out again. The owner's fast paths stay
  * plain; the cost is one locked instruction per sweep (and per remote word
- * found set, as before). The owner writes freeindex with release stores
+ * found set, as before), and one per remote free (the no-op). The owner writes freeindex with release stores
  * (plain moves on x86), last in a sweep, so that a freer that reads a
  * freeindex sees the bitmaps that went with it.
  */
@@ -103,17 +108,25 @@ struct mcache;
  * everything the fast paths of malloc and free read (spans are aligned to
  * MH_SHARING_BLOCK, so to a line as well), so a free into a span that is
  * not hot touches that line and the line of its bitmap word, nothing else.
+ *
+ * Reuse of the struct (fixalloc, mheap.c) keeps every field up to
+ * `outstanding` and zeroes the rest. Threads read the kept ones without a
+ * lock while the span may die and the struct start a new life: gen (late
+ * freers compare it), alloc_cache (the stats peek at current spans'
+ * windows), base (checked_span), and `remote` and `outstanding`, which a
+ * remote freer and mcentral_remote_event read after a count that may have
+ * let the span die ("Double frees" above). Every life writes them with
+ * atomic stores, so such a read never races with the zeroing; what it
+ * reads of a new life is judged by gen. The rest of the first line is
+ * kept too; it is all set by mspan_init_small for a small span, and a
+ * struct of bucket 0 (no bitmap words) is never a small span.
  */
 struct mspan {
-	/* Survives reuse of the struct (fixalloc keeps it): see above. */
-	uint64_t gen;
+	uint64_t gen;		/* the struct's lives (above) */
 	/* Owner-side allocation window (small spans): bit k set means object
-	 * freeindex + k is free. Kept across reuse of the struct too, so that
-	 * the stats, which peek at the windows of every cache's current spans
-	 * without a lock (mcache_nmalloc), never race with its zeroing. */
+	 * freeindex + k is free. */
 	uint64_t alloc_cache;
-
-	uintptr_t base;		/* first byte; kept across reuse too (mheap.c) */
+	uintptr_t base;		/* first byte */
 	uintptr_t npages;	/* length in pages */
 	struct mcache *owner;	/* the cache allocating from it, or NULL */
 	uint32_t elemsize;	/* small spans: the object size; else 0 */
@@ -128,8 +141,10 @@ struct mspan {
 				 * the cache's by the owner */
 
 	/* Slow paths only from here on. */
-	uint32_t nelems;	/* objects in the span */
+	int64_t remote;		/* see above */
 	uint32_t outstanding;	/* objects allocated when the owner let go */
+	/* Not kept across reuse from here on. */
+	uint32_t nelems;	/* objects in the span */
 	uint32_t nalloc;	/* owned, not current: objects allocated (all,
 				 * as it was used up) before its local frees */
 	uint32_t free_notify;	/* owned: the count of local frees at which
@@ -137,7 +152,6 @@ struct mspan {
 				 * (mcache.c sets it as the span changes list) */
 	uint8_t needzero;	/* large spans: pages may hold old data */
 	uint8_t bucket;		/* the struct's size bucket (mheap.c) */
-	int64_t remote;		/* see above; written by other threads */
 
 	/* List links: an mcentral's or the owning cache's lists; user arenas
 	 * chain their chunks through them. */
@@ -159,8 +173,12 @@ struct mspan {
 	} bits[] __attribute__((aligned(32)));
 };
 
-_Static_assert(offsetof(struct mspan, list) < 64,
-	       "the fields the fast paths read are in the first cache line");
+/* What reuse of the struct keeps (above). */
+#define MSPAN_KEEP	offsetof(struct mspan, nelems)
+
+_Static_assert(offsetof(struct mspan, list) < 64 && offsetof(struct mspan, remote) >= 64,
+	       "the fields the fast paths read are in the first cache line, and\n"
+	       "`remote`, which other threads write, is not");
 
 static inline unsigned mspan_bitmap_words(uint32_t nelems)
 {
