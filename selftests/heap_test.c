@@ -15,6 +15,7 @@
 
 #include "mheap.h"
 #include "arenamap.h"
+#include "heapcheck.h"
 #include "mcache.h"
 #include "mheap_impl.h"
 #include "pagealloc.h"
@@ -1530,6 +1531,139 @@ TEST(a_remote_free_reads_nothing_of_its_span_after_its_count)
 		mheap_free_span(t[--nt]);
 	__atomic_store_n(&lf.may_exit, 1, __ATOMIC_RELAXED);
 	pthread_join(b, NULL);
+}
+
+/* ------------------------------------------------------------ fork */
+
+/* A thread that fills its current span of class cls, frees an eighth of
+ * its objects (enough to put the span on the partial list when it is used
+ * up) and parks: its cache is then changed under it, as if it had been cut
+ * short, and the process forks. */
+struct parked_owner {
+	unsigned cls;
+	struct mcache *cache;
+	struct mspan *span;
+	void *live[MH_MAX_OBJS_PER_SPAN];
+	unsigned nlive;
+	pthread_barrier_t parked, go;
+};
+
+static void *fill_span_then_park(void *arg)
+{
+	struct parked_owner *po = arg;
+	uint32_t size = mh_class[po->cls].size;
+	void *p = mh_malloc(size);
+	struct mspan *s = span_of((uintptr_t)p);
+	void *mine[MH_MAX_OBJS_PER_SPAN];
+	unsigned n = 0;
+
+	/* The objects of the span that were free when it became current,
+	 * up to the last one: then it is used up, and still current. */
+	mine[n++] = p;
+	while (s->alloc_cache || s->freeindex < s->nelems)
+		mine[n++] = mh_malloc(size);
+	for (unsigned i = 0; i < n; i++) {
+		if (i % 8 == 0) {
+			mh_free(mine[i]);
+		} else {
+			memset(mine[i], 0xa5, size);
+			po->live[po->nlive++] = mine[i];
+		}
+	}
+	po->cache = mh_tls_cache;
+	po->span = s;
+	pthread_barrier_wait(&po->parked);
+	pthread_barrier_wait(&po->go);
+	for (unsigned i = 0; i < po->nlive; i++)
+		mh_free(po->live[i]);
+	return NULL;
+}
+
+/* In the child: allocate the class over and over; not one object may be
+ * one the parked thread still holds, and its bytes stay as it left them. */
+static int child_uses_the_class(struct parked_owner *po)
+{
+	uint32_t size = mh_class[po->cls].size;
+	char msg[256];
+
+	for (unsigned i = 0; i < 4 * MH_MAX_OBJS_PER_SPAN; i++) {
+		void *p = mh_malloc(size);
+
+		for (unsigned j = 0; j < po->nlive; j++)
+			if (p == po->live[j])
+				return 3;
+		memset(p, 0x5a, size);
+	}
+	for (unsigned j = 0; j < po->nlive; j++)
+		for (uint32_t b = 0; b < size; b++)
+			if (((unsigned char *)po->live[j])[b] != 0xa5)
+				return 4;
+	return mheap_check(HEAPCHECK_LOCKED, msg, sizeof(msg)) ? 5 : 0;
+}
+
+/* Fork, run the check in the child; its exit status, or -1 if it did not
+ * finish in 10 s (it hangs in the fork handler before it can set a
+ * timer of its own). */
+static int fork_and_wait(struct parked_owner *po)
+{
+	pid_t pid = fork();
+	int status = 0;
+
+	if (pid == 0)
+		_exit(child_uses_the_class(po));
+	for (int ms = 0; ms < 10000; ms++) {
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+		usleep(1000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	return -1;
+}
+
+TEST(fork_takes_back_the_spans_of_a_thread_cut_short_in_a_list_move)
+{
+	static struct parked_owner po;
+	pthread_t t;
+
+	po.cls = size_to_class(64);
+	pthread_barrier_init(&po.parked, NULL, 2);
+	pthread_barrier_init(&po.go, NULL, 2);
+	ASSERT_EQ(0, pthread_create(&t, NULL, fill_span_then_park, &po));
+	pthread_barrier_wait(&po.parked);
+
+	struct mcache *c = po.cache;
+	struct mspan *s = po.span;
+	struct span_list *l = &c->partial[po.cls];
+
+	ASSERT_EQ(s, c->alloc[po.cls]);
+	ASSERT_EQ(0, s->alloc_cache);
+	ASSERT_EQ(s->nelems, s->freeindex);
+	ASSERT_GE(mspan_local_frees(s), s->nelems / MH_CACHE_REUSE_SHARE);
+	/* The thread's next malloc of the class, cut short in list_append:
+	 * the used-up span is off its class name and linked at the tail of
+	 * the partial list, but not yet tagged as on it. */
+	s->nalloc = s->nelems;
+	c->alloc[po.cls] = &mh_empty_span;
+	mspan_notify_at(s, s->nalloc);
+	s->next = NULL;
+	s->prev = l->tail;
+	if (l->tail)
+		l->tail->next = s;
+	else
+		l->head = s;
+	l->tail = s;
+	ASSERT_EQ(MSPAN_LIST_NONE, s->list);
+
+	int rc = fork_and_wait(&po);
+
+	/* The step, finished: the thread can go on. */
+	s->list = MSPAN_LIST_CACHE_PARTIAL;
+	pthread_barrier_wait(&po.go);
+	pthread_join(t, NULL);
+	EXPECT_EQ(0, rc) TH_LOG("child: %s", rc < 0 ? "hung in the fork handler" :
+				rc == 3 ? "handed out a live object" :
+				rc == 4 ? "a live object was overwritten" : "heap check failed");
 }
 
 TEST_HARNESS_MAIN

@@ -509,8 +509,9 @@ static void fork_parent(void)
 static void fork_child(void)
 {
 	/* Only this thread survives, and it holds every lock (prepare took
-	 * them): the heap is consistent. The other threads' caches give their
-	 * spans back so nothing stays owned by a ghost. */
+	 * them): what the locks guard is consistent. The other threads'
+	 * caches are not (their owners change them without a lock): their
+	 * spans are taken back from the heap's records (mcache.c, "Fork"). */
 	mheap_unlock_all();
 	mcache_after_fork_child();
 	mh_unlock(&mh_caches_lock);

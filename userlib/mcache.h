@@ -233,8 +233,9 @@ MH_HIDDEN extern uint64_t mh_dead_nfree[MH_NUM_CLASSES];
 MH_HIDDEN extern mh_lock_t mh_caches_lock;
 MH_HIDDEN extern struct mcache *mh_caches;
 
-/* Fork support: after fork only the calling thread exists; give back the
- * caches of all others. */
+/* Fork support: after fork only the calling thread exists; take back the
+ * spans of all other caches from the heap's own records, trusting nothing
+ * of those caches but their counters (mcache.c, "Fork"), and retire them. */
 MH_HIDDEN void mcache_after_fork_child(void);
 MH_HIDDEN void mcache_key_init(void);
 
