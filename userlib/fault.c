@@ -156,12 +156,42 @@ const struct fault_backend *fault_backend(void)
 	return b;
 }
 
+/* ------------------------------------------------------------ fork */
+
+/*
+ * The fault layer's locks are held across fork, so that a child finds each
+ * free and what it guards whole: choice_lock (the first arena may be
+ * probing backends), then the kmod backend's, which its probe takes under
+ * choice_lock. One set of handlers takes them all, so that the order does
+ * not hang on the order in which constructors register handlers. None of
+ * them is held while a lock of the heap or of arena.c is taken, nor taken
+ * under one, so their handlers' place among those is free.
+ */
+static void fork_prepare(void)
+{
+	mh_lock(&choice_lock);
+	kmod_fork_prepare();
+}
+
+static void fork_parent(void)
+{
+	kmod_fork_parent();
+	mh_unlock(&choice_lock);
+}
+
+static void fork_child(void)
+{
+	kmod_fork_child();
+	mh_unlock(&choice_lock);
+}
+
 /* An explicit MHEAP_BACKEND is checked when the program starts, so a
  * missing backend is reported at once rather than at the first arena. */
 __attribute__((constructor)) static void fault_check_env(void)
 {
 	const char *name = mh_env_str("MHEAP_BACKEND");
 
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
 	if (name && strcmp(name, "auto"))
 		(void)fault_backend();
 }

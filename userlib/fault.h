@@ -79,6 +79,11 @@ MH_HIDDEN void fault_unprepare_nothing(void *base, size_t len);
 
 /* The backend in use: chosen from MHEAP_BACKEND on first call. */
 MH_HIDDEN const struct fault_backend *fault_backend(void);
+/* The kmod backend's fork handlers, which fault.c's call in the order of
+ * the fault layer's locks (fault.c, "fork"). */
+MH_HIDDEN void kmod_fork_prepare(void);
+MH_HIDDEN void kmod_fork_parent(void);
+MH_HIDDEN void kmod_fork_child(void);
 /* Choose by name ("auto" included); for tests. Returns NULL (and leaves the
  * choice alone) when that backend does not work here. */
 MH_HIDDEN const struct fault_backend *fault_backend_select(const char *name);

@@ -535,14 +535,14 @@ static unsigned kmod_release(const struct fault_range *r, unsigned n, int *err)
 
 /* ------------------------------------------------------------ fork */
 
-static void fork_prepare(void)
+void kmod_fork_prepare(void)
 {
 	mh_lock(&dev_lock);
 	mh_lock(&reg_lock);
 	mh_lock(&ring_lock);
 }
 
-static void fork_parent(void)
+void kmod_fork_parent(void)
 {
 	mh_unlock(&ring_lock);
 	mh_unlock(&reg_lock);
@@ -577,7 +577,7 @@ static uint8_t chunk_state(uintptr_t base)
 	return c ? LOAD_RELAXED(&c->state) : 0;
 }
 
-static void fork_child(void)
+void kmod_fork_child(void)
 {
 	struct reg_entry *inherited = left, *lost = NULL;
 	size_t inherited_cap = left_cap;
@@ -621,11 +621,6 @@ static void fork_child(void)
 	mh_unlock(&ring_lock);
 	mh_unlock(&reg_lock);
 	mh_unlock(&dev_lock);
-}
-
-__attribute__((constructor)) static void kmod_init(void)
-{
-	pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
 const struct fault_backend fault_backend_kmod = {

@@ -213,14 +213,34 @@ static void on_segv(int sig, siginfo_t *si, void *ctx)
 	die_of(SIGSEGV);
 }
 
+/* Held across fork, so that a child finds the handler installed or not,
+ * never half (`previous` saved but `installed` not yet set: installing
+ * again would save the handler itself as the one to pass signals on to).
+ * Nothing else is taken under it, nor it under anything. */
+static mh_lock_t install_lock = MH_LOCK_INIT;
+
+static void fork_prepare(void)
+{
+	mh_lock(&install_lock);
+}
+
+static void fork_release(void)
+{
+	mh_unlock(&install_lock);
+}
+
+__attribute__((constructor)) static void uaf_fork_init(void)
+{
+	pthread_atfork(fork_prepare, fork_release, fork_release);
+}
+
 void uaf_install(void)
 {
-	static mh_lock_t lock = MH_LOCK_INIT;
 	struct sigaction sa;
 
 	if (LOAD_ACQUIRE(&installed))
 		return;
-	mh_lock(&lock);
+	mh_lock(&install_lock);
 	if (!installed) {
 		memset(&sa, 0, sizeof(sa));
 		sa.sa_sigaction = on_segv;
@@ -237,5 +257,5 @@ void uaf_install(void)
 		}
 		STORE_RELEASE(&installed, 1);
 	}
-	mh_unlock(&lock);
+	mh_unlock(&install_lock);
 }
