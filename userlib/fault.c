@@ -165,7 +165,9 @@ const struct fault_backend *fault_backend(void)
  * choice_lock. One set of handlers takes them all, so that the order does
  * not hang on the order in which constructors register handlers. None of
  * them is held while a lock of the heap or of arena.c is taken, nor taken
- * under one, so their handlers' place among those is free.
+ * under one (arena.c asks for the backend under arena_lock only once an
+ * arena exists, when the choice is made and takes no lock), so their
+ * handlers' place among those is free.
  */
 static void fork_prepare(void)
 {

@@ -70,9 +70,10 @@
  * reported when the span's frees are next folded or it is found empty,
  * before any object is handed out again. The owner's fast paths stay
  * plain; the cost is one locked instruction per sweep (and per remote word
- * found set, as before), and one per remote free (the no-op). The owner writes freeindex with release stores
- * (plain moves on x86), last in a sweep, so that a freer that reads a
- * freeindex sees the bitmaps that went with it.
+ * found set, as before), and one per remote free (the no-op). The owner
+ * writes freeindex with release stores (plain moves on x86), last in a
+ * sweep, so that a freer that reads a freeindex sees the bitmaps that went
+ * with it.
  */
 #ifndef MHEAP_MSPAN_H
 #define MHEAP_MSPAN_H
@@ -115,8 +116,8 @@ struct mcache;
  * freers compare it), alloc_cache (the stats peek at current spans'
  * windows), base (checked_span), and `remote` and `outstanding`, which a
  * remote freer and mcentral_remote_event read after a count that may have
- * let the span die ("Double frees" above). Every life writes them with
- * atomic stores, so such a read never races with the zeroing; what it
+ * let the span die ("Double frees" above). Every life writes those two
+ * with atomic stores, so such a read never races with the zeroing; what it
  * reads of a new life is judged by gen. The rest of the first line is
  * kept too; it is all set by mspan_init_small for a small span, and a
  * struct of bucket 0 (no bitmap words) is never a small span.
