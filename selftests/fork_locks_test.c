@@ -86,7 +86,7 @@ static int fork_while_stopped(void)
 {
 	pthread_t t;
 	pid_t pid;
-	int status = 0, rc = -1;
+	int rc;
 
 	atomic_store(&stopped, 0);
 	atomic_store(&forked, 0);
@@ -108,17 +108,7 @@ static int fork_while_stopped(void)
 		_exit(a ? 0 : 1);
 	}
 	atomic_store(&forked, 1);
-	for (int ms = 0; ms < 10000; ms++) {
-		if (waitpid(pid, &status, WNOHANG) == pid) {
-			rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-			break;
-		}
-		usleep(1000);
-	}
-	if (rc == -1) {
-		kill(pid, SIGKILL);
-		waitpid(pid, &status, 0);
-	}
+	rc = wait_child_ms(pid, 10000);
 	pthread_join(t, NULL);
 	return rc;
 }

@@ -1450,6 +1450,21 @@ static void *free_then_wait(void *arg)
 	return NULL;
 }
 
+/* Allocates objects of size until the span of the first is used up (and
+ * still current), into objs; returns that span, *n the count. All of the
+ * span's objects when it was fresh. */
+static struct mspan *use_up_a_span(uint32_t size, void **objs, unsigned *n)
+{
+	struct mspan *s;
+
+	*n = 0;
+	objs[(*n)++] = mh_malloc(size);
+	s = span_of((uintptr_t)objs[0]);
+	while (s->alloc_cache || s->freeindex < s->nelems)
+		objs[(*n)++] = mh_malloc(size);
+	return s;
+}
+
 /* Fills a fresh span of class cls, frees all of its objects but the
  * first, and waits; at the test's word it exits, and its cache gives the
  * span back: the remote free of the first object has left none
@@ -1467,13 +1482,10 @@ static void *fill_free_all_but_one(void *arg)
 	uint32_t size = mh_class[so->cls].size;
 	void *objs[MH_MAX_OBJS_PER_SPAN], *extra;
 	struct mspan *s;
-	unsigned n = 0;
+	unsigned n;
 
 	mh_scavenge();	/* flushes the page heap's caches: fresh pages */
-	objs[n++] = mh_malloc(size);
-	s = span_of((uintptr_t)objs[0]);
-	while (s->alloc_cache || s->freeindex < s->nelems)
-		objs[n++] = mh_malloc(size);
+	s = use_up_a_span(size, objs, &n);
 	extra = mh_malloc(size);	/* s is used up: on a cache list */
 	so->span = n == s->nelems && s->list == MSPAN_LIST_CACHE_FULL ? s : NULL;
 	for (unsigned i = 1; i < n; i++)
@@ -1552,16 +1564,10 @@ static void *fill_span_then_park(void *arg)
 {
 	struct parked_owner *po = arg;
 	uint32_t size = mh_class[po->cls].size;
-	void *p = mh_malloc(size);
-	struct mspan *s = span_of((uintptr_t)p);
 	void *mine[MH_MAX_OBJS_PER_SPAN];
-	unsigned n = 0;
+	unsigned n;
+	struct mspan *s = use_up_a_span(size, mine, &n);
 
-	/* The objects of the span that were free when it became current,
-	 * up to the last one: then it is used up, and still current. */
-	mine[n++] = p;
-	while (s->alloc_cache || s->freeindex < s->nelems)
-		mine[n++] = mh_malloc(size);
 	for (unsigned i = 0; i < n; i++) {
 		if (i % 8 == 0) {
 			mh_free(mine[i]);
@@ -1601,25 +1607,6 @@ static int child_uses_the_class(struct parked_owner *po)
 	return mheap_check(HEAPCHECK_LOCKED, msg, sizeof(msg)) ? 5 : 0;
 }
 
-/* Fork, run the check in the child; its exit status, or -1 if it did not
- * finish in 10 s (it hangs in the fork handler before it can set a
- * timer of its own). */
-static int fork_and_wait(struct parked_owner *po)
-{
-	pid_t pid = fork();
-	int status = 0;
-
-	if (pid == 0)
-		_exit(child_uses_the_class(po));
-	for (int ms = 0; ms < 10000; ms++) {
-		if (waitpid(pid, &status, WNOHANG) == pid)
-			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-		usleep(1000);
-	}
-	kill(pid, SIGKILL);
-	waitpid(pid, &status, 0);
-	return -1;
-}
 
 TEST(fork_takes_back_the_spans_of_a_thread_cut_short_in_a_list_move)
 {
@@ -1655,7 +1642,11 @@ TEST(fork_takes_back_the_spans_of_a_thread_cut_short_in_a_list_move)
 	l->tail = s;
 	ASSERT_EQ(MSPAN_LIST_NONE, s->list);
 
-	int rc = fork_and_wait(&po);
+	pid_t pid = fork();
+
+	if (pid == 0)
+		_exit(child_uses_the_class(&po));
+	int rc = wait_child_ms(pid, 10000);
 
 	/* The step, finished: the thread can go on. */
 	s->list = MSPAN_LIST_CACHE_PARTIAL;

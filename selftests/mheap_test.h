@@ -60,6 +60,23 @@ static inline bool died_of(const struct child_result *res, int sig)
 	return WIFSIGNALED(res->status) && WTERMSIG(res->status) == sig;
 }
 
+/* How forked child pid ended: its exit status, 128 + a signal, or -1 when
+ * it had not ended after ms milliseconds (it is killed then). For children
+ * that may hang in a fork handler, before they could set a timer. */
+static inline int wait_child_ms(pid_t pid, int ms)
+{
+	int status = 0;
+
+	for (int i = 0; i < ms; i++) {
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+		usleep(1000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	return -1;
+}
+
 /* Resident set size of this process in bytes. */
 static inline size_t rss_bytes(void)
 {
