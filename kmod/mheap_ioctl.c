@@ -13,7 +13,12 @@
  * FAULT and RELEASE take a vector of ranges and handle them one at a time,
  * each under the locks for that range alone, so a long vector neither holds
  * mmap_lock for long nor keeps a fatal signal waiting (the next range then
- * fails with -EINTR, and @done says how far it got).
+ * fails with -EINTR, and @done says how far it got). @done is written
+ * before the first range too: a caller whose @done cannot be written gets
+ * -EFAULT with nothing done, rather than -EFAULT after an unknown number
+ * of ranges took effect. Should the final write fail all the same (the
+ * argument lay in memory this FAULT quarantined, or another thread unmapped
+ * it), the ranges are idempotent, so the caller may send the vector again.
  */
 #include <linux/errno.h>
 #include <linux/fs.h>
@@ -55,6 +60,9 @@ static long mheap_ioc_ranges(struct file *file,
 		return -EFAULT;
 	if (arg.flags || arg.reserved)
 		return -EINVAL;
+	/* Where the outcome goes must be writable before anything happens. */
+	if (put_user(0, &uarg->done))
+		return -EFAULT;
 	ur = u64_to_user_ptr(arg.ranges);
 	for (i = 0; i < arg.nr; i++) {
 		/* A long vector of good ranges must not outlast SIGKILL. */

@@ -9,6 +9,7 @@
  *    however many ranges are faulted the mapping stays one VMA;
  *  - counters (STATS and sysfs), extents, limits and EDQUOT;
  *  - fault events read with read() and poll();
+ *  - FAULT and RELEASE whose @done cannot be written do nothing;
  *  - io_uring commands, linked batches, and their argument checks;
  *  - kernel access to quarantined memory (read, write, recv) gets EFAULT;
  *    get_user_pages paths: vmsplice, process_vm_readv, /proc/self/mem and
@@ -504,6 +505,54 @@ TEST_F(dev, a_vector_stops_at_the_first_bad_range)
 	/* An empty vector is fine and says so. */
 	EXPECT_EQ(0, ranges_cmd(self->fd, MHEAP_IOC_FAULT, r, 0, &done));
 	EXPECT_EQ(0, done);
+}
+
+TEST_F(dev, a_vector_whose_done_cannot_be_written_does_nothing)
+{
+	struct mheap_range r = { (uintptr_t)self->mem, 4 * page };
+	struct mheap_ranges *a;
+	struct mheap_stats st;
+
+	/* The argument is readable, its @done is not writable. */
+	a = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, a);
+	*a = (struct mheap_ranges){ .ranges = (uintptr_t)&r, .nr = 1 };
+	ASSERT_EQ(0, mprotect(a, page, PROT_READ));
+	self->mem[0] = 7;
+
+	/* The caller learns the outcome: EFAULT, and nothing took effect. */
+	EXPECT_IOCTL_FAILS(EFAULT, self->fd, MHEAP_IOC_FAULT, a);
+	ASSERT_EQ(0, kstats(self->fd, &st));
+	EXPECT_EQ(0, st.self.quarantined_bytes);
+	EXPECT_EQ(7, self->mem[0]);
+	/* Likewise RELEASE: the quarantine stays. */
+	ASSERT_EQ(0, kfault(self->fd, self->mem, 4 * page));
+	EXPECT_IOCTL_FAILS(EFAULT, self->fd, MHEAP_IOC_RELEASE, a);
+	ASSERT_EQ(0, kstats(self->fd, &st));
+	EXPECT_EQ(4 * page, st.self.quarantined_bytes);
+	EXPECT_EQ(SIGSEGV, try_read(self->mem, NULL));
+	munmap(a, page);
+}
+
+TEST_F(dev, a_vector_that_quarantines_its_own_argument_can_be_sent_again)
+{
+	struct mheap_range r[2] = {
+		{ (uintptr_t)self->mem, 2 * page },
+		{ (uintptr_t)self->mem + 8 * page, page },
+	};
+	struct mheap_ranges *a = (struct mheap_ranges *)(self->mem + page);
+	unsigned int done;
+	struct mheap_stats st;
+
+	/* @done lies in the first range: gone by the time it is written. */
+	*a = (struct mheap_ranges){ .ranges = (uintptr_t)r, .nr = 2 };
+	EXPECT_IOCTL_FAILS(EFAULT, self->fd, MHEAP_IOC_FAULT, a);
+	/* Repeating ranges is harmless: the same vector again says all. */
+	EXPECT_EQ(0, ranges_cmd(self->fd, MHEAP_IOC_FAULT, r, 2, &done));
+	EXPECT_EQ(2, done);
+	ASSERT_EQ(0, kstats(self->fd, &st));
+	EXPECT_EQ(3 * page, st.self.quarantined_bytes);
+	EXPECT_EQ(2, st.self.quarantined_ranges);
 }
 
 /* ------------------------------------------------------------ limits */

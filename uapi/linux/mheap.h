@@ -152,6 +152,13 @@ struct mheap_range {
  * the error of the first range that did not (EINVAL, EDQUOT, EINTR, ...)
  * and @done tells how many came before it. Faulting a range that is already
  * quarantined, or releasing one that is not, is not an error.
+ *
+ * @done is written (as 0) before any range is handled, so a command whose
+ * @done cannot be written fails with EFAULT having done nothing. Should it
+ * become unwritable meanwhile (another thread unmaps it, or this very FAULT
+ * quarantines it) the command fails with EFAULT after some ranges took
+ * effect; as repeating a range is harmless, sending the same vector again
+ * (from writable memory) is safe and reports the outcome.
  */
 struct mheap_ranges {
 	__u64 ranges;
