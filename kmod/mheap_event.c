@@ -7,7 +7,16 @@
  * event comes (most contexts never see one) with room for the module
  * parameter events_per_context of them. Events carry consecutive sequence
  * numbers; when the ring is full the oldest event is dropped, which a reader
- * sees as a gap in the numbers and in the events_dropped counter.
+ * sees as a gap in the numbers and in the events_dropped counter. Every
+ * event lost is counted, one by one: pushed out of a full ring, or made
+ * while the ring could not be allocated (then it is the only one lost: a
+ * ring another thread allocated meanwhile is used, never emptied).
+ *
+ * Pid namespaces. An event names the accessing task as the reader's pid
+ * namespace sees it: the one of the task that opened the descriptor. A
+ * task that namespace cannot see (it runs in an ancestor or a sibling
+ * namespace) is given as pid and tid 0 and an empty comm, so that its name
+ * does not leak where its number does not.
  *
  * Recording happens in the page-fault handler, possibly with a map lock
  * held, so it only takes event_lock, a spinlock. read() copies events out
@@ -48,18 +57,17 @@ void mheap_events_free(struct mheap_ctx *ctx)
 	put_pid_ns(ctx->pid_ns);
 }
 
-/* The ring, allocated on first use; NULL if that fails. */
-static struct mheap_event *ring_get(struct mheap_ctx *ctx)
+/* Allocate the ring unless there is one; it stays NULL if that fails. */
+static void ring_alloc(struct mheap_ctx *ctx)
 {
 	u32 cap = clamp(READ_ONCE(events_per_context), 1U, MHEAP_EVENTS_MAX);
 	struct mheap_event *ring;
 
-	ring = READ_ONCE(ctx->events);
-	if (ring)
-		return ring;
+	if (READ_ONCE(ctx->events))
+		return;
 	ring = kvcalloc(cap, sizeof(*ring), GFP_KERNEL_ACCOUNT);
 	if (!ring)
-		return NULL;
+		return;
 	spin_lock(&ctx->event_lock);
 	if (!ctx->events) {
 		ctx->event_cap = cap;
@@ -68,7 +76,25 @@ static struct mheap_event *ring_get(struct mheap_ctx *ctx)
 	}
 	spin_unlock(&ctx->event_lock);
 	kvfree(ring);
-	return READ_ONCE(ctx->events);
+}
+
+/* Give ev the next number and keep it, or count it lost. */
+static void ring_put(struct mheap_ctx *ctx, struct mheap_event *ev)
+{
+	lockdep_assert_held(&ctx->event_lock);
+	ev->seq = ctx->event_head++;
+	if (!ctx->events) {
+		/* No ring, so no other event is waiting: this one is lost. */
+		ctx->event_tail = ctx->event_head;
+		mheap_count(ctx, MHEAP_C_DROPPED, 1);
+		return;
+	}
+	if (ctx->event_head - ctx->event_tail > ctx->event_cap) {
+		/* Full: the oldest one makes room. */
+		ctx->event_tail++;
+		mheap_count(ctx, MHEAP_C_DROPPED, 1);
+	}
+	ctx->events[ev->seq % ctx->event_cap] = *ev;
 }
 
 void mheap_event_record(struct mheap_ctx *ctx, unsigned long addr, u32 flags)
@@ -80,24 +106,15 @@ void mheap_event_record(struct mheap_ctx *ctx, unsigned long addr, u32 flags)
 		.tid = task_pid_nr_ns(current, ctx->pid_ns),
 		.flags = flags,
 	};
-	struct mheap_event *ring = ring_get(ctx);
 
-	get_task_comm(ev.comm, current);
+	/* A task the reader cannot see stays nameless (comm is zeroed). */
+	if (ev.pid)
+		get_task_comm(ev.comm, current);
 	mheap_count(ctx, MHEAP_C_FAULTS, 1);
+	ring_alloc(ctx);
 
 	spin_lock(&ctx->event_lock);
-	ev.seq = ctx->event_head++;
-	if (!ring) {
-		/* No memory for the ring: the event is lost, and counted. */
-		ctx->event_tail = ctx->event_head;
-		mheap_count(ctx, MHEAP_C_DROPPED, 1);
-	} else {
-		if (ctx->event_head - ctx->event_tail > ctx->event_cap) {
-			ctx->event_tail++;
-			mheap_count(ctx, MHEAP_C_DROPPED, 1);
-		}
-		ring[ev.seq % ctx->event_cap] = ev;
-	}
+	ring_put(ctx, &ev);
 	spin_unlock(&ctx->event_lock);
 	wake_up_interruptible(&ctx->event_wait);
 }

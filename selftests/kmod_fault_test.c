@@ -8,7 +8,8 @@
  *    the address) and frees their pages, RELEASE makes them zero-fill again;
  *    however many ranges are faulted the mapping stays one VMA;
  *  - counters (STATS and sysfs), extents, limits and EDQUOT;
- *  - fault events read with read() and poll();
+ *  - fault events read with read() and poll(); a task the reader's pid
+ *    namespace cannot see is anonymous in them;
  *  - FAULT and RELEASE whose @done cannot be written do nothing;
  *  - io_uring commands, linked batches, and their argument checks;
  *  - kernel access to quarantined memory (read, write, recv) gets EFAULT;
@@ -32,6 +33,7 @@
 #include <liburing.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdint.h>
@@ -648,6 +650,100 @@ TEST_F(dev, the_global_limit_binds_all_contexts_and_needs_cap_sys_admin)
 }
 
 /* ------------------------------------------------------------ events */
+
+/* Send fd over a unix socket; 0 or -1. */
+static int fd_send(int sock, int fd)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
+	char c = 0;
+	struct iovec iov = { &c, 1 };
+	struct msghdr msg = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = cbuf, .msg_controllen = sizeof(cbuf),
+	};
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	return sendmsg(sock, &msg, 0) == 1 ? 0 : -1;
+}
+
+/* Receive an fd sent by fd_send(); the fd or -1. */
+static int fd_recv(int sock)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
+	char c;
+	struct iovec iov = { &c, 1 };
+	struct msghdr msg = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = cbuf, .msg_controllen = sizeof(cbuf),
+	};
+	struct cmsghdr *cm;
+	int fd;
+
+	if (recvmsg(sock, &msg, 0) != 1)
+		return -1;
+	cm = CMSG_FIRSTHDR(&msg);
+	if (!cm || cm->cmsg_type != SCM_RIGHTS)
+		return -1;
+	memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+	return fd;
+}
+
+/*
+ * In a child: a descriptor opened in a new pid namespace, where this
+ * process is invisible, gets an access from this process. Exits 0 if the
+ * event says neither who (pid, tid) nor what (comm) it was.
+ */
+static void access_from_outside_the_readers_namespace(void *arg)
+{
+	static const char nameless[16];
+	struct mheap_event ev;
+	int sv[2], pfds[2], fd;
+	char *m;
+	pid_t pid;
+
+	(void)arg;
+	if (unshare(CLONE_NEWPID) || socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
+		_exit(10);
+	pid = fork();
+	if (pid == 0) {
+		/* pid 1 of the new namespace opens, and hands the fd out. */
+		fd = dev_open();
+		_exit(fd < 0 || fd_send(sv[1], fd) ? 1 : 0);
+	}
+	fd = fd_recv(sv[0]);
+	if (pid < 0 || fd < 0)
+		_exit(11);
+	waitpid(pid, NULL, 0);
+	m = dev_map(fd, page);
+	if (!m || kfault(fd, m, page) || pipe(pfds))
+		_exit(12);
+	/* The kernel's access on our behalf makes the event (no signal). */
+	if (write(pfds[1], m, 1) != -1 || errno != EFAULT)
+		_exit(13);
+	if (read(fd, &ev, sizeof(ev)) != sizeof(ev))
+		_exit(14);
+	if (ev.pid || ev.tid)
+		_exit(15);
+	if (memcmp(ev.comm, nameless, sizeof(nameless)))
+		_exit(16);
+	_exit(0);
+}
+
+TEST_F(dev, a_task_the_readers_pid_namespace_cannot_see_is_anonymous)
+{
+	struct child_result r;
+
+	if (geteuid() != 0)
+		SKIP(return, "unshare(CLONE_NEWPID) needs root");
+	run_child(access_from_outside_the_readers_namespace, NULL, &r);
+	EXPECT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0)
+		TH_LOG("status %#x", r.status);
+}
+
 
 TEST_F(dev, accesses_to_quarantine_are_events)
 {
