@@ -2,13 +2,14 @@
 /*
  * The /dev/mheap misc device and its per-open contexts.
  *
- * open() allocates a struct mheap_ctx and hangs it on file->private_data;
- * release(), called once the last reference to the file description is
- * dropped, frees it. Nothing else ever frees a context, so a command running
- * on a file (which holds a reference) can always use its context, and so can
- * a mapping of the file (vma->vm_file is such a reference): release() comes
- * only after the last munmap(), so by then the context holds no mapping,
- * page or quarantine any more.
+ * open() allocates a struct mheap_ctx, makes it one of the contexts of its
+ * user (whose quarantine share it counts in) and hangs it on
+ * file->private_data; release(), called once the last reference to the file
+ * description is dropped, frees it. Nothing else ever frees a context, so a
+ * command running on a file (which holds a reference) can always use its
+ * context, and so can a mapping of the file (vma->vm_file is such a
+ * reference): release() comes only after the last munmap(), so by then the
+ * context holds no mapping, page or quarantine any more.
  *
  * The file operations route to the concept that implements them: mmap() to
  * mheap_map.c, read() and poll() to the fault events of mheap_event.c,
@@ -34,6 +35,7 @@ static atomic64_t mheap_ctx_ids = ATOMIC64_INIT(0);
 static int mheap_open(struct inode *inode, struct file *file)
 {
 	struct mheap_ctx *ctx;
+	int ret;
 
 	/* Positions mean nothing here: lseek(), pread() and pwrite() fail. */
 	nonseekable_open(inode, file);
@@ -44,8 +46,12 @@ static int mheap_open(struct inode *inode, struct file *file)
 		return -ENOMEM;
 	ctx->id = atomic64_inc_return(&mheap_ctx_ids);
 	ctx->limit = MHEAP_LIMIT_NONE;
+	ret = mheap_user_attach(ctx);
+	if (ret) {
+		kfree(ctx);
+		return ret;
+	}
 	mheap_events_init(ctx);
-	mheap_count(ctx, MHEAP_C_CONTEXTS, 1);
 	file->private_data = ctx;
 
 	pr_debug("context %llu opened by pid %d\n", ctx->id,
@@ -58,8 +64,8 @@ static int mheap_release(struct inode *inode, struct file *file)
 	struct mheap_ctx *ctx = file->private_data;
 
 	pr_debug("context %llu closed\n", ctx->id);
-	mheap_count(ctx, MHEAP_C_CONTEXTS, -1);
 	mheap_events_free(ctx);
+	mheap_user_detach(ctx);
 	kfree(ctx);
 	return 0;
 }

@@ -26,7 +26,6 @@
  * the same event.
  */
 #include <linux/kernel.h>
-#include <linux/minmax.h>
 #include <linux/moduleparam.h>
 #include <linux/pid.h>
 #include <linux/sched.h>
@@ -39,7 +38,29 @@
 #define MHEAP_EVENTS_MAX	65536U
 
 static unsigned int events_per_context = 256;
-module_param(events_per_context, uint, 0644);
+
+/* 1 to MHEAP_EVENTS_MAX; anything else is refused with -EINVAL. */
+static int events_param_set(const char *val, const struct kernel_param *kp)
+{
+	unsigned int n;
+	int ret;
+
+	ret = kstrtouint(val, 0, &n);
+	if (ret)
+		return ret;
+	if (!n || n > MHEAP_EVENTS_MAX)
+		return -EINVAL;
+	WRITE_ONCE(events_per_context, n);
+	return 0;
+}
+
+static const struct kernel_param_ops events_param_ops = {
+	.set	= events_param_set,
+	.get	= param_get_uint,
+};
+
+module_param_cb(events_per_context, &events_param_ops, &events_per_context,
+		0644);
 MODULE_PARM_DESC(events_per_context,
 		 "Fault events each descriptor keeps until they are read (1-65536, default 256; newer ones push out older ones)");
 
@@ -60,7 +81,7 @@ void mheap_events_free(struct mheap_ctx *ctx)
 /* Allocate the ring unless there is one; it stays NULL if that fails. */
 static void ring_alloc(struct mheap_ctx *ctx)
 {
-	u32 cap = clamp(READ_ONCE(events_per_context), 1U, MHEAP_EVENTS_MAX);
+	u32 cap = READ_ONCE(events_per_context);
 	struct mheap_event *ring;
 
 	if (READ_ONCE(ctx->events))

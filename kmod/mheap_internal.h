@@ -15,12 +15,17 @@
  *                      are quarantined. Referenced by that VMA (and, for a
  *                      moment, by the copy mremap() makes before it is
  *                      refused); freed by the last vm_ops->close().
- *   struct mheap_count counters (mheap_account.c), one set in each context
- *                      and one global set, mheap_global.
+ *   struct mheap_user  one per user (kuid) with an open context
+ *                      (mheap_account.c): that user's counters, against
+ *                      which its quarantine share is checked. Taken by each
+ *                      open() of the user, freed with its last context.
+ *   struct mheap_count counters (mheap_account.c), one set in each context,
+ *                      one in each user and one global set, mheap_global.
  *
  * Lock order, outermost first:
  *   mm->mmap_lock > mheap_map::lock > mheap_ctx::event_lock, xarray lock
  *   mheap_ctx::read_lock > mheap_ctx::event_lock
+ *   mheap_users_lock (mheap_account.c) is taken alone, by open and release.
  * No user memory is touched with mmap_lock or a map lock held: copying
  * to or from user space can fault on a mapping of this module.
  */
@@ -34,15 +39,16 @@
 #include <linux/poll.h>
 #include <linux/spinlock.h>
 #include <linux/types.h>
+#include <linux/uidgid.h>
 #include <linux/wait.h>
 #include <linux/mheap.h>
 
 struct io_uring_cmd;
 
 /*
- * Counters kept for each context and once more for all of them; struct
- * mheap_counters in the UAPI header is their snapshot. Each one is updated
- * atomically on its own.
+ * Counters kept for each context, for each user and once more for all of
+ * them; struct mheap_counters in the UAPI header is their snapshot. Each one
+ * is updated atomically on its own.
  */
 enum mheap_counter {
 	MHEAP_C_MAPPED,		/* bytes of live mappings */
@@ -54,6 +60,7 @@ enum mheap_counter {
 	MHEAP_C_FAULTS,		/* accesses to quarantined pages */
 	MHEAP_C_COMMANDS,	/* commands served */
 	MHEAP_C_DROPPED,	/* fault events lost */
+	MHEAP_C_USERS,		/* users with an open context */
 	MHEAP_NR_COUNTERS
 };
 
@@ -62,8 +69,25 @@ struct mheap_count {
 };
 
 /**
+ * struct mheap_user - the contexts of one user, for the per-user share
+ * @node:     in the table of users, mheap_users (mheap_account.c)
+ * @uid:      the user: real uid of the openers, in the initial namespace
+ * @count:    the sum of their counters
+ *
+ * Found, and freed with its last context, under mheap_users_lock, which
+ * also covers every change of its MHEAP_C_CONTEXTS counter; a context's
+ * @user stays valid for as long as the context lives.
+ */
+struct mheap_user {
+	struct hlist_node node;
+	kuid_t uid;
+	struct mheap_count count;
+};
+
+/**
  * struct mheap_ctx - state of one open file description of /dev/mheap
  * @id:          number of this open since the module was loaded, for messages
+ * @user:        the user who opened it, whose share its quarantine counts in
  * @count:       this context's counters
  * @limit:       its own quarantine limit in bytes, MHEAP_LIMIT_NONE if none
  * @pid_ns:      pid namespace of the opener: event pids are given in it
@@ -80,6 +104,7 @@ struct mheap_count {
  */
 struct mheap_ctx {
 	u64 id;
+	struct mheap_user *user;
 	struct mheap_count count;
 	u64 limit;
 	struct pid_namespace *pid_ns;
@@ -96,14 +121,17 @@ struct mheap_ctx {
 extern struct mheap_count mheap_global;
 extern const struct attribute_group *mheap_attr_groups[];
 
-/* Add delta to one counter of a context and to the same global counter. */
+/* Add delta to one counter of a context, of its user, and of all. */
 static inline void mheap_count(struct mheap_ctx *ctx, enum mheap_counter which,
 			       s64 delta)
 {
 	atomic64_add(delta, &ctx->count.c[which]);
+	atomic64_add(delta, &ctx->user->count.c[which]);
 	atomic64_add(delta, &mheap_global.c[which]);
 }
 
+int mheap_user_attach(struct mheap_ctx *ctx);
+void mheap_user_detach(struct mheap_ctx *ctx);
 int mheap_quarantine_reserve(struct mheap_ctx *ctx, u64 bytes);
 void mheap_quarantine_unreserve(struct mheap_ctx *ctx, u64 bytes);
 void mheap_stats_fill(struct mheap_ctx *ctx, struct mheap_stats *st);

@@ -29,7 +29,9 @@
 
 #include "mheap_internal.h"
 
-static_assert(sizeof(struct mheap_stats) == MHEAP_STATS_SIZE_V1);
+static_assert(sizeof(struct mheap_stats) == MHEAP_STATS_SIZE_V2);
+static_assert(offsetof(struct mheap_stats, user) == MHEAP_STATS_SIZE_V1);
+static_assert(_IOC_SIZE(MHEAP_IOC_STATS) == MHEAP_STATS_SIZE_V2);
 
 static long mheap_ioc_version(struct mheap_ctx *ctx,
 			      struct mheap_version __user *uarg)
@@ -84,8 +86,9 @@ static long mheap_ioc_ranges(struct file *file,
 	return ret;
 }
 
+/* MHEAP_IOC_STATS or MHEAP_IOC_STATS_V1: size is the one the number says. */
 static long mheap_ioc_stats(struct mheap_ctx *ctx,
-			    struct mheap_stats __user *uarg)
+			    struct mheap_stats __user *uarg, u32 size)
 {
 	struct mheap_stats st;
 
@@ -94,10 +97,11 @@ static long mheap_ioc_stats(struct mheap_ctx *ctx,
 	if (st.flags || st.reserved)
 		return -EINVAL;
 	/* This command's number says how big the caller's struct is. */
-	if (st.size != sizeof(st))
+	if (st.size != size)
 		return -EINVAL;
 	mheap_stats_fill(ctx, &st);
-	if (copy_to_user(uarg, &st, sizeof(st)))
+	st.size = size;
+	if (copy_to_user(uarg, &st, size))
 		return -EFAULT;
 	return 0;
 }
@@ -128,8 +132,9 @@ long mheap_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		mheap_count(ctx, MHEAP_C_COMMANDS, 1);
 		return mheap_ioc_ranges(file, uarg, false);
 	case MHEAP_IOC_STATS:
+	case MHEAP_IOC_STATS_V1:
 		mheap_count(ctx, MHEAP_C_COMMANDS, 1);
-		return mheap_ioc_stats(ctx, uarg);
+		return mheap_ioc_stats(ctx, uarg, _IOC_SIZE(cmd));
 	case MHEAP_IOC_SET_LIMIT:
 		mheap_count(ctx, MHEAP_C_COMMANDS, 1);
 		return mheap_ioc_set_limit(ctx, uarg);

@@ -206,21 +206,21 @@ static int klimit(int fd, uint64_t bytes, uint32_t flags)
 	return ioctl(fd, MHEAP_IOC_SET_LIMIT, &lim) ? errno : 0;
 }
 
-/* A global counter from sysfs, -1 if unreadable. */
+/* A global counter from sysfs, -1 if unreadable (or a limit of none). */
 static long long sysfs_counter(const char *name)
 {
+	unsigned long long v = -1ULL;
 	char path[128];
-	long long v = -1;
 	FILE *f;
 
 	snprintf(path, sizeof(path), SYSFS_DIR "%s", name);
 	f = fopen(path, "re");
 	if (!f)
 		return -1;
-	if (fscanf(f, "%lld", &v) != 1)
-		v = -1;
+	if (fscanf(f, "%llu", &v) != 1)
+		v = -1ULL;
 	fclose(f);
-	return v;
+	return (long long)v;
 }
 
 /* The gauges that must return to where they were when a test is done. */
@@ -557,6 +557,25 @@ TEST_F(dev, a_vector_that_quarantines_its_own_argument_can_be_sent_again)
 	EXPECT_EQ(2, st.self.quarantined_ranges);
 }
 
+TEST_F(dev, stats_v1_fills_the_1_1_struct_and_not_a_byte_more)
+{
+	unsigned char buf[sizeof(struct mheap_stats)];
+	struct mheap_stats *st = (struct mheap_stats *)buf;
+
+	memset(buf, 0xa5, sizeof(buf));
+	memset(buf, 0, offsetof(struct mheap_stats, self));
+	st->size = MHEAP_STATS_SIZE_V1;
+	ASSERT_EQ(0, ioctl(self->fd, MHEAP_IOC_STATS_V1, st));
+	EXPECT_EQ(MHEAP_STATS_SIZE_V1, st->size);
+	EXPECT_EQ(self->len, st->self.mapped_bytes);
+	for (size_t i = MHEAP_STATS_SIZE_V1; i < sizeof(buf); i++) {
+		ASSERT_EQ(0xa5, buf[i]) TH_LOG("byte %zu", i);
+	}
+	/* The size must be the one the command number says. */
+	st->size = sizeof(*st);
+	EXPECT_IOCTL_FAILS(EINVAL, self->fd, MHEAP_IOC_STATS_V1, st);
+}
+
 /* ------------------------------------------------------------ limits */
 
 TEST_F(dev, a_context_limit_makes_fault_fail_with_edquot)
@@ -743,7 +762,6 @@ TEST_F(dev, a_task_the_readers_pid_namespace_cannot_see_is_anonymous)
 	EXPECT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0)
 		TH_LOG("status %#x", r.status);
 }
-
 
 TEST_F(dev, accesses_to_quarantine_are_events)
 {

@@ -27,10 +27,14 @@
  *    fails with EFAULT. Either way the module records a fault event.
  *  - MHEAP_IOC_RELEASE ends the quarantine: the range is zero-fill again.
  * Quarantined memory costs no memory, only address space. A context may cap
- * how much it holds (MHEAP_IOC_SET_LIMIT); the module caps the total of all
- * contexts (module parameter quarantine_limit). A FAULT that would pass
- * either limit fails with EDQUOT, and the caller is expected to release some
- * old quarantine and try again.
+ * how much it holds (MHEAP_IOC_SET_LIMIT); the module caps what the contexts
+ * of one user hold together (module parameter quarantine_limit_per_user),
+ * so that one user cannot use up another's, and may cap the total of all
+ * contexts (module parameter quarantine_limit, no cap by default). A FAULT
+ * that would pass any of these limits fails with EDQUOT, and the caller is
+ * expected to release some old quarantine and try again. A context belongs
+ * to the user that opened it: the real uid of the opener, as the initial
+ * user namespace sees it.
  *
  * What else happens to such a mapping:
  *  - fork(): the child does not inherit it (as MADV_DONTFORK); the address
@@ -81,6 +85,11 @@
  * RELEASE, STATS, SET_LIMIT, fault events read with read(), and the io_uring
  * commands (IORING_OP_URING_CMD) at the end of this file. Version 1.1.1
  * completes the io_uring STATS with 0 instead of its byte count (see there).
+ * Version 1.2 adds the per-user quarantine share: struct mheap_stats grows
+ * by the counters of the caller's user (so MHEAP_IOC_STATS has a new number
+ * and the 1.1 one, MHEAP_IOC_STATS_V1, is still served), struct
+ * mheap_counters gets @users, and FAULT and RELEASE fail with EFAULT
+ * before doing anything when @done cannot be written.
  */
 #ifndef _UAPI_LINUX_MHEAP_H
 #define _UAPI_LINUX_MHEAP_H
@@ -93,8 +102,8 @@
 
 /* ABI version this header describes; see "Versioning" above. */
 #define MHEAP_VERSION_MAJOR	1
-#define MHEAP_VERSION_MINOR	1
-#define MHEAP_VERSION_PATCH	1
+#define MHEAP_VERSION_MINOR	2
+#define MHEAP_VERSION_PATCH	0
 
 /*
  * ioctl type byte of every mheap command; not claimed in the kernel's
@@ -184,6 +193,8 @@ struct mheap_ranges {
  * @events_dropped:     fault events lost because nobody read them in time
  * @mappings:           live mappings
  * @contexts:           open descriptors (1 in a context's own counters)
+ * @users:              users with an open descriptor (1 in a context's and
+ *                      a user's counters); 0 from a 1.1 module
  * @reserved:           zero
  *
  * The values are read one by one without stopping other users, so counters
@@ -200,7 +211,8 @@ struct mheap_counters {
 	__u64 events_dropped;
 	__u64 mappings;
 	__u64 contexts;
-	__u64 reserved[6];
+	__u64 users;
+	__u64 reserved[5];
 };
 
 /**
@@ -212,6 +224,9 @@ struct mheap_counters {
  * @reserved: must be 0
  * @self:     out: this context's counters
  * @global:   out: the counters of all contexts together
+ * @user:     out: the counters of all contexts of this context's user (the
+ *            one that opened it); @user.quarantine_limit is the per-user
+ *            limit (1.2)
  *
  * Later versions may append fields (and, for the ioctl, get a new command
  * number by the size; the old one keeps working). Through io_uring, where no
@@ -224,9 +239,11 @@ struct mheap_stats {
 	__u64 reserved;
 	struct mheap_counters self;
 	struct mheap_counters global;
+	struct mheap_counters user;
 };
 
 #define MHEAP_STATS_SIZE_V1	272	/* sizeof(struct mheap_stats) in 1.1 */
+#define MHEAP_STATS_SIZE_V2	400	/* since 1.2: @user appended */
 
 /**
  * struct mheap_limit - argument of MHEAP_IOC_SET_LIMIT
@@ -296,6 +313,9 @@ struct mheap_event {
 #define MHEAP_IOC_RELEASE	_IOWR(MHEAP_IOC_MAGIC, 0x02, struct mheap_ranges)
 /* Read the counters; see struct mheap_stats. */
 #define MHEAP_IOC_STATS		_IOWR(MHEAP_IOC_MAGIC, 0x03, struct mheap_stats)
+/* The same with the 1.1 struct, without @user (its first 272 bytes). */
+#define MHEAP_IOC_STATS_V1	\
+	_IOC(_IOC_READ | _IOC_WRITE, MHEAP_IOC_MAGIC, 0x03, MHEAP_STATS_SIZE_V1)
 /* Set the context's (or the global) quarantine limit. */
 #define MHEAP_IOC_SET_LIMIT	_IOW(MHEAP_IOC_MAGIC, 0x04, struct mheap_limit)
 
