@@ -282,10 +282,11 @@ static bool ring_ready(void)
 	arg.flags = 0;
 	ring_sqe(0, MHEAP_URING_CMD_STATS, &arg, sizeof(arg), false);
 	ring_publish(1);
-	/* res is 0 (1.1.0 modules: the size, which st.size says as well). */
+	/* res is 0 (1.1.0 modules: the size, which st.size says as well);
+	 * a 1.1 module fills only the 1.1 struct and says so in st.size. */
 	st.size = 0;
-	if (ring_run(1, &res) || (res != 0 && res != (int)sizeof(st)) ||
-	    st.size != sizeof(st)) {
+	if (ring_run(1, &res) || st.size < MHEAP_STATS_SIZE_V1 || st.size > sizeof(st) ||
+	    (res != 0 && res != (int)st.size)) {
 		ring_unmap();
 		ring.state = -1;
 		return false;
