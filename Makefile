@@ -65,11 +65,15 @@ LIB_CFLAGS := -std=gnu11 $(WARN) -O2 -g -fPIC -pthread \
 	-fvisibility=hidden -ftls-model=initial-exec -fno-semantic-interposition \
 	-I$(TOP)/userlib/include -I$(TOP)/userlib -I$(TOP)/uapi
 
-LIB_SRCS   := $(filter-out $(TOP)/userlib/preload.c,$(wildcard $(TOP)/userlib/*.c))
+# userlib/preload*.c define the standard names (malloc_trim, operator new,
+# ...): they are in the shared object only.
+PRELOAD_SRCS := $(wildcard $(TOP)/userlib/preload*.c)
+LIB_SRCS   := $(filter-out $(PRELOAD_SRCS),$(wildcard $(TOP)/userlib/*.c))
 LIB_OBJS   := $(patsubst $(TOP)/userlib/%.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
 LIB_HDRS   := $(wildcard $(TOP)/userlib/*.h $(TOP)/userlib/include/*.h $(TOP)/uapi/linux/*.h)
 # The shared object's malloc.o defines the standard names too (MH_PRELOAD).
-PRELOAD_OBJS := $(BUILD)/obj/preload.o $(BUILD)/obj/malloc-preload.o
+PRELOAD_OBJS := $(patsubst $(TOP)/userlib/%.c,$(BUILD)/obj/%.o,$(PRELOAD_SRCS)) \
+	$(BUILD)/obj/malloc-preload.o
 SO_OBJS    := $(filter-out $(BUILD)/obj/malloc.o,$(LIB_OBJS)) $(PRELOAD_OBJS)
 FAULT_BENCH := $(BUILD)/bench/fault_bench
 
@@ -159,7 +163,7 @@ $(BUILD)/libmheap.a: $(BUILD)/obj/libmheap.o
 	@rm -f $@
 	ar rcs $@ $^
 
-# The shared object adds the malloc-family symbols (userlib/preload.c, and
+# The shared object adds the malloc-family symbols (userlib/preload*.c, and
 # aliases in malloc.c built with MH_PRELOAD) so it can be used with
 # LD_PRELOAD; the archive exports only mh_*.
 $(BUILD)/libmheap.so: $(SO_OBJS)
