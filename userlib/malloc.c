@@ -34,6 +34,7 @@
  * objects").
  */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "arena.h"
@@ -223,6 +224,22 @@ void *mh_calloc(size_t n, size_t size)
 	return p;
 }
 
+/*
+ * The class mh_aligned_alloc(align, size) serves a small size from, align a
+ * power of two up to a page: objects sit at base + i * size in page-aligned
+ * spans, so a class whose size is a multiple of align keeps every object
+ * aligned. The largest class (32 KiB) is a multiple of every such align.
+ * For align <= 8 it is malloc's class: every class is a multiple of 8.
+ */
+static unsigned aligned_class(size_t align, size_t size)
+{
+	unsigned cls = size_to_class(size);
+
+	while (mh_class[cls].size % align)
+		cls++;
+	return cls;
+}
+
 void *mh_aligned_alloc(size_t align, size_t size)
 {
 	if (!IS_POW2(align)) {
@@ -230,15 +247,13 @@ void *mh_aligned_alloc(size_t align, size_t size)
 		return NULL;
 	}
 	if (align <= 8)
-		return mh_malloc(size);	/* every class is a multiple of 8 */
+		return mh_malloc(size);
 	if (align <= MH_PAGE_SIZE && size <= MH_MAX_SMALL_SIZE) {
-		/* Objects sit at base + i * size in page-aligned spans: a class
-		 * whose size is a multiple of align keeps every object aligned. */
+		/* First: the thread's first allocation sets the size-class
+		 * tables up. */
 		struct mcache *c = mcache_get();
 
-		for (unsigned cls = size_to_class(size ? size : 1); cls < MH_NUM_CLASSES; cls++)
-			if (mh_class[cls].size % align == 0)
-				return small_alloc(c, cls);
+		return small_alloc(c, aligned_class(align, size));
 	}
 	return large_alloc(size ? size : 1, align, false, PLACE_LARGE);
 }
@@ -425,6 +440,66 @@ void mh_free(void *ptr)
 		return;
 slow:	/* Anything odd about p ends there, which names the error. */
 	free_slow(p);
+}
+
+/*
+ * Whether the block of s could have come from malloc(size), calloc or
+ * realloc to size (align 1), or from aligned_alloc(align, size): a small
+ * object must be of the class that request is served from; a large one
+ * must have the pages large_alloc gives size, or be one realloc kept for
+ * size, which it does down to just over half the block's pages.
+ */
+static bool block_fits(const struct mspan *s, size_t align, size_t size)
+{
+	size_t pages_bytes = s->npages << MH_PAGE_SHIFT;
+
+	if (s->state == MSPAN_SMALL)
+		return size <= MH_MAX_SMALL_SIZE && align <= MH_PAGE_SIZE &&
+		       aligned_class(align, size) == s->sizeclass;
+	return (size > MH_MAX_SMALL_SIZE || align > MH_PAGE_SIZE) && size <= pages_bytes &&
+	       (size > pages_bytes / 2 || ALIGN_UP(size ? size : 1, MH_PAGE_SIZE) == pages_bytes);
+}
+
+/* Abort: free_sized (aligned false) or free_aligned_sized of p, an
+ * allocated object of s, with a size or alignment it cannot have. */
+static MH_NORETURN void sized_free_mismatch(uintptr_t p, const struct mspan *s, bool aligned,
+					    size_t align, size_t size)
+{
+	const char *fn = aligned ? "free_aligned_sized" : "free_sized";
+	char with[64];
+
+	if (aligned)
+		snprintf(with, sizeof(with), "alignment %zu and size %zu", align, size);
+	else
+		snprintf(with, sizeof(with), "size %zu", size);
+	if (!IS_POW2(align))
+		mh_fatal("%s of %#lx with %s: the alignment is not a power of two",
+			 fn, (unsigned long)p, with);
+	if (p % align)
+		mh_fatal("%s of %#lx with %s: the object is not %zu-byte aligned (alignment mismatch)",
+			 fn, (unsigned long)p, with, align);
+	mh_fatal("%s of %#lx with %s: the object is %zu bytes (size mismatch)", fn,
+		 (unsigned long)p, with,
+		 s->state == MSPAN_SMALL ? (size_t)s->elemsize : (size_t)(s->npages << MH_PAGE_SHIFT));
+}
+
+void mh_free_sized_checked(void *ptr, bool aligned, size_t align, size_t size)
+{
+	uintptr_t p = (uintptr_t)ptr;
+	uint32_t idx;
+	struct mspan *s;
+
+	if (!ptr)
+		return;
+	s = checked_span(p, &idx, aligned ? " in free_aligned_sized" : " in free_sized");
+	/* A freed object is a double free, whatever the size says. */
+	if (s->state == MSPAN_SMALL && !mspan_obj_allocated(s, idx))
+		mspan_double_free(p);
+	if (!aligned)
+		align = 1;
+	if (!IS_POW2(align) || p % align || !block_fits(s, align, size))
+		sized_free_mismatch(p, s, aligned, align, size);
+	mh_free(ptr);
 }
 
 size_t mh_usable_size(const void *ptr)

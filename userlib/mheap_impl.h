@@ -132,6 +132,12 @@ MH_HIDDEN struct mspan *mcentral_cache_span(unsigned sizeclass, struct mcache *c
 MH_HIDDEN void mcentral_uncache_span(struct mspan *s);
 MH_HIDDEN void mcentral_remote_event(struct mspan *s, unsigned sizeclass, uint64_t gen);
 
+/* malloc.c: free_sized (aligned false, align unused) and
+ * free_aligned_sized (C23): mh_free(p) once size, and align, match the
+ * block; a mismatch aborts with one "mheap: ..." line, as an invalid free
+ * does. */
+MH_HIDDEN void mh_free_sized_checked(void *p, bool aligned, size_t align, size_t size);
+
 /* Fork handlers take every allocator lock (malloc.c registers them). */
 MH_HIDDEN void mheap_lock_all(void);
 MH_HIDDEN void mheap_unlock_all(void);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "mheap_impl.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -83,4 +84,23 @@ EXPORT void *memalign(size_t align, size_t size)
 EXPORT size_t malloc_usable_size(void *p)
 {
 	return mh_usable_size(p);
+}
+
+/*
+ * C23's sized frees (not in glibc 2.36). The size must be one the
+ * block could have been allocated with - the same size class for a small
+ * object, the same pages for a large one (or down to just over half of
+ * them, what realloc keeps) - and, for free_aligned_sized, the block must
+ * have the alignment; anything else aborts with one line, as an invalid
+ * free does: "mheap: free_sized of 0x... with size 100: the object is 48
+ * bytes (size mismatch)". NULL is a no-op.
+ */
+EXPORT void free_sized(void *p, size_t size)
+{
+	mh_free_sized_checked(p, false, 0, size);
+}
+
+EXPORT void free_aligned_sized(void *p, size_t align, size_t size)
+{
+	mh_free_sized_checked(p, true, align, size);
 }
