@@ -460,12 +460,19 @@ static bool block_fits(const struct mspan *s, size_t align, size_t size)
 	       (size > pages_bytes / 2 || ALIGN_UP(size ? size : 1, MH_PAGE_SIZE) == pages_bytes);
 }
 
-/* Abort: free_sized (aligned false) or free_aligned_sized of p, an
- * allocated object of s, with a size or alignment it cannot have. */
-static MH_NORETURN void sized_free_mismatch(uintptr_t p, const struct mspan *s, bool aligned,
-					    size_t align, size_t size)
+/* The calls that free with a size, as their messages name them (less the
+ * leading " in "): by fn, and without or with an alignment. */
+static const char *const sized_free_what[][2] = {
+	[SIZED_FREE] = { " in free_sized", " in free_aligned_sized" },
+	[SIZED_DELETE] = { " in operator delete", " in operator delete" },
+	[SIZED_DELETE_ARRAY] = { " in operator delete[]", " in operator delete[]" },
+};
+
+/* Abort: a sized free of p, an allocated object of s, with a size or an
+ * alignment it cannot have. */
+static MH_NORETURN void sized_free_mismatch(uintptr_t p, const struct mspan *s, const char *fn,
+					    bool aligned, size_t align, size_t size)
 {
-	const char *fn = aligned ? "free_aligned_sized" : "free_sized";
 	char with[64];
 
 	if (aligned)
@@ -483,22 +490,24 @@ static MH_NORETURN void sized_free_mismatch(uintptr_t p, const struct mspan *s, 
 		 s->state == MSPAN_SMALL ? (size_t)s->elemsize : (size_t)(s->npages << MH_PAGE_SHIFT));
 }
 
-void mh_free_sized_checked(void *ptr, bool aligned, size_t align, size_t size)
+void mh_free_sized_checked(void *ptr, enum sized_free_fn fn, bool aligned, size_t align,
+			   size_t size)
 {
+	const char *what = sized_free_what[fn][aligned];
 	uintptr_t p = (uintptr_t)ptr;
 	uint32_t idx;
 	struct mspan *s;
 
 	if (!ptr)
 		return;
-	s = checked_span(p, &idx, aligned ? " in free_aligned_sized" : " in free_sized");
+	s = checked_span(p, &idx, what);
 	/* A freed object is a double free, whatever the size says. */
 	if (s->state == MSPAN_SMALL && !mspan_obj_allocated(s, idx))
 		mspan_double_free(p);
 	if (!aligned)
 		align = 1;
 	if (!IS_POW2(align) || p % align || !block_fits(s, align, size))
-		sized_free_mismatch(p, s, aligned, align, size);
+		sized_free_mismatch(p, s, what + strlen(" in "), aligned, align, size);
 	mh_free(ptr);
 }
 

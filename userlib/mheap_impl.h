@@ -132,11 +132,18 @@ MH_HIDDEN struct mspan *mcentral_cache_span(unsigned sizeclass, struct mcache *c
 MH_HIDDEN void mcentral_uncache_span(struct mspan *s);
 MH_HIDDEN void mcentral_remote_event(struct mspan *s, unsigned sizeclass, uint64_t gen);
 
-/* malloc.c: free_sized (aligned false, align unused) and
- * free_aligned_sized (C23): mh_free(p) once size, and align, match the
- * block; a mismatch aborts with one "mheap: ..." line, as an invalid free
- * does. */
-MH_HIDDEN void mh_free_sized_checked(void *p, bool aligned, size_t align, size_t size);
+/* malloc.c: the frees that are given the object's size - free_sized,
+ * free_aligned_sized (C23), C++'s sized operator delete and delete[] -
+ * are mh_free(p) once the size, and with aligned the alignment, match the
+ * block; a mismatch aborts with one "mheap: ..." line naming fn, as an
+ * invalid free does. */
+enum sized_free_fn {
+	SIZED_FREE,		/* free_sized, or free_aligned_sized */
+	SIZED_DELETE,		/* operator delete(void *, size_t[, align_val_t]) */
+	SIZED_DELETE_ARRAY,	/* operator delete[], the same */
+};
+MH_HIDDEN void mh_free_sized_checked(void *p, enum sized_free_fn fn, bool aligned, size_t align,
+				     size_t size);
 
 /* Fork handlers take every allocator lock (malloc.c registers them). */
 MH_HIDDEN void mheap_lock_all(void);

@@ -97,10 +97,10 @@ EXPORT size_t malloc_usable_size(void *p)
  */
 EXPORT void free_sized(void *p, size_t size)
 {
-	mh_free_sized_checked(p, false, 0, size);
+	mh_free_sized_checked(p, SIZED_FREE, false, 0, size);
 }
 
 EXPORT void free_aligned_sized(void *p, size_t align, size_t size)
 {
-	mh_free_sized_checked(p, true, align, size);
+	mh_free_sized_checked(p, SIZED_FREE, true, align, size);
 }
