@@ -621,7 +621,7 @@ __attribute__((constructor)) static void malloc_hooks_init(void)
  * standard functions whose contract is exactly that of an mh_* function are
  * aliases of it, so that a preloaded program's malloc and free enter the
  * fast paths above directly; a wrapper costs a jump into another cache line
- * per call. Those whose contract differs are wrappers in preload.c.
+ * per call. Those whose contract differs are wrappers in preload*.c.
  */
 #define MH_STANDARD_NAME(name, impl) \
 	extern __typeof(impl) name __attribute__((alias(#impl), visibility("default")))
@@ -632,4 +632,8 @@ MH_STANDARD_NAME(cfree, mh_free);
 MH_STANDARD_NAME(calloc, mh_calloc);
 MH_STANDARD_NAME(realloc, mh_realloc);
 MH_STANDARD_NAME(aligned_alloc, mh_aligned_alloc);
+/* C++'s operator delete(void *) and delete[](void *); the other forms of
+ * new and delete are in preload_cxx.c. */
+MH_STANDARD_NAME(_ZdlPv, mh_free);
+MH_STANDARD_NAME(_ZdaPv, mh_free);
 #endif
