@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <malloc.h>
 #include <stdint.h>
 #include <sys/stat.h>
 
@@ -168,6 +169,163 @@ TEST_F_TIMEOUT(preload, git_operations, 120)
 	EXPECT_GT(mallocs_in(self, "err"), 1000);
 }
 
+/*
+ * A C++ program, preloaded: every form of operator new and delete is
+ * libmheap.so's (dladdr) and works, allocating from mheap (its blocks have
+ * mheap's usable size and alignment); a huge new throws std::bad_alloc,
+ * after running the new-handler; a huge nothrow new returns NULL; and a
+ * sized delete[] with the size of another size class aborts with one line.
+ */
+static const char cxx_program[] =
+	"#include <cstdint>\n"
+	"#include <cstdio>\n"
+	"#include <cstring>\n"
+	"#include <dlfcn.h>\n"
+	"#include <malloc.h>\n"
+	"#include <new>\n"
+	"using std::size_t;\n"
+	"static const std::align_val_t a64{64};\n"
+	"static const std::nothrow_t &nt = std::nothrow;\n"
+	"static int failures, handler_calls;\n"
+	"static void fail(const char *what) { std::printf(\"FAIL %s\\n\", what); failures++; }\n"
+	"/* p is a block of mheap's of at least n bytes, so aligned */\n"
+	"static void *check(const char *what, void *p, size_t n, size_t align) {\n"
+	"	if (!p || malloc_usable_size(p) < n || reinterpret_cast<std::uintptr_t>(p) % align)\n"
+	"		fail(what);\n"
+	"	else\n"
+	"		std::memset(p, 1, n);\n"
+	"	return p;\n"
+	"}\n"
+	"/* f is defined in libmheap.so */\n"
+	"static void ours(const char *what, void *f) {\n"
+	"	Dl_info info;\n"
+	"	if (!dladdr(f, &info) || !std::strstr(info.dli_fname, \"libmheap\"))\n"
+	"		fail(what);\n"
+	"}\n"
+	"#define OURS(type, name) ours(#type, reinterpret_cast<void *>(static_cast<type>(&name)))\n"
+	"static void handler() { handler_calls++; std::set_new_handler(nullptr); }\n"
+	"struct alignas(64) Wide { char c[100]; };\n"
+	"struct Counted { ~Counted() {} int x[10]; };	/* new[] keeps a count: sized delete[] */\n"
+	"int main(int argc, char **argv) {\n"
+	"	const size_t huge = SIZE_MAX / 4;\n"
+	"	if (argc > 1) {\n"
+	"		void *p = ::operator new[](40);\n"
+	"		std::printf(\"%p\\n\", p);\n"
+	"		std::fflush(stdout);\n"
+	"		::operator delete[](p, 200);\n"
+	"		return 0;\n"
+	"	}\n"
+	"	OURS(void *(*)(size_t), ::operator new);\n"
+	"	OURS(void *(*)(size_t), ::operator new[]);\n"
+	"	OURS(void *(*)(size_t, const std::nothrow_t &), ::operator new);\n"
+	"	OURS(void *(*)(size_t, const std::nothrow_t &), ::operator new[]);\n"
+	"	OURS(void *(*)(size_t, std::align_val_t), ::operator new);\n"
+	"	OURS(void *(*)(size_t, std::align_val_t), ::operator new[]);\n"
+	"	OURS(void *(*)(size_t, std::align_val_t, const std::nothrow_t &), ::operator new);\n"
+	"	OURS(void *(*)(size_t, std::align_val_t, const std::nothrow_t &), ::operator new[]);\n"
+	"	OURS(void (*)(void *), ::operator delete);\n"
+	"	OURS(void (*)(void *), ::operator delete[]);\n"
+	"	OURS(void (*)(void *, size_t), ::operator delete);\n"
+	"	OURS(void (*)(void *, size_t), ::operator delete[]);\n"
+	"	OURS(void (*)(void *, std::align_val_t), ::operator delete);\n"
+	"	OURS(void (*)(void *, std::align_val_t), ::operator delete[]);\n"
+	"	OURS(void (*)(void *, size_t, std::align_val_t), ::operator delete);\n"
+	"	OURS(void (*)(void *, size_t, std::align_val_t), ::operator delete[]);\n"
+	"	OURS(void (*)(void *, const std::nothrow_t &), ::operator delete);\n"
+	"	OURS(void (*)(void *, const std::nothrow_t &), ::operator delete[]);\n"
+	"	OURS(void (*)(void *, std::align_val_t, const std::nothrow_t &), ::operator delete);\n"
+	"	OURS(void (*)(void *, std::align_val_t, const std::nothrow_t &), ::operator delete[]);\n"
+	"	::operator delete(check(\"new\", ::operator new(100), 100, 16));\n"
+	"	::operator delete(check(\"new, sized delete\", ::operator new(100), 100, 16), 100);\n"
+	"	::operator delete[](check(\"new[]\", ::operator new[](100), 100, 16));\n"
+	"	::operator delete[](check(\"new[], sized delete[]\", ::operator new[](100), 100, 16), 100);\n"
+	"	::operator delete(check(\"nothrow new\", ::operator new(100, nt), 100, 16), nt);\n"
+	"	::operator delete[](check(\"nothrow new[]\", ::operator new[](100, nt), 100, 16), nt);\n"
+	"	::operator delete(check(\"aligned new\", ::operator new(100, a64), 100, 64), a64);\n"
+	"	::operator delete(check(\"aligned new, sized\", ::operator new(100, a64), 100, 64), 100, a64);\n"
+	"	::operator delete[](check(\"aligned new[]\", ::operator new[](100, a64), 100, 64), a64);\n"
+	"	::operator delete[](check(\"aligned new[], sized\", ::operator new[](100, a64), 100, 64), 100, a64);\n"
+	"	::operator delete(check(\"aligned nothrow new\", ::operator new(100, a64, nt), 100, 64), a64, nt);\n"
+	"	::operator delete[](check(\"aligned nothrow new[]\", ::operator new[](100, a64, nt), 100, 64), a64, nt);\n"
+	"	Wide *w = new Wide[3];\n"
+	"	check(\"new Wide[3]\", w, sizeof(Wide) * 3, 64);\n"
+	"	delete[] w;\n"
+	"	delete static_cast<Wide *>(check(\"new Wide\", new Wide, sizeof(Wide), 64));\n"
+	"	delete[] new Counted[9];\n"
+	"	if (::operator new(huge, nt) || ::operator new[](huge, a64, nt))\n"
+	"		fail(\"a huge nothrow new returned a block\");\n"
+	"	try {\n"
+	"		::operator delete(::operator new(huge));\n"
+	"		fail(\"a huge new returned\");\n"
+	"	} catch (const std::bad_alloc &e) {\n"
+	"		std::printf(\"a huge new threw %s\\n\", e.what());\n"
+	"	}\n"
+	"	std::set_new_handler(handler);\n"
+	"	try {\n"
+	"		::operator delete[](::operator new[](huge, a64), a64);\n"
+	"		fail(\"a huge aligned new[] returned\");\n"
+	"	} catch (const std::bad_alloc &e) {\n"
+	"		std::printf(\"a huge aligned new[] ran the new-handler %d time(s), then threw %s\\n\",\n"
+	"			    handler_calls, e.what());\n"
+	"	}\n"
+	"	std::printf(\"%d failures\\n\", failures);\n"
+	"	return failures != 0;\n"
+	"}\n";
+
+/* In a child of run_child: the C++ program's sized-delete case, preloaded,
+ * its stdout (the block's address) in the file addr. */
+static void cxx_sized_delete(void *arg)
+{
+	FIXTURE_DATA(preload) *self = arg;
+	int fd;
+
+	if (chdir(self->dir) || setenv("LD_PRELOAD", self->lib, 1))
+		_exit(2);
+	fd = open("addr", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0)
+		_exit(2);
+	execl("./prog", "prog", "sized-delete", (char *)NULL);
+	_exit(127);
+}
+
+TEST_F_TIMEOUT(preload, cxx_program_new_and_delete_of_every_form, 120)
+{
+	char path[128], want[256];
+	struct child_result r;
+	unsigned long addr;
+	FILE *f;
+
+	RETURN_IF_SETUP_SKIPPED();
+	if (!command_exists("g++"))
+		SKIP(return, "g++ not installed (build-essential has it: make deps)");
+	snprintf(path, sizeof(path), "%s/prog.cc", self->dir);
+	f = fopen(path, "w");
+	ASSERT_NE(NULL, f);
+	fputs(cxx_program, f);
+	fclose(f);
+	ASSERT_EQ(0, sh(self, false, "g++ -std=c++17 -O2 -Wall -Werror -o prog prog.cc"));
+	ASSERT_EQ(0, sh(self, true, "./prog > out 2> err"));
+	EXPECT_EQ(0, sh(self, false, "printf '%%s\\n' "
+		"'a huge new threw std::bad_alloc' "
+		"'a huge aligned new[] ran the new-handler 1 time(s), then threw std::bad_alloc' "
+		"'0 failures' | cmp -s - out || cat out >&2"));
+	/* Its 15 news at least (and the exceptions'), all served by mheap. */
+	EXPECT_GE(mallocs_in(self, "err"), 15);
+
+	/* A 40-byte new[] is a 48-byte object: deleting 200 bytes aborts. */
+	run_child(cxx_sized_delete, self, &r);
+	ASSERT_TRUE(died_of(&r, SIGABRT)) TH_LOG("status %#x, stderr: %s", r.status, r.err);
+	snprintf(path, sizeof(path), "%s/addr", self->dir);
+	f = fopen(path, "r");
+	ASSERT_NE(NULL, f);
+	ASSERT_EQ(1, fscanf(f, "%lx", &addr));
+	fclose(f);
+	snprintf(want, sizeof(want),
+		 "mheap: operator delete[] of %#lx with size 200: the object is 48 bytes (size mismatch)\n",
+		 addr);
+	EXPECT_STREQ(want, r.err);
+}
+
 /* A standard function whose contract is exactly an mh_* function's is that
  * function, under a second name (userlib/malloc.c, MH_PRELOAD): a preloaded
  * malloc or free must not pay for a wrapper's jump. */
@@ -177,6 +335,7 @@ TEST_F(preload, standard_names_with_an_mh_contract_are_the_mh_functions)
 		{ "malloc", "mh_malloc" }, { "free", "mh_free" }, { "cfree", "mh_free" },
 		{ "calloc", "mh_calloc" }, { "realloc", "mh_realloc" },
 		{ "aligned_alloc", "mh_aligned_alloc" },
+		{ "_ZdlPv", "mh_free" }, { "_ZdaPv", "mh_free" },	/* delete, delete[] */
 	};
 	void *h;
 
@@ -212,6 +371,17 @@ struct family {
 	int (*posix_memalign)(void **, size_t, size_t);
 	void *(*aligned_alloc)(size_t, size_t);
 	size_t (*malloc_usable_size)(void *);
+	/* glibc's <malloc.h> introspection and tuning */
+	struct mallinfo2 (*mallinfo2)(void);
+	struct mallinfo (*mallinfo)(void);
+	int (*malloc_info)(int, FILE *);
+	void (*malloc_stats)(void);
+	int (*malloc_trim)(size_t);
+	int (*mallopt)(int, int);
+	/* C23, which glibc 2.36 lacks: loaded apart (load_sized_frees) */
+	void (*free_sized)(void *, size_t);
+	void (*free_aligned_sized)(void *, size_t, size_t);
+	void *(*calloc)(size_t, size_t);
 };
 
 #define PAGE 4096
@@ -231,10 +401,14 @@ FIXTURE(wrappers)
 };
 
 /* One case: call a function of f, return the block (NULL if none) and its
- * error (0 on success). */
+ * error (0 on success); or, for a function that returns a number (or a
+ * property of the heap that both must have, as 1), that number and the
+ * error. */
 FIXTURE_VARIANT(wrappers)
 {
 	void *(*call)(const struct family *f, int *err);
+	long (*number)(const struct family *f, int *err);
+	bool property;		/* the number must be 1, glibc's included */
 	size_t align, size;	/* what a block must have */
 	/* C17 (DR 460) and glibc from 2.38 fail with EINVAL; glibc 2.36
 	 * rounds the alignment up as memalign does. */
@@ -246,25 +420,54 @@ static bool load_family(void *h, struct family *f)
 #define LOAD(name) (f->name = (__typeof(f->name))dlsym(h, #name)) != NULL
 	return LOAD(malloc) && LOAD(free) && LOAD(realloc) && LOAD(reallocarray) &&
 	       LOAD(valloc) && LOAD(pvalloc) && LOAD(memalign) && LOAD(posix_memalign) &&
-	       LOAD(aligned_alloc) && LOAD(malloc_usable_size);
+	       LOAD(aligned_alloc) && LOAD(malloc_usable_size) && LOAD(mallinfo2) &&
+	       LOAD(mallinfo) && LOAD(malloc_info) && LOAD(malloc_stats) && LOAD(malloc_trim) &&
+	       LOAD(mallopt);
 #undef LOAD
+}
+
+/* libmheap.so's C23 sized frees and calloc, which the cases of the
+ * sized_frees fixture need besides its family. */
+static bool load_sized_frees(void *h, struct family *f)
+{
+#define LOAD(name) (f->name = (__typeof(f->name))dlsym(h, #name)) != NULL
+	return LOAD(free_sized) && LOAD(free_aligned_sized) && LOAD(calloc);
+#undef LOAD
+}
+
+/*
+ * Set up a fixture that calls libmheap.so beside this process's glibc
+ * malloc: *lib is the shared object dlopen'ed, *mheap its functions. False
+ * when there is none to test here (a skip, *why says why) or when it does
+ * not load (*why is NULL: a failure).
+ */
+static bool open_mheap(void **lib, struct family *mheap, const char **why)
+{
+	const char *path = preload_lib(why);
+
+	if (!path)
+		return false;
+	*why = NULL;
+	*lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (!*lib)
+		fprintf(stderr, "# dlopen: %s\n", dlerror());
+	return *lib && load_family(*lib, mheap) && load_sized_frees(*lib, mheap);
 }
 
 FIXTURE_SETUP(wrappers)
 {
-	const char *why, *lib = preload_lib(&why);
+	const char *why;
 	void *libc;
 
-	if (!lib)
+	if (!open_mheap(&self->lib, &self->mheap, &why)) {
+		ASSERT_NE(NULL, why);
 		SKIP(return, "%s", why);
+	}
 	ASSERT_EQ(PAGE, sysconf(_SC_PAGESIZE));
 	libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
 	if (!libc)
 		SKIP(return, "no shared glibc in this process to compare with (static build)");
 	ASSERT_TRUE(load_family(libc, &self->glibc));
-	self->lib = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
-	ASSERT_NE(NULL, self->lib) TH_LOG("dlopen: %s", dlerror());
-	ASSERT_TRUE(load_family(self->lib, &self->mheap));
 }
 
 FIXTURE_TEARDOWN(wrappers)
@@ -292,6 +495,20 @@ TEST_F(wrappers, behave_as_glibc)
 	struct outcome want, got;
 
 	RETURN_IF_SETUP_SKIPPED();
+	if (variant->number) {
+		int want_err = 0, got_err = 0;
+		long want_n, got_n;
+
+		errno = 0;
+		want_n = variant->number(&self->glibc, &want_err);
+		errno = 0;
+		got_n = variant->number(&self->mheap, &got_err);
+		if (variant->property)
+			ASSERT_EQ(1, want_n) TH_LOG("glibc breaks the case's own contract");
+		EXPECT_EQ(want_n, got_n);
+		EXPECT_EQ(want_err, got_err);
+		return;
+	}
 	want = call(&self->glibc, variant);
 	got = call(&self->mheap, variant);
 	if (variant->einval_since_glibc_2_38)
@@ -365,5 +582,379 @@ POSIX_MEMALIGN_CASE(posix_memalign_of_alignment_not_a_multiple_of_a_pointer_fail
 		    4, 100, .align = 1);
 POSIX_MEMALIGN_CASE(posix_memalign_of_alignment_24_fails_with_EINVAL, 24, 100, .align = 1);
 POSIX_MEMALIGN_CASE(posix_memalign_of_SIZE_MAX_fails_with_ENOMEM, 64, SIZE_MAX, .align = 1);
+
+/* A case of a function that returns a number: expr, with no error. */
+#define NUMBER_CASE(name, expr, ...) \
+	static long name(const struct family *f, int *err) { *err = 0; return (expr); } \
+	FIXTURE_VARIANT_ADD(wrappers, name) { .number = name, __VA_ARGS__ }
+
+/* mallopt: 1 for every parameter, known or not, but for an M_MXFAST out of
+ * glibc's range [0, 160]. (Each test runs in a child of its own: what glibc
+ * does with a value does not outlive it.) */
+NUMBER_CASE(mallopt_M_MXFAST_in_range_returns_1, f->mallopt(M_MXFAST, 64));
+NUMBER_CASE(mallopt_M_MXFAST_above_160_returns_0, f->mallopt(M_MXFAST, 161));
+NUMBER_CASE(mallopt_M_MXFAST_negative_returns_0, f->mallopt(M_MXFAST, -1));
+NUMBER_CASE(mallopt_M_TRIM_THRESHOLD_returns_1, f->mallopt(M_TRIM_THRESHOLD, 128 << 10));
+NUMBER_CASE(mallopt_M_TOP_PAD_returns_1, f->mallopt(M_TOP_PAD, 0));
+NUMBER_CASE(mallopt_M_MMAP_THRESHOLD_returns_1, f->mallopt(M_MMAP_THRESHOLD, 1 << 30));
+NUMBER_CASE(mallopt_M_MMAP_MAX_returns_1, f->mallopt(M_MMAP_MAX, 65536));
+NUMBER_CASE(mallopt_M_CHECK_ACTION_returns_1, f->mallopt(M_CHECK_ACTION, 3));
+NUMBER_CASE(mallopt_M_PERTURB_returns_1, f->mallopt(M_PERTURB, 0));
+NUMBER_CASE(mallopt_M_ARENA_TEST_returns_1, f->mallopt(M_ARENA_TEST, 8));
+NUMBER_CASE(mallopt_M_ARENA_MAX_of_0_returns_1, f->mallopt(M_ARENA_MAX, 0));
+NUMBER_CASE(mallopt_M_KEEP_returns_1, f->mallopt(M_KEEP, 0));
+NUMBER_CASE(mallopt_of_an_unknown_parameter_returns_1, f->mallopt(12345, 1));
+
+/* malloc_info's error is its return value: EINVAL for options other than 0. */
+static long malloc_info_to_dev_null(const struct family *f, int options)
+{
+	FILE *fp = fopen("/dev/null", "w");
+	int ret = f->malloc_info(options, fp);
+
+	fclose(fp);
+	return ret;
+}
+
+NUMBER_CASE(malloc_info_with_options_0_returns_0, malloc_info_to_dev_null(f, 0));
+NUMBER_CASE(malloc_info_with_options_1_returns_EINVAL, malloc_info_to_dev_null(f, 1));
+
+/* Whether xml is the document malloc_info writes: it starts with
+ * <malloc version="1">, ends with </malloc> and a newline, and every
+ * element is closed, in order. */
+static bool malloc_xml_well_formed(const char *xml)
+{
+	static const char head[] = "<malloc version=\"1\">\n", tail[] = "</malloc>\n";
+	char open[8][16];
+	size_t len = strlen(xml);
+	int depth = 0;
+
+	if (strncmp(xml, head, strlen(head)) || len < strlen(tail) ||
+	    strcmp(xml + len - strlen(tail), tail))
+		return false;
+	for (const char *p = strchr(xml, '<'); p; p = strchr(p, '<')) {
+		const char *end = strchr(p, '>');
+		size_t n;
+
+		if (!end)
+			return false;
+		if (p[1] == '/') {		/* </name> closes the innermost */
+			n = (size_t)(end - p - 2);
+			if (!depth || strlen(open[depth - 1]) != n || strncmp(open[depth - 1], p + 2, n))
+				return false;
+			depth--;
+		} else if (end[-1] != '/') {	/* <name ...> opens one */
+			n = strcspn(p + 1, " >");
+			if (depth == 8 || n >= sizeof(open[0]))
+				return false;
+			memcpy(open[depth], p + 1, n);
+			open[depth++][n] = '\0';
+		}
+		p = end + 1;
+	}
+	return depth == 0;
+}
+
+static long malloc_info_writes_its_xml(const struct family *f)
+{
+	char *xml = NULL;
+	size_t len = 0;
+	FILE *fp = open_memstream(&xml, &len);
+	bool ok;
+
+	ok = f->malloc_info(0, fp) == 0;
+	fclose(fp);
+	ok = ok && malloc_xml_well_formed(xml);
+	if (!ok)
+		fprintf(stderr, "# malloc_info wrote:\n%s", xml);
+	free(xml);
+	return ok;
+}
+
+NUMBER_CASE(malloc_info_writes_well_formed_xml, malloc_info_writes_its_xml(f), .property = true);
+
+/* What malloc_stats prints on stderr: glibc's lines, in glibc's order, each
+ * number right-aligned in 10 columns. */
+static long malloc_stats_lines_are_glibcs(const struct family *f)
+{
+	static const char *const lines[] = {
+		"Arena 0:", "system bytes     = ", "in use bytes     = ", "Total (incl. mmap):",
+		"system bytes     = ", "in use bytes     = ", "max mmap regions = ",
+		"max mmap bytes   = ",
+	};
+	char out[1024], *line, *save;
+	int saved = dup(STDERR_FILENO), fd = fileno(tmpfile());
+	unsigned i = 0;
+	ssize_t n;
+
+	fflush(stderr);
+	dup2(fd, STDERR_FILENO);
+	f->malloc_stats();
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	n = pread(fd, out, sizeof(out) - 1, 0);
+	out[n > 0 ? n : 0] = '\0';
+	for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save), i++) {
+		const char *num = line + strlen(lines[i < 8 ? i : 0]);
+
+		if (i == 8 || strncmp(line, lines[i], strlen(lines[i])))
+			return 0;
+		if (num[0] && (strlen(num) < 10 || strspn(num, " 0123456789") != strlen(num) ||
+			       num[strlen(num) - 1] == ' '))
+			return 0;
+	}
+	return i == 8;
+}
+
+NUMBER_CASE(malloc_stats_prints_glibc_lines, malloc_stats_lines_are_glibcs(f), .property = true);
+
+/* Bytes in use, per mallinfo2, grow by at least the size of a block and
+ * shrink again when it is freed. 100,000 bytes: for glibc, above its
+ * thread cache (whose blocks count as in use) and below its mmap threshold
+ * (whose blocks do not count). */
+static long mallinfo2_counts_a_block(const struct family *f)
+{
+	size_t before = f->mallinfo2().uordblks, during, after;
+	char *p = f->malloc(100000);
+
+	memset(p, 1, 100000);
+	during = f->mallinfo2().uordblks;
+	f->free(p);
+	after = f->mallinfo2().uordblks;
+	return during >= before + 100000 && after <= during - 100000;
+}
+
+NUMBER_CASE(mallinfo2_counts_a_block_in_use_then_not, mallinfo2_counts_a_block(f),
+	    .property = true);
+
+/* mallinfo is mallinfo2 truncated to int. */
+static long mallinfo_is_mallinfo2_as_int(const struct family *f)
+{
+	struct mallinfo2 m2 = f->mallinfo2();
+	struct mallinfo m = f->mallinfo();
+
+	return m.arena == (int)m2.arena && m.uordblks == (int)m2.uordblks &&
+	       m.fordblks == (int)m2.fordblks && m.hblkhd == (int)m2.hblkhd &&
+	       m.hblks == (int)m2.hblks && m.keepcost == (int)m2.keepcost;
+}
+
+NUMBER_CASE(mallinfo_is_mallinfo2_truncated_to_int, mallinfo_is_mallinfo2_as_int(f),
+	    .property = true);
+
+/* malloc_trim returns 1 when it released memory, else 0. */
+NUMBER_CASE(malloc_trim_returns_0_or_1, f->malloc_trim(0) <= 1, .property = true);
+
+/*
+ * C23's free_sized and free_aligned_sized, which glibc 2.36 lacks: nothing
+ * to compare with, so each case checks mheap's contract. A size the block
+ * could have been allocated with frees it (mallinfo2 counts it gone, and
+ * a second free is a double free); any other size or alignment aborts
+ * with the exact line (in a child).
+ */
+FIXTURE(sized_frees)
+{
+	void *lib;
+	struct family m;
+};
+
+FIXTURE_VARIANT(sized_frees)
+{
+	void *(*alloc)(const struct family *m);	/* the block */
+	bool aligned;		/* free_aligned_sized, else free_sized */
+	size_t align, size;	/* their arguments */
+	const char *dies;	/* the line it aborts with, %#lx the block; NULL: it frees */
+};
+
+FIXTURE_SETUP(sized_frees)
+{
+	const char *why;
+
+	if (!open_mheap(&self->lib, &self->m, &why)) {
+		ASSERT_NE(NULL, why);
+		SKIP(return, "%s", why);
+	}
+}
+
+FIXTURE_TEARDOWN(sized_frees)
+{
+	if (self->lib)
+		dlclose(self->lib);
+}
+
+/* What a child calls: the case's sized free of p, or a plain free. */
+struct sized_call {
+	const struct family *m;
+	const FIXTURE_VARIANT(sized_frees) *v;
+	void *p;
+};
+
+static void sized_free(void *arg)
+{
+	const struct sized_call *c = arg;
+
+	if (c->v->aligned)
+		c->m->free_aligned_sized(c->p, c->v->align, c->v->size);
+	else
+		c->m->free_sized(c->p, c->v->size);
+}
+
+static void plain_free(void *arg)
+{
+	const struct sized_call *c = arg;
+
+	c->m->free(c->p);
+}
+
+/* Run fn in a child, which must abort with exactly the line want, fmt
+ * formatted with p. */
+static void expect_abort(struct __test_metadata *_metadata, void (*fn)(void *),
+			 struct sized_call *c, const char *fmt)
+{
+	struct child_result r;
+	char want[256];
+
+	snprintf(want, sizeof(want) - 1, fmt, (unsigned long)(uintptr_t)c->p);
+	strcat(want, "\n");
+	run_child(fn, c, &r);
+	ASSERT_TRUE(died_of(&r, SIGABRT)) TH_LOG("status %#x, stderr: %s", r.status, r.err);
+	EXPECT_STREQ(want, r.err);
+}
+
+TEST_F(sized_frees, frees_or_aborts_with_one_line)
+{
+	struct sized_call c = { .m = &self->m, .v = variant };
+	size_t before, usable;
+
+	RETURN_IF_SETUP_SKIPPED();
+	c.p = variant->alloc(&self->m);
+	if (!c.p) {		/* the NULL case: nothing happens */
+		sized_free(&c);
+		return;
+	}
+	if (variant->dies) {
+		expect_abort(_metadata, sized_free, &c, variant->dies);
+		return;
+	}
+	before = self->m.mallinfo2().uordblks;
+	usable = self->m.malloc_usable_size(c.p);
+	sized_free(&c);
+	EXPECT_EQ(before - usable, self->m.mallinfo2().uordblks);
+	expect_abort(_metadata, plain_free, &c, "mheap: double free of %#lx");
+}
+
+#define SIZED_CASE(name, expr, ...) \
+	static void *name(const struct family *m) { return (expr); } \
+	FIXTURE_VARIANT_ADD(sized_frees, name) { .alloc = name, __VA_ARGS__ }
+
+/* A 48-byte object (class 48) that is not 4 KiB-aligned. */
+static void *unaligned_48(const struct family *m)
+{
+	void *p = m->malloc(48);
+
+	return (uintptr_t)p % 4096 ? p : m->malloc(48);
+}
+
+static void *freed_40(const struct family *m)
+{
+	void *p = m->malloc(40);
+
+	m->free(p);
+	return p;
+}
+
+SIZED_CASE(free_sized_of_NULL_does_nothing, NULL, .size = 100);
+SIZED_CASE(free_aligned_sized_of_NULL_does_nothing, NULL, .aligned = true, .align = 3, .size = 1);
+SIZED_CASE(free_sized_with_the_size_allocated_frees, m->malloc(40), .size = 40);
+SIZED_CASE(free_sized_with_another_size_of_the_class_frees, m->malloc(40), .size = 33);
+SIZED_CASE(free_sized_of_calloc_with_n_times_size_frees, m->calloc(10, 30), .size = 300);
+SIZED_CASE(free_sized_of_a_large_object_frees, m->malloc(100000), .size = 100000);
+SIZED_CASE(free_sized_of_a_large_object_realloc_kept_in_place_frees,
+	   m->realloc(m->malloc(100000), 60000), .size = 60000);
+SIZED_CASE(free_aligned_sized_of_an_aligned_block_frees, m->aligned_alloc(64, 48),
+	   .aligned = true, .align = 64, .size = 48);
+SIZED_CASE(free_aligned_sized_of_a_block_aligned_above_a_page_frees,
+	   m->aligned_alloc(16384, 100), .aligned = true, .align = 16384, .size = 100);
+SIZED_CASE(free_sized_with_the_size_of_another_class_aborts, m->malloc(40), .size = 100,
+	   .dies = "mheap: free_sized of %#lx with size 100: the object is 48 bytes (size mismatch)");
+SIZED_CASE(free_sized_of_a_large_object_with_a_small_size_aborts, m->malloc(100000), .size = 40,
+	   .dies = "mheap: free_sized of %#lx with size 40: the object is 106496 bytes (size mismatch)");
+SIZED_CASE(free_sized_of_a_large_object_with_more_pages_aborts, m->malloc(100000),
+	   .size = 200000,
+	   .dies = "mheap: free_sized of %#lx with size 200000: the object is 106496 bytes (size mismatch)");
+SIZED_CASE(free_aligned_sized_with_the_size_of_another_class_aborts, m->aligned_alloc(64, 48),
+	   .aligned = true, .align = 64, .size = 200,
+	   .dies = "mheap: free_aligned_sized of %#lx with alignment 64 and size 200: the object is 64 bytes (size mismatch)");
+SIZED_CASE(free_aligned_sized_with_an_alignment_the_block_lacks_aborts, unaligned_48(m),
+	   .aligned = true, .align = 4096, .size = 48,
+	   .dies = "mheap: free_aligned_sized of %#lx with alignment 4096 and size 48: the object is not 4096-byte aligned (alignment mismatch)");
+SIZED_CASE(free_aligned_sized_with_an_alignment_not_a_power_of_two_aborts,
+	   m->aligned_alloc(64, 48), .aligned = true, .align = 24, .size = 48,
+	   .dies = "mheap: free_aligned_sized of %#lx with alignment 24 and size 48: the alignment is not a power of two");
+SIZED_CASE(free_sized_of_a_freed_object_is_a_double_free, freed_40(m), .size = 40,
+	   .dies = "mheap: double free of %#lx");
+SIZED_CASE(free_sized_inside_an_object_is_an_invalid_free, (char *)m->malloc(40) + 8, .size = 40,
+	   .dies = "mheap: invalid free of %#lx in free_sized (inside an object)");
+
+/* libmheap.so's own numbers through glibc's calls, exactly. */
+FIXTURE(mheap_numbers)
+{
+	void *lib;
+	struct family m;
+};
+
+FIXTURE_SETUP(mheap_numbers)
+{
+	const char *why;
+
+	if (!open_mheap(&self->lib, &self->m, &why)) {
+		ASSERT_NE(NULL, why);
+		SKIP(return, "%s", why);
+	}
+}
+
+FIXTURE_TEARDOWN(mheap_numbers)
+{
+	if (self->lib)
+		dlclose(self->lib);
+}
+
+/* A freed 1 MiB block stays resident (below the scavenger's reserve):
+ * malloc_trim releases it, and then has nothing left to release. */
+TEST_F(mheap_numbers, malloc_trim_releases_free_pages_then_has_none_left)
+{
+	char *p;
+
+	RETURN_IF_SETUP_SKIPPED();
+	p = self->m.malloc(1 << 20);
+	ASSERT_NE(NULL, p);
+	memset(p, 1, 1 << 20);
+	self->m.free(p);
+	EXPECT_LT(0, self->m.mallinfo2().keepcost);
+	EXPECT_EQ(1, self->m.malloc_trim(0));
+	EXPECT_EQ(0, self->m.malloc_trim(0));
+	EXPECT_EQ(0, self->m.mallinfo2().keepcost);
+}
+
+/* uordblks counts a small object by its class's size, a large one by its
+ * pages, which hblks and hblkhd count too; uordblks + fordblks = arena. */
+TEST_F(mheap_numbers, mallinfo2_counts_objects_by_the_bytes_they_take)
+{
+	struct mallinfo2 before, during;
+	void *small, *large;
+
+	RETURN_IF_SETUP_SKIPPED();
+	before = self->m.mallinfo2();
+	small = self->m.malloc(1000);
+	large = self->m.malloc(100000);
+	during = self->m.mallinfo2();
+	EXPECT_EQ(1024, self->m.malloc_usable_size(small));
+	EXPECT_EQ(before.uordblks + 1024 + 106496, during.uordblks);
+	EXPECT_EQ(before.hblks + 1, during.hblks);
+	EXPECT_EQ(before.hblkhd + 106496, during.hblkhd);
+	EXPECT_EQ(during.arena, during.uordblks + during.fordblks);
+	self->m.free(small);
+	self->m.free(large);
+	EXPECT_EQ(before.uordblks, self->m.mallinfo2().uordblks);
+}
 
 TEST_HARNESS_MAIN
