@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <link.h>
 #include <malloc.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -415,9 +416,24 @@ FIXTURE_VARIANT(wrappers)
 	bool einval_since_glibc_2_38;
 };
 
+/* dlsym, but only a definition in h itself: dlsym searches h's
+ * dependencies too, where libc's function would stand in for one missing
+ * from libmheap.so. */
+static void *own_sym(void *h, const char *name)
+{
+	void *p = dlsym(h, name);
+	struct link_map *map;
+	Dl_info info;
+
+	if (!p || dlinfo(h, RTLD_DI_LINKMAP, &map) || !dladdr(p, &info) ||
+	    strcmp(info.dli_fname, map->l_name))
+		return NULL;
+	return p;
+}
+
 static bool load_family(void *h, struct family *f)
 {
-#define LOAD(name) (f->name = (__typeof(f->name))dlsym(h, #name)) != NULL
+#define LOAD(name) (f->name = (__typeof(f->name))own_sym(h, #name)) != NULL
 	return LOAD(malloc) && LOAD(free) && LOAD(realloc) && LOAD(reallocarray) &&
 	       LOAD(valloc) && LOAD(pvalloc) && LOAD(memalign) && LOAD(posix_memalign) &&
 	       LOAD(aligned_alloc) && LOAD(malloc_usable_size) && LOAD(mallinfo2) &&
@@ -430,7 +446,7 @@ static bool load_family(void *h, struct family *f)
  * sized_frees fixture need besides its family. */
 static bool load_sized_frees(void *h, struct family *f)
 {
-#define LOAD(name) (f->name = (__typeof(f->name))dlsym(h, #name)) != NULL
+#define LOAD(name) (f->name = (__typeof(f->name))own_sym(h, #name)) != NULL
 	return LOAD(free_sized) && LOAD(free_aligned_sized) && LOAD(calloc);
 #undef LOAD
 }
