@@ -92,6 +92,20 @@ static unsigned long long mallocs_in(FIXTURE_DATA(preload) *self, const char *fi
 	return total;
 }
 
+/* Write text into the fixture's folder as file name. */
+static bool put_file(FIXTURE_DATA(preload) *self, const char *name, const char *text)
+{
+	char path[256];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", self->dir, name);
+	f = fopen(path, "w");
+	if (!f)
+		return false;
+	fputs(text, f);
+	return fclose(f) == 0;
+}
+
 static bool command_exists(const char *name)
 {
 	char cmd[128];
@@ -112,18 +126,11 @@ static const char python_script[] =
 
 TEST_F_TIMEOUT(preload, python_allocation_heavy_script, 120)
 {
-	char path[128];
-	FILE *f;
-
 	RETURN_IF_SETUP_SKIPPED();
 
 	if (!command_exists("python3"))
 		SKIP(return, "python3 not installed");
-	snprintf(path, sizeof(path), "%s/script.py", self->dir);
-	f = fopen(path, "w");
-	ASSERT_NE(NULL, f);
-	fputs(python_script, f);
-	fclose(f);
+	ASSERT_TRUE(put_file(self, "script.py", python_script));
 	/* PYTHONMALLOC=malloc sends every object to malloc, not pymalloc. */
 	ASSERT_EQ(0, sh(self, true, "PYTHONMALLOC=malloc python3 script.py > out 2> err"));
 	ASSERT_EQ(0, sh(self, false, "PYTHONMALLOC=malloc python3 script.py > want"));
@@ -299,11 +306,7 @@ TEST_F_TIMEOUT(preload, cxx_program_new_and_delete_of_every_form, 120)
 	RETURN_IF_SETUP_SKIPPED();
 	if (!command_exists("g++"))
 		SKIP(return, "g++ not installed (build-essential has it: make deps)");
-	snprintf(path, sizeof(path), "%s/prog.cc", self->dir);
-	f = fopen(path, "w");
-	ASSERT_NE(NULL, f);
-	fputs(cxx_program, f);
-	fclose(f);
+	ASSERT_TRUE(put_file(self, "prog.cc", cxx_program));
 	ASSERT_EQ(0, sh(self, false, "g++ -std=c++17 -O2 -Wall -Werror -o prog prog.cc"));
 	ASSERT_EQ(0, sh(self, true, "./prog > out 2> err"));
 	EXPECT_EQ(0, sh(self, false, "printf '%%s\\n' "
@@ -469,6 +472,28 @@ static bool open_mheap(void **lib, struct family *mheap, const char **why)
 		fprintf(stderr, "# dlopen: %s\n", dlerror());
 	return *lib && load_family(*lib, mheap) && load_sized_frees(*lib, mheap);
 }
+
+/* A fixture with libmheap.so's functions only, in self->m: no glibc to
+ * compare with. */
+#define MHEAP_FIXTURE(name) \
+	FIXTURE(name) \
+	{ \
+		void *lib; \
+		struct family m; \
+	}; \
+	FIXTURE_SETUP(name) \
+	{ \
+		const char *why; \
+		if (!open_mheap(&self->lib, &self->m, &why)) { \
+			ASSERT_NE(NULL, why); \
+			SKIP(return, "%s", why); \
+		} \
+	} \
+	FIXTURE_TEARDOWN(name) \
+	{ \
+		if (self->lib) \
+			dlclose(self->lib); \
+	}
 
 FIXTURE_SETUP(wrappers)
 {
@@ -767,11 +792,7 @@ NUMBER_CASE(malloc_trim_returns_0_or_1, f->malloc_trim(0) <= 1, .property = true
  * a second free is a double free); any other size or alignment aborts
  * with the exact line (in a child).
  */
-FIXTURE(sized_frees)
-{
-	void *lib;
-	struct family m;
-};
+MHEAP_FIXTURE(sized_frees);
 
 FIXTURE_VARIANT(sized_frees)
 {
@@ -780,22 +801,6 @@ FIXTURE_VARIANT(sized_frees)
 	size_t align, size;	/* their arguments */
 	const char *dies;	/* the line it aborts with, %#lx the block; NULL: it frees */
 };
-
-FIXTURE_SETUP(sized_frees)
-{
-	const char *why;
-
-	if (!open_mheap(&self->lib, &self->m, &why)) {
-		ASSERT_NE(NULL, why);
-		SKIP(return, "%s", why);
-	}
-}
-
-FIXTURE_TEARDOWN(sized_frees)
-{
-	if (self->lib)
-		dlclose(self->lib);
-}
 
 /* What a child calls: the case's sized free of p, or a plain free. */
 struct sized_call {
@@ -912,27 +917,7 @@ SIZED_CASE(free_sized_inside_an_object_is_an_invalid_free, (char *)m->malloc(40)
 	   .dies = "mheap: invalid free of %#lx in free_sized (inside an object)");
 
 /* libmheap.so's own numbers through glibc's calls, exactly. */
-FIXTURE(mheap_numbers)
-{
-	void *lib;
-	struct family m;
-};
-
-FIXTURE_SETUP(mheap_numbers)
-{
-	const char *why;
-
-	if (!open_mheap(&self->lib, &self->m, &why)) {
-		ASSERT_NE(NULL, why);
-		SKIP(return, "%s", why);
-	}
-}
-
-FIXTURE_TEARDOWN(mheap_numbers)
-{
-	if (self->lib)
-		dlclose(self->lib);
-}
+MHEAP_FIXTURE(mheap_numbers);
 
 /* A freed 1 MiB block stays resident (below the scavenger's reserve):
  * malloc_trim releases it, and then has nothing left to release. */
