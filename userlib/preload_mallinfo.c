@@ -45,8 +45,10 @@ struct glibc_view {
 	size_t idle;		/* free pages, resident or not */
 	size_t mapped;		/* heap and metadata: all the library maps */
 	size_t heap_arenas;	/* 64 MiB reservations, never unmapped */
+	size_t scavenged;	/* bytes released to the OS, cumulative */
 };
 
+/* The only read of the statistics here. */
 static void glibc_view(struct glibc_view *v)
 {
 	struct mh_stats st;
@@ -72,6 +74,7 @@ static void glibc_view(struct glibc_view *v)
 		.idle = st.heap_idle,
 		.mapped = st.heap_sys + st.metadata_sys,
 		.heap_arenas = st.heap_arenas,
+		.scavenged = st.scavenged_bytes,
 	};
 }
 
@@ -174,13 +177,13 @@ EXPORT int malloc_info(int options, FILE *fp)
  */
 EXPORT int malloc_trim(size_t pad)
 {
-	struct mh_stats before, after;
+	struct glibc_view before, after;
 
 	(void)pad;
-	mh_stats_read(&before);
+	glibc_view(&before);
 	mh_scavenge();
-	mh_stats_read(&after);
-	return after.scavenged_bytes > before.scavenged_bytes;
+	glibc_view(&after);
+	return after.scavenged > before.scavenged;
 }
 
 /*
