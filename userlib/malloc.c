@@ -416,6 +416,23 @@ static __attribute__((noinline)) void free_slow(uintptr_t p)
 	count_free(c, 0);
 }
 
+/* The span of p if c owns it, else NULL (NULL and foreign pointers find
+ * no span; only small spans have owners). Frees come in runs into the same
+ * span (LIFO, a structure torn down): the cache remembers the owned span
+ * of the last free and skips the lookup when p falls in it again. */
+static inline __attribute__((always_inline)) struct mspan *owned_span(struct mcache *c, uintptr_t p)
+{
+	struct mspan *s = c->last_free_span;
+
+	if (unlikely(p - s->base >= s->npages << MH_PAGE_SHIFT)) {
+		s = mcache_span_of(c, p);
+		if (unlikely(!s || LOAD_RELAXED(&s->owner) != c))
+			return NULL;
+		c->last_free_span = s;
+	}
+	return s;
+}
+
 void mh_free(void *ptr)
 {
 	uintptr_t p = (uintptr_t)ptr;
@@ -424,19 +441,8 @@ void mh_free(void *ptr)
 
 	if (unlikely(c == NULL))
 		goto slow;
-	/* Frees come in runs into the same span (LIFO, a structure torn
-	 * down): the cache remembers the owned span of the last free and
-	 * skips the lookup when p falls in it again. */
-	s = c->last_free_span;
-	if (unlikely(p - s->base >= s->npages << MH_PAGE_SHIFT)) {
-		/* Only small spans have owners; NULL and foreign pointers
-		 * find no span. */
-		s = mcache_span_of(c, p);
-		if (unlikely(!s || LOAD_RELAXED(&s->owner) != c))
-			goto slow;
-		c->last_free_span = s;
-	}
-	if (likely(local_free(c, s, p)))
+	s = owned_span(c, p);
+	if (likely(s && local_free(c, s, p)))
 		return;
 slow:	/* Anything odd about p ends there, which names the error. */
 	free_slow(p);
@@ -495,9 +501,21 @@ void mh_free_sized_checked(void *ptr, enum sized_free_fn fn, bool aligned, size_
 {
 	const char *what = sized_free_what[fn][aligned];
 	uintptr_t p = (uintptr_t)ptr;
+	struct mcache *c = mh_tls_cache;
 	uint32_t idx;
 	struct mspan *s;
 
+	/* mh_free's fast path, the size checked against the span it finds:
+	 * every delete of a C++ program comes here (sized deallocation is
+	 * the default from C++14). 20M new/delete pairs of 32 bytes, user
+	 * time of five interleaved runs (2026-12-06, loaded machine): 0.30-
+	 * 0.31 s through checked_span and mh_free, 0.20-0.21 s with this,
+	 * as with libstdc++'s delete calling free. */
+	if (likely(c != NULL && !aligned && size <= MH_MAX_SMALL_SIZE)) {
+		s = owned_span(c, p);
+		if (likely(s && s->sizeclass == size_to_class(size) && local_free(c, s, p)))
+			return;
+	}
 	if (!ptr)
 		return;
 	s = checked_span(p, &idx, what);
