@@ -51,7 +51,7 @@ struct glibc_view {
 /* The only read of the statistics here. */
 static void glibc_view(struct glibc_view *v)
 {
-	struct mh_stats st;
+	struct mh_stats st = MH_STATS_INIT;
 	uint64_t small = 0;
 
 	mh_stats_read(&st);
