@@ -9,12 +9,18 @@
  *   guard       anonymous memory, MADV_GUARD_INSTALL, then MADV_GUARD_REMOVE
  *               (Linux 6.13+; skipped=unsupported elsewhere)
  *   mprotect    anonymous memory, mprotect(PROT_NONE) + MADV_DONTNEED, then
- *               mprotect(PROT_READ | PROT_WRITE): the library's fallback
+ *               mprotect(PROT_READ | PROT_WRITE): the library's fallback,
+ *               in transparent huge pages where the system default gives
+ *               them (as the library's big arena chunks are)
+ *   mprotect-4k the same advised MADV_NOHUGEPAGE: small pages, as the module
+ *               always has, so the per-page costs compare
  *   none        anonymous memory left as it is (the cost of not faulting)
  *
  * It talks to the kernel directly rather than through libmheap, so that the
- * numbers are those of the mechanisms alone. Every line it prints is
- * "fault_bench key=value ...":
+ * numbers are those of the mechanisms alone. The cycle and batch tests
+ * interleave the backends (one cycle of each in turn), so that a noisy
+ * machine slows them all alike and their ratios hold. Every line it prints
+ * is "fault_bench key=value ...":
  *
  *   test=cycle     one chunk, faulted then released, N times: medians and
  *                  minima in microseconds of the FAULT, of the RELEASE, and
@@ -62,8 +68,10 @@ static uint64_t kmod_limit = 1ull << 30;
 #define MADV_GUARD_REMOVE 103
 #endif
 
-enum backend { KMOD_IOCTL, KMOD_URING, GUARD, MPROTECT, NONE, NBACKENDS };
-static const char *const names[] = { "kmod-ioctl", "kmod-uring", "guard", "mprotect", "none" };
+enum backend { KMOD_IOCTL, KMOD_URING, GUARD, MPROTECT, MPROTECT_4K, NONE, NBACKENDS };
+static const char *const names[] = {
+	"kmod-ioctl", "kmod-uring", "guard", "mprotect", "mprotect-4k", "none"
+};
 
 static int dev = -1;
 static struct io_uring ring;
@@ -118,6 +126,8 @@ static char *map_chunks(enum backend b, size_t len)
 		p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, dev, 0);
 	if (p == MAP_FAILED)
 		die("mmap");
+	if (b == MPROTECT_4K && madvise(p, len, MADV_NOHUGEPAGE))
+		die("madvise(MADV_NOHUGEPAGE)");
 	return p;
 }
 
@@ -177,6 +187,7 @@ static void do_fault(enum backend b, char *const *base, int n, size_t len)
 				err = -errno;
 		break;
 	case MPROTECT:
+	case MPROTECT_4K:
 		for (int i = 0; i < n && !err; i++) {
 			if (mprotect(base[i], len, PROT_NONE))
 				err = -errno;
@@ -209,6 +220,7 @@ static void do_release(enum backend b, char *const *base, int n, size_t len)
 				err = -errno;
 		break;
 	case MPROTECT:
+	case MPROTECT_4K:
 		for (int i = 0; i < n && !err; i++)
 			if (mprotect(base[i], len, PROT_READ | PROT_WRITE))
 				err = -errno;
@@ -230,74 +242,128 @@ static void touch(char *p, size_t len, size_t step)
 
 /* ------------------------------------------------------------ tests */
 
-static void cycle(enum backend b, bool full)
+/* Why backend b cannot run here, or NULL. */
+static const char *unavailable(enum backend b);
+
+/* Per backend: the median of each measured quantity, over the cycles. */
+struct samples {
+	double *v[3];
+};
+
+static void samples_init(struct samples *s)
 {
-	double *f = calloc((size_t)cycles, sizeof(double));
-	double *r = calloc((size_t)cycles, sizeof(double));
-	double *t = calloc((size_t)cycles, sizeof(double));
-	char *p = map_chunks(b, chunk);
-
-	if (!f || !r || !t)
-		die("calloc");
-	touch(p, full ? chunk : page, page);
-	for (int i = 0; i < cycles; i++) {
-		double t0, t1, t2, t3;
-
-		t0 = now_us();
-		do_fault(b, &p, 1, chunk);
-		t1 = now_us();
-		do_release(b, &p, 1, chunk);
-		t2 = now_us();
-		/* What the next user of the chunk pays to bring it back. */
-		touch(p, full ? chunk : page, page);
-		t3 = now_us();
-		f[i] = t1 - t0;
-		r[i] = t2 - t1;
-		t[i] = t3 - t2;
+	for (int k = 0; k < 3; k++) {
+		s->v[k] = calloc((size_t)cycles, sizeof(double));
+		if (!s->v[k])
+			die("calloc");
 	}
-	printf("fault_bench test=cycle backend=%s chunk_kib=%zu fill=%s n=%d"
-	       " fault_us_med=%.1f fault_us_min=%.1f release_us_med=%.1f release_us_min=%.1f"
-	       " touch_us_med=%.1f\n",
-	       names[b], chunk >> 10, full ? "touched" : "sparse", cycles,
-	       median(f, cycles), minimum(f, cycles), median(r, cycles), minimum(r, cycles),
-	       median(t, cycles));
-	munmap(p, chunk);
-	free(f);
-	free(r);
-	free(t);
 }
 
-static void batch(enum backend b)
+static void samples_free(struct samples *s)
 {
-	double *f = calloc((size_t)cycles, sizeof(double));
-	double *r = calloc((size_t)cycles, sizeof(double));
-	char *base[BATCH];
+	for (int k = 0; k < 3; k++)
+		free(s->v[k]);
+}
 
-	if (!f || !r)
-		die("calloc");
-	/* Separate mappings, as the library's chunks are. */
-	for (int i = 0; i < BATCH; i++)
-		base[i] = map_chunks(b, chunk);
-	for (int i = 0; i < cycles; i++) {
-		double t0, t1, t2;
+static void cycle_once(enum backend b, char *p, bool full, struct samples *s, int i)
+{
+	double t0, t1, t2, t3;
 
-		for (int c = 0; c < BATCH; c++)
-			touch(base[c], page, page);
-		t0 = now_us();
-		do_fault(b, base, BATCH, chunk);
-		t1 = now_us();
-		do_release(b, base, BATCH, chunk);
-		t2 = now_us();
-		f[i] = (t1 - t0) / BATCH;
-		r[i] = (t2 - t1) / BATCH;
+	t0 = now_us();
+	do_fault(b, &p, 1, chunk);
+	t1 = now_us();
+	do_release(b, &p, 1, chunk);
+	t2 = now_us();
+	/* What the next user of the chunk pays to bring it back. */
+	touch(p, full ? chunk : page, page);
+	t3 = now_us();
+	s->v[0][i] = t1 - t0;
+	s->v[1][i] = t2 - t1;
+	s->v[2][i] = t3 - t2;
+}
+
+/* One chunk per backend, faulted and released by each backend in turn. */
+static void cycle(bool full)
+{
+	struct samples s[NBACKENDS];
+	char *p[NBACKENDS];
+
+	for (int b = 0; b < NBACKENDS; b++) {
+		if (unavailable((enum backend)b))
+			continue;
+		samples_init(&s[b]);
+		p[b] = map_chunks((enum backend)b, chunk);
+		touch(p[b], full ? chunk : page, page);
 	}
-	printf("fault_bench test=batch backend=%s chunks=%d chunk_kib=%zu fill=sparse n=%d"
-	       " fault_us_per_chunk_med=%.1f release_us_per_chunk_med=%.1f\n",
-	       names[b], BATCH, chunk >> 10, cycles, median(f, cycles), median(r, cycles));
-	for (int i = 0; i < BATCH; i++)
-		munmap(base[i], chunk);
-	free(f);
-	free(r);
+	for (int i = 0; i < cycles; i++)
+		for (int b = 0; b < NBACKENDS; b++)
+			if (!unavailable((enum backend)b))
+				cycle_once((enum backend)b, p[b], full, &s[b], i);
+	for (int b = 0; b < NBACKENDS; b++) {
+		if (unavailable((enum backend)b)) {
+			printf("fault_bench test=cycle backend=%s skipped=%s\n", names[b],
+			       unavailable((enum backend)b));
+			continue;
+		}
+		printf("fault_bench test=cycle backend=%s chunk_kib=%zu fill=%s n=%d"
+		       " fault_us_med=%.1f fault_us_min=%.1f release_us_med=%.1f"
+		       " release_us_min=%.1f touch_us_med=%.1f\n",
+		       names[b], chunk >> 10, full ? "touched" : "sparse", cycles,
+		       median(s[b].v[0], cycles), minimum(s[b].v[0], cycles),
+		       median(s[b].v[1], cycles), minimum(s[b].v[1], cycles),
+		       median(s[b].v[2], cycles));
+		munmap(p[b], chunk);
+		samples_free(&s[b]);
+	}
+}
+
+static void batch_once(enum backend b, char **base, struct samples *s, int i)
+{
+	double t0, t1, t2;
+
+	for (int c = 0; c < BATCH; c++)
+		touch(base[c], page, page);
+	t0 = now_us();
+	do_fault(b, base, BATCH, chunk);
+	t1 = now_us();
+	do_release(b, base, BATCH, chunk);
+	t2 = now_us();
+	s->v[0][i] = (t1 - t0) / BATCH;
+	s->v[1][i] = (t2 - t1) / BATCH;
+}
+
+/* BATCH chunks per backend, each backend's batch in turn. */
+static void batch(void)
+{
+	struct samples s[NBACKENDS];
+	char *base[NBACKENDS][BATCH];
+
+	for (int b = 0; b < NBACKENDS; b++) {
+		if (unavailable((enum backend)b))
+			continue;
+		samples_init(&s[b]);
+		/* Separate mappings, as the library's chunks are. */
+		for (int c = 0; c < BATCH; c++)
+			base[b][c] = map_chunks((enum backend)b, chunk);
+	}
+	for (int i = 0; i < cycles; i++)
+		for (int b = 0; b < NBACKENDS; b++)
+			if (!unavailable((enum backend)b))
+				batch_once((enum backend)b, base[b], &s[b], i);
+	for (int b = 0; b < NBACKENDS; b++) {
+		if (unavailable((enum backend)b)) {
+			printf("fault_bench test=batch backend=%s skipped=%s\n", names[b],
+			       unavailable((enum backend)b));
+			continue;
+		}
+		printf("fault_bench test=batch backend=%s chunks=%d chunk_kib=%zu fill=sparse n=%d"
+		       " fault_us_per_chunk_med=%.1f release_us_per_chunk_med=%.1f\n",
+		       names[b], BATCH, chunk >> 10, cycles, median(s[b].v[0], cycles),
+		       median(s[b].v[1], cycles));
+		for (int c = 0; c < BATCH; c++)
+			munmap(base[b][c], chunk);
+		samples_free(&s[b]);
+	}
 }
 
 static long max_map_count(void)
@@ -428,7 +494,6 @@ static bool guard_works(void)
 	return ok;
 }
 
-/* Why backend b cannot run here, or NULL. */
 static const char *unavailable(enum backend b)
 {
 	if ((b == KMOD_IOCTL || b == KMOD_URING) && dev < 0)
@@ -474,19 +539,9 @@ int main(int argc, char **argv)
 	if (dev >= 0 && io_uring_queue_init(2 * BATCH, &ring, 0))
 		die("io_uring_queue_init");
 
-	for (int full = 1; full >= 0; full--)
-		for (int b = 0; b < NBACKENDS; b++)
-			if (!unavailable((enum backend)b))
-				cycle((enum backend)b, full);
-			else
-				printf("fault_bench test=cycle backend=%s skipped=%s\n", names[b],
-				       unavailable((enum backend)b));
-	for (int b = 0; b < NBACKENDS; b++)
-		if (!unavailable((enum backend)b))
-			batch((enum backend)b);
-		else
-			printf("fault_bench test=batch backend=%s skipped=%s\n", names[b],
-			       unavailable((enum backend)b));
+	cycle(true);
+	cycle(false);
+	batch();
 	if (dev >= 0)
 		capacity_kmod();
 	else
