@@ -327,40 +327,51 @@ static unsigned long bits_set(const struct mheap_map *map,
 /*
  * Unmap and drop the resident pages of [first, last), which start at addr
  * in vma. The map lock is held for writing, so no fault maps them again.
- * The references go in batches, as the page allocator likes them.
+ *
+ * What it costs is per command, not per page, wherever it can be: one zap of
+ * the whole range (the kernel's mmu_gather flushes the TLB once, or once per
+ * page table where dirty entries of these non-anonymous pages make
+ * zap_pte_range() flush before it drops the page-table lock), then the
+ * xarray's references in batches of MHEAP_DROP_BATCH: the entries of a batch
+ * are erased with one xa_store_range() (a whole leaf node at a time where
+ * the batch covers one, rather than entry by entry), and the pages go in one
+ * release_pages(). Between batches the xarray lock is dropped and the CPU
+ * may be given up, so a range of any size keeps latencies short.
  */
+#define MHEAP_DROP_BATCH	XA_CHUNK_SIZE
+
 static void drop_pages(struct mheap_map *map, struct vm_area_struct *vma,
 		       unsigned long addr, unsigned long first,
 		       unsigned long last)
 {
 	XA_STATE(xas, &map->pages, first);
-	unsigned long idx = first, next = first, dropped = 0;
-	struct page *batch[32], *page;
+	unsigned long start, next = first, dropped = 0;
+	struct page *batch[MHEAP_DROP_BATCH], *page;
 	int nr;
 
 	lockdep_assert_held_write(&map->lock);
-	if (!xa_find(&map->pages, &idx, last - 1, XA_PRESENT))
+	start = first;
+	if (!xa_find(&map->pages, &start, last - 1, XA_PRESENT))
 		return;
 	/* Page tables first: after this no CPU reaches the pages here. */
 	mheap_zap_range(vma, addr, (last - first) << PAGE_SHIFT);
 
-	/*
-	 * A batch at a time under the xarray lock; each batch starts its walk
-	 * afresh (xas_pause() cannot be used here: it would skip entries
-	 * when the last store emptied and freed a node).
-	 */
 	do {
+		/* Entries change only under the map lock, which is ours. */
 		nr = 0;
-		xas_set(&xas, next);
-		xas_lock(&xas);
+		start = next;
+		xas_set(&xas, start);
+		rcu_read_lock();
 		xas_for_each(&xas, page, last - 1) {
-			next = xas.xa_index + 1;
-			xas_store(&xas, NULL);
 			batch[nr++] = page;
+			next = xas.xa_index + 1;
 			if (nr == ARRAY_SIZE(batch))
 				break;
 		}
-		xas_unlock(&xas);
+		rcu_read_unlock();
+		if (!nr)
+			break;
+		xa_store_range(&map->pages, start, next - 1, NULL, GFP_KERNEL);
 		/* Freed now unless a get_user_pages() pin still holds them. */
 		release_pages(batch, nr);
 		dropped += nr;
