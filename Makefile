@@ -98,7 +98,7 @@ INSTALLED  := $(LIBDIR)/libmheap.a $(LIBDIR)/libmheap.so.$(MH_VERSION) \
 
 .PHONY: all deps lib module check vmtest demo demo-vm bench bench-quick bench-vm bench-faults selftests \
 	checkpatch module-w1 module-w1-tap archive-tap bench-smoke-tap vmtest-run clean \
-	modules_install install uninstall install-tap
+	modules_install dkms-install install uninstall install-tap kmod-install-tap
 
 # `make` builds the library only; `make all` adds the module, which needs
 # kernel headers and so `make deps`.
@@ -207,10 +207,46 @@ module-w1: | $(DEPS_STAMP)
 	[ -n "$(strip $(KVERS))" ] || bad=" (no kernel)"; \
 	[ -z "$$bad" ] || { echo "module-w1: not clean for$$bad" >&2; exit 1; }
 
+# Installing the module, for KVER (modules_install) or with DKMS for every
+# kernel it supports (dkms-install). DESTDIR, when given, is a staging tree
+# (a package, tools/kmod-install-tap.sh): everything goes under it, and udev
+# and dkms, which act on the running system, are left alone. Both also
+# install the udev rule that keeps /dev/mheap 0666 and
+# /etc/modules-load.d/mheap.conf, which loads the module at boot.
+MHEAP_KVERSION := $(shell sed -n 's/^\#define MHEAP_VERSION_[A-Z]*[[:space:]]*\([0-9]*\)$$/\1/p' \
+	$(TOP)/uapi/linux/mheap.h | paste -sd.)
+DKMS_SRC := $(DESTDIR)/usr/src/mheap-$(MHEAP_KVERSION)
+define install_boot_files
+	install -D -m 0644 $(TOP)/tools/99-mheap.rules $(DESTDIR)/etc/udev/rules.d/99-mheap.rules
+	install -D -m 0644 $(TOP)/tools/mheap-modules-load.conf $(DESTDIR)/etc/modules-load.d/mheap.conf
+	@if [ -z "$(DESTDIR)" ] && command -v udevadm >/dev/null; then \
+		udevadm control --reload-rules && \
+		udevadm trigger --subsystem-match=misc --sysname-match=mheap || \
+		echo "$@: udev did not reload; the rule applies from the next boot" >&2; \
+	fi
+endef
+
 modules_install: module
-	$(MAKE) -C $(call kdir,$(KVER)) M=$(call kmod_dir,$(KVER)) modules_install
-	install -D -m 0644 $(TOP)/tools/99-mheap.rules /etc/udev/rules.d/99-mheap.rules
-	depmod -a $(KVER)
+	$(MAKE) -C $(call kdir,$(KVER)) M=$(call kmod_dir,$(KVER)) \
+		$(if $(DESTDIR),INSTALL_MOD_PATH=$(DESTDIR)) modules_install
+	depmod $(if $(DESTDIR),-b $(DESTDIR)) -a $(KVER)
+	$(install_boot_files)
+
+# The sources only, no build output, to /usr/src/mheap-<version>/ with
+# kmod/dkms.conf at the top, then dkms add, and dkms install for each of
+# KVERS (DKMS builds for later kernels by itself: AUTOINSTALL).
+dkms-install:
+	@[ -n "$(MHEAP_KVERSION)" ] || { echo "$@: no version in uapi/linux/mheap.h" >&2; exit 1; }
+	@[ -n "$(DESTDIR)" ] || command -v dkms >/dev/null || \
+		{ echo "$@: dkms is not installed (apt-get install dkms)" >&2; exit 1; }
+	rm -rf $(DKMS_SRC)
+	$(call kmod_tree,$(DKMS_SRC))
+	install -m 0644 $(TOP)/kmod/dkms.conf $(DKMS_SRC)/dkms.conf
+	@if [ -z "$(DESTDIR)" ]; then set -e; \
+		dkms status mheap/$(MHEAP_KVERSION) | grep -q . || dkms add mheap/$(MHEAP_KVERSION); \
+		for v in $(KVERS); do dkms install mheap/$(MHEAP_KVERSION) -k $$v; done; \
+	fi
+	$(install_boot_files)
 
 # The files are $(INSTALLED), under DESTDIR; uninstall removes them and
 # nothing else. mheap.pc gets the paths under PREFIX as ${prefix}/..., so
@@ -271,6 +307,7 @@ check: all selftests
 	-$(MAKE) --no-print-directory module-w1-tap
 	-$(MAKE) --no-print-directory archive-tap
 	-$(MAKE) --no-print-directory install-tap
+	-$(MAKE) --no-print-directory kmod-install-tap
 	-$(MAKE) --no-print-directory bench-smoke-tap
 	@$(TOP)/tools/tap-summary.sh $(LOGS)
 
@@ -322,6 +359,14 @@ install-tap: lib | $(DEPS_STAMP)
 	@mkdir -p $(LOGS)
 	@$(TOP)/tools/install-tap.sh $(TOP) $(BUILD)/install-tap > $(LOGS)/install.tap; \
 	cat $(LOGS)/install.tap
+
+# modules_install and dkms-install into a staging tree, and DKMS's own build
+# command on the staged sources (tools/kmod-install-tap.sh); needs no
+# loadable kernel.
+kmod-install-tap: module
+	@mkdir -p $(LOGS)
+	@$(TOP)/tools/kmod-install-tap.sh $(TOP) $(BUILD)/kmod-install-tap $(KVER) $(KVERS) \
+		> $(LOGS)/kmod-install.tap; cat $(LOGS)/kmod-install.tap
 
 # Every benchmark once, asserting only that each produced numbers.
 bench-smoke-tap:
