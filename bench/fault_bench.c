@@ -242,8 +242,16 @@ static void touch(char *p, size_t len, size_t step)
 
 /* ------------------------------------------------------------ tests */
 
-/* Why backend b cannot run here, or NULL. */
-static const char *unavailable(enum backend b);
+/* Why each backend cannot run here (NULL: it can), found once by main(). */
+static const char *why_not[NBACKENDS];
+
+/* True, after printing test's skipped line, if backend b cannot run. */
+static bool skipped(const char *test, int b)
+{
+	if (why_not[b])
+		printf("fault_bench test=%s backend=%s skipped=%s\n", test, names[b], why_not[b]);
+	return why_not[b] != NULL;
+}
 
 /* Per backend: the median of each measured quantity, over the cycles. */
 struct samples {
@@ -289,7 +297,7 @@ static void cycle(bool full)
 	char *p[NBACKENDS];
 
 	for (int b = 0; b < NBACKENDS; b++) {
-		if (unavailable((enum backend)b))
+		if (why_not[b])
 			continue;
 		samples_init(&s[b]);
 		p[b] = map_chunks((enum backend)b, chunk);
@@ -297,14 +305,11 @@ static void cycle(bool full)
 	}
 	for (int i = 0; i < cycles; i++)
 		for (int b = 0; b < NBACKENDS; b++)
-			if (!unavailable((enum backend)b))
+			if (!why_not[b])
 				cycle_once((enum backend)b, p[b], full, &s[b], i);
 	for (int b = 0; b < NBACKENDS; b++) {
-		if (unavailable((enum backend)b)) {
-			printf("fault_bench test=cycle backend=%s skipped=%s\n", names[b],
-			       unavailable((enum backend)b));
+		if (skipped("cycle", b))
 			continue;
-		}
 		printf("fault_bench test=cycle backend=%s chunk_kib=%zu fill=%s n=%d"
 		       " fault_us_med=%.1f fault_us_min=%.1f release_us_med=%.1f"
 		       " release_us_min=%.1f touch_us_med=%.1f\n",
@@ -339,7 +344,7 @@ static void batch(void)
 	char *base[NBACKENDS][BATCH];
 
 	for (int b = 0; b < NBACKENDS; b++) {
-		if (unavailable((enum backend)b))
+		if (why_not[b])
 			continue;
 		samples_init(&s[b]);
 		/* Separate mappings, as the library's chunks are. */
@@ -348,14 +353,11 @@ static void batch(void)
 	}
 	for (int i = 0; i < cycles; i++)
 		for (int b = 0; b < NBACKENDS; b++)
-			if (!unavailable((enum backend)b))
+			if (!why_not[b])
 				batch_once((enum backend)b, base[b], &s[b], i);
 	for (int b = 0; b < NBACKENDS; b++) {
-		if (unavailable((enum backend)b)) {
-			printf("fault_bench test=batch backend=%s skipped=%s\n", names[b],
-			       unavailable((enum backend)b));
+		if (skipped("batch", b))
 			continue;
-		}
 		printf("fault_bench test=batch backend=%s chunks=%d chunk_kib=%zu fill=sparse n=%d"
 		       " fault_us_per_chunk_med=%.1f release_us_per_chunk_med=%.1f\n",
 		       names[b], BATCH, chunk >> 10, cycles, median(s[b].v[0], cycles),
@@ -494,6 +496,7 @@ static bool guard_works(void)
 	return ok;
 }
 
+/* Why backend b cannot run here, or NULL. */
 static const char *unavailable(enum backend b)
 {
 	if ((b == KMOD_IOCTL || b == KMOD_URING) && dev < 0)
@@ -538,6 +541,8 @@ int main(int argc, char **argv)
 	}
 	if (dev >= 0 && io_uring_queue_init(2 * BATCH, &ring, 0))
 		die("io_uring_queue_init");
+	for (int b = 0; b < NBACKENDS; b++)
+		why_not[b] = unavailable((enum backend)b);
 
 	cycle(true);
 	cycle(false);
@@ -546,10 +551,8 @@ int main(int argc, char **argv)
 		capacity_kmod();
 	else
 		printf("fault_bench test=capacity backend=kmod skipped=no-device\n");
-	if (!unavailable(GUARD))
+	if (!skipped("capacity", GUARD))
 		capacity_guard();
-	else
-		printf("fault_bench test=capacity backend=guard skipped=unsupported\n");
 	capacity_mprotect();
 	return 0;
 }
