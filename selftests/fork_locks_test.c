@@ -9,11 +9,12 @@
  * next use of it hangs for good.
  */
 #define _GNU_SOURCE
-#include <dlfcn.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "kselftest_harness.h"
 #include "mheap_test.h"
@@ -43,26 +44,19 @@ static void stop_a_while(void)
  * choice_lock (fault.c). */
 int madvise(void *addr, size_t len, int advice)
 {
-	static int (*real)(void *, size_t, int);
-
 	if (advice == MADV_GUARD_INSTALL)
 		stop_a_while();
-	if (!real)
-		real = (int (*)(void *, size_t, int))dlsym(RTLD_NEXT, "madvise");
-	return real(addr, len, advice);
+	return (int)syscall(SYS_madvise, addr, len, advice);
 }
 
 /* The fault handler's installation, under uaf_install's lock (uaf.c). */
+int __sigaction(int sig, const struct sigaction *sa, struct sigaction *old);
+
 int sigaction(int sig, const struct sigaction *sa, struct sigaction *old)
 {
-	static int (*real)(int, const struct sigaction *, struct sigaction *);
-
 	if (sig == SIGSEGV && sa)
 		stop_a_while();
-	if (!real)
-		real = (int (*)(int, const struct sigaction *, struct sigaction *))
-			dlsym(RTLD_NEXT, "sigaction");
-	return real(sig, sa, old);
+	return __sigaction(sig, sa, old);
 }
 
 static atomic_int forked;
