@@ -383,17 +383,17 @@ static void fork_release(void)
 __attribute__((constructor)) static void arena_config_init(void)
 {
 	pthread_atfork(fork_prepare, fork_release, fork_release);
-	config.chunk_bytes = ALIGN_UP(mh_env_u64("MHEAP_ARENA_CHUNK", 8u << 20), MH_PAGE_SIZE);
+	config.chunk_bytes = ALIGN_UP(mh_option(MH_OPT_ARENA_CHUNK), MH_PAGE_SIZE);
 	if (config.chunk_bytes < 64 * 1024)
 		mh_fatal("MHEAP_ARENA_CHUNK must be at least 64K");
-	config.reuse = mh_env_u64("MHEAP_ARENA_REUSE", 1) != 0;
-	config.reuse_max = mh_env_u64("MHEAP_ARENA_REUSE_MAX", 16u << 20);
-	config.quarantine_max = mh_env_u64("MHEAP_QUARANTINE_MAX", (uint64_t)4 << 30);
-	config.ready_max = mh_env_u64("MHEAP_ARENA_READY_MAX", 64u << 20);
-	config.thp = mh_env_u64("MHEAP_ARENA_THP", 1) != 0;
-	config.thp_after = mh_env_u64("MHEAP_ARENA_THP_AFTER", 256u << 10);
-	config.recycle = mh_env_u64("MHEAP_ARENA_RECYCLE", 1) != 0;
-	config.warm_max = mh_env_u64("MHEAP_ARENA_WARM_MAX", (uint64_t)128 << 20);
+	config.reuse = mh_option(MH_OPT_ARENA_REUSE);
+	config.reuse_max = mh_option(MH_OPT_ARENA_REUSE_MAX);
+	config.quarantine_max = mh_option(MH_OPT_QUARANTINE_MAX);
+	config.ready_max = mh_option(MH_OPT_ARENA_READY_MAX);
+	config.thp = mh_option(MH_OPT_ARENA_THP);
+	config.thp_after = mh_option(MH_OPT_ARENA_THP_AFTER);
+	config.recycle = mh_option(MH_OPT_ARENA_RECYCLE);
+	config.warm_max = mh_option(MH_OPT_ARENA_WARM_MAX);
 	fixalloc_init(&chunk_alloc, sizeof(struct arena_chunk), 0);
 }
 

@@ -50,17 +50,17 @@ struct chunk_list {
 	uint64_t count;
 };
 
-/* Arena settings, from the environment at start-up (README.md). */
+/* Arena settings, from the options at start-up (options.c: defaults). */
 struct arena_config {
-	size_t chunk_bytes;	/* MHEAP_ARENA_CHUNK, default 8 MiB */
-	bool reuse;		/* MHEAP_ARENA_REUSE, default 1 */
-	size_t reuse_max;	/* MHEAP_ARENA_REUSE_MAX, default 16 MiB */
-	size_t quarantine_max;	/* MHEAP_QUARANTINE_MAX, default 4 GiB */
-	size_t ready_max;	/* MHEAP_ARENA_READY_MAX, default 64 MiB */
-	bool thp;		/* MHEAP_ARENA_THP, default 1 */
-	size_t thp_after;	/* MHEAP_ARENA_THP_AFTER, default 256 KiB */
-	bool recycle;		/* MHEAP_ARENA_RECYCLE, default 1 */
-	size_t warm_max;	/* MHEAP_ARENA_WARM_MAX, default 128 MiB */
+	size_t chunk_bytes;	/* MHEAP_ARENA_CHUNK */
+	bool reuse;		/* MHEAP_ARENA_REUSE */
+	size_t reuse_max;	/* MHEAP_ARENA_REUSE_MAX */
+	size_t quarantine_max;	/* MHEAP_QUARANTINE_MAX */
+	size_t ready_max;	/* MHEAP_ARENA_READY_MAX */
+	bool thp;		/* MHEAP_ARENA_THP */
+	size_t thp_after;	/* MHEAP_ARENA_THP_AFTER */
+	bool recycle;		/* MHEAP_ARENA_RECYCLE */
+	size_t warm_max;	/* MHEAP_ARENA_WARM_MAX */
 };
 
 /* For tests: read or change the settings (only while no arena is live). */

@@ -129,10 +129,7 @@ const struct fault_backend *fault_backend_select(const char *name)
 
 static const struct fault_backend *select_from_env(void)
 {
-	const char *name = mh_env_str("MHEAP_BACKEND");
-
-	if (!name)
-		name = "auto";
+	const char *name = mh_option_str(MH_OPT_BACKEND);
 	const struct fault_backend *b = fault_backend_select(name);
 	if (b)
 		return b;
@@ -191,10 +188,8 @@ static void fork_child(void)
  * missing backend is reported at once rather than at the first arena. */
 __attribute__((constructor)) static void fault_check_env(void)
 {
-	const char *name = mh_env_str("MHEAP_BACKEND");
-
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
-	if (name && strcmp(name, "auto"))
+	if (strcmp(mh_option_str(MH_OPT_BACKEND), "auto"))
 		(void)fault_backend();
 }
 

@@ -235,11 +235,9 @@ static bool ring_ready(void)
 	if (ring.state)
 		return ring.state > 0;
 	ring.state = -1;
-	const char *io = mh_env_str("MHEAP_KMOD_IO");
-	if (io && strcmp(io, "uring") && strcmp(io, "ioctl"))
-		mh_fatal("MHEAP_KMOD_IO=%s: use uring or ioctl", io);
+	const char *io = mh_option_str(MH_OPT_KMOD_IO);
 	/* ioctl unless io_uring is asked for (see the top of this file). */
-	if (!io || strcmp(io, "uring"))
+	if (strcmp(io, "uring"))
 		return false;
 
 	memset(&p, 0, sizeof(p));

@@ -116,15 +116,8 @@ MH_HIDDEN MH_NORETURN void mh_fatal(const char *fmt, ...)
 MH_HIDDEN void mh_print(int fd, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
-/*
- * Environment, read at start-up without allocating. Every variable is in
- * util.c's table, which says what its value may be; a bad value is fatal
- * ("mheap: NAME=VALUE: why"), and an empty one is the same as none.
- * mh_env_u64: a decimal number with an optional K, M or G suffix (powers
- * of 1024), or def. mh_env_str: the value, or NULL.
- */
-MH_HIDDEN uint64_t mh_env_u64(const char *name, uint64_t def);
-MH_HIDDEN const char *mh_env_str(const char *name);
+/* The MHEAP_* options (options.c). */
+#include "options.h"
 
 /* Monotonic clock in nanoseconds. */
 MH_HIDDEN uint64_t mh_nanotime(void);

@@ -44,9 +44,9 @@ static uint64_t peak_time;	/* when the peak last moved */
 
 void scavenge_init(void)
 {
-	reserve_pages = (uintptr_t)(mh_env_u64("MHEAP_SCAVENGE_RESERVE", 16u << 20) >> MH_PAGE_SHIFT);
-	reserve_percent = (uintptr_t)mh_env_u64("MHEAP_SCAVENGE_PERCENT", 25);
-	decay_ns = mh_env_u64("MHEAP_SCAVENGE_DECAY_MS", 100) * 1000000u;
+	reserve_pages = (uintptr_t)(mh_option(MH_OPT_SCAVENGE_RESERVE) >> MH_PAGE_SHIFT);
+	reserve_percent = (uintptr_t)mh_option(MH_OPT_SCAVENGE_PERCENT);
+	decay_ns = mh_option(MH_OPT_SCAVENGE_DECAY_MS) * 1000000u;
 }
 
 void scavenge_note_alloc(void)

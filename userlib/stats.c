@@ -125,9 +125,7 @@ static int stats_fd = -1;
 
 __attribute__((constructor)) static void stats_init(void)
 {
-	const char *v = mh_env_str("MHEAP_STATS");
-
-	if (v && strcmp(v, "0") != 0)
+	if (mh_option(MH_OPT_STATS) != 0)
 		stats_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 100);
 }
 
