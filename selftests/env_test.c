@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * The MHEAP_* environment variables (userlib/util.c): numbers are decimal
+ * The MHEAP_* environment variables (userlib/options.c): numbers are decimal
  * with an optional K, M or G suffix, flags are 0 or 1, words are from a
  * list; an empty value is the default. A bad value stops the program when
  * it starts, by abort, with one line "mheap: NAME=VALUE: why": checked in
@@ -89,6 +89,63 @@ TEST(every_variable_at_a_good_value_starts)
 	EXPECT_STREQ("", res.err);
 }
 
+/* Run this program with env set (as start_with), expecting it to start. */
+static void start_ok(struct __test_metadata *_metadata, const char *const *env,
+		     struct child_result *res)
+{
+	run_child(start_with, (void *)env, res);
+	ASSERT_TRUE(WIFEXITED(res->status) && WEXITSTATUS(res->status) == 0)
+		TH_LOG("status %#x: %s", res->status, res->err);
+}
+
+/* How many lines of s start with prefix. */
+static int lines_starting(const char *s, const char *prefix)
+{
+	int n = 0;
+
+	for (const char *l = s; *l; l = strchr(l, '\n') + 1) {
+		n += !strncmp(l, prefix, strlen(prefix));
+		if (!strchr(l, '\n'))
+			break;
+	}
+	return n;
+}
+
+TEST(verbose_prints_every_option_and_the_backend_at_start_up)
+{
+	static const char *const env[] = {
+		"MHEAP_VERBOSE=1", "MHEAP_ARENA_CHUNK=16m", "MHEAP_BACKEND=none",
+		"MHEAP_QUARANTINE_MAX=", NULL,
+	};
+	struct child_result res;
+
+	start_ok(_metadata, env, &res);
+	/* One line an option, one for the backend, nothing else. */
+	EXPECT_EQ(MH_OPT_COUNT + 1, lines_starting(res.err, "mheap: "))
+		TH_LOG("%s", res.err);
+	EXPECT_EQ(MH_OPT_COUNT, lines_starting(res.err, "mheap: MHEAP_"));
+	EXPECT_EQ(MH_OPT_COUNT + 1, lines_starting(res.err, ""));
+	EXPECT_NE(NULL, strstr(res.err, "mheap: MHEAP_VERBOSE=1 (set): "));
+	EXPECT_NE(NULL, strstr(res.err, "mheap: MHEAP_ARENA_CHUNK=16m (set): "));
+	/* An empty value is the default. */
+	EXPECT_NE(NULL, strstr(res.err, "mheap: MHEAP_QUARANTINE_MAX=4G (default): "));
+	EXPECT_NE(NULL, strstr(res.err, "mheap: MHEAP_ARENA_REUSE=1 (default): "));
+	EXPECT_NE(NULL, strstr(res.err, "mheap: MHEAP_KMOD_IO=uring (default): "));
+	EXPECT_NE(NULL, strstr(res.err, "\nmheap: backend: none\n")) TH_LOG("%s", res.err);
+}
+
+TEST(verbose_0_or_unset_prints_nothing)
+{
+	static const char *const zero[] = { "MHEAP_VERBOSE=0", NULL };
+	static const char *const unset[] = { "MHEAP_VERBOSE", NULL };	/* putenv unsets */
+	struct child_result res;
+
+	start_ok(_metadata, zero, &res);
+	EXPECT_STREQ("", res.err);
+	start_ok(_metadata, unset, &res);
+	EXPECT_STREQ("", res.err);
+}
+
 FIXTURE(bad_value) {};
 FIXTURE_SETUP(bad_value) {}
 FIXTURE_TEARDOWN(bad_value) {}
@@ -125,6 +182,7 @@ FIXTURE_VARIANT_ADD(bad_value, a_flag_of_01) { "MHEAP_ARENA_RECYCLE=01", "use 0 
 FIXTURE_VARIANT_ADD(bad_value, stats_other_than_0_or_1) { "MHEAP_STATS=true", "use 0 or 1" };
 FIXTURE_VARIANT_ADD(bad_value, an_unknown_kmod_io) {
 	"MHEAP_KMOD_IO=io_uring", "use uring or ioctl" };
+FIXTURE_VARIANT_ADD(bad_value, verbose_other_than_0_or_1) { "MHEAP_VERBOSE=2", "use 0 or 1" };
 FIXTURE_VARIANT_ADD(bad_value, an_unknown_backend) {
 	"MHEAP_BACKEND=bogus", "unknown backend (auto, kmod, guard, mprotect or none)" };
 

@@ -6,10 +6,12 @@
  * read, and a constructor reads them all when the program starts, so a bad
  * value stops the program at once with one line naming it, "mheap:
  * NAME=VALUE: why", however late the library would first have used it. An
- * empty value is the same as none: the default applies.
+ * empty value is the same as none: the default applies. MHEAP_VERBOSE=1
+ * prints the table's values then, and the fault backend.
  */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -31,6 +33,8 @@ static const struct option {
 #define NUMBER(o, n, d, m, s) [o] = { .name = n, .kind = OPT_NUMBER, .def = d, .max = m, .desc = s }
 #define FLAG(o, n, d, s) [o] = { .name = n, .kind = OPT_FLAG, .def = d, .max = 1, .desc = s }
 #define WORD(o, n, d, s, ...) [o] = { .name = n, .kind = OPT_WORD, .def = d, .desc = s, __VA_ARGS__ }
+	FLAG(MH_OPT_VERBOSE, "MHEAP_VERBOSE", "0",
+	     "print the options and the fault backend on stderr at start-up"),
 	WORD(MH_OPT_STATS, "MHEAP_STATS", "0", "1: statistics on stderr at exit",
 	     .words = "0 or 1", .word = { "0", "1" }),
 	NUMBER(MH_OPT_SCAVENGE_RESERVE, "MHEAP_SCAVENGE_RESERVE", "16M", UINT64_MAX,
@@ -176,7 +180,8 @@ uint64_t mh_env_u64(const char *name, uint64_t def)
 	return v ? parse_number(o, v) : def;
 }
 
-/* Every option checked when the program starts (see the top). */
+/* Every option checked when the program starts (see the top), then
+ * printed with MHEAP_VERBOSE=1, one line each. */
 __attribute__((constructor)) static void options_check_all(void)
 {
 	for (unsigned i = 0; i < MH_OPT_COUNT; i++) {
@@ -184,4 +189,13 @@ __attribute__((constructor)) static void options_check_all(void)
 			mh_fatal("option %u: not in options.c's table", i);
 		(void)env_value(&options[i]);
 	}
+	if (!mh_option(MH_OPT_VERBOSE))
+		return;
+	for (unsigned i = 0; i < MH_OPT_COUNT; i++) {
+		const char *v = env_value(&options[i]);
+
+		mh_print(STDERR_FILENO, "mheap: %s=%s (%s): %s", options[i].name,
+			 v ? v : options[i].def, v ? "set" : "default", options[i].desc);
+	}
+	mh_print(STDERR_FILENO, "mheap: backend: %s", mh_backend_name());
 }

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 enum mh_opt {
+	MH_OPT_VERBOSE,
 	MH_OPT_STATS,
 	MH_OPT_SCAVENGE_RESERVE,
 	MH_OPT_SCAVENGE_PERCENT,
