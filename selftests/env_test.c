@@ -13,6 +13,12 @@
 
 /* The argument that makes this program end as soon as main is reached. */
 #define STARTUP_ONLY "--startup-only"
+/* ... and the one that makes it allocate MALLOCS objects first. */
+#define MALLOC_THEN_END "--malloc-then-end"
+#define MALLOCS 1000
+
+/* What start_with's child runs with. */
+static const char *start_arg = STARTUP_ONLY;
 
 /* A number variable whose reader takes any 64-bit value. */
 #define NUM "MHEAP_QUARANTINE_MAX"
@@ -67,7 +73,7 @@ static void start_with(void *env)
 	for (; *kv; kv++)
 		putenv((char *)*kv);
 	dup2(null, STDOUT_FILENO);
-	execl("/proc/self/exe", "env_test", STARTUP_ONLY, (char *)NULL);
+	execl("/proc/self/exe", "env_test", start_arg, (char *)NULL);
 	_exit(127);
 }
 
@@ -146,6 +152,78 @@ TEST(verbose_0_or_unset_prints_nothing)
 	EXPECT_STREQ("", res.err);
 }
 
+/* The statistics a child allocating MALLOCS objects prints at exit with
+ * MHEAP_STATS=json: one line, in res->err. */
+static void stats_json(struct __test_metadata *_metadata, struct child_result *res)
+{
+	static const char *const env[] = { "MHEAP_STATS=json", NULL };
+
+	start_arg = MALLOC_THEN_END;
+	start_ok(_metadata, env, res);
+	start_arg = STARTUP_ONLY;
+	ASSERT_EQ(1, lines_starting(res->err, "")) TH_LOG("%s", res->err);
+}
+
+/* The number after "key": in a JSON text, or -1. */
+static long long json_number(const char *json, const char *key)
+{
+	char k[64];
+	const char *p;
+
+	snprintf(k, sizeof(k), "\"%s\":", key);
+	p = strstr(json, k);
+	return p ? strtoll(p + strlen(k), NULL, 10) : -1;
+}
+
+TEST(stats_json_prints_one_json_object_line_at_exit)
+{
+	struct child_result res;
+	int depth = 0, objects = 0;
+	bool in_string = false;
+
+	stats_json(_metadata, &res);
+	ASSERT_EQ('{', res.err[0]);
+	ASSERT_STREQ("}\n", res.err + strlen(res.err) - 2);
+	/* Balanced outside strings, closed only at the end. */
+	for (const char *c = res.err; *c; c++) {
+		if (*c == '"')
+			in_string = !in_string;
+		else if (!in_string && (*c == '{' || *c == '['))
+			depth++, objects += *c == '{';
+		else if (!in_string && (*c == '}' || *c == ']'))
+			ASSERT_TRUE(--depth > 0 || c[1] == '\n') TH_LOG("%s", c);
+	}
+	EXPECT_FALSE(in_string);
+	EXPECT_EQ(0, depth);
+	/* The object and one per size class. */
+	EXPECT_EQ(1 + MH_NUM_SIZE_CLASSES, objects);
+	EXPECT_GE(json_number(res.err, "mallocs"), MALLOCS);
+	EXPECT_GE(json_number(res.err, "frees"), MALLOCS);
+	EXPECT_EQ(sizeof(struct mh_stats), json_number(res.err, "size"));
+	EXPECT_EQ(0, json_number(res.err, "arenas_live"));
+	EXPECT_GE(json_number(res.err, "arena_chunks_warm"), 0);
+	EXPECT_NE(NULL, strstr(res.err, ",\"by_class\":[{\"size\":0,"));
+}
+
+TEST(stats_json_is_json_to_python)
+{
+	struct child_result res;
+	char cmd[256];
+	FILE *py;
+
+	if (system("python3 -c '' 2>/dev/null") != 0)
+		SKIP(return, "python3 is not installed");
+	stats_json(_metadata, &res);
+	/* A list of the by_class sizes, which must be the size classes. */
+	snprintf(cmd, sizeof(cmd), "python3 -c 'import json,sys; d = json.loads(sys.stdin.read()); "
+		 "sys.exit(len(d[\"by_class\"]) != %d or d[\"mallocs\"] < %d)'",
+		 MH_NUM_SIZE_CLASSES, MALLOCS);
+	py = popen(cmd, "w");
+	ASSERT_NE(NULL, py);
+	fputs(res.err, py);
+	EXPECT_EQ(0, pclose(py)) TH_LOG("%s", res.err);
+}
+
 FIXTURE(bad_value) {};
 FIXTURE_SETUP(bad_value) {}
 FIXTURE_TEARDOWN(bad_value) {}
@@ -179,7 +257,8 @@ FIXTURE_VARIANT_ADD(bad_value, a_percentage_that_overflows_the_reserve) {
 FIXTURE_VARIANT_ADD(bad_value, a_flag_of_2) { "MHEAP_ARENA_REUSE=2", "use 0 or 1" };
 FIXTURE_VARIANT_ADD(bad_value, a_flag_of_yes) { "MHEAP_ARENA_THP=yes", "use 0 or 1" };
 FIXTURE_VARIANT_ADD(bad_value, a_flag_of_01) { "MHEAP_ARENA_RECYCLE=01", "use 0 or 1" };
-FIXTURE_VARIANT_ADD(bad_value, stats_other_than_0_or_1) { "MHEAP_STATS=true", "use 0 or 1" };
+FIXTURE_VARIANT_ADD(bad_value, stats_other_than_0_1_or_json) {
+	"MHEAP_STATS=true", "use 0, 1 or json" };
 FIXTURE_VARIANT_ADD(bad_value, an_unknown_kmod_io) {
 	"MHEAP_KMOD_IO=io_uring", "use uring or ioctl" };
 FIXTURE_VARIANT_ADD(bad_value, verbose_other_than_0_or_1) { "MHEAP_VERBOSE=2", "use 0 or 1" };
@@ -220,5 +299,10 @@ int main(int argc, char **argv)
 {
 	if (argc == 2 && !strcmp(argv[1], STARTUP_ONLY))
 		return 0;
+	if (argc == 2 && !strcmp(argv[1], MALLOC_THEN_END)) {
+		for (int i = 0; i < MALLOCS; i++)
+			mh_free(mh_malloc(16));
+		return 0;
+	}
 	return harness_main(argc, argv);
 }

@@ -116,6 +116,9 @@ MH_HIDDEN MH_NORETURN void mh_fatal(const char *fmt, ...)
 MH_HIDDEN void mh_print(int fd, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/* write(2) all of buf, or as much as fd takes. */
+MH_HIDDEN void mh_write_all(int fd, const char *buf, size_t n);
+
 /* The MHEAP_* options (options.c). */
 #include "options.h"
 

@@ -35,8 +35,8 @@ static const struct option {
 #define WORD(o, n, d, s, ...) [o] = { .name = n, .kind = OPT_WORD, .def = d, .desc = s, __VA_ARGS__ }
 	FLAG(MH_OPT_VERBOSE, "MHEAP_VERBOSE", "0",
 	     "print the options and the fault backend on stderr at start-up"),
-	WORD(MH_OPT_STATS, "MHEAP_STATS", "0", "1: statistics on stderr at exit",
-	     .words = "0 or 1", .word = { "0", "1" }),
+	WORD(MH_OPT_STATS, "MHEAP_STATS", "0", "statistics on stderr at exit: 1 as text, json as one JSON line",
+	     .words = "0, 1 or json", .word = { "0", "1", "json" }),
 	NUMBER(MH_OPT_SCAVENGE_RESERVE, "MHEAP_SCAVENGE_RESERVE", "16M", UINT64_MAX,
 	       "free memory always kept resident"),
 	/* scavenge.c multiplies it by the heap's pages in use */

@@ -31,6 +31,9 @@ enum mh_opt {
 	MH_OPT_COUNT
 };
 
+/* MHEAP_STATS's values, as mh_option gives them. */
+enum { MH_STATS_OFF, MH_STATS_TEXT, MH_STATS_JSON };
+
 /*
  * The value of an option, from the environment or else its default, checked
  * on every read: a bad value is fatal ("mheap: NAME=VALUE: why"), and an

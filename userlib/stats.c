@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: MIT
 /*
  * Statistics (Go's mstats.go): a snapshot summed from the page heap's exact
- * counters and the threads' caches, and the MHEAP_STATS=1 report at exit.
+ * counters and the threads' caches, and the MHEAP_STATS report at exit: text
+ * (1) or one line of JSON (json).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <string.h>
 #include <unistd.h>
@@ -91,21 +94,25 @@ int mh_stats_read(struct mh_stats *st)
 	return 0;
 }
 
+/* The uint64_t fields of struct mh_stats, in order, by_class aside. */
+#define STATS_FIELDS(F) \
+	F(heap_sys) F(heap_inuse) F(heap_idle) F(heap_released) \
+	F(heap_alloc) F(mallocs) F(frees) F(metadata_sys) F(heap_arenas) \
+	F(scavenged_bytes) F(threads_cached) \
+	F(arenas_live) F(arena_chunks_live) F(arena_chunks_reuse) \
+	F(arena_chunks_quarantined) F(arena_chunks_ready) \
+	F(arena_quarantined_bytes) F(arena_faults_caught) \
+	F(arena_releases_budget) F(arena_releases_enomem) \
+	F(arena_chunks_warm)
+
 void mh_stats_print(int fd)
 {
 	struct mh_stats st;
 
 	stats_fill(&st);
 	mh_print(fd, "mheap stats (pid %d):", (int)getpid());
-#define F(name) mh_print(fd, "  %-26s %llu", #name, (unsigned long long)st.name)
-	F(heap_sys); F(heap_inuse); F(heap_idle); F(heap_released);
-	F(heap_alloc); F(mallocs); F(frees); F(metadata_sys); F(heap_arenas);
-	F(scavenged_bytes); F(threads_cached);
-	F(arenas_live); F(arena_chunks_live); F(arena_chunks_reuse);
-	F(arena_chunks_quarantined); F(arena_chunks_ready);
-	F(arena_quarantined_bytes); F(arena_faults_caught);
-	F(arena_releases_budget); F(arena_releases_enomem);
-	F(arena_chunks_warm);
+#define F(name) mh_print(fd, "  %-26s %llu", #name, (unsigned long long)st.name);
+	STATS_FIELDS(F)
 #undef F
 	mh_print(fd, "  %5s %8s %14s %14s", "class", "size", "mallocs", "frees");
 	for (unsigned cls = 0; cls < MH_NUM_CLASSES; cls++)
@@ -116,21 +123,65 @@ void mh_stats_print(int fd)
 				 (unsigned long long)st.by_class[cls].frees);
 }
 
+/* A line built in a buffer that never overflows: ample for every field. */
+struct line {
+	char buf[16384];
+	size_t n;
+};
+
+static void line_add(struct line *l, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	int m = vsnprintf(l->buf + l->n, sizeof(l->buf) - l->n, fmt, ap);
+	va_end(ap);
+	if (m > 0)
+		l->n += (size_t)m < sizeof(l->buf) - l->n ? (size_t)m : sizeof(l->buf) - l->n - 1;
+}
+
+/* The snapshot as one JSON object on one line, every field of struct
+ * mh_stats by its name and the pid; by_class an array indexed by class. */
+static void stats_print_json(int fd)
+{
+	struct line l;
+	struct mh_stats st;
+
+	stats_fill(&st);
+	l.n = 0;
+	line_add(&l, "{\"pid\":%d,\"size\":%zu", (int)getpid(), st.size);
+#define F(name) line_add(&l, ",\"" #name "\":%llu", (unsigned long long)st.name);
+	STATS_FIELDS(F)
+#undef F
+	line_add(&l, ",\"by_class\":[");
+	for (unsigned cls = 0; cls < MH_NUM_CLASSES; cls++)
+		line_add(&l, "%s{\"size\":%llu,\"mallocs\":%llu,\"frees\":%llu}", cls ? "," : "",
+			 (unsigned long long)st.by_class[cls].size,
+			 (unsigned long long)st.by_class[cls].mallocs,
+			 (unsigned long long)st.by_class[cls].frees);
+	line_add(&l, "]}\n");
+	mh_write_all(fd, l.buf, l.n);
+}
+
 /*
- * MHEAP_STATS=1 prints the statistics on stderr at exit. Some programs close
+ * MHEAP_STATS=1 prints the statistics on stderr at exit, =json as JSON. Some programs close
  * stderr in an atexit handler before destructors run (coreutils does), so
  * the descriptor is duplicated at start-up, only when the variable is set.
  */
 static int stats_fd = -1;
+static uint64_t stats_form;
 
 __attribute__((constructor)) static void stats_init(void)
 {
-	if (mh_option(MH_OPT_STATS) != 0)
+	stats_form = mh_option(MH_OPT_STATS);
+	if (stats_form != MH_STATS_OFF)
 		stats_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 100);
 }
 
 __attribute__((destructor)) static void stats_at_exit(void)
 {
-	if (stats_fd >= 0)
+	if (stats_fd >= 0 && stats_form == MH_STATS_JSON)
+		stats_print_json(stats_fd);
+	else if (stats_fd >= 0)
 		mh_stats_print(stats_fd);
 }

@@ -25,6 +25,11 @@ static void vprint(int fd, const char *prefix, const char *fmt, va_list ap)
 	n += (size_t)m < sizeof(buf) - n - 1 ? (size_t)m : sizeof(buf) - n - 2;
 	if (n == 0 || buf[n - 1] != '\n')
 		buf[n++] = '\n';
+	mh_write_all(fd, buf, n);
+}
+
+void mh_write_all(int fd, const char *buf, size_t n)
+{
 	for (size_t off = 0; off < n;) {
 		ssize_t w = write(fd, buf + off, n - off);
 		if (w <= 0)
