@@ -32,7 +32,7 @@
  *
  * The reuse list holds the used part of its chunks resident, dead data
  * nobody will touch again, so it is capped: the used parts of its chunks
- * add up to at most MHEAP_ARENA_REUSE_MAX (16 MiB); over it, the active
+ * add up to at most MHEAP_ARENA_REUSE_MAX; over it, the active
  * chunk faults with the rest. mh_scavenge() and mh_quarantine_release()
  * return those used parts, whole pages, to the OS (reuse_drop_used): the
  * chunk goes on where it stopped, so they are never handed out again, and
@@ -69,29 +69,18 @@
  * refusal of any kind (a race with a neighbour being faulted) leaves the
  * chunks quarantined for a later try.
  *
- * Populating chunks. A faulted chunk's memory is gone, so every chunk an
- * arena gets from the ready list or the page heap is first-touch memory,
- * and an arena's whole cost used to be its page faults: 8 MiB in 4 KiB
- * pages is 2,048 faults. Measured on the 6.18 host (2 cores, a nested
- * Firecracker guest where a fault costs ~1.5-3 us), first write to every
- * page of an 8 MiB chunk, medians of 30:
- *
- *   4 KiB pages                                       2.9-3.9 ms
- *   MADV_POPULATE_WRITE of the chunk, then the writes 2.7-3.6 ms
- *   ... in steps of 64 KiB / 256 KiB / 1 MiB ahead    2.8-3.8 ms
- *   MADV_HUGEPAGE (2 MiB aligned): 4 faults           0.14-0.24 ms
- *
- * Populating in advance saves the traps but not the work per page (page
- * allocation, zeroing, accounting), so it buys at most ~10% and would make
- * small arenas resident: not used. Huge pages are 15-25x cheaper, and make
- * faulting the chunk cheaper too (mprotect + MADV_DONTNEED 0.03 ms instead
- * of 0.7 ms; MADV_GUARD_INSTALL 0.09 ms instead of 0.6 ms). So chunks are
- * aligned to the huge page size and use transparent huge pages where an
- * arena is big, but not where it is small: a huge page per small arena
- * would make a thousand live 1 KiB arenas cost 2-4 GiB.
+ * Huge pages. A faulted chunk's memory is gone, so every chunk an arena
+ * gets from the ready list or the page heap is first-touch memory, and an
+ * arena's cost is mostly its page faults: 2,048 for 8 MiB in 4 KiB pages.
+ * Populating in advance saves the traps but not the work per page, and
+ * would make small arenas resident: not used. Huge pages make the first
+ * touch and the fault many times cheaper, so chunks are aligned to the huge
+ * page size and use transparent huge pages where an arena is big, but not
+ * where it is small: a huge page per small arena would make a thousand live
+ * 1 KiB arenas cost gigabytes. Measured: docs/arenas.md#huge-pages-for-big-arenas.
  *
  * The rule (chunk_start, chunk_next_window): an arena's first chunk starts
- * with a window of MHEAP_ARENA_THP_AFTER bytes (256 KiB) at its base, in
+ * with a window of MHEAP_ARENA_THP_AFTER bytes at its base, in
  * small pages (MADV_NOHUGEPAGE where the system default is huge); both
  * ends bump inside it. When it is used up, the rest of the chunk is advised
  * MADV_HUGEPAGE and allocation moves on one huge page at a time, so an
@@ -107,17 +96,16 @@
  * MHEAP_ARENA_THP=0, chunks are one small-page window as before.
  *
  * Warm chunks: moving the pages instead of dropping them. Faulting a chunk
- * used to give its memory back, so an arena freed and built again paid the
- * kernel's page faults and zeroing for all of it every time: 7 ms for the
- * 128 MiB of full chunks a 1M-object arena frees, against 0.4 ms to write
- * that memory again when it is still there. So (guard and mprotect backends,
- * recycle_chunks) a full chunk about to be faulted first has its pages moved
- * to a fresh chunk-sized range of the page heap, with mremap(MREMAP_FIXED |
- * MREMAP_DONTUNMAP) (Linux 5.7+): the old range stays mapped, empty, and is
- * faulted exactly as before; the new one is a "warm" chunk, resident, in huge
- * pages when the old one was (both are aligned to the huge page size, so the
- * kernel moves whole PMDs), holding stale data. An arena that has filled a
- * chunk takes a warm chunk before the ready list or a new chunk:
+ * gives its memory back, so an arena freed and built again would pay the
+ * kernel's page faults and zeroing for all of it every time. So (guard and
+ * mprotect backends, recycle_chunks) a full chunk about to be faulted first
+ * has its pages moved to a fresh chunk-sized range of the page heap, with
+ * mremap(MREMAP_FIXED | MREMAP_DONTUNMAP) (Linux 5.7+): the old range stays
+ * mapped, empty, and is faulted exactly as before; the new one is a "warm"
+ * chunk, resident, in huge pages when the old one was (both are aligned to
+ * the huge page size, so the kernel moves whole PMDs), holding stale data.
+ * An arena that has filled a chunk takes a warm chunk before the ready list
+ * or a new chunk:
  *
  *   LIVE (full) --arena freed--> pages moved --> WARM ---big arena---> LIVE
  *     |                                           |  over the cap,
@@ -140,37 +128,22 @@
  * pin gigabytes (small arenas stay small, see below). Which chunks move: the
  * full chunks of a big arena, of the standard size and at least half used.
  * Only a big arena's: otherwise chunks nobody takes pile up to the cap,
- * resident. Short request arenas that continue in the reused chunk (the
- * bench's `requests`) fill it in turn; the one that fills it is usually
- * small, and with every used-up chunk moved the warm list sat at its cap,
- * RSS 109 MiB instead of 12, for nothing. At least half used: a move costs
- * a VMA and a system call (~10 us; the fault after it is cheaper, as there
- * is nothing left to free: a 17-chunk free went from 0.67 to 0.43 ms with
- * mprotect, 2.0 to 1.7 ms with guard), so moving an almost empty chunk
- * saves nothing. An arena's first chunk has a small-page head apart from
- * its huge tail (two VMAs, and mremap works on one): only the tail moves.
+ * resident (short request arenas that continue in a reused chunk fill it in
+ * turn, and the one that fills it is usually small). At least half used: a
+ * move costs a VMA and a system call, so moving an almost empty chunk saves
+ * nothing. An arena's first chunk has a small-page head apart from its huge
+ * tail (two VMAs, and mremap works on one): only the tail moves.
  *
  * A big arena's active chunk, when at least half used and the warm list has
  * room for it, moves as well instead of going to the reuse list
- * (active_moves). Reused, it kept its used part resident but unusable, and
- * the next big arena, starting in its tail, touched that much fresh memory
- * beyond its warm chunks every time. Measured on the 6.18 host (guard),
- * 1M objects of 16-256 bytes per arena, round after round: 17 chunks each,
- * and the second round took 25 ms against 4.6 ms for the later ones,
- * three of its huge pages costing ~7 ms each (fresh memory of this guest
- * is backed lazily by its host); moving the active chunk, every round
- * after the first takes 4-5 ms. Its used part faults too, rather than
- * staying readable.
+ * (active_moves). Reused, it would keep its used part resident but
+ * unusable, and the next big arena, starting in its tail, would touch that
+ * much fresh memory beyond its warm chunks every time. Its used part faults
+ * too, rather than staying readable. Measured: docs/arenas.md#warm-chunks.
  *
  * Memory held: warm chunks are resident, so they are capped at
- * MHEAP_ARENA_WARM_MAX (default 128 MiB). Measured on the 6.18 host (guard),
- * filling an arena with 1M objects of 16-256 bytes (17 chunks, 16 of them
- * full; the loop's own work included) takes 12.7 ms with no warm chunks,
- * 10.6 ms with a 32 MiB cap, 9.3 with 64, 6.4 with 128 and 6.3 with 256:
- * each warm chunk used saves ~0.4 ms, until there are no more full chunks
- * to move. 128 MiB holds one such arena's chunks, and it is memory the
- * program had resident a moment before (malloc and mimalloc keep as much
- * after freeing such a workload). Warm chunks go back to the page
+ * MHEAP_ARENA_WARM_MAX; the default holds one big arena's chunks, memory
+ * the program had resident a moment before. Warm chunks go back to the page
  * heap as dirty pages, oldest first, when over the cap (a lower cap set by
  * arena_configure, or recycling turned off), on mh_quarantine_release()
  * and on mh_scavenge(). There is no ageing: a program that stops making big
@@ -189,11 +162,8 @@
  * VMAs: moved pages keep their own VMA (another anon_vma: it never merges
  * with its neighbours), and the moved-from range becomes one too. So ranges
  * of the heap that were ever moved to or from stay separate VMAs, at most
- * two per chunk-sized range of the heap: with the 4 GiB quarantine budget,
- * 20,000 arenas that each move a chunk end at ~1,100 VMAs (mprotect) and
- * ~1,300 (guard) on the 6.18 host, ~1,550 (mprotect) in the 6.1 VM, where
- * they stayed at ~30 without moves: far below vm.max_map_count's 65,530,
- * and running out falls back as above.
+ * two per chunk-sized range of the heap: far below vm.max_map_count even
+ * with a full quarantine, and running out falls back as above.
  *
  * fork(): warm chunks are ordinary private memory; a child inherits them
  * copy-on-write like the rest of the heap, so its first write to one copies

@@ -17,8 +17,8 @@
  * Go on amd64, L1 gets 0 bits here: 47-bit user addresses leave 21 bits of
  * arena number, so one L2 array of 2^21 entries (16 MiB of address space,
  * of which only the pages holding live entries are ever touched) covers all,
- * and a lookup is one dependent load shorter - measured 7% on a malloc/free
- * loop. With no L1 the array is a static one in .bss, which saves the load
+ * and a lookup is one dependent load shorter (measured:
+ * docs/heap.md#heap-arenas-and-the-arena-map). With no L1 the array is a static one in .bss, which saves the load
  * of its address too. MH_ARENA_L2_BITS set lower gives a real L1 for wider
  * address spaces.
  * Entries are published with release stores and read with acquire loads and

@@ -10,11 +10,9 @@
  * pages went to a warm chunk) are protected with mprotect(PROT_NONE) instead.
  * Such a range is empty and already a VMA of its own, so protecting it costs
  * no split, while installing guards writes a guard entry for every page and
- * allocates the page tables to hold them. Measured on the 6.18 host, 17 empty
- * moved-from 8 MiB chunks: 1.2 ms to install guards and 1.3 ms to remove
- * them, against 0.04 ms for mprotect + MADV_DONTNEED and 0.02 ms to open
- * them again. (The DONTNEED drops a page that a stale access may have
- * written between the move and the fault.) Moved-from chunks side by side
+ * allocates the page tables to hold them: many times slower. The
+ * MADV_DONTNEED after it drops a page that a stale access may have written
+ * between the move and the fault. Moved-from chunks side by side
  * merge into one protected VMA, as under the mprotect backend, so opening
  * one of them alone can fail for want of a VMA: release reports it, and
  * arena.c opens the whole run instead.
@@ -24,10 +22,8 @@
  * kernel only maps a huge page where no page table exists, so a released
  * chunk would be refilled in small pages for ever after. MADV_DONTNEED on
  * the empty range lets a kernel with CONFIG_PT_RECLAIM (6.14+) free those
- * tables; elsewhere it costs a cheap walk and changes nothing. Measured on
- * the 6.18 host, 8 MiB chunks: refilling a released chunk takes 4 faults
- * and 0.14 ms instead of 1,979 faults and 2.9 ms; the DONTNEED costs no
- * measurable time (release 70 us either way).
+ * tables; elsewhere it costs a cheap walk and changes nothing.
+ * Measured: docs/arenas.md#fault-backends.
  */
 #include <errno.h>
 #include <sys/mman.h>

@@ -35,11 +35,8 @@
  * Metadata that different threads write is kept this many bytes apart: the
  * cores here prefetch cache lines in aligned pairs, so two 64-byte lines of
  * one 128-byte block still pass between the cores of the threads writing
- * them. With two threads, a malloc/free pair of objects freed in random
- * order took, with span structs 64 and then 128 bytes apart: 256 B, 37.9
- * -> 31.7 and 37.1 -> 34.4 TSC cycles (mimalloc 28.5 and 29.9); 64 B,
- * 37.0 -> 29.0 and 29.5 -> 27.6 (mimalloc 21.6 and 20.0); medians of 15
- * interleaved rounds, two runs. fixalloc rounds every object to it.
+ * them. fixalloc rounds every object to it.
+ * Measured: docs/heap.md#metadata-sharing-blocks.
  */
 #define MH_SHARING_BLOCK	128
 

@@ -30,8 +30,8 @@
  * object into a read-modify-write that can no longer detect double frees
  * exactly. The 8- and 16-byte classes already hold requests of 1-16 bytes
  * with at most 7 bytes of padding, so the only saving would be for objects
- * under 8 bytes; we do not build a tiny allocator (README.md, "Tiny
- * objects").
+ * under 8 bytes; we do not build a tiny allocator
+ * (docs/heap.md#tiny-objects).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -64,14 +64,10 @@ static MH_NORETURN void bad_pointer(uintptr_t p, const char *what)
  * array, rehashed into - takes two faults per page: the first maps the
  * shared zero page, the second copies it, and the copy has to flush the
  * stale entry from the TLB of every CPU running another of the process's
- * threads. Hash-map benchmark, two threads, 100k keys (bucket arrays up to
- * 2 MiB), medians of 9-11 interleaved runs, time vs mimalloc: 1.18-1.20x
- * with no block written, 1.09-1.11x with blocks up to 1 MiB, 1.04-1.07x
- * with every bucket array (any limit from 2 MiB up); page faults 7,419 ->
- * 5,119 (mimalloc 5,567). Blocks above the limit still get the zero page,
- * so that a big, sparsely used calloc stays cheap in time and memory; up
- * to the limit a sparse user loses at most 1,024 page faults (about 3 ms
- * on these machines) and 4 MiB of RSS per block.
+ * threads. Blocks above the limit still get the zero page, so that a big,
+ * sparsely used calloc stays cheap in time and memory; up to the limit a
+ * sparse user loses at most 1,024 page faults and 4 MiB of RSS per block.
+ * Measured: docs/heap.md#calloc-of-a-large-block.
  */
 #define CALLOC_WRITE_MAX	((size_t)4 << 20)
 

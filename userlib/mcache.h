@@ -58,11 +58,9 @@
 /* Requests up to this size find their span by size (alloc_small): all of
  * the size-to-class table's 8-byte steps. Each change of a class's current
  * span rewrites its steps (up to 16, for the 128-byte-wide classes near
- * 1 KiB), about as many instructions as the table loads saved (one-thread
- * Larson run, 524k operations: 97.5 M, against 98.0 M with steps up to
- * 256 B only), but the fast path is one dependent load shorter: 7
- * interleaved runs, 8..1024 B random 63.1 -> 57.0 ms, 1024 B LIFO 43.8 ->
- * 38.7 ms, Larson 67.2 -> 63.4 ms. */
+ * 1 KiB), about as many instructions as the table loads saved, but the
+ * fast path is one dependent load shorter. Measured:
+ * docs/heap.md#fast-paths. */
 #define MH_DIRECT_MAX		MH_SMALL_SIZE_MAX
 
 /* Entirely free spans a cache may keep for reuse, in bytes. */
@@ -72,31 +70,24 @@
  * oldest empty spans until it is MH_BATCH_BYTES under the cap, and a
  * refill that must make a span takes, of spans the page heap has cached
  * for its length, enough for MH_BATCH_OBJECTS objects within
- * MH_BATCH_BYTES (mcentral.c, "batches"). Two threads churning 8 KiB
- * objects, 524k operations: 114,700 acquisitions of the heap lock, 13-28k
- * of them contended, down to about 27,000 and 1-4k. Before the limit on
- * spares (SPARES_CACHED_MIN, mheap_impl.h), 1 MiB and 64 objects raised
- * the peak RSS of random sizes up to 32 KiB by 13% (one thread) and 33%
- * (two), 256 KiB and 32 objects by 4% and 3%, with times within the
- * host's noise of each other (2026-11-23). */
+ * MH_BATCH_BYTES (mcentral.c, "batches"): a fraction of the heap lock's
+ * acquisitions, while larger batches would raise the peak RSS for no
+ * speed. Measured: docs/heap.md#mcentral-mcache-and-batches. */
 #define MH_BATCH_BYTES		((size_t)256 << 10)
 #define MH_BATCH_OBJECTS	32
 /* Used-up spans a cache keeps owning, in bytes, all classes together.
- * Above the working set a thread frees itself, every free into a span
- * given back is a remote one: 8 MiB made two threads churning 32 MiB of
- * 8 KiB objects 1.3x slower than 32 MiB does (callgrind: 47 vs 42 M
- * instructions). What it bounds is memory other threads free into spans of
- * a class this thread no longer allocates. */
+ * With a cap below the working set a thread frees itself, every free
+ * into a span given back is a remote one (measured:
+ * docs/heap.md#mcentral-mcache-and-batches). What it bounds is memory
+ * other threads free into spans of a class this thread no longer
+ * allocates. */
 #define MH_CACHE_FULL_MAX	((size_t)32 << 20)
 /* A used-up span goes back on the partial list once this share (1/N) of
  * its objects has been freed by this thread, not at its first free: each
- * adoption costs a sweep and list moves (~300 instructions), and with
- * random frees a span taken back early yields few objects. A one-thread
- * Larson run (random replacement of 16-1024 B objects), 524k operations:
- * 1/16 106.2 M instructions, 1/8 98.6 M, 1/4 91.5 M; peak RSS 21.6, 22.0
- * and 22.9 MiB; time 0.75, 0.67 and 0.67 of glibc's (medians of nine
- * interleaved runs). At most this share of a used-up span is free and
- * waiting: 1/8 buys most of the speed for 2% of memory. */
+ * adoption costs a sweep and list moves, and with random frees a span
+ * taken back early yields few objects. At most this share of a used-up
+ * span is free and waiting: 1/8 buys most of the speed for little memory.
+ * Measured: docs/heap.md#mcentral-mcache-and-batches. */
 #define MH_CACHE_REUSE_SHARE	8
 /* Spans of the full list a refill looks at for remote frees. */
 #define MH_CACHE_SCAN		8
@@ -174,10 +165,8 @@ MH_HIDDEN extern struct mspan *mh_no_spans[MH_PAGES_PER_ARENA];
  * heap: span_of through the arena of the cache's last lookup. Frees that
  * miss the last-free span (random order, objects of many sizes) still land
  * in the same heap arena nearly always, and the arena map's walk is the
- * longest chain of dependent loads such a free has. TSC cycles per free
- * (means over 200 rounds of 4096 objects, medians of five runs,
- * 2026-11-23), random order: 16 B 21.1 -> 18.8, 256 B 27.8 -> 25.9; LIFO
- * order unchanged (13.2 -> 12.8), as there the last-free span answers. */
+ * longest chain of dependent loads such a free has (in LIFO order the
+ * last-free span answers). Measured: docs/heap.md#explicit-free. */
 static inline struct mspan *mcache_span_of(struct mcache *c, uintptr_t p)
 {
 	uintptr_t off = p - c->free_arena_base;

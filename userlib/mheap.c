@@ -4,7 +4,7 @@
  * when their last object is freed (see mheap.h). Growing the heap reserves
  * whole 64 MiB heap arenas through the arena map; the page allocator then
  * carves spans from them, small spans from the bottom and large objects
- * from the top ("placement" below).
+ * from the top ("placement" below; docs/heap.md#placement).
  */
 #include <errno.h>
 #include <stddef.h>
@@ -70,10 +70,9 @@ static void span_struct_kill(struct mspan *s)
  * Spans come and go in bursts of one length: a thread frees a batch of
  * objects, the spans that empties come back here, and moments later the
  * thread asks for as many again. A round trip through the page allocator
- * costs a bitmap update and a summary recomputation under the heap lock
- * (about 1,600 instructions each way, measured with callgrind), which two
- * threads churning 8 KiB objects turned into a 3x slowdown against
- * mimalloc. So a freed span of up to SPAN_CACHE_PAGES pages keeps its pages
+ * costs a bitmap update and a summary recomputation under the heap lock,
+ * which threads churning objects of one size pay again and again. So a
+ * freed span of up to SPAN_CACHE_PAGES pages keeps its pages
  * and its (dead) struct on a LIFO list per length, and the next request of
  * that length takes it in O(1).
  *
@@ -81,10 +80,10 @@ static void span_struct_kill(struct mspan *s)
  * serves any request of its length, but large objects are not the bursts
  * the cache is for, and their pages are worth more to first fit: when a
  * first-fit search has to go above a cached large object, the large lists
- * go back to the bitmap (a freed 256 KiB bucket array waited there for
- * another of its length while small spans took fresh pages above it;
- * flushing the small lists too doubled the peak RSS and the time of two
- * threads churning random sizes up to 32 KiB, which thrive on exact fits).
+ * go back to the bitmap (a freed bucket array would wait there for another
+ * of its length while small spans took fresh pages above it). The small
+ * lists are not flushed: programs churning many sizes thrive on their
+ * exact fits. Measured: docs/heap.md#span-cache.
  *
  * Cached pages count as free in pa_free_pages, so the stats and the
  * scavenger's policy see them as idle memory, but the page allocator's
@@ -184,12 +183,11 @@ void mheap_flush_caches_locking(void)
  * pages. First fit alone interleaves them: a freed large block is carved up
  * by the small spans made after it, so the next large block of that size
  * no longer fits there and takes fresh pages above everything, while the
- * carved hole stays resident and mostly idle. A program that builds a
- * table of strings, grows its bucket array by doubling and does it all
- * again (the benchmark's hash map: 100k keys, arrays up to 2 MiB) gained
- * about 1 MiB of peak RSS per round that way. Taken from the top of the
- * highest free run, a large block goes back where blocks of its size were
- * before, and the small spans stay dense at the bottom.
+ * carved hole stays resident and mostly idle: a program that grows a bucket
+ * array by doubling, round after round, gains peak RSS every round. Taken
+ * from the top of the highest free run, a large block goes back where
+ * blocks of its size were before, and the small spans stay dense at the
+ * bottom.
  *
  * Only objects longer than SPAN_HIGH_PAGES go high. Shorter ones are
  * recycled whole by the span cache, and once freed for good their pages
@@ -199,8 +197,8 @@ void mheap_flush_caches_locking(void)
  * could never grow. Arena chunks go low as well, with the rest of what
  * first fit packs.
  *
- * Two more things keep the bottom dense (the figures are in README.md,
- * "The heap"): cached large objects go back to the bitmap as soon as first
+ * Two more things keep the bottom dense (measured:
+ * docs/heap.md#placement): cached large objects go back to the bitmap as soon as first
  * fit has to go above one of them (span cache), and a thread's empty spans
  * go back to the page heap when it asks for a large block that only fresh
  * pages could hold (large_alloc in malloc.c).

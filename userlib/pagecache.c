@@ -7,10 +7,8 @@
  * get alternate runs of pages: each one's objects end up spread over twice
  * the memory, a span of one thread next to a span of the other, and every
  * boundary is a place where one core's prefetchers pull in lines the other
- * core is writing. With two threads, a malloc/free pair of 256 B objects
- * freed in random order took 45-57 TSC cycles against mimalloc's 29-30
- * (mimalloc's threads carve pages from segments of their own), and 37-38
- * with the page cache (medians of 15 interleaved rounds, two runs).
+ * core is writing (mimalloc's threads carve pages from segments of their
+ * own).
  *
  * So, as Go gives each P, each thread's cache takes its small spans from a
  * chunk of pages of its own: the aligned chunk of 16 pages (128 KiB) that
@@ -24,13 +22,10 @@
  * freed span of the right length in the span cache (mheap.c) still goes
  * before the page cache: its pages are resident already.
  *
- * Go's chunks are 64 pages. Ours were too, at first, but the pages a
- * cache holds are out of reach of large objects, which then take fresh
- * pages: the benchmark's hash map of strings (bucket arrays up to 2 MiB)
- * peaked at 12.25 MiB with 64-page chunks, 12.0 with 32, 11.9 with 16 and
- * 11.8 without page caches (mimalloc 11.4; five runs each, all within
- * 40 KiB), while the two-thread loops above ran as fast with 16 pages as
- * with 64.
+ * Go's chunks are 64 pages. Ours are 16: the pages a cache holds are out
+ * of reach of large objects, which then take fresh pages, so smaller
+ * chunks keep the peak RSS lower, and two threads' loops run as fast with
+ * 16 pages as with 64. Measured: docs/heap.md#page-caches.
  *
  * Pages in a cache are in use to the allocation bitmap but count as free
  * pages, so the stats and the scavenger's policy see them as idle, like

@@ -28,8 +28,8 @@
  * small spans are not what faults in again. mh_scavenge() releases
  * everything free at once.
  *
- * The defaults and the measurements behind them are in README.md
- * ("Scavenger").
+ * The defaults are in options.c; the measurements behind them in
+ * docs/heap.md#scavenger.
  */
 #include "mheap_impl.h"
 #include "pagealloc.h"

@@ -17,7 +17,7 @@
  * 67 classes as Go (plus class 0 for large objects). The unit test checks the
  * invariants rather than a copy of the numbers.
  *
- * One departure, measured: span sizes. Go gives most classes a span of one
+ * One departure: span sizes. Go gives most classes a span of one
  * page, and the large classes spans of one to four objects (8 KiB objects
  * get one page each). Go's GC sweeps in bulk; our explicit frees work span
  * by span: every span a thread uses up, frees into and takes back costs a
@@ -25,19 +25,9 @@
  * span is made a whole number of times larger (the tail waste stays the
  * same fraction) until it holds SPAN_OBJS_WANTED objects, as long as it
  * stays within SPAN_GROW_MAX, and in any case until it holds
- * MIN_OBJS_PER_SPAN. Measured on the 6.18 host, medians of 5:
- *
- *  - MIN_OBJS_PER_SPAN alone (8): random malloc/free of 8 KiB objects went
- *    from 1.5 to 9.8 million operations per second (mimalloc: 10.8).
- *  - 64 objects up to 32 KiB (classes of 144 B to 4 KiB grow 2-4x): a
- *    Larson-style server with one thread (random replacement, 16-1024 B),
- *    which left one or two free objects per span so that a span was swept
- *    every couple of allocations, 76 -> 51 ms (glibc 64, mimalloc 32); two
- *    threads 117 -> 90 ms; random 8-1024 B 14.7 -> 11.9 ms; classes up to
- *    128 B are unchanged. Peak RSS moved by 1-4% either way.
- *  - Up to 64 KiB instead: Larson 47 ms, but producer/consumer peak RSS
- *    +10% (a span waits for all its remote frees); without a limit the
- *    largest classes' spans would reach megabytes.
+ * MIN_OBJS_PER_SPAN. A larger limit would make a span wait longer for all
+ * its remote frees (peak RSS), and without one the largest classes' spans
+ * would reach megabytes. Measured: docs/heap.md#size-classes.
  */
 #include "sizeclass.h"
 
