@@ -164,9 +164,10 @@ static void stats_print_json(int fd)
 }
 
 /*
- * MHEAP_STATS=1 prints the statistics on stderr at exit, =json as JSON. Some programs close
- * stderr in an atexit handler before destructors run (coreutils does), so
- * the descriptor is duplicated at start-up, only when the variable is set.
+ * MHEAP_STATS=1 prints the statistics on stderr at exit, =json as JSON.
+ * Some programs close stderr in an atexit handler before destructors run
+ * (coreutils does), so the descriptor is duplicated at start-up, only when
+ * the variable is set.
  */
 static int stats_fd = -1;
 static uint64_t stats_form;
