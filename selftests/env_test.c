@@ -136,7 +136,7 @@ TEST(verbose_prints_every_option_and_the_backend_at_start_up)
 	/* An empty value is the default. */
 	EXPECT_NE(NULL, strstr(res.err, "mheap: MHEAP_QUARANTINE_MAX=4G (default): "));
 	EXPECT_NE(NULL, strstr(res.err, "mheap: MHEAP_ARENA_REUSE=1 (default): "));
-	EXPECT_NE(NULL, strstr(res.err, "mheap: MHEAP_KMOD_IO=uring (default): "));
+	EXPECT_NE(NULL, strstr(res.err, "mheap: MHEAP_KMOD_IO=ioctl (default): "));
 	EXPECT_NE(NULL, strstr(res.err, "\nmheap: backend: none\n")) TH_LOG("%s", res.err);
 }
 
