@@ -33,6 +33,7 @@
 #include <linux/mheap.h>
 
 #include "kselftest_harness.h"
+#include "mheap_test.h"
 
 #define DEV_PATH	"/dev/" MHEAP_DEVICE_NAME
 #define SYSFS_DIR	"/sys/class/misc/" MHEAP_DEVICE_NAME "/"
@@ -79,20 +80,6 @@ static int kstats(int fd, struct mheap_stats *st)
 	memset(st, 0, sizeof(*st));
 	st->size = sizeof(*st);
 	return ioctl(fd, MHEAP_IOC_STATS, st) ? errno : 0;
-}
-
-/* A file of one number; -1 if unreadable. */
-static long long read_number(const char *path)
-{
-	long long v = -1;
-	FILE *f = fopen(path, "re");
-
-	if (!f)
-		return -1;
-	if (fscanf(f, "%lld", &v) != 1)
-		v = -1;
-	fclose(f);
-	return v;
 }
 
 static unsigned long long read_unsigned(const char *path)
@@ -260,7 +247,7 @@ FIXTURE_SETUP(users)
 		SKIP_SETUP(NO_DEVICE);
 	if (geteuid() != 0)
 		SKIP_SETUP(NOT_ROOT);
-	self->users_before = read_number(SYSFS_DIR "users");
+	self->users_before = read_number_file(SYSFS_DIR "users");
 }
 
 FIXTURE_TEARDOWN(users)
@@ -268,7 +255,7 @@ FIXTURE_TEARDOWN(users)
 	EXPECT_TRUE(holder_stop(&self->a));
 	EXPECT_TRUE(holder_stop(&self->b));
 	/* The users went with their last context. */
-	EXPECT_EQ(self->users_before, read_number(SYSFS_DIR "users"));
+	EXPECT_EQ(self->users_before, read_number_file(SYSFS_DIR "users"));
 }
 
 TEST_F(users, a_user_at_its_share_leaves_other_users_theirs)
@@ -317,7 +304,7 @@ TEST_F(users, stats_give_the_callers_user_and_sysfs_counts_users)
 
 	/* Both users are there, for the holders and for an administrator. */
 	EXPECT_LE(self->users_before + 2, (long long)self->b.rep.st.global.users);
-	EXPECT_EQ(self->users_before + 2, read_number(SYSFS_DIR "users"));
+	EXPECT_EQ(self->users_before + 2, read_number_file(SYSFS_DIR "users"));
 	EXPECT_LE(10 * page, self->b.rep.st.global.quarantined_bytes);
 }
 

@@ -43,6 +43,7 @@
 #include <linux/mheap.h>
 
 #include "kselftest_harness.h"
+#include "mheap_test.h"
 
 #define DEV_PATH	"/dev/" MHEAP_DEVICE_NAME
 #define MODULE_SYSFS	"/sys/module/mheap"
@@ -80,15 +81,7 @@ static bool wait_for_path(const char *path, bool present, int timeout_ms)
 /* The module's reference count from sysfs, or -1 when it cannot be read. */
 static long module_refcnt(void)
 {
-	FILE *f = fopen(MODULE_SYSFS "/refcnt", "re");
-	long n = -1;
-
-	if (!f)
-		return -1;
-	if (fscanf(f, "%ld", &n) != 1)
-		n = -1;
-	fclose(f);
-	return n;
+	return (long)read_number_file(MODULE_SYSFS "/refcnt");
 }
 
 static int delete_module(const char *name, unsigned int flags)

@@ -34,6 +34,7 @@
 #include <linux/mheap.h>
 
 #include "kselftest_harness.h"
+#include "mheap_test.h"
 
 #define DEV_PATH	"/dev/" MHEAP_DEVICE_NAME
 #define NO_DEVICE	DEV_PATH " not present: module not loaded"
@@ -46,15 +47,7 @@
 /* The module's reference count from sysfs, or -1 when it cannot be read. */
 static long module_refcnt(void)
 {
-	FILE *f = fopen("/sys/module/mheap/refcnt", "re");
-	long n = -1;
-
-	if (!f)
-		return -1;
-	if (fscanf(f, "%ld", &n) != 1)
-		n = -1;
-	fclose(f);
-	return n;
+	return (long)read_number_file("/sys/module/mheap/refcnt");
 }
 
 /* Poll until the reference count is want again; the last value read. */

@@ -108,6 +108,20 @@ static inline int vmas_in(uintptr_t lo, uintptr_t hi)
 	return n;
 }
 
+/* The number a one-number file holds (sysfs, procfs), or -1. */
+static inline long long read_number_file(const char *path)
+{
+	long long v = -1;
+	FILE *f = fopen(path, "re");
+
+	if (!f)
+		return -1;
+	if (fscanf(f, "%lld", &v) != 1)
+		v = -1;
+	fclose(f);
+	return v;
+}
+
 /* All VMAs of the process. */
 static inline int count_vmas(void)
 {
