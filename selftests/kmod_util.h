@@ -1,0 +1,253 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Helpers the /dev/mheap selftests share (kmod_fault_test.c,
+ * kmod_stress_test.c, kmod_fuzz_test.c): opening and mapping the device,
+ * the range, STATS and SET_LIMIT commands, the global counters in sysfs,
+ * probes that touch memory and report the signal instead of dying, a scan
+ * of the kernel log for splats, and one io_uring command SQE.
+ *
+ * Everything is static (inline), so a test that uses only part of it gets
+ * no unused-function warning.
+ */
+#ifndef KMOD_UTIL_H
+#define KMOD_UTIL_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/klog.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <linux/mheap.h>
+
+#define DEV_PATH	"/dev/" MHEAP_DEVICE_NAME
+#define SYSFS_DIR	"/sys/class/misc/" MHEAP_DEVICE_NAME "/"
+#define NO_DEVICE	DEV_PATH " not present: module not loaded"
+
+/* See kmod_test.c: SKIP() from a 6.1 FIXTURE_SETUP() must leave by longjmp. */
+#define SKIP_SETUP(fmt, ...) \
+	SKIP(longjmp(_metadata->env, 1), fmt, ##__VA_ARGS__)
+
+static size_t page;
+
+__attribute__((constructor)) static void init_page(void)
+{
+	page = (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static inline bool device_present(void)
+{
+	return access(DEV_PATH, F_OK) == 0;
+}
+
+/* ------------------------------------------------------------ probes */
+
+/*
+ * Touch memory and learn whether it faulted: a SIGSEGV/SIGBUS handler jumps
+ * back to the probe (per thread, so threads can probe at once).
+ */
+static __thread sigjmp_buf probe_env;
+static __thread volatile sig_atomic_t probe_armed;
+static __thread volatile int probe_sig;
+static __thread void *volatile probe_addr;
+
+static inline void probe_handler(int sig, siginfo_t *si, void *uc)
+{
+	(void)uc;
+	if (!probe_armed) {
+		signal(sig, SIG_DFL);
+		raise(sig);
+		return;
+	}
+	probe_sig = sig;
+	probe_addr = si->si_addr;
+	probe_armed = 0;
+	siglongjmp(probe_env, 1);
+}
+
+static inline void probes_install(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = probe_handler;
+	sa.sa_flags = SA_SIGINFO;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGSEGV, &sa, NULL);
+	sigaction(SIGBUS, &sa, NULL);
+}
+
+/* 0 if reading *p worked (the byte in *out), else the signal it raised. */
+static inline int try_read(const char *p, char *out)
+{
+	probe_sig = 0;
+	if (sigsetjmp(probe_env, 1))
+		return probe_sig;
+	probe_armed = 1;
+	char v = *(const volatile char *)p;
+	probe_armed = 0;
+	if (out)
+		*out = v;
+	return 0;
+}
+
+static inline int try_write(char *p, char v)
+{
+	probe_sig = 0;
+	if (sigsetjmp(probe_env, 1))
+		return probe_sig;
+	probe_armed = 1;
+	*(volatile char *)p = v;
+	probe_armed = 0;
+	return 0;
+}
+
+/* ------------------------------------------------------------ device */
+
+static inline int dev_open(void)
+{
+	return open(DEV_PATH, O_RDWR | O_CLOEXEC);
+}
+
+static inline char *dev_map(int fd, size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+/* A ranges command; 0 or its errno, and how many ranges were done. */
+static inline int ranges_cmd(int fd, unsigned long cmd, const struct mheap_range *r, unsigned int n,
+		      unsigned int *done)
+{
+	struct mheap_ranges a = { .ranges = (uintptr_t)r, .nr = n, .done = 0xdead };
+	int ret = ioctl(fd, cmd, &a) ? errno : 0;
+
+	if (done)
+		*done = a.done;
+	return ret;
+}
+
+static inline int kfault(int fd, const void *addr, size_t len)
+{
+	struct mheap_range r = { (uintptr_t)addr, len };
+
+	return ranges_cmd(fd, MHEAP_IOC_FAULT, &r, 1, NULL);
+}
+
+static inline int krelease(int fd, const void *addr, size_t len)
+{
+	struct mheap_range r = { (uintptr_t)addr, len };
+
+	return ranges_cmd(fd, MHEAP_IOC_RELEASE, &r, 1, NULL);
+}
+
+static inline int kstats(int fd, struct mheap_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->size = sizeof(*st);
+	return ioctl(fd, MHEAP_IOC_STATS, st) ? errno : 0;
+}
+
+static inline int klimit(int fd, uint64_t bytes, uint32_t flags)
+{
+	struct mheap_limit lim = { .bytes = bytes, .flags = flags };
+
+	return ioctl(fd, MHEAP_IOC_SET_LIMIT, &lim) ? errno : 0;
+}
+
+/* A global counter from sysfs, -1 if unreadable (or a limit of none). */
+static inline long long sysfs_counter(const char *name)
+{
+	char path[128];
+	unsigned long long v = -1ULL;
+	FILE *f;
+
+	snprintf(path, sizeof(path), SYSFS_DIR "%s", name);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	if (fscanf(f, "%llu", &v) != 1)
+		v = -1ULL;
+	fclose(f);
+	return (long long)v;
+}
+
+/* The gauges that must return to where they were when a test is done. */
+struct gauges {
+	long long mapped, resident, quarantined, ranges, mappings, contexts;
+};
+
+static inline void gauges_read(struct gauges *g)
+{
+	g->mapped = sysfs_counter("mapped_bytes");
+	g->resident = sysfs_counter("resident_bytes");
+	g->quarantined = sysfs_counter("quarantined_bytes");
+	g->ranges = sysfs_counter("quarantined_ranges");
+	g->mappings = sysfs_counter("mappings");
+	g->contexts = sysfs_counter("contexts");
+}
+
+#define EXPECT_GAUGES_EQ(a, b) do {					\
+	EXPECT_EQ((a).mapped, (b).mapped);				\
+	EXPECT_EQ((a).resident, (b).resident);				\
+	EXPECT_EQ((a).quarantined, (b).quarantined);			\
+	EXPECT_EQ((a).ranges, (b).ranges);				\
+	EXPECT_EQ((a).mappings, (b).mappings);				\
+	EXPECT_EQ((a).contexts, (b).contexts);				\
+} while (0)
+
+/* Lines of the kernel log that are splats; -1 if the log is unreadable. */
+static inline int kernel_log_splats(void)
+{
+	static const char *const pats[] = {
+		"BUG:", "WARNING:", "Oops", "general protection", "Call Trace",
+	};
+	int size = klogctl(10 /* SYSLOG_ACTION_SIZE_BUFFER */, NULL, 0);
+	char *buf, *line, *save;
+	int n = 0, len;
+
+	if (size <= 0)
+		return -1;
+	buf = malloc((size_t)size + 1);
+	if (!buf)
+		return -1;
+	len = klogctl(3 /* SYSLOG_ACTION_READ_ALL */, buf, size);
+	if (len < 0) {
+		free(buf);
+		return -1;
+	}
+	buf[len] = 0;
+	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+		for (size_t i = 0; i < sizeof(pats) / sizeof(pats[0]); i++)
+			if (strstr(line, pats[i])) {
+				n++;
+				break;
+			}
+	free(buf);
+	return n;
+}
+
+/* ------------------------------------------------------------ io_uring */
+
+/* One IORING_OP_URING_CMD: op with len bytes of arg in the command area. */
+static inline void prep_cmd(struct io_uring_sqe *sqe, int fd, uint32_t op, const void *arg,
+			    size_t len, uint64_t data)
+{
+	io_uring_prep_rw(IORING_OP_URING_CMD, sqe, fd, NULL, 0, 0);
+	sqe->cmd_op = op;
+	memcpy((char *)sqe + offsetof(struct io_uring_sqe, cmd), arg, len);
+	sqe->user_data = data;
+}
+
+#endif
