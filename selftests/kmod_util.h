@@ -4,7 +4,8 @@
  * kmod_stress_test.c, kmod_fuzz_test.c): opening and mapping the device,
  * the range, STATS and SET_LIMIT commands, the global counters in sysfs,
  * probes that touch memory and report the signal instead of dying, a scan
- * of the kernel log for splats, and one io_uring command SQE.
+ * of the kernel log for splats, a check that the module holds nothing any
+ * more, and one io_uring command SQE. Include kselftest_harness.h first.
  *
  * Everything is static (inline), so a test that uses only part of it gets
  * no unused-function warning.
@@ -127,8 +128,8 @@ static inline char *dev_map(int fd, size_t len)
 }
 
 /* A ranges command; 0 or its errno, and how many ranges were done. */
-static inline int ranges_cmd(int fd, unsigned long cmd, const struct mheap_range *r, unsigned int n,
-		      unsigned int *done)
+static inline int ranges_cmd(int fd, unsigned long cmd, const struct mheap_range *r,
+			     unsigned int n, unsigned int *done)
 {
 	struct mheap_ranges a = { .ranges = (uintptr_t)r, .nr = n, .done = 0xdead };
 	int ret = ioctl(fd, cmd, &a) ? errno : 0;
@@ -206,6 +207,49 @@ static inline void gauges_read(struct gauges *g)
 	EXPECT_EQ((a).mappings, (b).mappings);				\
 	EXPECT_EQ((a).contexts, (b).contexts);				\
 } while (0)
+
+/*
+ * Poll the global gauges until they read zero, for at most 5 s: io_uring
+ * drops the file references of its requests from a worker, a moment after
+ * the ring is closed. The last values read are left in *g.
+ */
+static inline void gauges_settle_at_zero(struct gauges *g)
+{
+	const struct gauges zero = { 0 };
+
+	for (int waited = 0; waited < 5000; waited += 10) {
+		gauges_read(g);
+		if (!memcmp(g, &zero, sizeof(zero)))
+			return;
+		usleep(10000);
+	}
+}
+
+/*
+ * Nothing is left in the module once everything is closed: STATS on a
+ * fresh descriptor sees no mapping, page or quarantine anywhere and itself
+ * as the only context, and the sysfs counters are all zero after it closes.
+ */
+static inline void expect_module_idle(struct __test_metadata *_metadata)
+{
+	struct mheap_stats st;
+	struct gauges g;
+	int fd;
+
+	gauges_settle_at_zero(&g);
+	fd = dev_open();
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, kstats(fd, &st));
+	EXPECT_EQ(0, st.global.mapped_bytes);
+	EXPECT_EQ(0, st.global.resident_bytes);
+	EXPECT_EQ(0, st.global.quarantined_bytes);
+	EXPECT_EQ(0, st.global.quarantined_ranges);
+	EXPECT_EQ(0, st.global.mappings);
+	EXPECT_EQ(1, st.global.contexts);
+	close(fd);
+	gauges_settle_at_zero(&g);
+	EXPECT_GAUGES_EQ(g, ((struct gauges){ 0 }));
+}
 
 /* Lines of the kernel log that are splats; -1 if the log is unreadable. */
 static inline int kernel_log_splats(void)
