@@ -1,0 +1,558 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Everything at once on /dev/mheap, as a kselftest.
+ *
+ * For a bounded time (MHEAP_STRESS_SECONDS, default 3, per test), threads
+ * and processes work on the device together:
+ *  - two commanders FAULT and RELEASE random ranges of a shared mapping,
+ *    by ioctl vectors or by io_uring batches (IOSQE_ASYNC and IOSQE_IO_LINK
+ *    at random), as the variant says;
+ *  - a toucher writes and reads random bytes of it (page faults that
+ *    allocate, and SIGSEGV where it is quarantined);
+ *  - a reader copies random ranges of it with process_vm_readv()
+ *    (get_user_pages: whole, partial, or EFAULT);
+ *  - a churner opens a context of its own, maps, writes and faults it, and
+ *    closes and unmaps it, with io_uring commands still in flight in the
+ *    io_uring variant;
+ *  - a forker forks children that map the inherited descriptor (the same
+ *    context), fault a page of it and touch that page, and so must die of
+ *    SIGSEGV.
+ * Every byte ever written to page i of the shared mapping is pattern(i), so
+ * whatever reads it (the toucher, process_vm_readv) must see that or zero
+ * (never-touched, released): anything else is memory that came from
+ * somewhere it should not have. Afterwards the kernel log is clean and,
+ * once everything is closed, every counter of the module is back to zero
+ * (tools/vm-init.sh then checks that rmmod works).
+ *
+ * Without the module every test reports SKIP.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <linux/mheap.h>
+
+#include "kselftest_harness.h"
+#include "mheap_test.h"
+#include "kmod_util.h"
+
+#define NPAGES		32	/* the shared mapping */
+#define CHURN_PAGES	8	/* the churner's own mappings */
+#define MAX_RANGES	4	/* per command batch or vector */
+#define MAX_REPORTS	8
+
+/* What every byte of page i of the shared mapping holds, when not zero. */
+static unsigned char pattern(size_t i)
+{
+	return (unsigned char)(0x11 + 7 * i) | 1;
+}
+
+struct stress {
+	bool uring;
+	int fd;
+	char *mem;
+	size_t len;
+	struct timespec end;
+	pthread_mutex_t lock;	/* the reports */
+	char reports[MAX_REPORTS][160];
+	unsigned int nr_reports;
+	/* Tallies, atomic. */
+	unsigned long unexpected, commands, touches, segvs, reads, partial_reads, read_faults;
+	unsigned long churns, children, children_segv;
+};
+
+static bool past_end(const struct stress *s)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return now.tv_sec > s->end.tv_sec ||
+	       (now.tv_sec == s->end.tv_sec && now.tv_nsec >= s->end.tv_nsec);
+}
+
+static void tally(unsigned long *counter, unsigned long n)
+{
+	__atomic_add_fetch(counter, n, __ATOMIC_RELAXED);
+}
+
+static void report(struct stress *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	tally(&s->unexpected, 1);
+	pthread_mutex_lock(&s->lock);
+	if (s->nr_reports < MAX_REPORTS) {
+		va_start(ap, fmt);
+		vsnprintf(s->reports[s->nr_reports++], sizeof(s->reports[0]), fmt, ap);
+		va_end(ap);
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* A random page-aligned range of n pages' mapping at mem. */
+static struct mheap_range random_range(unsigned int *seed, char *mem, size_t npages)
+{
+	size_t first = (size_t)rand_r(seed) % npages;
+	size_t pages = 1 + (size_t)rand_r(seed) % (npages - first);
+
+	return (struct mheap_range){ (uintptr_t)mem + first * page, pages * page };
+}
+
+/*
+ * Submit n range commands (FAULT or RELEASE each at random) on fd through
+ * ring, IOSQE_ASYNC and IOSQE_IO_LINK at random unless async_all, which
+ * punts every one to io-wq. Results in res[]; false if they did not all
+ * complete within 10 s.
+ */
+static bool uring_ranges(struct io_uring *ring, int fd, const struct mheap_range *r,
+			 unsigned int n, unsigned int *seed, bool async_all, int *res)
+{
+	struct __kernel_timespec ts = { .tv_sec = 10 };
+	struct io_uring_cqe *cqe;
+	unsigned int got = 0;
+
+	for (unsigned int i = 0; i < n; i++) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+		uint32_t op = rand_r(seed) % 2 ? MHEAP_URING_CMD_FAULT : MHEAP_URING_CMD_RELEASE;
+
+		prep_cmd(sqe, fd, op, &r[i], sizeof(r[i]), i);
+		if (async_all || rand_r(seed) % 2)
+			sqe->flags |= IOSQE_ASYNC;
+		if (rand_r(seed) % 2)
+			sqe->flags |= IOSQE_IO_LINK;
+		res[i] = 1;
+	}
+	if (io_uring_submit(ring) != (int)n)
+		return false;
+	while (got < n && !io_uring_wait_cqe_timeout(ring, &cqe, &ts)) {
+		if (cqe->user_data < n)
+			res[cqe->user_data] = cqe->res;
+		io_uring_cqe_seen(ring, cqe);
+		got++;
+	}
+	return got == n;
+}
+
+/* ------------------------------------------------------------ actors */
+
+/* FAULT and RELEASE random ranges of the shared mapping: all succeed. */
+static void *commander(void *arg)
+{
+	struct stress *s = arg;
+	unsigned int seed = (unsigned int)(uintptr_t)pthread_self();
+	struct mheap_range r[MAX_RANGES];
+	struct io_uring ring;
+	int res[MAX_RANGES];
+
+	if (s->uring && io_uring_queue_init(2 * MAX_RANGES, &ring, 0)) {
+		report(s, "io_uring_queue_init: %s", strerror(errno));
+		return NULL;
+	}
+	while (!past_end(s)) {
+		unsigned int n = 1 + (unsigned int)rand_r(&seed) % MAX_RANGES, done;
+
+		for (unsigned int i = 0; i < n; i++)
+			r[i] = random_range(&seed, s->mem, NPAGES);
+		if (!s->uring) {
+			unsigned long cmd = rand_r(&seed) % 2 ? MHEAP_IOC_FAULT : MHEAP_IOC_RELEASE;
+			int err = ranges_cmd(s->fd, cmd, r, n, &done);
+
+			if (err || done != n)
+				report(s, "ioctl %s of %u ranges: %s, %u done",
+				       cmd == MHEAP_IOC_FAULT ? "FAULT" : "RELEASE", n,
+				       strerror(err), done);
+		} else if (!uring_ranges(&ring, s->fd, r, n, &seed, false, res)) {
+			report(s, "io_uring: a batch of %u did not complete", n);
+			break;
+		} else {
+			for (unsigned int i = 0; i < n; i++)
+				if (res[i])
+					report(s, "io_uring command %u of %u: %d", i, n, res[i]);
+		}
+		tally(&s->commands, n);
+	}
+	if (s->uring)
+		io_uring_queue_exit(&ring);
+	return NULL;
+}
+
+/* Write and read random bytes: pattern or zero, or SIGSEGV right there. */
+static void *toucher(void *arg)
+{
+	struct stress *s = arg;
+	unsigned int seed = (unsigned int)(uintptr_t)pthread_self();
+	unsigned long touches = 0, segvs = 0;
+
+	while (!past_end(s)) {
+		size_t off = (size_t)rand_r(&seed) % s->len;
+		char *p = s->mem + off, v = 0;
+		int sig = rand_r(&seed) % 2 ? try_write(p, (char)pattern(off / page)) : try_read(p, &v);
+
+		touches++;
+		if (sig) {
+			segvs++;
+			if (sig != SIGSEGV || probe_addr != p)
+				report(s, "touch of page %zu: signal %d at %p", off / page, sig,
+				       probe_addr);
+		} else if (v && (unsigned char)v != pattern(off / page)) {
+			report(s, "page %zu holds %#x", off / page, (unsigned char)v);
+		}
+	}
+	tally(&s->touches, touches);
+	tally(&s->segvs, segvs);
+	return NULL;
+}
+
+/* process_vm_readv() of random ranges: whole, up to a quarantined page, or EFAULT. */
+static void *reader(void *arg)
+{
+	struct stress *s = arg;
+	unsigned int seed = (unsigned int)(uintptr_t)pthread_self();
+	unsigned char *buf = malloc(MAX_RANGES * page);
+	unsigned long reads = 0, partial = 0, faults = 0;
+
+	while (buf && !past_end(s)) {
+		size_t first = (size_t)rand_r(&seed) % NPAGES;
+		size_t pages = 1 + (size_t)rand_r(&seed) % MAX_RANGES;
+		struct iovec local = { buf, 0 }, remote;
+		ssize_t n;
+
+		if (first + pages > NPAGES)
+			pages = NPAGES - first;
+		local.iov_len = pages * page;
+		remote = (struct iovec){ s->mem + first * page, pages * page };
+		n = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+		reads++;
+		if (n < 0) {
+			faults++;
+			if (errno != EFAULT)
+				report(s, "process_vm_readv: %s", strerror(errno));
+			continue;
+		}
+		if ((size_t)n < pages * page)
+			partial++;
+		if (n % page)
+			report(s, "process_vm_readv read %zd bytes, not whole pages", n);
+		for (ssize_t i = 0; i < n; i++)
+			if (buf[i] && buf[i] != pattern(first + (size_t)i / page)) {
+				report(s, "process_vm_readv: page %zu holds %#x",
+				       first + (size_t)i / page, buf[i]);
+				break;
+			}
+	}
+	free(buf);
+	tally(&s->reads, reads);
+	tally(&s->partial_reads, partial);
+	tally(&s->read_faults, faults);
+	return NULL;
+}
+
+/*
+ * A context of its own, again and again: map, write, fault half of it, and
+ * close and unmap. In the io_uring variant the FAULTs are punted to io-wq
+ * and the descriptor closed, and sometimes the mapping unmapped, while they
+ * are in flight: they then succeed, or find no mapping (-EINVAL), or were
+ * linked behind one that did not (-ECANCELED).
+ */
+static void *churner(void *arg)
+{
+	struct stress *s = arg;
+	unsigned int seed = (unsigned int)(uintptr_t)pthread_self();
+	size_t len = CHURN_PAGES * page, half = len / 2;
+	struct mheap_range r[MAX_RANGES];
+	struct io_uring ring;
+	int res[MAX_RANGES];
+
+	if (s->uring && io_uring_queue_init(2 * MAX_RANGES, &ring, 0)) {
+		report(s, "io_uring_queue_init: %s", strerror(errno));
+		return NULL;
+	}
+	while (!past_end(s)) {
+		int fd = dev_open(), err = 0;
+		bool unmapped = false;
+		char *m;
+
+		m = fd < 0 ? NULL : dev_map(fd, len);
+		if (!m) {
+			report(s, "open or mmap: %s", strerror(errno));
+			break;
+		}
+		memset(m, 0x5a, len);
+		for (unsigned int i = 0; i < MAX_RANGES; i++)
+			r[i] = (struct mheap_range){ (uintptr_t)m + i * half / MAX_RANGES,
+						     half / MAX_RANGES };
+		if (!s->uring) {
+			err = kfault(fd, m, half);
+			close(fd);
+		} else {
+			struct __kernel_timespec ts = { .tv_sec = 10 };
+			struct io_uring_cqe *cqe;
+			unsigned int got = 0;
+
+			for (unsigned int i = 0; i < MAX_RANGES; i++) {
+				struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+
+				prep_cmd(sqe, fd, MHEAP_URING_CMD_FAULT, &r[i], sizeof(r[i]), i);
+				sqe->flags = IOSQE_ASYNC | (rand_r(&seed) % 2 ? IOSQE_IO_LINK : 0);
+				res[i] = 1;
+			}
+			if (io_uring_submit(&ring) != MAX_RANGES) {
+				report(s, "io_uring_submit failed");
+				break;
+			}
+			/* The requests hold the file: closing it now is fine. */
+			close(fd);
+			if (rand_r(&seed) % 4 == 0) {
+				munmap(m, len);
+				unmapped = true;
+			}
+			while (got < MAX_RANGES && !io_uring_wait_cqe_timeout(&ring, &cqe, &ts)) {
+				if (cqe->user_data < MAX_RANGES)
+					res[cqe->user_data] = cqe->res;
+				io_uring_cqe_seen(&ring, cqe);
+				got++;
+			}
+			if (got < MAX_RANGES) {
+				report(s, "io_uring: %u of %d FAULTs completed", got, MAX_RANGES);
+				break;
+			}
+			for (unsigned int i = 0; i < MAX_RANGES; i++)
+				if (res[i] && !(unmapped && (res[i] == -EINVAL || res[i] == -ECANCELED)))
+					err = -res[i];
+		}
+		if (err)
+			report(s, "churner FAULT: %s%s", strerror(err), unmapped ? " (unmapped)" : "");
+		/* The closed context lives on in its mapping. */
+		if (!unmapped) {
+			if (!err && try_read(m, NULL) != SIGSEGV)
+				report(s, "churner: a faulted page of a closed context was readable");
+			if (m[half] != 0x5a)
+				report(s, "churner: a live page of a closed context lost its data");
+			munmap(m, len);
+		}
+		tally(&s->churns, 1);
+	}
+	if (s->uring)
+		io_uring_queue_exit(&ring);
+	return NULL;
+}
+
+/*
+ * In the child: map the inherited descriptor, fault the second page and
+ * touch it. Only system calls: the parent has other threads, which may have
+ * held malloc's locks at the fork.
+ */
+static void child_touches_quarantine(int fd)
+{
+	struct mheap_range r;
+	unsigned int done;
+	char *m = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+
+	if (m == MAP_FAILED)
+		_exit(2);
+	m[0] = 1;
+	m[page] = 1;
+	r = (struct mheap_range){ (uintptr_t)m + page, page };
+	if (ranges_cmd(fd, MHEAP_IOC_FAULT, &r, 1, &done))
+		_exit(3);
+	if (m[0] != 1)
+		_exit(4);
+	*(volatile char *)(m + page) = 2;	/* SIGSEGV */
+	_exit(5);
+}
+
+static void *forker(void *arg)
+{
+	struct stress *s = arg;
+	unsigned long children = 0, segv = 0;
+
+	while (!past_end(s)) {
+		int status;
+		pid_t pid = fork();
+
+		if (pid == 0)
+			child_touches_quarantine(s->fd);
+		if (pid < 0) {
+			report(s, "fork: %s", strerror(errno));
+			break;
+		}
+		children++;
+		if (waitpid(pid, &status, 0) != pid)
+			report(s, "waitpid: %s", strerror(errno));
+		else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV)
+			segv++;
+		else
+			report(s, "a child touching quarantine ended with status %#x", status);
+	}
+	tally(&s->children, children);
+	tally(&s->children_segv, segv);
+	return NULL;
+}
+
+/* ------------------------------------------------------------ the fixture */
+
+FIXTURE(stress) {
+	struct stress s;
+	int splats;
+};
+
+FIXTURE_VARIANT(stress) {
+	bool uring;
+};
+
+FIXTURE_VARIANT_ADD(stress, ioctl) {
+	.uring = false,
+};
+
+FIXTURE_VARIANT_ADD(stress, io_uring) {
+	.uring = true,
+};
+
+FIXTURE_SETUP(stress)
+{
+	struct stress *s = &self->s;
+
+	memset(s, 0, sizeof(*s));
+	s->fd = -1;
+	if (!device_present())
+		SKIP_SETUP(NO_DEVICE);
+	if (variant->uring) {
+		struct io_uring ring;
+		struct io_uring_probe *probe;
+		bool ok;
+
+		if (io_uring_queue_init(4, &ring, 0))
+			SKIP_SETUP("no io_uring: %s", strerror(errno));
+		probe = io_uring_get_probe_ring(&ring);
+		ok = probe && io_uring_opcode_supported(probe, IORING_OP_URING_CMD);
+		io_uring_free_probe(probe);
+		io_uring_queue_exit(&ring);
+		if (!ok)
+			SKIP_SETUP("io_uring has no IORING_OP_URING_CMD");
+	}
+	probes_install();
+	self->splats = kernel_log_splats();
+	s->uring = variant->uring;
+	pthread_mutex_init(&s->lock, NULL);
+	s->len = NPAGES * page;
+	s->fd = dev_open();
+	ASSERT_LE(0, s->fd);
+	s->mem = dev_map(s->fd, s->len);
+	ASSERT_NE(NULL, s->mem);
+}
+
+/* Unmap and close what the fixture holds; the tests may do it first. */
+static void stress_close(struct stress *s)
+{
+	if (s->mem)
+		munmap(s->mem, s->len);
+	if (s->fd >= 0)
+		close(s->fd);
+	s->mem = NULL;
+	s->fd = -1;
+}
+
+FIXTURE_TEARDOWN(stress)
+{
+	stress_close(&self->s);
+}
+
+/* All the actors at once, until the time is up. */
+static void stress_run(struct __test_metadata *_metadata, struct stress *s)
+{
+	void *(*const actors[])(void *) = {
+		commander, commander, toucher, reader, churner, forker,
+	};
+	const unsigned int nr = sizeof(actors) / sizeof(actors[0]);
+	unsigned int secs = 3;
+	const char *env = getenv("MHEAP_STRESS_SECONDS");
+	pthread_t t[sizeof(actors) / sizeof(actors[0])];
+
+	if (env && *env)
+		secs = (unsigned int)strtoul(env, NULL, 10);
+	clock_gettime(CLOCK_MONOTONIC, &s->end);
+	s->end.tv_sec += secs;
+	for (unsigned int i = 0; i < nr; i++)
+		ASSERT_EQ(0, pthread_create(&t[i], NULL, actors[i], s));
+	for (unsigned int i = 0; i < nr; i++)
+		pthread_join(t[i], NULL);
+	TH_LOG("%s, %u s: %lu commands, %lu touches (%lu SIGSEGV), %lu process_vm_readv "
+	       "(%lu partial, %lu EFAULT), %lu contexts churned, %lu children",
+	       s->uring ? "io_uring" : "ioctl", secs, s->commands, s->touches, s->segvs,
+	       s->reads, s->partial_reads, s->read_faults, s->churns, s->children);
+}
+
+TEST_F(stress, every_operation_gets_its_documented_result)
+{
+	struct stress *s = &self->s;
+	struct mheap_stats st;
+
+	RETURN_IF_SETUP_SKIPPED();
+	stress_run(_metadata, s);
+	for (unsigned int i = 0; i < s->nr_reports; i++)
+		TH_LOG("unexpected: %s", s->reports[i]);
+	EXPECT_EQ(0, s->unexpected);
+	EXPECT_NE(0, s->commands);
+	EXPECT_NE(0, s->touches);
+	EXPECT_NE(0, s->reads);
+	EXPECT_NE(0, s->churns);
+
+	/* Consistent afterwards: released whole, it is zero-fill and holds nothing. */
+	ASSERT_EQ(0, krelease(s->fd, s->mem, s->len));
+	ASSERT_EQ(0, kstats(s->fd, &st));
+	EXPECT_EQ(0, st.self.resident_bytes);
+	EXPECT_EQ(0, st.self.quarantined_bytes);
+	EXPECT_EQ(0, st.self.quarantined_ranges);
+	EXPECT_EQ(1, st.self.mappings);
+	for (size_t i = 0; i < s->len; i++) {
+		ASSERT_EQ(0, s->mem[i]) TH_LOG("byte %zu", i);
+	}
+}
+
+TEST_F(stress, children_touching_quarantine_die_of_sigsegv)
+{
+	struct stress *s = &self->s;
+	struct mheap_stats st;
+
+	RETURN_IF_SETUP_SKIPPED();
+	stress_run(_metadata, s);
+	EXPECT_NE(0, s->children);
+	EXPECT_EQ(s->children, s->children_segv);
+	/* Each child's touch is an event of the context it shares. */
+	ASSERT_EQ(0, kstats(s->fd, &st));
+	EXPECT_LE(s->children_segv, st.self.faults_caught);
+}
+
+TEST_F(stress, afterwards_every_counter_is_back_to_zero)
+{
+	RETURN_IF_SETUP_SKIPPED();
+	stress_run(_metadata, &self->s);
+	stress_close(&self->s);
+	expect_module_idle(_metadata);
+}
+
+TEST_F(stress, afterwards_the_kernel_log_is_clean)
+{
+	RETURN_IF_SETUP_SKIPPED();
+	stress_run(_metadata, &self->s);
+	if (self->splats < 0)
+		SKIP(return, "kernel log unreadable (%s): vm-init.sh checks it", strerror(errno));
+	EXPECT_EQ(self->splats, kernel_log_splats())
+		TH_LOG("new BUG/WARNING/Oops lines in the kernel log");
+}
+
+TEST_HARNESS_MAIN
