@@ -43,7 +43,6 @@
 #include <fcntl.h>
 #include <liburing.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -72,7 +71,6 @@
 #ifndef DRAIN_PCT
 #define DRAIN_PCT	0	/* default share of SQEs with IOSQE_IO_DRAIN */
 #endif
-#define MAX_REPORTS	8	/* unexpected results kept for the log */
 
 /* A kernel address: never a user pointer, never a user range. */
 #define KERNEL_ADDR	0xffff888000000000ull
@@ -197,7 +195,6 @@ struct counts {
 	unsigned long reached;		/* ... that a handler acted on */
 	unsigned long mutated;
 	unsigned long by_result[NR_RESULTS];
-	unsigned long unexpected;
 	unsigned long vm_calls;		/* mmap/munmap/close/touch */
 };
 
@@ -208,9 +205,7 @@ struct shared {
 	unsigned int drain_pct;
 	uint64_t seed;
 	struct timespec end;
-	pthread_mutex_t report_lock;
-	char reports[MAX_REPORTS][160];
-	unsigned int nr_reports;
+	struct reports reports;
 	struct counts total;
 };
 
@@ -234,29 +229,7 @@ struct worker {
 #define AREA_NONE(w)	((w)->area + page)
 #define AREA_RO(w)	((w)->area + 2 * page)
 
-static bool past_end(const struct shared *sh)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return now.tv_sec > sh->end.tv_sec ||
-	       (now.tv_sec == sh->end.tv_sec && now.tv_nsec >= sh->end.tv_nsec);
-}
-
-static void report(struct worker *w, const char *fmt, ...)
-{
-	struct shared *sh = w->sh;
-	va_list ap;
-
-	w->c.unexpected++;
-	pthread_mutex_lock(&sh->report_lock);
-	if (sh->nr_reports < MAX_REPORTS) {
-		va_start(ap, fmt);
-		vsnprintf(sh->reports[sh->nr_reports++], sizeof(sh->reports[0]), fmt, ap);
-		va_end(ap);
-	}
-	pthread_mutex_unlock(&sh->report_lock);
-}
+#define report(w, ...) reports_add(&(w)->sh->reports, __VA_ARGS__)
 
 /* A pointer that the kernel cannot copy a struct of size bytes through. */
 static void *bad_pointer(struct worker *w, size_t size)
@@ -878,7 +851,7 @@ static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 
-	while (!past_end(w->sh)) {
+	while (!deadline_passed(&w->sh->end)) {
 		unsigned int op = (unsigned int)(rnd(&w->g) % 100);
 
 		if (op < 86)
@@ -906,13 +879,6 @@ static uint64_t fuzz_seed(void)
 		return strtoull(s, NULL, 16);
 	clock_gettime(CLOCK_REALTIME, &now);
 	return (uint64_t)now.tv_nsec ^ ((uint64_t)now.tv_sec << 20) ^ (uint64_t)getpid();
-}
-
-static unsigned int env_uint(const char *name, unsigned int dflt)
-{
-	const char *s = getenv(name);
-
-	return s && *s ? (unsigned int)strtoul(s, NULL, 10) : dflt;
 }
 
 FIXTURE(fuzz) {
@@ -946,20 +912,8 @@ FIXTURE_SETUP(fuzz)
 	p->sentinel_fd = -1;
 	if (!device_present())
 		SKIP_SETUP(NO_DEVICE);
-	if (variant->uring) {
-		struct io_uring ring;
-		struct io_uring_probe *probe;
-		bool ok;
-
-		if (io_uring_queue_init(4, &ring, 0))
-			SKIP_SETUP("no io_uring: %s", strerror(errno));
-		probe = io_uring_get_probe_ring(&ring);
-		ok = probe && io_uring_opcode_supported(probe, IORING_OP_URING_CMD);
-		io_uring_free_probe(probe);
-		io_uring_queue_exit(&ring);
-		if (!ok)
-			SKIP_SETUP("io_uring has no IORING_OP_URING_CMD");
-	}
+	if (variant->uring && uring_cmd_missing())
+		SKIP_SETUP("%s", uring_cmd_missing());
 	probes_install();
 	self->splats = kernel_log_splats();
 	pthread_mutex_init(&p->lock, NULL);
@@ -989,7 +943,7 @@ FIXTURE_SETUP(fuzz)
 	self->sh.seed = fuzz_seed();
 	self->sh.mutate_pct = env_uint("MHEAP_FUZZ_MUTATE", MUTATE_PCT);
 	self->sh.drain_pct = env_uint("MHEAP_FUZZ_DRAIN", DRAIN_PCT);
-	pthread_mutex_init(&self->sh.report_lock, NULL);
+	reports_init(&self->sh.reports);
 	for (int i = 0; i < NTHREADS; i++) {
 		struct worker *w = &self->w[i];
 		struct io_uring_params params = { .flags = IORING_SETUP_SUBMIT_ALL };
@@ -1029,8 +983,7 @@ static void fuzz_run(struct __test_metadata *_metadata, FIXTURE_DATA(fuzz) *self
 	TH_LOG("seed %#llx (MHEAP_FUZZ_SEED to replay), %u%% mutated, %u%% drained, %u s, "
 	       "%d threads, %s", (unsigned long long)self->sh.seed, self->sh.mutate_pct,
 	       self->sh.drain_pct, secs, NTHREADS, variant->uring ? "io_uring" : "ioctl");
-	clock_gettime(CLOCK_MONOTONIC, &self->sh.end);
-	self->sh.end.tv_sec += secs;
+	self->sh.end = deadline_in(secs);
 	for (int i = 0; i < NTHREADS; i++)
 		ASSERT_EQ(0, pthread_create(&t[i], NULL, worker_main, &self->w[i]));
 	for (int i = 0; i < NTHREADS; i++) {
@@ -1040,7 +993,6 @@ static void fuzz_run(struct __test_metadata *_metadata, FIXTURE_DATA(fuzz) *self
 		tot->calls += c->calls;
 		tot->reached += c->reached;
 		tot->mutated += c->mutated;
-		tot->unexpected += c->unexpected;
 		tot->vm_calls += c->vm_calls;
 		for (unsigned int r = 0; r < NR_RESULTS; r++)
 			tot->by_result[r] += c->by_result[r];
@@ -1077,10 +1029,8 @@ TEST_F(fuzz, every_call_returns_its_documented_result)
 		if (c->by_result[r])
 			TH_LOG("  %-12s %lu", known_errnos[r] ? strerrorname_np(known_errnos[r]) : "0",
 			       c->by_result[r]);
-	for (unsigned int i = 0; i < self->sh.nr_reports; i++)
-		TH_LOG("unexpected: %s", self->sh.reports[i]);
 	EXPECT_NE(0, c->calls);
-	EXPECT_EQ(0, c->unexpected);
+	EXPECT_NO_REPORTS(&self->sh.reports);
 }
 
 /*

@@ -31,7 +31,6 @@
 #include <fcntl.h>
 #include <liburing.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -53,7 +52,6 @@
 #define NPAGES		32	/* the shared mapping */
 #define CHURN_PAGES	8	/* the churner's own mappings */
 #define MAX_RANGES	4	/* per command batch or vector */
-#define MAX_REPORTS	8
 
 /* What every byte of page i of the shared mapping holds, when not zero. */
 static unsigned char pattern(size_t i)
@@ -67,21 +65,15 @@ struct stress {
 	char *mem;
 	size_t len;
 	struct timespec end;
-	pthread_mutex_t lock;	/* the reports */
-	char reports[MAX_REPORTS][160];
-	unsigned int nr_reports;
+	struct reports reports;
 	/* Tallies, atomic. */
-	unsigned long unexpected, commands, touches, segvs, reads, partial_reads, read_faults;
+	unsigned long commands, touches, segvs, reads, partial_reads, read_faults;
 	unsigned long churns, children, children_segv;
 };
 
 static bool past_end(const struct stress *s)
 {
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return now.tv_sec > s->end.tv_sec ||
-	       (now.tv_sec == s->end.tv_sec && now.tv_nsec >= s->end.tv_nsec);
+	return deadline_passed(&s->end);
 }
 
 static void tally(unsigned long *counter, unsigned long n)
@@ -89,19 +81,7 @@ static void tally(unsigned long *counter, unsigned long n)
 	__atomic_add_fetch(counter, n, __ATOMIC_RELAXED);
 }
 
-static void report(struct stress *s, const char *fmt, ...)
-{
-	va_list ap;
-
-	tally(&s->unexpected, 1);
-	pthread_mutex_lock(&s->lock);
-	if (s->nr_reports < MAX_REPORTS) {
-		va_start(ap, fmt);
-		vsnprintf(s->reports[s->nr_reports++], sizeof(s->reports[0]), fmt, ap);
-		va_end(ap);
-	}
-	pthread_mutex_unlock(&s->lock);
-}
+#define report(s, ...) reports_add(&(s)->reports, __VA_ARGS__)
 
 /* A random page-aligned range of n pages' mapping at mem. */
 static struct mheap_range random_range(unsigned int *seed, char *mem, size_t npages)
@@ -113,38 +93,25 @@ static struct mheap_range random_range(unsigned int *seed, char *mem, size_t npa
 }
 
 /*
- * Submit n range commands (FAULT or RELEASE each at random) on fd through
- * ring, IOSQE_ASYNC and IOSQE_IO_LINK at random unless async_all, which
- * punts every one to io-wq. Results in res[]; false if they did not all
- * complete within 10 s.
+ * Submit n range commands on fd through ring: op, or FAULT or RELEASE at
+ * random if op is 0; IOSQE_ASYNC at random unless async_all, which punts
+ * every one to io-wq; IOSQE_IO_LINK at random. False if not all went in.
  */
-static bool uring_ranges(struct io_uring *ring, int fd, const struct mheap_range *r,
-			 unsigned int n, unsigned int *seed, bool async_all, int *res)
+static bool uring_submit_ranges(struct io_uring *ring, int fd, const struct mheap_range *r,
+				unsigned int n, uint32_t op, bool async_all, unsigned int *seed)
 {
-	struct __kernel_timespec ts = { .tv_sec = 10 };
-	struct io_uring_cqe *cqe;
-	unsigned int got = 0;
-
 	for (unsigned int i = 0; i < n; i++) {
 		struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
-		uint32_t op = rand_r(seed) % 2 ? MHEAP_URING_CMD_FAULT : MHEAP_URING_CMD_RELEASE;
+		uint32_t o = op ? op : rand_r(seed) % 2 ? MHEAP_URING_CMD_FAULT :
+							  MHEAP_URING_CMD_RELEASE;
 
-		prep_cmd(sqe, fd, op, &r[i], sizeof(r[i]), i);
+		prep_cmd(sqe, fd, o, &r[i], sizeof(r[i]), i);
 		if (async_all || rand_r(seed) % 2)
 			sqe->flags |= IOSQE_ASYNC;
 		if (rand_r(seed) % 2)
 			sqe->flags |= IOSQE_IO_LINK;
-		res[i] = 1;
 	}
-	if (io_uring_submit(ring) != (int)n)
-		return false;
-	while (got < n && !io_uring_wait_cqe_timeout(ring, &cqe, &ts)) {
-		if (cqe->user_data < n)
-			res[cqe->user_data] = cqe->res;
-		io_uring_cqe_seen(ring, cqe);
-		got++;
-	}
-	return got == n;
+	return io_uring_submit(ring) == (int)n;
 }
 
 /* ------------------------------------------------------------ actors */
@@ -175,7 +142,8 @@ static void *commander(void *arg)
 				report(s, "ioctl %s of %u ranges: %s, %u done",
 				       cmd == MHEAP_IOC_FAULT ? "FAULT" : "RELEASE", n,
 				       strerror(err), done);
-		} else if (!uring_ranges(&ring, s->fd, r, n, &seed, false, res)) {
+		} else if (!uring_submit_ranges(&ring, s->fd, r, n, 0, false, &seed) ||
+			   uring_reap(&ring, n, res) != n) {
 			report(s, "io_uring: a batch of %u did not complete", n);
 			break;
 		} else {
@@ -299,18 +267,10 @@ static void *churner(void *arg)
 			err = kfault(fd, m, half);
 			close(fd);
 		} else {
-			struct __kernel_timespec ts = { .tv_sec = 10 };
-			struct io_uring_cqe *cqe;
-			unsigned int got = 0;
+			unsigned int got;
 
-			for (unsigned int i = 0; i < MAX_RANGES; i++) {
-				struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
-
-				prep_cmd(sqe, fd, MHEAP_URING_CMD_FAULT, &r[i], sizeof(r[i]), i);
-				sqe->flags = IOSQE_ASYNC | (rand_r(&seed) % 2 ? IOSQE_IO_LINK : 0);
-				res[i] = 1;
-			}
-			if (io_uring_submit(&ring) != MAX_RANGES) {
+			if (!uring_submit_ranges(&ring, fd, r, MAX_RANGES, MHEAP_URING_CMD_FAULT,
+						 true, &seed)) {
 				report(s, "io_uring_submit failed");
 				break;
 			}
@@ -320,12 +280,7 @@ static void *churner(void *arg)
 				munmap(m, len);
 				unmapped = true;
 			}
-			while (got < MAX_RANGES && !io_uring_wait_cqe_timeout(&ring, &cqe, &ts)) {
-				if (cqe->user_data < MAX_RANGES)
-					res[cqe->user_data] = cqe->res;
-				io_uring_cqe_seen(&ring, cqe);
-				got++;
-			}
+			got = uring_reap(&ring, MAX_RANGES, res);
 			if (got < MAX_RANGES) {
 				report(s, "io_uring: %u of %d FAULTs completed", got, MAX_RANGES);
 				break;
@@ -430,24 +385,12 @@ FIXTURE_SETUP(stress)
 	s->fd = -1;
 	if (!device_present())
 		SKIP_SETUP(NO_DEVICE);
-	if (variant->uring) {
-		struct io_uring ring;
-		struct io_uring_probe *probe;
-		bool ok;
-
-		if (io_uring_queue_init(4, &ring, 0))
-			SKIP_SETUP("no io_uring: %s", strerror(errno));
-		probe = io_uring_get_probe_ring(&ring);
-		ok = probe && io_uring_opcode_supported(probe, IORING_OP_URING_CMD);
-		io_uring_free_probe(probe);
-		io_uring_queue_exit(&ring);
-		if (!ok)
-			SKIP_SETUP("io_uring has no IORING_OP_URING_CMD");
-	}
+	if (variant->uring && uring_cmd_missing())
+		SKIP_SETUP("%s", uring_cmd_missing());
 	probes_install();
 	self->splats = kernel_log_splats();
 	s->uring = variant->uring;
-	pthread_mutex_init(&s->lock, NULL);
+	reports_init(&s->reports);
 	s->len = NPAGES * page;
 	s->fd = dev_open();
 	ASSERT_LE(0, s->fd);
@@ -478,14 +421,10 @@ static void stress_run(struct __test_metadata *_metadata, struct stress *s)
 		commander, commander, toucher, reader, churner, forker,
 	};
 	const unsigned int nr = sizeof(actors) / sizeof(actors[0]);
-	unsigned int secs = 3;
-	const char *env = getenv("MHEAP_STRESS_SECONDS");
+	unsigned int secs = env_uint("MHEAP_STRESS_SECONDS", 3);
 	pthread_t t[sizeof(actors) / sizeof(actors[0])];
 
-	if (env && *env)
-		secs = (unsigned int)strtoul(env, NULL, 10);
-	clock_gettime(CLOCK_MONOTONIC, &s->end);
-	s->end.tv_sec += secs;
+	s->end = deadline_in(secs);
 	for (unsigned int i = 0; i < nr; i++)
 		ASSERT_EQ(0, pthread_create(&t[i], NULL, actors[i], s));
 	for (unsigned int i = 0; i < nr; i++)
@@ -503,9 +442,7 @@ TEST_F(stress, every_operation_gets_its_documented_result)
 
 	RETURN_IF_SETUP_SKIPPED();
 	stress_run(_metadata, s);
-	for (unsigned int i = 0; i < s->nr_reports; i++)
-		TH_LOG("unexpected: %s", s->reports[i]);
-	EXPECT_EQ(0, s->unexpected);
+	EXPECT_NO_REPORTS(&s->reports);
 	EXPECT_NE(0, s->commands);
 	EXPECT_NE(0, s->touches);
 	EXPECT_NE(0, s->reads);

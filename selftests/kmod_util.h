@@ -5,7 +5,9 @@
  * the range, STATS and SET_LIMIT commands, the global counters in sysfs,
  * probes that touch memory and report the signal instead of dying, a scan
  * of the kernel log for splats, a check that the module holds nothing any
- * more, and one io_uring command SQE. Include kselftest_harness.h first.
+ * more, io_uring command SQEs, and for the tests that run for a while a
+ * deadline and a log of unexpected results that threads share. Include
+ * kselftest_harness.h first.
  *
  * Everything is static (inline), so a test that uses only part of it gets
  * no unused-function warning.
@@ -16,6 +18,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
+#include <pthread.h>
+#include <stdarg.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -27,6 +31,7 @@
 #include <sys/ioctl.h>
 #include <sys/klog.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <linux/mheap.h>
@@ -293,5 +298,105 @@ static inline void prep_cmd(struct io_uring_sqe *sqe, int fd, uint32_t op, const
 	memcpy((char *)sqe + offsetof(struct io_uring_sqe, cmd), arg, len);
 	sqe->user_data = data;
 }
+
+/* Why IORING_OP_URING_CMD cannot be used here, or NULL if it can. */
+static inline const char *uring_cmd_missing(void)
+{
+	struct io_uring_probe *probe;
+	struct io_uring ring;
+	bool ok;
+
+	if (io_uring_queue_init(4, &ring, 0))
+		return "no io_uring";
+	probe = io_uring_get_probe_ring(&ring);
+	ok = probe && io_uring_opcode_supported(probe, IORING_OP_URING_CMD);
+	io_uring_free_probe(probe);
+	io_uring_queue_exit(&ring);
+	return ok ? NULL : "io_uring has no IORING_OP_URING_CMD";
+}
+
+/*
+ * Wait for n completions of the commands just submitted on ring, whose
+ * user_data are 0 to n - 1: results in res[] (1 until one comes, which no
+ * command answers). At most 10 s for each, so that a command that never
+ * completes fails the test rather than hangs it; how many came.
+ */
+static inline unsigned int uring_reap(struct io_uring *ring, unsigned int n, int *res)
+{
+	struct __kernel_timespec ts = { .tv_sec = 10 };
+	struct io_uring_cqe *cqe;
+	unsigned int got = 0;
+
+	for (unsigned int i = 0; i < n; i++)
+		res[i] = 1;
+	while (got < n && !io_uring_wait_cqe_timeout(ring, &cqe, &ts)) {
+		if (cqe->user_data < n)
+			res[cqe->user_data] = cqe->res;
+		io_uring_cqe_seen(ring, cqe);
+		got++;
+	}
+	return got;
+}
+
+/* ------------------------------------------------------------ long runs */
+
+/* A whole number from the environment, dflt if unset. */
+static inline unsigned int env_uint(const char *name, unsigned int dflt)
+{
+	const char *s = getenv(name);
+
+	return s && *s ? (unsigned int)strtoul(s, NULL, 10) : dflt;
+}
+
+/* CLOCK_MONOTONIC secs from now. */
+static inline struct timespec deadline_in(unsigned int secs)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	t.tv_sec += secs;
+	return t;
+}
+
+static inline bool deadline_passed(const struct timespec *end)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return now.tv_sec > end->tv_sec ||
+	       (now.tv_sec == end->tv_sec && now.tv_nsec >= end->tv_nsec);
+}
+
+/* Unexpected results from any thread: all counted, the first few kept. */
+struct reports {
+	pthread_mutex_t lock;
+	unsigned long count;
+	unsigned int kept;
+	char line[8][160];
+};
+
+static inline void reports_init(struct reports *r)
+{
+	memset(r, 0, sizeof(*r));
+	pthread_mutex_init(&r->lock, NULL);
+}
+
+static inline __attribute__((format(printf, 2, 3)))
+void reports_add(struct reports *r, const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&r->lock);
+	r->count++;
+	if (r->kept < sizeof(r->line) / sizeof(r->line[0])) {
+		va_start(ap, fmt);
+		vsnprintf(r->line[r->kept++], sizeof(r->line[0]), fmt, ap);
+		va_end(ap);
+	}
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* Log the kept reports and expect there were none. */
+#define EXPECT_NO_REPORTS(r) do {						for (unsigned int _i = 0; _i < (r)->kept; _i++)					TH_LOG("unexpected: %s", (r)->line[_i]);			EXPECT_EQ(0, (r)->count);					} while (0)
 
 #endif
