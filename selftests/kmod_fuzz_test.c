@@ -521,7 +521,7 @@ static void one_ioctl(struct worker *w)
 	}
 	if (kind == K_VERSION && ret == 0 && !arg_broken && a.v.major != MHEAP_VERSION_MAJOR)
 		report(w, "VERSION says major %u", a.v.major);
-	if (kind == K_STATS && ret == 0 && !arg_broken && a.st.size != MHEAP_STATS_SIZE_V1)
+	if (kind == K_STATS && ret == 0 && !arg_broken && a.st.size != sizeof(a.st))
 		report(w, "STATS filled %u bytes", a.st.size);
 	count_result(w, ret, reached && !mutations, mutations);
 }
