@@ -1,0 +1,182 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * User arenas, private to their files: what they share. The design is told
+ * file by file, each at its top:
+ *
+ *   arena.c            the API: handles and slots, bump allocation, freeing
+ *                      an arena, settings, statistics
+ *   arena_chunk.c      a chunk's life: made from and given back to the page
+ *                      heap, the reuse and ready lists, the next chunk for
+ *                      an arena, giving back what nobody uses
+ *   arena_quarantine.c faulting freed chunks, the quarantine FIFO and its
+ *                      budget, releasing chunks from it
+ *   arena_hugepages.c  where in a chunk an arena allocates: windows, and
+ *                      transparent huge pages
+ *   arena_warm.c       warm chunks: a freed big arena's pages moved, not
+ *                      dropped
+ *
+ * Locking: the chunk lists and the counters below are under arena_lock,
+ * which is never held while another allocator lock is taken, nor over a
+ * system call. A chunk on no list (live, or being released) belongs to
+ * whoever took it off.
+ */
+#ifndef MHEAP_ARENA_IMPL_H
+#define MHEAP_ARENA_IMPL_H
+
+#include "arena.h"
+#include "mheap_impl.h"
+
+/* At most this many chunks are faulted or released per system-call batch. */
+#define ARENA_BATCH	64
+
+MH_HIDDEN extern mh_lock_t arena_lock;
+MH_HIDDEN extern struct arena_config arena_cfg;	/* arena_lock to change */
+
+/* ------------------------------------------------------------ chunk lists */
+
+static inline void list_push(struct chunk_list *l, struct arena_chunk *c)
+{
+	c->next = NULL;
+	c->prev = l->tail;
+	if (l->tail)
+		l->tail->next = c;
+	else
+		l->head = c;
+	l->tail = c;
+	l->count++;
+}
+
+static inline void list_push_head(struct chunk_list *l, struct arena_chunk *c)
+{
+	c->prev = NULL;
+	c->next = l->head;
+	if (l->head)
+		l->head->prev = c;
+	else
+		l->tail = c;
+	l->head = c;
+	l->count++;
+}
+
+static inline void list_remove(struct chunk_list *l, struct arena_chunk *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		l->head = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	else
+		l->tail = c->prev;
+	c->next = c->prev = NULL;
+	l->count--;
+}
+
+static inline struct arena_chunk *list_pop_head(struct chunk_list *l)
+{
+	struct arena_chunk *c = l->head;
+
+	if (c)
+		list_remove(l, c);
+	return c;
+}
+
+static inline struct arena_chunk *list_pop_tail(struct chunk_list *l)
+{
+	struct arena_chunk *c = l->tail;
+
+	if (c)
+		list_remove(l, c);
+	return c;
+}
+
+/* ------------------------------------------------------------ chunk sizes */
+
+static inline size_t chunk_bytes(const struct arena_chunk *c)
+{
+	return c->limit - c->base;
+}
+
+/* Room left: in the window, and in the next one. */
+static inline size_t chunk_free_bytes(const struct arena_chunk *c)
+{
+	return c->hi - c->lo + (c->next_window ? c->limit - c->next_window : 0);
+}
+
+/* Room used: the rest of the chunk (the window skipped included). */
+static inline size_t chunk_used_bytes(const struct arena_chunk *c)
+{
+	return chunk_bytes(c) - chunk_free_bytes(c);
+}
+
+/* ------------------------------------------------------------ arena_chunk.c */
+
+MH_HIDDEN extern struct chunk_list reuse_list, ready_list;
+MH_HIDDEN extern uint64_t reuse_used;		/* chunk_used_bytes of the reuse list */
+MH_HIDDEN extern uint64_t chunks_live;
+
+MH_HIDDEN void arena_chunk_init(void);
+/* A chunk straight from the page heap, at least bytes long. */
+MH_HIDDEN struct arena_chunk *chunk_new(size_t bytes, size_t align);
+/* Give a chunk whose pages have been dropped (released) or not back to the
+ * page heap. */
+MH_HIDDEN void chunk_destroy(struct arena_chunk *c, bool released);
+/* The next chunk for an arena; big: it has filled one already. */
+MH_HIDDEN struct arena_chunk *chunk_get(uint64_t arena_id, bool big);
+/* A chunk just made usable again, to the ready list (ready) or the page
+ * heap. */
+MH_HIDDEN void chunk_released(struct arena_chunk *c, bool ready);
+/* The used, dead part of the reuse list's chunks to the OS. */
+MH_HIDDEN void reuse_drop_used(void);
+
+/* ------------------------------------------------------------ arena_quarantine.c */
+
+/* The quarantine: faulting chunks, oldest first, and their bytes. */
+MH_HIDDEN extern struct chunk_list quarantine;
+MH_HIDDEN extern uint64_t quarantined_bytes;
+MH_HIDDEN extern uint64_t releases_budget, releases_enomem;
+
+/* Fault the n chunks of a freed arena and put them in quarantine, then
+ * hold it to its budget. */
+MH_HIDDEN void quarantine_chunks(struct arena_chunk **cs, unsigned n, uint64_t arena_id);
+/* Take quarantined chunk c out (arena_lock held): state CHUNK_RELEASING,
+ * on no list, for release_chunks once the lock is dropped. */
+MH_HIDDEN void quarantine_take(struct arena_chunk *c);
+/* Take up to max of the oldest quarantined chunks out into cs (arena_lock
+ * held), as quarantine_take. */
+MH_HIDDEN unsigned quarantine_take_oldest(struct arena_chunk **cs, unsigned max);
+/* Release n taken chunks (at most ARENA_BATCH; arena_lock not held) to the
+ * ready list (ready) or the page heap; how many were. */
+MH_HIDDEN unsigned release_chunks(struct arena_chunk **cs, unsigned n, bool ready);
+/* Release up to max of the oldest because the system refused something. */
+MH_HIDDEN unsigned release_oldest(unsigned max, bool ready);
+/* Release the oldest chunks while quarantine is over its budget. */
+MH_HIDDEN void enforce_budget(void);
+
+/* ------------------------------------------------------------ arena_hugepages.c */
+
+/* The huge page size when chunks of an arena take huge pages, else 0. */
+MH_HIDDEN size_t thp_size(void);
+/* The huge page size if c can have a small-page head and a huge tail. */
+MH_HIDDEN size_t chunk_thp_size(const struct arena_chunk *c);
+/* The alignment of a normal chunk, given thp_size(). */
+MH_HIDDEN size_t chunk_align(size_t h);
+/* Set up the windows of a fresh chunk for an arena (big: has filled one). */
+MH_HIDDEN void chunk_start(struct arena_chunk *c, bool big);
+/* Move on to c's next window. */
+MH_HIDDEN void chunk_next_window(struct arena_chunk *c);
+
+/* ------------------------------------------------------------ arena_warm.c */
+
+MH_HIDDEN extern struct chunk_list warm_list;
+MH_HIDDEN extern uint64_t warm_bytes;		/* warm chunks, and moves under way */
+
+/* Whether a freed big arena's active chunk c goes warm (arena_lock held). */
+MH_HIDDEN bool warm_takes_active(const struct arena_chunk *c);
+/* Move the pages of a freed big arena's full chunks to warm chunks. */
+MH_HIDDEN void recycle_chunks(struct arena_chunk **cs, unsigned n);
+/* Warm chunks back to the page heap: down to the cap, or all of them. */
+MH_HIDDEN void warm_trim(void);
+MH_HIDDEN void warm_release(void);
+
+#endif
