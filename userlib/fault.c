@@ -29,11 +29,13 @@ void fault_unprepare_nothing(void *base, size_t len)
 	(void)len;
 }
 
-static unsigned mprotect_fault(const struct fault_range *r, unsigned n, int *err)
+unsigned fault_protect(const struct fault_range *r, unsigned n, int *err)
 {
 	for (unsigned i = 0; i < n; i++) {
 		/* Protect first: if the kernel refuses (out of VMAs), the
-		 * memory stays as it was and the caller can retry. */
+		 * memory stays as it was and the caller can retry. The
+		 * MADV_DONTNEED after it frees the pages, and drops any a
+		 * stale access wrote to a moved range (fault_guard.c). */
 		if (mprotect(r[i].base, r[i].len, PROT_NONE)) {
 			*err = -errno;
 			return i;
@@ -61,7 +63,7 @@ const struct fault_backend fault_backend_mprotect = {
 	.probe = mprotect_probe,
 	.prepare = fault_prepare_nothing,
 	.unprepare = fault_unprepare_nothing,
-	.fault = mprotect_fault,
+	.fault = fault_protect,
 	.release = fault_unprotect,
 	.mprotects = true,
 	.faults = true,

@@ -71,7 +71,9 @@ MH_HIDDEN extern const struct fault_backend fault_backend_guard;
 MH_HIDDEN extern const struct fault_backend fault_backend_mprotect;
 MH_HIDDEN extern const struct fault_backend fault_backend_none;
 
-/* mprotect's release, which guard uses for moved ranges: read/write again. */
+/* The mprotect backend's fault and release, which guard uses for moved
+ * ranges: PROT_NONE and the pages dropped; read/write again. */
+MH_HIDDEN unsigned fault_protect(const struct fault_range *r, unsigned n, int *err);
 MH_HIDDEN unsigned fault_unprotect(const struct fault_range *r, unsigned n, int *err);
 /* For backends whose chunks need nothing when taken from the heap. */
 MH_HIDDEN int fault_prepare_nothing(void *base, size_t len);

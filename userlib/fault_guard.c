@@ -54,18 +54,14 @@ static int guard_probe(void)
 static unsigned guard_fault(const struct fault_range *r, unsigned n, int *err)
 {
 	for (unsigned i = 0; i < n; i++) {
-		int ret;
-
 		if (r[i].moved) {
-			/* Protect first, as the mprotect backend: refused,
-			 * the range is untouched and the caller retries. */
-			ret = mprotect(r[i].base, r[i].len, PROT_NONE);
-			if (!ret)
-				madvise(r[i].base, r[i].len, MADV_DONTNEED);
-		} else {
-			ret = madvise(r[i].base, r[i].len, MADV_GUARD_INSTALL);
+			/* As the mprotect backend: refused, the range is
+			 * untouched and the caller retries. */
+			if (!fault_protect(r + i, 1, err))
+				return i;
+			continue;
 		}
-		if (ret) {
+		if (madvise(r[i].base, r[i].len, MADV_GUARD_INSTALL)) {
 			*err = -errno;
 			return i;
 		}
