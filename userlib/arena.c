@@ -44,6 +44,7 @@
 #include "arena_impl.h"
 #include "arenamap.h"
 #include "fault.h"
+#include "hooks.h"
 #include "sysmem.h"
 
 /* Freed arena slots wait in a FIFO this long before reuse, so that a
@@ -86,8 +87,8 @@ static unsigned freed_count;
 
 /* ------------------------------------------------------------ config */
 
-/* arena_lock is never held while another allocator lock is taken, so it
- * can be taken around fork on its own. */
+/* arena_lock is never held while another allocator lock is taken: fork
+ * takes it before the heap's (fork.c). */
 static void fork_prepare(void)
 {
 	mh_lock(&arena_lock);
@@ -98,9 +99,22 @@ static void fork_release(void)
 	mh_unlock(&arena_lock);
 }
 
-__attribute__((constructor)) static void arena_config_init(void)
+static void arena_stats(struct mh_stats *st);
+
+/* What the heap asks of arenas (hooks.h). */
+static const struct heap_hooks arena_hooks = {
+	.give_back = arena_give_back,
+	.release_idle = arena_release_idle,
+	.stats = arena_stats,
+	.check_chunk = arena_check_chunk,
+	.check_lists = arena_check_lists,
+	.fork_prepare = fork_prepare,
+	.fork_parent = fork_release,
+	.fork_child = fork_release,
+};
+
+__attribute__((constructor)) static void arena_init(void)
 {
-	pthread_atfork(fork_prepare, fork_release, fork_release);
 	arena_cfg.chunk_bytes = ALIGN_UP(mh_option(MH_OPT_ARENA_CHUNK), MH_PAGE_SIZE);
 	if (arena_cfg.chunk_bytes < 64 * 1024)
 		mh_fatal("MHEAP_ARENA_CHUNK must be at least 64K");
@@ -113,6 +127,7 @@ __attribute__((constructor)) static void arena_config_init(void)
 	arena_cfg.recycle = mh_option(MH_OPT_ARENA_RECYCLE);
 	arena_cfg.warm_max = mh_option(MH_OPT_ARENA_WARM_MAX);
 	arena_chunk_init();
+	heap_hooks_register(&arena_hooks);
 }
 
 void arena_config_get(struct arena_config *cfg)
@@ -450,8 +465,8 @@ void *mh_arena_clone(const void *p, size_t size)
 	return q;
 }
 
-/* Strong definition of the hook stats.c declares weak. */
-void mh_arena_stats(struct mh_stats *st)
+/* The arenas' fields of a statistics snapshot (hooks.h). */
+static void arena_stats(struct mh_stats *st)
 {
 	mh_lock(&arena_lock);
 	st->arenas_live = arenas_live;
@@ -465,15 +480,4 @@ void mh_arena_stats(struct mh_stats *st)
 	st->arena_chunks_warm = warm_list.count;
 	mh_unlock(&arena_lock);
 	st->arena_faults_caught = LOAD_RELAXED(&uaf_faults_caught);
-}
-
-void arena_internals(struct arena_internals *ai)
-{
-	*ai = (struct arena_internals){
-		.lock = &arena_lock,
-		.reuse = &reuse_list, .ready = &ready_list,
-		.quarantine = &quarantine, .warm = &warm_list,
-		.quarantined_bytes = &quarantined_bytes, .warm_bytes = &warm_bytes,
-		.chunks_live = &chunks_live,
-	};
 }

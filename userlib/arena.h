@@ -67,28 +67,6 @@ struct arena_config {
 MH_HIDDEN void arena_config_get(struct arena_config *cfg);
 MH_HIDDEN void arena_configure(const struct arena_config *cfg);
 
-/* Give every warm chunk back to the page heap (their pages stay resident
- * until the scavenger releases them), and the used, dead part of reuse
- * list chunks to the OS. mh_quarantine_release() and mh_scavenge() do it.
- * Takes arena_lock: not with other allocator locks. */
-MH_HIDDEN void arena_release_idle(void);
-
-/* The page heap could not grow: give back one more part of what arenas
- * hold and nobody uses (warm chunks, then reuse and ready chunks, then the
- * oldest quarantined ones), so that the request can be retried. False
- * when there was nothing left. Takes arena_lock: not with other allocator
- * locks. */
-MH_HIDDEN bool arena_give_back(void);
-
-/* For the heap checker (heapcheck.c): arena_lock, and the chunk lists and
- * counters it guards, to be read with it held. */
-struct arena_internals {
-	mh_lock_t *lock;
-	const struct chunk_list *reuse, *ready, *quarantine, *warm;
-	const uint64_t *quarantined_bytes, *warm_bytes, *chunks_live;
-};
-MH_HIDDEN void arena_internals(struct arena_internals *ai);
-
 /* uaf.c: install the SIGSEGV handler once; count of faults it reported. */
 MH_HIDDEN void uaf_install(void);
 MH_HIDDEN extern uint64_t uaf_faults_caught;

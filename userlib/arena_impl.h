@@ -14,6 +14,11 @@
  *                      transparent huge pages
  *   arena_warm.c       warm chunks: a freed big arena's pages moved, not
  *                      dropped
+ *   arena_check.c      the arenas' part of the heap check (heapcheck.c)
+ *
+ * The heap does not call into arenas: arena.c registers hooks (hooks.h)
+ * that it calls when it cannot grow, at mh_scavenge, for statistics, for
+ * the heap check and around fork.
  *
  * Locking: the chunk lists and the counters below are under arena_lock,
  * which is never held while another allocator lock is taken, nor over a
@@ -128,6 +133,14 @@ MH_HIDDEN struct arena_chunk *chunk_get(uint64_t arena_id, bool big);
 MH_HIDDEN void chunk_released(struct arena_chunk *c, bool ready);
 /* The used, dead part of the reuse list's chunks to the OS. */
 MH_HIDDEN void reuse_drop_used(void);
+/* Hooks (hooks.h). give_back: the page heap could not grow: give back one
+ * more part of what arenas hold and nobody uses (warm chunks, then reuse
+ * and ready chunks, then the oldest quarantined ones); false when there was
+ * nothing left. release_idle: every warm chunk back to the page heap (their
+ * pages stay resident until the scavenger releases them), and the used,
+ * dead part of reuse list chunks to the OS. */
+MH_HIDDEN bool arena_give_back(void);
+MH_HIDDEN void arena_release_idle(void);
 
 /* ------------------------------------------------------------ arena_quarantine.c */
 
@@ -165,6 +178,13 @@ MH_HIDDEN size_t chunk_align(size_t h);
 MH_HIDDEN void chunk_start(struct arena_chunk *c, bool big);
 /* Move on to c's next window. */
 MH_HIDDEN void chunk_next_window(struct arena_chunk *c);
+
+/* ------------------------------------------------------------ arena_check.c */
+
+struct heapcheck_found;
+/* The heap check's hooks (hooks.h). */
+MH_HIDDEN int arena_check_chunk(struct heapcheck_found *f, const struct mspan *s);
+MH_HIDDEN int arena_check_lists(struct heapcheck_found *f);
 
 /* ------------------------------------------------------------ arena_warm.c */
 

@@ -31,35 +31,29 @@
  *  - Caches (mcache.h). The size-indexed names agree with the class
  *    names, the last-free shortcut names an owned span (the free fast
  *    path trusts it), and the byte counters are the sums of their lists.
- *  - Arena chunks (arena.c). Each chunk span has its chunk and back; each
- *    chunk is on the list of its state (LIVE ones on none), and the
- *    counters are the lists' sums.
+ *  - Arena chunks: the arena layer checks its own (arena_check.c), given
+ *    each chunk span the walk finds and then what it found (hooks.h).
  *  - Counters: objects allocated per class (nmalloc - nfree, over live
  *    and dead caches) equal those the bitmaps show; large objects are the
  *    large spans; the span and cache structs in use are the ones found.
  *
  * The heap part runs with every allocator lock held, taken as fork takes
- * them; the arena part under arena_lock alone, which is never held with
- * another allocator lock. Scratch memory is mapped, not allocated.
+ * them; the arena lists' part after, under the arenas' lock alone, which
+ * is never held with another allocator lock. Scratch memory is mapped, not
+ * allocated.
  */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 
-#include "arena.h"
 #include "heapcheck.h"
+#include "hooks.h"
 #include "mcache.h"
 #include "mheap_impl.h"
 #include "pagealloc.h"
 #include "pagecache.h"
 #include "sizeclass.h"
-
-/* Without arena.c linked in there are no chunk lists (as stats.c). */
-__attribute__((weak)) void arena_internals(struct arena_internals *ai)
-{
-	memset(ai, 0, sizeof(*ai));
-}
 
 struct cache_info {
 	struct mcache *c;
@@ -68,9 +62,7 @@ struct cache_info {
 };
 
 struct check {
-	char *msg;
-	size_t len;
-	bool all;			/* HEAPCHECK_ALL */
+	struct heapcheck_found f;	/* the report, and what hooks are told */
 	/* Scratch, mapped. */
 	void *scratch;
 	size_t scratch_len;
@@ -86,22 +78,20 @@ struct check {
 	uint64_t large_spans, large_pages;
 	uint64_t allocated[MH_NUM_CLASSES];	/* objects, from the bitmaps */
 	uint64_t unowned[MH_NUM_CLASSES];	/* spans of the mcentrals */
-	uint64_t chunks[CHUNK_WARM + 1];	/* by state */
 };
 
-static __attribute__((format(printf, 2, 3))) int fail(struct check *ck, const char *fmt, ...)
+int heapcheck_fail(struct heapcheck_found *f, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	if (ck->len)
-		vsnprintf(ck->msg, ck->len, fmt, ap);
+	if (f->len)
+		vsnprintf(f->msg, f->len, fmt, ap);
 	va_end(ap);
 	return -1;
 }
 
-#define CHECK(ck, cond, ...) \
-	do { if (!(cond)) return fail((ck), __VA_ARGS__); } while (0)
+#define CHECK(ck, cond, ...) HEAPCHECK(&(ck)->f, cond, __VA_ARGS__)
 #define TRY(x) do { if ((x) < 0) return -1; } while (0)
 
 /* ------------------------------------------------------------ helpers */
@@ -157,9 +147,7 @@ static int claim(struct check *ck, uintptr_t p, uintptr_t npages, const struct m
 	return 0;
 }
 
-/* Whether s is a span the arena map knows (safe for any struct pointer
- * fixalloc handed out: those are never unmapped). */
-static bool span_live(const struct mspan *s)
+bool heapcheck_span_live(const struct mspan *s)
 {
 	return s && s->npages && span_of(s->base) == s;
 }
@@ -346,25 +334,6 @@ static int check_small(struct check *ck, const struct mspan *s)
 	return 0;
 }
 
-static int check_chunk(struct check *ck, const struct mspan *s)
-{
-	const struct arena_chunk *c = LOAD_RELAXED(&s->chunk_data);
-	unsigned long base = (unsigned long)s->base;
-
-	CHECK(ck, c, "chunk span %#lx has no chunk", base);
-	CHECK(ck, c->span == s && c->base == s->base && c->limit == mspan_limit(s),
-	      "chunk span %#lx: its chunk is [%#lx, %#lx) of span %p", base,
-	      (unsigned long)c->base, (unsigned long)c->limit, (void *)c->span);
-	CHECK(ck, c->base <= c->lo && c->lo <= c->hi && c->hi <= c->limit,
-	      "chunk %#lx: free space [%#lx, %#lx) outside it", base, (unsigned long)c->lo,
-	      (unsigned long)c->hi);
-	CHECK(ck, c->state == CHUNK_LIVE || c->state == CHUNK_REUSE ||
-	      c->state == CHUNK_QUARANTINED || c->state == CHUNK_READY || c->state == CHUNK_WARM,
-	      "chunk %#lx: state %u", base, c->state);
-	ck->chunks[c->state]++;
-	return 0;
-}
-
 static int check_span(struct check *ck, const struct mspan *s)
 {
 	unsigned long base = (unsigned long)s->base;
@@ -372,11 +341,11 @@ static int check_span(struct check *ck, const struct mspan *s)
 	CHECK(ck, s->npages, "span %#lx has no pages", base);
 	CHECK(ck, s->bucket < SPAN_BUCKETS, "span %#lx: bucket %u", base, s->bucket);
 	ck->structs[s->bucket]++;
-	ck->spans++;
+	ck->f.spans++;
 	ck->span_pages += s->npages;
 	switch (s->state) {
 	case MSPAN_SMALL:
-		return ck->all ? check_small(ck, s) : 0;
+		return ck->f.all ? check_small(ck, s) : 0;
 	case MSPAN_LARGE:
 		CHECK(ck, !s->sizeclass && !s->owner, "large span %#lx: class %u, owner %p", base,
 		      s->sizeclass, (void *)s->owner);
@@ -384,9 +353,9 @@ static int check_span(struct check *ck, const struct mspan *s)
 		ck->large_pages += s->npages;
 		return 0;
 	case MSPAN_CHUNK:
-		return ck->all ? check_chunk(ck, s) : 0;
+		return ck->f.all ? heap_hooks()->check_chunk(&ck->f, s) : 0;
 	default:
-		return fail(ck, "page %#lx maps to span %p in state %u", base, (const void *)s,
+		return heapcheck_fail(&ck->f, "page %#lx maps to span %p in state %u", base, (const void *)s,
 			    s->state);
 	}
 }
@@ -465,7 +434,7 @@ static int check_mcentrals(struct check *ck)
 {
 	for (unsigned cls = 1; cls < MH_NUM_CLASSES; cls++) {
 		struct mcentral *mc = &mh_heap.central[cls];
-		uint64_t n = 0, max = ck->all ? ck->unowned[cls] : ck->spans;
+		uint64_t n = 0, max = ck->f.all ? ck->unowned[cls] : ck->f.spans;
 
 		for (int full = 0; full < 2; full++) {
 			enum mspan_list tag = full ? MSPAN_LIST_FULL : MSPAN_LIST_PARTIAL;
@@ -474,7 +443,7 @@ static int check_mcentrals(struct check *ck)
 			for (struct mspan *s = full ? mc->full : mc->partial; s; s = s->next) {
 				CHECK(ck, n++ < max, "mcentral %u: more than %llu spans listed",
 				      cls, (unsigned long long)max);
-				CHECK(ck, span_live(s) && s->state == MSPAN_SMALL &&
+				CHECK(ck, heapcheck_span_live(s) && s->state == MSPAN_SMALL &&
 				      s->sizeclass == cls && s->list == tag && !s->owner &&
 				      s->prev == prev,
 				      "mcentral %u: span %#lx on its %s list (class %u, list %u, "
@@ -484,7 +453,7 @@ static int check_mcentrals(struct check *ck)
 				prev = s;
 			}
 		}
-		CHECK(ck, !ck->all || n == ck->unowned[cls], "mcentral %u lists %llu spans of %llu unowned",
+		CHECK(ck, !ck->f.all || n == ck->unowned[cls], "mcentral %u lists %llu spans of %llu unowned",
 		      cls, (unsigned long long)n, (unsigned long long)ck->unowned[cls]);
 	}
 	return 0;
@@ -500,7 +469,7 @@ static int check_cache_list(struct check *ck, struct cache_info *ci, unsigned cl
 	for (struct mspan *s = l->head; s; s = s->next) {
 		CHECK(ck, ci->held++ < ci->owned, "cache %p: more spans listed than owned",
 		      (void *)ci->c);
-		CHECK(ck, span_live(s) && s->state == MSPAN_SMALL && s->sizeclass == cls &&
+		CHECK(ck, heapcheck_span_live(s) && s->state == MSPAN_SMALL && s->sizeclass == cls &&
 		      s->list == tag && s->owner == ci->c && s->prev == prev,
 		      "cache %p: span %#lx on its list %u of class %u (class %u, list %u, "
 		      "owner %p)", (void *)ci->c, (unsigned long)s->base, tag, cls,
@@ -542,7 +511,7 @@ static int check_cache(struct check *ck, struct cache_info *ci)
 		uint32_t size = mh_class[cls].size;
 
 		if (s != &mh_empty_span) {
-			CHECK(ck, span_live(s) && s->state == MSPAN_SMALL && s->sizeclass == cls &&
+			CHECK(ck, heapcheck_span_live(s) && s->state == MSPAN_SMALL && s->sizeclass == cls &&
 			      s->owner == c && s->list == MSPAN_LIST_NONE,
 			      "cache %p: current span %p of class %u (class %u, list %u, "
 			      "owner %p)", (void *)c, (void *)s, cls, s->sizeclass, s->list,
@@ -569,7 +538,7 @@ static int check_cache(struct check *ck, struct cache_info *ci)
 	      "cache %p: full lists %zu bytes (counted %zu), empty lists %zu (counted %zu)",
 	      (void *)c, full, c->full_bytes, empty, c->empty_bytes);
 	CHECK(ck, c->last_free_span == &mh_empty_span ||
-	      (span_live(c->last_free_span) && c->last_free_span->owner == c),
+	      (heapcheck_span_live(c->last_free_span) && c->last_free_span->owner == c),
 	      "cache %p: last-free span %p is not its own", (void *)c,
 	      (void *)c->last_free_span);
 	return check_page_cache(ck, &c->pages);
@@ -582,7 +551,7 @@ static int check_caches(struct check *ck)
 	for (size_t i = 0; i < ck->ncaches; i++) {
 		CHECK(ck, ck->caches[i].c->prev == (i ? ck->caches[i - 1].c : NULL),
 		      "cache list: wrong back link at %p", (void *)ck->caches[i].c);
-		TRY(ck->all ? check_cache(ck, &ck->caches[i])
+		TRY(ck->f.all ? check_cache(ck, &ck->caches[i])
 			    : check_page_cache(ck, &ck->caches[i].c->pages));
 	}
 	return 0;
@@ -631,7 +600,7 @@ static int check_pages(struct check *ck)
 		      (unsigned long long)mh_heap.spanalloc[b].inuse,
 		      (unsigned long long)(ck->structs[b] * mh_heap.spanalloc[b].size));
 	/* A thread being born holds a struct before the list has it. */
-	CHECK(ck, ck->all ? mh_heap.cachealloc.inuse == ck->ncaches * mh_heap.cachealloc.size
+	CHECK(ck, ck->f.all ? mh_heap.cachealloc.inuse == ck->ncaches * mh_heap.cachealloc.size
 			  : mh_heap.cachealloc.inuse >= ck->ncaches * mh_heap.cachealloc.size,
 	      "cache structs: %llu bytes in use, %zu caches listed",
 	      (unsigned long long)mh_heap.cachealloc.inuse, ck->ncaches);
@@ -657,53 +626,6 @@ static int check_counters(struct check *ck)
 	return 0;
 }
 
-/* ------------------------------------------------------------ arena chunks */
-
-static int check_chunk_list(struct check *ck, const struct chunk_list *l,
-			    enum chunk_state state, const char *name, uint64_t *bytes)
-{
-	const struct arena_chunk *prev = NULL;
-	uint64_t n = 0, max = ck->all ? ck->chunks[state] : ck->spans;
-
-	*bytes = 0;
-	for (const struct arena_chunk *c = l->head; c; c = c->next) {
-		CHECK(ck, n++ < max, "%s list: more than %llu chunks", name,
-		      (unsigned long long)max);
-		CHECK(ck, c->state == state && c->prev == prev && span_live(c->span) &&
-		      c->span->chunk_data == c,
-		      "%s list: chunk %#lx in state %u", name, (unsigned long)c->base, c->state);
-		*bytes += c->limit - c->base;
-		prev = c;
-	}
-	CHECK(ck, l->tail == prev && l->count == n && (!ck->all || n == ck->chunks[state]),
-	      "%s list: %llu chunks (counted %llu), %llu in its state", name,
-	      (unsigned long long)n, (unsigned long long)l->count,
-	      (unsigned long long)ck->chunks[state]);
-	return 0;
-}
-
-static int check_arena_chunks(struct check *ck, const struct arena_internals *ai)
-{
-	uint64_t quarantined, warm, other;
-
-	TRY(check_chunk_list(ck, ai->reuse, CHUNK_REUSE, "reuse", &other));
-	TRY(check_chunk_list(ck, ai->ready, CHUNK_READY, "ready", &other));
-	TRY(check_chunk_list(ck, ai->quarantine, CHUNK_QUARANTINED, "quarantine", &quarantined));
-	TRY(check_chunk_list(ck, ai->warm, CHUNK_WARM, "warm", &warm));
-	CHECK(ck, quarantined == *ai->quarantined_bytes, "quarantine %llu bytes, counted %llu",
-	      (unsigned long long)quarantined, (unsigned long long)*ai->quarantined_bytes);
-	if (!ck->all)
-		return 0;
-	/* A move under way holds its room in warm_bytes, a chunk being made
-	 * or destroyed is live without a state: quiet heaps only. */
-	CHECK(ck, warm == *ai->warm_bytes, "warm chunks %llu bytes, counted %llu",
-	      (unsigned long long)warm, (unsigned long long)*ai->warm_bytes);
-	CHECK(ck, ck->chunks[CHUNK_LIVE] == *ai->chunks_live,
-	      "%llu chunks live, counted %llu", (unsigned long long)ck->chunks[CHUNK_LIVE],
-	      (unsigned long long)*ai->chunks_live);
-	return 0;
-}
-
 /* ------------------------------------------------------------ entry */
 
 static int check_heap(struct check *ck)
@@ -715,13 +637,12 @@ static int check_heap(struct check *ck)
 	TRY(check_mcentrals(ck));
 	TRY(check_caches(ck));
 	TRY(check_pages(ck));
-	return ck->all ? check_counters(ck) : 0;
+	return ck->f.all ? check_counters(ck) : 0;
 }
 
 int mheap_check(enum heapcheck_scope scope, char *msg, size_t len)
 {
-	struct check ck = { .msg = msg, .len = len, .all = scope == HEAPCHECK_ALL };
-	struct arena_internals ai;
+	struct check ck = { .f = { .msg = msg, .len = len, .all = scope == HEAPCHECK_ALL } };
 	int ret;
 
 	if (len)
@@ -733,14 +654,10 @@ int mheap_check(enum heapcheck_scope scope, char *msg, size_t len)
 	mheap_unlock_all();
 	mh_unlock(&mh_caches_lock);
 
-	/* The chunks found above against the lists: the world is quiet, so
-	 * nothing moved in between. */
-	arena_internals(&ai);
-	if (!ret && ai.lock) {
-		mh_lock(ai.lock);
-		ret = check_arena_chunks(&ck, &ai);
-		mh_unlock(ai.lock);
-	}
+	/* The chunks found above against the arenas' lists (hooks.h): the
+	 * world is quiet, so nothing moved in between. */
+	if (!ret)
+		ret = heap_hooks()->check_lists(&ck.f);
 	if (ck.scratch && ck.scratch != MAP_FAILED)
 		munmap(ck.scratch, ck.scratch_len);
 	return ret;

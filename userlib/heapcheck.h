@@ -35,4 +35,26 @@ enum heapcheck_scope {
  * terminated) holds a one-line description of the first violation. */
 MH_HIDDEN int mheap_check(enum heapcheck_scope scope, char *msg, size_t len);
 
+/* For the check hooks (hooks.h): where the report goes, and what the
+ * heap's walk found. */
+struct heapcheck_found {
+	char *msg;
+	size_t len;
+	bool all;		/* HEAPCHECK_ALL */
+	uint64_t spans;		/* spans in use */
+	uint64_t chunks[8];	/* chunk spans by their chunk's state: the
+				 * arena layer's check_chunk counts them */
+};
+
+/* Report the first violation: format it into f->msg; returns -1. */
+MH_HIDDEN __attribute__((format(printf, 2, 3)))
+int heapcheck_fail(struct heapcheck_found *f, const char *fmt, ...);
+#define HEAPCHECK(f, cond, ...) \
+	do { if (!(cond)) return heapcheck_fail((f), __VA_ARGS__); } while (0)
+
+struct mspan;
+/* Whether s is a span the arena map knows (safe for any struct pointer
+ * fixalloc handed out: those are never unmapped). */
+MH_HIDDEN bool heapcheck_span_live(const struct mspan *s);
+
 #endif

@@ -37,8 +37,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "arena.h"
 #include "arenamap.h"
+#include "fork.h"
+#include "hooks.h"
 #include "mcache.h"
 #include "mheap_impl.h"
 #include "pagealloc.h"
@@ -583,36 +584,11 @@ void *mh_realloc(void *ptr, size_t size)
 void mh_scavenge(void)
 {
 	mheap_init();
-	/* Arenas first: warm chunks are resident memory nobody uses right
-	 * now, which then goes out with the rest of the free pages, and the
-	 * reuse list's chunks hold dead data. */
-	arena_release_idle();
+	/* Arenas first (hooks.h): warm chunks are resident memory nobody
+	 * uses right now, which then goes out with the rest of the free
+	 * pages, and the reuse list's chunks hold dead data. */
+	heap_hooks()->release_idle();
 	scavenge_all();
-}
-
-/* ------------------------------------------------------------ fork */
-
-static void fork_prepare(void)
-{
-	mh_lock(&mh_caches_lock);
-	mheap_lock_all();
-}
-
-static void fork_parent(void)
-{
-	mheap_unlock_all();
-	mh_unlock(&mh_caches_lock);
-}
-
-static void fork_child(void)
-{
-	/* Only this thread survives, and it holds every lock (prepare took
-	 * them): what the locks guard is consistent. The other threads'
-	 * caches are not (their owners change them without a lock): their
-	 * spans are taken back from the heap's records (mcache.c, "Fork"). */
-	mheap_unlock_all();
-	mcache_after_fork_child();
-	mh_unlock(&mh_caches_lock);
 }
 
 /*
@@ -624,7 +600,7 @@ __attribute__((constructor)) static void malloc_hooks_init(void)
 {
 	mheap_init();
 	mcache_key_init();
-	pthread_atfork(fork_prepare, fork_parent, fork_child);
+	fork_handlers_init();
 }
 
 /* ------------------------------------------------------------ standard names */

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <string.h>
 
-#include "arena.h"
+#include "hooks.h"
 #include "mheap_impl.h"
 #include "pagecache.h"
 #include "sizeclass.h"
@@ -314,23 +314,18 @@ nomem:
 	return NULL;
 }
 
-/* Filled in by arena.c when user arenas are linked in. */
-__attribute__((weak)) bool arena_give_back(void)
-{
-	return false;
-}
-
 /*
  * Whether a span of this state the heap could not make (heap lock not held)
  * is worth another try: arenas hold chunks nobody uses, warm, reused, ready
  * or quarantined, whose pages and address space (which RLIMIT_AS counts) can
- * serve it, and each call gives back one more part of them. Not for arena
- * chunks: arena.c takes its own back the way it wants (chunk_get). errno
+ * serve it, and each call (hooks.h) gives back one more part of them. Not
+ * for arena chunks: the arena layer takes its own back the way it wants
+ * (arena_chunk.c, chunk_get). errno
  * is ENOMEM when not.
  */
 static bool arenas_gave_back(enum mspan_state state)
 {
-	if (state != MSPAN_CHUNK && arena_give_back())
+	if (state != MSPAN_CHUNK && heap_hooks()->give_back())
 		return true;
 	errno = ENOMEM;
 	return false;

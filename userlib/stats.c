@@ -13,17 +13,12 @@
 #include <unistd.h>
 
 #include "arenamap.h"
+#include "hooks.h"
 #include "mcache.h"
 #include "mheap_impl.h"
 #include "pagealloc.h"
 #include "sizeclass.h"
 #include "sysmem.h"
-
-/* Filled in by arena.c when user arenas are linked in. */
-__attribute__((weak)) void mh_arena_stats(struct mh_stats *st)
-{
-	(void)st;
-}
 
 /* The version this library was built as, whatever header its caller had. */
 const char *mh_version(void)
@@ -76,7 +71,7 @@ static void stats_fill(struct mh_stats *st)
 	mh_unlock(&mh_heap.lock);
 	st->metadata_sys = sys_metadata_bytes();
 
-	mh_arena_stats(st);
+	heap_hooks()->stats(st);	/* the arenas' fields */
 }
 
 int mh_stats_read(struct mh_stats *st)
