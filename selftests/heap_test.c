@@ -535,7 +535,7 @@ TEST(cached_large_objects_are_flushed_when_first_fit_goes_above_them)
 	struct mspan *t = mh_heap.span_cache[CACHE_SMALL][8];
 
 	while (t && t != small)
-		t = t->next;
+		t = t->chain;
 	EXPECT_EQ(small, t);
 	mh_unlock(&mh_heap.lock);
 	mh_free(obj[8]);
@@ -937,7 +937,7 @@ static unsigned empty_spans(struct mcache *c, unsigned cls)
 {
 	unsigned n = 0;
 
-	for (struct mspan *s = c->empty[cls].head; s; s = s->next)
+	for (struct list_node *l = c->empty[cls].head; l; l = l->next)
 		n++;
 	return n;
 }
@@ -1009,7 +1009,7 @@ static unsigned cached_small_spans(uintptr_t npages)
 	unsigned n = 0;
 
 	mh_lock(&mh_heap.lock);
-	for (struct mspan *s = mh_heap.span_cache[CACHE_SMALL][npages]; s; s = s->next)
+	for (struct mspan *s = mh_heap.span_cache[CACHE_SMALL][npages]; s; s = s->chain)
 		n++;
 	mh_unlock(&mh_heap.lock);
 	return n;
@@ -1621,25 +1621,19 @@ TEST(fork_takes_back_the_spans_of_a_thread_cut_short_in_a_list_move)
 
 	struct mcache *c = po.cache;
 	struct mspan *s = po.span;
-	struct span_list *l = &c->partial[po.cls];
+	struct list *l = &c->partial[po.cls];
 
 	ASSERT_EQ(s, c->alloc[po.cls]);
 	ASSERT_EQ(0, s->alloc_cache);
 	ASSERT_EQ(s->nelems, s->freeindex);
 	ASSERT_GE(mspan_local_frees(s), s->nelems / MH_CACHE_REUSE_SHARE);
-	/* The thread's next malloc of the class, cut short in list_append:
+	/* The thread's next malloc of the class, cut short in cache_list_append:
 	 * the used-up span is off its class name and linked at the tail of
 	 * the partial list, but not yet tagged as on it. */
 	s->nalloc = s->nelems;
 	c->alloc[po.cls] = &mh_empty_span;
 	mspan_notify_at(s, s->nalloc);
-	s->next = NULL;
-	s->prev = l->tail;
-	if (l->tail)
-		l->tail->next = s;
-	else
-		l->head = s;
-	l->tail = s;
+	list_push_tail(l, &s->link);
 	ASSERT_EQ(MSPAN_LIST_NONE, s->list);
 
 	pid_t pid = fork();

@@ -69,7 +69,7 @@ struct arena {
 	};
 	uintptr_t last;			/* the latest handle of this slot */
 	uint64_t id;
-	struct chunk_list used;		/* full and large chunks */
+	struct list used;		/* full and large chunks */
 	bool big;			/* has filled a chunk and taken another */
 };
 _Static_assert(sizeof(struct arena) == 64, "an arena is a cache line");
@@ -200,7 +200,7 @@ mh_arena *mh_arena_new(void)
 		h = a->last += (uintptr_t)1 << SLOT_BITS;	/* the next generation */
 		STORE_RELAXED(&a->live, h);
 		a->active = NULL;
-		a->used = (struct chunk_list){ 0 };
+		a->used = (struct list){ 0 };
 		a->big = false;
 		a->id = next_arena_id++;
 		arenas_live++;
@@ -253,7 +253,7 @@ static void *alloc_large(struct arena *a, size_t size, size_t align)
 	c->arena_id = a->id;
 	c->lo = c->hi = c->base + size;
 	STORE_RELAXED(&c->state, CHUNK_LIVE);
-	list_push(&a->used, c);
+	list_push_tail(&a->used, &c->link);
 	mh_lock(&arena_lock);
 	chunks_live++;
 	mh_unlock(&arena_lock);
@@ -307,7 +307,7 @@ static void *arena_alloc_slow(const mh_arena *h, size_t size, size_t align, bool
 				chunk_next_window(c);
 				continue;
 			}
-			list_push(&a->used, c);
+			list_push_tail(&a->used, &c->link);
 			a->active = NULL;
 			big = a->big = true;
 		}
@@ -403,7 +403,7 @@ void mh_arena_free(mh_arena *h)
 		/* Over the cap on dead data, the chunk faults instead. */
 		if (!moves && reuse_used + chunk_used_bytes(active) <= arena_cfg.reuse_max) {
 			STORE_RELAXED(&active->state, CHUNK_REUSE);
-			list_push(&reuse_list, active);
+			list_push_tail(&reuse_list, &active->link);
 			reuse_used += chunk_used_bytes(active);
 			active = NULL;
 		}
@@ -412,15 +412,15 @@ void mh_arena_free(mh_arena *h)
 	/* A moving active chunk goes first, so that the warm list's room,
 	 * checked above, is not taken by the full ones. */
 	if (moves)
-		list_push_head(&a->used, active);
+		list_push_head(&a->used, &active->link);
 	else if (active)
-		list_push(&a->used, active);
+		list_push_tail(&a->used, &active->link);
 	a->active = NULL;
 
 	/* Fault the rest, a batch of system calls at a time; a big arena's
 	 * full chunks move their pages to warm chunks first. */
 	while (a->used.head) {
-		cs[n++] = list_pop_head(&a->used);
+		cs[n++] = chunk_of(list_pop_head(&a->used));
 		if (n == ARENA_BATCH || !a->used.head) {
 			if (a->big)
 				recycle_chunks(cs, n);

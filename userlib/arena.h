@@ -6,6 +6,7 @@
 #ifndef MHEAP_ARENA_H
 #define MHEAP_ARENA_H
 
+#include "list.h"
 #include "mspan.h"
 
 enum chunk_state {
@@ -42,13 +43,14 @@ struct arena_chunk {
 	uint8_t thp_head;		/* enum chunk_thp of the first huge page */
 	uint8_t thp_tail;		/* ... and of the rest of the chunk */
 	uint8_t moved;			/* pages moved to a warm chunk, until released */
-	struct arena_chunk *next, *prev;
+	struct list_node link;		/* on the list of its state (arena_chunk.c) */
 };
 
-struct chunk_list {
-	struct arena_chunk *head, *tail;
-	uint64_t count;
-};
+/* The chunk whose link is n, or NULL for NULL. */
+static inline struct arena_chunk *chunk_of(struct list_node *n)
+{
+	return list_entry(n, struct arena_chunk, link);
+}
 
 /* Arena settings, from the options at start-up (options.c: defaults). */
 struct arena_config {

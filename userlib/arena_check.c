@@ -33,23 +33,23 @@ int arena_check_chunk(struct heapcheck_found *f, const struct mspan *s)
 	return 0;
 }
 
-static int check_chunk_list(struct heapcheck_found *f, const struct chunk_list *l,
+static int check_chunk_list(struct heapcheck_found *f, const struct list *l,
 			    enum chunk_state state, const char *name, uint64_t *bytes)
 {
-	const struct arena_chunk *prev = NULL;
+	const struct arena_chunk *c, *prev = NULL;
 	uint64_t n = 0, max = f->all ? f->chunks[state] : f->spans;
 
 	*bytes = 0;
-	for (const struct arena_chunk *c = l->head; c; c = c->next) {
+	list_for_each(c, l, link) {
 		HEAPCHECK(f, n++ < max, "%s list: more than %llu chunks", name,
 			  (unsigned long long)max);
-		HEAPCHECK(f, c->state == state && c->prev == prev && heapcheck_span_live(c->span) &&
-			  c->span->chunk_data == c,
+		HEAPCHECK(f, c->state == state && c->link.prev == (prev ? &prev->link : NULL) &&
+			  heapcheck_span_live(c->span) && c->span->chunk_data == c,
 			  "%s list: chunk %#lx in state %u", name, (unsigned long)c->base, c->state);
 		*bytes += c->limit - c->base;
 		prev = c;
 	}
-	HEAPCHECK(f, l->tail == prev && l->count == n && (!f->all || n == f->chunks[state]),
+	HEAPCHECK(f, chunk_of(l->tail) == prev && l->count == n && (!f->all || n == f->chunks[state]),
 		  "%s list: %llu chunks (counted %llu), %llu in its state", name,
 		  (unsigned long long)n, (unsigned long long)l->count,
 		  (unsigned long long)f->chunks[state]);

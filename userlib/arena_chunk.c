@@ -51,7 +51,7 @@
 #include "fixalloc.h"
 #include "sysmem.h"
 
-struct chunk_list reuse_list, ready_list;
+struct list reuse_list, ready_list;
 uint64_t reuse_used;
 uint64_t chunks_live;
 static struct fixalloc chunk_alloc;	/* arena_lock */
@@ -139,12 +139,12 @@ static bool give_back(unsigned max, bool to_heap)
 	}
 	while (idle) {
 		mh_lock(&arena_lock);
-		c = list_pop_head(&reuse_list);
+		c = chunk_of(list_pop_head(&reuse_list));
 		dirty = c != NULL;
 		if (c)
 			reuse_used -= chunk_used_bytes(c);
 		else
-			c = list_pop_head(&ready_list);
+			c = chunk_of(list_pop_head(&ready_list));
 		mh_unlock(&arena_lock);
 		if (!c)
 			return true;
@@ -172,16 +172,16 @@ struct arena_chunk *chunk_get(uint64_t arena_id, bool big)
 		bool reused = false;
 
 		mh_lock(&arena_lock);
-		c = list_pop_tail(&reuse_list);	/* the most recent, as Go */
+		c = chunk_of(list_pop_tail(&reuse_list));	/* the most recent, as Go */
 		if (c) {
 			reuse_used -= chunk_used_bytes(c);
 			reused = true;
-		} else if (big && (c = list_pop_tail(&warm_list))) {
+		} else if (big && (c = chunk_of(list_pop_tail(&warm_list)))) {
 			/* The most recently moved: its pages are the likeliest
 			 * to be in huge pages still and in cache. */
 			warm_bytes -= chunk_bytes(c);
 		} else {
-			c = list_pop_head(&ready_list);
+			c = chunk_of(list_pop_head(&ready_list));
 		}
 		if (c) {
 			STORE_RELAXED(&c->state, CHUNK_LIVE);
@@ -228,7 +228,7 @@ void chunk_released(struct arena_chunk *c, bool ready)
 		c->hi = c->limit;
 		c->next_window = 0;
 		STORE_RELAXED(&c->state, CHUNK_READY);
-		list_push(&ready_list, c);
+		list_push_tail(&ready_list, &c->link);
 	}
 	mh_unlock(&arena_lock);
 	if (!keep)
@@ -268,16 +268,16 @@ static void drop_pages(uintptr_t base, size_t len)
  */
 void reuse_drop_used(void)
 {
-	struct chunk_list l;
+	struct list l;
 	struct arena_chunk *c;
 
 	if (!fault_backend()->faults)
 		return;	/* none: nothing is ever given back early */
 	mh_lock(&arena_lock);
 	l = reuse_list;
-	reuse_list = (struct chunk_list){ 0 };
+	reuse_list = (struct list){ 0 };
 	mh_unlock(&arena_lock);
-	for (c = l.head; c; c = c->next) {
+	list_for_each(c, &l, link) {
 		uintptr_t below = ALIGN_DOWN(c->lo, MH_PAGE_SIZE);
 		uintptr_t above = ALIGN_UP(c->hi, MH_PAGE_SIZE);
 		uintptr_t end = c->next_window ? c->next_window : c->limit;
@@ -287,16 +287,8 @@ void reuse_drop_used(void)
 		if (end > above)
 			drop_pages(above, end - above);
 	}
-	if (!l.head)
-		return;
 	mh_lock(&arena_lock);
-	l.tail->next = reuse_list.head;
-	if (reuse_list.head)
-		reuse_list.head->prev = l.tail;
-	else
-		reuse_list.tail = l.tail;
-	reuse_list.head = l.head;
-	reuse_list.count += l.count;
+	list_splice_head(&reuse_list, &l);
 	mh_unlock(&arena_lock);
 }
 

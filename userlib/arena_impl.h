@@ -37,64 +37,6 @@
 MH_HIDDEN extern mh_lock_t arena_lock;
 MH_HIDDEN extern struct arena_config arena_cfg;	/* arena_lock to change */
 
-/* ------------------------------------------------------------ chunk lists */
-
-static inline void list_push(struct chunk_list *l, struct arena_chunk *c)
-{
-	c->next = NULL;
-	c->prev = l->tail;
-	if (l->tail)
-		l->tail->next = c;
-	else
-		l->head = c;
-	l->tail = c;
-	l->count++;
-}
-
-static inline void list_push_head(struct chunk_list *l, struct arena_chunk *c)
-{
-	c->prev = NULL;
-	c->next = l->head;
-	if (l->head)
-		l->head->prev = c;
-	else
-		l->tail = c;
-	l->head = c;
-	l->count++;
-}
-
-static inline void list_remove(struct chunk_list *l, struct arena_chunk *c)
-{
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		l->head = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	else
-		l->tail = c->prev;
-	c->next = c->prev = NULL;
-	l->count--;
-}
-
-static inline struct arena_chunk *list_pop_head(struct chunk_list *l)
-{
-	struct arena_chunk *c = l->head;
-
-	if (c)
-		list_remove(l, c);
-	return c;
-}
-
-static inline struct arena_chunk *list_pop_tail(struct chunk_list *l)
-{
-	struct arena_chunk *c = l->tail;
-
-	if (c)
-		list_remove(l, c);
-	return c;
-}
-
 /* ------------------------------------------------------------ chunk sizes */
 
 static inline size_t chunk_bytes(const struct arena_chunk *c)
@@ -116,7 +58,7 @@ static inline size_t chunk_used_bytes(const struct arena_chunk *c)
 
 /* ------------------------------------------------------------ arena_chunk.c */
 
-MH_HIDDEN extern struct chunk_list reuse_list, ready_list;
+MH_HIDDEN extern struct list reuse_list, ready_list;
 MH_HIDDEN extern uint64_t reuse_used;		/* chunk_used_bytes of the reuse list */
 MH_HIDDEN extern uint64_t chunks_live;
 
@@ -145,7 +87,7 @@ MH_HIDDEN void arena_release_idle(void);
 /* ------------------------------------------------------------ arena_quarantine.c */
 
 /* The quarantine: faulting chunks, oldest first, and their bytes. */
-MH_HIDDEN extern struct chunk_list quarantine;
+MH_HIDDEN extern struct list quarantine;
 MH_HIDDEN extern uint64_t quarantined_bytes;
 MH_HIDDEN extern uint64_t releases_budget, releases_enomem;
 
@@ -188,7 +130,7 @@ MH_HIDDEN int arena_check_lists(struct heapcheck_found *f);
 
 /* ------------------------------------------------------------ arena_warm.c */
 
-MH_HIDDEN extern struct chunk_list warm_list;
+MH_HIDDEN extern struct list warm_list;
 MH_HIDDEN extern uint64_t warm_bytes;		/* warm chunks, and moves under way */
 
 /* Whether a freed big arena's active chunk c goes warm (arena_lock held). */

@@ -44,7 +44,7 @@
 #include "arenamap.h"
 #include "fault.h"
 
-struct chunk_list quarantine;
+struct list quarantine;
 uint64_t quarantined_bytes;
 uint64_t releases_budget, releases_enomem;
 
@@ -54,7 +54,7 @@ static void requeue(struct arena_chunk **cs, unsigned n)
 {
 	while (n--) {
 		STORE_RELAXED(&cs[n]->state, CHUNK_QUARANTINED);
-		list_push_head(&quarantine, cs[n]);
+		list_push_head(&quarantine, &cs[n]->link);
 		quarantined_bytes += chunk_bytes(cs[n]);
 	}
 }
@@ -90,8 +90,9 @@ static unsigned release_island(struct arena_chunk *c, bool ready)
 {
 	const struct fault_backend *b = fault_backend();
 	struct arena_chunk *lo = c, *n;
+	struct list island = { 0 };
 	struct fault_range r;
-	unsigned total = 0;
+	unsigned total;
 	int err = 0;
 
 	mh_lock(&arena_lock);
@@ -103,26 +104,23 @@ static unsigned release_island(struct arena_chunk *c, bool ready)
 		lo = n;
 	r.base = (void *)lo->base;
 	r.moved = c->moved;
-	/* Out of quarantine, lowest first, linked through next. */
-	for (n = lo; n; n = n->next) {
+	/* Out of quarantine, lowest first, onto the island's list. */
+	for (n = lo; n; n = island_neighbour(n, 1)) {
 		quarantine_take(n);
+		list_push_tail(&island, &n->link);
 		r.len = n->limit - lo->base;
-		n->next = island_neighbour(n, 1);
 	}
 	mh_unlock(&arena_lock);
 	if (!b->release(&r, 1, &err)) {
 		mh_lock(&arena_lock);
-		for (n = lo; n; n = lo) {
-			lo = n->next;
+		while ((n = chunk_of(list_pop_head(&island))))
 			requeue(&n, 1);
-		}
 		mh_unlock(&arena_lock);
 		return 0;
 	}
-	for (n = lo; n; n = lo, total++) {
-		lo = n->next;	/* before chunk_released relinks n */
+	total = (unsigned)island.count;
+	while ((n = chunk_of(list_pop_head(&island))))
 		chunk_released(n, ready);
-	}
 	return total;
 }
 
@@ -163,7 +161,7 @@ unsigned release_chunks(struct arena_chunk **cs, unsigned n, bool ready)
  * after unlocking (release_chunks). */
 void quarantine_take(struct arena_chunk *c)
 {
-	list_remove(&quarantine, c);
+	list_remove(&quarantine, &c->link);
 	quarantined_bytes -= chunk_bytes(c);
 	STORE_RELAXED(&c->state, CHUNK_RELEASING);
 }
@@ -175,7 +173,7 @@ unsigned quarantine_take_oldest(struct arena_chunk **cs, unsigned max)
 	unsigned n = 0;
 
 	while (n < max && quarantine.head) {
-		struct arena_chunk *c = quarantine.head;
+		struct arena_chunk *c = chunk_of(quarantine.head);
 
 		quarantine_take(c);
 		cs[n++] = c;
@@ -250,7 +248,7 @@ void quarantine_chunks(struct arena_chunk **cs, unsigned n, uint64_t arena_id)
 			cs[i]->arena_id = arena_id;
 			cs[i]->freed_ns = now;
 			STORE_RELEASE(&cs[i]->state, CHUNK_QUARANTINED);
-			list_push(&quarantine, cs[i]);
+			list_push_tail(&quarantine, &cs[i]->link);
 			quarantined_bytes += chunk_bytes(cs[i]);
 		}
 		done += k;

@@ -88,7 +88,7 @@
 #define MREMAP_DONTUNMAP 4
 #endif
 
-struct chunk_list warm_list;
+struct list warm_list;
 uint64_t warm_bytes;
 
 /* Whether a freed big arena's chunk is worth moving to the warm list: a
@@ -112,7 +112,7 @@ static void warm_shrink(uint64_t limit)
 
 		mh_lock(&arena_lock);
 		if (warm_bytes > limit && warm_list.head) {
-			c = list_pop_head(&warm_list);
+			c = chunk_of(list_pop_head(&warm_list));
 			warm_bytes -= chunk_bytes(c);
 		}
 		mh_unlock(&arena_lock);
@@ -203,7 +203,7 @@ void recycle_chunks(struct arena_chunk **cs, unsigned n)
 			w->arena_id = 0;	/* no arena's yet */
 			STORE_RELAXED(&w->state, CHUNK_WARM);
 			mh_lock(&arena_lock);
-			list_push(&warm_list, w);
+			list_push_tail(&warm_list, &w->link);
 			mh_unlock(&arena_lock);
 			continue;
 		}

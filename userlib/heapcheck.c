@@ -165,6 +165,7 @@ static struct cache_info *cache_find(struct check *ck, const struct mcache *c)
 static int scratch_map(struct check *ck)
 {
 	size_t na = 0, nc = 0;
+	struct mcache *c;
 
 	for (struct heap_arena *ha = arenamap_first(); ha && na <= arenamap_count(); ha = ha->next)
 		na++;
@@ -173,7 +174,7 @@ static int scratch_map(struct check *ck)
 	/* Caches are bounded by the struct pool (a cycle would run on). */
 	uint64_t cache_max = mh_heap.cachealloc.size ?
 			     mh_heap.cachealloc.inuse / mh_heap.cachealloc.size : 0;
-	for (struct mcache *c = mh_caches; c && nc <= cache_max; c = c->next)
+	for (struct list_node *n = mh_caches.head; n && nc <= cache_max; n = n->next)
 		nc++;
 	CHECK(ck, nc <= cache_max, "cache list longer than the %llu caches allocated",
 	      (unsigned long long)cache_max);
@@ -192,7 +193,7 @@ static int scratch_map(struct check *ck)
 	for (struct heap_arena *ha = arenamap_first(); ha; ha = ha->next)
 		ck->arenas[na++] = ha;
 	nc = 0;
-	for (struct mcache *c = mh_caches; c; c = c->next)
+	list_for_each(c, &mh_caches, link)
 		ck->caches[nc++].c = c;
 	return 0;
 }
@@ -401,7 +402,7 @@ static int check_span_cache(struct check *ck)
 		for (uintptr_t n = 1; n <= SPAN_CACHE_PAGES; n++) {
 			uint64_t left = pa_total_pages / n + 1;
 
-			for (struct mspan *s = mh_heap.span_cache[kind][n]; s; s = s->next) {
+			for (struct mspan *s = mh_heap.span_cache[kind][n]; s; s = s->chain) {
 				CHECK(ck, left--, "span cache list of %lu pages loops", (unsigned long)n);
 				CHECK(ck, s->state == MSPAN_DEAD && s->npages == n &&
 				      s->bucket < SPAN_BUCKETS,
@@ -438,14 +439,17 @@ static int check_mcentrals(struct check *ck)
 
 		for (int full = 0; full < 2; full++) {
 			enum mspan_list tag = full ? MSPAN_LIST_FULL : MSPAN_LIST_PARTIAL;
+			const struct list *l = full ? &mc->full : &mc->partial;
 			const struct mspan *prev = NULL;
 
-			for (struct mspan *s = full ? mc->full : mc->partial; s; s = s->next) {
+			const struct mspan *s;
+
+			list_for_each(s, l, link) {
 				CHECK(ck, n++ < max, "mcentral %u: more than %llu spans listed",
 				      cls, (unsigned long long)max);
 				CHECK(ck, heapcheck_span_live(s) && s->state == MSPAN_SMALL &&
 				      s->sizeclass == cls && s->list == tag && !s->owner &&
-				      s->prev == prev,
+				      mspan_of_link(s->link.prev) == prev,
 				      "mcentral %u: span %#lx on its %s list (class %u, list %u, "
 				      "owner %p)", cls, (unsigned long)s->base,
 				      full ? "full" : "partial", s->sizeclass, s->list,
@@ -462,22 +466,22 @@ static int check_mcentrals(struct check *ck)
 /* ------------------------------------------------------------ caches */
 
 static int check_cache_list(struct check *ck, struct cache_info *ci, unsigned cls,
-			    const struct span_list *l, enum mspan_list tag, size_t *bytes)
+			    const struct list *l, enum mspan_list tag, size_t *bytes)
 {
-	const struct mspan *prev = NULL;
+	const struct mspan *s, *prev = NULL;
 
-	for (struct mspan *s = l->head; s; s = s->next) {
+	list_for_each(s, l, link) {
 		CHECK(ck, ci->held++ < ci->owned, "cache %p: more spans listed than owned",
 		      (void *)ci->c);
 		CHECK(ck, heapcheck_span_live(s) && s->state == MSPAN_SMALL && s->sizeclass == cls &&
-		      s->list == tag && s->owner == ci->c && s->prev == prev,
+		      s->list == tag && s->owner == ci->c && mspan_of_link(s->link.prev) == prev,
 		      "cache %p: span %#lx on its list %u of class %u (class %u, list %u, "
 		      "owner %p)", (void *)ci->c, (unsigned long)s->base, tag, cls,
 		      s->sizeclass, s->list, (void *)s->owner);
 		*bytes += s->npages << MH_PAGE_SHIFT;
 		prev = s;
 	}
-	CHECK(ck, l->tail == prev, "cache %p: list %u of class %u has a wrong tail",
+	CHECK(ck, mspan_of_link(l->tail) == prev, "cache %p: list %u of class %u has a wrong tail",
 	      (void *)ci->c, tag, cls);
 	return 0;
 }
@@ -549,7 +553,7 @@ static int check_caches(struct check *ck)
 	CHECK(ck, !mh_empty_span.npages && !mh_empty_span.alloc_cache && !mh_empty_span.owner,
 	      "the empty span is not empty");
 	for (size_t i = 0; i < ck->ncaches; i++) {
-		CHECK(ck, ck->caches[i].c->prev == (i ? ck->caches[i - 1].c : NULL),
+		CHECK(ck, ck->caches[i].c->link.prev == (i ? &ck->caches[i - 1].c->link : NULL),
 		      "cache list: wrong back link at %p", (void *)ck->caches[i].c);
 		TRY(ck->f.all ? check_cache(ck, &ck->caches[i])
 			    : check_page_cache(ck, &ck->caches[i].c->pages));

@@ -17,7 +17,7 @@ struct mspan *mh_no_spans[MH_PAGES_PER_ARENA];
 uint64_t mh_dead_nmalloc[MH_NUM_CLASSES];
 uint64_t mh_dead_nfree[MH_NUM_CLASSES];
 mh_lock_t mh_caches_lock = MH_LOCK_INIT;
-struct mcache *mh_caches;
+struct list mh_caches;
 
 static pthread_key_t cache_key;
 static int cache_key_ready;
@@ -52,8 +52,7 @@ static uint32_t reuse_frees(const struct mspan *s)
 	return n > 1 ? n : 1;
 }
 
-static struct span_list *list_of(struct mcache *c, const struct mspan *s,
-				  enum mspan_list which)
+static struct list *list_of(struct mcache *c, const struct mspan *s, enum mspan_list which)
 {
 	switch (which) {
 	case MSPAN_LIST_CACHE_PARTIAL:
@@ -68,10 +67,11 @@ static struct span_list *list_of(struct mcache *c, const struct mspan *s,
 /* Append s to the cache's list `which` of its class, newest last, and arm
  * the free that moves it on: on the full list the reuse_frees()-th moves
  * it to the partial list; there, the one that may leave it entirely free
- * is looked at (mcache_local_free_slow); on the empty list none can come. */
-static void list_append(struct mcache *c, struct mspan *s, enum mspan_list which)
+ * is looked at (mcache_local_free_slow); on the empty list none can come.
+ * This and cache_list_unlink are inline: the free's slow path moves a span
+ * with the two, and calls to them cost it more than their bodies. */
+static inline void cache_list_append(struct mcache *c, struct mspan *s, enum mspan_list which)
 {
-	struct span_list *l = list_of(c, s, which);
 	size_t bytes = s->npages << MH_PAGE_SHIFT;
 
 	if (which == MSPAN_LIST_CACHE_FULL) {
@@ -83,30 +83,15 @@ static void list_append(struct mcache *c, struct mspan *s, enum mspan_list which
 	} else {
 		mspan_notify_at(s, s->nalloc);
 	}
-	s->next = NULL;
-	s->prev = l->tail;
-	if (l->tail)
-		l->tail->next = s;
-	else
-		l->head = s;
-	l->tail = s;
+	list_push_tail(list_of(c, s, which), &s->link);
 	s->list = (uint8_t)which;
 }
 
-static void list_unlink(struct mcache *c, struct mspan *s)
+static inline void cache_list_unlink(struct mcache *c, struct mspan *s)
 {
-	struct span_list *l = list_of(c, s, s->list);
 	size_t bytes = s->npages << MH_PAGE_SHIFT;
 
-	if (s->prev)
-		s->prev->next = s->next;
-	else
-		l->head = s->next;
-	if (s->next)
-		s->next->prev = s->prev;
-	else
-		l->tail = s->prev;
-	s->next = s->prev = NULL;
+	list_remove(list_of(c, s, s->list), &s->link);
 	if (s->list == MSPAN_LIST_CACHE_FULL)
 		c->full_bytes -= bytes;
 	else if (s->list == MSPAN_LIST_CACHE_EMPTY)
@@ -125,7 +110,7 @@ static void disown(struct mcache *c, struct mspan *s)
 /* An owned span that is not current goes back to its mcentral. */
 static void give_back(struct mcache *c, struct mspan *s)
 {
-	list_unlink(c, s);
+	cache_list_unlink(c, s);
 	disown(c, s);
 }
 
@@ -136,10 +121,10 @@ static void give_back(struct mcache *c, struct mspan *s)
  * earlier trip through the mcentral must not take it for unowned. */
 static void unlink_empty(struct mcache *c, struct mspan *s, struct mspan **chain)
 {
-	list_unlink(c, s);
+	cache_list_unlink(c, s);
 	c->last_free_span = &mh_empty_span;
 	STORE_RELAXED(&s->owner, NULL);
-	s->next = *chain;
+	s->chain = *chain;
 	*chain = s;
 }
 
@@ -155,10 +140,10 @@ static void trim_empty(struct mcache *c, unsigned cls)
 	struct mspan *chain = NULL;
 
 	for (unsigned n = 1; n < MH_NUM_CLASSES; n++) {
-		struct span_list *l = &c->empty[cls];
+		struct list *l = &c->empty[cls];
 
 		while (l->head && c->empty_bytes > MH_CACHE_EMPTY_MAX - MH_BATCH_BYTES)
-			unlink_empty(c, l->head, &chain);
+			unlink_empty(c, mspan_of_link(l->head), &chain);
 		if (c->empty_bytes <= MH_CACHE_EMPTY_MAX - MH_BATCH_BYTES)
 			break;
 		cls = cls + 1 < MH_NUM_CLASSES ? cls + 1 : 1;
@@ -174,10 +159,10 @@ static void keep_spares(struct mcache *c, struct mspan *spare)
 	unsigned cls = spare ? spare->sizeclass : 1;
 
 	while (spare) {
-		struct mspan *next = spare->next;
+		struct mspan *next = spare->chain;
 
 		spare->nalloc = 0;
-		list_append(c, spare, MSPAN_LIST_CACHE_EMPTY);
+		cache_list_append(c, spare, MSPAN_LIST_CACHE_EMPTY);
 		spare = next;
 	}
 	if (c->empty_bytes > MH_CACHE_EMPTY_MAX)
@@ -203,9 +188,9 @@ static void release_spans(struct mcache *c)
 		if (s != &mh_empty_span)
 			disown(c, s);
 		while (c->partial[cls].head)
-			give_back(c, c->partial[cls].head);
+			give_back(c, mspan_of_link(c->partial[cls].head));
 		while (c->full[cls].head)
-			give_back(c, c->full[cls].head);
+			give_back(c, mspan_of_link(c->full[cls].head));
 	}
 	mcache_release_empty(c);
 }
@@ -218,12 +203,7 @@ static void retire(struct mcache *c)
 		mh_dead_nmalloc[cls] += c->nmalloc[cls];
 		mh_dead_nfree[cls] += c->nfree[cls];
 	}
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		mh_caches = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	list_remove(&mh_caches, &c->link);
 	mh_lock(&mh_heap.lock);
 	page_cache_unregister(&c->pages);
 	fixalloc_free(&mh_heap.cachealloc, c);
@@ -281,10 +261,7 @@ struct mcache *mcache_borrow(void)
 	c->free_arena_base = (uintptr_t)0 - MH_ARENA_SIZE;
 	c->free_arena_spans = mh_no_spans;
 	mh_lock(&mh_caches_lock);
-	c->next = mh_caches;
-	if (mh_caches)
-		mh_caches->prev = c;
-	mh_caches = c;
+	list_push_head(&mh_caches, &c->link);
 	mh_unlock(&mh_caches_lock);
 	return c;
 }
@@ -319,13 +296,13 @@ static uintptr_t adopt(struct mcache *c, unsigned cls, struct mspan *s)
 {
 	uintptr_t p;
 
-	list_unlink(c, s);
+	cache_list_unlink(c, s);
 	mspan_sweep(s);
 	p = mspan_next_free(s);
 	if (p)
 		set_current(c, cls, s);
 	else	/* frees still in flight: nothing to take yet */
-		list_append(c, s, MSPAN_LIST_CACHE_FULL);
+		cache_list_append(c, s, MSPAN_LIST_CACHE_FULL);
 	return p;
 }
 
@@ -351,24 +328,24 @@ uintptr_t mcache_alloc_slow(struct mcache *c, unsigned cls)
 		 * thread's fast path alone, are set once on the way out. */
 		STORE_RELAXED(&c->alloc[cls], &mh_empty_span);
 		if (mspan_local_frees(s) >= reuse_frees(s)) {
-			list_append(c, s, MSPAN_LIST_CACHE_PARTIAL);
+			cache_list_append(c, s, MSPAN_LIST_CACHE_PARTIAL);
 		} else {
-			list_append(c, s, MSPAN_LIST_CACHE_FULL);
+			cache_list_append(c, s, MSPAN_LIST_CACHE_FULL);
 			/* Over the cap: the oldest used-up span of this class
 			 * goes back to the mcentral. */
 			if (c->full_bytes > MH_CACHE_FULL_MAX)
-				give_back(c, c->full[cls].head);
+				give_back(c, mspan_of_link(c->full[cls].head));
 		}
 	}
 	/* Owned spans this thread has freed into, oldest first; then the
 	 * entirely free ones, newest (warmest) first. */
 	while (c->partial[cls].head) {
-		p = adopt(c, cls, c->partial[cls].head);
+		p = adopt(c, cls, mspan_of_link(c->partial[cls].head));
 		if (p)
 			return p;
 	}
 	while (c->empty[cls].tail) {
-		p = adopt(c, cls, c->empty[cls].tail);
+		p = adopt(c, cls, mspan_of_link(c->empty[cls].tail));
 		if (p)
 			return p;
 	}
@@ -383,7 +360,7 @@ uintptr_t mcache_alloc_slow(struct mcache *c, unsigned cls)
 		bool found = false;
 
 		for (int i = 0; i < MH_CACHE_SCAN && c->full[cls].head; i++) {
-			s = c->full[cls].head;
+			s = mspan_of_link(c->full[cls].head);
 			if (LOAD_RELAXED(&s->remote) >= REMOTE_ONE) {
 				found = true;
 				__atomic_fetch_sub(&c->remote_hint[cls], 1, __ATOMIC_RELAXED);
@@ -391,8 +368,8 @@ uintptr_t mcache_alloc_slow(struct mcache *c, unsigned cls)
 				if (p)
 					return p;
 			} else {
-				list_unlink(c, s);
-				list_append(c, s, MSPAN_LIST_CACHE_FULL);
+				cache_list_unlink(c, s);
+				cache_list_append(c, s, MSPAN_LIST_CACHE_FULL);
 			}
 		}
 		if (!found)
@@ -423,16 +400,16 @@ void mcache_local_free_slow(struct mcache *c, struct mspan *s)
 	int64_t remote = LOAD_ACQUIRE(&s->remote) >> REMOTE_SHIFT;
 
 	if (s->list == MSPAN_LIST_CACHE_FULL) {
-		list_unlink(c, s);
-		list_append(c, s, MSPAN_LIST_CACHE_PARTIAL);
+		cache_list_unlink(c, s);
+		cache_list_append(c, s, MSPAN_LIST_CACHE_PARTIAL);
 	}
 	if (s->list == MSPAN_LIST_CACHE_PARTIAL &&
 	    mspan_local_frees(s) + (remote > 0 ? remote : 0) >= s->nalloc) {
 		/* Entirely free, unless a racing double free counted one
 		 * object twice; then kept for reuse up to the cap. */
 		mspan_check_frees(s);
-		list_unlink(c, s);
-		list_append(c, s, MSPAN_LIST_CACHE_EMPTY);
+		cache_list_unlink(c, s);
+		cache_list_append(c, s, MSPAN_LIST_CACHE_EMPTY);
 		if (c->empty_bytes > MH_CACHE_EMPTY_MAX)
 			trim_empty(c, s->sizeclass);
 	}
@@ -444,7 +421,7 @@ void mcache_release_empty(struct mcache *c)
 
 	for (unsigned cls = 1; cls < MH_NUM_CLASSES && c->empty_bytes; cls++)
 		while (c->empty[cls].head)
-			unlink_empty(c, c->empty[cls].head, &chain);
+			unlink_empty(c, mspan_of_link(c->empty[cls].head), &chain);
 	mheap_free_spans(chain);
 }
 
@@ -492,13 +469,13 @@ void mcache_after_fork_child(void)
 {
 	struct mcache *c, *next;
 
-	for (c = mh_caches; c; c = c->next)
+	list_for_each(c, &mh_caches, link)
 		if (c != mh_tls_cache)
 			for (unsigned cls = 1; cls < MH_NUM_CLASSES; cls++)
 				drop_current(c, cls);
 	reclaim_dead_spans(mh_tls_cache);
-	for (c = mh_caches; c; c = next) {
-		next = c->next;
+	for (c = list_entry(mh_caches.head, struct mcache, link); c; c = next) {
+		next = list_entry(c->link.next, struct mcache, link);
 		if (c != mh_tls_cache)
 			retire(c);
 	}

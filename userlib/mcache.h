@@ -92,10 +92,6 @@
 /* Spans of the full list a refill looks at for remote frees. */
 #define MH_CACHE_SCAN		8
 
-struct span_list {
-	struct mspan *head, *tail;
-};
-
 struct mcache {
 	/* Per class, spans of this cache that received their first remote
 	 * free since their last sweep (a hint, added to by other threads):
@@ -122,9 +118,9 @@ struct mcache {
 	 * the bits left in the current span's window (mcache_nmalloc). */
 	uint64_t nmalloc[MH_NUM_CLASSES];
 	uint64_t nfree[MH_NUM_CLASSES];
-	struct span_list partial[MH_NUM_CLASSES];
-	struct span_list full[MH_NUM_CLASSES];
-	struct span_list empty[MH_NUM_CLASSES];
+	struct list partial[MH_NUM_CLASSES];
+	struct list full[MH_NUM_CLASSES];
+	struct list empty[MH_NUM_CLASSES];
 	/* The owned span the last free went to; &mh_empty_span (no pages)
 	 * whenever a span leaves this cache (disown). */
 	struct mspan *last_free_span;
@@ -138,7 +134,7 @@ struct mcache {
 	struct mspan *const *free_arena_spans;
 	size_t empty_bytes;		/* bytes in owned, entirely free spans */
 	size_t full_bytes;		/* bytes in spans on the full lists */
-	struct mcache *next, *prev;	/* all caches, under caches_lock */
+	struct list_node link;		/* on mh_caches, under caches_lock */
 	/* Pages for this thread's next small spans; the heap lock's, not
 	 * the owner's (pagecache.h). */
 	struct page_cache pages;
@@ -220,7 +216,7 @@ MH_HIDDEN void mcache_release_empty(struct mcache *c);
 MH_HIDDEN extern uint64_t mh_dead_nmalloc[MH_NUM_CLASSES];
 MH_HIDDEN extern uint64_t mh_dead_nfree[MH_NUM_CLASSES];
 MH_HIDDEN extern mh_lock_t mh_caches_lock;
-MH_HIDDEN extern struct mcache *mh_caches;
+MH_HIDDEN extern struct list mh_caches;
 
 /* Fork support: after fork only the calling thread exists; take back the
  * spans of all other caches from the heap's own records, trusting nothing

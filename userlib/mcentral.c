@@ -24,27 +24,21 @@
 #include "mheap_impl.h"
 #include "sizeclass.h"
 
-static void list_push(struct mspan **head, struct mspan *s, enum mspan_list which)
+/* An mcentral's list of spans: partial (free objects) or full. */
+static struct list *central_list(struct mcentral *mc, enum mspan_list which)
 {
-	s->prev = NULL;
-	s->next = *head;
-	if (*head)
-		(*head)->prev = s;
-	*head = s;
+	return which == MSPAN_LIST_FULL ? &mc->full : &mc->partial;
+}
+
+static void central_push(struct mcentral *mc, struct mspan *s, enum mspan_list which)
+{
+	list_push_head(central_list(mc, which), &s->link);
 	STORE_RELAXED(&s->list, (uint8_t)which);
 }
 
-static void list_remove(struct mcentral *mc, struct mspan *s)
+static void central_remove(struct mcentral *mc, struct mspan *s)
 {
-	struct mspan **head = s->list == MSPAN_LIST_FULL ? &mc->full : &mc->partial;
-
-	if (s->prev)
-		s->prev->next = s->next;
-	else
-		*head = s->next;
-	if (s->next)
-		s->next->prev = s->prev;
-	s->next = s->prev = NULL;
+	list_remove(central_list(mc, s->list), &s->link);
 	STORE_RELAXED(&s->list, (uint8_t)MSPAN_LIST_NONE);
 }
 
@@ -68,9 +62,9 @@ struct mspan *mcentral_cache_span(unsigned sizeclass, struct mcache *c, struct m
 
 	*spare = NULL;
 	mh_lock(&mc->lock);
-	s = mc->partial;
+	s = mspan_of_link(mc->partial.head);
 	if (s) {
-		list_remove(mc, s);
+		central_remove(mc, s);
 		__atomic_fetch_or(&s->remote, REMOTE_OWNED, __ATOMIC_ACQ_REL);
 		STORE_RELAXED(&s->owner, c);
 		mh_unlock(&mc->lock);
@@ -80,13 +74,13 @@ struct mspan *mcentral_cache_span(unsigned sizeclass, struct mcache *c, struct m
 	mh_unlock(&mc->lock);
 
 	s = mheap_alloc_small_spans(sizeclass, refill_batch(sizeclass), &c->pages);
-	for (struct mspan *t = s; t; t = t->next) {
+	for (struct mspan *t = s; t; t = t->chain) {
 		STORE_RELEASE(&t->remote, REMOTE_OWNED);	/* mspan_init_small */
 		STORE_RELAXED(&t->owner, c);
 	}
 	if (s) {
-		*spare = s->next;
-		s->next = NULL;
+		*spare = s->chain;
+		s->chain = NULL;
 	}
 	return s;
 }
@@ -110,9 +104,9 @@ void mcentral_uncache_span(struct mspan *s)
 		mspan_check_frees(s);	/* not one object counted twice */
 		mheap_free_span(s);
 	} else if (outstanding < s->nelems || pending > 0)
-		list_push(&mc->partial, s, MSPAN_LIST_PARTIAL);
+		central_push(mc, s, MSPAN_LIST_PARTIAL);
 	else
-		list_push(&mc->full, s, MSPAN_LIST_FULL);
+		central_push(mc, s, MSPAN_LIST_FULL);
 	mh_unlock(&mc->lock);
 }
 
@@ -134,11 +128,11 @@ void mcentral_remote_event(struct mspan *s, unsigned sizeclass, uint64_t gen)
 		    s->list != MSPAN_LIST_NONE) {
 			if (pending == (int64_t)s->outstanding) {
 				mspan_check_frees(s);
-				list_remove(mc, s);
+				central_remove(mc, s);
 				mheap_free_span(s);
 			} else if (pending > 0 && s->list == MSPAN_LIST_FULL) {
-				list_remove(mc, s);
-				list_push(&mc->partial, s, MSPAN_LIST_PARTIAL);
+				central_remove(mc, s);
+				central_push(mc, s, MSPAN_LIST_PARTIAL);
 			}
 		}
 	}

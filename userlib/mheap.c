@@ -100,7 +100,7 @@ static void span_cache_put(struct mspan *s, enum span_cache_kind kind)
 			mh_heap.span_cache_large_low = s->base;
 		mh_heap.span_cache_large_pages += s->npages;
 	}
-	s->next = mh_heap.span_cache[kind][s->npages];
+	s->chain = mh_heap.span_cache[kind][s->npages];
 	mh_heap.span_cache[kind][s->npages] = s;
 	mh_heap.span_cache_pages += s->npages;
 	pa_free_pages += s->npages;
@@ -125,11 +125,11 @@ static struct mspan *span_cache_take(uintptr_t npages, unsigned words,
 		if (!n)
 			return NULL;
 		n->base = s->base;
-		mh_heap.span_cache[kind][npages] = s->next;
+		mh_heap.span_cache[kind][npages] = s->chain;
 		fixalloc_free(&mh_heap.spanalloc[s->bucket], s);
 		s = n;
 	} else {
-		mh_heap.span_cache[kind][npages] = s->next;
+		mh_heap.span_cache[kind][npages] = s->chain;
 	}
 	if (kind == CACHE_LARGE)
 		mh_heap.span_cache_large_pages -= npages;
@@ -144,7 +144,7 @@ static void flush_span_cache(enum span_cache_kind kind)
 		struct mspan *s;
 
 		while ((s = mh_heap.span_cache[kind][n])) {
-			mh_heap.span_cache[kind][n] = s->next;
+			mh_heap.span_cache[kind][n] = s->chain;
 			if (kind == CACHE_LARGE)
 				mh_heap.span_cache_large_pages -= n;
 			mh_heap.span_cache_pages -= n;
@@ -352,7 +352,7 @@ static bool span_cache_holds(uintptr_t npages, unsigned k)
 {
 	struct mspan *s = mh_heap.span_cache[CACHE_SMALL][npages];
 
-	for (; s && k; s = s->next)
+	for (; s && k; s = s->chain)
 		k--;
 	return k == 0;
 }
@@ -376,10 +376,10 @@ struct mspan *mheap_alloc_small_spans(unsigned sizeclass, unsigned n, struct pag
 	 * RSS with one thread, +22% with two). */
 	if (n > 1 && !span_cache_holds(npages, SPARES_CACHED_MIN * n))
 		n = 1;
-	for (s = first; s && --n && mh_heap.span_cache[CACHE_SMALL][npages]; s = s->next)
-		s->next = alloc_span_locked(npages, 1, sizeclass, MSPAN_SMALL, PLACE_LOW, NULL);
+	for (s = first; s && --n && mh_heap.span_cache[CACHE_SMALL][npages]; s = s->chain)
+		s->chain = alloc_span_locked(npages, 1, sizeclass, MSPAN_SMALL, PLACE_LOW, NULL);
 	if (s)
-		s->next = NULL;
+		s->chain = NULL;
 	mh_unlock(&mh_heap.lock);
 	return first;
 }
@@ -465,7 +465,7 @@ void mheap_free_spans(struct mspan *chain)
 		return;
 	mh_lock(&mh_heap.lock);
 	for (; chain; chain = next) {
-		next = chain->next;	/* the span cache reuses the link */
+		next = chain->chain;
 		free_span_locked(chain, false);
 	}
 	scavenge_after_free();

@@ -17,8 +17,8 @@
 /* mcentral (mcentral.c): the unowned spans of one size class. */
 struct mcentral {
 	mh_lock_t lock;
-	struct mspan *partial;	/* spans with free objects */
-	struct mspan *full;	/* spans that had none when put here */
+	struct list partial;	/* spans with free objects */
+	struct list full;	/* spans that had none when put here */
 } __attribute__((aligned(MH_SHARING_BLOCK)));
 
 /* Span structs come in buckets by bitmap size, bitmaps stored behind them. */

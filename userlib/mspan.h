@@ -79,6 +79,7 @@
 #define MHEAP_MSPAN_H
 
 #include "internal.h"
+#include "list.h"
 
 enum mspan_state {
 	MSPAN_DEAD = 0,		/* struct not in use */
@@ -154,9 +155,12 @@ struct mspan {
 	uint8_t needzero;	/* large spans: pages may hold old data */
 	uint8_t bucket;		/* the struct's size bucket (mheap.c) */
 
-	/* List links: an mcentral's or the owning cache's lists; user arenas
-	 * chain their chunks through them. */
-	struct mspan *next, *prev;
+	/* On an mcentral's or the owning cache's list (list.h); or, on none,
+	 * chained: in the span cache, in a batch of new spans (mheap.c). */
+	union {
+		struct list_node link;
+		struct mspan *chain;
+	};
 
 	/* User-arena chunks: the owning arena's data (arena.c). */
 	void *chunk_data;
@@ -180,6 +184,12 @@ struct mspan {
 _Static_assert(offsetof(struct mspan, list) < 64 && offsetof(struct mspan, remote) >= 64,
 	       "the fields the fast paths read are in the first cache line, and\n"
 	       "`remote`, which other threads write, is not");
+
+/* The span whose list link is n, or NULL for NULL. */
+static inline struct mspan *mspan_of_link(struct list_node *n)
+{
+	return list_entry(n, struct mspan, link);
+}
 
 static inline unsigned mspan_bitmap_words(uint32_t nelems)
 {

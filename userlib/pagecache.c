@@ -36,14 +36,12 @@
  */
 #include "pagecache.h"
 
-static struct page_cache *caches;	/* registered ones, heap lock */
+static struct list caches;	/* registered ones, heap lock */
 
 void page_cache_register(struct page_cache *c)
 {
-	*c = (struct page_cache){ .next = caches };
-	if (caches)
-		caches->prev = c;
-	caches = c;
+	*c = (struct page_cache){ 0 };
+	list_push_head(&caches, &c->link);
 }
 
 static void flush(struct page_cache *c)
@@ -55,13 +53,7 @@ static void flush(struct page_cache *c)
 void page_cache_unregister(struct page_cache *c)
 {
 	flush(c);
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		caches = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	c->next = c->prev = NULL;
+	list_remove(&caches, &c->link);
 }
 
 /* Where the lowest run of n set bits of w starts; -1 if there is none.
@@ -96,6 +88,8 @@ struct pa_result page_cache_alloc(struct page_cache *c, uintptr_t npages)
 
 void page_caches_flush(void)
 {
-	for (struct page_cache *c = caches; c; c = c->next)
+	struct page_cache *c;
+
+	list_for_each(c, &caches, link)
 		flush(c);
 }

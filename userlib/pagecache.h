@@ -7,6 +7,7 @@
 #define MHEAP_PAGECACHE_H
 
 #include "pagealloc.h"
+#include "list.h"
 
 /* Spans of up to this many pages come from the thread's page cache (as in
  * Go: a quarter of the chunk, so that a chunk serves several). */
@@ -22,7 +23,7 @@ struct page_cache {
 	uintptr_t base;			/* the chunk's first byte; 0: none yet */
 	uint64_t free;			/* bit i: page i of the chunk is the
 					 * cache's to give */
-	struct page_cache *next, *prev;	/* every registered cache */
+	struct list_node link;		/* every registered cache (list.h) */
 };
 
 /* Count c among the caches page_caches_flush empties; c is zeroed. */

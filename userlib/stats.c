@@ -32,6 +32,8 @@ _Static_assert(offsetof(struct mh_stats, arena_chunks_warm) + sizeof(uint64_t) =
 
 static void stats_fill(struct mh_stats *st)
 {
+	struct mcache *c;
+
 	memset(st, 0, sizeof(*st));
 	st->size = sizeof(*st);
 	mheap_init();
@@ -41,7 +43,7 @@ static void stats_fill(struct mh_stats *st)
 		st->by_class[cls].mallocs = mh_dead_nmalloc[cls];
 		st->by_class[cls].frees = mh_dead_nfree[cls];
 	}
-	for (struct mcache *c = mh_caches; c; c = c->next) {
+	list_for_each(c, &mh_caches, link) {
 		for (unsigned cls = 0; cls < MH_NUM_CLASSES; cls++) {
 			st->by_class[cls].mallocs += mcache_nmalloc(c, cls);
 			st->by_class[cls].frees += LOAD_RELAXED(&c->nfree[cls]);
