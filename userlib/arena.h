@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * User arenas: the data structures shared by arena.c (the lifecycle) and
- * uaf.c (the use-after-free report). See arena.c for the design.
+ * User arenas: the data structures shared by the arena files (the map of
+ * them and their design: arena_impl.h) and uaf.c (the use-after-free
+ * report).
  */
 #ifndef MHEAP_ARENA_H
 #define MHEAP_ARENA_H
@@ -18,7 +19,8 @@ enum chunk_state {
 	CHUNK_WARM,		/* holds a freed chunk's moved pages, reusable */
 };
 
-/* What a part of a chunk was advised for transparent huge pages (arena.c). */
+/* What a part of a chunk was advised for transparent huge pages
+ * (arena_hugepages.c). */
 enum chunk_thp {
 	CHUNK_THP_DEFAULT = 0,	/* never advised: the system's THP mode decides */
 	CHUNK_THP_ON,		/* MADV_HUGEPAGE */
@@ -29,7 +31,8 @@ enum chunk_thp {
  * One chunk of arena memory: a span of the page heap (state MSPAN_CHUNK,
  * span->chunk_data points here), bump-allocated from both ends of a window:
  * the whole chunk, or first a small window at its base, in small pages,
- * and then [next_window, limit), in huge pages (arena.c explains why).
+ * and then [next_window, limit), in huge pages (arena_hugepages.c explains
+ * why).
  */
 struct arena_chunk {
 	struct mspan *span;

@@ -163,8 +163,8 @@ const struct fault_backend *fault_backend(void)
  * probing backends), then the kmod backend's, which its probe takes under
  * choice_lock. One set of handlers takes them all, so that the order does
  * not hang on the order in which constructors register handlers. None of
- * them is held while a lock of the heap or of arena.c is taken, nor taken
- * under one (arena.c asks for the backend under arena_lock only once an
+ * them is held while a lock of the heap or of the arenas is taken, nor
+ * taken under one (arenas ask for the backend under arena_lock only once an
  * arena exists, when the choice is made and takes no lock), so their
  * handlers' place among those is free.
  */

@@ -25,7 +25,7 @@
 struct fault_range {
 	void *base;
 	size_t len;
-	/* The range's pages were moved away (warm chunks, arena.c): it is
+	/* The range's pages were moved away (warm chunks, arena_warm.c): it is
 	 * empty and already a VMA of its own, or two when only its huge tail
 	 * moved. Release gets the same value fault got. */
 	bool moved;
@@ -48,7 +48,8 @@ struct fault_backend {
 	 * how many of the leading ranges were done, as fault does; on a
 	 * shortfall the rest still fault and *err says why (-ENOMEM: opening
 	 * a range in the middle of a protected VMA needs a split, and the
-	 * VMAs ran out: arena.c then releases the range's whole island). */
+	 * VMAs ran out: arena_quarantine.c then releases the range's whole
+	 * island). */
 	unsigned (*release)(const struct fault_range *r, unsigned n, int *err);
 	/* Whether every faulted range is protected with mprotect (mprotect),
 	 * rather than only the moved ones (guard) or none (kmod, none): a run

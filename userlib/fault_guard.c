@@ -15,7 +15,7 @@
  * between the move and the fault. Moved-from chunks side by side
  * merge into one protected VMA, as under the mprotect backend, so opening
  * one of them alone can fail for want of a VMA: release reports it, and
- * arena.c opens the whole run instead.
+ * arena_quarantine.c opens the whole run instead.
  *
  * Huge pages: installing guards splits a huge page mapping into a page table
  * of guard entries, and removing them leaves that table behind, empty. The

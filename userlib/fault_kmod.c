@@ -14,8 +14,8 @@
  * fault, and one device mapping stays one VMA however many ranges are
  * faulted, so vm.max_map_count never comes into it. When the module's
  * quarantine limit (its own or the system's) is reached, FAULT fails with
- * EDQUOT; that is handed to arena.c as *err, which releases its oldest
- * chunks and retries.
+ * EDQUOT; that is handed to arena_quarantine.c as *err, which releases its
+ * oldest chunks and retries.
  *
  * A batch is one ioctl() with a vector of ranges. With MHEAP_KMOD_IO=uring
  * it goes through io_uring instead, when the kernel takes the module's

@@ -162,7 +162,7 @@ struct mspan {
 		struct mspan *chain;
 	};
 
-	/* User-arena chunks: the owning arena's data (arena.c). */
+	/* User-arena chunks: the chunk's struct (arena_chunk.c). */
 	void *chunk_data;
 
 	/* The three bitmaps, interleaved by word so that the words a free

@@ -6,14 +6,14 @@
  * which pages were released so it never has to ask the kernel.
  *
  * Transparent huge pages are used only where a caller asks for them, and
- * only arena chunks do (arena.c says when and why). Whether asking works is
- * found out once, at run time: the kernel must have THP at all (madvise
- * MADV_HUGEPAGE on a scratch mapping does not fail with EINVAL), the sysfs
- * mode must not be "never", and the PMD size must be readable. In mode
- * "always" every range nobody advised is huge already; callers who want a
- * range in small pages must then say MADV_NOHUGEPAGE, so that is reported
- * too. Anything unexpected (no /sys, a refused madvise) turns THP off: the
- * heap then behaves exactly as without it.
+ * only arena chunks do (arena_hugepages.c says when and why). Whether
+ * asking works is found out once, at run time: the kernel must have THP
+ * at all (madvise MADV_HUGEPAGE on a scratch mapping does not fail with
+ * EINVAL), the sysfs mode must not be "never", and the PMD size must be
+ * readable. In mode "always" every range nobody advised is huge already;
+ * callers who want a range in small pages must then say MADV_NOHUGEPAGE,
+ * so that is reported too. Anything unexpected (no /sys, a refused
+ * madvise) turns THP off: the heap then behaves exactly as without it.
  */
 #include <errno.h>
 #include <fcntl.h>
