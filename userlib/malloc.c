@@ -257,10 +257,25 @@ void *mh_aligned_alloc(size_t align, size_t size)
 
 /* ------------------------------------------------------------ free */
 
+/*
+ * Whether p is the start of an object of s, a small span; *idx is the
+ * index of the object p lies in either way. offset * divmul = idx << 32 |
+ * rest; offset is a multiple of the object size exactly when rest <
+ * divmul (spans are small enough for the error term never to reach it).
+ */
+static inline bool object_start(const struct mspan *s, uintptr_t p, uint32_t *idx)
+{
+	uint64_t q = (uint64_t)(p - s->base) * s->divmul;
+
+	*idx = (uint32_t)(q >> 32);
+	return (uint32_t)q < s->divmul;
+}
+
 /* The span of p, checked: p must be the start of an allocated object. */
 static inline __attribute__((always_inline)) struct mspan *checked_span(uintptr_t p, uint32_t *idx_out, const char *what)
 {
 	struct mspan *s = span_of(p);
+	bool start;
 	uint8_t state;
 
 	if (unlikely(!s))
@@ -268,17 +283,9 @@ static inline __attribute__((always_inline)) struct mspan *checked_span(uintptr_
 	/* Read once, and atomically: a racing free of p may kill the span. */
 	state = LOAD_RELAXED(&s->state);
 	if (likely(state == MSPAN_SMALL)) {
-		/* offset * divmul = idx << 32 | rest; offset is a multiple of
-		 * the object size exactly when rest < divmul (spans are small
-		 * enough for the error term never to reach it). */
-		uint64_t q = (uint64_t)(p - s->base) * s->divmul;
-
-		if (unlikely((uint32_t)q >= s->divmul))
-			mh_fatal("invalid free of %#lx%s (inside an object)", (unsigned long)p, what);
-		*idx_out = (uint32_t)(q >> 32);
+		start = object_start(s, p, idx_out);
 	} else if (state == MSPAN_LARGE) {
-		if (unlikely(p != s->base))
-			mh_fatal("invalid free of %#lx%s (inside an object)", (unsigned long)p, what);
+		start = p == s->base;
 		*idx_out = 0;
 	} else if (state == MSPAN_DEAD) {
 		/* Freed since we found it, by another thread. */
@@ -286,6 +293,8 @@ static inline __attribute__((always_inline)) struct mspan *checked_span(uintptr_
 	} else {
 		mh_fatal("invalid free of %#lx%s (user-arena memory)", (unsigned long)p, what);
 	}
+	if (unlikely(!start))
+		mh_fatal("invalid free of %#lx%s (inside an object)", (unsigned long)p, what);
 	return s;
 }
 
@@ -343,16 +352,12 @@ static void remote_free(struct mspan *s, uint32_t idx, uintptr_t p)
  */
 static inline bool local_free(struct mcache *c, struct mspan *s, uintptr_t p)
 {
-	uint64_t q = (uint64_t)(p - s->base) * s->divmul;
-	uint32_t idx = (uint32_t)(q >> 32);
+	uint32_t idx;
+	bool start = object_start(s, p, &idx);
 	struct span_bits *b = &s->bits[idx / 64];
 	uint64_t local = b->local;
 
-	/* offset * divmul = idx << 32 | rest; offset is a multiple of the
-	 * object size exactly when rest < divmul (spans are small enough for
-	 * the error term never to reach it). */
-	if (unlikely((uint32_t)q >= s->divmul ||
-		     ((local | LOAD_RELAXED(&b->remote)) >> (idx % 64) & 1)))
+	if (unlikely(!start || ((local | LOAD_RELAXED(&b->remote)) >> (idx % 64) & 1)))
 		return false;
 	/* Not freed since the last sweep; allocated now if below freeindex
 	 * or allocated at that sweep (mspan.h). */
