@@ -21,9 +21,9 @@
  * the heap check and around fork.
  *
  * Locking: the chunk lists and the counters below are under arena_lock,
- * which is never held while another allocator lock is taken, nor over a
- * system call. A chunk on no list (live, or being released) belongs to
- * whoever took it off.
+ * which is never held while another allocator lock is taken; system calls
+ * are made outside it. A chunk on no list (live, or being released)
+ * belongs to whoever took it off.
  */
 #ifndef MHEAP_ARENA_IMPL_H
 #define MHEAP_ARENA_IMPL_H

@@ -20,18 +20,25 @@
 #include "mcache.h"
 #include "mheap_impl.h"
 
+/* The hooks whose fork_prepare ran: parent and child call the same set,
+ * even if hooks were registered in between (a library loading). */
+static const struct heap_hooks *fork_hooks;
+
 static void fork_prepare(void)
 {
-	heap_hooks()->fork_prepare();
+	const struct heap_hooks *h = heap_hooks();
+
+	h->fork_prepare();
 	mh_lock(&mh_caches_lock);
 	mheap_lock_all();
+	fork_hooks = h;
 }
 
 static void fork_parent(void)
 {
 	mheap_unlock_all();
 	mh_unlock(&mh_caches_lock);
-	heap_hooks()->fork_parent();
+	fork_hooks->fork_parent();
 }
 
 static void fork_child(void)
@@ -41,7 +48,7 @@ static void fork_child(void)
 	mheap_unlock_all();
 	mcache_after_fork_child();
 	mh_unlock(&mh_caches_lock);
-	heap_hooks()->fork_child();
+	fork_hooks->fork_child();
 }
 
 void fork_handlers_init(void)
