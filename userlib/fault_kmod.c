@@ -27,7 +27,7 @@
  * and the ring adds an SQE and a CQE per range. The ring is set up here with
  * the three io_uring system calls rather than liburing, so that the library
  * (and LD_PRELOAD users of libmheap.so) take on no link dependency; one ring
- * serves all threads, under a lock.
+ * serves all threads, under a lock. The ioctl path takes no lock at all.
  *
  * fork: the module does not let a child inherit its mappings (the chunks
  * would otherwise be holes in the child's heap, and any later mmap() could
@@ -77,6 +77,7 @@ static dev_t dev_rdev;			/* what dev_fd must still be */
 static ino_t dev_ino;
 static int probe_error;			/* why not, once probe failed */
 static mh_lock_t dev_lock = MH_LOCK_INIT;	/* probe, and dev_fd in fork */
+static int use_ring;			/* MHEAP_KMOD_IO=uring, read at probe */
 
 /* ------------------------------------------------------------ the device */
 
@@ -130,7 +131,8 @@ static void device_check(void)
 
 /*
  * The ring, mapped as io_uring_setup(2) describes. state: 0 not tried yet,
- * 1 usable, -1 not (MHEAP_KMOD_IO is not uring, no io_uring, no URING_CMD).
+ * 1 usable, -1 not (no io_uring, or no URING_CMD for the module). Only used
+ * with MHEAP_KMOD_IO=uring.
  */
 static struct {
 	int state;
@@ -235,11 +237,6 @@ static bool ring_ready(void)
 	if (ring.state)
 		return ring.state > 0;
 	ring.state = -1;
-	const char *io = mh_option_str(MH_OPT_KMOD_IO);
-	/* ioctl unless io_uring is asked for (see the top of this file). */
-	if (strcmp(io, "uring"))
-		return false;
-
 	memset(&p, 0, sizeof(p));
 	p.flags = IORING_SETUP_SUBMIT_ALL;
 	ring.fd = (int)syscall(__NR_io_uring_setup, RING_ENTRIES, &p);
@@ -358,17 +355,26 @@ static unsigned ioctl_ranges(unsigned long cmd, const struct fault_range *r, uns
 	return n;
 }
 
+/*
+ * The ioctl path shares nothing between threads but dev_fd, so it takes no
+ * lock: threads freeing arenas at once send their vectors at once. Only
+ * the ring (its SQ and CQ, one submitter at a time) is under ring_lock; if
+ * it cannot be set up, its batches go by ioctl, still under the lock.
+ */
 static unsigned kmod_ranges(bool quarantine, const struct fault_range *r, unsigned n,
 			    int *err)
 {
+	unsigned long cmd = quarantine ? MHEAP_IOC_FAULT : MHEAP_IOC_RELEASE;
 	unsigned done;
 
+	if (!LOAD_RELAXED(&use_ring))
+		return ioctl_ranges(cmd, r, n, err);
 	mh_lock(&ring_lock);
 	if (ring_ready())
 		done = ring_ranges(quarantine ? MHEAP_URING_CMD_FAULT : MHEAP_URING_CMD_RELEASE,
 				   r, n, err);
 	else
-		done = ioctl_ranges(quarantine ? MHEAP_IOC_FAULT : MHEAP_IOC_RELEASE, r, n, err);
+		done = ioctl_ranges(cmd, r, n, err);
 	mh_unlock(&ring_lock);
 	return done;
 }
@@ -474,6 +480,8 @@ static int kmod_probe(void)
 	if (dev_fd < 0 && !probe_error) {
 		int fd = device_open();
 
+		/* ioctl unless io_uring is asked for (see the top of this file). */
+		STORE_RELAXED(&use_ring, !strcmp(mh_option_str(MH_OPT_KMOD_IO), "uring"));
 		if (fd >= 0)
 			STORE_RELEASE(&dev_fd, fd);
 		else
