@@ -5,94 +5,30 @@
  * Without the module every test here reports SKIP with the reason: the
  * device is optional, so its absence is not a failure, but it is never a
  * pass either. With the module loaded (the VM's "kmod" suite) the tests pin
- * down the device and the version command (the commands of ABI 1.1 have
- * kmod_fault_test.c):
+ * down the device and the version command (the other commands are
+ * kmod_fault_test.c's, and the other kmod_*_test.c files say what theirs
+ * cover):
  *  - /dev/mheap is a misc character device that any user may open;
  *  - MHEAP_IOC_VERSION answers the numbers of <linux/mheap.h>, writes exactly
  *    its struct and nothing else, and a bad buffer gets EFAULT;
  *  - any other command, including the version command with another size or
  *    direction, gets ENOTTY and writes nothing;
  *  - every open() is its own context, and the module stays loaded while one
- *    exists;
- *  - a mapping that MADV_DOFORK made inheritable is dead in a child of
- *    fork(): the child has no page-table entry in it and sees none of the
- *    parent's data, only SIGBUS (6.1 and 6.12 copy the VMA in a different
- *    order, the promise holds for both);
- *  - the module unloads and loads again cleanly, taking /dev/mheap with it
- *    (only where $MHEAP_KO names the module file: inside the test VM).
+ *    exists, or a mapping;
+ *  - the module unloads and loads again cleanly, taking /dev/mheap with it,
+ *    with every counter back at zero (only where $MHEAP_KO names the
+ *    module file: inside the test VM).
  */
 #define _GNU_SOURCE
-#include <errno.h>
-#include <fcntl.h>
-#include <setjmp.h>
-#include <signal.h>
-#include <stdbool.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/ioctl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <termios.h>
-#include <time.h>
-#include <unistd.h>
-
-#include <linux/mheap.h>
 
 #include "kselftest_harness.h"
-#include "mheap_test.h"
+#include "kmod_util.h"
 
-#define DEV_PATH	"/dev/" MHEAP_DEVICE_NAME
-#define MODULE_SYSFS	"/sys/module/mheap"
 #define MISC_MAJOR	10U
-
-#define NO_DEVICE	DEV_PATH " not present: module not loaded"
-#define NO_KO		"MHEAP_KO not set: reloading needs the module file (VM only)"
-
-/*
- * SKIP() from a FIXTURE_SETUP(). The 6.1 harness marks the test skipped but
- * still runs its body after setup returns; leaving setup through the
- * harness's own jump buffer skips the body and the teardown instead.
- */
-#define SKIP_SETUP(fmt, ...) \
-	SKIP(longjmp(_metadata->env, 1), fmt, ##__VA_ARGS__)
-
-static bool device_present(void)
-{
-	return access(DEV_PATH, F_OK) == 0;
-}
-
-/* Poll until path exists (or no longer does); false after timeout_ms. */
-static bool wait_for_path(const char *path, bool present, int timeout_ms)
-{
-	const struct timespec tick = { .tv_nsec = 10 * 1000 * 1000 };
-
-	for (int waited = 0; waited <= timeout_ms; waited += 10) {
-		if ((access(path, F_OK) == 0) == present)
-			return true;
-		nanosleep(&tick, NULL);
-	}
-	return false;
-}
-
-/* The module's reference count from sysfs, or -1 when it cannot be read. */
-static long module_refcnt(void)
-{
-	return (long)read_number_file(MODULE_SYSFS "/refcnt");
-}
-
-static int delete_module(const char *name, unsigned int flags)
-{
-	return syscall(SYS_delete_module, name, flags);
-}
-
-static int finit_module(int fd, const char *params, unsigned int flags)
-{
-	return syscall(SYS_finit_module, fd, params, flags);
-}
 
 /* What MHEAP_IOC_VERSION must answer: the numbers this test was built with. */
 static const struct mheap_version uapi_version = {
@@ -133,7 +69,7 @@ FIXTURE_SETUP(dev)
 	self->fd = -1;
 	if (!device_present())
 		SKIP_SETUP(NO_DEVICE);
-	self->fd = open(DEV_PATH, O_RDWR | O_CLOEXEC);
+	self->fd = dev_open();
 	ASSERT_LE(0, self->fd) TH_LOG("open %s: %s", DEV_PATH, strerror(errno));
 }
 
@@ -172,7 +108,6 @@ TEST_F(dev, version_writes_exactly_its_struct)
 
 TEST_F(dev, version_to_a_bad_buffer_is_efault)
 {
-	const long page = sysconf(_SC_PAGESIZE);
 	char *map;
 
 	/* Two pages: read-write, then inaccessible. */
@@ -276,126 +211,6 @@ TEST(each_open_is_its_own_context)
 		EXPECT_EQ(before, after);
 }
 
-/* -------------------------------------------- fork after MADV_DOFORK */
-
-#define DOFORK_PAGES	4
-
-static sigjmp_buf probe_env;
-
-static void probe_handler(int sig)
-{
-	siglongjmp(probe_env, sig);
-}
-
-/* Read (or write, if out is NULL) one byte at p: 0, or the signal it raised. */
-static int probe(volatile char *p, char *out)
-{
-	struct sigaction sa = { .sa_handler = probe_handler };
-	int sig;
-
-	sigaction(SIGBUS, &sa, NULL);
-	sigaction(SIGSEGV, &sa, NULL);
-	sig = sigsetjmp(probe_env, 1);
-	if (!sig) {
-		if (out)
-			*out = *p;
-		else
-			*p = 'C';
-	}
-	signal(SIGBUS, SIG_DFL);
-	signal(SIGSEGV, SIG_DFL);
-	return sig;
-}
-
-/* Rss of the mapping that starts at addr, in kB, from smaps; -1 if none. */
-static long smaps_rss_kb(const void *addr)
-{
-	FILE *f = fopen("/proc/self/smaps", "re");
-	char line[512], want[32];
-	bool in = false;
-	long kb = -1;
-
-	if (!f)
-		return -1;
-	snprintf(want, sizeof(want), "%lx-", (unsigned long)addr);
-	while (fgets(line, sizeof(line), f)) {
-		if (!strncmp(line, want, strlen(want)))
-			in = true;
-		else if (in && sscanf(line, "Rss: %ld kB", &kb) == 1)
-			break;
-	}
-	fclose(f);
-	return in ? kb : -1;
-}
-
-/*
- * The child's side: exit status 0 if the mapping is dead here, else what
- * was wrong (1-3 from probe results, 4 no mapping, 5 entries copied).
- */
-static int dofork_child(char *mem, size_t len)
-{
-	long page = sysconf(_SC_PAGESIZE);
-	char v;
-	int sig;
-
-	/* Page-table entries copied from the parent show up as Rss. */
-	if (smaps_rss_kb(mem) < 0)
-		return 4;
-	if (smaps_rss_kb(mem) != 0)
-		return 5;
-	for (size_t off = 0; off < len; off += page) {
-		v = 0;
-		sig = probe(mem + off, &v);
-		if (!sig && v == 'P')
-			return 1;	/* the parent's data */
-		if (sig != SIGBUS)
-			return 2;
-		if (probe(mem + off, NULL) != SIGBUS)
-			return 3;
-	}
-	return 0;
-}
-
-TEST_F(dev, a_dofork_mapping_shows_a_child_nothing_of_the_parent)
-{
-	static const char *const why[] = {
-		[1] = "the child read the parent's data",
-		[2] = "a read in the child did not raise SIGBUS",
-		[3] = "a write in the child did not raise SIGBUS",
-		[4] = "the child has no mapping there",
-		[5] = "page-table entries were copied into the child (smaps Rss)",
-	};
-	size_t len = DOFORK_PAGES * sysconf(_SC_PAGESIZE);
-	int status;
-	char *mem;
-	pid_t pid;
-
-	mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, self->fd, 0);
-	ASSERT_NE(MAP_FAILED, mem) TH_LOG("mmap: %s", strerror(errno));
-	/* Every page resident and mapped in the parent. */
-	memset(mem, 'P', len);
-	ASSERT_EQ(0, madvise(mem, len, MADV_DOFORK))
-		TH_LOG("MADV_DOFORK: %s", strerror(errno));
-
-	pid = fork();
-	ASSERT_LE(0, pid);
-	if (pid == 0)
-		_exit(dofork_child(mem, len));
-	ASSERT_EQ(pid, waitpid(pid, &status, 0));
-	ASSERT_TRUE(WIFEXITED(status)) TH_LOG("child status %#x", status);
-	EXPECT_EQ(0, WEXITSTATUS(status))
-		TH_LOG("%s", WEXITSTATUS(status) < 6 ?
-		       why[WEXITSTATUS(status)] : "?");
-
-	/* The parent's pages are its own still. */
-	for (size_t off = 0; off < len; off++)
-		if (mem[off] != 'P') {
-			EXPECT_EQ('P', mem[off]) TH_LOG("at offset %zu", off);
-			break;
-		}
-	EXPECT_EQ(0, munmap(mem, len));
-}
-
 /* ------------------------------------------------- unload and reload */
 
 FIXTURE(module) {
@@ -434,7 +249,7 @@ TEST_F(module, stays_loaded_while_a_context_is_open)
 	struct mheap_version ver;
 	int fd;
 
-	fd = open(DEV_PATH, O_RDWR | O_CLOEXEC);
+	fd = dev_open();
 	ASSERT_LE(0, fd);
 
 	errno = 0;
@@ -472,6 +287,45 @@ TEST_F(module, unloads_and_loads_again)
 	EXPECT_EQ(0, read_version(fd, &ver));
 	EXPECT_EQ(uapi_version.major, ver.major);
 	EXPECT_EQ(0, close(fd));
+}
+
+TEST_F(module, waits_for_the_last_mapping_and_reload_starts_from_zero)
+{
+	struct gauges g;
+	int fd;
+	char *m;
+
+	/* Nothing of earlier tests is left anywhere. */
+	gauges_settle_at_zero(&g);
+	EXPECT_GAUGES_EQ(g, ((struct gauges){ 0 }));
+
+	fd = dev_open();
+	m = dev_map(fd, 8 * page);
+	ASSERT_NE(NULL, m);
+	memset(m, 1, 8 * page);
+	ASSERT_EQ(0, kfault(fd, m, 2 * page));
+	close(fd);
+	/* The mapping alone keeps the module in. */
+	errno = 0;
+	EXPECT_EQ(-1, delete_module("mheap", O_NONBLOCK));
+	if (errno == EPERM) {
+		munmap(m, 8 * page);
+		SKIP(return, "unloading modules needs CAP_SYS_MODULE");
+	}
+	EXPECT_EQ(EWOULDBLOCK, errno);
+	EXPECT_EQ(1, m[5 * page]);
+	ASSERT_EQ(0, munmap(m, 8 * page));
+
+	gauges_read(&g);
+	EXPECT_GAUGES_EQ(g, ((struct gauges){ 0 }));
+	ASSERT_EQ(0, delete_module("mheap", O_NONBLOCK)) TH_LOG("%s", strerror(errno));
+	EXPECT_TRUE(wait_for_path(DEV_PATH, false, 5000));
+	ASSERT_EQ(0, finit_module(self->ko_fd, "", 0)) TH_LOG("%s", strerror(errno));
+	ASSERT_TRUE(wait_for_path(DEV_PATH, true, 5000));
+	gauges_read(&g);
+	EXPECT_GAUGES_EQ(g, ((struct gauges){ 0 }));
+	EXPECT_EQ(0, sysfs_counter("commands"));
+	EXPECT_EQ(0, sysfs_counter("faults_caught"));
 }
 
 TEST_HARNESS_MAIN

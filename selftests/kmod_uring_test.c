@@ -15,88 +15,36 @@
  * inline it cancelled the commands linked after it, and from io-wq it never
  * completed at all, leaking the request and its file reference.
  *
+ * Fixture "args" has the argument checks only io_uring has: an unknown
+ * command, the STATS command area, a registered-buffer flag and the rest
+ * of a 128-byte SQE's command area. (The ranges' checks, FAULT, RELEASE
+ * and STATS themselves are kmod_fault_test.c's, over both transports.)
+ *
  * Without the module every test reports SKIP.
  */
 #define _GNU_SOURCE
-#include <errno.h>
-#include <fcntl.h>
-#include <liburing.h>
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <string.h>
-#include <sys/ioctl.h>
-#include <sys/mman.h>
-#include <time.h>
-#include <unistd.h>
-
-#include <linux/mheap.h>
-
 #include "kselftest_harness.h"
-#include "mheap_test.h"
+#include "kmod_util.h"
 
-#define DEV_PATH	"/dev/" MHEAP_DEVICE_NAME
-#define NO_DEVICE	DEV_PATH " not present: module not loaded"
 #define NPAGES		4
 
-/* See kmod_test.c: SKIP() from a FIXTURE_SETUP(), skipping the body too. */
-#define SKIP_SETUP(fmt, ...) \
-	SKIP(longjmp(_metadata->env, 1), fmt, ##__VA_ARGS__)
-
-/* The module's reference count from sysfs, or -1 when it cannot be read. */
-static long module_refcnt(void)
+/* Submit what is queued and collect n completions (uring_reap). */
+static unsigned int uring_collect(struct io_uring *ring, unsigned int n, int *res)
 {
-	return (long)read_number_file("/sys/module/mheap/refcnt");
-}
-
-/* Poll until the reference count is want again; the last value read. */
-static long refcnt_settles_at(long want)
-{
-	const struct timespec tick = { .tv_nsec = 10 * 1000 * 1000 };
-	long n = module_refcnt();
-
-	for (int waited = 0; n != want && waited < 5000; waited += 10) {
-		nanosleep(&tick, NULL);
-		n = module_refcnt();
-	}
-	return n;
-}
-
-static void prep_cmd(struct io_uring_sqe *sqe, int fd, uint32_t op,
-		     const void *arg, size_t len, uint64_t data, uint8_t flags)
-{
-	io_uring_prep_rw(IORING_OP_URING_CMD, sqe, fd, NULL, 0, 0);
-	sqe->cmd_op = op;
-	memcpy((char *)sqe + offsetof(struct io_uring_sqe, cmd), arg, len);
-	sqe->user_data = data;
-	sqe->flags = flags;
-}
-
-/*
- * Submit what is queued and collect n completions, results by user_data
- * (res[] starts out as 1, which no command may answer). Waits at most a few
- * seconds for each: a command that never completes must fail the test, not
- * hang it. Returns how many completions came.
- */
-static unsigned int uring_collect(struct io_uring *ring, unsigned int n,
-				  int *res)
-{
-	struct __kernel_timespec ts = { .tv_sec = 5 };
-	struct io_uring_cqe *cqe;
-	unsigned int got = 0;
-
-	for (unsigned int i = 0; i < n; i++)
-		res[i] = 1;
 	if (io_uring_submit(ring) < 0)
 		return 0;
-	while (got < n && !io_uring_wait_cqe_timeout(ring, &cqe, &ts)) {
-		if (cqe->user_data < n)
-			res[cqe->user_data] = cqe->res;
-		io_uring_cqe_seen(ring, cqe);
-		got++;
-	}
-	return got;
+	return uring_reap(ring, n, res);
+}
+
+/* The next SQE: op on fd with arg, numbered data, with SQE flags. */
+static struct io_uring_sqe *queue_cmd(struct io_uring *ring, int fd, uint32_t op,
+				      const void *arg, size_t len, uint64_t data, uint8_t flags)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+
+	prep_cmd(sqe, fd, op, arg, len, data);
+	sqe->flags = flags;
+	return sqe;
 }
 
 FIXTURE(ring) {
@@ -110,25 +58,19 @@ FIXTURE(ring) {
 
 FIXTURE_SETUP(ring)
 {
-	struct io_uring_probe *probe;
-
 	self->fd = -1;
 	self->mem = MAP_FAILED;
 	self->ring_up = false;
-	self->page = (size_t)sysconf(_SC_PAGESIZE);
-	if (access(DEV_PATH, F_OK))
+	self->page = page;
+	if (!device_present())
 		SKIP_SETUP(NO_DEVICE);
+	if (uring_cmd_missing())
+		SKIP_SETUP("%s", uring_cmd_missing());
 	self->refcnt = module_refcnt();
-	if (io_uring_queue_init(16, &self->ring, 0))
-		SKIP_SETUP("no io_uring: %s", strerror(errno));
+	ASSERT_EQ(0, io_uring_queue_init(16, &self->ring, 0));
 	self->ring_up = true;
-	probe = io_uring_get_probe_ring(&self->ring);
-	if (!probe || !io_uring_opcode_supported(probe, IORING_OP_URING_CMD)) {
-		io_uring_free_probe(probe);
-		SKIP_SETUP("io_uring has no IORING_OP_URING_CMD");
-	}
-	io_uring_free_probe(probe);
-	self->fd = open(DEV_PATH, O_RDWR | O_CLOEXEC);
+	probes_install();
+	self->fd = dev_open();
 	ASSERT_LE(0, self->fd) TH_LOG("open %s: %s", DEV_PATH, strerror(errno));
 	self->mem = mmap(NULL, NPAGES * self->page, PROT_READ | PROT_WRITE,
 			 MAP_SHARED, self->fd, 0);
@@ -191,11 +133,11 @@ TEST_F(ring, every_command_completes_once_with_its_result)
 	int res[3];
 
 	memset(&st, 0xff, sizeof(st));
-	prep_cmd(io_uring_get_sqe(&self->ring), self->fd, MHEAP_URING_CMD_FAULT,
+	queue_cmd(&self->ring, self->fd, MHEAP_URING_CMD_FAULT,
 		 &r0, sizeof(r0), 0, variant->flags[0]);
-	prep_cmd(io_uring_get_sqe(&self->ring), self->fd, MHEAP_URING_CMD_STATS,
+	queue_cmd(&self->ring, self->fd, MHEAP_URING_CMD_STATS,
 		 &sarg, sizeof(sarg), 1, variant->flags[1]);
-	prep_cmd(io_uring_get_sqe(&self->ring), self->fd, MHEAP_URING_CMD_FAULT,
+	queue_cmd(&self->ring, self->fd, MHEAP_URING_CMD_FAULT,
 		 &r1, sizeof(r1), 2, variant->flags[2]);
 	got = uring_collect(&self->ring, 3, res);
 	EXPECT_EQ(3, got) TH_LOG("only %u of 3 commands completed", got);
@@ -209,10 +151,7 @@ TEST_F(ring, every_command_completes_once_with_its_result)
 	EXPECT_LE(1, st.self.commands);
 
 	/* Both FAULTs took effect. */
-	after.size = sizeof(after);
-	after.flags = 0;
-	after.reserved = 0;
-	ASSERT_EQ(0, ioctl(self->fd, MHEAP_IOC_STATS, &after));
+	ASSERT_EQ(0, kstats(self->fd, &after));
 	EXPECT_EQ(2 * self->page, after.self.quarantined_bytes);
 	EXPECT_EQ(1, after.self.quarantined_ranges);
 	EXPECT_EQ('P', self->mem[2 * self->page]);
@@ -227,6 +166,106 @@ TEST_F(ring, every_command_completes_once_with_its_result)
 	if (self->refcnt >= 0)
 		EXPECT_EQ(self->refcnt, refcnt_settles_at(self->refcnt))
 			TH_LOG("a request still holds /dev/mheap open");
+}
+
+/* ------------------------------------------------------------ arguments */
+
+/* The checks only io_uring has: of the command's SQE and its STATS area. */
+FIXTURE(args) {
+	struct kdev d;
+	struct io_uring ring;
+	bool ring_up;
+};
+
+FIXTURE_SETUP(args)
+{
+	self->ring_up = false;
+	kdev_setup(_metadata, &self->d);
+	if (uring_cmd_missing())
+		SKIP_SETUP("%s", uring_cmd_missing());
+	ASSERT_EQ(0, io_uring_queue_init(8, &self->ring, 0));
+	self->ring_up = true;
+}
+
+FIXTURE_TEARDOWN(args)
+{
+	if (self->ring_up)
+		io_uring_queue_exit(&self->ring);
+	kdev_teardown(_metadata, &self->d);
+}
+
+/* One command on the fixture's ring; its result. */
+static int one_cmd(struct io_uring *ring, int fd, uint32_t op, const void *arg, size_t len)
+{
+	int res;
+
+	queue_cmd(ring, fd, op, arg, len, 0, 0);
+	return uring_collect(ring, 1, &res) == 1 ? res : 1;
+}
+
+TEST_F(args, an_unknown_command_is_enotty)
+{
+	struct mheap_range good = { (uintptr_t)self->d.mem, page };
+
+	EXPECT_EQ(-ENOTTY, one_cmd(&self->ring, self->d.fd, MHEAP_URING_CMD_FAULT + 0x10000,
+				   &good, sizeof(good)));
+	EXPECT_EQ(0, try_read(self->d.mem, NULL));
+}
+
+TEST_F(args, stats_check_their_pointer_size_and_flags)
+{
+	struct mheap_stats st;
+	struct mheap_uring_stats sarg = { .stats = 0, .size = sizeof(st) };
+
+	EXPECT_EQ(-EFAULT, one_cmd(&self->ring, self->d.fd, MHEAP_URING_CMD_STATS, &sarg,
+				   sizeof(sarg)));
+	sarg.stats = (uintptr_t)&st;
+	sarg.size = MHEAP_STATS_SIZE_V1 - 8;
+	EXPECT_EQ(-EINVAL, one_cmd(&self->ring, self->d.fd, MHEAP_URING_CMD_STATS, &sarg,
+				   sizeof(sarg)));
+	sarg.size = MHEAP_STATS_SIZE_V1;
+	sarg.flags = 1;
+	EXPECT_EQ(-EINVAL, one_cmd(&self->ring, self->d.fd, MHEAP_URING_CMD_STATS, &sarg,
+				   sizeof(sarg)));
+}
+
+TEST_F(args, a_registered_buffer_flag_is_refused)
+{
+	struct mheap_range good = { (uintptr_t)self->d.mem, page };
+	struct io_uring_sqe *sqe;
+	int res;
+
+	sqe = queue_cmd(&self->ring, self->d.fd, MHEAP_URING_CMD_FAULT, &good, sizeof(good), 0, 0);
+	sqe->uring_cmd_flags = IORING_URING_CMD_FIXED;
+	ASSERT_EQ(1, uring_collect(&self->ring, 1, &res));
+	/* io_uring rejects it itself (no buffers registered) or we do. */
+	EXPECT_TRUE(res == -EFAULT || res == -EINVAL) TH_LOG("%d", res);
+	EXPECT_EQ(0, try_read(self->d.mem, NULL));
+}
+
+TEST_F(args, in_a_128_byte_sqe_the_rest_of_the_command_area_must_be_zero)
+{
+	struct mheap_range good = { (uintptr_t)self->d.mem, page };
+	const size_t cmd = offsetof(struct io_uring_sqe, cmd);
+	struct io_uring_params p;
+	struct io_uring_sqe *sqe;
+	struct io_uring big;
+	int res[2];
+
+	memset(&p, 0, sizeof(p));
+	p.flags = IORING_SETUP_SQE128;
+	if (io_uring_queue_init_params(4, &big, &p))
+		SKIP(return, "no IORING_SETUP_SQE128");
+	sqe = queue_cmd(&big, self->d.fd, MHEAP_URING_CMD_FAULT, &good, sizeof(good), 0, 0);
+	memset((char *)sqe + cmd + 16, 0, 64);
+	sqe = queue_cmd(&big, self->d.fd, MHEAP_URING_CMD_RELEASE, &good, sizeof(good), 1, 0);
+	memset((char *)sqe + cmd + 16, 0, 64);
+	((char *)sqe)[cmd + 79] = 1;
+	ASSERT_EQ(2, uring_collect(&big, 2, res));
+	EXPECT_EQ(0, res[0]);
+	EXPECT_EQ(-EINVAL, res[1]);
+	EXPECT_EQ(SIGSEGV, try_read(self->d.mem, NULL));
+	io_uring_queue_exit(&big);
 }
 
 TEST_HARNESS_MAIN

@@ -1,13 +1,17 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Helpers the /dev/mheap selftests share (kmod_fault_test.c,
- * kmod_stress_test.c, kmod_fuzz_test.c): opening and mapping the device,
- * the range, STATS and SET_LIMIT commands, the global counters in sysfs,
- * probes that touch memory and report the signal instead of dying, a scan
- * of the kernel log for splats, a check that the module holds nothing any
- * more, io_uring command SQEs, and for the tests that run for a while a
- * deadline and a log of unexpected results that threads share. Include
- * kselftest_harness.h first.
+ * Helpers the /dev/mheap selftests (kmod_*_test.c) share: opening and
+ * mapping the device, the range, STATS and SET_LIMIT commands, the same
+ * commands through either transport (struct kio: ioctl or io_uring, for
+ * fixtures whose variants run a test over both), the global counters in
+ * sysfs, the module's reference count and parameters, unloading and
+ * loading it, probes that touch memory and report the signal instead of
+ * dying, a scan of the kernel log for splats, a check that the module
+ * holds nothing any more, io_uring command SQEs, and for the tests that
+ * run for a while a deadline and a log of unexpected results that threads
+ * share. It includes the headers all of that needs (libc's, liburing's,
+ * <linux/mheap.h>, mheap_test.h), so a test includes only what it uses
+ * beyond them. Include kselftest_harness.h first.
  *
  * Everything is static (inline), so a test that uses only part of it gets
  * no unused-function warning.
@@ -31,18 +35,38 @@
 #include <sys/ioctl.h>
 #include <sys/klog.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <linux/mheap.h>
 
+#include "mheap_test.h"
+
 #define DEV_PATH	"/dev/" MHEAP_DEVICE_NAME
 #define SYSFS_DIR	"/sys/class/misc/" MHEAP_DEVICE_NAME "/"
 #define NO_DEVICE	DEV_PATH " not present: module not loaded"
 
-/* See kmod_test.c: SKIP() from a 6.1 FIXTURE_SETUP() must leave by longjmp. */
+#define MODULE_SYSFS	"/sys/module/mheap"
+#define PARAMS_DIR	MODULE_SYSFS "/parameters/"
+#define NO_KO		"MHEAP_KO not set: reloading needs the module file (VM only)"
+
+/*
+ * SKIP() from a FIXTURE_SETUP(). The 6.1 harness marks the test skipped but
+ * still runs its body after setup returns; leaving setup through the
+ * harness's own jump buffer skips the body and the teardown instead.
+ */
 #define SKIP_SETUP(fmt, ...) \
 	SKIP(longjmp(_metadata->env, 1), fmt, ##__VA_ARGS__)
+
+/* The call fails with exactly this errno. */
+#define EXPECT_FAILS_WITH(err, call) do {			\
+	errno = 0;						\
+	EXPECT_EQ(-1, (call));					\
+	EXPECT_EQ(err, errno);					\
+} while (0)
+
+#define EXPECT_IOCTL_FAILS(err, ...) EXPECT_FAILS_WITH(err, ioctl(__VA_ARGS__))
 
 static size_t page;
 
@@ -132,6 +156,24 @@ static inline char *dev_map(int fd, size_t len)
 	return p == MAP_FAILED ? NULL : p;
 }
 
+/* Whether /proc/self/maps shows a mapping of the device at addr. */
+static inline bool device_mapped_at(const void *addr)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	unsigned long s, e, a = (uintptr_t)addr;
+	char line[512];
+	bool found = false;
+
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%lx-%lx", &s, &e) == 2 && s <= a && a < e &&
+		    strstr(line, DEV_PATH))
+			found = true;
+	fclose(f);
+	return found;
+}
+
 /* A ranges command; 0 or its errno, and how many ranges were done. */
 static inline int ranges_cmd(int fd, unsigned long cmd, const struct mheap_range *r,
 			     unsigned int n, unsigned int *done)
@@ -214,20 +256,25 @@ static inline void gauges_read(struct gauges *g)
 } while (0)
 
 /*
- * Poll the global gauges until they read zero, for at most 5 s: io_uring
+ * Poll the global gauges until they read *want, for at most 5 s: io_uring
  * drops the file references of its requests from a worker, a moment after
  * the ring is closed. The last values read are left in *g.
  */
+static inline void gauges_settle_at(const struct gauges *want, struct gauges *g)
+{
+	for (int waited = 0; waited < 5000; waited += 10) {
+		gauges_read(g);
+		if (!memcmp(g, want, sizeof(*want)))
+			return;
+		usleep(10000);
+	}
+}
+
 static inline void gauges_settle_at_zero(struct gauges *g)
 {
 	const struct gauges zero = { 0 };
 
-	for (int waited = 0; waited < 5000; waited += 10) {
-		gauges_read(g);
-		if (!memcmp(g, &zero, sizeof(zero)))
-			return;
-		usleep(10000);
-	}
+	gauges_settle_at(&zero, g);
 }
 
 /*
@@ -255,6 +302,63 @@ static inline void expect_module_idle(struct __test_metadata *_metadata)
 	gauges_settle_at_zero(&g);
 	EXPECT_GAUGES_EQ(g, ((struct gauges){ 0 }));
 }
+
+/*
+ * What most fixtures hold: a context and a mapping of npages of it, and the
+ * global gauges from before, which must read the same again once both are
+ * gone (kdev_teardown checks). Setup skips without the device.
+ */
+struct kdev {
+	int fd;
+	char *mem;
+	size_t len;
+	struct gauges before;
+};
+
+#define KDEV_PAGES	64
+
+static inline void kdev_setup(struct __test_metadata *_metadata, struct kdev *d)
+{
+	d->fd = -1;
+	d->mem = NULL;
+	if (!device_present())
+		SKIP_SETUP(NO_DEVICE);
+	probes_install();
+	gauges_read(&d->before);
+	d->len = KDEV_PAGES * page;
+	d->fd = dev_open();
+	ASSERT_LE(0, d->fd) TH_LOG("open: %s", strerror(errno));
+	d->mem = dev_map(d->fd, d->len);
+	ASSERT_NE(NULL, d->mem) TH_LOG("mmap: %s", strerror(errno));
+}
+
+/* Unmap and close; everything the test held is given back (settling, for
+ * the io_uring requests that let go of the context a moment later). */
+static inline void kdev_teardown(struct __test_metadata *_metadata, struct kdev *d)
+{
+	struct gauges after;
+
+	if (d->mem)
+		munmap(d->mem, d->len);
+	if (d->fd >= 0)
+		close(d->fd);
+	gauges_settle_at(&d->before, &after);
+	EXPECT_GAUGES_EQ(d->before, after);
+}
+
+/* FIXTURE(name) holding a struct kdev d, set up and torn down as above. */
+#define KDEV_FIXTURE(name)						\
+	FIXTURE(name) {							\
+		struct kdev d;						\
+	};								\
+	FIXTURE_SETUP(name)						\
+	{								\
+		kdev_setup(_metadata, &self->d);			\
+	}								\
+	FIXTURE_TEARDOWN(name)						\
+	{								\
+		kdev_teardown(_metadata, &self->d);			\
+	}
 
 /* Lines of the kernel log that are splats; -1 if the log is unreadable. */
 static inline int kernel_log_splats(void)
@@ -285,6 +389,72 @@ static inline int kernel_log_splats(void)
 			}
 	free(buf);
 	return n;
+}
+
+/* ------------------------------------------------------------ the module */
+
+/* The module's reference count from sysfs, or -1 when it cannot be read. */
+static inline long module_refcnt(void)
+{
+	return (long)read_number_file(MODULE_SYSFS "/refcnt");
+}
+
+/* Poll until the reference count is want again; the last value read. */
+static inline long refcnt_settles_at(long want)
+{
+	long n = module_refcnt();
+
+	for (int waited = 0; n != want && waited < 5000; waited += 10) {
+		usleep(10000);
+		n = module_refcnt();
+	}
+	return n;
+}
+
+/* A module parameter, -1 if unreadable; and setting one, 0 or errno. */
+static inline long long module_param(const char *name)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), PARAMS_DIR "%s", name);
+	return read_number_file(path);
+}
+
+static inline int module_param_set(const char *name, unsigned long long v)
+{
+	char path[128], buf[32];
+	int fd, len, ret = 0;
+
+	snprintf(path, sizeof(path), PARAMS_DIR "%s", name);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno;
+	len = snprintf(buf, sizeof(buf), "%llu", v);
+	if (write(fd, buf, len) != len)
+		ret = errno;
+	close(fd);
+	return ret;
+}
+
+static inline int delete_module(const char *name, unsigned int flags)
+{
+	return (int)syscall(SYS_delete_module, name, flags);
+}
+
+static inline int finit_module(int fd, const char *params, unsigned int flags)
+{
+	return (int)syscall(SYS_finit_module, fd, params, flags);
+}
+
+/* Poll until path exists (or no longer does); false after timeout_ms. */
+static inline bool wait_for_path(const char *path, bool present, int timeout_ms)
+{
+	for (int waited = 0; waited <= timeout_ms; waited += 10) {
+		if ((access(path, F_OK) == 0) == present)
+			return true;
+		usleep(10000);
+	}
+	return false;
 }
 
 /* ------------------------------------------------------------ io_uring */
@@ -336,6 +506,123 @@ static inline unsigned int uring_reap(struct io_uring *ring, unsigned int n, int
 		got++;
 	}
 	return got;
+}
+
+/* ------------------------------------------------------------ transports */
+
+/*
+ * FAULT, RELEASE and STATS by ioctl or through io_uring, for the fixtures
+ * whose variants run one test over both (FIXTURE_VARIANT with a bool
+ * uring). A vector of ranges is one ioctl, or one linked SQE per range: a
+ * failure cancels the ranges after it in both, so "the leading ranges
+ * done" means the same. Results are 0 or a positive errno, as by ioctl.
+ */
+#define KIO_RING	64
+
+struct kio {
+	bool uring;
+	int fd;
+	bool ring_up;
+	struct io_uring ring;
+};
+
+/* Set io up for fd; NULL, or why the transport cannot be used (a SKIP). */
+static inline const char *kio_init(struct kio *io, int fd, bool uring)
+{
+	const char *missing;
+
+	io->uring = uring;
+	io->fd = fd;
+	io->ring_up = false;
+	if (!uring)
+		return NULL;
+	missing = uring_cmd_missing();
+	if (missing)
+		return missing;
+	if (io_uring_queue_init(KIO_RING, &io->ring, 0))
+		return "no io_uring";
+	io->ring_up = true;
+	return NULL;
+}
+
+static inline void kio_exit(struct kio *io)
+{
+	if (io->ring_up)
+		io_uring_queue_exit(&io->ring);
+	io->ring_up = false;
+}
+
+/* Submit n SQEs and collect their results by user_data; 0 or an errno. */
+static inline int kio_run(struct kio *io, unsigned int n, int *res)
+{
+	if (io_uring_submit(&io->ring) != (int)n)
+		return EIO;
+	return uring_reap(&io->ring, n, res) == n ? 0 : ETIMEDOUT;
+}
+
+/* FAULT (fault true) or RELEASE n ranges; how many leading ones were done. */
+static inline int kio_ranges(struct kio *io, bool fault, const struct mheap_range *r,
+			     unsigned int n, unsigned int *done)
+{
+	unsigned int ok = 0;
+	int res[KIO_RING], ret = 0;
+
+	if (!io->uring)
+		return ranges_cmd(io->fd, fault ? MHEAP_IOC_FAULT : MHEAP_IOC_RELEASE, r, n,
+				  done);
+	while (ok < n && !ret) {
+		unsigned int k = n - ok < KIO_RING ? n - ok : KIO_RING;
+
+		for (unsigned int i = 0; i < k; i++) {
+			struct io_uring_sqe *sqe = io_uring_get_sqe(&io->ring);
+
+			prep_cmd(sqe, io->fd, fault ? MHEAP_URING_CMD_FAULT :
+				 MHEAP_URING_CMD_RELEASE, &r[ok + i], sizeof(r[0]), i);
+			if (i + 1 < k)
+				sqe->flags |= IOSQE_IO_LINK;
+		}
+		ret = kio_run(io, k, res);
+		for (unsigned int i = 0; i < k && !ret; i++) {
+			if (res[i])
+				ret = res[i] < 0 ? -res[i] : EPROTO;
+			else
+				ok++;
+		}
+	}
+	if (done)
+		*done = ok;
+	return ret;
+}
+
+static inline int kio_fault(struct kio *io, const void *addr, size_t len)
+{
+	struct mheap_range r = { (uintptr_t)addr, len };
+
+	return kio_ranges(io, true, &r, 1, NULL);
+}
+
+static inline int kio_release(struct kio *io, const void *addr, size_t len)
+{
+	struct mheap_range r = { (uintptr_t)addr, len };
+
+	return kio_ranges(io, false, &r, 1, NULL);
+}
+
+/* STATS of the whole struct; 0 or an errno. */
+static inline int kio_stats(struct kio *io, struct mheap_stats *st)
+{
+	struct mheap_uring_stats arg = { .stats = (uintptr_t)st, .size = sizeof(*st) };
+	int res, ret;
+
+	if (!io->uring)
+		return kstats(io->fd, st);
+	memset(st, 0, sizeof(*st));
+	prep_cmd(io_uring_get_sqe(&io->ring), io->fd, MHEAP_URING_CMD_STATS, &arg,
+		 sizeof(arg), 0);
+	ret = kio_run(io, 1, &res);
+	if (ret)
+		return ret;
+	return res < 0 ? -res : res ? EPROTO : 0;
 }
 
 /* ------------------------------------------------------------ long runs */

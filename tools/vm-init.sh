@@ -189,7 +189,7 @@ unload_module() {
 export MHEAP_VM=1
 unset MHEAP_KO
 
-# Block devices for O_DIRECT tests (kmod_fault_test): not the module under
+# Block devices for O_DIRECT tests (kmod_access_test): not the module under
 # test, just the loop driver, if the host had one to copy.
 [ -f /mheap/loop.ko ] && insmod /mheap/loop.ko max_loop=4 2>/dev/null
 

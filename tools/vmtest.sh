@@ -115,7 +115,7 @@ build_initramfs() {
 	ln -s bin "$root/sbin"
 	install -m 0755 "$top/tools/vm-init.sh" "$root/init" || return 1
 	install -m 0644 "$ko" "$root/mheap/mheap.ko" || return 1
-	# The loop driver, for the O_DIRECT tests of kmod_fault_test (Debian
+	# The loop driver, for the O_DIRECT tests of kmod_access_test (Debian
 	# builds it as a module); optional: without it those tests skip.
 	loop_ko=$(find "/lib/modules/$kver/kernel/drivers/block" -name 'loop.ko*' 2>/dev/null | head -n 1)
 	case $loop_ko in

@@ -1,0 +1,438 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The library's kmod backend on /dev/mheap (userlib/fault_kmod.c), as a
+ * kselftest.
+ *
+ * Without the module every test reports SKIP with the reason; with it loaded
+ * (the VM's "kmod" suite) they pin down:
+ *  - an arena's chunks are faulted in one batch, by either transport
+ *    (MHEAP_KMOD_IO: one ioctl with a vector, or one linked SQE per chunk);
+ *  - a forked child keeps its heap mapped: quarantine is still quarantine
+ *    there, arenas that were live in the parent are not readable, and new
+ *    arenas work; a child touching an arena that was live in the parent
+ *    gets a one-line report and dies of SIGSEGV (in a grandchild too),
+ *    while freed arenas are use-after-free as anywhere;
+ *  - a descriptor replaced behind the library's back is caught;
+ *  - EDQUOT from the module releases the oldest chunks.
+ */
+#define _GNU_SOURCE
+#include <sys/wait.h>
+
+#include "kselftest_harness.h"
+#include "kmod_util.h"
+
+#include "mheap.h"
+#include "arena.h"
+#include "arenamap.h"
+#include "fault.h"
+
+/* ------------------------------------------------------------ the library */
+
+/* ------------------------------------------------------------ transports */
+
+FIXTURE(transport) {
+	struct arena_config cfg;
+};
+
+/* MHEAP_KMOD_IO, and the commands a batch of three chunks takes with it. */
+FIXTURE_VARIANT(transport) {
+	const char *io;
+	long long commands;
+};
+
+/* One ioctl with a vector of three ranges. */
+FIXTURE_VARIANT_ADD(transport, ioctl) { .io = "ioctl", .commands = 1 };
+/* One linked SQE per chunk. */
+FIXTURE_VARIANT_ADD(transport, io_uring) { .io = "uring", .commands = 3 };
+
+FIXTURE_SETUP(transport)
+{
+	if (!device_present())
+		SKIP_SETUP(NO_DEVICE);
+	if (!strcmp(variant->io, "uring") && uring_cmd_missing())
+		SKIP_SETUP("%s", uring_cmd_missing());
+	setenv("MHEAP_KMOD_IO", variant->io, 1);
+	ASSERT_NE(NULL, fault_backend_select("kmod"));
+	arena_config_get(&self->cfg);
+	self->cfg.reuse = false;
+	arena_configure(&self->cfg);
+	/* The library installs its SIGSEGV handler with the first arena; the
+	 * probes' handler goes over it, to see the faults themselves. */
+	mh_arena_free(mh_arena_new());
+	probes_install();
+}
+
+FIXTURE_TEARDOWN(transport)
+{
+	mh_quarantine_release();
+}
+
+TEST_F(transport, an_arenas_chunks_are_faulted_in_one_batch)
+{
+	long long before;
+	mh_arena *a;
+	char *p[3];
+
+	a = mh_arena_new();
+	for (int i = 0; i < 3; i++) {
+		p[i] = mh_arena_alloc(a, self->cfg.chunk_bytes / 2, 0);
+		ASSERT_NE(NULL, p[i]);
+		memset(p[i], i + 1, 4096);
+		EXPECT_TRUE(device_mapped_at(p[i]));
+	}
+	/* A first cycle sets the transport up; count the second one. */
+	mh_arena_free(a);
+	a = mh_arena_new();
+	for (int i = 0; i < 3; i++)
+		p[i] = mh_arena_alloc(a, self->cfg.chunk_bytes / 2, 0);
+	mh_quarantine_release();
+	before = sysfs_counter("commands");
+	mh_arena_free(a);
+	EXPECT_EQ(variant->commands, sysfs_counter("commands") - before);
+	for (int i = 0; i < 3; i++)
+		EXPECT_EQ(SIGSEGV, try_read(p[i], NULL));
+}
+
+#define FREERS		4
+#define FREES_EACH	25
+
+static void *free_arenas(void *arg)
+{
+	long bad = 0;
+
+	(void)arg;
+	probes_install();
+	for (int i = 0; i < FREES_EACH; i++) {
+		mh_arena *a = mh_arena_new();
+		char *p = mh_arena_alloc(a, 4096, 0);
+
+		if (!p) {
+			bad++;
+			continue;
+		}
+		*p = 1;
+		mh_arena_free(a);
+		bad += try_read(p, NULL) != SIGSEGV;
+	}
+	return (void *)bad;
+}
+
+/* With ioctl no lock is taken, with io_uring the ring's: either way. */
+TEST_F(transport, an_arena_freed_by_any_of_several_threads_at_once_faults_at_once)
+{
+	pthread_t t[FREERS];
+	long bad = 0;
+	void *ret;
+
+	for (int i = 0; i < FREERS; i++)
+		ASSERT_EQ(0, pthread_create(&t[i], NULL, free_arenas, NULL));
+	for (int i = 0; i < FREERS; i++) {
+		ASSERT_EQ(0, pthread_join(t[i], &ret));
+		bad += (long)ret;
+	}
+	EXPECT_EQ(0, bad);
+}
+
+/* ------------------------------------------------------------ fork */
+
+FIXTURE(lib) {
+	struct arena_config cfg;
+};
+
+FIXTURE_SETUP(lib)
+{
+	if (!device_present())
+		SKIP_SETUP(NO_DEVICE);
+}
+
+FIXTURE_TEARDOWN(lib)
+{
+}
+
+static struct {
+	char *live, *stale;
+	mh_arena *live_arena;
+} forked;
+
+static void child_uses_arenas_after_fork(void *arg)
+{
+	(void)arg;
+	probes_install();
+	/* Quarantine is still quarantine; live chunks did not come along. */
+	if (try_read(forked.stale, NULL) != SIGSEGV)
+		_exit(10);
+	if (try_read(forked.live, NULL) != SIGSEGV)
+		_exit(11);
+	if (!device_mapped_at(forked.stale) || !device_mapped_at(forked.live))
+		_exit(12);
+	/* New arenas work, and their memory is the child's own. */
+	for (int i = 0; i < 3; i++) {
+		mh_arena *a = mh_arena_new();
+		char *p = mh_arena_alloc(a, 1 << 20, 0);
+
+		if (!p || try_write(p, 1) || try_write(p + (1 << 20) - 1, 2))
+			_exit(13);
+		mh_arena_free(a);
+	}
+	mh_arena_free(forked.live_arena);
+	mh_quarantine_release();
+	_exit(0);
+}
+
+TEST_F(lib, a_forked_child_keeps_its_heap_mapped)
+{
+	struct child_result r;
+	mh_arena *a;
+
+	ASSERT_NE(NULL, fault_backend_select("kmod"));
+	arena_config_get(&self->cfg);
+	self->cfg.reuse = false;
+	arena_configure(&self->cfg);
+	a = mh_arena_new();
+	forked.stale = mh_arena_alloc(a, 64, 0);
+	strcpy(forked.stale, "stale");
+	mh_arena_free(a);
+	forked.live_arena = mh_arena_new();
+	forked.live = mh_arena_alloc(forked.live_arena, 64, 0);
+	strcpy(forked.live, "live");
+
+	run_child(child_uses_arenas_after_fork, NULL, &r);
+	EXPECT_TRUE(WIFEXITED(r.status)) TH_LOG("status %#x: %s", r.status, r.err);
+	EXPECT_EQ(0, WEXITSTATUS(r.status)) TH_LOG("%s", r.err);
+	/* The parent's arena is untouched by all that. */
+	EXPECT_STREQ("live", forked.live);
+	mh_arena_free(forked.live_arena);
+	mh_quarantine_release();
+}
+
+/*
+ * Arenas live at fork, touched in the child with mheap's own handler: the
+ * report names the access, the arena and the chunk, and says why.
+ */
+static struct {
+	char *p;
+	bool write;
+	bool free_first;	/* the child frees the arena before touching it */
+	bool grandchild;	/* ... or forks again and the grandchild touches */
+	mh_arena *arena;
+} lost;
+
+static void touch_lost(void *arg)
+{
+	(void)arg;
+	if (lost.free_first)
+		mh_arena_free(lost.arena);
+	if (lost.write)
+		*lost.p = 1;
+	else
+		*(volatile char *)lost.p;
+	_exit(0);
+}
+
+static void touch_lost_in_grandchild(void *arg)
+{
+	struct child_result r;
+
+	run_child(touch_lost, arg, &r);
+	/* Pass on how the grandchild ended, and what it said. */
+	if (write(STDERR_FILENO, r.err, strlen(r.err)) < 0 || !died_of(&r, SIGSEGV))
+		_exit(20);
+	signal(SIGSEGV, SIG_DFL);
+	raise(SIGSEGV);
+}
+
+/* The line a child must print for an access to p, a chunk of the parent. */
+static void lost_line(char *buf, size_t size, const char *p, bool write)
+{
+	const struct mspan *s = span_of((uintptr_t)p);
+	const struct arena_chunk *c = s ? s->chunk_data : NULL;
+
+	if (!c) {
+		snprintf(buf, size, "(%p is in no chunk)", (const void *)p);
+		return;
+	}
+	snprintf(buf, size,
+		 "mheap: arena memory lost in fork: %s %#lx in arena #%llu, %schunk [%#lx, %#lx), "
+		 "live in the parent: " DEV_PATH " memory is not inherited across fork "
+		 "(kmod backend)\n",
+		 write ? "write to" : "read of", (unsigned long)(uintptr_t)p,
+		 (unsigned long long)c->arena_id, c->large ? "large " : "", (unsigned long)c->base,
+		 (unsigned long)c->limit);
+}
+
+FIXTURE(lost) {
+	struct arena_config cfg;
+	mh_arena *arena;
+	char *p;
+};
+
+FIXTURE_VARIANT(lost) {
+	bool write;
+	bool grandchild;
+};
+
+FIXTURE_VARIANT_ADD(lost, read) { .write = false };
+FIXTURE_VARIANT_ADD(lost, write) { .write = true };
+FIXTURE_VARIANT_ADD(lost, read_in_grandchild) { .write = false, .grandchild = true };
+
+FIXTURE_SETUP(lost)
+{
+	self->arena = NULL;
+	if (!device_present())
+		SKIP_SETUP(NO_DEVICE);
+	ASSERT_NE(NULL, fault_backend_select("kmod"));
+	arena_config_get(&self->cfg);
+	self->cfg.reuse = false;
+	arena_configure(&self->cfg);
+	self->arena = mh_arena_new();
+	ASSERT_NE(NULL, self->arena);
+	self->p = mh_arena_alloc(self->arena, 4096, 0);
+	ASSERT_NE(NULL, self->p);
+	strcpy(self->p + 100, "live in the parent");
+	memset(&lost, 0, sizeof(lost));
+	lost.p = self->p + 100;
+	lost.write = variant->write;
+	lost.grandchild = variant->grandchild;
+	lost.arena = self->arena;
+}
+
+FIXTURE_TEARDOWN(lost)
+{
+	if (self->arena) {
+		mh_arena_free(self->arena);
+		mh_quarantine_release();
+	}
+}
+
+static void run_lost(struct child_result *r)
+{
+	run_child(lost.grandchild ? touch_lost_in_grandchild : touch_lost, NULL, r);
+}
+
+TEST_F(lost, a_forked_child_touching_a_live_arena_gets_a_report_and_dies)
+{
+	struct child_result r;
+	char want[512];
+	RETURN_IF_SETUP_SKIPPED();
+
+	lost_line(want, sizeof(want), lost.p, lost.write);
+	run_lost(&r);
+	EXPECT_TRUE(died_of(&r, SIGSEGV)) TH_LOG("status %#x: %s", r.status, r.err);
+	EXPECT_STREQ(want, r.err);
+	/* The parent's arena is untouched by all that. */
+	EXPECT_STREQ("live in the parent", lost.p);
+}
+
+TEST_F(lost, a_live_arena_freed_in_the_child_is_then_a_use_after_free)
+{
+	struct child_result r;
+	char want[128];
+	RETURN_IF_SETUP_SKIPPED();
+
+	lost.free_first = true;
+	snprintf(want, sizeof(want), "mheap: use-after-free: %s %#lx in freed arena #",
+		 lost.write ? "write to" : "read of", (unsigned long)(uintptr_t)lost.p);
+	run_lost(&r);
+	EXPECT_TRUE(died_of(&r, SIGSEGV)) TH_LOG("status %#x: %s", r.status, r.err);
+	EXPECT_NE(NULL, strstr(r.err, want)) TH_LOG("want \"%s\", got \"%s\"", want, r.err);
+	EXPECT_EQ(NULL, strstr(r.err, "lost in fork")) TH_LOG("%s", r.err);
+}
+
+TEST_F(lost, an_arena_freed_in_the_parent_is_a_use_after_free_in_the_child)
+{
+	struct child_result r;
+	char want[128];
+	RETURN_IF_SETUP_SKIPPED();
+
+	mh_arena_free(self->arena);
+	self->arena = NULL;
+	snprintf(want, sizeof(want), "mheap: use-after-free: %s %#lx in freed arena #",
+		 lost.write ? "write to" : "read of", (unsigned long)(uintptr_t)lost.p);
+	run_lost(&r);
+	EXPECT_TRUE(died_of(&r, SIGSEGV)) TH_LOG("status %#x: %s", r.status, r.err);
+	EXPECT_NE(NULL, strstr(r.err, want)) TH_LOG("want \"%s\", got \"%s\"", want, r.err);
+	mh_quarantine_release();
+}
+
+static void replace_the_library_descriptor(void *arg)
+{
+	char link[64], target[256];
+	int victim = -1, file;
+	mh_arena *a;
+
+	(void)arg;
+	a = mh_arena_new();
+	*(char *)mh_arena_alloc(a, 64, 0) = 1;
+	for (int fd = 3; fd < 4096 && victim < 0; fd++) {
+		ssize_t n;
+
+		snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+		n = readlink(link, target, sizeof(target) - 1);
+		if (n > 0) {
+			target[n] = 0;
+			if (!strcmp(target, DEV_PATH))
+				victim = fd;
+		}
+	}
+	if (victim < 0)
+		_exit(10);
+	/* A program "tidying up" its descriptors puts a file in its place. */
+	file = open("/dev/shm/mheap-kmod-victim", O_RDWR | O_CREAT | O_TRUNC, 0600);
+	if (file < 0 || ftruncate(file, 64 << 20) || dup2(file, victim) != victim)
+		_exit(11);
+	/* The next chunk must not be a mapping of that file. */
+	a = mh_arena_new();
+	mh_arena_alloc(a, 16 << 20, 0);
+	_exit(12);
+}
+
+TEST_F(lib, a_descriptor_replaced_behind_its_back_is_caught)
+{
+	struct child_result r;
+
+	ASSERT_NE(NULL, fault_backend_select("kmod"));
+	run_child(replace_the_library_descriptor, NULL, &r);
+	unlink("/dev/shm/mheap-kmod-victim");
+	EXPECT_TRUE(died_of(&r, SIGABRT)) TH_LOG("status %#x: %s", r.status, r.err);
+	EXPECT_NE(NULL, strstr(r.err, "was closed or replaced behind mheap's back"))
+		TH_LOG("%s", r.err);
+}
+
+TEST_F(lib, edquot_releases_the_oldest_chunks)
+{
+	struct mh_stats st = MH_STATS_INIT;
+	struct mheap_stats ks;
+	uint64_t saved;
+	int fd;
+
+	if (geteuid() != 0)
+		SKIP(return, "setting the global limit needs root");
+	ASSERT_NE(NULL, fault_backend_select("kmod"));
+	arena_config_get(&self->cfg);
+	self->cfg.reuse = false;
+	arena_configure(&self->cfg);
+	fd = dev_open();
+	ASSERT_EQ(0, kstats(fd, &ks));
+	saved = ks.global.quarantine_limit;
+	/* Room for three chunks more than is quarantined now. */
+	ASSERT_EQ(0, klimit(fd, ks.global.quarantined_bytes + 3 * self->cfg.chunk_bytes,
+			    MHEAP_LIMIT_GLOBAL));
+	for (int i = 0; i < 10; i++) {
+		mh_arena *a = mh_arena_new();
+
+		*(char *)mh_arena_alloc(a, 64, 0) = 1;
+		mh_arena_free(a);
+	}
+	/* Every chunk is either still quarantined or was released because
+	 * the module said EDQUOT; the budget had nothing to do with it. */
+	mh_stats_read(&st);
+	EXPECT_LE(1, st.arena_chunks_quarantined);
+	EXPECT_GE(3, st.arena_chunks_quarantined);
+	EXPECT_EQ(10, st.arena_chunks_quarantined + st.arena_releases_enomem);
+	EXPECT_EQ(0, st.arena_releases_budget);
+	ASSERT_EQ(0, klimit(fd, saved, MHEAP_LIMIT_GLOBAL));
+	close(fd);
+	mh_quarantine_release();
+}
+
+TEST_HARNESS_MAIN
