@@ -78,7 +78,13 @@ void mheap_events_free(struct mheap_ctx *ctx)
 	put_pid_ns(ctx->pid_ns);
 }
 
-/* Allocate the ring unless there is one; it stays NULL if that fails. */
+/*
+ * Allocate the ring unless there is one; it stays NULL if that fails. It is
+ * charged to the memory cgroup of the task that touched quarantine, and
+ * worth no OOM kill there nor a warning: without it the event is counted
+ * lost (__GFP_RETRY_MAYFAIL: reclaim, but fail rather than call the OOM
+ * killer; kvmalloc takes it, unlike __GFP_NORETRY).
+ */
 static void ring_alloc(struct mheap_ctx *ctx)
 {
 	u32 cap = READ_ONCE(events_per_context);
@@ -86,7 +92,8 @@ static void ring_alloc(struct mheap_ctx *ctx)
 
 	if (READ_ONCE(ctx->events))
 		return;
-	ring = kvcalloc(cap, sizeof(*ring), GFP_KERNEL_ACCOUNT);
+	ring = kvcalloc(cap, sizeof(*ring),
+			GFP_KERNEL_ACCOUNT | __GFP_RETRY_MAYFAIL | __GFP_NOWARN);
 	if (!ring)
 		return;
 	spin_lock(&ctx->event_lock);

@@ -9,13 +9,21 @@
  *    an event with its number, address, kind, pid, tid and comm, and
  *    poll() says when there is one; read() blocks until one comes;
  *  - a full ring keeps the newest events and counts every one it lost;
+ *  - events made while the ring cannot be allocated (the accessing task's
+ *    memory cgroup has no room for it) are each counted lost, and the next
+ *    event, once there is a ring, carries the number after them; a ring
+ *    allocated meanwhile by another task loses none of its events;
  *  - a task the reader's pid namespace cannot see is anonymous in them.
+ * The memory cgroup tests mount cgroup2 themselves where it is not mounted
+ * (the VM's init does not), and need root.
  */
 #define _GNU_SOURCE
 #include <poll.h>
 #include <sched.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "kselftest_harness.h"
@@ -171,6 +179,287 @@ TEST_F(dev, read_blocks_until_an_event_comes)
 	ASSERT_NE(NULL, ev);
 	EXPECT_EQ((uintptr_t)self->d.mem + 42, ev->addr);
 	EXPECT_EQ(MHEAP_EVENT_WRITE, ev->flags);
+}
+
+/* ------------------------------------------------------------ no ring */
+
+/*
+ * A memory cgroup of its own for a child, with room for a few pages but
+ * never for an event ring: the ring is charged to the memory cgroup of the
+ * task whose access makes the first event (GFP_KERNEL_ACCOUNT), so in the
+ * child it cannot be allocated. cgroup2 is mounted on a directory of our
+ * own when it is mounted nowhere (the VM's init does not mount it).
+ */
+#define CG_MAX		(1 << 20)	/* memory.max: 1 MiB */
+#define RING_EVENTS	65536U		/* events_per_context: a 4 MiB ring */
+
+struct memcg {
+	char root[64];		/* where cgroup2 is mounted */
+	char dir[128];		/* the cgroup */
+	bool mounted;		/* by us */
+};
+
+static int write_file(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC), ret = 0;
+
+	if (fd < 0)
+		return errno;
+	if (write(fd, s, strlen(s)) != (ssize_t)strlen(s))
+		ret = errno;
+	close(fd);
+	return ret;
+}
+
+static void memcg_remove(struct memcg *cg)
+{
+	if (cg->dir[0])
+		rmdir(cg->dir);
+	if (cg->mounted) {
+		umount2(cg->root, MNT_DETACH);
+		rmdir(cg->root);
+	}
+	memset(cg, 0, sizeof(*cg));
+}
+
+/* Make the cgroup; NULL, or why it cannot be had (a SKIP). */
+static const char *memcg_make(struct memcg *cg)
+{
+	char path[192], line[256], dev[64], dir[64], type[32];
+	FILE *f = fopen("/proc/self/mounts", "re");
+
+	memset(cg, 0, sizeof(*cg));
+	if (geteuid() != 0)
+		return "a memory cgroup of its own needs root";
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "%63s %63s %31s", dev, dir, type) == 3 &&
+		    !strcmp(type, "cgroup2"))
+			snprintf(cg->root, sizeof(cg->root), "%s", dir);
+	if (f)
+		fclose(f);
+	if (!cg->root[0]) {
+		snprintf(cg->root, sizeof(cg->root), "/tmp/mheap-cgroup2.XXXXXX");
+		if (!mkdtemp(cg->root))
+			return "no directory to mount cgroup2 on";
+		if (mount("cgroup2", cg->root, "cgroup2", 0, NULL)) {
+			rmdir(cg->root);
+			return "cgroup2 cannot be mounted";
+		}
+		cg->mounted = true;
+	}
+	snprintf(path, sizeof(path), "%s/cgroup.subtree_control", cg->root);
+	if (write_file(path, "+memory")) {
+		memcg_remove(cg);
+		return "no memory controller in cgroup2";
+	}
+	snprintf(cg->dir, sizeof(cg->dir), "%s/mheap-events-%d", cg->root, getpid());
+	snprintf(path, sizeof(path), "%s/memory.max", cg->dir);
+	snprintf(line, sizeof(line), "%d", CG_MAX);
+	if (mkdir(cg->dir, 0755) || write_file(path, line)) {
+		memcg_remove(cg);
+		return "cannot make a memory cgroup";
+	}
+	return NULL;
+}
+
+/* Move the calling process into the cgroup; 0 or errno. */
+static int memcg_enter(const struct memcg *cg)
+{
+	char path[192], pid[16];
+
+	snprintf(path, sizeof(path), "%s/cgroup.procs", cg->dir);
+	snprintf(pid, sizeof(pid), "%d", getpid());
+	return write_file(path, pid);
+}
+
+/* How often the cgroup's memory.max refused a charge; -1 if unreadable. */
+static long long memcg_max_events(const struct memcg *cg)
+{
+	char path[192], line[128];
+	long long n = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/memory.events", cg->dir);
+	f = fopen(path, "re");
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "max %lld", &n) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return n;
+}
+
+/* Warm up the stack a signal handler runs on, before the cgroup binds. */
+static void __attribute__((noinline)) touch_stack(void)
+{
+	volatile char buf[64 << 10];
+
+	memset((char *)buf, 0, sizeof(buf));
+}
+
+FIXTURE(noring) {
+	int fd;
+	char *mem;
+	long long events_param;
+	struct memcg cg;
+	volatile int *stop;	/* shared with the child */
+};
+
+FIXTURE_SETUP(noring)
+{
+	const char *why;
+
+	self->fd = -1;
+	self->mem = NULL;
+	self->events_param = -1;
+	self->stop = MAP_FAILED;
+	memset(&self->cg, 0, sizeof(self->cg));
+	if (!device_present())
+		SKIP_SETUP(NO_DEVICE);
+	why = memcg_make(&self->cg);
+	if (why)
+		SKIP_SETUP("%s", why);
+	probes_install();
+	self->events_param = module_param("events_per_context");
+	ASSERT_LT(0, self->events_param);
+	ASSERT_EQ(0, module_param_set("events_per_context", RING_EVENTS));
+	self->fd = dev_open();
+	ASSERT_LE(0, self->fd);
+	ASSERT_EQ(0, fcntl(self->fd, F_SETFL, O_NONBLOCK));
+	self->mem = dev_map(self->fd, page);
+	ASSERT_NE(NULL, self->mem);
+	ASSERT_EQ(0, kfault(self->fd, self->mem, page));
+	self->stop = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, self->stop);
+}
+
+FIXTURE_TEARDOWN(noring)
+{
+	if (self->stop != MAP_FAILED)
+		munmap((void *)self->stop, page);
+	if (self->mem)
+		munmap(self->mem, page);
+	if (self->fd >= 0)
+		close(self->fd);
+	if (self->events_param > 0)
+		module_param_set("events_per_context", self->events_param);
+	memcg_remove(&self->cg);
+}
+
+/*
+ * The child's side: a mapping of the fixture's descriptor of its own,
+ * quarantined, then into the cgroup and touch it n times, or until *stop
+ * once started is written to (when n is 0, at most 1000 times). Exits 0 if
+ * every touch faulted.
+ */
+static void toucher(int fd, const struct memcg *cg, unsigned int n, volatile int *stop,
+		    int started)
+{
+	char *m = dev_map(fd, page);
+	unsigned int most = n ? n : 1000;
+
+	probes_install();
+	touch_stack();
+	if (!m || kfault(fd, m, page))
+		_exit(10);
+	if (memcg_enter(cg))
+		_exit(11);
+	for (unsigned int i = 0; i < most && !*stop; i++) {
+		if (try_read(m + i % page, NULL) != SIGSEGV)
+			_exit(12);
+		if (i == 0 && started >= 0 && write(started, "s", 1) != 1)
+			_exit(13);
+	}
+	_exit(0);
+}
+
+TEST_F(noring, events_made_while_the_ring_cannot_be_allocated_are_each_counted_lost)
+{
+	const unsigned int n = 20;
+	struct mheap_event ev;
+	struct mheap_stats st;
+	int status;
+	pid_t pid;
+
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0)
+		toucher(self->fd, &self->cg, n, self->stop, -1);
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		TH_LOG("child status %#x", status);
+	/* The cgroup's limit is what refused the ring. */
+	EXPECT_LT(0, memcg_max_events(&self->cg));
+
+	ASSERT_EQ(0, kstats(self->fd, &st));
+	EXPECT_EQ(n, st.self.faults_caught);
+	EXPECT_EQ(n, st.self.events_dropped);
+	EXPECT_FAILS_WITH(EAGAIN, read(self->fd, &ev, sizeof(ev)));
+
+	/* Out here the ring comes, and the next event follows the lost ones. */
+	ASSERT_EQ(SIGSEGV, try_read(self->mem + 1, NULL));
+	ASSERT_EQ(sizeof(ev), read(self->fd, &ev, sizeof(ev)));
+	EXPECT_EQ(n, ev.seq);
+	EXPECT_EQ((uintptr_t)self->mem + 1, ev.addr);
+	ASSERT_EQ(0, kstats(self->fd, &st));
+	EXPECT_EQ(n, st.self.events_dropped);
+}
+
+/*
+ * The child keeps failing to allocate the ring while this process, outside
+ * the cgroup, allocates it and makes events: none of those may be lost
+ * when a failure that began before the ring existed ends after them. A few
+ * rounds, each on a fresh descriptor, so that one lands in that window.
+ */
+TEST_F(noring, a_ring_allocated_while_another_task_fails_to_loses_no_event)
+{
+	const unsigned int rounds = 5, mine = 200;
+
+	for (unsigned int r = 0; r < rounds; r++) {
+		unsigned int read_mine = 0, read_all = 0;
+		struct mheap_event ev;
+		struct mheap_stats st;
+		int fd = dev_open(), sync[2], status;
+		char *m, c;
+		pid_t pid;
+
+		ASSERT_LE(0, fd);
+		ASSERT_EQ(0, pipe(sync));
+		*self->stop = 0;
+		pid = fork();
+		ASSERT_LE(0, pid);
+		if (pid == 0) {
+			close(sync[0]);
+			toucher(fd, &self->cg, 0, self->stop, sync[1]);
+		}
+		close(sync[1]);
+		m = dev_map(fd, page);
+		ASSERT_NE(NULL, m);
+		ASSERT_EQ(0, kfault(fd, m, page));
+		/* Once the child's first event is lost, make ours. */
+		ASSERT_EQ(1, read(sync[0], &c, 1));
+		for (unsigned int i = 0; i < mine; i++)
+			ASSERT_EQ(SIGSEGV, try_read(m + i, NULL));
+		*self->stop = 1;
+		ASSERT_EQ(pid, waitpid(pid, &status, 0));
+		ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+			TH_LOG("child status %#x", status);
+		close(sync[0]);
+
+		ASSERT_EQ(0, fcntl(fd, F_SETFL, O_NONBLOCK));
+		while (read(fd, &ev, sizeof(ev)) == sizeof(ev)) {
+			read_all++;
+			read_mine += (pid_t)ev.pid == getpid();
+		}
+		ASSERT_EQ(0, kstats(fd, &st));
+		EXPECT_LE(1, st.self.events_dropped);
+		/* Every event is read or counted lost, and none of ours is lost. */
+		EXPECT_EQ(st.self.faults_caught, read_all + st.self.events_dropped)
+			TH_LOG("round %u", r);
+		EXPECT_EQ(mine, read_mine) TH_LOG("round %u", r);
+		munmap(m, page);
+		close(fd);
+	}
 }
 
 /* ------------------------------------------------------------ pid namespaces */
