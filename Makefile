@@ -19,8 +19,9 @@ LOGS   := $(BUILD)/logs
 # both headers and an image, oldest first (tools/kver.sh; never `uname -r`:
 # the host cannot load modules). `make deps` installs two, Debian 12's 6.1
 # and the 6.12 of bookworm-backports; `make module vmtest KVERS=<version>`
-# takes just one. KVER, the newest, is the one for modules_install, demo-vm
-# and bench-vm. Each kernel's module is built in its own directory.
+# takes just one. KVER, the newest, is the one for modules_install and
+# demo-vm; bench-vm runs on all of KVERS. Each kernel's module is built in
+# its own directory.
 KVERS  ?= $(shell $(TOP)/tools/kver.sh)
 KVER   ?= $(lastword $(KVERS))
 kdir    = /lib/modules/$(1)/build
@@ -421,12 +422,14 @@ bench: all $(FAULT_BENCH)
 	$(MAKE) --no-print-directory bench-faults
 
 # The fault backends: on the host (none, guard, mprotect) and in the VM with
-# the module (kmod, mprotect), rendered into bench/results/faults.md.
+# the module (kmod, mprotect) on every kernel, rendered into
+# bench/results/faults.md.
 bench-faults: $(FAULT_BENCH)
 	$(FAULT_BENCH) | tee $(BUILD)/bench/faults-host.txt
 	-$(MAKE) --no-print-directory bench-vm
 	python3 $(TOP)/bench/render_faults.py $(TOP)/bench/results/faults.md \
-		$(BUILD)/bench/faults-host.txt $(LOGS)/vm-$(KVER)-bench-fault_bench.tap
+		$(BUILD)/bench/faults-host.txt \
+		$(foreach v,$(KVERS),$(LOGS)/vm-$(v)-bench-fault_bench.tap)
 	@cat $(TOP)/bench/results/faults.md
 
 bench-quick: all
@@ -434,16 +437,18 @@ bench-quick: all
 
 # The fault backends inside the VM with the module loaded (kmod by ioctl and
 # by io_uring against mprotect): bench/fault_bench.c, static, run by
-# tools/vmtest.sh --bench-only on the newest kernel; its lines end up in
-# $(LOGS)/vm-$(KVER)-bench-*.tap.
+# tools/vmtest.sh --bench-only on every kernel of KVERS in turn; its lines
+# end up in $(LOGS)/vm-<version>-bench-*.tap.
 $(FAULT_BENCH): $(TOP)/bench/fault_bench.c $(TOP)/uapi/linux/mheap.h | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 $(WARN) -O2 -I$(TOP)/uapi -o $@ $< -static -luring
 
 bench-vm: module $(FAULT_BENCH)
 	@mkdir -p $(LOGS)
-	$(TOP)/tools/vmtest.sh --kver $(KVER) --ko $(call kmod_ko,$(KVER)) \
-		--bench-only $(FAULT_BENCH) --work $(call vm_dir,$(KVER)) --logs $(LOGS)
+	@rc=0; for v in $(KVERS); do \
+		$(TOP)/tools/vmtest.sh --kver $$v --ko $(call kmod_ko,$$v) \
+			--bench-only $(FAULT_BENCH) --work $(call vm_dir,$$v) --logs $(LOGS) || rc=1; \
+	done; exit $$rc
 
 clean:
 	-$(MAKE) -C $(call kdir,$(KVER)) M=$(TOP) clean

@@ -2,13 +2,17 @@
 # SPDX-License-Identifier: MIT
 """Render fault_bench output (host and VM) as bench/results/faults.md.
 
-    render_faults.py OUT.md HOST_LINES_FILE VM_TAP_FILE
+    render_faults.py OUT.md HOST_LINES_FILE VM_TAP_FILE...
 
-Each input holds lines "fault_bench key=value ..." (in the VM's TAP file
-they follow "# "). A missing or empty file becomes a line saying so.
+Each input holds lines "fault_bench key=value ..." (in the VM's TAP files
+they follow "# "). There is one VM TAP file per kernel the VM booted,
+named by tools/vmtest.sh vm-<kernel>-bench-fault_bench.tap, and one section
+per kernel. A missing or empty file becomes a line saying so.
 """
 import datetime
+import os
 import platform
+import re
 import sys
 
 
@@ -25,12 +29,18 @@ def parse(path):
     return rows
 
 
+def min_med(r, what):
+    """"min (median)" of a cycle row, or the median alone from an older bench."""
+    med = r[f"{what}_us_med"]
+    return f"{r[f'{what}_us_min']} ({med})" if f"{what}_us_min" in r else med
+
+
 def section(title, rows):
     out = [f"## {title}", ""]
     if not rows:
         return out + ["No measurements (the run did not happen or produced nothing).", ""]
-    out += ["### Fault and release one 8 MiB chunk (median us of the runs)", "",
-            "| backend | chunk | fault | release | touching its pages again |",
+    out += ["### Fault and release one 8 MiB chunk (us: minimum (median) of the runs)", "",
+            "| backend | chunk | fault | release | touching its pages again (median) |",
             "|---|---|---|---|---|"]
     for r in rows:
         if r.get("test") != "cycle":
@@ -39,8 +49,8 @@ def section(title, rows):
             out.append(f"| {r['backend']} | | skipped: {r['skipped']} | | |")
             continue
         fill = "fully written" if r["fill"] == "touched" else "one page written"
-        out.append(f"| {r['backend']} | {fill} | {r['fault_us_med']} | "
-                   f"{r['release_us_med']} | {r['touch_us_med']} |")
+        out.append(f"| {r['backend']} | {fill} | {min_med(r, 'fault')} | "
+                   f"{min_med(r, 'release')} | {r['touch_us_med']} |")
     out += ["", "### Batches of 16 chunks (us per chunk)", "",
             "| backend | fault | release |", "|---|---|---|"]
     for r in rows:
@@ -58,21 +68,65 @@ def section(title, rows):
             continue
         out.append(f"| {r['backend']} | {r['ranges']} | {r['stop']} | "
                    f"{r.get('vmas', '')} | {r['us_per_range']} |")
-    return out + [""]
+    return out + ratios(rows) + [""]
+
+
+def ratios(rows):
+    """kmod against mprotect on the same kernel, in the same run."""
+    def value(test, backend, key, fill=None):
+        for r in rows:
+            if (r.get("test") == test and r.get("backend") == backend and
+                    "skipped" not in r and (fill is None or r.get("fill") == fill)):
+                try:
+                    return float(r[key])
+                except (KeyError, ValueError):
+                    return None
+        return None
+
+    cases = [("fault a fully written 8 MiB chunk (minima)", "cycle", "fault_us_min", "touched"),
+             ("fault a chunk with one page written (minima)", "cycle", "fault_us_min",
+              "sparse"),
+             ("fault, in a batch of 16 (per chunk, medians)", "batch",
+              "fault_us_per_chunk_med", None),
+             ("release, in a batch of 16 (per chunk, medians)", "batch",
+              "release_us_per_chunk_med", None)]
+    out = []
+    for what, test, key, fill in cases:
+        base = value(test, "mprotect", key, fill)
+        cells = []
+        for kmod in ("kmod-ioctl", "kmod-uring"):
+            v = value(test, kmod, key, fill)
+            cells.append(f"{v / base:.2f}" if v is not None and base else "")
+        if any(cells):
+            out.append(f"| {what} | {cells[0]} | {cells[1]} |")
+    if not out:
+        return []
+    return ["", "### kmod over mprotect (cost ratio, this run; below 1: kmod is cheaper)", "",
+            "| | kmod-ioctl | kmod-uring |", "|---|---|---|"] + out
+
+
+def kernel_of(path):
+    """The kernel a VM TAP file is from, by its name (tools/vmtest.sh)."""
+    m = re.match(r"vm-(.+)-bench-fault_bench\.tap$", os.path.basename(path))
+    return m.group(1) if m else path
 
 
 def main():
-    out, host, vm = sys.argv[1:4]
+    out, host, vms = sys.argv[1], sys.argv[2], sys.argv[3:]
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = ["# Fault backends", "",
              f"- Date: {now}; host: `{platform.system()} {platform.release()} "
-             f"{platform.machine()}`; the VM runs Debian's 6.1 kernel under full "
-             "emulation (TCG), so compare VM figures with each other only.",
+             f"{platform.machine()}`; the VM boots each of "
+             f"{', '.join(f'`{kernel_of(v)}`' for v in vms) or 'no kernel'} "
+             "in turn under full emulation (TCG), so compare VM figures with each "
+             "other only, within one kernel's section.",
              "- `bench/fault_bench.c` talks to the kernel directly (no libmheap): the "
              "cost of the mechanisms alone. kmod = `/dev/mheap` by ioctl or io_uring; "
              "`none` does nothing, which is what not faulting costs.", ""]
     lines += section("Host (none, guard, mprotect)", parse(host))
-    lines += section("VM with the module loaded (kmod, mprotect)", parse(vm))
+    for vm in vms:
+        lines += section(f"VM on {kernel_of(vm)}, with the module loaded (kmod, mprotect)",
+                         parse(vm))
     with open(out, "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
 
