@@ -15,99 +15,16 @@
  * setresuid(), so the tests need root (in the VM they have it).
  */
 #define _GNU_SOURCE
-#include <errno.h>
-#include <fcntl.h>
 #include <grp.h>
-#include <setjmp.h>
-#include <signal.h>
-#include <stdbool.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/ioctl.h>
-#include <sys/mman.h>
 #include <sys/wait.h>
-#include <unistd.h>
-
-#include <linux/mheap.h>
 
 #include "kselftest_harness.h"
-#include "mheap_test.h"
+#include "kmod_util.h"
 
-#define DEV_PATH	"/dev/" MHEAP_DEVICE_NAME
-#define SYSFS_DIR	"/sys/class/misc/" MHEAP_DEVICE_NAME "/"
-#define PARAM_DIR	"/sys/module/mheap/parameters/"
-#define NO_DEVICE	DEV_PATH " not present: module not loaded"
 #define NOT_ROOT	"switching users needs root"
-
-/* See kmod_test.c: SKIP() from a 6.1 FIXTURE_SETUP() must leave by longjmp. */
-#define SKIP_SETUP(fmt, ...) \
-	SKIP(longjmp(_metadata->env, 1), fmt, ##__VA_ARGS__)
 
 #define UID_A	1000
 #define UID_B	1001
-
-static size_t page;
-
-__attribute__((constructor)) static void init_page(void)
-{
-	page = (size_t)sysconf(_SC_PAGESIZE);
-}
-
-static int dev_open(void)
-{
-	return open(DEV_PATH, O_RDWR | O_CLOEXEC);
-}
-
-static char *dev_map(int fd, size_t len)
-{
-	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-
-	return p == MAP_FAILED ? NULL : p;
-}
-
-static int kfault(int fd, const void *addr, size_t len)
-{
-	struct mheap_range r = { (uintptr_t)addr, len };
-	struct mheap_ranges a = { .ranges = (uintptr_t)&r, .nr = 1 };
-
-	return ioctl(fd, MHEAP_IOC_FAULT, &a) ? errno : 0;
-}
-
-static int kstats(int fd, struct mheap_stats *st)
-{
-	memset(st, 0, sizeof(*st));
-	st->size = sizeof(*st);
-	return ioctl(fd, MHEAP_IOC_STATS, st) ? errno : 0;
-}
-
-static unsigned long long read_unsigned(const char *path)
-{
-	unsigned long long v = 0;
-	FILE *f = fopen(path, "re");
-
-	if (!f)
-		return 0;
-	if (fscanf(f, "%llu", &v) != 1)
-		v = 0;
-	fclose(f);
-	return v;
-}
-
-/* Write text to a sysfs file in one write(); 0 or its errno. */
-static int write_text(const char *path, const char *text)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	int err = 0;
-
-	if (fd < 0)
-		return errno;
-	if (write(fd, text, strlen(text)) < 0)
-		err = errno;
-	close(fd);
-	return err;
-}
 
 /* ------------------------------------------------------------ users */
 
@@ -263,7 +180,7 @@ TEST_F(users, a_user_at_its_share_leaves_other_users_theirs)
 	ASSERT_EQ(0, holder_start(&self->a, UID_A, 0));
 	ASSERT_EQ(0, self->a.rep.err) TH_LOG("%s", strerror(self->a.rep.err));
 	/* All of its share, and not one page more, in any of its contexts. */
-	EXPECT_EQ(read_unsigned(SYSFS_DIR "quarantine_limit_per_user"),
+	EXPECT_EQ(read_number_file(SYSFS_DIR "quarantine_limit_per_user"),
 		  self->a.rep.held);
 	EXPECT_EQ(EDQUOT, self->a.rep.more);
 
@@ -294,9 +211,9 @@ TEST_F(users, stats_give_the_callers_user_and_sysfs_counts_users)
 	EXPECT_EQ(2, ua->mappings);
 	EXPECT_EQ(2, ua->contexts);
 	EXPECT_EQ(1, ua->users);
-	EXPECT_EQ(read_unsigned(SYSFS_DIR "quarantine_limit_per_user"),
+	EXPECT_EQ(read_number_file(SYSFS_DIR "quarantine_limit_per_user"),
 		  ua->quarantine_limit);
-	EXPECT_EQ(read_unsigned(PARAM_DIR "quarantine_limit_per_user"),
+	EXPECT_EQ(read_number_file(PARAMS_DIR "quarantine_limit_per_user"),
 		  ua->quarantine_limit);
 	EXPECT_EQ(6 * page, ub->quarantined_bytes);
 	EXPECT_EQ(2, ub->contexts);
@@ -310,12 +227,12 @@ TEST_F(users, stats_give_the_callers_user_and_sysfs_counts_users)
 
 TEST_F(users, the_share_is_the_parameter_quarantine_limit_per_user)
 {
-	unsigned long long saved = read_unsigned(PARAM_DIR "quarantine_limit_per_user");
+	unsigned long long saved = read_number_file(PARAMS_DIR "quarantine_limit_per_user");
 	char text[32];
 
 	ASSERT_NE(0, saved);
 	snprintf(text, sizeof(text), "%zu", 4 * page);
-	ASSERT_EQ(0, write_text(PARAM_DIR "quarantine_limit_per_user", text));
+	ASSERT_EQ(0, write_text(PARAMS_DIR "quarantine_limit_per_user", text));
 
 	ASSERT_EQ(0, holder_start(&self->a, UID_A, 3 * page));
 	EXPECT_EQ(0, self->a.rep.err);
@@ -326,7 +243,7 @@ TEST_F(users, the_share_is_the_parameter_quarantine_limit_per_user)
 	EXPECT_EQ(EDQUOT, self->b.rep.more);
 
 	snprintf(text, sizeof(text), "%llu", saved);
-	EXPECT_EQ(0, write_text(PARAM_DIR "quarantine_limit_per_user", text));
+	EXPECT_EQ(0, write_text(PARAMS_DIR "quarantine_limit_per_user", text));
 }
 
 /* ------------------------------------------------------------ parameters */
@@ -385,7 +302,7 @@ FIXTURE_SETUP(param)
 		SKIP_SETUP(NO_DEVICE);
 	if (geteuid() != 0)
 		SKIP_SETUP("writing module parameters needs root");
-	snprintf(self->path, sizeof(self->path), PARAM_DIR "%s", variant->name);
+	snprintf(self->path, sizeof(self->path), PARAMS_DIR "%s", variant->name);
 	param_read(self->path, self->before, sizeof(self->before));
 	ASSERT_NE(0, self->before[0]) TH_LOG("%s unreadable", self->path);
 }
@@ -410,7 +327,7 @@ TEST_F(param, a_bad_value_is_einval_and_keeps_the_old_one)
 TEST(a_global_limit_below_a_page_is_refused_by_ioctl_too)
 {
 	struct mheap_limit lim = { .bytes = page - 1, .flags = MHEAP_LIMIT_GLOBAL };
-	unsigned long long before = read_unsigned(PARAM_DIR "quarantine_limit");
+	unsigned long long before = read_number_file(PARAMS_DIR "quarantine_limit");
 	int fd;
 
 	if (access(DEV_PATH, F_OK))
@@ -422,7 +339,7 @@ TEST(a_global_limit_below_a_page_is_refused_by_ioctl_too)
 	errno = 0;
 	EXPECT_EQ(-1, ioctl(fd, MHEAP_IOC_SET_LIMIT, &lim));
 	EXPECT_EQ(EINVAL, errno);
-	EXPECT_EQ(before, read_unsigned(PARAM_DIR "quarantine_limit"));
+	EXPECT_EQ(before, read_number_file(PARAMS_DIR "quarantine_limit"));
 	/* Taken after all: put the old value back for the tests after this. */
 	lim.bytes = before;
 	if (!errno)

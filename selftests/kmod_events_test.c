@@ -199,18 +199,6 @@ struct memcg {
 	bool mounted;		/* by us */
 };
 
-static int write_file(const char *path, const char *s)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC), ret = 0;
-
-	if (fd < 0)
-		return errno;
-	if (write(fd, s, strlen(s)) != (ssize_t)strlen(s))
-		ret = errno;
-	close(fd);
-	return ret;
-}
-
 static void memcg_remove(struct memcg *cg)
 {
 	if (cg->dir[0])
@@ -248,14 +236,14 @@ static const char *memcg_make(struct memcg *cg)
 		cg->mounted = true;
 	}
 	snprintf(path, sizeof(path), "%s/cgroup.subtree_control", cg->root);
-	if (write_file(path, "+memory")) {
+	if (write_text(path, "+memory")) {
 		memcg_remove(cg);
 		return "no memory controller in cgroup2";
 	}
 	snprintf(cg->dir, sizeof(cg->dir), "%s/mheap-events-%d", cg->root, getpid());
 	snprintf(path, sizeof(path), "%s/memory.max", cg->dir);
 	snprintf(line, sizeof(line), "%d", CG_MAX);
-	if (mkdir(cg->dir, 0755) || write_file(path, line)) {
+	if (mkdir(cg->dir, 0755) || write_text(path, line)) {
 		memcg_remove(cg);
 		return "cannot make a memory cgroup";
 	}
@@ -269,7 +257,7 @@ static int memcg_enter(const struct memcg *cg)
 
 	snprintf(path, sizeof(path), "%s/cgroup.procs", cg->dir);
 	snprintf(pid, sizeof(pid), "%d", getpid());
-	return write_file(path, pid);
+	return write_text(path, pid);
 }
 
 /* How often the cgroup's memory.max refused a charge; -1 if unreadable. */

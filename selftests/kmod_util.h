@@ -218,17 +218,22 @@ static inline int klimit(int fd, uint64_t bytes, uint32_t flags)
 static inline long long sysfs_counter(const char *name)
 {
 	char path[128];
-	unsigned long long v = -1ULL;
-	FILE *f;
 
 	snprintf(path, sizeof(path), SYSFS_DIR "%s", name);
-	f = fopen(path, "re");
-	if (!f)
-		return -1;
-	if (fscanf(f, "%llu", &v) != 1)
-		v = -1ULL;
-	fclose(f);
-	return (long long)v;
+	return read_number_file(path);
+}
+
+/* Write text to a sysfs (or cgroup) file in one write(); 0 or its errno. */
+static inline int write_text(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC), err = 0;
+
+	if (fd < 0)
+		return errno;
+	if (write(fd, text, strlen(text)) < 0)
+		err = errno;
+	close(fd);
+	return err;
 }
 
 /* The gauges that must return to where they were when a test is done. */
@@ -422,18 +427,11 @@ static inline long long module_param(const char *name)
 
 static inline int module_param_set(const char *name, unsigned long long v)
 {
-	char path[128], buf[32];
-	int fd, len, ret = 0;
+	char path[128], text[32];
 
 	snprintf(path, sizeof(path), PARAMS_DIR "%s", name);
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return errno;
-	len = snprintf(buf, sizeof(buf), "%llu", v);
-	if (write(fd, buf, len) != len)
-		ret = errno;
-	close(fd);
-	return ret;
+	snprintf(text, sizeof(text), "%llu", v);
+	return write_text(path, text);
 }
 
 static inline int delete_module(const char *name, unsigned int flags)

@@ -108,18 +108,22 @@ static inline int vmas_in(uintptr_t lo, uintptr_t hi)
 	return n;
 }
 
-/* The number a one-number file holds (sysfs, procfs), or -1. */
+/*
+ * The number a one-number file holds (sysfs, procfs), or -1. It is read as
+ * unsigned and given back as its bits, so negative numbers come back as
+ * they are and UINT64_MAX (the module's "no limit") is -1 too.
+ */
 static inline long long read_number_file(const char *path)
 {
-	long long v = -1;
+	unsigned long long v;
 	FILE *f = fopen(path, "re");
+	int n;
 
 	if (!f)
 		return -1;
-	if (fscanf(f, "%lld", &v) != 1)
-		v = -1;
+	n = fscanf(f, "%llu", &v);
 	fclose(f);
-	return v;
+	return n == 1 ? (long long)v : -1;
 }
 
 /* All VMAs of the process. */
