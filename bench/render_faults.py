@@ -90,19 +90,21 @@ def ratios(rows):
               "fault_us_per_chunk_med", None),
              ("release, in a batch of 16 (per chunk, medians)", "batch",
               "release_us_per_chunk_med", None)]
+    pairs = [(kmod, base) for base in ("mprotect", "mprotect-4k")
+             for kmod in ("kmod-ioctl", "kmod-uring")]
     out = []
     for what, test, key, fill in cases:
-        base = value(test, "mprotect", key, fill)
         cells = []
-        for kmod in ("kmod-ioctl", "kmod-uring"):
-            v = value(test, kmod, key, fill)
-            cells.append(f"{v / base:.2f}" if v is not None and base else "")
+        for kmod, base in pairs:
+            v, b = value(test, kmod, key, fill), value(test, base, key, fill)
+            cells.append(f"{v / b:.2f}" if v is not None and b else "")
         if any(cells):
-            out.append(f"| {what} | {cells[0]} | {cells[1]} |")
+            out.append(f"| {what} | " + " | ".join(cells) + " |")
     if not out:
         return []
     return ["", "### kmod over mprotect (cost ratio, this run; below 1: kmod is cheaper)", "",
-            "| | kmod-ioctl | kmod-uring |", "|---|---|---|"] + out
+            "| | " + " | ".join(f"{k} / {b}" for k, b in pairs) + " |",
+            "|---" * (len(pairs) + 1) + "|"] + out
 
 
 def kernel_of(path):
