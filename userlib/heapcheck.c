@@ -29,8 +29,7 @@
  *    moves it). An owned span on a cache list has handed out `nalloc`
  *    objects, freed or not; on the empty list none is allocated.
  *  - Caches (mcache.h). The size-indexed names agree with the class
- *    names, the last-free shortcut names an owned span (the free fast
- *    path trusts it), and the byte counters are the sums of their lists.
+ *    names, and the byte counters are the sums of their lists.
  *  - Arena chunks: the arena layer checks its own (arena_check.c), given
  *    each chunk span the walk finds and then what it found (hooks.h).
  *  - Counters: objects allocated per class (nmalloc - nfree, over live
@@ -541,10 +540,6 @@ static int check_cache(struct check *ck, struct cache_info *ci)
 	CHECK(ck, full == c->full_bytes && empty == c->empty_bytes,
 	      "cache %p: full lists %zu bytes (counted %zu), empty lists %zu (counted %zu)",
 	      (void *)c, full, c->full_bytes, empty, c->empty_bytes);
-	CHECK(ck, c->last_free_span == &mh_empty_span ||
-	      (heapcheck_span_live(c->last_free_span) && c->last_free_span->owner == c),
-	      "cache %p: last-free span %p is not its own", (void *)c,
-	      (void *)c->last_free_span);
 	return check_page_cache(ck, &c->pages);
 }
 

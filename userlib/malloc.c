@@ -14,8 +14,8 @@
  *  4. the page heap grows by whole 64 MiB arenas.
  * Objects above 32 KiB get a span of their own straight from the page heap.
  *
- * Freeing finds the span in O(1) through the arena map (or, for a run of
- * frees into one span, through the span the thread freed into last). The
+ * Freeing finds the span in O(1) through the arena map (through the heap
+ * arena of the thread's last free, which nearly always holds it). The
  * owner's free is a plain bit set in freed_local; anyone else's is an atomic
  * bit set plus an atomic add on the span (mspan.h): no global lock either
  * way. A thread whose cache has gone at its exit frees the remote way and
@@ -348,22 +348,28 @@ static void remote_free(struct mspan *s, uint32_t idx, uintptr_t p)
 /*
  * The owner's free: plain loads and stores. Returns false, recording
  * nothing, when p is not the start of an allocated object of s. The check
- * reads up to three bitmap words of p's object, which share a cache line.
+ * reads up to three bitmap words of p's object, which share a cache line,
+ * and takes one branch: whether the object lies below freeindex (handed
+ * out since the sweep) is a mask, not a test of its own. Where a class's
+ * current span holds much of its live objects (a span of 1,024 8-byte
+ * objects, random frees of many sizes) that test was a coin toss, a
+ * mispredicted branch every third free or so. Measured:
+ * docs/heap.md#explicit-free.
  */
 static inline bool local_free(struct mcache *c, struct mspan *s, uintptr_t p)
 {
 	uint32_t idx;
 	bool start = object_start(s, p, &idx);
 	struct span_bits *b = &s->bits[idx / 64];
+	unsigned bit = idx % 64;
 	uint64_t local = b->local;
+	uint64_t live = b->alloc | -(uint64_t)(idx < s->freeindex);
 
-	if (unlikely(!start || ((local | LOAD_RELAXED(&b->remote)) >> (idx % 64) & 1)))
-		return false;
-	/* Not freed since the last sweep; allocated now if below freeindex
+	/* Not freed since the last sweep, and allocated now: below freeindex
 	 * or allocated at that sweep (mspan.h). */
-	if (idx >= s->freeindex && !(b->alloc >> (idx % 64) & 1))
+	if (unlikely(!start || ((local | LOAD_RELAXED(&b->remote) | ~live) >> bit & 1)))
 		return false;
-	STORE_RELAXED(&b->local, local | (uint64_t)1 << (idx % 64));
+	STORE_RELAXED(&b->local, local | (uint64_t)1 << bit);
 	owner_add(&c->nfree[s->sizeclass], 1);
 	/* A span that is not current may go back on the partial list or be
 	 * entirely free: notify_in counts down to the free that may do it
@@ -419,19 +425,18 @@ static __attribute__((noinline)) void free_slow(uintptr_t p)
 }
 
 /* The span of p if c owns it, else NULL (NULL and foreign pointers find
- * no span; only small spans have owners). Frees come in runs into the same
- * span (LIFO, a structure torn down): the cache remembers the owned span
- * of the last free and skips the lookup when p falls in it again. */
+ * no span; only small spans have owners). Every free looks its span up
+ * through the cache's heap arena (mcache_span_of): a shortcut for runs of
+ * frees into one span (the span of the last free, compared first) saved
+ * one load in LIFO order but was a coin toss wherever consecutive frees
+ * go to objects of different sizes, and its mispredictions cost more than
+ * the load. Measured: docs/heap.md#explicit-free. */
 static inline __attribute__((always_inline)) struct mspan *owned_span(struct mcache *c, uintptr_t p)
 {
-	struct mspan *s = c->last_free_span;
+	struct mspan *s = mcache_span_of(c, p);
 
-	if (unlikely(p - s->base >= s->npages << MH_PAGE_SHIFT)) {
-		s = mcache_span_of(c, p);
-		if (unlikely(!s || LOAD_RELAXED(&s->owner) != c))
-			return NULL;
-		c->last_free_span = s;
-	}
+	if (unlikely(!s || LOAD_RELAXED(&s->owner) != c))
+		return NULL;
 	return s;
 }
 

@@ -99,19 +99,11 @@ static inline void cache_list_unlink(struct mcache *c, struct mspan *s)
 	s->list = MSPAN_LIST_NONE;
 }
 
-/* Every span that leaves the cache goes through here, so that the
- * last-free shortcut never points at a span this thread no longer owns. */
-static void disown(struct mcache *c, struct mspan *s)
-{
-	c->last_free_span = &mh_empty_span;
-	mcentral_uncache_span(s);
-}
-
 /* An owned span that is not current goes back to its mcentral. */
 static void give_back(struct mcache *c, struct mspan *s)
 {
 	cache_list_unlink(c, s);
-	disown(c, s);
+	mcentral_uncache_span(s);
 }
 
 /* Take owned, entirely free span s off the empty list for the page heap,
@@ -122,7 +114,6 @@ static void give_back(struct mcache *c, struct mspan *s)
 static void unlink_empty(struct mcache *c, struct mspan *s, struct mspan **chain)
 {
 	cache_list_unlink(c, s);
-	c->last_free_span = &mh_empty_span;
 	STORE_RELAXED(&s->owner, NULL);
 	s->chain = *chain;
 	*chain = s;
@@ -186,7 +177,7 @@ static void release_spans(struct mcache *c)
 		struct mspan *s = drop_current(c, cls);
 
 		if (s != &mh_empty_span)
-			disown(c, s);
+			mcentral_uncache_span(s);
 		while (c->partial[cls].head)
 			give_back(c, mspan_of_link(c->partial[cls].head));
 		while (c->full[cls].head)
@@ -255,7 +246,6 @@ struct mcache *mcache_borrow(void)
 	STORE_RELAXED(&c->alloc[0], &mh_empty_span);
 	for (unsigned cls = 1; cls < MH_NUM_CLASSES; cls++)
 		set_current(c, cls, &mh_empty_span);
-	c->last_free_span = &mh_empty_span;
 	/* Heap pointers lie below 1 << MH_ADDR_BITS: none is in the top
 	 * arena of the address space. */
 	c->free_arena_base = (uintptr_t)0 - MH_ARENA_SIZE;
@@ -390,7 +380,7 @@ uintptr_t mcache_alloc_slow(struct mcache *c, unsigned cls)
 			return p;
 		}
 		/* Nothing free after all (frees still in flight): next one. */
-		disown(c, s);
+		mcentral_uncache_span(s);
 	}
 }
 

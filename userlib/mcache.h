@@ -121,10 +121,7 @@ struct mcache {
 	struct list partial[MH_NUM_CLASSES];
 	struct list full[MH_NUM_CLASSES];
 	struct list empty[MH_NUM_CLASSES];
-	/* The owned span the last free went to; &mh_empty_span (no pages)
-	 * whenever a span leaves this cache (disown). */
-	struct mspan *last_free_span;
-	/* The heap arena of the last free that missed last_free_span: its
+	/* The heap arena of the last free that looked its span up: its
 	 * base and page-to-span map (heap arenas live as long as the
 	 * process, so this never goes stale). A free inside it finds its
 	 * span with one load instead of two dependent ones through the
@@ -158,11 +155,10 @@ MH_HIDDEN extern struct mspan mh_empty_span;
 MH_HIDDEN extern struct mspan *mh_no_spans[MH_PAGES_PER_ARENA];
 
 /* The span holding p, or NULL for a free page or a pointer outside the
- * heap: span_of through the arena of the cache's last lookup. Frees that
- * miss the last-free span (random order, objects of many sizes) still land
- * in the same heap arena nearly always, and the arena map's walk is the
- * longest chain of dependent loads such a free has (in LIFO order the
- * last-free span answers). Measured: docs/heap.md#explicit-free. */
+ * heap: span_of through the arena of the cache's last lookup. A thread's
+ * frees land in the same heap arena nearly always, and the arena map's
+ * walk would be the longest chain of dependent loads a free has.
+ * Measured: docs/heap.md#explicit-free. */
 static inline struct mspan *mcache_span_of(struct mcache *c, uintptr_t p)
 {
 	uintptr_t off = p - c->free_arena_base;
