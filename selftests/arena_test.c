@@ -100,6 +100,53 @@ TEST_F(arena, bump_allocates_upwards_and_noscan_downwards)
 	mh_arena_free(a);
 }
 
+/* mheap.h inlines the fast path; the library's out-of-line functions, as
+ * a call through a pointer reaches them, bump the same window. */
+TEST_F(arena, inline_and_out_of_line_allocations_share_one_window)
+{
+	void *(*alloc)(mh_arena *, size_t, size_t) = mh_arena_alloc;
+	void *(*alloc_noscan)(mh_arena *, size_t, size_t) = mh_arena_alloc_noscan;
+	mh_arena *a = mh_arena_new();
+	char *p1, *p2, *p3, *n1, *n2, *n3;
+	RETURN_IF_SETUP_SKIPPED();
+
+	ASSERT_NE(NULL, a);
+	p1 = mh_arena_alloc(a, 24, 8);
+	p2 = alloc(a, 24, 8);
+	p3 = mh_arena_alloc(a, 24, 8);
+	n1 = mh_arena_alloc_noscan(a, 32, 8);
+	n2 = alloc_noscan(a, 32, 8);
+	n3 = mh_arena_alloc_noscan(a, 32, 8);
+	ASSERT_NE(NULL, p1);
+	ASSERT_NE(NULL, n1);
+	EXPECT_EQ(p1 + 24, p2);
+	EXPECT_EQ(p2 + 24, p3);
+	EXPECT_EQ(n1 - 32, n2);
+	EXPECT_EQ(n2 - 32, n3);
+	mh_arena_free(a);
+}
+
+/* Size 0 gets a pointer of its own, as malloc(0) does, in both directions. */
+TEST_F(arena, zero_sized_allocations_get_distinct_pointers)
+{
+	mh_arena *a = mh_arena_new();
+	char *p1, *p2, *n1, *n2;
+	RETURN_IF_SETUP_SKIPPED();
+
+	ASSERT_NE(NULL, a);
+	p1 = mh_arena_alloc(a, 0, 0);
+	p2 = mh_arena_alloc(a, 0, 0);
+	n1 = mh_arena_alloc_noscan(a, 0, 1);
+	n2 = mh_arena_alloc_noscan(a, 0, 1);
+	ASSERT_NE(NULL, p1);
+	ASSERT_NE(NULL, n1);
+	EXPECT_NE(p1, p2);
+	EXPECT_NE(n1, n2);
+	EXPECT_TRUE(mh_in_arena(p2));
+	EXPECT_TRUE(mh_in_arena(n2));
+	mh_arena_free(a);
+}
+
 TEST_F(arena, many_objects_across_chunks_keep_their_contents)
 {
 	RETURN_IF_SETUP_SKIPPED();

@@ -21,17 +21,24 @@
  * 40), counted up each time the slot is given to a new arena. The slot
  * keeps the handle it is live under, so a freed handle, however many
  * arenas came after it, is told from a live one and from garbage: "arena
- * double free of", "use of freed arena". Slots of 64 bytes (a cache line)
- * are made 4,096 at a time and never freed; a freed slot waits behind 4,096
+ * double free of", "use of freed arena". Slots of 128 bytes (a sharing
+ * block: each is written by the thread using its arena, mheap.h's
+ * MH_SHARING_BLOCK) are made 4,096 at a time and never freed; a freed slot
+ * waits behind 4,096
  * others before reuse (ARENA_STRUCT_DELAY), and one whose generations are
  * used up (2^40 reuses) is retired, so no handle is ever handed out twice.
- * The cost, measured on the 6.18 host: the allocation fast path is 29
- * instructions instead of 22, one load more (the block of slots), 2.1 ns
- * instead of 1.7 ns for a 16-byte allocation in a loop; mh_arena_new +
- * mh_arena_free 26 ns either way; memory as before (a slot per live arena
- * and per delayed one) plus the 32 KiB table of blocks. There are 16M
- * slots, for live arenas and the delayed ones; beyond, mh_arena_new fails
- * with ENOMEM.
+ * There are 16M slots, for live arenas and the delayed ones; beyond,
+ * mh_arena_new fails with ENOMEM. Measured: docs/arenas.md#design.
+ *
+ * The inline fast path. A slot starts with the arena's bump window (its
+ * live handle and the free space [lo, hi) of its active chunk), which
+ * mheap.h's inline mh_arena_alloc reads through the handle and bumps:
+ * 13 instructions and two dependent loads (the block, the slot) when the
+ * handle is live and the request fits; the rest comes here
+ * (mh_arena_alloc_slow_), stale handles included. While a chunk is
+ * active its own lo and hi are stale: the slow path and mh_arena_free
+ * write the window back first (window_save) and take it again after
+ * (window_load). Measured: docs/arenas.md#the-inline-fast-path.
  *
  * An arena is used by one thread at a time, as in Go: allocation touches
  * only the arena and its active chunk, without locks. The chunk lists are
@@ -51,18 +58,22 @@
  * slot's generations go up slowly (see "Handles"). */
 #define ARENA_STRUCT_DELAY 4096
 /* Handles: the slot index is the low SLOT_BITS bits, the generation the
- * rest; slots are made in blocks of BLOCK_SLOTS. */
+ * rest; slots are made in blocks of BLOCK_SLOTS (mheap.h's inline fast
+ * path finds them the same way). */
 #define SLOT_BITS	24
-#define BLOCK_BITS	12
+#define BLOCK_BITS	MH_ARENA_BLOCK_BITS_
 #define BLOCK_SLOTS	((uintptr_t)1 << BLOCK_BITS)
 #define NBLOCKS		((uintptr_t)1 << (SLOT_BITS - BLOCK_BITS))
 #define GEN_MAX		(UINTPTR_MAX >> SLOT_BITS)
 /* The active chunk goes to the reuse list only with this much room left. */
 #define REUSE_MIN_FREE	((uintptr_t)64 << 10)
 
-/* An arena, in the slot its handle names: 64 bytes, a cache line. */
+/* An arena, in the slot its handle names. */
 struct arena {
-	uintptr_t live;			/* its handle while live, else 0 */
+	/* First, for mheap.h's inline fast path: the handle it is live
+	 * under, else 0, and the free space of its active chunk's window
+	 * (0, 0 without one). */
+	struct mh_arena_window_ w;
 	union {
 		struct arena_chunk *active;	/* live */
 		struct arena *next_freed;	/* freed: the delayed-reuse FIFO */
@@ -71,11 +82,14 @@ struct arena {
 	uint64_t id;
 	struct list used;		/* full and large chunks */
 	bool big;			/* has filled a chunk and taken another */
-};
-_Static_assert(sizeof(struct arena) == 64, "an arena is a cache line");
+} __attribute__((aligned(MH_SHARING_BLOCK)));
+_Static_assert(sizeof(struct arena) == MH_ARENA_SLOT_BYTES_ && offsetof(struct arena, w) == 0 &&
+	       NBLOCKS == sizeof(mh_arena_blocks_) / sizeof(mh_arena_blocks_[0]),
+	       "slots are laid out as mheap.h's inline fast path finds them");
 
-/* Blocks of slots, made on demand, never freed (arena_lock). */
-static struct arena *slot_blocks[NBLOCKS];
+/* Blocks of slots, made on demand, never freed (arena_lock); the inline
+ * fast path reads them. */
+struct mh_arena_window_ *mh_arena_blocks_[NBLOCKS];
 static uintptr_t slots_made;
 
 mh_lock_t arena_lock = MH_LOCK_INIT;
@@ -155,7 +169,8 @@ void arena_configure(const struct arena_config *cfg)
 static inline struct arena *slot_of(const mh_arena *h)
 {
 	uintptr_t v = (uintptr_t)h;
-	struct arena *b = LOAD_RELAXED(&slot_blocks[(v >> BLOCK_BITS) & (NBLOCKS - 1)]);
+	struct arena *b = (struct arena *)LOAD_RELAXED(&mh_arena_blocks_[(v >> BLOCK_BITS) &
+									(NBLOCKS - 1)]);
 
 	return b ? b + (v & (BLOCK_SLOTS - 1)) : NULL;
 }
@@ -168,12 +183,12 @@ static struct arena *slot_new(void)
 
 	if (i == NBLOCKS * BLOCK_SLOTS)
 		return NULL;
-	b = slot_blocks[i >> BLOCK_BITS];
+	b = (struct arena *)mh_arena_blocks_[i >> BLOCK_BITS];
 	if (!b) {
 		b = sys_alloc(BLOCK_SLOTS * sizeof(*b));	/* zeroed */
 		if (!b)
 			return NULL;
-		STORE_RELEASE(&slot_blocks[i >> BLOCK_BITS], b);
+		STORE_RELEASE(&mh_arena_blocks_[i >> BLOCK_BITS], &b->w);
 	}
 	slots_made++;
 	b += i & (BLOCK_SLOTS - 1);
@@ -198,7 +213,8 @@ mh_arena *mh_arena_new(void)
 	}
 	if (a) {
 		h = a->last += (uintptr_t)1 << SLOT_BITS;	/* the next generation */
-		STORE_RELAXED(&a->live, h);
+		a->w.lo = a->w.hi = 0;
+		STORE_RELAXED(&a->w.live, h);
 		a->active = NULL;
 		a->used = (struct list){ 0 };
 		a->big = false;
@@ -229,7 +245,7 @@ static struct arena *live_arena(const mh_arena *h, const struct handle_words *w)
 	struct arena *a = slot_of(h);
 	uintptr_t gen = (uintptr_t)h >> SLOT_BITS;
 
-	if (likely(h && a && LOAD_RELAXED(&a->live) == (uintptr_t)h))
+	if (likely(h && a && LOAD_RELAXED(&a->w.live) == (uintptr_t)h))
 		return a;
 	if (!h)
 		mh_fatal("%s", w->null);
@@ -260,99 +276,64 @@ static void *alloc_large(struct arena *a, size_t size, size_t align)
 	return (void *)c->base;
 }
 
-/* Bump-allocate size bytes aligned to align in c's window into *out:
- * pointer data from the bottom up, pointer-free data from the top down.
- * False, changing nothing, when they do not fit. */
-static inline bool chunk_bump(struct arena_chunk *c, size_t size, size_t align,
-			      bool scan, void **out)
+/* The active chunk's window is the slot's while the chunk is active (the
+ * inline fast path bumps there): back into the chunk before anything
+ * reads or changes the chunk, and from it after. */
+static void window_save(struct arena *a)
 {
-	uintptr_t p;
-
-	if (scan) {
-		p = ALIGN_UP(c->lo, align);
-		if (p > c->hi || c->hi - p < size)
-			return false;
-		c->lo = p + size;
-	} else {
-		if (c->hi - c->lo < size)
-			return false;
-		p = ALIGN_DOWN(c->hi - size, align);
-		if (p < c->lo)
-			return false;
-		c->hi = p;
+	if (a->active) {
+		a->active->lo = a->w.lo;
+		a->active->hi = a->w.hi;
 	}
-	*out = (void *)p;
-	return true;
 }
 
-static void *arena_alloc_slow(const mh_arena *h, size_t size, size_t align, bool scan)
+static void window_load(struct arena *a)
+{
+	a->w.lo = a->active ? a->active->lo : 0;
+	a->w.hi = a->active ? a->active->hi : 0;
+}
+
+/* Default alignment when 0 is given: what malloc guarantees (as mheap.h's
+ * inline fast path). */
+#define ARENA_DEFAULT_ALIGN 16
+
+/* Everything the inline fast path (mheap.h) does not take: a handle that
+ * is not live, a bad alignment, size 0 (a byte of its own, so that the
+ * pointer is unique, as malloc(0)'s), a large request, a full window. */
+void *mh_arena_alloc_slow_(mh_arena *h, size_t size, size_t align, bool scan)
 {
 	struct arena *a = live_arena(h, &in_use);
+	void *p;
 
+	if (!align)
+		align = ARENA_DEFAULT_ALIGN;
 	if (!IS_POW2(align)) {
 		errno = EINVAL;
 		return NULL;
 	}
 	if (size > arena_cfg.chunk_bytes / 4 || align > arena_cfg.chunk_bytes / 4)
 		return alloc_large(a, size, align);
-	for (bool big = false;;) {
+	if (!size)
+		size = 1;
+	for (bool big = false; !mh_arena_bump_(h, size, align, scan, &p);) {
 		struct arena_chunk *c = a->active;
 
-		if (c) {
-			void *p;
-
-			if (chunk_bump(c, size, align, scan, &p))
-				return p;
-			if (c->next_window) {
-				chunk_next_window(c);
-				continue;
+		window_save(a);
+		if (c && c->next_window) {
+			chunk_next_window(c);
+		} else {
+			if (c) {
+				list_push_tail(&a->used, &c->link);
+				a->active = NULL;
+				big = a->big = true;
 			}
-			list_push_tail(&a->used, &c->link);
-			a->active = NULL;
-			big = a->big = true;
+			a->active = chunk_get(a->id, big);
 		}
-		c = chunk_get(a->id, big);
-		if (!c)
+		window_load(a);
+		if (!a->active)
 			return NULL;
-		a->active = c;
 	}
-}
-
-/* Default alignment when 0 is given: what malloc guarantees. */
-#define ARENA_DEFAULT_ALIGN 16
-
-void *mh_arena_alloc(mh_arena *h, size_t size, size_t align)
-{
-	struct arena *a = slot_of(h);
-	struct arena_chunk *c;
-
-	if (!align)
-		align = ARENA_DEFAULT_ALIGN;
-	/* Fast path: bump upwards in the active chunk of a live arena. */
-	if (likely(a && a->live == (uintptr_t)h && (c = a->active) && IS_POW2(align))) {
-		void *p;
-
-		if (likely(chunk_bump(c, size, align, true, &p)))
-			return p;
-	}
-	return arena_alloc_slow(h, size, align, true);
-}
-
-void *mh_arena_alloc_noscan(mh_arena *h, size_t size, size_t align)
-{
-	struct arena *a = slot_of(h);
-	struct arena_chunk *c;
-
-	if (!align)
-		align = ARENA_DEFAULT_ALIGN;
-	/* Fast path: bump downwards in the active chunk of a live arena. */
-	if (likely(a && a->live == (uintptr_t)h && (c = a->active) && IS_POW2(align))) {
-		void *p;
-
-		if (likely(chunk_bump(c, size, align, false, &p)))
-			return p;
-	}
-	return arena_alloc_slow(h, size, align, false);
+	return p;
 }
 
 void *mh_arena_calloc(mh_arena *a, size_t n, size_t size)
@@ -387,9 +368,11 @@ void mh_arena_free(mh_arena *h)
 
 	/* Claim the arena: of two frees racing through live_arena, exactly
 	 * one takes it from live to freed; the other is a double free. */
-	if (!__atomic_compare_exchange_n(&a->live, &live, 0, false, __ATOMIC_ACQ_REL,
+	if (!__atomic_compare_exchange_n(&a->w.live, &live, 0, false, __ATOMIC_ACQ_REL,
 					 __ATOMIC_RELAXED))
 		mh_fatal("%s %p", in_free.freed, (const void *)h);
+	window_save(a);
+	a->w.lo = a->w.hi = 0;
 
 	struct arena_chunk *active = a->active;
 	bool moves = false;

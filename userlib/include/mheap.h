@@ -148,7 +148,8 @@ MHEAP_API void mh_scavenge(void);
 typedef struct mh_arena mh_arena;
 
 MHEAP_API mh_arena *mh_arena_new(void);
-/* Memory that may hold pointers: bump-allocated upwards in the chunk. */
+/* Memory that may hold pointers: bump-allocated upwards in the chunk.
+ * align 0 means 16; otherwise a power of two (else NULL, EINVAL). */
 MHEAP_API void *mh_arena_alloc(mh_arena *a, size_t size, size_t align);
 /* Pointer-free memory: bump-allocated downwards, as Go does. */
 MHEAP_API void *mh_arena_alloc_noscan(mh_arena *a, size_t size, size_t align);
@@ -164,6 +165,95 @@ MHEAP_API bool mh_in_arena(const void *p);
 MHEAP_API const char *mh_backend_name(void);
 /* End the quarantine of every freed chunk now. */
 MHEAP_API void mh_quarantine_release(void);
+
+/*
+ * The arenas' fast path, inline. Not part of the API: names ending in an
+ * underscore may change with any release, and what they describe is the
+ * library's business (docs/arenas.md, "The inline fast path"). Compiled
+ * into a program, they are part of the library's ABI: a release that
+ * changes them changes the SONAME's major number.
+ *
+ * A handle's low 24 bits name a slot: slot (h & 4095) of block
+ * ((h >> 12) & 4095), slots MH_ARENA_SLOT_BYTES_ apart. A slot starts with
+ * its bump window: the handle it is live under (0 when it is not) and the
+ * free space [lo, hi) of its active chunk (0, 0 when it has none). The
+ * fast path bumps there when the handle is the live one and the request
+ * fits, and calls the library for anything else: a freed, stale or
+ * invalid handle is reported there, exactly as without the fast path.
+ * Defining MH_NO_INLINE before including this header turns it off.
+ */
+struct mh_arena_window_ {
+	uintptr_t live;
+	uintptr_t lo, hi;
+};
+#define MH_ARENA_BLOCK_BITS_	12
+#define MH_ARENA_SLOT_BYTES_	128
+MHEAP_API extern struct mh_arena_window_ *mh_arena_blocks_[1 << MH_ARENA_BLOCK_BITS_];
+MHEAP_API void *mh_arena_alloc_slow_(mh_arena *a, size_t size, size_t align, bool scan);
+
+/* mh_arena_alloc and mh_arena_alloc_noscan inline (GNU C's extern
+ * inline: the library has the same functions out of line, arena_alloc.c,
+ * for calls that are not inlined and for compilers without it). */
+#if defined(__GNUC__) && !defined(MH_NO_INLINE)
+#ifndef MH_ARENA_INLINE_
+#define MH_ARENA_INLINE_ extern __inline__ __attribute__((gnu_inline))
+#endif
+
+/* Bump size bytes, aligned to align (0: 16), in a's window, upwards for
+ * scan, else downwards, into *out; false, changing nothing, when that
+ * takes the library. Always inlined, in the library's functions too: it
+ * has no out-of-line copy. */
+extern __inline__ __attribute__((gnu_inline, always_inline)) bool
+mh_arena_bump_(mh_arena *a, size_t size, size_t align, bool scan, void **out)
+{
+	uintptr_t h = (uintptr_t)a, mask = (1u << MH_ARENA_BLOCK_BITS_) - 1;
+	struct mh_arena_window_ *b = mh_arena_blocks_[(h >> MH_ARENA_BLOCK_BITS_) & mask], *w;
+	uintptr_t p;
+
+	if (!align)
+		align = 16;
+	if (__builtin_expect(!b || (align & (align - 1)), 0))
+		return false;
+	w = (struct mh_arena_window_ *)((char *)b + (h & mask) * MH_ARENA_SLOT_BYTES_);
+	if (__builtin_expect(w->live != h, 0))
+		return false;
+	if (scan) {
+		p = (w->lo + align - 1) & -(uintptr_t)align;
+		/* p + size wraps for no request that fits; size 0 is the
+		 * library's (the window may be empty). */
+		if (__builtin_expect(p + size <= p || p + size > w->hi, 0))
+			return false;
+		w->lo = p + size;
+	} else {
+		if (__builtin_expect(size - 1 >= w->hi - w->lo, 0))
+			return false;
+		p = (w->hi - size) & -(uintptr_t)align;
+		if (__builtin_expect(p < w->lo, 0))
+			return false;
+		w->hi = p;
+	}
+	*out = (void *)p;
+	return true;
+}
+
+MH_ARENA_INLINE_ void *mh_arena_alloc(mh_arena *a, size_t size, size_t align)
+{
+	void *p;
+
+	if (__builtin_expect(mh_arena_bump_(a, size, align, true, &p), 1))
+		return p;
+	return mh_arena_alloc_slow_(a, size, align, true);
+}
+
+MH_ARENA_INLINE_ void *mh_arena_alloc_noscan(mh_arena *a, size_t size, size_t align)
+{
+	void *p;
+
+	if (__builtin_expect(mh_arena_bump_(a, size, align, false, &p), 1))
+		return p;
+	return mh_arena_alloc_slow_(a, size, align, false);
+}
+#endif
 
 #ifdef __cplusplus
 }
