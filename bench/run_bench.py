@@ -241,6 +241,16 @@ def build_cases(mode):
         plot=[("rss", "memory", 0)]))
 
     A = "Arenas"
+    # Small objects, where the allocation itself is most of the cost: the
+    # arena's inline fast path against mh_malloc+mh_free and a mimalloc
+    # heap (issue 24: at most 0.2x and 0.5x their time).
+    cases.append(Case(
+        "arena-bulk16", A,
+        "1M objects of 16 B into one arena, then free the arena "
+        "(malloc rows: malloc each, free each); timed after one untimed round",
+        "bulk", {"objects": 1000000, "iters": 2 if quick else 4, "warmup": 1,
+                 "min": 16, "max": 16},
+        arena=True))
     cases.append(Case(
         "arena-bulk", A,
         "1M objects of 16..256 B into one arena, then free the arena "
@@ -375,6 +385,8 @@ def summarize(cases, runners_for, records):
     for c in cases:
         refs = {"mimalloc": "mimalloc heap" if c.arena else "mimalloc",
                 "glibc": "glibc malloc" if c.arena else "glibc"}
+        if c.arena:
+            refs["mheap_malloc"] = "mheap malloc"
         cs = {}
         for rn in runners_for(c):
             recs = by.get((c.id, rn.name), [])
@@ -520,7 +532,9 @@ def render_md(path, meta, cases, runners_for, stats, headline):
     L.append("- Ratios are time ÷ the reference's time, the median of the per-round "
              "ratios against the reference run in the same round: **below 1.00× is "
              "faster** than mimalloc / glibc. Arena tables use `mimalloc heap` and "
-             "`glibc malloc` as the references.")
+             "`glibc malloc` as the references, and add `mheap malloc` (mh_malloc + "
+             "mh_free of the same objects); the arena's targets are at most 0.20× "
+             "`mheap malloc` and 0.50× `mimalloc heap` for 16 B objects.")
     L.append("- Mops/s = allocation calls (malloc, realloc or arena alloc; each "
              "matched by a free) per second of the median time, all threads together.")
     L.append("- Peak RSS is VmHWM of the whole process (includes the driver's "
@@ -581,6 +595,8 @@ def render_md(path, meta, cases, runners_for, stats, headline):
         extra_mem = c.workload == "memory"
         hdr = ["allocator", "median time", "Mops/s", "vs mimalloc", "vs glibc",
                "peak RSS MiB"]
+        if c.arena:
+            hdr.insert(5, "vs mheap malloc")
         if extra_mem:
             hdr += ["RSS half freed MiB"]
         hdr += ["RSS after free MiB"]
@@ -603,6 +619,8 @@ def render_md(path, meta, cases, runners_for, stats, headline):
                    fmt_time(st["seconds"]), fmt_mops(st["mops"]),
                    fmt_ratio(st.get("vs_mimalloc")), fmt_ratio(st.get("vs_glibc")),
                    fmt_mib(st.get("peak_rss_kb"))]
+            if c.arena:
+                row.insert(5, fmt_ratio(st.get("vs_mheap_malloc")))
             if extra_mem:
                 row.append(fmt_mib(st.get("rss_half_kb")))
             row.append(fmt_mib(st.get("rss_after_kb")))
