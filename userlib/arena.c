@@ -22,9 +22,8 @@
  * keeps the handle it is live under, so a freed handle, however many
  * arenas came after it, is told from a live one and from garbage: "arena
  * double free of", "use of freed arena". Slots of 128 bytes (a sharing
- * block: each is written by the thread using its arena, mheap.h's
- * MH_SHARING_BLOCK) are made 4,096 at a time and never freed; a freed slot
- * waits behind 4,096
+ * block, internal.h: each is written by the thread using its arena) are
+ * made 4,096 at a time and never freed; a freed slot waits behind 4,096
  * others before reuse (ARENA_STRUCT_DELAY), and one whose generations are
  * used up (2^40 reuses) is retired, so no handle is ever handed out twice.
  * There are 16M slots, for live arenas and the delayed ones; beyond,
@@ -33,7 +32,7 @@
  * The inline fast path. A slot starts with the arena's bump window (its
  * live handle and the free space [lo, hi) of its active chunk), which
  * mheap.h's inline mh_arena_alloc reads through the handle and bumps:
- * 13 instructions and two dependent loads (the block, the slot) when the
+ * 11 instructions and two dependent loads (the block, the slot) when the
  * handle is live and the request fits; the rest comes here
  * (mh_arena_alloc_slow_), stale handles included. While a chunk is
  * active its own lo and hi are stale: the slow path and mh_arena_free

@@ -219,9 +219,10 @@ mh_arena_bump_(mh_arena *a, size_t size, size_t align, bool scan, void **out)
 		return false;
 	if (scan) {
 		p = (w->lo + align - 1) & -(uintptr_t)align;
-		/* p + size wraps for no request that fits; size 0 is the
-		 * library's (the window may be empty). */
-		if (__builtin_expect(p + size <= p || p + size > w->hi, 0))
+		/* Size 0 is the library's (the window may be empty); p is a
+		 * user address, so p + size wraps for no size below 2^63 (and
+		 * for a constant size the test folds away). */
+		if (__builtin_expect(size - 1 >= (size_t)PTRDIFF_MAX || p + size > w->hi, 0))
 			return false;
 		w->lo = p + size;
 	} else {
