@@ -359,7 +359,10 @@ static void remote_free(struct mspan *s, uint32_t idx, uintptr_t p)
 static inline bool local_free(struct mcache *c, struct mspan *s, uintptr_t p)
 {
 	uint32_t idx;
-	bool start = object_start(s, p, &idx);
+
+	if (unlikely(!object_start(s, p, &idx)))
+		return false;
+
 	struct span_bits *b = &s->bits[idx / 64];
 	unsigned bit = idx % 64;
 	uint64_t local = b->local;
@@ -367,7 +370,7 @@ static inline bool local_free(struct mcache *c, struct mspan *s, uintptr_t p)
 
 	/* Not freed since the last sweep, and allocated now: below freeindex
 	 * or allocated at that sweep (mspan.h). */
-	if (unlikely(!start || ((local | LOAD_RELAXED(&b->remote) | ~live) >> bit & 1)))
+	if (unlikely((local | LOAD_RELAXED(&b->remote) | ~live) >> bit & 1))
 		return false;
 	STORE_RELAXED(&b->local, local | (uint64_t)1 << bit);
 	owner_add(&c->nfree[s->sizeclass], 1);
