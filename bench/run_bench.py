@@ -241,23 +241,21 @@ def build_cases(mode):
         plot=[("rss", "memory", 0)]))
 
     A = "Arenas"
+
+    def bulk(cid, label, lo, hi, iters, plots=()):
+        cases.append(Case(
+            cid, A,
+            "1M objects of %s into one arena, then free the arena (malloc rows: "
+            "malloc each, free each); timed after one untimed round" % label,
+            "bulk", {"objects": 1000000, "iters": iters, "warmup": 1,
+                     "min": lo, "max": hi},
+            arena=True, plot=list(plots)))
+
     # Small objects, where the allocation itself is most of the cost: the
     # arena's inline fast path against mh_malloc+mh_free and a mimalloc
     # heap (issue 24: at most 0.2x and 0.5x their time).
-    cases.append(Case(
-        "arena-bulk16", A,
-        "1M objects of 16 B into one arena, then free the arena "
-        "(malloc rows: malloc each, free each); timed after one untimed round",
-        "bulk", {"objects": 1000000, "iters": 2 if quick else 4, "warmup": 1,
-                 "min": 16, "max": 16},
-        arena=True))
-    cases.append(Case(
-        "arena-bulk", A,
-        "1M objects of 16..256 B into one arena, then free the arena "
-        "(malloc rows: malloc each, free each); timed after one untimed round",
-        "bulk", {"objects": 1000000, "iters": 1 if quick else 2, "warmup": 1,
-                 "min": 16, "max": 256},
-        arena=True, plot=[("arena", "bulk", 0)]))
+    bulk("arena-bulk16", "16 B", 16, 16, 2 if quick else 4)
+    bulk("arena-bulk", "16..256 B", 16, 256, 1 if quick else 2, [("arena", "bulk", 0)])
     nreq = 20000 if quick else 100000
     cases.append(Case(
         "arena-requests", A,
