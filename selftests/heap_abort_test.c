@@ -152,6 +152,25 @@ static void free_victim(void *arg)
 	mh_free(victim);
 }
 
+/* The object at its span's freeindex, free in the window, has not been
+ * handed out since the span was made or swept: freeing it is a double
+ * free, however close it lies to the objects that have been (the owner's
+ * check takes freeindex as a mask, malloc.c's local_free). */
+TEST(double_free_of_the_next_object_to_hand_out)
+{
+	/* A class nothing else here uses: a fresh span, all of it free. */
+	void *p = mh_malloc(3000);
+	struct mspan *s = span_of((uintptr_t)p);
+
+	ASSERT_NE(NULL, s);
+	ASSERT_LT(s->freeindex, s->nelems);
+	ASSERT_EQ(1, s->alloc_cache & 1) TH_LOG("the object at freeindex is not free");
+	victim = (void *)(s->base + (uintptr_t)s->freeindex * s->elemsize);
+	WANT("mheap: double free of %#lx", victim);
+	expect_abort(_metadata, free_victim, "next to hand out");
+	mh_free(p);
+}
+
 TEST(invalid_free_of_a_foreign_pointer)
 {
 	victim = malloc(32);	/* libc's, not ours */
