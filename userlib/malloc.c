@@ -349,11 +349,11 @@ static void remote_free(struct mspan *s, uint32_t idx, uintptr_t p)
  * The owner's free: plain loads and stores. Returns false, recording
  * nothing, when p is not the start of an allocated object of s. The check
  * reads up to three bitmap words of p's object, which share a cache line,
- * and takes one branch: whether the object lies below freeindex (handed
- * out since the sweep) is a mask, not a test of its own. Where a class's
- * current span holds much of its live objects (a span of 1,024 8-byte
- * objects, random frees of many sizes) that test was a coin toss, a
- * mispredicted branch every third free or so. Measured:
+ * and takes one branch on them: whether the object lies below freeindex
+ * (handed out since the sweep) is a mask, not a test of its own. Where a
+ * class's current span holds much of its live objects (a span of 1,024
+ * 8-byte objects, random frees of many sizes) that test was a coin toss,
+ * a mispredicted branch every third free or so. Measured:
  * docs/heap.md#explicit-free.
  */
 static inline bool local_free(struct mcache *c, struct mspan *s, uintptr_t p)

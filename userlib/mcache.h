@@ -121,7 +121,7 @@ struct mcache {
 	struct list partial[MH_NUM_CLASSES];
 	struct list full[MH_NUM_CLASSES];
 	struct list empty[MH_NUM_CLASSES];
-	/* The heap arena of the last free that looked its span up: its
+	/* The heap arena of the latest free into the heap: its
 	 * base and page-to-span map (heap arenas live as long as the
 	 * process, so this never goes stale). A free inside it finds its
 	 * span with one load instead of two dependent ones through the
