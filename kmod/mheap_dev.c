@@ -21,6 +21,7 @@
 #include <linux/atomic.h>
 #include <linux/fs.h>
 #include <linux/miscdevice.h>
+#include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/printk.h>
 #include <linux/sched.h>
@@ -75,6 +76,8 @@ static const struct file_operations mheap_fops = {
 	.open		= mheap_open,
 	.release	= mheap_release,
 	.mmap		= mheap_mmap,
+	/* 2 MiB-aligned where 2 MiB or more: blocks map with PMDs. */
+	.get_unmapped_area = thp_get_unmapped_area,
 	/* msync(MS_SYNC) of a mapping: there is nothing to write back. */
 	.fsync		= noop_fsync,
 	.read		= mheap_event_read,

@@ -30,6 +30,56 @@
  * migration callbacks, so in a movable pageblock they would only get in the
  * way of compaction.
  *
+ * Huge pages. A used-up arena chunk is freed as fast as the kernel frees
+ * anonymous memory in transparent huge pages only if it is mapped and freed
+ * the same way, a PMD at a time: zapping 512 page-table entries and freeing
+ * 512 pages costs many times more. So where a block (the pages one PMD maps,
+ * 2 MiB on x86-64, at a 2 MiB-aligned address: mmap() aligns the mappings
+ * of 2 MiB or more with thp_get_unmapped_area()) is touched while it has no
+ * page and no quarantine, the fault handler allocates one compound page of
+ * the block's size (zeroed, accounted, without reclaim: if none is free
+ * right away, small pages serve the block) and maps it with one PMD,
+ * vmf_insert_pfn_pmd(). In the xarray it is one multi-index entry (order
+ * HPAGE_PMD_ORDER, the head page) holding one page reference per page of the
+ * block, so the reference counts add up as for small pages: a FAULT of the
+ * whole block zaps one PMD, erases one entry and drops its 512 references
+ * with one folio_put_refs(). MADV_NOHUGEPAGE and PR_SET_THP_DISABLE keep a
+ * mapping in small pages.
+ *
+ * The fault handler installs the PMD itself, from ->fault: neither kernel
+ * calls ->huge_fault for a VM_MIXEDMAP mapping (6.1 only ever for DAX), and
+ * the core handles a fault where a huge PMD is present without us. Such a
+ * PMD is a "special huge" one (vma_is_special_huge(): a file VMA with
+ * VM_MIXEDMAP): it holds no page reference and no mapcount, which is why
+ * the module's own references must, and do, outlive it; zap_huge_pmd()
+ * clears it without touching the page, and splitting it (a zap or mprotect
+ * of part of it) only clears it too, so the block faults again, page by
+ * page. fork() does not copy it (6.1's copy_huge_pmd() skips huge PMDs of
+ * file VMAs; 6.12's copies special ones, which the MADV_DOFORK handling
+ * below keeps from the child as it does page-table entries).
+ * get_user_pages() on it (follow_trans_huge_pmd() in 6.1, follow_huge_pmd()
+ * in 6.12; gup-fast leaves 6.12's special PMDs to them) takes references on
+ * the compound page, so a pin keeps the whole 2 MiB page, never less.
+ *
+ * A range boundary inside a block (FAULT or RELEASE of part of it) first
+ * splits the multi-index entry into one entry per page (xas_split(), each
+ * still the head page and one reference), before anything else changes, so
+ * the command still acts on exactly its pages: their entries go and their
+ * references with them, and the zap of the range clears the block's PMD.
+ * The block's other pages stay and fault back in page by page with
+ * vm_insert_page() of the subpage, and the compound page is freed with the
+ * last of them (a block in which one page lives on holds 2 MiB; the
+ * library faults whole 8 MiB chunks). A dropped page of it is never used
+ * again: that index gets a new small page, so a pin of the old one keeps
+ * what it had, as with small pages.
+ *
+ * A PMD and a page table are never installed for the same block at once:
+ * the PMD only where the PMD slot is empty, vm_insert_page() only where it
+ * is not a huge PMD (a page table left from earlier use of the block means
+ * page by page again, a PMD installed meanwhile means retry), and a block
+ * changes from one entry to many only under the map lock held for writing,
+ * after which no PMD is installed for it any more.
+ *
  * Locking. mheap_map::lock is a rw_semaphore taken inside mmap_lock. Page
  * faults take it for reading, so they run in parallel and install pages
  * with xa_cmpxchg(); FAULT and RELEASE take it for writing, so a page fault
@@ -71,6 +121,7 @@
 #include <linux/kernel.h>
 #include <linux/mm.h>
 #include <linux/overflow.h>
+#include <linux/pfn_t.h>
 #include <linux/refcount.h>
 #include <linux/rwsem.h>
 #include <linux/sched/signal.h>
@@ -82,6 +133,16 @@
 
 #define MHEAP_GFP	(GFP_HIGHUSER | __GFP_ZERO | __GFP_ACCOUNT)
 
+/*
+ * A block: the pages one PMD maps. Its compound page is allocated without
+ * reclaim or compaction (as transparent huge pages are by default): when
+ * none is free, small pages serve the block at once.
+ */
+#define MHEAP_BLOCK_ORDER	HPAGE_PMD_ORDER
+#define MHEAP_BLOCK_PAGES	HPAGE_PMD_NR
+#define MHEAP_BLOCK_GFP		((MHEAP_GFP | __GFP_COMP | __GFP_NOWARN | \
+				  __GFP_NOMEMALLOC) & ~__GFP_RECLAIM)
+
 /**
  * struct mheap_map - the state behind one mapping of the device
  * @refs:       VMAs using it: one, and a second one while mremap() tries
@@ -90,7 +151,10 @@
  * @npages:     its size in pages
  * @lock:       read: page faults; write: FAULT and RELEASE
  * @pages:      page offset -> struct page * of the resident pages; each
- *              entry holds a page reference
+ *              page offset holds a page reference. A small page is an
+ *              entry of its own; a block's compound page is one entry of
+ *              order MHEAP_BLOCK_ORDER, or after a split one entry per page,
+ *              each of them the head page
  * @quarantine: bitmap of the quarantined pages
  * @nr_quarantined: pages set in @quarantine
  * @nr_ranges:  runs of set bits in @quarantine
@@ -112,13 +176,18 @@ static const struct vm_operations_struct mheap_vm_ops;
 static void mheap_map_free(struct mheap_map *map)
 {
 	struct mheap_ctx *ctx = map->ctx;
-	unsigned long idx, resident = 0;
+	unsigned long idx, entries = 0, resident = 0;
 	struct page *page;
 
 	xa_for_each(&map->pages, idx, page) {
-		put_page(page);
-		resident++;
-		if (resident % XA_CHECK_SCHED == 0)
+		/* A whole block's entry holds a reference per page. */
+		unsigned long refs = 1;
+
+		if (PageHead(page))
+			refs <<= xa_get_order(&map->pages, idx);
+		folio_put_refs(page_folio(page), refs);
+		resident += refs;
+		if (++entries % XA_CHECK_SCHED == 0)
 			cond_resched();
 	}
 	xa_destroy(&map->pages);
@@ -188,13 +257,118 @@ static u32 fault_event_flags(const struct vm_fault *vmf)
 	return flags;
 }
 
+/* The first page offset of the block that page offset idx is in. */
+static pgoff_t block_first(pgoff_t idx)
+{
+	return ALIGN_DOWN(idx, MHEAP_BLOCK_PAGES);
+}
+
+/*
+ * Whether the block that starts at page offset first may get a compound
+ * page: it lies wholly in the mapping at a PMD-aligned address, the mapping
+ * takes huge pages, and the block has no page and no quarantine.
+ */
+static bool block_may_be_huge(struct vm_area_struct *vma,
+			      struct mheap_map *map, pgoff_t first)
+{
+	pgoff_t end = first + MHEAP_BLOCK_PAGES;
+	unsigned long i = first;
+
+	lockdep_assert_held(&map->lock);
+	return IS_ALIGNED(vma->vm_start, PMD_SIZE) && end <= map->npages &&
+	       !(vma->vm_flags & VM_NOHUGEPAGE) &&
+	       !test_bit(MMF_DISABLE_THP, &vma->vm_mm->flags) &&
+	       find_next_bit(map->quarantine, end, first) >= end &&
+	       !xa_find(&map->pages, &i, end - 1, XA_PRESENT);
+}
+
+/*
+ * Allocate the compound page of the block that starts at first and store
+ * it as one entry. Return it, or NULL where small pages must do: none is
+ * free, or a racing fault put a page in the block first.
+ */
+static struct page *block_alloc(struct mheap_map *map, pgoff_t first)
+{
+	XA_STATE_ORDER(xas, &map->pages, first, MHEAP_BLOCK_ORDER);
+	struct page *head, *old;
+
+	lockdep_assert_held(&map->lock);
+	head = alloc_pages(MHEAP_BLOCK_GFP, MHEAP_BLOCK_ORDER);
+	if (!head)
+		return NULL;
+	/* One reference for each page of the block (see struct mheap_map). */
+	folio_ref_add(page_folio(head), MHEAP_BLOCK_PAGES - 1);
+	do {
+		xas_lock(&xas);
+		old = xas_find_conflict(&xas);
+		if (!old)
+			xas_store(&xas, head);
+		xas_unlock(&xas);
+	} while (xas_nomem(&xas, GFP_KERNEL));
+	if (old || xas_error(&xas)) {
+		folio_put_refs(page_folio(head), MHEAP_BLOCK_PAGES);
+		return NULL;
+	}
+	mheap_count(map->ctx, MHEAP_C_RESIDENT,
+		    MHEAP_BLOCK_PAGES << PAGE_SHIFT);
+	return head;
+}
+
+/* Allocate the small page for page offset idx, or find a racing fault's. */
+static struct page *page_alloc(struct mheap_map *map, pgoff_t idx)
+{
+	struct page *page, *old;
+
+	lockdep_assert_held(&map->lock);
+	page = alloc_page(MHEAP_GFP);
+	if (!page)
+		return NULL;
+	old = xa_cmpxchg(&map->pages, idx, NULL, page, GFP_KERNEL);
+	if (old) {
+		put_page(page);
+		return xa_is_err(old) ? NULL : old;
+	}
+	mheap_count(map->ctx, MHEAP_C_RESIDENT, PAGE_SIZE);
+	return page;
+}
+
+/*
+ * Map the resident page (or compound page) at vmf->pgoff: a whole block's
+ * entry with a PMD where the PMD slot is empty, otherwise the page itself
+ * with a page-table entry, unless a PMD was installed meanwhile, through
+ * which the access is simply tried again.
+ */
+static vm_fault_t map_page(struct vm_fault *vmf, struct mheap_map *map,
+			   struct page *page)
+{
+	pmd_t pmd = READ_ONCE(*vmf->pmd);
+	pgoff_t idx = vmf->pgoff;
+	int err;
+
+	lockdep_assert_held(&map->lock);
+	if (pmd_trans_huge(pmd))
+		return VM_FAULT_NOPAGE;
+	if (PageHead(page)) {
+		if (pmd_none(pmd) &&
+		    xa_get_order(&map->pages, idx) == MHEAP_BLOCK_ORDER)
+			return vmf_insert_pfn_pmd(vmf, page_to_pfn_t(page),
+						  vmf->flags & FAULT_FLAG_WRITE);
+		page += idx & (MHEAP_BLOCK_PAGES - 1);
+	}
+	err = vm_insert_page(vmf->vma, vmf->address, page);
+	/* -EBUSY: the entry is there already, put by a racing fault. */
+	if (err && err != -EBUSY)
+		return vmf_error(err);
+	return VM_FAULT_NOPAGE;
+}
+
 static vm_fault_t mheap_vm_fault(struct vm_fault *vmf)
 {
 	struct vm_area_struct *vma = vmf->vma;
 	struct mheap_map *map = vma->vm_private_data;
 	pgoff_t idx = vmf->pgoff;
-	struct page *page, *old;
-	int err;
+	struct page *page;
+	vm_fault_t ret;
 
 	if (!map || idx >= map->npages)
 		return VM_FAULT_SIGBUS;
@@ -207,31 +381,14 @@ static vm_fault_t mheap_vm_fault(struct vm_fault *vmf)
 		return VM_FAULT_SIGSEGV;
 	}
 	page = xa_load(&map->pages, idx);
-	if (!page) {
-		page = alloc_page(MHEAP_GFP);
-		if (!page) {
-			up_read(&map->lock);
-			return VM_FAULT_OOM;
-		}
-		/* Another thread may be faulting the same page in. */
-		old = xa_cmpxchg(&map->pages, idx, NULL, page, GFP_KERNEL);
-		if (old) {
-			put_page(page);
-			if (xa_is_err(old)) {
-				up_read(&map->lock);
-				return VM_FAULT_OOM;
-			}
-			page = old;
-		} else {
-			mheap_count(map->ctx, MHEAP_C_RESIDENT, PAGE_SIZE);
-		}
-	}
-	err = vm_insert_page(vma, vmf->address, page);
+	if (!page && block_may_be_huge(vma, map, block_first(idx)))
+		page = block_alloc(map, block_first(idx));
+	/* Another thread may be faulting the same page in. */
+	if (!page)
+		page = xa_load(&map->pages, idx) ?: page_alloc(map, idx);
+	ret = page ? map_page(vmf, map, page) : VM_FAULT_OOM;
 	up_read(&map->lock);
-	/* -EBUSY: the entry is there already, put by a racing fault. */
-	if (err && err != -EBUSY)
-		return vmf_error(err);
-	return VM_FAULT_NOPAGE;
+	return ret;
 }
 
 static const struct vm_operations_struct mheap_vm_ops = {
@@ -331,12 +488,16 @@ static unsigned long bits_set(const struct mheap_map *map,
  * What it costs is per command, not per page, wherever it can be: one zap of
  * the whole range (the kernel's mmu_gather flushes the TLB once, or once per
  * page table where dirty entries of these non-anonymous pages make
- * zap_pte_range() flush before it drops the page-table lock), then the
- * xarray's references in batches of MHEAP_DROP_BATCH: the entries of a batch
- * are erased with one xa_store_range() (a whole leaf node at a time where
- * the batch covers one, rather than entry by entry), and the pages go in one
- * release_pages(). Between batches the xarray lock is dropped and the CPU
- * may be given up, so a range of any size keeps latencies short.
+ * zap_pte_range() flush before it drops the page-table lock; a block's PMD
+ * is one entry), then the xarray's references in batches of
+ * MHEAP_DROP_BATCH entries: the entries of a batch are erased with one
+ * xa_store_range() (a whole leaf node at a time where the batch covers one,
+ * rather than entry by entry), the small pages go in one release_pages(),
+ * and a whole block's 512 references in one folio_put_refs(). Between
+ * batches the xarray lock is dropped and the CPU may be given up, so a
+ * range of any size keeps latencies short. Blocks cut by the range's ends
+ * have been split by split_ends() already: every whole-block entry met here
+ * lies wholly inside the range.
  */
 #define MHEAP_DROP_BATCH	XA_CHUNK_SIZE
 
@@ -346,8 +507,8 @@ static void drop_pages(struct mheap_map *map, struct vm_area_struct *vma,
 {
 	XA_STATE(xas, &map->pages, first);
 	unsigned long start, next = first, dropped = 0;
-	struct page *batch[MHEAP_DROP_BATCH], *page;
-	int nr;
+	struct page *batch[MHEAP_DROP_BATCH], *blocks[MHEAP_DROP_BATCH], *page;
+	int nr, nr_small, nr_blocks, i;
 
 	lockdep_assert_held_write(&map->lock);
 	start = first;
@@ -358,26 +519,71 @@ static void drop_pages(struct mheap_map *map, struct vm_area_struct *vma,
 
 	do {
 		/* Entries change only under the map lock, which is ours. */
-		nr = 0;
+		nr_small = 0;
+		nr_blocks = 0;
 		start = next;
 		xas_set(&xas, start);
 		rcu_read_lock();
 		xas_for_each(&xas, page, last - 1) {
-			batch[nr++] = page;
-			next = xas.xa_index + 1;
-			if (nr == ARRAY_SIZE(batch))
+			if (PageHead(page) &&
+			    xas_get_order(&xas) == MHEAP_BLOCK_ORDER) {
+				blocks[nr_blocks++] = page;
+				next = block_first(xas.xa_index) +
+				       MHEAP_BLOCK_PAGES;
+			} else {
+				batch[nr_small++] = page;
+				next = xas.xa_index + 1;
+			}
+			if (nr_small + nr_blocks == MHEAP_DROP_BATCH)
 				break;
 		}
 		rcu_read_unlock();
+		nr = nr_small + nr_blocks;
 		if (!nr)
 			break;
 		xa_store_range(&map->pages, start, next - 1, NULL, GFP_KERNEL);
 		/* Freed now unless a get_user_pages() pin still holds them. */
-		release_pages(batch, nr);
-		dropped += nr;
+		release_pages(batch, nr_small);
+		for (i = 0; i < nr_blocks; i++)
+			folio_put_refs(page_folio(blocks[i]),
+				       MHEAP_BLOCK_PAGES);
+		dropped += nr_small + nr_blocks * MHEAP_BLOCK_PAGES;
 		cond_resched();
-	} while (nr == ARRAY_SIZE(batch));
+	} while (nr == MHEAP_DROP_BATCH);
 	mheap_count(map->ctx, MHEAP_C_RESIDENT, -(s64)(dropped << PAGE_SHIFT));
+}
+
+/*
+ * If a range boundary at page offset idx cuts a whole block's entry, split
+ * the entry into one per page, each the head page and one reference, as
+ * before: nothing else changes, so this can come before the command does
+ * anything, and need not be undone if it then fails. The xarray nodes it
+ * needs are allocated first, which is the one way it can fail.
+ */
+static int split_block(struct mheap_map *map, unsigned long idx)
+{
+	XA_STATE(xas, &map->pages, block_first(idx));
+	struct page *head;
+
+	lockdep_assert_held_write(&map->lock);
+	if (idx == block_first(idx) || idx >= map->npages ||
+	    xa_get_order(&map->pages, idx) != MHEAP_BLOCK_ORDER)
+		return 0;
+	head = xa_load(&map->pages, idx);
+	xas_split_alloc(&xas, head, MHEAP_BLOCK_ORDER, GFP_KERNEL);
+	if (xas_error(&xas))
+		return xas_error(&xas);
+	xas_lock(&xas);
+	xas_split(&xas, head, MHEAP_BLOCK_ORDER);
+	xas_unlock(&xas);
+	return 0;
+}
+
+/* The blocks cut by the ends of [first, last), split (see split_block()). */
+static int split_ends(struct mheap_map *map, unsigned long first,
+		      unsigned long last)
+{
+	return split_block(map, first) ?: split_block(map, last);
 }
 
 static int range_quarantine(struct mheap_map *map, struct vm_area_struct *vma,
@@ -388,6 +594,9 @@ static int range_quarantine(struct mheap_map *map, struct vm_area_struct *vma,
 	long runs = -(long)run_starts(map, first, last);
 	int ret;
 
+	ret = split_ends(map, first, last);
+	if (ret)
+		return ret;
 	if (added) {
 		ret = mheap_quarantine_reserve(map->ctx,
 					       (u64)added << PAGE_SHIFT);
@@ -409,7 +618,11 @@ static int range_release(struct mheap_map *map, struct vm_area_struct *vma,
 {
 	unsigned long removed = bits_set(map, first, last);
 	long runs = -(long)run_starts(map, first, last);
+	int ret;
 
+	ret = split_ends(map, first, last);
+	if (ret)
+		return ret;
 	bitmap_clear(map->quarantine, first, last - first);
 	runs += run_starts(map, first, last);
 	map->nr_quarantined -= removed;
@@ -430,7 +643,8 @@ static int range_release(struct mheap_map *map, struct vm_area_struct *vma,
  * @nonblock:   fail with -EAGAIN rather than wait for a lock (io_uring)
  *
  * Return: 0, or -EINVAL (bad or foreign range), -EDQUOT (over a limit),
- * -EINTR (fatal signal), -EAGAIN (would block).
+ * -EINTR (fatal signal), -EAGAIN (would block), -ENOMEM (no memory to
+ * split a huge page's index entry at a range boundary).
  */
 int mheap_map_range(struct file *file, const struct mheap_range *r,
 		    bool quarantine, bool nonblock)
