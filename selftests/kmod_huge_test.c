@@ -1,0 +1,416 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * /dev/mheap's huge pages, as a kselftest.
+ *
+ * A block of a mapping (the 2 MiB one PMD maps, at a 2 MiB-aligned address)
+ * that is touched while it has no page and no quarantine is served by one
+ * compound page mapped with one PMD, so that a FAULT of a used-up chunk
+ * frees it a block at a time. Nothing else the ABI promises may change:
+ *  - a mapping of 2 MiB or more is 2 MiB-aligned;
+ *  - one touch makes the whole block resident and one page fault maps all
+ *    of it; MADV_NOHUGEPAGE, an unaligned tail and a block with quarantine
+ *    in it stay in small pages;
+ *  - FAULT and RELEASE of part of a block act on exactly their pages: the
+ *    neighbours keep their data and the counters count pages, and the block
+ *    is freed with its last page;
+ *  - write protection (mprotect, clear_refs) and a write afterwards keep
+ *    the block's data;
+ *  - threads touching a fresh block at once all get the one compound page;
+ *  - get_user_pages across blocks (process_vm_readv, vmsplice) sees the
+ *    data, and a page pinned by vmsplice keeps its contents after a FAULT
+ *    of its whole block;
+ *  - a child of fork() after MADV_DOFORK gets nothing of a huge block.
+ *
+ * Without the module every test reports SKIP.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <linux/mheap.h>
+
+#include "kselftest_harness.h"
+#include "mheap_test.h"
+#include "kmod_util.h"
+
+#define BLOCK		(2u << 20)
+#define NBLOCKS		2
+
+/* Bytes the module holds for this descriptor. */
+static long long resident(int fd)
+{
+	struct mheap_stats st;
+
+	return kstats(fd, &st) ? -1 : (long long)st.self.resident_bytes;
+}
+
+/* Page faults this thread has taken so far. */
+static long minor_faults(void)
+{
+	struct rusage ru;
+
+	return getrusage(RUSAGE_THREAD, &ru) ? -1 : ru.ru_minflt;
+}
+
+/* Byte i of a block filled by fill(). */
+static char pattern(size_t i)
+{
+	return (char)(i / page * 3 + 1);
+}
+
+static void fill(char *p, size_t len)
+{
+	for (size_t i = 0; i < len; i += page)
+		memset(p + i, pattern(i), page);
+}
+
+/* The first page in [off, len) that does not hold fill()'s pattern, or len. */
+static size_t first_changed(const char *p, size_t off, size_t len)
+{
+	for (; off < len; off += page)
+		for (size_t i = 0; i < page; i++)
+			if (p[off + i] != pattern(off))
+				return off;
+	return len;
+}
+
+/* ------------------------------------------------------------ fixture */
+
+FIXTURE(block) {
+	int fd;
+	char *mem;
+	size_t len;
+	struct gauges before;
+};
+
+FIXTURE_SETUP(block)
+{
+	self->fd = -1;
+	self->mem = NULL;
+	if (!device_present())
+		SKIP_SETUP(NO_DEVICE);
+	probes_install();
+	gauges_read(&self->before);
+	self->len = NBLOCKS * BLOCK;
+	self->fd = dev_open();
+	ASSERT_LE(0, self->fd) TH_LOG("open: %s", strerror(errno));
+	self->mem = dev_map(self->fd, self->len);
+	ASSERT_NE(NULL, self->mem) TH_LOG("mmap: %s", strerror(errno));
+}
+
+FIXTURE_TEARDOWN(block)
+{
+	struct gauges after;
+
+	if (self->mem)
+		munmap(self->mem, self->len);
+	if (self->fd >= 0)
+		close(self->fd);
+	gauges_read(&after);
+	EXPECT_GAUGES_EQ(self->before, after);
+}
+
+/* ------------------------------------------------------------ mapping */
+
+TEST_F(block, a_mapping_of_2_mib_or_more_is_2_mib_aligned)
+{
+	char *more = dev_map(self->fd, BLOCK + page);
+
+	EXPECT_EQ(0, (uintptr_t)self->mem % BLOCK);
+	ASSERT_NE(NULL, more);
+	EXPECT_EQ(0, (uintptr_t)more % BLOCK);
+	munmap(more, BLOCK + page);
+}
+
+TEST_F(block, one_touch_makes_the_whole_block_resident)
+{
+	ASSERT_EQ(0, try_write(self->mem + 5 * page, 1));
+	EXPECT_EQ(BLOCK, resident(self->fd));
+	/* The other block has nothing yet. */
+	ASSERT_EQ(0, try_write(self->mem + BLOCK, 1));
+	EXPECT_EQ(2 * BLOCK, resident(self->fd));
+	EXPECT_EQ(1, self->mem[5 * page]);
+	EXPECT_EQ(0, self->mem[6 * page]);
+	EXPECT_EQ(0, self->mem[BLOCK - 1]);
+}
+
+TEST_F(block, one_page_fault_maps_the_whole_block)
+{
+	long before;
+
+	/* Warm up everything the loop below touches but the block. */
+	before = minor_faults();
+	before = minor_faults();
+	for (size_t i = 0; i < BLOCK; i += page)
+		self->mem[i] = 1;
+	EXPECT_EQ(1, minor_faults() - before);
+}
+
+TEST_F(block, madv_nohugepage_keeps_the_mapping_in_small_pages)
+{
+	long before;
+
+	ASSERT_EQ(0, madvise(self->mem, self->len, MADV_NOHUGEPAGE));
+	ASSERT_EQ(0, try_write(self->mem, 1));
+	EXPECT_EQ(page, resident(self->fd));
+	before = minor_faults();
+	before = minor_faults();
+	for (size_t i = page; i < BLOCK; i += page)
+		self->mem[i] = 1;
+	EXPECT_EQ(BLOCK / page - 1, minor_faults() - before);
+}
+
+TEST_F(block, a_block_the_mapping_ends_inside_of_has_small_pages)
+{
+	size_t len = BLOCK + 4 * page;
+	char *m = dev_map(self->fd, len);
+
+	ASSERT_NE(NULL, m);
+	ASSERT_EQ(0, try_write(m + BLOCK + page, 1));
+	EXPECT_EQ(page, resident(self->fd));
+	munmap(m, len);
+}
+
+TEST_F(block, a_block_with_quarantine_in_it_has_small_pages)
+{
+	ASSERT_EQ(0, kfault(self->fd, self->mem + 7 * page, page));
+	ASSERT_EQ(0, try_write(self->mem, 1));
+	EXPECT_EQ(page, resident(self->fd));
+	EXPECT_EQ(SIGSEGV, try_read(self->mem + 7 * page, NULL));
+}
+
+/* ------------------------------------------------------------ FAULT, RELEASE */
+
+TEST_F(block, fault_of_part_of_a_block_faults_exactly_that_range)
+{
+	char *m = self->mem;
+
+	fill(m, self->len);
+	ASSERT_EQ(0, kfault(self->fd, m + 100 * page, 10 * page));
+	EXPECT_EQ(self->len - 10 * page, resident(self->fd));
+	EXPECT_EQ(SIGSEGV, try_read(m + 100 * page, NULL));
+	EXPECT_EQ(SIGSEGV, try_read(m + 109 * page + page - 1, NULL));
+	/* The neighbours and the rest of both blocks kept their data. */
+	EXPECT_EQ(100 * page, first_changed(m, 0, 100 * page));
+	EXPECT_EQ(self->len, first_changed(m, 110 * page, self->len));
+	/* Released, the range is zero-fill; still nothing else changed. */
+	ASSERT_EQ(0, krelease(self->fd, m + 100 * page, 10 * page));
+	for (size_t i = 100 * page; i < 110 * page; i++) {
+		ASSERT_EQ(0, m[i]) TH_LOG("byte %zu", i);
+	}
+	EXPECT_EQ(100 * page, first_changed(m, 0, self->len));
+	EXPECT_EQ(self->len, first_changed(m, 110 * page, self->len));
+	EXPECT_EQ(self->len, resident(self->fd));
+}
+
+TEST_F(block, release_of_part_of_a_block_zeroes_exactly_that_range)
+{
+	char *m = self->mem;
+
+	fill(m, BLOCK);
+	ASSERT_EQ(0, krelease(self->fd, m + BLOCK - 2 * page, page));
+	EXPECT_EQ(BLOCK - page, resident(self->fd));
+	EXPECT_EQ(BLOCK - 2 * page, first_changed(m, 0, BLOCK));
+	for (size_t i = BLOCK - 2 * page; i < BLOCK - page; i++) {
+		ASSERT_EQ(0, m[i]) TH_LOG("byte %zu", i);
+	}
+	EXPECT_EQ(BLOCK, first_changed(m, BLOCK - page, BLOCK));
+}
+
+TEST_F(block, a_range_across_two_blocks_cuts_both_exactly)
+{
+	char *m = self->mem;
+
+	fill(m, self->len);
+	ASSERT_EQ(0, kfault(self->fd, m + BLOCK - 3 * page, 5 * page));
+	EXPECT_EQ(self->len - 5 * page, resident(self->fd));
+	EXPECT_EQ(BLOCK - 3 * page, first_changed(m, 0, BLOCK - 3 * page));
+	EXPECT_EQ(SIGSEGV, try_read(m + BLOCK - 3 * page, NULL));
+	EXPECT_EQ(SIGSEGV, try_read(m + BLOCK + page, NULL));
+	EXPECT_EQ(self->len, first_changed(m, BLOCK + 2 * page, self->len));
+}
+
+TEST_F(block, a_cut_block_goes_with_its_last_page)
+{
+	char *m = self->mem;
+
+	fill(m, BLOCK);
+	ASSERT_EQ(0, kfault(self->fd, m, page));
+	ASSERT_EQ(0, kfault(self->fd, m + 2 * page, BLOCK - 2 * page));
+	EXPECT_EQ(page, resident(self->fd));
+	EXPECT_EQ(pattern(page), m[page]);
+	ASSERT_EQ(0, kfault(self->fd, m + page, page));
+	EXPECT_EQ(0, resident(self->fd));
+	/* Released as a whole, the block is one compound page again. */
+	ASSERT_EQ(0, krelease(self->fd, m, BLOCK));
+	ASSERT_EQ(0, try_write(m + 9 * page, 1));
+	EXPECT_EQ(BLOCK, resident(self->fd));
+	EXPECT_EQ(0, m[0]);
+}
+
+TEST_F(block, fault_of_whole_blocks_frees_them)
+{
+	fill(self->mem, self->len);
+	ASSERT_EQ(0, kfault(self->fd, self->mem, self->len));
+	EXPECT_EQ(0, resident(self->fd));
+	EXPECT_EQ(SIGSEGV, try_read(self->mem + BLOCK + 3, NULL));
+	ASSERT_EQ(0, krelease(self->fd, self->mem, self->len));
+	EXPECT_EQ(0, self->mem[BLOCK + 3]);
+	EXPECT_EQ(BLOCK, resident(self->fd));
+}
+
+/* ------------------------------------------------------------ write protection */
+
+TEST_F(block, mprotect_read_only_and_back_keeps_a_huge_block)
+{
+	fill(self->mem, BLOCK);
+	ASSERT_EQ(0, mprotect(self->mem, self->len, PROT_READ));
+	EXPECT_EQ(SIGSEGV, try_write(self->mem + 3 * page, 1));
+	EXPECT_EQ(BLOCK, first_changed(self->mem, 0, BLOCK));
+	ASSERT_EQ(0, mprotect(self->mem, self->len, PROT_READ | PROT_WRITE));
+	ASSERT_EQ(0, try_write(self->mem + 3 * page, 'W'));
+	EXPECT_EQ('W', self->mem[3 * page]);
+	EXPECT_EQ(BLOCK, resident(self->fd));
+}
+
+/* Clearing the soft-dirty bits write-protects every page-table entry. */
+TEST_F(block, a_block_write_protected_by_clear_refs_is_written_again)
+{
+	int fd;
+
+	fill(self->mem, BLOCK);
+	fd = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		SKIP(return, "no /proc/self/clear_refs: %s", strerror(errno));
+	ASSERT_EQ(1, write(fd, "4", 1));
+	close(fd);
+	ASSERT_EQ(0, try_write(self->mem + 3 * page, 'W'));
+	EXPECT_EQ('W', self->mem[3 * page]);
+	EXPECT_EQ(pattern(4 * page), self->mem[4 * page]);
+	EXPECT_EQ(BLOCK, resident(self->fd));
+}
+
+/* ------------------------------------------------------------ threads */
+
+#define TOUCHERS 4
+
+static struct {
+	char *mem;
+	pthread_barrier_t go;
+} touch_arg;
+
+static void *toucher(void *arg)
+{
+	size_t i = (uintptr_t)arg;
+	char *p = touch_arg.mem + i * (BLOCK / TOUCHERS) + i * page;
+
+	pthread_barrier_wait(&touch_arg.go);
+	*p = (char)(i + 1);
+	return NULL;
+}
+
+TEST_F(block, threads_touching_a_fresh_block_share_one_compound_page)
+{
+	pthread_t t[TOUCHERS];
+
+	touch_arg.mem = self->mem;
+	ASSERT_EQ(0, pthread_barrier_init(&touch_arg.go, NULL, TOUCHERS));
+	for (uintptr_t i = 0; i < TOUCHERS; i++)
+		ASSERT_EQ(0, pthread_create(&t[i], NULL, toucher, (void *)i));
+	for (int i = 0; i < TOUCHERS; i++)
+		pthread_join(t[i], NULL);
+	pthread_barrier_destroy(&touch_arg.go);
+	EXPECT_EQ(BLOCK, resident(self->fd));
+	for (size_t i = 0; i < TOUCHERS; i++)
+		EXPECT_EQ((char)(i + 1),
+			  self->mem[i * (BLOCK / TOUCHERS) + i * page]);
+}
+
+/* ------------------------------------------------------------ get_user_pages */
+
+TEST_F(block, process_vm_readv_reads_across_blocks)
+{
+	size_t off = BLOCK - 3 * page, len = 6 * page;
+	char *buf = malloc(len);
+	struct iovec local = { buf, len }, remote = { self->mem + off, len };
+
+	ASSERT_NE(NULL, buf);
+	fill(self->mem, self->len);
+	EXPECT_EQ((ssize_t)len, process_vm_readv(getpid(), &local, 1, &remote, 1, 0));
+	for (size_t i = 0; i < len; i++) {
+		ASSERT_EQ(pattern(off + i), buf[i]) TH_LOG("byte %zu", i);
+	}
+	/* And across a block that a FAULT cut. */
+	ASSERT_EQ(0, kfault(self->fd, self->mem + BLOCK + 4 * page, page));
+	memset(buf, 0, len);
+	EXPECT_EQ((ssize_t)len, process_vm_readv(getpid(), &local, 1, &remote, 1, 0));
+	for (size_t i = 0; i < len; i++) {
+		ASSERT_EQ(pattern(off + i), buf[i]) TH_LOG("byte %zu", i);
+	}
+	free(buf);
+}
+
+TEST_F(block, a_page_pinned_by_vmsplice_outlives_fault_of_its_block)
+{
+	struct iovec iov = { self->mem + 33 * page, page };
+	char *buf = malloc(page);
+	int pfds[2];
+
+	ASSERT_NE(NULL, buf);
+	ASSERT_EQ(0, pipe(pfds));
+	fill(self->mem, BLOCK);
+	ASSERT_EQ((ssize_t)page, vmsplice(pfds[1], &iov, 1, 0));
+	ASSERT_EQ(0, kfault(self->fd, self->mem, BLOCK));
+	EXPECT_EQ(0, resident(self->fd));
+	/* New memory comes and gets written; the pipe's page is not in it. */
+	ASSERT_EQ(0, krelease(self->fd, self->mem, BLOCK));
+	memset(self->mem, 'B', BLOCK);
+	ASSERT_EQ((ssize_t)page, read(pfds[0], buf, page));
+	for (size_t i = 0; i < page; i++) {
+		ASSERT_EQ(pattern(33 * page), buf[i]) TH_LOG("byte %zu", i);
+	}
+	close(pfds[0]);
+	close(pfds[1]);
+	free(buf);
+}
+
+/* ------------------------------------------------------------ fork */
+
+static char *dofork_mem;
+
+static void child_touches_dofork_block(void *arg)
+{
+	(void)arg;
+	probes_install();
+	/* Dead in the child: no page of the parent's block, no new one. */
+	if (try_read(dofork_mem + 17 * page, NULL) != SIGBUS)
+		_exit(11);
+	if (try_write(dofork_mem + BLOCK, 1) != SIGBUS)
+		_exit(12);
+	_exit(0);
+}
+
+TEST_F(block, a_child_after_madv_dofork_gets_nothing_of_a_huge_block)
+{
+	struct child_result r;
+
+	fill(self->mem, self->len);
+	ASSERT_EQ(0, madvise(self->mem, self->len, MADV_DOFORK));
+	dofork_mem = self->mem;
+	run_child(child_touches_dofork_block, NULL, &r);
+	EXPECT_TRUE(WIFEXITED(r.status)) TH_LOG("status %#x", r.status);
+	EXPECT_EQ(0, WEXITSTATUS(r.status));
+	EXPECT_EQ(self->len, first_changed(self->mem, 0, self->len));
+}
+
+TEST_HARNESS_MAIN
