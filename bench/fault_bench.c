@@ -11,7 +11,9 @@
  *   mprotect    anonymous memory, mprotect(PROT_NONE) + MADV_DONTNEED, then
  *               mprotect(PROT_READ | PROT_WRITE): the library's fallback,
  *               in transparent huge pages where the system default gives
- *               them (as the library's big arena chunks are)
+ *               them (as the library's big arena chunks are); every chunk
+ *               is mapped 2 MiB-aligned, as the library's and the module's
+ *               are, so that it is whole huge pages wherever it lands
  *   mprotect-4k the same advised MADV_NOHUGEPAGE: small pages, as the module
  *               always has, so the per-page costs compare
  *   none        anonymous memory left as it is (the cost of not faulting)
@@ -115,13 +117,31 @@ static double minimum(const double *v, int n)
 
 /* ------------------------------------------------------------ backends */
 
+#define HUGE_ALIGN (2u << 20)
+
+/* Anonymous memory at a HUGE_ALIGN-aligned address: map more, trim. */
+static void *map_anon_aligned(size_t len)
+{
+	char *p = mmap(NULL, len + HUGE_ALIGN, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	size_t head;
+
+	if (p == MAP_FAILED)
+		return p;
+	head = -(uintptr_t)p & (HUGE_ALIGN - 1);
+	if (head)
+		munmap(p, head);
+	munmap(p + head + len, HUGE_ALIGN - head);
+	return p + head;
+}
+
 static char *map_chunks(enum backend b, size_t len)
 {
 	void *p;
 
+	/* The module aligns its own mappings of 2 MiB and more. */
 	if (b != KMOD_IOCTL && b != KMOD_URING)
-		p = mmap(NULL, len, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		p = map_anon_aligned(len);
 	else
 		p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, dev, 0);
 	if (p == MAP_FAILED)
