@@ -13,8 +13,8 @@
  *  - FAULT and RELEASE of part of a block act on exactly their pages: the
  *    neighbours keep their data and the counters count pages, and the block
  *    is freed with its last page;
- *  - write protection (mprotect, clear_refs) and a write afterwards keep
- *    the block's data;
+ *  - write protection (mprotect, clear_refs) and a write afterwards, every
+ *    madvise() advice and a refused mremap() keep the block's data;
  *  - threads touching a fresh block at once all get the one compound page;
  *  - get_user_pages across blocks (process_vm_readv, vmsplice) sees the
  *    data, and a page pinned by vmsplice keeps its contents after a FAULT
@@ -298,6 +298,61 @@ TEST_F(block, a_block_write_protected_by_clear_refs_is_written_again)
 	EXPECT_EQ('W', self->mem[3 * page]);
 	EXPECT_EQ(pattern(4 * page), self->mem[4 * page]);
 	EXPECT_EQ(BLOCK, resident(self->fd));
+}
+
+/*
+ * Every madvise() advice up to MADV_COLLAPSE (25; the unknown ones fail),
+ * on a PMD-mapped block and on a cut one whose pages are mapped one by one:
+ * MADV_PAGEOUT and MADV_COLD try to split the compound page, which the
+ * kernel refuses for a page that is in no file's page cache.
+ */
+TEST_F(block, madvise_of_every_kind_leaves_whole_and_cut_blocks_working)
+{
+	char *m = self->mem, *q = m + BLOCK + 16 * page;
+
+	fill(m, self->len);
+	ASSERT_EQ(0, kfault(self->fd, q, 4 * page));
+	ASSERT_EQ(16 * page, first_changed(m + BLOCK, 0, 16 * page));
+	for (int advice = 0; advice <= 25; advice++) {
+		int whole = madvise(m, self->len, advice) ? errno : 0;
+		int part = madvise(m + BLOCK, 3 * page, advice) ? errno : 0;
+
+		TH_LOG("madvise %d: whole %s, three pages %s", advice,
+		       strerror(whole), strerror(part));
+	}
+	EXPECT_EQ(BLOCK + 16 * page, first_changed(m, 0, BLOCK + 16 * page));
+	EXPECT_EQ(SIGSEGV, try_read(q, NULL));
+	EXPECT_EQ(self->len, first_changed(m, BLOCK + 20 * page, self->len));
+	EXPECT_EQ(self->len - 4 * page, resident(self->fd));
+}
+
+/*
+ * mremap() moves the page tables, huge PMDs whole where source and target
+ * are both aligned and split (cleared) where not, before the module refuses
+ * the move and they are moved back.
+ */
+TEST_F(block, a_refused_mremap_leaves_the_blocks_and_their_data)
+{
+	size_t span = self->len + BLOCK;
+	char *p = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *aligned;
+
+	ASSERT_NE(MAP_FAILED, p);
+	aligned = p + (-(uintptr_t)p & (BLOCK - 1));
+	fill(self->mem, self->len);
+	errno = 0;
+	EXPECT_EQ(MAP_FAILED, mremap(self->mem, self->len, self->len,
+				     MREMAP_MAYMOVE | MREMAP_FIXED, aligned));
+	EXPECT_EQ(EINVAL, errno);
+	errno = 0;
+	EXPECT_EQ(MAP_FAILED, mremap(self->mem, self->len, self->len,
+				     MREMAP_MAYMOVE | MREMAP_FIXED, aligned + page));
+	EXPECT_EQ(EINVAL, errno);
+	munmap(p, span);
+	EXPECT_EQ(self->len, first_changed(self->mem, 0, self->len));
+	EXPECT_EQ(self->len, resident(self->fd));
+	ASSERT_EQ(0, kfault(self->fd, self->mem, self->len));
+	EXPECT_EQ(0, resident(self->fd));
 }
 
 /* ------------------------------------------------------------ threads */
