@@ -33,18 +33,23 @@
  * Huge pages. A used-up arena chunk is freed as fast as the kernel frees
  * anonymous memory in transparent huge pages only if it is mapped and freed
  * the same way, a PMD at a time: zapping 512 page-table entries and freeing
- * 512 pages costs many times more. So where a block (the pages one PMD maps,
- * 2 MiB on x86-64, at a 2 MiB-aligned address: mmap() aligns the mappings
- * of 2 MiB or more with thp_get_unmapped_area()) is touched while it has no
- * page and no quarantine, the fault handler allocates one compound page of
+ * 512 pages costs many times more. So in a mapping advised MADV_HUGEPAGE,
+ * where a block (the pages one PMD maps, 2 MiB on x86-64, at a 2 MiB-aligned
+ * address: mmap() aligns the mappings of 2 MiB or more with
+ * thp_get_unmapped_area()) is touched while it has no page and no
+ * quarantine, the fault handler allocates one compound page of
  * the block's size (zeroed, accounted, without reclaim: if none is free
  * right away, small pages serve the block) and maps it with one PMD,
  * vmf_insert_pfn_pmd(). In the xarray it is one multi-index entry (order
  * HPAGE_PMD_ORDER, the head page) holding one page reference per page of the
  * block, so the reference counts add up as for small pages: a FAULT of the
  * whole block zaps one PMD, erases one entry and drops its 512 references
- * with one folio_put_refs(). MADV_NOHUGEPAGE and PR_SET_THP_DISABLE keep a
- * mapping in small pages.
+ * with one folio_put_refs(). Huge pages are asked for, not given by
+ * default, as in the "madvise" mode of transparent huge pages: a 2 MiB page
+ * for every block that a small arena touches would make a thousand small
+ * arenas cost gigabytes (the library keeps small arenas in small pages, see
+ * userlib/arena.c). MADV_NOHUGEPAGE undoes the advice for blocks touched
+ * afterwards; PR_SET_THP_DISABLE overrides it.
  *
  * The fault handler installs the PMD itself, from ->fault: neither kernel
  * calls ->huge_fault for a VM_MIXEDMAP mapping (6.1 only ever for DAX), and
@@ -266,7 +271,8 @@ static pgoff_t block_first(pgoff_t idx)
 /*
  * Whether the block that starts at page offset first may get a compound
  * page: it lies wholly in the mapping at a PMD-aligned address, the mapping
- * takes huge pages, and the block has no page and no quarantine.
+ * asked for huge pages (MADV_HUGEPAGE) and its process did not refuse them,
+ * and the block has no page and no quarantine.
  */
 static bool block_may_be_huge(struct vm_area_struct *vma,
 			      struct mheap_map *map, pgoff_t first)
@@ -276,7 +282,7 @@ static bool block_may_be_huge(struct vm_area_struct *vma,
 
 	lockdep_assert_held(&map->lock);
 	return IS_ALIGNED(vma->vm_start, PMD_SIZE) && end <= map->npages &&
-	       !(vma->vm_flags & VM_NOHUGEPAGE) &&
+	       (vma->vm_flags & VM_HUGEPAGE) &&
 	       !test_bit(MMF_DISABLE_THP, &vma->vm_mm->flags) &&
 	       find_next_bit(map->quarantine, end, first) >= end &&
 	       !xa_find(&map->pages, &i, end - 1, XA_PRESENT);
