@@ -4,7 +4,9 @@
  * fault backend, and how many quarantined ranges each backend holds before
  * it fails.
  *
- *   kmod-ioctl  /dev/mheap, MHEAP_IOC_FAULT / MHEAP_IOC_RELEASE
+ *   kmod-ioctl  /dev/mheap, MHEAP_IOC_FAULT / MHEAP_IOC_RELEASE, the
+ *               mapping advised MADV_HUGEPAGE (2 MiB pages, as a big
+ *               arena's chunks take them)
  *   kmod-uring  /dev/mheap, the same as IORING_OP_URING_CMD (liburing)
  *   guard       anonymous memory, MADV_GUARD_INSTALL, then MADV_GUARD_REMOVE
  *               (Linux 6.13+; skipped=unsupported elsewhere)
@@ -148,6 +150,8 @@ static char *map_chunks(enum backend b, size_t len)
 		die("mmap");
 	if (b == MPROTECT_4K && madvise(p, len, MADV_NOHUGEPAGE))
 		die("madvise(MADV_NOHUGEPAGE)");
+	if ((b == KMOD_IOCTL || b == KMOD_URING) && madvise(p, len, MADV_HUGEPAGE))
+		die("madvise(MADV_HUGEPAGE)");
 	return p;
 }
 

@@ -2,14 +2,16 @@
 /*
  * /dev/mheap's huge pages, as a kselftest.
  *
- * A block of a mapping (the 2 MiB one PMD maps, at a 2 MiB-aligned address)
- * that is touched while it has no page and no quarantine is served by one
- * compound page mapped with one PMD, so that a FAULT of a used-up chunk
- * frees it a block at a time. Nothing else the ABI promises may change:
+ * A block of a mapping advised MADV_HUGEPAGE (the 2 MiB one PMD maps, at a
+ * 2 MiB-aligned address) that is touched while it has no page and no
+ * quarantine is served by one compound page mapped with one PMD, so that a
+ * FAULT of a used-up chunk frees it a block at a time. Nothing else the ABI
+ * promises may change:
  *  - a mapping of 2 MiB or more is 2 MiB-aligned;
  *  - one touch makes the whole block resident and one page fault maps all
- *    of it; MADV_NOHUGEPAGE, an unaligned tail and a block with quarantine
- *    in it stay in small pages;
+ *    of it; a mapping without the advice, or with MADV_NOHUGEPAGE after
+ *    it, an unaligned tail and a block with quarantine in it stay in small
+ *    pages;
  *  - FAULT and RELEASE of part of a block act on exactly their pages: the
  *    neighbours keep their data and the counters count pages, and the block
  *    is freed with its last page;
@@ -106,6 +108,7 @@ FIXTURE_SETUP(block)
 	ASSERT_LE(0, self->fd) TH_LOG("open: %s", strerror(errno));
 	self->mem = dev_map(self->fd, self->len);
 	ASSERT_NE(NULL, self->mem) TH_LOG("mmap: %s", strerror(errno));
+	ASSERT_EQ(0, madvise(self->mem, self->len, MADV_HUGEPAGE));
 }
 
 FIXTURE_TEARDOWN(block)
@@ -156,18 +159,27 @@ TEST_F(block, one_page_fault_maps_the_whole_block)
 	EXPECT_EQ(1, minor_faults() - before);
 }
 
-TEST_F(block, madv_nohugepage_keeps_the_mapping_in_small_pages)
+TEST_F(block, a_mapping_without_madv_hugepage_has_small_pages)
 {
+	char *m = dev_map(self->fd, BLOCK);
 	long before;
 
-	ASSERT_EQ(0, madvise(self->mem, self->len, MADV_NOHUGEPAGE));
-	ASSERT_EQ(0, try_write(self->mem, 1));
+	ASSERT_NE(NULL, m);
+	ASSERT_EQ(0, try_write(m, 1));
 	EXPECT_EQ(page, resident(self->fd));
 	before = minor_faults();
 	before = minor_faults();
 	for (size_t i = page; i < BLOCK; i += page)
-		self->mem[i] = 1;
+		m[i] = 1;
 	EXPECT_EQ(BLOCK / page - 1, minor_faults() - before);
+	munmap(m, BLOCK);
+}
+
+TEST_F(block, madv_nohugepage_takes_the_advice_back)
+{
+	ASSERT_EQ(0, madvise(self->mem, self->len, MADV_NOHUGEPAGE));
+	ASSERT_EQ(0, try_write(self->mem, 1));
+	EXPECT_EQ(page, resident(self->fd));
 }
 
 TEST_F(block, a_block_the_mapping_ends_inside_of_has_small_pages)
@@ -176,6 +188,7 @@ TEST_F(block, a_block_the_mapping_ends_inside_of_has_small_pages)
 	char *m = dev_map(self->fd, len);
 
 	ASSERT_NE(NULL, m);
+	ASSERT_EQ(0, madvise(m, len, MADV_HUGEPAGE));
 	ASSERT_EQ(0, try_write(m + BLOCK + page, 1));
 	EXPECT_EQ(page, resident(self->fd));
 	munmap(m, len);
