@@ -61,6 +61,12 @@
  *    mlock() populate the range and so fail on quarantine (EFAULT, ENOMEM);
  *    mlock() locks nothing, as for any VM_MIXEDMAP mapping. msync() has
  *    nothing to write back and succeeds.
+ *  - mmap() places a mapping of 2 MiB or more at a 2 MiB-aligned address.
+ *    Advised MADV_HUGEPAGE (the whole mapping), it gets huge pages: a
+ *    2 MiB-aligned block touched while it holds no page and no quarantine
+ *    is one 2 MiB page, which a FAULT or RELEASE of the whole block frees
+ *    at once. Ranges keep their page granularity either way. Without the
+ *    advice, or after MADV_NOHUGEPAGE, pages are the kernel's page size.
  *
  * Rules that every command follows, so the ABI can grow without breaking:
  *  - arguments are fixed-size structs of __u32/__u64 fields, laid out so that
