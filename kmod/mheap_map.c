@@ -37,9 +37,9 @@
  * where a block (the pages one PMD maps, 2 MiB on x86-64, at a 2 MiB-aligned
  * address: mmap() aligns the mappings of 2 MiB or more with
  * thp_get_unmapped_area()) is touched while it has no page and no
- * quarantine, the fault handler allocates one compound page of
- * the block's size (zeroed, accounted, without reclaim: if none is free
- * right away, small pages serve the block) and maps it with one PMD,
+ * quarantine, the fault handler allocates one compound page of the block's
+ * size (zeroed, accounted, without reclaim: if none is free right away,
+ * small pages serve the block) and maps it with one PMD,
  * vmf_insert_pfn_pmd(). In the xarray it is one multi-index entry (order
  * HPAGE_PMD_ORDER, the head page) holding one page reference per page of the
  * block, so the reference counts add up as for small pages: a FAULT of the
@@ -83,7 +83,10 @@
  * is not a huge PMD (a page table left from earlier use of the block means
  * page by page again, a PMD installed meanwhile means retry), and a block
  * changes from one entry to many only under the map lock held for writing,
- * after which no PMD is installed for it any more.
+ * after which no PMD is installed for it any more. (One installed before
+ * may stay, if the FAULT that split the block then failed with EDQUOT: it
+ * maps pages that are all still live, and the zap that drops any of them
+ * clears it.)
  *
  * Locking. mheap_map::lock is a rw_semaphore taken inside mmap_lock. Page
  * faults take it for reading, so they run in parallel and install pages

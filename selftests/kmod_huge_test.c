@@ -13,8 +13,8 @@
  *    it, an unaligned tail and a block with quarantine in it stay in small
  *    pages;
  *  - FAULT and RELEASE of part of a block act on exactly their pages: the
- *    neighbours keep their data and the counters count pages, and the block
- *    is freed with its last page;
+ *    neighbours keep their data and the counters count pages, a FAULT over
+ *    the limit changes nothing, and the block is freed with its last page;
  *  - write protection (mprotect, clear_refs) and a write afterwards, every
  *    madvise() advice and a refused mremap() keep the block's data;
  *  - threads touching a fresh block at once all get the one compound page;
@@ -269,6 +269,23 @@ TEST_F(block, a_cut_block_goes_with_its_last_page)
 	ASSERT_EQ(0, try_write(m + 9 * page, 1));
 	EXPECT_EQ(BLOCK, resident(self->fd));
 	EXPECT_EQ(0, m[0]);
+}
+
+/* The block is cut before the limit is checked; the cut alone changes nothing. */
+TEST_F(block, a_fault_over_the_limit_leaves_a_cut_block_as_it_was)
+{
+	char *m = self->mem;
+
+	fill(m, BLOCK);
+	ASSERT_EQ(0, klimit(self->fd, page, 0));
+	EXPECT_EQ(EDQUOT, kfault(self->fd, m + 7 * page, 2 * page));
+	EXPECT_EQ(BLOCK, resident(self->fd));
+	EXPECT_EQ(BLOCK, first_changed(m, 0, BLOCK));
+	ASSERT_EQ(0, kfault(self->fd, m + 7 * page, page));
+	EXPECT_EQ(SIGSEGV, try_read(m + 7 * page, NULL));
+	EXPECT_EQ(7 * page, first_changed(m, 0, 7 * page));
+	EXPECT_EQ(BLOCK, first_changed(m, 8 * page, BLOCK));
+	EXPECT_EQ(BLOCK - page, resident(self->fd));
 }
 
 TEST_F(block, fault_of_whole_blocks_frees_them)
