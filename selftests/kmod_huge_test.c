@@ -138,8 +138,8 @@ TEST_F(block, a_mapping_of_2_mib_or_more_is_2_mib_aligned)
 TEST_F(block, one_touch_makes_the_whole_block_resident)
 {
 	ASSERT_EQ(0, try_write(self->mem + 5 * page, 1));
+	/* That block, and nothing of the other one until it is touched. */
 	EXPECT_EQ(BLOCK, resident(self->fd));
-	/* The other block has nothing yet. */
 	ASSERT_EQ(0, try_write(self->mem + BLOCK, 1));
 	EXPECT_EQ(2 * BLOCK, resident(self->fd));
 	EXPECT_EQ(1, self->mem[5 * page]);
