@@ -46,7 +46,7 @@ BPO_SOURCES := /etc/apt/sources.list.d/debian-backports.sources
 DEB_PACKAGES := build-essential linux-headers-amd64 linux-image-amd64 \
 	linux-headers-$(BPO_KVER) linux-image-$(BPO_KVER) \
 	linux-source-6.1 qemu-system-x86 busybox-static cpio liburing-dev \
-	libjemalloc-dev libgoogle-perftools-dev libmimalloc-dev gnuplot-nox \
+	libjemalloc-dev libgoogle-perftools-dev libmimalloc-dev libclang-rt-14-dev gnuplot-nox \
 	pkgconf
 
 KSRC_FILES := tools/testing/selftests/kselftest.h \

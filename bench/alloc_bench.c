@@ -29,6 +29,25 @@
  *   memory    allocate `mib` MiB of objects, log-uniform sizes in [min,max],
  *             every byte written; free a random half, then the rest; report
  *             RSS at each point and again `settle_ms` after the last free.
+ *   bigchurn  `slots` live blocks of [min,max] bytes (5-25 MiB); each of
+ *             `ops` steps replaces a random one with a new block of random
+ *             size, written in full (C++ make_unique<char[]>(n)), 1 thread.
+ *   localchurn per thread: `slots` live blocks whose sizes follow an
+ *             inverse-square distribution on [min,max] (most tiny, a few
+ *             large), each step replacing a random one (written in full);
+ *             `ops` steps per thread, no frees cross threads.
+ *   server    Larson's server shape: per thread an array of `slots` blocks
+ *             of [min,max] bytes; `iters` rounds of `ops` replacements of
+ *             random slots, after each of which the threads hand their
+ *             arrays on to the next thread, so the old blocks it frees were
+ *             mostly allocated by another (remote frees).
+ *   peakfree  two threads: thread 0 builds a peak of `mib` MiB in blocks of
+ *             `size` bytes (written), frees it and waits `settle_ms`, again
+ *             and again until thread 1 is done; thread 1 makes `ops`
+ *             allocations of [min,max] bytes (large objects: each takes
+ *             the heap lock), freed in FIFO order through a ring of `ring`.
+ *             Thread 1's time and its slowest operation (max_op_us) show
+ *             how long the scavenger's releases of thread 0's peak hold it.
  *
  * Output: one line of key=value pairs starting with "workload=".
  * ops counts allocation calls (malloc or realloc); each is paired with a free.
@@ -87,6 +106,8 @@ struct cfg {
 	uint64_t seed;
 };
 
+static atomic_bool peakfree_done;
+
 struct targ {
 	int id;
 	const struct cfg *cfg;
@@ -101,6 +122,7 @@ struct targ {
 	void **ptrs;
 	void *shared;
 	long rss_half_kb;
+	double max_op;		/* peakfree: thread 1's slowest operation, seconds */
 };
 
 static pthread_barrier_t start_bar;
@@ -601,12 +623,187 @@ static void *w_memory(void *arg)
 	return NULL;
 }
 
+/* -------------------------------------------------------------- bigchurn */
+
+static void *w_bigchurn(void *arg)
+{
+	struct targ *t = arg;
+	const struct cfg *c = t->cfg;
+	size_t n = (size_t)c->slots;
+	unsigned char **blk = (unsigned char **)t->ptrs;
+	uint64_t sum = 0;
+	size_t i;
+	long k;
+
+	for (i = 0; i < n; i++) {
+		blk[i] = xmalloc(t->sizes[i]);
+		memset(blk[i], (int)i | 1, t->sizes[i]);
+	}
+	for (k = 0; k < c->ops; k++) {
+		uint64_t r = rng_next(&t->rng);
+		size_t j = (size_t)(r % n), sz = rng_range(&t->rng, c->min, c->max);
+
+		sum += blk[j][t->sizes[j] - 1];
+		B_FREE(blk[j]);
+		blk[j] = xmalloc(sz);
+		memset(blk[j], (int)k | 1, sz);
+		t->sizes[j] = sz;
+	}
+	for (i = 0; i < n; i++) {
+		sum += blk[i][0];
+		B_FREE(blk[i]);
+	}
+	t->ops = (uint64_t)c->ops + n;
+	t->check = sum;
+	return NULL;
+}
+
+/* ------------------------------------------------------------ localchurn */
+
+static void *w_localchurn(void *arg)
+{
+	struct targ *t = arg;
+	const struct cfg *c = t->cfg;
+	size_t n = (size_t)c->slots, mask = t->nsizes - 1, i;
+	unsigned char **blk = (unsigned char **)t->ptrs;
+	size_t *len = t->sizes + t->nsizes;	/* slots extra entries */
+	uint64_t sum = 0;
+	long k;
+
+	for (i = 0; i < n; i++) {
+		len[i] = t->sizes[i & mask];
+		blk[i] = xmalloc(len[i]);
+		memset(blk[i], (int)i, len[i]);
+	}
+	for (k = 0; k < c->ops; k++) {
+		uint64_t r = rng_next(&t->rng);
+		size_t j = (size_t)(r % n), sz = t->sizes[(r >> 40) & mask];
+
+		sum += blk[j][len[j] - 1];
+		B_FREE(blk[j]);
+		blk[j] = xmalloc(sz);
+		memset(blk[j], (int)k, sz);
+		len[j] = sz;
+	}
+	for (i = 0; i < n; i++) {
+		sum += blk[i][0];
+		B_FREE(blk[i]);
+	}
+	t->ops = (uint64_t)c->ops + n;
+	t->check = sum;
+	return NULL;
+}
+
+/* Sizes on [lo, hi] with density proportional to 1/size^2: the inverse of
+ * its distribution function, F(s) = (1/lo - 1/s) / (1/lo - 1/hi). */
+static size_t *inverse_square_table(size_t n, size_t lo, size_t hi, uint64_t seed,
+				    size_t extra)
+{
+	size_t *s = bk_alloc((n + extra) * sizeof(*s)), i;
+	double a = 1.0 / (double)lo, b = 1.0 / (double)hi;
+
+	for (i = 0; i < n; i++) {
+		double u = (double)(rng_next(&seed) >> 11) / 9007199254740992.0;
+		size_t sz = (size_t)(1.0 / (a - u * (a - b)));
+
+		s[i] = sz < lo ? lo : sz > hi ? hi : sz;
+	}
+	return s;
+}
+
+/* ---------------------------------------------------------------- server */
+
+static pthread_barrier_t round_bar;
+
+static void *w_server(void *arg)
+{
+	struct targ *t = arg;
+	const struct cfg *c = t->cfg;
+	void ***arrays = t->shared;	/* one array of slots per thread */
+	size_t n = (size_t)c->slots, mask = t->nsizes - 1;
+	uint64_t sum = 0;
+	long it, k;
+
+	for (it = 0; it < c->iters; it++) {
+		/* Round it works on the array thread (id + it) started with. */
+		void **a = arrays[(t->id + it) % c->threads];
+
+		for (k = 0; k < c->ops; k++) {
+			uint64_t r = rng_next(&t->rng);
+			size_t j = (size_t)(r % n);
+			void *p = xmalloc(t->sizes[(r >> 40) & mask]);
+
+			stamp(p, (uint64_t)k);
+			sum += peek(a[j]);
+			B_FREE(a[j]);
+			a[j] = p;
+		}
+		pthread_barrier_wait(&round_bar);	/* hand the array on */
+	}
+	t->ops = (uint64_t)c->iters * (uint64_t)c->ops;
+	t->check = sum;
+	return NULL;
+}
+
+/* -------------------------------------------------------------- peakfree */
+
+static void *w_peakfree(void *arg)
+{
+	struct targ *t = arg;
+	const struct cfg *c = t->cfg;
+	uint64_t sum = 0, ops = 0;
+
+	if (t->id == 0) {
+		size_t n = t->nsizes, i;
+
+		while (!atomic_load(&peakfree_done)) {
+			for (i = 0; i < n && !atomic_load(&peakfree_done); i++) {
+				t->ptrs[i] = xmalloc(c->size);
+				memset(t->ptrs[i], (int)i, c->size);
+			}
+			while (i-- > 0)
+				B_FREE(t->ptrs[i]);
+			sleep_ms(c->settle_ms);
+		}
+	} else {
+		size_t ring = (size_t)c->ring, mask = t->nsizes - 1;
+		double worst = 0;
+		long k;
+
+		for (k = 0; k < c->ops; k++) {
+			double t0 = now_sec(), d;
+			size_t slot = (size_t)k % ring;
+
+			if (t->ptrs[slot])
+				B_FREE(t->ptrs[slot]);
+			t->ptrs[slot] = xmalloc(t->sizes[(size_t)k & mask]);
+			stamp(t->ptrs[slot], (uint64_t)k);
+			d = now_sec() - t0;
+			if (d > worst)
+				worst = d;
+		}
+		for (size_t i = 0; i < ring; i++) {
+			if (t->ptrs[i]) {
+				sum += peek(t->ptrs[i]);
+				B_FREE(t->ptrs[i]);
+			}
+		}
+		ops = (uint64_t)c->ops;
+		t->max_op = worst;
+		atomic_store(&peakfree_done, true);
+	}
+	t->ops = ops;
+	t->check = sum;
+	return NULL;
+}
+
 /* ------------------------------------------------------------------ main */
 
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: alloc_bench small|prodcons|tree|hashmap|larson|realloc|memory [key=value ...]\n"
+		"usage: alloc_bench small|prodcons|tree|hashmap|larson|realloc|memory|bigchurn|\n"
+		"                   localchurn|server|peakfree [key=value ...]\n"
 		"keys: threads iters batch ops min max order=lifo|fifo|random depth size keys\n"
 		"      slots ring bufs step mib settle_ms seed\n");
 	exit(1);
@@ -678,8 +875,8 @@ static void parse_args(struct cfg *c, int argc, char **argv)
 		fprintf(stderr, "bench: threads must be 1..%d\n", MAX_THREADS);
 		exit(1);
 	}
-	if (c->min < 8)
-		c->min = 8;	/* room for the stamp */
+	if (c->min < 8 && strcmp(c->workload, "localchurn"))
+		c->min = 8;	/* room for the stamp (localchurn stamps none) */
 	if (c->max < c->min)
 		c->max = c->min;
 }
@@ -851,6 +1048,63 @@ int main(int argc, char **argv)
 		}
 		snprintf(extra, sizeof(extra), "mib=%ld min=%zu max=%zu objects=%zu",
 			 c.mib, c.min, c.max, ta[0].nsizes * (size_t)nt);
+	} else if (!strcmp(c.workload, "bigchurn")) {
+		if (nt != 1) {
+			fprintf(stderr, "bench: bigchurn runs one thread\n");
+			return 1;
+		}
+		fn = w_bigchurn;
+		ta[0].nsizes = (size_t)c.slots;
+		ta[0].sizes = size_table(ta[0].nsizes, c.min, c.max, ta[0].rng, 0);
+		ta[0].ptrs = bk_alloc(ta[0].nsizes * sizeof(void *));
+		snprintf(extra, sizeof(extra), "min=%zu max=%zu slots=%ld steps=%ld",
+			 c.min, c.max, c.slots, c.ops);
+	} else if (!strcmp(c.workload, "localchurn")) {
+		fn = w_localchurn;
+		for (i = 0; i < nt; i++) {
+			ta[i].nsizes = 1 << 16;
+			ta[i].sizes = inverse_square_table(ta[i].nsizes, c.min, c.max, ta[i].rng,
+							   (size_t)c.slots);
+			ta[i].ptrs = bk_alloc((size_t)c.slots * sizeof(void *));
+		}
+		snprintf(extra, sizeof(extra), "min=%zu max=%zu slots=%ld per_thread=%ld",
+			 c.min, c.max, c.slots, c.ops);
+	} else if (!strcmp(c.workload, "server")) {
+		void ***arrays = bk_alloc((size_t)nt * sizeof(void **));
+		uint64_t r = c.seed;
+
+		fn = w_server;
+		for (i = 0; i < nt; i++) {
+			arrays[i] = bk_alloc((size_t)c.slots * sizeof(void *));
+			/* Filled by the main thread: the first round's frees are
+			 * all remote, as in Larson's benchmark. */
+			for (long k = 0; k < c.slots; k++) {
+				arrays[i][k] = xmalloc(rng_range(&r, c.min, c.max));
+				stamp(arrays[i][k], (uint64_t)k);
+			}
+			ta[i].nsizes = 4096;
+			ta[i].sizes = size_table(4096, c.min, c.max, ta[i].rng, 0);
+			ta[i].shared = arrays;
+		}
+		shared = arrays;
+		shared_len = (size_t)nt * sizeof(void **);
+		if (pthread_barrier_init(&round_bar, NULL, (unsigned)nt))
+			die("pthread_barrier_init");
+		snprintf(extra, sizeof(extra), "min=%zu max=%zu slots=%ld rounds=%ld per_round=%ld",
+			 c.min, c.max, c.slots, c.iters, c.ops);
+	} else if (!strcmp(c.workload, "peakfree")) {
+		if (nt != 2) {
+			fprintf(stderr, "bench: peakfree runs two threads\n");
+			return 1;
+		}
+		fn = w_peakfree;
+		ta[0].nsizes = ((size_t)c.mib << 20) / c.size;
+		ta[0].ptrs = bk_alloc(ta[0].nsizes * sizeof(void *));
+		ta[1].nsizes = 4096;
+		ta[1].sizes = size_table(4096, c.min, c.max, ta[1].rng, 0);
+		ta[1].ptrs = bk_alloc((size_t)c.ring * sizeof(void *));
+		snprintf(extra, sizeof(extra), "mib=%ld block=%zu min=%zu max=%zu ring=%ld",
+			 c.mib, c.size, c.min, c.max, c.ring);
 	} else {
 		usage();
 	}
@@ -874,6 +1128,16 @@ int main(int argc, char **argv)
 			t1 = ta[i].end;
 	}
 
+	if (!strcmp(c.workload, "server")) {
+		void ***arrays = shared;
+
+		for (i = 0; i < nt; i++) {
+			for (long k = 0; k < c.slots; k++) {
+				check += peek(arrays[i][k]);
+				B_FREE(arrays[i][k]);
+			}
+		}
+	}
 	if (!strcmp(c.workload, "larson")) {
 		_Atomic(void *) *sl = shared;
 		long k;
@@ -900,12 +1164,14 @@ int main(int argc, char **argv)
 		rss_settled = m2.rss_kb;
 	}
 
-	printf("workload=%s api=%s threads=%d %s ops=%llu seconds=%.6f mops=%.4f "
+	printf("workload=%s api=%s threads=%d %s ops=%llu seconds=%.6f mops=%.6g "
 	       "rss_base_kb=%ld peak_rss_kb=%ld rss_after_kb=%ld",
 	       c.workload, B_API, nt, extra, (unsigned long long)ops, t1 - t0,
 	       (double)ops / (t1 - t0) / 1e6, m0.rss_kb, m1.hwm_kb, m1.rss_kb);
 	if (!strcmp(c.workload, "memory"))
 		printf(" rss_half_kb=%ld", rss_half);
+	if (!strcmp(c.workload, "peakfree"))
+		printf(" max_op_us=%.1f", ta[1].max_op * 1e6);
 	if (rss_settled >= 0)
 		printf(" rss_settled_kb=%ld settle_ms=%ld", rss_settled, c.settle_ms);
 	printf(" minflt=%ld majflt=%ld check=%llu status=ok\n",

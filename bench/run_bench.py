@@ -30,7 +30,12 @@ import sys
 import time
 
 LIBDIR = "/usr/lib/x86_64-linux-gnu"
-FAULT_US = 3.0  # cost of one minor fault on these machines, for the estimate
+# Scudo, LLVM's hardened allocator, from Debian's libclang-rt-14-dev.
+SCUDO_SO = "/usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.scudo_standalone-x86_64.so"
+FAULT_US = 3.0
+# Workloads whose report adds mheap's ratios to every peer (issue #24's
+# program-like shapes).
+PEER_TABLE_WORKLOADS = ("bigchurn", "localchurn", "server", "peakfree")  # cost of one minor fault on these machines, for the estimate
 
 
 # --------------------------------------------------------------- runners
@@ -74,6 +79,7 @@ def alloc_runners(out, build, with_mi_linked, so):
             os.path.join(LIBDIR, "libtcmalloc_minimal.so.4"),
             os.path.join(LIBDIR, "libtcmalloc.so.4"))),
         Runner("mimalloc", plain, os.path.join(LIBDIR, "libmimalloc.so.2")),
+        Runner("scudo", plain, SCUDO_SO),
     ]
     if with_mi_linked:
         runners.append(Runner("mimalloc-linked", os.path.join(out, "alloc_bench_mi")))
@@ -230,6 +236,36 @@ def build_cases(mode):
         "realloc", {"bufs": 4, "step": 512, "max": 1 << 20,
                     "iters": 4 if quick else 16}))
 
+    # The program-like shapes of issue #24.
+    cases.append(Case(
+        "bigchurn-t1", P,
+        "large-block churn: 20 live blocks of 5-25 MiB, each step replaces a "
+        "random one with a new block written in full, 1 thread",
+        "bigchurn", {"slots": 20, "min": 5 << 20, "max": 25 << 20,
+                     "ops": 300 if quick else 2000}))
+    for threads in (1, 2):
+        cases.append(Case(
+            "localchurn-t%d" % threads, P,
+            "random-size local churn: 1,024 live blocks per thread, sizes "
+            "inverse-square on 4 B..32 KiB, %d thread%s"
+            % (threads, "" if threads == 1 else "s"),
+            "localchurn", {"slots": 1024, "min": 4, "max": 32768,
+                           "ops": (1 << 22) if quick else (1 << 23)},
+            threads=threads, plot=[("threads", "random-size local churn", threads)]))
+    cases.append(Case(
+        "server-t2", P,
+        "server churn (Larson's shape): per thread 1,000 blocks of 10-100 B "
+        "replaced at random, arrays handed on between rounds, 2 threads",
+        "server", {"slots": 1000, "min": 10, "max": 100,
+                   "iters": 100 if quick else 200, "ops": 50000}, threads=2))
+    cases.append(Case(
+        "peakfree-t2", P,
+        "a peak freed while another thread allocates: thread 0 builds and "
+        "frees 256 MiB in 1 MiB blocks, thread 1 allocates 64-512 KiB blocks",
+        "peakfree", {"mib": 256, "size": 1 << 20, "min": 64 << 10,
+                     "max": 512 << 10, "ring": 16, "settle_ms": 150,
+                     "ops": 1000000 if quick else 2000000}, threads=2))
+
     M = "Memory"
     mib = 128 if quick else 512
     settle = 250 if quick else 1000
@@ -374,6 +410,27 @@ def med(xs):
     return statistics.median(xs) if xs else None
 
 
+PEER_KEYS = ("seconds", "minflt", "peak_rss_kb")
+
+
+def peer_ratios(c, rn, ok, by, runners_for):
+    """{peer: {key: median of per-round ratios mheap / peer}} for time,
+    minor faults and peak RSS, each peer measured in the same round."""
+    out = {}
+    for peer in runners_for(c):
+        if peer.name.startswith("mheap"):
+            continue
+        theirs = {r["round"]: r for r in by.get((c.id, peer.name), [])
+                  if r["status"] == "ok"}
+        d = {}
+        for k in PEER_KEYS:
+            d[k] = med([r[k] / theirs[r["round"]][k] for r in ok
+                        if r["round"] in theirs and r.get(k)
+                        and theirs[r["round"]].get(k)])
+        out[peer.name] = d
+    return out
+
+
 def summarize(cases, runners_for, records):
     """stats[case_id][alloc] = dict of medians, ratios, status."""
     by = {}
@@ -412,6 +469,8 @@ def summarize(cases, runners_for, records):
                     rat = [r["seconds"] / ref[r["round"]] for r in ok
                            if r["round"] in ref]
                     st["vs_" + rk] = med(rat)
+                if rn.name == "mheap" and not c.arena:
+                    st["vs_peers"] = peer_ratios(c, rn, ok, by, runners_for)
             cs[rn.name] = st
         stats[c.id] = cs
     return stats
@@ -518,12 +577,14 @@ def render_md(path, meta, cases, runners_for, stats, headline):
              "rotates each round). The whole matrix took %.0f s." % (
                  meta["runs"], meta["elapsed"]))
     L.append("- Allocators: glibc %s (no preload); jemalloc %s, tcmalloc (gperftools) "
-             "%s `%s`, mimalloc %s, each LD_PRELOADed under the plain-malloc driver; "
+             "%s `%s`, mimalloc %s, Scudo (LLVM %s, `%s`), each LD_PRELOADed under "
+             "the plain-malloc driver; "
              "`mheap` = LD_PRELOAD=build/libmheap.so under the same driver; "
              "`mheap-linked` = the same workload source compiled with -DUSE_MH calling "
              "mh_malloc/mh_free, linked with build/libmheap.a%s." % (
                  meta["glibc"], meta["jemalloc"], meta["tcmalloc"],
                  os.path.basename(meta["tcmalloc_so"]), meta["mimalloc"],
+                 meta["scudo"], os.path.basename(SCUDO_SO),
                  "; `mimalloc-linked` = -DUSE_MI calling mi_malloc/mi_free"
                  if meta["mi_linked"] else ""))
     L.append("- mheap: %s" % meta["mheap"])
@@ -629,6 +690,18 @@ def render_md(path, meta, cases, runners_for, stats, headline):
                     "%.1f%%" % (100 * st["spread"])]
             L.append("| " + " | ".join(row) + " |")
         L.append("")
+        vp = stats[c.id].get("mheap", {}).get("vs_peers")
+        if vp and c.workload in PEER_TABLE_WORKLOADS:
+            L.append("mheap ÷ each peer, median of the per-round ratios "
+                     "(below 1.00× is less):")
+            L.append("")
+            L.append("| peer | time | minor faults | peak RSS |")
+            L.append("|---|---|---|---|")
+            for peer, d in vp.items():
+                L.append("| %s | %s | %s | %s |" % (
+                    peer, fmt_ratio(d["seconds"]), fmt_ratio(d["minflt"]),
+                    fmt_ratio(d["peak_rss_kb"])))
+            L.append("")
     if meta.get("plots"):
         L.append("## Plots")
         L.append("")
@@ -665,6 +738,7 @@ def render_plots(cases, runners_for, stats, datadir, outdir):
             break
     colours = {"glibc": "#808080", "jemalloc": "#009e73", "tcmalloc": "#56b4e9",
                "mimalloc": "#e69f00", "mimalloc-linked": "#f0c060",
+               "scudo": "#cc79a7",
                "mheap": "#d00000", "mheap-linked": "#700000"}
     script = ['set terminal pngcairo size 1400,900 font "DejaVu Sans,10"']
     for i, a in enumerate(allocs):
@@ -884,6 +958,7 @@ def main():
                                 else "libgoogle-perftools4"),
         "tcmalloc_so": tc_so,
         "mimalloc": pkg_version("libmimalloc2.0"), "mheap": mheap_desc,
+        "scudo": pkg_version("libclang-rt-14-dev"),
         "mi_linked": mi_linked, "load_start": load_start, "load_end": load_end,
     }
     plots = render_plots(cases, runners_for, stats, datadir, results)
