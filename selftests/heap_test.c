@@ -275,11 +275,11 @@ TEST(page_allocator_is_address_ordered_first_fit)
 
 	mh_free(mh_malloc(1));	/* a heap arena to work in */
 	mh_lock(&mh_heap.lock);
-	a = pa_alloc(100, 1, false).base;
-	b = pa_alloc(100, 1, false).base;
+	a = pa_alloc(100, 1, PA_LOW).base;
+	b = pa_alloc(100, 1, PA_LOW).base;
 	pa_free(a, 100, false);
-	c = pa_alloc(50, 1, false).base;	/* fits in a's hole: goes there */
-	d = pa_alloc(50, 1, false).base;	/* the rest of the hole */
+	c = pa_alloc(50, 1, PA_LOW).base;	/* fits in a's hole: goes there */
+	d = pa_alloc(50, 1, PA_LOW).base;	/* the rest of the hole */
 	pa_free(b, 100, false);
 	pa_free(c, 50, false);
 	pa_free(d, 50, false);
@@ -296,11 +296,11 @@ TEST(page_allocator_high_takes_the_top_of_the_highest_free_run)
 
 	mh_free(mh_malloc(1));
 	mh_lock(&mh_heap.lock);
-	a = pa_alloc(100, 1, true).base;
-	b = pa_alloc(100, 1, true).base;
+	a = pa_alloc(100, 1, PA_HIGH).base;
+	b = pa_alloc(100, 1, PA_HIGH).base;
 	pa_free(a, 100, false);
-	c = pa_alloc(30, 1, true).base;		/* the top of a's hole */
-	d = pa_alloc(10, 16, true).base;	/* aligned, below c */
+	c = pa_alloc(30, 1, PA_HIGH).base;		/* the top of a's hole */
+	d = pa_alloc(10, 16, PA_HIGH).base;	/* aligned, below c */
 	pa_free(b, 100, false);
 	pa_free(c, 30, false);
 	pa_free(d, 10, false);
@@ -355,9 +355,9 @@ TEST(page_allocator_searches_match_a_page_by_page_walk)
 	 * arena (8192) boundaries, then every other one freed, and more. */
 	for (int i = 0, arenas = 1; i < N; i++) {
 		len[i] = (uintptr_t)(rand() % 4 ? 1 + rand() % 16 : 1 + rand() % 700);
-		base[i] = pa_alloc(len[i], 1, false).base;
+		base[i] = pa_alloc(len[i], 1, PA_LOW).base;
 		if (!base[i] && arenas++ < 3 && arenamap_grow(1))
-			base[i] = pa_alloc(len[i], 1, false).base;
+			base[i] = pa_alloc(len[i], 1, PA_LOW).base;
 		if (!base[i])
 			break;
 	}
@@ -375,7 +375,7 @@ TEST(page_allocator_searches_match_a_page_by_page_walk)
 				base[i] = 0;
 			}
 		for (size_t k = 0; k < sizeof(want) / sizeof(want[0]); k++) {
-			uintptr_t lo = pa_find(want[k], 1, false), hi = pa_find(want[k], 1, true);
+			uintptr_t lo = pa_find(want[k], 1, PA_LOW), hi = pa_find(want[k], 1, PA_HIGH);
 
 			if (lo != naive_find(want[k], false) || hi != naive_find(want[k], true)) {
 				mh_unlock(&mh_heap.lock);
@@ -607,7 +607,7 @@ TEST(a_page_cache_takes_a_chunk_and_serves_runs_from_it)
 	too_long = page_cache_alloc(&pc, PAGE_CACHE_SPAN_MAX + 1);
 	free_taken = pa_free_pages;
 	/* Nothing else may take the chunk's pages while the cache has them. */
-	uintptr_t elsewhere = pa_alloc(1, 1, false).base;
+	uintptr_t elsewhere = pa_alloc(1, 1, PA_LOW).base;
 	page_cache_unregister(&pc);
 	free_after = pa_free_pages;
 	pa_free(one.base, 1, false);
@@ -1184,6 +1184,58 @@ static size_t resident_pages(void *p, size_t len)
 		count += vec[i] & 1;
 	free(vec);
 	return count;
+}
+
+/* A large block goes where a freed one left resident pages, rather than
+ * onto released ones that would fault in again (3 us per 4 KiB page). */
+TEST(a_large_block_takes_resident_free_pages_before_released_ones)
+{
+	size_t len = 8 << 20;
+	char *top = mh_malloc(len), *below = mh_malloc(len), *again;
+
+	ASSERT_NE(NULL, top);
+	ASSERT_NE(NULL, below);
+	ASSERT_EQ(top - len, below);	/* placed high, one under the other */
+	memset(top, 1, len);
+	memset(below, 2, len);
+	mh_free(top);
+	mh_scavenge();		/* top's pages released */
+	mh_free(below);		/* resident, under them in one free run */
+	again = mh_malloc(len);
+	EXPECT_EQ(below, again);
+	EXPECT_EQ(len / 4096, resident_pages(again, len));
+	mh_free(again);
+}
+
+/* Pages just freed are not released while the heap holds more idle pages
+ * than the scavenger keeps: it takes those of chunks nobody used lately,
+ * and the block freed now is likely to be replaced at once. */
+TEST(the_scavenger_releases_idle_holes_before_a_block_freed_just_now)
+{
+	enum { N = 6 };
+	size_t len = 8 << 20;
+	char *p[N];
+
+	for (int i = 0; i < N; i++) {
+		p[i] = mh_malloc(len);
+		ASSERT_NE(NULL, p[i]);
+		memset(p[i], i, len);
+	}
+	ASSERT_EQ(p[0] - (N - 1) * len, p[N - 1]);	/* p[0] on top */
+	/* Holes of 24 MiB among 24 MiB in use, then time for the recent
+	 * peak to decay (100 ms half-life): from now on the scavenger's
+	 * reserve is its 16 MiB, and 8 MiB more idle pages are too many. */
+	for (int i = 1; i < N; i += 2)
+		mh_free(p[i]);
+	usleep(1500 * 1000);
+	/* The top block goes: its pages are the highest idle ones, but the
+	 * only ones used just now. */
+	mh_free(p[0]);
+	EXPECT_EQ(len / 4096, resident_pages(p[0], len));
+	EXPECT_EQ(0, resident_pages(p[1], len));
+	EXPECT_EQ(0, resident_pages(p[3], len));
+	for (int i = 2; i < N; i += 2)
+		mh_free(p[i]);
 }
 
 TEST(calloc_writes_fresh_pages_up_to_4MiB_and_leaves_bigger_blocks_to_the_zero_page)

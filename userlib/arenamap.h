@@ -59,6 +59,11 @@ struct heap_arena {
 	uint64_t scav[PA_WORDS];	/* 1: free page released to the OS */
 	struct pa_sum chunk_sum[PA_CHUNKS];
 	struct pa_sum sum;		/* of the whole arena */
+	/* mh_nanotime() of the last allocation or free in each chunk: the
+	 * scavenger leaves recently used chunks alone (scavenge.c). */
+	uint64_t chunk_used[PA_CHUNKS];
+	/* When the scavenger last released pages of each chunk, or 0. */
+	uint64_t chunk_released[PA_CHUNKS];
 };
 
 #if MH_ARENA_L1_BITS == 0

@@ -119,8 +119,11 @@ MH_HIDDEN void mheap_free_spans(struct mspan *chain);
 MH_HIDDEN void mheap_flush_caches(void);
 /* The same, taking the heap lock. */
 MH_HIDDEN void mheap_flush_caches_locking(void);
-/* Run the scavenger's policy (heap lock held); see scavenge.c. */
-MH_HIDDEN void scavenge_after_free(void);
+/* Run the scavenger's policy (heap lock held; see scavenge.c): how many
+ * free pages to release. The caller passes it to scavenge_after_unlock
+ * once it has dropped the heap lock, which releases them outside it. */
+MH_HIDDEN uintptr_t scavenge_after_free(void);
+MH_HIDDEN void scavenge_after_unlock(uintptr_t npages);
 MH_HIDDEN void scavenge_init(void);
 MH_HIDDEN void scavenge_note_alloc(void);
 /* Release every free page now. */

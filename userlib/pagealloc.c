@@ -21,14 +21,20 @@
  * arena, and a search touches O(arenas + 16 + 8) words: as frugal as Go's
  * tree and as fast for the heap sizes a C process has (a thousand arenas is
  * 64 GiB). Address-ordered first fit keeps the heap dense at low addresses;
- * large objects come from the other end, the highest free run that can
- * hold them (find_high, the mirror of the search; mheap.c says why), so
- * the two do not interleave, and the scavenger releases from the top.
+ * large objects come from the best-fitting free run, in it the place with
+ * the fewest released pages, and of equals the highest (find_dirty; mheap.c
+ * says why), so the two do not interleave, and the scavenger releases from
+ * the top. find_high, the mirror of the search, serves what only a run
+ * across arenas can hold.
  *
  * Scavenged bits: a free page with its bit set holds no memory (never
  * touched, or released with MADV_DONTNEED) and reads as zero; allocation
  * clears the bits and reports whether any page of the run may be dirty, so
- * calloc of fresh or released memory does not clear it again.
+ * calloc of fresh or released memory does not clear it again. Each chunk
+ * also records when it was last allocated from or freed into, and when the
+ * scavenger last released pages of it: the scavenger leaves recently used
+ * chunks alone and learns from allocations that take back what it
+ * released (scavenge.c).
  */
 #include "pagealloc.h"
 #include "sysmem.h"
@@ -36,6 +42,8 @@
 uint64_t pa_total_pages;
 uint64_t pa_free_pages;
 uint64_t pa_released_pages;
+uint64_t pa_refaults;
+uint64_t pa_refault_horizon_ns;
 
 /* No free, resident page lies at or above this address: the scavenger
  * starts its downward walk here instead of at the top of the heap. */
@@ -308,12 +316,108 @@ static uintptr_t find_high(uintptr_t n)
 	return 0;
 }
 
+/* Released pages among [first, first + n) of ha. */
+static unsigned count_released(const struct heap_arena *ha, unsigned first, unsigned n)
+{
+	unsigned cnt = 0;
+
+	for (unsigned w = first / 64; w * 64 < first + n; w++) {
+		unsigned lo = w * 64 < first ? first - w * 64 : 0;
+		unsigned hi = (w + 1) * 64 > first + n ? first + n - w * 64 : 64;
+
+		cnt += (unsigned)mh_popcount(ha->scav[w] & range_mask(lo, hi));
+	}
+	return cnt;
+}
+
+/* The best place for n pages aligned to align pages so far (find_dirty). */
+struct dirty_fit {
+	uintptr_t base;
+	uintptr_t released;
+	uintptr_t run_len;
+};
+
+/* Consider n pages at page p of ha, moved into free run [start, end). */
+static void dirty_consider(struct dirty_fit *f, const struct heap_arena *ha, unsigned start,
+			   unsigned end, long at, unsigned n, unsigned align)
+{
+	unsigned p = at < start ? start : (unsigned)at;
+	uintptr_t rel;
+
+	if (p + n > end)
+		p = end - n;
+	p = (unsigned)ALIGN_DOWN(p, align);
+	if (p < start)
+		p = (unsigned)ALIGN_UP(start, align);
+	if (p + n > end)
+		return;
+	rel = count_released(ha, p, n);
+	if (end - start < f->run_len || (end - start == f->run_len && rel < f->released)) {
+		f->base = ha->base + ((uintptr_t)p << MH_PAGE_SHIFT);
+		f->released = rel;
+		f->run_len = end - start;
+	}
+}
+
+/*
+ * Best fit, dirty first: where n pages aligned to align pages go, as an
+ * address; 0 if no free run inside one arena can hold them. The shortest
+ * free run that can hold them (best fit: long runs stay whole for long
+ * blocks; measured against fewest-released-pages-first, which grew the heap
+ * by an arena in some runs: docs/heap.md#placement), and in it the place
+ * with the fewest released pages (each faults in again, about 3 us per
+ * 4 KiB): its top, or against either end of a resident stretch (a freed
+ * block's pages, with released ones around them); of equals, the highest.
+ * A walk over the free runs of the arenas, for large objects only: one
+ * such block costs a thousand times more to fault in than the walk.
+ */
+static uintptr_t find_dirty(uintptr_t n, uintptr_t align)
+{
+	struct heap_arena *ha = arenamap_first();
+	struct dirty_fit f = { 0, UINTPTR_MAX, UINTPTR_MAX };
+	uintptr_t want = n + align - 1;
+
+	while (ha && ha->next)
+		ha = ha->next;
+	for (; ha; ha = ha->prev) {
+		unsigned i = MH_PAGES_PER_ARENA;
+
+		if (ha->sum.max < want)
+			continue;
+		while (i > 0) {
+			unsigned end = prev_bit(ha->alloc, i, 0, ~(uint64_t)0), start;
+
+			if (end == 0)
+				break;
+			start = prev_bit(ha->alloc, end, 0, 0);
+			i = start;
+			if (end - start < want || end - start > f.run_len)
+				continue;
+			dirty_consider(&f, ha, start, end, end, (unsigned)n, (unsigned)align);
+			for (unsigned r = start; (r = next_clear(ha->scav, r, end)) < end;) {
+				unsigned r_end = next_set(ha->scav, r, end);
+
+				dirty_consider(&f, ha, start, end, (long)r_end - (long)n, (unsigned)n,
+					       (unsigned)align);
+				dirty_consider(&f, ha, start, end, r, (unsigned)n, (unsigned)align);
+				r = r_end;
+			}
+			if (f.released == 0 && f.run_len == want)
+				return f.base;
+		}
+	}
+	return f.base;
+}
+
 /*
  * Mark pages [p, p + n) in use (alloc) or free (!alloc), arena by arena.
  * Allocation also collects and clears the scavenged bits of the run.
  */
 static void mark(uintptr_t p, uintptr_t n, bool alloc, struct pa_result *res)
 {
+	uint64_t now = mh_nanotime();
+	bool refault = false;
+
 	while (n) {
 		struct heap_arena *ha = arena_of(p);
 		unsigned first = (unsigned)arena_page(ha, p);
@@ -327,7 +431,10 @@ static void mark(uintptr_t p, uintptr_t n, bool alloc, struct pa_result *res)
 
 			if (alloc) {
 				uint64_t scav = ha->scav[w] & m;
+				uint64_t rel = ha->chunk_released[w * 64 / PA_CHUNK_PAGES];
 
+				if (scav && rel && now - rel < pa_refault_horizon_ns)
+					refault = true;
 				res->released += (uintptr_t)mh_popcount(scav);
 				if (scav != m)
 					res->needzero = true;
@@ -338,9 +445,12 @@ static void mark(uintptr_t p, uintptr_t n, bool alloc, struct pa_result *res)
 			}
 		}
 		update_sums(ha, first / PA_CHUNK_PAGES, (last - 1) / PA_CHUNK_PAGES);
+		for (unsigned c = first / PA_CHUNK_PAGES; c <= (last - 1) / PA_CHUNK_PAGES; c++)
+			ha->chunk_used[c] = now;
 		n -= k;
 		p += (uintptr_t)k << MH_PAGE_SHIFT;
 	}
+	pa_refaults += refault;
 }
 
 /* Mark free pages [first, first + n) of ha as released. */
@@ -381,13 +491,19 @@ static bool run_clear(uintptr_t base, uintptr_t npages, bool scav)
 	return true;
 }
 
-uintptr_t pa_find(uintptr_t npages, uintptr_t align_pages, bool high)
+uintptr_t pa_find(uintptr_t npages, uintptr_t align_pages, enum pa_where where)
 {
 	uintptr_t want = npages + align_pages - 1;
 	uintptr_t align = align_pages << MH_PAGE_SHIFT;
 	uintptr_t p;
 
-	if (high) {
+	if (where == PA_DIRTY) {
+		p = find_dirty(npages, align_pages);
+		if (p)
+			return p;
+		/* Only runs across arenas can hold it: the highest. */
+	}
+	if (where != PA_LOW) {
 		p = find_high(want);
 		return p ? ALIGN_DOWN(p - (npages << MH_PAGE_SHIFT), align) : 0;
 	}
@@ -400,10 +516,10 @@ bool pa_resident(uintptr_t base, uintptr_t npages)
 	return run_clear(base, npages, true);
 }
 
-struct pa_result pa_alloc(uintptr_t npages, uintptr_t align_pages, bool high)
+struct pa_result pa_alloc(uintptr_t npages, uintptr_t align_pages, enum pa_where where)
 {
 	struct pa_result res = { 0 };
-	uintptr_t p = pa_find(npages, align_pages, high);
+	uintptr_t p = pa_find(npages, align_pages, where);
 
 	if (!p)
 		return res;
@@ -466,6 +582,7 @@ uintptr_t pa_chunk_take(uint64_t *free)
 	*free = (~*word & m) >> (page % 64);
 	*word |= m;
 	update_sums(ha, page / PA_CHUNK_PAGES, page / PA_CHUNK_PAGES);
+	ha->chunk_used[page / PA_CHUNK_PAGES] = mh_nanotime();
 	return ha->base + ((uintptr_t)page << MH_PAGE_SHIFT);
 }
 
@@ -490,6 +607,7 @@ void pa_chunk_return(uintptr_t base, uint64_t free)
 
 	ha->alloc[w] &= ~m;
 	update_sums(ha, page / PA_CHUNK_PAGES, page / PA_CHUNK_PAGES);
+	ha->chunk_used[page / PA_CHUNK_PAGES] = mh_nanotime();
 	/* Resident pages among them are the scavenger's to find again. */
 	if (resident) {
 		uintptr_t top = ha->base +
@@ -498,14 +616,6 @@ void pa_chunk_return(uintptr_t base, uint64_t free)
 		if (top > scav_top)
 			scav_top = top;
 	}
-}
-
-/* Release pages [first, first + n) of ha, which are free and resident. */
-static void release(struct heap_arena *ha, unsigned first, unsigned n)
-{
-	sys_release((void *)(ha->base + ((uintptr_t)first << MH_PAGE_SHIFT)),
-		    (size_t)n << MH_PAGE_SHIFT);
-	set_scavenged(ha, first, n);
 }
 
 static inline bool resident_free(const struct heap_arena *ha, unsigned page)
@@ -527,12 +637,34 @@ static long prev_resident_free(const struct heap_arena *ha, unsigned hi)
 	return -1;
 }
 
-uintptr_t pa_scavenge(uintptr_t npages)
+/* Set (take) or clear (give back) the allocation bits of pages
+ * [first, first + n) of ha, whose scavenged bits are clear. */
+static void mark_taken(struct heap_arena *ha, unsigned first, unsigned n, bool take)
 {
-	uintptr_t done = 0;
+	for (unsigned w = first / 64; w * 64 < first + n; w++) {
+		unsigned lo = w * 64 < first ? first - w * 64 : 0;
+		unsigned hi = (w + 1) * 64 > first + n ? first + n - w * 64 : 64;
+
+		if (take)
+			ha->alloc[w] |= range_mask(lo, hi);
+		else
+			ha->alloc[w] &= ~range_mask(lo, hi);
+	}
+	update_sums(ha, first / PA_CHUNK_PAGES, (first + n - 1) / PA_CHUNK_PAGES);
+}
+
+uint64_t pa_scavenging_pages;
+
+uintptr_t pa_scavenge_take(uintptr_t npages, uint64_t idle_ns, struct pa_scav_batch *b)
+{
 	struct heap_arena *ha = NULL;
+	uintptr_t kept_top = 0;	/* end of the highest resident run left alone */
+	uint64_t now = idle_ns ? mh_nanotime() : 0;
 	unsigned hi;
 
+	b->n = 0;
+	b->pages = 0;
+	b->retry_at = 0;
 	/* The highest arena starting below scav_top (arenas need not be
 	 * adjacent: scav_top may sit at the base of one, above a gap). */
 	for (struct heap_arena *a = arenamap_first(); a && a->base < scav_top; a = a->next)
@@ -541,28 +673,68 @@ uintptr_t pa_scavenge(uintptr_t npages)
 		return 0;
 	hi = scav_top - ha->base >= MH_ARENA_SIZE ? MH_PAGES_PER_ARENA
 						  : (unsigned)((scav_top - ha->base) >> MH_PAGE_SHIFT);
-	for (; ha && done < npages; ha = ha->prev, hi = MH_PAGES_PER_ARENA) {
-		while (done < npages) {
+	for (; ha; ha = ha->prev, hi = MH_PAGES_PER_ARENA) {
+		while (b->pages < npages && b->n < PA_SCAV_BATCH) {
 			long top = prev_resident_free(ha, hi);
 
 			if (top < 0) {
 				hi = 0;
 				break;
 			}
+			unsigned c = (unsigned)top / PA_CHUNK_PAGES;
+			unsigned floor = c * PA_CHUNK_PAGES;
+
+			if (now - ha->chunk_used[c] < idle_ns) {
+				/* Used within idle_ns: likely to be used again
+				 * soon, so its pages stay (scavenge.c). */
+				uint64_t cold_at = ha->chunk_used[c] + idle_ns;
+
+				if (!b->retry_at || cold_at < b->retry_at)
+					b->retry_at = cold_at;
+				if (!kept_top)
+					kept_top = ha->base + ((uintptr_t)(top + 1) << MH_PAGE_SHIFT);
+				hi = floor;
+				continue;
+			}
 			unsigned lo = (unsigned)top;
-			while (lo > 0 && (uintptr_t)(top - lo) + 1 < npages - done &&
+			while (lo > floor && (uintptr_t)(top - lo) + 1 < npages - b->pages &&
 			       resident_free(ha, lo - 1))
 				lo--;
-			release(ha, lo, (unsigned)top + 1 - lo);
-			done += (uintptr_t)top + 1 - lo;
+			unsigned n = (unsigned)top + 1 - lo;
+
+			mark_taken(ha, lo, n, true);
+			b->base[b->n] = ha->base + ((uintptr_t)lo << MH_PAGE_SHIFT);
+			b->npages[b->n++] = n;
+			b->pages += n;
 			hi = lo;
 		}
-		/* Everything from here up is now in use or released. */
-		scav_top = ha->base + ((uintptr_t)hi << MH_PAGE_SHIFT);
-		if (done >= npages)
+		if (b->pages >= npages || b->n == PA_SCAV_BATCH)
 			break;
 	}
-	if (!ha)
-		scav_top = 0;
-	return done;
+	/* Everything from here up is now in use, released, being released
+	 * or left alone below kept_top. */
+	scav_top = ha ? ha->base + ((uintptr_t)hi << MH_PAGE_SHIFT) : 0;
+	if (kept_top > scav_top)
+		scav_top = kept_top;
+	pa_scavenging_pages += b->pages;
+	return b->pages;
+}
+
+void pa_scavenge_release(const struct pa_scav_batch *b)
+{
+	for (unsigned i = 0; i < b->n; i++)
+		sys_release((void *)b->base[i], (size_t)b->npages[i] << MH_PAGE_SHIFT);
+}
+
+void pa_scavenge_return(const struct pa_scav_batch *b)
+{
+	for (unsigned i = 0; i < b->n; i++) {
+		struct heap_arena *ha = arena_of(b->base[i]);
+		unsigned first = (unsigned)arena_page(ha, b->base[i]);
+
+		mark_taken(ha, first, (unsigned)b->npages[i], false);
+		set_scavenged(ha, first, (unsigned)b->npages[i]);
+		ha->chunk_released[first / PA_CHUNK_PAGES] = mh_nanotime();
+	}
+	pa_scavenging_pages -= b->pages;
 }

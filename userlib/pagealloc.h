@@ -17,13 +17,18 @@ struct pa_result {
 
 /* Mark a new arena's pages free and released (fresh mmap memory). */
 MH_HIDDEN void pa_arena_init(struct heap_arena *ha);
+/* Where a run goes among the free pages. */
+enum pa_where {
+	PA_LOW,		/* the lowest-addressed free run that can hold it (first fit) */
+	PA_HIGH,	/* the highest-addressed one, the pages taken from its top */
+	PA_DIRTY,	/* where the fewest pages have been released (find_dirty) */
+};
 /* Where a run of npages, its first page number a multiple of align_pages
- * (a power of two), would go; 0 if no free run can hold it. Low: the
- * lowest-addressed free run that can (first fit). High: the highest-
- * addressed one, the pages taken from its top. */
-MH_HIDDEN uintptr_t pa_find(uintptr_t npages, uintptr_t align_pages, bool high);
+ * (a power of two), would go; 0 if no free run can hold it. */
+MH_HIDDEN uintptr_t pa_find(uintptr_t npages, uintptr_t align_pages, enum pa_where where);
 /* Such a run, marked in use. */
-MH_HIDDEN struct pa_result pa_alloc(uintptr_t npages, uintptr_t align_pages, bool high);
+MH_HIDDEN struct pa_result pa_alloc(uintptr_t npages, uintptr_t align_pages,
+				    enum pa_where where);
 /* Whether free pages [base, base + npages) are all resident (none released). */
 MH_HIDDEN bool pa_resident(uintptr_t base, uintptr_t npages);
 /* Mark exactly pages [base, base + npages) in use if they are all free. */
@@ -45,14 +50,41 @@ MH_HIDDEN struct pa_result pa_chunk_alloc(uintptr_t base, uintptr_t npages);
 MH_HIDDEN void pa_chunk_return(uintptr_t base, uint64_t free);
 /* Free a run; released: its pages are known not resident (they read zero). */
 MH_HIDDEN void pa_free(uintptr_t base, uintptr_t npages, bool released);
-/* Return up to npages free, resident pages to the OS, highest addresses
- * first; returns how many were released. */
-MH_HIDDEN uintptr_t pa_scavenge(uintptr_t npages);
+/*
+ * Releasing free pages to the OS without holding the heap lock over the
+ * madvise (Go's scavengeOne: allocRange, unlock, sysUnused, lock, free):
+ * pa_scavenge_take picks up to npages free, resident pages, highest
+ * addresses first, in at most PA_SCAV_BATCH runs, skipping the chunks
+ * allocated from or freed into within the last idle_ns nanoseconds (0:
+ * none skipped), and marks them in use so that nobody allocates them
+ * meanwhile (they still count as free pages, and in pa_scavenging_pages);
+ * it returns how many it took, and when a chunk it skipped will have been
+ * idle long enough (retry_at). pa_scavenge_release returns their memory to
+ * the OS, with or without the lock; pa_scavenge_return (heap lock held
+ * again) makes them free and released.
+ */
+#define PA_SCAV_BATCH	16
+struct pa_scav_batch {
+	unsigned n;
+	uintptr_t pages;
+	uint64_t retry_at;	/* when the first chunk skipped turns idle, or 0 */
+	uintptr_t base[PA_SCAV_BATCH];
+	uintptr_t npages[PA_SCAV_BATCH];
+};
+MH_HIDDEN uintptr_t pa_scavenge_take(uintptr_t npages, uint64_t idle_ns,
+				     struct pa_scav_batch *b);
+MH_HIDDEN void pa_scavenge_release(const struct pa_scav_batch *b);
+MH_HIDDEN void pa_scavenge_return(const struct pa_scav_batch *b);
 
 /* Page counts, exact under the heap lock. */
 MH_HIDDEN extern uint64_t pa_total_pages;	/* all pages of all arenas */
 MH_HIDDEN extern uint64_t pa_free_pages;	/* free pages */
 MH_HIDDEN extern uint64_t pa_released_pages;	/* free pages returned to the OS */
+MH_HIDDEN extern uint64_t pa_scavenging_pages;	/* free pages taken to be released */
+/* Allocations that took pages of a chunk the scavenger had released pages
+ * of less than pa_refault_horizon_ns before (scavenge.c). */
+MH_HIDDEN extern uint64_t pa_refaults;
+MH_HIDDEN extern uint64_t pa_refault_horizon_ns;
 
 /* Summary of bits [from, from + len) of a bitmap (exposed for tests). */
 MH_HIDDEN struct pa_sum pa_summarize(const uint64_t *bits, unsigned from, unsigned len);

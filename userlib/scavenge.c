@@ -22,17 +22,48 @@
  * when a span's pages come back to the heap (no background thread: none is
  * safe to start inside a malloc drop-in), and acts only when the excess is
  * at least 1 MiB, so frees do not turn into a stream of small madvise
- * calls. Pages are released highest address first: first fit packs small
- * spans at the bottom, so the free pages at the top are the heap's unused
- * end and the holes of freed large objects, released in long runs, while
- * small spans are not what faults in again. mh_scavenge() releases
- * everything free at once.
+ * calls.
+ *
+ * Which pages: only those of chunks (512 pages, 4 MiB) that nobody
+ * allocated from or freed into within the window of reuse (Go releases only
+ * chunks that were not densely used in the last GC cycle, for the same
+ * reason): a block freed now is likely to be replaced at once, and a churn
+ * of large blocks whose count stays level (the in-use figure never moves,
+ * so the recent peak does not help) would otherwise see its holes released
+ * and faulted in again step after step. The window adapts to the program:
+ * it starts at the decay period and doubles each time an allocation takes
+ * pages the scavenger released within a few windows before (it was about to
+ * be reused: a refault), and halves again after a long calm. Among the
+ * pages of idle chunks the highest go first: first fit packs small spans at
+ * the bottom, so the free pages at the top are the heap's unused end and
+ * the holes of freed large objects, released in long runs. mh_scavenge()
+ * releases everything free at once, whatever its chunk's age.
+ *
+ * The heap lock is not held over madvise (Go's scavengeOne): the pages to
+ * release are taken out of the free set under the lock (marked in use, so
+ * nobody allocates them meanwhile), released without it, and put back as
+ * free and released under it again (pagealloc.h, pa_scavenge_take). The
+ * policy runs under the lock on the free path and returns how much to
+ * release; the caller releases it after unlocking (scavenge_after_unlock).
+ * A fork while pages are being released leaves them in use in the child:
+ * a few MiB of address space, never handed out twice.
  *
  * The defaults are in options.c; the measurements behind them in
  * docs/heap.md#scavenger.
  */
 #include "mheap_impl.h"
 #include "pagealloc.h"
+
+/*
+ * The window of reuse: how long a chunk stays after its last use. It starts
+ * at the decay period, doubles whenever pages the scavenger released are
+ * allocated again within a few windows of their release (a refault: they
+ * were about to be reused), up to REUSE_WINDOW_MAX_SHIFT doublings, and
+ * halves again after REUSE_WINDOW_CALM windows without one.
+ */
+#define REUSE_WINDOW_MAX_SHIFT	6
+#define REUSE_WINDOW_CALM	16
+#define REFAULT_HORIZON		8	/* windows after a release */
 
 #define SCAVENGE_MIN_BATCH (((uintptr_t)1 << 20) >> MH_PAGE_SHIFT)
 
@@ -41,12 +72,18 @@ static uintptr_t reserve_percent;
 static uint64_t decay_ns;
 static uintptr_t peak_pages;	/* recent peak of in-use pages */
 static uint64_t peak_time;	/* when the peak last moved */
+static uint64_t retry_at;	/* no idle page is in a chunk idle enough before */
+static uint64_t reuse_ns;	/* the window of reuse (below) */
+static uint64_t window_moved;	/* when it last changed */
+static uint64_t refaults_seen;	/* pa_refaults when last looked at */
 
 void scavenge_init(void)
 {
 	reserve_pages = (uintptr_t)(mh_option(MH_OPT_SCAVENGE_RESERVE) >> MH_PAGE_SHIFT);
 	reserve_percent = (uintptr_t)mh_option(MH_OPT_SCAVENGE_PERCENT);
 	decay_ns = mh_option(MH_OPT_SCAVENGE_DECAY_MS) * 1000000u;
+	reuse_ns = decay_ns;
+	pa_refault_horizon_ns = REFAULT_HORIZON * reuse_ns;
 }
 
 void scavenge_note_alloc(void)
@@ -64,17 +101,38 @@ void scavenge_note_alloc(void)
 	}
 }
 
-void scavenge_after_free(void)
+static void adapt_reuse_window(uint64_t now)
 {
-	uintptr_t idle = pa_free_pages - pa_released_pages;
+	if (!decay_ns)
+		return;
+	if (pa_refaults != refaults_seen) {
+		refaults_seen = pa_refaults;
+		if (reuse_ns < decay_ns << REUSE_WINDOW_MAX_SHIFT) {
+			reuse_ns *= 2;
+			retry_at = 0;
+		}
+		window_moved = now;
+	} else if (reuse_ns > decay_ns && now - window_moved >= REUSE_WINDOW_CALM * reuse_ns) {
+		reuse_ns /= 2;
+		window_moved = now;
+	}
+	pa_refault_horizon_ns = REFAULT_HORIZON * reuse_ns;
+}
+
+uintptr_t scavenge_after_free(void)
+{
+	uintptr_t idle = pa_free_pages - pa_released_pages - pa_scavenging_pages;
 	uintptr_t inuse = pa_total_pages - pa_free_pages;
 	uintptr_t reserve;
+	uint64_t now;
 
 	if (idle < reserve_pages + SCAVENGE_MIN_BATCH)
-		return;
+		return 0;
+	now = mh_nanotime();
+	adapt_reuse_window(now);
+	if (now < retry_at)
+		return 0;	/* every idle page is in a chunk used lately */
 	if (peak_pages > inuse) {
-		uint64_t now = mh_nanotime();
-
 		if (!decay_ns) {
 			peak_pages = inuse;
 		} else {
@@ -91,16 +149,45 @@ void scavenge_after_free(void)
 		reserve = reserve_pages;
 	if (peak_pages > inuse && reserve < peak_pages - inuse)
 		reserve = peak_pages - inuse;
-	if (idle >= reserve + SCAVENGE_MIN_BATCH) {
-		mheap_flush_caches();	/* cached pages are idle too */
-		mh_heap.scavenged_pages += pa_scavenge(idle - reserve);
+	if (idle < reserve + SCAVENGE_MIN_BATCH)
+		return 0;
+	mheap_flush_caches();	/* cached pages are idle too */
+	return idle - reserve;
+}
+
+/* Release up to npages free pages, the heap lock not held, in batches: the
+ * lock is dropped around each batch's madvise (pagealloc.h). Unless all,
+ * the pages of chunks used within the window of reuse stay. */
+static void scavenge_release(uintptr_t npages, bool all)
+{
+	struct pa_scav_batch b;
+
+	while (npages) {
+		mh_lock(&mh_heap.lock);
+		if (all)
+			mheap_flush_caches();
+		pa_scavenge_take(npages, all ? 0 : reuse_ns, &b);
+		if (b.retry_at && b.pages < npages)
+			retry_at = b.retry_at;
+		mh_unlock(&mh_heap.lock);
+		if (!b.pages)
+			return;
+		pa_scavenge_release(&b);
+		mh_lock(&mh_heap.lock);
+		pa_scavenge_return(&b);
+		mh_heap.scavenged_pages += b.pages;
+		mh_unlock(&mh_heap.lock);
+		npages = npages > b.pages ? npages - b.pages : 0;
 	}
+}
+
+void scavenge_after_unlock(uintptr_t npages)
+{
+	if (npages)
+		scavenge_release(npages, false);
 }
 
 void scavenge_all(void)
 {
-	mh_lock(&mh_heap.lock);
-	mheap_flush_caches();
-	mh_heap.scavenged_pages += pa_scavenge(pa_free_pages - pa_released_pages);
-	mh_unlock(&mh_heap.lock);
+	scavenge_release(UINTPTR_MAX, true);
 }
