@@ -18,7 +18,9 @@
 #include "mheap_test.h"
 
 #include "mheap.h"
+#include "mcache.h"
 #include "mheap_impl.h"
+#include "sizeclass.h"
 
 /* ------------------------------------------------------------ producer/consumer */
 
@@ -470,6 +472,116 @@ TEST(pages_being_released_are_not_handed_out)
 	for (unsigned k = 0; k < N; k++)
 		mh_free(blk[k]);
 	EXPECT_EQ(0, atomic_load(&r.bad));
+}
+
+/* ------------------------------------------------------------ idle caches */
+
+/* Pages of [p, p + len) in memory. */
+static size_t resident_pages(void *p, size_t len)
+{
+	size_t n = len / 4096, count = 0;
+	unsigned char *vec = malloc(n);
+
+	if (!vec || mincore(p, len, vec))
+		abort();
+	for (size_t i = 0; i < n; i++)
+		count += vec[i] & 1;
+	free(vec);
+	return count;
+}
+
+struct idle_thread {
+	pthread_barrier_t freed, checked;
+	struct mcache *cache;
+	char *obj[8192];
+};
+
+/* Allocates 8 MiB of 1 KiB objects, frees them all (its cache keeps up to
+ * MH_CACHE_EMPTY_MAX of the emptied spans for reuse) and idles. */
+static void *allocate_free_and_idle(void *arg)
+{
+	struct idle_thread *t = arg;
+
+	for (int i = 0; i < 8192; i++) {
+		t->obj[i] = mh_malloc(1024);
+		memset(t->obj[i], 3, 1024);
+	}
+	for (int i = 0; i < 8192; i++)
+		mh_free(t->obj[i]);
+	t->cache = mh_tls_cache;
+	pthread_barrier_wait(&t->freed);
+	pthread_barrier_wait(&t->checked);
+	return NULL;
+}
+
+/* Pages of the idle thread's objects still resident. */
+static size_t idle_objects_resident(const struct idle_thread *t)
+{
+	size_t resident = 0;
+
+	for (int i = 0; i < 8192; i++) {
+		uintptr_t page = (uintptr_t)t->obj[i] & ~(uintptr_t)4095;
+
+		if (i && page == ((uintptr_t)t->obj[i - 1] & ~(uintptr_t)4095))
+			continue;
+		resident += resident_pages((void *)page, 4096);
+	}
+	return resident;
+}
+
+TEST(mh_scavenge_returns_the_spans_an_idle_threads_cache_keeps)
+{
+	static struct idle_thread t;
+	size_t resident = 0;
+	pthread_t th;
+
+	pthread_barrier_init(&t.freed, NULL, 2);
+	pthread_barrier_init(&t.checked, NULL, 2);
+	ASSERT_EQ(0, pthread_create(&th, NULL, allocate_free_and_idle, &t));
+	pthread_barrier_wait(&t.freed);
+	mh_scavenge();
+	/* Every page that held its objects is released but those of the
+	 * class's current span, which stays owned (mcache.h, "trimming").
+	 * Before, the cache kept up to MH_CACHE_EMPTY_MAX of them. */
+	resident = idle_objects_resident(&t);
+	pthread_barrier_wait(&t.checked);
+	pthread_join(th, NULL);
+	EXPECT_LE(resident, mh_class[size_to_class(1024)].npages * MH_PAGE_SIZE / 4096);
+}
+
+TEST(the_scavengers_policy_takes_back_the_spans_an_idle_threads_cache_keeps)
+{
+	static struct idle_thread t;
+	size_t kept = 0;
+	pthread_t th;
+	char *big[64];
+
+	pthread_barrier_init(&t.freed, NULL, 2);
+	pthread_barrier_init(&t.checked, NULL, 2);
+	ASSERT_EQ(0, pthread_create(&th, NULL, allocate_free_and_idle, &t));
+	pthread_barrier_wait(&t.freed);
+	ASSERT_GT(LOAD_RELAXED(&t.cache->empty_bytes), 0);
+	/* This thread frees a 64 MiB peak and goes on freeing now and then:
+	 * the policy releases the peak bit by bit, and on the way takes the
+	 * empty spans of caches that made no refill between two of its
+	 * passes. */
+	for (int i = 0; i < 64; i++) {
+		big[i] = mh_malloc(1 << 20);
+		ASSERT_NE(NULL, big[i]);
+		memset(big[i], 1, 1 << 20);
+	}
+	for (int i = 0; i < 64; i++)
+		mh_free(big[i]);
+	for (int round = 0; round < 100; round++) {
+		usleep(50 * 1000);
+		mh_free(mh_malloc(2 << 20));
+		kept = LOAD_RELAXED(&t.cache->empty_bytes);
+		if (!kept)
+			break;
+	}
+	pthread_barrier_wait(&t.checked);
+	pthread_join(th, NULL);
+	EXPECT_EQ(0, kept);
 }
 
 TEST_HARNESS_MAIN

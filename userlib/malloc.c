@@ -87,7 +87,7 @@ static void *large_alloc(size_t size, size_t align, bool zero, enum span_place p
 	if (align > MH_PAGE_SIZE)
 		align_pages = align >> MH_PAGE_SHIFT;
 	mheap_init();
-	if (c && c->empty_bytes >= npages << MH_PAGE_SHIFT &&
+	if (c && LOAD_RELAXED(&c->empty_bytes) >= npages << MH_PAGE_SHIFT &&
 	    !mheap_fits_resident(npages, align_pages, place)) {
 		/* Only fresh pages have room, while this thread keeps empty
 		 * spans scattered over resident ones: give those back first,
@@ -601,6 +601,8 @@ void mh_scavenge(void)
 	 * uses right now, which then goes out with the rest of the free
 	 * pages, and the reuse list's chunks hold dead data. */
 	heap_hooks()->release_idle();
+	/* Then the empty spans threads keep, idle threads' too. */
+	mcache_trim(false);
 	scavenge_all();
 }
 

@@ -78,7 +78,7 @@ static inline void cache_list_append(struct mcache *c, struct mspan *s, enum msp
 		c->full_bytes += bytes;
 		mspan_notify_at(s, reuse_frees(s));
 	} else if (which == MSPAN_LIST_CACHE_EMPTY) {
-		c->empty_bytes += bytes;
+		STORE_RELAXED(&c->empty_bytes, c->empty_bytes + bytes);
 		mspan_notify_at(s, UINT32_MAX);
 	} else {
 		mspan_notify_at(s, s->nalloc);
@@ -95,7 +95,7 @@ static inline void cache_list_unlink(struct mcache *c, struct mspan *s)
 	if (s->list == MSPAN_LIST_CACHE_FULL)
 		c->full_bytes -= bytes;
 	else if (s->list == MSPAN_LIST_CACHE_EMPTY)
-		c->empty_bytes -= bytes;
+		STORE_RELAXED(&c->empty_bytes, c->empty_bytes - bytes);
 	s->list = MSPAN_LIST_NONE;
 }
 
@@ -107,10 +107,11 @@ static void give_back(struct mcache *c, struct mspan *s)
 }
 
 /* Take owned, entirely free span s off the empty list for the page heap,
- * onto *chain. No freer can still come (each object has been freed once),
- * so there is nothing for the mcentral to settle. `remote` keeps its owned
- * flag until the span is reborn: a late mcentral_remote_event of an
- * earlier trip through the mcentral must not take it for unowned. */
+ * onto *chain (c->empty_lock held). No freer can still come (each object
+ * has been freed once), so there is nothing for the mcentral to settle.
+ * `remote` keeps its owned flag until the span is reborn: a late
+ * mcentral_remote_event of an earlier trip through the mcentral must not
+ * take it for unowned. */
 static void unlink_empty(struct mcache *c, struct mspan *s, struct mspan **chain)
 {
 	cache_list_unlink(c, s);
@@ -124,7 +125,8 @@ static void unlink_empty(struct mcache *c, struct mspan *s, struct mspan **chain
  * of the classes after it, until the cache is a batch's worth
  * (MH_BATCH_BYTES) under the cap - all in one hold of the heap lock. One
  * span at a time, every span a thread empties beyond the cap would take
- * the lock, and so would the span its next refill makes.
+ * the lock, and so would the span its next refill makes. The caller holds
+ * c->empty_lock.
  */
 static void trim_empty(struct mcache *c, unsigned cls)
 {
@@ -147,8 +149,12 @@ static void trim_empty(struct mcache *c, unsigned cls)
  * them. Over the cap, other classes' empty spans go back first. */
 static void keep_spares(struct mcache *c, struct mspan *spare)
 {
-	unsigned cls = spare ? spare->sizeclass : 1;
+	unsigned cls;
 
+	if (!spare)
+		return;
+	cls = spare->sizeclass;
+	mh_lock(&c->empty_lock);
 	while (spare) {
 		struct mspan *next = spare->chain;
 
@@ -158,6 +164,7 @@ static void keep_spares(struct mcache *c, struct mspan *spare)
 	}
 	if (c->empty_bytes > MH_CACHE_EMPTY_MAX)
 		trim_empty(c, cls % (MH_NUM_CLASSES - 1) + 1);
+	mh_unlock(&c->empty_lock);
 }
 
 /* Stop allocating from c's current span of class cls and return it. */
@@ -246,6 +253,7 @@ struct mcache *mcache_borrow(void)
 	STORE_RELAXED(&c->alloc[0], &mh_empty_span);
 	for (unsigned cls = 1; cls < MH_NUM_CLASSES; cls++)
 		set_current(c, cls, &mh_empty_span);
+	mh_lock_reinit(&c->empty_lock);
 	/* Heap pointers lie below 1 << MH_ADDR_BITS: none is in the top
 	 * arena of the address space. */
 	c->free_arena_base = (uintptr_t)0 - MH_ARENA_SIZE;
@@ -286,7 +294,8 @@ static uintptr_t adopt(struct mcache *c, unsigned cls, struct mspan *s)
 {
 	uintptr_t p;
 
-	cache_list_unlink(c, s);
+	if (s->list != MSPAN_LIST_NONE)	/* empty spans come unlinked */
+		cache_list_unlink(c, s);
 	mspan_sweep(s);
 	p = mspan_next_free(s);
 	if (p)
@@ -296,10 +305,28 @@ static uintptr_t adopt(struct mcache *c, unsigned cls, struct mspan *s)
 	return p;
 }
 
+/* The newest entirely free span of class cls, off its list; NULL if none. */
+static struct mspan *empty_take_newest(struct mcache *c, unsigned cls)
+{
+	struct mspan *s = NULL;
+
+	if (!LOAD_RELAXED(&c->empty_bytes))
+		return NULL;
+	mh_lock(&c->empty_lock);
+	if (c->empty[cls].tail) {
+		s = mspan_of_link(c->empty[cls].tail);
+		cache_list_unlink(c, s);
+	}
+	mh_unlock(&c->empty_lock);
+	return s;
+}
+
 uintptr_t mcache_alloc_slow(struct mcache *c, unsigned cls)
 {
 	struct mspan *s = c->alloc[cls];
 	uintptr_t p;
+
+	STORE_RELAXED(&c->refills, c->refills + 1);	/* "trimming" */
 
 	if (s != &mh_empty_span) {
 		p = mspan_next_free(s);	/* the window ran out, the span may not */
@@ -334,8 +361,8 @@ uintptr_t mcache_alloc_slow(struct mcache *c, unsigned cls)
 		if (p)
 			return p;
 	}
-	while (c->empty[cls].tail) {
-		p = adopt(c, cls, mspan_of_link(c->empty[cls].tail));
+	while ((s = empty_take_newest(c, cls))) {
+		p = adopt(c, cls, s);
 		if (p)
 			return p;
 	}
@@ -399,19 +426,54 @@ void mcache_local_free_slow(struct mcache *c, struct mspan *s)
 		 * object twice; then kept for reuse up to the cap. */
 		mspan_check_frees(s);
 		cache_list_unlink(c, s);
+		mh_lock(&c->empty_lock);
 		cache_list_append(c, s, MSPAN_LIST_CACHE_EMPTY);
 		if (c->empty_bytes > MH_CACHE_EMPTY_MAX)
 			trim_empty(c, s->sizeclass);
+		mh_unlock(&c->empty_lock);
 	}
+}
+
+/* Every empty span of c onto *chain; c->empty_lock held. */
+static void unlink_all_empty(struct mcache *c, struct mspan **chain)
+{
+	for (unsigned cls = 1; cls < MH_NUM_CLASSES && c->empty_bytes; cls++)
+		while (c->empty[cls].head)
+			unlink_empty(c, mspan_of_link(c->empty[cls].head), chain);
 }
 
 void mcache_release_empty(struct mcache *c)
 {
 	struct mspan *chain = NULL;
 
-	for (unsigned cls = 1; cls < MH_NUM_CLASSES && c->empty_bytes; cls++)
-		while (c->empty[cls].head)
-			unlink_empty(c, mspan_of_link(c->empty[cls].head), &chain);
+	mh_lock(&c->empty_lock);
+	unlink_all_empty(c, &chain);
+	mh_unlock(&c->empty_lock);
+	mheap_free_spans(chain);
+}
+
+void mcache_trim(bool idle_only)
+{
+	struct mspan *chain = NULL;
+	struct mcache *c;
+
+	if (!idle_only)
+		mh_lock(&mh_caches_lock);
+	else if (pthread_mutex_trylock(&mh_caches_lock))
+		return;
+	list_for_each(c, &mh_caches, link) {
+		uint32_t refills = LOAD_RELAXED(&c->refills);
+
+		if (idle_only && refills != c->refills_seen) {
+			c->refills_seen = refills;	/* busy since the last pass */
+			continue;
+		}
+		if (!LOAD_RELAXED(&c->empty_bytes) || pthread_mutex_trylock(&c->empty_lock))
+			continue;	/* nothing, or its owner is at it */
+		unlink_all_empty(c, &chain);
+		mh_unlock(&c->empty_lock);
+	}
+	mh_unlock(&mh_caches_lock);
 	mheap_free_spans(chain);
 }
 

@@ -46,6 +46,23 @@
  * free: back at the mcentral their frees make them reusable by anyone).
  * So a thread neither hoards memory nor churns spans through the page
  * heap; and where spans must travel, they travel in batches (below).
+ *
+ * Trimming: a thread that allocated and went idle would keep its empty
+ * spans (up to MH_CACHE_EMPTY_MAX) for ever, and no other thread may touch
+ * an owner's lists while it runs. The empty lists are the exception, by a
+ * protocol: they change only under the cache's empty_lock, which the owner
+ * takes in its slow paths (a span emptied, spares kept, a refill from
+ * them, a trim) and mh_scavenge tries, under mh_caches_lock (so a fork
+ * never finds it held by another thread), skipping a cache whose owner
+ * holds it. An empty span has no object to free or hand out, so the
+ * owner's fast paths never reach it (a free finds its span through the
+ * arena map, whose entries the page heap changes under its lock). Spans
+ * with live objects (current, partial, full) stay: their pages are in
+ * use.
+ * The scavenger's policy, when it releases pages, also trims the caches
+ * whose threads made no refill since its previous such pass (at most one
+ * per decay period; it only tries mh_caches_lock, as it may run under an
+ * mcentral lock); mh_scavenge trims every cache.
  */
 #ifndef MHEAP_MCACHE_H
 #define MHEAP_MCACHE_H
@@ -129,7 +146,15 @@ struct mcache {
 	 * no pointer of the heap has and a map of NULLs (mh_no_spans). */
 	uintptr_t free_arena_base;
 	struct mspan *const *free_arena_spans;
+	/* The empty lists and empty_bytes: the owner takes it around every
+	 * change to them, mh_scavenge (mcache_trim_all) tries it to take
+	 * the spans of a thread that may be idle ("trimming" below). */
+	mh_lock_t empty_lock;
 	size_t empty_bytes;		/* bytes in owned, entirely free spans */
+	/* Refills this cache made (the owner's, relaxed), and the count the
+	 * scavenger saw at its last pass (under mh_caches_lock): a cache
+	 * that made none between two passes is idle ("trimming"). */
+	uint32_t refills, refills_seen;
 	size_t full_bytes;		/* bytes in spans on the full lists */
 	struct list_node link;		/* on mh_caches, under caches_lock */
 	/* Pages for this thread's next small spans; the heap lock's, not
@@ -207,6 +232,12 @@ MH_HIDDEN void mcache_local_free_slow(struct mcache *c, struct mspan *s);
 
 /* Give every entirely free span c keeps back to the page heap. */
 MH_HIDDEN void mcache_release_empty(struct mcache *c);
+/* The same for every thread's cache whose owner is not changing its empty
+ * lists right now (mh_scavenge; "trimming" above); idle_only: only those
+ * that made no refill since the previous such pass, and nothing if
+ * mh_caches_lock is taken. No allocator lock held but perhaps an
+ * mcentral's (idle_only). */
+MH_HIDDEN void mcache_trim(bool idle_only);
 
 /* Counters of caches that have gone away. Under caches_lock. */
 MH_HIDDEN extern uint64_t mh_dead_nmalloc[MH_NUM_CLASSES];

@@ -42,7 +42,7 @@
 uint64_t pa_total_pages;
 uint64_t pa_free_pages;
 uint64_t pa_released_pages;
-uint64_t pa_refaults;
+uint64_t pa_refault_pages;
 uint64_t pa_refault_horizon_ns;
 
 /* No free, resident page lies at or above this address: the scavenger
@@ -416,7 +416,6 @@ static uintptr_t find_dirty(uintptr_t n, uintptr_t align)
 static void mark(uintptr_t p, uintptr_t n, bool alloc, struct pa_result *res)
 {
 	uint64_t now = mh_nanotime();
-	bool refault = false;
 
 	while (n) {
 		struct heap_arena *ha = arena_of(p);
@@ -434,7 +433,7 @@ static void mark(uintptr_t p, uintptr_t n, bool alloc, struct pa_result *res)
 				uint64_t rel = ha->chunk_released[w * 64 / PA_CHUNK_PAGES];
 
 				if (scav && rel && now - rel < pa_refault_horizon_ns)
-					refault = true;
+					pa_refault_pages += (uintptr_t)mh_popcount(scav);
 				res->released += (uintptr_t)mh_popcount(scav);
 				if (scav != m)
 					res->needzero = true;
@@ -450,7 +449,6 @@ static void mark(uintptr_t p, uintptr_t n, bool alloc, struct pa_result *res)
 		n -= k;
 		p += (uintptr_t)k << MH_PAGE_SHIFT;
 	}
-	pa_refaults += refault;
 }
 
 /* Mark free pages [first, first + n) of ha as released. */

@@ -81,9 +81,9 @@ MH_HIDDEN extern uint64_t pa_total_pages;	/* all pages of all arenas */
 MH_HIDDEN extern uint64_t pa_free_pages;	/* free pages */
 MH_HIDDEN extern uint64_t pa_released_pages;	/* free pages returned to the OS */
 MH_HIDDEN extern uint64_t pa_scavenging_pages;	/* free pages taken to be released */
-/* Allocations that took pages of a chunk the scavenger had released pages
- * of less than pa_refault_horizon_ns before (scavenge.c). */
-MH_HIDDEN extern uint64_t pa_refaults;
+/* Released pages allocated again in chunks the scavenger had released
+ * pages of less than pa_refault_horizon_ns before (scavenge.c). */
+MH_HIDDEN extern uint64_t pa_refault_pages;
 MH_HIDDEN extern uint64_t pa_refault_horizon_ns;
 
 /* Summary of bits [from, from + len) of a bitmap (exposed for tests). */

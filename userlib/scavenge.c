@@ -52,18 +52,23 @@
  * docs/heap.md#scavenger.
  */
 #include "mheap_impl.h"
+#include "mcache.h"
 #include "pagealloc.h"
 
 /*
  * The window of reuse: how long a chunk stays after its last use. It starts
- * at the decay period, doubles whenever pages the scavenger released are
- * allocated again within a few windows of their release (a refault: they
- * were about to be reused), up to REUSE_WINDOW_MAX_SHIFT doublings, and
- * halves again after REUSE_WINDOW_CALM windows without one.
+ * at the decay period and doubles when at least 1/REFAULT_SHARE of the
+ * pages the scavenger released since the window last moved (and at least
+ * REFAULT_MIN_PAGES) were allocated again within REFAULT_HORIZON windows
+ * of their release (refaults: they were about to be reused), up to
+ * REUSE_WINDOW_MAX_SHIFT doublings; it halves again after
+ * REUSE_WINDOW_CALM windows without that.
  */
 #define REUSE_WINDOW_MAX_SHIFT	6
 #define REUSE_WINDOW_CALM	16
-#define REFAULT_HORIZON		8	/* windows after a release */
+#define REFAULT_HORIZON		8
+#define REFAULT_SHARE		4
+#define REFAULT_MIN_PAGES	(((uintptr_t)1 << 20) >> MH_PAGE_SHIFT)
 
 #define SCAVENGE_MIN_BATCH (((uintptr_t)1 << 20) >> MH_PAGE_SHIFT)
 
@@ -75,7 +80,8 @@ static uint64_t peak_time;	/* when the peak last moved */
 static uint64_t retry_at;	/* no idle page is in a chunk idle enough before */
 static uint64_t reuse_ns;	/* the window of reuse (below) */
 static uint64_t window_moved;	/* when it last changed */
-static uint64_t refaults_seen;	/* pa_refaults when last looked at */
+static uint64_t refaults_base;	/* pa_refault_pages when the window moved */
+static uint64_t released_base;	/* mh_heap.scavenged_pages then */
 
 void scavenge_init(void)
 {
@@ -103,19 +109,24 @@ void scavenge_note_alloc(void)
 
 static void adapt_reuse_window(uint64_t now)
 {
+	uint64_t refaulted = pa_refault_pages - refaults_base;
+	uint64_t released = mh_heap.scavenged_pages - released_base;
+
 	if (!decay_ns)
 		return;
-	if (pa_refaults != refaults_seen) {
-		refaults_seen = pa_refaults;
+	if (refaulted >= REFAULT_MIN_PAGES && refaulted * REFAULT_SHARE >= released) {
 		if (reuse_ns < decay_ns << REUSE_WINDOW_MAX_SHIFT) {
 			reuse_ns *= 2;
 			retry_at = 0;
 		}
-		window_moved = now;
-	} else if (reuse_ns > decay_ns && now - window_moved >= REUSE_WINDOW_CALM * reuse_ns) {
+	} else if (!(reuse_ns > decay_ns && now - window_moved >= REUSE_WINDOW_CALM * reuse_ns)) {
+		return;
+	} else {
 		reuse_ns /= 2;
-		window_moved = now;
 	}
+	window_moved = now;
+	refaults_base = pa_refault_pages;
+	released_base = mh_heap.scavenged_pages;
 	pa_refault_horizon_ns = REFAULT_HORIZON * reuse_ns;
 }
 
@@ -181,10 +192,23 @@ static void scavenge_release(uintptr_t npages, bool all)
 	}
 }
 
+static uint64_t last_idle_trim;	/* when idle threads' caches were trimmed */
+
 void scavenge_after_unlock(uintptr_t npages)
 {
-	if (npages)
-		scavenge_release(npages, false);
+	uint64_t now, last;
+
+	if (!npages)
+		return;
+	/* Idle threads' empty spans are idle memory too (mcache.h,
+	 * "trimming"): at most once per decay period. */
+	now = mh_nanotime();
+	last = LOAD_RELAXED(&last_idle_trim);
+	if (now - last >= decay_ns &&
+	    __atomic_compare_exchange_n(&last_idle_trim, &last, now, false,
+					__ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		mcache_trim(true);
+	scavenge_release(npages, false);
 }
 
 void scavenge_all(void)
