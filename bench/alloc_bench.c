@@ -623,44 +623,11 @@ static void *w_memory(void *arg)
 	return NULL;
 }
 
-/* -------------------------------------------------------------- bigchurn */
+/* ------------------------------------------------- bigchurn, localchurn */
 
-static void *w_bigchurn(void *arg)
-{
-	struct targ *t = arg;
-	const struct cfg *c = t->cfg;
-	size_t n = (size_t)c->slots;
-	unsigned char **blk = (unsigned char **)t->ptrs;
-	uint64_t sum = 0;
-	size_t i;
-	long k;
-
-	for (i = 0; i < n; i++) {
-		blk[i] = xmalloc(t->sizes[i]);
-		memset(blk[i], (int)i | 1, t->sizes[i]);
-	}
-	for (k = 0; k < c->ops; k++) {
-		uint64_t r = rng_next(&t->rng);
-		size_t j = (size_t)(r % n), sz = rng_range(&t->rng, c->min, c->max);
-
-		sum += blk[j][t->sizes[j] - 1];
-		B_FREE(blk[j]);
-		blk[j] = xmalloc(sz);
-		memset(blk[j], (int)k | 1, sz);
-		t->sizes[j] = sz;
-	}
-	for (i = 0; i < n; i++) {
-		sum += blk[i][0];
-		B_FREE(blk[i]);
-	}
-	t->ops = (uint64_t)c->ops + n;
-	t->check = sum;
-	return NULL;
-}
-
-/* ------------------------------------------------------------ localchurn */
-
-static void *w_localchurn(void *arg)
+/* `slots` live blocks, each step replacing a random one with a block of a
+ * size drawn from the thread's table, written in full. */
+static void *w_churn(void *arg)
 {
 	struct targ *t = arg;
 	const struct cfg *c = t->cfg;
@@ -1053,14 +1020,14 @@ int main(int argc, char **argv)
 			fprintf(stderr, "bench: bigchurn runs one thread\n");
 			return 1;
 		}
-		fn = w_bigchurn;
-		ta[0].nsizes = (size_t)c.slots;
-		ta[0].sizes = size_table(ta[0].nsizes, c.min, c.max, ta[0].rng, 0);
-		ta[0].ptrs = bk_alloc(ta[0].nsizes * sizeof(void *));
+		fn = w_churn;
+		ta[0].nsizes = 4096;
+		ta[0].sizes = size_table(ta[0].nsizes, c.min, c.max, ta[0].rng, (size_t)c.slots);
+		ta[0].ptrs = bk_alloc((size_t)c.slots * sizeof(void *));
 		snprintf(extra, sizeof(extra), "min=%zu max=%zu slots=%ld steps=%ld",
 			 c.min, c.max, c.slots, c.ops);
 	} else if (!strcmp(c.workload, "localchurn")) {
-		fn = w_localchurn;
+		fn = w_churn;
 		for (i = 0; i < nt; i++) {
 			ta[i].nsizes = 1 << 16;
 			ta[i].sizes = inverse_square_table(ta[i].nsizes, c.min, c.max, ta[i].rng,

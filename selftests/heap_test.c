@@ -1172,20 +1172,6 @@ TEST(released_pages_read_as_zero_and_calloc_relies_on_it)
 	mh_free(q);
 }
 
-/* Pages of [p, p + len) in memory. */
-static size_t resident_pages(void *p, size_t len)
-{
-	size_t n = len / 4096, count = 0;
-	unsigned char *vec = malloc(n);
-
-	if (!vec || mincore(p, len, vec))
-		abort();
-	for (size_t i = 0; i < n; i++)
-		count += vec[i] & 1;
-	free(vec);
-	return count;
-}
-
 /* A large block goes where a freed one left resident pages, rather than
  * onto released ones that would fault in again (3 us per 4 KiB page). */
 TEST(a_large_block_takes_resident_free_pages_before_released_ones)
@@ -1203,7 +1189,7 @@ TEST(a_large_block_takes_resident_free_pages_before_released_ones)
 	mh_free(below);		/* resident, under them in one free run */
 	again = mh_malloc(len);
 	EXPECT_EQ(below, again);
-	EXPECT_EQ(len / 4096, resident_pages(again, len));
+	EXPECT_EQ(len / 4096, resident_pages_in(again, len));
 	mh_free(again);
 }
 
@@ -1231,9 +1217,9 @@ TEST(the_scavenger_releases_idle_holes_before_a_block_freed_just_now)
 	/* The top block goes: its pages are the highest idle ones, but the
 	 * only ones used just now. */
 	mh_free(p[0]);
-	EXPECT_EQ(len / 4096, resident_pages(p[0], len));
-	EXPECT_EQ(0, resident_pages(p[1], len));
-	EXPECT_EQ(0, resident_pages(p[3], len));
+	EXPECT_EQ(len / 4096, resident_pages_in(p[0], len));
+	EXPECT_EQ(0, resident_pages_in(p[1], len));
+	EXPECT_EQ(0, resident_pages_in(p[3], len));
 	for (int i = 2; i < N; i += 2)
 		mh_free(p[i]);
 }
@@ -1248,8 +1234,8 @@ TEST(calloc_writes_fresh_pages_up_to_4MiB_and_leaves_bigger_blocks_to_the_zero_p
 
 	ASSERT_NE(NULL, small);
 	ASSERT_NE(NULL, big);
-	EXPECT_EQ((size_t)(4 << 20) / 4096, resident_pages(small, 4 << 20));
-	EXPECT_LT(resident_pages(big, 64 << 20), (size_t)(1 << 20) / 4096);
+	EXPECT_EQ((size_t)(4 << 20) / 4096, resident_pages_in(small, 4 << 20));
+	EXPECT_LT(resident_pages_in(big, 64 << 20), (size_t)(1 << 20) / 4096);
 	for (size_t i = 0; i < (64 << 20); i += 4096)
 		ASSERT_EQ(0, big[i]);
 	EXPECT_EQ(0, small[(4 << 20) - 1]);

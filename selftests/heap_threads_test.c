@@ -476,20 +476,6 @@ TEST(pages_being_released_are_not_handed_out)
 
 /* ------------------------------------------------------------ idle caches */
 
-/* Pages of [p, p + len) in memory. */
-static size_t resident_pages(void *p, size_t len)
-{
-	size_t n = len / 4096, count = 0;
-	unsigned char *vec = malloc(n);
-
-	if (!vec || mincore(p, len, vec))
-		abort();
-	for (size_t i = 0; i < n; i++)
-		count += vec[i] & 1;
-	free(vec);
-	return count;
-}
-
 struct idle_thread {
 	pthread_barrier_t freed, checked;
 	struct mcache *cache;
@@ -524,7 +510,7 @@ static size_t idle_objects_resident(const struct idle_thread *t)
 
 		if (i && page == ((uintptr_t)t->obj[i - 1] & ~(uintptr_t)4095))
 			continue;
-		resident += resident_pages((void *)page, 4096);
+		resident += resident_pages_in((void *)page, 4096);
 	}
 	return resident;
 }

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -75,6 +76,20 @@ static inline int wait_child_ms(pid_t pid, int ms)
 	kill(pid, SIGKILL);
 	waitpid(pid, &status, 0);
 	return -1;
+}
+
+/* Pages of [p, p + len) in memory (p page-aligned). */
+static inline size_t resident_pages_in(void *p, size_t len)
+{
+	size_t n = len / 4096, count = 0;
+	unsigned char *vec = malloc(n);
+
+	if (!vec || mincore(p, len, vec))
+		abort();
+	for (size_t i = 0; i < n; i++)
+		count += vec[i] & 1;
+	free(vec);
+	return count;
 }
 
 /* Resident set size of this process in bytes. */
