@@ -147,7 +147,7 @@ struct mcache {
 	uintptr_t free_arena_base;
 	struct mspan *const *free_arena_spans;
 	/* The empty lists and empty_bytes: the owner takes it around every
-	 * change to them, mh_scavenge (mcache_trim_all) tries it to take
+	 * change to them, the scavenger (mcache_trim) tries it to take
 	 * the spans of a thread that may be idle ("trimming" below). */
 	mh_lock_t empty_lock;
 	size_t empty_bytes;		/* bytes in owned, entirely free spans */
