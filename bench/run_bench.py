@@ -264,7 +264,7 @@ def build_cases(mode):
         "frees 256 MiB in 1 MiB blocks, thread 1 allocates 64-512 KiB blocks",
         "peakfree", {"mib": 256, "size": 1 << 20, "min": 64 << 10,
                      "max": 512 << 10, "ring": 16, "settle_ms": 150,
-                     "ops": 1000000 if quick else 2000000}, threads=2))
+                     "ops": 250000 if quick else 1000000}, threads=2))
 
     M = "Memory"
     mib = 128 if quick else 512
