@@ -43,12 +43,14 @@ PEER_TABLE_WORKLOADS = ("bigchurn", "localchurn", "server", "peakfree")  # cost 
 class Runner:
     """One way of running a driver: a binary plus an optional LD_PRELOAD."""
 
-    def __init__(self, name, binary, preload=None, prefix_args=(), missing=None):
+    def __init__(self, name, binary, preload=None, prefix_args=(), missing=None,
+                 skip=None):
         self.name = name
         self.binary = binary
         self.preload = preload
         self.prefix_args = list(prefix_args)
         self.missing = missing  # reason it cannot run, or None
+        self.skip = skip or {}  # workload -> why this runner sits it out
 
     def check(self):
         if self.missing:
@@ -79,7 +81,9 @@ def alloc_runners(out, build, with_mi_linked, so):
             os.path.join(LIBDIR, "libtcmalloc_minimal.so.4"),
             os.path.join(LIBDIR, "libtcmalloc.so.4"))),
         Runner("mimalloc", plain, os.path.join(LIBDIR, "libmimalloc.so.2")),
-        Runner("scudo", plain, SCUDO_SO),
+        Runner("scudo", plain, SCUDO_SO, skip={
+            "realloc": "Scudo did not finish the quick realloc growth in "
+                       "60 s where the others take 0.1 s (2026-12-06)"}),
     ]
     if with_mi_linked:
         runners.append(Runner("mimalloc-linked", os.path.join(out, "alloc_bench_mi")))
@@ -330,6 +334,10 @@ def run_one(case, runner, timeout):
     t0 = time.monotonic()
     rec = {"case": case.id, "alloc": runner.name, "argv": argv,
            "preload": runner.preload}
+    if case.workload in runner.skip:
+        rec.update(rc=0, stdout="", stderr="", wall=0.0, status="unavailable",
+                   reason=runner.skip[case.workload])
+        return rec
     try:
         p = subprocess.run(argv, env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, timeout=timeout, text=True)
