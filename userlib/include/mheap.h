@@ -35,14 +35,14 @@ extern "C" {
  * in <linux/mheap.h>.
  */
 #define MH_VERSION_MAJOR 0
-#define MH_VERSION_MINOR 2
+#define MH_VERSION_MINOR 3
 #define MH_VERSION_PATCH 0
 #define MH_VERSION_STR_(x) #x
 #define MH_VERSION_STR(x) MH_VERSION_STR_(x)
-/* "0.2.0" */
+/* "0.3.0" */
 #define MH_VERSION MH_VERSION_STR(MH_VERSION_MAJOR) "." \
 	MH_VERSION_STR(MH_VERSION_MINOR) "." MH_VERSION_STR(MH_VERSION_PATCH)
-/* 200 for 0.2.0: comparable with < and >, as in #if MH_VERSION_NUMBER >= 200 */
+/* 300 for 0.3.0: comparable with < and >, as in #if MH_VERSION_NUMBER >= 300 */
 #define MH_VERSION_NUMBER \
 	(MH_VERSION_MAJOR * 10000 + MH_VERSION_MINOR * 100 + MH_VERSION_PATCH)
 
