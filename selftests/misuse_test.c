@@ -1,0 +1,467 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Heap misuse, one small program per kind, in the manner of hardened_malloc's
+ * own test suite: each runs as this very program started again with the
+ * misuse's name (MISUSE=name) and the mode's environment, and the test checks
+ * how it ended - the signal, or that it ran to its end - and the exact first
+ * line of its report.
+ *
+ * The expectation of every misuse in every mode is one row of the table
+ * below: what the default mode does not catch is stated there (the program
+ * survives, silent), not skipped. Modes:
+ *   default   no MHEAP_SECURE;
+ *   secure    MHEAP_SECURE=1, sampling off (MHEAP_SECURE_SAMPLE=0) so that
+ *             the outcome does not depend on which allocation is sampled;
+ *   sampled   MHEAP_SECURE=1 with every small allocation sampled
+ *             (MHEAP_SECURE_SAMPLE=1): the guarded page each one gets.
+ * The secure modes run on every fault backend that can fault here (kmod
+ * only with /dev/mheap: SKIP otherwise).
+ *
+ * A misuse program prints the addresses its report line will name on
+ * stdout, one per line, before the misuse; the line is the row's format
+ * with them filled in (%s in order), '#' standing for the time since the
+ * free (digits and a point) and '@' for the backend's name.
+ */
+#define _GNU_SOURCE
+#include <stdint.h>
+
+#include "kselftest_harness.h"
+#include "mheap_test.h"
+
+#include "mheap.h"
+#include "fault.h"
+
+#define LARGE	((size_t)1 << 20)	/* a large block, over the secure threshold */
+
+/* ------------------------------------------------------------ the misuses */
+
+/* Print an address the report will name ($1, $2, ... in the table). */
+static void say(const void *p)
+{
+	printf("%#lx\n", (unsigned long)(uintptr_t)p);
+	fflush(stdout);
+}
+
+static volatile char sink;
+
+/* $1 the block, $2 its end. */
+static char *small_block(size_t size)
+{
+	char *p = mh_malloc(size);
+
+	say(p);
+	say(p + size);
+	return p;
+}
+
+static void small_read_after_free(void)
+{
+	char *p = small_block(32);
+
+	memset(p, 1, 32);
+	mh_free(p);
+	sink = p[0];
+}
+
+/* In the secure mode the write is found when the slot is handed out
+ * again: allocate (and free) blocks of its size until it is. */
+static void small_write_after_free(void)
+{
+	char *p = small_block(32);
+
+	mh_free(p);
+	p[0] = 1;
+	for (int i = 0; i < 100000; i++)
+		mh_free(mh_malloc(32));
+}
+
+static void large_read_after_free(void)
+{
+	char *p = small_block(LARGE);
+
+	memset(p, 1, LARGE);
+	mh_free(p);
+	sink = p[0];
+}
+
+static void large_write_after_free(void)
+{
+	char *p = small_block(LARGE);
+
+	mh_free(p);
+	p[0] = 1;
+}
+
+/* Overflow by n bytes past a 32-byte block, then free it. */
+static void small_overflow(size_t n)
+{
+	char *p = small_block(32);
+
+	memset(p + 32, 'x', n);
+	mh_free(p);
+}
+
+static void small_overflow_1(void)
+{
+	small_overflow(1);
+}
+
+static void small_overflow_32(void)
+{
+	small_overflow(32);
+}
+
+static void large_overflow_1m(void)
+{
+	char *p = small_block(LARGE);
+
+	memset(p + LARGE, 'x', LARGE);
+	mh_free(p);
+}
+
+static void zero_size_read(void)
+{
+	char *p = small_block(0);
+
+	sink = p[0];
+}
+
+static void zero_size_write(void)
+{
+	char *p = small_block(0);
+
+	p[0] = 1;
+}
+
+/* Ends with status 3 when the next malloc of the size returns the block
+ * just freed, for a small and for a large block. */
+static void immediate_reuse(void)
+{
+	const size_t sizes[] = { 32, LARGE };
+
+	for (unsigned i = 0; i < 2; i++) {
+		void *p = mh_malloc(sizes[i]);
+
+		mh_free(p);
+		if (mh_malloc(sizes[i]) == p)
+			_exit(3);
+	}
+}
+
+static void double_free(void)
+{
+	void *p = small_block(32);
+
+	mh_free(p);
+	mh_free(p);
+}
+
+static void double_free_large(void)
+{
+	void *p = small_block(LARGE);
+
+	mh_free(p);
+	mh_free(p);
+}
+
+static void invalid_free(void)
+{
+	char *p = small_block(32);
+
+	say(p + 8);
+	mh_free(p + 8);
+}
+
+static const struct misuse {
+	const char *name;
+	void (*run)(void);
+} misuses[] = {
+#define M(f) { #f, f }
+	M(small_read_after_free), M(small_write_after_free), M(large_read_after_free),
+	M(large_write_after_free), M(small_overflow_1), M(small_overflow_32),
+	M(large_overflow_1m), M(zero_size_read), M(zero_size_write), M(immediate_reuse),
+	M(double_free), M(double_free_large), M(invalid_free),
+#undef M
+};
+
+/* ------------------------------------------------------------ the table */
+
+enum mode { DEFAULT, SECURE, SAMPLED, MODES };
+
+/* How a misuse program ends. */
+enum end {
+	SURVIVES,	/* runs to its end, silent: not caught */
+	REUSED,		/* status 3: the freed block came back at once */
+	ABORTS,		/* SIGABRT after its report line */
+	FAULTS,		/* SIGSEGV after its report line */
+	CRASHES,	/* SIGSEGV, silent: it ran off the heap's mapped end */
+};
+
+struct expect {
+	enum end end;
+	const char *line;	/* the report's first line: $N, # and @ as at the top */
+};
+
+#define NOT_CAUGHT { SURVIVES, NULL }
+/* An access at the start of a block freed and faulted. */
+#define UAF(access, n) { FAULTS, "mheap: use-after-free: " access " $1 at offset 0 of freed " \
+			 n "-byte block [$1, $2), freed # ms ago (@ backend)" }
+/* A write just past the end of a guarded block. */
+#define PAST_END(n) { FAULTS, "mheap: heap overflow: write to $2, 0 bytes past the end of " \
+		      n "-byte block [$1, $2) (@ backend)" }
+#define CANARY { ABORTS, "mheap: heap overflow: canary after 32-byte block $1 overwritten " \
+		 "at offset 32, detected at free" }
+#define ZERO_SIZE(access) { FAULTS, "mheap: zero-size access: " access \
+			    " $1 through malloc(0)'s pointer $1" }
+#define ALL_MODES(...) { [DEFAULT] = __VA_ARGS__, [SECURE] = __VA_ARGS__, [SAMPLED] = __VA_ARGS__ }
+
+static const struct row {
+	const char *misuse;
+	struct expect in[MODES];
+} table[] = {
+	/* A small block faults only when sampled. */
+	{ "small_read_after_free", { NOT_CAUGHT, NOT_CAUGHT, UAF("read of", "32") } },
+	{ "small_write_after_free", { NOT_CAUGHT,
+		{ ABORTS, "mheap: write after free: 48-byte slot $1 written at offset 0 "
+			  "after its free, detected at its reuse" },
+		UAF("write to", "32") } },
+	{ "large_read_after_free", { NOT_CAUGHT, UAF("read of", "1048576"), UAF("read of", "1048576") } },
+	{ "large_write_after_free", { NOT_CAUGHT, UAF("write to", "1048576"), UAF("write to", "1048576") } },
+	{ "small_overflow_1", { NOT_CAUGHT, CANARY, PAST_END("32") } },
+	{ "small_overflow_32", { NOT_CAUGHT, CANARY, PAST_END("32") } },
+	/* By default a large block sits at the top of the heap: running
+	 * 1 MiB past it leaves the heap's mapping, with no report. */
+	{ "large_overflow_1m", { { CRASHES, NULL }, PAST_END("1048576"), PAST_END("1048576") } },
+	{ "zero_size_read", { NOT_CAUGHT, ZERO_SIZE("read of"), ZERO_SIZE("read of") } },
+	{ "zero_size_write", { NOT_CAUGHT, ZERO_SIZE("write to"), ZERO_SIZE("write to") } },
+	/* By default the large block comes back; in the secure modes none. */
+	{ "immediate_reuse", { { REUSED, NULL }, NOT_CAUGHT, NOT_CAUGHT } },
+	{ "double_free", ALL_MODES({ ABORTS, "mheap: double free of $1" }) },
+	{ "double_free_large", ALL_MODES({ ABORTS, "mheap: double free of $1" }) },
+	{ "invalid_free", ALL_MODES({ ABORTS, "mheap: invalid free of $3 (inside an object)" }) },
+};
+
+/* ------------------------------------------------------------ running them */
+
+/* How a misuse program ended, what it printed and what it said. */
+struct run {
+	int status;
+	char values[9][24];	/* $1..$9 */
+	unsigned nvalues;
+	char err[8192];
+};
+
+static bool killed_by(const struct run *r, int sig)
+{
+	return WIFSIGNALED(r->status) && WTERMSIG(r->status) == sig;
+}
+
+/* Read all of fd into buf (NUL-terminated). */
+static void read_all(int fd, char *buf, size_t size)
+{
+	size_t n = 0;
+	ssize_t r;
+
+	while (n < size - 1 && (r = read(fd, buf + n, size - 1 - n)) > 0)
+		n += (size_t)r;
+	buf[n] = '\0';
+}
+
+/* Start this program as misuse name with the environment env (NULL-ended
+ * "NAME=value" strings added to ours). */
+static void run_misuse(const char *name, const char *const *env, struct run *r)
+{
+	int out[2], err[2];
+	char outbuf[512];
+	pid_t pid;
+
+	memset(r, 0, sizeof(*r));
+	if (pipe(out) || pipe(err))
+		abort();
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		abort();
+	if (pid == 0) {
+		dup2(out[1], STDOUT_FILENO);
+		dup2(err[1], STDERR_FILENO);
+		close(out[0]);
+		close(err[0]);
+		setenv("MISUSE", name, 1);
+		for (; *env; env++)
+			putenv((char *)*env);
+		execl("/proc/self/exe", "misuse_test", (char *)NULL);
+		_exit(127);
+	}
+	close(out[1]);
+	close(err[1]);
+	/* A program prints a few lines at most: the pipe holds them, and
+	 * stderr is read in full first. */
+	read_all(err[0], r->err, sizeof(r->err));
+	read_all(out[0], outbuf, sizeof(outbuf));
+	close(out[0]);
+	close(err[0]);
+	waitpid(pid, &r->status, 0);
+	for (char *line = strtok(outbuf, "\n"); line && r->nvalues < 9; line = strtok(NULL, "\n"))
+		snprintf(r->values[r->nvalues++], sizeof(r->values[0]), "%s", line);
+}
+
+/* Whether text starts with the line fmt describes, filled in from r (see
+ * the top); *want gets fmt filled in, for the log. */
+static bool line_matches(const char *fmt, const struct run *r, const char *backend,
+			 const char *text, char *want, size_t size)
+{
+	size_t n = 0;
+	bool ok = true;
+
+	for (const char *f = fmt; *f && n < size - 1; f++) {
+		const char *put = NULL;
+
+		if (*f == '$' && f[1] >= '1' && f[1] <= '9') {
+			put = r->values[*++f - '1'];
+		} else if (*f == '@') {
+			put = backend;
+		} else if (*f == '#') {
+			want[n++] = '#';
+			if (ok && (*text < '0' || *text > '9'))
+				ok = false;
+			while (ok && ((*text >= '0' && *text <= '9') || *text == '.'))
+				text++;
+			continue;
+		} else {
+			want[n++] = *f;
+			if (ok && *text++ != *f)
+				ok = false;
+			continue;
+		}
+		for (; *put && n < size - 1; put++) {
+			want[n++] = *put;
+			if (ok && *text++ != *put)
+				ok = false;
+		}
+	}
+	want[n] = '\0';
+	return ok && (*text == '\n');
+}
+
+FIXTURE(misuse) {};
+
+FIXTURE_VARIANT(misuse)
+{
+	enum mode mode;
+	const char *backend;	/* NULL: the default (auto) */
+};
+
+FIXTURE_VARIANT_ADD(misuse, default) { .mode = DEFAULT };
+
+FIXTURE_SETUP(misuse)
+{
+	if (variant->backend && !fault_backend_select(variant->backend)) {
+		if (!strcmp(variant->backend, "kmod"))
+			SKIP(return, "kmod backend unavailable: needs /dev/mheap with fault commands");
+		SKIP(return, "%s backend does not work on this kernel", variant->backend);
+	}
+}
+
+FIXTURE_TEARDOWN(misuse) {}
+
+static const struct row *row_of(const char *misuse)
+{
+	for (unsigned i = 0; i < sizeof(table) / sizeof(table[0]); i++)
+		if (!strcmp(table[i].misuse, misuse))
+			return &table[i];
+	return NULL;
+}
+
+/* Run the misuse in the variant's mode and check it against its row. */
+static void check_misuse(struct __test_metadata *_metadata, const FIXTURE_VARIANT(misuse) *variant,
+			 const char *misuse)
+{
+	static const char *const modes[MODES][3] = {
+		[DEFAULT] = { NULL },
+		[SECURE] = { "MHEAP_SECURE=1", "MHEAP_SECURE_SAMPLE=0", NULL },
+		[SAMPLED] = { "MHEAP_SECURE=1", "MHEAP_SECURE_SAMPLE=1", NULL },
+	};
+	const struct row *row = row_of(misuse);
+	const char *env[5] = { NULL };
+	char backend_env[64], want[512];
+	const struct expect *e;
+	const char *backend;
+	struct run r;
+	unsigned n = 0;
+
+	ASSERT_NE(NULL, row) TH_LOG("%s: not in the table", misuse);
+	RETURN_IF_SETUP_SKIPPED();
+	e = &row->in[variant->mode];
+	for (const char *const *m = modes[variant->mode]; *m; m++)
+		env[n++] = *m;
+	backend = variant->backend ? variant->backend : fault_backend()->name;
+	snprintf(backend_env, sizeof(backend_env), "MHEAP_BACKEND=%s", backend);
+	env[n++] = backend_env;
+	run_misuse(misuse, env, &r);
+
+	switch (e->end) {
+	case SURVIVES:
+		EXPECT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0)
+			TH_LOG("%s: status %#x, stderr: %s", misuse, r.status, r.err);
+		EXPECT_STREQ("", r.err);
+		return;
+	case REUSED:
+		EXPECT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 3)
+			TH_LOG("%s: status %#x, stderr: %s", misuse, r.status, r.err);
+		return;
+	case CRASHES:
+		EXPECT_TRUE(killed_by(&r, SIGSEGV))
+			TH_LOG("%s: status %#x, stderr: %s", misuse, r.status, r.err);
+		EXPECT_STREQ("", r.err);
+		return;
+	case ABORTS:
+		EXPECT_TRUE(killed_by(&r, SIGABRT))
+			TH_LOG("%s: status %#x, stderr: %s", misuse, r.status, r.err);
+		break;
+	case FAULTS:
+		EXPECT_TRUE(killed_by(&r, SIGSEGV))
+			TH_LOG("%s: status %#x, stderr: %s", misuse, r.status, r.err);
+		break;
+	}
+	EXPECT_TRUE(line_matches(e->line, &r, backend, r.err, want, sizeof(want)))
+		TH_LOG("%s: want \"%s\", got \"%s\"", misuse, want, r.err);
+}
+
+#define MISUSE_TEST(name) TEST_F(misuse, name) { check_misuse(_metadata, variant, #name); }
+
+MISUSE_TEST(small_read_after_free)
+MISUSE_TEST(small_write_after_free)
+MISUSE_TEST(large_read_after_free)
+MISUSE_TEST(large_write_after_free)
+MISUSE_TEST(small_overflow_1)
+MISUSE_TEST(small_overflow_32)
+MISUSE_TEST(large_overflow_1m)
+MISUSE_TEST(zero_size_read)
+MISUSE_TEST(zero_size_write)
+MISUSE_TEST(immediate_reuse)
+MISUSE_TEST(double_free)
+MISUSE_TEST(double_free_large)
+MISUSE_TEST(invalid_free)
+
+/* The harness's main, under another name: main comes first. */
+#define main harness_main
+TEST_HARNESS_MAIN
+#undef main
+
+int main(int argc, char **argv)
+{
+	const char *name = getenv("MISUSE");
+
+	if (name) {
+		for (unsigned i = 0; i < sizeof(misuses) / sizeof(misuses[0]); i++) {
+			if (!strcmp(misuses[i].name, name)) {
+				misuses[i].run();
+				return 0;
+			}
+		}
+		fprintf(stderr, "misuse_test: no misuse %s\n", name);
+		return 2;
+	}
+	return harness_main(argc, argv);
+}
