@@ -17,6 +17,9 @@
  * The secure modes run on every fault backend that can fault here (kmod
  * only with /dev/mheap: SKIP otherwise).
  *
+ * A guarded block's report must go on with the stacks that allocated
+ * and freed it.
+ *
  * A misuse program prints the addresses its report line will name on
  * stdout, one per line, before the misuse; the line is the row's format
  * with them filled in (%s in order), '#' standing for the time since the
@@ -228,7 +231,12 @@ static const struct row {
 	{ "large_read_after_free", { NOT_CAUGHT, UAF("read of", "1048576"), UAF("read of", "1048576") } },
 	{ "large_write_after_free", { NOT_CAUGHT, UAF("write to", "1048576"), UAF("write to", "1048576") } },
 	{ "small_overflow_1", { NOT_CAUGHT, CANARY, PAST_END("32") } },
-	{ "small_overflow_32", { NOT_CAUGHT, CANARY, PAST_END("32") } },
+	/* 32 bytes reach the trailer that holds the block's size: the
+	 * report names the slot. */
+	{ "small_overflow_32", { NOT_CAUGHT,
+		{ ABORTS, "mheap: heap overflow: canary at the end of 48-byte slot $1 overwritten, "
+			  "detected at free" },
+		PAST_END("32") } },
 	/* By default a large block sits at the top of the heap: running
 	 * 1 MiB past it leaves the heap's mapping, with no report. */
 	{ "large_overflow_1m", { { CRASHES, NULL }, PAST_END("1048576"), PAST_END("1048576") } },
@@ -353,6 +361,12 @@ FIXTURE_VARIANT(misuse)
 };
 
 FIXTURE_VARIANT_ADD(misuse, default) { .mode = DEFAULT };
+FIXTURE_VARIANT_ADD(misuse, secure_guard) { .mode = SECURE, .backend = "guard" };
+FIXTURE_VARIANT_ADD(misuse, secure_mprotect) { .mode = SECURE, .backend = "mprotect" };
+FIXTURE_VARIANT_ADD(misuse, secure_kmod) { .mode = SECURE, .backend = "kmod" };
+FIXTURE_VARIANT_ADD(misuse, sampled_guard) { .mode = SAMPLED, .backend = "guard" };
+FIXTURE_VARIANT_ADD(misuse, sampled_mprotect) { .mode = SAMPLED, .backend = "mprotect" };
+FIXTURE_VARIANT_ADD(misuse, sampled_kmod) { .mode = SAMPLED, .backend = "kmod" };
 
 FIXTURE_SETUP(misuse)
 {
@@ -426,6 +440,13 @@ static void check_misuse(struct __test_metadata *_metadata, const FIXTURE_VARIAN
 	}
 	EXPECT_TRUE(line_matches(e->line, &r, backend, r.err, want, sizeof(want)))
 		TH_LOG("%s: want \"%s\", got \"%s\"", misuse, want, r.err);
+	/* A guarded block's report goes on with the stacks that allocated
+	 * it and, once freed, freed it. */
+	if (e->end == FAULTS && strstr(e->line, "-byte block [")) {
+		EXPECT_NE(NULL, strstr(r.err, "\nmheap: allocated by:\n")) TH_LOG("%s", r.err);
+		if (strstr(e->line, "use-after-free"))
+			EXPECT_NE(NULL, strstr(r.err, "\nmheap: freed by:\n")) TH_LOG("%s", r.err);
+	}
 }
 
 #define MISUSE_TEST(name) TEST_F(misuse, name) { check_misuse(_metadata, variant, #name); }

@@ -431,8 +431,13 @@ void mh_arena_free(mh_arena *h)
 bool mh_in_arena(const void *p)
 {
 	struct mspan *s = span_of((uintptr_t)p);
+	const struct arena_chunk *c;
 
-	return s && LOAD_RELAXED(&s->state) == MSPAN_CHUNK;
+	if (!s || LOAD_RELAXED(&s->state) != MSPAN_CHUNK)
+		return false;
+	/* A guarded heap block is no arena's (secure_large.c). */
+	c = LOAD_ACQUIRE(&s->chunk_data);
+	return !c || !c->block.addr;
 }
 
 void *mh_arena_clone(const void *p, size_t size)

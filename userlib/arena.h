@@ -27,6 +27,22 @@ enum chunk_thp {
 	CHUNK_THP_OFF,		/* MADV_NOHUGEPAGE */
 };
 
+/* Frames of a stack kept for a guarded heap block. */
+#define HEAP_BLOCK_FRAMES 12
+
+/*
+ * The secure heap's guarded block a chunk holds (secure_large.c), for its
+ * free and its report; addr is 0 in arena chunks.
+ */
+struct heap_block {
+	uintptr_t addr;			/* the block: [addr, addr + size) */
+	size_t size;
+	uint8_t freed;			/* its free has begun (atomic) */
+	uint8_t nalloc, nfree;		/* frames in each stack */
+	void *alloc_stack[HEAP_BLOCK_FRAMES];
+	void *free_stack[HEAP_BLOCK_FRAMES];
+};
+
 /*
  * One chunk of arena memory: a span of the page heap (state MSPAN_CHUNK,
  * span->chunk_data points here), bump-allocated from both ends of a window:
@@ -47,6 +63,7 @@ struct arena_chunk {
 	uint8_t thp_tail;		/* ... and of the rest of the chunk */
 	uint8_t moved;			/* pages moved to a warm chunk, until released */
 	struct list_node link;		/* on the list of its state (arena_chunk.c) */
+	struct heap_block block;	/* secure mode: the guarded heap block it holds */
 };
 
 /* The chunk whose link is n, or NULL for NULL. */
@@ -71,6 +88,12 @@ struct arena_config {
 /* For tests: read or change the settings (only while no arena is live). */
 MH_HIDDEN void arena_config_get(struct arena_config *cfg);
 MH_HIDDEN void arena_configure(const struct arena_config *cfg);
+
+/* The secure heap's guarded blocks (secure_large.c): a live chunk of at
+ * least bytes for one, counted with the live chunks; and its free, which
+ * faults and quarantines it as an arena's chunks are. */
+MH_HIDDEN struct arena_chunk *arena_block_chunk_new(size_t bytes);
+MH_HIDDEN void arena_block_chunk_free(struct arena_chunk *c);
 
 /* uaf.c: install the SIGSEGV handler once; count of faults it reported. */
 MH_HIDDEN void uaf_install(void);

@@ -95,8 +95,35 @@ struct arena_chunk *chunk_new(size_t bytes, size_t align)
 	c->large = 0;
 	c->moved = 0;
 	c->thp_head = c->thp_tail = CHUNK_THP_DEFAULT;
+	c->block.addr = 0;
 	STORE_RELEASE(&s->chunk_data, c);
 	return c;
+}
+
+/* A live chunk for one guarded heap block of the secure mode. */
+struct arena_chunk *arena_block_chunk_new(size_t bytes)
+{
+	struct arena_chunk *c = chunk_new(bytes, MH_PAGE_SIZE);
+
+	if (!c)
+		return NULL;
+	c->large = 1;
+	c->arena_id = 0;
+	c->lo = c->hi = c->limit;
+	STORE_RELAXED(&c->state, CHUNK_LIVE);
+	mh_lock(&arena_lock);
+	chunks_live++;
+	mh_unlock(&arena_lock);
+	return c;
+}
+
+/* Its block was freed: faulted and quarantined as an arena's chunks. */
+void arena_block_chunk_free(struct arena_chunk *c)
+{
+	mh_lock(&arena_lock);
+	chunks_live--;
+	mh_unlock(&arena_lock);
+	quarantine_chunks(&c, 1, 0);
 }
 
 /* Give a chunk whose pages have been dropped back to the page heap. */

@@ -43,6 +43,7 @@
 #include "mcache.h"
 #include "mheap_impl.h"
 #include "pagealloc.h"
+#include "secure.h"
 #include "sizeclass.h"
 
 /* ------------------------------------------------------------ allocation */
@@ -176,6 +177,8 @@ static __attribute__((noinline)) void *malloc_slow(size_t size)
 	 * size-class tables included. */
 	struct mcache *c = mcache_get();
 
+	if (unlikely(mh_secure))
+		return secure_alloc(size, 1, false);
 	if (size <= MH_MAX_SMALL_SIZE)
 		return small_alloc(c, size_to_class(size));
 	return large_alloc(size, 0, false, PLACE_LARGE);
@@ -191,6 +194,9 @@ void *mh_malloc(size_t size)
 		struct mspan *s;
 		uint64_t window;
 
+		/* A cache means the heap is set up, and with it the mode. */
+		if (unlikely(mh_secure))
+			return secure_alloc(size, 1, false);
 		if (likely(size <= MH_DIRECT_MAX))
 			s = c->alloc_small[(size + MH_SMALL_SIZE_DIV - 1) / MH_SMALL_SIZE_DIV];
 		else if (size <= MH_MAX_SMALL_SIZE)
@@ -213,6 +219,9 @@ void *mh_calloc(size_t n, size_t size)
 		errno = ENOMEM;
 		return NULL;
 	}
+	mheap_init();
+	if (unlikely(mh_secure))
+		return secure_alloc(total, 1, true);
 	if (total > MH_MAX_SMALL_SIZE)
 		return large_alloc(total, 0, true, PLACE_LARGE);
 	p = mh_malloc(total);
@@ -243,6 +252,9 @@ void *mh_aligned_alloc(size_t align, size_t size)
 		errno = EINVAL;
 		return NULL;
 	}
+	mheap_init();
+	if (unlikely(mh_secure))
+		return secure_alloc(size, align, false);
 	if (align <= 8)
 		return mh_malloc(size);
 	if (align <= MH_PAGE_SIZE && size <= MH_MAX_SMALL_SIZE) {
@@ -253,6 +265,20 @@ void *mh_aligned_alloc(size_t align, size_t size)
 		return small_alloc(c, aligned_class(align, size));
 	}
 	return large_alloc(size ? size : 1, align, false, PLACE_LARGE);
+}
+
+void *heap_alloc_plain(size_t size, size_t align, size_t *room)
+{
+	struct mcache *c = mcache_get();
+
+	if (size <= MH_MAX_SMALL_SIZE && align <= MH_PAGE_SIZE) {
+		unsigned cls = align <= 8 ? size_to_class(size) : aligned_class(align, size);
+
+		*room = mh_class[cls].size;
+		return small_alloc(c, cls);
+	}
+	*room = ALIGN_UP(size, MH_PAGE_SIZE);
+	return large_alloc(size, align > MH_PAGE_SIZE ? align : 0, false, PLACE_LARGE);
 }
 
 /* ------------------------------------------------------------ free */
@@ -296,6 +322,19 @@ static inline __attribute__((always_inline)) struct mspan *checked_span(uintptr_
 	if (unlikely(!start))
 		mh_fatal("invalid free of %#lx%s (inside an object)", (unsigned long)p, what);
 	return s;
+}
+
+size_t heap_checked_room(uintptr_t p, bool *small, const char *what)
+{
+	uint32_t idx;
+	struct mspan *s = checked_span(p, &idx, what);
+
+	*small = s->state == MSPAN_SMALL;
+	if (!*small)
+		return s->npages << MH_PAGE_SHIFT;
+	if (!mspan_obj_allocated(s, idx))
+		mspan_double_free(p);
+	return s->elemsize;
 }
 
 /*
@@ -443,7 +482,8 @@ static inline __attribute__((always_inline)) struct mspan *owned_span(struct mca
 	return s;
 }
 
-void mh_free(void *ptr)
+/* The default mode's free (mh_free less the secure mode's hook). */
+static inline __attribute__((always_inline)) void free_plain(void *ptr)
 {
 	uintptr_t p = (uintptr_t)ptr;
 	struct mcache *c = mh_tls_cache;
@@ -456,6 +496,20 @@ void mh_free(void *ptr)
 		return;
 slow:	/* Anything odd about p ends there, which names the error. */
 	free_slow(p);
+}
+
+void mh_free(void *ptr)
+{
+	if (unlikely(mh_secure)) {
+		secure_free(ptr);
+		return;
+	}
+	free_plain(ptr);
+}
+
+void heap_free_plain(void *ptr)
+{
+	free_plain(ptr);
 }
 
 /*
@@ -515,6 +569,10 @@ void mh_free_sized_checked(void *ptr, enum sized_free_fn fn, bool aligned, size_
 	uint32_t idx;
 	struct mspan *s;
 
+	if (unlikely(mh_secure)) {
+		secure_free_sized(ptr, what + strlen(" in "), aligned ? align : 1, size);
+		return;
+	}
 	/* mh_free's fast path, the size checked against the span it finds:
 	 * every delete of a C++ program comes here (sized deallocation is
 	 * the default from C++14). 20M new/delete pairs of 32 bytes, user
@@ -541,7 +599,11 @@ void mh_free_sized_checked(void *ptr, enum sized_free_fn fn, bool aligned, size_
 
 size_t mh_usable_size(const void *ptr)
 {
-	struct mspan *s = span_of((uintptr_t)ptr);
+	struct mspan *s;
+
+	if (unlikely(mh_secure))
+		return secure_usable_size(ptr);
+	s = span_of((uintptr_t)ptr);
 
 	if (!s)
 		return 0;
@@ -560,6 +622,8 @@ void *mh_realloc(void *ptr, size_t size)
 	size_t old;
 	void *q;
 
+	if (unlikely(mh_secure))
+		return secure_realloc(ptr, size);
 	if (!ptr)
 		return mh_malloc(size);
 	if (size == 0) {	/* as glibc: free and return NULL */

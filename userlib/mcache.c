@@ -6,6 +6,7 @@
 #include "mcache.h"
 #include "mheap_impl.h"
 #include "pagecache.h"
+#include "secure.h"
 #include "sizeclass.h"
 
 __thread struct mcache *mh_tls_cache;
@@ -218,6 +219,8 @@ void mcache_give_back(struct mcache *c)
 
 static void thread_exit(void *arg)
 {
+	if (unlikely(mh_secure))
+		secure_thread_exit();
 	mh_tls_cache = NULL;
 	mh_tls_exited = true;
 	mcache_give_back(arg);

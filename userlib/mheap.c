@@ -13,6 +13,7 @@
 #include "hooks.h"
 #include "mheap_impl.h"
 #include "pagecache.h"
+#include "secure.h"
 #include "sizeclass.h"
 
 struct mheap mh_heap = { .lock = MH_LOCK_INIT };
@@ -41,7 +42,15 @@ void mheap_init_slow(void)
 		for (unsigned c = 0; c < MH_NUM_CLASSES; c++)
 			mh_lock_reinit(&mh_heap.central[c].lock);
 		scavenge_init();
+		/* Before any block exists, and before the heap is seen. */
+		mh_secure = mh_option(MH_OPT_SECURE);
+		if (mh_secure)
+			secure_init_locked();
 		STORE_RELEASE(&mh_heap.initialized, 1);
+		mh_unlock(&mh_heap.lock);
+		if (mh_secure)
+			secure_init();
+		return;
 	}
 	mh_unlock(&mh_heap.lock);
 }
@@ -300,6 +309,10 @@ init:
 	s->base = r.base;
 	s->npages = npages;
 	if (sizeclass) {
+		/* The secure mode checks at each allocation that a slot is
+		 * still zero: its spans start so (secure.c). */
+		if (unlikely(mh_secure) && r.needzero)
+			memset((void *)r.base, 0, npages << MH_PAGE_SHIFT);
 		mspan_init_small(s, sizeclass);
 	} else {
 		s->state = (uint8_t)state;

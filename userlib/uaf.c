@@ -43,50 +43,14 @@
 #include "arena.h"
 #include "arenamap.h"
 #include "fault.h"
+#include "report.h"
+#include "secure.h"
 
 uint64_t uaf_faults_caught;
 
 static struct sigaction previous;	/* the disposition ours replaced */
 static int previous_spent;		/* its SA_RESETHAND has taken effect */
 static int installed;
-
-struct line {
-	char buf[320];
-	size_t n;
-};
-
-static void put_str(struct line *l, const char *s)
-{
-	while (*s && l->n < sizeof(l->buf) - 1)
-		l->buf[l->n++] = *s++;
-}
-
-static void put_num(struct line *l, uint64_t v, unsigned base)
-{
-	char tmp[24];
-	int i = 0;
-
-	do {
-		tmp[i++] = "0123456789abcdef"[v % base];
-		v /= base;
-	} while (v);
-	if (base == 16)
-		put_str(l, "0x");
-	while (i > 0 && l->n < sizeof(l->buf) - 1)
-		l->buf[l->n++] = tmp[--i];
-}
-
-/* Milliseconds with three decimals. */
-static void put_ms(struct line *l, uint64_t ns)
-{
-	uint64_t us = ns / 1000;
-	char frac[4] = { (char)('0' + us / 100 % 10), (char)('0' + us / 10 % 10),
-			 (char)('0' + us % 10), 0 };
-
-	put_num(l, us / 1000, 10);
-	put_str(l, ".");
-	put_str(l, frac);
-}
 
 static bool is_write(void *ctx)
 {
@@ -116,13 +80,6 @@ static void put_chunk(struct line *l, const struct arena_chunk *c)
 	put_str(l, ", ");
 	put_num(l, c->limit, 16);
 	put_str(l, ")");
-}
-
-static void put_backend(struct line *l)
-{
-	put_str(l, " (");
-	put_str(l, mh_backend_name());
-	put_str(l, " backend)\n");
 }
 
 static void set_default(int sig)
@@ -187,7 +144,13 @@ static void on_segv(int sig, siginfo_t *si, void *ctx)
 	uint8_t state = c ? LOAD_ACQUIRE(&c->state) : 0;
 	struct line l = { .n = 0 };
 
-	if (state == CHUNK_QUARANTINED) {
+	if (unlikely(mh_secure) && si->si_code > 0 &&
+	    secure_fault_report(addr, c, is_write(ctx), &l)) {
+		/* A guarded heap block or malloc(0)'s memory (secure_report.c). */
+		__atomic_add_fetch(&uaf_faults_caught, 1, __ATOMIC_RELAXED);
+		die_of(SIGSEGV);
+		return;
+	} else if (state == CHUNK_QUARANTINED) {
 		__atomic_add_fetch(&uaf_faults_caught, 1, __ATOMIC_RELAXED);
 		put_str(&l, "mheap: use-after-free: ");
 		put_access(&l, addr, ctx);

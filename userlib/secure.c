@@ -1,0 +1,403 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The secure heap, MHEAP_SECURE=1 (issue #26): the general heap gets the
+ * protections user arenas have, and those hardened allocators give small
+ * blocks, at a measured cost (docs/heap.md#secure-mode). It is a layer on
+ * top of the default heap: every call of the malloc family takes one branch
+ * on mh_secure into here, and this file asks the default heap for its
+ * blocks, so the spans, caches and the exact checks of free stay as they
+ * are (an invalid or double free still aborts naming the address).
+ *
+ * Small blocks (below MHEAP_SECURE_LARGE, 64 KiB by default; blocks above
+ * 32 KiB are the default heap's large ones, with the same treatment):
+ *  - a canary after each block: the request is served from the class with
+ *    room for it and an 8-byte trailer at the slot's end; the bytes from the
+ *    block's end to the trailer hold a secret byte, and the trailer the
+ *    block's size and a check word made from it and a secret. free checks
+ *    both before anything else: an overflow is reported at free, naming the
+ *    block ("heap overflow: canary after N-byte block ...").
+ *  - zero on free, checked at reuse: free zeroes the whole slot (trailer
+ *    included, so a second free finds no trailer: "double free"); the next
+ *    allocation of the slot checks that it is still all zero, and a write
+ *    after free is reported then ("write after free: ... detected at its
+ *    reuse"). Slots that were never used are zero because the secure mode
+ *    zeroes every small span made of pages that may be dirty (mheap.c).
+ *    So calloc of a small block needs no memset.
+ *  - no immediate reuse: a freed small block is not given back to its span
+ *    at once but waits in its thread's delay ring (DELAY_SLOTS), and a
+ *    random one of those is given back in its place; given back, it is
+ *    handed out only after a later sweep of its span (the default heap
+ *    never hands out a slot freed since the span's last sweep). A block in
+ *    the ring stays allocated as far as its span knows; a thread's ring is
+ *    emptied at its exit.
+ *
+ * Large blocks (from MHEAP_SECURE_LARGE on) and sampled small ones (about 1
+ * in MHEAP_SECURE_SAMPLE blocks of up to a page, GWP-ASan's idea) are
+ * guarded blocks (secure_large.c): pages of their own ending at a guard
+ * page, faulted and quarantined on free as arena chunks are.
+ *
+ * Zero-size blocks: malloc(0) returns a unique address in a reserved range
+ * that is never accessible (ZERO_SLOTS 16-byte slots of PROT_NONE address
+ * space, one bit each for double-free checks), so any access faults and is
+ * reported. Beyond ZERO_SLOTS live ones, malloc(0) takes a small block.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <execinfo.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+
+#include "arena.h"
+#include "arenamap.h"
+#include "mcache.h"
+#include "secure.h"
+
+bool mh_secure;
+
+/* The trailer at a small slot's end: the block's size (low half) and
+ * check(size) (high half). */
+#define TRAILER		8
+/* Blocks a thread's frees hold back from reuse. */
+#define DELAY_SLOTS	32
+/* Blocks up to this size may be sampled: one page. */
+#define SAMPLE_MAX	MH_PAGE_SIZE
+/* Zero-size blocks: 16-byte slots in a reserved, inaccessible range. */
+#define ZERO_SLOT	16
+#define ZERO_SLOTS	((size_t)1 << 22)
+
+static uint64_t secret;		/* random, from the kernel at start-up */
+static uint8_t canary_byte;	/* never 0 */
+static size_t large_min;	/* MHEAP_SECURE_LARGE */
+static uint32_t sample_rate;	/* MHEAP_SECURE_SAMPLE, 0: off */
+
+static uintptr_t zero_base;	/* the zero-size range, ZERO_SLOTS slots */
+static uint64_t zero_used[ZERO_SLOTS / 64];
+static size_t zero_next;	/* where the search for a free slot starts */
+static mh_lock_t zero_lock = MH_LOCK_INIT;
+
+/* Per thread: the delay ring, a random state and the sampling countdown. */
+static __thread struct {
+	uintptr_t delayed[DELAY_SLOTS];
+	unsigned ndelayed;
+	uint32_t sample_in;	/* allocations until the next sampled one */
+	uint64_t rng;
+} self;
+
+static uint64_t next_random(void)
+{
+	uint64_t x = self.rng;
+
+	if (unlikely(!x))
+		x = secret ^ (uintptr_t)&self;	/* a thread's first draw */
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	self.rng = x;
+	return x * 0x2545f4914f6cdd1dull;
+}
+
+void secure_init_locked(void)
+{
+	void *zero;
+
+	if (getrandom(&secret, sizeof(secret), 0) != sizeof(secret))
+		secret = mh_nanotime() * 0x9e3779b97f4a7c15ull;
+	secret |= 1;
+	canary_byte = (uint8_t)(secret >> 8) | 1;
+	large_min = mh_option(MH_OPT_SECURE_LARGE);
+	if (large_min <= MH_MAX_SMALL_SIZE - TRAILER)
+		mh_fatal("MHEAP_SECURE_LARGE=%zu: at least %d", large_min, MH_MAX_SMALL_SIZE - TRAILER + 1);
+	sample_rate = (uint32_t)mh_option(MH_OPT_SECURE_SAMPLE);
+	zero = mmap(NULL, ZERO_SLOTS * ZERO_SLOT, PROT_NONE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (zero == MAP_FAILED)
+		mh_fatal("MHEAP_SECURE=1: cannot reserve the zero-size range: %s", strerror(errno));
+	zero_base = (uintptr_t)zero;
+}
+
+void secure_init(void)
+{
+	void *frames[1];
+
+	/* Faults on guarded blocks and malloc(0)'s memory are reported. */
+	uaf_install();
+	/* backtrace() loads libgcc on its first call, which allocates:
+	 * now, rather than inside a sampled allocation. */
+	(void)backtrace(frames, 1);
+}
+
+/* ------------------------------------------------------------ zero-size */
+
+bool zero_size_owns(uintptr_t addr)
+{
+	return addr - zero_base < ZERO_SLOTS * ZERO_SLOT;
+}
+
+static void *zero_size_alloc(void)
+{
+	size_t i = zero_next, n;
+
+	mh_lock(&zero_lock);
+	for (n = 0; n < ZERO_SLOTS; n++, i = (i + 1) % ZERO_SLOTS)
+		if (!(zero_used[i / 64] >> (i % 64) & 1))
+			break;
+	if (n < ZERO_SLOTS) {
+		zero_used[i / 64] |= (uint64_t)1 << (i % 64);
+		zero_next = (i + 1) % ZERO_SLOTS;
+	}
+	mh_unlock(&zero_lock);
+	return n < ZERO_SLOTS ? (void *)(zero_base + i * ZERO_SLOT) : NULL;
+}
+
+static void zero_size_free(uintptr_t p)
+{
+	size_t i = (p - zero_base) / ZERO_SLOT;
+	uint64_t bit = (uint64_t)1 << (i % 64);
+	bool was;
+
+	if (p % ZERO_SLOT)
+		mh_fatal("invalid free of %#lx (inside an object)", (unsigned long)p);
+	mh_lock(&zero_lock);
+	was = zero_used[i / 64] & bit;
+	zero_used[i / 64] &= ~bit;
+	mh_unlock(&zero_lock);
+	if (!was)
+		mh_fatal("double free of %#lx", (unsigned long)p);
+}
+
+/* ------------------------------------------------------------ small blocks */
+
+/* The trailer's check half for a block of size bytes: never 0. */
+static inline uint32_t trailer_check(size_t size)
+{
+	return (uint32_t)((secret >> 32) ^ (size * 0x9e3779b1u)) | 1;
+}
+
+/* Put the canary after the block of size bytes at p in a slot of room. */
+static void canary_set(uintptr_t p, size_t size, size_t room)
+{
+	uint64_t trailer = (uint64_t)trailer_check(size) << 32 | size;
+
+	memset((void *)(p + size), canary_byte, room - TRAILER - size);
+	memcpy((void *)(p + room - TRAILER), &trailer, TRAILER);
+}
+
+/*
+ * The size of the block at p, from its trailer, with the canary checked;
+ * an abort if either was overwritten, or if the slot is all zero (a free
+ * zeroed it: a second free, while it waits in the delay ring).
+ */
+static size_t canary_check(uintptr_t p, size_t room)
+{
+	uint64_t trailer;
+	size_t size;
+
+	memcpy(&trailer, (void *)(p + room - TRAILER), TRAILER);
+	size = (uint32_t)trailer;
+	if (size <= room - TRAILER && (uint32_t)(trailer >> 32) == trailer_check(size)) {
+		for (size_t i = size; i < room - TRAILER; i++)
+			if (((const uint8_t *)p)[i] != canary_byte)
+				mh_fatal("heap overflow: canary after %zu-byte block %#lx overwritten at offset %zu, detected at free",
+					 size, (unsigned long)p, i);
+		return size;
+	}
+	if (!trailer && !((const uint8_t *)p)[0])
+		mh_fatal("double free of %#lx", (unsigned long)p);
+	mh_fatal("heap overflow: canary at the end of %zu-byte slot %#lx overwritten, detected at free",
+		 room, (unsigned long)p);
+}
+
+/* A slot about to be handed out must be as its free left it: all zero. */
+static void zero_check(uintptr_t p, size_t room)
+{
+	const uint64_t *w = (const uint64_t *)p;
+	size_t i = 0;
+
+	for (; i < room / 8; i++)
+		if (w[i])
+			break;
+	if (i == room / 8)
+		return;
+	for (i *= 8; !((const uint8_t *)p)[i]; i++)
+		;
+	mh_fatal("write after free: %zu-byte slot %#lx written at offset %zu after its free, detected at its reuse",
+		 room, (unsigned long)p, i);
+}
+
+/* Whether this allocation is the thread's sampled one. */
+static inline bool sample_now(size_t size, size_t align)
+{
+	if (!sample_rate || size > SAMPLE_MAX || align > 16)
+		return false;
+	if (self.sample_in > 1) {
+		self.sample_in--;
+		return false;
+	}
+	bool first = !self.sample_in;	/* the thread's first: draw only */
+
+	/* The next one in 1 to 2N - 1 allocations: N on average. */
+	self.sample_in = sample_rate == 1 ? 1 : 1 + (uint32_t)(next_random() % (2 * sample_rate - 1));
+	return !first || sample_rate == 1;
+}
+
+void *secure_alloc(size_t size, size_t align, bool zero)
+{
+	size_t room;
+	void *p;
+
+	if (size == 0 && align <= ZERO_SLOT && (p = zero_size_alloc()))
+		return p;
+	if (size >= large_min || align > MH_PAGE_SIZE || sample_now(size, align)) {
+		p = guarded_alloc(size, align);
+		if (p) {
+			if (zero)
+				memset(p, 0, size);
+			return p;
+		}
+		if (size >= large_min && errno == ENOMEM)
+			return NULL;
+		/* No guard could be had (out of VMAs): an ordinary block. */
+	}
+	if (size > PTRDIFF_MAX - MH_ARENA_SIZE) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	p = heap_alloc_plain(size + TRAILER, align, &room);
+	if (!p)
+		return NULL;
+	if (room <= MH_MAX_SMALL_SIZE)
+		zero_check((uintptr_t)p, room);
+	else if (zero)
+		memset(p, 0, size);
+	canary_set((uintptr_t)p, size, room);
+	return p;
+}
+
+/* Give one block of the ring back to the heap to make room for p. */
+static void delay_free(uintptr_t p)
+{
+	unsigned i;
+	uintptr_t out;
+
+	if (unlikely(mh_tls_exited)) {	/* its ring is gone */
+		heap_free_plain((void *)p);
+		return;
+	}
+	if (self.ndelayed < DELAY_SLOTS) {
+		self.delayed[self.ndelayed++] = p;
+		return;
+	}
+	i = (unsigned)(next_random() % DELAY_SLOTS);
+	out = self.delayed[i];
+	self.delayed[i] = p;
+	heap_free_plain((void *)out);
+}
+
+void secure_thread_exit(void)
+{
+	while (self.ndelayed)
+		heap_free_plain((void *)self.delayed[--self.ndelayed]);
+}
+
+/* p is a block of the secure heap; the room of its slot or pages, and
+ * its size, all checked (what is appended to error messages). */
+static size_t checked_block(uintptr_t p, size_t *room, bool *small, const char *what)
+{
+	*room = heap_checked_room(p, small, what);
+	return canary_check(p, *room);
+}
+
+void secure_free(void *ptr)
+{
+	uintptr_t p = (uintptr_t)ptr;
+	struct arena_chunk *c;
+	size_t room;
+	bool small;
+
+	if (!ptr)
+		return;
+	if (zero_size_owns(p)) {
+		zero_size_free(p);
+		return;
+	}
+	c = guarded_chunk_of(p);
+	if (c) {
+		guarded_free(c, p);
+		return;
+	}
+	(void)checked_block(p, &room, &small, "");
+	if (!small) {
+		/* Its pages go back now: a large block is never handed out
+		 * before they are zeroed (mheap.c) or released. */
+		heap_free_plain(ptr);
+		return;
+	}
+	memset(ptr, 0, room);
+	delay_free(p);
+}
+
+void secure_free_sized(void *ptr, const char *fn, size_t align, size_t size)
+{
+	uintptr_t p = (uintptr_t)ptr;
+	size_t have = secure_usable_size(ptr);
+
+	if (!ptr)
+		return;
+	if (!IS_POW2(align))
+		mh_fatal("%s of %#lx with size %zu: the alignment is not a power of two", fn,
+			 (unsigned long)p, size);
+	if (p % align)
+		mh_fatal("%s of %#lx with size %zu: the object is not %zu-byte aligned (alignment mismatch)",
+			 fn, (unsigned long)p, size, align);
+	if (size != have)
+		mh_fatal("%s of %#lx with size %zu: the object is %zu bytes (size mismatch)", fn,
+			 (unsigned long)p, size, have);
+	secure_free(ptr);
+}
+
+size_t secure_usable_size(const void *ptr)
+{
+	uintptr_t p = (uintptr_t)ptr;
+	struct arena_chunk *c;
+	size_t room;
+	bool small;
+
+	if (!ptr || zero_size_owns(p))
+		return 0;
+	c = guarded_chunk_of(p);
+	if (c)
+		return c->block.addr == p ? c->block.size : 0;
+	if (!span_of(p))
+		return 0;
+	return checked_block(p, &room, &small, "");
+}
+
+void *secure_realloc(void *ptr, size_t size)
+{
+	size_t old;
+	void *q;
+
+	if (!ptr)
+		return secure_alloc(size, 1, false);
+	if (size == 0) {	/* as glibc: free and return NULL */
+		secure_free(ptr);
+		return NULL;
+	}
+	/* Checked as a free would be, before anything is copied. */
+	old = secure_usable_size(ptr);
+	if (!old && !zero_size_owns((uintptr_t)ptr)) {
+		size_t room;
+		bool small;
+
+		(void)checked_block((uintptr_t)ptr, &room, &small, " in realloc");
+	}
+	/* Every realloc moves: a block's old place goes through the free
+	 * path, and stale pointers to it are caught as after any free. */
+	q = secure_alloc(size, 1, false);
+	if (!q)
+		return NULL;
+	memcpy(q, ptr, old < size ? old : size);
+	secure_free(ptr);
+	return q;
+}

@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The secure heap (MHEAP_SECURE=1): the interface between the heap's hot
+ * paths and the mode's own files. secure.c holds the design; in short:
+ * small blocks get a canary and are zeroed on free and checked at reuse
+ * (secure.c), large and sampled blocks a page-aligned place before a guard
+ * page and quarantine on free (secure_large.c), malloc(0) a unique address
+ * that faults (secure.c), and faults on any of them a report
+ * (secure_report.c).
+ *
+ * Off by default; the flag is read once, when the heap is set up, before
+ * any block exists, and never changes: each hook is one predictable branch.
+ */
+#ifndef MHEAP_SECURE_H
+#define MHEAP_SECURE_H
+
+#include "internal.h"
+
+struct arena_chunk;
+struct line;
+
+/* MHEAP_SECURE, set by mheap_init_slow before the heap is published. */
+MH_HIDDEN extern bool mh_secure;
+
+/* Set the mode up: with the heap lock held (nothing here allocates)... */
+MH_HIDDEN void secure_init_locked(void);
+/* ... and, once the heap is published, what may allocate. */
+MH_HIDDEN void secure_init(void);
+
+/* The malloc family in the secure mode (malloc.c calls them when mh_secure). */
+MH_HIDDEN void *secure_alloc(size_t size, size_t align, bool zero);
+MH_HIDDEN void secure_free(void *p);
+MH_HIDDEN void *secure_realloc(void *p, size_t size);
+MH_HIDDEN size_t secure_usable_size(const void *p);
+/* A sized free: fn names the call in its message ("free_sized"). */
+MH_HIDDEN void secure_free_sized(void *p, const char *fn, size_t align, size_t size);
+
+/* The thread is exiting: give back the blocks its frees are holding. */
+MH_HIDDEN void secure_thread_exit(void);
+
+/* What malloc.c offers the mode: an allocation of the default mode,
+ * with its room (the slot or the pages it got); the default mode's checked
+ * free; and p's room if p is an allocated block, else an abort naming it
+ * (what is appended to the message, as checked_span's). */
+MH_HIDDEN void *heap_alloc_plain(size_t size, size_t align, size_t *room);
+MH_HIDDEN void heap_free_plain(void *p);
+MH_HIDDEN size_t heap_checked_room(uintptr_t p, bool *small, const char *what);
+
+/* Guarded blocks (secure_large.c): a block of its own pages, ending at a
+ * guard page, quarantined on free. NULL when it cannot be made (the
+ * caller falls back to the heap). */
+MH_HIDDEN void *guarded_alloc(size_t size, size_t align);
+/* c's block, if p names it, is freed; else an abort. */
+MH_HIDDEN void guarded_free(struct arena_chunk *c, uintptr_t p);
+/* The chunk of a guarded block p lies in, or NULL. */
+MH_HIDDEN struct arena_chunk *guarded_chunk_of(uintptr_t p);
+
+/* Zero-size blocks (secure.c): whether addr is in their range. */
+MH_HIDDEN bool zero_size_owns(uintptr_t addr);
+
+/* The fault at addr hit a guarded block (c its chunk, or NULL) or
+ * malloc(0)'s memory: write the report (l is scratch) and return true;
+ * false when it is none of ours. Async-signal-safe. */
+MH_HIDDEN bool secure_fault_report(uintptr_t addr, const struct arena_chunk *c, bool write,
+				   struct line *l);
+
+#endif
