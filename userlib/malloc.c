@@ -297,10 +297,11 @@ static inline bool object_start(const struct mspan *s, uintptr_t p, uint32_t *id
 	return (uint32_t)q < s->divmul;
 }
 
-/* The span of p, checked: p must be the start of an allocated object. */
-static inline __attribute__((always_inline)) struct mspan *checked_span(uintptr_t p, uint32_t *idx_out, const char *what)
+/* s, the span of p (span_of), checked: p must be the start of an
+ * allocated object. */
+static inline __attribute__((always_inline)) struct mspan *checked_span_at(struct mspan *s, uintptr_t p,
+									  uint32_t *idx_out, const char *what)
 {
-	struct mspan *s = span_of(p);
 	bool start;
 	uint8_t state;
 
@@ -324,10 +325,27 @@ static inline __attribute__((always_inline)) struct mspan *checked_span(uintptr_
 	return s;
 }
 
-size_t heap_checked_room(uintptr_t p, bool *small, const char *what)
+/* The span of p, checked as checked_span_at does. */
+static inline __attribute__((always_inline)) struct mspan *checked_span(uintptr_t p, uint32_t *idx_out, const char *what)
 {
+	return checked_span_at(span_of(p), p, idx_out, what);
+}
+
+size_t heap_checked_room(uintptr_t p, bool *small, struct arena_chunk **guarded, const char *what)
+{
+	struct mspan *s = span_of(p);
 	uint32_t idx;
-	struct mspan *s = checked_span(p, &idx, what);
+
+	if (s && LOAD_RELAXED(&s->state) == MSPAN_CHUNK) {
+		struct arena_chunk *c = LOAD_ACQUIRE(&s->chunk_data);
+
+		if (c && guarded_holds_block(c)) {
+			*guarded = c;
+			return 0;
+		}
+	}
+	*guarded = NULL;
+	s = checked_span_at(s, p, &idx, what);
 
 	*small = s->state == MSPAN_SMALL;
 	if (!*small)

@@ -269,11 +269,16 @@ static struct mspan *alloc_span_locked(uintptr_t npages, uintptr_t align_pages,
 	struct pa_result r = { 0 };
 	struct mspan *s = NULL;
 
+	/* In the secure mode a small span comes back to the small list with
+	 * every slot zeroed by its free (secure.c); a take falls back on the
+	 * other list. */
+	bool zeroed = mh_secure && sizeclass && mh_heap.span_cache[CACHE_SMALL][npages];
+
 	if (span_cache_serves(npages, align_pages))
 		s = span_cache_take(npages, words, sizeclass ? CACHE_SMALL : CACHE_LARGE);
 	if (s) {
 		r.base = s->base;
-		r.needzero = true;
+		r.needzero = !zeroed;
 		goto init;
 	}
 	/* Spans of small objects come from the thread's page cache when it
@@ -441,7 +446,10 @@ static void free_span_locked(struct mspan *s, bool released)
 		mh_heap.large_live_bytes -= s->npages << MH_PAGE_SHIFT;
 	arenamap_set_spans(s->base, s->npages, NULL);
 	if (!released && s->npages <= SPAN_CACHE_PAGES) {
-		span_cache_put(s, s->state == MSPAN_LARGE ? CACHE_LARGE : CACHE_SMALL);
+		/* The secure mode takes small spans from the small list
+		 * unzeroed (alloc_span_locked): only theirs go there. */
+		span_cache_put(s, s->state == MSPAN_LARGE || (mh_secure && s->state != MSPAN_SMALL) ?
+				  CACHE_LARGE : CACHE_SMALL);
 	} else {
 		pa_free(s->base, s->npages, released);
 		span_struct_kill(s);

@@ -174,12 +174,43 @@ static inline uint32_t trailer_check(size_t size)
 	return (uint32_t)((secret >> 32) ^ (size * 0x9e3779b1u)) | 1;
 }
 
+/* canary_byte in every byte of a word. */
+static inline uint64_t canary_word(void)
+{
+	return canary_byte * 0x0101010101010101ull;
+}
+
+void canary_fill(uint8_t *d, size_t n)
+{
+	uint64_t w = canary_word();
+
+	for (; n >= 8; d += 8, n -= 8)
+		memcpy(d, &w, 8);
+	while (n--)
+		*d++ = canary_byte;
+}
+
+size_t canary_intact(const uint8_t *d, size_t n)
+{
+	uint64_t w = canary_word(), v;
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		memcpy(&v, d + i, 8);
+		if (v != w)
+			break;
+	}
+	while (i < n && d[i] == canary_byte)
+		i++;
+	return i;
+}
+
 /* Put the canary after the block of size bytes at p in a slot of room. */
 static void canary_set(uintptr_t p, size_t size, size_t room)
 {
 	uint64_t trailer = (uint64_t)trailer_check(size) << 32 | size;
 
-	memset((void *)(p + size), canary_byte, room - TRAILER - size);
+	canary_fill((uint8_t *)(p + size), room - TRAILER - size);
 	memcpy((void *)(p + room - TRAILER), &trailer, TRAILER);
 }
 
@@ -191,15 +222,15 @@ static void canary_set(uintptr_t p, size_t size, size_t room)
 static size_t canary_check(uintptr_t p, size_t room)
 {
 	uint64_t trailer;
-	size_t size;
+	size_t size, intact;
 
 	memcpy(&trailer, (void *)(p + room - TRAILER), TRAILER);
 	size = (uint32_t)trailer;
-	if (size <= room - TRAILER && (uint32_t)(trailer >> 32) == trailer_check(size)) {
-		for (size_t i = size; i < room - TRAILER; i++)
-			if (((const uint8_t *)p)[i] != canary_byte)
-				mh_fatal("heap overflow: canary after %zu-byte block %#lx overwritten at offset %zu, detected at free",
-					 size, (unsigned long)p, i);
+	if (likely(size <= room - TRAILER && (uint32_t)(trailer >> 32) == trailer_check(size))) {
+		intact = canary_intact((const uint8_t *)(p + size), room - TRAILER - size);
+		if (unlikely(intact < room - TRAILER - size))
+			mh_fatal("heap overflow: canary after %zu-byte block %#lx overwritten at offset %zu, detected at free",
+				 size, (unsigned long)p, size + intact);
 		return size;
 	}
 	if (!trailer && !((const uint8_t *)p)[0])
@@ -212,14 +243,15 @@ static size_t canary_check(uintptr_t p, size_t room)
 static void zero_check(uintptr_t p, size_t room)
 {
 	const uint64_t *w = (const uint64_t *)p;
+	uint64_t any = 0;
 	size_t i = 0;
 
+	/* Slots are multiples of 8 bytes; no early exit: it is rare. */
 	for (; i < room / 8; i++)
-		if (w[i])
-			break;
-	if (i == room / 8)
+		any |= w[i];
+	if (likely(!any))
 		return;
-	for (i *= 8; !((const uint8_t *)p)[i]; i++)
+	for (i = 0; !((const uint8_t *)p)[i]; i++)
 		;
 	mh_fatal("write after free: %zu-byte slot %#lx written at offset %zu after its free, detected at its reuse",
 		 room, (unsigned long)p, i);
@@ -300,14 +332,6 @@ void secure_thread_exit(void)
 		heap_free_plain((void *)self.delayed[--self.ndelayed]);
 }
 
-/* p is a block of the secure heap; the room of its slot or pages, and
- * its size, all checked (what is appended to error messages). */
-static size_t checked_block(uintptr_t p, size_t *room, bool *small, const char *what)
-{
-	*room = heap_checked_room(p, small, what);
-	return canary_check(p, *room);
-}
-
 void secure_free(void *ptr)
 {
 	uintptr_t p = (uintptr_t)ptr;
@@ -321,12 +345,12 @@ void secure_free(void *ptr)
 		zero_size_free(p);
 		return;
 	}
-	c = guarded_chunk_of(p);
+	room = heap_checked_room(p, &small, &c, "");
 	if (c) {
 		guarded_free(c, p);
 		return;
 	}
-	(void)checked_block(p, &room, &small, "");
+	(void)canary_check(p, room);
 	if (!small) {
 		/* Its pages go back now: a large block is never handed out
 		 * before they are zeroed (mheap.c) or released. */
@@ -356,26 +380,36 @@ void secure_free_sized(void *ptr, const char *fn, size_t align, size_t size)
 	secure_free(ptr);
 }
 
+/* The size of block p (what stands for it in messages), checked as a
+ * free checks it; *room and *c as heap_checked_room gives them. */
+static size_t checked_size(uintptr_t p, size_t *room, struct arena_chunk **c, const char *what)
+{
+	bool small;
+
+	*room = heap_checked_room(p, &small, c, what);
+	if (!*c)
+		return canary_check(p, *room);
+	if ((*c)->block.addr != p)
+		mh_fatal("invalid free of %#lx%s (inside an object)", (unsigned long)p, what);
+	return (*c)->block.size;
+}
+
 size_t secure_usable_size(const void *ptr)
 {
 	uintptr_t p = (uintptr_t)ptr;
 	struct arena_chunk *c;
 	size_t room;
-	bool small;
 
-	if (!ptr || zero_size_owns(p))
+	if (!ptr || zero_size_owns(p) || !span_of(p))
 		return 0;
-	c = guarded_chunk_of(p);
-	if (c)
-		return c->block.addr == p ? c->block.size : 0;
-	if (!span_of(p))
-		return 0;
-	return checked_block(p, &room, &small, "");
+	return checked_size(p, &room, &c, "");
 }
 
 void *secure_realloc(void *ptr, size_t size)
 {
-	size_t old;
+	uintptr_t p = (uintptr_t)ptr;
+	struct arena_chunk *c;
+	size_t old = 0, room;
 	void *q;
 
 	if (!ptr)
@@ -384,17 +418,23 @@ void *secure_realloc(void *ptr, size_t size)
 		secure_free(ptr);
 		return NULL;
 	}
-	/* Checked as a free would be, before anything is copied. */
-	old = secure_usable_size(ptr);
-	if (!old && !zero_size_owns((uintptr_t)ptr)) {
-		size_t room;
-		bool small;
-
-		(void)checked_block((uintptr_t)ptr, &room, &small, " in realloc");
+	if (!zero_size_owns(p)) {
+		old = checked_size(p, &room, &c, " in realloc");
+		/* In place when the slot or pages hold the new size and its
+		 * trailer and are not too large for it (small: same class). */
+		if (!c && size <= room - TRAILER && size + TRAILER > room / 2) {
+			canary_set(p, size, room);
+			return ptr;
+		}
+		if (c && guarded_resize(c, size))
+			return ptr;
 	}
-	/* Every realloc moves: a block's old place goes through the free
-	 * path, and stale pointers to it are caught as after any free. */
-	q = secure_alloc(size, 1, false);
+	/* A block that grows past its room moves (a guarded one with room
+	 * to grow); its old place goes through the free path, and stale
+	 * pointers to it are caught as after any free. */
+	q = size > old && c ? guarded_alloc_growing(size) : NULL;
+	if (!q)
+		q = secure_alloc(size, 1, false);
 	if (!q)
 		return NULL;
 	memcpy(q, ptr, old < size ? old : size);

@@ -40,20 +40,33 @@ MH_HIDDEN void secure_thread_exit(void);
 
 /* What malloc.c offers the mode: an allocation of the default mode,
  * with its room (the slot or the pages it got); the default mode's checked
- * free; and p's room if p is an allocated block, else an abort naming it
- * (what is appended to the message, as checked_span's). */
+ * free; and p's room if p is an allocated block of the heap (*small: a
+ * small one), or 0 with *guarded its chunk if p is in a guarded block's
+ * chunk, else an abort naming p (what is appended to the message, as
+ * checked_span's). */
 MH_HIDDEN void *heap_alloc_plain(size_t size, size_t align, size_t *room);
 MH_HIDDEN void heap_free_plain(void *p);
-MH_HIDDEN size_t heap_checked_room(uintptr_t p, bool *small, const char *what);
+MH_HIDDEN size_t heap_checked_room(uintptr_t p, bool *small, struct arena_chunk **guarded,
+				   const char *what);
+
+/* Canary bytes (secure.c): fill n bytes at d; how many of the n bytes at d,
+ * from the first, are intact. */
+MH_HIDDEN void canary_fill(uint8_t *d, size_t n);
+MH_HIDDEN size_t canary_intact(const uint8_t *d, size_t n);
 
 /* Guarded blocks (secure_large.c): a block of its own pages, ending at a
  * guard page, quarantined on free. NULL when it cannot be made (the
  * caller falls back to the heap). */
 MH_HIDDEN void *guarded_alloc(size_t size, size_t align);
+/* One that realloc grows: room for half as much again before the guard. */
+MH_HIDDEN void *guarded_alloc_growing(size_t size);
+/* realloc of c's block to size in place, if its room holds it. */
+MH_HIDDEN bool guarded_resize(struct arena_chunk *c, size_t size);
+/* Whether arena chunk c holds a guarded block (rather than an arena's
+ * objects). */
+MH_HIDDEN bool guarded_holds_block(const struct arena_chunk *c);
 /* c's block, if p names it, is freed; else an abort. */
 MH_HIDDEN void guarded_free(struct arena_chunk *c, uintptr_t p);
-/* The chunk of a guarded block p lies in, or NULL. */
-MH_HIDDEN struct arena_chunk *guarded_chunk_of(uintptr_t p);
 
 /* Zero-size blocks (secure.c): whether addr is in their range. */
 MH_HIDDEN bool zero_size_owns(uintptr_t addr);

@@ -11,13 +11,25 @@
  * stale access or one past the end faults, and the SIGSEGV handler (uaf.c)
  * reports it (secure_report.c) with the stacks that allocated and freed the
  * block, captured here with backtrace() for these blocks only. The up to
- * 15 bytes between the block's end and the guard hold the canary byte,
- * checked at free.
+ * 15 bytes between the block's end and the guard hold canary bytes
+ * (secure.c), checked at free.
+ *
+ * realloc: a guarded block grows or shrinks in place while it fits before
+ * its guard and fills more than half the room; one that has to move for
+ * growth gets room for half as much again, so that a buffer grown step by
+ * step moves a logarithmic number of times, not at every step (a 1 MiB
+ * buffer grown by 512 bytes took 50 s moving every time). The grown
+ * block's end is then short of the guard: an overflow into the room is
+ * found at free, by its canary; one beyond it faults.
  *
  * Why pages before the block are not a guard too: first fit puts a chunk
  * after others, so what precedes a block is usually the previous block's
  * guard or a free run; an underflow is rarer than an overflow, and a
  * second guard would cost a second system call per block.
+ *
+ * The statistics count guarded blocks with the arenas' chunks (their
+ * chunks are live, then quarantined), not with the heap's objects, as the
+ * heap checker counts spans.
  *
  * The guard is one page of the heap (8 KiB): a sampled block of up to a
  * page takes two pages of address space and one page of memory.
@@ -30,27 +42,13 @@
 #include "arena.h"
 #include "arenamap.h"
 #include "fault.h"
-#include "mcache.h"
 #include "secure.h"
 
 #define GUARD	MH_PAGE_SIZE
-#define CANARY_BYTE 0xa5	/* in the slack before the guard */
 
 /* Set while this thread captures a stack: backtrace() may allocate the
  * first time, and that allocation must not want a stack in turn. */
 static __thread bool in_backtrace;
-
-/* Count a guarded block's malloc or free with the large objects (class
- * 0), as the statistics expect. */
-static void count(bool is_free)
-{
-	struct mcache *c = mcache_get();
-
-	if (c)
-		owner_add(is_free ? &c->nfree[0] : &c->nmalloc[0], 1);
-	else
-		mcache_count_uncached(is_free ? mh_dead_nfree : mh_dead_nmalloc, 0);
-}
 
 static uint8_t capture(void **frames)
 {
@@ -64,7 +62,9 @@ static uint8_t capture(void **frames)
 	return (uint8_t)(n > 0 ? n : 0);
 }
 
-void *guarded_alloc(size_t size, size_t align)
+/* A guarded block of size bytes aligned to align, placed room bytes (at
+ * least size) below the guard; the rest of the room holds the canary. */
+static void *guarded_place(size_t size, size_t align, size_t room)
 {
 	const struct fault_backend *b = fault_backend();
 	size_t a = align > 16 ? align : 16;
@@ -73,13 +73,13 @@ void *guarded_alloc(size_t size, size_t align)
 	uintptr_t p;
 	int err = 0;
 
-	if (size > PTRDIFF_MAX - MH_ARENA_SIZE - a) {
+	if (room > PTRDIFF_MAX - MH_ARENA_SIZE - a) {
 		errno = ENOMEM;
 		return NULL;
 	}
 	/* Room for the block at its place: below the guard, which is page-
 	 * aligned, rounded down to a. */
-	c = arena_block_chunk_new(ALIGN_UP(a <= MH_PAGE_SIZE ? ALIGN_UP(size, a) : size + a,
+	c = arena_block_chunk_new(ALIGN_UP(a <= MH_PAGE_SIZE ? ALIGN_UP(room, a) : room + a,
 					   MH_PAGE_SIZE) + GUARD);
 	if (!c)
 		return NULL;
@@ -93,26 +93,40 @@ void *guarded_alloc(size_t size, size_t align)
 		errno = EAGAIN;
 		return NULL;
 	}
-	p = ALIGN_DOWN(c->limit - GUARD - size, a);
-	memset((void *)(p + size), CANARY_BYTE, c->limit - GUARD - p - size);
+	p = ALIGN_DOWN(c->limit - GUARD - room, a);
+	canary_fill((uint8_t *)(p + size), c->limit - GUARD - p - size);
 	c->block.size = size;
 	c->block.freed = 0;
 	c->block.nfree = 0;
 	c->block.nalloc = capture(c->block.alloc_stack);
 	STORE_RELEASE(&c->block.addr, p);
-	count(false);
 	return (void *)p;
 }
 
-struct arena_chunk *guarded_chunk_of(uintptr_t p)
+void *guarded_alloc(size_t size, size_t align)
 {
-	struct mspan *s = span_of(p);
-	struct arena_chunk *c;
+	return guarded_place(size, align, size);
+}
 
-	if (!s || LOAD_RELAXED(&s->state) != MSPAN_CHUNK)
-		return NULL;
-	c = LOAD_ACQUIRE(&s->chunk_data);
-	return c && LOAD_ACQUIRE(&c->block.addr) ? c : NULL;
+void *guarded_alloc_growing(size_t size)
+{
+	return guarded_place(size, 16, size + size / 2);
+}
+
+bool guarded_resize(struct arena_chunk *c, size_t size)
+{
+	uintptr_t p = c->block.addr, guard = c->limit - GUARD;
+
+	if (size > guard - p || size <= (guard - p) / 2)
+		return false;
+	canary_fill((uint8_t *)(p + size), guard - p - size);
+	c->block.size = size;
+	return true;
+}
+
+bool guarded_holds_block(const struct arena_chunk *c)
+{
+	return LOAD_ACQUIRE(&c->block.addr) != 0;
 }
 
 void guarded_free(struct arena_chunk *c, uintptr_t p)
@@ -126,11 +140,12 @@ void guarded_free(struct arena_chunk *c, uintptr_t p)
 	if (LOAD_RELAXED(&c->state) != CHUNK_LIVE ||
 	    __atomic_exchange_n(&c->block.freed, 1, __ATOMIC_ACQ_REL))
 		mh_fatal("double free of %#lx", (unsigned long)p);
-	for (uintptr_t q = end; q < c->limit - GUARD; q++)
-		if (*(const uint8_t *)q != CANARY_BYTE)
-			mh_fatal("heap overflow: canary after %zu-byte block %#lx overwritten at offset %zu, detected at free",
-				 c->block.size, (unsigned long)p, (size_t)(q - p));
+	size_t slack = c->limit - GUARD - end;
+
+	if (canary_intact((const uint8_t *)end, slack) < slack)
+		mh_fatal("heap overflow: canary after %zu-byte block %#lx overwritten at offset %zu, detected at free",
+			 c->block.size, (unsigned long)p,
+			 c->block.size + canary_intact((const uint8_t *)end, slack));
 	c->block.nfree = capture(c->block.free_stack);
 	arena_block_chunk_free(c);
-	count(true);
 }
