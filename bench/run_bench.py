@@ -44,13 +44,14 @@ class Runner:
     """One way of running a driver: a binary plus an optional LD_PRELOAD."""
 
     def __init__(self, name, binary, preload=None, prefix_args=(), missing=None,
-                 skip=None):
+                 skip=None, env=None):
         self.name = name
         self.binary = binary
         self.preload = preload
         self.prefix_args = list(prefix_args)
         self.missing = missing  # reason it cannot run, or None
         self.skip = skip or {}  # workload -> why this runner sits it out
+        self.env = dict(env or {})  # variables set for its runs
 
     def check(self):
         if self.missing:
@@ -330,6 +331,7 @@ def run_one(case, runner, timeout):
     env.pop("LD_PRELOAD", None)
     if runner.preload:
         env["LD_PRELOAD"] = runner.preload
+    env.update(runner.env)
     argv = case.argv(runner)
     t0 = time.monotonic()
     rec = {"case": case.id, "alloc": runner.name, "argv": argv,
@@ -450,6 +452,9 @@ def summarize(cases, runners_for, records):
                 "glibc": "glibc malloc" if c.arena else "glibc"}
         if c.arena:
             refs["mheap_malloc"] = "mheap malloc"
+        if not c.arena:
+            refs["mheap"] = "mheap"
+            refs["scudo"] = "scudo"
         cs = {}
         for rn in runners_for(c):
             recs = by.get((c.id, rn.name), [])
@@ -479,6 +484,12 @@ def summarize(cases, runners_for, records):
                     st["vs_" + rk] = med(rat)
                 if rn.name == "mheap" and not c.arena:
                     st["vs_peers"] = peer_ratios(c, rn, ok, by, runners_for)
+                # peak RSS against mheap's in the same round (the secure mode)
+                ref = {r["round"]: r["peak_rss_kb"]
+                       for r in by.get((c.id, "mheap"), []) if r["status"] == "ok"}
+                rat = [r["peak_rss_kb"] / ref[r["round"]] for r in ok
+                       if r["round"] in ref and not c.arena]
+                st["rss_vs_mheap"] = med(rat) if rat else None
             cs[rn.name] = st
         stats[c.id] = cs
     return stats
@@ -710,6 +721,25 @@ def render_md(path, meta, cases, runners_for, stats, headline):
                     peer, fmt_ratio(d["seconds"]), fmt_ratio(d["minflt"]),
                     fmt_ratio(d["peak_rss_kb"])))
             L.append("")
+    secure = [c for c in cases if c.section == "Program-like"]
+    if secure:
+        L.append("## Secure mode")
+        L.append("")
+        L.append("`mheap-secure` = `mheap` with MHEAP_SECURE=1 (docs/heap.md#secure-mode). "
+                 "Ratios are against `mheap` in the same round (medians of the per-round "
+                 "ratios); the targets are at most 1.30× the time and 1.20× the peak RSS.")
+        L.append("")
+        L.append("| case | time vs mheap | peak RSS vs mheap | time vs Scudo |")
+        L.append("|---|---|---|---|")
+        for c in secure:
+            st = stats[c.id].get("mheap-secure", {})
+            if "seconds" not in st:
+                L.append("| %s | %s | | |" % (c.id, status_text(st)))
+                continue
+            L.append("| %s | %s | %s | %s |" % (
+                c.id, fmt_ratio(st.get("vs_mheap")), fmt_ratio(st.get("rss_vs_mheap")),
+                fmt_ratio(st.get("vs_scudo"))))
+        L.append("")
     if meta.get("plots"):
         L.append("## Plots")
         L.append("")
@@ -914,9 +944,16 @@ def main():
         so = None
     ar = alloc_runners(out, build, mi_linked, so)
     arr = arena_runners(out, build)
+    # The program-like cases run mheap's secure mode too (MHEAP_SECURE=1,
+    # issue #26), measured against mheap in the same round.
+    ar_secure = ar + [Runner("mheap-secure", os.path.join(out, "alloc_bench"), so,
+                             missing=None if so else "build/libmheap.so missing",
+                             env={"MHEAP_SECURE": "1"})]
 
     def runners_for(c):
-        return arr if c.arena else ar
+        if c.arena:
+            return arr
+        return ar_secure if c.section == "Program-like" else ar
 
     cases = build_cases(args.mode)
     if args.only:

@@ -205,13 +205,19 @@ size_t canary_intact(const uint8_t *d, size_t n)
 	return i;
 }
 
-/* Put the canary after the block of size bytes at p in a slot of room. */
-static void canary_set(uintptr_t p, size_t size, size_t room)
+/* The trailer of a block of size bytes at p in a slot of room. */
+static void trailer_set(uintptr_t p, size_t size, size_t room)
 {
 	uint64_t trailer = (uint64_t)trailer_check(size) << 32 | size;
 
-	canary_fill((uint8_t *)(p + size), room - TRAILER - size);
 	memcpy((void *)(p + room - TRAILER), &trailer, TRAILER);
+}
+
+/* Put the canary after the block of size bytes at p in a slot of room. */
+static void canary_set(uintptr_t p, size_t size, size_t room)
+{
+	canary_fill((uint8_t *)(p + size), room - TRAILER - size);
+	trailer_set(p, size, room);
 }
 
 /*
@@ -273,7 +279,9 @@ static inline bool sample_now(size_t size, size_t align)
 	return !first || sample_rate == 1;
 }
 
-void *secure_alloc(size_t size, size_t align, bool zero)
+/* A block of size bytes from a slot or pages for want bytes (at least
+ * size: realloc asks for room to grow). */
+static void *alloc_block(size_t size, size_t want, size_t align, bool zero)
 {
 	size_t room;
 	void *p;
@@ -291,11 +299,11 @@ void *secure_alloc(size_t size, size_t align, bool zero)
 			return NULL;
 		/* No guard could be had (out of VMAs): an ordinary block. */
 	}
-	if (size > PTRDIFF_MAX - MH_ARENA_SIZE) {
+	if (want > PTRDIFF_MAX - MH_ARENA_SIZE) {
 		errno = ENOMEM;
 		return NULL;
 	}
-	p = heap_alloc_plain(size + TRAILER, align, &room);
+	p = heap_alloc_plain(want + TRAILER, align, &room);
 	if (!p)
 		return NULL;
 	if (room <= MH_MAX_SMALL_SIZE)
@@ -304,6 +312,11 @@ void *secure_alloc(size_t size, size_t align, bool zero)
 		memset(p, 0, size);
 	canary_set((uintptr_t)p, size, room);
 	return p;
+}
+
+void *secure_alloc(size_t size, size_t align, bool zero)
+{
+	return alloc_block(size, size, align, zero);
 }
 
 /* Give one block of the ring back to the heap to make room for p. */
@@ -423,16 +436,26 @@ void *secure_realloc(void *ptr, size_t size)
 		/* In place when the slot or pages hold the new size and its
 		 * trailer and are not too large for it (small: same class). */
 		if (!c && size <= room - TRAILER && size + TRAILER > room / 2) {
-			canary_set(p, size, room);
+			/* Growing, the block takes canary bytes (checked
+			 * just now); shrinking, it leaves some. */
+			if (size < old)
+				canary_fill((uint8_t *)(p + size), old - size);
+			trailer_set(p, size, room);
 			return ptr;
 		}
 		if (c && guarded_resize(c, size))
 			return ptr;
 	}
-	/* A block that grows past its room moves (a guarded one with room
-	 * to grow); its old place goes through the free path, and stale
-	 * pointers to it are caught as after any free. */
-	q = size > old && c ? guarded_alloc_growing(size) : NULL;
+	/* A block that grows past its room moves, to one with room to grow
+	 * by half as much again (a buffer grown step by step moves a
+	 * logarithmic number of times); its old place goes through the free
+	 * path, and stale pointers to it are caught as after any free. */
+	if (size > old && size >= large_min)
+		q = guarded_alloc_growing(size);
+	else if (size > old && size <= PTRDIFF_MAX - MH_ARENA_SIZE)
+		q = alloc_block(size, size + size / 2 < large_min ? size + size / 2 : size, 1, false);
+	else
+		q = NULL;
 	if (!q)
 		q = secure_alloc(size, 1, false);
 	if (!q)

@@ -119,7 +119,9 @@ bool guarded_resize(struct arena_chunk *c, size_t size)
 
 	if (size > guard - p || size <= (guard - p) / 2)
 		return false;
-	canary_fill((uint8_t *)(p + size), guard - p - size);
+	/* Growing, the block takes canary bytes; shrinking, it leaves some. */
+	if (size < c->block.size)
+		canary_fill((uint8_t *)(p + size), c->block.size - size);
 	c->block.size = size;
 	return true;
 }
