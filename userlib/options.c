@@ -74,7 +74,7 @@ static const struct option {
 	/* secure.c keeps block sizes in 32 bits */
 	NUMBER(MH_OPT_SECURE_LARGE, "MHEAP_SECURE_LARGE", "32K", (uint64_t)1 << 31,
 	       "secure heap: blocks from this size on get a guard page and quarantine"),
-	NUMBER(MH_OPT_SECURE_SAMPLE, "MHEAP_SECURE_SAMPLE", "1000", UINT32_MAX / 2,
+	NUMBER(MH_OPT_SECURE_SAMPLE, "MHEAP_SECURE_SAMPLE", "10000", UINT32_MAX / 2,
 	       "secure heap: about 1 in this many small blocks is guarded (0: none)"),
 #undef NUMBER
 #undef FLAG
