@@ -21,7 +21,7 @@
  * and freed it.
  *
  * A misuse program prints the addresses its report line will name on
- * stdout, one per line, before the misuse; the line is the row's format
+ * stderr, one per line, before the misuse; the line is the row's format
  * with them filled in (%s in order), '#' standing for the time since the
  * free (digits and a point) and '@' for the backend's name.
  */
@@ -38,11 +38,12 @@
 
 /* ------------------------------------------------------------ the misuses */
 
-/* Print an address the report will name ($1, $2, ... in the table). */
+/* Print an address the report will name ($1, $2, ... in the table), on
+ * stderr before the report, as "misuse: 0x...". */
+#define SAY "misuse: "
 static void say(const void *p)
 {
-	printf("%#lx\n", (unsigned long)(uintptr_t)p);
-	fflush(stdout);
+	fprintf(stderr, SAY "%#lx\n", (unsigned long)(uintptr_t)p);
 }
 
 static volatile char sink;
@@ -291,67 +292,44 @@ static const struct row {
 
 /* ------------------------------------------------------------ running them */
 
-/* How a misuse program ended, what it printed and what it said. */
+/* How a misuse program ended, the addresses it printed, and the rest of
+ * what it wrote on stderr: its report. */
 struct run {
-	int status;
+	struct child_result child;
 	char values[9][24];	/* $1..$9 */
-	unsigned nvalues;
-	char err[8192];
+	const char *err;
 };
 
-static bool killed_by(const struct run *r, int sig)
+/* The child: this program again, as misuse name, with the "NAME=value"
+ * strings of env (NULL-ended) added to the environment. */
+static const char *const *exec_env;
+
+static void exec_misuse(void *name)
 {
-	return WIFSIGNALED(r->status) && WTERMSIG(r->status) == sig;
+	setenv("MISUSE", name, 1);
+	for (const char *const *e = exec_env; *e; e++)
+		putenv((char *)*e);
+	execl("/proc/self/exe", "misuse_test", (char *)NULL);
+	_exit(127);
 }
 
-/* Read all of fd into buf (NUL-terminated). */
-static void read_all(int fd, char *buf, size_t size)
-{
-	size_t n = 0;
-	ssize_t r;
-
-	while (n < size - 1 && (r = read(fd, buf + n, size - 1 - n)) > 0)
-		n += (size_t)r;
-	buf[n] = '\0';
-}
-
-/* Start this program as misuse name with the environment env (NULL-ended
- * "NAME=value" strings added to ours). */
 static void run_misuse(const char *name, const char *const *env, struct run *r)
 {
-	int out[2], err[2];
-	char outbuf[512];
-	pid_t pid;
+	unsigned n = 0;
 
 	memset(r, 0, sizeof(*r));
-	if (pipe(out) || pipe(err))
-		abort();
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0)
-		abort();
-	if (pid == 0) {
-		dup2(out[1], STDOUT_FILENO);
-		dup2(err[1], STDERR_FILENO);
-		close(out[0]);
-		close(err[0]);
-		setenv("MISUSE", name, 1);
-		for (; *env; env++)
-			putenv((char *)*env);
-		execl("/proc/self/exe", "misuse_test", (char *)NULL);
-		_exit(127);
+	exec_env = env;
+	run_child(exec_misuse, (void *)name, &r->child);
+	r->err = r->child.err;
+	while (!strncmp(r->err, SAY, strlen(SAY))) {
+		const char *v = r->err + strlen(SAY), *end = strchr(v, '\n');
+
+		if (!end)
+			break;
+		if (n < 9)
+			snprintf(r->values[n++], sizeof(r->values[0]), "%.*s", (int)(end - v), v);
+		r->err = end + 1;
 	}
-	close(out[1]);
-	close(err[1]);
-	/* A program prints a few lines at most: the pipe holds them, and
-	 * stderr is read in full first. */
-	read_all(err[0], r->err, sizeof(r->err));
-	read_all(out[0], outbuf, sizeof(outbuf));
-	close(out[0]);
-	close(err[0]);
-	waitpid(pid, &r->status, 0);
-	for (char *line = strtok(outbuf, "\n"); line && r->nvalues < 9; line = strtok(NULL, "\n"))
-		snprintf(r->values[r->nvalues++], sizeof(r->values[0]), "%s", line);
 }
 
 /* Whether text starts with the line fmt describes, filled in from r (see
@@ -460,32 +438,32 @@ static void check_misuse(struct __test_metadata *_metadata, const FIXTURE_VARIAN
 
 	switch (e->end) {
 	case SURVIVES:
-		EXPECT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0)
-			TH_LOG("%s: status %#x, stderr: %s", misuse, r.status, r.err);
+		EXPECT_TRUE(WIFEXITED(r.child.status) && WEXITSTATUS(r.child.status) == 0)
+			TH_LOG("%s: status %#x, stderr: %s", misuse, r.child.status, r.err);
 		EXPECT_STREQ("", r.err);
 		return;
 	case REUSED:
-		EXPECT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 3)
-			TH_LOG("%s: status %#x, stderr: %s", misuse, r.status, r.err);
+		EXPECT_TRUE(WIFEXITED(r.child.status) && WEXITSTATUS(r.child.status) == 3)
+			TH_LOG("%s: status %#x, stderr: %s", misuse, r.child.status, r.err);
 		return;
 	case CRASHES:
 		/* A sanitizer's runtime takes the SIGSEGV and reports it. */
 		if (UNDER_SANITIZER) {
-			EXPECT_FALSE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0);
+			EXPECT_FALSE(WIFEXITED(r.child.status) && WEXITSTATUS(r.child.status) == 0);
 			EXPECT_EQ(NULL, strstr(r.err, "mheap:")) TH_LOG("%s", r.err);
 			return;
 		}
-		EXPECT_TRUE(killed_by(&r, SIGSEGV))
-			TH_LOG("%s: status %#x, stderr: %s", misuse, r.status, r.err);
+		EXPECT_TRUE(died_of(&r.child, SIGSEGV))
+			TH_LOG("%s: status %#x, stderr: %s", misuse, r.child.status, r.err);
 		EXPECT_STREQ("", r.err);
 		return;
 	case ABORTS:
-		EXPECT_TRUE(killed_by(&r, SIGABRT))
-			TH_LOG("%s: status %#x, stderr: %s", misuse, r.status, r.err);
+		EXPECT_TRUE(died_of(&r.child, SIGABRT))
+			TH_LOG("%s: status %#x, stderr: %s", misuse, r.child.status, r.err);
 		break;
 	case FAULTS:
-		EXPECT_TRUE(killed_by(&r, SIGSEGV))
-			TH_LOG("%s: status %#x, stderr: %s", misuse, r.status, r.err);
+		EXPECT_TRUE(died_of(&r.child, SIGSEGV))
+			TH_LOG("%s: status %#x, stderr: %s", misuse, r.child.status, r.err);
 		break;
 	}
 	EXPECT_TRUE(line_matches(e->line, &r, backend, r.err, want, sizeof(want)))
