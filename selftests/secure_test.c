@@ -1,0 +1,180 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The secure heap (MHEAP_SECURE=1) as a program sees it when nothing goes
+ * wrong: the malloc family keeps its contract (contents, zeroing,
+ * alignment, usable size), malloc(0) gives unique pointers, freed blocks
+ * are not handed out again at once, guarded blocks go to the arenas'
+ * quarantine, and a thread's delayed frees go back at its exit. What each
+ * misuse gives is misuse_test's. The program starts itself again with
+ * MHEAP_SECURE=1 (and no sampling, so that outcomes do not depend on it)
+ * when it is not set: the mode is read when the heap is set up.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdint.h>
+
+#include "kselftest_harness.h"
+#include "mheap_test.h"
+
+#include "mheap.h"
+
+/* The first byte of p[0..n) that is not the byte i would have in a block
+ * filled with (unsigned char)i (pattern) or with zeroes (!pattern); n if
+ * none. */
+static size_t first_wrong(const unsigned char *p, size_t n, bool pattern)
+{
+	size_t i = 0;
+
+	while (i < n && p[i] == (pattern ? (unsigned char)i : 0))
+		i++;
+	return i;
+}
+
+TEST(calloc_gives_zeroes_even_in_a_slot_used_before)
+{
+	for (size_t size = 16; size <= (1 << 20); size *= 4) {
+		unsigned char *p = mh_malloc(size), *q;
+
+		ASSERT_NE(NULL, p);
+		memset(p, 0xff, size);
+		mh_free(p);
+		q = mh_calloc(1, size);
+		ASSERT_NE(NULL, q);
+		EXPECT_EQ(size, first_wrong(q, size, false)) TH_LOG("size %zu", size);
+		mh_free(q);
+	}
+}
+
+TEST(realloc_keeps_the_contents_growing_and_shrinking)
+{
+	size_t sizes[] = { 10, 100, 3000, 40000, 300000, 20, 70000, 5 };
+	size_t old = 0;
+	unsigned char *p = NULL;
+
+	for (unsigned k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		size_t keep = old < sizes[k] ? old : sizes[k];
+
+		p = mh_realloc(p, sizes[k]);
+		ASSERT_NE(NULL, p);
+		EXPECT_EQ(keep, first_wrong(p, keep, true)) TH_LOG("%zu to %zu", old, sizes[k]);
+		for (size_t i = 0; i < sizes[k]; i++)
+			p[i] = (unsigned char)i;
+		old = sizes[k];
+	}
+	mh_free(p);
+}
+
+TEST(usable_size_is_the_size_asked_for)
+{
+	for (size_t size = 1; size < (1 << 20); size = size * 3 + 1) {
+		void *p = mh_malloc(size);
+
+		EXPECT_EQ(size, mh_usable_size(p));
+		mh_free(p);
+	}
+}
+
+TEST(aligned_alloc_aligns_small_and_large_blocks)
+{
+	for (size_t align = 16; align <= (64 << 10); align *= 4) {
+		for (size_t size = 8; size <= (256 << 10); size *= 8) {
+			char *p = mh_aligned_alloc(align, size);
+
+			ASSERT_NE(NULL, p);
+			EXPECT_EQ(0, (uintptr_t)p % align) TH_LOG("align %zu size %zu", align, size);
+			memset(p, 1, size);
+			mh_free(p);
+		}
+	}
+}
+
+TEST(malloc_0_gives_a_new_pointer_each_time)
+{
+	void *p[64];
+
+	for (int i = 0; i < 64; i++) {
+		p[i] = mh_malloc(0);
+		ASSERT_NE(NULL, p[i]);
+		for (int j = 0; j < i; j++)
+			ASSERT_NE(p[j], p[i]);
+	}
+	EXPECT_EQ(0, mh_usable_size(p[0]));
+	for (int i = 0; i < 64; i++)
+		mh_free(p[i]);
+}
+
+/* No block freed among the last frees comes back from the next
+ * allocations of its size. */
+TEST(a_freed_block_waits_before_reuse)
+{
+	enum { N = 16 };
+	void *freed[N];
+
+	for (int i = 0; i < N; i++) {
+		freed[i] = mh_malloc(64);
+		mh_free(freed[i]);
+	}
+	for (int i = 0; i < N; i++) {
+		void *p = mh_malloc(64);
+
+		for (int j = 0; j < N; j++)
+			EXPECT_NE(freed[j], p);
+		mh_free(p);
+	}
+}
+
+TEST(a_freed_large_block_is_quarantined_with_the_arenas_chunks)
+{
+	struct mh_stats before = { .size = sizeof(before) }, after = { .size = sizeof(after) };
+	void *p = mh_malloc(1 << 20);
+
+	ASSERT_NE(NULL, p);
+	EXPECT_FALSE(mh_in_arena(p));
+	mh_stats_read(&before);
+	mh_free(p);
+	mh_stats_read(&after);
+	if (!strcmp(mh_backend_name(), "none"))
+		SKIP(return, "the none backend does not fault");
+	EXPECT_EQ(before.arena_chunks_quarantined + 1, after.arena_chunks_quarantined);
+	EXPECT_LE(before.arena_quarantined_bytes + (1 << 20), after.arena_quarantined_bytes);
+}
+
+static void *churn(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 1000; i++)
+		mh_free(mh_malloc(48));
+	return NULL;
+}
+
+/* A thread's delayed frees go back to the heap when it exits. */
+TEST(a_threads_delayed_frees_go_back_at_its_exit)
+{
+	struct mh_stats st = { .size = sizeof(st) };
+	pthread_t t;
+
+	mh_stats_read(&st);
+	uint64_t out = st.mallocs - st.frees;
+
+	ASSERT_EQ(0, pthread_create(&t, NULL, churn, NULL));
+	ASSERT_EQ(0, pthread_join(t, NULL));
+	mh_stats_read(&st);
+	EXPECT_EQ(out, st.mallocs - st.frees);
+}
+
+/* The harness's main, under another name: main comes first. */
+#define main harness_main
+TEST_HARNESS_MAIN
+#undef main
+
+int main(int argc, char **argv)
+{
+	if (!getenv("MHEAP_SECURE")) {
+		setenv("MHEAP_SECURE", "1", 1);
+		setenv("MHEAP_SECURE_SAMPLE", "0", 1);
+		execv("/proc/self/exe", argv);
+		perror("execv /proc/self/exe");
+		return 1;
+	}
+	return harness_main(argc, argv);
+}
