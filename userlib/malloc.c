@@ -24,6 +24,10 @@
  * the start of an object, and allocated now - and a violation aborts with
  * one "mheap: ..." line naming the address.
  *
+ * The secure mode (MHEAP_SECURE=1, secure.c) is a layer on all of this:
+ * each entry point takes one branch on mh_secure into it, and it comes back
+ * through heap_alloc_plain, heap_free_plain and heap_checked_room.
+ *
  * Tiny objects: Go packs several pointer-free objects under 16 bytes into
  * one 16-byte block, freed together by the GC once all are dead. With
  * explicit free that needs a per-block count and turns every free of a tiny

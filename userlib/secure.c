@@ -8,8 +8,10 @@
  * blocks, so the spans, caches and the exact checks of free stay as they
  * are (an invalid or double free still aborts naming the address).
  *
- * Small blocks (below MHEAP_SECURE_LARGE, 64 KiB by default; blocks above
- * 32 KiB are the default heap's large ones, with the same treatment):
+ * Small blocks (the size classes, up to 32 KiB less the trailer; with
+ * MHEAP_SECURE_LARGE above its default of 32K, the default heap's large
+ * blocks below it get the canary and trailer at the end of their pages,
+ * and no zeroing: their pages are zeroed when they become small spans):
  *  - a canary after each block: the request is served from the class with
  *    room for it and an 8-byte trailer at the slot's end; the bytes from the
  *    block's end to the trailer hold a secret byte, and the trailer the
