@@ -693,8 +693,8 @@ void mh_scavenge(void)
 }
 
 /*
- * Hooks that may allocate (pthread_key_create, pthread_atfork) are set up
- * by a constructor, never from inside malloc: by the time it runs the heap
+ * Hooks that may allocate (pthread_key_create, pthread_atfork, the
+ * secure mode's backtrace) are set up by a constructor, never from inside malloc: by the time it runs the heap
  * can serve the allocations they make.
  */
 __attribute__((constructor)) static void malloc_hooks_init(void)
@@ -702,6 +702,8 @@ __attribute__((constructor)) static void malloc_hooks_init(void)
 	mheap_init();
 	mcache_key_init();
 	fork_handlers_init();
+	if (mh_secure)
+		secure_stacks_init();	/* loads libgcc: dlopen */
 }
 
 /* ------------------------------------------------------------ standard names */

@@ -120,13 +120,23 @@ void secure_init_locked(void)
 
 void secure_init(void)
 {
-	void *frames[1];
-
 	/* Faults on guarded blocks and malloc(0)'s memory are reported. */
 	uaf_install();
-	/* backtrace() loads libgcc on its first call, which allocates:
-	 * now, rather than inside a sampled allocation. */
-	(void)backtrace(frames, 1);
+}
+
+static bool stacks_ready;
+
+void secure_stacks_init(void)
+{
+	void *frames[1];
+
+	if (backtrace(frames, 1) > 0)
+		STORE_RELEASE(&stacks_ready, true);
+}
+
+bool secure_stacks_ready(void)
+{
+	return LOAD_ACQUIRE(&stacks_ready);
 }
 
 /* ------------------------------------------------------------ zero-size */

@@ -24,8 +24,15 @@ MH_HIDDEN extern bool mh_secure;
 
 /* Set the mode up: with the heap lock held (nothing here allocates)... */
 MH_HIDDEN void secure_init_locked(void);
-/* ... and, once the heap is published, what may allocate. */
+/* ... and, once the heap is published, the fault report. */
 MH_HIDDEN void secure_init(void);
+/* From a constructor, never from inside malloc: make backtrace() usable
+ * (its first call dlopens libgcc, which inside a malloc called by the
+ * dynamic loader trips ld.so's consistency check). Until it has run,
+ * guarded blocks get no stacks. */
+MH_HIDDEN void secure_stacks_init(void);
+/* Whether backtrace() may be called now (secure_stacks_init has run). */
+MH_HIDDEN bool secure_stacks_ready(void);
 
 /* The malloc family in the secure mode (malloc.c calls them when mh_secure). */
 MH_HIDDEN void *secure_alloc(size_t size, size_t align, bool zero);

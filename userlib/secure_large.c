@@ -10,7 +10,8 @@
  * the same budget (MHEAP_QUARANTINE_MAX) and the same release rule, so a
  * stale access or one past the end faults, and the SIGSEGV handler (uaf.c)
  * reports it (secure_report.c) with the stacks that allocated and freed the
- * block, captured here with backtrace() for these blocks only. The up to
+ * block, captured here with backtrace() for these blocks only (once a
+ * constructor has made backtrace() safe to call: secure.c). The up to
  * 15 bytes between the block's end and the guard hold canary bytes
  * (secure.c), checked at free.
  *
@@ -54,7 +55,7 @@ static uint8_t capture(void **frames)
 {
 	int n = 0;
 
-	if (!in_backtrace) {
+	if (!in_backtrace && secure_stacks_ready()) {
 		in_backtrace = true;
 		n = backtrace(frames, HEAP_BLOCK_FRAMES);
 		in_backtrace = false;
