@@ -67,6 +67,7 @@
 #include "arena.h"
 #include "arenamap.h"
 #include "fault.h"
+#include "sysmem.h"
 
 #define KMOD_DEVICE	"/dev/" MHEAP_DEVICE_NAME
 #define RING_ENTRIES	64u
@@ -146,14 +147,22 @@ static struct {
 } ring = { .fd = -1 };
 static mh_lock_t ring_lock = MH_LOCK_INIT;
 
+/* The tables and rings below hold chunk addresses: they are noted in the
+ * metadata registry (sysmem.h), so that the quarantine scan skips them. */
+static void meta_unmap(void *p, size_t len)
+{
+	sys_metadata_forget(p, len);
+	munmap(p, len);
+}
+
 static void ring_unmap(void)
 {
 	if (ring.sqes)
-		munmap(ring.sqes, ring.sqes_len);
+		meta_unmap(ring.sqes, ring.sqes_len);
 	if (ring.cq_map && ring.cq_map != ring.sq_map)
-		munmap(ring.cq_map, ring.cq_len);
+		meta_unmap(ring.cq_map, ring.cq_len);
 	if (ring.sq_map)
-		munmap(ring.sq_map, ring.sq_len);
+		meta_unmap(ring.sq_map, ring.sq_len);
 	if (ring.fd >= 0)
 		close(ring.fd);
 	memset(&ring, 0, sizeof(ring));
@@ -165,7 +174,10 @@ static void *ring_mmap(size_t len, off_t off)
 	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
 		       ring.fd, off);
 
-	return p == MAP_FAILED ? NULL : p;
+	if (p == MAP_FAILED)
+		return NULL;
+	sys_metadata_note(p, len);
+	return p;
 }
 
 /* Take every completion there is: res[user_data] = result; returns how many. */
@@ -423,7 +435,10 @@ static struct reg_entry *reg_table(size_t cap)
 	struct reg_entry *t = mmap(NULL, cap * sizeof(*t), PROT_READ | PROT_WRITE,
 				   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
-	return t == MAP_FAILED ? NULL : t;
+	if (t == MAP_FAILED)
+		return NULL;
+	sys_metadata_note(t, cap * sizeof(*t));
+	return t;
 }
 
 static bool reg_insert(uintptr_t base, size_t len)
@@ -438,7 +453,7 @@ static bool reg_insert(uintptr_t base, size_t len)
 			if (reg[i].base)
 				reg_put(t, cap, reg[i].base, reg[i].len);
 		if (reg)
-			munmap(reg, reg_cap * sizeof(*reg));
+			meta_unmap(reg, reg_cap * sizeof(*reg));
 		reg = t;
 		reg_cap = cap;
 	}
@@ -627,7 +642,7 @@ void kmod_fork_child(void)
 		left_cap = reg_cap;
 		STORE_RELEASE(&left, lost);
 		if (inherited)
-			munmap(inherited, inherited_cap * sizeof(*inherited));
+			meta_unmap(inherited, inherited_cap * sizeof(*inherited));
 	}
 	mh_unlock(&ring_lock);
 	mh_unlock(&reg_lock);

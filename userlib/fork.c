@@ -5,7 +5,8 @@
  * fork every allocator lock is taken (prepare) and let go in both processes
  * (parent, child), as glibc's malloc does (pthread_atfork).
  *
- * The order: the hooks' locks first (user arenas' arena_lock, which is
+ * The order: the quarantine scan's lock first (a scan holds it, then the
+ * heap lock: scan.c), then the hooks' locks (user arenas' arena_lock, which is
  * never held while another allocator lock is taken), then the caches'
  * registry lock, then the heap's (mheap_lock_all: the heap lock, the
  * mcentrals', ...), the order every path takes them in; they are let go in
@@ -19,6 +20,7 @@
 #include "hooks.h"
 #include "mcache.h"
 #include "mheap_impl.h"
+#include "scan.h"
 
 /* The hooks whose fork_prepare ran: parent and child call the same set,
  * even if hooks were registered in between (a library loading). */
@@ -28,6 +30,7 @@ static void fork_prepare(void)
 {
 	const struct heap_hooks *h = heap_hooks();
 
+	scan_fork_prepare();
 	h->fork_prepare();
 	mh_lock(&mh_caches_lock);
 	mheap_lock_all();
@@ -39,6 +42,7 @@ static void fork_parent(void)
 	mheap_unlock_all();
 	mh_unlock(&mh_caches_lock);
 	fork_hooks->fork_parent();
+	scan_fork_parent();
 }
 
 static void fork_child(void)
@@ -49,6 +53,7 @@ static void fork_child(void)
 	mcache_after_fork_child();
 	mh_unlock(&mh_caches_lock);
 	fork_hooks->fork_child();
+	scan_fork_child();
 }
 
 void fork_handlers_init(void)

@@ -29,6 +29,78 @@
 
 static uint64_t metadata_bytes;
 
+/*
+ * The metadata registry: every range sys_alloc maps (and the few the fault
+ * backends map for themselves, sys_metadata_note), so that the quarantine
+ * scan (scan.c) can leave the allocator's own memory out of its roots: span
+ * and chunk structs hold the addresses of quarantined chunks by design, and
+ * would keep every one of them. A sorted array of ranges, itself mapped
+ * (and not in the registry: it holds addresses, never data), grown by
+ * doubling; under meta_lock, a leaf lock taken after any other.
+ */
+static mh_lock_t meta_lock = MH_LOCK_INIT;
+static struct sys_range *meta;
+static size_t meta_n, meta_cap;
+
+void sys_metadata_note(void *p, size_t size)
+{
+	uintptr_t b = (uintptr_t)p;
+	size_t i;
+
+	mh_lock(&meta_lock);
+	if (meta_n == meta_cap) {
+		size_t cap = meta_cap ? meta_cap * 2 : 512;
+		struct sys_range *t = mmap(NULL, cap * sizeof(*t), PROT_READ | PROT_WRITE,
+					   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		if (t == MAP_FAILED) {
+			/* Left out: the scan sees this range as a root, which
+			 * keeps chunks longer, never shorter. */
+			mh_unlock(&meta_lock);
+			return;
+		}
+		if (meta) {
+			memcpy(t, meta, meta_n * sizeof(*t));
+			munmap(meta, meta_cap * sizeof(*t));
+		}
+		meta = t;
+		meta_cap = cap;
+	}
+	for (i = meta_n; i > 0 && meta[i - 1].base > b; i--)
+		meta[i] = meta[i - 1];
+	meta[i] = (struct sys_range){ b, b + size };
+	meta_n++;
+	mh_unlock(&meta_lock);
+}
+
+void sys_metadata_forget(void *p, size_t size)
+{
+	uintptr_t b = (uintptr_t)p;
+
+	(void)size;
+	mh_lock(&meta_lock);
+	for (size_t i = 0; i < meta_n; i++) {
+		if (meta[i].base != b)
+			continue;
+		memmove(&meta[i], &meta[i + 1], (meta_n - i - 1) * sizeof(*meta));
+		meta_n--;
+		break;
+	}
+	mh_unlock(&meta_lock);
+}
+
+size_t sys_metadata_lock(const struct sys_range **ranges)
+{
+	mh_lock(&meta_lock);
+	*ranges = meta;
+	return meta_n;
+}
+
+void sys_metadata_unlock(void)
+{
+	mh_unlock(&meta_lock);
+}
+
 void *sys_reserve_at(void *hint, size_t size)
 {
 	void *p = mmap(hint, size, PROT_NONE,
@@ -71,6 +143,7 @@ void *sys_alloc(size_t size)
 	if (p == MAP_FAILED)
 		return NULL;
 	__atomic_add_fetch(&metadata_bytes, size, __ATOMIC_RELAXED);
+	sys_metadata_note(p, size);
 	return p;
 }
 
@@ -83,6 +156,7 @@ void sys_release(void *p, size_t size)
 
 void sys_free(void *p, size_t size)
 {
+	sys_metadata_forget(p, size);
 	munmap(p, size);
 }
 

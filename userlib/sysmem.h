@@ -38,6 +38,21 @@ MH_HIDDEN size_t sys_thp_size(void);
 MH_HIDDEN bool sys_thp_default(void);
 MH_HIDDEN bool sys_thp_advise(void *p, size_t len, bool huge);
 
+/*
+ * The metadata registry (see sysmem.c): sys_alloc notes its ranges, other
+ * mappings of the allocator's own (kmod's tables and rings) are noted and
+ * forgotten by their owners. sys_metadata_lock gives the ranges, sorted by
+ * base, and holds the registry's lock (a leaf: taken after every other
+ * allocator lock) until sys_metadata_unlock: the quarantine scan skips them.
+ */
+struct sys_range {
+	uintptr_t base, limit;
+};
+MH_HIDDEN void sys_metadata_note(void *p, size_t size);
+MH_HIDDEN void sys_metadata_forget(void *p, size_t size);
+MH_HIDDEN size_t sys_metadata_lock(const struct sys_range **ranges);
+MH_HIDDEN void sys_metadata_unlock(void);
+
 /* Bytes mapped for metadata so far (stats). */
 MH_HIDDEN uint64_t sys_metadata_bytes(void);
 

@@ -1,0 +1,796 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The quarantine scan on its own (userlib/scan.c): a range of address space
+ * stands for a quarantined chunk (a PROT_NONE mapping, as a faulted chunk
+ * is), and a pointer into it is put in each kind of root a C program has:
+ * a global, a thread-local, another thread's stack, a register of a thread
+ * blocked in a system call, a heap object, an mmaped buffer. The scan must
+ * find it there and stop finding it once it is overwritten; it must skip
+ * what it cannot read, never crash on random data, stop threads that
+ * never called the allocator, and keep working while threads come and go
+ * and the process forks.
+ *
+ * The range's address is kept XORed with a key everywhere but in the root
+ * under test, and put there by functions that do not inline, so that no
+ * other copy (in this file's frames or registers) can be what the scan
+ * finds.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+
+#include "kselftest_harness.h"
+#include "mheap_test.h"
+
+#include "mheap.h"
+#include "scan.h"
+
+#define KEY ((uintptr_t)0x5a5a5a5a5a5a5a5aull)
+#define RANGE_LEN ((size_t)2 << 20)
+/* The interior offset the pointer is given. */
+#define INTERIOR 123456
+/* Scans in the concurrency tests (each is slow under the sanitizers). */
+#define CONCURRENT_SCANS (UNDER_SANITIZER ? 8 : 50)
+
+/* ------------------------------------------------------------ helpers */
+
+/*
+ * A fake quarantined chunk: reserved, faulting. Returns it XORed. It sits
+ * in the middle of a larger reservation, so that its base is not the end of
+ * a neighbouring mapping: the end of a thread stack is recorded by the
+ * thread library, and that word would count as a pointer to the base.
+ */
+#define RANGE_GAP ((size_t)64 << 10)
+
+static uintptr_t __attribute__((noinline)) range_new(void)
+{
+	char *p = mmap(NULL, RANGE_LEN + 2 * RANGE_GAP, PROT_NONE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	return p == MAP_FAILED ? 0 : (uintptr_t)(p + RANGE_GAP) ^ KEY;
+}
+
+static void __attribute__((noinline)) range_free(uintptr_t enc)
+{
+	munmap((void *)((enc ^ KEY) - RANGE_GAP), RANGE_LEN + 2 * RANGE_GAP);
+}
+
+/* Scan for one range; 1 found, 0 not, -1 the scan was incomplete. */
+static int __attribute__((noinline)) scan_one(uintptr_t enc)
+{
+	struct sys_range t = { enc ^ KEY, (enc ^ KEY) + RANGE_LEN };
+	struct scan_result res;
+	uint8_t ref = 0;
+
+	scan_for_pointers(&t, 1, &ref, NULL, &res);
+	return res.complete ? ref : -1;
+}
+
+/* Whether thread tid is blocked in system call nr now. */
+static bool in_syscall(pid_t tid, long nr)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)tid);
+	return read_number_file(path) == nr;
+}
+
+static bool wait_in_syscall(pid_t tid, long nr)
+{
+	for (int i = 0; i < 5000; i++) {
+		if (in_syscall(tid, nr))
+			return true;
+		usleep(1000);
+	}
+	return false;
+}
+
+/* ------------------------------------------------------------ roots */
+
+static void *volatile global_root;
+static __thread void *volatile tls_root;
+
+/* A thread that holds the pointer on its stack or only in a register
+ * while it is blocked in read(2) on a pipe; a byte 1 makes it drop the
+ * pointer and block again, a byte 2 ends it. */
+struct holder {
+	pthread_t thread;
+	int pipe[2];
+	uintptr_t enc;
+	bool in_register;
+	_Atomic pid_t tid;
+};
+
+static void __attribute__((noinline)) block_with_register(struct holder *h, uintptr_t enc)
+{
+#if defined(__x86_64__)
+	char c = 0;
+	long ret;
+
+	/* The pointer exists only in r12 while read blocks. */
+	__asm__ volatile("movq %[enc], %%r12\n\t"
+			 "xorq %[key], %%r12\n\t"
+			 "syscall\n\t"
+			 "xorl %%r12d, %%r12d"
+			 : "=a"(ret)
+			 : "a"((long)SYS_read), "D"((long)h->pipe[0]), "S"(&c), "d"(1L),
+			   [enc] "r"(enc), [key] "r"(KEY)
+			 : "rcx", "r11", "r12", "memory");
+	(void)ret;
+#else
+	(void)h;
+	(void)enc;
+#endif
+}
+
+static char __attribute__((noinline)) block_with_stack(struct holder *h, uintptr_t enc)
+{
+	volatile uintptr_t slot = enc ^ KEY;
+	char c = 0;
+
+	if (read(h->pipe[0], &c, 1) != 1)
+		c = 2;
+	slot = 0;
+	(void)slot;
+	return c;
+}
+
+static void *holder_main(void *arg)
+{
+	struct holder *h = arg;
+	char c = 0;
+
+	atomic_store(&h->tid, (pid_t)syscall(SYS_gettid));
+	if (h->in_register)
+		block_with_register(h, h->enc);
+	else
+		block_with_stack(h, h->enc);
+	/* Dropped: block again, holding nothing, until told to end. */
+	while (c != 2 && read(h->pipe[0], &c, 1) == 1)
+		;
+	return NULL;
+}
+
+static bool holder_start(struct holder *h, uintptr_t enc, bool in_register)
+{
+	h->enc = enc;
+	h->in_register = in_register;
+	atomic_store(&h->tid, 0);
+	if (pipe(h->pipe) || pthread_create(&h->thread, NULL, holder_main, h))
+		return false;
+	while (!atomic_load(&h->tid))
+		usleep(100);
+	return wait_in_syscall(atomic_load(&h->tid), SYS_read);
+}
+
+/* Let it drop the pointer and block again. */
+static bool holder_drop(struct holder *h)
+{
+	char c = 1;
+
+	if (write(h->pipe[1], &c, 1) != 1)
+		return false;
+	usleep(20000);
+	return wait_in_syscall(atomic_load(&h->tid), SYS_read);
+}
+
+static void holder_stop(struct holder *h)
+{
+	char c = 2;
+
+	if (write(h->pipe[1], &c, 1) == 1 && write(h->pipe[1], &c, 1) == 1)
+		pthread_join(h->thread, NULL);
+	close(h->pipe[0]);
+	close(h->pipe[1]);
+}
+
+enum root_kind {
+	ROOT_GLOBAL,
+	ROOT_THREAD_LOCAL,
+	ROOT_THREAD_STACK,
+	ROOT_THREAD_REGISTER,
+	ROOT_HEAP_OBJECT,
+	ROOT_MMAP_BUFFER,
+};
+
+FIXTURE(root)
+{
+	uintptr_t enc;
+	struct holder holder;
+	bool holder_running;
+	void **heap_object;
+	char *buffer;
+};
+
+FIXTURE_VARIANT(root)
+{
+	enum root_kind kind;
+};
+
+FIXTURE_VARIANT_ADD(root, global) { .kind = ROOT_GLOBAL };
+FIXTURE_VARIANT_ADD(root, thread_local) { .kind = ROOT_THREAD_LOCAL };
+FIXTURE_VARIANT_ADD(root, other_thread_stack) { .kind = ROOT_THREAD_STACK };
+FIXTURE_VARIANT_ADD(root, register_of_a_thread_blocked_in_a_syscall) { .kind = ROOT_THREAD_REGISTER };
+FIXTURE_VARIANT_ADD(root, heap_object) { .kind = ROOT_HEAP_OBJECT };
+FIXTURE_VARIANT_ADD(root, mmap_buffer) { .kind = ROOT_MMAP_BUFFER };
+
+#define BUFFER_LEN ((size_t)1 << 20)
+
+FIXTURE_SETUP(root)
+{
+	self->enc = range_new();
+	ASSERT_NE(0, self->enc);
+#if !defined(__x86_64__)
+	if (variant->kind == ROOT_THREAD_REGISTER)
+		SKIP(return, "the register variant is written for x86-64");
+#endif
+#ifdef __SANITIZE_THREAD__
+	/* Such a thread is left running there, its stack read whole. */
+	if (variant->kind == ROOT_THREAD_REGISTER || variant->kind == ROOT_THREAD_STACK)
+		SKIP(return, "ThreadSanitizer holds the stop signal back until a system call returns");
+#endif
+	self->heap_object = mh_malloc(256);
+	ASSERT_NE(NULL, self->heap_object);
+	memset(self->heap_object, 0, 256);
+	self->buffer = mmap(NULL, BUFFER_LEN, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, self->buffer);
+}
+
+FIXTURE_TEARDOWN(root)
+{
+	if (self->holder_running)
+		holder_stop(&self->holder);
+	global_root = NULL;
+	tls_root = NULL;
+	mh_free(self->heap_object);
+	munmap(self->buffer, BUFFER_LEN);
+	range_free(self->enc);
+}
+
+/* Put the pointer (interior) in the variant's root. */
+static bool __attribute__((noinline)) root_set(FIXTURE_DATA(root) *self, enum root_kind kind)
+{
+	uintptr_t p = (self->enc ^ KEY) + INTERIOR;
+
+	switch (kind) {
+	case ROOT_GLOBAL:
+		global_root = (void *)p;
+		return true;
+	case ROOT_THREAD_LOCAL:
+		tls_root = (void *)p;
+		return true;
+	case ROOT_THREAD_STACK:
+	case ROOT_THREAD_REGISTER:
+		self->holder_running = holder_start(&self->holder, p ^ KEY,
+						    kind == ROOT_THREAD_REGISTER);
+		return self->holder_running;
+	case ROOT_HEAP_OBJECT:
+		((volatile uintptr_t *)self->heap_object)[17] = p;
+		return true;
+	case ROOT_MMAP_BUFFER:
+		*(volatile uintptr_t *)(self->buffer + 700000) = p;
+		return true;
+	}
+	return false;
+}
+
+/* Overwrite it where it was. */
+static bool __attribute__((noinline)) root_clear(FIXTURE_DATA(root) *self, enum root_kind kind)
+{
+	switch (kind) {
+	case ROOT_GLOBAL:
+		global_root = NULL;
+		return true;
+	case ROOT_THREAD_LOCAL:
+		tls_root = NULL;
+		return true;
+	case ROOT_THREAD_STACK:
+	case ROOT_THREAD_REGISTER:
+		return holder_drop(&self->holder);
+	case ROOT_HEAP_OBJECT:
+		((volatile uintptr_t *)self->heap_object)[17] = 0;
+		return true;
+	case ROOT_MMAP_BUFFER:
+		*(volatile uintptr_t *)(self->buffer + 700000) = 0;
+		return true;
+	}
+	return false;
+}
+
+TEST_F(root, nothing_is_found_before_the_pointer_is_stored)
+{
+	RETURN_IF_SETUP_SKIPPED();
+	EXPECT_EQ(0, scan_one(self->enc));
+}
+
+TEST_F(root, an_interior_pointer_stored_there_is_found)
+{
+	RETURN_IF_SETUP_SKIPPED();
+	ASSERT_TRUE(root_set(self, variant->kind));
+	EXPECT_EQ(1, scan_one(self->enc));
+	/* Found again: the scan changed nothing. */
+	EXPECT_EQ(1, scan_one(self->enc));
+}
+
+TEST_F(root, once_overwritten_it_is_no_longer_found)
+{
+	RETURN_IF_SETUP_SKIPPED();
+	ASSERT_TRUE(root_set(self, variant->kind));
+	ASSERT_EQ(1, scan_one(self->enc));
+	ASSERT_TRUE(root_clear(self, variant->kind));
+	EXPECT_EQ(0, scan_one(self->enc));
+}
+
+/* ------------------------------------------------------------ pointers */
+
+static void __attribute__((noinline)) set_global(uintptr_t enc, intptr_t off)
+{
+	global_root = (void *)((enc ^ KEY) + (uintptr_t)off);
+}
+
+/* From its base to its last byte; one past the end is the next thing's. */
+TEST(the_range_is_its_base_to_its_last_byte)
+{
+	uintptr_t enc = range_new();
+
+	ASSERT_NE(0, enc);
+	set_global(enc, 0);
+	EXPECT_EQ(1, scan_one(enc));
+	set_global(enc, RANGE_LEN - 1);
+	EXPECT_EQ(1, scan_one(enc));
+	set_global(enc, RANGE_LEN);
+	EXPECT_EQ(0, scan_one(enc));
+	set_global(enc, -8);
+	EXPECT_EQ(0, scan_one(enc));
+	global_root = NULL;
+	range_free(enc);
+}
+
+static void *volatile held[40];
+
+/* Of several ranges, exactly those pointed into are found. */
+TEST(of_many_ranges_only_those_pointed_into_are_found)
+{
+	enum { N = 40 };
+	static uintptr_t enc[N];
+	struct sys_range t[N];
+	uint8_t ref[N];
+	struct scan_result res;
+
+	for (int i = 0; i < N; i++) {
+		enc[i] = range_new();
+		ASSERT_NE(0, enc[i]);
+	}
+	/* Sorted by base, as the scan wants. */
+	for (int i = 0; i < N; i++)
+		for (int j = i + 1; j < N; j++)
+			if ((enc[j] ^ KEY) < (enc[i] ^ KEY)) {
+				uintptr_t x = enc[i];
+
+				enc[i] = enc[j];
+				enc[j] = x;
+			}
+	for (int i = 0; i < N; i++) {
+		t[i] = (struct sys_range){ enc[i] ^ KEY, (enc[i] ^ KEY) + RANGE_LEN };
+		if (i % 3 == 0)
+			held[i] = (void *)((enc[i] ^ KEY) + (size_t)i * 4096);
+	}
+	scan_for_pointers(t, N, ref, NULL, &res);
+	ASSERT_TRUE(res.complete);
+	for (int i = 0; i < N; i++) {
+		EXPECT_EQ(i % 3 == 0, ref[i]) TH_LOG("range %d", i);
+	}
+	for (int i = 0; i < N; i++) {
+		held[i] = NULL;
+		range_free(enc[i]);
+	}
+}
+
+static void __attribute__((noinline)) store_in(volatile uintptr_t *o, uintptr_t enc)
+{
+	o[3] = (enc ^ KEY) + 64;
+}
+
+TEST(a_freed_heap_object_is_not_a_root)
+{
+	uintptr_t enc = range_new();
+	volatile uintptr_t *o = mh_malloc(64);
+
+	ASSERT_NE(0, enc);
+	ASSERT_NE(NULL, o);
+	store_in(o, enc);
+	ASSERT_EQ(1, scan_one(enc));
+	mh_free((void *)o);	/* the word stays in the free slot */
+	EXPECT_EQ(0, scan_one(enc));
+	range_free(enc);
+}
+
+/* ------------------------------------------------------------ robustness */
+
+static uint64_t xorshift(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+/* Roots full of random words, heap objects too, and targets all over the
+ * address space: every scan completes, and a random word that happens to
+ * point into a range keeps it (exactly those do). */
+TEST(random_data_never_crashes_the_scan_and_lookalikes_count)
+{
+	enum { N = 64, WORDS = (8 << 20) / 8, OBJS = 20000 };
+	static struct sys_range t[N];
+	uint64_t seed = 0x9e3779b97f4a7c15ull;
+	uint64_t *buf = mmap(NULL, WORDS * 8, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	static uint64_t *objs[OBJS];
+	uint8_t ref[N], want[N] = { 0 };
+	struct scan_result res;
+
+	ASSERT_NE(MAP_FAILED, buf);
+	/* Targets: 64 ranges of 1 MiB spread over the low 46 bits, where
+	 * nothing is mapped in practice, so only the words below point there. */
+	for (int i = 0; i < N; i++) {
+		uintptr_t b = ((uintptr_t)(i + 1) << 39) + ((uintptr_t)i << 20);
+
+		t[i] = (struct sys_range){ b, b + (1 << 20) };
+	}
+	for (size_t i = 0; i < WORDS; i++)
+		buf[i] = xorshift(&seed);
+	for (int i = 0; i < OBJS; i++) {
+		objs[i] = mh_malloc(8 + xorshift(&seed) % 512);
+		ASSERT_NE(NULL, objs[i]);
+		objs[i][0] = xorshift(&seed);
+	}
+	/* Lookalikes: random words inside every fourth range. */
+	for (int i = 0; i < N; i += 4) {
+		buf[xorshift(&seed) % WORDS] = t[i].base + xorshift(&seed) % (1 << 20);
+		want[i] = 1;
+	}
+	/* And random words from the heap to random targets are all set. */
+	for (int k = 0; k < 3; k++) {
+		scan_for_pointers(t, N, ref, NULL, &res);
+		ASSERT_TRUE(res.complete);
+		for (int i = 0; i < N; i++) {
+			if (want[i])
+				EXPECT_EQ(1, ref[i]) TH_LOG("range %d", i);
+		}
+		EXPECT_GE(res.bytes, (uint64_t)WORDS * 8);
+	}
+	for (int i = 0; i < OBJS; i++)
+		mh_free(objs[i]);
+	munmap(buf, WORDS * 8);
+}
+
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#endif
+
+FIXTURE(unreadable)
+{
+	uintptr_t enc;
+	char *map;
+};
+
+FIXTURE_VARIANT(unreadable)
+{
+	int how;	/* 0: PROT_NONE page, 1: guard page */
+};
+
+FIXTURE_VARIANT_ADD(unreadable, prot_none) { .how = 0 };
+FIXTURE_VARIANT_ADD(unreadable, guard_page) { .how = 1 };
+
+FIXTURE_SETUP(unreadable)
+{
+	self->enc = range_new();
+	ASSERT_NE(0, self->enc);
+	self->map = mmap(NULL, 16 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			 -1, 0);
+	ASSERT_NE(MAP_FAILED, self->map);
+	memset(self->map, 1, 16 * 4096);
+	if (variant->how == 1 && madvise(self->map + 8 * 4096, 4096, MADV_GUARD_INSTALL))
+		SKIP(return, "MADV_GUARD_INSTALL: %s", strerror(errno));
+	if (variant->how == 0)
+		ASSERT_EQ(0, mprotect(self->map + 8 * 4096, 4096, PROT_NONE));
+}
+
+FIXTURE_TEARDOWN(unreadable)
+{
+	munmap(self->map, 16 * 4096);
+	range_free(self->enc);
+}
+
+/* A page that faults in the middle of a root is skipped, not faulted on,
+ * and the root after it is still read. */
+TEST_F(unreadable, is_skipped_and_what_follows_is_read)
+{
+	RETURN_IF_SETUP_SKIPPED();
+	*(volatile uintptr_t *)(self->map + 12 * 4096 + 40) = (self->enc ^ KEY) + 8;
+	EXPECT_EQ(1, scan_one(self->enc));
+	*(volatile uintptr_t *)(self->map + 12 * 4096 + 40) = 0;
+	EXPECT_EQ(0, scan_one(self->enc));
+}
+
+/* ------------------------------------------------------------ threads */
+
+/* Threads that allocate, free, hold the pointer, come and go while the
+ * main thread scans: every scan completes and finds the pointer a live
+ * thread holds. */
+struct churn {
+	_Atomic bool stop;
+	uintptr_t enc;
+};
+
+static void *short_lived(void *arg)
+{
+	void *p = mh_malloc(100);
+
+	mh_free(p);
+	return arg;
+}
+
+static void *churner(void *arg)
+{
+	struct churn *ch = arg;
+	void *keep[64] = { 0 };
+	unsigned i = 0;
+
+	while (!atomic_load(&ch->stop)) {
+		pthread_t t;
+
+		mh_free(keep[i % 64]);
+		keep[i % 64] = mh_malloc(16 + i % 2000);
+		if (i % 16 == 0 && !pthread_create(&t, NULL, short_lived, NULL))
+			pthread_join(t, NULL);
+		i++;
+	}
+	for (i = 0; i < 64; i++)
+		mh_free(keep[i]);
+	return NULL;
+}
+
+TEST(scans_complete_while_threads_allocate_free_start_and_exit)
+{
+	struct churn ch = { .enc = range_new() };
+	pthread_t th[3];
+	int found = 0, scans = 0;
+
+	ASSERT_NE(0, ch.enc);
+	set_global(ch.enc, 77);
+	for (int i = 0; i < 3; i++)
+		ASSERT_EQ(0, pthread_create(&th[i], NULL, churner, &ch));
+	for (; scans < CONCURRENT_SCANS; scans++)
+		found += scan_one(ch.enc) == 1;
+	atomic_store(&ch.stop, true);
+	for (int i = 0; i < 3; i++)
+		pthread_join(th[i], NULL);
+	EXPECT_EQ(scans, found);
+	global_root = NULL;
+	range_free(ch.enc);
+}
+
+static void *forker(void *arg)
+{
+	struct churn *ch = arg;
+
+	while (!atomic_load(&ch->stop)) {
+		pid_t pid = fork();
+
+		if (pid == 0) {
+			/* The child can scan too: the lock came over free. */
+			_exit(scan_one(ch->enc) == 1 ? 0 : 1);
+		}
+		if (pid < 0 || wait_child_ms(pid, 10000) != 0) {
+			atomic_store(&ch->stop, true);
+			return (void *)1;
+		}
+	}
+	return NULL;
+}
+
+TEST(fork_during_scans_leaves_parent_and_child_scanning)
+{
+	struct churn ch = { .enc = range_new() };
+	pthread_t th;
+	void *failed = NULL;
+	int found = 0, scans = 0;
+
+	ASSERT_NE(0, ch.enc);
+	set_global(ch.enc, 77);
+	ASSERT_EQ(0, pthread_create(&th, NULL, forker, &ch));
+	for (; scans < CONCURRENT_SCANS && !atomic_load(&ch.stop); scans++)
+		found += scan_one(ch.enc) == 1;
+	atomic_store(&ch.stop, true);
+	pthread_join(th, &failed);
+	EXPECT_EQ(NULL, failed);
+	EXPECT_EQ(scans, found);
+	global_root = NULL;
+	range_free(ch.enc);
+}
+
+static void *spin_with_pointer(void *arg)
+{
+	struct churn *ch = arg;
+	volatile uintptr_t local = ch->enc ^ KEY;
+
+	while (!atomic_load(&ch->stop))
+		;
+	local = 0;
+	(void)local;
+	return NULL;
+}
+
+/* A thread in a busy loop, never in a system call, is stopped too. */
+TEST(a_running_thread_is_stopped_and_its_stack_read)
+{
+	struct churn ch = { .enc = range_new() };
+	pthread_t th;
+
+	ASSERT_NE(0, ch.enc);
+	ASSERT_EQ(0, pthread_create(&th, NULL, spin_with_pointer, &ch));
+	usleep(20000);
+	EXPECT_EQ(1, scan_one(ch.enc));
+	atomic_store(&ch.stop, true);
+	pthread_join(th, NULL);
+	EXPECT_EQ(0, scan_one(ch.enc));
+	range_free(ch.enc);
+}
+
+struct reader {
+	int fds[2];
+	_Atomic pid_t tid;
+};
+
+static void *read_a_byte(void *arg)
+{
+	struct reader *rd = arg;
+	char c;
+	ssize_t n;
+
+	atomic_store(&rd->tid, (pid_t)syscall(SYS_gettid));
+	n = read(rd->fds[0], &c, 1);
+	return (void *)(intptr_t)(n == 1 ? 0 : errno);
+}
+
+/* The stop signal is SA_RESTART: a read blocked through scans goes on. */
+TEST(a_blocked_read_is_restarted_not_interrupted)
+{
+	uintptr_t enc = range_new();
+	struct reader rd = { .tid = 0 };
+	pthread_t th;
+	void *err = (void *)-1;
+
+#ifdef __SANITIZE_THREAD__
+	SKIP(return, "ThreadSanitizer holds the stop signal back until a system call returns");
+#endif
+	ASSERT_NE(0, enc);
+	ASSERT_EQ(0, pipe(rd.fds));
+	ASSERT_EQ(0, pthread_create(&th, NULL, read_a_byte, &rd));
+	while (!atomic_load(&rd.tid))
+		usleep(100);
+	ASSERT_TRUE(wait_in_syscall(atomic_load(&rd.tid), SYS_read));
+	for (int i = 0; i < 5; i++)
+		ASSERT_EQ(0, scan_one(enc));
+	ASSERT_EQ(1, write(rd.fds[1], "x", 1));
+	pthread_join(th, &err);
+	EXPECT_EQ(NULL, err);
+	close(rd.fds[0]);
+	close(rd.fds[1]);
+	range_free(enc);
+}
+
+static void *block_stop_signal(void *arg)
+{
+	struct churn *ch = arg;
+	sigset_t s;
+
+	sigemptyset(&s);
+	sigaddset(&s, SIGURG);
+	pthread_sigmask(SIG_BLOCK, &s, NULL);
+	while (!atomic_load(&ch->stop))
+		usleep(1000);
+	return NULL;
+}
+
+static void blocked_thread_child(void *arg)
+{
+	struct churn ch = { .enc = (uintptr_t)arg };
+	pthread_t th;
+
+	if (pthread_create(&th, NULL, block_stop_signal, &ch))
+		_exit(2);
+	usleep(20000);
+	int r = scan_one(ch.enc);
+
+	atomic_store(&ch.stop, true);
+	pthread_join(th, NULL);
+	_exit(r == -1 ? 0 : 3);
+}
+
+/* A thread that blocks the stop signal cannot be stopped: the scan says it
+ * is incomplete (nothing may be released by it), with one warning. */
+TEST(a_thread_that_blocks_the_signal_makes_the_scan_incomplete)
+{
+	struct child_result r;
+	uintptr_t enc = range_new();
+
+#ifdef __SANITIZE_THREAD__
+	SKIP(return, "under ThreadSanitizer such threads are left running (scan.c)");
+#endif
+	ASSERT_NE(0, enc);
+	run_child(blocked_thread_child, (void *)enc, &r);
+	ASSERT_TRUE(WIFEXITED(r.status)) TH_LOG("%s", r.err);
+	EXPECT_EQ(0, WEXITSTATUS(r.status)) TH_LOG("%s", r.err);
+	EXPECT_NE(NULL, strstr(r.err, "mheap: a quarantine scan could not stop every thread"));
+	range_free(enc);
+}
+
+static void own_sigurg(int sig)
+{
+	(void)sig;
+}
+
+static void foreign_handler_child(void *arg)
+{
+	uintptr_t enc = (uintptr_t)arg;
+
+	if (scan_one(enc) != 0)	/* installs mheap's handler */
+		_exit(2);
+	signal(SIGURG, own_sigurg);
+	_exit(scan_one(enc) == -1 ? 0 : 3);
+}
+
+TEST(a_program_handler_for_sigurg_makes_scans_incomplete_with_a_warning)
+{
+	struct child_result r;
+	uintptr_t enc = range_new();
+
+	ASSERT_NE(0, enc);
+	run_child(foreign_handler_child, (void *)enc, &r);
+	ASSERT_TRUE(WIFEXITED(r.status)) TH_LOG("%s", r.err);
+	EXPECT_EQ(0, WEXITSTATUS(r.status)) TH_LOG("%s", r.err);
+	EXPECT_NE(NULL, strstr(r.err, "mheap: SIGURG has a handler not mheap's"));
+	range_free(enc);
+}
+
+static _Atomic int urg_seen;
+
+static void count_sigurg(int sig)
+{
+	(void)sig;
+	atomic_fetch_add(&urg_seen, 1);
+}
+
+static void chained_child(void *arg)
+{
+	uintptr_t enc = (uintptr_t)arg;
+
+	signal(SIGURG, count_sigurg);
+	if (scan_one(enc) != 0)	/* mheap's handler goes on top */
+		_exit(2);
+	raise(SIGURG);
+	_exit(atomic_load(&urg_seen) == 1 ? 0 : 3);
+}
+
+/* A SIGURG that is not the scan's reaches the handler installed before. */
+TEST(a_sigurg_not_the_scans_goes_to_the_handler_before_mheaps)
+{
+	struct child_result r;
+	uintptr_t enc = range_new();
+
+	ASSERT_NE(0, enc);
+	run_child(chained_child, (void *)enc, &r);
+	ASSERT_TRUE(WIFEXITED(r.status)) TH_LOG("%s", r.err);
+	EXPECT_EQ(0, WEXITSTATUS(r.status)) TH_LOG("%s", r.err);
+	range_free(enc);
+}
+
+TEST_HARNESS_MAIN
