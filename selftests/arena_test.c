@@ -3,7 +3,9 @@
  * User arenas, once per fault backend that works on this machine: bump
  * allocation, bulk free, faulting and the use-after-free report, huge pages
  * for big arenas and small pages for small ones, quarantine and its budget,
- * the VMA limit, and arenas used from many threads.
+ * the VMA limit, and arenas used from many threads. Quarantine here is the
+ * FIFO (MHEAP_QUARANTINE_SCAN=0): these tests keep stale pointers on their
+ * stacks on purpose; the scan's policy is quarantine_scan_test.c's.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -45,6 +47,8 @@ FIXTURE_SETUP(arena)
 		SKIP(return, "%s backend does not work on this kernel", variant->backend);
 	}
 	arena_config_get(&self->cfg);
+	self->cfg.scan = false;
+	arena_configure(&self->cfg);
 }
 
 FIXTURE_TEARDOWN(arena)

@@ -4,16 +4,16 @@
  * stands for a quarantined chunk (a PROT_NONE mapping, as a faulted chunk
  * is), and a pointer into it is put in each kind of root a C program has:
  * a global, a thread-local, another thread's stack, a register of a thread
- * blocked in a system call, a heap object, an mmaped buffer. The scan must
+ * blocked in a system call, a heap object, an mmaped buffer (roots.h; a
+ * live arena is a root through arena_scan.c, quarantine_scan_test.c tests
+ * it). The scan must
  * find it there and stop finding it once it is overwritten; it must skip
  * what it cannot read, never crash on random data, stop threads that
  * never called the allocator, and keep working while threads come and go
  * and the process forks.
  *
  * The range's address is kept XORed with a key everywhere but in the root
- * under test, and put there by functions that do not inline, so that no
- * other copy (in this file's frames or registers) can be what the scan
- * finds.
+ * under test (roots.h).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -28,9 +28,9 @@
 #include "mheap_test.h"
 
 #include "mheap.h"
+#include "roots.h"
 #include "scan.h"
 
-#define KEY ((uintptr_t)0x5a5a5a5a5a5a5a5aull)
 #define RANGE_LEN ((size_t)2 << 20)
 /* The interior offset the pointer is given. */
 #define INTERIOR 123456
@@ -71,140 +71,10 @@ static int __attribute__((noinline)) scan_one(uintptr_t enc)
 	return res.complete ? ref : -1;
 }
 
-/* Whether thread tid is blocked in system call nr now. */
-static bool in_syscall(pid_t tid, long nr)
-{
-	char path[64];
-
-	snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)tid);
-	return read_number_file(path) == nr;
-}
-
-static bool wait_in_syscall(pid_t tid, long nr)
-{
-	for (int i = 0; i < 5000; i++) {
-		if (in_syscall(tid, nr))
-			return true;
-		usleep(1000);
-	}
-	return false;
-}
-
-/* ------------------------------------------------------------ roots */
-
-static void *volatile global_root;
-static __thread void *volatile tls_root;
-
-/* A thread that holds the pointer on its stack or only in a register
- * while it is blocked in read(2) on a pipe; a byte 1 makes it drop the
- * pointer and block again, a byte 2 ends it. */
-struct holder {
-	pthread_t thread;
-	int pipe[2];
-	uintptr_t enc;
-	bool in_register;
-	_Atomic pid_t tid;
-};
-
-static void __attribute__((noinline)) block_with_register(struct holder *h, uintptr_t enc)
-{
-#if defined(__x86_64__)
-	char c = 0;
-	long ret;
-
-	/* The pointer exists only in r12 while read blocks. */
-	__asm__ volatile("movq %[enc], %%r12\n\t"
-			 "xorq %[key], %%r12\n\t"
-			 "syscall\n\t"
-			 "xorl %%r12d, %%r12d"
-			 : "=a"(ret)
-			 : "a"((long)SYS_read), "D"((long)h->pipe[0]), "S"(&c), "d"(1L),
-			   [enc] "r"(enc), [key] "r"(KEY)
-			 : "rcx", "r11", "r12", "memory");
-	(void)ret;
-#else
-	(void)h;
-	(void)enc;
-#endif
-}
-
-static char __attribute__((noinline)) block_with_stack(struct holder *h, uintptr_t enc)
-{
-	volatile uintptr_t slot = enc ^ KEY;
-	char c = 0;
-
-	if (read(h->pipe[0], &c, 1) != 1)
-		c = 2;
-	slot = 0;
-	(void)slot;
-	return c;
-}
-
-static void *holder_main(void *arg)
-{
-	struct holder *h = arg;
-	char c = 0;
-
-	atomic_store(&h->tid, (pid_t)syscall(SYS_gettid));
-	if (h->in_register)
-		block_with_register(h, h->enc);
-	else
-		block_with_stack(h, h->enc);
-	/* Dropped: block again, holding nothing, until told to end. */
-	while (c != 2 && read(h->pipe[0], &c, 1) == 1)
-		;
-	return NULL;
-}
-
-static bool holder_start(struct holder *h, uintptr_t enc, bool in_register)
-{
-	h->enc = enc;
-	h->in_register = in_register;
-	atomic_store(&h->tid, 0);
-	if (pipe(h->pipe) || pthread_create(&h->thread, NULL, holder_main, h))
-		return false;
-	while (!atomic_load(&h->tid))
-		usleep(100);
-	return wait_in_syscall(atomic_load(&h->tid), SYS_read);
-}
-
-/* Let it drop the pointer and block again. */
-static bool holder_drop(struct holder *h)
-{
-	char c = 1;
-
-	if (write(h->pipe[1], &c, 1) != 1)
-		return false;
-	usleep(20000);
-	return wait_in_syscall(atomic_load(&h->tid), SYS_read);
-}
-
-static void holder_stop(struct holder *h)
-{
-	char c = 2;
-
-	if (write(h->pipe[1], &c, 1) == 1 && write(h->pipe[1], &c, 1) == 1)
-		pthread_join(h->thread, NULL);
-	close(h->pipe[0]);
-	close(h->pipe[1]);
-}
-
-enum root_kind {
-	ROOT_GLOBAL,
-	ROOT_THREAD_LOCAL,
-	ROOT_THREAD_STACK,
-	ROOT_THREAD_REGISTER,
-	ROOT_HEAP_OBJECT,
-	ROOT_MMAP_BUFFER,
-};
-
 FIXTURE(root)
 {
 	uintptr_t enc;
-	struct holder holder;
-	bool holder_running;
-	void **heap_object;
-	char *buffer;
+	struct roots roots;
 };
 
 FIXTURE_VARIANT(root)
@@ -212,95 +82,31 @@ FIXTURE_VARIANT(root)
 	enum root_kind kind;
 };
 
-FIXTURE_VARIANT_ADD(root, global) { .kind = ROOT_GLOBAL };
-FIXTURE_VARIANT_ADD(root, thread_local) { .kind = ROOT_THREAD_LOCAL };
-FIXTURE_VARIANT_ADD(root, other_thread_stack) { .kind = ROOT_THREAD_STACK };
-FIXTURE_VARIANT_ADD(root, register_of_a_thread_blocked_in_a_syscall) { .kind = ROOT_THREAD_REGISTER };
-FIXTURE_VARIANT_ADD(root, heap_object) { .kind = ROOT_HEAP_OBJECT };
-FIXTURE_VARIANT_ADD(root, mmap_buffer) { .kind = ROOT_MMAP_BUFFER };
-
-#define BUFFER_LEN ((size_t)1 << 20)
+ROOT_VARIANTS(root);
 
 FIXTURE_SETUP(root)
 {
+	const char *why = root_unsupported(variant->kind);
+
 	self->enc = range_new();
 	ASSERT_NE(0, self->enc);
-#if !defined(__x86_64__)
-	if (variant->kind == ROOT_THREAD_REGISTER)
-		SKIP(return, "the register variant is written for x86-64");
-#endif
-#ifdef __SANITIZE_THREAD__
-	/* Such a thread is left running there, its stack read whole. */
-	if (variant->kind == ROOT_THREAD_REGISTER || variant->kind == ROOT_THREAD_STACK)
-		SKIP(return, "ThreadSanitizer holds the stop signal back until a system call returns");
-#endif
-	self->heap_object = mh_malloc(256);
-	ASSERT_NE(NULL, self->heap_object);
-	memset(self->heap_object, 0, 256);
-	self->buffer = mmap(NULL, BUFFER_LEN, PROT_READ | PROT_WRITE,
-			    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ASSERT_NE(MAP_FAILED, self->buffer);
+	ASSERT_TRUE(roots_init(&self->roots));
+	if (why)
+		SKIP(return, "%s", why);
+	if (variant->kind == ROOT_ARENA)
+		SKIP(return, "arena chunks are roots through arena_scan.c: quarantine_scan_test.c");
 }
 
 FIXTURE_TEARDOWN(root)
 {
-	if (self->holder_running)
-		holder_stop(&self->holder);
-	global_root = NULL;
-	tls_root = NULL;
-	mh_free(self->heap_object);
-	munmap(self->buffer, BUFFER_LEN);
+	roots_fini(&self->roots);
 	range_free(self->enc);
 }
 
-/* Put the pointer (interior) in the variant's root. */
-static bool __attribute__((noinline)) root_set(FIXTURE_DATA(root) *self, enum root_kind kind)
+/* The interior pointer the tests store, XORed. */
+static uintptr_t __attribute__((noinline)) interior(uintptr_t enc)
 {
-	uintptr_t p = (self->enc ^ KEY) + INTERIOR;
-
-	switch (kind) {
-	case ROOT_GLOBAL:
-		global_root = (void *)p;
-		return true;
-	case ROOT_THREAD_LOCAL:
-		tls_root = (void *)p;
-		return true;
-	case ROOT_THREAD_STACK:
-	case ROOT_THREAD_REGISTER:
-		self->holder_running = holder_start(&self->holder, p ^ KEY,
-						    kind == ROOT_THREAD_REGISTER);
-		return self->holder_running;
-	case ROOT_HEAP_OBJECT:
-		((volatile uintptr_t *)self->heap_object)[17] = p;
-		return true;
-	case ROOT_MMAP_BUFFER:
-		*(volatile uintptr_t *)(self->buffer + 700000) = p;
-		return true;
-	}
-	return false;
-}
-
-/* Overwrite it where it was. */
-static bool __attribute__((noinline)) root_clear(FIXTURE_DATA(root) *self, enum root_kind kind)
-{
-	switch (kind) {
-	case ROOT_GLOBAL:
-		global_root = NULL;
-		return true;
-	case ROOT_THREAD_LOCAL:
-		tls_root = NULL;
-		return true;
-	case ROOT_THREAD_STACK:
-	case ROOT_THREAD_REGISTER:
-		return holder_drop(&self->holder);
-	case ROOT_HEAP_OBJECT:
-		((volatile uintptr_t *)self->heap_object)[17] = 0;
-		return true;
-	case ROOT_MMAP_BUFFER:
-		*(volatile uintptr_t *)(self->buffer + 700000) = 0;
-		return true;
-	}
-	return false;
+	return ((enc ^ KEY) + INTERIOR) ^ KEY;
 }
 
 TEST_F(root, nothing_is_found_before_the_pointer_is_stored)
@@ -312,7 +118,7 @@ TEST_F(root, nothing_is_found_before_the_pointer_is_stored)
 TEST_F(root, an_interior_pointer_stored_there_is_found)
 {
 	RETURN_IF_SETUP_SKIPPED();
-	ASSERT_TRUE(root_set(self, variant->kind));
+	ASSERT_TRUE(root_set(&self->roots, variant->kind, interior(self->enc)));
 	EXPECT_EQ(1, scan_one(self->enc));
 	/* Found again: the scan changed nothing. */
 	EXPECT_EQ(1, scan_one(self->enc));
@@ -321,9 +127,9 @@ TEST_F(root, an_interior_pointer_stored_there_is_found)
 TEST_F(root, once_overwritten_it_is_no_longer_found)
 {
 	RETURN_IF_SETUP_SKIPPED();
-	ASSERT_TRUE(root_set(self, variant->kind));
+	ASSERT_TRUE(root_set(&self->roots, variant->kind, interior(self->enc)));
 	ASSERT_EQ(1, scan_one(self->enc));
-	ASSERT_TRUE(root_clear(self, variant->kind));
+	ASSERT_TRUE(root_clear(&self->roots, variant->kind));
 	EXPECT_EQ(0, scan_one(self->enc));
 }
 

@@ -51,6 +51,7 @@
 #include "arenamap.h"
 #include "fault.h"
 #include "hooks.h"
+#include "scan.h"
 #include "sysmem.h"
 
 /* Freed arena slots wait in a FIFO this long before reuse, so that a
@@ -139,6 +140,9 @@ __attribute__((constructor)) static void arena_init(void)
 	arena_cfg.thp_after = mh_option(MH_OPT_ARENA_THP_AFTER);
 	arena_cfg.recycle = mh_option(MH_OPT_ARENA_RECYCLE);
 	arena_cfg.warm_max = mh_option(MH_OPT_ARENA_WARM_MAX);
+	arena_cfg.scan = mh_option(MH_OPT_QUARANTINE_SCAN);
+	arena_cfg.quarantine_cap = mh_option(MH_OPT_QUARANTINE_CAP);
+	arena_cfg.to_heap = mh_option(MH_OPT_QUARANTINE_TO_HEAP);
 	arena_chunk_init();
 	heap_hooks_register(&arena_hooks);
 }
@@ -374,7 +378,7 @@ void mh_arena_free(mh_arena *h)
 	a->w.lo = a->w.hi = 0;
 
 	struct arena_chunk *active = a->active;
-	bool moves = false;
+	bool moves = false, faulted = false;
 
 	mh_lock(&arena_lock);
 	arenas_live--;
@@ -407,9 +411,14 @@ void mh_arena_free(mh_arena *h)
 			if (a->big)
 				recycle_chunks(cs, n);
 			quarantine_chunks(cs, n, a->id);
+			faulted = true;
 			n = 0;
 		}
 	}
+	/* The free's own calls left chunk addresses on the dead stack: they
+	 * must not become roots of later scans from the program's frames. */
+	if (faulted && arena_cfg.scan)
+		scan_scrub_stack();
 
 	/* The slot waits in a FIFO before reuse (see ARENA_STRUCT_DELAY); one
 	 * whose generations are used up is never used again. */
@@ -465,6 +474,10 @@ static void arena_stats(struct mh_stats *st)
 	st->arena_releases_budget = releases_budget;
 	st->arena_releases_enomem = releases_enomem;
 	st->arena_chunks_warm = warm_list.count;
+	st->arena_chunks_kept = chunks_kept;
+	st->arena_releases_scan = releases_scan;
+	st->arena_releases_referenced = releases_referenced;
 	mh_unlock(&arena_lock);
+	quarantine_scan_stats(st);
 	st->arena_faults_caught = LOAD_RELAXED(&uaf_faults_caught);
 }

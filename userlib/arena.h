@@ -83,6 +83,9 @@ struct arena_config {
 	size_t thp_after;	/* MHEAP_ARENA_THP_AFTER */
 	bool recycle;		/* MHEAP_ARENA_RECYCLE */
 	size_t warm_max;	/* MHEAP_ARENA_WARM_MAX */
+	bool scan;		/* MHEAP_QUARANTINE_SCAN */
+	size_t quarantine_cap;	/* MHEAP_QUARANTINE_CAP */
+	bool to_heap;		/* MHEAP_QUARANTINE_TO_HEAP */
 };
 
 /* For tests: read or change the settings (only while no arena is live). */

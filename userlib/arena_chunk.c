@@ -149,16 +149,19 @@ void chunk_destroy(struct arena_chunk *c, bool released)
  * chunks (memory and address space); else, with to_heap, the reuse list's
  * and the ready list's chunks; else up to max of the oldest quarantined
  * chunks, released to the page heap (to_heap) or the ready list. False when
- * nothing was given back.
+ * nothing was given back. With the scan (and not MHEAP_QUARANTINE_TO_HEAP)
+ * chunks that were quarantined never go to the heap: not the ready list's,
+ * not the quarantine's.
  */
 static bool give_back(unsigned max, bool to_heap)
 {
 	struct arena_chunk *c;
 	bool warm, idle, dirty;
+	bool keep = to_heap && arenas_keep_released();
 
 	mh_lock(&arena_lock);
 	warm = warm_list.count != 0;
-	idle = to_heap && (reuse_list.count || ready_list.count);
+	idle = to_heap && (reuse_list.count || (!keep && ready_list.count));
 	mh_unlock(&arena_lock);
 	if (warm) {
 		warm_release();
@@ -170,14 +173,14 @@ static bool give_back(unsigned max, bool to_heap)
 		dirty = c != NULL;
 		if (c)
 			reuse_used -= chunk_used_bytes(c);
-		else
+		else if (!keep)
 			c = chunk_of(list_pop_head(&ready_list));
 		mh_unlock(&arena_lock);
 		if (!c)
 			return true;
 		chunk_destroy(c, !dirty && fault_backend()->faults);
 	}
-	return release_oldest(max, !to_heap) != 0;
+	return !keep && release_oldest(max, !to_heap) != 0;
 }
 
 bool arena_give_back(void)
@@ -248,9 +251,14 @@ void chunk_released(struct arena_chunk *c, bool ready)
 
 	c->moved = 0;
 	mh_lock(&arena_lock);
-	keep = ready && !c->large &&
-	       (ready_list.count + 1) * arena_cfg.chunk_bytes <= arena_cfg.ready_max;
+	/* With the scan, a chunk out of quarantine stays with arenas (as in
+	 * Go, chunk address space is for arenas only): its pages are gone
+	 * already, so the ready list holds only address space. */
+	keep = ready && (arenas_keep_released() ||
+			 (!c->large && (ready_list.count + 1) * arena_cfg.chunk_bytes <=
+				       arena_cfg.ready_max));
 	if (keep) {
+		c->large = 0;
 		c->lo = c->base;
 		c->hi = c->limit;
 		c->next_window = 0;

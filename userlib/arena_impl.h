@@ -29,6 +29,7 @@
 #define MHEAP_ARENA_IMPL_H
 
 #include "arena.h"
+#include "fault.h"
 #include "mheap_impl.h"
 
 /* At most this many chunks are faulted or released per system-call batch. */
@@ -38,6 +39,15 @@ MH_HIDDEN extern mh_lock_t arena_lock;
 MH_HIDDEN extern struct arena_config arena_cfg;	/* arena_lock to change */
 
 /* ------------------------------------------------------------ chunk sizes */
+
+/* Chunks out of quarantine stay with arenas (the scan is on, chunks
+ * fault, and not MHEAP_QUARANTINE_TO_HEAP): as in Go, where chunk address
+ * space is for arenas only, a stale pointer never lands in a malloc
+ * object. Their pages are gone already: only address space is kept. */
+static inline bool arenas_keep_released(void)
+{
+	return arena_cfg.scan && !arena_cfg.to_heap && fault_backend()->faults;
+}
 
 static inline size_t chunk_bytes(const struct arena_chunk *c)
 {
@@ -107,6 +117,20 @@ MH_HIDDEN unsigned release_chunks(struct arena_chunk **cs, unsigned n, bool read
 MH_HIDDEN unsigned release_oldest(unsigned max, bool ready);
 /* Release the oldest chunks while quarantine is over its budget. */
 MH_HIDDEN void enforce_budget(void);
+
+/* ------------------------------------------------------------ arena_scan.c */
+
+MH_HIDDEN extern uint64_t chunks_kept, releases_scan, releases_referenced;
+
+/* The quarantine is over its budget (arena_lock not held): with
+ * MHEAP_QUARANTINE_SCAN, release the chunks no pointer points into, then
+ * hold it to its cap; true when that policy is on (the FIFO is not). */
+MH_HIDDEN bool quarantine_scan_budget(void);
+/* mh_quarantine_release() with the scan on: release every chunk no
+ * pointer points into. */
+MH_HIDDEN void quarantine_scan_all(void);
+/* The scan's totals into a statistics snapshot. */
+MH_HIDDEN void quarantine_scan_stats(struct mh_stats *st);
 
 /* ------------------------------------------------------------ arena_hugepages.c */
 

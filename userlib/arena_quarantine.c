@@ -195,9 +195,9 @@ unsigned release_oldest(unsigned max, bool ready)
 	return n ? release_chunks(cs, n, ready) : 0;
 }
 
-/* Release quarantine beyond the budget (arena_lock not held). A batch the
- * kernel refused whole stays for a later free to try again. */
-void enforce_budget(void)
+/* The FIFO's budget: the oldest chunks go. A batch the kernel refused
+ * whole stays for a later free to try again. */
+static __attribute__((noinline)) void enforce_budget_fifo(void)
 {
 	struct arena_chunk *cs[ARENA_BATCH];
 
@@ -212,6 +212,15 @@ void enforce_budget(void)
 		if (!n || !release_chunks(cs, n, true))
 			return;
 	}
+}
+
+/* Release quarantine beyond the budget (arena_lock not held): by the scan
+ * (arena_scan.c) or, with it off, the FIFO. Neither frame is a scan's root:
+ * the FIFO's batch array (chunk addresses left over) lives in its own. */
+void enforce_budget(void)
+{
+	if (!quarantine_scan_budget())
+		enforce_budget_fifo();
 }
 
 /*
@@ -271,13 +280,10 @@ void quarantine_chunks(struct arena_chunk **cs, unsigned n, uint64_t arena_id)
 	enforce_budget();
 }
 
-void mh_quarantine_release(void)
+/* Every quarantined chunk, oldest first (MHEAP_QUARANTINE_SCAN=0). */
+static __attribute__((noinline)) void release_all_fifo(void)
 {
 	struct arena_chunk *cs[ARENA_BATCH];
-
-	/* A caller who gives back quarantine wants the arenas' memory back:
-	 * warm chunks and the reuse list's dead data are the resident part. */
-	arena_release_idle();
 
 	for (;;) {
 		mh_lock(&arena_lock);
@@ -287,4 +293,16 @@ void mh_quarantine_release(void)
 		if (!n || !release_chunks(cs, n, true))
 			return;
 	}
+}
+
+/* With the scan, only the chunks no pointer points into leave. */
+void mh_quarantine_release(void)
+{
+	/* A caller who gives back quarantine wants the arenas' memory back:
+	 * warm chunks and the reuse list's dead data are the resident part. */
+	arena_release_idle();
+	if (arena_cfg.scan && fault_backend()->faults)
+		quarantine_scan_all();
+	else
+		release_all_fifo();
 }

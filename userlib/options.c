@@ -76,6 +76,12 @@ static const struct option {
 	       "secure heap: blocks from this size on get a guard page and quarantine"),
 	NUMBER(MH_OPT_SECURE_SAMPLE, "MHEAP_SECURE_SAMPLE", "10000", UINT32_MAX / 2,
 	       "secure heap: about 1 in this many small blocks is guarded (0: none)"),
+	FLAG(MH_OPT_QUARANTINE_SCAN, "MHEAP_QUARANTINE_SCAN", "1",
+	     "a chunk leaves quarantine only when no pointer into it is found (0: FIFO)"),
+	NUMBER(MH_OPT_QUARANTINE_CAP, "MHEAP_QUARANTINE_CAP", "16G", UINT64_MAX,
+	       "address space quarantine holds at most, pointers into it or not"),
+	FLAG(MH_OPT_QUARANTINE_TO_HEAP, "MHEAP_QUARANTINE_TO_HEAP", "0",
+	     "chunks out of quarantine may go back to the heap (malloc), not only to arenas"),
 #undef NUMBER
 #undef FLAG
 #undef WORD

@@ -1154,6 +1154,17 @@ out:
 	mh_unlock(&scan_lock);
 }
 
+/* How much dead stack scan_scrub_stack zeroes. */
+#define SCRUB_BYTES 8192
+
+__attribute__((noinline)) void scan_scrub_stack(void)
+{
+	char dead[SCRUB_BYTES];
+
+	explicit_bzero(dead, sizeof(dead));
+	__asm__ volatile("" : : "r"(dead) : "memory");
+}
+
 void scan_totals(struct scan_totals *t)
 {
 	mh_lock(&scan_lock);

@@ -49,6 +49,16 @@ struct scan_result {
 MH_HIDDEN void scan_for_pointers(const struct sys_range *targets, size_t n, uint8_t *referenced,
 				 scan_chunk_roots_fn chunk_roots, struct scan_result *res);
 
+/*
+ * Zero the dead stack below the caller's frame (a few KiB): what the
+ * allocator's own calls left there (chunk addresses in their frames) would
+ * otherwise sit in the uninitialised slots of the program's later frames
+ * and count as pointers in a scan. Conservative collectors clear their
+ * stacks for the same reason. Called when leaving mh_arena_free and before
+ * a scan.
+ */
+MH_HIDDEN void scan_scrub_stack(void);
+
 /* Cumulative figures of every scan, for the statistics. */
 struct scan_totals {
 	uint64_t scans;		/* complete or not */

@@ -100,7 +100,10 @@ int mh_stats_read(struct mh_stats *st)
 	F(arena_chunks_quarantined) F(arena_chunks_ready) \
 	F(arena_quarantined_bytes) F(arena_faults_caught) \
 	F(arena_releases_budget) F(arena_releases_enomem) \
-	F(arena_chunks_warm)
+	F(arena_chunks_warm) \
+	F(quarantine_scans) F(quarantine_scans_incomplete) F(quarantine_scan_bytes) \
+	F(quarantine_scan_ns) F(quarantine_scan_max_pause_ns) F(arena_chunks_kept) \
+	F(arena_releases_scan) F(arena_releases_referenced)
 
 void mh_stats_print(int fd)
 {

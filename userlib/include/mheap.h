@@ -117,6 +117,16 @@ struct mh_stats {
 	uint64_t arena_releases_budget;	/* chunks released early by the budget */
 	uint64_t arena_releases_enomem;	/* chunks released early on ENOMEM/EDQUOT */
 	uint64_t arena_chunks_warm;	/* freed chunks' pages moved, resident, reusable */
+
+	/* The quarantine scan (MHEAP_QUARANTINE_SCAN), cumulative. */
+	uint64_t quarantine_scans;	/* scans of the process for pointers */
+	uint64_t quarantine_scans_incomplete; /* could not stop a thread: all kept */
+	uint64_t quarantine_scan_bytes;	/* root bytes read */
+	uint64_t quarantine_scan_ns;	/* time in scans */
+	uint64_t quarantine_scan_max_pause_ns; /* longest the other threads were stopped */
+	uint64_t arena_chunks_kept;	/* chunks a scan found a pointer into (per scan) */
+	uint64_t arena_releases_scan;	/* chunks released: no pointer found */
+	uint64_t arena_releases_referenced; /* released by the cap, pointed into */
 };
 
 /* Size of struct mh_stats in 0.2.0, the first version with the size field. */

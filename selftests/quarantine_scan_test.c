@@ -1,0 +1,322 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Quarantine that ends only when no pointer into a chunk is found
+ * (MHEAP_QUARANTINE_SCAN=1, userlib/arena_scan.c), per fault backend and
+ * per kind of root (roots.h): a stale pointer into a freed arena keeps its
+ * chunk quarantined through any amount of budget pressure, an access
+ * through it is still reported, and the next scan after it is overwritten
+ * releases the chunk. Then the hard cap, the statistics, the FIFO with the
+ * scan off, and that a released chunk never goes to malloc.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/mman.h>
+
+#include "kselftest_harness.h"
+#include "mheap_test.h"
+
+#include "mheap.h"
+#include "arena.h"
+#include "arenamap.h"
+#include "fault.h"
+#include "roots.h"
+
+/* Freed arenas that push the quarantine over its budget of one chunk. */
+#define PRESSURE 24
+
+/* The state of the chunk holding enc ^ KEY (enum chunk_state), 0 if none. */
+static int __attribute__((noinline)) chunk_state(uintptr_t enc)
+{
+	struct mspan *s = span_of(enc ^ KEY);
+	const struct arena_chunk *c;
+
+	if (!s || s->state != MSPAN_CHUNK || !(c = s->chunk_data))
+		return 0;
+	return c->state;
+}
+
+/* An arena with one object, freed after a pointer to the object went into
+ * root kind; returns the pointer XORed. */
+static uintptr_t __attribute__((noinline)) freed_with_pointer(struct roots *r, enum root_kind kind,
+							      bool *ok)
+{
+	mh_arena *a = mh_arena_new();
+	char *p = mh_arena_alloc(a, 100, 0);
+	uintptr_t enc = (uintptr_t)(p + 40) ^ KEY;
+
+	p[40] = 7;
+	*ok = root_set(r, kind, enc);
+	mh_arena_free(a);
+	return enc;
+}
+
+/* Budget pressure: arenas freed, nothing pointing into them. */
+static void __attribute__((noinline)) pressure(int n)
+{
+	for (int i = 0; i < n; i++) {
+		mh_arena *a = mh_arena_new();
+
+		*(volatile char *)mh_arena_alloc(a, 64, 0) = 1;
+		mh_arena_free(a);
+	}
+}
+
+static void touch(void *arg)
+{
+	*(volatile char *)((uintptr_t)arg ^ KEY) = 1;
+}
+
+/* Writing through the stale pointer kills the child with the report. */
+static void expect_report(struct __test_metadata *_metadata, uintptr_t enc)
+{
+	struct child_result res;
+	char want[96];
+
+	run_child(touch, (void *)enc, &res);
+	EXPECT_TRUE(died_of(&res, SIGSEGV)) TH_LOG("status %#x: %s", res.status, res.err);
+	snprintf(want, sizeof(want), "mheap: use-after-free: write to %#lx in freed arena",
+		 (unsigned long)(enc ^ KEY));
+	EXPECT_NE(NULL, strstr(res.err, want)) TH_LOG("want \"%s\", got \"%s\"", want, res.err);
+}
+
+FIXTURE(held)
+{
+	struct arena_config cfg;
+	struct roots roots;
+};
+
+FIXTURE_VARIANT(held)
+{
+	enum root_kind kind;
+	const char *backend;
+};
+
+ROOT_VARIANTS(held, .backend = "mprotect");
+/* The same roots with the other backends, named apart. */
+FIXTURE_VARIANT_ADD(held, guard_global) { .kind = ROOT_GLOBAL, .backend = "guard" };
+FIXTURE_VARIANT_ADD(held, guard_other_thread_stack) { .kind = ROOT_THREAD_STACK, .backend = "guard" };
+FIXTURE_VARIANT_ADD(held, guard_heap_object) { .kind = ROOT_HEAP_OBJECT, .backend = "guard" };
+FIXTURE_VARIANT_ADD(held, guard_another_live_arena) { .kind = ROOT_ARENA, .backend = "guard" };
+FIXTURE_VARIANT_ADD(held, kmod_global) { .kind = ROOT_GLOBAL, .backend = "kmod" };
+FIXTURE_VARIANT_ADD(held, kmod_another_live_arena) { .kind = ROOT_ARENA, .backend = "kmod" };
+
+FIXTURE_SETUP(held)
+{
+	const char *why = root_unsupported(variant->kind);
+
+	if (why)
+		SKIP(return, "%s", why);
+	if (!fault_backend_select(variant->backend))
+		SKIP(return, "%s backend does not work here", variant->backend);
+	arena_config_get(&self->cfg);
+	self->cfg.scan = true;
+	self->cfg.reuse = false;	/* every chunk of a freed arena faults */
+	self->cfg.quarantine_max = self->cfg.chunk_bytes;
+	arena_configure(&self->cfg);
+	ASSERT_TRUE(roots_init(&self->roots));
+}
+
+FIXTURE_TEARDOWN(held)
+{
+	roots_fini(&self->roots);
+}
+
+TEST_F(held, keeps_its_chunk_quarantined_through_budget_pressure)
+{
+	struct mh_stats st = MH_STATS_INIT;
+	uintptr_t enc;
+	bool ok = false;
+	RETURN_IF_SETUP_SKIPPED();
+
+	enc = freed_with_pointer(&self->roots, variant->kind, &ok);
+	ASSERT_TRUE(ok);
+	pressure(PRESSURE);
+	EXPECT_EQ(CHUNK_QUARANTINED, chunk_state(enc));
+	mh_stats_read(&st);
+	/* The others left: nothing pointed into them. */
+	EXPECT_GE(st.arena_releases_scan, PRESSURE - 2);
+	EXPECT_GE(st.arena_chunks_kept, 1);
+	EXPECT_EQ(0, st.arena_releases_budget);
+	EXPECT_EQ(0, st.arena_releases_referenced);
+}
+
+TEST_F(held, an_access_through_the_pointer_is_still_reported)
+{
+	uintptr_t enc;
+	bool ok = false;
+	RETURN_IF_SETUP_SKIPPED();
+
+	enc = freed_with_pointer(&self->roots, variant->kind, &ok);
+	ASSERT_TRUE(ok);
+	pressure(PRESSURE);
+	mh_quarantine_release();
+	expect_report(_metadata, enc);
+}
+
+TEST_F(held, once_overwritten_the_next_scan_releases_the_chunk)
+{
+	struct mh_stats before = MH_STATS_INIT, after = MH_STATS_INIT;
+	uintptr_t enc;
+	bool ok = false;
+	RETURN_IF_SETUP_SKIPPED();
+
+	enc = freed_with_pointer(&self->roots, variant->kind, &ok);
+	ASSERT_TRUE(ok);
+	mh_quarantine_release();
+	ASSERT_EQ(CHUNK_QUARANTINED, chunk_state(enc));
+	ASSERT_TRUE(root_clear(&self->roots, variant->kind));
+	mh_stats_read(&before);
+	mh_quarantine_release();
+	mh_stats_read(&after);
+	EXPECT_EQ(CHUNK_READY, chunk_state(enc));
+	EXPECT_EQ(before.arena_releases_scan + 1, after.arena_releases_scan);
+	EXPECT_EQ(before.quarantine_scans + 1, after.quarantine_scans);
+}
+
+/* ------------------------------------------------------------ the rest */
+
+FIXTURE(policy)
+{
+	struct arena_config cfg;
+};
+
+FIXTURE_VARIANT(policy)
+{
+	const char *backend;
+};
+
+FIXTURE_VARIANT_ADD(policy, mprotect) { .backend = "mprotect" };
+FIXTURE_VARIANT_ADD(policy, guard) { .backend = "guard" };
+FIXTURE_VARIANT_ADD(policy, kmod) { .backend = "kmod" };
+
+FIXTURE_SETUP(policy)
+{
+	if (!fault_backend_select(variant->backend))
+		SKIP(return, "%s backend does not work here", variant->backend);
+	arena_config_get(&self->cfg);
+	self->cfg.scan = true;
+	self->cfg.reuse = false;
+	self->cfg.quarantine_max = self->cfg.chunk_bytes;
+	arena_configure(&self->cfg);
+}
+
+FIXTURE_TEARDOWN(policy)
+{
+}
+
+static void *volatile held_ptrs[8];
+
+static void __attribute__((noinline)) hold_freed(int n)
+{
+	for (int i = 0; i < n; i++) {
+		mh_arena *a = mh_arena_new();
+
+		held_ptrs[i] = mh_arena_alloc(a, 64, 0);
+		mh_arena_free(a);
+	}
+}
+
+static void cap_child(void *arg)
+{
+	struct arena_config *cfg = arg;
+	struct mh_stats st = MH_STATS_INIT;
+
+	cfg->quarantine_cap = 3 * cfg->chunk_bytes;
+	arena_configure(cfg);
+	hold_freed(8);
+	mh_stats_read(&st);
+	_exit(st.arena_releases_referenced == 5 && st.arena_chunks_quarantined == 3 ? 0 : 1);
+}
+
+TEST_F(policy, past_the_cap_the_oldest_referenced_chunks_go_counted_and_warned)
+{
+	struct child_result r;
+	RETURN_IF_SETUP_SKIPPED();
+
+	run_child(cap_child, &self->cfg, &r);
+	ASSERT_TRUE(WIFEXITED(r.status)) TH_LOG("%s", r.err);
+	EXPECT_EQ(0, WEXITSTATUS(r.status)) TH_LOG("%s", r.err);
+	EXPECT_NE(NULL, strstr(r.err, "mheap: quarantine over its cap of 24 MiB: released 1 chunks "
+				     "that may still be pointed into (MHEAP_QUARANTINE_CAP)"))
+		TH_LOG("%s", r.err);
+}
+
+TEST_F(policy, with_the_scan_off_quarantine_is_the_fifo)
+{
+	struct mh_stats st = MH_STATS_INIT;
+	RETURN_IF_SETUP_SKIPPED();
+
+	self->cfg.scan = false;
+	arena_configure(&self->cfg);
+	hold_freed(8);
+	mh_stats_read(&st);
+	EXPECT_EQ(7, st.arena_releases_budget);
+	EXPECT_EQ(0, st.quarantine_scans);
+	EXPECT_EQ(1, st.arena_chunks_quarantined);
+	memset((void *)held_ptrs, 0, sizeof(held_ptrs));
+}
+
+/* A freed arena's chunk, its base XORed. */
+static uintptr_t __attribute__((noinline)) freed_chunk(size_t chunk_bytes)
+{
+	mh_arena *a = mh_arena_new();
+	uintptr_t p = (uintptr_t)mh_arena_alloc(a, 64, 0);
+
+	mh_arena_free(a);
+	return ALIGN_DOWN(p, chunk_bytes) ^ KEY;
+}
+
+/* A chunk out of quarantine stays with arenas: malloc never gets it, even
+ * when the heap must grow, and the next arena does. */
+TEST_F(policy, a_released_chunk_is_never_reused_by_malloc)
+{
+	enum { N = 4096 };
+	static void *objs[N];
+	uintptr_t enc, lo, hi;
+	size_t inside = 0;
+	mh_arena *first;
+	RETURN_IF_SETUP_SKIPPED();
+
+	/* Not the heap's first chunk: its base is the heap's first address,
+	 * which start-up code leaves in stack slots a scan finds (a word that
+	 * looks like a pointer keeps its chunk). */
+	first = mh_arena_new();
+	ASSERT_NE(NULL, mh_arena_alloc(first, 64, 0));
+	enc = freed_chunk(self->cfg.chunk_bytes);
+	mh_quarantine_release();
+	lo = enc ^ KEY;
+	hi = lo + self->cfg.chunk_bytes;
+	ASSERT_EQ(CHUNK_READY, chunk_state(enc));
+	for (int i = 0; i < N; i++) {
+		uintptr_t p = (uintptr_t)(objs[i] = mh_malloc(i % 2 ? 64 : 40000));
+
+		ASSERT_NE(0, p);
+		inside += p >= lo && p < hi;
+	}
+	EXPECT_EQ(0, inside);
+	EXPECT_EQ(CHUNK_READY, chunk_state(enc));
+	for (int i = 0; i < N; i++)
+		mh_free(objs[i]);
+	mh_arena_free(first);
+}
+
+TEST_F(policy, statistics_count_scans_bytes_and_time)
+{
+	struct mh_stats st = MH_STATS_INIT;
+	RETURN_IF_SETUP_SKIPPED();
+
+	pressure(4);
+	mh_quarantine_release();
+	mh_stats_read(&st);
+	EXPECT_GE(st.quarantine_scans, 2);
+	EXPECT_EQ(0, st.quarantine_scans_incomplete);
+	EXPECT_GT(st.quarantine_scan_bytes, 0);
+	EXPECT_GT(st.quarantine_scan_ns, 0);
+	EXPECT_GT(st.quarantine_scan_max_pause_ns, 0);
+	EXPECT_LE(st.quarantine_scan_max_pause_ns, st.quarantine_scan_ns);
+	EXPECT_EQ(0, st.arena_chunks_quarantined);
+}
+
+TEST_HARNESS_MAIN
