@@ -1,0 +1,40 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Medians of scan_bench lines (bench/Makefile's scan target).
+
+  render_scan.py heap       lines "heap_mib=.. scan_ms=.. ..." on stdin:
+                            one table row per heap size
+  render_scan.py workload   lines "scan=0|1 seconds=.. maxrss_mib=.. ...":
+                            one row per setting, then the ratios
+"""
+import statistics
+import sys
+
+
+def fields(line):
+    return dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+
+
+def main():
+    rows = [fields(l) for l in sys.stdin if l.strip()]
+    med = lambda rs, k: statistics.median(float(r[k]) for r in rs)
+    if sys.argv[1] == "heap":
+        sizes = sorted({int(r["heap_mib"]) for r in rows})
+        for m in sizes:
+            rs = [r for r in rows if int(r["heap_mib"]) == m]
+            print("| %d MiB | %.1f ms | %.1f ms | %.0f MiB | %.2f |" % (
+                m, med(rs, "scan_ms"), med(rs, "pause_ms"), med(rs, "bytes_mib"),
+                med(rs, "gbps")))
+        return
+    t, m = {}, {}
+    for s, name in (("1", "scan"), ("0", "FIFO")):
+        rs = [r for r in rows if r["scan"] == s]
+        t[s], m[s] = med(rs, "seconds"), med(rs, "maxrss_mib")
+        print("| %s | %.3f s | %.1f MiB | %d |" % (name, t[s], m[s], med(rs, "scans")))
+    print()
+    print("Scan / FIFO, same run: time %.3f, peak memory %.3f "
+          "(MineSweeper's published cost: 1.054 and 1.111)." % (t["1"] / t["0"], m["1"] / m["0"]))
+
+
+if __name__ == "__main__":
+    main()
