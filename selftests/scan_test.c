@@ -5,12 +5,11 @@
  * is), and a pointer into it is put in each kind of root a C program has:
  * a global, a thread-local, another thread's stack, a register of a thread
  * blocked in a system call, a heap object, an mmaped buffer (roots.h; a
- * live arena is a root through arena_scan.c, quarantine_scan_test.c tests
- * it). The scan must
- * find it there and stop finding it once it is overwritten; it must skip
- * what it cannot read, never crash on random data, stop threads that
- * never called the allocator, and keep working while threads come and go
- * and the process forks.
+ * live arena is a root through arena_scan.c, which quarantine_scan_test.c
+ * tests). The scan must find it there and stop finding it once it is
+ * overwritten; it must skip what it cannot read, never crash on random
+ * data, stop threads that never called the allocator, and keep working
+ * while threads come and go and the process forks.
  *
  * The range's address is kept XORed with a key everywhere but in the root
  * under test (roots.h).

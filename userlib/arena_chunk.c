@@ -13,11 +13,13 @@
  *        ^                |  (the active chunk,      (continues where it
  *        |                |   when reuse is on)       stopped: old data is
  *        |                v                           never overwritten)
- *        |          QUARANTINED (faulting, FIFO, address space held:
- *        |                |      arena_quarantine.c)
- *        |                |  budget exceeded, kernel refused a fault,
- *        |                v  or mh_quarantine_release()
+ *        |          QUARANTINED (faulting, address space held:
+ *        |                |      arena_quarantine.c, arena_scan.c)
+ *        |                |  no pointer found into it (scan), past the cap,
+ *        |                |  kernel refused a fault; with the scan off:
+ *        |                v  budget exceeded, mh_quarantine_release()
  *        +--(too many)-- READY ---new arena---> LIVE
+ *       (FIFO only)
  *
  * and WARM, a freed big arena's pages moved rather than dropped
  * (arena_warm.c). A new arena takes a chunk from the reuse list, else (once

@@ -14,6 +14,8 @@
  *                      transparent huge pages
  *   arena_warm.c       warm chunks: a freed big arena's pages moved, not
  *                      dropped
+ *   arena_scan.c       when quarantined chunks leave: once no pointer into
+ *                      them is found (scan.c), or past the cap
  *   arena_check.c      the arenas' part of the heap check (heapcheck.c)
  *
  * The heap does not call into arenas: arena.c registers hooks (hooks.h)

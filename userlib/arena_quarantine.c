@@ -9,16 +9,19 @@
  * with a report (uaf.c) instead of reading or writing someone else's data.
  *
  * Go releases quarantined chunks once a GC cycle has proved no pointer to
- * them remains. C cannot prove that, so the quarantine is a FIFO under a
- * budget of address space (MHEAP_QUARANTINE_MAX): the memory itself is
- * returned to the OS when a chunk is faulted, so only address space and,
- * for mprotect, VMAs are held. The longer a chunk stays, the later its
- * address range can be reused for new data, and the longer a stale pointer
- * into it is still caught; when the budget is exceeded the oldest chunks
- * are released first (enforce_budget). If the kernel refuses a fault
- * (mprotect out of VMAs, the module over its limit) the oldest chunks are
- * released and the fault is retried; with nothing left to release, the
- * chunk goes back to the page heap unfaulted: a free never fails.
+ * them remains; so does arena_scan.c, by a conservative scan of the
+ * process, when MHEAP_QUARANTINE_SCAN is on (the default): enforce_budget
+ * and mh_quarantine_release() hand over to it. Without it the quarantine
+ * is a FIFO under a budget of address space (MHEAP_QUARANTINE_MAX). The
+ * memory itself is returned to the OS when a chunk is faulted, so only
+ * address space and, for mprotect, VMAs are held. The longer a chunk
+ * stays, the later its address range can be reused for new data, and the
+ * longer a stale pointer into it is still caught; when the budget is
+ * exceeded the oldest chunks are released first (enforce_budget). If the
+ * kernel refuses a fault (mprotect out of VMAs, the module over its limit)
+ * the oldest chunks are released and the fault is retried; with nothing
+ * left to release, the chunk goes back to the page heap unfaulted: a free
+ * never fails.
  *
  * Releasing can need a VMA too: quarantined chunks side by side merge into
  * one protected VMA (mprotect, and guard's moved-from chunks), and opening
