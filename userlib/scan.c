@@ -400,19 +400,9 @@ static void task_path(char *buf, size_t len, pid_t tid, const char *suffix)
 static bool task_read(pid_t tid, const char *file, char *buf, size_t len)
 {
 	char path[64];
-	ssize_t n;
-	int fd;
 
 	task_path(path, sizeof(path), tid, file);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	n = read(fd, buf, len - 1);
-	close(fd);
-	if (n <= 0)
-		return false;
-	buf[n] = '\0';
-	return true;
+	return sys_read_file(path, buf, len);
 }
 
 /*
@@ -998,16 +988,9 @@ static bool swap_in_use(void)
 {
 	char buf[4096];
 	const char *p;
-	int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
-	ssize_t n;
 
-	if (fd < 0)
+	if (!sys_read_file("/proc/self/status", buf, sizeof(buf)))
 		return true;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return true;
-	buf[n] = '\0';
 	p = strstr(buf, "VmSwap:");
 	if (!p)
 		return false;	/* no swap accounting: no swap */

@@ -168,9 +168,7 @@ void sys_free(void *p, size_t size)
 static int thp_state;
 static size_t thp_size;
 
-/* The first line of a sysfs file, NUL-terminated; false if unreadable. Raw
- * system calls: stdio would allocate, and this can run inside malloc. */
-static bool read_line(const char *path, char *buf, size_t len)
+bool sys_read_file(const char *path, char *buf, size_t len)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	ssize_t n;
@@ -194,10 +192,10 @@ static int thp_probe(size_t *size)
 	int err;
 
 	/* "always [madvise] never": the bracketed one is in force. */
-	if (!read_line(THP_SYSFS "enabled", buf, sizeof(buf)) || strstr(buf, "[never]"))
+	if (!sys_read_file(THP_SYSFS "enabled", buf, sizeof(buf)) || strstr(buf, "[never]"))
 		return 1;
 	always = strstr(buf, "[always]") != NULL;
-	if (!read_line(THP_SYSFS "hpage_pmd_size", buf, sizeof(buf)))
+	if (!sys_read_file(THP_SYSFS "hpage_pmd_size", buf, sizeof(buf)))
 		return 1;
 	for (const char *c = buf; *c >= '0' && *c <= '9'; c++)
 		sz = sz * 10 + (size_t)(*c - '0');

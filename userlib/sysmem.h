@@ -53,6 +53,11 @@ MH_HIDDEN void sys_metadata_forget(void *p, size_t size);
 MH_HIDDEN size_t sys_metadata_lock(const struct sys_range **ranges);
 MH_HIDDEN void sys_metadata_unlock(void);
 
+/* The start of a small file (sysfs, procfs), up to len - 1 bytes,
+ * NUL-terminated; false if unreadable. Raw system calls: stdio would
+ * allocate, and callers run inside malloc or with the world stopped. */
+MH_HIDDEN bool sys_read_file(const char *path, char *buf, size_t len);
+
 /* Bytes mapped for metadata so far (stats). */
 MH_HIDDEN uint64_t sys_metadata_bytes(void);
 
