@@ -21,6 +21,7 @@
 #include "arena.h"
 #include "arenamap.h"
 #include "fault.h"
+#include "heapcheck.h"
 #include "roots.h"
 
 /* Freed arenas that push the quarantine over its budget of one chunk. */
@@ -317,6 +318,60 @@ TEST_F(policy, statistics_count_scans_bytes_and_time)
 	EXPECT_GT(st.quarantine_scan_max_pause_ns, 0);
 	EXPECT_LE(st.quarantine_scan_max_pause_ns, st.quarantine_scan_ns);
 	EXPECT_EQ(0, st.arena_chunks_quarantined);
+}
+
+/* Threads that free arenas (each free over the budget scans), malloc and
+ * free, and fork, all at once: every scan completes, every child can use
+ * arenas and scan, and the heap is consistent afterwards. */
+struct storm {
+	int forks;
+	_Atomic int failed_children;
+};
+
+static void *storm_thread(void *arg)
+{
+	struct storm *st = arg;
+
+	for (int i = 0; i < 60; i++) {
+		mh_arena *a = mh_arena_new();
+		void *m = mh_malloc(100 + i);
+
+		*(volatile char *)mh_arena_alloc(a, 64 + i, 0) = 1;
+		mh_arena_free(a);
+		mh_free(m);
+		if (st->forks && i % 15 == 0) {
+			pid_t pid = fork();
+
+			if (pid == 0) {
+				pressure(3);
+				mh_quarantine_release();
+				_exit(0);
+			}
+			if (pid < 0 || wait_child_ms(pid, 20000) != 0)
+				atomic_fetch_add(&st->failed_children, 1);
+		}
+	}
+	return NULL;
+}
+
+TEST_F(policy, threads_freeing_arenas_scan_and_fork_concurrently)
+{
+	struct storm plain = { 0 }, forking = { .forks = 1 };
+	struct mh_stats st = MH_STATS_INIT;
+	pthread_t th[3];
+	char msg[256];
+	RETURN_IF_SETUP_SKIPPED();
+
+	ASSERT_EQ(0, pthread_create(&th[0], NULL, storm_thread, &plain));
+	ASSERT_EQ(0, pthread_create(&th[1], NULL, storm_thread, &plain));
+	ASSERT_EQ(0, pthread_create(&th[2], NULL, storm_thread, &forking));
+	for (int i = 0; i < 3; i++)
+		pthread_join(th[i], NULL);
+	EXPECT_EQ(0, atomic_load(&forking.failed_children));
+	mh_stats_read(&st);
+	EXPECT_GE(st.quarantine_scans, 10);
+	EXPECT_EQ(0, st.quarantine_scans_incomplete);
+	EXPECT_EQ(0, mheap_check(HEAPCHECK_ALL, msg, sizeof(msg))) TH_LOG("%s", msg);
 }
 
 TEST_HARNESS_MAIN

@@ -136,9 +136,10 @@
  * What no scan sees: pointers held only by the kernel (epoll_event.data,
  * io_uring user_data, sigevent values, a pending write's buffer), pointers
  * hidden by the program (XOR-linked, tagged in high bits, stored
- * misaligned, compressed), swapped-out pages without swap in use... (see
- * above), other processes' copies, and noscan arena memory. Those chunks
- * leave quarantine as if nobody pointed into them.
+ * misaligned, compressed), other processes' copies, and noscan arena
+ * memory. Those chunks leave quarantine as if nobody pointed into them.
+ * With kmod, live chunks are device memory read through process_vm_readv
+ * too: a page the kernel will not pin is skipped like a guard page.
  *
  * fork(): fork.c's prepare handler takes the scan lock first, so a fork
  * waits for a scan to end; the child starts with no scan in progress.
