@@ -369,7 +369,7 @@ static void *storm_thread(void *arg)
 	return NULL;
 }
 
-TEST_F(policy, threads_freeing_arenas_scan_and_fork_concurrently)
+TEST_F_TIMEOUT(policy, threads_freeing_arenas_scan_and_fork_concurrently, 180)
 {
 	struct storm plain = { 0 }, forking = { .forks = 1 };
 	struct mh_stats st = MH_STATS_INIT;
