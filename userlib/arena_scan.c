@@ -94,10 +94,12 @@ static void scan_list_fill(struct scan_list *l)
 	l->n = n;
 }
 
-/* The roots of a chunk span (scan.h): a live chunk's pointer data, from
- * its base to where allocation upwards has got (mh_arena_alloc_noscan's
- * data, from the top down, is pointer-free). Lock-free reads: the world is
- * stopped, and the struct is never unmapped. */
+/* The roots of a chunk span (scan.h): a live chunk, whole (its resident
+ * pages: the scan skips the others). The bump pointers of the active
+ * chunk live in the arena's slot (mh_arena_alloc is inline, mheap.h), not
+ * in the chunk, so the chunk cannot say how far it is used; noscan data is
+ * read too. Lock-free reads: the world is stopped, and the struct is never
+ * unmapped. */
 static bool chunk_roots(const struct mspan *s, struct sys_range *r)
 {
 	const struct arena_chunk *c = LOAD_ACQUIRE(&s->chunk_data);
@@ -105,7 +107,7 @@ static bool chunk_roots(const struct mspan *s, struct sys_range *r)
 	if (!c || LOAD_RELAXED(&c->state) != CHUNK_LIVE)
 		return false;
 	r->base = c->base;
-	r->limit = LOAD_RELAXED(&c->lo);
+	r->limit = c->limit;
 	return true;
 }
 

@@ -44,10 +44,8 @@
  *    their data is dead, a freed object is not a place the program may
  *    keep a pointer, and reading them would keep chunks for as long as
  *    stale data sits in recycled memory. Large spans: the whole span.
- *    Arena chunks: what chunk_roots says, the pointer data of live chunks
- *    (memory from mh_arena_alloc_noscan is pointer-free by contract, as in
- *    Go, and is not read; freed, reused, warm and ready chunks hold dead
- *    data or zeros).
+ *    Arena chunks: what chunk_roots says (arena_scan.c: live chunks whole;
+ *    freed, reused, warm and ready chunks hold dead data or zeros).
  *
  * Never faulting. Memory the program mapped may hold guard pages
  * (MADV_GUARD_INSTALL, invisible in /proc/self/maps), be a truncated file
@@ -136,8 +134,8 @@
  * What no scan sees: pointers held only by the kernel (epoll_event.data,
  * io_uring user_data, sigevent values, a pending write's buffer), pointers
  * hidden by the program (XOR-linked, tagged in high bits, stored
- * misaligned, compressed), other processes' copies, and noscan arena
- * memory. Those chunks leave quarantine as if nobody pointed into them.
+ * misaligned, compressed), and other processes' copies. Those chunks
+ * leave quarantine as if nobody pointed into them.
  * With kmod, live chunks are device memory read through process_vm_readv
  * too: a page the kernel will not pin is skipped like a guard page.
  *
