@@ -25,8 +25,10 @@
  * one "mheap: ..." line naming the address.
  *
  * The secure mode (MHEAP_SECURE=1, secure.c) is a layer on all of this:
- * each entry point takes one branch on mh_secure into it, and it comes back
- * through heap_alloc_plain, heap_free_plain and heap_checked_room.
+ * each entry point takes one branch on mh_secure into it - malloc and free
+ * on their slow paths only, as the secure mode gives them no cache for
+ * their fast paths (mh_tls_fast_cache) - and it comes back through
+ * heap_alloc_plain, heap_free_plain and heap_checked_room.
  *
  * Tiny objects: Go packs several pointer-free objects under 16 bytes into
  * one 16-byte block, freed together by the GC once all are dead. With
@@ -190,17 +192,15 @@ static __attribute__((noinline)) void *malloc_slow(size_t size)
 
 void *mh_malloc(size_t size)
 {
-	struct mcache *c = mh_tls_cache;
+	struct mcache *c = mh_tls_fast_cache;
 
 	/* Before the thread's first allocation there is no cache - nor, in
-	 * the very first one, size-class tables: both are the slow path's. */
+	 * the very first one, size-class tables: both are the slow path's,
+	 * as is every allocation in the secure mode (no fast cache). */
 	if (likely(c != NULL)) {
 		struct mspan *s;
 		uint64_t window;
 
-		/* A cache means the heap is set up, and with it the mode. */
-		if (unlikely(mh_secure))
-			return secure_alloc(size, 1, false);
 		if (likely(size <= MH_DIRECT_MAX))
 			s = c->alloc_small[(size + MH_SMALL_SIZE_DIV - 1) / MH_SMALL_SIZE_DIV];
 		else if (size <= MH_MAX_SMALL_SIZE)
@@ -456,7 +456,7 @@ static void count_free(struct mcache *c, unsigned cls)
 /* Everything the fast path of mh_free does not take: NULL, a thread's
  * first free, remote and large frees, frees after the thread's exit, and
  * every bad pointer. */
-static __attribute__((noinline)) void free_slow(uintptr_t p)
+static __attribute__((noinline)) void free_checked(uintptr_t p)
 {
 	uint32_t idx;
 	struct mspan *s;
@@ -504,34 +504,43 @@ static inline __attribute__((always_inline)) struct mspan *owned_span(struct mca
 	return s;
 }
 
-/* The default mode's free (mh_free less the secure mode's hook). */
-static inline __attribute__((always_inline)) void free_plain(void *ptr)
+/* The owner's free of p through c, a cache or NULL; false, recording
+ * nothing, for anything else (the slow path's, which names the error). */
+static inline __attribute__((always_inline)) bool free_fast(struct mcache *c, uintptr_t p)
 {
-	uintptr_t p = (uintptr_t)ptr;
-	struct mcache *c = mh_tls_cache;
 	struct mspan *s;
 
 	if (unlikely(c == NULL))
-		goto slow;
+		return false;
 	s = owned_span(c, p);
-	if (likely(s && local_free(c, s, p)))
-		return;
-slow:	/* Anything odd about p ends there, which names the error. */
-	free_slow(p);
+	return likely(s && local_free(c, s, p));
 }
 
-void mh_free(void *ptr)
+/* mh_free's slow path: the secure mode's every free (it has no fast
+ * cache: mh_tls_fast_cache), and free_checked. */
+static __attribute__((noinline)) void free_slow(void *ptr)
 {
 	if (unlikely(mh_secure)) {
 		secure_free(ptr);
 		return;
 	}
-	free_plain(ptr);
+	free_checked((uintptr_t)ptr);
 }
 
+void mh_free(void *ptr)
+{
+	if (likely(free_fast(mh_tls_fast_cache, (uintptr_t)ptr)))
+		return;
+	free_slow(ptr);
+}
+
+/* The default mode's free, for the secure mode's layer: the fast path
+ * through the thread's cache, which the secure mode keeps. */
 void heap_free_plain(void *ptr)
 {
-	free_plain(ptr);
+	if (likely(free_fast(mh_tls_cache, (uintptr_t)ptr)))
+		return;
+	free_checked((uintptr_t)ptr);
 }
 
 /*
@@ -587,14 +596,10 @@ void mh_free_sized_checked(void *ptr, enum sized_free_fn fn, bool aligned, size_
 {
 	const char *what = sized_free_what[fn][aligned];
 	uintptr_t p = (uintptr_t)ptr;
-	struct mcache *c = mh_tls_cache;
+	struct mcache *c = mh_tls_fast_cache;	/* NULL in the secure mode */
 	uint32_t idx;
 	struct mspan *s;
 
-	if (unlikely(mh_secure)) {
-		secure_free_sized(ptr, what + strlen(" in "), aligned ? align : 1, size);
-		return;
-	}
 	/* mh_free's fast path, the size checked against the span it finds:
 	 * every delete of a C++ program comes here (sized deallocation is
 	 * the default from C++14). 20M new/delete pairs of 32 bytes, user
@@ -605,6 +610,10 @@ void mh_free_sized_checked(void *ptr, enum sized_free_fn fn, bool aligned, size_
 		s = owned_span(c, p);
 		if (likely(s && s->sizeclass == size_to_class(size) && local_free(c, s, p)))
 			return;
+	}
+	if (unlikely(mh_secure)) {
+		secure_free_sized(ptr, what + strlen(" in "), aligned ? align : 1, size);
+		return;
 	}
 	if (!ptr)
 		return;

@@ -10,6 +10,7 @@
 #include "sizeclass.h"
 
 __thread struct mcache *mh_tls_cache;
+__thread struct mcache *mh_tls_fast_cache;
 __thread bool mh_tls_exited;
 struct mspan mh_empty_span;
 /* Never written: zero-filled, it costs no memory until a stray pointer in
@@ -222,6 +223,7 @@ static void thread_exit(void *arg)
 	if (unlikely(mh_secure))
 		secure_thread_exit();
 	mh_tls_cache = NULL;
+	mh_tls_fast_cache = NULL;
 	mh_tls_exited = true;
 	mcache_give_back(arg);
 }
@@ -278,6 +280,8 @@ struct mcache *mcache_create(void)
 	if (!c)
 		return NULL;
 	mh_tls_cache = c;
+	/* mcache_borrow set the heap up, and with it the mode. */
+	mh_tls_fast_cache = mh_secure ? NULL : c;
 	/* Registers the exit hook. Before the key exists (the very first
 	 * allocation) mcache_key_init registers this cache later. */
 	if (LOAD_ACQUIRE(&cache_key_ready))

@@ -163,6 +163,12 @@ struct mcache {
 };
 
 MH_HIDDEN extern __thread struct mcache *mh_tls_cache;
+/* The cache the fast paths of malloc and free take (malloc.c): the
+ * thread's cache in the default mode, NULL in the secure mode, where
+ * every malloc and free takes its slow path and branches there into
+ * secure.c. So the fast paths test no mode: the default mode pays
+ * nothing for the secure one. Set and cleared with mh_tls_cache. */
+MH_HIDDEN extern __thread struct mcache *mh_tls_fast_cache;
 /* Set when the thread's cache has been given back at its exit. */
 MH_HIDDEN extern __thread bool mh_tls_exited;
 

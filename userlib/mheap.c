@@ -66,7 +66,7 @@ static struct mspan *span_struct_alloc(unsigned words)
 }
 
 /* The struct dies: a freer that still holds this pointer compares gen, or
- * finds the state dead (free_slow in malloc.c reads it without a lock). */
+ * finds the state dead (free_checked in malloc.c reads it without a lock). */
 static void span_struct_kill(struct mspan *s)
 {
 	STORE_RELAXED(&s->state, (uint8_t)MSPAN_DEAD);
