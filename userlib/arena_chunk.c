@@ -134,8 +134,10 @@ void chunk_destroy(struct arena_chunk *c, bool released)
 	struct mspan *s = c->span;
 
 	/* Small spans will live here: no huge pages for them (one small
-	 * span would keep a whole huge page resident). */
-	if (c->thp_head == CHUNK_THP_ON || c->thp_tail == CHUNK_THP_ON)
+	 * span would keep a whole huge page resident). kmod's unprepare
+	 * maps fresh memory over the chunk, and its advice goes with it. */
+	if ((c->thp_head == CHUNK_THP_ON || c->thp_tail == CHUNK_THP_ON) &&
+	    fault_backend()->thp == FAULT_THP_RANGES)
 		sys_thp_advise((void *)c->base, chunk_bytes(c), false);
 	fault_backend()->unprepare((void *)c->base, chunk_bytes(c));
 	STORE_RELEASE(&s->chunk_data, NULL);

@@ -24,10 +24,13 @@
  * back to the page heap is advised MADV_NOHUGEPAGE (chunk_destroy), so that
  * small spans there never sit in huge pages. The advice is a VMA flag: with
  * the guard backend the heap is no longer one VMA but at most a few per
- * chunk (the runs of equal advice), mprotect splits there anyway, and kmod,
- * whose device mappings cannot be split, takes no advice
- * (fault_backend.thp). Everything is probed at run time (sysmem.c); without
- * THP, or with MHEAP_ARENA_THP=0, chunks are one small-page window.
+ * chunk (the runs of equal advice), and mprotect splits there anyway. A
+ * kmod chunk is one device mapping, which cannot be split: it is advised
+ * as a whole, and the module's rule that a 2 MiB block holding a page stays
+ * in small pages keeps the head small (mapping_thp_set; fault_backend.thp
+ * says which kind a backend is). Everything is probed at run time
+ * (sysmem.c); without THP, or with MHEAP_ARENA_THP=0, chunks are one
+ * small-page window.
  */
 #include "arena_impl.h"
 #include "fault.h"
@@ -36,7 +39,7 @@
 /* The huge page size when chunks of an arena take huge pages, else 0. */
 size_t thp_size(void)
 {
-	return arena_cfg.thp && fault_backend()->thp ? sys_thp_size() : 0;
+	return arena_cfg.thp && fault_backend()->thp != FAULT_THP_NONE ? sys_thp_size() : 0;
 }
 
 /* The huge page size if c can be split into a small-page head and a huge
@@ -53,7 +56,7 @@ size_t chunk_thp_size(const struct arena_chunk *c)
 /* Advise [from, to) of a chunk, whose part's advice is *st, for huge pages
  * or against them; nothing when it is that way already. A refusal leaves
  * things as they were: slower or larger, never wrong. */
-static void chunk_thp_set(uint8_t *st, uintptr_t from, uintptr_t to, bool huge)
+static void range_thp_set(uint8_t *st, uintptr_t from, uintptr_t to, bool huge)
 {
 	bool now = *st == CHUNK_THP_ON || (*st == CHUNK_THP_DEFAULT && sys_thp_default());
 
@@ -61,6 +64,43 @@ static void chunk_thp_set(uint8_t *st, uintptr_t from, uintptr_t to, bool huge)
 		return;
 	if (sys_thp_advise((void *)from, to - from, huge))
 		*st = huge ? CHUNK_THP_ON : CHUNK_THP_OFF;
+}
+
+/*
+ * The same for a chunk that is one mapping which cannot be split (kmod):
+ * the advice goes to the whole chunk, and the per-block rule of the module
+ * does the rest, since a block that holds a page already keeps small pages.
+ * So the head is advised against huge pages by advising the whole chunk
+ * (the tail is untouched then), and the tail alone for them by advising
+ * the whole chunk once the head block holds a page: the read of the
+ * chunk's first byte gives it one where the arena's window has not been
+ * written yet. Both parts' advice is the mapping's; an unadvised mapping
+ * is small (CHUNK_THP_DEFAULT), whatever the system's THP mode.
+ */
+static void mapping_thp_set(struct arena_chunk *c, bool head, bool huge)
+{
+	bool now = c->thp_tail == CHUNK_THP_ON;
+
+	if (now == huge)
+		return;
+	if (huge && !head)
+		(void)*(volatile const char *)c->base;
+	if (sys_thp_advise((void *)c->base, chunk_bytes(c), huge))
+		c->thp_head = c->thp_tail = huge ? CHUNK_THP_ON : CHUNK_THP_OFF;
+}
+
+/* Advise the head (the first huge page) and/or the tail (the rest) of a
+ * chunk whose huge page size is h, for huge pages or against them. */
+static void chunk_thp_set(struct arena_chunk *c, size_t h, bool head, bool tail, bool huge)
+{
+	if (fault_backend()->thp == FAULT_THP_MAPPING) {
+		mapping_thp_set(c, head, huge);
+		return;
+	}
+	if (head)
+		range_thp_set(&c->thp_head, c->base, c->base + h, huge);
+	if (tail)
+		range_thp_set(&c->thp_tail, c->base + h, c->limit, huge);
 }
 
 /*
@@ -83,11 +123,10 @@ void chunk_start(struct arena_chunk *c, bool big)
 	if (!h)
 		return;
 	if (big || !arena_cfg.thp_after) {
-		chunk_thp_set(&c->thp_head, c->base, head, true);
-		chunk_thp_set(&c->thp_tail, head, c->limit, true);
+		chunk_thp_set(c, h, true, true, true);
 		return;
 	}
-	chunk_thp_set(&c->thp_head, c->base, head, false);
+	chunk_thp_set(c, h, true, false, false);
 	c->hi = c->base + (arena_cfg.thp_after < h ? arena_cfg.thp_after : h);
 	c->next_window = head;
 }
@@ -105,7 +144,7 @@ void chunk_next_window(struct arena_chunk *c)
 {
 	size_t h = sys_thp_size();
 
-	chunk_thp_set(&c->thp_tail, c->next_window, c->limit, true);
+	chunk_thp_set(c, h, false, true, true);
 	c->lo = c->next_window;
 	c->hi = h && c->limit - c->lo > h ? c->lo + h : c->limit;
 	c->next_window = c->hi < c->limit ? c->hi : 0;

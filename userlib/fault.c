@@ -67,7 +67,7 @@ const struct fault_backend fault_backend_mprotect = {
 	.release = fault_unprotect,
 	.mprotects = true,
 	.faults = true,
-	.thp = true,
+	.thp = FAULT_THP_RANGES,
 	.remap = true,
 };
 
@@ -95,7 +95,7 @@ const struct fault_backend fault_backend_none = {
 	.fault = none_fault,
 	.release = none_release,
 	.faults = false,
-	.thp = true,
+	.thp = FAULT_THP_RANGES,
 };
 
 /* ------------------------------------------------------------ choice */

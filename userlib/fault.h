@@ -31,6 +31,21 @@ struct fault_range {
 	bool moved;
 };
 
+/* How a backend's chunks take transparent huge page advice
+ * (arena_hugepages.c applies it). */
+enum fault_thp {
+	FAULT_THP_NONE,		/* chunks are never advised */
+	/* Ordinary anonymous memory: any part of a chunk may be advised
+	 * (MADV_HUGEPAGE / MADV_NOHUGEPAGE), and under THP "always" what
+	 * nobody advised is huge too. */
+	FAULT_THP_RANGES,
+	/* A chunk is one mapping that cannot be split (kmod's device
+	 * mappings): only the whole chunk is advised, what nobody advised is
+	 * small, and a 2 MiB block already holding a page stays in small
+	 * pages whatever the advice (the module's per-block rule). */
+	FAULT_THP_MAPPING,
+};
+
 struct fault_backend {
 	const char *name;
 	/* 0 when usable on this system, else a negative errno. */
@@ -57,10 +72,8 @@ struct fault_backend {
 	bool mprotects;
 	/* Whether faulting drops the memory (none keeps it resident). */
 	bool faults;
-	/* Whether chunks are ordinary anonymous memory that may be advised
-	 * for transparent huge pages (not kmod's device mappings, which
-	 * cannot be split). */
-	bool thp;
+	/* How chunks take huge page advice (enum fault_thp). */
+	uint8_t thp;
 	/* Whether a chunk's pages may be moved away with mremap(
 	 * MREMAP_DONTUNMAP) before it is faulted: ordinary private anonymous
 	 * memory (not kmod's device mappings, which refuse it). */

@@ -99,6 +99,6 @@ const struct fault_backend fault_backend_guard = {
 	.fault = guard_fault,
 	.release = guard_release,
 	.faults = true,
-	.thp = true,
+	.thp = FAULT_THP_RANGES,
 	.remap = true,
 };

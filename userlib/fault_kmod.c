@@ -657,4 +657,5 @@ const struct fault_backend fault_backend_kmod = {
 	.fault = kmod_fault,
 	.release = kmod_release,
 	.faults = true,
+	.thp = FAULT_THP_MAPPING,
 };
