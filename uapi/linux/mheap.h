@@ -95,7 +95,9 @@
  * by the counters of the caller's user (so MHEAP_IOC_STATS has a new number
  * and the 1.1 one, MHEAP_IOC_STATS_V1, is still served), struct
  * mheap_counters gets @users, and FAULT and RELEASE fail with EFAULT
- * before doing anything when @done cannot be written.
+ * before doing anything when @done cannot be written. Version 1.3 maps
+ * 2 MiB blocks of mappings advised MADV_HUGEPAGE with 2 MiB pages (see
+ * mmap() above; a 1.2 module takes the advice and keeps small pages).
  */
 #ifndef _UAPI_LINUX_MHEAP_H
 #define _UAPI_LINUX_MHEAP_H
@@ -108,7 +110,7 @@
 
 /* ABI version this header describes; see "Versioning" above. */
 #define MHEAP_VERSION_MAJOR	1
-#define MHEAP_VERSION_MINOR	2
+#define MHEAP_VERSION_MINOR	3
 #define MHEAP_VERSION_PATCH	0
 
 /*
