@@ -84,6 +84,15 @@ static size_t resident_pages(uintptr_t lo, uintptr_t hi)
 	return n;
 }
 
+/* Page faults this process has taken so far. */
+static long minflt(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_minflt;
+}
+
 /* Run fn(arg) in a child, which must exit with status 0. */
 static void expect_child_ok(struct __test_metadata *_metadata, void (*fn)(void *), void *arg)
 {
@@ -582,14 +591,6 @@ static bool thp_by_vma(const FIXTURE_VARIANT(arena) *variant)
 	return strcmp(variant->backend, "kmod") != 0;
 }
 
-/* Page faults this thread has taken so far. */
-static long minor_faults(void)
-{
-	struct rusage ru;
-
-	return getrusage(RUSAGE_THREAD, &ru) ? -1 : ru.ru_minflt;
-}
-
 
 /* The THPeligible field of the VMA holding p (/proc/self/smaps): 1 when the
  * kernel would map huge pages there, 0 when not, -1 when unknown. */
@@ -756,11 +757,11 @@ TEST_F(arena, a_big_arenas_next_chunk_takes_one_page_fault_per_huge_page)
 	/* All of it, allocated first, then written. */
 	for (char *q = p + 65536; q < (char *)c->limit; q += 4096)
 		ASSERT_EQ(q, mh_arena_alloc(a, 4096, 0));
-	before = minor_faults();
-	before = minor_faults();
+	before = minflt();
+	before = minflt();
 	for (size_t off = 0; off < cb; off += 4096)
 		p[off] = 2;
-	EXPECT_EQ(cb / h, minor_faults() - before);
+	EXPECT_EQ(cb / h, minflt() - before);
 	mh_arena_free(a);
 }
 
@@ -1106,14 +1107,6 @@ TEST_F(arena, small_mallocs_out_of_address_space_take_it_back_from_quarantine)
 static bool recycles(const FIXTURE_VARIANT(arena) *variant)
 {
 	return !strcmp(variant->backend, "guard") || !strcmp(variant->backend, "mprotect");
-}
-
-static long minflt(void)
-{
-	struct rusage ru;
-
-	getrusage(RUSAGE_SELF, &ru);
-	return ru.ru_minflt;
 }
 
 static uint64_t warm_chunks(void)

@@ -88,48 +88,29 @@ static size_t first_changed(const char *p, size_t off, size_t len)
 
 /* ------------------------------------------------------------ fixture */
 
+/* A context and a mapping of NBLOCKS blocks advised MADV_HUGEPAGE. */
 FIXTURE(block) {
-	int fd;
-	char *mem;
-	size_t len;
-	struct gauges before;
+	struct kdev d;
 };
 
 FIXTURE_SETUP(block)
 {
-	self->fd = -1;
-	self->mem = NULL;
-	if (!device_present())
-		SKIP_SETUP(NO_DEVICE);
-	probes_install();
-	gauges_read(&self->before);
-	self->len = NBLOCKS * BLOCK;
-	self->fd = dev_open();
-	ASSERT_LE(0, self->fd) TH_LOG("open: %s", strerror(errno));
-	self->mem = dev_map(self->fd, self->len);
-	ASSERT_NE(NULL, self->mem) TH_LOG("mmap: %s", strerror(errno));
-	ASSERT_EQ(0, madvise(self->mem, self->len, MADV_HUGEPAGE));
+	kdev_setup_len(_metadata, &self->d, NBLOCKS * BLOCK);
+	ASSERT_EQ(0, madvise(self->d.mem, self->d.len, MADV_HUGEPAGE));
 }
 
 FIXTURE_TEARDOWN(block)
 {
-	struct gauges after;
-
-	if (self->mem)
-		munmap(self->mem, self->len);
-	if (self->fd >= 0)
-		close(self->fd);
-	gauges_read(&after);
-	EXPECT_GAUGES_EQ(self->before, after);
+	kdev_teardown(_metadata, &self->d);
 }
 
 /* ------------------------------------------------------------ mapping */
 
 TEST_F(block, a_mapping_of_2_mib_or_more_is_2_mib_aligned)
 {
-	char *more = dev_map(self->fd, BLOCK + page);
+	char *more = dev_map(self->d.fd, BLOCK + page);
 
-	EXPECT_EQ(0, (uintptr_t)self->mem % BLOCK);
+	EXPECT_EQ(0, (uintptr_t)self->d.mem % BLOCK);
 	ASSERT_NE(NULL, more);
 	EXPECT_EQ(0, (uintptr_t)more % BLOCK);
 	munmap(more, BLOCK + page);
@@ -137,14 +118,14 @@ TEST_F(block, a_mapping_of_2_mib_or_more_is_2_mib_aligned)
 
 TEST_F(block, one_touch_makes_the_whole_block_resident)
 {
-	ASSERT_EQ(0, try_write(self->mem + 5 * page, 1));
+	ASSERT_EQ(0, try_write(self->d.mem + 5 * page, 1));
 	/* That block, and nothing of the other one until it is touched. */
-	EXPECT_EQ(BLOCK, resident(self->fd));
-	ASSERT_EQ(0, try_write(self->mem + BLOCK, 1));
-	EXPECT_EQ(2 * BLOCK, resident(self->fd));
-	EXPECT_EQ(1, self->mem[5 * page]);
-	EXPECT_EQ(0, self->mem[6 * page]);
-	EXPECT_EQ(0, self->mem[BLOCK - 1]);
+	EXPECT_EQ(BLOCK, resident(self->d.fd));
+	ASSERT_EQ(0, try_write(self->d.mem + BLOCK, 1));
+	EXPECT_EQ(2 * BLOCK, resident(self->d.fd));
+	EXPECT_EQ(1, self->d.mem[5 * page]);
+	EXPECT_EQ(0, self->d.mem[6 * page]);
+	EXPECT_EQ(0, self->d.mem[BLOCK - 1]);
 }
 
 TEST_F(block, one_page_fault_maps_the_whole_block)
@@ -155,18 +136,18 @@ TEST_F(block, one_page_fault_maps_the_whole_block)
 	before = minor_faults();
 	before = minor_faults();
 	for (size_t i = 0; i < BLOCK; i += page)
-		self->mem[i] = 1;
+		self->d.mem[i] = 1;
 	EXPECT_EQ(1, minor_faults() - before);
 }
 
 TEST_F(block, a_mapping_without_madv_hugepage_has_small_pages)
 {
-	char *m = dev_map(self->fd, BLOCK);
+	char *m = dev_map(self->d.fd, BLOCK);
 	long before;
 
 	ASSERT_NE(NULL, m);
 	ASSERT_EQ(0, try_write(m, 1));
-	EXPECT_EQ(page, resident(self->fd));
+	EXPECT_EQ(page, resident(self->d.fd));
 	before = minor_faults();
 	before = minor_faults();
 	for (size_t i = page; i < BLOCK; i += page)
@@ -177,62 +158,62 @@ TEST_F(block, a_mapping_without_madv_hugepage_has_small_pages)
 
 TEST_F(block, madv_nohugepage_takes_the_advice_back)
 {
-	ASSERT_EQ(0, madvise(self->mem, self->len, MADV_NOHUGEPAGE));
-	ASSERT_EQ(0, try_write(self->mem, 1));
-	EXPECT_EQ(page, resident(self->fd));
+	ASSERT_EQ(0, madvise(self->d.mem, self->d.len, MADV_NOHUGEPAGE));
+	ASSERT_EQ(0, try_write(self->d.mem, 1));
+	EXPECT_EQ(page, resident(self->d.fd));
 }
 
 TEST_F(block, a_block_the_mapping_ends_inside_of_has_small_pages)
 {
 	size_t len = BLOCK + 4 * page;
-	char *m = dev_map(self->fd, len);
+	char *m = dev_map(self->d.fd, len);
 
 	ASSERT_NE(NULL, m);
 	ASSERT_EQ(0, madvise(m, len, MADV_HUGEPAGE));
 	ASSERT_EQ(0, try_write(m + BLOCK + page, 1));
-	EXPECT_EQ(page, resident(self->fd));
+	EXPECT_EQ(page, resident(self->d.fd));
 	munmap(m, len);
 }
 
 TEST_F(block, a_block_with_quarantine_in_it_has_small_pages)
 {
-	ASSERT_EQ(0, kfault(self->fd, self->mem + 7 * page, page));
-	ASSERT_EQ(0, try_write(self->mem, 1));
-	EXPECT_EQ(page, resident(self->fd));
-	EXPECT_EQ(SIGSEGV, try_read(self->mem + 7 * page, NULL));
+	ASSERT_EQ(0, kfault(self->d.fd, self->d.mem + 7 * page, page));
+	ASSERT_EQ(0, try_write(self->d.mem, 1));
+	EXPECT_EQ(page, resident(self->d.fd));
+	EXPECT_EQ(SIGSEGV, try_read(self->d.mem + 7 * page, NULL));
 }
 
 /* ------------------------------------------------------------ FAULT, RELEASE */
 
 TEST_F(block, fault_of_part_of_a_block_faults_exactly_that_range)
 {
-	char *m = self->mem;
+	char *m = self->d.mem;
 
-	fill(m, self->len);
-	ASSERT_EQ(0, kfault(self->fd, m + 100 * page, 10 * page));
-	EXPECT_EQ(self->len - 10 * page, resident(self->fd));
+	fill(m, self->d.len);
+	ASSERT_EQ(0, kfault(self->d.fd, m + 100 * page, 10 * page));
+	EXPECT_EQ(self->d.len - 10 * page, resident(self->d.fd));
 	EXPECT_EQ(SIGSEGV, try_read(m + 100 * page, NULL));
 	EXPECT_EQ(SIGSEGV, try_read(m + 109 * page + page - 1, NULL));
 	/* The neighbours and the rest of both blocks kept their data. */
 	EXPECT_EQ(100 * page, first_changed(m, 0, 100 * page));
-	EXPECT_EQ(self->len, first_changed(m, 110 * page, self->len));
+	EXPECT_EQ(self->d.len, first_changed(m, 110 * page, self->d.len));
 	/* Released, the range is zero-fill; still nothing else changed. */
-	ASSERT_EQ(0, krelease(self->fd, m + 100 * page, 10 * page));
+	ASSERT_EQ(0, krelease(self->d.fd, m + 100 * page, 10 * page));
 	for (size_t i = 100 * page; i < 110 * page; i++) {
 		ASSERT_EQ(0, m[i]) TH_LOG("byte %zu", i);
 	}
-	EXPECT_EQ(100 * page, first_changed(m, 0, self->len));
-	EXPECT_EQ(self->len, first_changed(m, 110 * page, self->len));
-	EXPECT_EQ(self->len, resident(self->fd));
+	EXPECT_EQ(100 * page, first_changed(m, 0, self->d.len));
+	EXPECT_EQ(self->d.len, first_changed(m, 110 * page, self->d.len));
+	EXPECT_EQ(self->d.len, resident(self->d.fd));
 }
 
 TEST_F(block, release_of_part_of_a_block_zeroes_exactly_that_range)
 {
-	char *m = self->mem;
+	char *m = self->d.mem;
 
 	fill(m, BLOCK);
-	ASSERT_EQ(0, krelease(self->fd, m + BLOCK - 2 * page, page));
-	EXPECT_EQ(BLOCK - page, resident(self->fd));
+	ASSERT_EQ(0, krelease(self->d.fd, m + BLOCK - 2 * page, page));
+	EXPECT_EQ(BLOCK - page, resident(self->d.fd));
 	EXPECT_EQ(BLOCK - 2 * page, first_changed(m, 0, BLOCK));
 	for (size_t i = BLOCK - 2 * page; i < BLOCK - page; i++) {
 		ASSERT_EQ(0, m[i]) TH_LOG("byte %zu", i);
@@ -242,75 +223,75 @@ TEST_F(block, release_of_part_of_a_block_zeroes_exactly_that_range)
 
 TEST_F(block, a_range_across_two_blocks_cuts_both_exactly)
 {
-	char *m = self->mem;
+	char *m = self->d.mem;
 
-	fill(m, self->len);
-	ASSERT_EQ(0, kfault(self->fd, m + BLOCK - 3 * page, 5 * page));
-	EXPECT_EQ(self->len - 5 * page, resident(self->fd));
+	fill(m, self->d.len);
+	ASSERT_EQ(0, kfault(self->d.fd, m + BLOCK - 3 * page, 5 * page));
+	EXPECT_EQ(self->d.len - 5 * page, resident(self->d.fd));
 	EXPECT_EQ(BLOCK - 3 * page, first_changed(m, 0, BLOCK - 3 * page));
 	EXPECT_EQ(SIGSEGV, try_read(m + BLOCK - 3 * page, NULL));
 	EXPECT_EQ(SIGSEGV, try_read(m + BLOCK + page, NULL));
-	EXPECT_EQ(self->len, first_changed(m, BLOCK + 2 * page, self->len));
+	EXPECT_EQ(self->d.len, first_changed(m, BLOCK + 2 * page, self->d.len));
 }
 
 TEST_F(block, a_cut_block_goes_with_its_last_page)
 {
-	char *m = self->mem;
+	char *m = self->d.mem;
 
 	fill(m, BLOCK);
-	ASSERT_EQ(0, kfault(self->fd, m, page));
-	ASSERT_EQ(0, kfault(self->fd, m + 2 * page, BLOCK - 2 * page));
-	EXPECT_EQ(page, resident(self->fd));
+	ASSERT_EQ(0, kfault(self->d.fd, m, page));
+	ASSERT_EQ(0, kfault(self->d.fd, m + 2 * page, BLOCK - 2 * page));
+	EXPECT_EQ(page, resident(self->d.fd));
 	EXPECT_EQ(pattern(page), m[page]);
-	ASSERT_EQ(0, kfault(self->fd, m + page, page));
-	EXPECT_EQ(0, resident(self->fd));
+	ASSERT_EQ(0, kfault(self->d.fd, m + page, page));
+	EXPECT_EQ(0, resident(self->d.fd));
 	/* Released as a whole, the block is one compound page again. */
-	ASSERT_EQ(0, krelease(self->fd, m, BLOCK));
+	ASSERT_EQ(0, krelease(self->d.fd, m, BLOCK));
 	ASSERT_EQ(0, try_write(m + 9 * page, 1));
-	EXPECT_EQ(BLOCK, resident(self->fd));
+	EXPECT_EQ(BLOCK, resident(self->d.fd));
 	EXPECT_EQ(0, m[0]);
 }
 
 /* The block is cut before the limit is checked; the cut alone changes nothing. */
 TEST_F(block, a_fault_over_the_limit_leaves_a_cut_block_as_it_was)
 {
-	char *m = self->mem;
+	char *m = self->d.mem;
 
 	fill(m, BLOCK);
-	ASSERT_EQ(0, klimit(self->fd, page, 0));
-	EXPECT_EQ(EDQUOT, kfault(self->fd, m + 7 * page, 2 * page));
-	EXPECT_EQ(BLOCK, resident(self->fd));
+	ASSERT_EQ(0, klimit(self->d.fd, page, 0));
+	EXPECT_EQ(EDQUOT, kfault(self->d.fd, m + 7 * page, 2 * page));
+	EXPECT_EQ(BLOCK, resident(self->d.fd));
 	EXPECT_EQ(BLOCK, first_changed(m, 0, BLOCK));
-	ASSERT_EQ(0, kfault(self->fd, m + 7 * page, page));
+	ASSERT_EQ(0, kfault(self->d.fd, m + 7 * page, page));
 	EXPECT_EQ(SIGSEGV, try_read(m + 7 * page, NULL));
 	EXPECT_EQ(7 * page, first_changed(m, 0, 7 * page));
 	EXPECT_EQ(BLOCK, first_changed(m, 8 * page, BLOCK));
-	EXPECT_EQ(BLOCK - page, resident(self->fd));
+	EXPECT_EQ(BLOCK - page, resident(self->d.fd));
 }
 
 TEST_F(block, fault_of_whole_blocks_frees_them)
 {
-	fill(self->mem, self->len);
-	ASSERT_EQ(0, kfault(self->fd, self->mem, self->len));
-	EXPECT_EQ(0, resident(self->fd));
-	EXPECT_EQ(SIGSEGV, try_read(self->mem + BLOCK + 3, NULL));
-	ASSERT_EQ(0, krelease(self->fd, self->mem, self->len));
-	EXPECT_EQ(0, self->mem[BLOCK + 3]);
-	EXPECT_EQ(BLOCK, resident(self->fd));
+	fill(self->d.mem, self->d.len);
+	ASSERT_EQ(0, kfault(self->d.fd, self->d.mem, self->d.len));
+	EXPECT_EQ(0, resident(self->d.fd));
+	EXPECT_EQ(SIGSEGV, try_read(self->d.mem + BLOCK + 3, NULL));
+	ASSERT_EQ(0, krelease(self->d.fd, self->d.mem, self->d.len));
+	EXPECT_EQ(0, self->d.mem[BLOCK + 3]);
+	EXPECT_EQ(BLOCK, resident(self->d.fd));
 }
 
 /* ------------------------------------------------------------ write protection */
 
 TEST_F(block, mprotect_read_only_and_back_keeps_a_huge_block)
 {
-	fill(self->mem, BLOCK);
-	ASSERT_EQ(0, mprotect(self->mem, self->len, PROT_READ));
-	EXPECT_EQ(SIGSEGV, try_write(self->mem + 3 * page, 1));
-	EXPECT_EQ(BLOCK, first_changed(self->mem, 0, BLOCK));
-	ASSERT_EQ(0, mprotect(self->mem, self->len, PROT_READ | PROT_WRITE));
-	ASSERT_EQ(0, try_write(self->mem + 3 * page, 'W'));
-	EXPECT_EQ('W', self->mem[3 * page]);
-	EXPECT_EQ(BLOCK, resident(self->fd));
+	fill(self->d.mem, BLOCK);
+	ASSERT_EQ(0, mprotect(self->d.mem, self->d.len, PROT_READ));
+	EXPECT_EQ(SIGSEGV, try_write(self->d.mem + 3 * page, 1));
+	EXPECT_EQ(BLOCK, first_changed(self->d.mem, 0, BLOCK));
+	ASSERT_EQ(0, mprotect(self->d.mem, self->d.len, PROT_READ | PROT_WRITE));
+	ASSERT_EQ(0, try_write(self->d.mem + 3 * page, 'W'));
+	EXPECT_EQ('W', self->d.mem[3 * page]);
+	EXPECT_EQ(BLOCK, resident(self->d.fd));
 }
 
 /* Clearing the soft-dirty bits write-protects every page-table entry. */
@@ -318,16 +299,16 @@ TEST_F(block, a_block_write_protected_by_clear_refs_is_written_again)
 {
 	int fd;
 
-	fill(self->mem, BLOCK);
+	fill(self->d.mem, BLOCK);
 	fd = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
 	if (fd < 0)
 		SKIP(return, "no /proc/self/clear_refs: %s", strerror(errno));
 	ASSERT_EQ(1, write(fd, "4", 1));
 	close(fd);
-	ASSERT_EQ(0, try_write(self->mem + 3 * page, 'W'));
-	EXPECT_EQ('W', self->mem[3 * page]);
-	EXPECT_EQ(pattern(4 * page), self->mem[4 * page]);
-	EXPECT_EQ(BLOCK, resident(self->fd));
+	ASSERT_EQ(0, try_write(self->d.mem + 3 * page, 'W'));
+	EXPECT_EQ('W', self->d.mem[3 * page]);
+	EXPECT_EQ(pattern(4 * page), self->d.mem[4 * page]);
+	EXPECT_EQ(BLOCK, resident(self->d.fd));
 }
 
 /*
@@ -338,13 +319,13 @@ TEST_F(block, a_block_write_protected_by_clear_refs_is_written_again)
  */
 TEST_F(block, madvise_of_every_kind_leaves_whole_and_cut_blocks_working)
 {
-	char *m = self->mem, *q = m + BLOCK + 16 * page;
+	char *m = self->d.mem, *q = m + BLOCK + 16 * page;
 
-	fill(m, self->len);
-	ASSERT_EQ(0, kfault(self->fd, q, 4 * page));
+	fill(m, self->d.len);
+	ASSERT_EQ(0, kfault(self->d.fd, q, 4 * page));
 	ASSERT_EQ(16 * page, first_changed(m + BLOCK, 0, 16 * page));
 	for (int advice = 0; advice <= 25; advice++) {
-		int whole = madvise(m, self->len, advice) ? errno : 0;
+		int whole = madvise(m, self->d.len, advice) ? errno : 0;
 		int part = madvise(m + BLOCK, 3 * page, advice) ? errno : 0;
 
 		TH_LOG("madvise %d: whole %s, three pages %s", advice,
@@ -352,8 +333,8 @@ TEST_F(block, madvise_of_every_kind_leaves_whole_and_cut_blocks_working)
 	}
 	EXPECT_EQ(BLOCK + 16 * page, first_changed(m, 0, BLOCK + 16 * page));
 	EXPECT_EQ(SIGSEGV, try_read(q, NULL));
-	EXPECT_EQ(self->len, first_changed(m, BLOCK + 20 * page, self->len));
-	EXPECT_EQ(self->len - 4 * page, resident(self->fd));
+	EXPECT_EQ(self->d.len, first_changed(m, BLOCK + 20 * page, self->d.len));
+	EXPECT_EQ(self->d.len - 4 * page, resident(self->d.fd));
 }
 
 /*
@@ -363,26 +344,26 @@ TEST_F(block, madvise_of_every_kind_leaves_whole_and_cut_blocks_working)
  */
 TEST_F(block, a_refused_mremap_leaves_the_blocks_and_their_data)
 {
-	size_t span = self->len + BLOCK;
+	size_t span = self->d.len + BLOCK;
 	char *p = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	char *aligned;
 
 	ASSERT_NE(MAP_FAILED, p);
 	aligned = p + (-(uintptr_t)p & (BLOCK - 1));
-	fill(self->mem, self->len);
+	fill(self->d.mem, self->d.len);
 	errno = 0;
-	EXPECT_EQ(MAP_FAILED, mremap(self->mem, self->len, self->len,
+	EXPECT_EQ(MAP_FAILED, mremap(self->d.mem, self->d.len, self->d.len,
 				     MREMAP_MAYMOVE | MREMAP_FIXED, aligned));
 	EXPECT_EQ(EINVAL, errno);
 	errno = 0;
-	EXPECT_EQ(MAP_FAILED, mremap(self->mem, self->len, self->len,
+	EXPECT_EQ(MAP_FAILED, mremap(self->d.mem, self->d.len, self->d.len,
 				     MREMAP_MAYMOVE | MREMAP_FIXED, aligned + page));
 	EXPECT_EQ(EINVAL, errno);
 	munmap(p, span);
-	EXPECT_EQ(self->len, first_changed(self->mem, 0, self->len));
-	EXPECT_EQ(self->len, resident(self->fd));
-	ASSERT_EQ(0, kfault(self->fd, self->mem, self->len));
-	EXPECT_EQ(0, resident(self->fd));
+	EXPECT_EQ(self->d.len, first_changed(self->d.mem, 0, self->d.len));
+	EXPECT_EQ(self->d.len, resident(self->d.fd));
+	ASSERT_EQ(0, kfault(self->d.fd, self->d.mem, self->d.len));
+	EXPECT_EQ(0, resident(self->d.fd));
 }
 
 /* ------------------------------------------------------------ threads */
@@ -408,17 +389,17 @@ TEST_F(block, threads_touching_a_fresh_block_share_one_compound_page)
 {
 	pthread_t t[TOUCHERS];
 
-	touch_arg.mem = self->mem;
+	touch_arg.mem = self->d.mem;
 	ASSERT_EQ(0, pthread_barrier_init(&touch_arg.go, NULL, TOUCHERS));
 	for (uintptr_t i = 0; i < TOUCHERS; i++)
 		ASSERT_EQ(0, pthread_create(&t[i], NULL, toucher, (void *)i));
 	for (int i = 0; i < TOUCHERS; i++)
 		pthread_join(t[i], NULL);
 	pthread_barrier_destroy(&touch_arg.go);
-	EXPECT_EQ(BLOCK, resident(self->fd));
+	EXPECT_EQ(BLOCK, resident(self->d.fd));
 	for (size_t i = 0; i < TOUCHERS; i++)
 		EXPECT_EQ((char)(i + 1),
-			  self->mem[i * (BLOCK / TOUCHERS) + i * page]);
+			  self->d.mem[i * (BLOCK / TOUCHERS) + i * page]);
 }
 
 /* ------------------------------------------------------------ get_user_pages */
@@ -427,16 +408,16 @@ TEST_F(block, process_vm_readv_reads_across_blocks)
 {
 	size_t off = BLOCK - 3 * page, len = 6 * page;
 	char *buf = malloc(len);
-	struct iovec local = { buf, len }, remote = { self->mem + off, len };
+	struct iovec local = { buf, len }, remote = { self->d.mem + off, len };
 
 	ASSERT_NE(NULL, buf);
-	fill(self->mem, self->len);
+	fill(self->d.mem, self->d.len);
 	EXPECT_EQ((ssize_t)len, process_vm_readv(getpid(), &local, 1, &remote, 1, 0));
 	for (size_t i = 0; i < len; i++) {
 		ASSERT_EQ(pattern(off + i), buf[i]) TH_LOG("byte %zu", i);
 	}
 	/* And across a block that a FAULT cut. */
-	ASSERT_EQ(0, kfault(self->fd, self->mem + BLOCK + 4 * page, page));
+	ASSERT_EQ(0, kfault(self->d.fd, self->d.mem + BLOCK + 4 * page, page));
 	memset(buf, 0, len);
 	EXPECT_EQ((ssize_t)len, process_vm_readv(getpid(), &local, 1, &remote, 1, 0));
 	for (size_t i = 0; i < len; i++) {
@@ -447,19 +428,19 @@ TEST_F(block, process_vm_readv_reads_across_blocks)
 
 TEST_F(block, a_page_pinned_by_vmsplice_outlives_fault_of_its_block)
 {
-	struct iovec iov = { self->mem + 33 * page, page };
+	struct iovec iov = { self->d.mem + 33 * page, page };
 	char *buf = malloc(page);
 	int pfds[2];
 
 	ASSERT_NE(NULL, buf);
 	ASSERT_EQ(0, pipe(pfds));
-	fill(self->mem, BLOCK);
+	fill(self->d.mem, BLOCK);
 	ASSERT_EQ((ssize_t)page, vmsplice(pfds[1], &iov, 1, 0));
-	ASSERT_EQ(0, kfault(self->fd, self->mem, BLOCK));
-	EXPECT_EQ(0, resident(self->fd));
+	ASSERT_EQ(0, kfault(self->d.fd, self->d.mem, BLOCK));
+	EXPECT_EQ(0, resident(self->d.fd));
 	/* New memory comes and gets written; the pipe's page is not in it. */
-	ASSERT_EQ(0, krelease(self->fd, self->mem, BLOCK));
-	memset(self->mem, 'B', BLOCK);
+	ASSERT_EQ(0, krelease(self->d.fd, self->d.mem, BLOCK));
+	memset(self->d.mem, 'B', BLOCK);
 	ASSERT_EQ((ssize_t)page, read(pfds[0], buf, page));
 	for (size_t i = 0; i < page; i++) {
 		ASSERT_EQ(pattern(33 * page), buf[i]) TH_LOG("byte %zu", i);
@@ -489,13 +470,13 @@ TEST_F(block, a_child_after_madv_dofork_gets_nothing_of_a_huge_block)
 {
 	struct child_result r;
 
-	fill(self->mem, self->len);
-	ASSERT_EQ(0, madvise(self->mem, self->len, MADV_DOFORK));
-	dofork_mem = self->mem;
+	fill(self->d.mem, self->d.len);
+	ASSERT_EQ(0, madvise(self->d.mem, self->d.len, MADV_DOFORK));
+	dofork_mem = self->d.mem;
 	run_child(child_touches_dofork_block, NULL, &r);
 	EXPECT_TRUE(WIFEXITED(r.status)) TH_LOG("status %#x", r.status);
 	EXPECT_EQ(0, WEXITSTATUS(r.status));
-	EXPECT_EQ(self->len, first_changed(self->mem, 0, self->len));
+	EXPECT_EQ(self->d.len, first_changed(self->d.mem, 0, self->d.len));
 }
 
 TEST_HARNESS_MAIN

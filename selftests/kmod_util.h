@@ -309,9 +309,10 @@ static inline void expect_module_idle(struct __test_metadata *_metadata)
 }
 
 /*
- * What most fixtures hold: a context and a mapping of npages of it, and the
- * global gauges from before, which must read the same again once both are
- * gone (kdev_teardown checks). Setup skips without the device.
+ * What most fixtures hold: a context and a mapping of it (KDEV_PAGES pages,
+ * or len bytes with kdev_setup_len), and the global gauges from before,
+ * which must read the same again once both are gone (kdev_teardown checks).
+ * Setup skips without the device.
  */
 struct kdev {
 	int fd;
@@ -322,7 +323,8 @@ struct kdev {
 
 #define KDEV_PAGES	64
 
-static inline void kdev_setup(struct __test_metadata *_metadata, struct kdev *d)
+static inline void kdev_setup_len(struct __test_metadata *_metadata, struct kdev *d,
+				  size_t len)
 {
 	d->fd = -1;
 	d->mem = NULL;
@@ -330,11 +332,16 @@ static inline void kdev_setup(struct __test_metadata *_metadata, struct kdev *d)
 		SKIP_SETUP(NO_DEVICE);
 	probes_install();
 	gauges_read(&d->before);
-	d->len = KDEV_PAGES * page;
+	d->len = len;
 	d->fd = dev_open();
 	ASSERT_LE(0, d->fd) TH_LOG("open: %s", strerror(errno));
 	d->mem = dev_map(d->fd, d->len);
 	ASSERT_NE(NULL, d->mem) TH_LOG("mmap: %s", strerror(errno));
+}
+
+static inline void kdev_setup(struct __test_metadata *_metadata, struct kdev *d)
+{
+	kdev_setup_len(_metadata, d, KDEV_PAGES * page);
 }
 
 /* Unmap and close; everything the test held is given back (settling, for
