@@ -439,9 +439,11 @@ bench-quick: all
 # by io_uring against mprotect): bench/fault_bench.c, static, run by
 # tools/vmtest.sh --bench-only on every kernel of KVERS in turn; its lines
 # end up in $(LOGS)/vm-<version>-bench-*.tap.
-$(FAULT_BENCH): $(TOP)/bench/fault_bench.c $(TOP)/uapi/linux/mheap.h | $(DEPS_STAMP)
+$(FAULT_BENCH): $(TOP)/bench/fault_bench.c $(TOP)/uapi/linux/mheap.h $(BUILD)/libmheap.a \
+		| $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 $(WARN) -O2 -I$(TOP)/uapi -o $@ $< -static -luring
+	$(CC) -std=gnu11 $(WARN) -O2 -I$(TOP)/uapi -I$(TOP)/userlib/include -o $@ $< \
+		$(BUILD)/libmheap.a -static -luring -pthread
 
 bench-vm: module $(FAULT_BENCH)
 	@mkdir -p $(LOGS)

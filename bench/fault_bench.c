@@ -21,7 +21,8 @@
  *   none        anonymous memory left as it is (the cost of not faulting)
  *
  * It talks to the kernel directly rather than through libmheap, so that the
- * numbers are those of the mechanisms alone. The cycle and batch tests
+ * numbers are those of the mechanisms alone, except in test=arena, which
+ * is the library end to end. The cycle, batch and arena tests
  * interleave the backends (one cycle of each in turn), so that a noisy
  * machine slows them all alike and their ratios hold. Every line it prints
  * is "fault_bench key=value ...":
@@ -35,6 +36,19 @@
  *   test=batch     16 chunks faulted and released in one call (an ioctl
  *                  vector, 16 linked SQEs in one submission, 16 mprotect
  *                  pairs): cost per chunk
+ *   test=arena     the library: a big arena of ARENA_CHUNKS chunks' worth
+ *                  of data (8 MiB each, the default chunk size), every
+ *                  page written (fill), then mh_arena_free() (free), in a
+ *                  process of its own per backend (this program again,
+ *                  with MHEAP_BACKEND set and -A: the library chooses its
+ *                  backend once per process), ARENA_ROUNDS arenas one
+ *                  after the other in each, the processes of the backends
+ *                  in turn; medians in microseconds per chunk over the
+ *                  rounds after each process's first. kmod advises a big
+ *                  arena's chunks MADV_HUGEPAGE as the anonymous backends
+ *                  do (userlib/arena_hugepages.c); mprotect's freed full
+ *                  chunks move warm (userlib/arena_warm.c), so its next
+ *                  fill takes no page faults
  *   test=capacity  one-page ranges quarantined until the backend refuses:
  *                  kmod stops at its quarantine limit (set here to
  *                  -l bytes for this context, EDQUOT) with the mapping
@@ -42,6 +56,7 @@
  *                  (ENOMEM)
  *
  * Usage: fault_bench [-c chunk_bytes] [-n cycles] [-l kmod_limit_bytes]
+ * (-c does not apply to test=arena: the library's chunks are its own)
  * Without /dev/mheap the kmod lines say skipped=no-device.
  */
 #define _GNU_SOURCE
@@ -56,10 +71,13 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <linux/mheap.h>
+
+#include "mheap.h"
 
 #define BATCH 16
 
@@ -511,6 +529,121 @@ static void capacity_guard(void)
 	munmap(p, len);
 }
 
+/* ------------------------------------------------------------ the library */
+
+#define ARENA_CHUNK	(8u << 20)	/* the library's default chunk size */
+#define ARENA_CHUNKS	4
+#define ARENA_ROUNDS	4
+#define ARENA_PROCS	5	/* processes per backend */
+#define ARENA_PIECE	(64u << 10)
+
+/*
+ * -A: ARENA_ROUNDS rounds of one arena of ARENA_CHUNKS chunks' worth of
+ * data, every page written, then freed; "fill free" in microseconds per
+ * round on stdout.
+ */
+static int arena_child(void)
+{
+	size_t bytes = ARENA_CHUNKS * ARENA_CHUNK;
+
+	mh_arena_free(mh_arena_new());	/* the library's set-up, not timed */
+	for (int r = 0; r < ARENA_ROUNDS; r++) {
+		mh_arena *a = mh_arena_new();
+		double t0, t1, t2;
+
+		if (!a)
+			die("mh_arena_new");
+		t0 = now_us();
+		for (size_t n = 0; n < bytes; n += ARENA_PIECE) {
+			char *p = mh_arena_alloc(a, ARENA_PIECE, 0);
+
+			if (!p)
+				die("mh_arena_alloc");
+			for (size_t i = 0; i < ARENA_PIECE; i += page)
+				p[i] = 1;
+		}
+		t1 = now_us();
+		mh_arena_free(a);
+		t2 = now_us();
+		printf("%.1f %.1f\n", t1 - t0, t2 - t1);
+	}
+	return 0;
+}
+
+/* Run this program with -A under backend name; its rounds after the first
+ * into fill[] and freed[] from *n on. False if it failed. */
+static bool arena_proc(const char *name, double *fill, double *freed, int *n)
+{
+	char buf[512], *line, *save;
+	int fds[2], status;
+	ssize_t len, got = 0;
+	pid_t pid;
+
+	if (pipe(fds))
+		die("pipe");
+	pid = fork();
+	if (pid < 0)
+		die("fork");
+	if (!pid) {
+		dup2(fds[1], 1);
+		close(fds[0]);
+		setenv("MHEAP_BACKEND", name, 1);
+		execl("/proc/self/exe", "fault_bench", "-A", (char *)NULL);
+		_exit(127);
+	}
+	close(fds[1]);
+	while (got < (ssize_t)sizeof(buf) - 1 &&
+	       (len = read(fds[0], buf + got, sizeof(buf) - 1 - (size_t)got)) > 0)
+		got += len;
+	buf[got] = '\0';
+	close(fds[0]);
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status))
+		return false;
+	line = strtok_r(buf, "\n", &save);
+	for (int r = 0; line; r++, line = strtok_r(NULL, "\n", &save)) {
+		if (r == 0)
+			continue;
+		if (sscanf(line, "%lf %lf", &fill[*n], &freed[*n]) != 2)
+			return false;
+		++*n;
+	}
+	return true;
+}
+
+/* The library's backends that work here, their processes in turn. */
+static void arena(void)
+{
+	static const char *const lib[] = { "kmod", "guard", "mprotect" };
+	enum { NLIB = 3, PER = ARENA_PROCS * (ARENA_ROUNDS - 1) };
+	double fill[NLIB][PER], freed[NLIB][PER];
+	bool ok[NLIB];
+	int n[NLIB] = { 0 };
+
+	for (int b = 0; b < NLIB; b++)
+		ok[b] = true;
+	if (dev < 0)
+		ok[0] = false;
+	if (why_not[GUARD])
+		ok[1] = false;
+	for (int i = 0; i < ARENA_PROCS; i++)
+		for (int b = 0; b < NLIB; b++)
+			if (ok[b])
+				ok[b] = arena_proc(lib[b], fill[b], freed[b], &n[b]);
+	for (int b = 0; b < NLIB; b++) {
+		if (!ok[b] || !n[b]) {
+			printf("fault_bench test=arena backend=%s skipped=%s\n", lib[b],
+			       b == 0 && dev < 0 ? "no-device" :
+			       b == 1 && why_not[GUARD] ? why_not[GUARD] : "failed");
+			continue;
+		}
+		printf("fault_bench test=arena backend=%s chunks=%d chunk_kib=%zu n=%d"
+		       " fill_us_med=%.1f free_us_med=%.1f\n",
+		       lib[b], ARENA_CHUNKS, (size_t)ARENA_CHUNK >> 10, n[b],
+		       median(fill[b], n[b]) / ARENA_CHUNKS,
+		       median(freed[b], n[b]) / ARENA_CHUNKS);
+	}
+}
+
 static bool guard_works(void)
 {
 	char *p = map_chunks(GUARD, page);
@@ -536,8 +669,10 @@ int main(int argc, char **argv)
 	int opt;
 
 	page = (size_t)sysconf(_SC_PAGESIZE);
-	while ((opt = getopt(argc, argv, "c:n:l:")) != -1) {
+	while ((opt = getopt(argc, argv, "c:n:l:A")) != -1) {
 		switch (opt) {
+		case 'A':
+			return arena_child();
 		case 'c':
 			chunk = (strtoull(optarg, NULL, 0) + page - 1) & ~(page - 1);
 			break;
@@ -571,6 +706,7 @@ int main(int argc, char **argv)
 	cycle(true);
 	cycle(false);
 	batch();
+	arena();
 	if (dev >= 0)
 		capacity_kmod();
 	else

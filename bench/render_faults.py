@@ -57,6 +57,7 @@ def section(title, rows):
         if r.get("test") == "batch" and "skipped" not in r:
             out.append(f"| {r['backend']} | {r['fault_us_per_chunk_med']} | "
                        f"{r['release_us_per_chunk_med']} |")
+    out += arena(rows)
     out += ["", "### Quarantine scaling: one-page ranges held", "",
             "| backend | ranges | stopped by | VMAs of the mapping | us per range |",
             "|---|---|---|---|---|"]
@@ -69,6 +70,30 @@ def section(title, rows):
         out.append(f"| {r['backend']} | {r['ranges']} | {r['stop']} | "
                    f"{r.get('vmas', '')} | {r['us_per_range']} |")
     return out + ratios(rows) + [""]
+
+
+def arena(rows):
+    """test=arena: the library end to end, and kmod over mprotect."""
+    got = [r for r in rows if r.get("test") == "arena"]
+    if not got:
+        return []
+    out = ["", "### The library: a big arena, every page written, then freed "
+           "(us per 8 MiB chunk, medians)", "",
+           "| backend | write (fill) | mh_arena_free | both |", "|---|---|---|---|"]
+    both = {}
+    for r in got:
+        if "skipped" in r:
+            out.append(f"| {r['backend']} | skipped: {r['skipped']} | | |")
+            continue
+        fill, free = float(r["fill_us_med"]), float(r["free_us_med"])
+        both[r["backend"]] = (fill, free, fill + free)
+        out.append(f"| {r['backend']} | {fill:.1f} | {free:.1f} | {fill + free:.1f} |")
+    if "kmod" in both and "mprotect" in both:
+        k, m = both["kmod"], both["mprotect"]
+        out += ["", "kmod over mprotect, this run: " + ", ".join(
+            f"{what} {a / b:.2f}" for what, a, b in
+            zip(("write", "free", "both"), k, m) if b) + "."]
+    return out
 
 
 def ratios(rows):
@@ -124,7 +149,9 @@ def main():
              "other only, within one kernel's section.",
              "- `bench/fault_bench.c` talks to the kernel directly (no libmheap): the "
              "cost of the mechanisms alone. kmod = `/dev/mheap` by ioctl or io_uring; "
-             "`none` does nothing, which is what not faulting costs.", ""]
+             "`none` does nothing, which is what not faulting costs. Only its "
+             "library table goes through libmheap, one process per backend "
+             "(`MHEAP_BACKEND`).", ""]
     lines += section("Host (none, guard, mprotect)", parse(host))
     for vm in vms:
         lines += section(f"VM on {kernel_of(vm)}, with the module loaded (kmod, mprotect)",
