@@ -570,9 +570,22 @@ static int arena_child(void)
 	return 0;
 }
 
-/* Run this program with -A under backend name; its rounds after the first
- * into fill[] and freed[] from *n on. False if it failed. */
-static bool arena_proc(const char *name, double *fill, double *freed, int *n)
+/* The library's configurations measured: a backend, and an option. */
+static const struct {
+	const char *name, *backend, *option;
+} lib[] = {
+	{ "kmod", "kmod", NULL },
+	{ "guard", "guard", NULL },
+	{ "mprotect", "mprotect", NULL },
+	/* Freed full chunks faulted, not moved warm: kmod's way. */
+	{ "mprotect-norecycle", "mprotect", "MHEAP_ARENA_RECYCLE=0" },
+};
+#define NLIB (sizeof(lib) / sizeof(lib[0]))
+
+/* Run this program with -A under configuration l; its rounds after the
+ * first into fill[] and freed[] from *n on. False if it failed, and why on
+ * stderr. */
+static bool arena_proc(unsigned l, double *fill, double *freed, int *n)
 {
 	char buf[512], *line, *save;
 	int fds[2], status;
@@ -587,7 +600,9 @@ static bool arena_proc(const char *name, double *fill, double *freed, int *n)
 	if (!pid) {
 		dup2(fds[1], 1);
 		close(fds[0]);
-		setenv("MHEAP_BACKEND", name, 1);
+		setenv("MHEAP_BACKEND", lib[l].backend, 1);
+		if (lib[l].option)
+			putenv((char *)lib[l].option);
 		execl("/proc/self/exe", "fault_bench", "-A", (char *)NULL);
 		_exit(127);
 	}
@@ -597,8 +612,11 @@ static bool arena_proc(const char *name, double *fill, double *freed, int *n)
 		got += len;
 	buf[got] = '\0';
 	close(fds[0]);
-	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status))
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status)) {
+		fprintf(stderr, "fault_bench: -A as %s: status %#x, output \"%s\"\n",
+			lib[l].name, status, buf);
 		return false;
+	}
 	line = strtok_r(buf, "\n", &save);
 	for (int r = 0; line; r++, line = strtok_r(NULL, "\n", &save)) {
 		if (r == 0)
@@ -610,37 +628,34 @@ static bool arena_proc(const char *name, double *fill, double *freed, int *n)
 	return true;
 }
 
-/* The library's backends that work here, their processes in turn. */
+/* The library's configurations that work here, their processes in turn. */
 static void arena(void)
 {
-	static const char *const lib[] = { "kmod", "guard", "mprotect" };
-	enum { NLIB = 3, PER = ARENA_PROCS * (ARENA_ROUNDS - 1) };
+	enum { PER = ARENA_PROCS * (ARENA_ROUNDS - 1) };
 	double fill[NLIB][PER], freed[NLIB][PER];
-	bool ok[NLIB];
+	const char *why[NLIB] = { NULL };
 	int n[NLIB] = { 0 };
 
-	for (int b = 0; b < NLIB; b++)
-		ok[b] = true;
-	if (dev < 0)
-		ok[0] = false;
-	if (why_not[GUARD])
-		ok[1] = false;
+	for (unsigned l = 0; l < NLIB; l++)
+		if (!strcmp(lib[l].backend, "kmod") && dev < 0)
+			why[l] = "no-device";
+		else if (!strcmp(lib[l].backend, "guard") && why_not[GUARD])
+			why[l] = why_not[GUARD];
 	for (int i = 0; i < ARENA_PROCS; i++)
-		for (int b = 0; b < NLIB; b++)
-			if (ok[b])
-				ok[b] = arena_proc(lib[b], fill[b], freed[b], &n[b]);
-	for (int b = 0; b < NLIB; b++) {
-		if (!ok[b] || !n[b]) {
-			printf("fault_bench test=arena backend=%s skipped=%s\n", lib[b],
-			       b == 0 && dev < 0 ? "no-device" :
-			       b == 1 && why_not[GUARD] ? why_not[GUARD] : "failed");
+		for (unsigned l = 0; l < NLIB; l++)
+			if (!why[l] && !arena_proc(l, fill[l], freed[l], &n[l]))
+				why[l] = "failed";
+	for (unsigned l = 0; l < NLIB; l++) {
+		if (why[l] || !n[l]) {
+			printf("fault_bench test=arena backend=%s skipped=%s\n", lib[l].name,
+			       why[l] ? why[l] : "failed");
 			continue;
 		}
 		printf("fault_bench test=arena backend=%s chunks=%d chunk_kib=%zu n=%d"
 		       " fill_us_med=%.1f free_us_med=%.1f\n",
-		       lib[b], ARENA_CHUNKS, (size_t)ARENA_CHUNK >> 10, n[b],
-		       median(fill[b], n[b]) / ARENA_CHUNKS,
-		       median(freed[b], n[b]) / ARENA_CHUNKS);
+		       lib[l].name, ARENA_CHUNKS, (size_t)ARENA_CHUNK >> 10, n[l],
+		       median(fill[l], n[l]) / ARENA_CHUNKS,
+		       median(freed[l], n[l]) / ARENA_CHUNKS);
 	}
 }
 

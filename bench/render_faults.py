@@ -88,11 +88,15 @@ def arena(rows):
         fill, free = float(r["fill_us_med"]), float(r["free_us_med"])
         both[r["backend"]] = (fill, free, fill + free)
         out.append(f"| {r['backend']} | {fill:.1f} | {free:.1f} | {fill + free:.1f} |")
-    if "kmod" in both and "mprotect" in both:
-        k, m = both["kmod"], both["mprotect"]
-        out += ["", "kmod over mprotect, this run: " + ", ".join(
-            f"{what} {a / b:.2f}" for what, a, b in
-            zip(("write", "free", "both"), k, m) if b) + "."]
+    for base in ("mprotect", "mprotect-norecycle"):
+        if "kmod" in both and base in both:
+            k, m = both["kmod"], both[base]
+            out += ["", f"kmod over {base}, this run: " + ", ".join(
+                f"{what} {a / b:.2f}" for what, a, b in
+                zip(("write", "free", "both"), k, m) if b) + "."]
+    if any(r.get("backend") == "mprotect-norecycle" for r in got):
+        out += ["", "mprotect-norecycle is mprotect with `MHEAP_ARENA_RECYCLE=0`: freed "
+                "full chunks are faulted, as kmod's are, instead of moved warm."]
     return out
 
 
