@@ -655,6 +655,31 @@ TEST_F(arena, small_arenas_stay_in_small_pages)
 		mh_arena_free(a[i]);
 }
 
+/* Why chunks of this backend cannot have a huge tail here, or NULL. */
+static const char *no_huge_tail(const FIXTURE_VARIANT(arena) *variant,
+				const struct arena_config *cfg)
+{
+	size_t h = arena_thp(variant);
+
+	if (!h)
+		return "no transparent huge pages here";
+	if (cfg->chunk_bytes < 2 * h)
+		return "smaller than two huge pages";
+	return NULL;
+}
+
+/* A new arena's first allocation (*first, 64 bytes) and, after 4 KiB ones
+ * that use up its small-page window, the first one past it. */
+static char *alloc_past_window(mh_arena *a, const struct arena_config *cfg, char **first)
+{
+	char *next = NULL;
+
+	*first = mh_arena_alloc(a, 64, 0);
+	for (size_t n = 64; n <= cfg->thp_after; n += 4096)
+		next = mh_arena_alloc(a, 4096, 0);
+	return next;
+}
+
 TEST_F(arena, big_arenas_take_huge_pages_and_give_them_back_to_the_heap)
 {
 	RETURN_IF_SETUP_SKIPPED();
@@ -662,21 +687,17 @@ TEST_F(arena, big_arenas_take_huge_pages_and_give_them_back_to_the_heap)
 	struct arena_config cfg = self->cfg;
 	size_t h = arena_thp(variant);
 	mh_arena *a;
-	char *first, *second = NULL;
+	char *first, *second;
 
-	if (!h)
-		SKIP(return, "no transparent huge pages for %s chunks here", variant->backend);
-	if (cfg.chunk_bytes < 2 * h)
-		SKIP(return, "chunks smaller than two huge pages");
+	if (no_huge_tail(variant, &cfg))
+		SKIP(return, "%s chunks: %s", variant->backend, no_huge_tail(variant, &cfg));
 	cfg.reuse = false;
 	cfg.ready_max = 0;	/* released chunks go back to the page heap */
 	arena_configure(&cfg);
 	a = mh_arena_new();
-	first = mh_arena_alloc(a, 64, 0);
+	second = alloc_past_window(a, &cfg, &first);
 	ASSERT_EQ(0, (uintptr_t)first % h);
 	/* Past the small-page window, the next huge page. */
-	for (size_t n = 64; n <= cfg.thp_after; n += 4096)
-		second = mh_arena_alloc(a, 4096, 0);
 	EXPECT_EQ(first + h, second);
 	if (thp_by_vma(variant)) {
 		EXPECT_EQ(0, thp_eligible(first));
@@ -709,16 +730,14 @@ TEST_F(arena, a_growing_arena_keeps_its_window_small_and_takes_the_next_huge_pag
 	struct arena_config cfg = self->cfg;
 	size_t h = arena_thp(variant);
 	mh_arena *a;
-	char *first, *second = NULL;
+	char *first, *second;
 
-	if (!h)
-		SKIP(return, "no transparent huge pages for %s chunks here", variant->backend);
-	if (cfg.chunk_bytes < 2 * h || !cfg.thp_after)
+	if (no_huge_tail(variant, &cfg))
+		SKIP(return, "%s chunks: %s", variant->backend, no_huge_tail(variant, &cfg));
+	if (!cfg.thp_after)
 		SKIP(return, "no small-page window in chunks here");
 	a = mh_arena_new();
-	first = mh_arena_alloc(a, 64, 0);
-	for (size_t n = 64; n <= cfg.thp_after; n += 4096)
-		second = mh_arena_alloc(a, 4096, 0);
+	second = alloc_past_window(a, &cfg, &first);
 	ASSERT_EQ(first + h, second);
 	memset(second, 7, 64);
 	memset(first, 1, 64);
@@ -740,10 +759,8 @@ TEST_F(arena, a_big_arenas_next_chunk_takes_one_page_fault_per_huge_page)
 	long before;
 	char *p;
 
-	if (!h)
-		SKIP(return, "no transparent huge pages for %s chunks here", variant->backend);
-	if (cb < 2 * h)
-		SKIP(return, "chunks smaller than two huge pages");
+	if (no_huge_tail(variant, &cfg))
+		SKIP(return, "%s chunks: %s", variant->backend, no_huge_tail(variant, &cfg));
 	cfg.reuse = false;
 	arena_configure(&cfg);
 	a = mh_arena_new();
