@@ -48,7 +48,8 @@
  *                  arena's chunks MADV_HUGEPAGE as the anonymous backends
  *                  do (userlib/arena_hugepages.c); mprotect's freed full
  *                  chunks move warm (userlib/arena_warm.c), so its next
- *                  fill takes no page faults
+ *                  fill takes no page faults; mprotect-norecycle
+ *                  (MHEAP_ARENA_RECYCLE=0) faults them as kmod does
  *   test=capacity  one-page ranges quarantined until the backend refuses:
  *                  kmod stops at its quarantine limit (set here to
  *                  -l bytes for this context, EDQUOT) with the mapping
