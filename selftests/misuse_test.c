@@ -79,6 +79,32 @@ static void small_write_after_free(void)
 		mh_free(mh_malloc(32));
 }
 
+/* A write after free at offset at of a 1000-byte block (a 1024-byte slot
+ * in the secure mode), then blocks of its size from malloc (or calloc)
+ * until its slot is handed out again. $3 the byte written. */
+static void write_after_free_at(size_t at, bool by_calloc)
+{
+	char *p = small_block(1000);
+
+	say(p + at);
+	mh_free(p);
+	p[at] = 1;
+	for (int i = 0; i < 100000; i++)
+		mh_free(by_calloc ? mh_calloc(1, 1000) : mh_malloc(1000));
+}
+
+/* In the secure mode a slot's last 64 bytes are checked at every reuse. */
+static void small_write_after_free_near_end(void)
+{
+	write_after_free_at(999, false);
+}
+
+/* A slot's middle is checked at reuse by calloc (and by malloc at random). */
+static void small_write_after_free_middle_calloc(void)
+{
+	write_after_free_at(500, true);
+}
+
 static void large_read_after_free(void)
 {
 	char *p = small_block(LARGE);
@@ -220,7 +246,8 @@ static const struct misuse {
 	void (*run)(void);
 } misuses[] = {
 #define M(f) { #f, f }
-	M(small_read_after_free), M(small_write_after_free), M(large_read_after_free),
+	M(small_read_after_free), M(small_write_after_free), M(small_write_after_free_near_end),
+	M(small_write_after_free_middle_calloc), M(large_read_after_free),
 	M(large_write_after_free), M(small_overflow_1), M(small_overflow_32),
 	M(large_overflow_1m), M(zero_size_read), M(zero_size_write), M(immediate_reuse),
 	M(double_free), M(double_free_large), M(invalid_free), M(no_misuse),
@@ -249,6 +276,9 @@ struct expect {
 /* An access at the start of a block freed and faulted. */
 #define UAF(access, n) { FAULTS, "mheap: use-after-free: " access " $1 at offset 0 of freed " \
 			 n "-byte block [$1, $2), freed # ms ago (@ backend)" }
+/* An access at offset off ($3) of a block freed and faulted. */
+#define UAF_AT(access, off, n) { FAULTS, "mheap: use-after-free: " access " $3 at offset " off \
+				 " of freed " n "-byte block [$1, $2), freed # ms ago (@ backend)" }
 /* A write just past the end of a guarded block. */
 #define PAST_END(n) { FAULTS, "mheap: heap overflow: write to $2, 0 bytes past the end of " \
 		      n "-byte block [$1, $2) (@ backend)" }
@@ -268,6 +298,14 @@ static const struct row {
 		{ ABORTS, "mheap: write after free: 48-byte slot $1 written at offset 0 "
 			  "after its free, detected at its reuse" },
 		UAF("write to", "32") } },
+	{ "small_write_after_free_near_end", { NOT_CAUGHT,
+		{ ABORTS, "mheap: write after free: 1024-byte slot $1 written at offset 999 "
+			  "after its free, detected at its reuse" },
+		UAF_AT("write to", "999", "1000") } },
+	{ "small_write_after_free_middle_calloc", { NOT_CAUGHT,
+		{ ABORTS, "mheap: write after free: 1024-byte slot $1 written at offset 500 "
+			  "after its free, detected at its reuse" },
+		UAF_AT("write to", "500", "1000") } },
 	{ "large_read_after_free", { NOT_CAUGHT, UAF("read of", "1048576"), UAF("read of", "1048576") } },
 	{ "large_write_after_free", { NOT_CAUGHT, UAF("write to", "1048576"), UAF("write to", "1048576") } },
 	{ "small_overflow_1", { NOT_CAUGHT, CANARY, PAST_END("32") } },
@@ -481,6 +519,8 @@ static void check_misuse(struct __test_metadata *_metadata, const FIXTURE_VARIAN
 
 MISUSE_TEST(small_read_after_free)
 MISUSE_TEST(small_write_after_free)
+MISUSE_TEST(small_write_after_free_near_end)
+MISUSE_TEST(small_write_after_free_middle_calloc)
 MISUSE_TEST(large_read_after_free)
 MISUSE_TEST(large_write_after_free)
 MISUSE_TEST(small_overflow_1)

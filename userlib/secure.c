@@ -195,11 +195,17 @@ static inline uint64_t canary_word(void)
 void canary_fill(uint8_t *d, size_t n)
 {
 	uint64_t w = canary_word();
+	size_t i = 0;
 
-	for (; n >= 8; d += 8, n -= 8)
-		memcpy(d, &w, 8);
-	while (n--)
-		*d++ = canary_byte;
+	if (n < 8) {
+		while (n--)
+			*d++ = canary_byte;
+		return;
+	}
+	/* Whole words, the last one overlapping the one before. */
+	for (; i + 8 < n; i += 8)
+		memcpy(d + i, &w, 8);
+	memcpy(d + n - 8, &w, 8);
 }
 
 size_t canary_intact(const uint8_t *d, size_t n)
@@ -207,11 +213,19 @@ size_t canary_intact(const uint8_t *d, size_t n)
 	uint64_t w = canary_word(), v;
 	size_t i = 0;
 
-	for (; i + 8 <= n; i += 8) {
-		memcpy(&v, d + i, 8);
-		if (v != w)
-			break;
+	if (n >= 8) {
+		/* Whole words (the last overlapping): the common case, all
+		 * intact, takes no byte loop. */
+		for (; i + 8 < n; i += 8) {
+			memcpy(&v, d + i, 8);
+			if (v != w)
+				goto bytes;
+		}
+		memcpy(&v, d + n - 8, 8);
+		if (v == w)
+			return n;
 	}
+bytes:
 	while (i < n && d[i] == canary_byte)
 		i++;
 	return i;
@@ -257,22 +271,52 @@ static size_t canary_check(uintptr_t p, size_t room)
 		 room, (unsigned long)p);
 }
 
-/* A slot about to be handed out must be as its free left it: all zero. */
-static void zero_check(uintptr_t p, size_t room)
+/* Words at each end of a slot that zero_check always reads: a cache line. */
+#define CHECKED_END	8
+
+/* The slot of room bytes at p was written at offset at after its free. */
+static MH_NORETURN void written_after_free(uintptr_t p, size_t room, size_t at)
 {
-	const uint64_t *w = (const uint64_t *)p;
+	const uint8_t *b = (const uint8_t *)p;
+
+	while (!b[at])	/* at is the word's start: name its first written byte */
+		at++;
+	mh_fatal("write after free: %zu-byte slot %#lx written at offset %zu after its free, detected at its reuse",
+		 room, (unsigned long)p, at);
+}
+
+/*
+ * A slot about to be handed out must be as its free left it: all zero. The
+ * check reads the slot's first and last cache lines (CHECKED_END words
+ * each) and one word drawn at random from between them: reading all of a
+ * 1 KiB slot cost more than the rest of malloc and free together
+ * (docs/heap.md#secure-mode). So a write after free is always caught in a
+ * slot of up to 136 bytes and in a larger one's first and last 64 bytes
+ * (where headers, links and a block's end are), elsewhere with a chance of
+ * one in the number of words between. calloc (all) checks every word: it
+ * returns the slot as zeroed memory without writing it.
+ */
+static void zero_check(uintptr_t p, size_t room, bool all)
+{
+	const uint64_t *w = (const uint64_t *)p, *end = w + room / 8;
+	size_t words = room / 8, i;
 	uint64_t any = 0;
-	size_t i = 0;
 
 	/* Slots are multiples of 8 bytes; no early exit: it is rare. */
-	for (; i < room / 8; i++)
+	if (all || words <= 2 * CHECKED_END + 1) {
+		for (i = 0; i < words; i++)
+			any |= w[i];
+	} else {
+		for (i = 0; i < CHECKED_END; i++)	/* unrolled */
+			any |= w[i] | end[-1 - (ptrdiff_t)i];
+		i = CHECKED_END + (size_t)((next_random() >> 32) * (words - 2 * CHECKED_END) >> 32);
 		any |= w[i];
+	}
 	if (likely(!any))
 		return;
-	for (i = 0; !((const uint8_t *)p)[i]; i++)
+	for (i = 0; !w[i]; i++)
 		;
-	mh_fatal("write after free: %zu-byte slot %#lx written at offset %zu after its free, detected at its reuse",
-		 room, (unsigned long)p, i);
+	written_after_free(p, room, i * 8);
 }
 
 /* Whether this allocation is the thread's sampled one. */
@@ -319,7 +363,7 @@ static void *alloc_block(size_t size, size_t want, size_t align, bool zero)
 	if (!p)
 		return NULL;
 	if (room <= MH_MAX_SMALL_SIZE)
-		zero_check((uintptr_t)p, room);
+		zero_check((uintptr_t)p, room, zero);
 	else if (zero)
 		memset(p, 0, size);
 	canary_set((uintptr_t)p, size, room);
