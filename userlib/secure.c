@@ -20,11 +20,13 @@
  *    block ("heap overflow: canary after N-byte block ...").
  *  - zero on free, checked at reuse: free zeroes the whole slot (trailer
  *    included, so a second free finds no trailer: "double free"); the next
- *    allocation of the slot checks that it is still all zero, and a write
- *    after free is reported then ("write after free: ... detected at its
- *    reuse"). Slots that were never used are zero because the secure mode
- *    zeroes every small span made of pages that may be dirty (mheap.c).
- *    So calloc of a small block needs no memset.
+ *    allocation of the slot checks that it is still zero (its first and
+ *    last cache lines and a random word between; calloc all of it:
+ *    zero_check), and a write after free is reported then ("write after
+ *    free: ... detected at its reuse"). Slots that were never used are
+ *    zero because the secure mode zeroes every small span made of pages
+ *    that may be dirty (mheap.c). So calloc of a small block needs no
+ *    memset.
  *  - no immediate reuse: a freed small block is not given back to its span
  *    at once but waits in its thread's delay ring (DELAY_SLOTS), and a
  *    random one of those is given back in its place; given back, it is
