@@ -326,8 +326,10 @@ init:
 		/* mh_free's fast path: not a small span */
 		STORE_RELAXED(&s->owner, NULL);
 	}
-	if (state == MSPAN_LARGE)
+	if (state == MSPAN_LARGE) {
 		mh_heap.large_live_bytes += npages << MH_PAGE_SHIFT;
+		scavenge_note_growth(r.released);
+	}
 	arenamap_set_spans(r.base, npages, s);
 	scavenge_note_alloc();
 	return s;
@@ -358,11 +360,14 @@ struct mspan *mheap_alloc_span(uintptr_t npages, uintptr_t align_pages,
 			       enum span_place place, struct page_cache *pc)
 {
 	struct mspan *s;
+	uintptr_t grown;
 
 	for (;;) {
 		mh_lock(&mh_heap.lock);
 		s = alloc_span_locked(npages, align_pages, sizeclass, state, place, pc);
+		grown = scavenge_take_growth();
 		mh_unlock(&mh_heap.lock);
+		scavenge_grown(grown);
 		if (s || !arenas_gave_back(state))
 			return s;
 	}

@@ -126,6 +126,12 @@ MH_HIDDEN uintptr_t scavenge_after_free(void);
 MH_HIDDEN void scavenge_after_unlock(uintptr_t npages);
 MH_HIDDEN void scavenge_init(void);
 MH_HIDDEN void scavenge_note_alloc(void);
+/* A large block faulted in this many released pages (heap lock held);
+ * scavenge_take_growth (lock held) says how many free resident pages to
+ * release for them, scavenge_grown releases them (lock not held). */
+MH_HIDDEN void scavenge_note_growth(uintptr_t faulted);
+MH_HIDDEN uintptr_t scavenge_take_growth(void);
+MH_HIDDEN void scavenge_grown(uintptr_t npages);
 /* Release every free page now. */
 MH_HIDDEN void scavenge_all(void);
 

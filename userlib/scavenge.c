@@ -107,6 +107,42 @@ void scavenge_note_alloc(void)
 	}
 }
 
+/*
+ * A large block that took released (or never touched) pages makes the
+ * resident set grow by as many pages, while the free resident pages that
+ * could not hold it stay: a churn of large blocks of varied sizes ratchets
+ * its resident set up that way, each new largest block on fresh pages, the
+ * holes too short for it kept because they were used within the window of
+ * reuse. So growth is paid for at once (Go's mheap.grow scavenges what the
+ * heap grew by beyond its retained goal, in-use plus a margin): as many
+ * free resident pages as the block faulted in are released, whatever their
+ * chunk's age, as long as more than the reserve without its recent-peak
+ * term (the larger of MHEAP_SCAVENGE_RESERVE and MHEAP_SCAVENGE_PERCENT of
+ * in-use) stays. Down to MHEAP_SCAVENGE_RESERVE alone, bigchurn took twice
+ * glibc's page faults (docs/heap.md#scavenger). Under the heap lock; the
+ * caller releases them after unlocking (scavenge_grown).
+ */
+static uintptr_t grown_pages;
+
+void scavenge_note_growth(uintptr_t faulted)
+{
+	grown_pages += faulted;
+}
+
+uintptr_t scavenge_take_growth(void)
+{
+	uintptr_t idle = pa_free_pages - pa_released_pages - pa_scavenging_pages;
+	uintptr_t inuse = pa_total_pages - pa_free_pages;
+	uintptr_t reserve = inuse * reserve_percent / 100, n = grown_pages;
+
+	grown_pages = 0;
+	if (reserve < reserve_pages)
+		reserve = reserve_pages;
+	if (idle < reserve + SCAVENGE_MIN_BATCH || n < SCAVENGE_MIN_BATCH)
+		return 0;
+	return n < idle - reserve ? n : idle - reserve;
+}
+
 static void adapt_reuse_window(uint64_t now)
 {
 	uint64_t refaulted = pa_refault_pages - refaults_base;
@@ -167,17 +203,17 @@ uintptr_t scavenge_after_free(void)
 }
 
 /* Release up to npages free pages, the heap lock not held, in batches: the
- * lock is dropped around each batch's madvise (pagealloc.h). Unless all,
- * the pages of chunks used within the window of reuse stay. */
-static void scavenge_release(uintptr_t npages, bool all)
+ * lock is dropped around each batch's madvise (pagealloc.h). The pages of
+ * chunks used within idle_ns stay; flush first gives back the cached ones. */
+static void scavenge_release(uintptr_t npages, uint64_t idle_ns, bool flush)
 {
 	struct pa_scav_batch b;
 
 	while (npages) {
 		mh_lock(&mh_heap.lock);
-		if (all)
+		if (flush)
 			mheap_flush_caches();
-		pa_scavenge_take(npages, all ? 0 : reuse_ns, &b);
+		pa_scavenge_take(npages, idle_ns, &b);
 		if (b.retry_at && b.pages < npages)
 			retry_at = b.retry_at;
 		mh_unlock(&mh_heap.lock);
@@ -208,10 +244,16 @@ void scavenge_after_unlock(uintptr_t npages)
 	    __atomic_compare_exchange_n(&last_idle_trim, &last, now, false,
 					__ATOMIC_RELAXED, __ATOMIC_RELAXED))
 		mcache_trim(true);
-	scavenge_release(npages, false);
+	scavenge_release(npages, reuse_ns, false);
+}
+
+void scavenge_grown(uintptr_t npages)
+{
+	if (npages)
+		scavenge_release(npages, 0, false);
 }
 
 void scavenge_all(void)
 {
-	scavenge_release(UINTPTR_MAX, true);
+	scavenge_release(UINTPTR_MAX, 0, true);
 }
