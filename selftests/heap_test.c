@@ -1224,6 +1224,80 @@ TEST(the_scavenger_releases_idle_holes_before_a_block_freed_just_now)
 		mh_free(p[i]);
 }
 
+/*
+ * The window of reuse (scavenge.c), driven with a clock the test holds:
+ * scavenge_adapt_window(now) is the scavenger's own look at it. The counts
+ * it reads are the heap's: pages the scavenger released
+ * (mh_heap.scavenged_pages) and those of them allocated again soon after
+ * (pa_refault_pages). Each test runs in a fresh child in which nothing was
+ * released yet.
+ */
+#define MIB_PAGES(n) ((uint64_t)(n) << (20 - MH_PAGE_SHIFT))
+
+/* The window at the start: nothing released, nothing refaulted. */
+static uint64_t window_at_start(struct __test_metadata *_metadata, uint64_t now)
+{
+	uint64_t w;
+
+	mh_free(mh_malloc(1));	/* initialises the heap */
+	mh_lock(&mh_heap.lock);
+	EXPECT_EQ(0, mh_heap.scavenged_pages);
+	EXPECT_EQ(0, pa_refault_pages);
+	w = scavenge_adapt_window(now);
+	mh_unlock(&mh_heap.lock);
+	EXPECT_GT(w, 0);
+	return w;
+}
+
+/* Released and refaulted pages, then the window's answer at now. */
+static uint64_t window_after(uint64_t released, uint64_t refaulted, uint64_t now)
+{
+	uint64_t w;
+
+	mh_lock(&mh_heap.lock);
+	mh_heap.scavenged_pages += released;
+	pa_refault_pages += refaulted;
+	w = scavenge_adapt_window(now);
+	mh_unlock(&mh_heap.lock);
+	return w;
+}
+
+TEST(the_window_of_reuse_doubles_when_a_quarter_of_what_was_released_comes_back_soon)
+{
+	uint64_t now = mh_nanotime(), w = window_at_start(_metadata, now);
+
+	/* An eighth taken back: no reason to keep more. */
+	EXPECT_EQ(w, window_after(MIB_PAGES(8), MIB_PAGES(1), now));
+	/* A quarter: the window doubles, and again on the next quarter. */
+	EXPECT_EQ(2 * w, window_after(0, MIB_PAGES(1), now));
+	EXPECT_EQ(2 * w, window_after(MIB_PAGES(8), MIB_PAGES(1) + MIB_PAGES(1) / 2, now));
+	EXPECT_EQ(4 * w, window_after(0, MIB_PAGES(1) / 2, now));
+}
+
+TEST(the_window_of_reuse_ignores_refaults_below_a_mebibyte)
+{
+	uint64_t now = mh_nanotime(), w = window_at_start(_metadata, now);
+
+	/* All of a small release taken back is not a pattern. */
+	EXPECT_EQ(w, window_after(MIB_PAGES(1) / 2, MIB_PAGES(1) / 2, now));
+	EXPECT_EQ(2 * w, window_after(MIB_PAGES(1) / 2, MIB_PAGES(1) / 2, now));
+}
+
+TEST(the_window_of_reuse_halves_after_sixteen_quiet_windows_down_to_its_start)
+{
+	uint64_t now = mh_nanotime(), w = window_at_start(_metadata, now);
+
+	ASSERT_EQ(2 * w, window_after(MIB_PAGES(4), MIB_PAGES(1), now));
+	ASSERT_EQ(4 * w, window_after(MIB_PAGES(4), MIB_PAGES(1), now));
+	/* Quiet (nothing taken back) for 16 windows of 4w: halved, then
+	 * 16 windows of 2w later halved again, never below the start. */
+	EXPECT_EQ(4 * w, window_after(MIB_PAGES(8), 0, now + 64 * w - 1));
+	EXPECT_EQ(2 * w, window_after(0, 0, now + 64 * w));
+	EXPECT_EQ(2 * w, window_after(0, 0, now + 96 * w - 1));
+	EXPECT_EQ(w, window_after(0, 0, now + 96 * w));
+	EXPECT_EQ(w, window_after(0, 0, now + 1000 * w));
+}
+
 TEST(calloc_writes_fresh_pages_up_to_4MiB_and_leaves_bigger_blocks_to_the_zero_page)
 {
 	/* A program reading before writing would fault twice per page of a

@@ -143,20 +143,20 @@ uintptr_t scavenge_take_growth(void)
 	return n < idle - reserve ? n : idle - reserve;
 }
 
-static void adapt_reuse_window(uint64_t now)
+uint64_t scavenge_adapt_window(uint64_t now)
 {
 	uint64_t refaulted = pa_refault_pages - refaults_base;
 	uint64_t released = mh_heap.scavenged_pages - released_base;
 
 	if (!decay_ns)
-		return;
+		return reuse_ns;
 	if (refaulted >= REFAULT_MIN_PAGES && refaulted * REFAULT_SHARE >= released) {
 		if (reuse_ns < decay_ns << REUSE_WINDOW_MAX_SHIFT) {
 			reuse_ns *= 2;
 			retry_at = 0;
 		}
 	} else if (!(reuse_ns > decay_ns && now - window_moved >= REUSE_WINDOW_CALM * reuse_ns)) {
-		return;
+		return reuse_ns;
 	} else {
 		reuse_ns /= 2;
 	}
@@ -164,6 +164,7 @@ static void adapt_reuse_window(uint64_t now)
 	refaults_base = pa_refault_pages;
 	released_base = mh_heap.scavenged_pages;
 	pa_refault_horizon_ns = REFAULT_HORIZON * reuse_ns;
+	return reuse_ns;
 }
 
 uintptr_t scavenge_after_free(void)
@@ -176,7 +177,7 @@ uintptr_t scavenge_after_free(void)
 	if (idle < reserve_pages + SCAVENGE_MIN_BATCH)
 		return 0;
 	now = mh_nanotime();
-	adapt_reuse_window(now);
+	scavenge_adapt_window(now);
 	if (now < retry_at)
 		return 0;	/* every idle page is in a chunk used lately */
 	if (peak_pages > inuse) {
