@@ -39,6 +39,11 @@
  * the holes of freed large objects, released in long runs. mh_scavenge()
  * releases everything free at once, whatever its chunk's age.
  *
+ * Growth is paid for at once: a large block that faults pages in releases
+ * as many free resident ones, whatever their age, while the reserve stays
+ * (scavenge_note_growth below); else the holes the window keeps and the
+ * new, larger blocks beside them ratchet the resident set up.
+ *
  * The heap lock is not held over madvise (Go's scavengeOne): the pages to
  * release are taken out of the free set under the lock (marked in use, so
  * nobody allocates them meanwhile), released without it, and put back as
