@@ -123,8 +123,8 @@ void scavenge_note_alloc(void)
  * free resident pages as the block faulted in are released, whatever their
  * chunk's age, as long as more than the reserve without its recent-peak
  * term (the larger of MHEAP_SCAVENGE_RESERVE and MHEAP_SCAVENGE_PERCENT of
- * in-use) stays. Down to MHEAP_SCAVENGE_RESERVE alone, bigchurn took twice
- * glibc's page faults (docs/heap.md#scavenger). Under the heap lock; the
+ * in-use) stays. Down to MHEAP_SCAVENGE_RESERVE alone, bigchurn took up to
+ * twice glibc's page faults (docs/heap.md#scavenger). Under the heap lock; the
  * caller releases them after unlocking (scavenge_grown).
  */
 static uintptr_t grown_pages;
@@ -140,6 +140,8 @@ uintptr_t scavenge_take_growth(void)
 	uintptr_t inuse = pa_total_pages - pa_free_pages;
 	uintptr_t reserve = inuse * reserve_percent / 100, n = grown_pages;
 
+	if (!n)
+		return 0;
 	grown_pages = 0;
 	if (reserve < reserve_pages)
 		reserve = reserve_pages;
@@ -209,9 +211,10 @@ uintptr_t scavenge_after_free(void)
 }
 
 /* Release up to npages free pages, the heap lock not held, in batches: the
- * lock is dropped around each batch's madvise (pagealloc.h). The pages of
- * chunks used within idle_ns stay; flush first gives back the cached ones. */
-static void scavenge_release(uintptr_t npages, uint64_t idle_ns, bool flush)
+ * lock is dropped around each batch's madvise (pagealloc.h). With
+ * keep_recent the pages of chunks used within the window of reuse stay;
+ * flush first gives back the cached ones. */
+static void scavenge_release(uintptr_t npages, bool keep_recent, bool flush)
 {
 	struct pa_scav_batch b;
 
@@ -219,7 +222,7 @@ static void scavenge_release(uintptr_t npages, uint64_t idle_ns, bool flush)
 		mh_lock(&mh_heap.lock);
 		if (flush)
 			mheap_flush_caches();
-		pa_scavenge_take(npages, idle_ns, &b);
+		pa_scavenge_take(npages, keep_recent ? reuse_ns : 0, &b);
 		if (b.retry_at && b.pages < npages)
 			retry_at = b.retry_at;
 		mh_unlock(&mh_heap.lock);
@@ -250,16 +253,16 @@ void scavenge_after_unlock(uintptr_t npages)
 	    __atomic_compare_exchange_n(&last_idle_trim, &last, now, false,
 					__ATOMIC_RELAXED, __ATOMIC_RELAXED))
 		mcache_trim(true);
-	scavenge_release(npages, reuse_ns, false);
+	scavenge_release(npages, true, false);
 }
 
 void scavenge_grown(uintptr_t npages)
 {
 	if (npages)
-		scavenge_release(npages, 0, false);
+		scavenge_release(npages, false, false);
 }
 
 void scavenge_all(void)
 {
-	scavenge_release(UINTPTR_MAX, 0, true);
+	scavenge_release(UINTPTR_MAX, false, true);
 }
