@@ -1224,6 +1224,42 @@ TEST(the_scavenger_releases_idle_holes_before_a_block_freed_just_now)
 		mh_free(p[i]);
 }
 
+/* A large block that has to take fresh pages, because the free resident
+ * ones are holes too short for it, releases as many of those holes while
+ * the reserve (16 MiB here, more than 25% of in-use) stays: the resident
+ * set does not grow by the block. The holes were used just now, so the
+ * window of reuse alone would keep them all. */
+TEST(a_large_block_on_fresh_pages_releases_as_many_free_resident_ones)
+{
+	enum { N = 8 };
+	size_t len = 8 << 20, big = 24 << 20, holes = 0;
+	struct mh_stats st = MH_STATS_INIT;
+	char *p[N], *b;
+
+	for (int i = 0; i < N; i++) {
+		p[i] = mh_malloc(len);
+		ASSERT_NE(NULL, p[i]);
+		memset(p[i], i, len);
+	}
+	for (int i = 0; i < N; i += 2)
+		mh_free(p[i]);		/* 32 MiB of holes of 8 MiB */
+	mh_stats_read(&st);
+	ASSERT_GE(st.heap_idle - st.heap_released, (uint64_t)32 << 20);
+	b = mh_malloc(big);
+	ASSERT_NE(NULL, b);
+	memset(b, 1, big);
+	for (int i = 0; i < N; i += 2)
+		holes += resident_pages_in(p[i], len);
+	mh_stats_read(&st);
+	TH_LOG("holes resident %zu MiB, free resident %llu MiB", holes * 4096 >> 20,
+	       (unsigned long long)(st.heap_idle - st.heap_released) >> 20);
+	EXPECT_LE(holes * 4096, (size_t)16 << 20);
+	EXPECT_GE(st.heap_idle - st.heap_released, (uint64_t)16 << 20);
+	mh_free(b);
+	for (int i = 1; i < N; i += 2)
+		mh_free(p[i]);
+}
+
 /*
  * The window of reuse (scavenge.c), driven with a clock the test holds:
  * scavenge_adapt_window(now) is the scavenger's own look at it. The counts
