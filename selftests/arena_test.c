@@ -1228,6 +1228,39 @@ TEST_F(arena, a_big_arenas_mostly_used_active_chunk_moves_warm_instead_of_being_
 	EXPECT_EQ(1, st.arena_chunks_reuse);
 }
 
+/* The next arena after such a free, big or not, starts in the warm chunk
+ * that took the active chunk's place: no fresh memory to fault, and the
+ * warm list does not grow round after round. One arena per moved active
+ * chunk: the one made after it gets a chunk of its own as before. */
+TEST_F(arena, the_next_arena_starts_in_the_warm_chunk_of_a_moved_active_chunk)
+{
+	RETURN_IF_SETUP_SKIPPED();
+
+	size_t cb = self->cfg.chunk_bytes;
+	mh_arena *a, *b;
+	char *p, *q;
+
+	if (!recycles(variant))
+		SKIP(return, "only guard and mprotect move chunks");
+	a = mh_arena_new();
+	/* One full chunk, then three quarters of the next. */
+	fill_arena(a, cb + cb * 3 / 4, 4);
+	mh_arena_free(a);
+	ASSERT_EQ(2, warm_chunks());
+	/* noscan data goes at the top of a chunk: in a warm chunk, among the
+	 * moved pages, stale; in a new chunk's small-page window, zero. */
+	a = mh_arena_new();
+	p = mh_arena_alloc_noscan(a, 64, 0);
+	EXPECT_EQ(4, p[0]) TH_LOG("%p not from a warm chunk", p);
+	EXPECT_EQ(1, warm_chunks());
+	b = mh_arena_new();
+	q = mh_arena_alloc_noscan(b, 64, 0);
+	EXPECT_EQ(0, q[0]) TH_LOG("%p from a warm chunk", q);
+	EXPECT_EQ(1, warm_chunks());
+	mh_arena_free(b);
+	mh_arena_free(a);
+}
+
 /* The state of the mapping holding p in /proc/self/maps: its "rwxp" field. */
 static void mapping_perms(const void *p, char perms[5])
 {

@@ -386,6 +386,8 @@ void mh_arena_free(mh_arena *h)
 	if (active && arena_cfg.reuse && fault_backend()->faults &&
 	    chunk_free_bytes(active) >= REUSE_MIN_FREE) {
 		moves = active_moves(a);
+		/* The next arena takes its place (arena_warm.c). */
+		warm_first += moves;
 		/* Over the cap on dead data, the chunk faults instead. */
 		if (!moves && reuse_used + chunk_used_bytes(active) <= arena_cfg.reuse_max) {
 			STORE_RELAXED(&active->state, CHUNK_REUSE);

@@ -203,18 +203,24 @@ struct arena_chunk *chunk_get(uint64_t arena_id, bool big)
 {
 	for (;;) {
 		struct arena_chunk *c;
-		bool reused = false;
+		bool reused = false, warm = false;
 
 		mh_lock(&arena_lock);
 		c = chunk_of(list_pop_tail(&reuse_list));	/* the most recent, as Go */
 		if (c) {
 			reuse_used -= chunk_used_bytes(c);
 			reused = true;
-		} else if (big && (c = chunk_of(list_pop_tail(&warm_list)))) {
+		} else if ((big || warm_first) && (c = chunk_of(list_pop_tail(&warm_list)))) {
 			/* The most recently moved: its pages are the likeliest
-			 * to be in huge pages still and in cache. */
+			 * to be in huge pages still and in cache. A new arena
+			 * takes one in place of a freed big arena's active
+			 * chunk (warm_first, arena_warm.c). */
 			warm_bytes -= chunk_bytes(c);
+			if (!big)
+				warm_first--;
+			warm = true;
 		} else {
+			warm_first = 0;	/* none left to take */
 			c = chunk_of(list_pop_head(&ready_list));
 		}
 		if (c) {
@@ -224,8 +230,10 @@ struct arena_chunk *chunk_get(uint64_t arena_id, bool big)
 		}
 		mh_unlock(&arena_lock);
 		if (c) {
+			/* A warm chunk is resident already: huge from the
+			 * start, whoever takes it. */
 			if (!reused)
-				chunk_start(c, big);
+				chunk_start(c, big || warm);
 			return c;
 		}
 		/* Aligned to the huge page size, when huge pages are used. */

@@ -158,6 +158,7 @@ MH_HIDDEN int arena_check_lists(struct heapcheck_found *f);
 
 MH_HIDDEN extern struct list warm_list;
 MH_HIDDEN extern uint64_t warm_bytes;		/* warm chunks, and moves under way */
+MH_HIDDEN extern uint64_t warm_first;		/* warm chunks a new arena may take first */
 
 /* Whether a freed big arena's active chunk c goes warm (arena_lock held). */
 MH_HIDDEN bool warm_takes_active(const struct arena_chunk *c);

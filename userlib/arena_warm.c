@@ -29,10 +29,19 @@
  * bookkeeping does not see the move at all: the same chunks, the same
  * budget, FIFO and ENOMEM fallbacks.
  *
- * Who gets warm chunks: only an arena that has filled a chunk already (a
- * "big" one). A warm chunk is 8 MiB resident; handed to a small arena it
- * would pin all of it for a few KiB, and a thousand live small arenas could
- * pin gigabytes (small arenas stay small, arena_hugepages.c). Which chunks
+ * Who gets warm chunks: an arena that has filled a chunk already (a "big"
+ * one), and, in place of a freed big arena's active chunk that moved
+ * (warm_takes_active), any new arena: one warm chunk for each such move,
+ * counted in warm_first. Without that, the next arena, finding the reuse
+ * list empty, took a chunk of fresh memory (a small-page window and huge
+ * pages to fault: 69 faults, and the fresh huge pages of this guest ~7 ms
+ * each) while the warm list grew by a chunk, round after round, to its cap
+ * (docs/arenas.md#warm-chunks, 2026-12-06). Otherwise a warm chunk is not
+ * for a small arena: it is 8 MiB resident, and handed to every new arena
+ * a thousand live small arenas could pin gigabytes (small arenas stay
+ * small, arena_hugepages.c); with warm_first they pin at most what the big
+ * arenas' active chunks did on the reuse list before. A warm chunk starts
+ * huge whoever takes it: its pages are resident already. Which chunks
  * move: the full chunks of a big arena, of the standard size and at least
  * half used. Only a big arena's: otherwise chunks nobody takes pile up to
  * the cap, resident (short request arenas that continue in a reused chunk
@@ -90,6 +99,7 @@
 
 struct list warm_list;
 uint64_t warm_bytes;
+uint64_t warm_first;
 
 /* Whether a freed big arena's chunk is worth moving to the warm list: a
  * standard chunk at least half used (see "Who gets warm chunks"). */
@@ -115,6 +125,8 @@ static void warm_shrink(uint64_t limit)
 			c = chunk_of(list_pop_head(&warm_list));
 			warm_bytes -= chunk_bytes(c);
 		}
+		if (warm_first > warm_list.count)
+			warm_first = warm_list.count;
 		mh_unlock(&arena_lock);
 		if (!c)
 			return;
