@@ -19,7 +19,8 @@
  * it. When it is used up, the rest of the chunk is advised MADV_HUGEPAGE
  * and allocation moves on one huge page at a time, so an arena holds at
  * most one partly used huge page beyond its data. A chunk an arena takes
- * after filling one is huge from the start. The rest of a window is left
+ * after filling one is huge from the start, and so is a warm chunk
+ * (arena_warm.c), resident already. The rest of a window is left
  * unused (address space only; it faults with the chunk). A chunk that goes
  * back to the page heap is advised MADV_NOHUGEPAGE (chunk_destroy), so that
  * small spans there never sit in huge pages. The advice is a VMA flag: with

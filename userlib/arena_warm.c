@@ -33,23 +33,22 @@
  * one), and, in place of a freed big arena's active chunk that moved
  * (warm_takes_active), any new arena: one warm chunk for each such move,
  * counted in warm_first. Without that, the next arena, finding the reuse
- * list empty, took a chunk of fresh memory (a small-page window and huge
- * pages to fault: 69 faults, and the fresh huge pages of this guest ~7 ms
- * each) while the warm list grew by a chunk, round after round, to its cap
- * (docs/arenas.md#warm-chunks, 2026-12-06). Otherwise a warm chunk is not
- * for a small arena: it is 8 MiB resident, and handed to every new arena
- * a thousand live small arenas could pin gigabytes (small arenas stay
- * small, arena_hugepages.c); with warm_first they pin at most what the big
- * arenas' active chunks did on the reuse list before. A warm chunk starts
- * huge whoever takes it: its pages are resident already. Which chunks
+ * list empty, took a chunk of fresh memory (a small-page window and fresh
+ * huge pages to fault) while the warm list grew by a chunk, round after
+ * round, to its cap (measured: docs/arenas.md#warm-chunks). Otherwise a warm
+ * chunk is not for a small arena: it is 8 MiB resident, and handed to every
+ * new arena a thousand live small arenas could pin gigabytes (small arenas
+ * stay small, arena_hugepages.c); with warm_first they pin at most what the
+ * big arenas' active chunks did on the reuse list before. A warm chunk
+ * starts huge whoever takes it: its pages are resident already. Which chunks
  * move: the full chunks of a big arena, of the standard size and at least
  * half used. Only a big arena's: otherwise chunks nobody takes pile up to
  * the cap, resident (short request arenas that continue in a reused chunk
  * fill it in turn, and the one that fills it is usually small). At least
- * half used: a move costs a VMA and a system call, so moving an almost
- * empty chunk saves nothing. An arena's first chunk has a small-page head
- * apart from its huge tail (two VMAs, and mremap works on one): only the
- * tail moves.
+ * half used: a move costs a VMA and a system call, so moving an almost empty
+ * chunk saves nothing. An arena's first chunk has a small-page head apart
+ * from its huge tail (two VMAs, and mremap works on one): only the tail
+ * moves.
  *
  * A big arena's active chunk, when at least half used and the warm list has
  * room for it, moves as well instead of going to the reuse list
