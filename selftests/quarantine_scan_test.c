@@ -332,7 +332,10 @@ TEST_F(policy, statistics_count_scans_bytes_and_time)
 	EXPECT_GT(st.quarantine_scan_ns, 0);
 	EXPECT_GT(st.quarantine_scan_max_pause_ns, 0);
 	EXPECT_LE(st.quarantine_scan_max_pause_ns, st.quarantine_scan_ns);
-	EXPECT_EQ(0, st.arena_chunks_quarantined);
+	EXPECT_GT(st.arena_releases_scan, 0);
+	/* A stale word left on a stack may keep a chunk (the scan is
+	 * conservative): whatever is still quarantined was kept by one. */
+	EXPECT_LE(st.arena_chunks_quarantined, st.arena_chunks_kept);
 }
 
 /* Threads that free arenas (each free over the budget scans), malloc and
