@@ -1344,6 +1344,55 @@ TEST_F(arena, a_small_arenas_used_up_chunk_is_not_moved)
 	expect_uaf(_metadata, p, false);
 }
 
+/* Write every page of a big arena of three chunks, then free it. */
+static void fill_big_arena(void *arg)
+{
+	size_t cb = *(const size_t *)arg;
+	mh_arena *a = mh_arena_new();
+
+	fill_arena(a, 3 * cb, 6);
+	mh_arena_free(a);
+}
+
+/*
+ * A freed chunk whose range the program split into two VMAs (here
+ * MADV_DONTDUMP on its first page) cannot move in one mremap: the kernel
+ * refuses it (EFAULT), and the library moves the tail alone or not at all.
+ * Kernels before 6.16 (6.1, 6.12) unmap the destination before refusing:
+ * that range must be mapped again, or the warm chunk's head (or the range
+ * back in the page heap) is a hole, and the next big arena writing there
+ * dies of SIGSEGV with no report.
+ */
+TEST_F(arena, a_chunk_the_program_split_moves_or_faults_and_leaves_no_hole)
+{
+	RETURN_IF_SETUP_SKIPPED();
+
+	size_t cb = self->cfg.chunk_bytes;
+	char *first, *p;
+	mh_arena *a;
+
+	if (!recycles(variant))
+		SKIP(return, "only guard and mprotect move chunks");
+	a = mh_arena_new();
+	first = mh_arena_alloc(a, 64, 0);
+	/* Fill on to the first allocation in a third chunk; the second
+	 * chunk's first page is where the arena moved on from the first. */
+	do {
+		p = mh_arena_alloc(a, 65536, 0);
+		memset(p, 5, 65536);
+	} while (chunk_at(p) == chunk_at(first));
+	ASSERT_EQ(chunk_at(p)->base, (uintptr_t)p) TH_LOG("a piece in the second chunk");
+	ASSERT_EQ(0, madvise(p, 4096, MADV_DONTDUMP));
+	fill_arena(a, cb, 5);
+	mh_arena_free(a);
+	EXPECT_GE(warm_chunks(), 1);
+	expect_uaf(_metadata, p, false);
+	/* The warm chunks and the page heap are whole: a big arena writes
+	 * every page of them. */
+	expect_child_ok(_metadata, fill_big_arena, &cb);
+	fill_big_arena(&cb);
+}
+
 TEST_F(arena, warm_chunks_stay_under_their_cap_and_are_given_back)
 {
 	RETURN_IF_SETUP_SKIPPED();

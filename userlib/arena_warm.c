@@ -71,7 +71,14 @@
  *
  * Fallbacks: any mremap failure (EINVAL before 5.7, ENOMEM out of VMAs, ...)
  * leaves the chunk to be faulted as before, its pages dropped, and the range
- * taken for the move goes back to the page heap: silent and correct. kmod
+ * taken for the move goes back to the page heap: silent and correct. A
+ * failed mremap(MREMAP_FIXED) may have unmapped its destination already:
+ * 6.1 and 6.12 (mremap_to) unmap it before they check the source range,
+ * and refuse one spanning two VMAs only then (EFAULT). So after any
+ * failure the destination gets fresh heap memory mapped over it again
+ * (sys_map_over); without that, the range went back to the page heap, or
+ * became a warm chunk's head, as a hole, and the next use of it died of
+ * SIGSEGV with no report. kmod
  * (device mappings refuse mremap) and none (nothing faults) do not move
  * (fault_backend.remap). MHEAP_ARENA_RECYCLE=0 turns moving off.
  *
@@ -87,10 +94,12 @@
  */
 #define _GNU_SOURCE	/* mremap */
 #include <errno.h>
+#include <string.h>
 #include <sys/mman.h>
 
 #include "arena_impl.h"
 #include "fault.h"
+#include "sysmem.h"
 
 #ifndef MREMAP_DONTUNMAP
 #define MREMAP_DONTUNMAP 4
@@ -151,7 +160,8 @@ void warm_release(void)
  * works on one VMA: when the head of c was advised apart from its tail (an
  * arena's first chunk, small-page head, huge tail), only the tail moves; w's
  * head is then page heap memory as in any new chunk. False when the kernel
- * refuses (before 5.7, out of VMAs, ...): nothing has moved then.
+ * refuses (before 5.7, out of VMAs, ...): nothing has moved then, and w is
+ * mapped as the page heap maps it whatever the kernel did to it.
  */
 static bool chunk_move(struct arena_chunk *c, struct arena_chunk *w)
 {
@@ -165,6 +175,11 @@ static bool chunk_move(struct arena_chunk *c, struct arena_chunk *w)
 
 		if (p != MAP_FAILED)
 			break;
+		/* The kernel may have unmapped the destination before it
+		 * refused (see "Fallbacks"): heap memory there again. */
+		if (!sys_map_over((void *)(w->base + off), len - off))
+			mh_fatal("heap memory back over arena chunk %p: %s",
+				 (void *)(w->base + off), strerror(errno));
 		/* EFAULT: the range spans two VMAs after all (say, a head
 		 * advised the same as the tail that did not merge with it):
 		 * the tail alone is one. */

@@ -512,13 +512,6 @@ static void *map_device(void *base, size_t len)
 	return mmap(base, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, dev_fd, 0);
 }
 
-/* Ordinary memory over a chunk again, as the heap maps it (sysmem.c). */
-static bool map_anonymous(void *base, size_t len)
-{
-	return mmap(base, len, PROT_READ | PROT_WRITE,
-		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) != MAP_FAILED;
-}
-
 static int kmod_prepare(void *base, size_t len)
 {
 	int err = 0;
@@ -534,7 +527,7 @@ static int kmod_prepare(void *base, size_t len)
 	mh_unlock(&reg_lock);
 	/* A failed MAP_FIXED may have unmapped the range already: the heap's
 	 * memory must be there again before the span goes back to it. */
-	if (err && !map_anonymous(base, len))
+	if (err && !sys_map_over(base, len))
 		mh_fatal("anonymous memory back over arena chunk %p: %s", base, strerror(errno));
 	return err;
 }
@@ -542,7 +535,7 @@ static int kmod_prepare(void *base, size_t len)
 static void kmod_unprepare(void *base, size_t len)
 {
 	/* The heap's own flags, so the range merges back into its mapping. */
-	if (!map_anonymous(base, len))
+	if (!sys_map_over(base, len))
 		mh_fatal("anonymous memory back over arena chunk %p: %s", base, strerror(errno));
 	mh_lock(&reg_lock);
 	reg_remove((uintptr_t)base);

@@ -136,6 +136,12 @@ bool sys_map(void *p, size_t size)
 	return mprotect(p, size, PROT_READ | PROT_WRITE) == 0;
 }
 
+bool sys_map_over(void *p, size_t size)
+{
+	return mmap(p, size, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) != MAP_FAILED;
+}
+
 void *sys_alloc(size_t size)
 {
 	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
