@@ -180,6 +180,18 @@
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
 #define SANITIZER_SHADOW_MIN ((uintptr_t)1 << 40)
 #endif
+/*
+ * ThreadSanitizer's shadow and meta shadow on x86-64 (GCC's libtsan layout:
+ * shadow from 1 TiB, meta shadow 0x3000'0000'0000 to 0x4000'0000'0000; the
+ * program's memory is below 512 GiB or above 0x5500'0000'0000). The
+ * runtime splits these reservations into pieces (mprotect, madvise), some
+ * of them hundreds of GiB yet under SANITIZER_SHADOW_MIN: asking mincore
+ * about every page of them took most of a minute per scan.
+ */
+#if defined(__SANITIZE_THREAD__) && defined(__x86_64__)
+#define TSAN_SHADOW_BASE ((uintptr_t)1 << 40)
+#define TSAN_SHADOW_LIMIT ((uintptr_t)0x400000000000)
+#endif
 #if defined(__SANITIZE_THREAD__)
 #define SKIP_SANITIZER_THREADS 1
 #endif
@@ -972,6 +984,10 @@ static void scan_mappings(struct scan *sc)
 #ifdef SANITIZER_SHADOW_MIN
 		/* A sanitizer's shadow: no program data (see the top). */
 		if (b - a >= SANITIZER_SHADOW_MIN)
+			continue;
+#endif
+#ifdef TSAN_SHADOW_BASE
+		if (a >= TSAN_SHADOW_BASE && b <= TSAN_SHADOW_LIMIT)
 			continue;
 #endif
 		from = a;
