@@ -379,8 +379,7 @@ static bool slots_reserve(uint32_t n)
 	s = map_scratch(cap * sizeof(*s));
 	if (!s)
 		return false;
-	if (slots)
-		memcpy(s, slots, nslots * sizeof(*s));
+	/* Nothing is copied: every scan lists its threads anew. */
 	STORE_RELEASE(&slots, s);
 	slots_cap = cap;
 	return true;
@@ -505,7 +504,11 @@ static void signal_task(pid_t tid, void *arg)
 		sg->added = -1;
 		return;
 	}
-	slots[nslots] = (struct slot){ .tid = tid, .state = SLOT_PENDING };
+	/* Atomic stores: a handler a sanitizer delayed past its own scan
+	 * may still be reading the slots (it finds its epoch over). */
+	STORE_RELAXED(&slots[nslots].tid, tid);
+	STORE_RELAXED(&slots[nslots].acked, 0);
+	slots[nslots].state = SLOT_PENDING;
 	STORE_RELEASE(&nslots, nslots + 1);
 	if (signal_thread(tid, SCAN_SIGNAL) && errno == ESRCH)
 		slots[nslots - 1].state = SLOT_GONE;
@@ -1098,7 +1101,7 @@ void scan_for_pointers(const struct sys_range *targets, size_t n, uint8_t *refer
 	scratch = map_scratch(len);
 	sc.maps_cap = 1 << 20;
 	sc.maps = map_scratch(sc.maps_cap);
-	self_pid = getpid();
+	STORE_RELAXED(&self_pid, getpid());
 	for_each_task(count_task, &ntasks);
 	/* Room for the threads there are and as many more made meanwhile. */
 	if (!scratch || !sc.maps || !handler_ready() || !slots_reserve(2 * ntasks + 64)) {
@@ -1124,7 +1127,7 @@ void scan_for_pointers(const struct sys_range *targets, size_t n, uint8_t *refer
 
 	/* A new epoch: from here the handler stops the threads signalled. */
 	e = LOAD_RELAXED(&epoch) + 1;
-	nslots = 0;
+	STORE_RELAXED(&nslots, 0);
 	STORE_RELEASE(&epoch, e);
 	scan_with_world_stopped(&sc, (pid_t)syscall(SYS_gettid), e, own_sp, regs_here, res);
 	if (!res->complete)
@@ -1182,6 +1185,6 @@ void scan_fork_parent(void)
 
 void scan_fork_child(void)
 {
-	self_pid = getpid();
+	STORE_RELAXED(&self_pid, getpid());
 	mh_unlock(&scan_lock);
 }
