@@ -2,7 +2,8 @@
 # TAP checks of what libmheap.a shows a program that links it:
 #   archive-tap.sh LIBMHEAP_A TOP WORKDIR
 # 1. it defines no global symbol but mh_*;
-# 2. those are exactly the MHEAP_API functions of userlib/include/mheap.h;
+# 2. those are exactly the MHEAP_API functions and variables of
+#    userlib/include/mheap.h;
 # 3. tools/archive_clash.c, which defines names the library uses internally
 #    (sys_alloc, pa_free, fault_backend, ...) with other types, links with it
 #    and runs;
@@ -19,10 +20,15 @@ others=$(grep -v '^mh_' <<<"$exported")
 result "$([ -n "$exported" ] && [ -z "$others" ]; echo $?)" "libmheap.a exports only mh_*" \
 	"$(head -20 <<<"$others")"
 
-declared=$(grep -o 'MHEAP_API[^(]*(' "$top/userlib/include/mheap.h" |
-	grep -o 'mh_[a-z0-9_]*($' | tr -d '(' | sort -u)
+# A function is declared up to its '(', a variable (MHEAP_API extern) up
+# to its '[' or ';'.
+header=$top/userlib/include/mheap.h
+declared=$( {
+	grep -o 'MHEAP_API[^(;]*(' "$header" | grep -o 'mh_[a-z0-9_]*($'
+	grep -o 'MHEAP_API extern[^[(;]*[[;]' "$header" | grep -o 'mh_[a-z0-9_]*[[;]$'
+} | tr -d '([;' | sort -u)
 diff=$(diff <(echo "$declared") <(echo "$exported"))
-result "$([ -z "$diff" ]; echo $?)" "libmheap.a exports the MHEAP_API functions of mheap.h, no more" \
+result "$([ -z "$diff" ]; echo $?)" "libmheap.a exports the MHEAP_API functions and variables of mheap.h, no more" \
 	"$diff"
 
 exe=$work/archive_clash
