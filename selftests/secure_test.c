@@ -139,6 +139,40 @@ TEST(a_freed_large_block_is_quarantined_with_the_arenas_chunks)
 	EXPECT_LE(before.arena_quarantined_bytes + (1 << 20), after.arena_quarantined_bytes);
 }
 
+/*
+ * A guarded block is malloc's memory: once a scan of the quarantine finds
+ * no pointer into it, its address space goes back to the heap for later
+ * blocks (only arena chunks are kept for arenas). Rounds of 1 MiB blocks,
+ * each round freed and released, must not make the heap grow after the
+ * first: before, every round took new address space and page tables.
+ */
+TEST(a_released_large_block_gives_its_address_space_back_to_the_heap)
+{
+	enum { BLOCKS = 32, ROUNDS = 8, SIZE = 1 << 20 };
+	struct mh_stats st = { .size = sizeof(st) };
+	uint64_t after_first = 0;
+
+	if (!strcmp(mh_backend_name(), "none"))
+		SKIP(return, "the none backend does not quarantine");
+#ifdef __SANITIZE_THREAD__
+	SKIP(return, "ThreadSanitizer's traces hold the addresses accessed: they keep chunks");
+#endif
+	for (int r = 0; r < ROUNDS; r++) {
+		for (int i = 0; i < BLOCKS; i++) {
+			char *p = mh_malloc(SIZE);
+
+			ASSERT_NE(NULL, p);
+			p[0] = p[SIZE - 1] = 1;
+			mh_free(p);
+		}
+		mh_quarantine_release();
+		mh_stats_read(&st);
+		if (!r)
+			after_first = st.heap_sys;
+	}
+	EXPECT_LT(st.heap_sys, after_first + (uint64_t)BLOCKS * SIZE);
+}
+
 static void *churn(void *arg)
 {
 	(void)arg;

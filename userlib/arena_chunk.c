@@ -256,17 +256,19 @@ struct arena_chunk *chunk_get(uint64_t arena_id, bool big)
 
 /* A chunk just made usable again (arena_lock not held): ordinary memory,
  * back to the ready list, or to the page heap when large, when the ready
- * list is full or when ready is false. */
+ * list is full, when ready is false, or when it held a guarded heap block
+ * (secure_large.c): that address space was malloc's, and nothing takes a
+ * block's odd-sized chunk from the ready list, which kept it for ever. */
 void chunk_released(struct arena_chunk *c, bool ready)
 {
 	bool keep;
 
 	c->moved = 0;
 	mh_lock(&arena_lock);
-	/* With the scan, a chunk out of quarantine stays with arenas (as in
-	 * Go, chunk address space is for arenas only): its pages are gone
-	 * already, so the ready list holds only address space. */
-	keep = ready && (arenas_keep_released() ||
+	/* With the scan, an arena's chunk out of quarantine stays with arenas
+	 * (as in Go, chunk address space is for arenas only): its pages are
+	 * gone already, so the ready list holds only address space. */
+	keep = ready && !c->block.addr && (arenas_keep_released() ||
 			 (!c->large && (ready_list.count + 1) * arena_cfg.chunk_bytes <=
 				       arena_cfg.ready_max));
 	if (keep) {
