@@ -584,6 +584,81 @@ def status_text(st):
     return "no runs"
 
 
+# The peers a user would pick instead of mheap, each preloaded (the -linked
+# rows call the same allocators through their own API and are left out).
+MATRIX_PEERS = ("glibc", "jemalloc", "tcmalloc", "mimalloc", "scudo")
+
+
+def geomean(xs):
+    xs = [x for x in xs if x]
+    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else None
+
+
+def matrix_summary(cases, stats):
+    """Issue #24's whole-matrix targets for mheap over the program-like cases:
+    per case its time against mimalloc, tcmalloc and the fastest peer, and its
+    peak RSS against mimalloc (medians of per-round ratios); then their
+    geometric means and the worst case. Returns (rows, totals)."""
+    rows = []
+    for c in cases:
+        if c.section != "Program-like":
+            continue
+        vp = stats[c.id].get("mheap", {}).get("vs_peers")
+        if not vp:
+            continue
+        timed = {p: vp[p]["seconds"] for p in MATRIX_PEERS
+                 if p in vp and vp[p]["seconds"]}
+        best = min(timed, key=lambda p: stats[c.id][p]["seconds"]) if timed else None
+        rows.append({"case": c.id,
+                     "vs_mimalloc": timed.get("mimalloc"),
+                     "vs_tcmalloc": timed.get("tcmalloc"),
+                     "best": best, "vs_best": timed.get(best),
+                     "rss_vs_mimalloc": (vp.get("mimalloc") or {}).get("peak_rss_kb")})
+    tot = {k: geomean([r[k] for r in rows])
+           for k in ("vs_mimalloc", "vs_tcmalloc", "vs_best", "rss_vs_mimalloc")}
+    worst = max(rows, key=lambda r: r["vs_best"] or 0) if rows else None
+    tot["worst"] = worst
+    tot["rss_max"] = max((r["rss_vs_mimalloc"] or 0 for r in rows), default=None)
+    return rows, tot
+
+
+def render_matrix(cases, stats):
+    rows, tot = matrix_summary(cases, stats)
+    if not rows:
+        return []
+    L = ["## Program-like matrix", "",
+         "`mheap` (preloaded) ÷ each peer over the program-like cases, medians of the "
+         "per-round ratios; the last row is their geometric mean. Issue #24's targets: "
+         "geometric mean at most 0.90× mimalloc and below 1.00× tcmalloc, no case above "
+         "1.20× the fastest peer, peak RSS at most mimalloc's.", "",
+         "| case | time vs mimalloc | time vs tcmalloc | fastest peer | time vs fastest "
+         "| peak RSS vs mimalloc |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        L.append("| %s | %s | %s | %s | %s | %s |" % (
+            r["case"], fmt_ratio(r["vs_mimalloc"]), fmt_ratio(r["vs_tcmalloc"]),
+            r["best"] or "-", fmt_ratio(r["vs_best"]), fmt_ratio(r["rss_vs_mimalloc"])))
+    L.append("| **geometric mean** | **%s** | **%s** | | %s | **%s** |" % (
+        fmt_ratio(tot["vs_mimalloc"]), fmt_ratio(tot["vs_tcmalloc"]),
+        fmt_ratio(tot["vs_best"]), fmt_ratio(tot["rss_vs_mimalloc"])))
+    w = tot["worst"]
+
+    def verdict(ok):
+        return "met" if ok else "**not met**"
+    L += ["", "- geometric mean vs mimalloc %s (target ≤ 0.90×): %s" % (
+              fmt_ratio(tot["vs_mimalloc"]),
+              verdict(tot["vs_mimalloc"] is not None and tot["vs_mimalloc"] <= 0.90)),
+          "- geometric mean vs tcmalloc %s (target < 1.00×): %s" % (
+              fmt_ratio(tot["vs_tcmalloc"]),
+              verdict(tot["vs_tcmalloc"] is not None and tot["vs_tcmalloc"] < 1.0)),
+          "- slowest case against its fastest peer: %s, %s %s (target ≤ 1.20×): %s" % (
+              w["case"], fmt_ratio(w["vs_best"]), w["best"],
+              verdict(w["vs_best"] is not None and w["vs_best"] <= 1.20)),
+          "- peak RSS vs mimalloc: geometric mean %s, largest %s (target ≤ 1.00×): %s" % (
+              fmt_ratio(tot["rss_vs_mimalloc"]), fmt_ratio(tot["rss_max"]),
+              verdict(tot["rss_max"] is not None and tot["rss_max"] <= 1.0)), ""]
+    return L
+
+
 def render_md(path, meta, cases, runners_for, stats, headline):
     L = []
     L.append("# mheap benchmark results (%s)" % meta["mode"])
@@ -721,6 +796,7 @@ def render_md(path, meta, cases, runners_for, stats, headline):
                     peer, fmt_ratio(d["seconds"]), fmt_ratio(d["minflt"]),
                     fmt_ratio(d["peak_rss_kb"])))
             L.append("")
+    L += render_matrix(cases, stats)
     secure = [c for c in cases if c.section == "Program-like"]
     if secure:
         L.append("## Secure mode")
@@ -739,6 +815,10 @@ def render_md(path, meta, cases, runners_for, stats, headline):
             L.append("| %s | %s | %s | %s |" % (
                 c.id, fmt_ratio(st.get("vs_mheap")), fmt_ratio(st.get("rss_vs_mheap")),
                 fmt_ratio(st.get("vs_scudo"))))
+        sts = [stats[c.id].get("mheap-secure", {}) for c in secure]
+        L.append("| **geometric mean** | **%s** | **%s** | **%s** |" % tuple(
+            fmt_ratio(geomean([st.get(k) for st in sts]))
+            for k in ("vs_mheap", "rss_vs_mheap", "vs_scudo")))
         L.append("")
     if meta.get("plots"):
         L.append("## Plots")
