@@ -1,0 +1,136 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The page allocator's side of the scavenger (Go's pageAlloc.scavengeOne,
+ * mgcscavenge.go): which free, resident pages to release, taken from the
+ * top of the heap down, and given back free and released once their memory
+ * is returned to the OS. scavenge.c decides when and how many; pagealloc.h
+ * says how the heap lock is dropped around the madvise.
+ *
+ * The walk starts at scav_top, below which every free, resident page lies,
+ * and skips chunks used within the scavenger's idle time (their pages are
+ * likely to be allocated again soon), reporting when the first of them
+ * turns idle.
+ */
+#include "pagealloc_impl.h"
+#include "sysmem.h"
+
+static inline bool resident_free(const struct heap_arena *ha, unsigned page)
+{
+	return !((ha->alloc[page / 64] | ha->scav[page / 64]) >> (page % 64) & 1);
+}
+
+/* Highest free, resident page below hi, or -1. */
+static long prev_resident_free(const struct heap_arena *ha, unsigned hi)
+{
+	while (hi > 0) {
+		unsigned w = (hi - 1) / 64;
+		uint64_t v = ~(ha->alloc[w] | ha->scav[w]) & range_mask(0, hi - w * 64);
+
+		if (v)
+			return (long)(w * 64 + 63 - (unsigned)__builtin_clzll(v));
+		hi = w * 64;
+	}
+	return -1;
+}
+
+/* Set (take) or clear (give back) the allocation bits of pages
+ * [first, first + n) of ha, whose scavenged bits are clear. */
+static void mark_taken(struct heap_arena *ha, unsigned first, unsigned n, bool take)
+{
+	for (unsigned w = first / 64; w * 64 < first + n; w++) {
+		unsigned lo = w * 64 < first ? first - w * 64 : 0;
+		unsigned hi = (w + 1) * 64 > first + n ? first + n - w * 64 : 64;
+
+		if (take)
+			ha->alloc[w] |= range_mask(lo, hi);
+		else
+			ha->alloc[w] &= ~range_mask(lo, hi);
+	}
+	update_sums(ha, first / PA_CHUNK_PAGES, (first + n - 1) / PA_CHUNK_PAGES);
+}
+
+uint64_t pa_scavenging_pages;
+
+uintptr_t pa_scavenge_take(uintptr_t npages, uint64_t idle_ns, struct pa_scav_batch *b)
+{
+	struct heap_arena *ha = NULL;
+	uintptr_t kept_top = 0;	/* end of the highest resident run left alone */
+	uint64_t now = idle_ns ? mh_nanotime() : 0;
+	unsigned hi;
+
+	b->n = 0;
+	b->pages = 0;
+	b->retry_at = 0;
+	/* The highest arena starting below scav_top (arenas need not be
+	 * adjacent: scav_top may sit at the base of one, above a gap). */
+	for (struct heap_arena *a = arenamap_first(); a && a->base < scav_top; a = a->next)
+		ha = a;
+	if (!ha)
+		return 0;
+	hi = scav_top - ha->base >= MH_ARENA_SIZE ? MH_PAGES_PER_ARENA
+						  : (unsigned)((scav_top - ha->base) >> MH_PAGE_SHIFT);
+	for (; ha; ha = ha->prev, hi = MH_PAGES_PER_ARENA) {
+		while (b->pages < npages && b->n < PA_SCAV_BATCH) {
+			long top = prev_resident_free(ha, hi);
+
+			if (top < 0) {
+				hi = 0;
+				break;
+			}
+			unsigned c = (unsigned)top / PA_CHUNK_PAGES;
+			unsigned floor = c * PA_CHUNK_PAGES;
+
+			if (now - ha->chunk_used[c] < idle_ns) {
+				/* Used within idle_ns: likely to be used again
+				 * soon, so its pages stay (scavenge.c). */
+				uint64_t cold_at = ha->chunk_used[c] + idle_ns;
+
+				if (!b->retry_at || cold_at < b->retry_at)
+					b->retry_at = cold_at;
+				if (!kept_top)
+					kept_top = ha->base + ((uintptr_t)(top + 1) << MH_PAGE_SHIFT);
+				hi = floor;
+				continue;
+			}
+			unsigned lo = (unsigned)top;
+			while (lo > floor && (uintptr_t)(top - lo) + 1 < npages - b->pages &&
+			       resident_free(ha, lo - 1))
+				lo--;
+			unsigned n = (unsigned)top + 1 - lo;
+
+			mark_taken(ha, lo, n, true);
+			b->base[b->n] = ha->base + ((uintptr_t)lo << MH_PAGE_SHIFT);
+			b->npages[b->n++] = n;
+			b->pages += n;
+			hi = lo;
+		}
+		if (b->pages >= npages || b->n == PA_SCAV_BATCH)
+			break;
+	}
+	/* Everything from here up is now in use, released, being released
+	 * or left alone below kept_top. */
+	scav_top = ha ? ha->base + ((uintptr_t)hi << MH_PAGE_SHIFT) : 0;
+	if (kept_top > scav_top)
+		scav_top = kept_top;
+	pa_scavenging_pages += b->pages;
+	return b->pages;
+}
+
+void pa_scavenge_release(const struct pa_scav_batch *b)
+{
+	for (unsigned i = 0; i < b->n; i++)
+		sys_release((void *)b->base[i], (size_t)b->npages[i] << MH_PAGE_SHIFT);
+}
+
+void pa_scavenge_return(const struct pa_scav_batch *b)
+{
+	for (unsigned i = 0; i < b->n; i++) {
+		struct heap_arena *ha = arena_of(b->base[i]);
+		unsigned first = (unsigned)arena_page(ha, b->base[i]);
+
+		mark_taken(ha, first, (unsigned)b->npages[i], false);
+		set_scavenged(ha, first, (unsigned)b->npages[i]);
+		ha->chunk_released[first / PA_CHUNK_PAGES] = mh_nanotime();
+	}
+	pa_scavenging_pages -= b->pages;
+}

@@ -1,0 +1,251 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The page allocator's search (Go's pageAlloc.find, mpagealloc.go): where
+ * a run of pages goes, over the state pagealloc.c keeps.
+ *
+ * Summaries exist for every chunk and every arena; a search walks the
+ * arenas, skipping any whose summary cannot help, descends into 16 chunk
+ * summaries, then scans at most 8 words. Runs that cross chunk or arena
+ * boundaries are found by carrying the free pages at the end of one block
+ * into the next (arenas only when adjacent). Address-ordered first fit
+ * keeps the heap dense at low addresses; large objects come from the
+ * best-fitting free run, in it the place with the fewest released pages,
+ * and of equals the highest (find_dirty; mheap.c says why), so the two do
+ * not interleave, and the scavenger releases from the top. find_high, the
+ * mirror of the search, serves what only a run across arenas can hold.
+ */
+#include "pagealloc_impl.h"
+
+/* First run of at least n free pages inside chunk c, or -1. */
+static long scan_chunk(const struct heap_arena *ha, unsigned c, unsigned n)
+{
+	unsigned lim = (c + 1) * PA_CHUNK_PAGES;
+	unsigned i = c * PA_CHUNK_PAGES;
+
+	while (i < lim) {
+		unsigned z = next_clear(ha->alloc, i, lim);
+
+		if (z == lim)
+			break;
+		i = next_set(ha->alloc, z, lim);
+		if (i - z >= n)
+			return z;
+	}
+	return -1;
+}
+
+/* Lowest-addressed run of n free pages, as an address; 0 if none. */
+static uintptr_t find(uintptr_t n)
+{
+	uintptr_t carry = 0, prev_limit = 0;
+
+	for (struct heap_arena *ha = arenamap_first(); ha; ha = ha->next) {
+		if (ha->base != prev_limit)
+			carry = 0;
+		prev_limit = ha->base + MH_ARENA_SIZE;
+		if (carry + ha->sum.start >= n)
+			return ha->base - (carry << MH_PAGE_SHIFT);
+		if (ha->sum.max >= n) {
+			uintptr_t c_carry = carry;
+
+			for (unsigned c = 0; c < PA_CHUNKS; c++) {
+				struct pa_sum cs = ha->chunk_sum[c];
+				uintptr_t cbase = ha->base + ((uintptr_t)c * PA_CHUNK_PAGES << MH_PAGE_SHIFT);
+
+				if (c_carry + cs.start >= n)
+					return cbase - (c_carry << MH_PAGE_SHIFT);
+				if (cs.max >= n) {
+					long at = scan_chunk(ha, c, (unsigned)n);
+
+					if (at < 0)
+						mh_fatal("page allocator summary out of date");
+					return ha->base + ((uintptr_t)at << MH_PAGE_SHIFT);
+				}
+				c_carry = cs.start == PA_CHUNK_PAGES ? c_carry + PA_CHUNK_PAGES : cs.end;
+			}
+			mh_fatal("page allocator summary out of date");
+		}
+		carry = ha->sum.start == MH_PAGES_PER_ARENA ? carry + MH_PAGES_PER_ARENA : ha->sum.end;
+	}
+	return 0;
+}
+
+/* Highest run of at least n free pages inside chunk c, as the page number
+ * just past its end, or -1. */
+static long scan_chunk_high(const struct heap_arena *ha, unsigned c, unsigned n)
+{
+	unsigned lo = c * PA_CHUNK_PAGES;
+	unsigned i = lo + PA_CHUNK_PAGES;
+
+	while (i > lo) {
+		unsigned end = prev_bit(ha->alloc, i, lo, ~(uint64_t)0);
+
+		if (end == lo)
+			break;
+		i = prev_bit(ha->alloc, end, lo, 0);
+		if (end - i >= n)
+			return end;
+	}
+	return -1;
+}
+
+/*
+ * End address of the highest-addressed run of n free pages; 0 if none.
+ * The mirror of find(): arenas from the top down, chunks from the last,
+ * carrying the free pages at the bottom of one block into the block below.
+ */
+static uintptr_t find_high(uintptr_t n)
+{
+	struct heap_arena *ha = arenamap_first();
+	uintptr_t carry = 0, prev_base = 0;
+
+	while (ha && ha->next)
+		ha = ha->next;
+	for (; ha; ha = ha->prev) {
+		uintptr_t limit = ha->base + MH_ARENA_SIZE;
+
+		if (limit != prev_base)
+			carry = 0;
+		prev_base = ha->base;
+		if (ha->sum.end + carry >= n)
+			return limit + (carry << MH_PAGE_SHIFT);
+		if (ha->sum.max >= n) {
+			uintptr_t c_carry = carry;
+
+			for (unsigned c = PA_CHUNKS; c-- > 0;) {
+				struct pa_sum cs = ha->chunk_sum[c];
+				uintptr_t cend = ha->base +
+					((uintptr_t)(c + 1) * PA_CHUNK_PAGES << MH_PAGE_SHIFT);
+
+				if (cs.end + c_carry >= n)
+					return cend + (c_carry << MH_PAGE_SHIFT);
+				if (cs.max >= n) {
+					long at = scan_chunk_high(ha, c, (unsigned)n);
+
+					if (at < 0)
+						mh_fatal("page allocator summary out of date");
+					return ha->base + ((uintptr_t)at << MH_PAGE_SHIFT);
+				}
+				c_carry = cs.end == PA_CHUNK_PAGES ? c_carry + PA_CHUNK_PAGES
+								   : cs.start;
+			}
+			mh_fatal("page allocator summary out of date");
+		}
+		carry = ha->sum.end == MH_PAGES_PER_ARENA ? carry + MH_PAGES_PER_ARENA
+							  : ha->sum.start;
+	}
+	return 0;
+}
+
+/* Released pages among [first, first + n) of ha. */
+static unsigned count_released(const struct heap_arena *ha, unsigned first, unsigned n)
+{
+	unsigned cnt = 0;
+
+	for (unsigned w = first / 64; w * 64 < first + n; w++) {
+		unsigned lo = w * 64 < first ? first - w * 64 : 0;
+		unsigned hi = (w + 1) * 64 > first + n ? first + n - w * 64 : 64;
+
+		cnt += (unsigned)mh_popcount(ha->scav[w] & range_mask(lo, hi));
+	}
+	return cnt;
+}
+
+/* The best place for n pages aligned to align pages so far (find_dirty). */
+struct dirty_fit {
+	uintptr_t base;
+	uintptr_t released;
+	uintptr_t run_len;
+};
+
+/* Consider n pages at page p of ha, moved into free run [start, end). */
+static void dirty_consider(struct dirty_fit *f, const struct heap_arena *ha, unsigned start,
+			   unsigned end, long at, unsigned n, unsigned align)
+{
+	unsigned p = at < start ? start : (unsigned)at;
+	uintptr_t rel;
+
+	if (p + n > end)
+		p = end - n;
+	p = (unsigned)ALIGN_DOWN(p, align);
+	if (p < start)
+		p = (unsigned)ALIGN_UP(start, align);
+	if (p + n > end)
+		return;
+	rel = count_released(ha, p, n);
+	if (end - start < f->run_len || (end - start == f->run_len && rel < f->released)) {
+		f->base = ha->base + ((uintptr_t)p << MH_PAGE_SHIFT);
+		f->released = rel;
+		f->run_len = end - start;
+	}
+}
+
+/*
+ * Best fit, dirty first: where n pages aligned to align pages go, as an
+ * address; 0 if no free run inside one arena can hold them. The shortest
+ * free run that can hold them (best fit: long runs stay whole for long
+ * blocks; measured against fewest-released-pages-first, which grew the heap
+ * by an arena in some runs: docs/heap.md#placement), and in it the place
+ * with the fewest released pages (each faults in again, about 3 us per
+ * 4 KiB): its top, or against either end of a resident stretch (a freed
+ * block's pages, with released ones around them); of equals, the highest.
+ * A walk over the free runs of the arenas, for large objects only: one
+ * such block costs a thousand times more to fault in than the walk.
+ */
+static uintptr_t find_dirty(uintptr_t n, uintptr_t align)
+{
+	struct heap_arena *ha = arenamap_first();
+	struct dirty_fit f = { 0, UINTPTR_MAX, UINTPTR_MAX };
+	uintptr_t want = n + align - 1;
+
+	while (ha && ha->next)
+		ha = ha->next;
+	for (; ha; ha = ha->prev) {
+		unsigned i = MH_PAGES_PER_ARENA;
+
+		if (ha->sum.max < want)
+			continue;
+		while (i > 0) {
+			unsigned end = prev_bit(ha->alloc, i, 0, ~(uint64_t)0), start;
+
+			if (end == 0)
+				break;
+			start = prev_bit(ha->alloc, end, 0, 0);
+			i = start;
+			if (end - start < want || end - start > f.run_len)
+				continue;
+			dirty_consider(&f, ha, start, end, end, (unsigned)n, (unsigned)align);
+			for (unsigned r = start; (r = next_clear(ha->scav, r, end)) < end;) {
+				unsigned r_end = next_set(ha->scav, r, end);
+
+				dirty_consider(&f, ha, start, end, (long)r_end - (long)n, (unsigned)n,
+					       (unsigned)align);
+				dirty_consider(&f, ha, start, end, r, (unsigned)n, (unsigned)align);
+				r = r_end;
+			}
+			if (f.released == 0 && f.run_len == want)
+				return f.base;
+		}
+	}
+	return f.base;
+}
+
+uintptr_t pa_find(uintptr_t npages, uintptr_t align_pages, enum pa_where where)
+{
+	uintptr_t want = npages + align_pages - 1;
+	uintptr_t align = align_pages << MH_PAGE_SHIFT;
+	uintptr_t p;
+
+	if (where == PA_DIRTY) {
+		p = find_dirty(npages, align_pages);
+		if (p)
+			return p;
+		/* Only runs across arenas can hold it: the highest. */
+	}
+	if (where != PA_LOW) {
+		p = find_high(want);
+		return p ? ALIGN_DOWN(p - (npages << MH_PAGE_SHIFT), align) : 0;
+	}
+	p = find(want);
+	return p ? ALIGN_UP(p, align) : 0;
+}
