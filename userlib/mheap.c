@@ -197,9 +197,9 @@ void mheap_flush_caches_locking(void)
  * from the shortest free run that can hold it (best fit; the highest of
  * equals, from its top), a large block goes back where blocks of its size
  * were before, and the small spans stay dense at the bottom. Inside that
- * run it goes where the fewest pages have been released (pagealloc.c,
- * find_dirty): a freed block's resident pages rather than released ones
- * next to them, which would fault in again at about 3 us per 4 KiB.
+ * run it goes where the fewest pages have been released (find_dirty,
+ * pagealloc_search.c): a freed block's resident pages rather than released
+ * ones next to them, which would fault in again at about 3 us per 4 KiB.
  * Measured: docs/heap.md#placement.
  *
  * Only objects longer than SPAN_HIGH_PAGES go high. Shorter ones are

@@ -41,7 +41,7 @@ uint64_t pa_released_pages;
 uint64_t pa_refault_pages;
 uint64_t pa_refault_horizon_ns;
 
-uintptr_t scav_top;
+uintptr_t pa_scav_top;
 
 struct pa_sum pa_summarize(const uint64_t *bits, unsigned from, unsigned len)
 {
@@ -111,7 +111,7 @@ static struct pa_sum merge(struct pa_sum l, unsigned lsize, struct pa_sum r, uns
 	return s;
 }
 
-void update_sums(struct heap_arena *ha, unsigned first_chunk, unsigned last_chunk)
+void pa_update_sums(struct heap_arena *ha, unsigned first_chunk, unsigned last_chunk)
 {
 	for (unsigned c = first_chunk; c <= last_chunk; c++)
 		ha->chunk_sum[c] = pa_summarize(ha->alloc, c * PA_CHUNK_PAGES, PA_CHUNK_PAGES);
@@ -127,7 +127,7 @@ void pa_arena_init(struct heap_arena *ha)
 		ha->alloc[w] = 0;
 		ha->scav[w] = ~(uint64_t)0;
 	}
-	update_sums(ha, 0, PA_CHUNKS - 1);
+	pa_update_sums(ha, 0, PA_CHUNKS - 1);
 	pa_total_pages += MH_PAGES_PER_ARENA;
 	pa_free_pages += MH_PAGES_PER_ARENA;
 	pa_released_pages += MH_PAGES_PER_ARENA;
@@ -168,7 +168,7 @@ static void mark(uintptr_t p, uintptr_t n, bool alloc, struct pa_result *res)
 				ha->alloc[w] &= ~m;
 			}
 		}
-		update_sums(ha, first / PA_CHUNK_PAGES, (last - 1) / PA_CHUNK_PAGES);
+		pa_update_sums(ha, first / PA_CHUNK_PAGES, (last - 1) / PA_CHUNK_PAGES);
 		for (unsigned c = first / PA_CHUNK_PAGES; c <= (last - 1) / PA_CHUNK_PAGES; c++)
 			ha->chunk_used[c] = now;
 		n -= k;
@@ -176,7 +176,7 @@ static void mark(uintptr_t p, uintptr_t n, bool alloc, struct pa_result *res)
 	}
 }
 
-void set_scavenged(struct heap_arena *ha, unsigned first, unsigned n)
+void pa_set_scavenged(struct heap_arena *ha, unsigned first, unsigned n)
 {
 	for (unsigned w = first / 64; w * 64 < first + n; w++) {
 		unsigned lo = w * 64 < first ? first - w * 64 : 0;
@@ -247,15 +247,15 @@ void pa_free(uintptr_t base, uintptr_t npages, bool released)
 {
 	mark(base, npages, false, NULL);
 	pa_free_pages += npages;
-	if (!released && base + (npages << MH_PAGE_SHIFT) > scav_top)
-		scav_top = base + (npages << MH_PAGE_SHIFT);
+	if (!released && base + (npages << MH_PAGE_SHIFT) > pa_scav_top)
+		pa_scav_top = base + (npages << MH_PAGE_SHIFT);
 	if (released) {
 		for (uintptr_t p = base, n = npages; n;) {
 			struct heap_arena *ha = arena_of(p);
 			unsigned first = (unsigned)arena_page(ha, p);
 			unsigned k = (unsigned)(n < MH_PAGES_PER_ARENA - first ? n : MH_PAGES_PER_ARENA - first);
 
-			set_scavenged(ha, first, k);
+			pa_set_scavenged(ha, first, k);
 			n -= k;
 			p += (uintptr_t)k << MH_PAGE_SHIFT;
 		}
@@ -283,7 +283,7 @@ uintptr_t pa_chunk_take(uint64_t *free)
 
 	*free = (~*word & m) >> (page % 64);
 	*word |= m;
-	update_sums(ha, page / PA_CHUNK_PAGES, page / PA_CHUNK_PAGES);
+	pa_update_sums(ha, page / PA_CHUNK_PAGES, page / PA_CHUNK_PAGES);
 	ha->chunk_used[page / PA_CHUNK_PAGES] = mh_nanotime();
 	return ha->base + ((uintptr_t)page << MH_PAGE_SHIFT);
 }
@@ -308,15 +308,15 @@ void pa_chunk_return(uintptr_t base, uint64_t free)
 	uint64_t m = free << (page % 64), resident = m & ~ha->scav[w];
 
 	ha->alloc[w] &= ~m;
-	update_sums(ha, page / PA_CHUNK_PAGES, page / PA_CHUNK_PAGES);
+	pa_update_sums(ha, page / PA_CHUNK_PAGES, page / PA_CHUNK_PAGES);
 	ha->chunk_used[page / PA_CHUNK_PAGES] = mh_nanotime();
 	/* Resident pages among them are the scavenger's to find again. */
 	if (resident) {
 		uintptr_t top = ha->base +
 				((uintptr_t)(w * 64 + 64 - (unsigned)__builtin_clzll(resident)) << MH_PAGE_SHIFT);
 
-		if (top > scav_top)
-			scav_top = top;
+		if (top > pa_scav_top)
+			pa_scav_top = top;
 	}
 }
 

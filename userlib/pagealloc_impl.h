@@ -14,13 +14,13 @@
 
 /* No free, resident page lies at or above this address: the scavenger
  * starts its downward walk here instead of at the top of the heap. */
-MH_HIDDEN extern uintptr_t scav_top;
+MH_HIDDEN extern uintptr_t pa_scav_top;
 
 /* Recompute the summaries of chunks [first_chunk, last_chunk] of ha, then
  * the arena's own. */
-MH_HIDDEN void update_sums(struct heap_arena *ha, unsigned first_chunk, unsigned last_chunk);
+MH_HIDDEN void pa_update_sums(struct heap_arena *ha, unsigned first_chunk, unsigned last_chunk);
 /* Mark free pages [first, first + n) of ha as released. */
-MH_HIDDEN void set_scavenged(struct heap_arena *ha, unsigned first, unsigned n);
+MH_HIDDEN void pa_set_scavenged(struct heap_arena *ha, unsigned first, unsigned n);
 
 /* ------------------------------------------------------------ bit helpers */
 

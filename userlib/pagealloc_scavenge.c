@@ -6,7 +6,7 @@
  * is returned to the OS. scavenge.c decides when and how many; pagealloc.h
  * says how the heap lock is dropped around the madvise.
  *
- * The walk starts at scav_top, below which every free, resident page lies,
+ * The walk starts at pa_scav_top, below which every free, resident page lies,
  * and skips chunks used within the scavenger's idle time (their pages are
  * likely to be allocated again soon), reporting when the first of them
  * turns idle.
@@ -46,7 +46,7 @@ static void mark_taken(struct heap_arena *ha, unsigned first, unsigned n, bool t
 		else
 			ha->alloc[w] &= ~range_mask(lo, hi);
 	}
-	update_sums(ha, first / PA_CHUNK_PAGES, (first + n - 1) / PA_CHUNK_PAGES);
+	pa_update_sums(ha, first / PA_CHUNK_PAGES, (first + n - 1) / PA_CHUNK_PAGES);
 }
 
 uint64_t pa_scavenging_pages;
@@ -61,14 +61,14 @@ uintptr_t pa_scavenge_take(uintptr_t npages, uint64_t idle_ns, struct pa_scav_ba
 	b->n = 0;
 	b->pages = 0;
 	b->retry_at = 0;
-	/* The highest arena starting below scav_top (arenas need not be
-	 * adjacent: scav_top may sit at the base of one, above a gap). */
-	for (struct heap_arena *a = arenamap_first(); a && a->base < scav_top; a = a->next)
+	/* The highest arena starting below pa_scav_top (arenas need not be
+	 * adjacent: pa_scav_top may sit at the base of one, above a gap). */
+	for (struct heap_arena *a = arenamap_first(); a && a->base < pa_scav_top; a = a->next)
 		ha = a;
 	if (!ha)
 		return 0;
-	hi = scav_top - ha->base >= MH_ARENA_SIZE ? MH_PAGES_PER_ARENA
-						  : (unsigned)((scav_top - ha->base) >> MH_PAGE_SHIFT);
+	hi = pa_scav_top - ha->base >= MH_ARENA_SIZE ? MH_PAGES_PER_ARENA
+						  : (unsigned)((pa_scav_top - ha->base) >> MH_PAGE_SHIFT);
 	for (; ha; ha = ha->prev, hi = MH_PAGES_PER_ARENA) {
 		while (b->pages < npages && b->n < PA_SCAV_BATCH) {
 			long top = prev_resident_free(ha, hi);
@@ -109,9 +109,9 @@ uintptr_t pa_scavenge_take(uintptr_t npages, uint64_t idle_ns, struct pa_scav_ba
 	}
 	/* Everything from here up is now in use, released, being released
 	 * or left alone below kept_top. */
-	scav_top = ha ? ha->base + ((uintptr_t)hi << MH_PAGE_SHIFT) : 0;
-	if (kept_top > scav_top)
-		scav_top = kept_top;
+	pa_scav_top = ha ? ha->base + ((uintptr_t)hi << MH_PAGE_SHIFT) : 0;
+	if (kept_top > pa_scav_top)
+		pa_scav_top = kept_top;
 	pa_scavenging_pages += b->pages;
 	return b->pages;
 }
@@ -129,7 +129,7 @@ void pa_scavenge_return(const struct pa_scav_batch *b)
 		unsigned first = (unsigned)arena_page(ha, b->base[i]);
 
 		mark_taken(ha, first, (unsigned)b->npages[i], false);
-		set_scavenged(ha, first, (unsigned)b->npages[i]);
+		pa_set_scavenged(ha, first, (unsigned)b->npages[i]);
 		ha->chunk_released[first / PA_CHUNK_PAGES] = mh_nanotime();
 	}
 	pa_scavenging_pages -= b->pages;
