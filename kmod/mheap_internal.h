@@ -10,7 +10,7 @@
  *                      refers to the file any more - and every mapping of it
  *                      does, through vma->vm_file. So a context outlives all
  *                      of its mappings.
- *   struct mheap_map   one per mmap() of a context (mheap_map.c), the state
+ *   struct mheap_map   one per mmap() of a context (mheap_map.h), the state
  *                      behind exactly one VMA: its pages and which of them
  *                      are quarantined. Referenced by that VMA (and, for a
  *                      moment, by the copy mremap() makes before it is
@@ -148,8 +148,10 @@ long mheap_ioctl(struct file *file, unsigned int cmd, unsigned long arg);
 /* mheap_uring.c: IORING_OP_URING_CMD. */
 int mheap_uring_cmd(struct io_uring_cmd *ioucmd, unsigned int issue_flags);
 
-/* mheap_map.c: mappings, their page faults, FAULT and RELEASE. */
+/* mheap_map.c: mappings and their page faults. */
 int mheap_mmap(struct file *file, struct vm_area_struct *vma);
+
+/* mheap_range.c: FAULT and RELEASE. */
 int mheap_map_range(struct file *file, const struct mheap_range *r,
 		    bool quarantine, bool nonblock);
 

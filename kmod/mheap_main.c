@@ -40,12 +40,14 @@
  * Source map, one concept per file:
  *   mheap_main.c     module load/unload and metadata (this file)
  *   mheap_dev.c      the misc device, open/release, per-open contexts
- *   mheap_map.c      mappings: pages, quarantine, page faults, FAULT/RELEASE
+ *   mheap_map.c      mappings: pages, quarantine, page faults
+ *   mheap_range.c    FAULT and RELEASE of a mapping's ranges
  *   mheap_ioctl.c    ioctl command dispatch and the command handlers
  *   mheap_uring.c    the io_uring commands
  *   mheap_event.c    fault events, read() and poll()
  *   mheap_account.c  counters, limits, module parameter, sysfs attributes
  *   mheap_internal.h declarations shared by the files above, lock order
+ *   mheap_map.h      struct mheap_map, shared by mheap_map.c and mheap_range.c
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
