@@ -11,7 +11,8 @@
  *    there, arenas that were live in the parent are not readable, and new
  *    arenas work; a child touching an arena that was live in the parent
  *    gets a one-line report and dies of SIGSEGV (in a grandchild too),
- *    while freed arenas are use-after-free as anywhere;
+ *    while freed arenas are use-after-free as anywhere, also one that
+ *    another thread was freeing at the fork;
  *  - a descriptor replaced behind the library's back is caught;
  *  - EDQUOT from the module releases the oldest chunks.
  */
@@ -354,6 +355,104 @@ TEST_F(lost, an_arena_freed_in_the_parent_is_a_use_after_free_in_the_child)
 	run_lost(&r);
 	EXPECT_TRUE(died_of(&r, SIGSEGV)) TH_LOG("status %#x: %s", r.status, r.err);
 	EXPECT_NE(NULL, strstr(r.err, want)) TH_LOG("want \"%s\", got \"%s\"", want, r.err);
+	mh_quarantine_release();
+}
+
+/*
+ * fork() while another thread frees an arena: whatever moment the fork
+ * hits (the arena still live, its FAULT ioctl in flight, its chunks
+ * faulted but not yet marked quarantined, or quarantined), the child must
+ * find the arena's memory faulting, never zero-fill. The freeing thread
+ * publishes a pointer into each arena before freeing it; each child reads
+ * its copy of that pointer. The fork handler faults both live and
+ * quarantined chunks, and a chunk whose FAULT is in flight is still live.
+ */
+#define FORK_RACE_FORKS		400	/* at most this many children */
+#define FORK_RACE_IN_FREE	20	/* ... or until this many forked mid-free */
+#define FORK_RACE_BYTES		(256 << 10)	/* written per arena: a slower FAULT */
+
+static struct {
+	char *p;		/* into the newest arena, published before its free */
+	int freeing;		/* 1 from just before the free to just after */
+	int stop;
+} churn;
+
+static void *churn_arenas(void *arg)
+{
+	(void)arg;
+	while (!__atomic_load_n(&churn.stop, __ATOMIC_ACQUIRE)) {
+		mh_arena *a = mh_arena_new();
+		char *p = a ? mh_arena_alloc(a, FORK_RACE_BYTES, 0) : NULL;
+
+		if (!p)
+			return (void *)1;
+		memset(p, 0x5a, FORK_RACE_BYTES);
+		__atomic_store_n(&churn.p, p, __ATOMIC_RELEASE);
+		__atomic_store_n(&churn.freeing, 1, __ATOMIC_RELEASE);
+		mh_arena_free(a);
+		__atomic_store_n(&churn.freeing, 0, __ATOMIC_RELEASE);
+	}
+	return NULL;
+}
+
+/* Exit 0 or 1 (whether the fork came mid-free) if *churn.p faulted, 10 or
+ * 11 if it read as zero, 12 or 13 if it read anything else. */
+static void child_reads_churned_arena(void *arg)
+{
+	int mid_free = __atomic_load_n(&churn.freeing, __ATOMIC_ACQUIRE);
+	char v = 0;
+
+	(void)arg;
+	probes_install();
+	if (try_read(__atomic_load_n(&churn.p, __ATOMIC_ACQUIRE), &v) == SIGSEGV)
+		_exit(mid_free);
+	_exit((v ? 12 : 10) + mid_free);
+}
+
+TEST_F(lib, an_arena_freed_by_another_thread_during_fork_faults_in_the_child)
+{
+	int forks = 0, in_free = 0, readable = 0;
+	struct child_result r;
+	mh_arena *first;
+	pthread_t t;
+	void *ret;
+
+	ASSERT_NE(NULL, fault_backend_select("kmod"));
+	arena_config_get(&self->cfg);
+	/* A freed arena's active chunk faults too (reuse would keep it). */
+	self->cfg.reuse = false;
+	/* The FIFO, with room for the newest arenas' chunks, so that the
+	 * published one is never released; few ready chunks, so that each
+	 * child has few chunks to map again. */
+	self->cfg.scan = false;
+	self->cfg.quarantine_max = 4 * self->cfg.chunk_bytes;
+	self->cfg.ready_max = 4 * self->cfg.chunk_bytes;
+	arena_configure(&self->cfg);
+	memset(&churn, 0, sizeof(churn));
+	/* A pointer for the children forked before the thread publishes one. */
+	first = mh_arena_new();
+	churn.p = mh_arena_alloc(first, 64, 0);
+	ASSERT_NE(NULL, churn.p);
+	mh_arena_free(first);
+	ASSERT_EQ(0, pthread_create(&t, NULL, churn_arenas, NULL));
+	while (forks < FORK_RACE_FORKS && in_free < FORK_RACE_IN_FREE) {
+		run_child(child_reads_churned_arena, NULL, &r);
+		forks++;
+		ASSERT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) <= 13)
+			TH_LOG("child %d: status %#x: %s", forks, r.status, r.err);
+		in_free += WEXITSTATUS(r.status) & 1;
+		if (WEXITSTATUS(r.status) >= 10) {
+			TH_LOG("child %d (%s): the freed arena read as %s", forks,
+			       WEXITSTATUS(r.status) & 1 ? "mid-free" : "not mid-free",
+			       WEXITSTATUS(r.status) >= 12 ? "data" : "zero");
+			readable++;
+		}
+	}
+	__atomic_store_n(&churn.stop, 1, __ATOMIC_RELEASE);
+	ASSERT_EQ(0, pthread_join(t, &ret));
+	ASSERT_EQ(NULL, ret);
+	TH_LOG("%d children, %d of them forked while an arena was being freed", forks, in_free);
+	EXPECT_EQ(0, readable);
 	mh_quarantine_release();
 }
 
