@@ -623,8 +623,9 @@ void kmod_fork_child(void)
 					 KMOD_DEVICE, (unsigned long)reg[i].base, strerror(errno));
 			uint8_t state = chunk_state(reg[i].base);
 
-			/* Over the limit the chunk stays zero-fill: no worse
-			 * than the fresh memory of the other backends. */
+			/* Over the limit (EDQUOT) the chunk stays zero-fill,
+			 * where the other backends' children inherit their
+			 * quarantine (docs/kmod.md). */
 			if (state == CHUNK_QUARANTINED || state == CHUNK_LIVE)
 				(void)ioctl(dev_fd, MHEAP_IOC_FAULT, &arg);
 			/* Without the table a touch is only an unexplained
