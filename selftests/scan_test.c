@@ -528,7 +528,7 @@ TEST(a_thread_that_blocks_the_signal_makes_the_scan_incomplete)
 	uintptr_t enc = range_new();
 
 #ifdef __SANITIZE_THREAD__
-	SKIP(return, "under ThreadSanitizer such threads are left running (scan.c)");
+	SKIP(return, "under ThreadSanitizer such threads are left running (scan_stop.c)");
 #endif
 	ASSERT_NE(0, enc);
 	run_child(blocked_thread_child, (void *)enc, &r);

@@ -25,7 +25,7 @@
  * counted in arena_releases_referenced, with a one-line warning each time.
  * This is the one way the guarantee breaks, and the statistics show it.
  *
- * A scan that could not look at every root (scan.c: a thread that did not
+ * A scan that could not look at every root (scan_stop.c: a thread that did not
  * stop) keeps every chunk; only the cap releases then.
  */
 #include <string.h>

@@ -3,7 +3,8 @@
  * The quarantine scan (scan.c): stop every thread of the process and look
  * through every root a C program can hold a pointer in for words that point
  * into a set of address ranges (the quarantined arena chunks), interior
- * pointers included. scan.c explains the protocol and its limits.
+ * pointers included. scan.c, scan_stop.c and scan_roots.c explain the
+ * protocol and its limits.
  */
 #ifndef MHEAP_SCAN_H
 #define MHEAP_SCAN_H

@@ -1,0 +1,420 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The roots of the quarantine scan (scan.c) and how each is read: every
+ * word a C program can hold a pointer in goes through scan_words().
+ *
+ * Roots, and how each is read:
+ *  - threads: every task of /proc/self/task, those that never called the
+ *    allocator too, is stopped (scan_stop.c); its registers are then in the
+ *    signal frame on its stack (general registers and the FP/SIMD state the
+ *    kernel saves), and its stack is read from the stop handler's frame (or
+ *    the interrupted stack pointer minus the 128-byte red zone, when the
+ *    handler ran on an alternate stack) to the end of its mapping, which
+ *    takes in glibc's static TLS and struct pthread at the top of a thread
+ *    stack. The scanning thread reads its own callee-saved registers,
+ *    spilled, and its stack from the frame of scan_for_pointers' caller:
+ *    the scan's own frames hold the targets and are left out.
+ *  - loaded objects and every other writable mapping: /proc/self/maps, read
+ *    with read(2) into mapped memory. Every private or shared mapping that
+ *    is readable and writable is a root (.data and .bss of every object,
+ *    glibc's heap, mmaped buffers, shared memory, dead thread stacks glibc
+ *    keeps), except: the heap's own address space (read below), the
+ *    allocator's metadata (sysmem.h's registry: span and chunk structs hold
+ *    target addresses by design), the scan's scratch and its targets, and
+ *    mappings that are not plain memory: [vvar], [vsyscall], [uprobes],
+ *    anon_inode: mappings (io_uring rings, perf buffers, DMA buffers) and
+ *    device files under /dev/ (reading some has side effects; /dev/zero and
+ *    /dev/shm/ are memory and are read). dl_iterate_phdr is not used: it
+ *    takes the loader's lock, which a stopped thread may hold (in dlopen,
+ *    in the unwinder), and /proc/self/maps names the same segments.
+ *  - the heap: every in-use span through the arena map, with the heap lock
+ *    held. Small spans: the allocated objects only (what mspan.h defines as
+ *    allocated, exact with the world stopped). Free slots are not roots:
+ *    their data is dead, a freed object is not a place the program may
+ *    keep a pointer, and reading them would keep chunks for as long as
+ *    stale data sits in recycled memory. Large spans: the whole span.
+ *    Arena chunks: what chunk_roots says (arena_scan.c: live chunks whole;
+ *    freed, reused, warm and ready chunks hold dead data or zeros).
+ *
+ * Never faulting. Memory the program mapped may hold guard pages
+ * (MADV_GUARD_INSTALL, invisible in /proc/self/maps), be a truncated file
+ * (SIGBUS) or be PROT_NONE (left out by its permissions), and a live chunk
+ * may be faulting already (a free faults it before it changes state). So
+ * such memory is read with process_vm_readv(2) on our own pid, one iovec
+ * per page: a page that cannot be read ends the transfer there, the scan
+ * skips it and goes on. Only the heap's small and large spans, which are
+ * the allocator's own and always readable, are read in place. Pages that
+ * are not resident (mincore) are not read: a page never touched holds
+ * nothing, and reading it would map it (or, for sanitizer shadows and
+ * sparse reservations, take hours). Swapped-out pages are not resident
+ * either, so when the process has swap in use (VmSwap) the filter is off
+ * for anonymous memory and everything is read.
+ *
+ * The target lookup: a word is first compared with [lowest base, highest
+ * limit), then looked up in a bitmap with one bit per granule of that span
+ * (at least 64 KiB, more when the span is wide, so the bitmap stays within
+ * 128 KiB), set where a target overlaps; only words that pass both are
+ * binary-searched. Random data and pointers to the rest of the heap
+ * mostly stop at the first or second test. Once every target is found the
+ * scan stops reading.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "arenamap.h"
+#include "mheap_impl.h"
+#include "mspan.h"
+#include "scan_impl.h"
+
+
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define SANITIZER_SHADOW_MIN ((uintptr_t)1 << 40)
+#endif
+/*
+ * ThreadSanitizer's shadow and meta shadow on x86-64 (GCC's libtsan layout:
+ * shadow from 1 TiB, meta shadow 0x3000'0000'0000 to 0x4000'0000'0000; the
+ * program's memory is below 512 GiB or above 0x5500'0000'0000). The
+ * runtime splits these reservations into pieces (mprotect, madvise), some
+ * of them hundreds of GiB yet under SANITIZER_SHADOW_MIN: asking mincore
+ * about every page of them took most of a minute per scan.
+ */
+#if defined(__SANITIZE_THREAD__) && defined(__x86_64__)
+#define TSAN_SHADOW_BASE ((uintptr_t)1 << 40)
+#define TSAN_SHADOW_LIMIT ((uintptr_t)0x400000000000)
+#endif
+
+/* ------------------------------------------------------------ exclusions */
+
+static void range_sort(struct sys_range *r, size_t n)
+{
+	/* Shell sort: a few thousand ranges, mostly sorted already. */
+	for (size_t gap = n / 2; gap; gap /= 2)
+		for (size_t i = gap; i < n; i++) {
+			struct sys_range x = r[i];
+			size_t j = i;
+
+			for (; j >= gap && r[j - gap].base > x.base; j -= gap)
+				r[j] = r[j - gap];
+			r[j] = x;
+		}
+}
+
+void excl_add(struct scan *sc, uintptr_t base, uintptr_t limit)
+{
+	if (limit > base)
+		sc->excl[sc->nexcl++] = (struct sys_range){ base, limit };
+}
+
+void excl_finish(struct scan *sc)
+{
+	size_t out = 0;
+
+	range_sort(sc->excl, sc->nexcl);
+	for (size_t i = 0; i < sc->nexcl; i++) {
+		if (out && sc->excl[i].base <= sc->excl[out - 1].limit) {
+			if (sc->excl[i].limit > sc->excl[out - 1].limit)
+				sc->excl[out - 1].limit = sc->excl[i].limit;
+			continue;
+		}
+		sc->excl[out++] = sc->excl[i];
+	}
+	sc->nexcl = out;
+}
+
+/* ------------------------------------------------------------ reading */
+
+/* Whether the page at p may be read: resident, or anything with swap. */
+static size_t resident_window(struct scan *sc, uintptr_t a, uintptr_t b)
+{
+	size_t pages = (b - a) / OS_PAGE;
+
+	if (!sc->resident_only || mincore((void *)a, b - a, sc->vec))
+		memset(sc->vec, 1, pages);
+	return pages;
+}
+
+/*
+ * Read [a, b) of memory that may not be readable, through process_vm_readv
+ * one page per iovec (a page that fails ends a transfer: it is skipped and
+ * the next transfer starts after it), resident pages only, and scan it.
+ */
+static void read_safe(struct scan *sc, uintptr_t a, uintptr_t b)
+{
+	uintptr_t pa = ALIGN_DOWN(a, OS_PAGE), pb = ALIGN_UP(b, OS_PAGE);
+
+	for (uintptr_t w = pa; w < pb && sc->left && !sc->read_failed;) {
+		uintptr_t we = pb - w > MINCORE_WINDOW ? w + MINCORE_WINDOW : pb;
+		size_t pages = resident_window(sc, w, we);
+
+		for (size_t i = 0; i < pages && sc->left;) {
+			size_t k = 0;
+
+			if (!(sc->vec[i] & 1)) {
+				i++;
+				continue;
+			}
+			for (; i + k < pages && k < READ_PAGES && (sc->vec[i + k] & 1); k++) {
+				sc->iov[k].iov_base = (void *)(w + (i + k) * OS_PAGE);
+				sc->iov[k].iov_len = OS_PAGE;
+			}
+			struct iovec local = { sc->buf, k * OS_PAGE };
+			ssize_t got = process_vm_readv(sc->pid, &local, 1, sc->iov, k, 0);
+
+			if (got < 0 && (errno == ENOSYS || errno == EPERM)) {
+				sc->read_failed = true;
+				return;
+			}
+			size_t ok = got > 0 ? (size_t)got / OS_PAGE : 0;
+
+			for (size_t m = 0; m < ok; m++) {
+				uintptr_t s = w + (i + m) * OS_PAGE, e = s + OS_PAGE;
+				uintptr_t from = s < a ? a : s, to = e > b ? b : e;
+				uintptr_t copy = (uintptr_t)sc->buf + m * OS_PAGE;
+
+				scan_words(sc, copy + (from - s), copy + (to - s));
+			}
+			i += ok < k ? ok + 1 : k;
+		}
+		w = we;
+	}
+}
+
+/* Read [a, b), memory of the heap's own that is always readable, in place:
+ * resident pages only. */
+static void read_direct(struct scan *sc, uintptr_t a, uintptr_t b)
+{
+	uintptr_t pa = ALIGN_DOWN(a, OS_PAGE), pb = ALIGN_UP(b, OS_PAGE);
+
+	for (uintptr_t w = pa; w < pb && sc->left;) {
+		uintptr_t we = pb - w > MINCORE_WINDOW ? w + MINCORE_WINDOW : pb;
+		size_t pages = resident_window(sc, w, we);
+
+		for (size_t i = 0; i < pages; i++) {
+			uintptr_t s = w + i * OS_PAGE, e = s + OS_PAGE;
+
+			if (sc->vec[i] & 1)
+				scan_words(sc, s < a ? a : s, e > b ? b : e);
+		}
+		w = we;
+	}
+}
+
+/* ------------------------------------------------------------ roots */
+
+/* The allocated objects of a small span (mspan.h's definition). */
+static void scan_small_span(struct scan *sc, const struct mspan *s)
+{
+	uint32_t n = s->nelems, size = s->elemsize;
+	uint32_t fi = LOAD_RELAXED(&s->freeindex);
+
+	/* A span being set up by a stopped thread may not be complete. */
+	if (!size || !n || n > MH_MAX_OBJS_PER_SPAN ||
+	    (uint64_t)n * size > (uint64_t)s->npages << MH_PAGE_SHIFT || fi > n)
+		return;
+	for (uint32_t w = 0; w < mspan_bitmap_words(n) && sc->left; w++) {
+		uint64_t live = LOAD_RELAXED(&s->bits[w].alloc);
+
+		if (fi > w * 64)
+			live |= fi >= (w + 1) * 64 ? ~(uint64_t)0 : ((uint64_t)1 << (fi - w * 64)) - 1;
+		live &= ~(LOAD_RELAXED(&s->bits[w].local) | LOAD_RELAXED(&s->bits[w].remote));
+		if (n < (w + 1) * 64)
+			live &= ((uint64_t)1 << (n - w * 64)) - 1;
+		for (; live; live &= live - 1) {
+			uintptr_t o = s->base + (uintptr_t)(w * 64 + __builtin_ctzll(live)) * size;
+
+			scan_words(sc, o, o + size);
+		}
+	}
+}
+
+/* Every in-use span of the heap (heap lock held), in address order. */
+void scan_heap(struct scan *sc)
+{
+	for (struct heap_arena *ha = arenamap_first(); ha && sc->left; ha = ha->next) {
+		for (uintptr_t i = 0; i < MH_PAGES_PER_ARENA && sc->left;) {
+			const struct mspan *s = LOAD_RELAXED(&ha->spans[i]);
+			uintptr_t p = ha->base + (i << MH_PAGE_SHIFT);
+			struct sys_range r;
+
+			if (!s || s->base != p || !s->npages) {
+				i++;
+				continue;
+			}
+			switch (LOAD_RELAXED(&s->state)) {
+			case MSPAN_SMALL:
+				scan_small_span(sc, s);
+				break;
+			case MSPAN_LARGE:
+				read_direct(sc, s->base, mspan_limit(s));
+				break;
+			case MSPAN_CHUNK:
+				if (sc->chunk_roots && sc->chunk_roots(s, &r) && r.base >= s->base &&
+				    r.limit <= mspan_limit(s) && r.base < r.limit)
+					read_safe(sc, r.base, r.limit);
+				break;
+			default:
+				break;
+			}
+			/* A span may run into the next arena: its pages there are
+			 * not its first, and are passed over one by one. */
+			i += s->npages;
+		}
+	}
+}
+
+/* Read /proc/self/maps whole into sc->maps (mapped, grown by mremap). */
+bool maps_read(struct scan *sc)
+{
+	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return false;
+	sc->maps_len = 0;
+	for (;;) {
+		if (sc->maps_cap - sc->maps_len < 4096) {
+			void *p = mremap(sc->maps, sc->maps_cap, sc->maps_cap * 2, MREMAP_MAYMOVE);
+
+			if (p == MAP_FAILED) {
+				close(fd);
+				return false;
+			}
+			sc->maps = p;
+			sc->maps_cap *= 2;
+		}
+		ssize_t n = read(fd, sc->maps + sc->maps_len, sc->maps_cap - sc->maps_len - 1);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			close(fd);
+			return false;
+		}
+		if (n == 0)
+			break;
+		sc->maps_len += (size_t)n;
+	}
+	close(fd);
+	sc->maps[sc->maps_len] = '\0';
+	return true;
+}
+
+static uintptr_t parse_hex(const char **c)
+{
+	uintptr_t v = 0;
+
+	for (;; (*c)++) {
+		char ch = **c;
+
+		if (ch >= '0' && ch <= '9')
+			v = v << 4 | (uintptr_t)(ch - '0');
+		else if (ch >= 'a' && ch <= 'f')
+			v = v << 4 | (uintptr_t)(ch - 'a' + 10);
+		else
+			return v;
+	}
+}
+
+static bool starts(const char *s, const char *prefix)
+{
+	return !strncmp(s, prefix, strlen(prefix));
+}
+
+/* Whether a mapping named path is plain memory (see the top). */
+static bool memory_mapping(const char *path)
+{
+	if (path[0] == '[')
+		return starts(path, "[stack") || starts(path, "[heap") || starts(path, "[anon");
+	if (starts(path, "anon_inode:"))
+		return false;
+	if (starts(path, "/dev/"))
+		return starts(path, "/dev/zero") || starts(path, "/dev/shm/");
+	return true;
+}
+
+/* [a, b) minus the exclusions, each piece read safely. */
+static void read_mapping_part(struct scan *sc, uintptr_t a, uintptr_t b)
+{
+	size_t lo = 0, hi = sc->nexcl;
+
+	/* The first exclusion ending after a. */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (sc->excl[mid].limit <= a)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (size_t i = lo; a < b && sc->left; i++) {
+		uintptr_t e = i < sc->nexcl && sc->excl[i].base < b ? sc->excl[i].base : b;
+
+		if (e > a)
+			read_safe(sc, a, e);
+		if (i >= sc->nexcl)
+			break;
+		a = sc->excl[i].limit;
+	}
+}
+
+/* Every readable, writable mapping that is memory: from the lowest stack
+ * pointer in it when it holds one (a thread's stack), else whole. */
+void scan_mappings(struct scan *sc)
+{
+	for (const char *c = sc->maps; *c && sc->left;) {
+		uintptr_t a = parse_hex(&c), b, from;
+		const char *perm, *path;
+
+		c++;	/* '-' */
+		b = parse_hex(&c);
+		perm = ++c;
+		/* offset, device, inode, then the path (maybe none). */
+		for (int field = 0; field < 4 && *c && *c != '\n'; field++) {
+			while (*c && *c != ' ' && *c != '\n')
+				c++;
+			while (*c == ' ')
+				c++;
+		}
+		path = c;
+		while (*c && *c != '\n')
+			c++;
+		if (*c)
+			c++;
+		if (perm[0] != 'r' || perm[1] != 'w' || !memory_mapping(path))
+			continue;
+#ifdef SANITIZER_SHADOW_MIN
+		/* A sanitizer's shadow: no program data (see the top). */
+		if (b - a >= SANITIZER_SHADOW_MIN)
+			continue;
+#endif
+#ifdef TSAN_SHADOW_BASE
+		if (a >= TSAN_SHADOW_BASE && b <= TSAN_SHADOW_LIMIT)
+			continue;
+#endif
+		from = a;
+		for (size_t i = 0; i < sc->nmarks; i++)
+			if (sc->marks[i] >= a && sc->marks[i] < b && (from == a || sc->marks[i] < from))
+				from = sc->marks[i];
+		read_mapping_part(sc, from, b);
+	}
+}
+
+/* Swap in use (VmSwap of /proc/self/status above 0 kB). */
+bool swap_in_use(void)
+{
+	char buf[4096];
+	const char *p;
+
+	if (!sys_read_file("/proc/self/status", buf, sizeof(buf)))
+		return true;
+	p = strstr(buf, "VmSwap:");
+	if (!p)
+		return false;	/* no swap accounting: no swap */
+	for (p += 7; *p == ' ' || *p == '\t'; p++)
+		;
+	return *p != '0';
+}
