@@ -101,11 +101,42 @@ static int heap_scan(size_t mib)
 	return 0;
 }
 
+/* A field of /proc/self/status in kB (VmPTE: the page tables, which the
+ * guard backend keeps for quarantined chunks: its markers live in them). */
+static long status_kib(const char *field)
+{
+	char line[256];
+	long v = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, field, strlen(field)))
+			v = strtol(line + strlen(field), NULL, 10);
+	if (f)
+		fclose(f);
+	return v;
+}
+
+/* The process's mappings (VMAs; vm.max_map_count bounds them). */
+static long map_count(void)
+{
+	char line[512];
+	long n = 0;
+	FILE *f = fopen("/proc/self/maps", "r");
+
+	while (f && fgets(line, sizeof(line), f))
+		n += !!strchr(line, '\n');
+	if (f)
+		fclose(f);
+	return n;
+}
+
 static int workload(void)
 {
 	struct heap h;
 	struct rusage ru;
 	struct mh_stats st = MH_STATS_INIT;
+	long peak_kib = 0;
 	double t0 = now();
 
 	heap_build(&h, (size_t)256 << 20);
@@ -127,12 +158,20 @@ static int workload(void)
 			h.obj[j] = mh_malloc(16 + next() % 497);
 		}
 		mh_arena_free(a);
+		if (i % 50 == 0) {
+			long kib = status_kib("VmRSS:") + status_kib("VmPTE:");
+
+			if (kib > peak_kib)
+				peak_kib = kib;
+		}
 	}
+	double secs = now() - t0;
+
 	getrusage(RUSAGE_SELF, &ru);
 	mh_stats_read(&st);
-	printf("seconds=%.3f maxrss_mib=%.1f scans=%llu kept=%llu\n", now() - t0,
-	       ru.ru_maxrss / 1024.0, (unsigned long long)st.quarantine_scans,
-	       (unsigned long long)st.arena_chunks_kept);
+	printf("seconds=%.3f maxrss_mib=%.1f peak_rss_pte_mib=%.1f maps=%ld scans=%llu kept=%llu\n",
+	       secs, ru.ru_maxrss / 1024.0, peak_kib / 1024.0, map_count(),
+	       (unsigned long long)st.quarantine_scans, (unsigned long long)st.arena_chunks_kept);
 	return 0;
 }
 

@@ -127,6 +127,7 @@ FIXTURE_SETUP(held)
 	self->cfg.scan = true;
 	self->cfg.reuse = false;	/* every chunk of a freed arena faults */
 	self->cfg.quarantine_max = self->cfg.chunk_bytes;
+	self->cfg.scan_share = 100;	/* every crossing of the budget scans */
 	arena_configure(&self->cfg);
 	ASSERT_TRUE(roots_init(&self->roots));
 }
@@ -213,6 +214,7 @@ FIXTURE_SETUP(policy)
 	self->cfg.scan = true;
 	self->cfg.reuse = false;
 	self->cfg.quarantine_max = self->cfg.chunk_bytes;
+	self->cfg.scan_share = 100;	/* every crossing of the budget scans */
 	arena_configure(&self->cfg);
 }
 
@@ -255,6 +257,59 @@ TEST_F(policy, past_the_cap_the_oldest_referenced_chunks_go_counted_and_warned)
 	EXPECT_NE(NULL, strstr(r.err, "mheap: quarantine over its cap of 24 MiB: released 1 chunks "
 				     "that may still be pointed into (MHEAP_QUARANTINE_CAP)"))
 		TH_LOG("%s", r.err);
+}
+
+/* Scans limited to no share of the time (MHEAP_QUARANTINE_SCAN_SHARE=0):
+ * past the budget the quarantine grows, nothing released, up to the cap. */
+TEST_F(policy, without_a_share_of_time_no_scan_runs_below_the_cap)
+{
+	struct mh_stats st = MH_STATS_INIT;
+	RETURN_IF_SETUP_SKIPPED();
+
+	self->cfg.scan_share = 0;
+	arena_configure(&self->cfg);
+	pressure(PRESSURE);
+	mh_stats_read(&st);
+	EXPECT_EQ(0, st.quarantine_scans);
+	EXPECT_EQ(PRESSURE, st.arena_chunks_quarantined);
+	EXPECT_EQ(0, st.arena_releases_scan + st.arena_releases_budget + st.arena_releases_referenced);
+}
+
+/* Over the cap a scan runs whatever the time rule says, so the cap
+ * releases only what a scan could not. */
+TEST_F(policy, over_the_cap_a_scan_runs_before_the_cap_releases)
+{
+	struct mh_stats st = MH_STATS_INIT;
+	RETURN_IF_SETUP_SKIPPED();
+	SKIP_IF_TRACED();
+
+	self->cfg.scan_share = 0;
+	self->cfg.quarantine_cap = 4 * self->cfg.chunk_bytes;
+	arena_configure(&self->cfg);
+	pressure(PRESSURE);
+	mh_stats_read(&st);
+	EXPECT_GE(st.quarantine_scans, 1);
+	EXPECT_GE(st.arena_releases_scan, PRESSURE - 4);
+	EXPECT_EQ(0, st.arena_releases_referenced);
+	EXPECT_LE(st.arena_chunks_quarantined, 4);
+}
+
+/* MHEAP_QUARANTINE_SCAN_SHARE=1: after a scan of d the next waits 99 d,
+ * far longer than the frees that follow take (a scan reads the whole
+ * process; a free faults one chunk), so the budget's first crossing scans
+ * and the rest wait, quarantined. */
+TEST_F(policy, past_the_budget_a_scan_waits_while_scans_would_exceed_their_share)
+{
+	struct mh_stats st = MH_STATS_INIT;
+	RETURN_IF_SETUP_SKIPPED();
+
+	self->cfg.scan_share = 1;
+	arena_configure(&self->cfg);
+	pressure(PRESSURE);
+	mh_stats_read(&st);
+	EXPECT_EQ(1, st.quarantine_scans);
+	EXPECT_EQ(0, st.arena_releases_referenced);
+	EXPECT_GE(st.arena_chunks_quarantined, PRESSURE - 2);
 }
 
 TEST_F(policy, with_the_scan_off_quarantine_is_the_fifo)

@@ -85,6 +85,7 @@ struct arena_config {
 	size_t warm_max;	/* MHEAP_ARENA_WARM_MAX */
 	bool scan;		/* MHEAP_QUARANTINE_SCAN */
 	size_t quarantine_cap;	/* MHEAP_QUARANTINE_CAP */
+	unsigned scan_share;	/* MHEAP_QUARANTINE_SCAN_SHARE, percent */
 	bool to_heap;		/* MHEAP_QUARANTINE_TO_HEAP */
 };
 

@@ -15,9 +15,27 @@
  * through that pointer is still reported. Its address space is only ever
  * used by arenas afterwards (arenas_keep_released), never by malloc.
  *
- * Pacing: a scan that finds every chunk referenced would otherwise be
- * repeated at every later free; the next one waits until the quarantine
- * has grown by a quarter of its budget past what the last one left.
+ * Pacing. A scan reads every root, so it costs time in proportion to the
+ * process's memory (about 5 GB/s, the memory bandwidth of one core: see
+ * docs/arenas.md), whatever it releases. Two rules space scans out:
+ *  - growth: a scan that finds every chunk referenced would otherwise be
+ *    repeated at every later free; the next one waits until the quarantine
+ *    has grown by a quarter of its budget past what the last one left.
+ *  - time (MHEAP_QUARANTINE_SCAN_SHARE, 5%): scans take at most that share
+ *    of the time. After a scan that took d, the next one waits until
+ *    d * (100 - share) / share has passed since it ended; meanwhile the
+ *    quarantine goes on growing past its budget, up to the cap. Go's GC
+ *    pacer makes the same trade (GOGC): a collector that runs less often
+ *    costs less time and holds more memory. Here what is held is mostly
+ *    address space: a quarantined chunk's pages are gone, but its span-map
+ *    entries stay (8 KiB per 8 MiB chunk), with the guard backend its page
+ *    tables too (the markers live in them: 16 KiB per chunk), and with
+ *    mprotect its VMAs (two per chunk at most, so 4,096 at the default
+ *    cap, against vm.max_map_count's 65,530). The cap bounds all of it,
+ *    and over the cap a scan runs whatever the time rule says, before the
+ *    cap may release anything still referenced. A program whose scans are
+ *    cheap (a small heap) scans at its budget, as before; one with a large
+ *    heap trades address space for time.
  *
  * The hard cap (MHEAP_QUARANTINE_CAP): a program that keeps stale pointers
  * for ever (or words that look like them) would fill the address space.
@@ -37,8 +55,9 @@
 #include "sysmem.h"
 
 uint64_t chunks_kept, releases_scan, releases_referenced;
-/* The quarantine's bytes at which the budget next triggers a scan. */
-static uint64_t next_scan_bytes;
+/* The quarantine's bytes at which the budget next triggers a scan; when
+ * the last scan ended and how long it took (mh_nanotime). arena_lock. */
+static uint64_t next_scan_bytes, last_scan_end, last_scan_ns;
 
 /* A scan's list of chunks (mapped: it holds their addresses, and is left
  * out of the roots by the scan). */
@@ -183,8 +202,23 @@ static void scan_and_release(void)
 	mh_lock(&arena_lock);
 	chunks_kept += kept;
 	next_scan_bytes = quarantined_bytes + arena_cfg.quarantine_max / 4;
+	last_scan_ns = res.ns;
+	last_scan_end = mh_nanotime();
 	mh_unlock(&arena_lock);
 	munmap(l.map, l.map_len);
+}
+
+/* The time rule of the pacing (top): whether scans have taken little enough
+ * of the time since the last one for another to run now (arena_lock held). */
+static bool scan_time_allowed(void)
+{
+	unsigned share = arena_cfg.scan_share;
+
+	if (!share)
+		return false;
+	if (share >= 100 || !last_scan_end)
+		return true;
+	return mh_nanotime() - last_scan_end >= last_scan_ns / share * (100 - share);
 }
 
 bool quarantine_scan_budget(void)
@@ -194,7 +228,8 @@ bool quarantine_scan_budget(void)
 	if (!arena_cfg.scan)
 		return false;
 	mh_lock(&arena_lock);
-	due = quarantined_bytes > arena_cfg.quarantine_max && quarantined_bytes >= next_scan_bytes;
+	due = quarantined_bytes > arena_cfg.quarantine_max && quarantined_bytes >= next_scan_bytes &&
+	      (quarantined_bytes > arena_cfg.quarantine_cap || scan_time_allowed());
 	mh_unlock(&arena_lock);
 	if (due)
 		scan_and_release();
