@@ -15,7 +15,9 @@
  *       and a stream of 4,000 short arenas (each 1-3 MiB of objects, freed
  *       at once; reuse off, so each free faults its chunks and fills the
  *       quarantine), a tenth of the heap's objects replaced as they go.
- *       Prints "seconds=... maxrss_mib=... scans=...". Run with
+ *       Prints "seconds=... maxrss_mib=... peak_rss_pte_mib=... maps=...
+ *       scans=..." (peak_rss_pte_mib and maps count what quarantine holds
+ *       besides address space: page tables, VMAs). Run with
  *       MHEAP_QUARANTINE_SCAN=1 and =0 to compare (bench/Makefile's scan
  *       target interleaves them).
  */
