@@ -15,8 +15,9 @@
  *       and a stream of 4,000 short arenas (each 1-3 MiB of objects, freed
  *       at once; reuse off, so each free faults its chunks and fills the
  *       quarantine), a tenth of the heap's objects replaced as they go.
- *       Prints "seconds=... maxrss_mib=... peak_rss_pte_mib=... maps=...
- *       scans=..." (peak_rss_pte_mib and maps count what quarantine holds
+ *       Prints "seconds=... cpu_seconds=... maxrss_mib=...
+ *       peak_rss_pte_mib=... maps=... scans=..." (CPU time, user and
+ *       system, is what a shared machine leaves comparable; peak_rss_pte_mib and maps count what quarantine holds
  *       besides address space: page tables, VMAs). Run with
  *       MHEAP_QUARANTINE_SCAN=1 and =0 to compare (bench/Makefile's scan
  *       target interleaves them).
@@ -171,8 +172,10 @@ static int workload(void)
 
 	getrusage(RUSAGE_SELF, &ru);
 	mh_stats_read(&st);
-	printf("seconds=%.3f maxrss_mib=%.1f peak_rss_pte_mib=%.1f maps=%ld scans=%llu kept=%llu\n",
-	       secs, ru.ru_maxrss / 1024.0, peak_kib / 1024.0, map_count(),
+	printf("seconds=%.3f cpu_seconds=%.3f maxrss_mib=%.1f peak_rss_pte_mib=%.1f maps=%ld "
+	       "scans=%llu kept=%llu\n", secs,
+	       ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6,
+	       ru.ru_maxrss / 1024.0, peak_kib / 1024.0, map_count(),
 	       (unsigned long long)st.quarantine_scans, (unsigned long long)st.arena_chunks_kept);
 	return 0;
 }
