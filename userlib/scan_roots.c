@@ -71,21 +71,26 @@
 #include "mspan.h"
 #include "scan_impl.h"
 
-
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
 #define SANITIZER_SHADOW_MIN ((uintptr_t)1 << 40)
 #endif
 /*
- * ThreadSanitizer's shadow and meta shadow on x86-64 (GCC's libtsan layout:
- * shadow from 1 TiB, meta shadow 0x3000'0000'0000 to 0x4000'0000'0000; the
- * program's memory is below 512 GiB or above 0x5500'0000'0000). The
- * runtime splits these reservations into pieces (mprotect, madvise), some
- * of them hundreds of GiB yet under SANITIZER_SHADOW_MIN: asking mincore
- * about every page of them took most of a minute per scan.
+ * ThreadSanitizer reserves its shadow and meta shadow as ranges of several
+ * TiB each, then splits them into pieces (mprotect, madvise, the read-only
+ * shadow file it maps over parts of them), some hundreds of GiB yet under
+ * SANITIZER_SHADOW_MIN: asking mincore about every page of them took most
+ * of a minute per scan. The pieces of a reservation stay side by side, so
+ * under TSan a whole run of readable mappings that follow each other with
+ * no gap is left out when one of them is readable, writable and at least
+ * SANITIZER_SHADOW_MIN (shadow_runs_find): the shadow is found from the
+ * mappings, whatever the layout (GCC's libtsan and newer LLVM's differ, and
+ * so do architectures). The program's memory is never in such a run: the
+ * runtime keeps it in other ranges, fenced from the shadow by PROT_NONE
+ * reservations, which end a run. AddressSanitizer's shadow is left out by
+ * the size of its pieces alone (one rule: SANITIZER_SHADOW_MIN).
  */
-#if defined(__SANITIZE_THREAD__) && defined(__x86_64__)
-#define TSAN_SHADOW_BASE ((uintptr_t)1 << 40)
-#define TSAN_SHADOW_LIMIT ((uintptr_t)0x400000000000)
+#if defined(__SANITIZE_THREAD__)
+#define SHADOW_RUNS_MAX 8
 #endif
 
 /* ------------------------------------------------------------ exclusions */
@@ -361,40 +366,92 @@ static void read_mapping_part(struct scan *sc, uintptr_t a, uintptr_t b)
 	}
 }
 
+/* One line of /proc/self/maps. */
+struct mapping {
+	uintptr_t a, b;
+	const char *perm, *path;	/* in the text; the path ends at '\n' */
+};
+
+/* Parse the line at *c into m and move *c to the next; false at the end. */
+static bool mapping_next(const char **c, struct mapping *m)
+{
+	if (!**c)
+		return false;
+	m->a = parse_hex(c);
+	(*c)++;	/* '-' */
+	m->b = parse_hex(c);
+	m->perm = ++(*c);
+	/* offset, device, inode, then the path (maybe none). */
+	for (int field = 0; field < 4 && **c && **c != '\n'; field++) {
+		while (**c && **c != ' ' && **c != '\n')
+			(*c)++;
+		while (**c == ' ')
+			(*c)++;
+	}
+	m->path = *c;
+	while (**c && **c != '\n')
+		(*c)++;
+	if (**c)
+		(*c)++;
+	return true;
+}
+
+#ifdef SHADOW_RUNS_MAX
+/* The runs of ThreadSanitizer's reservations (above), into runs: how many. */
+static size_t shadow_runs_find(const char *maps, struct sys_range *runs)
+{
+	struct sys_range cur = { 0, 0 };
+	bool big = false;
+	size_t n = 0;
+	struct mapping m;
+
+	for (const char *c = maps;;) {
+		bool more = mapping_next(&c, &m);
+
+		if (!more || m.perm[0] != 'r' || m.a != cur.limit) {
+			if (big && n < SHADOW_RUNS_MAX)
+				runs[n++] = cur;
+			if (!more)
+				return n;
+			cur.base = m.a;
+			big = false;
+		}
+		cur.limit = m.b;
+		if (m.perm[0] != 'r') {
+			cur.limit = 0;	/* a run starts after it */
+			continue;
+		}
+		big |= m.perm[1] == 'w' && m.b - m.a >= SANITIZER_SHADOW_MIN;
+	}
+}
+#endif
+
 /* Every readable, writable mapping that is memory: from the lowest stack
  * pointer in it when it holds one (a thread's stack), else whole. */
 void scan_mappings(struct scan *sc)
 {
-	for (const char *c = sc->maps; *c && sc->left;) {
-		uintptr_t a = parse_hex(&c), b, from;
-		const char *perm, *path;
+	struct mapping m;
+#ifdef SHADOW_RUNS_MAX
+	struct sys_range runs[SHADOW_RUNS_MAX];
+	size_t nruns = shadow_runs_find(sc->maps, runs);
+#endif
 
-		c++;	/* '-' */
-		b = parse_hex(&c);
-		perm = ++c;
-		/* offset, device, inode, then the path (maybe none). */
-		for (int field = 0; field < 4 && *c && *c != '\n'; field++) {
-			while (*c && *c != ' ' && *c != '\n')
-				c++;
-			while (*c == ' ')
-				c++;
-		}
-		path = c;
-		while (*c && *c != '\n')
-			c++;
-		if (*c)
-			c++;
-		if (perm[0] != 'r' || perm[1] != 'w' || !memory_mapping(path))
+	for (const char *c = sc->maps; sc->left && mapping_next(&c, &m);) {
+		uintptr_t a = m.a, b = m.b, from;
+		bool shadow = false;
+
+		if (m.perm[0] != 'r' || m.perm[1] != 'w' || !memory_mapping(m.path))
 			continue;
 #ifdef SANITIZER_SHADOW_MIN
 		/* A sanitizer's shadow: no program data (see the top). */
-		if (b - a >= SANITIZER_SHADOW_MIN)
-			continue;
+		shadow = b - a >= SANITIZER_SHADOW_MIN;
 #endif
-#ifdef TSAN_SHADOW_BASE
-		if (a >= TSAN_SHADOW_BASE && b <= TSAN_SHADOW_LIMIT)
-			continue;
+#ifdef SHADOW_RUNS_MAX
+		for (size_t i = 0; i < nruns; i++)
+			shadow |= a >= runs[i].base && b <= runs[i].limit;
 #endif
+		if (shadow)
+			continue;
 		from = a;
 		for (size_t i = 0; i < sc->nmarks; i++)
 			if (sc->marks[i] >= a && sc->marks[i] < b && (from == a || sc->marks[i] < from))
