@@ -259,6 +259,16 @@ TEST_F(policy, past_the_cap_the_oldest_referenced_chunks_go_counted_and_warned)
 		TH_LOG("%s", r.err);
 }
 
+/* Budget pressure with scans limited to share percent of the time; the
+ * statistics after it. */
+static void pressure_with_share(struct arena_config *cfg, unsigned share, struct mh_stats *st)
+{
+	cfg->scan_share = share;
+	arena_configure(cfg);
+	pressure(PRESSURE);
+	mh_stats_read(st);
+}
+
 /* Scans limited to no share of the time (MHEAP_QUARANTINE_SCAN_SHARE=0):
  * past the budget the quarantine grows, nothing released, up to the cap. */
 TEST_F(policy, without_a_share_of_time_no_scan_runs_below_the_cap)
@@ -266,10 +276,7 @@ TEST_F(policy, without_a_share_of_time_no_scan_runs_below_the_cap)
 	struct mh_stats st = MH_STATS_INIT;
 	RETURN_IF_SETUP_SKIPPED();
 
-	self->cfg.scan_share = 0;
-	arena_configure(&self->cfg);
-	pressure(PRESSURE);
-	mh_stats_read(&st);
+	pressure_with_share(&self->cfg, 0, &st);
 	EXPECT_EQ(0, st.quarantine_scans);
 	EXPECT_EQ(PRESSURE, st.arena_chunks_quarantined);
 	EXPECT_EQ(0, st.arena_releases_scan + st.arena_releases_budget + st.arena_releases_referenced);
@@ -283,11 +290,8 @@ TEST_F(policy, over_the_cap_a_scan_runs_before_the_cap_releases)
 	RETURN_IF_SETUP_SKIPPED();
 	SKIP_IF_TRACED();
 
-	self->cfg.scan_share = 0;
 	self->cfg.quarantine_cap = 4 * self->cfg.chunk_bytes;
-	arena_configure(&self->cfg);
-	pressure(PRESSURE);
-	mh_stats_read(&st);
+	pressure_with_share(&self->cfg, 0, &st);
 	EXPECT_GE(st.quarantine_scans, 1);
 	EXPECT_GE(st.arena_releases_scan, PRESSURE - 4);
 	EXPECT_EQ(0, st.arena_releases_referenced);
@@ -303,10 +307,7 @@ TEST_F(policy, past_the_budget_a_scan_waits_while_scans_would_exceed_their_share
 	struct mh_stats st = MH_STATS_INIT;
 	RETURN_IF_SETUP_SKIPPED();
 
-	self->cfg.scan_share = 1;
-	arena_configure(&self->cfg);
-	pressure(PRESSURE);
-	mh_stats_read(&st);
+	pressure_with_share(&self->cfg, 1, &st);
 	EXPECT_EQ(1, st.quarantine_scans);
 	EXPECT_EQ(0, st.arena_releases_referenced);
 	EXPECT_GE(st.arena_chunks_quarantined, PRESSURE - 2);

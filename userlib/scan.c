@@ -42,7 +42,6 @@
 #define _GNU_SOURCE
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "arenamap.h"
@@ -65,7 +64,7 @@ static void mark(struct scan *sc, size_t i)
 }
 
 /* w passed the filter: find the target holding it, [base, limit). */
-void hit(struct scan *sc, uintptr_t w)
+void scan_hit(struct scan *sc, uintptr_t w)
 {
 	size_t lo = 0, hi = sc->n;
 
@@ -84,7 +83,6 @@ void hit(struct scan *sc, uintptr_t w)
 	if (w < sc->t[lo].limit)
 		mark(sc, lo);
 }
-
 
 /* The filter over the targets. */
 static void filter_build(struct scan *sc)

@@ -106,7 +106,7 @@ struct scan {
 };
 
 /* scan.c: w passed the filter; mark the target holding it. */
-MH_HIDDEN void hit(struct scan *sc, uintptr_t w);
+MH_HIDDEN void scan_hit(struct scan *sc, uintptr_t w);
 
 /*
  * The inner loop: every aligned word of [p, end). Not instrumented by the
@@ -132,7 +132,7 @@ static inline void scan_words(struct scan *sc, uintptr_t a, uintptr_t b)
 			continue;
 		d >>= shift;
 		if (bm[d >> 6] >> (d & 63) & 1)
-			hit(sc, *p);
+			scan_hit(sc, *p);
 	}
 }
 
