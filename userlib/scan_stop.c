@@ -7,7 +7,9 @@
  *
  * Stop-the-world protocol. Threads are stopped so that none can copy a
  * stale pointer from a place not yet read to one already read, or move it
- * between registers and memory, while the scan runs:
+ * between registers and memory, while the scan runs (reading the heap and
+ * the mappings with threads running would need the kernel's dirty bits to
+ * catch such copies: docs/arenas.md says why that is not done):
  *
  *  1. The scanner takes the scan lock, then the heap lock and the
  *     metadata registry's lock: no stopped thread can hold them halfway
@@ -108,7 +110,6 @@ struct slot {
 	uintptr_t sp_alt;	/* the interrupted one, red zone included */
 	uint32_t state;		/* enum slot_state, the scanner's own */
 };
-
 
 /* Read by the handler without a lock. A scan is in progress while epoch
  * != resumed. Slot arrays are never unmapped: a late handler may still
