@@ -29,9 +29,10 @@
  *    costs less time and holds more memory. Here what is held is mostly
  *    address space: a quarantined chunk's pages are gone, but its span-map
  *    entries stay (8 KiB per 8 MiB chunk), with the guard backend its page
- *    tables too (the markers live in them: 16 KiB per chunk), and with
- *    mprotect its VMAs (two per chunk at most, so 4,096 at the default
- *    cap, against vm.max_map_count's 65,530). The cap bounds all of it,
+ *    tables too (the markers live in them: 16 KiB per chunk), and VMAs
+ *    (two per chunk measured with guard and mprotect alike, split by the
+ *    huge-page window's madvise: 4,124 mappings at the default cap,
+ *    against vm.max_map_count's 65,530). The cap bounds all of it,
  *    and over the cap a scan runs whatever the time rule says, before the
  *    cap may release anything still referenced. A program whose scans are
  *    cheap (a small heap) scans at its budget, as before; one with a large
@@ -43,8 +44,8 @@
  * counted in arena_releases_referenced, with a one-line warning each time.
  * This is the one way the guarantee breaks, and the statistics show it.
  *
- * A scan that could not look at every root (scan_stop.c: a thread that did not
- * stop) keeps every chunk; only the cap releases then.
+ * A scan that could not look at every root (scan_stop.c: a thread that
+ * did not stop) keeps every chunk; only the cap releases then.
  */
 #include <string.h>
 #include <sys/mman.h>
