@@ -105,6 +105,37 @@ TEST(double_free_across_threads)
 	expect_abort(_metadata, free_here_then_remote, "local then remote");
 }
 
+static void *free_it_twice(void *p)
+{
+	mh_free(p);
+	mh_free(p);
+	return NULL;
+}
+
+static void free_remotely_twice(void *arg)
+{
+	(void)arg;
+	on_a_new_thread(free_it_twice, victim);
+}
+
+static void free_remotely_by_two_threads(void *arg)
+{
+	(void)arg;
+	on_a_new_thread(free_it, victim);
+	on_a_new_thread(free_it, victim);
+}
+
+/* Neither free is the owner's: the second finds the first's remote bit
+ * (the span is owned by this thread, which is alive and does not sweep in
+ * between). */
+TEST(double_free_where_both_frees_are_remote)
+{
+	victim = mh_malloc(128);
+	WANT("mheap: double free of %#lx", victim);
+	expect_abort(_metadata, free_remotely_twice, "one other thread twice");
+	expect_abort(_metadata, free_remotely_by_two_threads, "two other threads");
+}
+
 static void free_after_span_died(void *arg)
 {
 	(void)arg;

@@ -369,10 +369,10 @@ size_t heap_checked_room(uintptr_t p, bool *small, struct arena_chunk **guarded,
  * `outstanding`, written before the owner's let-go that the count
  * synchronises with. What is checked is checked before the count, while
  * this free keeps the span alive (no count can reach "every object free"
- * without it); an atomic no-op on `remote` first orders the check against
- * the owner's sweeps, as "Double frees" says. That no-op is the cost: one
- * more locked instruction per remote free, on a line the count takes a
- * moment later anyway.
+ * without it). The bit's set and the check's load of freeindex are
+ * sequentially consistent, which orders the check against the owner's
+ * sweeps ("Double frees"): two locked instructions per remote free, the
+ * bit and the count.
  */
 static void remote_free(struct mspan *s, uint32_t idx, uintptr_t p)
 {
@@ -383,9 +383,8 @@ static void remote_free(struct mspan *s, uint32_t idx, uintptr_t p)
 
 	/* Set the bit first, count it last: whoever sees the count reach
 	 * `outstanding` knows every bit is already in place. */
-	if (__atomic_fetch_or(&s->bits[w].remote, bit, __ATOMIC_ACQ_REL) & bit)
+	if (__atomic_fetch_or(&s->bits[w].remote, bit, __ATOMIC_SEQ_CST) & bit)
 		mspan_double_free(p);
-	__atomic_fetch_add(&s->remote, 0, __ATOMIC_ACQ_REL);
 	/* A sweep that took the bit meanwhile has judged it. */
 	if (!mspan_obj_handed_out(s, idx) && (LOAD_ACQUIRE(&s->bits[w].remote) & bit))
 		mspan_double_free(p);

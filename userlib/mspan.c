@@ -65,7 +65,10 @@ void mspan_fold_local(struct mspan *s)
 	s->free_notify = UINT32_MAX;
 	s->notify_in = UINT32_MAX;
 	STORE_RELAXED(&s->alloc_cache, 0);
-	STORE_RELEASE(&s->freeindex, 0);	/* last: see mspan_obj_handed_out */
+	/* Last, and sequentially consistent: a remote freer that reads an
+	 * older freeindex has its bit seen by a sweep's loads that follow
+	 * (mspan.h, "Double frees"); an xchg on x86. */
+	__atomic_store_n(&s->freeindex, 0, __ATOMIC_SEQ_CST);
 }
 
 void mspan_sweep(struct mspan *s)
@@ -73,18 +76,18 @@ void mspan_sweep(struct mspan *s)
 	unsigned nw = mspan_bitmap_words(s->nelems);
 	int64_t folded = 0;
 
+	/* Its freeindex store and the loads below are sequentially consistent,
+	 * as are a remote freer's bit and its load of freeindex: each freer
+	 * either sees the fold or has its bit seen here (mspan.h, "Double
+	 * frees"). A bit set but not yet counted is folded too; the count then
+	 * dips below zero until its add. */
 	mspan_fold_local(s);
-	/* Orders every remote freer's add before or after this sweep (mspan.h,
-	 * "Double frees"): those before have their bit in place for the loads
-	 * below, those after see the fold above. A bit set but not yet counted
-	 * is folded too; the count then dips below zero until its add. */
-	__atomic_fetch_add(&s->remote, 0, __ATOMIC_ACQ_REL);
 	for (unsigned w = 0; w < nw; w++) {
-		uint64_t r = LOAD_RELAXED(&s->bits[w].remote), alloc;
+		uint64_t r = __atomic_load_n(&s->bits[w].remote, __ATOMIC_SEQ_CST), alloc;
 
 		if (!r)
 			continue;
-		r = __atomic_exchange_n(&s->bits[w].remote, 0, __ATOMIC_ACQ_REL);
+		r = __atomic_exchange_n(&s->bits[w].remote, 0, __ATOMIC_SEQ_CST);
 		alloc = LOAD_RELAXED(&s->bits[w].alloc);
 		if (unlikely(r & ~alloc))
 			mspan_double_free(s->base + (uintptr_t)(w * 64 + __builtin_ctzll(r & ~alloc)) *

@@ -50,17 +50,19 @@
  * an object in it is live:
  *   - two remote frees: the atomic OR returns the old word, and the second
  *     finds the first's bit;
- *   - the owner's sweep starts with an atomic read-modify-write of `remote`
- *     (after folding its own frees), then exchanges every remote word it
- *     finds set: a remote bit of an object that is not allocated once the
- *     owner's frees are folded is a double free, and it aborts naming it;
- *   - a remote freer sets its bit, makes an atomic no-op on `remote`,
- *     checks the owner's record (freeindex, alloc_bits, freed_local;
- *     acquire loads), and only then counts its free. If its no-op follows
- *     a sweep's read-modify-write, it sees all that sweep folded; if it
- *     precedes it, the sweep sees its bit. So a record that says "free"
- *     while its bit is still there (no sweep took it to judge it) means a
- *     double free, and it aborts. The check comes before the count
+ *   - the owner's sweep folds its own frees, writing freeindex last, then
+ *     exchanges every remote word it finds set: a remote bit of an object
+ *     that is not allocated once the owner's frees are folded is a double
+ *     free, and it aborts naming it;
+ *   - a remote freer sets its bit, checks the owner's record (freeindex,
+ *     alloc_bits, freed_local), and only then counts its free. The bit's
+ *     set and the load of freeindex, and the sweep's store of freeindex
+ *     and its loads of the remote words, are sequentially consistent (a
+ *     Dekker pair): if the freer reads a freeindex older than a sweep's,
+ *     that sweep sees its bit; else it sees all that sweep folded (the
+ *     later loads are acquires after freeindex's). So a record that says
+ *     "free" while its bit is still there (no sweep took it to judge it)
+ *     means a double free, and it aborts. The check comes before the count
  *     because the count may let the span die: after it the freer reads
  *     only what survives reuse of the struct (malloc.c, remote_free);
  *   - before the owner calls a span entirely free from its counts, and
@@ -69,11 +71,14 @@
  * So of two racing frees of one object one aborts at once, or the pair is
  * reported when the span's frees are next folded or it is found empty,
  * before any object is handed out again. The owner's fast paths stay
- * plain; the cost is one locked instruction per sweep (and per remote word
- * found set, as before), and one per remote free (the no-op). The owner
- * writes freeindex with release stores (plain moves on x86), last in a
- * sweep, so that a freer that reads a freeindex sees the bitmaps that went
- * with it.
+ * plain; the cost is one locked instruction per sweep (the freeindex store,
+ * an xchg on x86; and one per remote word found set), none per remote free
+ * beyond its bit and its count (the loads are plain moves). Until
+ * 2026-12-06 an atomic no-op on `remote` between the bit and the check did
+ * the ordering, a third locked instruction per remote free
+ * (docs/heap.md#explicit-free). Elsewhere the owner writes freeindex with
+ * release stores, so that a freer that reads a freeindex sees the bitmaps
+ * that went with it.
  */
 #ifndef MHEAP_MSPAN_H
 #define MHEAP_MSPAN_H
@@ -243,7 +248,8 @@ static inline bool mspan_obj_handed_out(const struct mspan *s, uint32_t idx)
 	unsigned w = idx / 64;
 	uint64_t bit = (uint64_t)1 << (idx % 64);
 
-	if (!(idx < LOAD_ACQUIRE(&s->freeindex) || (LOAD_ACQUIRE(&s->bits[w].alloc) & bit)))
+	if (!(idx < __atomic_load_n(&s->freeindex, __ATOMIC_SEQ_CST) ||
+	      (LOAD_ACQUIRE(&s->bits[w].alloc) & bit)))
 		return false;
 	/* freed_local is written by the owner only, with relaxed stores, so
 	 * a remote freer can see a free the owner made before. */
