@@ -19,6 +19,7 @@
 
 #include "mheap.h"
 #include "mcache.h"
+#include "heapcheck.h"
 #include "mheap_impl.h"
 #include "sizeclass.h"
 
@@ -192,6 +193,109 @@ TEST(remote_frees_are_reused_after_a_refill_of_another_class)
 	pthread_create(&t, NULL, reuse_after_remote_frees, &reused);
 	pthread_join(t, NULL);
 	EXPECT_EQ(REUSE_N, reused);
+}
+
+/* ------------------------------------------------------------ a remote free in flight */
+
+/*
+ * A remote free sets its object's bit, checks, and only then counts it
+ * (mspan.h). A thread preempted in between may find the owner has swept the
+ * span meanwhile - the bit folded, the count one below zero - handed the
+ * object out again and had every object freed. Until that count comes, the
+ * span is not entirely free: once the owner called it so, it could give
+ * the span back, and the late count would land on the struct's next life,
+ * one object short of live there. The freer in flight is played by hand
+ * (its bit, later its count), on a thread of its own (a fresh cache).
+ */
+#define FLIGHT_OBJ	1024
+#define FLIGHT_N	(4 * 64)
+
+struct in_flight {
+	int found;		/* a used-up span all of whose objects we hold */
+	int got_back;		/* each of its objects allocated again */
+	int list_before_count;	/* its list once all were freed, before the count */
+};
+
+static struct mspan *flight_span_used_up(void **objs, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		struct mspan *s = span_of((uintptr_t)objs[i]);
+		unsigned in = 0;
+
+		for (unsigned j = 0; j < n; j++)
+			in += span_of((uintptr_t)objs[j]) == s;
+		if (in == s->nelems && span_of((uintptr_t)objs[n - 1]) != s)
+			return s;
+	}
+	return NULL;
+}
+
+static void *remote_free_in_flight(void *arg)
+{
+	static void *objs[FLIGHT_N], *again[MH_MAX_OBJS_PER_SPAN];
+	struct in_flight *r = arg;
+	unsigned ngot = 0, victim = FLIGHT_N;
+	struct mspan *s;
+
+	for (unsigned i = 0; i < FLIGHT_N; i++)
+		objs[i] = mh_malloc(FLIGHT_OBJ);
+	s = flight_span_used_up(objs, FLIGHT_N);
+	r->found = s != NULL;
+	if (!s)
+		return NULL;
+	/* The freer in flight: its bit, not yet its count. */
+	for (unsigned i = 0; i < FLIGHT_N && victim == FLIGHT_N; i++)
+		if (span_of((uintptr_t)objs[i]) == s)
+			victim = i;
+	uint32_t idx = mspan_obj_index(s, (uintptr_t)objs[victim]);
+
+	__atomic_fetch_or(&s->bits[idx / 64].remote, (uint64_t)1 << (idx % 64), __ATOMIC_SEQ_CST);
+	/* The owner frees the others, and its refill sweeps the span and hands
+	 * every object out again, the freer's one too; then it moves on. */
+	for (unsigned i = 0; i < FLIGHT_N; i++)
+		if (i != victim && span_of((uintptr_t)objs[i]) == s)
+			mh_free(objs[i]);
+	for (unsigned k = 0; k < 4 * FLIGHT_N; k++) {
+		void *p = mh_malloc(FLIGHT_OBJ);
+
+		if (span_of((uintptr_t)p) != s) {
+			mh_free(p);
+			if (ngot == s->nelems)
+				break;
+			continue;
+		}
+		again[ngot++] = p;
+	}
+	r->got_back = ngot == s->nelems;
+	for (unsigned i = 0; i < ngot; i++)
+		mh_free(again[i]);
+	r->list_before_count = s->list;
+	/* The freer's count at last, and its free in the counters (as a
+	 * thread without a cache counts it). */
+	unsigned cls = s->sizeclass;
+
+	__atomic_fetch_add(&s->remote, REMOTE_ONE, __ATOMIC_SEQ_CST);
+	mcache_count_uncached(mh_dead_nfree, cls);
+	for (unsigned i = 0; i < FLIGHT_N; i++)
+		if (span_of((uintptr_t)objs[i]) != s)
+			mh_free(objs[i]);
+	return NULL;
+}
+
+TEST(a_span_is_not_entirely_free_while_a_remote_free_is_uncounted)
+{
+	struct in_flight r = { 0 };
+	pthread_t t;
+
+	pthread_create(&t, NULL, remote_free_in_flight, &r);
+	pthread_join(t, NULL);
+	ASSERT_TRUE(r.found);
+	ASSERT_TRUE(r.got_back);
+	EXPECT_EQ(MSPAN_LIST_CACHE_PARTIAL, r.list_before_count);
+	/* Counted at last, nothing is amiss. */
+	char msg[256];
+
+	EXPECT_EQ(0, mheap_check(HEAPCHECK_ALL, msg, sizeof(msg))) TH_LOG("%s", msg);
 }
 
 /* ------------------------------------------------------------ after the cache is gone */

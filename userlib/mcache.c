@@ -420,7 +420,11 @@ uintptr_t mcache_alloc_slow(struct mcache *c, unsigned cls)
 
 void mcache_local_free_slow(struct mcache *c, struct mspan *s)
 {
-	/* Acquire: the bits of the frees counted are in place. */
+	/* Acquire: the bits of the frees counted are in place. Not clamped
+	 * at zero: below zero, a sweep has folded a remote free whose count
+	 * is still to come, and until it comes the span is not entirely free
+	 * (that freer still writes to it; were the span given back, its count
+	 * would land on the struct's next life). */
 	int64_t remote = LOAD_ACQUIRE(&s->remote) >> REMOTE_SHIFT;
 
 	if (s->list == MSPAN_LIST_CACHE_FULL) {
@@ -428,7 +432,7 @@ void mcache_local_free_slow(struct mcache *c, struct mspan *s)
 		cache_list_append(c, s, MSPAN_LIST_CACHE_PARTIAL);
 	}
 	if (s->list == MSPAN_LIST_CACHE_PARTIAL &&
-	    mspan_local_frees(s) + (remote > 0 ? remote : 0) >= s->nalloc) {
+	    (int64_t)mspan_local_frees(s) + remote >= (int64_t)s->nalloc) {
 		/* Entirely free, unless a racing double free counted one
 		 * object twice; then kept for reuse up to the cap. */
 		mspan_check_frees(s);

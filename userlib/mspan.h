@@ -39,7 +39,10 @@
  * it does to the span, but for reading fields that survive the struct's
  * reuse (the struct, below). The owner's sweep subtracts what it
  * folded, so the count may dip below zero for a moment (a freer has set its
- * bit but not yet added); the shift keeps the flags intact.
+ * bit but not yet added); the shift keeps the flags intact. Such a count is
+ * not taken for zero: the span is not entirely free until that freer's add
+ * (which may come after the owner freed every object again: the freer was
+ * preempted), else the add could land on the struct's next life.
  *
  * Double frees
  * ------------
