@@ -432,6 +432,40 @@ TEST(double_free_by_the_owner_and_another_thread_at_once)
 	race_nrest = 0;
 }
 
+/* victim, the last object of its span, is freed by another thread; the
+ * owner frees the rest, and its refill sweeps the span (folding the remote
+ * free) and hands out the span's first free object, not victim; then
+ * another thread frees victim again. Its bit is new, so only the check
+ * after it, which must see the sweep's fold, can find the double free. */
+static void free_remotely_again_after_a_sweep(void *arg)
+{
+	struct mspan *s = span_of((uintptr_t)victim);
+	void *p = NULL;
+
+	(void)arg;
+	on_a_new_thread(free_it, victim);
+	free_rest();
+	for (unsigned k = 0; k < 4096 && span_of((uintptr_t)p) != s; k++)
+		p = mh_malloc(1024);
+	if (span_of((uintptr_t)p) != s || p == victim)
+		_exit(3);	/* no sweep seen, or victim handed out: no abort */
+	on_a_new_thread(free_it, victim);
+}
+
+TEST(double_free_by_other_threads_either_side_of_the_owners_sweep)
+{
+	ASSERT_NE(NULL, victim_in_a_used_up_span());
+	/* The span's last object is the victim; its first goes with the
+	 * rest. */
+	void *first = victim;
+
+	victim = race_rest[race_nrest - 1];
+	race_rest[race_nrest - 1] = first;
+	WANT("mheap: double free of %#lx", victim);
+	expect_abort(_metadata, free_remotely_again_after_a_sweep, "remote, sweep, remote");
+	race_nrest = 0;
+}
+
 /* The owner frees victim, and so does a remote free that raced with it
  * unseen: its bit and its count are in place, as such a free leaves them. */
 static void free_here_and_unseen_remotely(void *arg)
