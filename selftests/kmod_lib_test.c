@@ -12,7 +12,8 @@
  *    arenas work; a child touching an arena that was live in the parent
  *    gets a one-line report and dies of SIGSEGV (in a grandchild too),
  *    while freed arenas are use-after-free as anywhere, also one that
- *    another thread was freeing at the fork;
+ *    another thread was freeing at the fork; a live arena freed in the
+ *    child leaves no chunk for a new arena to reuse;
  *  - a descriptor replaced behind the library's back is caught;
  *  - EDQUOT from the module releases the oldest chunks.
  */
@@ -453,6 +454,46 @@ TEST_F(lib, an_arena_freed_by_another_thread_during_fork_faults_in_the_child)
 	ASSERT_EQ(NULL, ret);
 	TH_LOG("%d children, %d of them forked while an arena was being freed", forks, in_free);
 	EXPECT_EQ(0, readable);
+	mh_quarantine_release();
+}
+
+/*
+ * A live arena freed in the child: its active chunk, whose memory stayed in
+ * the parent, must not go to the reuse list (its free space still faults),
+ * so the child's next arena writes memory of its own.
+ */
+static void free_live_then_new_arena(void *arg)
+{
+	mh_arena *a;
+	char *p;
+
+	mh_arena_free(arg);
+	a = mh_arena_new();
+	p = a ? mh_arena_alloc(a, 4096, 0) : NULL;
+	if (!p)
+		_exit(10);
+	memset(p, 1, 4096);
+	mh_arena_free(a);
+	_exit(0);
+}
+
+TEST_F(lib, a_live_arena_freed_in_the_child_leaves_no_chunk_to_reuse)
+{
+	struct child_result r;
+	mh_arena *a;
+
+	ASSERT_NE(NULL, fault_backend_select("kmod"));
+	arena_config_get(&self->cfg);
+	self->cfg.reuse = true;	/* a freed arena's active chunk is reused */
+	self->cfg.scan = false;	/* the FIFO: quarantine_scan_test.c tests the scan */
+	arena_configure(&self->cfg);
+	a = mh_arena_new();
+	strcpy(mh_arena_alloc(a, 64, 0), "live in the parent");
+
+	run_child(free_live_then_new_arena, a, &r);
+	EXPECT_TRUE(WIFEXITED(r.status)) TH_LOG("status %#x: %s", r.status, r.err);
+	EXPECT_EQ(0, WEXITSTATUS(r.status)) TH_LOG("%s", r.err);
+	mh_arena_free(a);
 	mh_quarantine_release();
 }
 

@@ -384,8 +384,10 @@ void mh_arena_free(mh_arena *h)
 	mh_lock(&arena_lock);
 	arenas_live--;
 	chunks_live -= a->used.count + (active != NULL);
+	/* A chunk whose memory stayed in the parent of fork (kmod) faults
+	 * all over: it is not reused, it is quarantined as a whole. */
 	if (active && arena_cfg.reuse && fault_backend()->faults &&
-	    chunk_free_bytes(active) >= REUSE_MIN_FREE) {
+	    chunk_free_bytes(active) >= REUSE_MIN_FREE && !kmod_left_in_parent(active->base)) {
 		moves = active_moves(a);
 		/* The next arena takes its place (arena_warm.c). */
 		warm_first += moves;

@@ -49,7 +49,9 @@
  * reports a touch of one, while it is still live, as "mheap: arena memory
  * lost in fork: ...", naming the address, the arena and the chunk, and the
  * child dies of SIGSEGV. The child may still free those arenas: freeing
- * reads only the arena's bookkeeping, which is on the heap.
+ * reads only the arena's bookkeeping, which is on the heap; the active
+ * chunk of one is never put on the reuse list (arena.c), whose free space
+ * would still fault.
  */
 #define _GNU_SOURCE
 #include <errno.h>
