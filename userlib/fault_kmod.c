@@ -52,6 +52,28 @@
  * reads only the arena's bookkeeping, which is on the heap; the active
  * chunk of one is never put on the reuse list (arena.c), whose free space
  * would still fault.
+ *
+ * Shut chunks. The child's context counts in its user's quarantine share
+ * with the parent's, and it faults the live chunks besides, so the module
+ * may refuse the child's FAULT (EDQUOT) where the parent's went through.
+ * Left zero-fill, a stale pointer would read zeros in the child and fault
+ * in the parent. So a chunk the module refuses is made PROT_NONE instead,
+ * the whole device mapping (one VMA, nothing to split): "shut", a flag of
+ * its registry entry. An access faults as a FAULTed one does, and uaf.c
+ * reports it from the chunk's state alone, as use-after-free or as lost in
+ * fork; system calls given its addresses get EFAULT, as for any PROT_NONE
+ * memory. What the module does not see: it keeps no event of such an
+ * access and does not count the chunk in its quarantine (nor in the share
+ * that refused it); the library counts it as every quarantined chunk.
+ * Afterwards the fault backend answers for a shut chunk itself: faulting
+ * it (a live-at-fork arena freed in the child) is done already, with no
+ * FAULT that the share would refuse again; releasing it is a RELEASE (which
+ * drops any page a forced access, ptrace's, put there) and then
+ * mprotect(PROT_READ | PROT_WRITE) of the whole chunk; unprepare maps over
+ * it. A part of a shut chunk cannot be released alone (EINVAL: it would
+ * split the mapping); only reuse chunks are released in parts, and a
+ * live-at-fork chunk never becomes one. While no chunk is shut (every
+ * process but such a child) fault and release take no lock, as before.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -403,11 +425,17 @@ static unsigned kmod_ranges(bool quarantine, const struct fault_range *r, unsign
 struct reg_entry {
 	uintptr_t base;		/* 0: empty slot */
 	size_t len;
+	/* In a child of fork: the module refused to fault the chunk, so it
+	 * is PROT_NONE instead ("Shut chunks" at the top). */
+	bool shut;
 };
 
 static struct reg_entry *reg;
 static size_t reg_cap, reg_count;
 static mh_lock_t reg_lock = MH_LOCK_INIT;
+/* How many entries are shut: 0 outside children whose FAULT was refused,
+ * and then fault and release take no lock (written under reg_lock). */
+static size_t reg_shut;
 
 static size_t reg_home(uintptr_t base, size_t cap)
 {
@@ -430,6 +458,7 @@ static void reg_put(struct reg_entry *t, size_t cap, uintptr_t base, size_t len)
 
 	t[i].base = base;
 	t[i].len = len;
+	t[i].shut = false;
 }
 
 static struct reg_entry *reg_table(size_t cap)
@@ -453,7 +482,7 @@ static bool reg_insert(uintptr_t base, size_t len)
 			return false;
 		for (size_t i = 0; i < reg_cap; i++)
 			if (reg[i].base)
-				reg_put(t, cap, reg[i].base, reg[i].len);
+				t[reg_slot(t, cap, reg[i].base)] = reg[i];
 		if (reg)
 			meta_unmap(reg, reg_cap * sizeof(*reg));
 		reg = t;
@@ -474,6 +503,8 @@ static void reg_remove(uintptr_t base)
 	if (!reg[i].base)
 		return;
 	/* Backward-shift deletion: no tombstones. */
+	if (reg[i].shut)
+		STORE_RELAXED(&reg_shut, reg_shut - 1);
 	reg[i].base = 0;
 	reg_count--;
 	for (j = (i + 1) & mask; reg[j].base; j = (j + 1) & mask) {
@@ -544,13 +575,103 @@ static void kmod_unprepare(void *base, size_t len)
 	mh_unlock(&reg_lock);
 }
 
+/* The shut entry of the chunk at base, or NULL (reg_lock held). */
+static struct reg_entry *reg_shut_at(uintptr_t base)
+{
+	struct reg_entry *e;
+
+	if (!reg_cap)
+		return NULL;
+	e = &reg[reg_slot(reg, reg_cap, base)];
+	return e->base == base && e->shut ? e : NULL;
+}
+
+/*
+ * Make a range of a shut chunk fault (quarantine) or usable again: faulting
+ * it is done already; releasing it makes the whole chunk zero-fill
+ * (RELEASE), then readable and writable, which a part of it cannot be (the
+ * device mapping does not split). False, with *err, when refused: it still
+ * faults.
+ */
+static bool shut_range(bool quarantine, const struct fault_range *r, int *err)
+{
+	struct reg_entry *e;
+	bool ok = true;
+
+	mh_lock(&reg_lock);
+	e = reg_shut_at((uintptr_t)r->base);
+	if (e && !quarantine) {
+		if (r->len != e->len) {
+			*err = -EINVAL;
+			ok = false;
+		} else if (kmod_ranges(false, r, 1, err) != 1) {
+			ok = false;
+		} else if (mprotect(r->base, r->len, PROT_READ | PROT_WRITE)) {
+			*err = -errno;
+			ok = false;
+		} else {
+			e->shut = false;
+			STORE_RELAXED(&reg_shut, reg_shut - 1);
+		}
+	}
+	mh_unlock(&reg_lock);
+	return ok;
+}
+
+/* Whether the range begins at a shut chunk (a whole chunk, or its head). */
+static bool range_shut(const struct fault_range *r)
+{
+	bool shut;
+
+	mh_lock(&reg_lock);
+	shut = reg_shut_at((uintptr_t)r->base) != NULL;
+	mh_unlock(&reg_lock);
+	return shut;
+}
+
+/*
+ * FAULT or RELEASE, with shut chunks in this process (a child of fork): the
+ * ranges of shut chunks need no command, the others go to the module in
+ * runs, in order, so that "the leading ranges done" still holds. A shut
+ * chunk changes only in the hands of the thread faulting or releasing it,
+ * or in unprepare, so a range's answer holds once looked up.
+ */
+static unsigned shut_ranges(bool quarantine, const struct fault_range *r, unsigned n,
+			    int *err)
+{
+	unsigned done = 0;
+
+	while (done < n) {
+		unsigned k = 0, got;
+
+		while (done + k < n && !range_shut(&r[done + k]))
+			k++;
+		if (k) {
+			got = kmod_ranges(quarantine, r + done, k, err);
+			done += got;
+			if (got < k)
+				return done;
+		}
+		if (done < n) {
+			if (!shut_range(quarantine, &r[done], err))
+				return done;
+			done++;
+		}
+	}
+	return n;
+}
+
 static unsigned kmod_fault(const struct fault_range *r, unsigned n, int *err)
 {
+	if (LOAD_RELAXED(&reg_shut))
+		return shut_ranges(true, r, n, err);
 	return kmod_ranges(true, r, n, err);
 }
 
 static unsigned kmod_release(const struct fault_range *r, unsigned n, int *err)
 {
+	if (LOAD_RELAXED(&reg_shut))
+		return shut_ranges(false, r, n, err);
 	return kmod_ranges(false, r, n, err);
 }
 
@@ -598,6 +719,30 @@ static uint8_t chunk_state(uintptr_t base)
 	return c ? LOAD_RELAXED(&c->state) : 0;
 }
 
+/*
+ * Make a chunk fault in the child (reg_lock held): FAULT, else, where the
+ * module refuses (EDQUOT: the child's context counts in its user's share,
+ * which the parent's quarantine fills), PROT_NONE on the whole mapping,
+ * which splits nothing. Zero-fill is never left: a stale pointer reading
+ * zeros is what the arenas promise not to happen.
+ */
+static void child_fault(struct reg_entry *e)
+{
+	struct mheap_range mr = { e->base, e->len };
+	struct mheap_ranges arg = { .ranges = (uintptr_t)&mr, .nr = 1 };
+	int err;
+
+	if (!ioctl(dev_fd, MHEAP_IOC_FAULT, &arg))
+		return;
+	err = errno;
+	if (mprotect((void *)e->base, e->len, PROT_NONE))
+		mh_fatal("fork: arena chunk %#lx cannot fault in the child: %s refused (%s), "
+			 "mprotect too (%s)", (unsigned long)e->base, KMOD_DEVICE, strerror(err),
+			 strerror(errno));
+	e->shut = true;
+	STORE_RELAXED(&reg_shut, reg_shut + 1);
+}
+
 void kmod_fork_child(void)
 {
 	struct reg_entry *inherited = left, *lost = NULL;
@@ -614,22 +759,19 @@ void kmod_fork_child(void)
 			close(dev_fd);
 			dev_fd = fd;
 		}
+		/* A new mapping is never shut (a grandchild's neither). */
+		STORE_RELAXED(&reg_shut, 0);
 		for (size_t i = 0; i < reg_cap; i++) {
-			struct mheap_range mr = { (uintptr_t)reg[i].base, reg[i].len };
-			struct mheap_ranges arg = { .ranges = (uintptr_t)&mr, .nr = 1 };
-
 			if (!reg[i].base)
 				continue;
+			reg[i].shut = false;
 			if (map_device((void *)reg[i].base, reg[i].len) == MAP_FAILED)
 				mh_fatal("fork: mapping %s over arena chunk %#lx in the child: %s",
 					 KMOD_DEVICE, (unsigned long)reg[i].base, strerror(errno));
 			uint8_t state = chunk_state(reg[i].base);
 
-			/* Over the limit (EDQUOT) the chunk stays zero-fill,
-			 * where the other backends' children inherit their
-			 * quarantine (docs/kmod.md). */
 			if (state == CHUNK_QUARANTINED || state == CHUNK_LIVE)
-				(void)ioctl(dev_fd, MHEAP_IOC_FAULT, &arg);
+				child_fault(&reg[i]);
 			/* Without the table a touch is only an unexplained
 			 * SIGSEGV: nothing worse. */
 			if (state == CHUNK_LIVE && (lost || (lost = reg_table(reg_cap))))
