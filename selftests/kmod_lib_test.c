@@ -34,6 +34,20 @@
 
 /* ------------------------------------------------------------ the library */
 
+/* The kmod backend, with the FIFO quarantine (quarantine_scan_test.c tests
+ * the scan) and a freed arena's active chunk reused or not; false if the
+ * backend does not work here. */
+static bool kmod_fifo(struct arena_config *cfg, bool reuse)
+{
+	if (!fault_backend_select("kmod"))
+		return false;
+	arena_config_get(cfg);
+	cfg->reuse = reuse;
+	cfg->scan = false;
+	arena_configure(cfg);
+	return true;
+}
+
 /* ------------------------------------------------------------ transports */
 
 FIXTURE(transport) {
@@ -58,11 +72,7 @@ FIXTURE_SETUP(transport)
 	if (!strcmp(variant->io, "uring") && uring_cmd_missing())
 		SKIP_SETUP("%s", uring_cmd_missing());
 	setenv("MHEAP_KMOD_IO", variant->io, 1);
-	ASSERT_NE(NULL, fault_backend_select("kmod"));
-	arena_config_get(&self->cfg);
-	self->cfg.reuse = false;
-	self->cfg.scan = false;	/* the FIFO: quarantine_scan_test.c tests the scan */
-	arena_configure(&self->cfg);
+	ASSERT_TRUE(kmod_fifo(&self->cfg, false));
 	/* The library installs its SIGSEGV handler with the first arena; the
 	 * probes' handler goes over it, to see the faults themselves. */
 	mh_arena_free(mh_arena_new());
@@ -191,11 +201,7 @@ TEST_F(lib, a_forked_child_keeps_its_heap_mapped)
 	struct child_result r;
 	mh_arena *a;
 
-	ASSERT_NE(NULL, fault_backend_select("kmod"));
-	arena_config_get(&self->cfg);
-	self->cfg.reuse = false;
-	self->cfg.scan = false;	/* the FIFO: quarantine_scan_test.c tests the scan */
-	arena_configure(&self->cfg);
+	ASSERT_TRUE(kmod_fifo(&self->cfg, false));
 	a = mh_arena_new();
 	forked.stale = mh_arena_alloc(a, 64, 0);
 	strcpy(forked.stale, "stale");
@@ -288,11 +294,7 @@ FIXTURE_SETUP(lost)
 	self->arena = NULL;
 	if (!device_present())
 		SKIP_SETUP(NO_DEVICE);
-	ASSERT_NE(NULL, fault_backend_select("kmod"));
-	arena_config_get(&self->cfg);
-	self->cfg.reuse = false;
-	self->cfg.scan = false;	/* the FIFO: quarantine_scan_test.c tests the scan */
-	arena_configure(&self->cfg);
+	ASSERT_TRUE(kmod_fifo(&self->cfg, false));
 	self->arena = mh_arena_new();
 	ASSERT_NE(NULL, self->arena);
 	self->p = mh_arena_alloc(self->arena, 4096, 0);
@@ -486,11 +488,7 @@ TEST_F(lib, a_live_arena_freed_in_the_child_leaves_no_chunk_to_reuse)
 	struct child_result r;
 	mh_arena *a;
 
-	ASSERT_NE(NULL, fault_backend_select("kmod"));
-	arena_config_get(&self->cfg);
-	self->cfg.reuse = true;	/* a freed arena's active chunk is reused */
-	self->cfg.scan = false;	/* the FIFO: quarantine_scan_test.c tests the scan */
-	arena_configure(&self->cfg);
+	ASSERT_TRUE(kmod_fifo(&self->cfg, true));
 	a = mh_arena_new();
 	strcpy(mh_arena_alloc(a, 64, 0), "live in the parent");
 
@@ -532,11 +530,7 @@ FIXTURE_SETUP(refused)
 		SKIP_SETUP(NO_DEVICE);
 	if (geteuid() != 0)
 		SKIP_SETUP("setting quarantine_limit_per_user needs root");
-	ASSERT_NE(NULL, fault_backend_select("kmod"));
-	arena_config_get(&self->cfg);
-	self->cfg.reuse = false;
-	self->cfg.scan = false;	/* the FIFO: quarantine_scan_test.c tests the scan */
-	arena_configure(&self->cfg);
+	ASSERT_TRUE(kmod_fifo(&self->cfg, false));
 	memset(&refused, 0, sizeof(refused));
 	a = mh_arena_new();
 	refused.stale = mh_arena_alloc(a, 64, 0);
@@ -712,11 +706,7 @@ TEST_F(lib, edquot_releases_the_oldest_chunks)
 
 	if (geteuid() != 0)
 		SKIP(return, "setting the global limit needs root");
-	ASSERT_NE(NULL, fault_backend_select("kmod"));
-	arena_config_get(&self->cfg);
-	self->cfg.reuse = false;
-	self->cfg.scan = false;	/* the FIFO: quarantine_scan_test.c tests the scan */
-	arena_configure(&self->cfg);
+	ASSERT_TRUE(kmod_fifo(&self->cfg, false));
 	fd = dev_open();
 	ASSERT_EQ(0, kstats(fd, &ks));
 	saved = ks.global.quarantine_limit;
