@@ -192,25 +192,23 @@ static __attribute__((noinline)) void *malloc_slow(size_t size)
 
 void *mh_malloc(size_t size)
 {
+	/* Before the thread's first allocation this is mh_no_cache, whose
+	 * spans have no window - as in the secure mode: the slow path makes
+	 * the cache (and, in the very first allocation, the size-class
+	 * tables, which read as class 0 before: no window either). */
 	struct mcache *c = mh_tls_fast_cache;
+	struct mspan *s;
+	uint64_t window;
 
-	/* Before the thread's first allocation there is no cache - nor, in
-	 * the very first one, size-class tables: both are the slow path's,
-	 * as is every allocation in the secure mode (no fast cache). */
-	if (likely(c != NULL)) {
-		struct mspan *s;
-		uint64_t window;
-
-		if (likely(size <= MH_DIRECT_MAX))
-			s = c->alloc_small[(size + MH_SMALL_SIZE_DIV - 1) / MH_SMALL_SIZE_DIV];
-		else if (size <= MH_MAX_SMALL_SIZE)
-			s = c->alloc[size_to_class(size)];
-		else
-			return malloc_slow(size);
-		window = s->alloc_cache;
-		if (likely(window))
-			return (void *)window_take(s, window);
-	}
+	if (likely(size <= MH_DIRECT_MAX))
+		s = c->alloc_small[(size + MH_SMALL_SIZE_DIV - 1) / MH_SMALL_SIZE_DIV];
+	else if (size <= MH_MAX_SMALL_SIZE)
+		s = c->alloc[size_to_class(size)];
+	else
+		return malloc_slow(size);
+	window = s->alloc_cache;
+	if (likely(window))
+		return (void *)window_take(s, window);
 	return malloc_slow(size);
 }
 
@@ -503,20 +501,18 @@ static inline __attribute__((always_inline)) struct mspan *owned_span(struct mca
 	return s;
 }
 
-/* The owner's free of p through c, a cache or NULL; false, recording
- * nothing, for anything else (the slow path's, which names the error). */
+/* The owner's free of p through c, a cache or mh_no_cache (which owns
+ * nothing); false, recording nothing, for anything else (the slow path's,
+ * which names the error). */
 static inline __attribute__((always_inline)) bool free_fast(struct mcache *c, uintptr_t p)
 {
-	struct mspan *s;
+	struct mspan *s = owned_span(c, p);
 
-	if (unlikely(c == NULL))
-		return false;
-	s = owned_span(c, p);
 	return likely(s && local_free(c, s, p));
 }
 
-/* mh_free's slow path: the secure mode's every free (it has no fast
- * cache: mh_tls_fast_cache), and free_checked. */
+/* mh_free's slow path: the secure mode's every free (its fast cache is
+ * mh_no_cache), and free_checked. */
 static __attribute__((noinline)) void free_slow(void *ptr)
 {
 	if (unlikely(mh_secure)) {
@@ -537,7 +533,9 @@ void mh_free(void *ptr)
  * through the thread's cache, which the secure mode keeps. */
 void heap_free_plain(void *ptr)
 {
-	if (likely(free_fast(mh_tls_cache, (uintptr_t)ptr)))
+	struct mcache *c = mh_tls_cache;
+
+	if (likely(c && free_fast(c, (uintptr_t)ptr)))
 		return;
 	free_checked((uintptr_t)ptr);
 }
@@ -595,7 +593,7 @@ void mh_free_sized_checked(void *ptr, enum sized_free_fn fn, bool aligned, size_
 {
 	const char *what = sized_free_what[fn][aligned];
 	uintptr_t p = (uintptr_t)ptr;
-	struct mcache *c = mh_tls_fast_cache;	/* NULL in the secure mode */
+	struct mcache *c = mh_tls_fast_cache;	/* mh_no_cache in the secure mode */
 	uint32_t idx;
 	struct mspan *s;
 
@@ -605,7 +603,7 @@ void mh_free_sized_checked(void *ptr, enum sized_free_fn fn, bool aligned, size_
 	 * time of five interleaved runs (2026-12-06, loaded machine): 0.30-
 	 * 0.31 s through checked_span and mh_free, 0.20-0.21 s with this,
 	 * as with libstdc++'s delete calling free. */
-	if (likely(c != NULL && !aligned && size <= MH_MAX_SMALL_SIZE)) {
+	if (likely(!aligned && size <= MH_MAX_SMALL_SIZE)) {
 		s = owned_span(c, p);
 		if (likely(s && s->sizeclass == size_to_class(size) && local_free(c, s, p)))
 			return;

@@ -10,12 +10,21 @@
 #include "sizeclass.h"
 
 __thread struct mcache *mh_tls_cache;
-__thread struct mcache *mh_tls_fast_cache;
+__thread struct mcache *mh_tls_fast_cache = &mh_no_cache;
 __thread bool mh_tls_exited;
 struct mspan mh_empty_span;
 /* Never written: zero-filled, it costs no memory until a stray pointer in
  * the top arena of the address space makes a free read it. */
 struct mspan *mh_no_spans[MH_PAGES_PER_ARENA];
+/* Heap pointers lie below 1 << MH_ADDR_BITS: none is in the top arena of
+ * the address space, where a cache's arena starts (mcache_borrow). */
+#define NO_ARENA_BASE	((uintptr_t)0 - MH_ARENA_SIZE)
+struct mcache mh_no_cache = {
+	.alloc = { [0 ... MH_NUM_CLASSES - 1] = &mh_empty_span },
+	.alloc_small = { [0 ... MH_DIRECT_MAX / MH_SMALL_SIZE_DIV] = &mh_empty_span },
+	.free_arena_base = NO_ARENA_BASE,
+	.free_arena_spans = mh_no_spans,
+};
 uint64_t mh_dead_nmalloc[MH_NUM_CLASSES];
 uint64_t mh_dead_nfree[MH_NUM_CLASSES];
 mh_lock_t mh_caches_lock = MH_LOCK_INIT;
@@ -223,7 +232,7 @@ static void thread_exit(void *arg)
 	if (unlikely(mh_secure))
 		secure_thread_exit();
 	mh_tls_cache = NULL;
-	mh_tls_fast_cache = NULL;
+	mh_tls_fast_cache = &mh_no_cache;
 	mh_tls_exited = true;
 	mcache_give_back(arg);
 }
@@ -259,9 +268,7 @@ struct mcache *mcache_borrow(void)
 	for (unsigned cls = 1; cls < MH_NUM_CLASSES; cls++)
 		set_current(c, cls, &mh_empty_span);
 	mh_lock_reinit(&c->empty_lock);
-	/* Heap pointers lie below 1 << MH_ADDR_BITS: none is in the top
-	 * arena of the address space. */
-	c->free_arena_base = (uintptr_t)0 - MH_ARENA_SIZE;
+	c->free_arena_base = NO_ARENA_BASE;
 	c->free_arena_spans = mh_no_spans;
 	mh_lock(&mh_caches_lock);
 	list_push_head(&mh_caches, &c->link);
@@ -281,7 +288,7 @@ struct mcache *mcache_create(void)
 		return NULL;
 	mh_tls_cache = c;
 	/* mcache_borrow set the heap up, and with it the mode. */
-	mh_tls_fast_cache = mh_secure ? NULL : c;
+	mh_tls_fast_cache = mh_secure ? &mh_no_cache : c;
 	/* Registers the exit hook. Before the key exists (the very first
 	 * allocation) mcache_key_init registers this cache later. */
 	if (LOAD_ACQUIRE(&cache_key_ready))

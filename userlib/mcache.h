@@ -164,11 +164,18 @@ struct mcache {
 
 MH_HIDDEN extern __thread struct mcache *mh_tls_cache;
 /* The cache the fast paths of malloc and free take (malloc.c): the
- * thread's cache in the default mode, NULL in the secure mode, where
- * every malloc and free takes its slow path and branches there into
- * secure.c. So the fast paths test no mode: the default mode pays
+ * thread's cache in the default mode, mh_no_cache in the secure mode,
+ * where every malloc and free takes its slow path and branches there
+ * into secure.c. So the fast paths test no mode: the default mode pays
  * nothing for the secure one. Set and cleared with mh_tls_cache. */
 MH_HIDDEN extern __thread struct mcache *mh_tls_fast_cache;
+/* mh_tls_fast_cache of a thread without one (before its first allocation,
+ * after its exit, in the secure mode): a cache no thread owns, whose
+ * current spans are all mh_empty_span (no window) and whose heap arena
+ * holds no span (mh_no_spans), so that malloc's and free's fast paths
+ * fall through to their slow paths without a test of their own. Read
+ * only: mcache_span_of never moves it to another arena. */
+MH_HIDDEN extern struct mcache mh_no_cache;
 /* Set when the thread's cache has been given back at its exit. */
 MH_HIDDEN extern __thread bool mh_tls_exited;
 
@@ -197,7 +204,7 @@ static inline struct mspan *mcache_span_of(struct mcache *c, uintptr_t p)
 	if (unlikely(off >= MH_ARENA_SIZE)) {
 		struct heap_arena *ha = arena_of(p);
 
-		if (!ha)
+		if (!ha || c == &mh_no_cache)
 			return NULL;
 		c->free_arena_base = ha->base;
 		c->free_arena_spans = ha->spans;
