@@ -24,6 +24,9 @@
  * the start of an object, and allocated now - and a violation aborts with
  * one "mheap: ..." line naming the address.
  *
+ * The owner's fast path and the check are inline helpers shared with the
+ * sized frees (checkedfree.h, malloc_sized.c).
+ *
  * The secure mode (MHEAP_SECURE=1, secure.c) is a layer on all of this:
  * each entry point takes one branch on mh_secure into it - malloc and free
  * on their slow paths only, as the secure mode gives them no cache for
@@ -44,6 +47,7 @@
 #include <string.h>
 
 #include "arenamap.h"
+#include "checkedfree.h"
 #include "fork.h"
 #include "hooks.h"
 #include "mcache.h"
@@ -53,17 +57,6 @@
 #include "sizeclass.h"
 
 /* ------------------------------------------------------------ allocation */
-
-static MH_NORETURN void bad_pointer(uintptr_t p, const char *what)
-{
-	struct heap_arena *ha = arena_of(p);
-
-	/* A pointer into free pages of the heap was allocated once: the most
-	 * likely story is that it has been freed already. */
-	if (ha && !LOAD_RELAXED(&ha->spans[arena_page(ha, p)]) && (p & 7) == 0)
-		mh_fatal("double free of %#lx%s", (unsigned long)p, what);
-	mh_fatal("invalid free of %#lx%s", (unsigned long)p, what);
-}
 
 /*
  * calloc writes a large block of known-zero pages (fresh or released) up to
@@ -232,22 +225,6 @@ void *mh_calloc(size_t n, size_t size)
 	return p;
 }
 
-/*
- * The class mh_aligned_alloc(align, size) serves a small size from, align a
- * power of two up to a page: objects sit at base + i * size in page-aligned
- * spans, so a class whose size is a multiple of align keeps every object
- * aligned. The largest class (32 KiB) is a multiple of every such align.
- * For align <= 8 it is malloc's class: every class is a multiple of 8.
- */
-static unsigned aligned_class(size_t align, size_t size)
-{
-	unsigned cls = size_to_class(size);
-
-	while (mh_class[cls].size % align)
-		cls++;
-	return cls;
-}
-
 void *mh_aligned_alloc(size_t align, size_t size)
 {
 	if (!IS_POW2(align)) {
@@ -285,52 +262,15 @@ void *heap_alloc_plain(size_t size, size_t align, size_t *room)
 
 /* ------------------------------------------------------------ free */
 
-/*
- * Whether p is the start of an object of s, a small span; *idx is the
- * index of the object p lies in either way. offset * divmul = idx << 32 |
- * rest; offset is a multiple of the object size exactly when rest <
- * divmul (spans are small enough for the error term never to reach it).
- */
-static inline bool object_start(const struct mspan *s, uintptr_t p, uint32_t *idx)
+void heap_bad_pointer(uintptr_t p, const char *what)
 {
-	uint64_t q = (uint64_t)(p - s->base) * s->divmul;
+	struct heap_arena *ha = arena_of(p);
 
-	*idx = (uint32_t)(q >> 32);
-	return (uint32_t)q < s->divmul;
-}
-
-/* s, the span of p (span_of), checked: p must be the start of an
- * allocated object. */
-static inline __attribute__((always_inline)) struct mspan *checked_span_at(struct mspan *s, uintptr_t p,
-									  uint32_t *idx_out, const char *what)
-{
-	bool start;
-	uint8_t state;
-
-	if (unlikely(!s))
-		bad_pointer(p, what);
-	/* Read once, and atomically: a racing free of p may kill the span. */
-	state = LOAD_RELAXED(&s->state);
-	if (likely(state == MSPAN_SMALL)) {
-		start = object_start(s, p, idx_out);
-	} else if (state == MSPAN_LARGE) {
-		start = p == s->base;
-		*idx_out = 0;
-	} else if (state == MSPAN_DEAD) {
-		/* Freed since we found it, by another thread. */
+	/* A pointer into free pages of the heap was allocated once: the most
+	 * likely story is that it has been freed already. */
+	if (ha && !LOAD_RELAXED(&ha->spans[arena_page(ha, p)]) && (p & 7) == 0)
 		mh_fatal("double free of %#lx%s", (unsigned long)p, what);
-	} else {
-		mh_fatal("invalid free of %#lx%s (user-arena memory)", (unsigned long)p, what);
-	}
-	if (unlikely(!start))
-		mh_fatal("invalid free of %#lx%s (inside an object)", (unsigned long)p, what);
-	return s;
-}
-
-/* The span of p, checked as checked_span_at does. */
-static inline __attribute__((always_inline)) struct mspan *checked_span(uintptr_t p, uint32_t *idx_out, const char *what)
-{
-	return checked_span_at(span_of(p), p, idx_out, what);
+	mh_fatal("invalid free of %#lx%s", (unsigned long)p, what);
 }
 
 size_t heap_checked_room(uintptr_t p, bool *small, struct arena_chunk **guarded, const char *what)
@@ -403,43 +343,6 @@ static void remote_free(struct mspan *s, uint32_t idx, uintptr_t p)
 		mcentral_remote_event(s, cls, gen);
 }
 
-/*
- * The owner's free: plain loads and stores. Returns false, recording
- * nothing, when p is not the start of an allocated object of s. The check
- * reads up to three bitmap words of p's object, which share a cache line,
- * and takes one branch on them: whether the object lies below freeindex
- * (handed out since the sweep) is a mask, not a test of its own. Where a
- * class's current span holds much of its live objects (a span of 1,024
- * 8-byte objects, random frees of many sizes) that test was a coin toss,
- * a mispredicted branch every third free or so. Measured:
- * docs/heap.md#explicit-free.
- */
-static inline bool local_free(struct mcache *c, struct mspan *s, uintptr_t p)
-{
-	uint32_t idx;
-
-	if (unlikely(!object_start(s, p, &idx)))
-		return false;
-
-	struct span_bits *b = &s->bits[idx / 64];
-	unsigned bit = idx % 64;
-	uint64_t local = b->local;
-	uint64_t live = b->alloc | -(uint64_t)(idx < s->freeindex);
-
-	/* Not freed since the last sweep, and allocated now: below freeindex
-	 * or allocated at that sweep (mspan.h). */
-	if (unlikely((local | LOAD_RELAXED(&b->remote) | ~live) >> bit & 1))
-		return false;
-	STORE_RELAXED(&b->local, local | (uint64_t)1 << bit);
-	owner_add(&c->nfree[s->sizeclass], 1);
-	/* A span that is not current may go back on the partial list or be
-	 * entirely free: notify_in counts down to the free that may do it
-	 * (mspan_notify_at, set by mcache.c as the span changes list). */
-	if (unlikely(--s->notify_in == 0))
-		mcache_local_free_slow(c, s);
-	return true;
-}
-
 /* A free outside the fast path: in the thread's cache, or, when it has
  * none (after its exit: mcache.h), with the dead caches' counters. */
 static void count_free(struct mcache *c, unsigned cls)
@@ -485,22 +388,6 @@ static __attribute__((noinline)) void free_checked(uintptr_t p)
 	count_free(c, 0);
 }
 
-/* The span of p if c owns it, else NULL (NULL and foreign pointers find
- * no span; only small spans have owners). Every free looks its span up
- * through the cache's heap arena (mcache_span_of): a shortcut for runs of
- * frees into one span (the span of the last free, compared first) saved
- * one load in LIFO order but was a coin toss wherever consecutive frees
- * go to objects of different sizes, and its mispredictions cost more than
- * the load. Measured: docs/heap.md#explicit-free. */
-static inline __attribute__((always_inline)) struct mspan *owned_span(struct mcache *c, uintptr_t p)
-{
-	struct mspan *s = mcache_span_of(c, p);
-
-	if (unlikely(!s || LOAD_RELAXED(&s->owner) != c))
-		return NULL;
-	return s;
-}
-
 /* The owner's free of p through c, a cache or mh_no_cache (which owns
  * nothing); false, recording nothing, for anything else (the slow path's,
  * which names the error). */
@@ -538,91 +425,6 @@ void heap_free_plain(void *ptr)
 	if (likely(c && free_fast(c, (uintptr_t)ptr)))
 		return;
 	free_checked((uintptr_t)ptr);
-}
-
-/*
- * Whether the block of s could have come from malloc(size), calloc or
- * realloc to size (align 1), or from aligned_alloc(align, size): a small
- * object must be of the class that request is served from; a large one
- * must have the pages large_alloc gives size, or be one realloc kept for
- * size, which it does down to just over half the block's pages.
- */
-static bool block_fits(const struct mspan *s, size_t align, size_t size)
-{
-	size_t pages_bytes = s->npages << MH_PAGE_SHIFT;
-
-	if (s->state == MSPAN_SMALL)
-		return size <= MH_MAX_SMALL_SIZE && align <= MH_PAGE_SIZE &&
-		       aligned_class(align, size) == s->sizeclass;
-	return (size > MH_MAX_SMALL_SIZE || align > MH_PAGE_SIZE) && size <= pages_bytes &&
-	       (size > pages_bytes / 2 || ALIGN_UP(size ? size : 1, MH_PAGE_SIZE) == pages_bytes);
-}
-
-/* The calls that free with a size, as their messages name them (less the
- * leading " in "): by fn, and without or with an alignment. */
-static const char *const sized_free_what[][2] = {
-	[SIZED_FREE] = { " in free_sized", " in free_aligned_sized" },
-	[SIZED_DELETE] = { " in operator delete", " in operator delete" },
-	[SIZED_DELETE_ARRAY] = { " in operator delete[]", " in operator delete[]" },
-};
-
-/* Abort: a sized free of p, an allocated object of s, with a size or an
- * alignment it cannot have. */
-static MH_NORETURN void sized_free_mismatch(uintptr_t p, const struct mspan *s, const char *fn,
-					    bool aligned, size_t align, size_t size)
-{
-	char with[64];
-
-	if (aligned)
-		snprintf(with, sizeof(with), "alignment %zu and size %zu", align, size);
-	else
-		snprintf(with, sizeof(with), "size %zu", size);
-	if (!IS_POW2(align))
-		mh_fatal("%s of %#lx with %s: the alignment is not a power of two",
-			 fn, (unsigned long)p, with);
-	if (p % align)
-		mh_fatal("%s of %#lx with %s: the object is not %zu-byte aligned (alignment mismatch)",
-			 fn, (unsigned long)p, with, align);
-	mh_fatal("%s of %#lx with %s: the object is %zu bytes (size mismatch)", fn,
-		 (unsigned long)p, with,
-		 s->state == MSPAN_SMALL ? (size_t)s->elemsize : (size_t)(s->npages << MH_PAGE_SHIFT));
-}
-
-void mh_free_sized_checked(void *ptr, enum sized_free_fn fn, bool aligned, size_t align,
-			   size_t size)
-{
-	const char *what = sized_free_what[fn][aligned];
-	uintptr_t p = (uintptr_t)ptr;
-	struct mcache *c = mh_tls_fast_cache;	/* mh_no_cache in the secure mode */
-	uint32_t idx;
-	struct mspan *s;
-
-	/* mh_free's fast path, the size checked against the span it finds:
-	 * every delete of a C++ program comes here (sized deallocation is
-	 * the default from C++14). 20M new/delete pairs of 32 bytes, user
-	 * time of five interleaved runs (2026-12-06, loaded machine): 0.30-
-	 * 0.31 s through checked_span and mh_free, 0.20-0.21 s with this,
-	 * as with libstdc++'s delete calling free. */
-	if (likely(!aligned && size <= MH_MAX_SMALL_SIZE)) {
-		s = owned_span(c, p);
-		if (likely(s && s->sizeclass == size_to_class(size) && local_free(c, s, p)))
-			return;
-	}
-	if (unlikely(mh_secure)) {
-		secure_free_sized(ptr, what + strlen(" in "), aligned ? align : 1, size);
-		return;
-	}
-	if (!ptr)
-		return;
-	s = checked_span(p, &idx, what);
-	/* A freed object is a double free, whatever the size says. */
-	if (s->state == MSPAN_SMALL && !mspan_obj_allocated(s, idx))
-		mspan_double_free(p);
-	if (!aligned)
-		align = 1;
-	if (!IS_POW2(align) || p % align || !block_fits(s, align, size))
-		sized_free_mismatch(p, s, what + strlen(" in "), aligned, align, size);
-	mh_free(ptr);
 }
 
 size_t mh_usable_size(const void *ptr)

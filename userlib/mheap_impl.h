@@ -144,7 +144,7 @@ MH_HIDDEN struct mspan *mcentral_cache_span(unsigned sizeclass, struct mcache *c
 MH_HIDDEN void mcentral_uncache_span(struct mspan *s);
 MH_HIDDEN void mcentral_remote_event(struct mspan *s, unsigned sizeclass, uint64_t gen);
 
-/* malloc.c: the frees that are given the object's size - free_sized,
+/* malloc_sized.c: the frees that are given the object's size - free_sized,
  * free_aligned_sized (C23), C++'s sized operator delete and delete[] -
  * are mh_free(p) once the size, and with aligned the alignment, match the
  * block; a mismatch aborts with one "mheap: ..." line naming fn, as an

@@ -38,4 +38,20 @@ static inline unsigned size_to_class(size_t size)
 				   MH_LARGE_SIZE_DIV];
 }
 
+/*
+ * The class mh_aligned_alloc(align, size) serves a small size from, align a
+ * power of two up to a page: objects sit at base + i * size in page-aligned
+ * spans, so a class whose size is a multiple of align keeps every object
+ * aligned. The largest class (32 KiB) is a multiple of every such align.
+ * For align <= 8 it is malloc's class: every class is a multiple of 8.
+ */
+static inline unsigned aligned_class(size_t align, size_t size)
+{
+	unsigned cls = size_to_class(size);
+
+	while (mh_class[cls].size % align)
+		cls++;
+	return cls;
+}
+
 #endif

@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The checked free's pieces that inline into more than one entry point:
+ * mh_free and the sized frees (malloc.c, malloc_sized.c) take the owner's
+ * fast path through owned_span and local_free, and check everything else
+ * through checked_span. What the check promises - an invalid or double free
+ * aborts with one "mheap: ..." line naming the address - and how the
+ * owner's and the remote frees record an object are in malloc.c and
+ * mspan.h; the measurements behind the fast path's shape are in
+ * docs/heap.md#explicit-free and docs/heap.md#fast-paths.
+ */
+#ifndef MHEAP_CHECKEDFREE_H
+#define MHEAP_CHECKEDFREE_H
+
+#include "arenamap.h"
+#include "mcache.h"
+#include "mspan.h"
+
+/* Abort: p is no object of the heap - freed already if it lies in free
+ * pages (and is aligned), else invalid; what names the call (" in realloc"
+ * or ""). */
+MH_HIDDEN MH_NORETURN void heap_bad_pointer(uintptr_t p, const char *what);
+
+/*
+ * Whether p is the start of an object of s, a small span; *idx is the
+ * index of the object p lies in either way. offset * divmul = idx << 32 |
+ * rest; offset is a multiple of the object size exactly when rest <
+ * divmul (spans are small enough for the error term never to reach it).
+ */
+static inline bool object_start(const struct mspan *s, uintptr_t p, uint32_t *idx)
+{
+	uint64_t q = (uint64_t)(p - s->base) * s->divmul;
+
+	*idx = (uint32_t)(q >> 32);
+	return (uint32_t)q < s->divmul;
+}
+
+/* s, the span of p (span_of), checked: p must be the start of an
+ * allocated object. */
+static inline __attribute__((always_inline)) struct mspan *checked_span_at(struct mspan *s, uintptr_t p,
+									  uint32_t *idx_out, const char *what)
+{
+	bool start;
+	uint8_t state;
+
+	if (unlikely(!s))
+		heap_bad_pointer(p, what);
+	/* Read once, and atomically: a racing free of p may kill the span. */
+	state = LOAD_RELAXED(&s->state);
+	if (likely(state == MSPAN_SMALL)) {
+		start = object_start(s, p, idx_out);
+	} else if (state == MSPAN_LARGE) {
+		start = p == s->base;
+		*idx_out = 0;
+	} else if (state == MSPAN_DEAD) {
+		/* Freed since we found it, by another thread. */
+		mh_fatal("double free of %#lx%s", (unsigned long)p, what);
+	} else {
+		mh_fatal("invalid free of %#lx%s (user-arena memory)", (unsigned long)p, what);
+	}
+	if (unlikely(!start))
+		mh_fatal("invalid free of %#lx%s (inside an object)", (unsigned long)p, what);
+	return s;
+}
+
+/* The span of p, checked as checked_span_at does. */
+static inline __attribute__((always_inline)) struct mspan *checked_span(uintptr_t p, uint32_t *idx_out, const char *what)
+{
+	return checked_span_at(span_of(p), p, idx_out, what);
+}
+
+/*
+ * The owner's free: plain loads and stores. Returns false, recording
+ * nothing, when p is not the start of an allocated object of s. The check
+ * reads up to three bitmap words of p's object, which share a cache line,
+ * and takes one branch on them: whether the object lies below freeindex
+ * (handed out since the sweep) is a mask, not a test of its own. Where a
+ * class's current span holds much of its live objects (a span of 1,024
+ * 8-byte objects, random frees of many sizes) that test was a coin toss,
+ * a mispredicted branch every third free or so. Measured:
+ * docs/heap.md#explicit-free.
+ */
+static inline bool local_free(struct mcache *c, struct mspan *s, uintptr_t p)
+{
+	uint32_t idx;
+
+	if (unlikely(!object_start(s, p, &idx)))
+		return false;
+
+	struct span_bits *b = &s->bits[idx / 64];
+	unsigned bit = idx % 64;
+	uint64_t local = b->local;
+	uint64_t live = b->alloc | -(uint64_t)(idx < s->freeindex);
+
+	/* Not freed since the last sweep, and allocated now: below freeindex
+	 * or allocated at that sweep (mspan.h). */
+	if (unlikely((local | LOAD_RELAXED(&b->remote) | ~live) >> bit & 1))
+		return false;
+	STORE_RELAXED(&b->local, local | (uint64_t)1 << bit);
+	owner_add(&c->nfree[s->sizeclass], 1);
+	/* A span that is not current may go back on the partial list or be
+	 * entirely free: notify_in counts down to the free that may do it
+	 * (mspan_notify_at, set by mcache.c as the span changes list). */
+	if (unlikely(--s->notify_in == 0))
+		mcache_local_free_slow(c, s);
+	return true;
+}
+
+/* The span of p if c owns it, else NULL (NULL and foreign pointers find
+ * no span; only small spans have owners). Every free looks its span up
+ * through the cache's heap arena (mcache_span_of): a shortcut for runs of
+ * frees into one span (the span of the last free, compared first) saved
+ * one load in LIFO order but was a coin toss wherever consecutive frees
+ * go to objects of different sizes, and its mispredictions cost more than
+ * the load. Measured: docs/heap.md#explicit-free. */
+static inline __attribute__((always_inline)) struct mspan *owned_span(struct mcache *c, uintptr_t p)
+{
+	struct mspan *s = mcache_span_of(c, p);
+
+	if (unlikely(!s || LOAD_RELAXED(&s->owner) != c))
+		return NULL;
+	return s;
+}
+
+#endif
