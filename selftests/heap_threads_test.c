@@ -3,8 +3,9 @@
  * The heap under threads: producer/consumer with every object freed by
  * another thread and every byte checked, remote frees found again, threads
  * that come and go (and allocate after their cache is gone), fork while
- * other threads hold caches, and the scavenger releasing pages outside the
- * heap lock while other threads allocate.
+ * other threads hold caches, a thread whose first call frees, and the
+ * scavenger releasing pages outside the heap lock while other threads
+ * allocate.
  */
 #define _GNU_SOURCE
 #include <limits.h>
@@ -369,6 +370,49 @@ TEST(frees_and_mallocs_after_a_threads_cache_is_gone_leave_nothing_behind)
 	EXPECT_EQ(base.heap_alloc, st.heap_alloc);
 	/* Every pass allocated and freed a small and a large object. */
 	EXPECT_EQ(50 * (3 + 2 * LATE_PASSES), st.mallocs - base.mallocs);
+}
+
+/* ------------------------------------------------------------ a first call that frees */
+
+static void *free_first(void *arg)
+{
+	void **objs = arg;
+
+	/* Nothing of this thread's before: its fast paths see mh_no_cache. */
+	for (int i = 0; i < 64; i++)
+		mh_free(objs[i]);
+	return NULL;
+}
+
+/*
+ * A thread whose first call into the heap frees another thread's objects
+ * finds no span through mh_no_cache (the stand-in for a thread without a
+ * cache, shared by all of them): the frees are remote ones, and the
+ * stand-in stays in the top arena of the address space, where no heap
+ * pointer lies. Were it moved to the objects' heap arena, every thread
+ * without a cache would write it, a data race between threads that share
+ * nothing else.
+ */
+TEST(a_threads_first_call_a_free_leaves_the_stand_in_cache_alone)
+{
+	struct mh_stats st = MH_STATS_INIT, base = MH_STATS_INIT;
+	void *objs[4][64];
+	pthread_t t[4];
+
+	mh_free(mh_malloc(1));	/* this thread has its cache already */
+	mh_stats_read(&base);
+	for (int i = 0; i < 4; i++)
+		for (int j = 0; j < 64; j++)
+			objs[i][j] = mh_malloc(16 + (size_t)j * 8);
+	for (int i = 0; i < 4; i++)
+		pthread_create(&t[i], NULL, free_first, objs[i]);
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	EXPECT_EQ((uintptr_t)0 - MH_ARENA_SIZE, mh_no_cache.free_arena_base);
+	EXPECT_EQ((struct mspan *const *)mh_no_spans, mh_no_cache.free_arena_spans);
+	mh_stats_read(&st);
+	EXPECT_EQ(base.heap_alloc, st.heap_alloc);
+	EXPECT_EQ(st.mallocs - base.mallocs, st.frees - base.frees);
 }
 
 /* ------------------------------------------------------------ thread churn */
