@@ -847,6 +847,35 @@ TEST(span_hands_out_consecutive_objects_then_reuses_freed_ones)
 	free(p);
 }
 
+/*
+ * A class with one object live at a time, on a span of fresh pages: each
+ * malloc after a free gets the freed slot back (the span is swept in place)
+ * instead of the span's next one, so the span's other pages are never
+ * touched. Before, the window handed out all 8 slots of the 128 KiB span in
+ * turn (128 KiB faulted in for one live 16 KiB object).
+ */
+TEST(one_live_object_of_a_class_reuses_its_slot_on_fresh_pages)
+{
+	const size_t size = 16384;	/* a class no other test here uses */
+	struct mh_stats st = MH_STATS_INIT;
+	char *first, *q;
+
+	ASSERT_LT(1, mh_class[size_to_class(size)].nelems);
+	first = mh_malloc(size);
+	ASSERT_NE(NULL, first);
+	/* The span is made of fresh pages: they were released (never used). */
+	mh_stats_read(&st);
+	ASSERT_LT(0, st.heap_released);
+	memset(first, 1, size);
+	mh_free(first);
+	for (int i = 0; i < 32; i++) {
+		q = mh_malloc(size);
+		ASSERT_EQ(first, q);
+		memset(q, 2, size);
+		mh_free(q);
+	}
+}
+
 /* A used-up span is taken back once 1/MH_CACHE_REUSE_SHARE of its objects
  * has been freed, not at its first free: with fewer, the
  * thread's next spans come from elsewhere; one more free and they come

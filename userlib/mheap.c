@@ -318,7 +318,7 @@ init:
 		 * still zero: its spans start so (secure.c). */
 		if (unlikely(mh_secure) && r.needzero)
 			memset((void *)r.base, 0, npages << MH_PAGE_SHIFT);
-		mspan_init_small(s, sizeclass);
+		mspan_init_small(s, sizeclass, r.released == 0);
 	} else {
 		s->state = (uint8_t)state;
 		s->needzero = r.needzero;

@@ -19,9 +19,12 @@ static inline uint64_t below_mask(unsigned w, uint32_t limit)
 	return ((uint64_t)1 << (limit - w * 64)) - 1;
 }
 
-uintptr_t mspan_next_free(struct mspan *s)
+/* The next free object from freeindex on, below object n, with the
+ * window after it (no object at or past n); 0, with an empty window and
+ * freeindex at n, when there is none. */
+static uintptr_t next_free_below(struct mspan *s, uint32_t n)
 {
-	uint32_t idx = s->freeindex, n = s->nelems;
+	uint32_t idx = s->freeindex;
 
 	while (idx < n) {
 		/* Objects idx, idx + 1, ... up to the end of idx's word, the
@@ -43,8 +46,30 @@ uintptr_t mspan_next_free(struct mspan *s)
 		idx = (idx | 63) + 1;
 	}
 	STORE_RELAXED(&s->alloc_cache, 0);
-	STORE_RELEASE(&s->freeindex, s->nelems);
+	STORE_RELEASE(&s->freeindex, n);
 	return 0;
+}
+
+uintptr_t mspan_next_free(struct mspan *s)
+{
+	uintptr_t p = next_free_below(s, s->touched);
+	uint32_t step;
+
+	if (p || s->touched == s->nelems)
+		return p;
+	/* Past freeindex only objects never handed out are left: freed
+	 * ones first (mspan.h). */
+	if (mspan_pending_frees(s)) {
+		mspan_sweep(s);
+		p = next_free_below(s, s->touched);
+		if (p)
+			return p;
+	}
+	/* A page of objects further, at least one (freeindex is at
+	 * `touched`). */
+	step = MH_PAGE_SIZE > s->elemsize ? MH_PAGE_SIZE / s->elemsize : 1;
+	s->touched = s->nelems - s->touched > step ? s->touched + step : s->nelems;
+	return next_free_below(s, s->touched);
 }
 
 void mspan_fold_local(struct mspan *s)
@@ -125,7 +150,7 @@ uint32_t mspan_pending_frees(const struct mspan *s)
 	return mspan_local_frees(s) + (remote > 0 ? (uint32_t)remote : 0);
 }
 
-void mspan_init_small(struct mspan *s, unsigned sizeclass)
+void mspan_init_small(struct mspan *s, unsigned sizeclass, bool resident)
 {
 	const struct size_class *sc = &mh_class[sizeclass];
 	unsigned nw = mspan_bitmap_words(sc->nelems);
@@ -137,6 +162,7 @@ void mspan_init_small(struct mspan *s, unsigned sizeclass)
 	s->divmul = sc->divmul;
 	s->needzero = 1;
 	s->freeindex = 0;
+	s->touched = resident ? sc->nelems : 0;
 	STORE_RELAXED(&s->alloc_cache, 0);
 	s->free_notify = UINT32_MAX;
 	s->notify_in = UINT32_MAX;

@@ -160,6 +160,10 @@ struct mspan {
 	uint32_t free_notify;	/* owned: the count of local frees at which
 				 * the owner's free takes the slow path
 				 * (mcache.c sets it as the span changes list) */
+	uint32_t touched;	/* small spans: objects [0, touched) have been
+				 * handed out in this life, or lie on pages
+				 * resident when it began; mspan_next_free
+				 * reuses freed ones before it goes past */
 	uint8_t needzero;	/* large spans: pages may hold old data */
 	uint8_t bucket;		/* the struct's size bucket (mheap.c) */
 
@@ -236,6 +240,15 @@ static inline uintptr_t mspan_limit(const struct mspan *s)
 /*
  * Allocation from a span the caller owns. mspan_next_free refills the window
  * and returns 0 when the span has no free object left before a sweep.
+ * Objects on pages not yet faulted in come last: on a span made of fresh
+ * or released pages, while the owner has freed objects of it, it sweeps in
+ * place and reuses them before the window goes a page of objects further
+ * (`touched`), as mimalloc extends a page's free list only when no freed
+ * block is left. A class of few live objects and big spans (8 objects of
+ * 4-32 KiB) otherwise faulted in every slot of its span in turn before the
+ * sweep: up to 256 KiB for one live object. A span on resident pages
+ * starts with every object touched: the refills a page at a time would
+ * cost it time and save no memory. Measured: docs/benchmarks.md.
  */
 MH_HIDDEN uintptr_t mspan_next_free(struct mspan *s);
 /* Fold recorded frees into alloc_bits and restart at object 0 (owner). */
@@ -272,8 +285,10 @@ MH_HIDDEN MH_NORETURN void mspan_double_free(uintptr_t p);
  * bitmaps, or in freed_remote though not allocated - before the owner or
  * the mcentral takes s for entirely free ("Double frees" above). */
 MH_HIDDEN void mspan_check_frees(const struct mspan *s);
-/* Set up a fresh small span over pages [base, base + npages). */
-MH_HIDDEN void mspan_init_small(struct mspan *s, unsigned sizeclass);
+/* Set up a fresh small span over pages [base, base + npages); resident:
+ * none of them has been released (or never touched), so that handing out
+ * any object faults nothing in (`touched` starts at the end). */
+MH_HIDDEN void mspan_init_small(struct mspan *s, unsigned sizeclass, bool resident);
 /* Count of objects a span would have free after a sweep now. */
 MH_HIDDEN uint32_t mspan_pending_frees(const struct mspan *s);
 
