@@ -20,7 +20,9 @@
  *    freed_local or freed_remote, never both, and were allocated; the
  *    remote count equals the bits set (a freer sets its bit, then counts
  *    it; the sweep clears bits and subtracts), and the owner's countdown
- *    equals the bits of freed_local. A span is owned by one cache (its
+ *    equals the bits of freed_local. No object at or past `touched` (and
+ *    so not freeindex) has ever been handed out, nor does the window
+ *    offer one. A span is owned by one cache (its
  *    current span or on one of its lists, and REMOTE_OWNED set) or on its
  *    mcentral's partial or full list. An unowned span was folded when let
  *    go: no local frees, freeindex 0, `outstanding` the allocation bits;
@@ -251,8 +253,9 @@ static int check_small(struct check *ck, const struct mspan *s)
 	CHECK(ck, mh_heap.spanalloc[s->bucket].size >=
 	      sizeof(struct mspan) + nw * sizeof(struct span_bits),
 	      "span %#lx: struct of bucket %u too small for its bitmaps", base, s->bucket);
-	CHECK(ck, s->freeindex <= s->nelems, "span %#lx: freeindex %u of %u", base,
-	      s->freeindex, s->nelems);
+	CHECK(ck, s->freeindex <= s->touched && s->touched <= s->nelems,
+	      "span %#lx: freeindex %u, touched %u of %u", base, s->freeindex, s->touched,
+	      s->nelems);
 
 	uint32_t nalloc_bits = 0, nlocal = 0, nremote = 0, allocated = 0;
 
@@ -261,8 +264,8 @@ static int check_small(struct check *ck, const struct mspan *s)
 		uint64_t r = LOAD_RELAXED(&s->bits[w].remote);
 		uint64_t live = a | below(w, s->freeindex);
 
-		CHECK(ck, !((a | l | r) & ~below(w, s->nelems)),
-		      "span %#lx: bits set past its last object", base);
+		CHECK(ck, !((a | l | r) & ~below(w, s->touched)),
+		      "span %#lx: bits set past the objects it has handed out", base);
 		CHECK(ck, !(l & r), "span %#lx: object %u freed both locally and remotely", base,
 		      w * 64 + (unsigned)__builtin_ctzll(l & r));
 		CHECK(ck, !((l | r) & ~live), "span %#lx: object %u freed but not allocated", base,
@@ -276,7 +279,7 @@ static int check_small(struct check *ck, const struct mspan *s)
 	for (uint64_t win = s->alloc_cache; win; win &= win - 1) {
 		uint32_t i = s->freeindex + (uint32_t)__builtin_ctzll(win);
 
-		CHECK(ck, i < s->nelems && !(s->bits[i / 64].alloc >> (i % 64) & 1),
+		CHECK(ck, i < s->touched && !(s->bits[i / 64].alloc >> (i % 64) & 1),
 		      "span %#lx: window offers object %u, which is not free", base, i);
 	}
 
