@@ -248,7 +248,7 @@ static inline uintptr_t mspan_limit(const struct mspan *s)
  * 4-32 KiB) otherwise faulted in every slot of its span in turn before the
  * sweep: up to 256 KiB for one live object. A span on resident pages
  * starts with every object touched: the refills a page at a time would
- * cost it time and save no memory. Measured: docs/benchmarks.md.
+ * cost it time and save no memory. Measured: docs/heap.md#spans.
  */
 MH_HIDDEN uintptr_t mspan_next_free(struct mspan *s);
 /* Fold recorded frees into alloc_bits and restart at object 0 (owner). */
