@@ -248,8 +248,20 @@ void *mh_aligned_alloc(size_t align, size_t size)
 
 void *heap_alloc_plain(size_t size, size_t align, size_t *room)
 {
-	struct mcache *c = mcache_get();
+	struct mcache *c = mh_tls_cache;
 
+	/* The common case first: malloc's small object from the window. */
+	if (likely(c && size <= MH_MAX_SMALL_SIZE && align <= 8)) {
+		unsigned cls = size_to_class(size);
+		struct mspan *s = c->alloc[cls];
+		uint64_t window = s->alloc_cache;
+
+		*room = mh_class[cls].size;
+		if (likely(window))
+			return (void *)window_take(s, window);
+		return small_alloc(c, cls);
+	}
+	c = mcache_get();
 	if (size <= MH_MAX_SMALL_SIZE && align <= MH_PAGE_SIZE) {
 		unsigned cls = align <= 8 ? size_to_class(size) : aligned_class(align, size);
 
@@ -275,9 +287,18 @@ void heap_bad_pointer(uintptr_t p, const char *what)
 
 size_t heap_checked_room(uintptr_t p, bool *small, struct arena_chunk **guarded, const char *what)
 {
-	struct mspan *s = span_of(p);
+	struct mcache *c = mh_tls_cache;
+	/* Through the thread's heap arena, as free's fast path looks. */
+	struct mspan *s = c ? mcache_span_of(c, p) : span_of(p);
 	uint32_t idx;
 
+	/* The common case first: an allocated object of a small span. */
+	if (likely(s && LOAD_RELAXED(&s->state) == MSPAN_SMALL && object_start(s, p, &idx) &&
+		   mspan_obj_allocated(s, idx))) {
+		*guarded = NULL;
+		*small = true;
+		return s->elemsize;
+	}
 	if (s && LOAD_RELAXED(&s->state) == MSPAN_CHUNK) {
 		struct arena_chunk *c = LOAD_ACQUIRE(&s->chunk_data);
 
