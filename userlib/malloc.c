@@ -246,22 +246,24 @@ void *mh_aligned_alloc(size_t align, size_t size)
 	return large_alloc(size ? size : 1, align, false, PLACE_LARGE);
 }
 
-void *heap_alloc_plain(size_t size, size_t align, size_t *room)
+void *heap_alloc_small(unsigned cls)
 {
 	struct mcache *c = mh_tls_cache;
 
-	/* The common case first: malloc's small object from the window. */
-	if (likely(c && size <= MH_MAX_SMALL_SIZE && align <= 8)) {
-		unsigned cls = size_to_class(size);
+	if (likely(c)) {
 		struct mspan *s = c->alloc[cls];
 		uint64_t window = s->alloc_cache;
 
-		*room = mh_class[cls].size;
 		if (likely(window))
 			return (void *)window_take(s, window);
-		return small_alloc(c, cls);
 	}
-	c = mcache_get();
+	return small_alloc(mcache_get(), cls);
+}
+
+void *heap_alloc_plain(size_t size, size_t align, size_t *room)
+{
+	struct mcache *c = mcache_get();
+
 	if (size <= MH_MAX_SMALL_SIZE && align <= MH_PAGE_SIZE) {
 		unsigned cls = align <= 8 ? size_to_class(size) : aligned_class(align, size);
 
@@ -285,7 +287,8 @@ void heap_bad_pointer(uintptr_t p, const char *what)
 	mh_fatal("invalid free of %#lx%s", (unsigned long)p, what);
 }
 
-size_t heap_checked_room(uintptr_t p, bool *small, struct arena_chunk **guarded, const char *what)
+size_t heap_checked_room(uintptr_t p, struct mspan **small, struct arena_chunk **guarded,
+			 const char *what)
 {
 	struct mcache *c = mh_tls_cache;
 	/* Through the thread's heap arena, as free's fast path looks. */
@@ -296,7 +299,7 @@ size_t heap_checked_room(uintptr_t p, bool *small, struct arena_chunk **guarded,
 	if (likely(s && LOAD_RELAXED(&s->state) == MSPAN_SMALL && object_start(s, p, &idx) &&
 		   mspan_obj_allocated(s, idx))) {
 		*guarded = NULL;
-		*small = true;
+		*small = s;
 		return s->elemsize;
 	}
 	if (s && LOAD_RELAXED(&s->state) == MSPAN_CHUNK) {
@@ -310,7 +313,7 @@ size_t heap_checked_room(uintptr_t p, bool *small, struct arena_chunk **guarded,
 	*guarded = NULL;
 	s = checked_span_at(s, p, &idx, what);
 
-	*small = s->state == MSPAN_SMALL;
+	*small = s->state == MSPAN_SMALL ? s : NULL;
 	if (!*small)
 		return s->npages << MH_PAGE_SHIFT;
 	if (!mspan_obj_allocated(s, idx))
@@ -444,6 +447,18 @@ void heap_free_plain(void *ptr)
 	struct mcache *c = mh_tls_cache;
 
 	if (likely(c && free_fast(c, (uintptr_t)ptr)))
+		return;
+	free_checked((uintptr_t)ptr);
+}
+
+/* The default mode's free of p, an allocated object of s, a small span
+ * (heap_checked_room found it), for the secure mode's layer: the owner's
+ * free with no second lookup, else the checked one. */
+void heap_free_small(struct mspan *s, void *ptr)
+{
+	struct mcache *c = mh_tls_cache;
+
+	if (likely(c && LOAD_RELAXED(&s->owner) == c && local_free(c, s, (uintptr_t)ptr)))
 		return;
 	free_checked((uintptr_t)ptr);
 }

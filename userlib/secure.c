@@ -27,13 +27,17 @@
  *    zero because the secure mode zeroes every small span made of pages
  *    that may be dirty (mheap.c). So calloc of a small block needs no
  *    memset.
- *  - no immediate reuse: a freed small block is not given back to its span
- *    at once but waits in its thread's delay ring (DELAY_SLOTS), and a
- *    random one of those is given back in its place; given back, it is
- *    handed out only after a later sweep of its span (the default heap
- *    never hands out a slot freed since the span's last sweep). A block in
- *    the ring stays allocated as far as its span knows; a thread's ring is
- *    emptied at its exit.
+ *  - no immediate reuse: a freed small block goes back to its span at
+ *    once, and the span hands a slot out only after its next sweep (the
+ *    default heap never hands out a slot freed since the span's last
+ *    sweep); which free slot comes next is random: each allocation either
+ *    takes the span's next free slot or, on a random bit, the one its
+ *    thread holds back for the class, holding the new one instead
+ *    (shuffle_take). A held slot is allocated as far as its span knows; a
+ *    thread's held slots go back at its exit. (A first version delayed
+ *    frees in a per-thread ring of 32 and gave a random one back per free:
+ *    a second lookup of the span and frees in random order, for a delay
+ *    the span's sweep already gives: docs/heap.md#secure-mode.)
  *
  * Large blocks (from MHEAP_SECURE_LARGE on) and sampled small ones (about 1
  * in MHEAP_SECURE_SAMPLE blocks of up to a page, GWP-ASan's idea) are
@@ -62,8 +66,6 @@ bool mh_secure;
 /* The trailer at a small slot's end: the block's size (low half) and
  * check(size) (high half). */
 #define TRAILER		8
-/* Blocks a thread's frees hold back from reuse. */
-#define DELAY_SLOTS	32
 /* Blocks up to this size may be sampled: one page. */
 #define SAMPLE_MAX	MH_PAGE_SIZE
 /* Zero-size blocks: 16-byte slots in a reserved, inaccessible range. */
@@ -80,10 +82,11 @@ static uint64_t zero_used[ZERO_SLOTS / 64];
 static size_t zero_next;	/* where the search for a free slot starts */
 static mh_lock_t zero_lock = MH_LOCK_INIT;
 
-/* Per thread: the delay ring, a random state and the sampling countdown. */
+/* Per thread: a slot held back per small class (shuffle_take), random
+ * bits, a random state and the sampling countdown. */
 static __thread struct {
-	uintptr_t delayed[DELAY_SLOTS];
-	unsigned ndelayed;
+	uintptr_t held[MH_NUM_CLASSES];
+	uint64_t bits;		/* random bits not used yet, above a 1 */
 	uint32_t sample_in;	/* allocations until the next sampled one */
 	uint64_t rng;
 } self;
@@ -99,6 +102,19 @@ static uint64_t next_random(void)
 	x ^= x << 17;
 	self.rng = x;
 	return x * 0x2545f4914f6cdd1dull;
+}
+
+/* One random bit: a draw makes 63. */
+static inline bool random_bit(void)
+{
+	uint64_t b = self.bits;
+	bool bit;
+
+	if (unlikely(b <= 1))
+		b = next_random() | (uint64_t)1 << 63;
+	bit = b & 1;
+	self.bits = b >> 1;
+	return bit;
 }
 
 void secure_init_locked(void)
@@ -286,7 +302,8 @@ static inline size_t canary_intact_in_slot(uintptr_t p, size_t size, size_t room
 /*
  * The size of the block at p, from its trailer, with the canary checked;
  * an abort if either was overwritten, or if the slot is all zero (a free
- * zeroed it: a second free, while it waits in the delay ring).
+ * zeroed it and the slot is held back, allocated but not handed out: a
+ * second free of a stale pointer).
  */
 static inline size_t canary_check(uintptr_t p, size_t room)
 {
@@ -375,6 +392,37 @@ static inline bool sample_now(size_t size, size_t align)
 	return !first || sample_rate == 1;
 }
 
+/*
+ * A slot of class cls, the next free one or the one held back: each
+ * allocation of the class either takes the span's next free slot or, on a
+ * random bit, hands out the slot it holds and holds the new one in its
+ * place, so which free slot comes next is not known from the span's bitmap
+ * alone. The held slot is allocated as far as the span knows (statistics,
+ * heap checker); a thread's held slots go back at its exit. NULL when
+ * there is no slot.
+ */
+static inline void *shuffle_take(unsigned cls)
+{
+	uintptr_t held = self.held[cls];
+	void *p = heap_alloc_small(cls);
+
+	if (!random_bit() || unlikely(!p))
+		return p;
+	if (held) {
+		self.held[cls] = (uintptr_t)p;
+		return (void *)held;
+	}
+	if (unlikely(mh_tls_exited))	/* nothing is given back any more */
+		return p;
+	self.held[cls] = (uintptr_t)p;
+	p = heap_alloc_small(cls);
+	if (unlikely(!p)) {
+		p = (void *)self.held[cls];
+		self.held[cls] = 0;
+	}
+	return p;
+}
+
 /* A block of size bytes from a slot or pages for want bytes (at least
  * size: realloc asks for room to grow). */
 static inline __attribute__((always_inline)) void *alloc_block(size_t size, size_t want, size_t align,
@@ -400,7 +448,14 @@ static inline __attribute__((always_inline)) void *alloc_block(size_t size, size
 		errno = ENOMEM;
 		return NULL;
 	}
-	p = heap_alloc_plain(want + TRAILER, align, &room);
+	if (likely(want <= MH_MAX_SMALL_SIZE - TRAILER && align <= 8)) {
+		unsigned cls = size_to_class(want + TRAILER);
+
+		room = mh_class[cls].size;
+		p = shuffle_take(cls);
+	} else {
+		p = heap_alloc_plain(want + TRAILER, align, &room);
+	}
 	if (!p)
 		return NULL;
 	if (room <= MH_MAX_SMALL_SIZE)
@@ -416,38 +471,21 @@ void *secure_alloc(size_t size, size_t align, bool zero)
 	return alloc_block(size, size, align, zero);
 }
 
-/* Give one block of the ring back to the heap to make room for p. */
-static void delay_free(uintptr_t p)
-{
-	unsigned i;
-	uintptr_t out;
-
-	if (unlikely(mh_tls_exited)) {	/* its ring is gone */
-		heap_free_plain((void *)p);
-		return;
-	}
-	if (self.ndelayed < DELAY_SLOTS) {
-		self.delayed[self.ndelayed++] = p;
-		return;
-	}
-	i = (unsigned)(next_random() % DELAY_SLOTS);
-	out = self.delayed[i];
-	self.delayed[i] = p;
-	heap_free_plain((void *)out);
-}
-
 void secure_thread_exit(void)
 {
-	while (self.ndelayed)
-		heap_free_plain((void *)self.delayed[--self.ndelayed]);
+	for (unsigned cls = 0; cls < MH_NUM_CLASSES; cls++) {
+		if (self.held[cls])
+			heap_free_plain((void *)self.held[cls]);
+		self.held[cls] = 0;
+	}
 }
 
 void secure_free(void *ptr)
 {
 	uintptr_t p = (uintptr_t)ptr;
 	struct arena_chunk *c;
+	struct mspan *small;
 	size_t room;
-	bool small;
 
 	if (!ptr)
 		return;
@@ -468,7 +506,9 @@ void secure_free(void *ptr)
 		return;
 	}
 	memset(ptr, 0, room);
-	delay_free(p);
+	/* Back to its span at once, found once: the span hands the slot out
+	 * only after its next sweep. */
+	heap_free_small(small, ptr);
 }
 
 void secure_free_sized(void *ptr, const char *fn, size_t align, size_t size)
@@ -494,7 +534,7 @@ void secure_free_sized(void *ptr, const char *fn, size_t align, size_t size)
  * free checks it; *room and *c as heap_checked_room gives them. */
 static size_t checked_size(uintptr_t p, size_t *room, struct arena_chunk **c, const char *what)
 {
-	bool small;
+	struct mspan *small;
 
 	*room = heap_checked_room(p, &small, c, what);
 	if (!*c)

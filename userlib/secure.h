@@ -18,6 +18,7 @@
 
 struct arena_chunk;
 struct line;
+struct mspan;
 
 /* MHEAP_SECURE, set by mheap_init_slow before the heap is published. */
 MH_HIDDEN extern bool mh_secure;
@@ -42,18 +43,21 @@ MH_HIDDEN size_t secure_usable_size(const void *p);
 /* A sized free: fn names the call in its message ("free_sized"). */
 MH_HIDDEN void secure_free_sized(void *p, const char *fn, size_t align, size_t size);
 
-/* The thread is exiting: give back the blocks its frees are holding. */
+/* The thread is exiting: give back the slots its allocations hold. */
 MH_HIDDEN void secure_thread_exit(void);
 
-/* What malloc.c offers the mode: an allocation of the default mode,
- * with its room (the slot or the pages it got); the default mode's checked
- * free; and p's room if p is an allocated block of the heap (*small: a
- * small one), or 0 with *guarded its chunk if p is in a guarded block's
- * chunk, else an abort naming p (what is appended to the message, as
- * checked_span's). */
+/* What malloc.c offers the mode: an object of small class cls; an
+ * allocation of the default mode, with its room (the slot or the pages it
+ * got); the default mode's checked free, and its free of p, an object of
+ * small span s; and p's room if p is an allocated block of the heap
+ * (*small its span if it is a small one, else NULL), or 0 with *guarded
+ * its chunk if p is in a guarded block's chunk, else an abort naming p
+ * (what is appended to the message, as checked_span's). */
+MH_HIDDEN void *heap_alloc_small(unsigned cls);
 MH_HIDDEN void *heap_alloc_plain(size_t size, size_t align, size_t *room);
 MH_HIDDEN void heap_free_plain(void *p);
-MH_HIDDEN size_t heap_checked_room(uintptr_t p, bool *small, struct arena_chunk **guarded,
+MH_HIDDEN void heap_free_small(struct mspan *s, void *p);
+MH_HIDDEN size_t heap_checked_room(uintptr_t p, struct mspan **small, struct arena_chunk **guarded,
 				   const char *what);
 
 /* Canary bytes (secure.c): fill n bytes at d; how many of the n bytes at d,
