@@ -287,21 +287,16 @@ void heap_bad_pointer(uintptr_t p, const char *what)
 	mh_fatal("invalid free of %#lx%s", (unsigned long)p, what);
 }
 
-size_t heap_checked_room(uintptr_t p, struct mspan **small, struct arena_chunk **guarded,
-			 const char *what)
+/* heap_checked_room for everything but an allocated object of a small
+ * span (s, p's span or NULL): out of line, so that the common case saves
+ * and restores no registers. */
+static __attribute__((noinline)) size_t checked_room_slow(struct mspan *s, uintptr_t p,
+							  struct mspan **small,
+							  struct arena_chunk **guarded,
+							  const char *what)
 {
-	struct mcache *c = mh_tls_cache;
-	/* Through the thread's heap arena, as free's fast path looks. */
-	struct mspan *s = c ? mcache_span_of(c, p) : span_of(p);
 	uint32_t idx;
 
-	/* The common case first: an allocated object of a small span. */
-	if (likely(s && LOAD_RELAXED(&s->state) == MSPAN_SMALL && object_start(s, p, &idx) &&
-		   mspan_obj_allocated(s, idx))) {
-		*guarded = NULL;
-		*small = s;
-		return s->elemsize;
-	}
 	if (s && LOAD_RELAXED(&s->state) == MSPAN_CHUNK) {
 		struct arena_chunk *c = LOAD_ACQUIRE(&s->chunk_data);
 
@@ -319,6 +314,23 @@ size_t heap_checked_room(uintptr_t p, struct mspan **small, struct arena_chunk *
 	if (!mspan_obj_allocated(s, idx))
 		mspan_double_free(p);
 	return s->elemsize;
+}
+
+size_t heap_checked_room(uintptr_t p, struct mspan **small, struct arena_chunk **guarded,
+			 const char *what)
+{
+	struct mcache *c = mh_tls_cache;
+	/* Through the thread's heap arena, as free's fast path looks. */
+	struct mspan *s = c ? mcache_span_of(c, p) : span_of(p);
+	uint32_t idx;
+
+	if (likely(s && LOAD_RELAXED(&s->state) == MSPAN_SMALL && object_start(s, p, &idx) &&
+		   mspan_obj_allocated(s, idx))) {
+		*guarded = NULL;
+		*small = s;
+		return s->elemsize;
+	}
+	return checked_room_slow(s, p, small, guarded, what);
 }
 
 /*

@@ -66,6 +66,8 @@ bool mh_secure;
 /* The trailer at a small slot's end: the block's size (low half) and
  * check(size) (high half). */
 #define TRAILER		8
+/* The largest small block: its slot holds the trailer. */
+#define SMALL_MAX	(MH_MAX_SMALL_SIZE - TRAILER)
 /* Blocks up to this size may be sampled: one page. */
 #define SAMPLE_MAX	MH_PAGE_SIZE
 /* Zero-size blocks: 16-byte slots in a reserved, inaccessible range. */
@@ -126,8 +128,8 @@ void secure_init_locked(void)
 	secret |= 1;
 	canary_byte = (uint8_t)(secret >> 8) | 1;
 	large_min = mh_option(MH_OPT_SECURE_LARGE);
-	if (large_min <= MH_MAX_SMALL_SIZE - TRAILER)
-		mh_fatal("MHEAP_SECURE_LARGE=%zu: at least %d", large_min, MH_MAX_SMALL_SIZE - TRAILER + 1);
+	if (large_min <= SMALL_MAX)
+		mh_fatal("MHEAP_SECURE_LARGE=%zu: at least %d", large_min, SMALL_MAX + 1);
 	sample_rate = (uint32_t)mh_option(MH_OPT_SECURE_SAMPLE);
 	zero = mmap(NULL, ZERO_SLOTS * ZERO_SLOT, PROT_NONE,
 		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -278,10 +280,10 @@ static inline void canary_set(uintptr_t p, size_t size, size_t room)
 	trailer_set(p, size, room);
 }
 
-/* How many of the canary bytes after the block of size bytes at p, in a
- * slot of room, are intact: all gap of them in the common case, read a word
- * at a time (the trailer's bytes past the gap masked off). */
-static inline size_t canary_intact_in_slot(uintptr_t p, size_t size, size_t room)
+/* Whether the canary bytes after the block of size bytes at p, in a slot
+ * of room, are intact, read a word at a time (the trailer's bytes past
+ * them masked off). */
+static inline bool canary_intact_in_slot(uintptr_t p, size_t size, size_t room)
 {
 	uint64_t w = canary_word(), v, diff = 0;
 	size_t gap = room - TRAILER - size, i;
@@ -294,9 +296,7 @@ static inline size_t canary_intact_in_slot(uintptr_t p, size_t size, size_t room
 		memcpy(&v, (const void *)(p + size + i), 8);
 		diff |= (v ^ w) & (((uint64_t)1 << (gap - i) * 8) - 1);
 	}
-	if (likely(!diff))
-		return gap;
-	return canary_intact((const uint8_t *)(p + size), gap);
+	return !diff;
 }
 
 /*
@@ -305,24 +305,36 @@ static inline size_t canary_intact_in_slot(uintptr_t p, size_t size, size_t room
  * zeroed it and the slot is held back, allocated but not handed out: a
  * second free of a stale pointer).
  */
-static inline size_t canary_check(uintptr_t p, size_t room)
+/* canary_check found the trailer or the canary of the slot of room bytes
+ * at p overwritten (or the slot zeroed): report which, and abort. Out of
+ * line, so that the check's common case saves no registers. */
+static MH_NORETURN __attribute__((noinline, cold)) void canary_broken(uintptr_t p, size_t room)
 {
 	uint64_t trailer;
-	size_t size, intact;
+	size_t size;
 
 	memcpy(&trailer, (void *)(p + room - TRAILER), TRAILER);
 	size = (uint32_t)trailer;
-	if (likely(size <= room - TRAILER && (uint32_t)(trailer >> 32) == trailer_check(size))) {
-		intact = canary_intact_in_slot(p, size, room);
-		if (unlikely(intact < room - TRAILER - size))
-			mh_fatal("heap overflow: canary after %zu-byte block %#lx overwritten at offset %zu, detected at free",
-				 size, (unsigned long)p, size + intact);
-		return size;
-	}
+	if (size <= room - TRAILER && (uint32_t)(trailer >> 32) == trailer_check(size))
+		mh_fatal("heap overflow: canary after %zu-byte block %#lx overwritten at offset %zu, detected at free",
+			 size, (unsigned long)p, size + canary_intact((const uint8_t *)(p + size), room - TRAILER - size));
 	if (!trailer && !((const uint8_t *)p)[0])
 		mh_fatal("double free of %#lx", (unsigned long)p);
 	mh_fatal("heap overflow: canary at the end of %zu-byte slot %#lx overwritten, detected at free",
 		 room, (unsigned long)p);
+}
+
+static inline size_t canary_check(uintptr_t p, size_t room)
+{
+	uint64_t trailer;
+	size_t size;
+
+	memcpy(&trailer, (void *)(p + room - TRAILER), TRAILER);
+	size = (uint32_t)trailer;
+	if (likely(size <= room - TRAILER && (uint32_t)(trailer >> 32) == trailer_check(size) &&
+		   canary_intact_in_slot(p, size, room)))
+		return size;
+	canary_broken(p, room);
 }
 
 /* Words at each end of a slot that zero_check always reads: a cache line. */
@@ -379,7 +391,11 @@ static inline void zero_check(uintptr_t p, size_t room, bool all)
 /* Whether this allocation is the thread's sampled one. */
 static inline bool sample_now(size_t size, size_t align)
 {
-	if (!sample_rate || size > SAMPLE_MAX || align > 16)
+	if (!sample_rate) {
+		self.sample_in = UINT32_MAX;	/* secure_alloc's fast path */
+		return false;
+	}
+	if (size > SAMPLE_MAX || align > 16)
 		return false;
 	if (self.sample_in > 1) {
 		self.sample_in--;
@@ -403,11 +419,12 @@ static inline bool sample_now(size_t size, size_t align)
  */
 static inline void *shuffle_take(unsigned cls)
 {
-	uintptr_t held = self.held[cls];
 	void *p = heap_alloc_small(cls);
+	uintptr_t held;
 
 	if (!random_bit() || unlikely(!p))
 		return p;
+	held = self.held[cls];
 	if (held) {
 		self.held[cls] = (uintptr_t)p;
 		return (void *)held;
@@ -425,8 +442,7 @@ static inline void *shuffle_take(unsigned cls)
 
 /* A block of size bytes from a slot or pages for want bytes (at least
  * size: realloc asks for room to grow). */
-static inline __attribute__((always_inline)) void *alloc_block(size_t size, size_t want, size_t align,
-								   bool zero)
+static void *alloc_block(size_t size, size_t want, size_t align, bool zero)
 {
 	size_t room;
 	void *p;
@@ -448,7 +464,7 @@ static inline __attribute__((always_inline)) void *alloc_block(size_t size, size
 		errno = ENOMEM;
 		return NULL;
 	}
-	if (likely(want <= MH_MAX_SMALL_SIZE - TRAILER && align <= 8)) {
+	if (likely(want <= SMALL_MAX && align <= 8)) {
 		unsigned cls = size_to_class(want + TRAILER);
 
 		room = mh_class[cls].size;
@@ -466,8 +482,34 @@ static inline __attribute__((always_inline)) void *alloc_block(size_t size, size
 	return p;
 }
 
+/* The common case of secure_alloc: a small block of 1 to SMALL_MAX bytes,
+ * not sampled (sample_now's countdown taken here when it does not end). */
+static inline void *alloc_small(size_t size, bool zero)
+{
+	unsigned cls = size_to_class(size + TRAILER);
+	void *p = shuffle_take(cls);
+	size_t room = mh_class[cls].size;
+
+	if (unlikely(!p))
+		return NULL;
+	zero_check((uintptr_t)p, room, zero);
+	canary_set((uintptr_t)p, size, room);
+	return p;
+}
+
+/* Kept apart from alloc_block, which calls out in many places: the fast
+ * path saves and restores fewer registers (a third of a small malloc's
+ * instructions were those of alloc_block's entry and exit). */
 void *secure_alloc(size_t size, size_t align, bool zero)
 {
+	if (likely(size - 1 < SMALL_MAX && align <= 8)) {
+		if (size > SAMPLE_MAX)
+			return alloc_small(size, zero);
+		if (likely(self.sample_in > 1)) {
+			self.sample_in--;
+			return alloc_small(size, zero);
+		}
+	}
 	return alloc_block(size, size, align, zero);
 }
 
@@ -480,31 +522,38 @@ void secure_thread_exit(void)
 	}
 }
 
+/* secure_free of anything but a small block: a zero-size one, a guarded
+ * one (c its chunk) or a large one of the heap (room its pages). */
+static __attribute__((noinline)) void free_other(uintptr_t p, struct arena_chunk *c, size_t room)
+{
+	if (zero_size_owns(p)) {
+		zero_size_free(p);
+	} else if (c) {
+		guarded_free(c, p);
+	} else {
+		(void)canary_check(p, room);
+		/* Its pages go back now: a large block is never handed out
+		 * before they are zeroed (mheap.c) or released. */
+		heap_free_plain((void *)p);
+	}
+}
+
 void secure_free(void *ptr)
 {
 	uintptr_t p = (uintptr_t)ptr;
-	struct arena_chunk *c;
-	struct mspan *small;
-	size_t room;
+	struct arena_chunk *c = NULL;
+	struct mspan *small = NULL;
+	size_t room = 0;
 
 	if (!ptr)
 		return;
-	if (zero_size_owns(p)) {
-		zero_size_free(p);
-		return;
-	}
-	room = heap_checked_room(p, &small, &c, "");
-	if (c) {
-		guarded_free(c, p);
+	if (likely(!zero_size_owns(p)))
+		room = heap_checked_room(p, &small, &c, "");
+	if (unlikely(!small)) {
+		free_other(p, c, room);
 		return;
 	}
 	(void)canary_check(p, room);
-	if (!small) {
-		/* Its pages go back now: a large block is never handed out
-		 * before they are zeroed (mheap.c) or released. */
-		heap_free_plain(ptr);
-		return;
-	}
 	memset(ptr, 0, room);
 	/* Back to its span at once, found once: the span hands the slot out
 	 * only after its next sweep. */
