@@ -141,6 +141,34 @@ static void small_overflow_32(void)
 	small_overflow(32);
 }
 
+/* A write at offset at past the end of a block of from bytes, every byte
+ * written, that realloc grew or shrank to to bytes in place. The canary
+ * must have moved to the block's new end: where it has not, the report
+ * names a lower offset (a stale byte of the old block or of the slot).
+ * $1 the block, $2 its end, $3 the byte written. */
+static void realloc_overflow(size_t from, size_t to, size_t at)
+{
+	char *p = mh_malloc(from);
+
+	memset(p, 'a', from);
+	p = mh_realloc(p, to);
+	say(p);
+	say(p + to);
+	say(p + at);
+	p[at] = 'x';
+	mh_free(p);
+}
+
+static void small_overflow_after_realloc_grow(void)
+{
+	realloc_overflow(260, 270, 278);
+}
+
+static void small_overflow_after_realloc_shrink(void)
+{
+	realloc_overflow(100, 60, 68);
+}
+
 static void large_overflow_1m(void)
 {
 	char *p = small_block(LARGE);
@@ -249,6 +277,7 @@ static const struct misuse {
 	M(small_read_after_free), M(small_write_after_free), M(small_write_after_free_near_end),
 	M(small_write_after_free_middle_calloc), M(large_read_after_free),
 	M(large_write_after_free), M(small_overflow_1), M(small_overflow_32),
+	M(small_overflow_after_realloc_grow), M(small_overflow_after_realloc_shrink),
 	M(large_overflow_1m), M(zero_size_read), M(zero_size_write), M(immediate_reuse),
 	M(double_free), M(double_free_large), M(invalid_free), M(no_misuse),
 #undef M
@@ -284,6 +313,9 @@ struct expect {
 		      n "-byte block [$1, $2) (@ backend)" }
 #define CANARY { ABORTS, "mheap: heap overflow: canary after 32-byte block $1 overwritten " \
 		 "at offset 32, detected at free" }
+/* A write at offset at of an n-byte block's canary. */
+#define CANARY_AT(n, at) { ABORTS, "mheap: heap overflow: canary after " n "-byte block $1 " \
+			   "overwritten at offset " at ", detected at free" }
 #define ZERO_SIZE(access) { FAULTS, "mheap: zero-size access: " access \
 			    " $1 through malloc(0)'s pointer $1" }
 #define ALL_MODES(...) { [DEFAULT] = __VA_ARGS__, [SECURE] = __VA_ARGS__, [SAMPLED] = __VA_ARGS__ }
@@ -315,6 +347,15 @@ static const struct row {
 		{ ABORTS, "mheap: heap overflow: canary at the end of 48-byte slot $1 overwritten, "
 			  "detected at free" },
 		PAST_END("32") } },
+	/* By default nothing is caught; in the secure mode the canary has
+	 * moved with the block's end (grown in its 288-byte slot, shrunk in
+	 * its 112-byte one). Sampled, the grown block moves to a guarded
+	 * block of its own, against the guard page; the shrunk one stays. */
+	{ "small_overflow_after_realloc_grow", { NOT_CAUGHT, CANARY_AT("270", "278"),
+		{ FAULTS, "mheap: heap overflow: write to $3, 8 bytes past the end of "
+			  "270-byte block [$1, $2) (@ backend)" } } },
+	{ "small_overflow_after_realloc_shrink", { NOT_CAUGHT, CANARY_AT("60", "68"),
+						   CANARY_AT("60", "68") } },
 	/* By default a large block sits at the top of the heap: running
 	 * 1 MiB past it leaves the heap's mapping, with no report. */
 	{ "large_overflow_1m", { { CRASHES, NULL }, PAST_END("1048576"), PAST_END("1048576") } },
@@ -525,6 +566,8 @@ MISUSE_TEST(large_read_after_free)
 MISUSE_TEST(large_write_after_free)
 MISUSE_TEST(small_overflow_1)
 MISUSE_TEST(small_overflow_32)
+MISUSE_TEST(small_overflow_after_realloc_grow)
+MISUSE_TEST(small_overflow_after_realloc_shrink)
 MISUSE_TEST(large_overflow_1m)
 MISUSE_TEST(zero_size_read)
 MISUSE_TEST(zero_size_write)
