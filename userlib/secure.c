@@ -391,7 +391,7 @@ static MH_NORETURN void written_after_free(uintptr_t p, size_t room, size_t at)
  * one in the number of words between. calloc (all) checks every word: it
  * returns the slot as zeroed memory without writing it.
  */
-static inline void zero_check(uintptr_t p, size_t room, bool all)
+static inline __attribute__((always_inline)) void zero_check(uintptr_t p, size_t room, bool all)
 {
 	const uint64_t *w = (const uint64_t *)p;
 	size_t words = room / 8, i;
