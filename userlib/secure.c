@@ -35,10 +35,8 @@
  *    takes the span's next free slot or, on a random bit, the one its
  *    thread holds back for the class, holding the new one instead
  *    (shuffle_take). A held slot is allocated as far as its span knows; a
- *    thread's held slots go back at its exit. (A first version delayed
- *    frees in a per-thread ring of 32 and gave a random one back per free:
- *    a second lookup of the span and frees in random order, for a delay
- *    the span's sweep already gives: docs/heap.md#secure-mode.)
+ *    thread's held slots go back at its exit. One span lookup serves the
+ *    check of free and the free itself (docs/heap.md#secure-mode).
  *
  * Large blocks (from MHEAP_SECURE_LARGE on) and sampled small ones (about 1
  * in MHEAP_SECURE_SAMPLE blocks of up to a page, GWP-ASan's idea) are
@@ -315,12 +313,6 @@ static inline bool canary_intact_in_slot(uintptr_t p, size_t size, size_t room)
 	return !diff;
 }
 
-/*
- * The size of the block at p, from its trailer, with the canary checked;
- * an abort if either was overwritten, or if the slot is all zero (a free
- * zeroed it and the slot is held back, allocated but not handed out: a
- * second free of a stale pointer).
- */
 /* canary_check found the trailer or the canary of the slot of room bytes
  * at p overwritten (or the slot zeroed): report which, and abort. Out of
  * line, so that the check's common case saves no registers. */
@@ -341,6 +333,12 @@ static MH_NORETURN __attribute__((noinline, cold)) void canary_broken(uintptr_t 
 		 room, (unsigned long)p);
 }
 
+/*
+ * The size of the block at p, from its trailer, with the canary checked;
+ * an abort if either was overwritten, or if the slot is all zero (a free
+ * zeroed it and the slot is held back, allocated but not handed out: a
+ * second free of a stale pointer).
+ */
 static inline size_t canary_check(uintptr_t p, size_t room)
 {
 	uint64_t trailer;
@@ -478,6 +476,21 @@ static inline void *shuffle_take(unsigned cls)
 	return p;
 }
 
+/* A small block of size bytes from a slot for want bytes (size to
+ * SMALL_MAX), not guarded. */
+static inline void *alloc_small(size_t size, size_t want, bool zero)
+{
+	unsigned cls = size_to_class(want + TRAILER);
+	void *p = shuffle_take(cls);
+	size_t room = mh_class[cls].size;
+
+	if (unlikely(!p))
+		return NULL;
+	zero_check((uintptr_t)p, room, zero);
+	canary_set((uintptr_t)p, size, room);
+	return p;
+}
+
 /* A block of size bytes from a slot or pages for want bytes (at least
  * size: realloc asks for room to grow). */
 static void *alloc_block(size_t size, size_t want, size_t align, bool zero)
@@ -502,35 +515,15 @@ static void *alloc_block(size_t size, size_t want, size_t align, bool zero)
 		errno = ENOMEM;
 		return NULL;
 	}
-	if (likely(want <= SMALL_MAX && align <= 8)) {
-		unsigned cls = size_to_class(want + TRAILER);
-
-		room = mh_class[cls].size;
-		p = shuffle_take(cls);
-	} else {
-		p = heap_alloc_plain(want + TRAILER, align, &room);
-	}
+	if (want <= SMALL_MAX && align <= 8)
+		return alloc_small(size, want, zero);
+	p = heap_alloc_plain(want + TRAILER, align, &room);
 	if (!p)
 		return NULL;
 	if (room <= MH_MAX_SMALL_SIZE)
 		zero_check((uintptr_t)p, room, zero);
 	else if (zero)
 		memset(p, 0, size);
-	canary_set((uintptr_t)p, size, room);
-	return p;
-}
-
-/* The common case of secure_alloc: a small block of 1 to SMALL_MAX bytes,
- * not sampled (sample_now's countdown taken here when it does not end). */
-static inline void *alloc_small(size_t size, bool zero)
-{
-	unsigned cls = size_to_class(size + TRAILER);
-	void *p = shuffle_take(cls);
-	size_t room = mh_class[cls].size;
-
-	if (unlikely(!p))
-		return NULL;
-	zero_check((uintptr_t)p, room, zero);
 	canary_set((uintptr_t)p, size, room);
 	return p;
 }
@@ -542,10 +535,11 @@ void *secure_alloc(size_t size, size_t align, bool zero)
 {
 	if (likely(size - 1 < SMALL_MAX && align <= 8)) {
 		if (size > SAMPLE_MAX)
-			return alloc_small(size, zero);
+			return alloc_small(size, size, zero);
+		/* sample_now's countdown, when it does not end. */
 		if (likely(self.sample_in > 1)) {
 			self.sample_in--;
-			return alloc_small(size, zero);
+			return alloc_small(size, size, zero);
 		}
 	}
 	return alloc_block(size, size, align, zero);
