@@ -18,6 +18,8 @@
  *    the chunks fault all the same (PROT_NONE) and are reported alike, a
  *    live arena freed there is use-after-free, and a released chunk reads
  *    zero and takes writes;
+ *  - the secure heap's guarded blocks, anonymous memory under kmod, leave
+ *    quarantine with the arenas' chunks;
  *  - a descriptor replaced behind the library's back is caught;
  *  - EDQUOT from the module releases the oldest chunks.
  */
@@ -31,6 +33,7 @@
 #include "arena.h"
 #include "arenamap.h"
 #include "fault.h"
+#include "secure.h"
 
 /* ------------------------------------------------------------ the library */
 
@@ -497,6 +500,39 @@ TEST_F(lib, a_live_arena_freed_in_the_child_leaves_no_chunk_to_reuse)
 	EXPECT_EQ(0, WEXITSTATUS(r.status)) TH_LOG("%s", r.err);
 	mh_arena_free(a);
 	mh_quarantine_release();
+}
+
+/* ------------------------------------------------------------ guarded blocks */
+
+/*
+ * The secure heap's guarded blocks (secure_large.c) take anonymous memory
+ * under kmod (fault_block_backend), so that a child of fork has them too
+ * (misuse_test: blocks_across_fork), and go to the same quarantine as the
+ * arenas' chunks of the module: one release takes chunks of both, each by
+ * its own backend.
+ */
+TEST_F(lib, arena_and_guarded_block_chunks_leave_quarantine_together)
+{
+	struct mh_stats st = { .size = sizeof(st) };
+	mh_arena *a;
+	char *p;
+
+	ASSERT_TRUE(kmod_fifo(&self->cfg, false));
+	ASSERT_NE(&fault_backend_kmod, fault_block_backend());
+	mh_quarantine_release();
+	a = mh_arena_new();
+	ASSERT_NE(NULL, mh_arena_alloc(a, 64, 0));
+	p = guarded_alloc(1 << 20, 16);
+	ASSERT_NE(NULL, p);
+	mh_arena_free(a);
+	guarded_free(LOAD_ACQUIRE(&span_of((uintptr_t)p)->chunk_data), (uintptr_t)p);
+	mh_stats_read(&st);
+	ASSERT_EQ(2, st.arena_chunks_quarantined);
+
+	mh_quarantine_release();
+	mh_stats_read(&st);
+	EXPECT_EQ(0, st.arena_chunks_quarantined);
+	EXPECT_EQ(0, st.arena_quarantined_bytes);
 }
 
 /*

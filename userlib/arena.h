@@ -50,6 +50,8 @@ struct heap_block {
  * and then [next_window, limit), in huge pages (arena_hugepages.c explains
  * why).
  */
+struct fault_backend;
+
 struct arena_chunk {
 	struct mspan *span;
 	uintptr_t base, limit;		/* the chunk is [base, limit) */
@@ -62,6 +64,9 @@ struct arena_chunk {
 	uint8_t thp_head;		/* enum chunk_thp of the first huge page */
 	uint8_t thp_tail;		/* ... and of the rest of the chunk */
 	uint8_t moved;			/* pages moved to a warm chunk, until released */
+	/* The fault backend that prepared it, faults and releases it: the
+	 * one in use, but for a guarded heap block's (fault_block_backend). */
+	const struct fault_backend *backend;
 	struct list_node link;		/* on the list of its state (arena_chunk.c) */
 	struct heap_block block;	/* secure mode: the guarded heap block it holds */
 };

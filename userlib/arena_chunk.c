@@ -63,10 +63,11 @@ void arena_chunk_init(void)
 	fixalloc_init(&chunk_alloc, sizeof(struct arena_chunk), 0);
 }
 
-/* A chunk straight from the page heap, at least bytes long. */
-struct arena_chunk *chunk_new(size_t bytes, size_t align)
+/* A chunk straight from the page heap, at least bytes long, prepared by
+ * backend b. */
+static struct arena_chunk *chunk_new_on(const struct fault_backend *b, size_t bytes,
+					size_t align)
 {
-	const struct fault_backend *b = fault_backend();
 	uintptr_t npages = ALIGN_UP(bytes, MH_PAGE_SIZE) >> MH_PAGE_SHIFT;
 	struct mspan *s;
 	struct arena_chunk *c;
@@ -98,14 +99,20 @@ struct arena_chunk *chunk_new(size_t bytes, size_t align)
 	c->moved = 0;
 	c->thp_head = c->thp_tail = CHUNK_THP_DEFAULT;
 	c->block.addr = 0;
+	c->backend = b;
 	STORE_RELEASE(&s->chunk_data, c);
 	return c;
+}
+
+struct arena_chunk *chunk_new(size_t bytes, size_t align)
+{
+	return chunk_new_on(fault_backend(), bytes, align);
 }
 
 /* A live chunk for one guarded heap block of the secure mode. */
 struct arena_chunk *arena_block_chunk_new(size_t bytes)
 {
-	struct arena_chunk *c = chunk_new(bytes, MH_PAGE_SIZE);
+	struct arena_chunk *c = chunk_new_on(fault_block_backend(), bytes, MH_PAGE_SIZE);
 
 	if (!c)
 		return NULL;
@@ -137,9 +144,9 @@ void chunk_destroy(struct arena_chunk *c, bool released)
 	 * span would keep a whole huge page resident). kmod's unprepare
 	 * maps fresh memory over the chunk, and its advice goes with it. */
 	if ((c->thp_head == CHUNK_THP_ON || c->thp_tail == CHUNK_THP_ON) &&
-	    fault_backend()->thp == FAULT_THP_RANGES)
+	    c->backend->thp == FAULT_THP_RANGES)
 		sys_thp_advise((void *)c->base, chunk_bytes(c), false);
-	fault_backend()->unprepare((void *)c->base, chunk_bytes(c));
+	c->backend->unprepare((void *)c->base, chunk_bytes(c));
 	STORE_RELEASE(&s->chunk_data, NULL);
 	mheap_free_span_released(s, released);
 	mh_lock(&arena_lock);
@@ -182,7 +189,7 @@ static bool give_back(unsigned max, bool to_heap)
 		mh_unlock(&arena_lock);
 		if (!c)
 			return true;
-		chunk_destroy(c, !dirty && fault_backend()->faults);
+		chunk_destroy(c, !dirty && c->backend->faults);
 	}
 	return !keep && release_oldest(max, !to_heap) != 0;
 }
@@ -258,17 +265,20 @@ struct arena_chunk *chunk_get(uint64_t arena_id, bool big)
  * back to the ready list, or to the page heap when large, when the ready
  * list is full, when ready is false, or when it held a guarded heap block
  * (secure_large.c): that address space was malloc's, and nothing takes a
- * block's odd-sized chunk from the ready list, which kept it for ever. */
+ * block's odd-sized chunk from the ready list, which kept it for ever.
+ * A block's chunk whose guard could not be had holds no block, but it may
+ * be of another backend than the arenas' (fault_block_backend): it goes
+ * back to the page heap too. */
 void chunk_released(struct arena_chunk *c, bool ready)
 {
-	bool keep;
+	bool ours = c->backend == fault_backend(), keep;
 
 	c->moved = 0;
 	mh_lock(&arena_lock);
 	/* With the scan, an arena's chunk out of quarantine stays with arenas
 	 * (as in Go, chunk address space is for arenas only): its pages are
 	 * gone already, so the ready list holds only address space. */
-	keep = ready && !c->block.addr && (arenas_keep_released() ||
+	keep = ready && !c->block.addr && ours && (arenas_keep_released() ||
 			 (!c->large && (ready_list.count + 1) * arena_cfg.chunk_bytes <=
 				       arena_cfg.ready_max));
 	if (keep) {
@@ -281,7 +291,7 @@ void chunk_released(struct arena_chunk *c, bool ready)
 	}
 	mh_unlock(&arena_lock);
 	if (!keep)
-		chunk_destroy(c, fault_backend()->faults);
+		chunk_destroy(c, c->backend->faults);
 }
 
 /*

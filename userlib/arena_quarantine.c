@@ -75,7 +75,7 @@ static struct arena_chunk *island_neighbour(const struct arena_chunk *c, int dir
 	n = LOAD_ACQUIRE(&s->chunk_data);
 	if (!n || LOAD_RELAXED(&n->state) != CHUNK_QUARANTINED ||
 	    (dir < 0 ? n->limit != c->base : n->base != c->limit) ||
-	    (!fault_backend()->mprotects && !n->moved))
+	    n->backend != c->backend || (!n->backend->mprotects && !n->moved))
 		return NULL;
 	return n;
 }
@@ -91,7 +91,7 @@ static struct arena_chunk *island_neighbour(const struct arena_chunk *c, int dir
  */
 static unsigned release_island(struct arena_chunk *c, bool ready)
 {
-	const struct fault_backend *b = fault_backend();
+	const struct fault_backend *b = c->backend;
 	struct arena_chunk *lo = c, *n;
 	struct list island = { 0 };
 	struct fault_range r;
@@ -128,16 +128,17 @@ static unsigned release_island(struct arena_chunk *c, bool ready)
 }
 
 /*
- * Release chunks from quarantine (arena_lock not held; they are in state
- * CHUNK_RELEASING and off every list) to the ready list (ready) or the page
- * heap. When the kernel refuses one for want of a VMA, that one and the
- * rest go back to quarantine, still faulting, and the refused one's island
- * is released whole instead. Returns how many chunks were released.
+ * Release chunks of one backend from quarantine (arena_lock not held; they
+ * are in state CHUNK_RELEASING and off every list) to the ready list
+ * (ready) or the page heap. When the kernel refuses one for want of a VMA,
+ * that one and the rest go back to quarantine, still faulting, and the
+ * refused one's island is released whole instead. Returns how many chunks
+ * were released.
  */
-unsigned release_chunks(struct arena_chunk **cs, unsigned n, bool ready)
+static unsigned release_run(struct arena_chunk **cs, unsigned n, bool ready)
 {
-	struct fault_range r[ARENA_BATCH];
-	const struct fault_backend *b = fault_backend();
+	struct fault_range r[ARENA_BATCH] = { 0 };
+	const struct fault_backend *b = cs[0]->backend;
 	unsigned done;
 	int err = 0;
 
@@ -158,6 +159,24 @@ unsigned release_chunks(struct arena_chunk **cs, unsigned n, bool ready)
 	requeue(cs + done, n - done);
 	mh_unlock(&arena_lock);
 	return done + release_island(cs[done], ready);
+}
+
+/* Release chunks as release_run does, a run of chunks of one backend at a
+ * time: with kmod, guarded heap blocks' chunks are anonymous memory
+ * (fault_block_backend), and quarantine holds them with the arenas'. */
+unsigned release_chunks(struct arena_chunk **cs, unsigned n, bool ready)
+{
+	unsigned done = 0, released = 0;
+
+	while (done < n) {
+		unsigned k = 1;
+
+		while (done + k < n && cs[done + k]->backend == cs[done]->backend)
+			k++;
+		released += release_run(cs + done, k, ready);
+		done += k;
+	}
+	return released;
 }
 
 /* Take quarantined chunk c out (arena_lock held); the caller releases it
@@ -234,7 +253,8 @@ void enforce_budget(void)
  */
 void quarantine_chunks(struct arena_chunk **cs, unsigned n, uint64_t arena_id)
 {
-	const struct fault_backend *b = fault_backend();
+	/* One arena's chunks, or one guarded block's: one backend. */
+	const struct fault_backend *b = n ? cs[0]->backend : fault_backend();
 	struct fault_range r[ARENA_BATCH];
 	unsigned done = 0;
 

@@ -155,6 +155,24 @@ const struct fault_backend *fault_backend(void)
 	return b;
 }
 
+/* Which of guard and mprotect works on this kernel: probed once. */
+static const struct fault_backend *anonymous;
+
+const struct fault_backend *fault_block_backend(void)
+{
+	const struct fault_backend *b = fault_backend(), *a;
+
+	if (b != &fault_backend_kmod)
+		return b;
+	a = LOAD_ACQUIRE(&anonymous);
+	if (unlikely(!a)) {
+		a = fault_backend_guard.probe() == 0 ? &fault_backend_guard
+						      : &fault_backend_mprotect;
+		STORE_RELEASE(&anonymous, a);
+	}
+	return a;
+}
+
 /* ------------------------------------------------------------ fork */
 
 /*

@@ -95,6 +95,12 @@ MH_HIDDEN void fault_unprepare_nothing(void *base, size_t len);
 
 /* The backend in use: chosen from MHEAP_BACKEND on first call. */
 MH_HIDDEN const struct fault_backend *fault_backend(void);
+/* The backend for the secure heap's guarded blocks (secure_large.c): the
+ * one in use, but where that is kmod, guard or else mprotect. A child of
+ * fork() does not inherit the module's memory (fault_kmod.c), and malloc's
+ * blocks, unlike arenas, must be the child's too: private anonymous memory
+ * is. */
+MH_HIDDEN const struct fault_backend *fault_block_backend(void);
 /* The kmod backend's fork handlers, which fault.c's call in the order of
  * the fault layer's locks (fault.c, "fork"). */
 MH_HIDDEN void kmod_fork_prepare(void);

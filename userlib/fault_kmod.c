@@ -44,6 +44,8 @@
  * So a child cannot use the arenas that were live at fork: copying them
  * into the child would have to happen in the parent before every fork
  * (the child has nothing to copy from), a cost no fork-and-exec should pay.
+ * (The secure heap's guarded blocks are malloc's memory, which a child
+ * must keep: they are never device memory, fault_block_backend.)
  * Instead the child handler notes those chunks in a second table, built
  * once and never changed (so the SIGSEGV handler may read it), and uaf.c
  * reports a touch of one, while it is still live, as "mheap: arena memory

@@ -48,11 +48,12 @@ static inline void put_ms(struct line *l, uint64_t ns)
 	put_str(l, frac);
 }
 
-/* " (guard backend)\n": every fault report ends so. */
-static inline void put_backend(struct line *l)
+/* " (guard backend)\n": every fault report ends so, naming the backend
+ * that faulted the memory. */
+static inline void put_backend(struct line *l, const char *name)
 {
 	put_str(l, " (");
-	put_str(l, mh_backend_name());
+	put_str(l, name);
 	put_str(l, " backend)\n");
 }
 

@@ -4,16 +4,18 @@
  * MHEAP_SECURE_LARGE on, and the sampled small ones. Each gets pages of its
  * own, an arena chunk (arena.c) that holds nothing else: the block ends
  * where its last page ends (at a 16-byte boundary, or the alignment asked
- * for), and the next page is a guard, faulted through the fault backend
- * (kmod, guard or mprotect) for as long as the block lives. On free the
- * whole chunk is faulted and quarantined as an arena's chunks are, under
- * the same budget (MHEAP_QUARANTINE_MAX) and the same release rule, so a
- * stale access or one past the end faults, and the SIGSEGV handler (uaf.c)
- * reports it (secure_report.c) with the stacks that allocated and freed the
- * block, captured here with backtrace() for these blocks only (once a
- * constructor has made backtrace() safe to call: secure.c). The up to
- * 15 bytes between the block's end and the guard hold canary bytes
- * (secure.c), checked at free.
+ * for), and the next page is a guard, faulted through the chunk's fault
+ * backend for as long as the block lives: guard or mprotect, even where
+ * arenas use kmod (fault_block_backend), since a child of fork() does not
+ * inherit the module's memory and malloc's blocks must be the child's too.
+ * On free the whole chunk is faulted and quarantined as an arena's chunks
+ * are, under the same budget (MHEAP_QUARANTINE_MAX) and the same release
+ * rule, so a stale access or one past the end faults, and the SIGSEGV
+ * handler (uaf.c) reports it (secure_report.c) with the stacks that
+ * allocated and freed the block, captured here with backtrace() for these
+ * blocks only (once a constructor has made backtrace() safe to call:
+ * secure.c). The up to 15 bytes between the block's end and the guard hold
+ * canary bytes (secure.c), checked at free.
  *
  * realloc: a guarded block grows or shrinks in place while it fits before
  * its guard and fills more than half the room; one that has to move for
@@ -67,7 +69,7 @@ static uint8_t capture(void **frames)
  * least size) below the guard; the rest of the room holds the canary. */
 static void *guarded_place(size_t size, size_t align, size_t room)
 {
-	const struct fault_backend *b = fault_backend();
+	const struct fault_backend *b;
 	size_t a = align > 16 ? align : 16;
 	struct arena_chunk *c;
 	struct fault_range guard;
@@ -84,6 +86,7 @@ static void *guarded_place(size_t size, size_t align, size_t room)
 					   MH_PAGE_SIZE) + GUARD);
 	if (!c)
 		return NULL;
+	b = c->backend;
 	guard = (struct fault_range){ .base = (void *)(c->limit - GUARD), .len = GUARD };
 	if (b->faults && b->fault(&guard, 1, &err) != 1) {
 		/* Out of VMAs or over the module's limit: no guard to be had.

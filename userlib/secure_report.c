@@ -8,7 +8,8 @@
  * The first line says what happened, as every "mheap: ..." line does: the
  * kind, the access and its address, where it falls in the block (offset
  * into it, or bytes past its end), the block's size and range, and for a
- * freed block how long ago it was freed, with the fault backend. Then, as
+ * freed block how long ago it was freed, with the block's fault backend
+ * (fault_block_backend: with kmod, guard or mprotect). Then, as
  * KFENCE and GWP-ASan do, the stacks that allocated and freed the block:
  *
  *   mheap: use-after-free: read of 0x... at offset 0 of freed 32-byte block [0x..., 0x...), freed 0.012 ms ago (guard backend)
@@ -26,6 +27,7 @@
 #include <unistd.h>
 
 #include "arena.h"
+#include "fault.h"
 #include "report.h"
 #include "secure.h"
 
@@ -113,7 +115,7 @@ bool secure_fault_report(uintptr_t addr, const struct arena_chunk *c, bool write
 	} else {
 		return false;
 	}
-	put_backend(l);
+	put_backend(l, c->backend->name);
 	write_line(l);
 	put_stack(l, "allocated", b->alloc_stack, b->nalloc);
 	if (state != CHUNK_LIVE)

@@ -170,7 +170,7 @@ static void on_segv(int sig, siginfo_t *si, void *ctx)
 		pass_on(sig, si, ctx);
 		return;
 	}
-	put_backend(&l);
+	put_backend(&l, mh_backend_name());
 	if (write(STDERR_FILENO, l.buf, l.n) < 0)
 		l.n = 0;
 	die_of(SIGSEGV);
