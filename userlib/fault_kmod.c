@@ -24,10 +24,9 @@
  * and one io_uring_enter() for the whole batch. ioctl is the default because
  * it is the cheaper of the two per chunk in a batch of 16 on both kernels
  * (bench-vm, docs/kmod.md "Measured"): both are one system call per batch,
- * and the ring adds an SQE and a CQE per range. The ring is set up here with
- * the three io_uring system calls rather than liburing, so that the library
- * (and LD_PRELOAD users of libmheap.so) take on no link dependency; one ring
- * serves all threads, under a lock. The ioctl path takes no lock at all.
+ * and the ring adds an SQE and a CQE per range. The ring is
+ * fault_kmod_uring.c's; one ring serves all threads, under a lock. The
+ * ioctl path takes no lock at all.
  *
  * fork: the module does not let a child inherit its mappings (the chunks
  * would otherwise be holes in the child's heap, and any later mmap() could
@@ -84,26 +83,24 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
-#include <linux/io_uring.h>
 #include <linux/mheap.h>
 
 #include "arena.h"
 #include "arenamap.h"
 #include "fault.h"
+#include "fault_kmod_impl.h"
 #include "sysmem.h"
 
 #define KMOD_DEVICE	"/dev/" MHEAP_DEVICE_NAME
-#define RING_ENTRIES	64u
 #define IOCTL_BATCH	64u
 
-static int dev_fd = -1;			/* the context; -1 until probed */
-static dev_t dev_rdev;			/* what dev_fd must still be */
+int kmod_dev_fd = -1;			/* the context; -1 until probed */
+static dev_t dev_rdev;			/* what kmod_dev_fd must still be */
 static ino_t dev_ino;
 static int probe_error;			/* why not, once probe failed */
-static mh_lock_t dev_lock = MH_LOCK_INIT;	/* probe, and dev_fd in fork */
+static mh_lock_t dev_lock = MH_LOCK_INIT;	/* probe, and kmod_dev_fd in fork */
 static int use_ring;			/* MHEAP_KMOD_IO=uring, read at probe */
 
 /* ------------------------------------------------------------ the device */
@@ -143,229 +140,15 @@ static int device_open(void)
 	return fd;
 }
 
-/* dev_fd is still our descriptor of the device. */
+/* kmod_dev_fd is still our descriptor of the device. */
 static void device_check(void)
 {
 	struct stat st;
 
-	if (fstat(dev_fd, &st) || !S_ISCHR(st.st_mode) || st.st_rdev != dev_rdev ||
+	if (fstat(kmod_dev_fd, &st) || !S_ISCHR(st.st_mode) || st.st_rdev != dev_rdev ||
 	    st.st_ino != dev_ino)
-		mh_fatal("descriptor %d of %s was closed or replaced behind mheap's back", dev_fd,
+		mh_fatal("descriptor %d of %s was closed or replaced behind mheap's back", kmod_dev_fd,
 			 KMOD_DEVICE);
-}
-
-/* ------------------------------------------------------------ io_uring */
-
-/*
- * The ring, mapped as io_uring_setup(2) describes. state: 0 not tried yet,
- * 1 usable, -1 not (no io_uring, or no URING_CMD for the module). Only used
- * with MHEAP_KMOD_IO=uring.
- */
-static struct {
-	int state;
-	int fd;
-	unsigned *sq_tail, *sq_mask, *sq_array;
-	unsigned *cq_head, *cq_tail, *cq_mask;
-	struct io_uring_sqe *sqes;
-	struct io_uring_cqe *cqes;
-	void *sq_map, *cq_map;
-	size_t sq_len, cq_len, sqes_len;
-} ring = { .fd = -1 };
-static mh_lock_t ring_lock = MH_LOCK_INIT;
-
-/* The tables and rings below hold chunk addresses: they are noted in the
- * metadata registry (sysmem.h), so that the quarantine scan skips them. */
-static void meta_unmap(void *p, size_t len)
-{
-	sys_metadata_forget(p, len);
-	munmap(p, len);
-}
-
-static void ring_unmap(void)
-{
-	if (ring.sqes)
-		meta_unmap(ring.sqes, ring.sqes_len);
-	if (ring.cq_map && ring.cq_map != ring.sq_map)
-		meta_unmap(ring.cq_map, ring.cq_len);
-	if (ring.sq_map)
-		meta_unmap(ring.sq_map, ring.sq_len);
-	if (ring.fd >= 0)
-		close(ring.fd);
-	memset(&ring, 0, sizeof(ring));
-	ring.fd = -1;
-}
-
-static void *ring_mmap(size_t len, off_t off)
-{
-	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
-		       ring.fd, off);
-
-	if (p == MAP_FAILED)
-		return NULL;
-	sys_metadata_note(p, len);
-	return p;
-}
-
-/* Take every completion there is: res[user_data] = result; returns how many. */
-static unsigned ring_reap(unsigned n, int *res)
-{
-	unsigned head = *ring.cq_head, count = 0;
-
-	for (unsigned t = LOAD_ACQUIRE(ring.cq_tail); head != t; head++, count++) {
-		const struct io_uring_cqe *c = &ring.cqes[head & *ring.cq_mask];
-
-		if (c->user_data < n)
-			res[c->user_data] = c->res;
-	}
-	STORE_RELEASE(ring.cq_head, head);
-	return count;
-}
-
-/* Submit n prepared SQEs and wait for their n CQEs; res[i] by user_data. */
-static int ring_run(unsigned n, int *res)
-{
-	unsigned submitted = 0, seen = 0;
-
-	while (seen < n) {
-		long ret = syscall(__NR_io_uring_enter, ring.fd, n - submitted, n - seen,
-				   IORING_ENTER_GETEVENTS, NULL, 0);
-
-		if (ret < 0 && errno != EINTR)
-			return -errno;
-		if (ret > 0)
-			submitted += (unsigned)ret;
-		seen += ring_reap(n, res);
-	}
-	return 0;
-}
-
-/* The i-th SQE of the next submission: IORING_OP_URING_CMD on the device. */
-static struct io_uring_sqe *ring_sqe(unsigned i, unsigned cmd_op, const void *arg,
-				     size_t len, bool link)
-{
-	unsigned idx = (*ring.sq_tail + i) & *ring.sq_mask;
-	struct io_uring_sqe *sqe = &ring.sqes[idx];
-
-	memset(sqe, 0, sizeof(*sqe));
-	sqe->opcode = IORING_OP_URING_CMD;
-	sqe->fd = dev_fd;
-	sqe->cmd_op = cmd_op;
-	sqe->user_data = i;
-	if (link)
-		sqe->flags = IOSQE_IO_LINK;
-	/* The command area, sqe->cmd: 16 bytes where addr3 lies otherwise. */
-	memcpy((char *)sqe + offsetof(struct io_uring_sqe, cmd), arg, len);
-	ring.sq_array[idx] = idx;
-	return sqe;
-}
-
-static void ring_publish(unsigned n)
-{
-	STORE_RELEASE(ring.sq_tail, *ring.sq_tail + n);
-}
-
-/* Set the ring up (ring_lock held); true if usable. */
-static bool ring_ready(void)
-{
-	struct io_uring_params p;
-	struct mheap_stats st;
-	struct mheap_uring_stats arg;
-	int res = 0;
-
-	if (ring.state)
-		return ring.state > 0;
-	ring.state = -1;
-	memset(&p, 0, sizeof(p));
-	p.flags = IORING_SETUP_SUBMIT_ALL;
-	ring.fd = (int)syscall(__NR_io_uring_setup, RING_ENTRIES, &p);
-	if (ring.fd < 0) {
-		ring.fd = -1;
-		return false;
-	}
-	int high = fcntl(ring.fd, F_DUPFD_CLOEXEC, 512);	/* as device_open() */
-	if (high >= 0) {
-		close(ring.fd);
-		ring.fd = high;
-	}
-	ring.sq_len = p.sq_off.array + p.sq_entries * sizeof(unsigned);
-	ring.cq_len = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
-	if (p.features & IORING_FEAT_SINGLE_MMAP) {
-		if (ring.cq_len > ring.sq_len)
-			ring.sq_len = ring.cq_len;
-		ring.cq_len = ring.sq_len;
-	}
-	ring.sqes_len = p.sq_entries * sizeof(struct io_uring_sqe);
-	ring.sq_map = ring_mmap(ring.sq_len, IORING_OFF_SQ_RING);
-	ring.cq_map = p.features & IORING_FEAT_SINGLE_MMAP ? ring.sq_map :
-			ring_mmap(ring.cq_len, IORING_OFF_CQ_RING);
-	ring.sqes = ring_mmap(ring.sqes_len, IORING_OFF_SQES);
-	if (!ring.sq_map || !ring.cq_map || !ring.sqes) {
-		ring_unmap();
-		ring.state = -1;
-		return false;
-	}
-	char *sq = ring.sq_map, *cq = ring.cq_map;
-	ring.sq_tail = (unsigned *)(sq + p.sq_off.tail);
-	ring.sq_mask = (unsigned *)(sq + p.sq_off.ring_mask);
-	ring.sq_array = (unsigned *)(sq + p.sq_off.array);
-	ring.cq_head = (unsigned *)(cq + p.cq_off.head);
-	ring.cq_tail = (unsigned *)(cq + p.cq_off.tail);
-	ring.cq_mask = (unsigned *)(cq + p.cq_off.ring_mask);
-	ring.cqes = (struct io_uring_cqe *)(cq + p.cq_off.cqes);
-
-	/* Does the kernel pass URING_CMD on to the module? Ask for stats. */
-	arg.stats = (uintptr_t)&st;
-	arg.size = sizeof(st);
-	arg.flags = 0;
-	ring_sqe(0, MHEAP_URING_CMD_STATS, &arg, sizeof(arg), false);
-	ring_publish(1);
-	/* res is 0 (1.1.0 modules: the size, which st.size says as well);
-	 * a 1.1 module fills only the 1.1 struct and says so in st.size. */
-	st.size = 0;
-	if (ring_run(1, &res) || st.size < MHEAP_STATS_SIZE_V1 || st.size > sizeof(st) ||
-	    (res != 0 && res != (int)st.size)) {
-		ring_unmap();
-		ring.state = -1;
-		return false;
-	}
-	ring.state = 1;
-	return true;
-}
-
-/* FAULT or RELEASE n ranges through the ring (ring_lock held). */
-static unsigned ring_ranges(unsigned cmd_op, const struct fault_range *r, unsigned n,
-			    int *err)
-{
-	int res[RING_ENTRIES];
-	unsigned done = 0;
-
-	while (done < n) {
-		unsigned k = n - done < RING_ENTRIES ? n - done : RING_ENTRIES;
-
-		for (unsigned i = 0; i < k; i++) {
-			struct mheap_range mr = {
-				.addr = (uintptr_t)r[done + i].base,
-				.len = r[done + i].len,
-			};
-
-			res[i] = -ECANCELED;
-			ring_sqe(i, cmd_op, &mr, sizeof(mr), i + 1 < k);
-		}
-		ring_publish(k);
-		int ret = ring_run(k, res);
-		if (ret) {
-			*err = ret;
-			return done;
-		}
-		for (unsigned i = 0; i < k; i++) {
-			if (res[i] < 0) {
-				*err = res[i];
-				return done + i;
-			}
-		}
-		done += k;
-	}
-	return n;
 }
 
 /* ------------------------------------------------------------ ioctl */
@@ -384,7 +167,7 @@ static unsigned ioctl_ranges(unsigned long cmd, const struct fault_range *r, uns
 			v[i].addr = (uintptr_t)r[done + i].base;
 			v[i].len = r[done + i].len;
 		}
-		if (ioctl(dev_fd, cmd, &arg)) {
+		if (ioctl(kmod_dev_fd, cmd, &arg)) {
 			*err = -errno;
 			return done + (arg.done < k ? arg.done : k);
 		}
@@ -394,7 +177,7 @@ static unsigned ioctl_ranges(unsigned long cmd, const struct fault_range *r, uns
 }
 
 /*
- * The ioctl path shares nothing between threads but dev_fd, so it takes no
+ * The ioctl path shares nothing between threads but kmod_dev_fd, so it takes no
  * lock: threads freeing arenas at once send their vectors at once. Only
  * the ring (its SQ and CQ, one submitter at a time) is under ring_lock; if
  * it cannot be set up, its batches go by ioctl, still under the lock.
@@ -407,13 +190,13 @@ static unsigned kmod_ranges(bool quarantine, const struct fault_range *r, unsign
 
 	if (!LOAD_RELAXED(&use_ring))
 		return ioctl_ranges(cmd, r, n, err);
-	mh_lock(&ring_lock);
-	if (ring_ready())
-		done = ring_ranges(quarantine ? MHEAP_URING_CMD_FAULT : MHEAP_URING_CMD_RELEASE,
+	mh_lock(&kmod_ring_lock);
+	if (kmod_ring_ready())
+		done = kmod_ring_ranges(quarantine ? MHEAP_URING_CMD_FAULT : MHEAP_URING_CMD_RELEASE,
 				   r, n, err);
 	else
 		done = ioctl_ranges(cmd, r, n, err);
-	mh_unlock(&ring_lock);
+	mh_unlock(&kmod_ring_lock);
 	return done;
 }
 
@@ -486,7 +269,7 @@ static bool reg_insert(uintptr_t base, size_t len)
 			if (reg[i].base)
 				t[reg_slot(t, cap, reg[i].base)] = reg[i];
 		if (reg)
-			meta_unmap(reg, reg_cap * sizeof(*reg));
+			kmod_meta_unmap(reg, reg_cap * sizeof(*reg));
 		reg = t;
 		reg_cap = cap;
 	}
@@ -527,24 +310,24 @@ static int kmod_probe(void)
 	int err = 0;
 
 	mh_lock(&dev_lock);
-	if (dev_fd < 0 && !probe_error) {
+	if (kmod_dev_fd < 0 && !probe_error) {
 		int fd = device_open();
 
 		/* ioctl unless io_uring is asked for (see the top of this file). */
 		STORE_RELAXED(&use_ring, !strcmp(mh_option_str(MH_OPT_KMOD_IO), "uring"));
 		if (fd >= 0)
-			STORE_RELEASE(&dev_fd, fd);
+			STORE_RELEASE(&kmod_dev_fd, fd);
 		else
 			probe_error = fd;
 	}
-	err = dev_fd >= 0 ? 0 : probe_error;
+	err = kmod_dev_fd >= 0 ? 0 : probe_error;
 	mh_unlock(&dev_lock);
 	return err;
 }
 
 static void *map_device(void *base, size_t len)
 {
-	return mmap(base, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, dev_fd, 0);
+	return mmap(base, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, kmod_dev_fd, 0);
 }
 
 static int kmod_prepare(void *base, size_t len)
@@ -683,12 +466,12 @@ void kmod_fork_prepare(void)
 {
 	mh_lock(&dev_lock);
 	mh_lock(&reg_lock);
-	mh_lock(&ring_lock);
+	mh_lock(&kmod_ring_lock);
 }
 
 void kmod_fork_parent(void)
 {
-	mh_unlock(&ring_lock);
+	mh_unlock(&kmod_ring_lock);
 	mh_unlock(&reg_lock);
 	mh_unlock(&dev_lock);
 }
@@ -734,7 +517,7 @@ static void child_fault(struct reg_entry *e)
 	struct mheap_ranges arg = { .ranges = (uintptr_t)&mr, .nr = 1 };
 	int err;
 
-	if (!ioctl(dev_fd, MHEAP_IOC_FAULT, &arg))
+	if (!ioctl(kmod_dev_fd, MHEAP_IOC_FAULT, &arg))
 		return;
 	err = errno;
 	if (mprotect((void *)e->base, e->len, PROT_NONE))
@@ -750,16 +533,14 @@ void kmod_fork_child(void)
 	struct reg_entry *inherited = left, *lost = NULL;
 	size_t inherited_cap = left_cap;
 
-	if (dev_fd >= 0) {
+	if (kmod_dev_fd >= 0) {
 		int fd = device_open();
 
 		/* The ring's pages are shared with the parent: drop our copy. */
-		if (ring.state > 0)
-			ring_unmap();
-		ring.state = 0;
+		kmod_ring_forget();
 		if (fd >= 0) {
-			close(dev_fd);
-			dev_fd = fd;
+			close(kmod_dev_fd);
+			kmod_dev_fd = fd;
 		}
 		/* A new mapping is never shut (a grandchild's neither). */
 		STORE_RELAXED(&reg_shut, 0);
@@ -782,9 +563,9 @@ void kmod_fork_child(void)
 		left_cap = reg_cap;
 		STORE_RELEASE(&left, lost);
 		if (inherited)
-			meta_unmap(inherited, inherited_cap * sizeof(*inherited));
+			kmod_meta_unmap(inherited, inherited_cap * sizeof(*inherited));
 	}
-	mh_unlock(&ring_lock);
+	mh_unlock(&kmod_ring_lock);
 	mh_unlock(&reg_lock);
 	mh_unlock(&dev_lock);
 }
