@@ -24,7 +24,7 @@
  * never fails.
  *
  * Releasing can need a VMA too: quarantined chunks side by side merge into
- * one protected VMA (mprotect, and guard's moved-from chunks), and opening
+ * one protected VMA (mprotect, and guard's whole and moved-from chunks), and opening
  * one of them alone splits it. When the kernel refuses that, the chunk
  * stays quarantined, still faulting, and the whole run of protected
  * quarantined chunks around it (its "island", found through the arena map)
@@ -62,6 +62,14 @@ static void requeue(struct arena_chunk **cs, unsigned n)
 	}
 }
 
+/* Whether c's range is protected with mprotect while it is quarantined. */
+static bool chunk_protected(const struct arena_chunk *c)
+{
+	struct fault_range r = { (void *)c->base, chunk_bytes(c), c->moved };
+
+	return c->backend->protects(&r);
+}
+
 /* The quarantined chunk right below c (dir < 0) or above it whose range is
  * protected as c's is, or NULL (arena_lock held: a quarantined chunk leaves
  * the state only under it). */
@@ -75,7 +83,7 @@ static struct arena_chunk *island_neighbour(const struct arena_chunk *c, int dir
 	n = LOAD_ACQUIRE(&s->chunk_data);
 	if (!n || LOAD_RELAXED(&n->state) != CHUNK_QUARANTINED ||
 	    (dir < 0 ? n->limit != c->base : n->base != c->limit) ||
-	    n->backend != c->backend || (!n->backend->mprotects && !n->moved))
+	    n->backend != c->backend || !chunk_protected(n))
 		return NULL;
 	return n;
 }
@@ -99,7 +107,7 @@ static unsigned release_island(struct arena_chunk *c, bool ready)
 	int err = 0;
 
 	mh_lock(&arena_lock);
-	if (c->state != CHUNK_QUARANTINED || (!b->mprotects && !c->moved)) {
+	if (c->state != CHUNK_QUARANTINED || !chunk_protected(c)) {
 		mh_unlock(&arena_lock);
 		return 0;
 	}

@@ -27,11 +27,11 @@
  *    quarantine goes on growing past its budget, up to the cap. Go's GC
  *    pacer makes the same trade (GOGC): a collector that runs less often
  *    costs less time and holds more memory. Here what is held is mostly
- *    address space: a quarantined chunk's pages are gone, but its span-map
- *    entries stay (8 KiB per 8 MiB chunk), with the guard backend its page
- *    tables too (the markers live in them: 16 KiB per chunk), and VMAs
- *    (two per chunk measured with guard and mprotect alike, split by the
- *    huge-page window's madvise: 4,124 mappings at the default cap,
+ *    address space: a quarantined chunk's pages and page tables are gone
+ *    (fault_guard.c says why guard protects whole chunks as mprotect
+ *    does), but its span-map entries stay (8 KiB per 8 MiB chunk), and
+ *    VMAs (two per chunk measured with guard and mprotect alike, split by
+ *    the huge-page window's madvise: 4,124 mappings at the default cap,
  *    against vm.max_map_count's 65,530). The cap bounds all of it,
  *    and over the cap a scan runs whatever the time rule says, before the
  *    cap may release anything still referenced. A program whose scans are

@@ -29,6 +29,18 @@ void fault_unprepare_nothing(void *base, size_t len)
 	(void)len;
 }
 
+bool fault_protects_all(const struct fault_range *r)
+{
+	(void)r;
+	return true;
+}
+
+bool fault_protects_none(const struct fault_range *r)
+{
+	(void)r;
+	return false;
+}
+
 unsigned fault_protect(const struct fault_range *r, unsigned n, int *err)
 {
 	for (unsigned i = 0; i < n; i++) {
@@ -65,7 +77,7 @@ const struct fault_backend fault_backend_mprotect = {
 	.unprepare = fault_unprepare_nothing,
 	.fault = fault_protect,
 	.release = fault_unprotect,
-	.mprotects = true,
+	.protects = fault_protects_all,
 	.faults = true,
 	.thp = FAULT_THP_RANGES,
 	.remap = true,
@@ -94,6 +106,7 @@ const struct fault_backend fault_backend_none = {
 	.unprepare = fault_unprepare_nothing,
 	.fault = none_fault,
 	.release = none_release,
+	.protects = fault_protects_none,
 	.faults = false,
 	.thp = FAULT_THP_RANGES,
 };

@@ -7,7 +7,9 @@
  *             can fault page ranges without splitting VMAs and keeps
  *             quarantine accounting in the kernel.
  *   guard     madvise(MADV_GUARD_INSTALL / MADV_GUARD_REMOVE), Linux 6.13+:
- *             no VMA split, the pages are freed by the install.
+ *             no VMA split, the pages are freed by the install; ranges
+ *             that own page tables (whole arena chunks) are protected
+ *             as under mprotect, which frees the tables too.
  *   mprotect  mprotect(PROT_NONE) + madvise(MADV_DONTNEED): works on every
  *             kernel; each protected range can split a VMA, and
  *             vm.max_map_count bounds them.
@@ -66,10 +68,11 @@ struct fault_backend {
 	 * VMAs ran out: arena_quarantine.c then releases the range's whole
 	 * island). */
 	unsigned (*release)(const struct fault_range *r, unsigned n, int *err);
-	/* Whether every faulted range is protected with mprotect (mprotect),
-	 * rather than only the moved ones (guard) or none (kmod, none): a run
-	 * of such ranges side by side merges into one VMA. */
-	bool mprotects;
+	/* Whether fault protects this range with mprotect (every range under
+	 * mprotect; under guard the moved ones and those that own page
+	 * tables; none under kmod and none): protected ranges side by side
+	 * merge into one VMA, which opening one of them alone must split. */
+	bool (*protects)(const struct fault_range *r);
 	/* Whether faulting drops the memory (none keeps it resident). */
 	bool faults;
 	/* How chunks take huge page advice (enum fault_thp). */
@@ -89,6 +92,9 @@ MH_HIDDEN extern const struct fault_backend fault_backend_none;
  * ranges: PROT_NONE and the pages dropped; read/write again. */
 MH_HIDDEN unsigned fault_protect(const struct fault_range *r, unsigned n, int *err);
 MH_HIDDEN unsigned fault_unprotect(const struct fault_range *r, unsigned n, int *err);
+/* For backends that protect every faulted range / none with mprotect. */
+MH_HIDDEN bool fault_protects_all(const struct fault_range *r);
+MH_HIDDEN bool fault_protects_none(const struct fault_range *r);
 /* For backends whose chunks need nothing when taken from the heap. */
 MH_HIDDEN int fault_prepare_nothing(void *base, size_t len);
 MH_HIDDEN void fault_unprepare_nothing(void *base, size_t len);

@@ -6,27 +6,39 @@
  * limit to run into. MADV_GUARD_REMOVE makes the range ordinary zero-fill
  * memory again. Support is probed at run time on a scratch mapping.
  *
- * Ranges whose pages were moved away (fault_range.moved: a freed chunk whose
- * pages went to a warm chunk) are protected with mprotect(PROT_NONE) instead.
- * Such a range is empty and already a VMA of its own, so protecting it costs
- * no split, while installing guards writes a guard entry for every page and
- * allocates the page tables to hold them: many times slower. The
- * MADV_DONTNEED after it drops a page that a stale access may have written
- * between the move and the fault. Moved-from chunks side by side
- * merge into one protected VMA, as under the mprotect backend, so opening
- * one of them alone can fail for want of a VMA: release reports it, and
- * arena_quarantine.c opens the whole run instead.
+ * Two kinds of range are protected with mprotect(PROT_NONE) and
+ * MADV_DONTNEED instead, as under the mprotect backend:
  *
- * Huge pages: installing guards splits a huge page mapping into a page table
- * of guard entries, and removing them leaves that table behind, empty. The
- * kernel only maps a huge page where no page table exists, so a released
- * chunk would be refilled in small pages for ever after. MADV_DONTNEED on
- * the empty range lets a kernel with CONFIG_PT_RECLAIM (6.14+) free those
- * tables; elsewhere it costs a cheap walk and changes nothing.
+ * - Ranges that own page tables: those holding a whole page table's span
+ *   (2 MiB with 4 KiB pages), such as every arena chunk. A guard entry
+ *   lives in a page table, so a guarded chunk keeps a page table per 2 MiB
+ *   (16 KiB per 8 MiB chunk) for as long as it is quarantined, which with
+ *   the quarantine scan is up to its cap of 16 GiB (32 MiB of tables);
+ *   installing writes an entry per page, removing walks them all again
+ *   (about 50 us per chunk) and leaves the tables behind, where the kernel
+ *   then maps no huge page. A protected range's tables are freed by the
+ *   MADV_DONTNEED on kernels with CONFIG_PT_RECLAIM (6.14+), and opening
+ *   it is one mprotect. The price is a VMA per run of quarantined chunks
+ *   (bounded by the quarantine's cap; when the kernel refuses one, the
+ *   quarantine makes room as it does under mprotect); with huge pages for
+ *   arenas a chunk is two VMAs of different advice anyway.
+ * - Ranges whose pages were moved away (fault_range.moved: a freed chunk
+ *   whose pages went to a warm chunk): empty and already a VMA of their
+ *   own, so protecting them costs no split either. The MADV_DONTNEED
+ *   drops a page that a stale access may have written between the move
+ *   and the fault.
+ *
+ * Guard entries are for the rest: ranges that share their page tables with
+ * live memory (the guard pages after the secure heap's blocks, blocks
+ * smaller than a table's span), where a VMA split per range would be the
+ * cost. Protected chunks side by side merge into one VMA, so opening one
+ * of them alone can fail for want of a VMA: release reports it, and
+ * arena_quarantine.c opens the whole run instead.
  * Measured: docs/arenas.md#fault-backends.
  */
 #include <errno.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "fault.h"
 #include "sysmem.h"
@@ -51,10 +63,25 @@ static int guard_probe(void)
 	return err;
 }
 
+/* Whether r holds the whole span of a page table: 512 entries of a page
+ * (a page of 8-byte entries), aligned. */
+static bool owns_page_tables(const struct fault_range *r)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE), span = page / 8 * page;
+	uintptr_t base = (uintptr_t)r->base;
+
+	return ALIGN_UP(base, span) + span <= base + r->len;
+}
+
+static bool guard_protects(const struct fault_range *r)
+{
+	return r->moved || owns_page_tables(r);
+}
+
 static unsigned guard_fault(const struct fault_range *r, unsigned n, int *err)
 {
 	for (unsigned i = 0; i < n; i++) {
-		if (r[i].moved) {
+		if (guard_protects(r + i)) {
 			/* As the mprotect backend: refused, the range is
 			 * untouched and the caller retries. */
 			if (!fault_protect(r + i, 1, err))
@@ -71,10 +98,8 @@ static unsigned guard_fault(const struct fault_range *r, unsigned n, int *err)
 
 static unsigned guard_release(const struct fault_range *r, unsigned n, int *err)
 {
-	size_t huge = sys_thp_size();
-
 	for (unsigned i = 0; i < n; i++) {
-		if (r[i].moved) {
+		if (guard_protects(r + i)) {
 			if (!fault_unprotect(r + i, 1, err))
 				return i;
 			continue;
@@ -83,10 +108,6 @@ static unsigned guard_release(const struct fault_range *r, unsigned n, int *err)
 			*err = -errno;
 			return i;
 		}
-		/* Free the emptied page tables (see the top); only a range
-		 * that can hold a huge page needs it. */
-		if (huge && r[i].len >= huge)
-			madvise(r[i].base, r[i].len, MADV_DONTNEED);
 	}
 	return n;
 }
@@ -98,6 +119,7 @@ const struct fault_backend fault_backend_guard = {
 	.unprepare = fault_unprepare_nothing,
 	.fault = guard_fault,
 	.release = guard_release,
+	.protects = guard_protects,
 	.faults = true,
 	.thp = FAULT_THP_RANGES,
 	.remap = true,

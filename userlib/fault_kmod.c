@@ -577,6 +577,7 @@ const struct fault_backend fault_backend_kmod = {
 	.unprepare = kmod_unprepare,
 	.fault = kmod_fault,
 	.release = kmod_release,
+	.protects = fault_protects_none,
 	.faults = true,
 	.thp = FAULT_THP_MAPPING,
 };
