@@ -392,6 +392,56 @@ TEST(page_allocator_searches_match_a_page_by_page_walk)
 	mh_unlock(&mh_heap.lock);
 }
 
+/*
+ * First fit starts at a hint per power of two, moved up by searches and
+ * down by frees (pagealloc_search.c). Allocations and frees in random order
+ * over three arenas kept about two thirds full (so runs cross arena
+ * boundaries), searches of every size in between: a search never
+ * skips a run a walk from the bottom finds, and no hint ever lies above a
+ * free run of its size (the heap checker's rule).
+ */
+TEST(first_fit_hints_never_skip_a_free_run)
+{
+	enum { N = 200, STEPS = 6000 };
+	static uintptr_t base[N], len[N];
+	static const uintptr_t want[] = { 1, 3, 64, 200, 512, 1279, 5000, 9000 };
+
+	mh_free(mh_malloc(1));
+	srand(7);
+	mh_lock(&mh_heap.lock);
+	while (!arenamap_first()->next || !arenamap_first()->next->next)
+		ASSERT_NE(NULL, arenamap_grow(1));
+	for (int step = 0; step < STEPS; step++) {
+		int i = rand() % N;
+
+		if (base[i]) {
+			pa_free(base[i], len[i], false);
+			base[i] = 0;
+		} else {
+			len[i] = (uintptr_t)(rand() % 4 ? 1 + rand() % 64 : 1 + rand() % 1200);
+			base[i] = pa_alloc(len[i], 1, PA_LOW).base;
+		}
+		if (step % 20)
+			continue;
+		for (size_t k = 0; k < sizeof(want) / sizeof(want[0]); k++) {
+			uintptr_t lo = pa_find(want[k], 1, PA_LOW), broken = pa_hint_broken();
+
+			if (lo != naive_find(want[k], false) || broken) {
+				mh_unlock(&mh_heap.lock);
+				ASSERT_EQ(naive_find(want[k], false), lo)
+					TH_LOG("step %d, n=%lu", step, want[k]);
+				ASSERT_EQ(0, broken) TH_LOG("step %d: a free run of %lu pages below its hint",
+							 step, broken);
+			}
+		}
+	}
+	for (int i = 0; i < N; i++)
+		if (base[i])
+			pa_free(base[i], len[i], false);
+	ASSERT_EQ(0, pa_hint_broken());
+	mh_unlock(&mh_heap.lock);
+}
+
 TEST(large_objects_go_high_and_small_spans_stay_out_of_their_holes)
 {
 	enum { N = 20000 };

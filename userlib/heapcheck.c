@@ -225,6 +225,10 @@ static int check_arena_list(struct check *ck)
 		CHECK(ck, !memcmp(&s, &ha->sum, sizeof(s)), "heap arena %#lx: summary out of date",
 		      (unsigned long)ha->base);
 	}
+	uintptr_t run = pa_hint_broken();
+
+	CHECK(ck, !run, "page allocator: a free run of %lu pages begins below its search hint",
+	      (unsigned long)run);
 	return 0;
 }
 

@@ -113,12 +113,17 @@ static struct pa_sum merge(struct pa_sum l, unsigned lsize, struct pa_sum r, uns
 
 void pa_update_sums(struct heap_arena *ha, unsigned first_chunk, unsigned last_chunk)
 {
+	struct pa_sum old = ha->sum;
+
 	for (unsigned c = first_chunk; c <= last_chunk; c++)
 		ha->chunk_sum[c] = pa_summarize(ha->alloc, c * PA_CHUNK_PAGES, PA_CHUNK_PAGES);
 	struct pa_sum s = ha->chunk_sum[0];
 	for (unsigned c = 1; c < PA_CHUNKS; c++)
 		s = merge(s, c * PA_CHUNK_PAGES, ha->chunk_sum[c], PA_CHUNK_PAGES);
 	ha->sum = s;
+	/* A run that grows makes its length or an end's longer. */
+	if (s.start > old.start || s.end > old.end || s.max > old.max)
+		pa_hints_lower(ha, s.start > old.start);
 }
 
 void pa_arena_init(struct heap_arena *ha)

@@ -86,6 +86,10 @@ MH_HIDDEN extern uint64_t pa_scavenging_pages;	/* free pages taken to be release
 MH_HIDDEN extern uint64_t pa_refault_pages;
 MH_HIDDEN extern uint64_t pa_refault_horizon_ns;
 
+/* For the heap checker: the length of a free run that begins below the
+ * search hint for its size (pagealloc_search.c), or 0 when none does. */
+MH_HIDDEN uintptr_t pa_hint_broken(void);
+
 /* Summary of bits [from, from + len) of a bitmap (exposed for tests). */
 MH_HIDDEN struct pa_sum pa_summarize(const uint64_t *bits, unsigned from, unsigned len);
 

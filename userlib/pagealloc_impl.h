@@ -19,6 +19,12 @@ MH_HIDDEN extern uintptr_t pa_scav_top;
 /* Recompute the summaries of chunks [first_chunk, last_chunk] of ha, then
  * the arena's own. */
 MH_HIDDEN void pa_update_sums(struct heap_arena *ha, unsigned first_chunk, unsigned last_chunk);
+/* First fit's hints (pagealloc_search.c): no free run of at least 1 << k
+ * pages begins below pa_hint[k]. pa_hints_lower: a free made a run of ha
+ * longer (start_grew: the one at its bottom). */
+#define PA_HINTS	32
+MH_HIDDEN extern uintptr_t pa_hint[PA_HINTS];
+MH_HIDDEN void pa_hints_lower(const struct heap_arena *ha, bool start_grew);
 /* Mark free pages [first, first + n) of ha as released. */
 MH_HIDDEN void pa_set_scavenged(struct heap_arena *ha, unsigned first, unsigned n);
 

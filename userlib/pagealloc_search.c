@@ -13,8 +13,77 @@
  * and of equals the highest (find_dirty; mheap.c says why), so the two do
  * not interleave, and the scavenger releases from the top. find_high, the
  * mirror of the search, serves what only a run across arenas can hold.
+ *
+ * First fit starts at a hint (Go's searchAddr, one per power of two): no
+ * free run of at least 1 << k pages begins below pa_hint[k] (a run begins
+ * in the arena of its first page and may go on into the next ones). A
+ * search for n pages starts at the hint for the largest power of two not
+ * above n, 1 << k, and raises it to the arena where the first run of 1 << k
+ * pages begins (it meets that run on its way), and the hints for the
+ * powers of two not below n to where the run it found begins (past the
+ * end: none). A free
+ * that makes a run longer lowers them all to the arena where that run
+ * begins (pa_hints_lower, from pa_update_sums). Without them a search
+ * walked every arena from the bottom: with gigabytes of quarantined arena
+ * chunks low in the heap, a chunk's search went through hundreds of full
+ * arenas (docs/heap.md#placement).
  */
 #include "pagealloc_impl.h"
+
+/* 0: anywhere; UINTPTR_MAX: nowhere. Index PA_HINTS - 1 stands for every
+ * larger power of two too. */
+uintptr_t pa_hint[PA_HINTS];
+
+static unsigned floor_log2(uintptr_t n)
+{
+	unsigned k = 63 - (unsigned)__builtin_clzll(n);
+
+	return k < PA_HINTS - 1 ? k : PA_HINTS - 1;
+}
+
+/* No free run of n pages or more begins below arena address a. */
+static void hints_raise(uintptr_t n, uintptr_t a)
+{
+	unsigned k = floor_log2(n);
+
+	if (((uintptr_t)1 << k) < n) {
+		if (k == PA_HINTS - 1)
+			return;
+		k++;
+	}
+	for (; k < PA_HINTS; k++)
+		if (pa_hint[k] < a)
+			pa_hint[k] = a;
+}
+
+void pa_hints_lower(const struct heap_arena *ha, bool start_grew)
+{
+	uintptr_t at = ha->base;
+
+	/* Free pages at the bottom join a run that ends the arena below (and
+	 * the one below it, while whole arenas are free). */
+	for (const struct heap_arena *q; start_grew && (q = arena_of(at - 1)) && q->sum.end;) {
+		at = q->base;
+		if (q->sum.start != MH_PAGES_PER_ARENA)
+			break;
+	}
+	for (unsigned k = 0; k < PA_HINTS; k++)
+		if (pa_hint[k] > at)
+			pa_hint[k] = at;
+}
+
+/* The arena first fit for n pages starts at (NULL: none can hold them). */
+static struct heap_arena *hint_arena(uintptr_t n)
+{
+	uintptr_t h = pa_hint[floor_log2(n)];
+	struct heap_arena *ha;
+
+	if (h == UINTPTR_MAX)
+		return NULL;
+	/* An arena whose registration failed is in no list: from the bottom. */
+	ha = h ? arena_of(h) : NULL;
+	return ha ? ha : arenamap_first();
+}
 
 /* First run of at least n free pages inside chunk c, or -1. */
 static long scan_chunk(const struct heap_arena *ha, unsigned c, unsigned n)
@@ -34,15 +103,25 @@ static long scan_chunk(const struct heap_arena *ha, unsigned c, unsigned n)
 	return -1;
 }
 
-/* Lowest-addressed run of n free pages, as an address; 0 if none. */
-static uintptr_t find(uintptr_t n)
+/*
+ * Lowest-addressed run of n free pages from arena ha on, as an address; 0
+ * if none. *low: the arena where the first run of at least m pages (m <= n)
+ * begins, UINTPTR_MAX if there is none (found on the way: that run is the
+ * n-page one or comes before it).
+ */
+static uintptr_t find_from(struct heap_arena *ha, uintptr_t n, uintptr_t m, uintptr_t *low)
 {
 	uintptr_t carry = 0, prev_limit = 0;
 
-	for (struct heap_arena *ha = arenamap_first(); ha; ha = ha->next) {
+	*low = UINTPTR_MAX;
+	for (; ha; ha = ha->next) {
 		if (ha->base != prev_limit)
 			carry = 0;
 		prev_limit = ha->base + MH_ARENA_SIZE;
+		if (*low == UINTPTR_MAX && carry + ha->sum.start >= m)
+			*low = ALIGN_DOWN(ha->base - (carry << MH_PAGE_SHIFT), MH_ARENA_SIZE);
+		else if (*low == UINTPTR_MAX && ha->sum.max >= m)
+			*low = ha->base;
 		if (carry + ha->sum.start >= n)
 			return ha->base - (carry << MH_PAGE_SHIFT);
 		if (ha->sum.max >= n) {
@@ -68,6 +147,20 @@ static uintptr_t find(uintptr_t n)
 		carry = ha->sum.start == MH_PAGES_PER_ARENA ? carry + MH_PAGES_PER_ARENA : ha->sum.end;
 	}
 	return 0;
+}
+
+/* find_from at the hint for n, which it moves up: for the power of two it
+ * started from, to where the first run that long begins; for those not
+ * below n, to where the run it found begins. */
+static uintptr_t find(uintptr_t n)
+{
+	unsigned k = floor_log2(n);
+	uintptr_t low, p = find_from(hint_arena(n), n, (uintptr_t)1 << k, &low);
+
+	if (pa_hint[k] < low)
+		pa_hint[k] = low;
+	hints_raise(n, p ? ALIGN_DOWN(p, MH_ARENA_SIZE) : UINTPTR_MAX);
+	return p;
 }
 
 /* Highest run of at least n free pages inside chunk c, as the page number
@@ -248,4 +341,33 @@ uintptr_t pa_find(uintptr_t npages, uintptr_t align_pages, enum pa_where where)
 	}
 	p = find(want);
 	return p ? ALIGN_UP(p, align) : 0;
+}
+
+uintptr_t pa_hint_broken(void)
+{
+	/* The free run open at prev_limit (len 0: none) and where it began. */
+	uintptr_t begin = 0, len = 0, prev_limit = 0;
+
+	for (struct heap_arena *ha = arenamap_first(); ha; ha = ha->next) {
+		unsigned i = 0, z;
+
+		if (ha->base != prev_limit)
+			len = 0;
+		prev_limit = ha->base + MH_ARENA_SIZE;
+		while ((z = next_clear(ha->alloc, i, MH_PAGES_PER_ARENA)) < MH_PAGES_PER_ARENA) {
+			if (z > 0 || !len) {
+				begin = ha->base + ((uintptr_t)z << MH_PAGE_SHIFT);
+				len = 0;
+			}
+			i = next_set(ha->alloc, z, MH_PAGES_PER_ARENA);
+			len += i - z;
+			if (begin < pa_hint[floor_log2(len)])
+				return len;
+			if (i < MH_PAGES_PER_ARENA)
+				len = 0;
+		}
+		if (ha->alloc[PA_WORDS - 1] >> 63)
+			len = 0;
+	}
+	return 0;
 }
