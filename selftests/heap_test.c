@@ -1272,6 +1272,36 @@ TEST(a_large_block_takes_resident_free_pages_before_released_ones)
 	mh_free(again);
 }
 
+/* A large block takes a resident place in a longer free run before a
+ * released run that fits it exactly: best fit among runs that would all
+ * fault in again, but no fault at all first. Else a freed peak built again
+ * took the unused top of the heap's last arena, and the growth rule
+ * released a resident block's worth of the old peak for each new block. */
+TEST(a_large_block_takes_a_resident_run_before_a_released_one_that_fits_exactly)
+{
+	enum { N = 5 };
+	size_t len = 8 << 20, lens[N] = { len, len, len, 2 * len, len };
+	char *p[N], *again;
+
+	for (int i = 0; i < N; i++) {
+		p[i] = mh_malloc(lens[i]);
+		ASSERT_NE(NULL, p[i]);
+		memset(p[i], i, lens[i]);
+		if (i)	/* placed high, each under the one before */
+			ASSERT_EQ(p[i - 1] - lens[i], p[i]);
+	}
+	mh_free(p[1]);
+	mh_scavenge();		/* p[1]'s hole released: 8 MiB */
+	mh_free(p[3]);		/* p[3]'s resident: 16 MiB */
+	again = mh_malloc(len);
+	ASSERT_NE(NULL, again);
+	EXPECT_TRUE(again >= p[3] && again + len <= p[3] + lens[3]);
+	EXPECT_EQ(len / 4096, resident_pages_in(again, len));
+	mh_free(again);
+	for (int i = 0; i < N; i += 2)
+		mh_free(p[i]);
+}
+
 /* Pages just freed are not released while the heap holds more idle pages
  * than the scavenger keeps: it takes those of chunks nobody used lately,
  * and the block freed now is likely to be replaced at once. */

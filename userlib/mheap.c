@@ -196,10 +196,11 @@ void mheap_flush_caches_locking(void)
  * array by doubling, round after round, gains peak RSS every round. Taken
  * from the shortest free run that can hold it (best fit; the highest of
  * equals, from its top), a large block goes back where blocks of its size
- * were before, and the small spans stay dense at the bottom. Inside that
- * run it goes where the fewest pages have been released (find_dirty,
- * pagealloc_search.c): a freed block's resident pages rather than released
- * ones next to them, which would fault in again at about 3 us per 4 KiB.
+ * were before, and the small spans stay dense at the bottom. Resident
+ * pages come first, though (find_dirty, pagealloc_search.c): a place with
+ * no released page, in the shortest run that has one, before any place
+ * that would fault in again at about 3 us per 4 KiB; without one, the
+ * place of the best-fitting run with the fewest released pages.
  * Measured: docs/heap.md#placement.
  *
  * Only objects longer than SPAN_HIGH_PAGES go high. Shorter ones are

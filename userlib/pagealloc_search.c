@@ -8,9 +8,10 @@
  * summaries, then scans at most 8 words. Runs that cross chunk or arena
  * boundaries are found by carrying the free pages at the end of one block
  * into the next (arenas only when adjacent). Address-ordered first fit
- * keeps the heap dense at low addresses; large objects come from the
- * best-fitting free run, in it the place with the fewest released pages,
- * and of equals the highest (find_dirty; mheap.c says why), so the two do
+ * keeps the heap dense at low addresses; large objects come from a place
+ * with no released page if there is one, else from the best-fitting free
+ * run, in it the place with the fewest released pages, and of equals the
+ * highest (find_dirty; mheap.c says why), so the two do
  * not interleave, and the scavenger releases from the top. find_high, the
  * mirror of the search, serves what only a run across arenas can hold.
  *
@@ -251,6 +252,16 @@ struct dirty_fit {
 	uintptr_t run_len;
 };
 
+/* Whether a place needing rel released pages in a free run of run_len
+ * pages is better than f: a fully resident place first, then the shorter
+ * run, then fewer released pages. */
+static bool better_fit(uintptr_t run_len, uintptr_t rel, const struct dirty_fit *f)
+{
+	if ((rel == 0) != (f->released == 0))
+		return rel == 0;
+	return run_len < f->run_len || (run_len == f->run_len && rel < f->released);
+}
+
 /* Consider n pages at page p of ha, moved into free run [start, end). */
 static void dirty_consider(struct dirty_fit *f, const struct heap_arena *ha, unsigned start,
 			   unsigned end, long at, unsigned n, unsigned align)
@@ -266,7 +277,7 @@ static void dirty_consider(struct dirty_fit *f, const struct heap_arena *ha, uns
 	if (p + n > end)
 		return;
 	rel = count_released(ha, p, n);
-	if (end - start < f->run_len || (end - start == f->run_len && rel < f->released)) {
+	if (better_fit(end - start, rel, f)) {
 		f->base = ha->base + ((uintptr_t)p << MH_PAGE_SHIFT);
 		f->released = rel;
 		f->run_len = end - start;
@@ -275,13 +286,19 @@ static void dirty_consider(struct dirty_fit *f, const struct heap_arena *ha, uns
 
 /*
  * Best fit, dirty first: where n pages aligned to align pages go, as an
- * address; 0 if no free run inside one arena can hold them. The shortest
- * free run that can hold them (best fit: long runs stay whole for long
- * blocks; measured against fewest-released-pages-first, which grew the heap
- * by an arena in some runs: docs/heap.md#placement), and in it the place
- * with the fewest released pages (each faults in again, about 3 us per
- * 4 KiB): its top, or against either end of a resident stretch (a freed
- * block's pages, with released ones around them); of equals, the highest.
+ * address; 0 if no free run inside one arena can hold them. A place with
+ * no released page (each faults in again, about 3 us per 4 KiB) in the
+ * shortest free run that has one; else the shortest free run that can hold
+ * them (best fit: long runs stay whole for long blocks; measured against
+ * fewest-released-pages-first, which grew the heap by an arena in some
+ * runs: docs/heap.md#placement), and in it the place with the fewest
+ * released pages. The places tried in a run: its top, and against either
+ * end of each resident stretch (a freed block's pages, with released ones
+ * around them); of equals, the highest. Best fit alone took a shorter run
+ * of released pages (the unused top of the last arena) over a resident
+ * one, and the growth rule then released resident pages for each block it
+ * faulted in (scavenge.c): a freed peak built again moved onto fresh pages
+ * block by block, releasing itself as it went (docs/heap.md#scavenger).
  * A walk over the free runs of the arenas, for large objects only: one
  * such block costs a thousand times more to fault in than the walk.
  */
@@ -305,7 +322,8 @@ static uintptr_t find_dirty(uintptr_t n, uintptr_t align)
 				break;
 			start = prev_bit(ha->alloc, end, 0, 0);
 			i = start;
-			if (end - start < want || end - start > f.run_len)
+			/* A longer run can only do better by a resident place. */
+			if (end - start < want || (end - start > f.run_len && f.released == 0))
 				continue;
 			dirty_consider(&f, ha, start, end, end, (unsigned)n, (unsigned)align);
 			for (unsigned r = start; (r = next_clear(ha->scav, r, end)) < end;) {
