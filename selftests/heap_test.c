@@ -1443,6 +1443,42 @@ TEST(the_window_of_reuse_halves_after_sixteen_quiet_windows_down_to_its_start)
 	EXPECT_EQ(w, window_after(0, 0, now + 1000 * w));
 }
 
+/*
+ * The recent peak is held for a window of reuse before it decays: a peak
+ * freed and built again a period and a half later (peakfree's 150 ms) keeps
+ * its pages, where before half of it was released at one period and
+ * faulted in again. The policy's verdict, scavenge_excess(now), with a
+ * clock the test holds, from the end of a 64 MiB peak.
+ */
+TEST(a_freed_peak_is_held_for_the_window_of_reuse_then_halves_each_decay_period)
+{
+	enum { N = 64 };
+	void *p[N];
+	uint64_t now, inuse_peak, inuse, idle;
+	uint64_t w = window_at_start(_metadata, mh_nanotime());	/* = the decay period */
+
+	for (int i = 0; i < N; i++) {
+		p[i] = mh_malloc(1 << 20);
+		ASSERT_NE(NULL, p[i]);
+	}
+	mh_lock(&mh_heap.lock);
+	now = mh_nanotime();	/* the peak's time, give or take the lock */
+	inuse_peak = pa_total_pages - pa_free_pages;
+	mh_unlock(&mh_heap.lock);
+	for (int i = 0; i < N; i++)
+		mh_free(p[i]);
+	mh_lock(&mh_heap.lock);
+	inuse = pa_total_pages - pa_free_pages;
+	idle = pa_free_pages - pa_released_pages - pa_scavenging_pages;
+	ASSERT_GE(inuse_peak - inuse, MIB_PAGES(N));
+	/* A decay period and a half after the peak: all of it kept. */
+	EXPECT_EQ(0, scavenge_excess(now + w + w / 2));
+	/* The window and a period later, halved once: half of it (more
+	 * than the reserve's 16 MiB) stays. */
+	EXPECT_EQ(idle - (inuse_peak - inuse) / 2, scavenge_excess(now + 2 * w + w / 2));
+	mh_unlock(&mh_heap.lock);
+}
+
 TEST(calloc_writes_fresh_pages_up_to_4MiB_and_leaves_bigger_blocks_to_the_zero_page)
 {
 	/* A program reading before writing would fault twice per page of a

@@ -129,6 +129,9 @@ MH_HIDDEN void scavenge_note_alloc(void);
 /* The scavenger's look at its window of reuse at time now (heap lock
  * held): doubled, halved or kept by its rule (scavenge.c); returns it. */
 MH_HIDDEN uint64_t scavenge_adapt_window(uint64_t now);
+/* The policy's verdict at time now (heap lock held): how many idle pages
+ * exceed the reserve, the recent peak decayed to now; 0 below a batch. */
+MH_HIDDEN uintptr_t scavenge_excess(uint64_t now);
 /* A large block faulted in this many released pages (heap lock held);
  * scavenge_take_growth (lock held) says how many free resident pages to
  * release for them, scavenge_grown releases them (lock not held). */

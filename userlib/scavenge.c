@@ -13,16 +13,21 @@
  *                 in-use * MHEAP_SCAVENGE_PERCENT / 100,
  *                 recent peak of in-use - in-use)
  *
- * The recent peak is the highest in-use page count seen, decaying towards
- * the current one by half every MHEAP_SCAVENGE_DECAY_MS, and renewed (its
- * decay restarted) whenever the heap is back within an eighth of it: a
- * program that frees its working set and builds it again keeps its memory
- * and never faults twice, however long it goes on doing so, while memory
- * that stays unused is released within about ten periods. The policy runs
- * when a span's pages come back to the heap (no background thread: none is
- * safe to start inside a malloc drop-in), and acts only when the excess is
- * at least 1 MiB, so frees do not turn into a stream of small madvise
- * calls.
+ * The recent peak is the highest in-use page count seen. It is held for
+ * the window of reuse (below) after it was last renewed, then decays
+ * towards the current count by half every MHEAP_SCAVENGE_DECAY_MS; it is
+ * renewed (its hold restarted) whenever the heap is back within an eighth
+ * of it: a program that frees its working set and builds it again keeps
+ * its memory and never faults twice, however long it goes on doing so,
+ * while memory that stays unused is released within about ten periods.
+ * Decaying from the peak on, a peak freed and built again 150 ms later (a
+ * period and a half) lost half its pages at one period and faulted them in
+ * again, until the refault had grown the window; held for the window
+ * first, a freed peak keeps its pages for a window and a period, and
+ * longer as the window grows (scavenge_excess). The policy runs when a
+ * span's pages come back to the heap (no background thread: none is safe
+ * to start inside a malloc drop-in), and acts only when the excess is at
+ * least 1 MiB, so frees do not turn into a stream of small madvise calls.
  *
  * Which pages: only those of chunks (512 pages, 4 MiB) that nobody
  * allocated from or freed into within the window of reuse (Go releases only
@@ -174,28 +179,24 @@ uint64_t scavenge_adapt_window(uint64_t now)
 	return reuse_ns;
 }
 
-uintptr_t scavenge_after_free(void)
+/* The recent peak decayed to now, and how many idle pages exceed the
+ * reserve (module comment). */
+uintptr_t scavenge_excess(uint64_t now)
 {
 	uintptr_t idle = pa_free_pages - pa_released_pages - pa_scavenging_pages;
 	uintptr_t inuse = pa_total_pages - pa_free_pages;
+	uint64_t hold = reuse_ns + decay_ns;	/* the first halving's age */
 	uintptr_t reserve;
-	uint64_t now;
 
-	if (idle < reserve_pages + SCAVENGE_MIN_BATCH)
-		return 0;
-	now = mh_nanotime();
-	scavenge_adapt_window(now);
-	if (now < retry_at)
-		return 0;	/* every idle page is in a chunk used lately */
 	if (peak_pages > inuse) {
 		if (!decay_ns) {
 			peak_pages = inuse;
 		} else {
-			while (now - peak_time >= decay_ns && peak_pages > inuse) {
+			while (now - peak_time >= hold && peak_pages > inuse) {
 				peak_pages = inuse + (peak_pages - inuse) / 2;
 				peak_time += decay_ns;
 			}
-			if (now - peak_time >= decay_ns)
+			if (now - peak_time >= hold)
 				peak_time = now;
 		}
 	}
@@ -204,10 +205,25 @@ uintptr_t scavenge_after_free(void)
 		reserve = reserve_pages;
 	if (peak_pages > inuse && reserve < peak_pages - inuse)
 		reserve = peak_pages - inuse;
-	if (idle < reserve + SCAVENGE_MIN_BATCH)
+	return idle < reserve + SCAVENGE_MIN_BATCH ? 0 : idle - reserve;
+}
+
+uintptr_t scavenge_after_free(void)
+{
+	uintptr_t idle = pa_free_pages - pa_released_pages - pa_scavenging_pages;
+	uintptr_t excess;
+	uint64_t now;
+
+	if (idle < reserve_pages + SCAVENGE_MIN_BATCH)
 		return 0;
-	mheap_flush_caches();	/* cached pages are idle too */
-	return idle - reserve;
+	now = mh_nanotime();
+	scavenge_adapt_window(now);
+	if (now < retry_at)
+		return 0;	/* every idle page is in a chunk used lately */
+	excess = scavenge_excess(now);
+	if (excess)
+		mheap_flush_caches();	/* cached pages are idle too */
+	return excess;
 }
 
 /* Release up to npages free pages, the heap lock not held, in batches: the
