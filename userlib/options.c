@@ -45,7 +45,7 @@ static const struct option {
 	       "or this share of the in-use heap kept resident, if larger"),
 	/* scavenge.c keeps it in nanoseconds */
 	NUMBER(MH_OPT_SCAVENGE_DECAY_MS, "MHEAP_SCAVENGE_DECAY_MS", "100", UINT64_MAX / 1000000,
-	       "half-life of the recent peak the scavenger keeps"),
+	       "half-life of the recent peak the scavenger keeps, after its hold"),
 	/* fault.c's constructor checks the name and that the backend works */
 	WORD(MH_OPT_BACKEND, "MHEAP_BACKEND", "auto",
 	     "fault backend: auto, kmod, guard, mprotect or none"),
