@@ -125,6 +125,26 @@ static inline void scan_words(struct scan *sc, uintptr_t a, uintptr_t b)
 	if (p >= end)
 		return;
 	sc->bytes += (uintptr_t)end - (uintptr_t)p;
+	/* Four words at a time, one branch for the common case that none of
+	 * them passes the range check, and a prefetch 2 KiB ahead: the loop
+	 * stalled on its loads at two thirds of what a plain sum reads here,
+	 * the heap being read object run by object run (docs/arenas.md). */
+	for (; end - p >= 4; p += 4) {
+		__builtin_prefetch(p + 256);
+		uintptr_t d0 = p[0] - lo, d1 = p[1] - lo, d2 = p[2] - lo, d3 = p[3] - lo;
+
+		if (likely((d0 >= span) & (d1 >= span) & (d2 >= span) & (d3 >= span)))
+			continue;
+		for (unsigned i = 0; i < 4; i++) {
+			uintptr_t d = p[i] - lo;
+
+			if (d >= span)
+				continue;
+			d >>= shift;
+			if (bm[d >> 6] >> (d & 63) & 1)
+				scan_hit(sc, p[i]);
+		}
+	}
 	for (; p < end; p++) {
 		uintptr_t d = *p - lo;
 

@@ -229,10 +229,15 @@ static void scan_small_span(struct scan *sc, const struct mspan *s)
 		live &= ~(LOAD_RELAXED(&s->bits[w].local) | LOAD_RELAXED(&s->bits[w].remote));
 		if (n < (w + 1) * 64)
 			live &= ((uint64_t)1 << (n - w * 64)) - 1;
-		for (; live; live &= live - 1) {
-			uintptr_t o = s->base + (uintptr_t)(w * 64 + __builtin_ctzll(live)) * size;
+		/* Runs of neighbouring live objects are read in one stream. */
+		while (live) {
+			unsigned first = (unsigned)__builtin_ctzll(live);
+			uint64_t rest = ~(live >> first);
+			unsigned len = rest ? (unsigned)__builtin_ctzll(rest) : 64 - first;
+			uintptr_t o = s->base + (uintptr_t)(w * 64 + first) * size;
 
-			scan_words(sc, o, o + size);
+			scan_words(sc, o, o + (uintptr_t)len * size);
+			live &= len + first >= 64 ? 0 : ~(uint64_t)0 << (first + len);
 		}
 	}
 }
