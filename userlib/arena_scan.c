@@ -21,8 +21,10 @@
  *  - growth: a scan that finds every chunk referenced would otherwise be
  *    repeated at every later free; the next one waits until the quarantine
  *    has grown by a quarter of its budget past what the last one left.
- *  - time (MHEAP_QUARANTINE_SCAN_SHARE, 5%): scans take at most that share
- *    of the time. After a scan that took d, the next one waits until
+ *  - time (MHEAP_QUARANTINE_SCAN_SHARE, 3%): scans take at most that share
+ *    of the time (3%, not more: the rest of what a larger quarantine costs
+ *    comes on top, and the whole should stay under MineSweeper's 5.4%;
+ *    docs/arenas.md). After a scan that took d, the next one waits until
  *    d * (100 - share) / share has passed since it ended; meanwhile the
  *    quarantine goes on growing past its budget, up to the cap. Go's GC
  *    pacer makes the same trade (GOGC): a collector that runs less often

@@ -80,7 +80,7 @@ static const struct option {
 	     "a chunk leaves quarantine only when no pointer into it is found (0: FIFO)"),
 	NUMBER(MH_OPT_QUARANTINE_CAP, "MHEAP_QUARANTINE_CAP", "16G", UINT64_MAX,
 	       "address space quarantine holds at most, pointers into it or not"),
-	NUMBER(MH_OPT_QUARANTINE_SCAN_SHARE, "MHEAP_QUARANTINE_SCAN_SHARE", "5", 100,
+	NUMBER(MH_OPT_QUARANTINE_SCAN_SHARE, "MHEAP_QUARANTINE_SCAN_SHARE", "3", 100,
 	       "percent of the time scans may take: past the budget, a scan waits (up to the cap)"),
 	FLAG(MH_OPT_QUARANTINE_TO_HEAP, "MHEAP_QUARANTINE_TO_HEAP", "0",
 	     "chunks out of quarantine may go back to the heap (malloc), not only to arenas"),
