@@ -18,6 +18,8 @@
 #include "mheap_test.h"
 
 #include "mheap.h"
+#include "arena.h"
+#include "fault.h"
 
 /* The first byte of p[0..n) that is not the byte i would have in a block
  * filled with (unsigned char)i (pattern) or with zeroes (!pattern); n if
@@ -193,6 +195,77 @@ TEST(a_released_large_block_gives_its_address_space_back_to_the_heap)
 			after_first = st.heap_sys;
 	}
 	EXPECT_LT(st.heap_sys, after_first + (uint64_t)BLOCKS * SIZE);
+}
+
+/*
+ * A guarded block's guard page is memory of the heap again once the block
+ * is out of quarantine. Under the guard backend a block of 2 MiB or more is
+ * quarantined with mprotect (its chunk owns page tables: fault_guard.c),
+ * and neither that nor MADV_DONTNEED removes the guard entry its guard page
+ * had while the block lived: released, the page heap held a page that
+ * faulted, and the next block there died of SIGSEGV with no report. The
+ * guard page's address is kept hidden from the quarantine's scan.
+ */
+/*
+ * Guarded blocks under each backend that faults them (not kmod: blocks
+ * never take the module's memory), with the quarantine's scan off so that
+ * mh_quarantine_release() releases every chunk whatever the stack holds.
+ */
+FIXTURE(blocks)
+{
+};
+
+FIXTURE_VARIANT(blocks)
+{
+	const char *backend;
+};
+
+FIXTURE_VARIANT_ADD(blocks, guard) { .backend = "guard" };
+FIXTURE_VARIANT_ADD(blocks, mprotect) { .backend = "mprotect" };
+
+FIXTURE_SETUP(blocks)
+{
+	struct arena_config cfg;
+
+	if (!fault_backend_select(variant->backend))
+		SKIP(return, "%s backend does not work on this kernel", variant->backend);
+	arena_config_get(&cfg);
+	cfg.scan = false;
+	arena_configure(&cfg);
+}
+
+FIXTURE_TEARDOWN(blocks)
+{
+}
+
+/*
+ * A guarded block's guard page is memory of the heap again once the block
+ * is out of quarantine. Under the guard backend a block of 2 MiB or more is
+ * quarantined with mprotect (its chunk owns page tables: fault_guard.c),
+ * and neither that nor MADV_DONTNEED removes the guard entry its guard page
+ * had while the block lived: released, the page heap held a page that
+ * faulted, and the next block there died of SIGSEGV with no report.
+ */
+TEST_F(blocks, a_released_large_blocks_guard_page_is_usable_again)
+{
+	enum { SIZE = 4 << 20 };
+	struct mh_stats st = { .size = sizeof(st) };
+	int pipefd[2];
+	char *p = mh_malloc(SIZE), *guard = p + SIZE;
+
+	ASSERT_NE(NULL, p);
+	p[0] = p[SIZE - 1] = 1;
+	mh_free(p);
+	mh_quarantine_release();
+	mh_stats_read(&st);
+	ASSERT_EQ(0, st.arena_chunks_quarantined);
+	ASSERT_EQ(0, pipe(pipefd));
+	/* write() reads the page in the kernel: EFAULT where it faults. */
+	EXPECT_EQ(1, write(pipefd[1], guard, 1)) {
+		TH_LOG("the guard page reads: %s", strerror(errno));
+	}
+	close(pipefd[0]);
+	close(pipefd[1]);
 }
 
 static void *churn(void *arg)

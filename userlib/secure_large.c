@@ -47,7 +47,7 @@
 #include "fault.h"
 #include "secure.h"
 
-#define GUARD	MH_PAGE_SIZE
+#define GUARD	BLOCK_GUARD
 
 /* Set while this thread captures a stack: backtrace() may allocate the
  * first time, and that allocation must not want a stack in turn. */
