@@ -126,26 +126,13 @@ struct arena_chunk *arena_block_chunk_new(size_t bytes)
 	return c;
 }
 
-/*
- * Its block was freed: faulted and quarantined as an arena's chunks. A
- * guard entry outlives mprotect and MADV_DONTNEED, so where the backend
- * protects the whole chunk but guarded its last page (guard, a chunk that
- * owns page tables: fault_guard.c), that page's entry goes first; left,
- * the chunk went back to the page heap from quarantine with a page that
- * faulted, and the next block there died of SIGSEGV with no report.
- */
+/* Its block was freed: faulted and quarantined as an arena's chunks (the
+ * guard backend's release removes the guard page's entry: fault_guard.c). */
 void arena_block_chunk_free(struct arena_chunk *c)
 {
-	const struct fault_backend *b = c->backend;
-	struct fault_range whole = { (void *)c->base, chunk_bytes(c), c->moved };
-	struct fault_range guard = { (void *)(c->limit - BLOCK_GUARD), BLOCK_GUARD, false };
-	int err = 0;
-
 	mh_lock(&arena_lock);
 	chunks_live--;
 	mh_unlock(&arena_lock);
-	if (c->block.addr && b->faults && b->protects(&whole) && !b->protects(&guard))
-		(void)b->release(&guard, 1, &err);
 	quarantine_chunks(&c, 1, 0);
 }
 

@@ -102,6 +102,13 @@ static unsigned guard_release(const struct fault_range *r, unsigned n, int *err)
 		if (guard_protects(r + i)) {
 			if (!fault_unprotect(r + i, 1, err))
 				return i;
+			/* Guard entries outlive mprotect and MADV_DONTNEED:
+			 * a secure block's guard page (secure_large.c) still
+			 * has its own. Removed only now, the page faults
+			 * until the whole range is open; a range without
+			 * any has no page tables left to walk. */
+			if (!r[i].moved)
+				madvise(r[i].base, r[i].len, MADV_GUARD_REMOVE);
 			continue;
 		}
 		if (madvise(r[i].base, r[i].len, MADV_GUARD_REMOVE)) {
