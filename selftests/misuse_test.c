@@ -125,6 +125,21 @@ static void large_write_after_free(void)
 	p[0] = 1;
 }
 
+/* The freed block's pages serve the next block (arena_warm.c): the old
+ * address faults all the same. */
+static void large_read_after_free_pages_reused(void)
+{
+	char *p = small_block(LARGE), *q;
+
+	memset(p, 1, LARGE);
+	mh_free(p);
+	q = mh_malloc(LARGE);
+	if (!q)
+		_exit(2);
+	memset(q, 2, LARGE);
+	sink = p[0];
+}
+
 /* Overflow by n bytes past a 32-byte block, then free it. */
 static void small_overflow(size_t n)
 {
@@ -316,8 +331,9 @@ static const struct misuse {
 #define M(f) { #f, f }
 	M(small_read_after_free), M(small_write_after_free), M(small_write_after_free_near_end),
 	M(small_write_after_free_middle_calloc), M(large_read_after_free),
-	M(large_write_after_free), M(small_overflow_1), M(small_overflow_32),
-	M(small_overflow_after_realloc_grow), M(small_overflow_after_realloc_shrink),
+	M(large_write_after_free), M(large_read_after_free_pages_reused), M(small_overflow_1),
+	M(small_overflow_32), M(small_overflow_after_realloc_grow),
+	M(small_overflow_after_realloc_shrink),
 	M(large_overflow_1m), M(zero_size_read), M(zero_size_write), M(immediate_reuse),
 	M(double_free), M(double_free_large), M(invalid_free), M(no_misuse),
 	M(blocks_across_fork),
@@ -381,6 +397,9 @@ static const struct row {
 		UAF_AT("write to", "500", "1000") } },
 	{ "large_read_after_free", { NOT_CAUGHT, UAF("read of", "1048576"), UAF("read of", "1048576") } },
 	{ "large_write_after_free", { NOT_CAUGHT, UAF("write to", "1048576"), UAF("write to", "1048576") } },
+	/* By default the next block is the freed one, read back. */
+	{ "large_read_after_free_pages_reused", { NOT_CAUGHT, UAF("read of", "1048576"),
+						  UAF("read of", "1048576") } },
 	{ "small_overflow_1", { NOT_CAUGHT, CANARY, PAST_END("32") } },
 	/* 32 bytes reach the trailer that holds the block's size: the
 	 * report names the slot. */
@@ -607,6 +626,7 @@ MISUSE_TEST(small_write_after_free_near_end)
 MISUSE_TEST(small_write_after_free_middle_calloc)
 MISUSE_TEST(large_read_after_free)
 MISUSE_TEST(large_write_after_free)
+MISUSE_TEST(large_read_after_free_pages_reused)
 MISUSE_TEST(small_overflow_1)
 MISUSE_TEST(small_overflow_32)
 MISUSE_TEST(small_overflow_after_realloc_grow)

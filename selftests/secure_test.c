@@ -4,8 +4,10 @@
  * wrong: the malloc family keeps its contract (contents, zeroing,
  * alignment, usable size), malloc(0) gives unique pointers, freed blocks
  * are not handed out again at once, free slots are handed out in a random
- * order, guarded blocks go to the arenas' quarantine, and the slots a
- * thread holds back go back at its exit. What each
+ * order, guarded blocks go to the arenas' quarantine (and their guard pages
+ * come back usable) and their resident pages serve later blocks (warm
+ * pages: when, how many, calloc, fork), and the slots a thread holds back
+ * go back at its exit. What each
  * misuse gives is misuse_test's. The program starts itself again with
  * MHEAP_SECURE=1 (and no sampling, so that outcomes do not depend on it)
  * when it is not set: the mode is read when the heap is set up.
@@ -266,6 +268,154 @@ TEST_F(blocks, a_released_large_blocks_guard_page_is_usable_again)
 	}
 	close(pipefd[0]);
 	close(pipefd[1]);
+}
+
+/* The block of pages [p's page, end of p + size) that a guarded block of
+ * size bytes at p lies in: its resident pages, by mincore. */
+static size_t resident_pages_of(const char *p, size_t size)
+{
+	uintptr_t lo = (uintptr_t)p & ~(uintptr_t)4095;
+
+	return resident_pages_in((void *)lo, (uintptr_t)p + size - lo);
+}
+
+#define WARM_SIZE	((size_t)256 << 10)	/* a large block, 64 OS pages */
+
+/* A block of WARM_SIZE bytes with its first touched bytes written, freed;
+ * the resident pages of the next block of that size, allocated before it
+ * is touched (*same: at the same address). */
+static size_t resident_in_next_block(size_t touched, bool *same)
+{
+	char *p = mh_malloc(WARM_SIZE), *q;
+	size_t n;
+
+	if (!p)
+		abort();
+	memset(p, 1, touched);
+	mh_free(p);
+	q = mh_malloc(WARM_SIZE);
+	if (!q)
+		abort();
+	n = resident_pages_of(q, WARM_SIZE);
+	*same = p == q;
+	mh_free(q);
+	return n;
+}
+
+/*
+ * A freed guarded block's pages move warm (arena_warm.c): the next block of
+ * a fitting size is at another address, but its pages are resident before
+ * it is touched, where before every one was faulted in again.
+ */
+TEST_F(blocks, a_freed_blocks_pages_serve_the_next_block_at_another_address)
+{
+	bool same;
+
+	EXPECT_EQ(WARM_SIZE / 4096, resident_in_next_block(WARM_SIZE, &same));
+	EXPECT_FALSE(same);
+}
+
+/* The pages keep the old block's data, which calloc must not show. */
+TEST_F(blocks, calloc_on_a_freed_blocks_pages_reads_zero)
+{
+	char *p = mh_malloc(WARM_SIZE), *q;
+
+	ASSERT_NE(NULL, p);
+	memset(p, 0xa5, WARM_SIZE);
+	mh_free(p);
+	q = mh_calloc(1, WARM_SIZE);
+	ASSERT_NE(NULL, q);
+	EXPECT_EQ(WARM_SIZE, first_wrong((unsigned char *)q, WARM_SIZE, false));
+	mh_free(q);
+}
+
+/*
+ * A block that was hardly touched keeps no pages worth a move (a system
+ * call and VMAs for a page or two): its pages go with the fault as
+ * before, and the next block's are not resident.
+ */
+TEST_F(blocks, a_freed_block_with_few_resident_pages_does_not_move)
+{
+	bool same;
+
+	EXPECT_EQ(0, resident_in_next_block(1, &same));
+}
+
+/* With recycling off (MHEAP_ARENA_RECYCLE=0) no pages move. */
+TEST_F(blocks, without_recycling_a_freed_blocks_pages_are_dropped)
+{
+	struct arena_config cfg;
+	bool same;
+
+	arena_config_get(&cfg);
+	cfg.recycle = false;
+	arena_configure(&cfg);
+	EXPECT_EQ(0, resident_in_next_block(WARM_SIZE, &same));
+}
+
+/*
+ * Warm block chunks hold at most MHEAP_ARENA_WARM_MAX (with the arenas'
+ * warm chunks): the oldest give their pages back to make room. Of eight
+ * freed blocks under a cap of three, only the last three's pages serve the
+ * next eight.
+ */
+TEST_F(blocks, warm_pages_stay_under_the_cap)
+{
+	enum { N = 8, KEPT = 3 };
+	size_t chunk = WARM_SIZE + 8192, resident = 0;	/* its pages and guard */
+	struct arena_config cfg;
+	char *p[N];
+
+	arena_config_get(&cfg);
+	cfg.warm_max = KEPT * chunk;
+	arena_configure(&cfg);
+	for (int i = 0; i < N; i++) {
+		p[i] = mh_malloc(WARM_SIZE);
+		ASSERT_NE(NULL, p[i]);
+		memset(p[i], 1, WARM_SIZE);
+	}
+	for (int i = 0; i < N; i++)
+		mh_free(p[i]);
+	for (int i = 0; i < N; i++) {
+		p[i] = mh_malloc(WARM_SIZE);
+		ASSERT_NE(NULL, p[i]);
+		resident += resident_pages_of(p[i], WARM_SIZE);
+	}
+	EXPECT_EQ(KEPT * (WARM_SIZE / 4096), resident);
+	for (int i = 0; i < N; i++)
+		mh_free(p[i]);
+}
+
+static void use_warm_pages(void *arg)
+{
+	char *q = mh_malloc(WARM_SIZE);
+
+	(void)arg;
+	if (!q)
+		_exit(2);
+	memset(q, 'c', WARM_SIZE);
+	mh_free(q);
+}
+
+/* A child of fork() takes the warm pages as copies: the parent's next
+ * block has them, with what the parent wrote, not the child's. */
+TEST_F(blocks, a_forked_child_uses_warm_pages_as_copies)
+{
+	struct child_result r;
+	char *p = mh_malloc(WARM_SIZE), *q;
+
+	ASSERT_NE(NULL, p);
+	memset(p, 'p', WARM_SIZE);
+	mh_free(p);
+	run_child(use_warm_pages, NULL, &r);
+	ASSERT_TRUE(WIFEXITED(r.status)) TH_LOG("status %#x: %s", r.status, r.err);
+	ASSERT_EQ(0, WEXITSTATUS(r.status)) TH_LOG("%s", r.err);
+	q = mh_malloc(WARM_SIZE);
+	ASSERT_NE(NULL, q);
+	ASSERT_EQ((WARM_SIZE + 4095) / 4096, resident_pages_of(q, WARM_SIZE));
+	EXPECT_EQ('p', q[0]);
+	EXPECT_EQ('p', q[WARM_SIZE - 1]);
+	mh_free(q);
 }
 
 static void *churn(void *arg)

@@ -100,8 +100,9 @@ MH_HIDDEN void arena_configure(const struct arena_config *cfg);
 
 /* The secure heap's guarded blocks (secure_large.c): a live chunk of at
  * least bytes for one, counted with the live chunks, its last BLOCK_GUARD
- * bytes the block's guard; and its free, which faults and quarantines it
- * as an arena's chunks are. */
+ * bytes the block's guard (a warm one when one fits: arena_warm.c); and
+ * its free, which moves the block's pages warm and faults and quarantines
+ * the chunk as an arena's chunks are. */
 #define BLOCK_GUARD	MH_PAGE_SIZE
 MH_HIDDEN struct arena_chunk *arena_block_chunk_new(size_t bytes);
 MH_HIDDEN void arena_block_chunk_free(struct arena_chunk *c);

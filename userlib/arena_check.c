@@ -33,8 +33,11 @@ int arena_check_chunk(struct heapcheck_found *f, const struct mspan *s)
 	return 0;
 }
 
+/* The chunks of list l, all in state, elsewhere more of them on another
+ * list (the two warm lists). */
 static int check_chunk_list(struct heapcheck_found *f, const struct list *l,
-			    enum chunk_state state, const char *name, uint64_t *bytes)
+			    enum chunk_state state, uint64_t elsewhere, const char *name,
+			    uint64_t *bytes)
 {
 	const struct arena_chunk *c, *prev = NULL;
 	uint64_t n = 0, max = f->all ? f->chunks[state] : f->spans;
@@ -49,7 +52,8 @@ static int check_chunk_list(struct heapcheck_found *f, const struct list *l,
 		*bytes += c->limit - c->base;
 		prev = c;
 	}
-	HEAPCHECK(f, chunk_of(l->tail) == prev && l->count == n && (!f->all || n == f->chunks[state]),
+	HEAPCHECK(f, chunk_of(l->tail) == prev && l->count == n &&
+		  (!f->all || n + elsewhere == f->chunks[state]),
 		  "%s list: %llu chunks (counted %llu), %llu in its state", name,
 		  (unsigned long long)n, (unsigned long long)l->count,
 		  (unsigned long long)f->chunks[state]);
@@ -58,12 +62,13 @@ static int check_chunk_list(struct heapcheck_found *f, const struct list *l,
 
 static int check_lists_locked(struct heapcheck_found *f)
 {
-	uint64_t quarantined, warm, other;
+	uint64_t quarantined, warm, blocks, other;
 
-	if (check_chunk_list(f, &reuse_list, CHUNK_REUSE, "reuse", &other) ||
-	    check_chunk_list(f, &ready_list, CHUNK_READY, "ready", &other) ||
-	    check_chunk_list(f, &quarantine, CHUNK_QUARANTINED, "quarantine", &quarantined) ||
-	    check_chunk_list(f, &warm_list, CHUNK_WARM, "warm", &warm))
+	if (check_chunk_list(f, &reuse_list, CHUNK_REUSE, 0, "reuse", &other) ||
+	    check_chunk_list(f, &ready_list, CHUNK_READY, 0, "ready", &other) ||
+	    check_chunk_list(f, &quarantine, CHUNK_QUARANTINED, 0, "quarantine", &quarantined) ||
+	    check_chunk_list(f, &warm_list, CHUNK_WARM, warm_blocks.count, "warm", &warm) ||
+	    check_chunk_list(f, &warm_blocks, CHUNK_WARM, warm_list.count, "warm block", &blocks))
 		return -1;
 	HEAPCHECK(f, quarantined == quarantined_bytes, "quarantine %llu bytes, counted %llu",
 		  (unsigned long long)quarantined, (unsigned long long)quarantined_bytes);
@@ -71,8 +76,8 @@ static int check_lists_locked(struct heapcheck_found *f)
 		return 0;
 	/* A move under way holds its room in warm_bytes, a chunk being made
 	 * or destroyed is live without a state: quiet heaps only. */
-	HEAPCHECK(f, warm == warm_bytes, "warm chunks %llu bytes, counted %llu",
-		  (unsigned long long)warm, (unsigned long long)warm_bytes);
+	HEAPCHECK(f, warm + blocks == warm_bytes, "warm chunks %llu bytes, counted %llu",
+		  (unsigned long long)(warm + blocks), (unsigned long long)warm_bytes);
 	HEAPCHECK(f, f->chunks[CHUNK_LIVE] == chunks_live,
 		  "%llu chunks live, counted %llu", (unsigned long long)f->chunks[CHUNK_LIVE],
 		  (unsigned long long)chunks_live);

@@ -63,10 +63,8 @@ void arena_chunk_init(void)
 	fixalloc_init(&chunk_alloc, sizeof(struct arena_chunk), 0);
 }
 
-/* A chunk straight from the page heap, at least bytes long, prepared by
- * backend b. */
-static struct arena_chunk *chunk_new_on(const struct fault_backend *b, size_t bytes,
-					size_t align)
+struct arena_chunk *chunk_new_on(const struct fault_backend *b, size_t bytes,
+				  size_t align)
 {
 	uintptr_t npages = ALIGN_UP(bytes, MH_PAGE_SIZE) >> MH_PAGE_SHIFT;
 	struct mspan *s;
@@ -112,7 +110,14 @@ struct arena_chunk *chunk_new(size_t bytes, size_t align)
 /* A live chunk for one guarded heap block of the secure mode. */
 struct arena_chunk *arena_block_chunk_new(size_t bytes)
 {
-	struct arena_chunk *c = chunk_new_on(fault_block_backend(), bytes, MH_PAGE_SIZE);
+	bool whole = false;
+	struct arena_chunk *w = warm_block_take(ALIGN_UP(bytes, MH_PAGE_SIZE), &whole), *c = w;
+
+	if (!whole) {
+		c = chunk_new_on(fault_block_backend(), bytes, MH_PAGE_SIZE);
+		if (w)
+			warm_block_transplant(w, c);
+	}
 
 	if (!c)
 		return NULL;
@@ -126,13 +131,15 @@ struct arena_chunk *arena_block_chunk_new(size_t bytes)
 	return c;
 }
 
-/* Its block was freed: faulted and quarantined as an arena's chunks (the
- * guard backend's release removes the guard page's entry: fault_guard.c). */
+/* Its block was freed: its pages moved warm (arena_warm.c), the chunk
+ * faulted and quarantined as an arena's chunks (the guard backend's
+ * release removes the guard page's entry: fault_guard.c). */
 void arena_block_chunk_free(struct arena_chunk *c)
 {
 	mh_lock(&arena_lock);
 	chunks_live--;
 	mh_unlock(&arena_lock);
+	warm_block_keep(c);
 	quarantine_chunks(&c, 1, 0);
 }
 
@@ -172,7 +179,7 @@ static bool give_back(unsigned max, bool to_heap)
 	bool keep = to_heap && arenas_keep_released();
 
 	mh_lock(&arena_lock);
-	warm = warm_list.count != 0;
+	warm = warm_list.count || warm_blocks.count;
 	idle = to_heap && (reuse_list.count || (!keep && ready_list.count));
 	mh_unlock(&arena_lock);
 	if (warm) {

@@ -75,8 +75,11 @@ MH_HIDDEN extern uint64_t reuse_used;		/* chunk_used_bytes of the reuse list */
 MH_HIDDEN extern uint64_t chunks_live;
 
 MH_HIDDEN void arena_chunk_init(void);
-/* A chunk straight from the page heap, at least bytes long. */
+/* A chunk straight from the page heap, at least bytes long, prepared by the
+ * backend in use (chunk_new) or by b. */
 MH_HIDDEN struct arena_chunk *chunk_new(size_t bytes, size_t align);
+MH_HIDDEN struct arena_chunk *chunk_new_on(const struct fault_backend *b, size_t bytes,
+					   size_t align);
 /* Give a chunk whose pages have been dropped (released) or not back to the
  * page heap. */
 MH_HIDDEN void chunk_destroy(struct arena_chunk *c, bool released);
@@ -157,7 +160,8 @@ MH_HIDDEN int arena_check_lists(struct heapcheck_found *f);
 /* ------------------------------------------------------------ arena_warm.c */
 
 MH_HIDDEN extern struct list warm_list;
-MH_HIDDEN extern uint64_t warm_bytes;		/* warm chunks, and moves under way */
+MH_HIDDEN extern struct list warm_blocks;	/* guarded blocks' pages, oldest first */
+MH_HIDDEN extern uint64_t warm_bytes;		/* both lists' chunks, and moves under way */
 MH_HIDDEN extern uint64_t warm_first;		/* warm chunks a new arena may take first */
 
 /* Whether a freed big arena's active chunk c goes warm (arena_lock held). */
@@ -167,5 +171,12 @@ MH_HIDDEN void recycle_chunks(struct arena_chunk **cs, unsigned n);
 /* Warm chunks back to the page heap: down to the cap, or all of them. */
 MH_HIDDEN void warm_trim(void);
 MH_HIDDEN void warm_release(void);
+/* Secure mode: the pages of a freed guarded block's chunk c, about to be
+ * faulted, to a warm block chunk; a warm block chunk for a guarded block
+ * that needs bytes, or NULL, to be its chunk (*whole) or else to move its
+ * pages into c, a new chunk for the block (transplant). */
+MH_HIDDEN void warm_block_keep(struct arena_chunk *c);
+MH_HIDDEN struct arena_chunk *warm_block_take(size_t bytes, bool *whole);
+MH_HIDDEN void warm_block_transplant(struct arena_chunk *w, struct arena_chunk *c);
 
 #endif

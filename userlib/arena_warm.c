@@ -91,6 +91,54 @@
  * fork(): warm chunks are ordinary private memory; a child inherits them
  * copy-on-write like the rest of the heap, so its first write to one copies
  * a page rather than zero-filling it. Nothing else changes.
+ *
+ * Guarded blocks (secure mode, secure_large.c) move the same way: each is
+ * a chunk of its own, faulted on free, so without this every large malloc
+ * faulted in fresh pages (measured: docs/heap.md#secure-mode). Before the
+ * chunk of a freed block is faulted, the block's pages (from the page it
+ * starts in to its guard) move to a fresh chunk of that size and room for
+ * a guard, on a list of their own, warm_blocks (warm_block_keep); a new
+ * block takes one (warm_block_take): whole when it is at most half as
+ * large again as the block needs (the pages of its head the block does not
+ * reach go back to the OS), else the largest smaller one, whose pages move
+ * on into the block's new chunk, grown over it (warm_block_transplant: one
+ * mremap). Random sizes rarely fit a whole one; moved on, the pages still
+ * save what they hold. A larger one is not cut down for a smaller block:
+ * it would give a few pages and drop the rest.
+ *
+ *  - Which blocks: those with at least WARM_BLOCK_MIN (32 KiB, eight OS
+ *    pages) resident, by mincore. A move costs two system calls and a VMA
+ *    for a while, a fault about 3 us a page; a block of which the program
+ *    touched a page or two (peakfree's 64-512 KiB ones) is not worth it,
+ *    and a sampled small block is one page.
+ *  - How much: under MHEAP_ARENA_WARM_MAX with the arenas' warm chunks
+ *    (warm_bytes counts both). Blocks come and go all the time, so the
+ *    oldest block chunks give their pages back (released, not dirty: they
+ *    would sit in the page heap until the scavenger came) to make room for
+ *    a new one; an arena's are never pushed out for a block's. Measured
+ *    with the cap: docs/heap.md#secure-mode.
+ *  - Zeroing: none. calloc of a guarded block zeroes it anyway (secure.c),
+ *    and malloc's contents are undefined: a guarded block's chunk from the
+ *    page heap may hold another block's old data as well. What the secure
+ *    mode promises is about the freed block's address, and that is as
+ *    before: the old range is mapped over with fresh memory (so that it is
+ *    one VMA with its neighbours again, not a moved-from fragment) and
+ *    faulted and quarantined, and a stale access there faults with the
+ *    full report, whoever holds the pages now.
+ *  - VMAs: a warm chunk's pages are a VMA of their own until they move on
+ *    again, and a block's grown transplant is one VMA (with one mremap the
+ *    block's free can move it on; two would split it). Moved-from ranges
+ *    are mapped over and merge back. So the extra VMAs are those of warm
+ *    chunks and of live blocks on moved pages (a 5-25 MiB churn peaked at
+ *    219 VMAs).
+ *  - Backends: the chunks of blocks are the block backend's (guard or
+ *    mprotect, even under kmod: fault_block_backend), which can move; none
+ *    does not fault, so nothing moves.
+ *  - A transplant's mremap grows the mapping, which MREMAP_DONTUNMAP does
+ *    not allow, so the kernel unmaps the warm chunk's range; it is mapped
+ *    over again by the next system call. In between, only a MAP_FIXED
+ *    mapping at that address could be made there (mmap(NULL) places
+ *    mappings top-down, far above the heap), and it would be replaced.
  */
 #define _GNU_SOURCE	/* mremap */
 #include <errno.h>
@@ -105,7 +153,13 @@
 #define MREMAP_DONTUNMAP 4
 #endif
 
+/* The least a guarded block's pages take to move (see "Guarded blocks"),
+ * and how many warm block chunks a new one looks through for a fit. */
+#define WARM_BLOCK_MIN	(4 * MH_PAGE_SIZE)
+#define WARM_BLOCK_LOOK	16
+
 struct list warm_list;
+struct list warm_blocks;
 uint64_t warm_bytes;
 uint64_t warm_first;
 
@@ -129,9 +183,12 @@ static void warm_shrink(uint64_t limit)
 		struct arena_chunk *c = NULL;
 
 		mh_lock(&arena_lock);
-		if (warm_bytes > limit && warm_list.head) {
-			c = chunk_of(list_pop_head(&warm_list));
-			warm_bytes -= chunk_bytes(c);
+		if (warm_bytes > limit) {
+			c = chunk_of(list_pop_head(&warm_blocks));
+			if (!c)
+				c = chunk_of(list_pop_head(&warm_list));
+			if (c)
+				warm_bytes -= chunk_bytes(c);
 		}
 		if (warm_first > warm_list.count)
 			warm_first = warm_list.count;
@@ -154,32 +211,47 @@ void warm_release(void)
 
 
 /*
+ * Move the resident pages of [from, from + len) to [to, to + len), a range
+ * just taken from the page heap, leaving the old range mapped and empty
+ * (MREMAP_DONTUNMAP). With to_len > len the moved mapping also grows over
+ * [to + len, to + to_len), one VMA of it all; the kernel cannot leave the
+ * old range mapped then, so it is mapped over again at once (see "Guarded
+ * blocks"). False when the kernel refuses (before 5.7, out of VMAs, a
+ * range spanning two VMAs: errno says why): nothing has moved then, and
+ * the destination is mapped as the page heap maps it whatever the kernel
+ * did to it (see "Fallbacks").
+ */
+static bool pages_move(uintptr_t from, size_t len, uintptr_t to, size_t to_len)
+{
+	int flags = MREMAP_MAYMOVE | MREMAP_FIXED | (to_len == len ? MREMAP_DONTUNMAP : 0);
+	int err;
+
+	if (mremap((void *)from, len, to_len, flags, (void *)to) != MAP_FAILED) {
+		if (to_len != len && !sys_map_over((void *)from, len))
+			mh_fatal("heap memory back over moved pages %p: %s", (void *)from,
+				 strerror(errno));
+		return true;
+	}
+	err = errno;
+	if (!sys_map_over((void *)to, to_len))
+		mh_fatal("heap memory back over chunk %p: %s", (void *)to, strerror(errno));
+	errno = err;
+	return false;
+}
+
+/*
  * Move the pages of c, a chunk about to be faulted, to w, a chunk of the
- * same size just taken from the page heap. The old range stays mapped,
- * empty (MREMAP_DONTUNMAP), and is faulted by the caller as before. A move
- * works on one VMA: when the head of c was advised apart from its tail (an
- * arena's first chunk, small-page head, huge tail), only the tail moves; w's
- * head is then page heap memory as in any new chunk. False when the kernel
- * refuses (before 5.7, out of VMAs, ...): nothing has moved then, and w is
- * mapped as the page heap maps it whatever the kernel did to it.
+ * same size just taken from the page heap. A move works on one VMA: when
+ * the head of c was advised apart from its tail (an arena's first chunk,
+ * small-page head, huge tail), only the tail moves; w's head is then page
+ * heap memory as in any new chunk. False when the kernel refuses.
  */
 static bool chunk_move(struct arena_chunk *c, struct arena_chunk *w)
 {
 	size_t h = chunk_thp_size(c), len = chunk_bytes(c);
 	size_t off = h && c->thp_head != c->thp_tail ? h : 0;
 
-	for (;;) {
-		void *p = mremap((void *)(c->base + off), len - off, len - off,
-				 MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP,
-				 (void *)(w->base + off));
-
-		if (p != MAP_FAILED)
-			break;
-		/* The kernel may have unmapped the destination before it
-		 * refused (see "Fallbacks"): heap memory there again. */
-		if (!sys_map_over((void *)(w->base + off), len - off))
-			mh_fatal("heap memory back over arena chunk %p: %s",
-				 (void *)(w->base + off), strerror(errno));
+	while (!pages_move(c->base + off, len - off, w->base + off, len - off)) {
 		/* EFAULT: the range spans two VMAs after all (say, a head
 		 * advised the same as the tail that did not merge with it):
 		 * the tail alone is one. */
@@ -258,4 +330,117 @@ bool warm_takes_active(const struct arena_chunk *c)
 {
 	return arena_cfg.recycle && fault_backend()->remap && chunk_movable(c) &&
 	       warm_bytes + chunk_bytes(c) <= arena_cfg.warm_max;
+}
+
+/*
+ * Secure mode: before the chunk of a freed guarded block is faulted, move
+ * the block's pages, [the page the block starts in, the guard), to a fresh
+ * chunk of the block backend with room for a guard after them, and put it
+ * on warm_blocks (see "Guarded blocks" at the top of the file). Older
+ * block chunks go back to make room under the cap; an arena's do not.
+ */
+void warm_block_keep(struct arena_chunk *c)
+{
+	uintptr_t from = ALIGN_DOWN(c->block.addr, MH_PAGE_SIZE);
+	size_t len = c->limit - BLOCK_GUARD - from, bytes = len + BLOCK_GUARD;
+	struct arena_chunk *w, *old;
+	struct list gone = { 0 };
+	int saved = errno;
+	bool room;
+
+	if (!c->backend->faults || !c->backend->remap || !c->block.addr || len < WARM_BLOCK_MIN ||
+	    !sys_resident_at_least((void *)from, len, WARM_BLOCK_MIN))
+		return;
+	mh_lock(&arena_lock);
+	while (arena_cfg.recycle && warm_bytes + bytes > arena_cfg.warm_max &&
+	       (old = chunk_of(list_pop_head(&warm_blocks)))) {
+		warm_bytes -= chunk_bytes(old);
+		list_push_tail(&gone, &old->link);
+	}
+	room = arena_cfg.recycle && warm_bytes + bytes <= arena_cfg.warm_max;
+	if (room)
+		warm_bytes += bytes;	/* held for this move */
+	mh_unlock(&arena_lock);
+	while ((old = chunk_of(list_pop_head(&gone)))) {
+		sys_release((void *)old->base, chunk_bytes(old));
+		chunk_destroy(old, true);
+	}
+	if (!room)
+		return;
+	w = chunk_new_on(c->backend, bytes, MH_PAGE_SIZE);
+	if (w && pages_move(from, len, w->base, len)) {
+		/* Fresh memory over the emptied range: a VMA that merges with
+		 * its neighbours again (see "Guarded blocks"). Refused (out of
+		 * VMAs), the range stays as the move left it. */
+		(void)sys_map_over((void *)c->base, c->limit - BLOCK_GUARD - c->base);
+		w->large = 1;
+		w->arena_id = 0;
+		STORE_RELAXED(&w->state, CHUNK_WARM);
+		mh_lock(&arena_lock);
+		list_push_tail(&warm_blocks, &w->link);
+		mh_unlock(&arena_lock);
+	} else {
+		if (w)
+			chunk_destroy(w, false);
+		mh_lock(&arena_lock);
+		warm_bytes -= bytes;
+		mh_unlock(&arena_lock);
+	}
+	errno = saved;
+}
+
+/*
+ * A warm block chunk for a guarded block that needs a chunk of bytes, from
+ * the WARM_BLOCK_LOOK most recently moved, or NULL: the smallest of at
+ * least bytes and at most half as many again (*whole: the block takes it
+ * as its chunk; those pages of its head that the block does not need go
+ * back to the OS), else the largest smaller one (its pages go to the end
+ * of a new chunk: warm_block_transplant). Larger ones are left for larger
+ * blocks: a small block would take a few of their pages and drop the rest.
+ */
+struct arena_chunk *warm_block_take(size_t bytes, bool *whole)
+{
+	struct arena_chunk *c, *fit = NULL, *part = NULL;
+	unsigned n = 0;
+
+	if (bytes < WARM_BLOCK_MIN + BLOCK_GUARD)
+		return NULL;
+	mh_lock(&arena_lock);
+	for (c = chunk_of(warm_blocks.tail); c && n < WARM_BLOCK_LOOK;
+	     c = c->link.prev ? chunk_of(c->link.prev) : NULL, n++) {
+		size_t len = chunk_bytes(c);
+
+		if (len >= bytes && len <= bytes + bytes / 2 && (!fit || len < chunk_bytes(fit)))
+			fit = c;
+		else if (len < bytes && (!part || len > chunk_bytes(part)))
+			part = c;
+	}
+	c = fit ? fit : part;
+	if (c) {
+		list_remove(&warm_blocks, &c->link);
+		warm_bytes -= chunk_bytes(c);
+	}
+	mh_unlock(&arena_lock);
+	*whole = fit != NULL;
+	if (fit && chunk_bytes(fit) > bytes)
+		sys_release((void *)fit->base, chunk_bytes(fit) - bytes);
+	return c;
+}
+
+/*
+ * Move the pages of w, a warm block chunk smaller than c, to c, a new
+ * chunk for a guarded block, growing them over all of c but its guard's
+ * place (one VMA, which the block's free can move on in turn); the block
+ * then faults in only the rest. w goes back to the page heap. c may be
+ * NULL (no chunk to be had): w's pages are dropped.
+ */
+void warm_block_transplant(struct arena_chunk *w, struct arena_chunk *c)
+{
+	size_t len = chunk_bytes(w) - BLOCK_GUARD;
+	int saved = errno;
+
+	if (!c || !pages_move(w->base, len, c->base, chunk_bytes(c) - BLOCK_GUARD))
+		sys_release((void *)w->base, len);
+	chunk_destroy(w, true);
+	errno = saved;
 }

@@ -68,7 +68,7 @@ static const struct option {
 	FLAG(MH_OPT_ARENA_RECYCLE, "MHEAP_ARENA_RECYCLE", "1",
 	     "freed full chunks move their pages to warm chunks"),
 	NUMBER(MH_OPT_ARENA_WARM_MAX, "MHEAP_ARENA_WARM_MAX", "128M", UINT64_MAX,
-	       "resident memory kept in warm chunks"),
+	       "resident memory kept in warm chunks (arenas' and guarded blocks')"),
 	FLAG(MH_OPT_SECURE, "MHEAP_SECURE", "0",
 	     "secure heap: canaries, zero-on-free, guarded large and sampled blocks"),
 	/* secure.c keeps block sizes in 32 bits */

@@ -10,7 +10,9 @@
  * inherit the module's memory and malloc's blocks must be the child's too.
  * On free the whole chunk is faulted and quarantined as an arena's chunks
  * are, under the same budget (MHEAP_QUARANTINE_MAX) and the same release
- * rule, so a stale access or one past the end faults, and the SIGSEGV
+ * rule, its resident pages moved first to a warm chunk that a later block
+ * takes instead of faulting in fresh ones (arena_warm.c, "Guarded
+ * blocks"), so a stale access or one past the end faults, and the SIGSEGV
  * handler (uaf.c) reports it (secure_report.c) with the stacks that
  * allocated and freed the block, captured here with backtrace() for these
  * blocks only (once a constructor has made backtrace() safe to call:

@@ -160,6 +160,23 @@ void sys_release(void *p, size_t size)
 	madvise(p, size, MADV_DONTNEED);
 }
 
+bool sys_resident_at_least(const void *p, size_t size, size_t enough)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE), found = 0;
+	unsigned char vec[256];
+
+	/* A window of pages at a time, stopping once enough are found. */
+	for (size_t off = 0; off < size && found < enough; off += sizeof(vec) * page) {
+		size_t len = size - off < sizeof(vec) * page ? size - off : sizeof(vec) * page;
+
+		if (mincore((char *)p + off, len, vec))
+			return false;
+		for (size_t i = 0; i < (len + page - 1) / page; i++)
+			found += (vec[i] & 1) * page;
+	}
+	return found >= enough;
+}
+
 void sys_free(void *p, size_t size)
 {
 	sys_metadata_forget(p, size);

@@ -27,6 +27,9 @@ MH_HIDDEN void *sys_alloc(size_t size);
 /* Return ready memory's pages to the OS; the range stays mapped, reads zero. */
 MH_HIDDEN void sys_release(void *p, size_t size);
 MH_HIDDEN void sys_free(void *p, size_t size);
+/* Whether at least enough bytes of [p, p + size) are resident (mincore;
+ * false when the kernel refuses). p is page aligned. */
+MH_HIDDEN bool sys_resident_at_least(const void *p, size_t size, size_t enough);
 
 /*
  * Transparent huge pages for ranges the caller picks (arena chunks; see the
