@@ -76,7 +76,7 @@ struct check {
 	uint64_t spans;				/* in use */
 	uint64_t span_pages, cached_pages, pc_pages;
 	uint64_t structs[SPAN_BUCKETS];		/* span structs in use */
-	uint64_t large_spans, large_pages;
+	uint64_t large_spans, large_pages, large_cacheable_pages;
 	uint64_t allocated[MH_NUM_CLASSES];	/* objects, from the bitmaps */
 	uint64_t unowned[MH_NUM_CLASSES];	/* spans of the mcentrals */
 };
@@ -358,6 +358,8 @@ static int check_span(struct check *ck, const struct mspan *s)
 		      s->sizeclass, (void *)s->owner);
 		ck->large_spans++;
 		ck->large_pages += s->npages;
+		if (s->npages <= SPAN_CACHE_PAGES)
+			ck->large_cacheable_pages += s->npages;
 		return 0;
 	case MSPAN_CHUNK:
 		return ck->f.all ? heap_hooks()->check_chunk(&ck->f, s) : 0;
@@ -407,6 +409,12 @@ static int check_span_cache(struct check *ck)
 	for (unsigned kind = CACHE_SMALL; kind <= CACHE_LARGE; kind++) {
 		for (uintptr_t n = 1; n <= SPAN_CACHE_PAGES; n++) {
 			uint64_t left = pa_total_pages / n + 1;
+
+			if (kind == CACHE_LARGE)
+				CHECK(ck, !mh_heap.span_cache[kind][n] ==
+				      !(mh_heap.span_cache_large_held & ((uint64_t)1 << (n - 1))),
+				      "large span cache list of %lu pages %s, its bit says otherwise",
+				      (unsigned long)n, mh_heap.span_cache[kind][n] ? "holds one" : "is empty");
 
 			for (struct mspan *s = mh_heap.span_cache[kind][n]; s; s = s->chain) {
 				CHECK(ck, left--, "span cache list of %lu pages loops", (unsigned long)n);
@@ -600,6 +608,10 @@ static int check_pages(struct check *ck)
 	      "large spans hold %llu bytes, counted %llu",
 	      (unsigned long long)(ck->large_pages << MH_PAGE_SHIFT),
 	      (unsigned long long)mh_heap.large_live_bytes);
+	CHECK(ck, ck->large_cacheable_pages == mh_heap.large_cacheable_pages,
+	      "large spans of span cache lengths hold %llu pages, counted %llu",
+	      (unsigned long long)ck->large_cacheable_pages,
+	      (unsigned long long)mh_heap.large_cacheable_pages);
 	for (unsigned b = 0; b < SPAN_BUCKETS; b++)
 		CHECK(ck, mh_heap.spanalloc[b].inuse == ck->structs[b] * mh_heap.spanalloc[b].size,
 		      "span structs of bucket %u: %llu bytes in use, %llu found", b,

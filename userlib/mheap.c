@@ -101,6 +101,25 @@ static void span_struct_kill(struct mspan *s)
  * cache into it. The struct dies on the way in (gen moves on, no page maps
  * to it), so late and double frees are caught as before.
  */
+/* The list of kind and length npages: push s, pop its head. */
+static void span_list_push(struct mspan *s, enum span_cache_kind kind)
+{
+	s->chain = mh_heap.span_cache[kind][s->npages];
+	mh_heap.span_cache[kind][s->npages] = s;
+	if (kind == CACHE_LARGE)
+		mh_heap.span_cache_large_held |= (uint64_t)1 << (s->npages - 1);
+}
+
+static struct mspan *span_list_pop(uintptr_t npages, enum span_cache_kind kind)
+{
+	struct mspan *s = mh_heap.span_cache[kind][npages];
+
+	mh_heap.span_cache[kind][npages] = s->chain;
+	if (kind == CACHE_LARGE && !s->chain)
+		mh_heap.span_cache_large_held &= ~((uint64_t)1 << (npages - 1));
+	return s;
+}
+
 static void span_cache_put(struct mspan *s, enum span_cache_kind kind)
 {
 	span_struct_kill(s);
@@ -109,14 +128,33 @@ static void span_cache_put(struct mspan *s, enum span_cache_kind kind)
 			mh_heap.span_cache_large_low = s->base;
 		mh_heap.span_cache_large_pages += s->npages;
 	}
-	s->chain = mh_heap.span_cache[kind][s->npages];
-	mh_heap.span_cache[kind][s->npages] = s;
+	span_list_push(s, kind);
 	mh_heap.span_cache_pages += s->npages;
 	pa_free_pages += s->npages;
 }
 
+/* Pages [s->base, s->base + npages) of a span of the large lists, just
+ * taken off them: the rest, from its end on, goes back as a span of its own
+ * (a new dead struct). False, s back on its list, without a struct. */
+static bool span_cache_split(struct mspan *s, uintptr_t npages)
+{
+	struct mspan *rest = span_struct_alloc(0);
+
+	if (!rest) {
+		span_list_push(s, CACHE_LARGE);
+		return false;
+	}
+	rest->base = s->base + (npages << MH_PAGE_SHIFT);
+	rest->npages = s->npages - npages;
+	span_struct_kill(rest);
+	span_list_push(rest, CACHE_LARGE);
+	s->npages = npages;
+	return true;
+}
+
 /* A cached span of npages pages with room for `words` bitmap words, from
- * the list of the kind asked for if it has one. */
+ * the list of the kind asked for if it has one; for a large object or a
+ * chunk (no words), the front of the shortest longer large one else. */
 static struct mspan *span_cache_take(uintptr_t npages, unsigned words,
 				     enum span_cache_kind kind)
 {
@@ -124,21 +162,29 @@ static struct mspan *span_cache_take(uintptr_t npages, unsigned words,
 
 	if (!mh_heap.span_cache[kind][npages])
 		kind = kind == CACHE_SMALL ? CACHE_LARGE : CACHE_SMALL;
-	s = mh_heap.span_cache[kind][npages];
-	if (!s)
-		return NULL;
+	if (mh_heap.span_cache[kind][npages]) {
+		s = span_list_pop(npages, kind);
+	} else {
+		uint64_t longer = npages < SPAN_CACHE_PAGES ? mh_heap.span_cache_large_held >> npages : 0;
+
+		if (words || !longer)
+			return NULL;
+		kind = CACHE_LARGE;
+		s = span_list_pop(npages + 1 + (uintptr_t)__builtin_ctzll(longer), kind);
+		if (!span_cache_split(s, npages))
+			return NULL;
+	}
 	if (s->bucket != span_bucket(words)) {
 		/* Another class's struct: move the pages to one that fits. */
 		struct mspan *n = span_struct_alloc(words);
 
-		if (!n)
+		if (!n) {
+			span_list_push(s, kind);
 			return NULL;
+		}
 		n->base = s->base;
-		mh_heap.span_cache[kind][npages] = s->chain;
 		fixalloc_free(&mh_heap.spanalloc[s->bucket], s);
 		s = n;
-	} else {
-		mh_heap.span_cache[kind][npages] = s->chain;
 	}
 	if (kind == CACHE_LARGE)
 		mh_heap.span_cache_large_pages -= npages;
@@ -149,19 +195,22 @@ static struct mspan *span_cache_take(uintptr_t npages, unsigned words,
 
 static void flush_span_cache(enum span_cache_kind kind)
 {
+	uint64_t now = mh_nanotime();
+
 	for (unsigned n = 1; n <= SPAN_CACHE_PAGES; n++) {
 		struct mspan *s;
 
-		while ((s = mh_heap.span_cache[kind][n])) {
-			mh_heap.span_cache[kind][n] = s->chain;
+		while (mh_heap.span_cache[kind][n]) {
+			s = span_list_pop(n, kind);
 			if (kind == CACHE_LARGE)
 				mh_heap.span_cache_large_pages -= n;
 			mh_heap.span_cache_pages -= n;
-			pa_free_pages -= n;	/* pa_free counts them again */
-			pa_free(s->base, n, false);
+			pa_free_pages -= n;	/* pa_free_batch counts them again */
+			pa_free_batch(s->base, n, now);
 			fixalloc_free(&mh_heap.spanalloc[s->bucket], s);
 		}
 	}
+	pa_free_batch_end(now);
 }
 
 static void flush_span_caches(void)
@@ -236,7 +285,8 @@ bool mheap_fits_resident(uintptr_t npages, uintptr_t align_pages, enum span_plac
 
 	mh_lock(&mh_heap.lock);
 	if (span_cache_serves(npages, align_pages) &&
-	    (mh_heap.span_cache[CACHE_SMALL][npages] || mh_heap.span_cache[CACHE_LARGE][npages])) {
+	    (mh_heap.span_cache[CACHE_SMALL][npages] ||
+	     mh_heap.span_cache_large_held >> (npages - 1))) {
 		fits = true;
 	} else {
 		p = pa_find(npages, align_pages, place_of(npages, place));
@@ -247,6 +297,18 @@ bool mheap_fits_resident(uintptr_t npages, uintptr_t align_pages, enum span_plac
 }
 
 /* ------------------------------------------------------------ spans */
+
+/* A large object of npages pages starts or ends its life: counted in
+ * large_cacheable_pages if the span cache keeps spans of its length. */
+static void count_cacheable(uintptr_t npages, bool add)
+{
+	if (npages > SPAN_CACHE_PAGES)
+		return;
+	if (add)
+		mh_heap.large_cacheable_pages += npages;
+	else
+		mh_heap.large_cacheable_pages -= npages;
+}
 
 /* A run of pages: from page cache pc (if any) when it has one that fits,
  * else from the page allocator. */
@@ -291,7 +353,8 @@ static struct mspan *alloc_span_locked(uintptr_t npages, uintptr_t align_pages,
 		mheap_flush_caches();
 		r = take_pages(npages, align_pages, where, pc);
 	} else if (where == PA_LOW && mh_heap.span_cache_large_pages &&
-		   r.base > mh_heap.span_cache_large_low) {
+		   r.base > mh_heap.span_cache_large_low &&
+		   (sizeclass || mh_heap.span_cache_large_pages > mh_heap.large_cacheable_pages)) {
 		/* First fit had to go above a cached large object: its pages
 		 * go back, for the next requests of any length (span cache). */
 		flush_span_cache(CACHE_LARGE);
@@ -329,6 +392,7 @@ init:
 	}
 	if (state == MSPAN_LARGE) {
 		mh_heap.large_live_bytes += npages << MH_PAGE_SHIFT;
+		count_cacheable(npages, true);
 		scavenge_note_growth(r.released);
 	}
 	arenamap_set_spans(r.base, npages, s);
@@ -433,6 +497,8 @@ bool mheap_grow_span(struct mspan *s, uintptr_t npages)
 		s->npages = npages;
 		s->needzero |= r.needzero;
 		mh_heap.large_live_bytes += extra << MH_PAGE_SHIFT;
+		count_cacheable(s->npages - extra, false);
+		count_cacheable(s->npages, true);
 		scavenge_note_alloc();
 	}
 	mh_unlock(&mh_heap.lock);
@@ -448,8 +514,10 @@ void mheap_free_span(struct mspan *s)
  * scavenger's look, which the caller makes. */
 static void free_span_locked(struct mspan *s, bool released)
 {
-	if (s->state == MSPAN_LARGE)
+	if (s->state == MSPAN_LARGE) {
 		mh_heap.large_live_bytes -= s->npages << MH_PAGE_SHIFT;
+		count_cacheable(s->npages, false);
+	}
 	arenamap_set_spans(s->base, s->npages, NULL);
 	if (!released && s->npages <= SPAN_CACHE_PAGES) {
 		/* The secure mode takes small spans from the small list

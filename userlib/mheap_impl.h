@@ -24,7 +24,7 @@ struct mcentral {
 /* Span structs come in buckets by bitmap size, bitmaps stored behind them. */
 #define SPAN_BUCKETS 6
 /* Freed spans of up to this many pages are cached whole (mheap.c). */
-#define SPAN_CACHE_PAGES 64
+#define SPAN_CACHE_PAGES 64	/* at most 64: span_cache_large_held */
 /* Large objects of more pages than this are placed from the top of the
  * heap, apart from small spans (mheap.c, "placement"). */
 #define SPAN_HIGH_PAGES 64
@@ -47,6 +47,7 @@ struct mheap {
 	struct fixalloc spanalloc[SPAN_BUCKETS];
 	struct fixalloc cachealloc;
 	uint64_t large_live_bytes;	/* bytes in large objects now */
+	uintptr_t large_cacheable_pages;	/* pages of those of span cache lengths */
 	uint64_t scavenged_pages;	/* pages released, cumulative */
 	/* Freed spans by kind and length, their pages kept (mheap.c, "span
 	 * cache"). */
@@ -54,6 +55,7 @@ struct mheap {
 	uintptr_t span_cache_pages;		/* both kinds */
 	uintptr_t span_cache_large_pages;
 	uintptr_t span_cache_large_low;	/* no cached large object starts below */
+	uint64_t span_cache_large_held;	/* bit n - 1: the large list of n pages has one */
 	struct mcentral central[MH_NUM_CLASSES];
 };
 

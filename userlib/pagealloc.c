@@ -140,12 +140,40 @@ void pa_arena_init(struct heap_arena *ha)
 
 
 /*
- * Mark pages [p, p + n) in use (alloc) or free (!alloc), arena by arena.
- * Allocation also collects and clears the scavenged bits of the run.
+ * Frees of many runs at once (pa_free_batch) leave the summaries of the
+ * chunks they touched to the end of the batch: the runs of a flushed span
+ * cache mostly share an arena and its chunks, and a summary update costs
+ * as much as the bits of a whole run (pa_summarize over the chunk, the
+ * merge of all 16). The arena whose summaries wait, and which of its chunks.
  */
-static void mark(uintptr_t p, uintptr_t n, bool alloc, struct pa_result *res)
+static struct heap_arena *stale_arena;
+static uint16_t stale_chunks;
+
+static void sums_catch_up(uint64_t now)
 {
-	uint64_t now = mh_nanotime();
+	struct heap_arena *ha = stale_arena;
+	unsigned first, last;
+
+	if (!ha)
+		return;
+	first = (unsigned)__builtin_ctz(stale_chunks);
+	last = 31 - (unsigned)__builtin_clz(stale_chunks);
+	pa_update_sums(ha, first, last);
+	for (unsigned c = first; c <= last; c++)
+		if (stale_chunks & (1u << c))
+			ha->chunk_used[c] = now;
+	stale_arena = NULL;
+	stale_chunks = 0;
+}
+
+/*
+ * Mark pages [p, p + n) in use (alloc) or free (!alloc), arena by arena.
+ * Allocation also collects and clears the scavenged bits of the run. A
+ * batch (now != 0: its time) leaves the summaries stale (above).
+ */
+static void mark(uintptr_t p, uintptr_t n, bool alloc, struct pa_result *res, uint64_t batch)
+{
+	uint64_t now = batch ? batch : mh_nanotime();
 
 	while (n) {
 		struct heap_arena *ha = arena_of(p);
@@ -173,9 +201,17 @@ static void mark(uintptr_t p, uintptr_t n, bool alloc, struct pa_result *res)
 				ha->alloc[w] &= ~m;
 			}
 		}
-		pa_update_sums(ha, first / PA_CHUNK_PAGES, (last - 1) / PA_CHUNK_PAGES);
-		for (unsigned c = first / PA_CHUNK_PAGES; c <= (last - 1) / PA_CHUNK_PAGES; c++)
-			ha->chunk_used[c] = now;
+		if (batch) {
+			if (ha != stale_arena)
+				sums_catch_up(now);
+			stale_arena = ha;
+			stale_chunks |= (uint16_t)(((1u << ((last - 1) / PA_CHUNK_PAGES + 1)) - 1) &
+						   ~((1u << (first / PA_CHUNK_PAGES)) - 1));
+		} else {
+			pa_update_sums(ha, first / PA_CHUNK_PAGES, (last - 1) / PA_CHUNK_PAGES);
+			for (unsigned c = first / PA_CHUNK_PAGES; c <= (last - 1) / PA_CHUNK_PAGES; c++)
+				ha->chunk_used[c] = now;
+		}
 		n -= k;
 		p += (uintptr_t)k << MH_PAGE_SHIFT;
 	}
@@ -230,7 +266,7 @@ struct pa_result pa_alloc(uintptr_t npages, uintptr_t align_pages, enum pa_where
 
 	if (!p)
 		return res;
-	mark(p, npages, true, &res);
+	mark(p, npages, true, &res, 0);
 	res.base = p;
 	pa_free_pages -= npages;
 	pa_released_pages -= res.released;
@@ -242,18 +278,24 @@ bool pa_alloc_at(uintptr_t base, uintptr_t npages, struct pa_result *res)
 	if (!run_clear(base, npages, false))
 		return false;
 	*res = (struct pa_result){ .base = base };
-	mark(base, npages, true, res);
+	mark(base, npages, true, res, 0);
 	pa_free_pages -= npages;
 	pa_released_pages -= res->released;
 	return true;
 }
 
-void pa_free(uintptr_t base, uintptr_t npages, bool released)
+/* What pa_free and pa_free_batch share: the run is free, n pages more. */
+static void freed(uintptr_t base, uintptr_t npages, bool released)
 {
-	mark(base, npages, false, NULL);
 	pa_free_pages += npages;
 	if (!released && base + (npages << MH_PAGE_SHIFT) > pa_scav_top)
 		pa_scav_top = base + (npages << MH_PAGE_SHIFT);
+}
+
+void pa_free(uintptr_t base, uintptr_t npages, bool released)
+{
+	mark(base, npages, false, NULL, 0);
+	freed(base, npages, released);
 	if (released) {
 		for (uintptr_t p = base, n = npages; n;) {
 			struct heap_arena *ha = arena_of(p);
@@ -265,6 +307,17 @@ void pa_free(uintptr_t base, uintptr_t npages, bool released)
 			p += (uintptr_t)k << MH_PAGE_SHIFT;
 		}
 	}
+}
+
+void pa_free_batch(uintptr_t base, uintptr_t npages, uint64_t now)
+{
+	mark(base, npages, false, NULL, now);
+	freed(base, npages, false);
+}
+
+void pa_free_batch_end(uint64_t now)
+{
+	sums_catch_up(now);
 }
 
 /* The bits of a chunk's pages in their bitmap word. */
@@ -297,7 +350,7 @@ struct pa_result pa_chunk_alloc(uintptr_t base, uintptr_t npages)
 {
 	struct pa_result res = { .base = base };
 
-	mark(base, npages, true, &res);	/* in use already: takes the scavenged bits */
+	mark(base, npages, true, &res, 0);	/* in use already: takes the scavenged bits */
 	pa_free_pages -= npages;
 	pa_released_pages -= res.released;
 	return res;

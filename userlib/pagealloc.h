@@ -50,6 +50,11 @@ MH_HIDDEN struct pa_result pa_chunk_alloc(uintptr_t base, uintptr_t npages);
 MH_HIDDEN void pa_chunk_return(uintptr_t base, uint64_t free);
 /* Free a run; released: its pages are known not resident (they read zero). */
 MH_HIDDEN void pa_free(uintptr_t base, uintptr_t npages, bool released);
+/* Free many runs (none released), the summaries brought up to date once, at
+ * the end: pa_free_batch for each, then pa_free_batch_end, and nothing else
+ * of the page allocator's in between; now is mh_nanotime() of the batch. */
+MH_HIDDEN void pa_free_batch(uintptr_t base, uintptr_t npages, uint64_t now);
+MH_HIDDEN void pa_free_batch_end(uint64_t now);
 /*
  * Releasing free pages to the OS without holding the heap lock over the
  * madvise (Go's scavengeOne: allocRange, unlock, sysUnused, lock, free):
