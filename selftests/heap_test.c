@@ -592,6 +592,95 @@ TEST(cached_large_objects_are_flushed_when_first_fit_goes_above_them)
 	mh_free(b);
 }
 
+/* Whether the span cache keeps a large span of npages pages at p. */
+static bool cached_large_at(void *p, uintptr_t npages)
+{
+	struct mspan *s;
+
+	mh_lock(&mh_heap.lock);
+	s = mh_heap.span_cache[CACHE_LARGE][npages];
+	while (s && s->base != (uintptr_t)p)
+		s = s->chain;
+	mh_unlock(&mh_heap.lock);
+	return s;
+}
+
+/* Nothing cached, released or kept by this thread: what follows sees only
+ * its own blocks in the span cache, and frees that release nothing. */
+static void span_cache_start_empty(void)
+{
+	if (mh_tls_cache)
+		mcache_release_empty(mh_tls_cache);
+	mh_scavenge();
+}
+
+TEST(a_large_block_takes_the_front_of_the_shortest_longer_cached_span)
+{
+	char *a40, *a48, *p;
+
+	span_cache_start_empty();
+	a40 = mh_malloc(PAGES(40));
+	a48 = mh_malloc(PAGES(48));
+	ASSERT_NE(NULL, a40);
+	ASSERT_NE(NULL, a48);
+	mh_free(a48);
+	mh_free(a40);
+	/* No cached span of 16 pages: the 40 pages go before the 48. */
+	p = mh_malloc(PAGES(16));
+	EXPECT_EQ(a40, p);
+	mh_free(p);
+}
+
+TEST(the_rest_of_a_cached_span_a_large_block_took_stays_cached)
+{
+	char *a, *p;
+
+	span_cache_start_empty();
+	a = mh_malloc(PAGES(40));
+	ASSERT_NE(NULL, a);
+	mh_free(a);
+	p = mh_malloc(PAGES(16));
+	ASSERT_EQ(a, p);
+	EXPECT_TRUE(cached_large_at(a + PAGES(16), 24));
+	mh_free(p);
+}
+
+TEST(cached_large_spans_stay_while_first_fit_goes_above_them_for_no_more_live_ones)
+{
+	char *live, *a, *p;
+
+	span_cache_start_empty();
+	live = mh_malloc(PAGES(32));
+	a = mh_malloc(PAGES(8));
+	ASSERT_NE(NULL, live);
+	ASSERT_NE(NULL, a);
+	mh_free(a);
+	/* 8 cached pages against 32 live in blocks of cached lengths: the
+	 * 16-page block that first fit puts above a leaves a cached. */
+	p = mh_malloc(PAGES(16));
+	ASSERT_NE(NULL, p);
+	ASSERT_GT(p, a);
+	EXPECT_TRUE(cached_large_at(a, 8));
+	mh_free(p);
+	mh_free(live);
+}
+
+TEST(cached_large_spans_go_back_when_first_fit_goes_above_more_than_the_live_ones)
+{
+	char *a, *p;
+
+	span_cache_start_empty();
+	a = mh_malloc(PAGES(8));
+	ASSERT_NE(NULL, a);
+	mh_free(a);
+	/* 8 cached pages, none live: a's pages go back to the bitmap. */
+	p = mh_malloc(PAGES(16));
+	ASSERT_NE(NULL, p);
+	ASSERT_GT(p, a);
+	EXPECT_FALSE(cached_large_at(a, 8));
+	mh_free(p);
+}
+
 /* What the thread below saw. */
 struct empty_spans_seen {
 	struct mh_stats kept;	/* after freeing all its objects */
