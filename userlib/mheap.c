@@ -348,15 +348,21 @@ static struct mspan *alloc_span_locked(uintptr_t npages, uintptr_t align_pages,
 	 * can hold them (pagecache.c); nothing aligned does. */
 	if (!sizeclass || align_pages != 1)
 		pc = NULL;
+	if (!sizeclass && mh_heap.span_cache_large_pages > mh_heap.large_cacheable_pages)
+		/* No cached span could hold this large object, and the large
+		 * lists hold more than the live objects of their lengths:
+		 * their pages go back first, for this request too (span
+		 * cache). */
+		flush_span_cache(CACHE_LARGE);
 	r = take_pages(npages, align_pages, where, pc);
 	if (!r.base) {
 		mheap_flush_caches();
 		r = take_pages(npages, align_pages, where, pc);
-	} else if (where == PA_LOW && mh_heap.span_cache_large_pages &&
-		   r.base > mh_heap.span_cache_large_low &&
-		   (sizeclass || mh_heap.span_cache_large_pages > mh_heap.large_cacheable_pages)) {
-		/* First fit had to go above a cached large object: its pages
-		 * go back, for the next requests of any length (span cache). */
+	} else if (where == PA_LOW && sizeclass && mh_heap.span_cache_large_pages &&
+		   r.base > mh_heap.span_cache_large_low) {
+		/* First fit had to go above a cached large object for a small
+		 * span: its pages go back, for the next requests of any
+		 * length (span cache). */
 		flush_span_cache(CACHE_LARGE);
 	}
 	if (!r.base) {
