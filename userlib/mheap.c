@@ -86,13 +86,21 @@ static void span_struct_kill(struct mspan *s)
  * that length takes it in O(1).
  *
  * Spans of small objects and large objects are cached apart. Each list
- * serves any request of its length, but large objects are not the bursts
- * the cache is for, and their pages are worth more to first fit: when a
- * first-fit search has to go above a cached large object, the large lists
- * go back to the bitmap (a freed bucket array would wait there for another
- * of its length while small spans took fresh pages above it). The small
- * lists are not flushed: programs churning many sizes thrive on their
- * exact fits. Measured: docs/heap.md#span-cache.
+ * serves any request of its length. Large objects come in any length, so
+ * one that finds no span of its own length takes the front of the
+ * shortest longer large span, and the rest stays cached as a span of its
+ * own (a bit per length, span_cache_large_held, finds it in O(1)): a
+ * program churning blocks of random sizes is served from what it freed.
+ * The large lists go back to the bitmap, where their pages merge, when a
+ * large object none of them can hold comes while they hold more pages
+ * than the live large objects of their lengths (large_cacheable_pages:
+ * the churn's working set, the most a cache of its frees needs), before
+ * its search, so that it can land on them; and when a first-fit search for
+ * a small span has to go above one of them (a freed bucket array would
+ * wait there for another of its length while small spans took fresh pages
+ * above it). The small lists are not flushed: programs churning many sizes
+ * thrive on their exact fits. A flush frees its spans into the bitmap as
+ * one batch (pa_free_batch). Measured: docs/heap.md#span-cache.
  *
  * Cached pages count as free in pa_free_pages, so the stats and the
  * scavenger's policy see them as idle memory, but the page allocator's
@@ -262,7 +270,8 @@ void mheap_flush_caches_locking(void)
  *
  * Two more things keep the bottom dense (measured:
  * docs/heap.md#placement): cached large objects go back to the bitmap as soon as first
- * fit has to go above one of them (span cache), and a thread's empty spans
+ * fit has to go above one of them for a small span, or the large lists
+ * outgrow the live objects of their lengths (span cache), and a thread's empty spans
  * go back to the page heap when it asks for a large block that only fresh
  * pages could hold (large_alloc in malloc.c).
  */
