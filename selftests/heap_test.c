@@ -614,6 +614,15 @@ static void span_cache_start_empty(void)
 	mh_scavenge();
 }
 
+/* A large block of npages pages, freed: its span in the span cache. */
+static char *cache_a_block(uintptr_t npages)
+{
+	char *p = mh_malloc(PAGES(npages));
+
+	mh_free(p);
+	return p;
+}
+
 TEST(a_large_block_takes_the_front_of_the_shortest_longer_cached_span)
 {
 	char *a40, *a48, *p;
@@ -636,9 +645,8 @@ TEST(the_rest_of_a_cached_span_a_large_block_took_stays_cached)
 	char *a, *p;
 
 	span_cache_start_empty();
-	a = mh_malloc(PAGES(40));
+	a = cache_a_block(40);
 	ASSERT_NE(NULL, a);
-	mh_free(a);
 	p = mh_malloc(PAGES(16));
 	ASSERT_EQ(a, p);
 	EXPECT_TRUE(cached_large_at(a + PAGES(16), 24));
@@ -651,10 +659,9 @@ TEST(cached_large_spans_stay_while_they_hold_no_more_than_the_live_ones)
 
 	span_cache_start_empty();
 	live = mh_malloc(PAGES(32));
-	a = mh_malloc(PAGES(8));
 	ASSERT_NE(NULL, live);
+	a = cache_a_block(8);
 	ASSERT_NE(NULL, a);
-	mh_free(a);
 	/* 8 cached pages against 32 live in blocks of cached lengths: a
 	 * 16-page block none of them can hold leaves a cached. */
 	p = mh_malloc(PAGES(16));
@@ -669,9 +676,8 @@ TEST(cached_large_spans_go_back_before_a_large_block_when_they_hold_more_than_th
 	char *a, *p;
 
 	span_cache_start_empty();
-	a = mh_malloc(PAGES(8));
+	a = cache_a_block(8);
 	ASSERT_NE(NULL, a);
-	mh_free(a);
 	/* 8 cached pages, none live: they go back to the bitmap before the
 	 * search, and the 16-page block starts on them. */
 	p = mh_malloc(PAGES(16));
