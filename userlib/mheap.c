@@ -91,14 +91,14 @@ static void span_struct_kill(struct mspan *s)
  * shortest longer large span, and the rest stays cached as a span of its
  * own (a bit per length, span_cache_large_held, finds it in O(1)): a
  * program churning blocks of random sizes is served from what it freed.
- * The large lists go back to the bitmap, where their pages merge, when a
- * large object none of them can hold comes while they hold more pages
- * than the live large objects of their lengths (large_cacheable_pages:
- * the churn's working set, the most a cache of its frees needs), before
- * its search, so that it can land on them; and when a first-fit search for
- * a small span has to go above one of them (a freed bucket array would
- * wait there for another of its length while small spans took fresh pages
- * above it). The small lists are not flushed: programs churning many sizes
+ * When a first-fit search has to go above a cached large object, the
+ * large lists go back to the bitmap, where their pages merge: for a small
+ * span always (a freed bucket array would wait there for another of its
+ * length while small spans took fresh pages above it), for a large object
+ * only while they hold more pages than the live large objects of their
+ * lengths (large_cacheable_pages: the churn's working set, about what a
+ * cache of its frees needs; flushed at every miss, the lists were empty
+ * whenever a request came). The small lists are not flushed: programs churning many sizes
  * thrive on their exact fits. A flush frees its spans into the bitmap as
  * one batch (pa_free_batch). Measured: docs/heap.md#span-cache.
  *
@@ -270,8 +270,8 @@ void mheap_flush_caches_locking(void)
  *
  * Two more things keep the bottom dense (measured:
  * docs/heap.md#placement): cached large objects go back to the bitmap as soon as first
- * fit has to go above one of them for a small span, or the large lists
- * outgrow the live objects of their lengths (span cache), and a thread's empty spans
+ * fit has to go above one of them (for a large object, once they outgrow
+ * the live objects of their lengths: span cache), and a thread's empty spans
  * go back to the page heap when it asks for a large block that only fresh
  * pages could hold (large_alloc in malloc.c).
  */
@@ -357,21 +357,17 @@ static struct mspan *alloc_span_locked(uintptr_t npages, uintptr_t align_pages,
 	 * can hold them (pagecache.c); nothing aligned does. */
 	if (!sizeclass || align_pages != 1)
 		pc = NULL;
-	if (!sizeclass && mh_heap.span_cache_large_pages > mh_heap.large_cacheable_pages)
-		/* No cached span could hold this large object, and the large
-		 * lists hold more than the live objects of their lengths:
-		 * their pages go back first, for this request too (span
-		 * cache). */
-		flush_span_cache(CACHE_LARGE);
 	r = take_pages(npages, align_pages, where, pc);
 	if (!r.base) {
 		mheap_flush_caches();
 		r = take_pages(npages, align_pages, where, pc);
-	} else if (where == PA_LOW && sizeclass && mh_heap.span_cache_large_pages &&
-		   r.base > mh_heap.span_cache_large_low) {
-		/* First fit had to go above a cached large object for a small
-		 * span: its pages go back, for the next requests of any
-		 * length (span cache). */
+	} else if (where == PA_LOW && mh_heap.span_cache_large_pages &&
+		   r.base > mh_heap.span_cache_large_low &&
+		   (sizeclass || mh_heap.span_cache_large_pages > mh_heap.large_cacheable_pages)) {
+		/* First fit had to go above a cached large object: its pages
+		 * go back, for the next requests of any length (span cache);
+		 * for a large object only once the large lists hold more
+		 * than the live objects of their lengths. */
 		flush_span_cache(CACHE_LARGE);
 	}
 	if (!r.base) {
