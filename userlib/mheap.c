@@ -98,9 +98,10 @@ static void span_struct_kill(struct mspan *s)
  * only while they hold more pages than the live large objects of their
  * lengths (large_cacheable_pages: the churn's working set, about what a
  * cache of its frees needs; flushed at every miss, the lists were empty
- * whenever a request came). The small lists are not flushed: programs churning many sizes
- * thrive on their exact fits. A flush frees its spans into the bitmap as
- * one batch (pa_free_batch). Measured: docs/heap.md#span-cache.
+ * whenever a request came). The small lists are not flushed: programs
+ * churning many sizes thrive on their exact fits. A flush frees its spans
+ * into the bitmap as one batch (pa_free_batch). Measured:
+ * docs/heap.md#span-cache.
  *
  * Cached pages count as free in pa_free_pages, so the stats and the
  * scavenger's policy see them as idle memory, but the page allocator's
