@@ -685,6 +685,24 @@ TEST(cached_large_spans_go_back_when_first_fit_goes_above_more_than_the_live_one
 	mh_free(p);
 }
 
+TEST(a_large_block_that_would_take_released_pages_takes_the_cached_ones_merged)
+{
+	char *a1, *a2, *p;
+
+	span_cache_start_empty();	/* every free page released */
+	a1 = mh_malloc(PAGES(8));
+	a2 = mh_malloc(PAGES(8));
+	ASSERT_NE(NULL, a1);
+	ASSERT_EQ(a1 + PAGES(8), a2);
+	mh_free(a1);
+	mh_free(a2);
+	/* Neither cached span holds 16 pages, and first fit's place for them
+	 * is released: the two go back to the bitmap first, merged. */
+	p = mh_malloc(PAGES(16));
+	EXPECT_EQ(a1, p);
+	mh_free(p);
+}
+
 /* What the thread below saw. */
 struct empty_spans_seen {
 	struct mh_stats kept;	/* after freeing all its objects */

@@ -98,7 +98,11 @@ static void span_struct_kill(struct mspan *s)
  * only while they hold more pages than the live large objects of their
  * lengths (large_cacheable_pages: the churn's working set, about what a
  * cache of its frees needs; flushed at every miss, the lists were empty
- * whenever a request came). The small lists are not flushed: programs
+ * whenever a request came), and before the search for one that no cached
+ * span can hold, while they hold as many pages, if its place would fault
+ * in again: merged, their resident pages serve it instead (else each such
+ * miss took released pages, and the scavenger paid for that growth by
+ * releasing as many elsewhere). The small lists are not flushed: programs
  * churning many sizes thrive on their exact fits. A flush frees its spans
  * into the bitmap as one batch (pa_free_batch). Measured:
  * docs/heap.md#span-cache.
@@ -358,6 +362,17 @@ static struct mspan *alloc_span_locked(uintptr_t npages, uintptr_t align_pages,
 	 * can hold them (pagecache.c); nothing aligned does. */
 	if (!sizeclass || align_pages != 1)
 		pc = NULL;
+	if (!sizeclass && mh_heap.span_cache_large_pages >= npages &&
+	    span_cache_serves(npages, align_pages)) {
+		/* A large object no cached span could hold, while the large
+		 * lists hold as many pages: if its place would fault in
+		 * again, their pages go back first, merged, for it to take
+		 * (span cache). */
+		uintptr_t p = pa_find(npages, align_pages, where);
+
+		if (!p || !pa_resident(p, npages))
+			flush_span_cache(CACHE_LARGE);
+	}
 	r = take_pages(npages, align_pages, where, pc);
 	if (!r.base) {
 		mheap_flush_caches();
