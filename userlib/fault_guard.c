@@ -41,7 +41,6 @@
 #include <unistd.h>
 
 #include "fault.h"
-#include "sysmem.h"
 
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102
@@ -104,9 +103,9 @@ static unsigned guard_release(const struct fault_range *r, unsigned n, int *err)
 				return i;
 			/* Guard entries outlive mprotect and MADV_DONTNEED:
 			 * a secure block's guard page (secure_large.c) still
-			 * has its own. Removed only now, the page faults
-			 * until the whole range is open; a range without
-			 * any has no page tables left to walk. */
+			 * has its own, removed now that the range is open (so
+			 * that page faulted until then). A range without any
+			 * has no page tables left to walk. */
 			if (!r[i].moved)
 				madvise(r[i].base, r[i].len, MADV_GUARD_REMOVE);
 			continue;
