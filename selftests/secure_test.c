@@ -250,6 +250,8 @@ FIXTURE_TEARDOWN(blocks)
  */
 TEST_F(blocks, a_released_large_blocks_guard_page_is_usable_again)
 {
+	RETURN_IF_SETUP_SKIPPED();
+
 	enum { SIZE = 4 << 20 };
 	struct mh_stats st = { .size = sizeof(st) };
 	int pipefd[2];
@@ -309,6 +311,8 @@ static size_t resident_in_next_block(size_t touched, bool *same)
  */
 TEST_F(blocks, a_freed_blocks_pages_serve_the_next_block_at_another_address)
 {
+	RETURN_IF_SETUP_SKIPPED();
+
 	bool same;
 
 	EXPECT_EQ(WARM_SIZE / 4096, resident_in_next_block(WARM_SIZE, &same));
@@ -318,6 +322,8 @@ TEST_F(blocks, a_freed_blocks_pages_serve_the_next_block_at_another_address)
 /* The pages keep the old block's data, which calloc must not show. */
 TEST_F(blocks, calloc_on_a_freed_blocks_pages_reads_zero)
 {
+	RETURN_IF_SETUP_SKIPPED();
+
 	char *p = mh_malloc(WARM_SIZE), *q;
 
 	ASSERT_NE(NULL, p);
@@ -336,6 +342,8 @@ TEST_F(blocks, calloc_on_a_freed_blocks_pages_reads_zero)
  */
 TEST_F(blocks, a_freed_block_with_few_resident_pages_does_not_move)
 {
+	RETURN_IF_SETUP_SKIPPED();
+
 	bool same;
 
 	EXPECT_EQ(0, resident_in_next_block(1, &same));
@@ -344,6 +352,8 @@ TEST_F(blocks, a_freed_block_with_few_resident_pages_does_not_move)
 /* With recycling off (MHEAP_ARENA_RECYCLE=0) no pages move. */
 TEST_F(blocks, without_recycling_a_freed_blocks_pages_are_dropped)
 {
+	RETURN_IF_SETUP_SKIPPED();
+
 	struct arena_config cfg;
 	bool same;
 
@@ -361,6 +371,8 @@ TEST_F(blocks, without_recycling_a_freed_blocks_pages_are_dropped)
  */
 TEST_F(blocks, warm_pages_stay_under_the_cap)
 {
+	RETURN_IF_SETUP_SKIPPED();
+
 	enum { N = 8, KEPT = 3 };
 	size_t chunk = WARM_SIZE + 8192, resident = 0;	/* its pages and guard */
 	struct arena_config cfg;
@@ -401,6 +413,8 @@ static void use_warm_pages(void *arg)
  * block has them, with what the parent wrote, not the child's. */
 TEST_F(blocks, a_forked_child_uses_warm_pages_as_copies)
 {
+	RETURN_IF_SETUP_SKIPPED();
+
 	struct child_result r;
 	char *p = mh_malloc(WARM_SIZE), *q;
 
