@@ -441,6 +441,9 @@ void warm_block_transplant(struct arena_chunk *w, struct arena_chunk *c)
 
 	if (!c || !pages_move(w->base, len, c->base, chunk_bytes(c) - BLOCK_GUARD))
 		sys_release((void *)w->base, len);
+	/* The place of w's guard came from the page heap as it was, dirty
+	 * perhaps: w goes back as released pages only once it is too. */
+	sys_release((void *)(w->base + len), BLOCK_GUARD);
 	chunk_destroy(w, true);
 	errno = saved;
 }
