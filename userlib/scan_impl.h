@@ -108,6 +108,20 @@ struct scan {
 /* scan.c: w passed the filter; mark the target holding it. */
 MH_HIDDEN void scan_hit(struct scan *sc, uintptr_t w);
 
+/* One word w, whatever it is: a hit if it points into a target (with
+ * scan_words' attributes, so that it is inlined there). */
+__attribute__((no_sanitize_address, no_sanitize_thread))
+static inline void scan_word(struct scan *sc, uintptr_t w)
+{
+	uintptr_t d = w - sc->lo;
+
+	if (likely(d >= sc->span))
+		return;
+	d >>= sc->shift;
+	if (sc->bitmap[d >> 6] >> (d & 63) & 1)
+		scan_hit(sc, w);
+}
+
 /*
  * The inner loop: every aligned word of [p, end). Not instrumented by the
  * sanitizers: it reads memory other threads wrote (stopped, but the tools
@@ -119,8 +133,6 @@ static inline void scan_words(struct scan *sc, uintptr_t a, uintptr_t b)
 	const uintptr_t *p = (const uintptr_t *)ALIGN_UP(a, sizeof(uintptr_t));
 	const uintptr_t *end = (const uintptr_t *)ALIGN_DOWN(b, sizeof(uintptr_t));
 	const uintptr_t lo = sc->lo, span = sc->span;
-	const unsigned shift = sc->shift;
-	const uint64_t *bm = sc->bitmap;
 
 	if (p >= end)
 		return;
@@ -135,25 +147,11 @@ static inline void scan_words(struct scan *sc, uintptr_t a, uintptr_t b)
 
 		if (likely((d0 >= span) & (d1 >= span) & (d2 >= span) & (d3 >= span)))
 			continue;
-		for (unsigned i = 0; i < 4; i++) {
-			uintptr_t d = p[i] - lo;
-
-			if (d >= span)
-				continue;
-			d >>= shift;
-			if (bm[d >> 6] >> (d & 63) & 1)
-				scan_hit(sc, p[i]);
-		}
+		for (unsigned i = 0; i < 4; i++)
+			scan_word(sc, p[i]);
 	}
-	for (; p < end; p++) {
-		uintptr_t d = *p - lo;
-
-		if (likely(d >= span))
-			continue;
-		d >>= shift;
-		if (bm[d >> 6] >> (d & 63) & 1)
-			scan_hit(sc, *p);
-	}
+	for (; p < end; p++)
+		scan_word(sc, *p);
 }
 
 /* ------------------------------------------------------------ scan_roots.c */
