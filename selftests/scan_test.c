@@ -15,6 +15,7 @@
  * under test (roots.h).
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -59,6 +60,13 @@ static void __attribute__((noinline)) range_free(uintptr_t enc)
 	munmap((void *)((enc ^ KEY) - RANGE_GAP), RANGE_LEN + 2 * RANGE_GAP);
 }
 
+/*
+ * Threads the tests' scans read with: more than the CPUs of the machines
+ * the tests run on, so that the roots are always shared out among readers
+ * (scan_helpers.c); random_data_... compares one reader with many.
+ */
+#define READERS 3
+
 /* Scan for one range; 1 found, 0 not, -1 the scan was incomplete. */
 static int __attribute__((noinline)) scan_one(uintptr_t enc)
 {
@@ -66,7 +74,7 @@ static int __attribute__((noinline)) scan_one(uintptr_t enc)
 	struct scan_result res;
 	uint8_t ref = 0;
 
-	scan_for_pointers(&t, 1, &ref, NULL, &res);
+	scan_for_pointers(&t, 1, &ref, NULL, READERS, &res);
 	return res.complete ? ref : -1;
 }
 
@@ -186,7 +194,7 @@ TEST(of_many_ranges_only_those_pointed_into_are_found)
 		if (i % 3 == 0)
 			held[i] = (void *)((enc[i] ^ KEY) + (size_t)i * 4096);
 	}
-	scan_for_pointers(t, N, ref, NULL, &res);
+	scan_for_pointers(t, N, ref, NULL, READERS, &res);
 	ASSERT_TRUE(res.complete);
 	for (int i = 0; i < N; i++) {
 		EXPECT_EQ(i % 3 == 0, ref[i]) TH_LOG("range %d", i);
@@ -216,6 +224,87 @@ TEST(a_freed_heap_object_is_not_a_root)
 	range_free(enc);
 }
 
+/*
+ * The roots are read in units of 4 MiB (scan_roots.c): a pointer is found
+ * in any unit of a long root, its first and last words included, both in
+ * a mapping and in a large heap object, whose span is shared out among the
+ * units that hold its pages.
+ */
+static const size_t unit_offsets[] = {
+	0, ((size_t)4 << 20) - 8, (size_t)4 << 20, ((size_t)10 << 20) + 8, ((size_t)18 << 20) - 8,
+};
+#define LONG_ROOT ((size_t)18 << 20)
+
+static void __attribute__((noinline)) store_at(volatile char *root, size_t off, uintptr_t enc)
+{
+	*(volatile uintptr_t *)(root + off) = enc ? (enc ^ KEY) + INTERIOR : 0;
+}
+
+static void expect_found_at_every_offset(struct __test_metadata *_metadata, volatile char *root)
+{
+	uintptr_t enc = range_new();
+
+	ASSERT_NE(0, enc);
+	for (size_t i = 0; i < sizeof(unit_offsets) / sizeof(unit_offsets[0]); i++) {
+		store_at(root, unit_offsets[i], enc);
+		EXPECT_EQ(1, scan_one(enc)) TH_LOG("offset %zu", unit_offsets[i]);
+		store_at(root, unit_offsets[i], 0);
+		EXPECT_EQ(0, scan_one(enc)) TH_LOG("offset %zu", unit_offsets[i]);
+	}
+	range_free(enc);
+}
+
+TEST(a_pointer_anywhere_in_a_long_mapping_is_found)
+{
+	char *map = mmap(NULL, LONG_ROOT, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			 -1, 0);
+
+	ASSERT_NE(MAP_FAILED, map);
+	expect_found_at_every_offset(_metadata, map);
+	munmap(map, LONG_ROOT);
+}
+
+TEST(a_pointer_anywhere_in_a_large_heap_object_is_found)
+{
+	char *o = mh_malloc(LONG_ROOT);
+
+	ASSERT_NE(NULL, o);
+	memset(o, 0, LONG_ROOT);
+	expect_found_at_every_offset(_metadata, o);
+	mh_free(o);
+}
+
+/* Count the threads of the process. */
+static int task_count(void)
+{
+	int n = 0;
+	DIR *d = opendir("/proc/self/task");
+
+	if (!d)
+		return -1;
+	for (struct dirent *e; (e = readdir(d));)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/* Helper threads are made for a scan and gone once it returns. (The
+ * first scan comes first: a sanitizer starts a thread of its own at the
+ * process's first thread creation.) */
+TEST(a_scans_helper_threads_are_gone_when_it_returns)
+{
+	uintptr_t enc = range_new();
+	int before;
+
+	ASSERT_NE(0, enc);
+	ASSERT_EQ(0, scan_one(enc));
+	before = task_count();
+	ASSERT_LT(0, before);
+	EXPECT_EQ(0, scan_one(enc));
+	EXPECT_EQ(before, task_count());
+	range_free(enc);
+}
+
 /* ------------------------------------------------------------ robustness */
 
 static uint64_t xorshift(uint64_t *s)
@@ -228,16 +317,18 @@ static uint64_t xorshift(uint64_t *s)
 
 /* Roots full of random words, heap objects too, and targets all over the
  * address space: every scan completes, and a random word that happens to
- * point into a range keeps it (exactly those do). */
+ * point into a range keeps it (exactly those do), whether one thread reads
+ * the roots or several share them out. */
 TEST(random_data_never_crashes_the_scan_and_lookalikes_count)
 {
 	enum { N = 64, WORDS = (8 << 20) / 8, OBJS = 20000 };
+	static const unsigned readers[] = { 1, READERS, SCAN_THREADS_MAX };
 	static struct sys_range t[N];
 	uint64_t seed = 0x9e3779b97f4a7c15ull;
 	uint64_t *buf = mmap(NULL, WORDS * 8, PROT_READ | PROT_WRITE,
 			     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	static uint64_t *objs[OBJS];
-	uint8_t ref[N], want[N] = { 0 };
+	uint8_t ref[N], first[N], want[N] = { 0 };
 	struct scan_result res;
 
 	ASSERT_NE(MAP_FAILED, buf);
@@ -262,12 +353,15 @@ TEST(random_data_never_crashes_the_scan_and_lookalikes_count)
 	}
 	/* And random words from the heap to random targets are all set. */
 	for (int k = 0; k < 3; k++) {
-		scan_for_pointers(t, N, ref, NULL, &res);
+		scan_for_pointers(t, N, ref, NULL, readers[k], &res);
 		ASSERT_TRUE(res.complete);
 		for (int i = 0; i < N; i++) {
 			if (want[i])
 				EXPECT_EQ(1, ref[i]) TH_LOG("range %d", i);
 		}
+		if (k == 0)
+			memcpy(first, ref, N);
+		EXPECT_EQ(0, memcmp(first, ref, N)) TH_LOG("%u readers", readers[k]);
 		EXPECT_GE(res.bytes, (uint64_t)WORDS * 8);
 	}
 	for (int i = 0; i < OBJS; i++)

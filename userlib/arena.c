@@ -143,6 +143,7 @@ __attribute__((constructor)) static void arena_init(void)
 	arena_cfg.scan = mh_option(MH_OPT_QUARANTINE_SCAN);
 	arena_cfg.quarantine_cap = mh_option(MH_OPT_QUARANTINE_CAP);
 	arena_cfg.scan_share = (unsigned)mh_option(MH_OPT_QUARANTINE_SCAN_SHARE);
+	arena_cfg.scan_threads = (unsigned)mh_option(MH_OPT_QUARANTINE_SCAN_THREADS);
 	arena_cfg.to_heap = mh_option(MH_OPT_QUARANTINE_TO_HEAP);
 	arena_chunk_init();
 	heap_hooks_register(&arena_hooks);

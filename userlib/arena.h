@@ -91,6 +91,7 @@ struct arena_config {
 	bool scan;		/* MHEAP_QUARANTINE_SCAN */
 	size_t quarantine_cap;	/* MHEAP_QUARANTINE_CAP */
 	unsigned scan_share;	/* MHEAP_QUARANTINE_SCAN_SHARE, percent */
+	unsigned scan_threads;	/* MHEAP_QUARANTINE_SCAN_THREADS, 0: one per CPU */
 	bool to_heap;		/* MHEAP_QUARANTINE_TO_HEAP */
 };
 

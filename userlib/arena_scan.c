@@ -16,17 +16,21 @@
  * used by arenas afterwards (arenas_keep_released), never by malloc.
  *
  * Pacing. A scan reads every root, so it costs time in proportion to the
- * process's memory (about 5 GB/s, the memory bandwidth of one core: see
- * docs/arenas.md), whatever it releases. Two rules space scans out:
+ * process's memory (about 9 GB/s per reading thread here, with up to one
+ * reader per CPU: see docs/arenas.md), whatever it releases. Two rules space
+ * scans out:
  *  - growth: a scan that finds every chunk referenced would otherwise be
  *    repeated at every later free; the next one waits until the quarantine
  *    has grown by a quarter of its budget past what the last one left.
  *  - time (MHEAP_QUARANTINE_SCAN_SHARE, 3%): scans take at most that share
  *    of the time (3%, not more: the rest of what a larger quarantine costs
  *    comes on top, and the whole should stay under MineSweeper's 5.4%;
- *    docs/arenas.md). After a scan that took d, the next one waits until
- *    d * (100 - share) / share has passed since it ended; meanwhile the
- *    quarantine goes on growing past its budget, up to the cap. Go's GC
+ *    docs/arenas.md). A scan's cost d is its CPU time, every reader's
+ *    together (its length if the stop took longer): readers on other CPUs
+ *    shorten the pause, not what the scan takes from the machine. The
+ *    next one waits until d * (100 - share) / share has passed since the
+ *    last ended; meanwhile the quarantine goes on growing past its budget,
+ *    up to the cap. Go's GC
  *    pacer makes the same trade (GOGC): a collector that runs less often
  *    costs less time and holds more memory. Here what is held is mostly
  *    address space: a quarantined chunk's pages and page tables are gone
@@ -182,7 +186,7 @@ static void scan_and_release(void)
 	mh_unlock(&arena_lock);
 	scan_scrub_stack();
 
-	scan_for_pointers(l.ranges, l.n, l.refs, chunk_roots, &res);
+	scan_for_pointers(l.ranges, l.n, l.refs, chunk_roots, arena_cfg.scan_threads, &res);
 
 	for (size_t i = 0; i < l.n; i++) {
 		struct arena_chunk *c = l.chunks[i];
@@ -205,7 +209,9 @@ static void scan_and_release(void)
 	mh_lock(&arena_lock);
 	chunks_kept += kept;
 	next_scan_bytes = quarantined_bytes + arena_cfg.quarantine_max / 4;
-	last_scan_ns = res.ns;
+	/* What the scan cost: its CPU time (every reader's), or its length
+	 * when the stop took longer than the reading. */
+	last_scan_ns = res.cpu_ns > res.ns ? res.cpu_ns : res.ns;
 	last_scan_end = mh_nanotime();
 	mh_unlock(&arena_lock);
 	munmap(l.map, l.map_len);

@@ -82,6 +82,8 @@ static const struct option {
 	       "address space quarantine holds at most, pointers into it or not"),
 	NUMBER(MH_OPT_QUARANTINE_SCAN_SHARE, "MHEAP_QUARANTINE_SCAN_SHARE", "3", 100,
 	       "percent of the time scans may take: past the budget, a scan waits (up to the cap)"),
+	NUMBER(MH_OPT_QUARANTINE_SCAN_THREADS, "MHEAP_QUARANTINE_SCAN_THREADS", "0", 8,
+	       "threads a scan reads with (0: one per CPU, at most 8; 1: the freeing thread alone)"),
 	FLAG(MH_OPT_QUARANTINE_TO_HEAP, "MHEAP_QUARANTINE_TO_HEAP", "0",
 	     "chunks out of quarantine may go back to the heap (malloc), not only to arenas"),
 #undef NUMBER

@@ -14,11 +14,13 @@
  * do), and counting it kept chunks for every pointer to their neighbours;
  * a stale pointer is dereferenced inside its chunk or not at all.
  *
- * The scan is three files: this one (the targets, the lookup, one scan
+ * The scan is four files: this one (the targets, the lookup, one scan
  * from start to end, its statistics), scan_stop.c (stopping every other
- * thread: the protocol, the signal, its effects on the program) and
+ * thread: the protocol, the signal, its effects on the program),
  * scan_roots.c (which roots there are, how each is read without ever
- * faulting).
+ * faulting, how they are cut into units of work) and scan_helpers.c (the
+ * threads that read units alongside the scanning one, so that a pause
+ * lasts about 1/N as long on N CPUs).
  *
  * The target lookup: a word is first compared with [lowest base, highest
  * limit), then looked up in a bitmap with one bit per granule of that span
@@ -55,12 +57,12 @@ static bool warned_incomplete;
 
 /* ------------------------------------------------------------ lookup */
 
+/* Readers may find the same target at once: the exchange decides which of
+ * them counts it. */
 static void mark(struct scan *sc, size_t i)
 {
-	if (!sc->ref[i]) {
-		sc->ref[i] = 1;
-		sc->left--;
-	}
+	if (!LOAD_RELAXED(&sc->ref[i]) && !__atomic_exchange_n(&sc->ref[i], 1, __ATOMIC_RELAXED))
+		__atomic_fetch_sub(sc->left, 1, __ATOMIC_RELAXED);
 }
 
 /* w passed the filter: find the target holding it, [base, limit). */
@@ -105,14 +107,19 @@ static void filter_build(struct scan *sc)
 
 /* ------------------------------------------------------------ the scan */
 
-/* Scratch for n targets, m metadata ranges: one mapping. */
+/* Scratch for the filter, this thread's reading, nexcl exclusions: one
+ * mapping. */
 static size_t scratch_len(size_t nexcl)
 {
-	return ALIGN_UP(FILTER_BITS_MAX / 8 + READ_BYTES + MINCORE_WINDOW / OS_PAGE +
-			READ_PAGES * sizeof(struct iovec) + nexcl * sizeof(struct sys_range) +
+	return ALIGN_UP(FILTER_BITS_MAX / 8 + READER_SCRATCH + nexcl * sizeof(struct sys_range) +
 			(size_t)4 * OS_PAGE, OS_PAGE);
 }
 
+/*
+ * The scan proper, with the other threads stopped: the stacks' extents, the
+ * roots cut into units, and the units read by this thread and the helpers
+ * together (scan_helpers.c), each taking the next one until none is left.
+ */
 static void scan_with_world_stopped(struct scan *sc, uintptr_t own_sp, const uintptr_t *own_regs,
 				    struct scan_result *res)
 {
@@ -130,33 +137,41 @@ static void scan_with_world_stopped(struct scan *sc, uintptr_t own_sp, const uin
 	if (res->complete) {
 		sc->marks[sc->nmarks++] = own_sp;
 		res->threads = world_stacks(sc->marks, &sc->nmarks);
+		res->complete = scan_units_build(sc);
+	}
+	if (res->complete) {
 		scan_words(sc, (uintptr_t)own_regs, (uintptr_t)(own_regs + SAVED_REGS));
-		scan_heap(sc);
-		scan_mappings(sc);
+		helpers_run(sc);
+		scan_units_read(sc);
+		helpers_wait(sc, &res->cpu_ns);
 		if (sc->read_failed)
 			res->complete = false;
 	}
 	world_start();
 	res->pause_ns = mh_nanotime() - t0;
+	scan_units_free(sc);
 	if (sc->marks)
 		munmap(sc->marks, marks_len);
 }
 
 __attribute__((noinline))
 void scan_for_pointers(const struct sys_range *targets, size_t n, uint8_t *referenced,
-		       scan_chunk_roots_fn chunk_roots, struct scan_result *res)
+		       scan_chunk_roots_fn chunk_roots, unsigned threads, struct scan_result *res)
 {
 	uintptr_t own_sp = (uintptr_t)__builtin_frame_address(0);
 	uintptr_t regs_here[SAVED_REGS];
-	uint64_t t0 = mh_nanotime();
+	uint64_t t0 = mh_nanotime(), cpu0 = thread_cpu_ns();
+	size_t left = n;
 	struct scan sc = {
-		.t = targets, .n = n, .ref = referenced, .left = n,
+		.t = targets, .n = n, .ref = referenced, .left = &left,
 		.chunk_roots = chunk_roots,
 		.pid = getpid(),
 	};
 	const struct sys_range *meta;
 	size_t nmeta, len = 0;
 	unsigned char *scratch = NULL;
+	int32_t tids[SCAN_THREADS_MAX];
+	unsigned nhelpers;
 
 	spill_registers(regs_here);
 	memset(res, 0, sizeof(*res));
@@ -168,6 +183,9 @@ void scan_for_pointers(const struct sys_range *targets, size_t n, uint8_t *refer
 	mheap_init();
 	mh_lock(&scan_lock);
 	sc.resident_only = !swap_in_use();
+	/* Before the heap lock: making a thread allocates. */
+	helpers_start(threads);
+	nhelpers = helpers_tids(tids);
 	mh_lock(&mh_heap.lock);
 	nmeta = sys_metadata_lock(&meta);
 
@@ -175,20 +193,18 @@ void scan_for_pointers(const struct sys_range *targets, size_t n, uint8_t *refer
 
 	for (struct heap_arena *ha = arenamap_first(); ha; ha = ha->next)
 		nha++;
-	len = scratch_len(nmeta + nha + 8);
+	len = scratch_len(nmeta + nha + SCAN_THREADS_MAX + 8);
 	scratch = map_scratch(len);
 	sc.maps_cap = 1 << 20;
 	sc.maps = map_scratch(sc.maps_cap);
-	if (!scratch || !sc.maps || !world_prepare()) {
+	if (!scratch || !sc.maps || !world_prepare(tids, nhelpers)) {
 		/* Incomplete: every target stays referenced. */
 		memset(referenced, 1, n);
 		goto out;
 	}
 	sc.bitmap = (uint64_t *)scratch;
-	sc.buf = scratch + FILTER_BITS_MAX / 8;
-	sc.vec = sc.buf + READ_BYTES;
-	sc.iov = (struct iovec *)(sc.vec + MINCORE_WINDOW / OS_PAGE);
-	sc.excl = (struct sys_range *)(sc.iov + READ_PAGES);
+	reader_buffers(&sc, scratch + FILTER_BITS_MAX / 8);
+	sc.excl = (struct sys_range *)(scratch + FILTER_BITS_MAX / 8 + READER_SCRATCH);
 	filter_build(&sc);
 
 	for (size_t i = 0; i < nmeta; i++)
@@ -198,6 +214,7 @@ void scan_for_pointers(const struct sys_range *targets, size_t n, uint8_t *refer
 	excl_add(&sc, (uintptr_t)scratch, (uintptr_t)scratch + len);
 	excl_add(&sc, (uintptr_t)targets, (uintptr_t)(targets + n));
 	excl_add(&sc, ALIGN_DOWN((uintptr_t)referenced, 8), ALIGN_UP((uintptr_t)(referenced + n), 8));
+	helpers_exclude(&sc);
 	excl_finish(&sc);
 
 	scan_with_world_stopped(&sc, own_sp, regs_here, res);
@@ -206,12 +223,14 @@ void scan_for_pointers(const struct sys_range *targets, size_t n, uint8_t *refer
 out:
 	sys_metadata_unlock();
 	mh_unlock(&mh_heap.lock);
+	helpers_finish();
 	if (scratch)
 		munmap(scratch, len);
 	if (sc.maps)
 		munmap(sc.maps, sc.maps_cap);
 	res->bytes = sc.bytes;
 	res->ns = mh_nanotime() - t0;
+	res->cpu_ns += thread_cpu_ns() - cpu0;
 	totals.scans++;
 	totals.incomplete += !res->complete;
 	totals.bytes += res->bytes;
@@ -257,5 +276,6 @@ void scan_fork_parent(void)
 void scan_fork_child(void)
 {
 	world_fork_child();
+	helpers_fork_child();
 	mh_unlock(&scan_lock);
 }

@@ -34,21 +34,28 @@ struct scan_result {
 	unsigned threads;	/* other threads stopped */
 	uint64_t bytes;		/* root bytes read */
 	uint64_t ns;		/* the whole scan */
+	uint64_t cpu_ns;	/* CPU time of every thread that read */
 	uint64_t pause_ns;	/* the other threads stopped */
 };
+
+/* The most threads one scan reads with (the caller and its helpers). */
+#define SCAN_THREADS_MAX 8
 
 /*
  * Set referenced[i] to 1 for every target i that some root word points
  * into, [base, limit) (one past the end does not count), else 0. targets
  * are sorted by base and disjoint; they and referenced may live anywhere
- * (the scan leaves them out of its roots). Takes the scan lock, then the
+ * (the scan leaves them out of its roots). The roots are read by threads
+ * threads (0: one per CPU the process may run on; 1: the caller alone; at
+ * most SCAN_THREADS_MAX, fewer if they cannot be made: scan_helpers.c). Takes the scan lock, then the
  * heap lock and the metadata registry's (so: no allocator lock held by the
  * caller), and allocates nothing from the heap. The calling thread's roots
  * are its registers and its stack from the caller's frame up: the caller's
  * own frames should not hold target addresses (they would count).
  */
 MH_HIDDEN void scan_for_pointers(const struct sys_range *targets, size_t n, uint8_t *referenced,
-				 scan_chunk_roots_fn chunk_roots, struct scan_result *res);
+				 scan_chunk_roots_fn chunk_roots, unsigned threads,
+				 struct scan_result *res);
 
 /*
  * Zero the dead stack below the caller's frame (a few KiB): what the

@@ -8,10 +8,14 @@
 #ifndef MHEAP_SCAN_IMPL_H
 #define MHEAP_SCAN_IMPL_H
 
+#include <linux/futex.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "scan.h"
 
@@ -24,6 +28,18 @@
 /* The lookup bitmap's granule, at least, and its size, at most. */
 #define GRANULE_SHIFT_MIN 16
 #define FILTER_BITS_MAX	((uintptr_t)1 << 20)
+
+static inline void futex_wait(uint32_t *w, uint32_t val, long ns)
+{
+	struct timespec ts = { ns / 1000000000, ns % 1000000000 };
+
+	syscall(SYS_futex, w, FUTEX_WAIT_PRIVATE, val, ns ? &ts : NULL, NULL, 0);
+}
+
+static inline void futex_wake(uint32_t *w)
+{
+	syscall(SYS_futex, w, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
+}
 
 static inline void *map_scratch(size_t len)
 {
@@ -59,8 +75,9 @@ static inline __attribute__((always_inline)) void spill_registers(uintptr_t regs
 /* ------------------------------------------------------------ scan_stop.c */
 
 /* Before a scan (scan lock held): the handler installed, room for a slot
- * per thread; false when threads cannot be stopped. */
-MH_HIDDEN bool world_prepare(void);
+ * per thread; false when threads cannot be stopped. The threads of tids
+ * (the scan's helpers) are not stopped. */
+MH_HIDDEN bool world_prepare(const int32_t *tids, unsigned n);
 /* Stop every other thread (a new epoch); false if one did not stop.
  * world_start() must follow in any case. */
 MH_HIDDEN bool world_stop(void);
@@ -74,13 +91,27 @@ MH_HIDDEN void world_fork_child(void);
 
 /* ------------------------------------------------------------ one scan */
 
-/* One scan's working memory, all of it mapped (never from the heap), and
- * its lookup structures. */
+/* Pieces of work the readers of one scan take one at a time, at most this
+ * long (scan_roots.c): a 64 MiB heap arena makes 16. */
+#define UNIT_BYTES	((uintptr_t)4 << 20)
+
+struct heap_arena;
+
+/* A piece of the roots: [a, b) of a heap arena's pages (ha set) or of a
+ * mapping, exclusions already taken out (ha NULL). */
+struct scan_unit {
+	uintptr_t a, b;
+	const struct heap_arena *ha;
+};
+
+/* One reader's view of a scan: its working memory, all of it mapped (never
+ * from the heap), and pointers to what the readers share: the lookup
+ * structures, the found flags, the units and the cursor over them. */
 struct scan {
 	const struct sys_range *t;
 	size_t n;
-	uint8_t *ref;
-	size_t left;		/* targets not found yet */
+	uint8_t *ref;		/* shared: set with atomic exchange */
+	size_t *left;		/* shared: targets not found yet (atomic) */
 	/* The filter: [lo, lo + span) and a bit per granule. */
 	uintptr_t lo, span;
 	unsigned shift;
@@ -103,7 +134,17 @@ struct scan {
 	/* /proc/self/maps, read whole. */
 	char *maps;
 	size_t maps_len, maps_cap;
+	/* The work: units, and the next one to take (atomic, shared). */
+	const struct scan_unit *units;
+	size_t nunits;
+	size_t *next_unit;
 };
+
+/* Whether every target has been found: then reading stops. */
+static inline bool scan_all_found(const struct scan *sc)
+{
+	return !LOAD_RELAXED(sc->left);
+}
 
 /* scan.c: w passed the filter; mark the target holding it. */
 MH_HIDDEN void scan_hit(struct scan *sc, uintptr_t w);
@@ -159,13 +200,47 @@ static inline void scan_words(struct scan *sc, uintptr_t a, uintptr_t b)
 MH_HIDDEN void excl_add(struct scan *sc, uintptr_t base, uintptr_t limit);
 /* Sort and merge the exclusions. */
 MH_HIDDEN void excl_finish(struct scan *sc);
-/* The heap's in-use spans (heap lock held). */
-MH_HIDDEN void scan_heap(struct scan *sc);
 /* /proc/self/maps, read whole into sc->maps. */
 MH_HIDDEN bool maps_read(struct scan *sc);
-/* Every readable, writable mapping that is memory, less the exclusions. */
-MH_HIDDEN void scan_mappings(struct scan *sc);
+/* Cut the roots into units (world stopped, heap lock held, maps read,
+ * stack marks set): the heap's arenas, then every readable, writable
+ * mapping that is memory, less the exclusions. The units are mapped
+ * scratch; false if it cannot be mapped. */
+MH_HIDDEN bool scan_units_build(struct scan *sc);
+MH_HIDDEN void scan_units_free(struct scan *sc);
+/* Take units and read them until none is left or every target is found. */
+MH_HIDDEN void scan_units_read(struct scan *sc);
 /* Swap in use: non-resident pages may hold data. */
 MH_HIDDEN bool swap_in_use(void);
 
+/* ------------------------------------------------------------ scan_helpers.c */
+
+/* Working memory of one reader besides struct scan's shared parts. */
+#define READER_SCRATCH	(READ_BYTES + MINCORE_WINDOW / OS_PAGE + READ_PAGES * sizeof(struct iovec))
+/* Point a reader's buffers into READER_SCRATCH bytes at p. */
+static inline void reader_buffers(struct scan *sc, unsigned char *p)
+{
+	sc->buf = p;
+	sc->vec = p + READ_BYTES;
+	sc->iov = (struct iovec *)(sc->vec + MINCORE_WINDOW / OS_PAGE);
+}
+
+/* Start the helper threads of a scan read by threads threads in all (0:
+ * one per CPU the process may run on, at most SCAN_THREADS_MAX), scan lock
+ * held, no allocator lock (creating a thread allocates); how many started. */
+MH_HIDDEN unsigned helpers_start(unsigned threads);
+/* Their thread ids (world_prepare exempts them) and their mappings (left
+ * out of the roots). */
+MH_HIDDEN unsigned helpers_tids(int32_t *tids);
+MH_HIDDEN void helpers_exclude(struct scan *sc);
+/* Let them read units of sc (world stopped), and wait until all have
+ * stopped reading: their bytes, failures and CPU time go to sc and *cpu_ns. */
+MH_HIDDEN void helpers_run(struct scan *sc);
+MH_HIDDEN void helpers_wait(struct scan *sc, uint64_t *cpu_ns);
+/* Join them (no allocator lock held: a thread's end frees memory). */
+MH_HIDDEN void helpers_finish(void);
+/* In a child of fork (scan.c's fork handler). */
+MH_HIDDEN void helpers_fork_child(void);
+/* The CPU time of the calling thread. */
+MH_HIDDEN uint64_t thread_cpu_ns(void);
 #endif

@@ -50,13 +50,15 @@
  * either, so when the process has swap in use (VmSwap) the filter is off
  * for anonymous memory and everything is read.
  *
- * The target lookup: a word is first compared with [lowest base, highest
- * limit), then looked up in a bitmap with one bit per granule of that span
- * (at least 64 KiB, more when the span is wide, so the bitmap stays within
- * 128 KiB), set where a target overlaps; only words that pass both are
- * binary-searched. Random data and pointers to the rest of the heap
- * mostly stop at the first or second test. Once every target is found the
- * scan stops reading.
+ * Units. With every thread stopped, the roots are cut into units of at
+ * most UNIT_BYTES (4 MiB): each heap arena in 16 pieces of its pages, then
+ * each mapping's part to read (from its lowest stack pointer, less the
+ * exclusions) in pieces. The readers (scan_helpers.c) take units in turn
+ * through one atomic cursor, so a reader that got a dense unit takes fewer;
+ * a unit of the heap reads the small spans that start in it, whole, and the
+ * part inside it of each large or chunk span, so every page is read once
+ * however the units are shared out. Once every target is found, every
+ * reader stops.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -152,11 +154,11 @@ static void read_safe(struct scan *sc, uintptr_t a, uintptr_t b)
 {
 	uintptr_t pa = ALIGN_DOWN(a, OS_PAGE), pb = ALIGN_UP(b, OS_PAGE);
 
-	for (uintptr_t w = pa; w < pb && sc->left && !sc->read_failed;) {
+	for (uintptr_t w = pa; w < pb && !scan_all_found(sc) && !sc->read_failed;) {
 		uintptr_t we = pb - w > MINCORE_WINDOW ? w + MINCORE_WINDOW : pb;
 		size_t pages = resident_window(sc, w, we);
 
-		for (size_t i = 0; i < pages && sc->left;) {
+		for (size_t i = 0; i < pages && !scan_all_found(sc);) {
 			size_t k = 0;
 
 			if (!(sc->vec[i] & 1)) {
@@ -195,7 +197,7 @@ static void read_direct(struct scan *sc, uintptr_t a, uintptr_t b)
 {
 	uintptr_t pa = ALIGN_DOWN(a, OS_PAGE), pb = ALIGN_UP(b, OS_PAGE);
 
-	for (uintptr_t w = pa; w < pb && sc->left;) {
+	for (uintptr_t w = pa; w < pb && !scan_all_found(sc);) {
 		uintptr_t we = pb - w > MINCORE_WINDOW ? w + MINCORE_WINDOW : pb;
 		size_t pages = resident_window(sc, w, we);
 
@@ -221,7 +223,7 @@ static void scan_small_span(struct scan *sc, const struct mspan *s)
 	if (!size || !n || n > MH_MAX_OBJS_PER_SPAN ||
 	    (uint64_t)n * size > (uint64_t)s->npages << MH_PAGE_SHIFT || fi > n)
 		return;
-	for (uint32_t w = 0; w < mspan_bitmap_words(n) && sc->left; w++) {
+	for (uint32_t w = 0; w < mspan_bitmap_words(n) && !scan_all_found(sc); w++) {
 		uint64_t live = LOAD_RELAXED(&s->bits[w].alloc);
 
 		if (fi > w * 64)
@@ -242,38 +244,49 @@ static void scan_small_span(struct scan *sc, const struct mspan *s)
 	}
 }
 
-/* Every in-use span of the heap (heap lock held), in address order. */
-void scan_heap(struct scan *sc)
+/*
+ * The in-use spans of a heap arena's pages [a, b) (a unit). A small span
+ * is read by the unit holding its first page; a large or chunk span is read
+ * in the part of it inside the unit, so a span longer than a unit (or
+ * running into the next arena) is shared out among units, each page read
+ * once.
+ */
+static void scan_heap_unit(struct scan *sc, const struct heap_arena *ha, uintptr_t a, uintptr_t b)
 {
-	for (struct heap_arena *ha = arenamap_first(); ha && sc->left; ha = ha->next) {
-		for (uintptr_t i = 0; i < MH_PAGES_PER_ARENA && sc->left;) {
-			const struct mspan *s = LOAD_RELAXED(&ha->spans[i]);
-			uintptr_t p = ha->base + (i << MH_PAGE_SHIFT);
-			struct sys_range r;
+	uintptr_t i = (a - ha->base) >> MH_PAGE_SHIFT, end = (b - ha->base) >> MH_PAGE_SHIFT;
 
-			if (!s || s->base != p || !s->npages) {
-				i++;
-				continue;
-			}
-			switch (LOAD_RELAXED(&s->state)) {
-			case MSPAN_SMALL:
-				scan_small_span(sc, s);
-				break;
-			case MSPAN_LARGE:
-				read_direct(sc, s->base, mspan_limit(s));
-				break;
-			case MSPAN_CHUNK:
-				if (sc->chunk_roots && sc->chunk_roots(s, &r) && r.base >= s->base &&
-				    r.limit <= mspan_limit(s) && r.base < r.limit)
-					read_safe(sc, r.base, r.limit);
-				break;
-			default:
-				break;
-			}
-			/* A span may run into the next arena: its pages there are
-			 * not its first, and are passed over one by one. */
-			i += s->npages;
+	while (i < end && !scan_all_found(sc)) {
+		const struct mspan *s = LOAD_RELAXED(&ha->spans[i]);
+		uintptr_t p = ha->base + (i << MH_PAGE_SHIFT), limit, to;
+		struct sys_range r;
+
+		/* A span being set up by a stopped thread may not cover p. */
+		if (!s || !s->npages || s->base > p || (limit = mspan_limit(s)) <= p) {
+			i++;
+			continue;
 		}
+		to = limit < b ? limit : b;
+		switch (LOAD_RELAXED(&s->state)) {
+		case MSPAN_SMALL:
+			if (s->base == p)
+				scan_small_span(sc, s);
+			break;
+		case MSPAN_LARGE:
+			read_direct(sc, p, to);
+			break;
+		case MSPAN_CHUNK:
+			if (sc->chunk_roots && sc->chunk_roots(s, &r) && r.base >= s->base &&
+			    r.limit <= limit && r.base < r.limit) {
+				uintptr_t from = r.base > p ? r.base : p, until = r.limit < to ? r.limit : to;
+
+				if (from < until)
+					read_safe(sc, from, until);
+			}
+			break;
+		default:
+			break;
+		}
+		i += (to - p) >> MH_PAGE_SHIFT;
 	}
 }
 
@@ -346,10 +359,14 @@ static bool memory_mapping(const char *path)
 	return true;
 }
 
-/* [a, b) minus the exclusions, each piece read safely. */
-static void read_mapping_part(struct scan *sc, uintptr_t a, uintptr_t b)
+/*
+ * The units of [a, b), a mapping's part to read: what the exclusions leave
+ * of it, cut into pieces of at most UNIT_BYTES; stored in out unless it is
+ * NULL; how many.
+ */
+static size_t mapping_units(const struct scan *sc, uintptr_t a, uintptr_t b, struct scan_unit *out)
 {
-	size_t lo = 0, hi = sc->nexcl;
+	size_t lo = 0, hi = sc->nexcl, n = 0;
 
 	/* The first exclusion ending after a. */
 	while (lo < hi) {
@@ -360,15 +377,18 @@ static void read_mapping_part(struct scan *sc, uintptr_t a, uintptr_t b)
 		else
 			hi = mid;
 	}
-	for (size_t i = lo; a < b && sc->left; i++) {
+	for (size_t i = lo; a < b; i++) {
 		uintptr_t e = i < sc->nexcl && sc->excl[i].base < b ? sc->excl[i].base : b;
 
-		if (e > a)
-			read_safe(sc, a, e);
+		for (; a < e; a = a + UNIT_BYTES < e ? a + UNIT_BYTES : e, n++)
+			if (out)
+				out[n] = (struct scan_unit){ a, a + UNIT_BYTES < e ? a + UNIT_BYTES : e, NULL };
 		if (i >= sc->nexcl)
 			break;
-		a = sc->excl[i].limit;
+		if (sc->excl[i].limit > a)
+			a = sc->excl[i].limit;
 	}
+	return n;
 }
 
 /* One line of /proc/self/maps. */
@@ -431,17 +451,19 @@ static size_t shadow_runs_find(const char *maps, struct sys_range *runs)
 }
 #endif
 
-/* Every readable, writable mapping that is memory: from the lowest stack
- * pointer in it when it holds one (a thread's stack), else whole. */
-void scan_mappings(struct scan *sc)
+/* The units of every readable, writable mapping that is memory: from the
+ * lowest stack pointer in it when it holds one (a thread's stack), else
+ * whole; stored in out unless it is NULL; how many. */
+static size_t mappings_units(const struct scan *sc, struct scan_unit *out)
 {
 	struct mapping m;
+	size_t n = 0;
 #ifdef SHADOW_RUNS_MAX
 	struct sys_range runs[SHADOW_RUNS_MAX];
 	size_t nruns = shadow_runs_find(sc->maps, runs);
 #endif
 
-	for (const char *c = sc->maps; sc->left && mapping_next(&c, &m);) {
+	for (const char *c = sc->maps; mapping_next(&c, &m);) {
 		uintptr_t a = m.a, b = m.b, from;
 		bool shadow = false;
 
@@ -461,7 +483,61 @@ void scan_mappings(struct scan *sc)
 		for (size_t i = 0; i < sc->nmarks; i++)
 			if (sc->marks[i] >= a && sc->marks[i] < b && (from == a || sc->marks[i] < from))
 				from = sc->marks[i];
-		read_mapping_part(sc, from, b);
+		n += mapping_units(sc, from, b, out ? out + n : NULL);
+	}
+	return n;
+}
+
+/* ------------------------------------------------------------ units */
+
+static size_t units_map_len(size_t n)
+{
+	return ALIGN_UP(n * sizeof(struct scan_unit) + sizeof(uint64_t), OS_PAGE);
+}
+
+bool scan_units_build(struct scan *sc)
+{
+	size_t nheap = 0, n;
+	struct scan_unit *u;
+
+	for (struct heap_arena *ha = arenamap_first(); ha; ha = ha->next)
+		nheap += MH_ARENA_SIZE / UNIT_BYTES;
+	n = nheap + mappings_units(sc, NULL);
+	u = map_scratch(units_map_len(n));
+	if (!u)
+		return false;
+	n = 0;
+	for (struct heap_arena *ha = arenamap_first(); ha; ha = ha->next)
+		for (uintptr_t a = ha->base; a < ha->base + MH_ARENA_SIZE; a += UNIT_BYTES)
+			u[n++] = (struct scan_unit){ a, a + UNIT_BYTES, ha };
+	n += mappings_units(sc, u + n);
+	sc->units = u;
+	sc->nunits = n;
+	/* The cursor lives after the units, in the same mapping. */
+	sc->next_unit = (size_t *)ALIGN_UP((uintptr_t)(u + n), sizeof(uint64_t));
+	return true;
+}
+
+void scan_units_free(struct scan *sc)
+{
+	if (sc->units)
+		munmap((void *)sc->units, units_map_len(sc->nunits));
+	sc->units = NULL;
+}
+
+void scan_units_read(struct scan *sc)
+{
+	for (;;) {
+		size_t i = __atomic_fetch_add(sc->next_unit, 1, __ATOMIC_RELAXED);
+
+		if (i >= sc->nunits || scan_all_found(sc) || sc->read_failed)
+			return;
+		const struct scan_unit *u = &sc->units[i];
+
+		if (u->ha)
+			scan_heap_unit(sc, u->ha, u->a, u->b);
+		else
+			read_safe(sc, u->a, u->b);
 	}
 }
 

@@ -19,7 +19,8 @@
  *     buffers), so a thread stopped inside malloc, inside glibc or inside
  *     the loader cannot block it.
  *  2. It lists /proc/self/task with getdents64, publishes one slot per
- *     thread (tid) and sends each SCAN_SIGNAL with tgkill.
+ *     thread (tid) and sends each SCAN_SIGNAL with tgkill; the scan's own
+ *     helper threads (scan_helpers.c) are left running.
  *  3. The handler (every signal blocked while it runs, so no other handler
  *     can run on a stopped thread) checks that the signal is the scan's
  *     (SI_TKILL from our own pid while a scan is in progress; anything else
@@ -118,24 +119,15 @@ static uint32_t epoch, resumed, acks;
 static struct slot *slots;
 static uint32_t nslots, slots_cap;
 static pid_t self_pid;
+/* The scan's helper threads (scan_helpers.c): read the roots, not stopped. */
+static int32_t exempt[SCAN_THREADS_MAX];
+static unsigned nexempt;
 
 static bool handler_installed;
 static struct sigaction prev_action;
 static bool warned_handler;
 
 /* ------------------------------------------------------------ syscalls */
-
-static void futex_wait(uint32_t *w, uint32_t val, long ns)
-{
-	struct timespec ts = { ns / 1000000000, ns % 1000000000 };
-
-	syscall(SYS_futex, w, FUTEX_WAIT_PRIVATE, val, ns ? &ts : NULL, NULL, 0);
-}
-
-static void futex_wake(uint32_t *w)
-{
-	syscall(SYS_futex, w, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
-}
 
 static int signal_thread(pid_t tid, int sig)
 {
@@ -356,6 +348,9 @@ static void signal_task(pid_t tid, void *arg)
 
 	if (tid == sg->self || sg->added < 0)
 		return;
+	for (unsigned i = 0; i < nexempt; i++)
+		if (exempt[i] == tid)
+			return;
 	for (uint32_t i = 0; i < nslots; i++)
 		if (slots[i].tid == tid)
 			return;
@@ -439,10 +434,12 @@ static void start_world(uint32_t e)
 
 /* ------------------------------------------------------------ interface */
 
-bool world_prepare(void)
+bool world_prepare(const int32_t *tids, unsigned n)
 {
 	uint32_t ntasks = 0;
 
+	nexempt = n < SCAN_THREADS_MAX ? n : SCAN_THREADS_MAX;
+	memcpy(exempt, tids, nexempt * sizeof(*tids));
 	STORE_RELAXED(&self_pid, getpid());
 	for_each_task(count_task, &ntasks);
 	/* Room for the threads there are and as many more made meanwhile. */
