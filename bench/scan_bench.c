@@ -16,7 +16,8 @@
  *       at once; reuse off, so each free faults its chunks and fills the
  *       quarantine), a tenth of the heap's objects replaced as they go.
  *       Prints "seconds=... cpu_seconds=... maxrss_mib=...
- *       peak_rss_pte_mib=... maps=... scans=..." (CPU time, user and
+ *       peak_rss_pte_mib=... maps=... scans=... scan_ms=..." (scan_ms: the
+ *       scans' length, mh_stats' quarantine_scan_ns; CPU time, user and
  *       system, is what a shared machine leaves comparable; peak_rss_pte_mib and maps count what quarantine holds
  *       besides address space: page tables, VMAs). Run with
  *       MHEAP_QUARANTINE_SCAN=1 and =0 to compare (bench/Makefile's scan
@@ -173,10 +174,11 @@ static int workload(void)
 	getrusage(RUSAGE_SELF, &ru);
 	mh_stats_read(&st);
 	printf("seconds=%.3f cpu_seconds=%.3f maxrss_mib=%.1f peak_rss_pte_mib=%.1f maps=%ld "
-	       "scans=%llu kept=%llu\n", secs,
+	       "scans=%llu scan_ms=%.1f kept=%llu\n", secs,
 	       ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6,
 	       ru.ru_maxrss / 1024.0, peak_kib / 1024.0, map_count(),
-	       (unsigned long long)st.quarantine_scans, (unsigned long long)st.arena_chunks_kept);
+	       (unsigned long long)st.quarantine_scans, st.quarantine_scan_ns / 1e6,
+	       (unsigned long long)st.arena_chunks_kept);
 	return 0;
 }
 
