@@ -74,7 +74,7 @@ static int __attribute__((noinline)) scan_one(uintptr_t enc)
 	struct scan_result res;
 	uint8_t ref = 0;
 
-	scan_for_pointers(&t, 1, &ref, NULL, READERS, &res);
+	scan_for_pointers(&t, 1, &ref, NULL, READERS, false, &res);
 	return res.complete ? ref : -1;
 }
 
@@ -194,7 +194,7 @@ TEST(of_many_ranges_only_those_pointed_into_are_found)
 		if (i % 3 == 0)
 			held[i] = (void *)((enc[i] ^ KEY) + (size_t)i * 4096);
 	}
-	scan_for_pointers(t, N, ref, NULL, READERS, &res);
+	scan_for_pointers(t, N, ref, NULL, READERS, false, &res);
 	ASSERT_TRUE(res.complete);
 	for (int i = 0; i < N; i++) {
 		EXPECT_EQ(i % 3 == 0, ref[i]) TH_LOG("range %d", i);
@@ -353,7 +353,7 @@ TEST(random_data_never_crashes_the_scan_and_lookalikes_count)
 	}
 	/* And random words from the heap to random targets are all set. */
 	for (int k = 0; k < 3; k++) {
-		scan_for_pointers(t, N, ref, NULL, readers[k], &res);
+		scan_for_pointers(t, N, ref, NULL, readers[k], false, &res);
 		ASSERT_TRUE(res.complete);
 		for (int i = 0; i < N; i++) {
 			if (want[i])

@@ -120,8 +120,10 @@ MH_HIDDEN unsigned quarantine_take_oldest(struct arena_chunk **cs, unsigned max)
 MH_HIDDEN unsigned release_chunks(struct arena_chunk **cs, unsigned n, bool ready);
 /* Release up to max of the oldest because the system refused something. */
 MH_HIDDEN unsigned release_oldest(unsigned max, bool ready);
-/* Release the oldest chunks while quarantine is over its budget. */
-MH_HIDDEN void enforce_budget(void);
+/* Release the oldest chunks while quarantine is over its budget. in_free:
+ * called from free() (a guarded block of the secure heap), where a scan
+ * must neither make threads nor wait for another (scan.h). */
+MH_HIDDEN void enforce_budget(bool in_free);
 
 /* ------------------------------------------------------------ arena_scan.c */
 
@@ -129,8 +131,9 @@ MH_HIDDEN extern uint64_t chunks_kept, releases_scan, releases_referenced;
 
 /* The quarantine is over its budget (arena_lock not held): with
  * MHEAP_QUARANTINE_SCAN, release the chunks no pointer points into, then
- * hold it to its cap; true when that policy is on (the FIFO is not). */
-MH_HIDDEN bool quarantine_scan_budget(void);
+ * hold it to its cap; true when that policy is on (the FIFO is not).
+ * in_free: as enforce_budget's. */
+MH_HIDDEN bool quarantine_scan_budget(bool in_free);
 /* mh_quarantine_release() with the scan on: release every chunk no
  * pointer points into. */
 MH_HIDDEN void quarantine_scan_all(void);

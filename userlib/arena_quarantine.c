@@ -247,9 +247,9 @@ static __attribute__((noinline)) void enforce_budget_fifo(void)
 /* Release quarantine beyond the budget (arena_lock not held): by the scan
  * (arena_scan.c) or, with it off, the FIFO. Neither frame is a scan's root:
  * the FIFO's batch array (chunk addresses left over) lives in its own. */
-void enforce_budget(void)
+void enforce_budget(bool in_free)
 {
-	if (!quarantine_scan_budget())
+	if (!quarantine_scan_budget(in_free))
 		enforce_budget_fifo();
 }
 
@@ -308,7 +308,8 @@ void quarantine_chunks(struct arena_chunk **cs, unsigned n, uint64_t arena_id)
 		mh_unlock(&arena_lock);
 		chunk_destroy(cs[done++], false);
 	}
-	enforce_budget();
+	/* arena_id 0: a guarded block's, freed by free(). */
+	enforce_budget(!arena_id);
 }
 
 /* Every quarantined chunk, oldest first (MHEAP_QUARANTINE_SCAN=0). */

@@ -164,9 +164,10 @@ static void enforce_cap(void)
 }
 
 /* Scan for pointers into every quarantined chunk and release those no
- * pointer points into (arena_lock not held). What this frame holds is a
- * root of the scan it makes: chunk addresses stay in the mapped list. */
-static void scan_and_release(void)
+ * pointer points into (arena_lock not held; in_free: scan_for_pointers').
+ * What this frame holds is a root of the scan it makes: chunk addresses
+ * stay in the mapped list. */
+static void scan_and_release(bool in_free)
 {
 	struct scan_list l = { 0 };
 	struct scan_result res;
@@ -186,7 +187,11 @@ static void scan_and_release(void)
 	mh_unlock(&arena_lock);
 	scan_scrub_stack();
 
-	scan_for_pointers(l.ranges, l.n, l.refs, chunk_roots, arena_cfg.scan_threads, &res);
+	scan_for_pointers(l.ranges, l.n, l.refs, chunk_roots, arena_cfg.scan_threads, in_free, &res);
+	if (res.skipped) {
+		munmap(l.map, l.map_len);
+		return;
+	}
 
 	for (size_t i = 0; i < l.n; i++) {
 		struct arena_chunk *c = l.chunks[i];
@@ -230,7 +235,7 @@ static bool scan_time_allowed(void)
 	return mh_nanotime() - last_scan_end >= last_scan_ns / share * (100 - share);
 }
 
-bool quarantine_scan_budget(void)
+bool quarantine_scan_budget(bool in_free)
 {
 	bool due;
 
@@ -241,14 +246,14 @@ bool quarantine_scan_budget(void)
 	      (quarantined_bytes > arena_cfg.quarantine_cap || scan_time_allowed());
 	mh_unlock(&arena_lock);
 	if (due)
-		scan_and_release();
+		scan_and_release(in_free);
 	enforce_cap();
 	return true;
 }
 
 void quarantine_scan_all(void)
 {
-	scan_and_release();
+	scan_and_release(false);
 	enforce_cap();
 }
 

@@ -100,6 +100,7 @@ typedef pthread_mutex_t mh_lock_t;
 #define MH_LOCK_INIT PTHREAD_MUTEX_INITIALIZER
 static inline void mh_lock(mh_lock_t *l) { pthread_mutex_lock(l); }
 static inline void mh_unlock(mh_lock_t *l) { pthread_mutex_unlock(l); }
+static inline bool mh_trylock(mh_lock_t *l) { return !pthread_mutex_trylock(l); }
 static inline void mh_lock_reinit(mh_lock_t *l) { pthread_mutex_init(l, NULL); }
 
 /*

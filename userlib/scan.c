@@ -156,7 +156,8 @@ static void scan_with_world_stopped(struct scan *sc, uintptr_t own_sp, const uin
 
 __attribute__((noinline))
 void scan_for_pointers(const struct sys_range *targets, size_t n, uint8_t *referenced,
-		       scan_chunk_roots_fn chunk_roots, unsigned threads, struct scan_result *res)
+		       scan_chunk_roots_fn chunk_roots, unsigned threads, bool in_free,
+		       struct scan_result *res)
 {
 	uintptr_t own_sp = (uintptr_t)__builtin_frame_address(0);
 	uintptr_t regs_here[SAVED_REGS];
@@ -181,10 +182,16 @@ void scan_for_pointers(const struct sys_range *targets, size_t n, uint8_t *refer
 		return;
 	}
 	mheap_init();
-	mh_lock(&scan_lock);
+	if (!in_free) {
+		mh_lock(&scan_lock);
+	} else if (!mh_trylock(&scan_lock)) {
+		memset(referenced, 1, n);
+		res->skipped = true;
+		return;
+	}
 	sc.resident_only = !swap_in_use();
 	/* Before the heap lock: making a thread allocates. */
-	helpers_start(threads);
+	helpers_start(in_free ? 1 : threads);
 	nhelpers = helpers_tids(tids);
 	mh_lock(&mh_heap.lock);
 	nmeta = sys_metadata_lock(&meta);

@@ -31,6 +31,7 @@ struct scan_result {
 	 * stop, a handler for the stop signal not ours, no way to read
 	 * memory safely): then nothing may be taken as unreferenced. */
 	bool complete;
+	bool skipped;		/* not run: another was in progress (in_free) */
 	unsigned threads;	/* other threads stopped */
 	uint64_t bytes;		/* root bytes read */
 	uint64_t ns;		/* the whole scan */
@@ -47,14 +48,20 @@ struct scan_result {
  * are sorted by base and disjoint; they and referenced may live anywhere
  * (the scan leaves them out of its roots). The roots are read by threads
  * threads (0: one per CPU the process may run on; 1: the caller alone; at
- * most SCAN_THREADS_MAX, fewer if they cannot be made: scan_helpers.c). Takes the scan lock, then the
+ * most SCAN_THREADS_MAX, fewer if they cannot be made: scan_helpers.c).
+ * in_free: the caller is inside free(), where the C library may hold locks
+ * of its own (glibc frees a dead thread's TLS array, a joined scan
+ * helper's included, with its stack cache locked): the scan then makes no
+ * threads (making one takes those locks), and is skipped (res->skipped,
+ * every target referenced) rather than waiting when another is in
+ * progress, which may be this thread's own, joining its helpers. Takes the scan lock, then the
  * heap lock and the metadata registry's (so: no allocator lock held by the
  * caller), and allocates nothing from the heap. The calling thread's roots
  * are its registers and its stack from the caller's frame up: the caller's
  * own frames should not hold target addresses (they would count).
  */
 MH_HIDDEN void scan_for_pointers(const struct sys_range *targets, size_t n, uint8_t *referenced,
-				 scan_chunk_roots_fn chunk_roots, unsigned threads,
+				 scan_chunk_roots_fn chunk_roots, unsigned threads, bool in_free,
 				 struct scan_result *res);
 
 /*

@@ -33,7 +33,11 @@
  * (__libc_single_threaded stays false). MHEAP_QUARANTINE_SCAN_THREADS=1
  * scans on the freeing thread alone. A fork waits for a scan to end (the
  * scan lock), so a child never inherits helpers. If a thread cannot be
- * made, the scan reads with those that could.
+ * made, the scan reads with those that could. Helpers are made only for
+ * scans the program asked for through mheap's own calls (an arena's free,
+ * mh_quarantine_release): one started inside free(), by a guarded block of
+ * the secure heap, reads alone, and is skipped while another scan is in
+ * progress (scan.h says why).
  */
 #define _GNU_SOURCE
 #include <pthread.h>
