@@ -17,10 +17,13 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/mheap.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 
@@ -302,6 +305,43 @@ TEST(a_scans_helper_threads_are_gone_when_it_returns)
 	ASSERT_LT(0, before);
 	EXPECT_EQ(0, scan_one(enc));
 	EXPECT_EQ(before, task_count());
+	range_free(enc);
+}
+
+/*
+ * A device file's mapping is not memory (reading some has side effects, and
+ * /dev/mheap's faulted ranges cannot be read): it is left out whole, even
+ * where it is readable. Where the module is loaded (the VM): a pointer in a
+ * readable page of a /dev/mheap mapping whose other page is faulted is not
+ * found, and the scan completes; the same pointer in anonymous memory is.
+ */
+TEST(a_device_mapping_is_left_out_whole)
+{
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+	int fd = open("/dev/" MHEAP_DEVICE_NAME, O_RDWR | O_CLOEXEC);
+	struct mheap_range r;
+	struct mheap_ranges rs = { .ranges = (uintptr_t)&r, .nr = 1 };
+	uintptr_t enc;
+	char *dev, *anon;
+
+	if (fd < 0)
+		SKIP(return, "no /dev/" MHEAP_DEVICE_NAME ": the module is not loaded here");
+	dev = mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	anon = mmap(NULL, pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	enc = range_new();
+	ASSERT_NE(MAP_FAILED, dev);
+	ASSERT_NE(MAP_FAILED, anon);
+	ASSERT_NE(0, enc);
+	store_at(dev, pg, enc);
+	r = (struct mheap_range){ (uintptr_t)dev, pg };
+	ASSERT_EQ(0, ioctl(fd, MHEAP_IOC_FAULT, &rs));
+	EXPECT_EQ(0, scan_one(enc));
+	store_at(anon, 0, enc);
+	EXPECT_EQ(1, scan_one(enc));
+	store_at(anon, 0, 0);
+	munmap(dev, 2 * pg);
+	munmap(anon, pg);
+	close(fd);
 	range_free(enc);
 }
 
