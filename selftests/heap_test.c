@@ -1714,6 +1714,40 @@ TEST(realloc_grows_a_large_object_in_place_when_the_pages_after_it_are_free)
 	mh_free(blocker);
 }
 
+TEST(a_large_block_realloc_moves_to_grow_gets_room_for_half_as_much_again)
+{
+	char *p = mh_malloc(64 << 10), *q, *r;
+	char *blocker = mh_malloc(64 << 10);
+
+	ASSERT_EQ(p + (64 << 10), blocker);
+	memset(p, 3, 64 << 10);
+	/* The block cannot grow where it is: it moves, with room. */
+	q = mh_realloc(p, 192 << 10);	/* 24 pages */
+	ASSERT_NE(p, q);
+	EXPECT_EQ(288 << 10, mh_usable_size(q));	/* 36 pages */
+	EXPECT_EQ(3, q[(64 << 10) - 1]);
+	/* Whatever comes after the room, the block grows into it in place. */
+	char *after = mh_malloc(64 << 10);
+	ASSERT_NE(NULL, after);
+	EXPECT_TRUE(after >= q + (288 << 10) || after + (64 << 10) <= q);
+	r = mh_realloc(q, 288 << 10);
+	EXPECT_EQ(q, r);
+	mh_free(r);
+	mh_free(after);
+	mh_free(blocker);
+}
+
+TEST(a_large_block_realloc_moves_to_shrink_gets_no_room)
+{
+	char *p = mh_malloc(400 << 10), *q;
+
+	ASSERT_NE(NULL, p);
+	q = mh_realloc(p, 96 << 10);	/* under half its pages: it moves */
+	ASSERT_NE(p, q);
+	EXPECT_EQ(96 << 10, mh_usable_size(q));
+	mh_free(q);
+}
+
 TEST(usable_size_covers_the_request)
 {
 	for (size_t size = 1; size < (1u << 20); size = size * 5 / 4 + 1) {

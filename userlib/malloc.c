@@ -492,6 +492,38 @@ size_t mh_usable_size(const void *ptr)
 	return 0;
 }
 
+/*
+ * A large block that realloc has to move. It goes low, where first fit
+ * leaves it the free pages above that growth in place needs; and a block
+ * that moves because it grows gets half as much again in room
+ * (REALLOC_ROOM_MAX at most): a buffer built up piece by piece grows
+ * again, and the pages after it are often taken (by another such buffer,
+ * placed low just the same), so without room it moved at nearly every
+ * step at which another block stood in its way, copying all of itself
+ * each time. With room the sizes at which it moves grow geometrically,
+ * and what it copies in all stays within a few times its final size.
+ * The room costs no resident memory until it is written (fresh or
+ * released pages), and realloc keeps the block in place as long as it
+ * needs more than half its pages, which the room leaves it. Measured:
+ * docs/heap.md#realloc-growth-room.
+ */
+#define REALLOC_ROOM_MAX	MH_ARENA_SIZE
+
+static void *realloc_moved_large(size_t size, bool grows)
+{
+	size_t room = size / 2 < REALLOC_ROOM_MAX ? size / 2 : REALLOC_ROOM_MAX;
+	int saved = errno;
+	void *q;
+
+	if (grows && size <= PTRDIFF_MAX - MH_ARENA_SIZE - room) {
+		q = large_alloc(size + room, 0, false, PLACE_LOW);
+		if (q)
+			return q;
+		errno = saved;	/* without the room, then */
+	}
+	return large_alloc(size, 0, false, PLACE_LOW);
+}
+
 void *mh_realloc(void *ptr, size_t size)
 {
 	uintptr_t p = (uintptr_t)ptr;
@@ -527,8 +559,7 @@ void *mh_realloc(void *ptr, size_t size)
 		    mheap_grow_span(s, (size + MH_PAGE_SIZE - 1) >> MH_PAGE_SHIFT))
 			return ptr;
 	}
-	/* A large block that has to move goes where it can grow next time. */
-	q = size > MH_MAX_SMALL_SIZE ? large_alloc(size, 0, false, PLACE_LOW) : mh_malloc(size);
+	q = size > MH_MAX_SMALL_SIZE ? realloc_moved_large(size, size > old) : mh_malloc(size);
 	if (!q)
 		return NULL;	/* the old block is untouched, as C requires */
 	memcpy(q, ptr, old < size ? old : size);
