@@ -70,39 +70,57 @@ static inline __attribute__((always_inline)) struct mspan *checked_span(uintptr_
 }
 
 /*
- * The owner's free: plain loads and stores. Returns false, recording
- * nothing, when p is not the start of an allocated object of s. The check
- * reads up to three bitmap words of p's object, which share a cache line,
- * and takes one branch on them: whether the object lies below freeindex
- * (handed out since the sweep) is a mask, not a test of its own. Where a
- * class's current span holds much of its live objects (a span of 1,024
- * 8-byte objects, random frees of many sizes) that test was a coin toss,
- * a mispredicted branch every third free or so. Measured:
+ * Whether the owner may free p, an address in s, a small span it owns:
+ * whether p is the start of an object of s (*idx) allocated now. The
+ * check reads up to three bitmap words of p's object, which share a cache
+ * line, and takes one branch on them: whether the object lies below
+ * freeindex (handed out since the sweep) is a mask, not a test of its own.
+ * Where a class's current span holds much of its live objects (a span of
+ * 1,024 8-byte objects, random frees of many sizes) that test was a coin
+ * toss, a mispredicted branch every third free or so. Measured:
  * docs/heap.md#explicit-free.
  */
-static inline bool local_free(struct mcache *c, struct mspan *s, uintptr_t p)
+static inline __attribute__((always_inline)) bool local_free_allowed(const struct mspan *s, uintptr_t p,
+								    uint32_t *idx)
 {
-	uint32_t idx;
-
-	if (unlikely(!object_start(s, p, &idx)))
+	if (unlikely(!object_start(s, p, idx)))
 		return false;
 
-	struct span_bits *b = &s->bits[idx / 64];
-	unsigned bit = idx % 64;
-	uint64_t local = b->local;
-	uint64_t live = b->alloc | -(uint64_t)(idx < s->freeindex);
+	const struct span_bits *b = &s->bits[*idx / 64];
+	unsigned bit = *idx % 64;
+	uint64_t live = b->alloc | -(uint64_t)(*idx < s->freeindex);
 
 	/* Not freed since the last sweep, and allocated now: below freeindex
 	 * or allocated at that sweep (mspan.h). */
-	if (unlikely((local | LOAD_RELAXED(&b->remote) | ~live) >> bit & 1))
-		return false;
-	STORE_RELAXED(&b->local, local | (uint64_t)1 << bit);
+	return !((b->local | LOAD_RELAXED(&b->remote) | ~live) >> bit & 1);
+}
+
+/* The owner's free of object idx of s, which local_free_allowed allowed:
+ * plain loads and stores. */
+static inline __attribute__((always_inline)) void local_free_at(struct mcache *c, struct mspan *s,
+								uint32_t idx)
+{
+	struct span_bits *b = &s->bits[idx / 64];
+
+	STORE_RELAXED(&b->local, b->local | (uint64_t)1 << (idx % 64));
 	owner_add(&c->nfree[s->sizeclass], 1);
 	/* A span that is not current may go back on the partial list or be
 	 * entirely free: notify_in counts down to the free that may do it
 	 * (mspan_notify_at, set by mcache.c as the span changes list). */
 	if (unlikely(--s->notify_in == 0))
 		mcache_local_free_slow(c, s);
+}
+
+/* The owner's free of p, an address in s, a small span c owns. Returns
+ * false, recording nothing, when p is not the start of an allocated
+ * object of s. */
+static inline bool local_free(struct mcache *c, struct mspan *s, uintptr_t p)
+{
+	uint32_t idx;
+
+	if (unlikely(!local_free_allowed(s, p, &idx)))
+		return false;
+	local_free_at(c, s, idx);
 	return true;
 }
 
