@@ -398,6 +398,64 @@ TEST_F(blocks, warm_pages_stay_under_the_cap)
 		mh_free(p[i]);
 }
 
+/*
+ * A warm block chunk whose pages move on into a larger block (a
+ * transplant) goes back to the page heap whole, the place of its guard
+ * included, which it took from the page heap as it was: that place may
+ * hold a freed block's data, and a small span made there later must not
+ * be taken for zeroed, or the check at reuse reports a write after free
+ * nobody made (fixed in be7b4f6: misuse_test's no_misuse caught it about
+ * one run in 12). The page heap is laid out for it: block b's chunk (its
+ * pages and guard), then a block x of the default heap's (a large span
+ * just below MHEAP_SECURE_LARGE, its canary and trailer at its pages'
+ * end), written and freed; b's pages move to a warm chunk of b's chunk's
+ * size, placed where x was, so the warm chunk's guard place is x's last
+ * page; a larger block takes b's pages on; then small blocks (of a class
+ * whose spans are one page) fill the lowest free pages until the first
+ * slot of that page is handed out: x's canary lies there. (The slot a
+ * thread holds back, secure.c, may keep it for a few allocations.)
+ */
+TEST_F(blocks, a_transplanted_warm_chunks_guard_place_is_clean_for_small_spans)
+{
+	RETURN_IF_SETUP_SKIPPED();
+
+	enum {
+		B_SIZE = 32 << 10,		/* guarded: pages of 32 KiB, then the guard */
+		B_CHUNK = B_SIZE + 8192,
+		X_SIZE = B_SIZE - 4,		/* a large span of the same 40 KiB */
+		C_SIZE = 64 << 10,		/* larger than b's warm chunk: a transplant */
+		SMALL = 100,			/* a class of one-page spans */
+		MAX_SMALL = 4096,
+	};
+	static char *small[MAX_SMALL];
+	char *b = mh_malloc(B_SIZE), *x, *c, *place;
+	int n;
+
+	ASSERT_NE(NULL, b);
+	x = mh_malloc(X_SIZE);
+	ASSERT_EQ(b + B_CHUNK, x) TH_LOG("the large span does not follow b's chunk");
+	memset(x, 'x', X_SIZE);
+	mh_free(x);
+	memset(b, 'b', B_SIZE);
+	mh_free(b);
+	c = mh_malloc(C_SIZE);
+	ASSERT_NE(NULL, c);
+	/* b's pages are c's last ones, resident before c is touched. */
+	ASSERT_EQ(B_SIZE / 4096, resident_pages_of(c, C_SIZE));
+	place = x + B_SIZE;
+	for (n = 0; n < MAX_SMALL; n++) {
+		small[n] = mh_malloc(SMALL);
+		ASSERT_NE(NULL, small[n]);
+		if (small[n] == place)
+			break;
+	}
+	ASSERT_LT(n, MAX_SMALL) TH_LOG("no small block at the warm chunk's guard place %p", place);
+	EXPECT_EQ(SMALL, mh_usable_size(small[n]));
+	for (int i = 0; i <= n && i < MAX_SMALL; i++)
+		mh_free(small[i]);
+	mh_free(c);
+}
+
 static void use_warm_pages(void *arg)
 {
 	char *q = mh_malloc(WARM_SIZE);
