@@ -348,7 +348,8 @@ size_t heap_checked_room(uintptr_t p, struct mspan **small, struct arena_chunk *
  * sweeps ("Double frees"): two locked instructions per remote free, the
  * bit and the count.
  */
-static void remote_free(struct mspan *s, uint32_t idx, uintptr_t p)
+static inline __attribute__((always_inline)) void remote_free(struct mspan *s, uint32_t idx,
+						       uintptr_t p)
 {
 	uint64_t gen = LOAD_ACQUIRE(&s->gen);
 	unsigned cls = s->sizeclass;
@@ -389,6 +390,18 @@ static void count_free(struct mcache *c, unsigned cls)
 		mcache_count_uncached(mh_dead_nfree, cls);
 }
 
+/* A free of object idx (at p) of s, a small span c (the thread's cache or
+ * NULL) does not own. */
+static inline __attribute__((always_inline)) void small_free_remote(struct mcache *c, struct mspan *s,
+							     uint32_t idx, uintptr_t p)
+{
+	/* The class is read first: the free may end the span's life. */
+	unsigned cls = s->sizeclass;
+
+	remote_free(s, idx, p);
+	count_free(c, cls);
+}
+
 /* Everything the fast path of mh_free does not take: NULL, a thread's
  * first free, remote and large frees, frees after the thread's exit, and
  * every bad pointer. */
@@ -411,11 +424,7 @@ static __attribute__((noinline)) void free_checked(uintptr_t p)
 				mspan_double_free(p);
 			return;
 		}
-		/* The class is read first: the free may end the span's life. */
-		unsigned cls = s->sizeclass;
-
-		remote_free(s, idx, p);
-		count_free(c, cls);
+		small_free_remote(c, s, idx, p);
 		return;
 	}
 	/* Another thread may be freeing p too: one of the two frees it. */
@@ -465,14 +474,21 @@ void heap_free_plain(void *ptr)
 
 /* The default mode's free of p, an allocated object of s, a small span
  * (heap_checked_room found it), for the secure mode's layer: the owner's
- * free with no second lookup, else the checked one. */
+ * free or the remote one, with no second lookup (each checks again what
+ * may have changed since: a racing free of p). */
 void heap_free_small(struct mspan *s, void *ptr)
 {
-	struct mcache *c = mh_tls_cache;
+	struct mcache *c = mcache_get();
+	uintptr_t p = (uintptr_t)ptr;
+	uint32_t idx;
 
-	if (likely(c && LOAD_RELAXED(&s->owner) == c && local_free(c, s, (uintptr_t)ptr)))
+	if (c && LOAD_RELAXED(&s->owner) == c) {
+		if (unlikely(!local_free(c, s, p)))
+			mspan_double_free(p);
 		return;
-	free_checked((uintptr_t)ptr);
+	}
+	(void)object_start(s, p, &idx);
+	small_free_remote(c, s, idx, p);
 }
 
 size_t mh_usable_size(const void *ptr)
