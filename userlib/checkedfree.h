@@ -3,7 +3,9 @@
  * The checked free's pieces that inline into more than one entry point:
  * mh_free and the sized frees (malloc.c, malloc_sized.c) take the owner's
  * fast path through owned_span and local_free, and check everything else
- * through checked_span. What the check promises - an invalid or double free
+ * through checked_span; the secure mode's free (secure.c) takes the
+ * owner's check and record apart (local_free_allowed, local_free_at), to
+ * check and zero the block between them. What the check promises - an invalid or double free
  * aborts with one "mheap: ..." line naming the address - and how the
  * owner's and the remote frees record an object are in malloc.c and
  * mspan.h; the measurements behind the fast path's shape are in
