@@ -202,9 +202,15 @@ static inline struct mspan *mcache_span_of(struct mcache *c, uintptr_t p)
 	uintptr_t off = p - c->free_arena_base;
 
 	if (unlikely(off >= MH_ARENA_SIZE)) {
+		/* mh_no_cache first: the secure mode's every free comes here
+		 * through it (mh_tls_fast_cache), and would walk the arena
+		 * map for nothing. */
+		if (c == &mh_no_cache)
+			return NULL;
+
 		struct heap_arena *ha = arena_of(p);
 
-		if (!ha || c == &mh_no_cache)
+		if (!ha)
 			return NULL;
 		c->free_arena_base = ha->base;
 		c->free_arena_spans = ha->spans;
