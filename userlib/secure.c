@@ -266,6 +266,7 @@ static void trailer_set(uintptr_t p, size_t size, size_t room)
  * was a tenth of the instructions of a malloc and free of 16..1024 bytes
  * (docs/heap.md#secure-mode). */
 #define CANARY_MAX	16
+_Static_assert(CANARY_MAX <= 16, "canary_intact_in_slot reads at most two words");
 
 static inline size_t canary_len(size_t size, size_t room)
 {
@@ -296,22 +297,20 @@ static inline void canary_set(uintptr_t p, size_t size, size_t room)
 }
 
 /* Whether the canary bytes after the block of size bytes at p, in a slot
- * of room, are intact, read a word at a time (the trailer's bytes past
- * them masked off). */
+ * of room, are intact: at most CANARY_MAX (two words), so two loads, the
+ * second overlapping the first (of 8 to 16 bytes), or one with the
+ * trailer's bytes past them masked off (under 8). */
 static inline bool canary_intact_in_slot(uintptr_t p, size_t size, size_t room)
 {
-	uint64_t w = canary_word(), v, diff = 0;
-	size_t n = canary_len(size, room), i;
+	uint64_t w = canary_word(), v, last;
+	size_t n = canary_len(size, room);
 
-	for (i = 0; i + 8 <= n; i += 8) {
-		memcpy(&v, (const void *)(p + size + i), 8);
-		diff |= v ^ w;
+	memcpy(&v, (const void *)(p + size), 8);
+	if (n >= 8) {
+		memcpy(&last, (const void *)(p + size + n - 8), 8);
+		return !((v ^ w) | (last ^ w));
 	}
-	if (i < n) {
-		memcpy(&v, (const void *)(p + size + i), 8);
-		diff |= (v ^ w) & (((uint64_t)1 << (n - i) * 8) - 1);
-	}
-	return !diff;
+	return !((v ^ w) & (((uint64_t)1 << n * 8) - 1));
 }
 
 /* canary_check found the trailer or the canary of the slot of room bytes
