@@ -5,11 +5,11 @@
  * fast path through owned_span and local_free, and check everything else
  * through checked_span; the secure mode's free (secure.c) takes the
  * owner's check and record apart (local_free_allowed, local_free_at), to
- * check and zero the block between them. What the check promises - an invalid or double free
- * aborts with one "mheap: ..." line naming the address - and how the
- * owner's and the remote frees record an object are in malloc.c and
- * mspan.h; the measurements behind the fast path's shape are in
- * docs/heap.md#explicit-free and docs/heap.md#fast-paths.
+ * check and zero the block between them. What the check promises - an
+ * invalid or double free aborts with one "mheap: ..." line naming the
+ * address - and how the owner's and the remote frees record an object are
+ * in malloc.c and mspan.h; the measurements behind the fast path's shape
+ * are in docs/heap.md#explicit-free and docs/heap.md#fast-paths.
  */
 #ifndef MHEAP_CHECKEDFREE_H
 #define MHEAP_CHECKEDFREE_H

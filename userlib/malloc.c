@@ -474,8 +474,10 @@ void heap_free_plain(void *ptr)
 
 /* The default mode's free of p, an allocated object of s, a small span
  * (heap_checked_room found it), for the secure mode's layer: the owner's
- * free or the remote one, with no second lookup (each checks again what
- * may have changed since: a racing free of p). */
+ * free or the remote one, with no second lookup. What a racing free of p
+ * may have changed since is checked again, as free_checked checks it: the
+ * span's state (else free_checked names the error), the object's bits
+ * (local_free, remote_free). */
 void heap_free_small(struct mspan *s, void *ptr)
 {
 	struct mcache *c = mcache_get();
@@ -485,6 +487,10 @@ void heap_free_small(struct mspan *s, void *ptr)
 	if (c && LOAD_RELAXED(&s->owner) == c) {
 		if (unlikely(!local_free(c, s, p)))
 			mspan_double_free(p);
+		return;
+	}
+	if (unlikely(LOAD_RELAXED(&s->state) != MSPAN_SMALL)) {
+		free_checked(p);
 		return;
 	}
 	(void)object_start(s, p, &idx);
