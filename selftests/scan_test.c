@@ -25,6 +25,8 @@
 #include <stdint.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 
 #include "kselftest_harness.h"
@@ -310,6 +312,71 @@ TEST(a_scans_helper_threads_are_gone_when_it_returns)
 		usleep(1000);
 	EXPECT_EQ(before, after);
 	range_free(enc);
+}
+
+static void *no_op(void *arg)
+{
+	return arg;
+}
+
+/* The lines of /proc/self/maps: the mappings of the process. */
+static int mapping_count(void)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	int n = 0, c;
+
+	if (!f)
+		return -1;
+	while ((c = fgetc(f)) != EOF)
+		n += c == '\n';
+	fclose(f);
+	return n;
+}
+
+/* In a child whose threads cannot be made (over RLIMIT_NPROC as an
+ * unprivileged user): 0 when its scans find the pointer and map nothing
+ * more than they unmap, 4 when threads could still be made. */
+static int scan_without_helpers(uintptr_t enc)
+{
+	struct rlimit none = { 0, 0 };
+	pthread_t t;
+	int before;
+
+	if ((!getuid() && (setresgid(65534, 65534, 65534) || setresuid(65534, 65534, 65534))) ||
+	    prctl(PR_SET_DUMPABLE, 1) || setrlimit(RLIMIT_NPROC, &none))
+		return 3;
+	if (!pthread_create(&t, NULL, no_op, NULL)) {
+		pthread_join(t, NULL);
+		return 4;
+	}
+	set_global(enc, INTERIOR);
+	if (scan_one(enc) != 1)
+		return 1;
+	before = mapping_count();
+	for (int i = 0; i < 4; i++)
+		if (scan_one(enc) != 1)
+			return 1;
+	return mapping_count() == before ? 0 : 2;
+}
+
+/* A scan whose helper threads cannot be made (pthread_create fails) reads
+ * alone, completes, and leaves no helper's mapping behind. */
+TEST(a_scan_whose_helpers_cannot_be_made_reads_alone_and_leaks_nothing)
+{
+	uintptr_t enc = range_new();
+	pid_t pid;
+	int rc;
+
+	ASSERT_NE(0, enc);
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid)
+		_exit(scan_without_helpers(enc));
+	rc = wait_child_ms(pid, 60000);
+	range_free(enc);
+	if (rc == 3 || rc == 4)
+		SKIP(return, "cannot keep threads from being made here (%d)", rc);
+	EXPECT_EQ(0, rc);
 }
 
 /*
