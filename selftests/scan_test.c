@@ -26,15 +26,17 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 
 #include "kselftest_harness.h"
 #include "mheap_test.h"
 
 #include "mheap.h"
 #include "roots.h"
-#include "scan.h"
+#include "scan_impl.h"
 
 #define RANGE_LEN ((size_t)2 << 20)
 /* The interior offset the pointer is given. */
@@ -695,6 +697,91 @@ TEST(a_blocked_read_is_restarted_not_interrupted)
 	close(rd.fds[0]);
 	close(rd.fds[1]);
 	range_free(enc);
+}
+
+/*
+ * The tracer of missed_the_end...: seizes tid, lets the first stop signal
+ * in, freezes the thread (PTRACE_INTERRUPT) on the first byte from cmd and
+ * lets it go on the second, answering each step on ack.
+ */
+static int freeze_in_the_stop(pid_t tid, int cmd, int ack)
+{
+	int st;
+	char c;
+
+	if (ptrace(PTRACE_SEIZE, tid, 0, 0))
+		return 10;
+	if (write(ack, "s", 1) != 1 || waitpid(tid, &st, __WALL) != tid || !WIFSTOPPED(st) ||
+	    WSTOPSIG(st) != SIGURG || ptrace(PTRACE_CONT, tid, 0, SIGURG))
+		return 11;
+	if (read(cmd, &c, 1) != 1 || ptrace(PTRACE_INTERRUPT, tid, 0, 0) ||
+	    waitpid(tid, &st, __WALL) != tid || !WIFSTOPPED(st) || write(ack, "f", 1) != 1)
+		return 12;
+	if (read(cmd, &c, 1) != 1 || ptrace(PTRACE_DETACH, tid, 0, 0) || write(ack, "d", 1) != 1)
+		return 13;
+	return 0;
+}
+
+/*
+ * A stopped thread may not run again before the next scan has begun and
+ * ended (a loaded machine; under ThreadSanitizer a thread still in the
+ * handler is left running after 10 ms): it must still leave the handler
+ * once it runs. Here a tracer freezes it in the handler of one stop, past
+ * that stop's end and through the whole of the next.
+ */
+TEST(a_thread_that_misses_the_end_of_its_stop_still_resumes)
+{
+	struct reader rd = { .tid = 0 };
+	int cmd[2], ack[2], st;
+	int32_t no_helpers[1] = { 0 };
+	struct timespec until;
+	pthread_t th;
+	pid_t pid;
+	char c;
+
+#ifdef __SANITIZE_THREAD__
+	SKIP(return, "ThreadSanitizer holds the stop signal back until a system call returns");
+#endif
+	ASSERT_EQ(0, pipe(rd.fds));
+	ASSERT_EQ(0, pipe(cmd));
+	ASSERT_EQ(0, pipe(ack));
+	ASSERT_EQ(0, pthread_create(&th, NULL, read_a_byte, &rd));
+	while (!atomic_load(&rd.tid))
+		usleep(100);
+	ASSERT_TRUE(wait_in_syscall(atomic_load(&rd.tid), SYS_read));
+	prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid)
+		_exit(freeze_in_the_stop(atomic_load(&rd.tid), cmd[0], ack[1]));
+	if (read(ack[0], &c, 1) != 1) {
+		waitpid(pid, &st, 0);
+		ASSERT_EQ(1, write(rd.fds[1], "x", 1));
+		pthread_join(th, NULL);
+		SKIP(return, "the thread cannot be traced here");
+	}
+	ASSERT_TRUE(world_prepare(no_helpers, 0));
+	ASSERT_TRUE(world_stop());
+	ASSERT_EQ(1, write(cmd[1], "f", 1));
+	ASSERT_EQ(1, read(ack[0], &c, 1));
+	world_start();
+	/* Frozen: it cannot stop again, and this stop ends too. */
+	EXPECT_FALSE(world_stop());
+	world_start();
+	ASSERT_EQ(1, write(cmd[1], "d", 1));
+	ASSERT_EQ(1, read(ack[0], &c, 1));
+	ASSERT_EQ(pid, waitpid(pid, &st, 0));
+	ASSERT_EQ(0, WEXITSTATUS(st));
+	ASSERT_EQ(1, write(rd.fds[1], "x", 1));
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 5;
+	/* Still in the first stop's handler, it would never read the byte. */
+	EXPECT_EQ(0, pthread_timedjoin_np(th, NULL, &until));
+	for (int i = 0; i < 2; i++) {
+		close(rd.fds[i]);
+		close(cmd[i]);
+		close(ack[i]);
+	}
 }
 
 static void *block_stop_signal(void *arg)

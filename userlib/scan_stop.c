@@ -27,7 +27,9 @@
  *     goes to the handler installed before ours), spills its callee-saved
  *     registers into its frame, stores its stack pointer in its slot and
  *     the epoch with a release store, wakes the scanner (futex) and waits
- *     on a futex until the scanner publishes the end of that epoch.
+ *     on a futex until the scanner publishes the end of that epoch or of
+ *     a later one (epochs only grow; a thread that runs again only after
+ *     the next stop has ended too must not wait for its own forever).
  *  4. The scanner lists the tasks again: threads created meanwhile (by a
  *     thread not yet stopped) get a signal too, until a listing finds none
  *     new. A thread that no longer exists (tgkill: ESRCH) is forgotten.
@@ -184,7 +186,11 @@ static void stop_handler(int sig, siginfo_t *si, void *ucv)
 	STORE_RELEASE(&sl->acked, e);
 	__atomic_add_fetch(&acks, 1, __ATOMIC_RELEASE);
 	futex_wake(&acks);
-	for (uint32_t r; (r = LOAD_ACQUIRE(&resumed)) != e;)
+	/* Until its epoch has ended, or a later one: this thread may not run
+	 * again before the next stop has begun and ended (a loaded machine;
+	 * under ThreadSanitizer a thread still in here is left running after
+	 * 10 ms), and waiting for resumed == e then would never end. */
+	for (uint32_t r; (int32_t)((r = LOAD_ACQUIRE(&resumed)) - e) < 0;)
 		futex_wait(&resumed, r, 0);
 	/* regs stays in this frame until the scan has read it. */
 	__asm__ volatile("" : : "r"(regs) : "memory");
