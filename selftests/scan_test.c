@@ -281,6 +281,35 @@ TEST(a_pointer_anywhere_in_a_large_heap_object_is_found)
 	mh_free(o);
 }
 
+/* A large object longer than a heap arena runs into the next one, where
+ * its pages are not its span's first: a pointer there, on either side of
+ * the boundary and in the object's last word, is found. */
+TEST(a_pointer_in_a_large_heap_objects_part_in_the_next_heap_arena_is_found)
+{
+	size_t len = MH_ARENA_SIZE + ((size_t)8 << 20);
+	char *o = mh_malloc(len);
+	uintptr_t enc = range_new();
+	size_t past;
+
+	ASSERT_NE(NULL, o);
+	ASSERT_NE(0, enc);
+	memset(o, 0, len);
+	past = ALIGN_UP((uintptr_t)o + 1, MH_ARENA_SIZE) - (uintptr_t)o;
+	ASSERT_LT(past, len);
+	const size_t offsets[] = { past - 8, past, past + ((size_t)4 << 20), len - 8 };
+
+	for (size_t i = 0; i < sizeof(offsets) / sizeof(offsets[0]); i++) {
+		if (offsets[i] >= len)
+			continue;
+		store_at(o, offsets[i], enc);
+		EXPECT_EQ(1, scan_one(enc)) TH_LOG("offset %zu", offsets[i]);
+		store_at(o, offsets[i], 0);
+		EXPECT_EQ(0, scan_one(enc)) TH_LOG("offset %zu", offsets[i]);
+	}
+	range_free(enc);
+	mh_free(o);
+}
+
 /* Count the threads of the process. */
 static int task_count(void)
 {
