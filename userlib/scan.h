@@ -45,8 +45,10 @@ struct scan_result {
 /*
  * Set referenced[i] to 1 for every target i that some root word points
  * into, [base, limit) (one past the end does not count), else 0. targets
- * are sorted by base and disjoint; they and referenced may live anywhere
- * (the scan leaves them out of its roots). The roots are read by threads
+ * are sorted by base and disjoint; they and referenced may live in mapped
+ * memory or on the caller's stack (the scan leaves them out of its roots),
+ * not in a heap object: the heap is read object by object, with no
+ * exclusions, and targets there would count. The roots are read by threads
  * threads (0: one per CPU the process may run on; 1: the caller alone; at
  * most SCAN_THREADS_MAX, fewer if they cannot be made: scan_helpers.c).
  * in_free: the caller is inside free(), where the C library may hold locks
