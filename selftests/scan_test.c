@@ -410,6 +410,85 @@ TEST(a_scan_whose_helpers_cannot_be_made_reads_alone_and_leaks_nothing)
 	EXPECT_EQ(0, rc);
 }
 
+/* Threads at the start of signal_new_threads, then the SIGUSR1 counts. */
+#define KNOWN_MAX 64
+static pid_t known[KNOWN_MAX];
+static int nknown;
+static _Atomic int usr1_elsewhere, usr1_sent;
+static _Atomic pid_t sender;
+
+static bool is_known(pid_t tid)
+{
+	if (tid == atomic_load(&sender))
+		return true;
+	for (int i = 0; i < nknown; i++)
+		if (known[i] == tid)
+			return true;
+	return false;
+}
+
+static void note_usr1(int sig)
+{
+	(void)sig;
+	if (!is_known((pid_t)syscall(SYS_gettid)))
+		atomic_fetch_add(&usr1_elsewhere, 1);
+}
+
+/* Send SIGUSR1 to every thread that was not there when it started: the
+ * scans' helpers, while they exist. */
+static void *signal_new_threads(void *arg)
+{
+	_Atomic bool *stop = arg;
+
+	atomic_store(&sender, (pid_t)syscall(SYS_gettid));
+	while (!atomic_load(stop)) {
+		DIR *d = opendir("/proc/self/task");
+
+		if (!d)
+			break;
+		for (struct dirent *e; (e = readdir(d));) {
+			pid_t tid = (pid_t)atoi(e->d_name);
+
+			if (tid > 0 && !is_known(tid) &&
+			    !syscall(SYS_tgkill, getpid(), tid, SIGUSR1))
+				atomic_fetch_add(&usr1_sent, 1);
+		}
+		closedir(d);
+	}
+	return NULL;
+}
+
+/* A scan's helper threads run with every signal blocked: a signal sent to
+ * one never runs the program's handler there. */
+TEST(a_signal_sent_to_a_scans_helper_never_runs_the_programs_handler)
+{
+	struct sigaction sa = { .sa_handler = note_usr1, .sa_flags = SA_RESTART }, old;
+	uintptr_t enc = range_new();
+	_Atomic bool stop = false;
+	pthread_t th;
+	DIR *d;
+
+	ASSERT_NE(0, enc);
+	ASSERT_EQ(0, scan_one(enc));	/* a sanitizer's own threads first */
+	d = opendir("/proc/self/task");
+	ASSERT_NE(NULL, d);
+	for (struct dirent *e; (e = readdir(d)) && nknown < KNOWN_MAX - 1;)
+		if (atoi(e->d_name) > 0)
+			known[nknown++] = (pid_t)atoi(e->d_name);
+	closedir(d);
+	ASSERT_EQ(0, sigaction(SIGUSR1, &sa, &old));
+	ASSERT_EQ(0, pthread_create(&th, NULL, signal_new_threads, &stop));
+	for (int i = 0; i < 100 * (UNDER_SANITIZER ? 1 : 5) && atomic_load(&usr1_sent) < 20; i++)
+		EXPECT_EQ(0, scan_one(enc));
+	atomic_store(&stop, true);
+	pthread_join(th, NULL);
+	sigaction(SIGUSR1, &old, NULL);
+	range_free(enc);
+	if (!atomic_load(&usr1_sent))
+		SKIP(return, "no signal reached a helper while it existed");
+	EXPECT_EQ(0, atomic_load(&usr1_elsewhere));
+}
+
 /*
  * A device file's mapping is not memory (reading some has side effects, and
  * /dev/mheap's faulted ranges cannot be read): it is left out whole, even
