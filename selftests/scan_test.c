@@ -366,7 +366,8 @@ static int mapping_count(void)
 
 /* In a child whose threads cannot be made (over RLIMIT_NPROC as an
  * unprivileged user): 0 when its scans find the pointer and map nothing
- * more than they unmap, 4 when threads could still be made. */
+ * more than they unmap; 3 when the limit cannot be set, 4 when threads
+ * can still be made. */
 static int scan_without_helpers(uintptr_t enc)
 {
 	struct rlimit none = { 0, 0 };
@@ -410,7 +411,8 @@ TEST(a_scan_whose_helpers_cannot_be_made_reads_alone_and_leaks_nothing)
 	EXPECT_EQ(0, rc);
 }
 
-/* Threads at the start of signal_new_threads, then the SIGUSR1 counts. */
+/* The threads there were before the scans of the test (and the thread
+ * that signals the others), then the SIGUSR1 counts. */
 #define KNOWN_MAX 64
 static pid_t known[KNOWN_MAX];
 static int nknown;
