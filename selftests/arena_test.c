@@ -342,6 +342,8 @@ TEST_F(arena, touching_freed_memory_is_reported_and_kills)
 	expect_uaf(_metadata, q + 10, true);
 }
 
+/* Without moves (recycling off, or a backend that cannot move: kmod); with
+ * them a big arena's active chunk moves warm instead (below). */
 TEST_F(arena, with_reuse_full_chunks_fault_and_the_active_one_is_reused)
 {
 	mh_arena *a, *b;
@@ -352,6 +354,8 @@ TEST_F(arena, with_reuse_full_chunks_fault_and_the_active_one_is_reused)
 	if (!faults(variant))
 		SKIP(return, "the none backend does not fault");
 	ASSERT_TRUE(self->cfg.reuse);
+	self->cfg.recycle = false;
+	arena_configure(&self->cfg);
 	a = mh_arena_new();
 	first = mh_arena_alloc(a, 1024, 0);
 	/* Fill past the first chunk. */
@@ -1258,6 +1262,42 @@ TEST_F(arena, the_next_arena_starts_in_the_warm_chunk_of_a_moved_active_chunk)
 	EXPECT_EQ(0, q[0]) TH_LOG("%p from a warm chunk", q);
 	EXPECT_EQ(1, warm_chunks());
 	mh_arena_free(b);
+	mh_arena_free(a);
+}
+
+/* A big arena's active chunk, however little used, moves warm as well (its
+ * used part faulting) rather than going to the reuse list: reused, the next
+ * arena went on into the part of it never touched, fresh memory for the
+ * kernel to fault and zero, while the freed arena's resident pages waited
+ * on the warm list. So the next arena of the same size finds every page it
+ * is given resident before it writes one. (With thp_after 0 the first chunk
+ * is huge whole and moves whole; an arena's small-page window does not.) */
+TEST_F(arena, the_next_arena_of_the_same_size_is_given_only_resident_pages)
+{
+	RETURN_IF_SETUP_SKIPPED();
+
+	struct arena_config cfg = self->cfg;
+	size_t cb = cfg.chunk_bytes, cold = 0;
+	mh_arena *a;
+
+	if (!recycles(variant))
+		SKIP(return, "only guard and mprotect move chunks");
+	ASSERT_TRUE(cfg.reuse);
+	cfg.thp_after = 0;
+	arena_configure(&cfg);
+	a = mh_arena_new();
+	/* One full chunk, then an eighth of the next. */
+	fill_arena(a, cb + cb / 8, 6);
+	mh_arena_free(a);
+	a = mh_arena_new();
+	for (size_t n = 0; n < cb + cb / 8; n += 65536) {
+		uintptr_t p = (uintptr_t)mh_arena_alloc(a, 65536, 0);
+		uintptr_t lo = p & ~(uintptr_t)4095, hi = (p + 65536 + 4095) & ~(uintptr_t)4095;
+
+		cold += (hi - lo) / 4096 - resident_pages(lo, hi);
+	}
+	EXPECT_EQ(0, cold) TH_LOG("%zu pages not resident of %zu KiB given", cold,
+				  (cb + cb / 8) >> 10);
 	mh_arena_free(a);
 }
 

@@ -12,8 +12,9 @@
  * free it later.
  *
  * Freeing an arena (mh_arena_free) hands its chunks on: the active one to
- * the reuse list when it has room left, a big arena's full ones to the warm
- * list (arena_warm.c), and every one to quarantine (arena_quarantine.c),
+ * the reuse list when it has room left (a big arena's to the warm list with
+ * the rest, while that has room), a big arena's full ones to the warm list
+ * (arena_warm.c), and every one to quarantine (arena_quarantine.c),
  * faulting, a batch of system calls at a time.
  *
  * Handles. An mh_arena * is not the address of the arena's struct but a
@@ -410,12 +411,13 @@ void mh_arena_free(mh_arena *h)
 	a->active = NULL;
 
 	/* Fault the rest, a batch of system calls at a time; a big arena's
-	 * full chunks move their pages to warm chunks first. */
+	 * full chunks, and a moving active chunk, move their pages to warm
+	 * chunks first. */
 	while (a->used.head) {
 		cs[n++] = chunk_of(list_pop_head(&a->used));
 		if (n == ARENA_BATCH || !a->used.head) {
 			if (a->big)
-				recycle_chunks(cs, n);
+				recycle_chunks(cs, n, moves ? active : NULL);
 			quarantine_chunks(cs, n, a->id);
 			faulted = true;
 			n = 0;

@@ -169,8 +169,10 @@ MH_HIDDEN extern uint64_t warm_first;		/* warm chunks a new arena may take first
 
 /* Whether a freed big arena's active chunk c goes warm (arena_lock held). */
 MH_HIDDEN bool warm_takes_active(const struct arena_chunk *c);
-/* Move the pages of a freed big arena's full chunks to warm chunks. */
-MH_HIDDEN void recycle_chunks(struct arena_chunk **cs, unsigned n);
+/* Move the pages of a freed big arena's full chunks, and of its active
+ * chunk however little used, to warm chunks. */
+MH_HIDDEN void recycle_chunks(struct arena_chunk **cs, unsigned n,
+			      const struct arena_chunk *active);
 /* Warm chunks back to the page heap: down to the cap, or all of them. */
 MH_HIDDEN void warm_trim(void);
 MH_HIDDEN void warm_release(void);

@@ -50,12 +50,20 @@
  * from its huge tail (two VMAs, and mremap works on one): only the tail
  * moves.
  *
- * A big arena's active chunk, when at least half used and the warm list has
- * room for it, moves as well instead of going to the reuse list
- * (warm_takes_active). Reused, it would keep its used part resident but
- * unusable, and the next big arena, starting in its tail, would touch that
- * much fresh memory beyond its warm chunks every time. Its used part faults
- * too, rather than staying readable. Measured: docs/arenas.md#warm-chunks.
+ * A big arena's active chunk, however little used, moves as well when the
+ * warm list has room for it, instead of going to the reuse list
+ * (warm_takes_active). Reused, a mostly used one kept its used part
+ * resident but unusable, and the next big arena, starting in its tail,
+ * touched that much fresh memory beyond its warm chunks every time; a little
+ * used one (taken fresh from the page heap) had a tail never touched, which
+ * the next arena faulted in and the kernel zeroed, huge page by huge page,
+ * while the freed arena's resident pages waited on the warm list. Its used
+ * part faults too, rather than staying readable. A warm chunk made from a
+ * chunk less than half used is resident only where that arena wrote (the
+ * ends: pointer-carrying data at the bottom, pointer-free at the top, where
+ * the next arena writes first too), so it goes to the head of the warm
+ * list: arenas take whole warm chunks first, and the cap gives it back
+ * first. Measured: docs/arenas.md#warm-chunks.
  *
  * Memory held: warm chunks are resident, so they are capped at
  * MHEAP_ARENA_WARM_MAX; the default holds one big arena's chunks, memory
@@ -163,14 +171,17 @@ struct list warm_blocks;
 uint64_t warm_bytes;
 uint64_t warm_first;
 
-/* Whether a freed big arena's chunk is worth moving to the warm list: a
- * standard chunk at least half used (see "Who gets warm chunks"). */
-static bool chunk_movable(const struct arena_chunk *c)
+/* Whether a chunk can become a warm chunk: one of the standard size. */
+static bool chunk_standard(const struct arena_chunk *c)
 {
-	size_t len = chunk_bytes(c);
+	return !c->large && chunk_bytes(c) == arena_cfg.chunk_bytes;
+}
 
-	return !c->large && len == arena_cfg.chunk_bytes &&
-	       chunk_free_bytes(c) <= len / 2;
+/* Whether a freed big arena's chunk is mostly used: worth moving when full,
+ * and a warm chunk others may take first (see "Who gets warm chunks"). */
+static bool chunk_mostly_used(const struct arena_chunk *c)
+{
+	return chunk_free_bytes(c) <= chunk_bytes(c) / 2;
 }
 
 /* Give warm chunks back to the page heap, oldest first, until they hold at
@@ -271,10 +282,13 @@ static bool chunk_move(struct arena_chunk *c, struct arena_chunk *w)
  * fresh chunks that go on the warm list (see the top of the file), up to the
  * cap.
  * Only chunks that are mostly used: for a little one the move would cost a
- * VMA and save a few faults. Failures of any kind leave the chunk to be
- * faulted as before, its pages dropped. errno is left alone.
+ * VMA and save a few faults. The arena's active chunk, when it moves
+ * (warm_takes_active), moves however little used: the next arena would
+ * otherwise go on in it; a partly resident warm chunk goes to the list's
+ * head. Failures of any kind leave the chunk to be faulted as before, its
+ * pages dropped. errno is left alone.
  */
-void recycle_chunks(struct arena_chunk **cs, unsigned n)
+void recycle_chunks(struct arena_chunk **cs, unsigned n, const struct arena_chunk *active)
 {
 	const struct fault_backend *b = fault_backend();
 	int saved = errno;
@@ -286,7 +300,9 @@ void recycle_chunks(struct arena_chunk **cs, unsigned n)
 		size_t len = chunk_bytes(c);
 		bool room;
 
-		if (!chunk_movable(c))
+		bool mostly = chunk_mostly_used(c);
+
+		if (!chunk_standard(c) || (!mostly && c != active))
 			continue;
 		mh_lock(&arena_lock);
 		room = arena_cfg.recycle && warm_bytes + len <= arena_cfg.warm_max;
@@ -301,7 +317,10 @@ void recycle_chunks(struct arena_chunk **cs, unsigned n)
 			w->arena_id = 0;	/* no arena's yet */
 			STORE_RELAXED(&w->state, CHUNK_WARM);
 			mh_lock(&arena_lock);
-			list_push_tail(&warm_list, &w->link);
+			if (mostly)
+				list_push_tail(&warm_list, &w->link);
+			else
+				list_push_head(&warm_list, &w->link);
 			mh_unlock(&arena_lock);
 			continue;
 		}
@@ -318,17 +337,18 @@ void recycle_chunks(struct arena_chunk **cs, unsigned n)
 
 /*
  * Whether a freed big arena's active chunk c moves to the warm list with its
- * full chunks instead of going to the reuse list (arena_lock held). The
- * next big arena then starts in a whole warm chunk: had it continued in the
- * reused one, the used part of that chunk would sit resident and unusable
- * while the arena touched as much fresh memory beyond its warm chunks, every
- * time (measured: see the top of the file). It also faults the used part
- * rather than leaving the old data readable. Only with room on the warm
- * list: without a move the chunk is worth more reused than faulted.
+ * full chunks instead of going to the reuse list (arena_lock held), however
+ * much of it is used. The next big arena then starts in a whole warm chunk:
+ * had it continued in the reused one, the used part of that chunk would sit
+ * resident and unusable, and its unused part be fresh memory to fault,
+ * while the arena's resident pages waited (measured: see the top of the
+ * file). It also faults the used part rather than leaving the old data
+ * readable. Only with room on the warm list: without a move the chunk is
+ * worth more reused than faulted.
  */
 bool warm_takes_active(const struct arena_chunk *c)
 {
-	return arena_cfg.recycle && fault_backend()->remap && chunk_movable(c) &&
+	return arena_cfg.recycle && fault_backend()->remap && chunk_standard(c) &&
 	       warm_bytes + chunk_bytes(c) <= arena_cfg.warm_max;
 }
 
