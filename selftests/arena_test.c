@@ -1434,10 +1434,9 @@ TEST_F(arena, quarantined_chunks_keep_no_page_tables)
 	EXPECT_LT(after - before, 64 * 2);
 }
 
-/* An arena that never filled a chunk and took another is not a big one: its
- * chunk, used up or not, drops its pages (nobody would take a warm chunk:
- * they are for big arenas, and they would pile up, resident). */
-TEST_F(arena, a_small_arenas_used_up_chunk_is_not_moved)
+/* An arena that never filled a chunk and took another is not a big one:
+ * without reuse its chunk, used up or not, drops its pages. */
+TEST_F(arena, without_reuse_a_small_arenas_used_up_chunk_is_not_moved)
 {
 	RETURN_IF_SETUP_SKIPPED();
 
@@ -1459,6 +1458,49 @@ TEST_F(arena, a_small_arenas_used_up_chunk_is_not_moved)
 	mh_arena_free(a);
 	EXPECT_EQ(0, warm_chunks());
 	expect_uaf(_metadata, p, false);
+}
+
+/* Short arenas going on in a reused chunk fill it in turn, and the one that
+ * uses it up is usually small: its chunk moves warm all the same, and the
+ * next arena starts in it, among resident pages, instead of in fresh memory
+ * (the pages of all of them were dropped before, every chunk's worth). */
+TEST_F(arena, a_used_up_reused_chunk_moves_warm_for_the_next_arena)
+{
+	RETURN_IF_SETUP_SKIPPED();
+
+	struct mh_stats st = MH_STATS_INIT;
+	mh_arena *a;
+	char *last = NULL;
+	uintptr_t p;
+	int n;
+
+	if (!recycles(variant))
+		SKIP(return, "only guard and mprotect move chunks");
+	ASSERT_TRUE(self->cfg.reuse);
+	/* 256 KiB arenas, each going on where the last stopped, until one
+	 * uses the chunk up (windows are 256 KiB and huge pages, so one
+	 * ends exactly at the chunk's end) and it leaves the reuse list. */
+	for (n = 0; n < 64; n++) {
+		a = mh_arena_new();
+		fill_arena(a, 192 << 10, 7);
+		last = mh_arena_alloc(a, 65536, 0);
+		memset(last, 7, 65536);
+		mh_arena_free(a);
+		mh_stats_read(&st);
+		if (!st.arena_chunks_reuse)
+			break;
+	}
+	ASSERT_LT(n, 64) TH_LOG("no chunk was used up");
+	EXPECT_EQ(1, st.arena_chunks_warm);
+	expect_uaf(_metadata, last, false);
+	/* Pointer-free data goes at the top of a chunk: among the moved
+	 * pages, resident before anything is written there. */
+	a = mh_arena_new();
+	p = (uintptr_t)mh_arena_alloc_noscan(a, 65536, 4096);
+	EXPECT_EQ(16, resident_pages(p, p + 65536));
+	EXPECT_EQ(7, *(char *)p);
+	EXPECT_EQ(0, warm_chunks());
+	mh_arena_free(a);
 }
 
 /* Write every page of a big arena of three chunks, then free it. */

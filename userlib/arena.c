@@ -358,11 +358,13 @@ void *mh_arena_calloc(mh_arena *a, size_t n, size_t size)
 	return p;
 }
 
-/* Whether a freed arena's active chunk goes warm: a big arena's may
- * (arena_warm.c). */
-static bool active_moves(const struct arena *a)
+/* Whether a freed arena's active chunk goes warm (arena_warm.c): a big
+ * arena's may, and any arena's that is used up (too little left to reuse:
+ * short arenas that go on in a reused chunk fill it in turn, and the one
+ * that fills it is usually small). */
+static bool active_moves(const struct arena *a, bool used_up)
 {
-	return a->big && warm_takes_active(a->active);
+	return (a->big || used_up) && warm_takes_active(a->active);
 }
 
 void mh_arena_free(mh_arena *h)
@@ -389,12 +391,15 @@ void mh_arena_free(mh_arena *h)
 	/* A chunk whose memory stayed in the parent of fork (kmod) faults
 	 * all over: it is not reused, it is quarantined as a whole. */
 	if (active && arena_cfg.reuse && fault_backend()->faults &&
-	    chunk_free_bytes(active) >= REUSE_MIN_FREE && !kmod_left_in_parent(active->base)) {
-		moves = active_moves(a);
+	    !kmod_left_in_parent(active->base)) {
+		bool used_up = chunk_free_bytes(active) < REUSE_MIN_FREE;
+
+		moves = active_moves(a, used_up);
 		/* The next arena takes its place (arena_warm.c). */
 		warm_first += moves;
 		/* Over the cap on dead data, the chunk faults instead. */
-		if (!moves && reuse_used + chunk_used_bytes(active) <= arena_cfg.reuse_max) {
+		if (!moves && !used_up &&
+		    reuse_used + chunk_used_bytes(active) <= arena_cfg.reuse_max) {
 			STORE_RELAXED(&active->state, CHUNK_REUSE);
 			list_push_tail(&reuse_list, &active->link);
 			reuse_used += chunk_used_bytes(active);
@@ -416,7 +421,7 @@ void mh_arena_free(mh_arena *h)
 	while (a->used.head) {
 		cs[n++] = chunk_of(list_pop_head(&a->used));
 		if (n == ARENA_BATCH || !a->used.head) {
-			if (a->big)
+			if (a->big || moves)
 				recycle_chunks(cs, n, moves ? active : NULL);
 			quarantine_chunks(cs, n, a->id);
 			faulted = true;

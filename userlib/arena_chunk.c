@@ -27,8 +27,8 @@
  * (chunk_get). Freeing an arena faults every chunk but the active one,
  * which goes to the reuse list (MHEAP_ARENA_REUSE=0 faults it too, for
  * maximal detection: a stale pointer into a reused chunk reads the old data
- * rather than crashing; a big arena's active chunk is faulted too, its
- * pages moved warm, when the warm list has room).
+ * rather than crashing; a big arena's active chunk, and any used-up one,
+ * is faulted too, its pages moved warm, when the warm list has room).
  *
  * The reuse list holds the used part of its chunks resident, dead data
  * nobody will touch again, so it is capped: the used parts of its chunks
