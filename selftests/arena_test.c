@@ -1301,6 +1301,34 @@ TEST_F(arena, the_next_arena_of_the_same_size_is_given_only_resident_pages)
 	mh_arena_free(a);
 }
 
+/* An arena's first chunk moves without its small-page head (a VMA of its
+ * own): the warm chunk holds no pages in its first huge page, and is given
+ * out from the huge page after it, among the moved pages, rather than from
+ * its base, fresh memory for the kernel to fault and zero. */
+TEST_F(arena, a_warm_chunk_without_pages_in_its_head_is_given_out_from_its_tail)
+{
+	RETURN_IF_SETUP_SKIPPED();
+
+	size_t cb = self->cfg.chunk_bytes;
+	uintptr_t p;
+	mh_arena *a;
+
+	if (!recycles(variant))
+		SKIP(return, "only guard and mprotect move chunks");
+	if (!arena_thp(variant) || !self->cfg.thp || !self->cfg.thp_after)
+		SKIP(return, "no small-page head: huge pages off for arenas");
+	a = mh_arena_new();
+	/* The first chunk, then a little of the next. */
+	fill_arena(a, cb, 8);
+	mh_arena_free(a);
+	/* The next arena starts in the first chunk's pages (warm_first). */
+	a = mh_arena_new();
+	p = (uintptr_t)mh_arena_alloc(a, 65536, 4096);
+	EXPECT_EQ(16, resident_pages(p, p + 65536));
+	EXPECT_EQ(8, *(char *)p);
+	mh_arena_free(a);
+}
+
 /* The state of the mapping holding p in /proc/self/maps: its "rwxp" field. */
 static void mapping_perms(const void *p, char perms[5])
 {

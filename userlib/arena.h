@@ -64,6 +64,7 @@ struct arena_chunk {
 	uint8_t thp_head;		/* enum chunk_thp of the first huge page */
 	uint8_t thp_tail;		/* ... and of the rest of the chunk */
 	uint8_t moved;			/* pages moved to a warm chunk, until released */
+	uint8_t head_empty;		/* warm: no pages in the first huge page (not given out) */
 	/* The fault backend that prepared it, faults and releases it: the
 	 * one in use, but for a guarded heap block's (fault_block_backend). */
 	const struct fault_backend *backend;

@@ -95,6 +95,7 @@ struct arena_chunk *chunk_new_on(const struct fault_backend *b, size_t bytes,
 	c->next_window = 0;
 	c->large = 0;
 	c->moved = 0;
+	c->head_empty = 0;
 	c->thp_head = c->thp_tail = CHUNK_THP_DEFAULT;
 	c->block.addr = 0;
 	c->backend = b;
@@ -282,6 +283,7 @@ void chunk_released(struct arena_chunk *c, bool ready)
 	bool ours = c->backend == fault_backend(), keep;
 
 	c->moved = 0;
+	c->head_empty = 0;
 	mh_lock(&arena_lock);
 	/* With the scan, an arena's chunk out of quarantine stays with arenas
 	 * (as in Go, chunk address space is for arenas only): its pages are

@@ -125,6 +125,9 @@ void chunk_start(struct arena_chunk *c, bool big)
 		return;
 	if (big || !arena_cfg.thp_after) {
 		chunk_thp_set(c, h, true, true, true);
+		/* A warm chunk whose head holds no pages starts after it. */
+		if (c->head_empty)
+			c->lo = c->base + h;
 		return;
 	}
 	chunk_thp_set(c, h, true, false, false);

@@ -45,9 +45,12 @@
  * half used, and the active chunk of a freed arena when it moves (below).
  * Only a big arena's full chunks: a small arena's chunk is its active one.
  * At least half used: a move costs a VMA and a system call, so moving an
- * almost empty chunk saves nothing. An arena's first chunk has a small-page head apart
- * from its huge tail (two VMAs, and mremap works on one): only the tail
- * moves.
+ * almost empty chunk saves nothing. An arena's first chunk has a small-page
+ * head apart from its huge tail (two VMAs, and mremap works on one): only
+ * the tail moves, and the warm chunk is given out from its tail
+ * (head_empty, kept through later moves): an arena starting in the empty
+ * head faulted in a fresh huge page there while the tail's resident pages
+ * waited.
  *
  * A big arena's active chunk, however little used, moves as well when the
  * warm list has room for it, instead of going to the reuse list
@@ -279,10 +282,12 @@ static bool chunk_move(struct arena_chunk *c, struct arena_chunk *w)
 			return false;
 		off = h;
 	}
-	/* The moved VMA keeps its advice, and the pages their size. */
+	/* The moved VMA keeps its advice, and the pages their size. A head
+	 * left behind, or moved without pages, holds none in w. */
 	w->thp_tail = c->thp_tail;
 	if (!off)
 		w->thp_head = c->thp_head;
+	w->head_empty = off || c->head_empty;
 	return true;
 }
 
