@@ -12,9 +12,9 @@
  * free it later.
  *
  * Freeing an arena (mh_arena_free) hands its chunks on: the active one to
- * the reuse list when it has room left (a big arena's to the warm list with
- * the rest, while that has room), a big arena's full ones to the warm list
- * (arena_warm.c), and every one to quarantine (arena_quarantine.c),
+ * the reuse list when it has room left (a big arena's, or a used-up one, to
+ * the warm list while that has room), a big arena's full ones to the warm
+ * list (arena_warm.c), and every one to quarantine (arena_quarantine.c),
  * faulting, a batch of system calls at a time.
  *
  * Handles. An mh_arena * is not the address of the arena's struct but a

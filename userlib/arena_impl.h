@@ -167,7 +167,8 @@ MH_HIDDEN extern struct list warm_blocks;	/* guarded blocks' pages, oldest first
 MH_HIDDEN extern uint64_t warm_bytes;		/* both lists' chunks, and moves under way */
 MH_HIDDEN extern uint64_t warm_first;		/* warm chunks a new arena may take first */
 
-/* Whether a freed big arena's active chunk c goes warm (arena_lock held). */
+/* Whether a freed arena's active chunk c (a big arena's, or a used-up one)
+ * can go warm (arena_lock held). */
 MH_HIDDEN bool warm_takes_active(const struct arena_chunk *c);
 /* Move the pages of a freed big arena's full chunks, and of its active
  * chunk however little used, to warm chunks. */

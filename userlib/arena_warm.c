@@ -32,14 +32,15 @@
  * Who gets warm chunks: an arena that has filled a chunk already (a "big"
  * one), and, in place of a freed arena's active chunk that moved
  * (warm_takes_active: a big arena's, or any arena's used up), any new
- * arena: one warm chunk for each such move, counted in warm_first. Without that, the next arena, finding the reuse
- * list empty, took a chunk of fresh memory (a small-page window and fresh
- * huge pages to fault) while the warm list grew by a chunk, round after
- * round, to its cap (measured: docs/arenas.md#warm-chunks). Otherwise a warm
- * chunk is not for a small arena: it is 8 MiB resident, and handed to every
- * new arena a thousand live small arenas could pin gigabytes (small arenas
- * stay small, arena_hugepages.c); with warm_first they pin at most what the
- * big arenas' active chunks did on the reuse list before. A warm chunk
+ * arena: one warm chunk for each such move, counted in warm_first. Without
+ * that, the next arena, finding the reuse list empty, took a chunk of fresh
+ * memory (a small-page window and fresh huge pages to fault) while the warm
+ * list grew by a chunk, round after round, to its cap (measured:
+ * docs/arenas.md#warm-chunks). Otherwise a warm chunk is not for a small
+ * arena: it is 8 MiB resident, and handed to every new arena a thousand
+ * live small arenas could pin gigabytes (small arenas stay small,
+ * arena_hugepages.c); with warm_first they pin at most what the moved
+ * active chunks held resident a moment before. A warm chunk
  * starts huge whoever takes it: its pages are resident already. Which chunks
  * move: the full chunks of a big arena, of the standard size and at least
  * half used, and the active chunk of a freed arena when it moves (below).
