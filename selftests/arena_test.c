@@ -127,9 +127,13 @@ TEST_F(arena, bump_allocates_upwards_and_noscan_downwards)
 	for (size_t align = 1; align <= 4096; align <<= 1) {
 		char *q = mh_arena_alloc(a, 3, align);
 		char *r = mh_arena_alloc_noscan(a, 3, align);
+		/* A multiple of the alignment, after an odd size. */
+		char *s = mh_arena_alloc(a, 2 * align, align);
 
 		ASSERT_EQ(0, (uintptr_t)q % align);
 		ASSERT_EQ(0, (uintptr_t)r % align);
+		ASSERT_EQ(0, (uintptr_t)s % align);
+		ASSERT_LE(q + 3, s);
 	}
 	errno = 0;
 	EXPECT_EQ(NULL, mh_arena_alloc(a, 8, 12));

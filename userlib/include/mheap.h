@@ -228,13 +228,27 @@ mh_arena_bump_(mh_arena *a, size_t size, size_t align, bool scan, void **out)
 	if (__builtin_expect(w->live != h, 0))
 		return false;
 	if (scan) {
-		p = (w->lo + align - 1) & -(uintptr_t)align;
-		/* Size 0 is the library's (the window may be empty); p is a
-		 * user address, so p + size wraps for no size below 2^63 (and
-		 * for a constant size the test folds away). */
-		if (__builtin_expect(size - 1 >= (size_t)PTRDIFF_MAX || p + size > w->hi, 0))
+		/* Size 0 is the library's (the window may be empty); lo is a
+		 * user address, so lo + size + align wraps for no size below
+		 * 2^63 (and for a constant size the test folds away). A size
+		 * that is a multiple of align keeps the end aligned, so the
+		 * end is rounded instead of the start: one operation less on
+		 * the chain from one allocation's lo to the next's. */
+		uintptr_t end, k = size + align - 1;
+
+		/* Kept whole: the compiler would add align - 1 and size to
+		 * lo one after the other, shared with the other branch. */
+		if (!__builtin_constant_p(k))
+			__asm__("" : "+r"(k));
+		if (size & (align - 1))
+			end = ((w->lo + align - 1) & -(uintptr_t)align) + size;
+		else
+			end = (w->lo + k) & -(uintptr_t)align;
+
+		if (__builtin_expect(size - 1 >= (size_t)PTRDIFF_MAX || end > w->hi, 0))
 			return false;
-		w->lo = p + size;
+		p = end - size;
+		w->lo = end;
 	} else {
 		if (__builtin_expect(size - 1 >= w->hi - w->lo, 0))
 			return false;
