@@ -489,11 +489,10 @@ void heap_free_small(struct mspan *s, void *ptr)
 			mspan_double_free(p);
 		return;
 	}
-	if (unlikely(LOAD_RELAXED(&s->state) != MSPAN_SMALL)) {
+	if (unlikely(LOAD_RELAXED(&s->state) != MSPAN_SMALL || !object_start(s, p, &idx))) {
 		free_checked(p);
 		return;
 	}
-	(void)object_start(s, p, &idx);
 	small_free_remote(c, s, idx, p);
 }
 
