@@ -43,10 +43,8 @@
  * guarded blocks (secure_large.c): pages of their own ending at a guard
  * page, faulted and quarantined on free as arena chunks are.
  *
- * Zero-size blocks: malloc(0) returns a unique address in a reserved range
- * that is never accessible (ZERO_SLOTS 16-byte slots of PROT_NONE address
- * space, one bit each for double-free checks), so any access faults and is
- * reported. Beyond ZERO_SLOTS live ones, malloc(0) takes a small block.
+ * Zero-size blocks (malloc(0): a unique address that faults) are
+ * secure_zero.c's.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -70,19 +68,11 @@ bool mh_secure;
 #define SMALL_MAX	(MH_MAX_SMALL_SIZE - TRAILER)
 /* Blocks up to this size may be sampled: one page. */
 #define SAMPLE_MAX	MH_PAGE_SIZE
-/* Zero-size blocks: 16-byte slots in a reserved, inaccessible range. */
-#define ZERO_SLOT	16
-#define ZERO_SLOTS	((size_t)1 << 22)
 
 static uint64_t secret;		/* random, from the kernel at start-up */
 static uint8_t canary_byte;	/* never 0 */
 static size_t large_min;	/* MHEAP_SECURE_LARGE */
 static uint32_t sample_rate;	/* MHEAP_SECURE_SAMPLE, 0: off */
-
-static uintptr_t zero_base;	/* the zero-size range, ZERO_SLOTS slots */
-static uint64_t zero_used[ZERO_SLOTS / 64];
-static size_t zero_next;	/* where the search for a free slot starts */
-static mh_lock_t zero_lock = MH_LOCK_INIT;
 
 /* Per thread: a slot held back per small class (shuffle_take), random
  * bits, a random state and the sampling countdown. */
@@ -121,8 +111,6 @@ static inline bool random_bit(void)
 
 void secure_init_locked(void)
 {
-	void *zero;
-
 	if (getrandom(&secret, sizeof(secret), 0) != sizeof(secret))
 		secret = mh_nanotime() * 0x9e3779b97f4a7c15ull;
 	secret |= 1;
@@ -131,11 +119,7 @@ void secure_init_locked(void)
 	if (large_min <= SMALL_MAX)
 		mh_fatal("MHEAP_SECURE_LARGE=%zu: at least %d", large_min, SMALL_MAX + 1);
 	sample_rate = (uint32_t)mh_option(MH_OPT_SECURE_SAMPLE);
-	zero = mmap(NULL, ZERO_SLOTS * ZERO_SLOT, PROT_NONE,
-		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (zero == MAP_FAILED)
-		mh_fatal("MHEAP_SECURE=1: cannot reserve the zero-size range: %s", strerror(errno));
-	zero_base = (uintptr_t)zero;
+	zero_size_init();
 }
 
 void secure_init(void)
@@ -157,45 +141,6 @@ void secure_stacks_init(void)
 bool secure_stacks_ready(void)
 {
 	return LOAD_ACQUIRE(&stacks_ready);
-}
-
-/* ------------------------------------------------------------ zero-size */
-
-bool zero_size_owns(uintptr_t addr)
-{
-	return addr - zero_base < ZERO_SLOTS * ZERO_SLOT;
-}
-
-static void *zero_size_alloc(void)
-{
-	size_t i = zero_next, n;
-
-	mh_lock(&zero_lock);
-	for (n = 0; n < ZERO_SLOTS; n++, i = (i + 1) % ZERO_SLOTS)
-		if (!(zero_used[i / 64] >> (i % 64) & 1))
-			break;
-	if (n < ZERO_SLOTS) {
-		zero_used[i / 64] |= (uint64_t)1 << (i % 64);
-		zero_next = (i + 1) % ZERO_SLOTS;
-	}
-	mh_unlock(&zero_lock);
-	return n < ZERO_SLOTS ? (void *)(zero_base + i * ZERO_SLOT) : NULL;
-}
-
-static void zero_size_free(uintptr_t p)
-{
-	size_t i = (p - zero_base) / ZERO_SLOT;
-	uint64_t bit = (uint64_t)1 << (i % 64);
-	bool was;
-
-	if (p % ZERO_SLOT)
-		mh_fatal("invalid free of %#lx (inside an object)", (unsigned long)p);
-	mh_lock(&zero_lock);
-	was = zero_used[i / 64] & bit;
-	zero_used[i / 64] &= ~bit;
-	mh_unlock(&zero_lock);
-	if (!was)
-		mh_fatal("double free of %#lx", (unsigned long)p);
 }
 
 /* ------------------------------------------------------------ small blocks */
@@ -498,7 +443,7 @@ static void *alloc_block(size_t size, size_t want, size_t align, bool zero)
 	size_t room;
 	void *p;
 
-	if (size == 0 && align <= ZERO_SLOT && (p = zero_size_alloc()))
+	if (size == 0 && (p = zero_size_alloc(align)))
 		return p;
 	if (size >= large_min || align > MH_PAGE_SIZE || sample_now(size, align)) {
 		p = guarded_alloc(size, align);

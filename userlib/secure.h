@@ -79,8 +79,14 @@ MH_HIDDEN bool guarded_holds_block(const struct arena_chunk *c);
 /* c's block, if p names it, is freed; else an abort. */
 MH_HIDDEN void guarded_free(struct arena_chunk *c, uintptr_t p);
 
-/* Zero-size blocks (secure.c): whether addr is in their range. */
+/* Zero-size blocks (secure_zero.c): their range reserved (start-up, or a
+ * fatal error); whether addr is in it; a unique address in it for an
+ * alignment of at most 16, or NULL (none left, or a larger alignment); a
+ * free, which aborts on an address not given out or freed already. */
+MH_HIDDEN void zero_size_init(void);
 MH_HIDDEN bool zero_size_owns(uintptr_t addr);
+MH_HIDDEN void *zero_size_alloc(size_t align);
+MH_HIDDEN void zero_size_free(uintptr_t p);
 
 /* The fault at addr hit a guarded block (c its chunk, or NULL) or
  * malloc(0)'s memory: write the report (l is scratch) and return true;

@@ -1,0 +1,72 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The secure heap's zero-size blocks (MHEAP_SECURE=1, secure.c):
+ * malloc(0) returns a unique address in a reserved range that is never
+ * accessible, ZERO_SLOTS 16-byte slots of PROT_NONE address space with one
+ * bit each for the double-free check, so any access through it faults and
+ * is reported (secure_report.c). Beyond ZERO_SLOTS live ones, or for an
+ * alignment above a slot's, malloc(0) takes a small block instead.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "secure.h"
+
+#define ZERO_SLOT	16
+#define ZERO_SLOTS	((size_t)1 << 22)
+
+static uintptr_t zero_base;	/* the range, ZERO_SLOTS slots */
+static uint64_t zero_used[ZERO_SLOTS / 64];
+static size_t zero_next;	/* where the search for a free slot starts */
+static mh_lock_t zero_lock = MH_LOCK_INIT;
+
+void zero_size_init(void)
+{
+	void *zero = mmap(NULL, ZERO_SLOTS * ZERO_SLOT, PROT_NONE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	if (zero == MAP_FAILED)
+		mh_fatal("MHEAP_SECURE=1: cannot reserve the zero-size range: %s", strerror(errno));
+	zero_base = (uintptr_t)zero;
+}
+
+bool zero_size_owns(uintptr_t addr)
+{
+	return addr - zero_base < ZERO_SLOTS * ZERO_SLOT;
+}
+
+void *zero_size_alloc(size_t align)
+{
+	size_t i = zero_next, n;
+
+	if (align > ZERO_SLOT)
+		return NULL;
+	mh_lock(&zero_lock);
+	for (n = 0; n < ZERO_SLOTS; n++, i = (i + 1) % ZERO_SLOTS)
+		if (!(zero_used[i / 64] >> (i % 64) & 1))
+			break;
+	if (n < ZERO_SLOTS) {
+		zero_used[i / 64] |= (uint64_t)1 << (i % 64);
+		zero_next = (i + 1) % ZERO_SLOTS;
+	}
+	mh_unlock(&zero_lock);
+	return n < ZERO_SLOTS ? (void *)(zero_base + i * ZERO_SLOT) : NULL;
+}
+
+void zero_size_free(uintptr_t p)
+{
+	size_t i = (p - zero_base) / ZERO_SLOT;
+	uint64_t bit = (uint64_t)1 << (i % 64);
+	bool was;
+
+	if (p % ZERO_SLOT)
+		mh_fatal("invalid free of %#lx (inside an object)", (unsigned long)p);
+	mh_lock(&zero_lock);
+	was = zero_used[i / 64] & bit;
+	zero_used[i / 64] &= ~bit;
+	mh_unlock(&zero_lock);
+	if (!was)
+		mh_fatal("double free of %#lx", (unsigned long)p);
+}
