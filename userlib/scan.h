@@ -56,9 +56,9 @@ struct scan_result {
  * helper's included, with its stack cache locked): the scan then makes no
  * threads (making one takes those locks), and is skipped (res->skipped,
  * every target referenced) rather than waiting when another is in
- * progress, which may be this thread's own, joining its helpers. Takes the scan lock, then the
- * heap lock and the metadata registry's (so: no allocator lock held by the
- * caller), and allocates nothing from the heap. The calling thread's roots
+ * progress, which may be this thread's own, joining its helpers. Takes the
+ * scan lock, then the heap lock and the metadata registry's (so: no
+ * allocator lock held by the caller), and allocates nothing from the heap. The calling thread's roots
  * are its registers and its stack from the caller's frame up: the caller's
  * own frames should not hold target addresses (they would count).
  */

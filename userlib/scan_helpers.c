@@ -27,11 +27,14 @@
  * uses them), with futexes to wait on; ThreadSanitizer sees the atomics.
  * They take no lock and allocate nothing while they read.
  *
- * What this costs the program: two thread creations and joins per scan
- * (tens of microseconds against scans of milliseconds), and, from the first
- * scan with helpers on, a process that glibc counts as multi-threaded
- * (__libc_single_threaded stays false). MHEAP_QUARANTINE_SCAN_THREADS=1
- * scans on the freeing thread alone. A fork waits for a scan to end (the
+ * What this costs the program: a thread creation and join per helper per
+ * scan (tens of microseconds against scans of milliseconds), and, from the
+ * first scan with helpers on, a process that glibc counts as
+ * multi-threaded (__libc_single_threaded stays false): a program that had
+ * one thread takes every lock with atomic instructions from then on (3.5%
+ * of the arena-heavy workload's samples, docs/arenas.md). The pause it
+ * saves was worth more there. MHEAP_QUARANTINE_SCAN_THREADS=1 scans on the
+ * freeing thread alone. A fork waits for a scan to end (the
  * scan lock), so a child never inherits helpers. If a thread cannot be
  * made, the scan reads with those that could. Helpers are made only for
  * scans the program asked for through mheap's own calls (an arena's free,
