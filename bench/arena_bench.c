@@ -27,10 +27,12 @@
  *             malloc     mi_malloc / mi_free
  *   (plain)   malloc     malloc / free (LD_PRELOAD another allocator under it)
  *
- * The malloc variants free the objects in allocation order. If the arena API
- * is not there yet (mh_arena_new returns NULL, or the build had to use
- * -DMH_NO_ARENA because libmheap.a lacks the mh_arena_* symbols) the result
- * line says status=unavailable instead of giving numbers.
+ * Every variant runs the same per-object loop, compiled for it alone (the
+ * variant a constant, SPECIALISE), so that no row pays for a dispatch per
+ * object. The malloc variants free the objects in allocation order. If the
+ * arena API is not there yet (mh_arena_new returns NULL, or the build had to
+ * use -DMH_NO_ARENA because libmheap.a lacks the mh_arena_* symbols) the
+ * result line says status=unavailable instead of giving numbers.
  */
 #define _GNU_SOURCE
 #include <stdbool.h>
@@ -102,11 +104,13 @@ static bool region_open(struct region *r, enum variant v, void **ptrs)
 	return true;
 }
 
-static inline void *region_alloc(struct region *r, size_t size)
+/* v is r->v, passed as a constant by the specialised loops below. */
+static inline __attribute__((always_inline)) void *
+region_alloc(struct region *r, enum variant v, size_t size)
 {
 	void *p;
 
-	switch (r->v) {
+	switch (v) {
 #if defined(USE_MH)
 	case V_ARENA:
 		p = mh_arena_alloc(r->a, size, 8);
@@ -205,6 +209,33 @@ static enum variant parse_variant(const char *s)
 	return V_MALLOC;
 }
 
+/*
+ * The per-object loops are compiled once per variant, the variant a
+ * constant in each copy, and SPECIALISE picks the copy once per round: no
+ * variant pays a switch per object, or registers for the other variants'
+ * state, in its loop. Every variant and build runs the same loop this way.
+ */
+#define SPECIALISE(v, call)						\
+	do {								\
+		switch (v) {						\
+		case V_MALLOC: { const enum variant V = V_MALLOC; call; break; } \
+		case V_ARENA: { const enum variant V = V_ARENA; call; break; } \
+		case V_NOSCAN: { const enum variant V = V_NOSCAN; call; break; } \
+		case V_HEAP: { const enum variant V = V_HEAP; call; break; } \
+		}							\
+	} while (0)
+
+/* c->objects objects into r. */
+static inline __attribute__((always_inline)) void
+bulk_fill(struct region *r, enum variant v, long objects, const size_t *sizes, size_t nsizes)
+{
+	for (long k = 0; k < objects; k++) {
+		void *p = region_alloc(r, v, sizes[(size_t)k & (nsizes - 1)]);
+
+		stamp(p, (uint64_t)k);
+	}
+}
+
 /* One bulk round: c->objects objects into one region, then free it. */
 static bool bulk_round(const struct cfg *c, enum variant v, const size_t *sizes,
 		       size_t nsizes, void **ptrs)
@@ -213,13 +244,28 @@ static bool bulk_round(const struct cfg *c, enum variant v, const size_t *sizes,
 
 	if (!region_open(&r, v, ptrs))
 		return false;
-	for (long k = 0; k < c->objects; k++) {
-		void *p = region_alloc(&r, sizes[(size_t)k & (nsizes - 1)]);
-
-		stamp(p, (uint64_t)k);
-	}
+	SPECIALISE(v, bulk_fill(&r, V, c->objects, sizes, nsizes));
 	region_free(&r);
 	return true;
+}
+
+/* One request: objects into r until they hold want bytes; the bytes
+ * allocated, and the objects counted into *ops. */
+static inline __attribute__((always_inline)) size_t
+request_fill(struct region *r, enum variant v, size_t want, const size_t *sizes,
+	     size_t nsizes, size_t *k, uint64_t *ops)
+{
+	size_t got = 0;
+
+	while (got < want) {
+		size_t s = sizes[(*k)++ & (nsizes - 1)];
+		void *p = region_alloc(r, v, s);
+
+		stamp(p, got);
+		got += s;
+		(*ops)++;
+	}
+	return got;
 }
 
 int main(int argc, char **argv)
@@ -319,14 +365,7 @@ int main(int argc, char **argv)
 				available = false;
 				break;
 			}
-			while (got < want) {
-				size_t s = sizes[k++ & (nsizes - 1)];
-				void *p = region_alloc(&r, s);
-
-				stamp(p, got);
-				got += s;
-				ops++;
-			}
+			SPECIALISE(v, got = request_fill(&r, V, want, sizes, nsizes, &k, &ops));
 			sum += got;
 			region_free(&r);
 		}
