@@ -38,7 +38,14 @@
  * (mh_arena_alloc_slow_), stale handles included. While a chunk is
  * active its own lo and hi are stale: the slow path and mh_arena_free
  * write the window back first (window_save) and take it again after
- * (window_load). Measured: docs/arenas.md#the-inline-fast-path.
+ * (window_load). The window also says how far ahead of the bump the fast
+ * path prefetches: nothing useful (0, the next object's own line) until
+ * the arena has used up a window, PREFETCH_AHEAD from then on. An arena
+ * that fills more than a window streams through memory that is not in
+ * cache, and the prefetch halves the time of its fill; a small one's
+ * memory mostly is in cache, where lines fetched ahead that the program
+ * never writes cost more than they save. Measured:
+ * docs/arenas.md#the-inline-fast-path.
  *
  * An arena is used by one thread at a time, as in Go: allocation touches
  * only the arena and its active chunk, without locks. The chunk lists are
@@ -66,14 +73,17 @@
 #define BLOCK_SLOTS	((uintptr_t)1 << BLOCK_BITS)
 #define NBLOCKS		((uintptr_t)1 << (SLOT_BITS - BLOCK_BITS))
 #define GEN_MAX		(UINTPTR_MAX >> SLOT_BITS)
+/* How far ahead of its bump pointer an arena that has used up a window
+ * prefetches (see "The inline fast path"). */
+#define PREFETCH_AHEAD	((uintptr_t)1024)
 /* The active chunk goes to the reuse list only with this much room left. */
 #define REUSE_MIN_FREE	((uintptr_t)64 << 10)
 
 /* An arena, in the slot its handle names. */
 struct arena {
 	/* First, for mheap.h's inline fast path: the handle it is live
-	 * under, else 0, and the free space of its active chunk's window
-	 * (0, 0 without one). */
+	 * under, else 0, the free space of its active chunk's window
+	 * (0, 0 without one) and the prefetch distance. */
 	struct mh_arena_window_ w;
 	union {
 		struct arena_chunk *active;	/* live */
@@ -219,7 +229,7 @@ mh_arena *mh_arena_new(void)
 	}
 	if (a) {
 		h = a->last += (uintptr_t)1 << SLOT_BITS;	/* the next generation */
-		a->w.lo = a->w.hi = 0;
+		a->w.lo = a->w.hi = a->w.ahead = 0;
 		STORE_RELAXED(&a->w.live, h);
 		a->active = NULL;
 		a->used = (struct list){ 0 };
@@ -338,6 +348,10 @@ void *mh_arena_alloc_slow_(mh_arena *h, size_t size, size_t align, bool scan)
 		window_load(a);
 		if (!a->active)
 			return NULL;
+		/* It used up a window: it streams ("The inline fast
+		 * path", above). */
+		if (c)
+			a->w.ahead = PREFETCH_AHEAD;
 	}
 	return p;
 }

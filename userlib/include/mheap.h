@@ -185,16 +185,19 @@ MHEAP_API void mh_quarantine_release(void);
  *
  * A handle's low 24 bits name a slot: slot (h & 4095) of block
  * ((h >> 12) & 4095), slots MH_ARENA_SLOT_BYTES_ apart. A slot starts with
- * its bump window: the handle it is live under (0 when it is not) and the
- * free space [lo, hi) of its active chunk (0, 0 when it has none). The
- * fast path bumps there when the handle is the live one and the request
- * fits, and calls the library for anything else: a freed, stale or
- * invalid handle is reported there, exactly as without the fast path.
- * Defining MH_NO_INLINE before including this header turns it off.
+ * its bump window: the handle it is live under (0 when it is not), the
+ * free space [lo, hi) of its active chunk (0, 0 when it has none) and how
+ * far ahead of the bump pointer to prefetch (0 until the arena has used
+ * up a window: set by the library). The fast path bumps there when the
+ * handle is the live one and the request fits, and calls the library for
+ * anything else: a freed, stale or invalid handle is reported there,
+ * exactly as without the fast path. Defining MH_NO_INLINE before
+ * including this header turns it off.
  */
 struct mh_arena_window_ {
 	uintptr_t live;
 	uintptr_t lo, hi;
+	uintptr_t ahead;
 };
 #define MH_ARENA_BLOCK_BITS_	12
 #define MH_ARENA_SLOT_BYTES_	128
@@ -233,14 +236,16 @@ mh_arena_bump_(mh_arena *a, size_t size, size_t align, bool scan, void **out)
 		 * 2^63 (and for a constant size the test folds away). A size
 		 * that is a multiple of align keeps the end aligned, so the
 		 * end is rounded instead of the start: one operation less on
-		 * the chain from one allocation's lo to the next's. */
+		 * the chain from one allocation's lo to the next's. That is
+		 * the case expected (a C object's size is a multiple of its
+		 * alignment), laid out as the straight path. */
 		uintptr_t end, k = size + align - 1;
 
 		/* Kept whole: the compiler would add align - 1 and size to
 		 * lo one after the other, shared with the other branch. */
 		if (!__builtin_constant_p(k))
 			__asm__("" : "+r"(k));
-		if (size & (align - 1))
+		if (__builtin_expect(size & (align - 1), 0))
 			end = ((w->lo + align - 1) & -(uintptr_t)align) + size;
 		else
 			end = (w->lo + k) & -(uintptr_t)align;
@@ -249,6 +254,11 @@ mh_arena_bump_(mh_arena *a, size_t size, size_t align, bool scan, void **out)
 			return false;
 		p = end - size;
 		w->lo = end;
+		/* The line the bump reaches `ahead` bytes from now, fetched
+		 * while this object is written: an arena that streams
+		 * through memory not in cache would otherwise wait for
+		 * every new line with its stores queued. Never faults. */
+		__builtin_prefetch((void *)(end + w->ahead), 1, 3);
 	} else {
 		if (__builtin_expect(size - 1 >= w->hi - w->lo, 0))
 			return false;
@@ -256,6 +266,7 @@ mh_arena_bump_(mh_arena *a, size_t size, size_t align, bool scan, void **out)
 		if (__builtin_expect(p < w->lo, 0))
 			return false;
 		w->hi = p;
+		__builtin_prefetch((void *)(p - w->ahead), 1, 3);
 	}
 	*out = (void *)p;
 	return true;
