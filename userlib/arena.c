@@ -33,19 +33,19 @@
  * The inline fast path. A slot starts with the arena's bump window (its
  * live handle and the free space [lo, hi) of its active chunk), which
  * mheap.h's inline mh_arena_alloc reads through the handle and bumps:
- * 11 instructions and two dependent loads (the block, the slot) when the
+ * 14 instructions and two dependent loads (the block, the slot) when the
  * handle is live and the request fits; the rest comes here
  * (mh_arena_alloc_slow_), stale handles included. While a chunk is
  * active its own lo and hi are stale: the slow path and mh_arena_free
  * write the window back first (window_save) and take it again after
  * (window_load). The window also says how far ahead of the bump the fast
- * path prefetches: nothing useful (0, the next object's own line) until
- * the arena has used up a window, PREFETCH_AHEAD from then on. An arena
- * that fills more than a window streams through memory that is not in
- * cache, and the prefetch halves the time of its fill; a small one's
- * memory mostly is in cache, where lines fetched ahead that the program
- * never writes cost more than they save. Measured:
- * docs/arenas.md#the-inline-fast-path.
+ * path prefetches: 0 (the line the next object starts in, or for noscan
+ * this object's: a short head start) until the arena has used up a
+ * window, PREFETCH_AHEAD from then on. An arena that fills more than a
+ * window streams through memory that is not in cache, and the prefetch
+ * takes up to half off the time of its fill; a small one's memory mostly
+ * is in cache, where lines fetched ahead that the program never writes
+ * cost more than they save. Measured: docs/arenas.md#the-inline-fast-path.
  *
  * An arena is used by one thread at a time, as in Go: allocation touches
  * only the arena and its active chunk, without locks. The chunk lists are
