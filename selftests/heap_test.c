@@ -703,6 +703,63 @@ TEST(a_large_block_that_would_take_released_pages_takes_the_cached_ones_merged)
 	mh_free(p);
 }
 
+TEST(freed_neighbouring_large_blocks_are_cached_as_one_span)
+{
+	char *a1, *a2, *a3;
+
+	span_cache_start_empty();
+	a1 = mh_malloc(PAGES(8));
+	a2 = mh_malloc(PAGES(8));
+	a3 = mh_malloc(PAGES(8));	/* a2's neighbour above stays live */
+	ASSERT_NE(NULL, a3);
+	ASSERT_EQ(a1 + PAGES(8), a2);
+	mh_free(a1);
+	mh_free(a2);
+	EXPECT_TRUE(cached_large_at(a1, 16));
+	EXPECT_FALSE(cached_large_at(a2, 8));
+	mh_free(a3);
+}
+
+TEST(a_freed_large_block_joins_the_cached_spans_on_both_sides)
+{
+	char *a1, *a2, *a3, *a4;
+
+	span_cache_start_empty();
+	a1 = mh_malloc(PAGES(8));
+	a2 = mh_malloc(PAGES(16));
+	a3 = mh_malloc(PAGES(8));
+	a4 = mh_malloc(PAGES(8));	/* a3's neighbour above stays live */
+	ASSERT_NE(NULL, a4);
+	ASSERT_EQ(a1 + PAGES(8), a2);
+	ASSERT_EQ(a2 + PAGES(16), a3);
+	mh_free(a1);
+	mh_free(a3);
+	mh_free(a2);
+	EXPECT_TRUE(cached_large_at(a1, 32));
+	/* One request of their combined length takes them, no search. */
+	EXPECT_EQ(a1, mh_malloc(PAGES(32)));
+	mh_free(a1);
+	mh_free(a4);
+}
+
+TEST(cached_large_spans_join_only_up_to_the_longest_cached_length)
+{
+	char *a1, *a2, *a3;
+
+	span_cache_start_empty();
+	a1 = mh_malloc(PAGES(40));
+	a2 = mh_malloc(PAGES(40));
+	a3 = mh_malloc(PAGES(8));
+	ASSERT_NE(NULL, a3);
+	ASSERT_EQ(a1 + PAGES(40), a2);
+	mh_free(a1);
+	mh_free(a2);
+	/* 80 pages would be longer than SPAN_CACHE_PAGES: two spans. */
+	EXPECT_TRUE(cached_large_at(a1, 40));
+	EXPECT_TRUE(cached_large_at(a2, 40));
+	mh_free(a3);
+}
+
 /* What the thread below saw. */
 struct empty_spans_seen {
 	struct mh_stats kept;	/* after freeing all its objects */

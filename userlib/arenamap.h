@@ -106,7 +106,9 @@ static inline uintptr_t arena_page(const struct heap_arena *ha, uintptr_t p)
 	return (p >> MH_PAGE_SHIFT) & (MH_PAGES_PER_ARENA - 1);
 }
 
-/* The span holding p, or NULL (not in the heap, or a free page). */
+/* The span holding p, or NULL (not in the heap, or a free page). A dead
+ * span (MSPAN_DEAD) for the first and last pages of a freed large span the
+ * page heap keeps for reuse (mheap.c, span cache). */
 static inline struct mspan *span_of(uintptr_t p)
 {
 	struct heap_arena *ha = arena_of(p);
@@ -122,6 +124,13 @@ static inline struct mspan *span_of(uintptr_t p)
 MH_HIDDEN struct heap_arena *arenamap_grow(size_t n);
 /* Point pages [p, p + npages) at s (NULL to clear). Heap lock held. */
 MH_HIDDEN void arenamap_set_spans(uintptr_t p, uintptr_t npages, struct mspan *s);
+/* Point the page at p, a page of the heap, at s. Heap lock held. */
+static inline void arenamap_set_span(uintptr_t p, struct mspan *s)
+{
+	struct heap_arena *ha = arena_of(p);
+
+	STORE_RELAXED(&ha->spans[arena_page(ha, p)], s);
+}
 /* First arena in address order. */
 MH_HIDDEN struct heap_arena *arenamap_first(void);
 /* Arenas reserved so far. */

@@ -391,16 +391,31 @@ static int check_spans(struct check *ck)
 				continue;
 			CHECK(ck, s->base == p, "page %#lx maps to span %#lx+%lu",
 			      (unsigned long)p, (unsigned long)s->base, (unsigned long)s->npages);
-			TRY(check_span(ck, s));
-			TRY(claim(ck, p, s->npages, s, false, "span"));
 			cur = s;
 			cur_end = mspan_limit(s);
+			if (s->state == MSPAN_DEAD)
+				continue;	/* a cached large span: check_span_cache */
+			TRY(check_span(ck, s));
+			TRY(claim(ck, p, s->npages, s, false, "span"));
 		}
 	}
 	return 0;
 }
 
 /* ------------------------------------------------------------ span cache */
+
+/* The pages of s, a span of the large lists: its first and last page map
+ * to s (its neighbours find it there to merge), the others to nothing. */
+static int claim_cached_large(struct check *ck, const struct mspan *s)
+{
+	TRY(claim(ck, s->base, 1, s, false, "span cache (large)"));
+	if (s->npages > 1) {
+		TRY(claim(ck, s->base + MH_PAGE_SIZE, s->npages - 2, NULL, false,
+			  "span cache (large)"));
+		TRY(claim(ck, mspan_limit(s) - MH_PAGE_SIZE, 1, s, false, "span cache (large)"));
+	}
+	return 0;
+}
 
 static int check_span_cache(struct check *ck)
 {
@@ -426,7 +441,10 @@ static int check_span_cache(struct check *ck)
 				CHECK(ck, kind != CACHE_LARGE || s->base >= mh_heap.span_cache_large_low,
 				      "cached large span %#lx below span_cache_large_low",
 				      (unsigned long)s->base);
-				TRY(claim(ck, s->base, n, NULL, false, "span cache"));
+				if (kind == CACHE_LARGE)
+					TRY(claim_cached_large(ck, s));
+				else
+					TRY(claim(ck, s->base, n, NULL, false, "span cache"));
 				ck->structs[s->bucket]++;
 				pages += n;
 				if (kind == CACHE_LARGE)

@@ -91,7 +91,13 @@ static void span_struct_kill(struct mspan *s)
  * shortest longer large span, and the rest stays cached as a span of its
  * own (a bit per length, span_cache_large_held, finds it in O(1)): a
  * program churning blocks of random sizes is served from what it freed.
- * When a first-fit search has to go above a cached large object, the
+ * A large span joins the cached large spans right below and above it on
+ * the way in, as long as the whole stays within SPAN_CACHE_PAGES (as the
+ * page allocator's bitmap would merge them, but in O(1): the first and
+ * last pages of a cached large span map to its dead struct, where its
+ * neighbours look): without that the splits' remainders piled up as short
+ * pieces no request could use, and requests missed the cache while its
+ * pages lay there side by side. When a first-fit search has to go above a cached large object, the
  * large lists go back to the bitmap, where their pages merge: for a small
  * span always (a freed bucket array would wait there for another of its
  * length while small spans took fresh pages above it), for a large object
@@ -111,8 +117,10 @@ static void span_struct_kill(struct mspan *s)
  * scavenger's policy see them as idle memory, but the page allocator's
  * bitmap still marks them in use: whatever reads the bitmap for free pages
  * (the scavenger, a search that failed, growth in place) first flushes the
- * cache into it. The struct dies on the way in (gen moves on, no page maps
- * to it), so late and double frees are caught as before.
+ * cache into it. The struct dies on the way in (gen moves on; no page maps
+ * to it but a large span's first and last, and a free that finds a dead
+ * struct there reports a double free), so late and double frees are
+ * caught as before.
  */
 /* The list of kind and length npages: push s, pop its head. */
 static void span_list_push(struct mspan *s, enum span_cache_kind kind)
@@ -133,17 +141,73 @@ static struct mspan *span_list_pop(uintptr_t npages, enum span_cache_kind kind)
 	return s;
 }
 
+/* s, a cached large span, off its list (s is on it). */
+static void span_list_unlink(struct mspan *s)
+{
+	struct mspan **at = &mh_heap.span_cache[CACHE_LARGE][s->npages];
+
+	while (*at != s)
+		at = &(*at)->chain;
+	*at = s->chain;
+	if (!mh_heap.span_cache[CACHE_LARGE][s->npages])
+		mh_heap.span_cache_large_held &= ~((uint64_t)1 << (s->npages - 1));
+}
+
+/* The first and last pages of s, a span of the large lists, map to v: s
+ * itself while it is cached (its neighbours find it), NULL when it leaves
+ * the lists for the page allocator. Its other pages map to nothing. */
+static void span_cache_edges(const struct mspan *s, struct mspan *v)
+{
+	arenamap_set_span(s->base, v);
+	arenamap_set_span(mspan_limit(s) - MH_PAGE_SIZE, v);
+}
+
+/* The cached large span whose first or last page is at p, if any: the
+ * arena map points at a dead struct there only for those (span_cache_edges). */
+static struct mspan *span_cache_large_at(uintptr_t p)
+{
+	struct mspan *n = span_of(p);
+
+	return n && n->state == MSPAN_DEAD ? n : NULL;
+}
+
+/* s, a large span on its way into the cache: merged with the cached large
+ * spans right below and above it while the whole stays within
+ * SPAN_CACHE_PAGES (their structs go; the counts of cached pages do not
+ * change). */
+static void span_cache_merge(struct mspan *s)
+{
+	struct mspan *n = span_cache_large_at(s->base - 1);
+
+	if (n && n->npages + s->npages <= SPAN_CACHE_PAGES) {
+		span_list_unlink(n);
+		span_cache_edges(n, NULL);
+		s->base = n->base;
+		s->npages += n->npages;
+		fixalloc_free(&mh_heap.spanalloc[n->bucket], n);
+	}
+	n = span_cache_large_at(mspan_limit(s));
+	if (n && n->npages + s->npages <= SPAN_CACHE_PAGES) {
+		span_list_unlink(n);
+		span_cache_edges(n, NULL);
+		s->npages += n->npages;
+		fixalloc_free(&mh_heap.spanalloc[n->bucket], n);
+	}
+	span_cache_edges(s, s);
+}
+
 static void span_cache_put(struct mspan *s, enum span_cache_kind kind)
 {
 	span_struct_kill(s);
+	mh_heap.span_cache_pages += s->npages;
+	pa_free_pages += s->npages;
 	if (kind == CACHE_LARGE) {
 		if (!mh_heap.span_cache_large_pages || s->base < mh_heap.span_cache_large_low)
 			mh_heap.span_cache_large_low = s->base;
 		mh_heap.span_cache_large_pages += s->npages;
+		span_cache_merge(s);
 	}
 	span_list_push(s, kind);
-	mh_heap.span_cache_pages += s->npages;
-	pa_free_pages += s->npages;
 }
 
 /* Pages [s->base, s->base + npages) of a span of the large lists, just
@@ -160,6 +224,7 @@ static bool span_cache_split(struct mspan *s, uintptr_t npages)
 	rest->base = s->base + (npages << MH_PAGE_SHIFT);
 	rest->npages = s->npages - npages;
 	span_struct_kill(rest);
+	span_cache_edges(rest, rest);
 	span_list_push(rest, CACHE_LARGE);
 	s->npages = npages;
 	return true;
@@ -219,6 +284,8 @@ static void flush_span_cache(enum span_cache_kind kind)
 				mh_heap.span_cache_large_pages -= n;
 			mh_heap.span_cache_pages -= n;
 			pa_free_pages -= n;	/* pa_free_batch counts them again */
+			if (kind == CACHE_LARGE)
+				span_cache_edges(s, NULL);
 			pa_free_batch(s->base, n, now);
 			fixalloc_free(&mh_heap.spanalloc[s->bucket], s);
 		}
