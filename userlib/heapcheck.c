@@ -431,8 +431,13 @@ static int check_span_cache(struct check *ck)
 				      "large span cache list of %lu pages %s, its bit says otherwise",
 				      (unsigned long)n, mh_heap.span_cache[kind][n] ? "holds one" : "is empty");
 
-			for (struct mspan *s = mh_heap.span_cache[kind][n]; s; s = s->chain) {
+			const struct mspan *prev = NULL;
+
+			for (struct mspan *s = mh_heap.span_cache[kind][n]; s; prev = s, s = s->chain) {
 				CHECK(ck, left--, "span cache list of %lu pages loops", (unsigned long)n);
+				CHECK(ck, s->link.prev == (prev ? &prev->link : NULL),
+				      "cached span %#lx: its back link is not the span before it",
+				      (unsigned long)s->base);
 				CHECK(ck, s->state == MSPAN_DEAD && s->npages == n &&
 				      s->bucket < SPAN_BUCKETS,
 				      "cached span %#lx: state %u, %lu pages on the list of %lu",

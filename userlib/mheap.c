@@ -122,10 +122,18 @@ static void span_struct_kill(struct mspan *s)
  * struct there reports a double free), so late and double frees are
  * caught as before.
  */
-/* The list of kind and length npages: push s, pop its head. */
+/* The list of kind and length npages: push s, pop its head. The lists
+ * are linked both ways (chain is link.next; link.prev the span before, or
+ * NULL at the head), so that a span can leave its list from anywhere
+ * (span_cache_merge). */
 static void span_list_push(struct mspan *s, enum span_cache_kind kind)
 {
-	s->chain = mh_heap.span_cache[kind][s->npages];
+	struct mspan *next = mh_heap.span_cache[kind][s->npages];
+
+	s->chain = next;
+	s->link.prev = NULL;
+	if (next)
+		next->link.prev = &s->link;
 	mh_heap.span_cache[kind][s->npages] = s;
 	if (kind == CACHE_LARGE)
 		mh_heap.span_cache_large_held |= (uint64_t)1 << (s->npages - 1);
@@ -136,19 +144,24 @@ static struct mspan *span_list_pop(uintptr_t npages, enum span_cache_kind kind)
 	struct mspan *s = mh_heap.span_cache[kind][npages];
 
 	mh_heap.span_cache[kind][npages] = s->chain;
+	if (s->chain)
+		s->chain->link.prev = NULL;
 	if (kind == CACHE_LARGE && !s->chain)
 		mh_heap.span_cache_large_held &= ~((uint64_t)1 << (npages - 1));
 	return s;
 }
 
-/* s, a cached large span, off its list (s is on it). */
+/* s, a cached large span, off its list wherever it is on it. */
 static void span_list_unlink(struct mspan *s)
 {
-	struct mspan **at = &mh_heap.span_cache[CACHE_LARGE][s->npages];
+	struct mspan *prev = list_entry(s->link.prev, struct mspan, link);
 
-	while (*at != s)
-		at = &(*at)->chain;
-	*at = s->chain;
+	if (prev)
+		prev->chain = s->chain;
+	else
+		mh_heap.span_cache[CACHE_LARGE][s->npages] = s->chain;
+	if (s->chain)
+		s->chain->link.prev = s->link.prev;
 	if (!mh_heap.span_cache[CACHE_LARGE][s->npages])
 		mh_heap.span_cache_large_held &= ~((uint64_t)1 << (s->npages - 1));
 }
