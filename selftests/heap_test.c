@@ -703,21 +703,30 @@ TEST(a_large_block_that_would_take_released_pages_takes_the_cached_ones_merged)
 	mh_free(p);
 }
 
+/* Two neighbouring large blocks of npages pages each, at *a1 and *a2, and
+ * a block above them that stays live (*above), the two freed into an
+ * empty span cache lower first; false if they were not neighbours. */
+static bool free_two_neighbours(uintptr_t npages, char **a1, char **a2, char **above)
+{
+	span_cache_start_empty();
+	*a1 = mh_malloc(PAGES(npages));
+	*a2 = mh_malloc(PAGES(npages));
+	*above = mh_malloc(PAGES(8));
+	if (!*a1 || *a2 != *a1 + PAGES(npages) || !*above)
+		return false;
+	mh_free(*a1);
+	mh_free(*a2);
+	return true;
+}
+
 TEST(freed_neighbouring_large_blocks_are_cached_as_one_span)
 {
-	char *a1, *a2, *a3;
+	char *a1, *a2, *above;
 
-	span_cache_start_empty();
-	a1 = mh_malloc(PAGES(8));
-	a2 = mh_malloc(PAGES(8));
-	a3 = mh_malloc(PAGES(8));	/* a2's neighbour above stays live */
-	ASSERT_NE(NULL, a3);
-	ASSERT_EQ(a1 + PAGES(8), a2);
-	mh_free(a1);
-	mh_free(a2);
+	ASSERT_TRUE(free_two_neighbours(8, &a1, &a2, &above));
 	EXPECT_TRUE(cached_large_at(a1, 16));
 	EXPECT_FALSE(cached_large_at(a2, 8));
-	mh_free(a3);
+	mh_free(above);
 }
 
 TEST(a_freed_large_block_joins_the_cached_spans_on_both_sides)
@@ -744,20 +753,13 @@ TEST(a_freed_large_block_joins_the_cached_spans_on_both_sides)
 
 TEST(cached_large_spans_join_only_up_to_the_longest_cached_length)
 {
-	char *a1, *a2, *a3;
+	char *a1, *a2, *above;
 
-	span_cache_start_empty();
-	a1 = mh_malloc(PAGES(40));
-	a2 = mh_malloc(PAGES(40));
-	a3 = mh_malloc(PAGES(8));
-	ASSERT_NE(NULL, a3);
-	ASSERT_EQ(a1 + PAGES(40), a2);
-	mh_free(a1);
-	mh_free(a2);
 	/* 80 pages would be longer than SPAN_CACHE_PAGES: two spans. */
+	ASSERT_TRUE(free_two_neighbours(40, &a1, &a2, &above));
 	EXPECT_TRUE(cached_large_at(a1, 40));
 	EXPECT_TRUE(cached_large_at(a2, 40));
-	mh_free(a3);
+	mh_free(above);
 }
 
 /* What the thread below saw. */
