@@ -150,7 +150,8 @@ static int claim(struct check *ck, uintptr_t p, uintptr_t npages, const struct m
 
 bool heapcheck_span_live(const struct mspan *s)
 {
-	return s && s->npages && span_of(s->base) == s;
+	/* A cached large span's first page maps to its dead struct. */
+	return s && s->npages && span_of(s->base) == s && s->state != MSPAN_DEAD;
 }
 
 static struct cache_info *cache_find(struct check *ck, const struct mcache *c)
