@@ -42,8 +42,8 @@
  *             arrays on to the next thread, so the old blocks it frees were
  *             mostly allocated by another (remote frees).
  *   peakfree  two threads: thread 0 builds a peak of `mib` MiB in blocks of
- *             `size` bytes (written), frees it and waits `settle_ms`, again
- *             and again until thread 1 is done; thread 1 makes `ops`
+ *             `size` bytes (written), frees it and waits `settle_ms` (or
+ *             until thread 1 is done), again and again until then; thread 1 makes `ops`
  *             allocations of [min,max] bytes (large objects: each takes
  *             the heap lock), freed in FIFO order through a ring of `ring`.
  *             Thread 1's time and its slowest operation (max_op_us) show
@@ -730,7 +730,10 @@ static void *w_peakfree(void *arg)
 			}
 			while (i-- > 0)
 				B_FREE(t->ptrs[i]);
-			sleep_ms(c->settle_ms);
+			/* In 1 ms steps: the run ends when thread 1 does, not
+			 * up to settle_ms after (the time is the threads'). */
+			for (long ms = 0; ms < c->settle_ms && !atomic_load(&peakfree_done); ms++)
+				sleep_ms(1);
 		}
 	} else {
 		size_t ring = (size_t)c->ring, mask = t->nsizes - 1;
