@@ -39,6 +39,9 @@ struct heap_block {
 	size_t size;
 	uint8_t freed;			/* its free has begun (atomic) */
 	uint8_t nalloc, nfree;		/* frames in each stack */
+	uint8_t small;			/* at most a page (sampled): quarantined
+					 * under SECURE_SMALL_BLOCKS_QUARANTINED */
+	struct list_node small_link;	/* its place among those */
 	void *alloc_stack[HEAP_BLOCK_FRAMES];
 	void *free_stack[HEAP_BLOCK_FRAMES];
 };
@@ -106,6 +109,9 @@ MH_HIDDEN void arena_configure(const struct arena_config *cfg);
  * its free, which moves the block's pages warm and faults and quarantines
  * the chunk as an arena's chunks are. */
 #define BLOCK_GUARD	MH_PAGE_SIZE
+/* Small guarded blocks (of at most a page: the sampled ones) quarantined
+ * at most, the oldest released past it (arena_quarantine.c). */
+#define SECURE_SMALL_BLOCKS_QUARANTINED 64
 MH_HIDDEN struct arena_chunk *arena_block_chunk_new(size_t bytes);
 MH_HIDDEN void arena_block_chunk_free(struct arena_chunk *c);
 

@@ -98,6 +98,7 @@ struct arena_chunk *chunk_new_on(const struct fault_backend *b, size_t bytes,
 	c->head_empty = 0;
 	c->thp_head = c->thp_tail = CHUNK_THP_DEFAULT;
 	c->block.addr = 0;
+	c->block.small = 0;
 	c->backend = b;
 	STORE_RELEASE(&s->chunk_data, c);
 	return c;

@@ -51,6 +51,29 @@ struct list quarantine;
 uint64_t quarantined_bytes;
 uint64_t releases_budget, releases_enomem;
 
+/*
+ * The secure heap's small guarded blocks (the sampled ones: secure_large.c)
+ * in quarantine, oldest first: at most SECURE_SMALL_BLOCKS_QUARANTINED of
+ * them stay, the oldest released past that, whatever the scan would say
+ * (as GWP-ASan recycles its oldest slot). The budget counts address space,
+ * two pages for such a block, but each also keeps its span and chunk
+ * structures (with its stacks, about 500 bytes) and the page tables of its
+ * guard entries while it is quarantined: under the default 4 GiB budget up
+ * to 262,144 of them, 128 MiB of structures. Measured: docs/heap.md,
+ * "Guarded blocks".
+ */
+static struct list quarantined_small;
+
+static void small_block_quarantined(struct arena_chunk *c, bool oldest)
+{
+	if (!c->block.small)
+		return;
+	if (oldest)
+		list_push_head(&quarantined_small, &c->block.small_link);
+	else
+		list_push_tail(&quarantined_small, &c->block.small_link);
+}
+
 /* Put chunks whose release was refused back at the head of the quarantine,
  * in order (arena_lock held): they still fault, and they stay the oldest. */
 static void requeue(struct arena_chunk **cs, unsigned n)
@@ -58,6 +81,7 @@ static void requeue(struct arena_chunk **cs, unsigned n)
 	while (n--) {
 		STORE_RELAXED(&cs[n]->state, CHUNK_QUARANTINED);
 		list_push_head(&quarantine, &cs[n]->link);
+		small_block_quarantined(cs[n], true);
 		quarantined_bytes += chunk_bytes(cs[n]);
 	}
 }
@@ -193,6 +217,8 @@ void quarantine_take(struct arena_chunk *c)
 {
 	list_remove(&quarantine, &c->link);
 	quarantined_bytes -= chunk_bytes(c);
+	if (c->block.small)
+		list_remove(&quarantined_small, &c->block.small_link);
 	STORE_RELAXED(&c->state, CHUNK_RELEASING);
 }
 
@@ -253,6 +279,24 @@ void enforce_budget(bool in_free)
 		enforce_budget_fifo();
 }
 
+/* Release the oldest small guarded blocks past their cap (arena_lock not
+ * held). */
+static void release_small_blocks_over_cap(void)
+{
+	struct arena_chunk *cs[ARENA_BATCH];
+	unsigned n = 0;
+
+	mh_lock(&arena_lock);
+	while (n < ARENA_BATCH && quarantined_small.count > SECURE_SMALL_BLOCKS_QUARANTINED) {
+		cs[n] = list_entry(quarantined_small.head, struct arena_chunk, block.small_link);
+		quarantine_take(cs[n++]);
+	}
+	releases_budget += n;
+	mh_unlock(&arena_lock);
+	if (n)
+		release_chunks(cs, n, true);
+}
+
 /*
  * Fault chunks and put them in quarantine. When the kernel refuses (out of
  * VMAs, or the module's limit), release the oldest quarantined chunks and
@@ -290,6 +334,7 @@ void quarantine_chunks(struct arena_chunk **cs, unsigned n, uint64_t arena_id)
 			STORE_RELEASE(&cs[i]->state, CHUNK_QUARANTINED);
 			list_push_tail(&quarantine, &cs[i]->link);
 			quarantined_bytes += chunk_bytes(cs[i]);
+			small_block_quarantined(cs[i], false);
 		}
 		done += k;
 		mh_unlock(&arena_lock);
@@ -308,6 +353,8 @@ void quarantine_chunks(struct arena_chunk **cs, unsigned n, uint64_t arena_id)
 		mh_unlock(&arena_lock);
 		chunk_destroy(cs[done++], false);
 	}
+	if (!arena_id)
+		release_small_blocks_over_cap();
 	/* arena_id 0: a guarded block's, freed by free(). */
 	enforce_budget(!arena_id);
 }

@@ -102,6 +102,7 @@ static void *guarded_place(size_t size, size_t align, size_t room)
 	p = ALIGN_DOWN(c->limit - GUARD - room, a);
 	canary_fill((uint8_t *)(p + size), c->limit - GUARD - p - size);
 	c->block.size = size;
+	c->block.small = size <= MH_PAGE_SIZE;
 	c->block.freed = 0;
 	c->block.nfree = 0;
 	c->block.nalloc = capture(c->block.alloc_stack);
