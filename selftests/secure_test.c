@@ -21,6 +21,7 @@
 
 #include "mheap.h"
 #include "arena.h"
+#include "arena_impl.h"
 #include "arenamap.h"
 #include "fault.h"
 
@@ -414,6 +415,29 @@ TEST_F(blocks, without_recycling_a_freed_blocks_pages_are_dropped)
  * freed blocks under a cap of three, only the last three's pages serve the
  * next eight.
  */
+/*
+ * At most WARM_BLOCKS_KEPT freed blocks keep their pages warm, the most
+ * recently freed, whatever the byte cap allows. Before, only the cap held
+ * them, and a new block looked at the 16 most recent alone: the others
+ * stayed resident for no block (realloc growth: 1.5x the peak RSS).
+ */
+TEST_F(blocks, at_most_a_fixed_number_of_freed_blocks_stay_warm)
+{
+	RETURN_IF_SETUP_SKIPPED();
+
+	enum { N = WARM_BLOCKS_KEPT + 4 };
+	char *p[N];
+
+	for (int i = 0; i < N; i++) {
+		p[i] = mh_malloc(WARM_SIZE);
+		ASSERT_NE(NULL, p[i]);
+		memset(p[i], 1, WARM_SIZE);
+	}
+	for (int i = 0; i < N; i++)
+		mh_free(p[i]);
+	EXPECT_EQ(WARM_BLOCKS_KEPT, warm_blocks.count);
+}
+
 TEST_F(blocks, warm_pages_stay_under_the_cap)
 {
 	RETURN_IF_SETUP_SKIPPED();

@@ -112,6 +112,9 @@ MH_HIDDEN void arena_configure(const struct arena_config *cfg);
 /* Small guarded blocks (of at most a page: the sampled ones) quarantined
  * at most, the oldest released past it (arena_quarantine.c). */
 #define SECURE_SMALL_BLOCKS_QUARANTINED 64
+/* Freed guarded blocks' pages kept warm for later blocks, in chunks at
+ * most (arena_warm.c, "Guarded blocks"). */
+#define WARM_BLOCKS_KEPT	8
 MH_HIDDEN struct arena_chunk *arena_block_chunk_new(size_t bytes);
 MH_HIDDEN void arena_block_chunk_free(struct arena_chunk *c);
 

@@ -132,12 +132,16 @@
  *    for a while, a fault about 3 us a page; a block of which the program
  *    touched a page or two (peakfree's 64-512 KiB ones) is not worth it,
  *    and a sampled small block is one page.
- *  - How much: under MHEAP_ARENA_WARM_MAX with the arenas' warm chunks
- *    (warm_bytes counts both). Blocks come and go all the time, so the
- *    oldest block chunks give their pages back (released, not dirty: they
- *    would sit in the page heap until the scavenger came) to make room for
- *    a new one; an arena's are never pushed out for a block's. Measured
- *    with the cap: docs/heap.md#secure-mode.
+ *  - How much: at most WARM_BLOCKS_KEPT (8) block chunks, and under
+ *    MHEAP_ARENA_WARM_MAX with the arenas' warm chunks (warm_bytes counts
+ *    both). Blocks come and go all the time, so the oldest block chunks
+ *    give their pages back (released, not dirty: they would sit in the
+ *    page heap until the scavenger came) to make room for a new one; an
+ *    arena's are never pushed out for a block's. Until 2026-12-06 only the
+ *    byte cap held them, and a new block looked at the 16 most recent
+ *    only: a buffer grown by realloc left a chunk behind at each move that
+ *    no later block took, held until the 128 MiB cap (realloc-t1: 1.52x
+ *    default mheap's peak RSS). Measured: docs/heap.md#secure-mode.
  *  - Zeroing: none. calloc of a guarded block zeroes it anyway (secure.c),
  *    and malloc's contents are undefined: a guarded block's chunk from the
  *    page heap may hold another block's old data as well. What the secure
@@ -174,10 +178,8 @@
 #define MREMAP_DONTUNMAP 4
 #endif
 
-/* The least a guarded block's pages take to move (see "Guarded blocks"),
- * and how many warm block chunks a new one looks through for a fit. */
+/* The least a guarded block's pages take to move (see "Guarded blocks"). */
 #define WARM_BLOCK_MIN	(4 * MH_PAGE_SIZE)
-#define WARM_BLOCK_LOOK	16
 
 struct list warm_list;
 struct list warm_blocks;
@@ -387,7 +389,8 @@ void warm_block_keep(struct arena_chunk *c)
 	    !sys_resident_at_least((void *)from, len, WARM_BLOCK_MIN))
 		return;
 	mh_lock(&arena_lock);
-	while (arena_cfg.recycle && warm_bytes + bytes > arena_cfg.warm_max &&
+	while (arena_cfg.recycle && (warm_bytes + bytes > arena_cfg.warm_max ||
+				     warm_blocks.count >= WARM_BLOCKS_KEPT) &&
 	       (old = chunk_of(list_pop_head(&warm_blocks)))) {
 		warm_bytes -= chunk_bytes(old);
 		list_push_tail(&gone, &old->link);
@@ -425,8 +428,8 @@ void warm_block_keep(struct arena_chunk *c)
 }
 
 /*
- * A warm block chunk for a guarded block that needs a chunk of bytes, from
- * the WARM_BLOCK_LOOK most recently moved, or NULL: the smallest of at
+ * A warm block chunk for a guarded block that needs a chunk of bytes, or
+ * NULL: the smallest of at
  * least bytes and at most half as many again (*whole: the block takes it
  * as its chunk; those pages of its head that the block does not need go
  * back to the OS), else the largest smaller one (its pages go to the end
@@ -436,13 +439,11 @@ void warm_block_keep(struct arena_chunk *c)
 struct arena_chunk *warm_block_take(size_t bytes, bool *whole)
 {
 	struct arena_chunk *c, *fit = NULL, *part = NULL;
-	unsigned n = 0;
 
 	if (bytes < WARM_BLOCK_MIN + BLOCK_GUARD)
 		return NULL;
 	mh_lock(&arena_lock);
-	for (c = chunk_of(warm_blocks.tail); c && n < WARM_BLOCK_LOOK;
-	     c = c->link.prev ? chunk_of(c->link.prev) : NULL, n++) {
+	list_for_each(c, &warm_blocks, link) {
 		size_t len = chunk_bytes(c);
 
 		if (len >= bytes && len <= bytes + bytes / 2 && (!fit || len < chunk_bytes(fit)))
