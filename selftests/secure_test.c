@@ -167,15 +167,6 @@ TEST(a_freed_large_block_is_quarantined_with_the_arenas_chunks)
 	EXPECT_LE(before.arena_quarantined_bytes + (1 << 20), after.arena_quarantined_bytes);
 }
 
-/*
- * Small guarded blocks (sampled ones; here over-aligned ones, which are
- * guarded too, since this program runs without sampling) hold their
- * structures and page tables while quarantined, about 500 bytes each
- * against the two pages of address space the budget counts: at most
- * SECURE_SMALL_BLOCKS_QUARANTINED of them stay, the oldest leaving first.
- * Before, every one stayed until the 4 GiB budget (server-like churn: 1.5x
- * default mheap's peak RSS).
- */
 /* Whether the guarded block that was at p is quarantined. */
 static bool block_quarantined(const void *p)
 {
@@ -185,6 +176,15 @@ static bool block_quarantined(const void *p)
 	return c && c->state == CHUNK_QUARANTINED;
 }
 
+/*
+ * Small guarded blocks (sampled ones; here over-aligned ones, which are
+ * guarded too, since this program runs without sampling) hold their
+ * structures and page tables while quarantined, about 500 bytes each
+ * against the two pages of address space the budget counts: at most
+ * SECURE_SMALL_BLOCKS_QUARANTINED of them stay, the oldest leaving first.
+ * Before, every one stayed until the 4 GiB budget (server-like churn: 1.5x
+ * default mheap's peak RSS).
+ */
 TEST(at_most_a_fixed_number_of_small_guarded_blocks_stay_quarantined)
 {
 	enum { CAP = SECURE_SMALL_BLOCKS_QUARANTINED };
@@ -410,12 +410,6 @@ TEST_F(blocks, without_recycling_a_freed_blocks_pages_are_dropped)
 }
 
 /*
- * Warm block chunks hold at most MHEAP_ARENA_WARM_MAX (with the arenas'
- * warm chunks): the oldest give their pages back to make room. Of eight
- * freed blocks under a cap of three, only the last three's pages serve the
- * next eight.
- */
-/*
  * At most WARM_BLOCKS_KEPT freed blocks keep their pages warm, the most
  * recently freed, whatever the byte cap allows. Before, only the cap held
  * them, and a new block looked at the 16 most recent alone: the others
@@ -438,6 +432,12 @@ TEST_F(blocks, at_most_a_fixed_number_of_freed_blocks_stay_warm)
 	EXPECT_EQ(WARM_BLOCKS_KEPT, warm_blocks.count);
 }
 
+/*
+ * Warm block chunks hold at most MHEAP_ARENA_WARM_MAX (with the arenas'
+ * warm chunks): the oldest give their pages back to make room. Of eight
+ * freed blocks under a cap of three, only the last three's pages serve the
+ * next eight.
+ */
 TEST_F(blocks, warm_pages_stay_under_the_cap)
 {
 	RETURN_IF_SETUP_SKIPPED();

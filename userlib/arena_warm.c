@@ -137,11 +137,11 @@
  *    both). Blocks come and go all the time, so the oldest block chunks
  *    give their pages back (released, not dirty: they would sit in the
  *    page heap until the scavenger came) to make room for a new one; an
- *    arena's are never pushed out for a block's. Until 2026-12-06 only the
- *    byte cap held them, and a new block looked at the 16 most recent
- *    only: a buffer grown by realloc left a chunk behind at each move that
- *    no later block took, held until the 128 MiB cap (realloc-t1: 1.52x
- *    default mheap's peak RSS). Measured: docs/heap.md#secure-mode.
+ *    arena's are never pushed out for a block's. The count keeps what no
+ *    block takes from staying resident up to the byte cap: a buffer grown
+ *    by realloc leaves a chunk behind at nearly every move, too small for
+ *    its next one (a block takes one whole, or the largest smaller one).
+ *    Measured: docs/heap.md#secure-mode.
  *  - Zeroing: none. calloc of a guarded block zeroes it anyway (secure.c),
  *    and malloc's contents are undefined: a guarded block's chunk from the
  *    page heap may hold another block's old data as well. What the secure
@@ -429,12 +429,12 @@ void warm_block_keep(struct arena_chunk *c)
 
 /*
  * A warm block chunk for a guarded block that needs a chunk of bytes, or
- * NULL: the smallest of at
- * least bytes and at most half as many again (*whole: the block takes it
- * as its chunk; those pages of its head that the block does not need go
- * back to the OS), else the largest smaller one (its pages go to the end
- * of a new chunk: warm_block_transplant). Larger ones are left for larger
- * blocks: a small block would take a few of their pages and drop the rest.
+ * NULL: the smallest of at least bytes and at most half as many again
+ * (*whole: the block takes it as its chunk; those pages of its head that
+ * the block does not need go back to the OS), else the largest smaller one
+ * (its pages go to the end of a new chunk: warm_block_transplant). Larger
+ * ones are left for larger blocks: a small block would take a few of their
+ * pages and drop the rest.
  */
 struct arena_chunk *warm_block_take(size_t bytes, bool *whole)
 {
