@@ -409,6 +409,24 @@ TEST_F(blocks, without_recycling_a_freed_blocks_pages_are_dropped)
 	EXPECT_EQ(0, resident_in_next_block(WARM_SIZE, &same));
 }
 
+/* Allocate n (at most 16) blocks of WARM_SIZE bytes, write them in full,
+ * then free them all, oldest first; false if a malloc failed. */
+static bool free_written_blocks(int n)
+{
+	char *p[16];
+	int k;
+
+	for (k = 0; k < n && k < 16; k++) {
+		p[k] = mh_malloc(WARM_SIZE);
+		if (!p[k])
+			break;
+		memset(p[k], 1, WARM_SIZE);
+	}
+	for (int i = 0; i < k; i++)
+		mh_free(p[i]);
+	return k == n;
+}
+
 /*
  * At most WARM_BLOCKS_KEPT freed blocks keep their pages warm, the most
  * recently freed, whatever the byte cap allows. Before, only the cap held
@@ -419,16 +437,7 @@ TEST_F(blocks, at_most_a_fixed_number_of_freed_blocks_stay_warm)
 {
 	RETURN_IF_SETUP_SKIPPED();
 
-	enum { N = WARM_BLOCKS_KEPT + 4 };
-	char *p[N];
-
-	for (int i = 0; i < N; i++) {
-		p[i] = mh_malloc(WARM_SIZE);
-		ASSERT_NE(NULL, p[i]);
-		memset(p[i], 1, WARM_SIZE);
-	}
-	for (int i = 0; i < N; i++)
-		mh_free(p[i]);
+	ASSERT_TRUE(free_written_blocks(WARM_BLOCKS_KEPT + 4));
 	EXPECT_EQ(WARM_BLOCKS_KEPT, warm_blocks.count);
 }
 
@@ -450,13 +459,7 @@ TEST_F(blocks, warm_pages_stay_under_the_cap)
 	arena_config_get(&cfg);
 	cfg.warm_max = KEPT * chunk;
 	arena_configure(&cfg);
-	for (int i = 0; i < N; i++) {
-		p[i] = mh_malloc(WARM_SIZE);
-		ASSERT_NE(NULL, p[i]);
-		memset(p[i], 1, WARM_SIZE);
-	}
-	for (int i = 0; i < N; i++)
-		mh_free(p[i]);
+	ASSERT_TRUE(free_written_blocks(N));
 	for (int i = 0; i < N; i++) {
 		p[i] = mh_malloc(WARM_SIZE);
 		ASSERT_NE(NULL, p[i]);
