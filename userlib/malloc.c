@@ -183,6 +183,26 @@ static __attribute__((noinline)) void *malloc_slow(size_t size)
 	return large_alloc(size, 0, false, PLACE_LARGE);
 }
 
+/* malloc with its current span's window empty: the window refilled from
+ * the span's next words (mspan_refill_window), the common case of the slow
+ * path, without the rest of it (the cache's creation, the mode, the
+ * size's class; mcache_alloc_slow's sweeps and span changes); else
+ * malloc_slow. s is c's current span for size (mh_empty_span when the
+ * thread has no cache: never written, so malloc_slow). Measured:
+ * docs/heap.md#fast-paths. */
+static __attribute__((noinline)) void *malloc_refill(struct mcache *c, struct mspan *s,
+						     size_t size)
+{
+	uintptr_t p = mspan_refill_window(s);
+
+	if (unlikely(!p))
+		return malloc_slow(size);
+	/* The object and the new window: see nmalloc. */
+	owner_add(&c->nmalloc[s->sizeclass], 1 + (uint64_t)mh_popcount(s->alloc_cache));
+	STORE_RELAXED(&c->refills, c->refills + 1);	/* mcache.h, "trimming" */
+	return (void *)p;
+}
+
 void *mh_malloc(size_t size)
 {
 	/* Before the thread's first allocation this is mh_no_cache, whose
@@ -202,7 +222,7 @@ void *mh_malloc(size_t size)
 	window = s->alloc_cache;
 	if (likely(window))
 		return (void *)window_take(s, window);
-	return malloc_slow(size);
+	return malloc_refill(c, s, size);
 }
 
 void *mh_calloc(size_t n, size_t size)

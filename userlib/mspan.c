@@ -75,6 +75,10 @@ uintptr_t mspan_next_free(struct mspan *s)
 void mspan_fold_local(struct mspan *s)
 {
 	unsigned nw = mspan_bitmap_words(s->nelems);
+	/* The last word's bits past nelems, taken as allocated for
+	 * free_words (alloc_bits has them clear). */
+	uint64_t past_end = ~below_mask(nw - 1, s->nelems);
+	uint32_t words = 0;
 
 	for (unsigned w = 0; w < nw; w++) {
 		uint64_t bits = LOAD_RELAXED(&s->bits[w].alloc);
@@ -83,7 +87,11 @@ void mspan_fold_local(struct mspan *s)
 		bits &= ~LOAD_RELAXED(&s->bits[w].local);
 		STORE_RELAXED(&s->bits[w].local, 0);
 		STORE_RELAXED(&s->bits[w].alloc, bits);
+		words |= (uint32_t)(bits != ~(uint64_t)0) << w;
 	}
+	if ((LOAD_RELAXED(&s->bits[nw - 1].alloc) | past_end) == ~(uint64_t)0)
+		words &= ~((uint32_t)1 << (nw - 1));
+	s->free_words = (uint16_t)words;
 	/* No local frees, and none to look at until the owner says so:
 	 * a span becomes current only right after a sweep (or fresh), and
 	 * the current span's frees need no bookkeeping. */
@@ -120,6 +128,7 @@ void mspan_sweep(struct mspan *s)
 		/* A release: the freer that reads this sees its bit taken. */
 		STORE_RELEASE(&s->bits[w].alloc, alloc & ~r);
 		folded += mh_popcount(r);
+		s->free_words |= (uint16_t)(1u << w);	/* r's objects are free */
 	}
 	if (folded)
 		__atomic_sub_fetch(&s->remote, folded * REMOTE_ONE, __ATOMIC_ACQ_REL);
@@ -176,4 +185,5 @@ void mspan_init_small(struct mspan *s, unsigned sizeclass, bool resident)
 	STORE_RELAXED(&s->owner, NULL);
 	s->list = MSPAN_LIST_NONE;
 	memset(s->bits, 0, nw * sizeof(s->bits[0]));
+	s->free_words = (uint16_t)(((uint32_t)1 << nw) - 1);
 }

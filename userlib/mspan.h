@@ -166,6 +166,11 @@ struct mspan {
 				 * reuses freed ones before it goes past */
 	uint8_t needzero;	/* large spans: pages may hold old data */
 	uint8_t bucket;		/* the struct's size bucket (mheap.c) */
+	/* Small spans: bit w set iff alloc_bits word w has a free object
+	 * (below nelems). Written wherever alloc_bits are (the sweeps and
+	 * mspan_init_small), read by malloc's refill (mspan_refill_window).
+	 * 16 bits: MH_BITMAP_WORDS. */
+	uint16_t free_words;
 
 	/* On an mcentral's or the owning cache's list (list.h); or, on none,
 	 * chained: in the span cache, in a batch of new spans (mheap.c). */
@@ -193,6 +198,7 @@ struct mspan {
 /* What reuse of the struct keeps (above). */
 #define MSPAN_KEEP	offsetof(struct mspan, nelems)
 
+_Static_assert(MH_BITMAP_WORDS <= 16, "free_words has a bit per bitmap word");
 _Static_assert(offsetof(struct mspan, list) < 64 && offsetof(struct mspan, remote) >= 64,
 	       "the fields the fast paths read are in the first cache line, and\n"
 	       "`remote`, which other threads write, is not");
@@ -251,6 +257,47 @@ static inline uintptr_t mspan_limit(const struct mspan *s)
  * cost it time and save no memory. Measured: docs/heap.md#spans.
  */
 MH_HIDDEN uintptr_t mspan_next_free(struct mspan *s);
+/*
+ * malloc's refill of a current span's window that ran dry (malloc.c,
+ * malloc_refill): the next free object of s past the window, with the
+ * window after it; 0 when none is left before a sweep (freeindex at the
+ * end), or, s left as it was, when s still has objects it never touched
+ * (mspan_next_free decides then). With every object touched, the fill
+ * that made the window took every free bit of its word from freeindex on,
+ * so the next word with a free object is the first set bit of free_words
+ * from the next word on: no loop over the words, whose tests were coin
+ * tosses (a word left full by the sweep or not). mh_empty_span (no
+ * objects) gives 0 and is not written.
+ */
+static inline uintptr_t mspan_refill_window(struct mspan *s)
+{
+	uint32_t n = s->nelems;
+	unsigned w = (s->freeindex + 63) / 64;	/* at most MH_BITMAP_WORDS */
+	uint32_t words = (uint32_t)s->free_words >> w;
+	uint32_t idx, left;
+	uint64_t avail;
+	unsigned bit;
+
+	if (s->touched != n)
+		return 0;
+	if (!words) {
+		/* As next_free_below leaves it, so that the slow path's look
+		 * starts at the end. */
+		if (n)
+			STORE_RELEASE(&s->freeindex, n);
+		return 0;
+	}
+	w += (unsigned)__builtin_ctz(words);
+	idx = w * 64;
+	left = n - idx < 64 ? n - idx : 64;	/* a cmov: no bits past n */
+	avail = ~LOAD_RELAXED(&s->bits[w].alloc) & (~(uint64_t)0 >> (64 - left));
+	bit = (unsigned)__builtin_ctzll(avail);	/* not 0: free_words says so */
+	idx += bit;
+	/* As next_free_below in mspan.c. */
+	STORE_RELAXED(&s->alloc_cache, avail >> bit >> 1);
+	STORE_RELEASE(&s->freeindex, idx + 1);
+	return s->base + (uintptr_t)idx * s->elemsize;
+}
 /* Fold recorded frees into alloc_bits and restart at object 0 (owner). */
 MH_HIDDEN void mspan_sweep(struct mspan *s);
 /* Fold only the owner's own frees and handed-out objects (before letting go). */
