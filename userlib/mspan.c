@@ -9,14 +9,16 @@
 #include "mspan.h"
 #include "sizeclass.h"
 
-/* Bits of word w below object index `limit`. */
+/* Bits of word w below object index `limit`. Without branches (the
+ * compiler's cmovs): the sweep's fold takes it for every word, where
+ * freeindex falls anywhere. */
 static inline uint64_t below_mask(unsigned w, uint32_t limit)
 {
-	if (limit <= w * 64)
-		return 0;
-	if (limit >= (w + 1) * 64)
-		return ~(uint64_t)0;
-	return ((uint64_t)1 << (limit - w * 64)) - 1;
+	uint32_t from = w * 64;
+	uint32_t n = limit > from ? limit - from : 0;	/* objects of w below limit */
+	uint64_t part = ((uint64_t)1 << (n & 63)) - 1;
+
+	return n >= 64 ? ~(uint64_t)0 : part;
 }
 
 /* The next free object from freeindex on, below object n, with the
@@ -72,7 +74,8 @@ uintptr_t mspan_next_free(struct mspan *s)
 	return next_free_below(s, s->touched);
 }
 
-void mspan_fold_local(struct mspan *s)
+/* mspan_fold_local, inline in the sweep. */
+static inline void fold_local(struct mspan *s)
 {
 	unsigned nw = mspan_bitmap_words(s->nelems);
 	/* The last word's bits past nelems, taken as allocated for
@@ -104,6 +107,11 @@ void mspan_fold_local(struct mspan *s)
 	__atomic_store_n(&s->freeindex, 0, __ATOMIC_SEQ_CST);
 }
 
+void mspan_fold_local(struct mspan *s)
+{
+	fold_local(s);
+}
+
 void mspan_sweep(struct mspan *s)
 {
 	unsigned nw = mspan_bitmap_words(s->nelems);
@@ -114,7 +122,7 @@ void mspan_sweep(struct mspan *s)
 	 * either sees the fold or has its bit seen here (mspan.h, "Double
 	 * frees"). A bit set but not yet counted is folded too; the count then
 	 * dips below zero until its add. */
-	mspan_fold_local(s);
+	fold_local(s);
 	for (unsigned w = 0; w < nw; w++) {
 		uint64_t r = __atomic_load_n(&s->bits[w].remote, __ATOMIC_SEQ_CST), alloc;
 
