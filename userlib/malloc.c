@@ -189,7 +189,7 @@ static __attribute__((noinline)) void *malloc_slow(size_t size)
  * size's class; mcache_alloc_slow's sweeps and span changes); else
  * malloc_slow. s is c's current span for size (mh_empty_span when the
  * thread has no cache: never written, so malloc_slow). Measured:
- * docs/heap.md#fast-paths. */
+ * docs/heap.md#the-windows-refill-and-the-span-changes-2026-12-06-issue-24. */
 static __attribute__((noinline)) void *malloc_refill(struct mcache *c, struct mspan *s,
 						     size_t size)
 {

@@ -35,16 +35,8 @@ static uintptr_t next_free_below(struct mspan *s, uint32_t n)
 
 		if (n - idx < 64)
 			avail &= ((uint64_t)1 << (n - idx)) - 1;
-		if (avail) {
-			unsigned bit = (unsigned)__builtin_ctzll(avail);
-
-			idx += bit;
-			/* Window: the objects after idx in the same word (two
-			 * shifts, as bit + 1 may be 64). */
-			STORE_RELAXED(&s->alloc_cache, avail >> bit >> 1);
-			STORE_RELEASE(&s->freeindex, idx + 1);
-			return s->base + (uintptr_t)idx * s->elemsize;
-		}
+		if (avail)
+			return mspan_take_first(s, idx, avail);
 		idx = (idx | 63) + 1;
 	}
 	STORE_RELAXED(&s->alloc_cache, 0);

@@ -257,6 +257,19 @@ static inline uintptr_t mspan_limit(const struct mspan *s)
  * cost it time and save no memory. Measured: docs/heap.md#spans.
  */
 MH_HIDDEN uintptr_t mspan_next_free(struct mspan *s);
+/* Hand out object first + ctz(avail) of s and keep the free objects after
+ * it as the window: avail holds the free objects from `first` to the end
+ * of its word (bit 0 is `first`), and is not 0. The window's shift is two,
+ * as the bit's + 1 may be 64. */
+static inline uintptr_t mspan_take_first(struct mspan *s, uint32_t first, uint64_t avail)
+{
+	unsigned bit = (unsigned)__builtin_ctzll(avail);
+	uint32_t idx = first + bit;
+
+	STORE_RELAXED(&s->alloc_cache, avail >> bit >> 1);
+	STORE_RELEASE(&s->freeindex, idx + 1);
+	return s->base + (uintptr_t)idx * s->elemsize;
+}
 /*
  * malloc's refill of a current span's window that ran dry (malloc.c,
  * malloc_refill): the next free object of s past the window, with the
@@ -276,7 +289,6 @@ static inline uintptr_t mspan_refill_window(struct mspan *s)
 	uint32_t words = (uint32_t)s->free_words >> w;
 	uint32_t idx, left;
 	uint64_t avail;
-	unsigned bit;
 
 	if (s->touched != n)
 		return 0;
@@ -291,12 +303,7 @@ static inline uintptr_t mspan_refill_window(struct mspan *s)
 	idx = w * 64;
 	left = n - idx < 64 ? n - idx : 64;	/* a cmov: no bits past n */
 	avail = ~LOAD_RELAXED(&s->bits[w].alloc) & (~(uint64_t)0 >> (64 - left));
-	bit = (unsigned)__builtin_ctzll(avail);	/* not 0: free_words says so */
-	idx += bit;
-	/* As next_free_below in mspan.c. */
-	STORE_RELAXED(&s->alloc_cache, avail >> bit >> 1);
-	STORE_RELEASE(&s->freeindex, idx + 1);
-	return s->base + (uintptr_t)idx * s->elemsize;
+	return mspan_take_first(s, idx, avail);	/* not 0: free_words says so */
 }
 /* Fold recorded frees into alloc_bits and restart at object 0 (owner). */
 MH_HIDDEN void mspan_sweep(struct mspan *s);
