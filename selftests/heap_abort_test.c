@@ -159,6 +159,23 @@ TEST(double_free_of_a_large_object_in_the_span_cache)
 	expect_abort(_metadata, free_twice, "cached span");
 }
 
+static void free_victim_base_then_victim(void *arg)
+{
+	(void)arg;
+	mh_free((void *)((uintptr_t)victim & ~(uintptr_t)(MH_PAGE_SIZE - 1)));
+	mh_free(victim);
+}
+
+/* The first page of a cached large span maps to its dead struct (so that
+ * its neighbours find it), but a pointer no allocation returned is still
+ * an invalid free there, not a double one. */
+TEST(invalid_free_of_an_unaligned_pointer_into_a_cached_large_block)
+{
+	victim = (char *)mh_malloc(5 * MH_PAGE_SIZE) + 3;
+	WANT("mheap: invalid free of %#lx", victim);
+	expect_abort(_metadata, free_victim_base_then_victim, "cached span, unaligned");
+}
+
 static void realloc_freed(void *arg)
 {
 	(void)arg;

@@ -55,7 +55,12 @@ static inline __attribute__((always_inline)) struct mspan *checked_span_at(struc
 		start = p == s->base;
 		*idx_out = 0;
 	} else if (state == MSPAN_DEAD) {
-		/* Freed since we found it, by another thread. */
+		/* Freed since we found it, by another thread; or the first or
+		 * last page of a freed large span the page heap keeps (mheap.c,
+		 * span cache), where p may be anything: as in free pages
+		 * (heap_bad_pointer), an aligned p was most likely freed. */
+		if (p & 7)
+			mh_fatal("invalid free of %#lx%s", (unsigned long)p, what);
 		mh_fatal("double free of %#lx%s", (unsigned long)p, what);
 	} else {
 		mh_fatal("invalid free of %#lx%s (user-arena memory)", (unsigned long)p, what);
