@@ -119,8 +119,8 @@ static void span_struct_kill(struct mspan *s)
  * (the scavenger, a search that failed, growth in place) first flushes the
  * cache into it. The struct dies on the way in (gen moves on; no page maps
  * to it but a large span's first and last, and a free that finds a dead
- * struct there reports a double free), so late and double frees are
- * caught as before.
+ * struct there reports a double free, or an invalid one for an unaligned
+ * pointer), so late and double frees are caught as before.
  */
 /* The list of kind and length npages: push s, pop its head. The lists
  * are linked both ways (chain is link.next; link.prev the span before, or
