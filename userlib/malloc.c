@@ -299,10 +299,14 @@ void *heap_alloc_plain(size_t size, size_t align, size_t *room)
 void heap_bad_pointer(uintptr_t p, const char *what)
 {
 	struct heap_arena *ha = arena_of(p);
+	struct mspan *s = ha ? LOAD_RELAXED(&ha->spans[arena_page(ha, p)]) : NULL;
 
 	/* A pointer into free pages of the heap was allocated once: the most
-	 * likely story is that it has been freed already. */
-	if (ha && !LOAD_RELAXED(&ha->spans[arena_page(ha, p)]) && (p & 7) == 0)
+	 * likely story is that it has been freed already. Free pages include
+	 * the edges of a cached large span, which map to its dead struct
+	 * (mheap.c, span cache): a free racing another of the same block may
+	 * find the page without a span, and then, here, with the dead one. */
+	if (ha && (!s || LOAD_RELAXED(&s->state) == MSPAN_DEAD) && (p & 7) == 0)
 		mh_fatal("double free of %#lx%s", (unsigned long)p, what);
 	mh_fatal("invalid free of %#lx%s", (unsigned long)p, what);
 }

@@ -186,18 +186,21 @@ static struct mspan *span_cache_large_at(uintptr_t p)
 
 /* s, a large span on its way into the cache: merged with the cached large
  * spans right below and above it while the whole stays within
- * SPAN_CACHE_PAGES (their structs go; the counts of cached pages do not
- * change). */
-static void span_cache_merge(struct mspan *s)
+ * SPAN_CACHE_PAGES. Returns the span that holds it now: s, or the one
+ * below, which takes s's pages in (the other struct goes; the counts of
+ * cached pages do not change). s's base never moves: a racing double
+ * free of it may still be reading it (checked_span_at), and must find it
+ * the object it frees or no object at all. */
+static struct mspan *span_cache_merge(struct mspan *s)
 {
 	struct mspan *n = span_cache_large_at(s->base - 1);
 
 	if (n && n->npages + s->npages <= SPAN_CACHE_PAGES) {
 		span_list_unlink(n);
 		span_cache_edges(n, NULL);
-		s->base = n->base;
-		s->npages += n->npages;
-		fixalloc_free(&mh_heap.spanalloc[n->bucket], n);
+		n->npages += s->npages;
+		fixalloc_free(&mh_heap.spanalloc[s->bucket], s);
+		s = n;
 	}
 	n = span_cache_large_at(mspan_limit(s));
 	if (n && n->npages + s->npages <= SPAN_CACHE_PAGES) {
@@ -207,6 +210,7 @@ static void span_cache_merge(struct mspan *s)
 		fixalloc_free(&mh_heap.spanalloc[n->bucket], n);
 	}
 	span_cache_edges(s, s);
+	return s;
 }
 
 static void span_cache_put(struct mspan *s, enum span_cache_kind kind)
@@ -218,7 +222,7 @@ static void span_cache_put(struct mspan *s, enum span_cache_kind kind)
 		if (!mh_heap.span_cache_large_pages || s->base < mh_heap.span_cache_large_low)
 			mh_heap.span_cache_large_low = s->base;
 		mh_heap.span_cache_large_pages += s->npages;
-		span_cache_merge(s);
+		s = span_cache_merge(s);
 	}
 	span_list_push(s, kind);
 }
