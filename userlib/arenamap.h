@@ -108,7 +108,7 @@ static inline uintptr_t arena_page(const struct heap_arena *ha, uintptr_t p)
 
 /* The span holding p, or NULL (not in the heap, or a free page). A dead
  * span (MSPAN_DEAD) for the first and last pages of a freed large span the
- * page heap keeps for reuse (mheap.c, span cache). */
+ * page heap keeps for reuse (spancache.c). */
 static inline struct mspan *span_of(uintptr_t p)
 {
 	struct heap_arena *ha = arena_of(p);

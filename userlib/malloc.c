@@ -304,7 +304,7 @@ void heap_bad_pointer(uintptr_t p, const char *what)
 	/* A pointer into free pages of the heap was allocated once: the most
 	 * likely story is that it has been freed already. Free pages include
 	 * the edges of a cached large span, which map to its dead struct
-	 * (mheap.c, span cache): a free racing another of the same block may
+	 * (spancache.c): a free racing another of the same block may
 	 * find the page without a span, and then, here, with the dead one. */
 	if (ha && (!s || LOAD_RELAXED(&s->state) == MSPAN_DEAD) && (p & 7) == 0)
 		mh_fatal("double free of %#lx%s", (unsigned long)p, what);

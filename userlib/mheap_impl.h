@@ -23,7 +23,7 @@ struct mcentral {
 
 /* Span structs come in buckets by bitmap size, bitmaps stored behind them. */
 #define SPAN_BUCKETS 6
-/* Freed spans of up to this many pages are cached whole (mheap.c). */
+/* Freed spans of up to this many pages are cached whole (spancache.c). */
 #define SPAN_CACHE_PAGES 64	/* at most 64: span_cache_large_held */
 /* Large objects of more pages than this are placed from the top of the
  * heap, apart from small spans (mheap.c, "placement"). */
@@ -49,8 +49,7 @@ struct mheap {
 	uint64_t large_live_bytes;	/* bytes in large objects now */
 	uintptr_t large_cacheable_pages;	/* pages of those of span cache lengths */
 	uint64_t scavenged_pages;	/* pages released, cumulative */
-	/* Freed spans by kind and length, their pages kept (mheap.c, "span
-	 * cache"). */
+	/* Freed spans by kind and length, their pages kept (spancache.c). */
 	struct mspan *span_cache[2][SPAN_CACHE_PAGES + 1];
 	uintptr_t span_cache_pages;		/* both kinds */
 	uintptr_t span_cache_large_pages;
@@ -116,6 +115,23 @@ MH_HIDDEN bool mheap_free_large(struct mspan *s, uintptr_t p);
 /* mheap_free_span for a chain of spans linked through next, under one hold
  * of the heap lock. */
 MH_HIDDEN void mheap_free_spans(struct mspan *chain);
+/* Span structs (mheap.c): the bucket for `words` bitmap words; a struct
+ * of that bucket (NULL when out of memory); a struct's death (a freer that
+ * still holds the pointer compares gen, or finds the state dead:
+ * free_checked in malloc.c reads it without a lock). Heap lock held. */
+MH_HIDDEN unsigned span_bucket(unsigned words);
+MH_HIDDEN struct mspan *span_struct_alloc(unsigned words);
+MH_HIDDEN void span_struct_kill(struct mspan *s);
+/* The span cache (spancache.c), all under the heap lock: a freed span of
+ * at most SPAN_CACHE_PAGES pages goes in, its struct dies; a span of
+ * npages pages with room for `words` bitmap words comes out, of the kind
+ * asked for if it has one (NULL if none); the lists of a kind, or both,
+ * go back to the page allocator. */
+MH_HIDDEN void span_cache_put(struct mspan *s, enum span_cache_kind kind);
+MH_HIDDEN struct mspan *span_cache_take(uintptr_t npages, unsigned words,
+					enum span_cache_kind kind);
+MH_HIDDEN void flush_span_cache(enum span_cache_kind kind);
+MH_HIDDEN void flush_span_caches(void);
 /* Give every cached free page back to the page allocator, the span
  * cache's and the threads' page caches' (heap lock held). */
 MH_HIDDEN void mheap_flush_caches(void);

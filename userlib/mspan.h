@@ -173,7 +173,8 @@ struct mspan {
 	uint16_t free_words;
 
 	/* On an mcentral's or the owning cache's list (list.h); or, on none,
-	 * chained: in the span cache, in a batch of new spans (mheap.c). */
+	 * chained: in the span cache (spancache.c), in a batch of new spans
+	 * (mheap.c). */
 	union {
 		struct list_node link;
 		struct mspan *chain;

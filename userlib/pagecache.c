@@ -19,7 +19,7 @@
  * takes a new chunk, so a thread never strands more than one chunk's worth
  * of pages. The thread's spans then sit together, and taking the chunk of
  * the lowest free page keeps the heap about as dense as first fit did. A
- * freed span of the right length in the span cache (mheap.c) still goes
+ * freed span of the right length in the span cache (spancache.c) still goes
  * before the page cache: its pages are resident already.
  *
  * Go's chunks are 64 pages. Ours are 16: the pages a cache holds are out
@@ -29,7 +29,7 @@
  *
  * Pages in a cache are in use to the allocation bitmap but count as free
  * pages, so the stats and the scavenger's policy see them as idle, like
- * the span cache's (mheap.c). Whatever reads the bitmap for free pages - a
+ * the span cache's (spancache.c). Whatever reads the bitmap for free pages - a
  * search that failed, the scavenger - first gives every cache's pages back
  * (page_caches_flush). The caches are reached from each mcache but only
  * under the heap lock, which is what lets one thread empty another's.
