@@ -7,11 +7,12 @@
  *
  * What holds at rest, and why (the files named say more):
  *
- *  - Pages (pagealloc.c, mheap.c "span cache", pagecache.c). A page of a
+ *  - Pages (pagealloc.c, spancache.c, pagecache.c). A page of a
  *    heap arena is free in the page allocator (its allocation bit clear) or
  *    held by exactly one of: an in-use span, a span in the span cache, a
  *    thread's page cache. The held ones have their bit set; the arena map
- *    points at the span for the first kind only. Pages in a span (in use
+ *    points at the span for the first kind, and at a cached large span's
+ *    dead struct for its first and last pages. Pages in a span (in use
  *    or cached) were allocated, which cleared their scavenged bits; a page
  *    cache keeps them. pa_free_pages counts the free and the cached pages,
  *    pa_released_pages the scavenged bits, and the chunk and arena
@@ -50,37 +51,13 @@
 #include <sys/mman.h>
 
 #include "heapcheck.h"
+#include "heapcheck_impl.h"
 #include "hooks.h"
 #include "mcache.h"
 #include "mheap_impl.h"
 #include "pagealloc.h"
 #include "pagecache.h"
 #include "sizeclass.h"
-
-struct cache_info {
-	struct mcache *c;
-	uint64_t owned;		/* small spans naming c their owner */
-	uint64_t held;		/* c's current spans and listed spans */
-};
-
-struct check {
-	struct heapcheck_found f;	/* the report, and what hooks are told */
-	/* Scratch, mapped. */
-	void *scratch;
-	size_t scratch_len;
-	struct heap_arena **arenas;	/* address order */
-	uint64_t *claimed;		/* PA_WORDS per arena: page held */
-	size_t narenas;
-	struct cache_info *caches;
-	size_t ncaches;
-	/* Found on the way. */
-	uint64_t spans;				/* in use */
-	uint64_t span_pages, cached_pages, pc_pages;
-	uint64_t structs[SPAN_BUCKETS];		/* span structs in use */
-	uint64_t large_spans, large_pages, large_cacheable_pages;
-	uint64_t allocated[MH_NUM_CLASSES];	/* objects, from the bitmaps */
-	uint64_t unowned[MH_NUM_CLASSES];	/* spans of the mcentrals */
-};
 
 int heapcheck_fail(struct heapcheck_found *f, const char *fmt, ...)
 {
@@ -92,9 +69,6 @@ int heapcheck_fail(struct heapcheck_found *f, const char *fmt, ...)
 	va_end(ap);
 	return -1;
 }
-
-#define CHECK(ck, cond, ...) HEAPCHECK(&(ck)->f, cond, __VA_ARGS__)
-#define TRY(x) do { if ((x) < 0) return -1; } while (0)
 
 /* ------------------------------------------------------------ helpers */
 
@@ -119,13 +93,8 @@ static bool page_bit(const uint64_t *bits, uintptr_t i)
 	return bits[i / 64] >> (i % 64) & 1;
 }
 
-/*
- * Pages [p, p + npages) are held by `what`: each must lie in a heap arena,
- * be in use to the page allocator, held by nothing else, and map to span
- * s (NULL: to none); scavenged only if scav_ok (a page cache's).
- */
-static int claim(struct check *ck, uintptr_t p, uintptr_t npages, const struct mspan *s,
-		 bool scav_ok, const char *what)
+int heapcheck_claim(struct check *ck, uintptr_t p, uintptr_t npages, const struct mspan *s,
+		    bool scav_ok, const char *what)
 {
 	for (uintptr_t n = 0; n < npages; n++, p += MH_PAGE_SIZE) {
 		long a = arena_index(ck, p);
@@ -401,7 +370,7 @@ static int check_spans(struct check *ck)
 			if (s->state == MSPAN_DEAD)
 				continue;	/* a cached large span: check_span_cache */
 			TRY(check_span(ck, s));
-			TRY(claim(ck, p, s->npages, s, false, "span"));
+			TRY(heapcheck_claim(ck, p, s->npages, s, false, "span"));
 		}
 	}
 	return 0;
@@ -413,11 +382,11 @@ static int check_spans(struct check *ck)
  * to s (its neighbours find it there to merge), the others to nothing. */
 static int claim_cached_large(struct check *ck, const struct mspan *s)
 {
-	TRY(claim(ck, s->base, 1, s, false, "span cache (large)"));
+	TRY(heapcheck_claim(ck, s->base, 1, s, false, "span cache (large)"));
 	if (s->npages > 1) {
-		TRY(claim(ck, s->base + MH_PAGE_SIZE, s->npages - 2, NULL, false,
+		TRY(heapcheck_claim(ck, s->base + MH_PAGE_SIZE, s->npages - 2, NULL, false,
 			  "span cache (large)"));
-		TRY(claim(ck, mspan_limit(s) - MH_PAGE_SIZE, 1, s, false, "span cache (large)"));
+		TRY(heapcheck_claim(ck, mspan_limit(s) - MH_PAGE_SIZE, 1, s, false, "span cache (large)"));
 	}
 	return 0;
 }
@@ -454,7 +423,7 @@ static int check_span_cache(struct check *ck)
 				if (kind == CACHE_LARGE)
 					TRY(claim_cached_large(ck, s));
 				else
-					TRY(claim(ck, s->base, n, NULL, false, "span cache"));
+					TRY(heapcheck_claim(ck, s->base, n, NULL, false, "span cache"));
 				ck->structs[s->bucket]++;
 				pages += n;
 				if (kind == CACHE_LARGE)
@@ -468,134 +437,6 @@ static int check_span_cache(struct check *ck)
 	      (unsigned long long)mh_heap.span_cache_pages,
 	      (unsigned long long)mh_heap.span_cache_large_pages);
 	ck->cached_pages = pages;
-	return 0;
-}
-
-/* ------------------------------------------------------------ mcentrals */
-
-static int check_mcentrals(struct check *ck)
-{
-	for (unsigned cls = 1; cls < MH_NUM_CLASSES; cls++) {
-		struct mcentral *mc = &mh_heap.central[cls];
-		uint64_t n = 0, max = ck->f.all ? ck->unowned[cls] : ck->f.spans;
-
-		for (int full = 0; full < 2; full++) {
-			enum mspan_list tag = full ? MSPAN_LIST_FULL : MSPAN_LIST_PARTIAL;
-			const struct list *l = full ? &mc->full : &mc->partial;
-			const struct mspan *prev = NULL;
-
-			const struct mspan *s;
-
-			list_for_each(s, l, link) {
-				CHECK(ck, n++ < max, "mcentral %u: more than %llu spans listed",
-				      cls, (unsigned long long)max);
-				CHECK(ck, heapcheck_span_live(s) && s->state == MSPAN_SMALL &&
-				      s->sizeclass == cls && s->list == tag && !s->owner &&
-				      mspan_of_link(s->link.prev) == prev,
-				      "mcentral %u: span %#lx on its %s list (class %u, list %u, "
-				      "owner %p)", cls, (unsigned long)s->base,
-				      full ? "full" : "partial", s->sizeclass, s->list,
-				      (void *)s->owner);
-				prev = s;
-			}
-		}
-		CHECK(ck, !ck->f.all || n == ck->unowned[cls], "mcentral %u lists %llu spans of %llu unowned",
-		      cls, (unsigned long long)n, (unsigned long long)ck->unowned[cls]);
-	}
-	return 0;
-}
-
-/* ------------------------------------------------------------ caches */
-
-static int check_cache_list(struct check *ck, struct cache_info *ci, unsigned cls,
-			    const struct list *l, enum mspan_list tag, size_t *bytes)
-{
-	const struct mspan *s, *prev = NULL;
-
-	list_for_each(s, l, link) {
-		CHECK(ck, ci->held++ < ci->owned, "cache %p: more spans listed than owned",
-		      (void *)ci->c);
-		CHECK(ck, heapcheck_span_live(s) && s->state == MSPAN_SMALL && s->sizeclass == cls &&
-		      s->list == tag && s->owner == ci->c && mspan_of_link(s->link.prev) == prev,
-		      "cache %p: span %#lx on its list %u of class %u (class %u, list %u, "
-		      "owner %p)", (void *)ci->c, (unsigned long)s->base, tag, cls,
-		      s->sizeclass, s->list, (void *)s->owner);
-		*bytes += s->npages << MH_PAGE_SHIFT;
-		prev = s;
-	}
-	CHECK(ck, mspan_of_link(l->tail) == prev, "cache %p: list %u of class %u has a wrong tail",
-	      (void *)ci->c, tag, cls);
-	return 0;
-}
-
-static int check_page_cache(struct check *ck, const struct page_cache *pc)
-{
-	if (!pc->free)
-		return 0;
-	CHECK(ck, pc->base % (PA_CHUNK_TAKE_PAGES * MH_PAGE_SIZE) == 0 &&
-	      !(pc->free >> (PA_CHUNK_TAKE_PAGES - 1) >> 1),
-	      "page cache at %#lx: free %#llx", (unsigned long)pc->base,
-	      (unsigned long long)pc->free);
-	for (uint64_t f = pc->free; f; f &= f - 1) {
-		uintptr_t p = pc->base + ((uintptr_t)__builtin_ctzll(f) << MH_PAGE_SHIFT);
-
-		TRY(claim(ck, p, 1, NULL, true, "page cache"));
-		ck->pc_pages++;
-	}
-	return 0;
-}
-
-static int check_cache(struct check *ck, struct cache_info *ci)
-{
-	struct mcache *c = ci->c;
-	size_t full = 0, empty = 0, partial = 0;	/* bytes on the lists */
-
-	CHECK(ck, c->alloc[0] == &mh_empty_span, "cache %p: a current span for class 0",
-	      (void *)c);
-	for (unsigned cls = 1; cls < MH_NUM_CLASSES; cls++) {
-		struct mspan *s = c->alloc[cls];
-		uint32_t size = mh_class[cls].size;
-
-		if (s != &mh_empty_span) {
-			CHECK(ck, heapcheck_span_live(s) && s->state == MSPAN_SMALL && s->sizeclass == cls &&
-			      s->owner == c && s->list == MSPAN_LIST_NONE,
-			      "cache %p: current span %p of class %u (class %u, list %u, "
-			      "owner %p)", (void *)c, (void *)s, cls, s->sizeclass, s->list,
-			      (void *)s->owner);
-			ci->held++;
-		}
-		/* The size-indexed names (set_current in mcache.c). */
-		if (size <= MH_DIRECT_MAX) {
-			unsigned k = cls == 1 ? 0 : mh_class[cls - 1].size / MH_SMALL_SIZE_DIV + 1;
-
-			for (; k <= size / MH_SMALL_SIZE_DIV; k++)
-				CHECK(ck, c->alloc_small[k] == s,
-				      "cache %p: requests of %u bytes go to span %p, class %u's "
-				      "current is %p", (void *)c, k * MH_SMALL_SIZE_DIV,
-				      (void *)c->alloc_small[k], cls, (void *)s);
-		}
-		TRY(check_cache_list(ck, ci, cls, &c->partial[cls], MSPAN_LIST_CACHE_PARTIAL, &partial));
-		TRY(check_cache_list(ck, ci, cls, &c->full[cls], MSPAN_LIST_CACHE_FULL, &full));
-		TRY(check_cache_list(ck, ci, cls, &c->empty[cls], MSPAN_LIST_CACHE_EMPTY, &empty));
-	}
-	CHECK(ck, ci->held == ci->owned, "cache %p holds %llu spans, %llu name it their owner",
-	      (void *)c, (unsigned long long)ci->held, (unsigned long long)ci->owned);
-	CHECK(ck, full == c->full_bytes && empty == c->empty_bytes,
-	      "cache %p: full lists %zu bytes (counted %zu), empty lists %zu (counted %zu)",
-	      (void *)c, full, c->full_bytes, empty, c->empty_bytes);
-	return check_page_cache(ck, &c->pages);
-}
-
-static int check_caches(struct check *ck)
-{
-	CHECK(ck, !mh_empty_span.npages && !mh_empty_span.alloc_cache && !mh_empty_span.owner,
-	      "the empty span is not empty");
-	for (size_t i = 0; i < ck->ncaches; i++) {
-		CHECK(ck, ck->caches[i].c->link.prev == (i ? &ck->caches[i - 1].c->link : NULL),
-		      "cache list: wrong back link at %p", (void *)ck->caches[i].c);
-		TRY(ck->f.all ? check_cache(ck, &ck->caches[i])
-			    : check_page_cache(ck, &ck->caches[i].c->pages));
-	}
 	return 0;
 }
 
@@ -680,8 +521,8 @@ static int check_heap(struct check *ck)
 	TRY(check_arena_list(ck));
 	TRY(check_spans(ck));
 	TRY(check_span_cache(ck));
-	TRY(check_mcentrals(ck));
-	TRY(check_caches(ck));
+	TRY(heapcheck_mcentrals(ck));
+	TRY(heapcheck_caches(ck));
 	TRY(check_pages(ck));
 	return ck->f.all ? check_counters(ck) : 0;
 }
