@@ -225,7 +225,7 @@ static enum variant parse_variant(const char *s)
 		}							\
 	} while (0)
 
-/* c->objects objects into r. */
+/* objects objects into r, their sizes from sizes[] in turn, each stamped. */
 static inline __attribute__((always_inline)) void
 bulk_fill(struct region *r, enum variant v, long objects, const size_t *sizes, size_t nsizes)
 {
