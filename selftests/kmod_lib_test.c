@@ -522,7 +522,7 @@ TEST_F(lib, arena_and_guarded_block_chunks_leave_quarantine_together)
 	mh_quarantine_release();
 	a = mh_arena_new();
 	ASSERT_NE(NULL, mh_arena_alloc(a, 64, 0));
-	p = guarded_alloc(1 << 20, 16);
+	p = guarded_alloc(1 << 20, 16, false);
 	ASSERT_NE(NULL, p);
 	mh_arena_free(a);
 	guarded_free(LOAD_ACQUIRE(&span_of((uintptr_t)p)->chunk_data), (uintptr_t)p);

@@ -10,10 +10,11 @@
  * below: what the default mode does not catch is stated there (the program
  * survives, silent), not skipped. Modes:
  *   default   no MHEAP_SECURE;
- *   secure    MHEAP_SECURE=1, sampling off (MHEAP_SECURE_SAMPLE=0) so that
- *             the outcome does not depend on which allocation is sampled;
- *   sampled   MHEAP_SECURE=1 with every small allocation sampled
- *             (MHEAP_SECURE_SAMPLE=1): the guarded page each one gets.
+ *   secure    MHEAP_SECURE=1, sampling off (MHEAP_SECURE_SAMPLE=0 and
+ *             MHEAP_SECURE_MIDDLE_SAMPLE=0) so that the outcome does not
+ *             depend on which allocation is sampled;
+ *   sampled   MHEAP_SECURE=1 with every small and middle allocation
+ *             sampled (both 1): the guarded page each one gets.
  * The secure modes run on every fault backend that can fault here (kmod
  * only with /dev/mheap: SKIP otherwise).
  *
@@ -37,7 +38,8 @@
 #include "mheap.h"
 #include "fault.h"
 
-#define LARGE	((size_t)1 << 20)	/* a large block, over the secure threshold */
+#define LARGE	((size_t)2 << 20)	/* a large block, guarded (MHEAP_SECURE_LARGE) */
+#define MIDDLE	((size_t)64 << 10)	/* a middle block: secure_middle.c */
 
 /* ------------------------------------------------------------ the misuses */
 
@@ -154,6 +156,73 @@ static void small_overflow_1(void)
 	small_overflow(1);
 }
 
+/* Middle blocks (secure mode: between the small classes and
+ * MHEAP_SECURE_LARGE; sampled mode: every one guarded). */
+static void middle_read_after_free(void)
+{
+	char *p = small_block(MIDDLE);
+
+	memset(p, 1, MIDDLE);
+	mh_free(p);
+	sink = p[0];
+}
+
+/* A write after free at offset at, then frees of blocks of its size until
+ * its delay is over (secure_middle.c: at most 8 blocks). $3 the byte. */
+static void middle_write_after_free_at(size_t at)
+{
+	char *p = small_block(MIDDLE);
+
+	say(p + at);
+	mh_free(p);
+	p[at] = 1;
+	for (int i = 0; i < 16; i++)
+		mh_free(mh_malloc(MIDDLE));
+}
+
+static void middle_write_after_free(void)
+{
+	middle_write_after_free_at(0);
+}
+
+/* The block's last 64 bytes are checked too. */
+static void middle_write_after_free_near_end(void)
+{
+	middle_write_after_free_at(MIDDLE - 1);
+}
+
+static void middle_overflow_1(void)
+{
+	char *p = small_block(MIDDLE);
+
+	p[MIDDLE] = 'x';
+	mh_free(p);
+}
+
+/* A block whose canary and trailer end its pages (65,512 + 16 + 8 bytes:
+ * 8 pages), overflowed by 24 bytes up to its pages' end, a byte at a time:
+ * the trailer that holds its size is hit, and the report names the pages.
+ * Guarded, the block ends 8 bytes (of canary) short of the guard page: $3
+ * is where the ninth byte faults. */
+static void middle_overflow_trailer(void)
+{
+	size_t n = (64 << 10) - 24;
+	volatile char *p = small_block(n);
+
+	say((char *)p + n + 8);
+	for (size_t i = 0; i < 24; i++)
+		p[n + i] = 'x';
+	mh_free((char *)p);
+}
+
+static void double_free_middle(void)
+{
+	void *p = small_block(MIDDLE);
+
+	mh_free(p);
+	mh_free(p);
+}
+
 static void small_overflow_32(void)
 {
 	small_overflow(32);
@@ -187,7 +256,7 @@ static void small_overflow_after_realloc_shrink(void)
 	realloc_overflow(100, 60, 68);
 }
 
-static void large_overflow_1m(void)
+static void large_overflow(void)
 {
 	char *p = small_block(LARGE);
 
@@ -210,12 +279,12 @@ static void zero_size_write(void)
 }
 
 /* Ends with status 3 when the next malloc of the size returns the block
- * just freed, for a small and for a large block. */
+ * just freed, for a small, a middle and a large block. */
 static void immediate_reuse(void)
 {
-	const size_t sizes[] = { 32, LARGE };
+	const size_t sizes[] = { 32, MIDDLE, LARGE };
 
-	for (unsigned i = 0; i < 2; i++) {
+	for (unsigned i = 0; i < 3; i++) {
 		void *p = mh_malloc(sizes[i]);
 
 		mh_free(p);
@@ -248,10 +317,10 @@ static void invalid_free(void)
 	mh_free(p + 8);
 }
 
-/* No misuse at all: random sizes up to 256 KiB (small, large and
+/* No misuse at all: random sizes up to 256 KiB (small, middle and
  * guarded), through malloc, calloc, aligned_alloc and realloc, every byte
- * written, freed in random order (run with MHEAP_SECURE_LARGE=256K, so that
- * some large blocks are the heap's own). Nothing may be reported: a slot that
+ * written, freed in random order (run with MHEAP_SECURE_LARGE=128K, so that
+ * blocks from 128 KiB are guarded, those below middle blocks). Nothing may be reported: a slot that
  * comes back with data the program never wrote after its free (a span of
  * dirty pages taken as clean) would be a false "write after free". */
 static void no_misuse(void)
@@ -334,7 +403,10 @@ static const struct misuse {
 	M(large_write_after_free), M(large_read_after_free_pages_reused), M(small_overflow_1),
 	M(small_overflow_32), M(small_overflow_after_realloc_grow),
 	M(small_overflow_after_realloc_shrink),
-	M(large_overflow_1m), M(zero_size_read), M(zero_size_write), M(immediate_reuse),
+	M(middle_read_after_free), M(middle_write_after_free),
+	M(middle_write_after_free_near_end), M(middle_overflow_1), M(middle_overflow_trailer),
+	M(double_free_middle),
+	M(large_overflow), M(zero_size_read), M(zero_size_write), M(immediate_reuse),
 	M(double_free), M(double_free_large), M(invalid_free), M(no_misuse),
 	M(blocks_across_fork),
 #undef M
@@ -395,11 +467,11 @@ static const struct row {
 		{ ABORTS, "mheap: write after free: 1024-byte slot $1 written at offset 500 "
 			  "after its free, detected at its reuse" },
 		UAF_AT("write to", "500", "1000") } },
-	{ "large_read_after_free", { NOT_CAUGHT, UAF("read of", "1048576"), UAF("read of", "1048576") } },
-	{ "large_write_after_free", { NOT_CAUGHT, UAF("write to", "1048576"), UAF("write to", "1048576") } },
+	{ "large_read_after_free", { NOT_CAUGHT, UAF("read of", "2097152"), UAF("read of", "2097152") } },
+	{ "large_write_after_free", { NOT_CAUGHT, UAF("write to", "2097152"), UAF("write to", "2097152") } },
 	/* By default the next block is the freed one, read back. */
-	{ "large_read_after_free_pages_reused", { NOT_CAUGHT, UAF("read of", "1048576"),
-						  UAF("read of", "1048576") } },
+	{ "large_read_after_free_pages_reused", { NOT_CAUGHT, UAF("read of", "2097152"),
+						  UAF("read of", "2097152") } },
 	{ "small_overflow_1", { NOT_CAUGHT, CANARY, PAST_END("32") } },
 	/* 32 bytes reach the trailer that holds the block's size: the
 	 * report names the slot. */
@@ -416,12 +488,30 @@ static const struct row {
 			  "270-byte block [$1, $2) (@ backend)" } } },
 	{ "small_overflow_after_realloc_shrink", { NOT_CAUGHT, CANARY_AT("60", "68"),
 						   CANARY_AT("60", "68") } },
+	/* A middle block faults only when sampled (guarded); a write after
+	 * free is found when its delay ends, an overflow at free. */
+	{ "middle_read_after_free", { NOT_CAUGHT, NOT_CAUGHT, UAF("read of", "65536") } },
+	{ "middle_write_after_free", { NOT_CAUGHT,
+		{ ABORTS, "mheap: write after free: 65536-byte block $1 written at offset 0 "
+			  "after its free, detected at its release" },
+		UAF("write to", "65536") } },
+	{ "middle_write_after_free_near_end", { NOT_CAUGHT,
+		{ ABORTS, "mheap: write after free: 65536-byte block $1 written at offset 65535 "
+			  "after its free, detected at its release" },
+		UAF_AT("write to", "65535", "65536") } },
+	{ "middle_overflow_1", { NOT_CAUGHT, CANARY_AT("65536", "65536"), PAST_END("65536") } },
+	{ "middle_overflow_trailer", { NOT_CAUGHT,
+		{ ABORTS, "mheap: heap overflow: canary at the end of 65536-byte slot $1 "
+			  "overwritten, detected at free" },
+		{ FAULTS, "mheap: heap overflow: write to $3, 8 bytes past the end of "
+			  "65512-byte block [$1, $2) (@ backend)" } } },
+	{ "double_free_middle", ALL_MODES({ ABORTS, "mheap: double free of $1" }) },
 	/* By default a large block sits at the top of the heap: running
-	 * 1 MiB past it leaves the heap's mapping, with no report. */
-	{ "large_overflow_1m", { { CRASHES, NULL }, PAST_END("1048576"), PAST_END("1048576") } },
+	 * as far again past it leaves the heap's mapping, with no report. */
+	{ "large_overflow", { { CRASHES, NULL }, PAST_END("2097152"), PAST_END("2097152") } },
 	{ "zero_size_read", { NOT_CAUGHT, ZERO_SIZE("read of"), ZERO_SIZE("read of") } },
 	{ "zero_size_write", { NOT_CAUGHT, ZERO_SIZE("write to"), ZERO_SIZE("write to") } },
-	/* By default the large block comes back; in the secure modes none. */
+	/* By default the middle block comes back; in the secure modes none. */
 	{ "immediate_reuse", { { REUSED, NULL }, NOT_CAUGHT, NOT_CAUGHT } },
 	{ "double_free", ALL_MODES({ ABORTS, "mheap: double free of $1" }) },
 	{ "double_free_large", ALL_MODES({ ABORTS, "mheap: double free of $1" }) },
@@ -549,13 +639,15 @@ static const struct row *row_of(const char *misuse)
 static void check_misuse(struct __test_metadata *_metadata, const FIXTURE_VARIANT(misuse) *variant,
 			 const char *misuse)
 {
-	static const char *const modes[MODES][3] = {
+	static const char *const modes[MODES][4] = {
 		[DEFAULT] = { NULL },
-		[SECURE] = { "MHEAP_SECURE=1", "MHEAP_SECURE_SAMPLE=0", NULL },
-		[SAMPLED] = { "MHEAP_SECURE=1", "MHEAP_SECURE_SAMPLE=1", NULL },
+		[SECURE] = { "MHEAP_SECURE=1", "MHEAP_SECURE_SAMPLE=0",
+			     "MHEAP_SECURE_MIDDLE_SAMPLE=0", NULL },
+		[SAMPLED] = { "MHEAP_SECURE=1", "MHEAP_SECURE_SAMPLE=1",
+			      "MHEAP_SECURE_MIDDLE_SAMPLE=1", NULL },
 	};
 	const struct row *row = row_of(misuse);
-	const char *env[6] = { NULL };
+	const char *env[8] = { NULL };
 	char backend_env[64], want[512];
 	const struct expect *e;
 	const char *backend;
@@ -570,10 +662,10 @@ static void check_misuse(struct __test_metadata *_metadata, const FIXTURE_VARIAN
 	backend = variant->backend ? variant->backend : fault_backend()->name;
 	snprintf(backend_env, sizeof(backend_env), "MHEAP_BACKEND=%s", backend);
 	env[n++] = backend_env;
-	/* Blocks between 32 KiB and 256 KiB unguarded too: their pages come
+	/* Blocks between 32 KiB and 128 KiB middle ones: their pages come
 	 * back dirty, and must not be taken for clean slots. */
 	if (!strcmp(misuse, "no_misuse"))
-		env[n++] = "MHEAP_SECURE_LARGE=256K";
+		env[n++] = "MHEAP_SECURE_LARGE=128K";
 	run_misuse(misuse, env, &r);
 
 	switch (e->end) {
@@ -631,7 +723,13 @@ MISUSE_TEST(small_overflow_1)
 MISUSE_TEST(small_overflow_32)
 MISUSE_TEST(small_overflow_after_realloc_grow)
 MISUSE_TEST(small_overflow_after_realloc_shrink)
-MISUSE_TEST(large_overflow_1m)
+MISUSE_TEST(middle_read_after_free)
+MISUSE_TEST(middle_write_after_free)
+MISUSE_TEST(middle_write_after_free_near_end)
+MISUSE_TEST(middle_overflow_1)
+MISUSE_TEST(middle_overflow_trailer)
+MISUSE_TEST(double_free_middle)
+MISUSE_TEST(large_overflow)
 MISUSE_TEST(zero_size_read)
 MISUSE_TEST(zero_size_write)
 MISUSE_TEST(immediate_reuse)

@@ -9,8 +9,9 @@
  * pages: when, how many, calloc, fork), and the slots a thread holds back
  * go back at its exit. What each
  * misuse gives is misuse_test's. The program starts itself again with
- * MHEAP_SECURE=1 (and no sampling, so that outcomes do not depend on it)
- * when it is not set: the mode is read when the heap is set up.
+ * MHEAP_SECURE=1 (and no sampling, so that outcomes do not depend on it,
+ * and every block from 32 KiB guarded) when it is not set: the mode is read
+ * when the heap is set up. Middle blocks are secure_middle_test's.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -480,13 +481,31 @@ TEST_F(blocks, warm_pages_stay_under_the_cap)
  * one run in 12). The page heap is laid out for it: block b's chunk (its
  * pages and guard), then a block x of the default heap's (a large span
  * just below MHEAP_SECURE_LARGE, its canary and trailer at its pages'
- * end), written and freed; b's pages move to a warm chunk of b's chunk's
+ * end), written and freed (by a thread that exits, so that its pages are
+ * the heap's again at once); b's pages move to a warm chunk of b's chunk's
  * size, placed where x was, so the warm chunk's guard place is x's last
  * page; a larger block takes b's pages on; then small blocks (of a class
  * whose spans are one page) fill the lowest free pages until the first
  * slot of that page is handed out: x's canary lies there. (The slot a
  * thread holds back, secure.c, may keep it for a few allocations.)
  */
+static void *free_and_exit(void *p)
+{
+	mh_free(p);
+	return NULL;
+}
+
+/* Free p, a middle block, in a thread that exits at once: its pages are
+ * the heap's again now, not after the delay of this thread's next frees
+ * (secure_middle.c). */
+static void free_in_a_thread(void *p)
+{
+	pthread_t t;
+
+	if (pthread_create(&t, NULL, free_and_exit, p) || pthread_join(t, NULL))
+		abort();
+}
+
 TEST_F(blocks, a_transplanted_warm_chunks_guard_place_is_clean_for_small_spans)
 {
 	RETURN_IF_SETUP_SKIPPED();
@@ -507,7 +526,7 @@ TEST_F(blocks, a_transplanted_warm_chunks_guard_place_is_clean_for_small_spans)
 	x = mh_malloc(X_SIZE);
 	ASSERT_EQ(b + B_CHUNK, x) TH_LOG("the large span does not follow b's chunk");
 	memset(x, 'x', X_SIZE);
-	mh_free(x);
+	free_in_a_thread(x);
 	memset(b, 'b', B_SIZE);
 	mh_free(b);
 	c = mh_malloc(C_SIZE);
@@ -639,6 +658,10 @@ int main(int argc, char **argv)
 	if (!getenv("MHEAP_SECURE")) {
 		setenv("MHEAP_SECURE", "1", 1);
 		setenv("MHEAP_SECURE_SAMPLE", "0", 1);
+		/* Guarded blocks from 32 KiB, as by default before middle
+		 * blocks (secure_middle_test.c): the warm-page tests build
+		 * on guarded blocks of 32 to 256 KiB. */
+		setenv("MHEAP_SECURE_LARGE", "32K", 1);
 		execv("/proc/self/exe", argv);
 		perror("execv /proc/self/exe");
 		return 1;

@@ -39,7 +39,8 @@ struct heap_block {
 	size_t size;
 	uint8_t freed;			/* its free has begun (atomic) */
 	uint8_t nalloc, nfree;		/* frames in each stack */
-	uint8_t small;			/* at most a page (sampled): quarantined
+	uint8_t small;			/* at most a page, or below
+					 * MHEAP_SECURE_LARGE (sampled): quarantined
 					 * under SECURE_SMALL_BLOCKS_QUARANTINED */
 	struct list_node small_link;	/* its place among those */
 	void *alloc_stack[HEAP_BLOCK_FRAMES];
@@ -109,8 +110,9 @@ MH_HIDDEN void arena_configure(const struct arena_config *cfg);
  * its free, which moves the block's pages warm and faults and quarantines
  * the chunk as an arena's chunks are. */
 #define BLOCK_GUARD	MH_PAGE_SIZE
-/* Small guarded blocks (of at most a page: the sampled ones) quarantined
- * at most, the oldest released past it (arena_quarantine.c). */
+/* Small guarded blocks (of at most a page, or below MHEAP_SECURE_LARGE:
+ * the sampled ones) quarantined at most, the oldest released past it
+ * (arena_quarantine.c). */
 #define SECURE_SMALL_BLOCKS_QUARANTINED 64
 /* Freed guarded blocks' pages kept warm for later blocks, in chunks at
  * most (arena_warm.c, "Guarded blocks"). */

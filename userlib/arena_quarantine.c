@@ -52,8 +52,8 @@ uint64_t quarantined_bytes;
 uint64_t releases_budget, releases_enomem;
 
 /*
- * The secure heap's small guarded blocks (the sampled ones: secure_large.c)
- * in quarantine, oldest first: at most SECURE_SMALL_BLOCKS_QUARANTINED of
+ * The secure heap's small guarded blocks (the sampled ones, small and
+ * middle: secure_large.c) in quarantine, oldest first: at most SECURE_SMALL_BLOCKS_QUARANTINED of
  * them stay, the oldest released past that, whatever the scan would say
  * (as GWP-ASan recycles its oldest slot). The budget counts address space,
  * two pages for such a block, but each also keeps its span and chunk

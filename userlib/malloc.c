@@ -294,6 +294,12 @@ void *heap_alloc_plain(size_t size, size_t align, size_t *room)
 	return large_alloc(size, align > MH_PAGE_SIZE ? align : 0, false, PLACE_LARGE);
 }
 
+void *heap_alloc_moved(size_t size, size_t *room)
+{
+	*room = ALIGN_UP(size, MH_PAGE_SIZE);
+	return large_alloc(size, 0, false, PLACE_LOW);
+}
+
 /* ------------------------------------------------------------ free */
 
 void heap_bad_pointer(uintptr_t p, const char *what)
@@ -518,6 +524,18 @@ void heap_free_small(struct mspan *s, void *ptr)
 		return;
 	}
 	small_free_remote(c, s, idx, p);
+}
+
+bool heap_grow_plain(void *ptr, size_t size, size_t *room)
+{
+	struct mspan *s = span_of((uintptr_t)ptr);
+	uintptr_t npages = (size + MH_PAGE_SIZE - 1) >> MH_PAGE_SHIFT;
+
+	if (!s || s->state != MSPAN_LARGE || s->base != (uintptr_t)ptr || npages <= s->npages ||
+	    !mheap_grow_span(s, npages))
+		return false;
+	*room = npages << MH_PAGE_SHIFT;
+	return true;
 }
 
 size_t mh_usable_size(const void *ptr)

@@ -72,10 +72,12 @@ static const struct option {
 	FLAG(MH_OPT_SECURE, "MHEAP_SECURE", "0",
 	     "secure heap: canaries, zero-on-free, guarded large and sampled blocks"),
 	/* secure.c keeps block sizes in 32 bits */
-	NUMBER(MH_OPT_SECURE_LARGE, "MHEAP_SECURE_LARGE", "32K", (uint64_t)1 << 31,
+	NUMBER(MH_OPT_SECURE_LARGE, "MHEAP_SECURE_LARGE", "2M", (uint64_t)1 << 31,
 	       "secure heap: blocks from this size on get a guard page and quarantine"),
 	NUMBER(MH_OPT_SECURE_SAMPLE, "MHEAP_SECURE_SAMPLE", "10000", UINT32_MAX / 2,
 	       "secure heap: about 1 in this many small blocks is guarded (0: none)"),
+	NUMBER(MH_OPT_SECURE_MIDDLE_SAMPLE, "MHEAP_SECURE_MIDDLE_SAMPLE", "1G", (uint64_t)1 << 40,
+	       "secure heap: blocks from 32 KiB up to MHEAP_SECURE_LARGE: one guarded per about this many bytes of them (0: none)"),
 	FLAG(MH_OPT_QUARANTINE_SCAN, "MHEAP_QUARANTINE_SCAN", "1",
 	     "a chunk leaves quarantine only when no pointer into it is found (0: FIFO)"),
 	NUMBER(MH_OPT_QUARANTINE_CAP, "MHEAP_QUARANTINE_CAP", "16G", UINT64_MAX,

@@ -8,10 +8,7 @@
  * blocks, so the spans, caches and the exact checks of free stay as they
  * are (an invalid or double free still aborts naming the address).
  *
- * Small blocks (the size classes, up to 32 KiB less the trailer; with
- * MHEAP_SECURE_LARGE above its default of 32K, the default heap's large
- * blocks below it get the canary and trailer at the end of their pages,
- * and no zeroing: their pages are zeroed when they become small spans):
+ * Small blocks (the size classes, up to 32 KiB less the trailer):
  *  - a canary after each block: the request is served from the class with
  *    room for it and an 8-byte trailer at the slot's end; up to 16 bytes
  *    from the block's end towards the trailer hold a secret byte
@@ -38,8 +35,15 @@
  *    thread's held slots go back at its exit. One span lookup serves the
  *    check of free and the free itself (docs/heap.md#secure-mode).
  *
- * Large blocks (from MHEAP_SECURE_LARGE on) and sampled small ones (about 1
- * in MHEAP_SECURE_SAMPLE blocks of up to a page, GWP-ASan's idea) are
+ * Middle blocks (from there up to MHEAP_SECURE_LARGE, 2 MiB) are the
+ * default heap's large blocks with the canary and trailer at their pages'
+ * end, partly zeroed on free and delayed before their pages go back
+ * (secure_middle.c); realloc grows them in place where the default heap
+ * would.
+ *
+ * Large blocks (from MHEAP_SECURE_LARGE on), sampled small ones (about 1
+ * in MHEAP_SECURE_SAMPLE blocks of up to a page, GWP-ASan's idea) and
+ * sampled middle ones (about one per MHEAP_SECURE_MIDDLE_SAMPLE bytes) are
  * guarded blocks (secure_large.c): pages of their own ending at a guard
  * page, faulted and quarantined on free as arena chunks are.
  *
@@ -61,9 +65,6 @@
 
 bool mh_secure;
 
-/* The trailer at a small slot's end: the block's size (low half) and
- * check(size) (high half). */
-#define TRAILER		8
 /* The largest small block: its slot holds the trailer. */
 #define SMALL_MAX	(MH_MAX_SMALL_SIZE - TRAILER)
 /* Blocks up to this size may be sampled: one page. */
@@ -83,7 +84,7 @@ static __thread struct {
 	uint64_t rng;
 } self;
 
-static uint64_t next_random(void)
+static inline uint64_t next_random(void)
 {
 	uint64_t x = self.rng;
 
@@ -94,6 +95,11 @@ static uint64_t next_random(void)
 	x ^= x << 17;
 	self.rng = x;
 	return x * 0x2545f4914f6cdd1dull;
+}
+
+uint64_t secure_random(void)
+{
+	return next_random();
 }
 
 /* One random bit: a draw makes 63. */
@@ -119,6 +125,7 @@ void secure_init_locked(void)
 	if (large_min <= SMALL_MAX)
 		mh_fatal("MHEAP_SECURE_LARGE=%zu: at least %d", large_min, SMALL_MAX + 1);
 	sample_rate = (uint32_t)mh_option(MH_OPT_SECURE_SAMPLE);
+	middle_init();
 	zero_size_init();
 }
 
@@ -445,8 +452,9 @@ static void *alloc_block(size_t size, size_t want, size_t align, bool zero)
 
 	if (size == 0 && (p = zero_size_alloc(align)))
 		return p;
-	if (size >= large_min || align > MH_PAGE_SIZE || sample_now(size, align)) {
-		p = guarded_alloc(size, align);
+	if (size >= large_min || align > MH_PAGE_SIZE || sample_now(size, align) ||
+	    (size > SMALL_MAX && middle_sampled(size))) {
+		p = guarded_alloc(size, align, size < large_min);
 		if (p) {
 			if (zero)
 				memset(p, 0, size);
@@ -462,7 +470,10 @@ static void *alloc_block(size_t size, size_t want, size_t align, bool zero)
 	}
 	if (want <= SMALL_MAX && align <= 8)
 		return alloc_small(size, want, zero);
-	p = heap_alloc_plain(want + TRAILER, align, &room);
+	if (want > size && want + TRAILER > MH_MAX_SMALL_SIZE)	/* realloc's */
+		p = heap_alloc_moved(want + TRAILER, &room);
+	else
+		p = heap_alloc_plain(want + TRAILER, align, &room);
 	if (!p)
 		return NULL;
 	if (room <= MH_MAX_SMALL_SIZE)
@@ -492,6 +503,7 @@ void *secure_alloc(size_t size, size_t align, bool zero)
 
 void secure_thread_exit(void)
 {
+	middle_thread_exit();
 	for (unsigned cls = 0; cls < MH_NUM_CLASSES; cls++) {
 		if (self.held[cls])
 			heap_free_plain((void *)self.held[cls]);
@@ -500,7 +512,8 @@ void secure_thread_exit(void)
 }
 
 /* secure_free of anything but a small block: a zero-size one, a guarded
- * one (c its chunk) or a large one of the heap (room its pages). */
+ * one (c its chunk) or a middle one, a large one of the heap (room its
+ * pages: secure_middle.c). */
 static __attribute__((noinline)) void free_other(uintptr_t p, struct arena_chunk *c, size_t room)
 {
 	if (zero_size_owns(p)) {
@@ -508,10 +521,7 @@ static __attribute__((noinline)) void free_other(uintptr_t p, struct arena_chunk
 	} else if (c) {
 		guarded_free(c, p);
 	} else {
-		(void)canary_check(p, room);
-		/* Its pages go back now: a large block is never handed out
-		 * before they are zeroed (mheap.c) or released. */
-		heap_free_plain((void *)p);
+		middle_free(p, canary_check(p, room), room);
 	}
 }
 
@@ -632,6 +642,14 @@ void *secure_realloc(void *ptr, size_t size)
 		}
 		if (c && guarded_resize(c, size))
 			return ptr;
+		/* A middle block grows in place into free pages after it,
+		 * as the default heap's large blocks do: no copy, and no
+		 * pages left behind (secure_middle.c). */
+		if (!c && room > MH_MAX_SMALL_SIZE && size > room - TRAILER && size < large_min &&
+		    heap_grow_plain(ptr, size + TRAILER, &room)) {
+			canary_set(p, size, room);
+			return ptr;
+		}
 	}
 	/* A block that grows past its room moves, to one with room to grow
 	 * by half as much again (a buffer grown step by step moves a

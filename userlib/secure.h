@@ -55,10 +55,34 @@ MH_HIDDEN void secure_thread_exit(void);
  * (what is appended to the message, as checked_span's). */
 MH_HIDDEN void *heap_alloc_small(unsigned cls);
 MH_HIDDEN void *heap_alloc_plain(size_t size, size_t align, size_t *room);
+/* A large block that realloc moves, placed low as the default mode's
+ * realloc places it (room for growth after it more often). */
+MH_HIDDEN void *heap_alloc_moved(size_t size, size_t *room);
 MH_HIDDEN void heap_free_plain(void *p);
 MH_HIDDEN void heap_free_small(struct mspan *s, void *p);
+/* p, a large block of the heap (heap_alloc_plain), grown in place to
+ * hold size bytes, if the pages after it are free; *room its pages then. */
+MH_HIDDEN bool heap_grow_plain(void *p, size_t size, size_t *room);
 MH_HIDDEN size_t heap_checked_room(uintptr_t p, struct mspan **small, struct arena_chunk **guarded,
 				   const char *what);
+
+/* The trailer at the end of a small slot or a middle block's pages: the
+ * block's size (low half) and a check word made from it (high half). */
+#define TRAILER		8
+
+/* A random word (secure.c: per thread, seeded from a secret). */
+MH_HIDDEN uint64_t secure_random(void);
+
+/* Middle blocks (secure_middle.c), between the small classes and
+ * MHEAP_SECURE_LARGE: the option read (start-up); whether the block of
+ * size bytes about to be allocated is the thread's guarded one; the free
+ * of the block of size bytes at p, its pages room bytes, whose canary was
+ * checked (zeroed, delayed, then given back checked); a thread's delayed
+ * blocks given back at its exit. */
+MH_HIDDEN void middle_init(void);
+MH_HIDDEN bool middle_sampled(size_t size);
+MH_HIDDEN void middle_free(uintptr_t p, size_t size, size_t room);
+MH_HIDDEN void middle_thread_exit(void);
 
 /* Canary bytes (secure.c): fill n bytes at d; how many of the n bytes at d,
  * from the first, are intact. */
@@ -66,9 +90,10 @@ MH_HIDDEN void canary_fill(uint8_t *d, size_t n);
 MH_HIDDEN size_t canary_intact(const uint8_t *d, size_t n);
 
 /* Guarded blocks (secure_large.c): a block of its own pages, ending at a
- * guard page, quarantined on free. NULL when it cannot be made (the
- * caller falls back to the heap). */
-MH_HIDDEN void *guarded_alloc(size_t size, size_t align);
+ * guard page, quarantined on free (sampled: below MHEAP_SECURE_LARGE,
+ * among the latest few). NULL when it cannot be made (the caller falls
+ * back to the heap). */
+MH_HIDDEN void *guarded_alloc(size_t size, size_t align, bool sampled);
 /* One that realloc grows: room for half as much again before the guard. */
 MH_HIDDEN void *guarded_alloc_growing(size_t size);
 /* realloc of c's block to size in place, if its room holds it. */

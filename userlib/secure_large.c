@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * Guarded blocks of the secure heap (secure.c): large blocks, from
- * MHEAP_SECURE_LARGE on, and the sampled small ones. Each gets pages of its
+ * MHEAP_SECURE_LARGE on, and the sampled small and middle ones. Each gets pages of its
  * own, an arena chunk (arena.c) that holds nothing else: the block ends
  * where its last page ends (at a 16-byte boundary, or the alignment asked
  * for), and the next page is a guard, faulted through the chunk's fault
@@ -68,8 +68,10 @@ static uint8_t capture(void **frames)
 }
 
 /* A guarded block of size bytes aligned to align, placed room bytes (at
- * least size) below the guard; the rest of the room holds the canary. */
-static void *guarded_place(size_t size, size_t align, size_t room)
+ * least size) below the guard; the rest of the room holds the canary. A
+ * sampled one (below MHEAP_SECURE_LARGE) is recycled as small ones are:
+ * among the SECURE_SMALL_BLOCKS_QUARANTINED latest (docs/heap.md). */
+static void *guarded_place(size_t size, size_t align, size_t room, bool sampled)
 {
 	const struct fault_backend *b;
 	size_t a = align > 16 ? align : 16;
@@ -102,7 +104,7 @@ static void *guarded_place(size_t size, size_t align, size_t room)
 	p = ALIGN_DOWN(c->limit - GUARD - room, a);
 	canary_fill((uint8_t *)(p + size), c->limit - GUARD - p - size);
 	c->block.size = size;
-	c->block.small = size <= MH_PAGE_SIZE;
+	c->block.small = size <= MH_PAGE_SIZE || sampled;
 	c->block.freed = 0;
 	c->block.nfree = 0;
 	c->block.nalloc = capture(c->block.alloc_stack);
@@ -110,14 +112,14 @@ static void *guarded_place(size_t size, size_t align, size_t room)
 	return (void *)p;
 }
 
-void *guarded_alloc(size_t size, size_t align)
+void *guarded_alloc(size_t size, size_t align, bool sampled)
 {
-	return guarded_place(size, align, size);
+	return guarded_place(size, align, size, sampled);
 }
 
 void *guarded_alloc_growing(size_t size)
 {
-	return guarded_place(size, 16, size + size / 2);
+	return guarded_place(size, 16, size + size / 2, false);
 }
 
 bool guarded_resize(struct arena_chunk *c, size_t size)

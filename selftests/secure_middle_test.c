@@ -1,0 +1,285 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The secure heap's middle blocks (userlib/secure_middle.c: from the small
+ * classes' end to MHEAP_SECURE_LARGE, 2 MiB) as a program sees them when
+ * nothing goes wrong: calloc and realloc keep their contract, a freed block
+ * waits in its thread's delay (at most 8 blocks and 1 MiB; the last freed always) before its pages
+ * go back to the heap, the delay is given back at the thread's exit, and
+ * the guarded share is sampled by size (MHEAP_SECURE_MIDDLE_SAMPLE: bytes,
+ * not blocks). What each misuse gives is misuse_test's. The program starts
+ * itself again with MHEAP_SECURE=1 and no sampling when MHEAP_SECURE is not
+ * set; the sampling tests start it once more with a rate of their own.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdint.h>
+
+#include "kselftest_harness.h"
+#include "mheap_test.h"
+
+#include "mheap.h"
+#include "arenamap.h"
+#include "mspan.h"
+
+#define MIDDLE	((size_t)64 << 10)
+
+/* Whether p is a live middle block, a large span of the heap of its own
+ * (rather than a guarded block's chunk, or pages given back). */
+static bool heap_large_block(const void *p)
+{
+	struct mspan *s = span_of((uintptr_t)p);
+
+	return s && s->state == MSPAN_LARGE && s->base == (uintptr_t)p;
+}
+
+/* Whether p is a guarded block (its span an arena chunk). */
+static bool guarded_block(const void *p)
+{
+	struct mspan *s = span_of((uintptr_t)p);
+
+	return s && s->state == MSPAN_CHUNK;
+}
+
+TEST(calloc_gives_zeroes_in_pages_a_freed_block_had)
+{
+	enum { N = 32 };
+	unsigned char *p[N];
+
+	for (int i = 0; i < N; i++) {
+		p[i] = mh_malloc(MIDDLE);
+		ASSERT_NE(NULL, p[i]);
+		memset(p[i], 0xff, MIDDLE);
+	}
+	for (int i = 0; i < N; i++)
+		mh_free(p[i]);
+	for (int i = 0; i < N; i++) {
+		size_t k = 0;
+
+		p[i] = mh_calloc(1, MIDDLE);
+		ASSERT_NE(NULL, p[i]);
+		while (k < MIDDLE && !p[i][k])
+			k++;
+		EXPECT_EQ(MIDDLE, k) TH_LOG("block %d: byte %zu not zero", i, k);
+	}
+	for (int i = 0; i < N; i++)
+		mh_free(p[i]);
+}
+
+/* Grown by 1000-byte steps from 40 KiB to 900 KiB (in place where the pages
+ * after it are free, else moved), then shrunk: the contents stay. */
+TEST(realloc_keeps_a_middle_blocks_contents)
+{
+	size_t n = 40 << 10, i;
+	unsigned char *p = mh_malloc(n);
+
+	ASSERT_NE(NULL, p);
+	for (i = 0; i < n; i++)
+		p[i] = (unsigned char)(i * 7);
+	while (n < (900 << 10)) {
+		p = mh_realloc(p, n + 1000);
+		ASSERT_NE(NULL, p);
+		for (i = n; i < n + 1000; i++)
+			p[i] = (unsigned char)(i * 7);
+		n += 1000;
+	}
+	p = mh_realloc(p, 50 << 10);
+	ASSERT_NE(NULL, p);
+	for (i = 0; i < (50 << 10) && p[i] == (unsigned char)(i * 7); i++)
+		;
+	EXPECT_EQ(50 << 10, i);
+	mh_free(p);
+}
+
+/* Freed blocks wait: none of the last 8 freed comes back from the
+ * allocations that follow, and each stays the heap's block meanwhile. */
+TEST(the_last_eight_freed_blocks_are_not_handed_out)
+{
+	enum { N = 8 };
+	void *freed[N], *got[N];
+
+	for (int i = 0; i < N; i++)
+		freed[i] = mh_malloc(MIDDLE);
+	for (int i = 0; i < N; i++)
+		mh_free(freed[i]);
+	for (int i = 0; i < N; i++) {
+		got[i] = mh_malloc(MIDDLE);
+		ASSERT_NE(NULL, got[i]);
+		for (int j = 0; j < N; j++)
+			EXPECT_NE(freed[j], got[i]);
+	}
+	for (int i = 0; i < N; i++)
+		EXPECT_TRUE(heap_large_block(freed[i]));
+	for (int i = 0; i < N; i++)
+		mh_free(got[i]);
+}
+
+/* The ninth free gives the oldest delayed block's pages back, only it. */
+TEST(the_delay_holds_eight_blocks)
+{
+	void *p[9];
+
+	for (int i = 0; i < 9; i++)
+		p[i] = mh_malloc(MIDDLE);
+	for (int i = 0; i < 9; i++)
+		mh_free(p[i]);
+	EXPECT_FALSE(heap_large_block(p[0]));
+	for (int i = 1; i < 9; i++)
+		EXPECT_TRUE(heap_large_block(p[i]));
+}
+
+/* Blocks of 448 KiB (456 KiB of pages): two fit in 1 MiB, the third
+ * pushes the oldest out. */
+TEST(the_delay_holds_at_most_1_mib)
+{
+	void *p[3];
+
+	for (int i = 0; i < 3; i++)
+		p[i] = mh_malloc(448 << 10);
+	for (int i = 0; i < 3; i++)
+		mh_free(p[i]);
+	EXPECT_FALSE(heap_large_block(p[0]));
+	for (int i = 1; i < 3; i++)
+		EXPECT_TRUE(heap_large_block(p[i]));
+}
+
+/* A block larger than the byte cap still waits, alone. */
+TEST(a_block_over_the_cap_waits_alone)
+{
+	void *p = mh_malloc(64 << 10), *q = mh_malloc(1536 << 10);
+
+	mh_free(p);
+	mh_free(q);
+	EXPECT_FALSE(heap_large_block(p));
+	EXPECT_TRUE(heap_large_block(q));
+	EXPECT_NE(q, mh_malloc(1536 << 10));
+}
+
+static void *free_one(void *p)
+{
+	mh_free(p);
+	return NULL;
+}
+
+TEST(a_threads_delayed_blocks_go_back_at_its_exit)
+{
+	void *p = mh_malloc(MIDDLE);
+	pthread_t t;
+
+	ASSERT_NE(NULL, p);
+	ASSERT_EQ(0, pthread_create(&t, NULL, free_one, p));
+	ASSERT_EQ(0, pthread_join(t, NULL));
+	EXPECT_FALSE(heap_large_block(p));
+}
+
+/* ------------------------------------------------------------ sampling */
+
+/* The child of a sampling test: MHEAP_SECURE_MIDDLE_SAMPLE=64K, n blocks of
+ * size bytes, one line per block on stderr: 'g' guarded, '-' not. */
+static void sample_child(void *arg)
+{
+	const size_t *a = arg;
+	char line[256];
+
+	for (size_t i = 0; i < a[1] && i < sizeof(line) - 2; i++) {
+		void *p = mh_malloc(a[0]);
+
+		line[i] = guarded_block(p) ? 'g' : heap_large_block(p) ? '-' : '?';
+		line[i + 1] = '\0';
+	}
+	fprintf(stderr, "%s\n", line);
+}
+
+/* sampled's child: this program again, as sample_child for exec_arg's
+ * size and count, with the rate. */
+static const size_t *exec_arg;
+
+static void exec_sampling(void *rate)
+{
+	char v[2][24];
+
+	snprintf(v[0], sizeof(v[0]), "%zu", exec_arg[0]);
+	snprintf(v[1], sizeof(v[1]), "%zu", exec_arg[1]);
+	setenv("MHEAP_SECURE_MIDDLE_SAMPLE", rate, 1);
+	setenv("SAMPLE_CHILD", "1", 1);
+	setenv("SAMPLE_SIZE", v[0], 1);
+	setenv("SAMPLE_N", v[1], 1);
+	execl("/proc/self/exe", "secure_middle_test", (char *)NULL);
+	_exit(127);
+}
+
+/* sample_child's run for n blocks of size bytes at the rate, in r. */
+static void sampled(const char *rate, size_t size, size_t n, struct child_result *r)
+{
+	const size_t arg[2] = { size, n };
+
+	exec_arg = arg;
+	run_child(exec_sampling, (void *)rate, r);
+}
+
+/* The countdown to the next guarded block is drawn in 1 .. 2N - 1 bytes:
+ * a block of 2N bytes always reaches it. */
+TEST(a_block_of_twice_the_rate_is_always_guarded)
+{
+	struct child_result r;
+
+	sampled("64K", 128 << 10, 32, &r);
+	ASSERT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0) TH_LOG("%s", r.err);
+	EXPECT_STREQ("gggggggggggggggggggggggggggggggg\n", r.err);
+}
+
+/* Bytes set the rate, not blocks: of 40 KiB blocks at one per 64 KiB
+ * (the countdown at most 128 KiB), no four in a row go unguarded, and
+ * every block is one or the other. */
+TEST(no_four_40k_blocks_in_a_row_go_unguarded_at_64k)
+{
+	struct child_result r;
+
+	sampled("64K", 40 << 10, 64, &r);
+	ASSERT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0) TH_LOG("%s", r.err);
+	EXPECT_EQ(65, strspn(r.err, "g-\n")) TH_LOG("%s", r.err);
+	EXPECT_EQ(NULL, strstr(r.err, "----")) TH_LOG("%s", r.err);
+}
+
+TEST(no_block_is_guarded_at_rate_0)
+{
+	struct child_result r;
+
+	sampled("0", MIDDLE, 32, &r);
+	ASSERT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0) TH_LOG("%s", r.err);
+	EXPECT_STREQ("--------------------------------\n", r.err);
+}
+
+TEST(a_bad_rate_stops_the_program_at_start_up)
+{
+	struct child_result r;
+
+	sampled("lots", MIDDLE, 1, &r);
+	EXPECT_TRUE(died_of(&r, SIGABRT)) TH_LOG("status %#x: %s", r.status, r.err);
+	EXPECT_STREQ("mheap: MHEAP_SECURE_MIDDLE_SAMPLE=lots: not a decimal number with an "
+		     "optional K, M or G suffix\n", r.err);
+}
+
+/* The harness's main, under another name: main comes first. */
+#define main harness_main
+TEST_HARNESS_MAIN
+#undef main
+
+int main(int argc, char **argv)
+{
+	if (getenv("SAMPLE_CHILD")) {
+		size_t a[2] = { strtoul(getenv("SAMPLE_SIZE"), NULL, 10),
+				strtoul(getenv("SAMPLE_N"), NULL, 10) };
+
+		sample_child(a);
+		return 0;
+	}
+	if (!getenv("MHEAP_SECURE")) {
+		setenv("MHEAP_SECURE", "1", 1);
+		setenv("MHEAP_SECURE_SAMPLE", "0", 1);
+		setenv("MHEAP_SECURE_MIDDLE_SAMPLE", "0", 1);
+		execv("/proc/self/exe", argv);
+		perror("execv /proc/self/exe");
+		return 1;
+	}
+	return harness_main(argc, argv);
+}

@@ -1,0 +1,169 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Middle blocks of the secure heap (secure.c): blocks too large for the
+ * small classes (from 32 KiB less the trailer) and below MHEAP_SECURE_LARGE
+ * (1 MiB), where every block is guarded. They are the default heap's large
+ * blocks, pages of a span of their own, and keep the secure mode's catches
+ * in the small blocks' manner, at the cost of a few stores per free rather
+ * than a chunk and guard system calls per block (docs/heap.md#secure-mode):
+ *  - a canary and trailer after the block, as a small slot's (secure.c),
+ *    checked at free: an overflow is reported there, naming the block;
+ *  - zero on free, checked when the block leaves its delay: free zeroes
+ *    the block's first and last 64 bytes, the trailer and one word drawn at
+ *    random between them (recorded with the block), and checks them before
+ *    the pages go back to the heap ("write after free: ... detected at its
+ *    release"). Not all of it: a program that writes a word of a 512 KiB
+ *    block would pay for every page of it at each free (peakfree: 80 times
+ *    default mheap's time). So a middle block's pages, as a guarded block's,
+ *    may hold old data when malloc hands them out again; calloc zeroes
+ *    them. A second free of a delayed block finds its trailer zero:
+ *    "double free";
+ *  - no immediate reuse: a freed block waits in its thread's FIFO of at
+ *    most DELAY_BLOCKS blocks and DELAY_BYTES bytes before its pages go
+ *    back to the heap (the block freed last always waits), so the next
+ *    malloc of its size does not get it;
+ *  - a share of them guarded (secure_large.c), sampled by size as GWP-ASan
+ *    samples by count: one about every MHEAP_SECURE_MIDDLE_SAMPLE bytes of
+ *    middle blocks a thread allocates, so that a block's chance grows with
+ *    its size and the cost of guarding (its pages, system calls) stays a
+ *    fixed share of the bytes.
+ */
+#include <string.h>
+
+#include "mcache.h"
+#include "secure.h"
+
+/* Bytes at each end of a block that free zeroes and the release checks. */
+#define CHECKED_END	64
+/* The delay: at most this many blocks, and bytes of their pages, per
+ * thread (docs/heap.md#secure-mode). */
+#define DELAY_BLOCKS	8
+#define DELAY_BYTES	((size_t)1 << 20)
+
+struct delayed {
+	uintptr_t p;
+	size_t size;		/* the block's */
+	size_t room;		/* its pages' */
+	size_t word;		/* the offset of the random word zeroed */
+};
+
+static uint64_t sample_bytes;	/* MHEAP_SECURE_MIDDLE_SAMPLE, 0: off */
+
+static __thread struct {
+	struct delayed q[DELAY_BLOCKS];	/* a ring: the oldest at head */
+	unsigned head, n;
+	size_t bytes;
+	uint64_t sample_left;	/* bytes until the next guarded block, 0: not drawn */
+} mid;
+
+void middle_init(void)
+{
+	sample_bytes = mh_option(MH_OPT_SECURE_MIDDLE_SAMPLE);
+}
+
+/* Bytes to the next guarded block: 1 to 2N - 1, N on average. */
+static uint64_t draw(void)
+{
+	return sample_bytes == 1 ? 1 : 1 + secure_random() % (2 * sample_bytes - 1);
+}
+
+bool middle_sampled(size_t size)
+{
+	if (!sample_bytes)
+		return false;
+	if (!mid.sample_left)
+		mid.sample_left = draw();
+	if (size < mid.sample_left) {
+		mid.sample_left -= size;
+		return false;
+	}
+	mid.sample_left = draw();
+	return true;
+}
+
+/* The offset of the block's tail that free zeroes (8-aligned, after the
+ * head: a middle block is far larger than both). */
+static inline size_t tail_of(size_t size)
+{
+	return ALIGN_DOWN(size, 8) - CHECKED_END;
+}
+
+/* The first nonzero byte of the n bytes at p, or n. */
+static size_t first_written(const uint8_t *p, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n && !p[i])
+		i++;
+	return i;
+}
+
+/* Check that a delayed block's zeroed bytes are still zero: an abort
+ * naming the first written one if not. */
+static void check_zero(const struct delayed *d)
+{
+	const uint8_t *b = (const uint8_t *)d->p;
+	size_t tail = tail_of(d->size), at;
+	uint64_t w;
+
+	at = first_written(b, CHECKED_END);
+	if (at == CHECKED_END) {
+		memcpy(&w, b + d->word, 8);
+		at = w ? d->word + first_written(b + d->word, 8) : CHECKED_END;
+	}
+	if (at == CHECKED_END) {
+		at = tail + first_written(b + tail, CHECKED_END);
+		if (at == tail + CHECKED_END) {
+			at = d->room - TRAILER + first_written(b + d->room - TRAILER, TRAILER);
+			if (at == d->room)
+				return;
+		}
+	}
+	mh_fatal("write after free: %zu-byte block %#lx written at offset %zu after its free, detected at its release",
+		 d->size, (unsigned long)d->p, at);
+}
+
+/* The oldest delayed block's pages go back to the heap, checked first. */
+static void release_oldest(void)
+{
+	struct delayed *d = &mid.q[mid.head];
+
+	check_zero(d);
+	mid.head = (mid.head + 1) % DELAY_BLOCKS;
+	mid.n--;
+	mid.bytes -= d->room;
+	heap_free_plain((void *)d->p);
+}
+
+void middle_free(uintptr_t p, size_t size, size_t room)
+{
+	size_t tail = tail_of(size), words = (tail - CHECKED_END) / 8;
+	struct delayed d = {
+		.p = p, .size = size, .room = room,
+		.word = CHECKED_END + secure_random() % words * 8,
+	};
+
+	memset((void *)p, 0, CHECKED_END);
+	memset((void *)(p + tail), 0, CHECKED_END);
+	memset((void *)(p + d.word), 0, 8);
+	memset((void *)(p + room - TRAILER), 0, TRAILER);
+	/* The thread's exit gives its delay back through its cache's exit
+	 * hook (mcache.c): a thread that only frees gets a cache here. With
+	 * none, or after the exit, the block goes back at once. */
+	if (unlikely(mh_tls_exited) || unlikely(!mcache_get())) {
+		check_zero(&d);
+		heap_free_plain((void *)p);
+		return;
+	}
+	while (mid.n && (mid.n == DELAY_BLOCKS || mid.bytes + room > DELAY_BYTES))
+		release_oldest();
+	mid.q[(mid.head + mid.n) % DELAY_BLOCKS] = d;
+	mid.n++;
+	mid.bytes += room;
+}
+
+void middle_thread_exit(void)
+{
+	while (mid.n)
+		release_oldest();
+}
