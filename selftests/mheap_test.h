@@ -56,6 +56,18 @@ static inline void run_child(void (*fn)(void *), void *arg, struct child_result 
 	waitpid(pid, &res->status, 0);
 }
 
+/* Start this program again with the "NAME=value" strings of env (NULL-ended)
+ * added to its environment: for options read when the heap is set up.
+ * Returns only on failure. */
+static inline int exec_self_with(char **argv, const char *const *env)
+{
+	for (; *env; env++)
+		putenv((char *)*env);
+	execv("/proc/self/exe", argv);
+	perror("execv /proc/self/exe");
+	return 1;
+}
+
 static inline bool died_of(const struct child_result *res, int sig)
 {
 	return WIFSIGNALED(res->status) && WTERMSIG(res->status) == sig;

@@ -266,6 +266,9 @@ TEST_HARNESS_MAIN
 
 int main(int argc, char **argv)
 {
+	static const char *const env[] = { "MHEAP_SECURE=1", "MHEAP_SECURE_SAMPLE=0",
+					   "MHEAP_SECURE_MIDDLE_SAMPLE=0", NULL };
+
 	if (getenv("SAMPLE_CHILD")) {
 		size_t a[2] = { strtoul(getenv("SAMPLE_SIZE"), NULL, 10),
 				strtoul(getenv("SAMPLE_N"), NULL, 10) };
@@ -273,13 +276,7 @@ int main(int argc, char **argv)
 		sample_child(a);
 		return 0;
 	}
-	if (!getenv("MHEAP_SECURE")) {
-		setenv("MHEAP_SECURE", "1", 1);
-		setenv("MHEAP_SECURE_SAMPLE", "0", 1);
-		setenv("MHEAP_SECURE_MIDDLE_SAMPLE", "0", 1);
-		execv("/proc/self/exe", argv);
-		perror("execv /proc/self/exe");
-		return 1;
-	}
+	if (!getenv("MHEAP_SECURE"))
+		return exec_self_with(argv, env);
 	return harness_main(argc, argv);
 }

@@ -655,16 +655,13 @@ TEST_HARNESS_MAIN
 
 int main(int argc, char **argv)
 {
-	if (!getenv("MHEAP_SECURE")) {
-		setenv("MHEAP_SECURE", "1", 1);
-		setenv("MHEAP_SECURE_SAMPLE", "0", 1);
-		/* Guarded blocks from 32 KiB, as by default before middle
-		 * blocks (secure_middle_test.c): the warm-page tests build
-		 * on guarded blocks of 32 to 256 KiB. */
-		setenv("MHEAP_SECURE_LARGE", "32K", 1);
-		execv("/proc/self/exe", argv);
-		perror("execv /proc/self/exe");
-		return 1;
-	}
+	/* Guarded blocks from 32 KiB, as by default before middle blocks
+	 * (secure_middle_test.c): the warm-page tests build on guarded
+	 * blocks of 32 to 256 KiB. */
+	static const char *const env[] = { "MHEAP_SECURE=1", "MHEAP_SECURE_SAMPLE=0",
+					   "MHEAP_SECURE_LARGE=32K", NULL };
+
+	if (!getenv("MHEAP_SECURE"))
+		return exec_self_with(argv, env);
 	return harness_main(argc, argv);
 }
