@@ -6,16 +6,19 @@
  * are not handed out again at once, free slots are handed out in a random
  * order, guarded blocks go to the arenas' quarantine (and their guard pages
  * come back usable) and their resident pages serve later blocks (warm
- * pages: when, how many, calloc, fork), and the slots a thread holds back
- * go back at its exit. What each
- * misuse gives is misuse_test's. The program starts itself again with
- * MHEAP_SECURE=1 (and no sampling, so that outcomes do not depend on it,
- * and every block from 32 KiB guarded) when it is not set: the mode is read
- * when the heap is set up. Middle blocks are secure_middle_test's.
+ * pages: when, how many, calloc, fork), the slots a thread holds back go
+ * back at its exit, and a new small block's pages are the process's own,
+ * not the shared zero page. What each misuse gives is misuse_test's. The
+ * program starts itself again with MHEAP_SECURE=1 (and no sampling, so that
+ * outcomes do not depend on it, and every block from 32 KiB guarded) when
+ * it is not set: the mode is read when the heap is set up. Middle blocks
+ * are secure_middle_test's.
  */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <unistd.h>
 
 #include "kselftest_harness.h"
 #include "mheap_test.h"
@@ -602,6 +605,49 @@ TEST(a_threads_held_slots_go_back_at_its_exit)
 	ASSERT_EQ(0, pthread_join(t, NULL));
 	mh_stats_read(&st);
 	EXPECT_EQ(out, st.mallocs - st.frees);
+}
+
+/* Whether the page holding p is in memory but not this process's own
+ * (/proc/self/pagemap: present, not mapped exclusively): the kernel's
+ * shared zero page, which a read of a page never written maps. */
+static bool shared_zero_page(int pagemap, uintptr_t p)
+{
+	uint64_t e = 0;
+	off_t at = (off_t)(p / (uintptr_t)sysconf(_SC_PAGESIZE) * sizeof(e));
+
+	if (pread(pagemap, &e, sizeof(e), at) != sizeof(e))
+		return false;
+	return (e >> 63 & 1) && !(e >> 56 & 1);
+}
+
+/* No page of a new small block is the shared zero page: the mode's check
+ * that a slot is still zero reads it before anything writes it, and a read
+ * of a page never faulted in maps the zero page, which the first write
+ * then has to replace (a second fault, and a TLB flush on every CPU the
+ * process runs on). Blocks of 20,000 bytes: five or six pages each, of
+ * which the check reads the first and the last. */
+TEST(no_page_of_a_new_small_block_is_the_shared_zero_page)
+{
+	enum { N = 16, SIZE = 20000 };
+	int pagemap = open("/proc/self/pagemap", O_RDONLY);
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	char *p[N];
+
+	if (pagemap < 0)
+		SKIP(return, "no /proc/self/pagemap: %s", strerror(errno));
+	for (int i = 0; i < N; i++) {
+		p[i] = mh_malloc(SIZE);
+		ASSERT_NE(NULL, p[i]);
+		for (uintptr_t a = (uintptr_t)p[i]; a < (uintptr_t)p[i] + SIZE;
+		     a = (a & ~(page - 1)) + page) {
+			size_t at = a - (uintptr_t)p[i];
+
+			EXPECT_FALSE(shared_zero_page(pagemap, a)) TH_LOG("block %d, offset %zu", i, at);
+		}
+	}
+	for (int i = 0; i < N; i++)
+		mh_free(p[i]);
+	close(pagemap);
 }
 
 enum { HANDED = 1000 };

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "mspan.h"
+#include "secure.h"
 #include "sizeclass.h"
 
 /* Bits of word w below object index `limit`. Without branches (the
@@ -47,7 +48,7 @@ static uintptr_t next_free_below(struct mspan *s, uint32_t n)
 uintptr_t mspan_next_free(struct mspan *s)
 {
 	uintptr_t p = next_free_below(s, s->touched);
-	uint32_t step;
+	uint32_t step, from;
 
 	if (p || s->touched == s->nelems)
 		return p;
@@ -62,7 +63,10 @@ uintptr_t mspan_next_free(struct mspan *s)
 	/* A page of objects further, at least one (freeindex is at
 	 * `touched`). */
 	step = MH_PAGE_SIZE > s->elemsize ? MH_PAGE_SIZE / s->elemsize : 1;
-	s->touched = s->nelems - s->touched > step ? s->touched + step : s->nelems;
+	from = s->touched;
+	s->touched = s->nelems - from > step ? from + step : s->nelems;
+	if (unlikely(mh_secure))
+		secure_span_reach(s, from, s->touched);
 	return next_free_below(s, s->touched);
 }
 

@@ -255,7 +255,9 @@ static inline uintptr_t mspan_limit(const struct mspan *s)
  * 4-32 KiB) otherwise faulted in every slot of its span in turn before the
  * sweep: up to 256 KiB for one live object. A span on resident pages
  * starts with every object touched: the refills a page at a time would
- * cost it time and save no memory. Measured: docs/heap.md#spans.
+ * cost it time and save no memory. Measured: docs/heap.md#spans. In the
+ * secure mode the pages of the objects reached are written before any is
+ * handed out (secure_span_reach).
  */
 MH_HIDDEN uintptr_t mspan_next_free(struct mspan *s);
 /* Hand out object first + ctz(avail) of s and keep the free objects after

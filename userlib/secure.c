@@ -24,7 +24,8 @@
  *    free: ... detected at its reuse"). Slots that were never used are
  *    zero because the secure mode zeroes every small span made of pages
  *    that may be dirty (mheap.c). So calloc of a small block needs no
- *    memset.
+ *    memset. Pages never faulted in are written before the check reads
+ *    them (secure_span_reach).
  *  - no immediate reuse: a freed small block goes back to its span at
  *    once, and the span hands a slot out only after its next sweep (the
  *    default heap never hands out a slot freed since the span's last
@@ -499,6 +500,29 @@ void *secure_alloc(size_t size, size_t align, bool zero)
 		}
 	}
 	return alloc_block(size, size, align, zero);
+}
+
+/*
+ * A slot's first access in this mode is a read (zero_check), and a read of
+ * a page never faulted in maps the kernel's shared zero page there, so the
+ * write that follows faults a second time to replace it, and the
+ * replacement flushes the TLB on every CPU the process runs on: with two
+ * threads, an interrupt to the other one's core, under the page-table lock
+ * its own faults wait for (docs/heap.md#secure-mode). So each OS page the
+ * objects a span reaches lie on is written first, by an atomic or of zero
+ * into one of their bytes: a write, which faults the page in as the
+ * process's own, and one that leaves the byte as it was (an overflow into
+ * a slot not handed out yet stays for the check at its reuse).
+ */
+#define OS_PAGE_MIN	4096	/* the smallest OS page (a larger one takes more writes) */
+
+void secure_span_reach(const struct mspan *s, uint32_t from, uint32_t to)
+{
+	uintptr_t a = s->base + (uintptr_t)from * s->elemsize;
+	uintptr_t end = s->base + (uintptr_t)to * s->elemsize;
+
+	for (; a < end; a = ALIGN_DOWN(a, OS_PAGE_MIN) + OS_PAGE_MIN)
+		__atomic_fetch_or((uint8_t *)a, 0, __ATOMIC_RELAXED);
 }
 
 void secure_thread_exit(void)

@@ -46,6 +46,10 @@ MH_HIDDEN void secure_free_sized(void *p, const char *fn, size_t align, size_t s
 /* The thread is exiting: give back the slots its allocations hold. */
 MH_HIDDEN void secure_thread_exit(void);
 
+/* Objects [from, to) of small span s, never handed out in its life, are
+ * about to be (mspan_next_free): fault their pages in writable. */
+MH_HIDDEN void secure_span_reach(const struct mspan *s, uint32_t from, uint32_t to);
+
 /* What malloc.c offers the mode: an object of small class cls; an
  * allocation of the default mode, with its room (the slot or the pages it
  * got); the default mode's checked free, and its free of p, an object of
