@@ -71,6 +71,21 @@ void span_struct_kill(struct mspan *s)
 	STORE_RELEASE(&s->gen, s->gen + 1);
 }
 
+void span_large_birth(struct mspan *s)
+{
+	STORE_RELEASE(&s->gen, (s->gen + 1) | 1);
+}
+
+bool span_large_claim(struct mspan *s, uintptr_t p)
+{
+	uint64_t gen = LOAD_ACQUIRE(&s->gen);
+
+	return (gen & 1) && LOAD_ACQUIRE(&s->state) == MSPAN_LARGE &&
+	       LOAD_RELAXED(&s->base) == p &&
+	       __atomic_compare_exchange_n(&s->gen, &gen, gen + 1, false, __ATOMIC_ACQ_REL,
+					   __ATOMIC_RELAXED);
+}
+
 /* ------------------------------------------------------------ placement */
 
 /*
@@ -235,11 +250,13 @@ init:
 			memset((void *)r.base, 0, npages << MH_PAGE_SHIFT);
 		mspan_init_small(s, sizeclass, r.released == 0);
 	} else {
-		s->state = (uint8_t)state;
+		if (state == MSPAN_LARGE)
+			span_large_birth(s);
 		s->needzero = r.needzero;
 		s->nelems = 1;
 		/* mh_free's fast path: not a small span */
 		STORE_RELAXED(&s->owner, NULL);
+		STORE_RELEASE(&s->state, (uint8_t)state);
 	}
 	if (state == MSPAN_LARGE) {
 		mh_heap.large_live_bytes += npages << MH_PAGE_SHIFT;
@@ -384,21 +401,12 @@ static void free_span_locked(struct mspan *s, bool released)
 
 bool mheap_free_large(struct mspan *s, uintptr_t p)
 {
-	uintptr_t scav = 0;
-	bool ours;
-
-	mh_lock(&mh_heap.lock);
-	/* Two frees of p may have found s at once: the first here frees it,
-	 * and as the struct dies (or is reborn as another span) under this
-	 * lock, the second finds it no longer the large object at p. */
-	ours = s->state == MSPAN_LARGE && s->base == p;
-	if (ours) {
-		free_span_locked(s, false);
-		scav = scavenge_after_free();
-	}
-	mh_unlock(&mh_heap.lock);
-	scavenge_after_unlock(scav);
-	return ours;
+	/* Two frees of p may have found s at once: the claim lets one of
+	 * them free it (span_large_claim). */
+	if (!span_large_claim(s, p))
+		return false;
+	mheap_free_span(s);
+	return true;
 }
 
 void mheap_free_span_released(struct mspan *s, bool released)
