@@ -18,6 +18,7 @@
 #include "mheap.h"
 #include "internal.h"
 #include "arenamap.h"
+#include "mcache.h"
 #include "mspan.h"
 
 static char expected[128];
@@ -152,18 +153,83 @@ TEST(double_free_after_the_pages_went_back)
 	expect_abort(_metadata, free_after_span_died, "span died");
 }
 
+/* The page heap's span cache, past the thread's own cache of freed large
+ * blocks (largecache.c), which this empties after the first free. */
+static void free_into_the_span_cache_then_twice(void *arg)
+{
+	(void)arg;
+	mh_free(victim);
+	mcache_large_release(mh_tls_cache);
+	mh_free(victim);
+}
+
 TEST(double_free_of_a_large_object_in_the_span_cache)
 {
 	victim = mh_malloc(5 * MH_PAGE_SIZE);	/* freed whole into the cache */
 	WANT("mheap: double free of %#lx", victim);
-	expect_abort(_metadata, free_twice, "cached span");
+	expect_abort(_metadata, free_into_the_span_cache_then_twice, "cached span");
+}
+
+TEST(double_free_of_a_large_object_the_freeing_thread_keeps)
+{
+	victim = mh_malloc(64 << 10);
+	WANT("mheap: double free of %#lx", victim);
+	expect_abort(_metadata, free_twice, "kept by the thread");
+}
+
+static void free_kept_then_on_a_new_thread(void *arg)
+{
+	(void)arg;
+	mh_free(victim);
+	on_a_new_thread(free_it, victim);
+}
+
+TEST(double_free_by_another_thread_of_a_large_object_one_thread_keeps)
+{
+	victim = mh_malloc(64 << 10);
+	WANT("mheap: double free of %#lx", victim);
+	expect_abort(_metadata, free_kept_then_on_a_new_thread, "kept, then remote");
+}
+
+static void realloc_kept(void *arg)
+{
+	(void)arg;
+	mh_free(victim);
+	(void)mh_realloc(victim, 100 << 10);
+}
+
+TEST(realloc_of_a_large_object_the_freeing_thread_keeps)
+{
+	victim = mh_malloc(64 << 10);
+	WANT("mheap: double free of %#lx in realloc", victim);
+	expect_abort(_metadata, realloc_kept, "kept, realloc");
 }
 
 static void free_victim_base_then_victim(void *arg)
 {
 	(void)arg;
 	mh_free((void *)((uintptr_t)victim & ~(uintptr_t)(MH_PAGE_SIZE - 1)));
+	mcache_large_release(mh_tls_cache);
 	mh_free(victim);
+}
+
+static void *victim_block;
+
+static void free_block_then_victim(void *arg)
+{
+	(void)arg;
+	mh_free(victim_block);
+	mh_free(victim);
+}
+
+/* A block the freeing thread keeps maps all its pages to its struct: a
+ * pointer into it that no allocation returned is an invalid free. */
+TEST(invalid_free_of_an_unaligned_pointer_into_a_large_block_the_thread_keeps)
+{
+	victim_block = mh_malloc(64 << 10);
+	victim = (char *)victim_block + MH_PAGE_SIZE + 3;
+	WANT("mheap: invalid free of %#lx", victim);
+	expect_abort(_metadata, free_block_then_victim, "kept, unaligned");
 }
 
 /* The first page of a cached large span maps to its dead struct (so that
@@ -404,6 +470,18 @@ TEST(double_free_of_a_large_object_by_two_threads_at_once)
 	victim = mh_malloc(5 * MH_PAGE_SIZE);
 	WANT("mheap: double free of %#lx", victim);
 	expect_racing_frees_abort(_metadata, "large, cached length", 200, 2);
+}
+
+/* Both racing frees may claim it for their thread's cache of freed large
+ * blocks (largecache.c): one claim wins, the other free aborts. */
+TEST(double_free_of_a_large_object_a_thread_would_keep_by_two_threads_at_once)
+{
+	victim = mh_malloc(512 << 10);
+	WANT("mheap: double free of %#lx", victim);
+	expect_racing_frees_abort(_metadata, "large, 512 KiB", 200, 2);
+	victim = mh_malloc(64 << 10);
+	WANT("mheap: double free of %#lx", victim);
+	expect_racing_frees_abort(_metadata, "large, 64 KiB", 200, 2);
 }
 
 /* victim: the first object of a span all of whose objects this thread

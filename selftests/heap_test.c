@@ -493,6 +493,15 @@ TEST(a_block_realloc_moves_goes_low_and_grows_in_place)
 	mh_free(marker);
 }
 
+/* The tests of the page heap's span cache look at what a freed large
+ * block does there, past the thread's own cache of them (largecache.c),
+ * which this empties. */
+static void free_to_page_heap(void *p)
+{
+	mh_free(p);
+	mcache_large_release(mh_tls_cache);
+}
+
 TEST(freed_spans_are_cached_whole_and_taken_back_first)
 {
 	size_t len = 5 * MH_PAGE_SIZE;	/* a large object under the cache's limit */
@@ -504,8 +513,8 @@ TEST(freed_spans_are_cached_whole_and_taken_back_first)
 	ASSERT_NE(NULL, b);
 	ASSERT_NE(NULL, c);
 	mh_stats_read(&before);
-	mh_free(a);
-	mh_free(c);
+	free_to_page_heap(a);
+	free_to_page_heap(c);
 	/* Cached pages are idle memory to the stats (and the scavenger)... */
 	mh_stats_read(&cached);
 	EXPECT_EQ(before.heap_idle + 2 * len, cached.heap_idle);
@@ -514,13 +523,13 @@ TEST(freed_spans_are_cached_whole_and_taken_back_first)
 	 * picked a, the lower address. */
 	d = mh_malloc(len);
 	EXPECT_EQ(c, d);
-	mh_free(d);
+	free_to_page_heap(d);
 	/* mh_scavenge gives the cache back to the page allocator, which can
 	 * then release it. */
 	mh_scavenge();
 	mh_stats_read(&released);
 	EXPECT_EQ(released.heap_idle, released.heap_released);
-	mh_free(b);
+	free_to_page_heap(b);
 }
 
 TEST(cached_spans_are_flushed_when_a_request_needs_their_pages)
@@ -538,7 +547,7 @@ TEST(cached_spans_are_flushed_when_a_request_needs_their_pages)
 		ASSERT_NE(NULL, p[i]);
 	}
 	for (int i = 0; i < N; i++)
-		mh_free(p[i]);
+		free_to_page_heap(p[i]);
 	mh_stats_read(&before);
 	ASSERT_GE(before.heap_idle, (uint64_t)N * len);
 	/* Only the cached pages can hold 100 MiB without growing the heap:
@@ -547,7 +556,7 @@ TEST(cached_spans_are_flushed_when_a_request_needs_their_pages)
 	ASSERT_NE(NULL, big);
 	mh_stats_read(&after);
 	EXPECT_EQ(before.heap_sys, after.heap_sys);
-	mh_free(big);
+	free_to_page_heap(big);
 }
 
 TEST(cached_large_objects_are_flushed_when_first_fit_goes_above_them)
@@ -567,9 +576,9 @@ TEST(cached_large_objects_are_flushed_when_first_fit_goes_above_them)
 	ASSERT_NE(small, span_of((uintptr_t)obj[8]));
 	ASSERT_EQ(8 * MH_PAGE_SIZE, small->npages << MH_PAGE_SHIFT);
 	for (i = 0; i < 8; i++)
-		mh_free(obj[i]);
+		free_to_page_heap(obj[i]);
 	mcache_release_empty(mh_tls_cache);
-	mh_free(a);	/* cached whole, kept for the next 5-page request */
+	free_to_page_heap(a);	/* cached whole, kept for the next 5-page request */
 	/* Spans of one page: the first one made above a's pages gives them
 	 * back to the page allocator, and the next ones fill them. */
 	for (i = 0; i < 100 * 512; i++) {
@@ -588,8 +597,8 @@ TEST(cached_large_objects_are_flushed_when_first_fit_goes_above_them)
 		t = t->chain;
 	EXPECT_EQ(small, t);
 	mh_unlock(&mh_heap.lock);
-	mh_free(obj[8]);
-	mh_free(b);
+	free_to_page_heap(obj[8]);
+	free_to_page_heap(b);
 }
 
 /* Whether the span cache keeps a large span of npages pages at p. */
@@ -619,7 +628,7 @@ static char *cache_a_block(uintptr_t npages)
 {
 	char *p = mh_malloc(PAGES(npages));
 
-	mh_free(p);
+	free_to_page_heap(p);
 	return p;
 }
 
@@ -632,12 +641,12 @@ TEST(a_large_block_takes_the_front_of_the_shortest_longer_cached_span)
 	a48 = mh_malloc(PAGES(48));
 	ASSERT_NE(NULL, a40);
 	ASSERT_NE(NULL, a48);
-	mh_free(a48);
-	mh_free(a40);
+	free_to_page_heap(a48);
+	free_to_page_heap(a40);
 	/* No cached span of 16 pages: the 40 pages go before the 48. */
 	p = mh_malloc(PAGES(16));
 	EXPECT_EQ(a40, p);
-	mh_free(p);
+	free_to_page_heap(p);
 }
 
 TEST(the_rest_of_a_cached_span_a_large_block_took_stays_cached)
@@ -650,7 +659,7 @@ TEST(the_rest_of_a_cached_span_a_large_block_took_stays_cached)
 	p = mh_malloc(PAGES(16));
 	ASSERT_EQ(a, p);
 	EXPECT_TRUE(cached_large_at(a + PAGES(16), 24));
-	mh_free(p);
+	free_to_page_heap(p);
 }
 
 TEST(cached_large_spans_stay_while_first_fit_goes_above_them_for_no_more_live_ones)
@@ -667,8 +676,8 @@ TEST(cached_large_spans_stay_while_first_fit_goes_above_them_for_no_more_live_on
 	p = mh_malloc(PAGES(16));
 	ASSERT_GT(p, a);
 	EXPECT_TRUE(cached_large_at(a, 8));
-	mh_free(p);
-	mh_free(live);
+	free_to_page_heap(p);
+	free_to_page_heap(live);
 }
 
 TEST(cached_large_spans_go_back_when_first_fit_goes_above_more_than_the_live_ones)
@@ -682,7 +691,7 @@ TEST(cached_large_spans_go_back_when_first_fit_goes_above_more_than_the_live_one
 	p = mh_malloc(PAGES(16));
 	ASSERT_GT(p, a);
 	EXPECT_FALSE(cached_large_at(a, 8));
-	mh_free(p);
+	free_to_page_heap(p);
 }
 
 TEST(a_large_block_that_would_take_released_pages_takes_the_cached_ones_merged)
@@ -694,13 +703,13 @@ TEST(a_large_block_that_would_take_released_pages_takes_the_cached_ones_merged)
 	a2 = mh_malloc(PAGES(8));
 	ASSERT_NE(NULL, a1);
 	ASSERT_EQ(a1 + PAGES(8), a2);
-	mh_free(a1);
-	mh_free(a2);
+	free_to_page_heap(a1);
+	free_to_page_heap(a2);
 	/* Neither cached span holds 16 pages, and first fit's place for them
 	 * is released: the two go back to the bitmap first, merged. */
 	p = mh_malloc(PAGES(16));
 	EXPECT_EQ(a1, p);
-	mh_free(p);
+	free_to_page_heap(p);
 }
 
 /* Two neighbouring large blocks of npages pages each, at *a1 and *a2, and
@@ -714,8 +723,8 @@ static bool free_two_neighbours(uintptr_t npages, char **a1, char **a2, char **a
 	*above = mh_malloc(PAGES(8));
 	if (!*a1 || *a2 != *a1 + PAGES(npages) || !*above)
 		return false;
-	mh_free(*a1);
-	mh_free(*a2);
+	free_to_page_heap(*a1);
+	free_to_page_heap(*a2);
 	return true;
 }
 
@@ -726,7 +735,7 @@ TEST(freed_neighbouring_large_blocks_are_cached_as_one_span)
 	ASSERT_TRUE(free_two_neighbours(8, &a1, &a2, &above));
 	EXPECT_TRUE(cached_large_at(a1, 16));
 	EXPECT_FALSE(cached_large_at(a2, 8));
-	mh_free(above);
+	free_to_page_heap(above);
 }
 
 TEST(a_freed_large_block_joins_the_cached_spans_on_both_sides)
@@ -741,14 +750,14 @@ TEST(a_freed_large_block_joins_the_cached_spans_on_both_sides)
 	ASSERT_NE(NULL, a4);
 	ASSERT_EQ(a1 + PAGES(8), a2);
 	ASSERT_EQ(a2 + PAGES(16), a3);
-	mh_free(a1);
-	mh_free(a3);
-	mh_free(a2);
+	free_to_page_heap(a1);
+	free_to_page_heap(a3);
+	free_to_page_heap(a2);
 	EXPECT_TRUE(cached_large_at(a1, 32));
 	/* One request of their combined length takes them, no search. */
 	EXPECT_EQ(a1, mh_malloc(PAGES(32)));
-	mh_free(a1);
-	mh_free(a4);
+	free_to_page_heap(a1);
+	free_to_page_heap(a4);
 }
 
 TEST(cached_large_spans_join_only_up_to_the_longest_cached_length)
@@ -759,7 +768,7 @@ TEST(cached_large_spans_join_only_up_to_the_longest_cached_length)
 	ASSERT_TRUE(free_two_neighbours(40, &a1, &a2, &above));
 	EXPECT_TRUE(cached_large_at(a1, 40));
 	EXPECT_TRUE(cached_large_at(a2, 40));
-	mh_free(above);
+	free_to_page_heap(above);
 }
 
 /* What the thread below saw. */
@@ -783,16 +792,206 @@ static void *keep_empty_spans_then_allocate_large(void *arg)
 			highest = p[i];
 	}
 	for (int i = 0; i < N; i++)
-		mh_free(p[i]);
+		free_to_page_heap(p[i]);
 	mh_stats_read(&seen->kept);	/* the empty spans stay with this thread */
 	/* No resident run of 32 pages but the kept spans: they go back to
 	 * the page heap first, and the block lands among them. */
 	big = mh_malloc(32 * MH_PAGE_SIZE);
 	mh_stats_read(&seen->after);
 	seen->among = big < highest;
-	mh_free(big);
+	free_to_page_heap(big);
 	free(p);
 	return NULL;
+}
+
+/* ------------------------------------------------------------ the thread's large blocks */
+
+/* The state of the span at p (MSPAN_DEAD when no span maps it). */
+static unsigned state_at(void *p)
+{
+	struct mspan *s = span_of((uintptr_t)p);
+
+	return s ? s->state : MSPAN_DEAD;
+}
+
+TEST(a_freed_large_block_is_kept_by_the_freeing_thread)
+{
+	void *p = mh_malloc(100 << 10);
+
+	ASSERT_NE(NULL, p);
+	mh_free(p);
+	EXPECT_EQ(MSPAN_CACHED, state_at(p));
+	EXPECT_EQ(1, mh_tls_cache->nlarge);
+	EXPECT_EQ(span_of((uintptr_t)p)->npages << MH_PAGE_SHIFT, mh_tls_cache->large_bytes);
+}
+
+TEST(a_kept_large_block_is_reused_by_the_thread_for_its_next_request)
+{
+	void *p = mh_malloc(100 << 10), *q;
+
+	ASSERT_NE(NULL, p);
+	mh_free(p);
+	q = mh_malloc(100 << 10);
+	EXPECT_EQ(p, q);
+	EXPECT_EQ(MSPAN_LARGE, state_at(q));
+	EXPECT_EQ(0, mh_tls_cache->nlarge);
+	EXPECT_EQ(0, mh_tls_cache->large_bytes);
+	mh_free(q);
+}
+
+TEST(a_kept_large_block_keeps_its_pages_mapped_to_its_span)
+{
+	size_t len = 100 << 10;
+	char *p = mh_malloc(len);
+	struct mspan *s = span_of((uintptr_t)p);
+
+	ASSERT_NE(NULL, p);
+	mh_free(p);
+	for (size_t off = 0; off < len; off += MH_PAGE_SIZE)
+		ASSERT_EQ(s, span_of((uintptr_t)p + off));
+	EXPECT_EQ(0, mh_usable_size(p));	/* not an object */
+}
+
+TEST(a_large_request_takes_the_shortest_kept_block_that_holds_it)
+{
+	enum { N = 32 };
+	void *quarter = mh_malloc(PAGES(N + N / 4)), *one = mh_malloc(PAGES(N + 1));
+	void *q;
+
+	ASSERT_NE(NULL, quarter);
+	ASSERT_NE(NULL, one);
+	mh_free(one);
+	mh_free(quarter);	/* the newer */
+	q = mh_malloc(PAGES(N));
+	EXPECT_EQ(one, q);
+	/* The block is the whole span. */
+	EXPECT_EQ(PAGES(N + 1), mh_usable_size(q));
+	EXPECT_EQ(quarter, mh_malloc(PAGES(N)));	/* a quarter longer still fits */
+}
+
+TEST(a_large_request_leaves_a_kept_block_more_than_a_quarter_longer)
+{
+	enum { N = 32 };
+	void *p = mh_malloc(PAGES(N + N / 4 + 1));
+
+	ASSERT_NE(NULL, p);
+	mh_free(p);
+	EXPECT_NE(p, mh_malloc(PAGES(N)));
+	EXPECT_EQ(MSPAN_CACHED, state_at(p));
+}
+
+TEST(calloc_zeroes_a_kept_large_block_it_reuses)
+{
+	size_t len = 100 << 10;
+	unsigned char *p = mh_malloc(len), *q;
+
+	ASSERT_NE(NULL, p);
+	memset(p, 0xff, len);
+	mh_free(p);
+	q = mh_calloc(1, len);
+	ASSERT_EQ(p, q);
+	for (size_t i = 0; i < len; i++)
+		ASSERT_EQ(0, q[i]);
+}
+
+TEST(the_threads_large_cache_keeps_at_most_its_count_of_blocks)
+{
+	enum { N = MH_LARGE_CACHE_SPANS + 4 };
+	size_t len = 64 << 10;	/* N of them are well within the bytes */
+	void *p[N];
+
+	for (int i = 0; i < N; i++) {
+		p[i] = mh_malloc(len);
+		ASSERT_NE(NULL, p[i]);
+	}
+	for (int i = 0; i < N; i++)
+		mh_free(p[i]);
+	EXPECT_EQ(MH_LARGE_CACHE_SPANS, mh_tls_cache->nlarge);
+	/* The oldest went to the page heap. */
+	for (int i = 0; i < N; i++)
+		EXPECT_EQ(i < N - MH_LARGE_CACHE_SPANS ? MSPAN_DEAD : MSPAN_CACHED, state_at(p[i]));
+}
+
+TEST(the_threads_large_cache_keeps_at_most_its_bytes)
+{
+	enum { N = 10 };
+	size_t len = MH_LARGE_CACHE_SPAN_MAX;
+	void *p[N];
+
+	for (int i = 0; i < N; i++) {
+		p[i] = mh_malloc(len);
+		ASSERT_NE(NULL, p[i]);
+	}
+	for (int i = 0; i < N; i++)
+		mh_free(p[i]);
+	EXPECT_EQ(MH_LARGE_CACHE_BYTES, mh_tls_cache->large_bytes);
+	EXPECT_EQ(MH_LARGE_CACHE_BYTES / len, mh_tls_cache->nlarge);
+	EXPECT_EQ(MSPAN_DEAD, state_at(p[N - 1 - MH_LARGE_CACHE_BYTES / len]));
+}
+
+TEST(a_freed_block_longer_than_the_threads_large_cache_takes_goes_to_the_page_heap)
+{
+	void *p = mh_malloc(MH_LARGE_CACHE_SPAN_MAX + MH_PAGE_SIZE);
+
+	ASSERT_NE(NULL, p);
+	mh_free(p);
+	EXPECT_EQ(0, mh_tls_cache->nlarge);
+	EXPECT_EQ(MSPAN_DEAD, state_at(p));
+}
+
+TEST(mh_scavenge_empties_the_threads_large_cache)
+{
+	void *p = mh_malloc(100 << 10);
+
+	ASSERT_NE(NULL, p);
+	mh_free(p);
+	mh_scavenge();
+	EXPECT_EQ(0, mh_tls_cache->nlarge);
+	EXPECT_EQ(0, mh_tls_cache->large_bytes);
+	EXPECT_EQ(MSPAN_DEAD, state_at(p));
+}
+
+TEST(the_stats_count_a_kept_large_block_as_freed_and_idle)
+{
+	size_t len = PAGES(13);
+	struct mh_stats before = MH_STATS_INIT, after = MH_STATS_INIT;
+	void *p = mh_malloc(len);
+
+	ASSERT_NE(NULL, p);
+	mh_stats_read(&before);
+	mh_free(p);
+	mh_stats_read(&after);
+	ASSERT_EQ(MSPAN_CACHED, state_at(p));
+	EXPECT_EQ(before.heap_alloc - len, after.heap_alloc);
+	EXPECT_EQ(before.heap_idle + len, after.heap_idle);
+	EXPECT_EQ(before.heap_sys, after.heap_sys);
+}
+
+TEST(the_heap_checker_accepts_the_large_blocks_a_thread_keeps)
+{
+	char msg[256];
+	void *p = mh_malloc(100 << 10), *q = mh_malloc(200 << 10);
+
+	ASSERT_NE(NULL, p);
+	ASSERT_NE(NULL, q);
+	mh_free(p);
+	mh_free(q);
+	ASSERT_EQ(2, mh_tls_cache->nlarge);
+	EXPECT_EQ(0, mheap_check(HEAPCHECK_ALL, msg, sizeof(msg))) TH_LOG("%s", msg);
+}
+
+TEST(the_heap_checker_finds_a_kept_large_block_no_cache_lists)
+{
+	char msg[256];
+	void *p = mh_malloc(100 << 10);
+
+	ASSERT_NE(NULL, p);
+	mh_free(p);
+	ASSERT_EQ(1, mh_tls_cache->nlarge);
+	mh_tls_cache->nlarge = 0;	/* lost from the list */
+	mh_tls_cache->large_bytes = 0;
+	EXPECT_NE(0, mheap_check(HEAPCHECK_ALL, msg, sizeof(msg)));
+	EXPECT_NE(NULL, strstr(msg, "freed large spans")) TH_LOG("%s", msg);
 }
 
 TEST(a_large_block_takes_back_a_threads_empty_spans_before_fresh_pages)
@@ -974,7 +1173,7 @@ TEST(the_scavenger_takes_back_the_pages_a_live_threads_cache_holds)
 	run = mh_malloc(len);
 	ASSERT_NE(NULL, run);
 	memset(run, 1, len);
-	mh_free(run);
+	free_to_page_heap(run);
 	mheap_flush_caches_locking();
 	/* A new thread's cache takes its chunk among them. */
 	pthread_barrier_init(&o.made, NULL, 2);
@@ -1636,7 +1835,7 @@ TEST(a_freed_peak_is_held_for_the_window_of_reuse_then_halves_each_decay_period)
 	inuse_peak = pa_total_pages - pa_free_pages;
 	mh_unlock(&mh_heap.lock);
 	for (int i = 0; i < N; i++)
-		mh_free(p[i]);
+		free_to_page_heap(p[i]);
 	mh_lock(&mh_heap.lock);
 	inuse = pa_total_pages - pa_free_pages;
 	idle = pa_free_pages - pa_released_pages - pa_scavenging_pages;

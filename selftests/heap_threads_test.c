@@ -507,6 +507,105 @@ TEST(fork_while_other_threads_allocate)
 		pthread_join(t[i], NULL);
 }
 
+/* ------------------------------------------------------------ large blocks kept */
+
+/* A thread that frees a large block its cache keeps (largecache.c), then
+ * waits until told to go on. */
+struct keeping_thread {
+	pthread_barrier_t freed, checked;
+	struct mcache *cache;
+	void *block;
+};
+
+static void *free_a_large_block_and_wait(void *arg)
+{
+	struct keeping_thread *k = arg;
+
+	k->block = mh_malloc(100 << 10);
+	mh_free(k->block);
+	k->cache = mh_tls_cache;
+	pthread_barrier_wait(&k->freed);
+	pthread_barrier_wait(&k->checked);
+	return NULL;
+}
+
+static void *free_a_large_block(void *arg)
+{
+	void **block = arg;
+
+	*block = mh_malloc(100 << 10);
+	mh_free(*block);
+	return NULL;
+}
+
+/* The state of the span at p (MSPAN_DEAD when no span maps it). */
+static unsigned state_at(void *p)
+{
+	struct mspan *s = span_of((uintptr_t)p);
+
+	return s ? s->state : MSPAN_DEAD;
+}
+
+TEST(a_threads_kept_large_blocks_go_back_when_it_exits)
+{
+	void *block = NULL;
+	pthread_t th;
+	char msg[256];
+
+	ASSERT_EQ(0, pthread_create(&th, NULL, free_a_large_block, &block));
+	pthread_join(th, NULL);
+	EXPECT_EQ(MSPAN_DEAD, state_at(block));
+	EXPECT_EQ(0, mheap_check(HEAPCHECK_ALL, msg, sizeof(msg))) TH_LOG("%s", msg);
+}
+
+TEST(mh_scavenge_takes_back_the_large_blocks_an_idle_thread_keeps)
+{
+	static struct keeping_thread k;
+	unsigned state, kept;
+	pthread_t th;
+
+	pthread_barrier_init(&k.freed, NULL, 2);
+	pthread_barrier_init(&k.checked, NULL, 2);
+	ASSERT_EQ(0, pthread_create(&th, NULL, free_a_large_block_and_wait, &k));
+	pthread_barrier_wait(&k.freed);
+	ASSERT_EQ(MSPAN_CACHED, state_at(k.block));
+	mh_scavenge();
+	state = state_at(k.block);
+	kept = LOAD_RELAXED(&k.cache->nlarge);
+	pthread_barrier_wait(&k.checked);
+	pthread_join(th, NULL);
+	EXPECT_EQ(MSPAN_DEAD, state);
+	EXPECT_EQ(0, kept);
+}
+
+TEST(a_fork_child_takes_back_the_large_blocks_other_threads_keep)
+{
+	static struct keeping_thread k;
+	pthread_t th;
+	pid_t pid;
+	int status;
+
+	pthread_barrier_init(&k.freed, NULL, 2);
+	pthread_barrier_init(&k.checked, NULL, 2);
+	ASSERT_EQ(0, pthread_create(&th, NULL, free_a_large_block_and_wait, &k));
+	pthread_barrier_wait(&k.freed);
+	ASSERT_EQ(MSPAN_CACHED, state_at(k.block));
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		char msg[256];
+
+		if (state_at(k.block) != MSPAN_DEAD)
+			_exit(3);
+		_exit(mheap_check(HEAPCHECK_ALL, msg, sizeof(msg)) ? 4 : 0);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	pthread_barrier_wait(&k.checked);
+	pthread_join(th, NULL);
+	ASSERT_TRUE(WIFEXITED(status));
+	EXPECT_EQ(0, WEXITSTATUS(status));
+}
+
 /* ------------------------------------------------------------ scavenger */
 
 /*

@@ -54,10 +54,11 @@ static inline __attribute__((always_inline)) struct mspan *checked_span_at(struc
 	} else if (state == MSPAN_LARGE) {
 		start = p == s->base;
 		*idx_out = 0;
-	} else if (state == MSPAN_DEAD) {
+	} else if (state == MSPAN_DEAD || state == MSPAN_CACHED) {
 		/* Freed since we found it, by another thread; or the first or
 		 * last page of a freed large span the page heap keeps (mheap.c,
-		 * span cache), where p may be anything: as in free pages
+		 * span cache), or any page of one a thread's cache keeps
+		 * (largecache.c), where p may be anything: as in free pages
 		 * (heap_bad_pointer), an aligned p was most likely freed. */
 		if (p & 7)
 			mh_fatal("invalid free of %#lx%s", (unsigned long)p, what);

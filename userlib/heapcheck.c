@@ -33,7 +33,10 @@
  *    moves it). An owned span on a cache list has handed out `nalloc`
  *    objects, freed or not; on the empty list none is allocated.
  *  - Caches (mcache.h). The size-indexed names agree with the class
- *    names, and the byte counters are the sums of their lists.
+ *    names, and the byte counters are the sums of their lists. A freed
+ *    large object a thread keeps (largecache.c, state MSPAN_CACHED) is
+ *    on exactly one cache's list, its pages still mapping to it, its gen
+ *    even (claimed), and counts as live to large_live_bytes.
  *  - Arena chunks: the arena layer checks its own (arena_check.c), given
  *    each chunk span the walk finds and then what it found (hooks.h).
  *  - Counters: objects allocated per class (nmalloc - nfree, over live
@@ -324,13 +327,29 @@ static int check_span(struct check *ck, const struct mspan *s)
 	ck->structs[s->bucket]++;
 	ck->f.spans++;
 	ck->span_pages += s->npages;
-	switch (s->state) {
+	/* A thread's cache changes a large span's state without a lock of
+	 * the allocator's (largecache.c). */
+	switch (LOAD_RELAXED(&s->state)) {
 	case MSPAN_SMALL:
 		return ck->f.all ? check_small(ck, s) : 0;
 	case MSPAN_LARGE:
 		CHECK(ck, !s->sizeclass && !s->owner, "large span %#lx: class %u, owner %p", base,
 		      s->sizeclass, (void *)s->owner);
 		ck->large_spans++;
+		ck->large_pages += s->npages;
+		if (s->npages <= SPAN_CACHE_PAGES)
+			ck->large_cacheable_pages += s->npages;
+		return 0;
+	case MSPAN_CACHED:
+		/* Live to the page heap's counts until it comes back
+		 * (largecache.c); on one cache's list (check_cache). */
+		CHECK(ck, !s->sizeclass && !s->owner &&
+		      s->npages << MH_PAGE_SHIFT <= MH_LARGE_CACHE_SPAN_MAX &&
+		      (!ck->f.all || !(s->gen & 1)),
+		      "thread-cached large span %#lx: class %u, owner %p, %lu pages, gen %llu",
+		      base, s->sizeclass, (void *)s->owner, (unsigned long)s->npages,
+		      (unsigned long long)s->gen);
+		ck->thread_cached_spans++;
 		ck->large_pages += s->npages;
 		if (s->npages <= SPAN_CACHE_PAGES)
 			ck->large_cacheable_pages += s->npages;
@@ -367,7 +386,7 @@ static int check_spans(struct check *ck)
 			      (unsigned long)p, (unsigned long)s->base, (unsigned long)s->npages);
 			cur = s;
 			cur_end = mspan_limit(s);
-			if (s->state == MSPAN_DEAD)
+			if (LOAD_RELAXED(&s->state) == MSPAN_DEAD)
 				continue;	/* a cached large span: check_span_cache */
 			TRY(check_span(ck, s));
 			TRY(heapcheck_claim(ck, p, s->npages, s, false, "span"));

@@ -120,6 +120,22 @@ static int check_cache(struct check *ck, struct cache_info *ci)
 		TRY(check_cache_list(ck, ci, cls, &c->full[cls], MSPAN_LIST_CACHE_FULL, &full));
 		TRY(check_cache_list(ck, ci, cls, &c->empty[cls], MSPAN_LIST_CACHE_EMPTY, &empty));
 	}
+	size_t large = 0;
+
+	CHECK(ck, c->nlarge <= MH_LARGE_CACHE_SPANS, "cache %p keeps %u large spans", (void *)c,
+	      c->nlarge);
+	for (unsigned i = 0; i < c->nlarge; i++) {
+		const struct mspan *s = c->large[i];
+
+		CHECK(ck, span_of(s->base) == s && s->state == MSPAN_CACHED,
+		      "cache %p: large span %p (%#lx) in state %u", (void *)c, (const void *)s,
+		      (unsigned long)s->base, s->state);
+		large += s->npages << MH_PAGE_SHIFT;
+		ck->thread_listed_spans++;
+	}
+	CHECK(ck, large == c->large_bytes && large <= MH_LARGE_CACHE_BYTES,
+	      "cache %p keeps %zu bytes of large spans, counted %zu", (void *)c, large,
+	      c->large_bytes);
 	CHECK(ck, ci->held == ci->owned, "cache %p holds %llu spans, %llu name it their owner",
 	      (void *)c, (unsigned long long)ci->held, (unsigned long long)ci->owned);
 	CHECK(ck, full == c->full_bytes && empty == c->empty_bytes,
@@ -138,5 +154,9 @@ int heapcheck_caches(struct check *ck)
 		TRY(ck->f.all ? check_cache(ck, &ck->caches[i])
 			    : check_page_cache(ck, &ck->caches[i].c->pages));
 	}
+	CHECK(ck, !ck->f.all || ck->thread_listed_spans == ck->thread_cached_spans,
+	      "threads' caches list %llu freed large spans, %llu are in the heap",
+	      (unsigned long long)ck->thread_listed_spans,
+	      (unsigned long long)ck->thread_cached_spans);
 	return 0;
 }

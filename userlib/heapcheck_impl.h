@@ -33,6 +33,9 @@ struct check {
 	uint64_t span_pages, cached_pages, pc_pages;
 	uint64_t structs[SPAN_BUCKETS];		/* span structs in use */
 	uint64_t large_spans, large_pages, large_cacheable_pages;
+	/* Freed large objects kept by threads: found in the arena map, and
+	 * on the caches' lists (largecache.c). */
+	uint64_t thread_cached_spans, thread_listed_spans;
 	uint64_t allocated[MH_NUM_CLASSES];	/* objects, from the bitmaps */
 	uint64_t unowned[MH_NUM_CLASSES];	/* spans of the mcentrals */
 };

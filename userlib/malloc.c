@@ -87,16 +87,27 @@ static void *large_alloc(size_t size, size_t align, bool zero, enum span_place p
 	if (align > MH_PAGE_SIZE)
 		align_pages = align >> MH_PAGE_SHIFT;
 	mheap_init();
+	/* The thread's own freed blocks first (largecache.c); never in the
+	 * secure mode, whose frees keep none. */
+	s = c && place == PLACE_LARGE && align_pages == 1 ? mcache_large_take(c, npages) : NULL;
+	if (s) {
+		owner_add(&c->nmalloc[0], 1);
+		if (zero)
+			memset((void *)s->base, 0, npages << MH_PAGE_SHIFT);
+		return (void *)s->base;
+	}
 	if (c && LOAD_RELAXED(&c->empty_bytes) >= npages << MH_PAGE_SHIFT &&
 	    !mheap_fits_resident(npages, align_pages, place)) {
 		/* Only fresh pages have room, while this thread keeps empty
-		 * spans scattered over resident ones: give those back first,
+		 * spans scattered over resident ones (and freed large
+		 * blocks none of which fits): give those back first,
 		 * so that the page heap can merge them into runs. A hash map
 		 * rebuilt after it was destroyed took 1 MiB of fresh pages
 		 * per round for its middle-sized bucket arrays without.
 		 * Fewer empty pages than the block needs are not worth the
 		 * look (it takes the heap lock once more). */
 		mcache_release_empty(c);
+		mcache_large_release(c);
 		mheap_flush_caches_locking();
 	}
 	s = mheap_alloc_span(npages, align_pages, 0, MSPAN_LARGE, place, NULL);
@@ -457,9 +468,11 @@ static __attribute__((noinline)) void free_checked(uintptr_t p)
 		small_free_remote(c, s, idx, p);
 		return;
 	}
-	/* Another thread may be freeing p too: one of the two frees it. */
-	if (!mheap_free_large(s, p))
+	/* Another thread may be freeing p too: one of the two claims it. */
+	if (!span_large_claim(s, p))
 		mspan_double_free(p);
+	if (!c || mh_secure || !mcache_large_put(c, s))
+		mheap_free_span(s);
 	count_free(c, 0);
 }
 

@@ -189,6 +189,8 @@ static struct mspan *drop_current(struct mcache *c, unsigned cls)
 	return s;
 }
 
+static void release_idle(struct mcache *c);
+
 static void release_spans(struct mcache *c)
 {
 	for (unsigned cls = 1; cls < MH_NUM_CLASSES; cls++) {
@@ -201,7 +203,7 @@ static void release_spans(struct mcache *c)
 		while (c->full[cls].head)
 			give_back(c, mspan_of_link(c->full[cls].head));
 	}
-	mcache_release_empty(c);
+	release_idle(c);
 }
 
 /* Unlink c, fold its counters into the global ones and free it. Called
@@ -470,6 +472,18 @@ void mcache_release_empty(struct mcache *c)
 	mheap_free_spans(chain);
 }
 
+/* c's empty spans and its freed large objects back to the page heap. */
+static void release_idle(struct mcache *c)
+{
+	struct mspan *chain = NULL;
+
+	mh_lock(&c->empty_lock);
+	unlink_all_empty(c, &chain);
+	mcache_large_drain(c, &chain);
+	mh_unlock(&c->empty_lock);
+	mheap_free_spans(chain);
+}
+
 void mcache_trim(bool idle_only)
 {
 	struct mspan *chain = NULL;
@@ -486,9 +500,11 @@ void mcache_trim(bool idle_only)
 			c->refills_seen = refills;	/* busy since the last pass */
 			continue;
 		}
-		if (!LOAD_RELAXED(&c->empty_bytes) || pthread_mutex_trylock(&c->empty_lock))
+		if ((!LOAD_RELAXED(&c->empty_bytes) && !LOAD_RELAXED(&c->nlarge)) ||
+		    pthread_mutex_trylock(&c->empty_lock))
 			continue;	/* nothing, or its owner is at it */
 		unlink_all_empty(c, &chain);
+		mcache_large_drain(c, &chain);
 		mh_unlock(&c->empty_lock);
 	}
 	mh_unlock(&mh_caches_lock);
@@ -519,20 +535,36 @@ void mcache_trim(bool idle_only)
  */
 static void reclaim_dead_spans(struct mcache *mine)
 {
+	struct mspan *cached = NULL;
+
 	for (struct heap_arena *ha = arenamap_first(); ha; ha = ha->next) {
 		for (uintptr_t i = 0; i < MH_PAGES_PER_ARENA; i++) {
 			struct mspan *s = ha->spans[i];
 
 			/* A span's first page names it once (it may run on
 			 * into the next arena). */
-			if (!s || s->base != ha->base + (i << MH_PAGE_SHIFT) ||
-			    s->state != MSPAN_SMALL || !s->owner || s->owner == mine)
+			if (!s || s->base != ha->base + (i << MH_PAGE_SHIFT))
+				continue;
+			if (s->state == MSPAN_CACHED) {
+				/* Freed large objects, of any cache or none
+				 * (on their way out of one); this thread's
+				 * list forgets its own below. */
+				s->chain = cached;
+				cached = s;
+				continue;
+			}
+			if (s->state != MSPAN_SMALL || !s->owner || s->owner == mine)
 				continue;
 			mspan_sweep(s);
 			STORE_RELEASE(&s->remote, REMOTE_OWNED);
 			mcentral_uncache_span(s);
 		}
 	}
+	if (mine) {
+		mine->nlarge = 0;
+		mine->large_bytes = 0;
+	}
+	mheap_free_spans(cached);
 }
 
 void mcache_after_fork_child(void)

@@ -109,6 +109,16 @@
 /* Spans of the full list a refill looks at for remote frees. */
 #define MH_CACHE_SCAN		8
 
+/* The thread's cache of freed large objects (largecache.c): at most this
+ * many spans, of this many bytes in all, none longer than
+ * MH_LARGE_CACHE_SPAN_MAX bytes; a request takes a cached span up to
+ * 1/MH_LARGE_CACHE_SLACK longer than it asks for. Measured:
+ * docs/heap.md#the-threads-large-span-cache. */
+#define MH_LARGE_CACHE_SPANS	16
+#define MH_LARGE_CACHE_BYTES	((size_t)4 << 20)
+#define MH_LARGE_CACHE_SPAN_MAX	((size_t)512 << 10)
+#define MH_LARGE_CACHE_SLACK	4
+
 struct mcache {
 	/* Per class, spans of this cache that received their first remote
 	 * free since their last sweep (a hint, added to by other threads):
@@ -151,6 +161,11 @@ struct mcache {
 	 * the spans of a thread that may be idle ("trimming" below). */
 	mh_lock_t empty_lock;
 	size_t empty_bytes;		/* bytes in owned, entirely free spans */
+	/* Freed large objects this thread keeps (largecache.c), oldest
+	 * first, under empty_lock; their count and bytes, read without it. */
+	struct mspan *large[MH_LARGE_CACHE_SPANS];
+	unsigned nlarge;
+	size_t large_bytes;
 	/* Refills this cache made (the owner's, relaxed), and the count the
 	 * scavenger saw at its last pass (under mh_caches_lock): a cache
 	 * that made none between two passes is idle ("trimming"). */
@@ -257,6 +272,18 @@ MH_HIDDEN void mcache_release_empty(struct mcache *c);
  * mh_caches_lock is taken. No allocator lock held but perhaps an
  * mcentral's (idle_only). */
 MH_HIDDEN void mcache_trim(bool idle_only);
+
+/* The thread's cache of freed large objects (largecache.c). put: s, a
+ * large object this thread has just claimed (span_large_claim), kept,
+ * when it is short enough, else false (the caller frees it to the page
+ * heap); evicts the oldest beyond the caps. take: a kept span of at
+ * least npages pages, reborn as a large object, or NULL. drain: every
+ * kept span onto *chain (for mheap_free_spans), c->empty_lock held. */
+MH_HIDDEN bool mcache_large_put(struct mcache *c, struct mspan *s);
+MH_HIDDEN struct mspan *mcache_large_take(struct mcache *c, uintptr_t npages);
+MH_HIDDEN void mcache_large_drain(struct mcache *c, struct mspan **chain);
+/* Every large object c keeps back to the page heap. */
+MH_HIDDEN void mcache_large_release(struct mcache *c);
 
 /* Counters of caches that have gone away. Under caches_lock. */
 MH_HIDDEN extern uint64_t mh_dead_nmalloc[MH_NUM_CLASSES];

@@ -382,7 +382,10 @@ void mheap_free_span(struct mspan *s)
  * scavenger's look, which the caller makes. */
 static void free_span_locked(struct mspan *s, bool released)
 {
-	if (s->state == MSPAN_LARGE) {
+	/* A large object, freed now or kept by a thread's cache until now. */
+	bool large = s->state == MSPAN_LARGE || s->state == MSPAN_CACHED;
+
+	if (large) {
 		mh_heap.large_live_bytes -= s->npages << MH_PAGE_SHIFT;
 		count_cacheable(s->npages, false);
 	}
@@ -390,23 +393,13 @@ static void free_span_locked(struct mspan *s, bool released)
 	if (!released && s->npages <= SPAN_CACHE_PAGES) {
 		/* The secure mode takes small spans from the small list
 		 * unzeroed (alloc_span_locked): only theirs go there. */
-		span_cache_put(s, s->state == MSPAN_LARGE || (mh_secure && s->state != MSPAN_SMALL) ?
+		span_cache_put(s, large || (mh_secure && s->state != MSPAN_SMALL) ?
 				  CACHE_LARGE : CACHE_SMALL);
 	} else {
 		pa_free(s->base, s->npages, released);
 		span_struct_kill(s);
 		fixalloc_free(&mh_heap.spanalloc[s->bucket], s);
 	}
-}
-
-bool mheap_free_large(struct mspan *s, uintptr_t p)
-{
-	/* Two frees of p may have found s at once: the claim lets one of
-	 * them free it (span_large_claim). */
-	if (!span_large_claim(s, p))
-		return false;
-	mheap_free_span(s);
-	return true;
 }
 
 void mheap_free_span_released(struct mspan *s, bool released)

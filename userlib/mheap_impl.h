@@ -109,19 +109,18 @@ MH_HIDDEN void mheap_free_span(struct mspan *s);
 /* The same for a span whose pages were already dropped (a faulted arena
  * chunk): they count as released and read as zero. */
 MH_HIDDEN void mheap_free_span_released(struct mspan *s, bool released);
-/* mheap_free_span for the large object at p, if s still is it; false when
- * another free got there first (a double free). */
-MH_HIDDEN bool mheap_free_large(struct mspan *s, uintptr_t p);
 /*
  * A large object's life, begun and ended exactly once however many frees
- * race for it, without the heap lock. Its birth moves gen on to an odd
- * value before the state says MSPAN_LARGE (a release store);
- * span_large_claim(s, p) ends it for the one caller whose compare-and-swap
- * moves that odd gen on to even, having found s still the large object at
- * p: a free that read a gen from before a death and a rebirth fails its
- * swap, one that reads the even gen of a claimed span fails at once.
- * Every free of a large object claims it first; then the claimer alone
- * owns it. Birth: heap lock held, no claim possible (dead or even gen).
+ * race for it (mheap.c). Its birth moves gen on to an odd value before
+ * the state says MSPAN_LARGE (a release store); span_large_claim(s, p)
+ * ends it for the one caller whose compare-and-swap moves that odd gen on
+ * to even, having found s still the large object at p: a free that read
+ * a gen from before a death and a rebirth fails its swap, one that reads
+ * the even gen of a claimed span fails at once. Every free of a large
+ * object claims it first; then the claimer alone owns it, for the page
+ * heap or its thread's cache (largecache.c). Birth: heap lock held, or
+ * the cache's owner, with no claim possible (even gen). Measured and
+ * reasoned: docs/heap.md#the-threads-large-span-cache.
  */
 MH_HIDDEN void span_large_birth(struct mspan *s);
 MH_HIDDEN bool span_large_claim(struct mspan *s, uintptr_t p);

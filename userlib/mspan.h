@@ -94,6 +94,8 @@ enum mspan_state {
 	MSPAN_SMALL,		/* objects of one size class */
 	MSPAN_LARGE,		/* a single object above 32 KiB */
 	MSPAN_CHUNK,		/* a user-arena chunk */
+	MSPAN_CACHED,		/* a freed large object a thread's cache keeps
+				 * (largecache.c) */
 };
 
 enum mspan_list {

@@ -33,6 +33,7 @@ _Static_assert(offsetof(struct mh_stats, arena_chunks_warm) + sizeof(uint64_t) =
 static void stats_fill(struct mh_stats *st)
 {
 	struct mcache *c;
+	uint64_t large_cached = 0;	/* freed, kept by threads (largecache.c) */
 
 	memset(st, 0, sizeof(*st));
 	st->size = sizeof(*st);
@@ -48,6 +49,7 @@ static void stats_fill(struct mh_stats *st)
 			st->by_class[cls].mallocs += mcache_nmalloc(c, cls);
 			st->by_class[cls].frees += LOAD_RELAXED(&c->nfree[cls]);
 		}
+		large_cached += LOAD_RELAXED(&c->large_bytes);
 		st->threads_cached++;
 	}
 	mh_unlock(&mh_caches_lock);
@@ -64,10 +66,17 @@ static void stats_fill(struct mh_stats *st)
 
 	mh_lock(&mh_heap.lock);
 	st->heap_sys = pa_total_pages << MH_PAGE_SHIFT;
-	st->heap_idle = pa_free_pages << MH_PAGE_SHIFT;
+	/* Thread-kept large objects are freed memory (a snapshot: one may
+	 * have come back to the page heap since the caches were read). */
+	st->heap_idle = (pa_free_pages << MH_PAGE_SHIFT) + large_cached;
+	if (st->heap_idle > st->heap_sys)
+		st->heap_idle = st->heap_sys;
 	st->heap_inuse = st->heap_sys - st->heap_idle;
 	st->heap_released = pa_released_pages << MH_PAGE_SHIFT;
-	st->heap_alloc += mh_heap.large_live_bytes;
+	/* The page heap counts them live until they come back to it; one
+	 * may have come back since the caches were read. */
+	st->heap_alloc += mh_heap.large_live_bytes -
+			  (large_cached < mh_heap.large_live_bytes ? large_cached : mh_heap.large_live_bytes);
 	st->scavenged_bytes = mh_heap.scavenged_pages << MH_PAGE_SHIFT;
 	st->heap_arenas = arenamap_count();
 	mh_unlock(&mh_heap.lock);

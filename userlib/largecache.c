@@ -1,0 +1,129 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The thread's cache of freed large objects (tcmalloc's per-thread cache,
+ * Go's mcache, for what they keep of blocks above the size classes).
+ *
+ * A thread that frees and allocates large blocks again and again paid two
+ * holds of the heap lock per pair - contended wherever another thread
+ * frees or allocates in the page heap meanwhile - and wrote the arena map
+ * for every page of the block twice, once to NULL and once back. So a
+ * thread keeps the large objects it frees, up to MH_LARGE_CACHE_SPAN_MAX
+ * bytes each, MH_LARGE_CACHE_SPANS of them and MH_LARGE_CACHE_BYTES in
+ * all (mcache.h), and its next large request of at most that length takes
+ * the shortest one that holds it, if that is not more than
+ * 1/MH_LARGE_CACHE_SLACK longer: no heap lock, no arena-map write. The
+ * cache is the span struct itself: its pages keep mapping to it, in state
+ * MSPAN_CACHED, so a free of any of its pages finds a freed block and
+ * reports it as a free of free pages is reported (checkedfree.h): a
+ * double free, or an invalid one for an unaligned pointer.
+ *
+ * Exactness: every free of a large object claims it first
+ * (span_large_claim: a compare-and-swap of gen, mheap_impl.h), and only
+ * the claimer puts it here, so of two frees of one block, at once or not,
+ * the second finds it claimed or cached and aborts. Taking it out is the
+ * object's rebirth (span_large_birth), made by the owner alone before it
+ * hands the block out.
+ *
+ * Bounds: beyond the caps the oldest goes to the page heap. The list is
+ * under the cache's empty_lock (mcache.h, "trimming"), uncontended but for
+ * mh_scavenge and the scavenger's trim of idle caches, which take every
+ * cached span back as they take empty spans; thread exit gives them back
+ * with the rest of the cache, and a fork's child takes every other
+ * thread's from the arena map (mcache.c, "Fork"). Not in the secure mode,
+ * whose frees take their own path. To the page heap the cached spans are
+ * in use, live large bytes (large_live_bytes) until they go back; the
+ * stats count them as idle, freed memory (stats.c). Measured:
+ * docs/heap.md#the-threads-large-span-cache.
+ */
+#include <string.h>
+
+#include "mcache.h"
+#include "mheap_impl.h"
+
+/* Entry i off c's list, the rest moved up (empty_lock held). */
+static struct mspan *large_remove(struct mcache *c, unsigned i)
+{
+	struct mspan *s = c->large[i];
+	unsigned n = c->nlarge - 1;
+
+	memmove(&c->large[i], &c->large[i + 1], (n - i) * sizeof(c->large[0]));
+	STORE_RELAXED(&c->nlarge, n);
+	STORE_RELAXED(&c->large_bytes, c->large_bytes - (s->npages << MH_PAGE_SHIFT));
+	return s;
+}
+
+bool mcache_large_put(struct mcache *c, struct mspan *s)
+{
+	size_t bytes = s->npages << MH_PAGE_SHIFT;
+	struct mspan *out = NULL, *old;
+
+	if (bytes > MH_LARGE_CACHE_SPAN_MAX)
+		return false;
+	/* Claimed: no other free can reach it, but they may read the state. */
+	STORE_RELEASE(&s->state, (uint8_t)MSPAN_CACHED);
+	mh_lock(&c->empty_lock);
+	while (c->nlarge == MH_LARGE_CACHE_SPANS || c->large_bytes + bytes > MH_LARGE_CACHE_BYTES) {
+		old = large_remove(c, 0);
+		old->chain = out;
+		out = old;
+	}
+	c->large[c->nlarge] = s;
+	STORE_RELAXED(&c->nlarge, c->nlarge + 1);
+	STORE_RELAXED(&c->large_bytes, c->large_bytes + bytes);
+	mh_unlock(&c->empty_lock);
+	mheap_free_spans(out);
+	return true;
+}
+
+struct mspan *mcache_large_take(struct mcache *c, uintptr_t npages)
+{
+	uintptr_t most = npages + npages / MH_LARGE_CACHE_SLACK;
+	struct mspan *s = NULL;
+	unsigned best = 0;
+
+	if (!LOAD_RELAXED(&c->nlarge))
+		return NULL;
+	mh_lock(&c->empty_lock);
+	/* Newest first: of equals, the warmest. */
+	for (unsigned i = c->nlarge; i-- > 0;) {
+		uintptr_t n = c->large[i]->npages;
+
+		if (n >= npages && n <= most && (!s || n < s->npages)) {
+			s = c->large[i];
+			best = i;
+			if (n == npages)
+				break;
+		}
+	}
+	if (s)
+		large_remove(c, best);
+	mh_unlock(&c->empty_lock);
+	if (!s)
+		return NULL;
+	span_large_birth(s);
+	s->needzero = 1;	/* it held a block */
+	STORE_RELEASE(&s->state, (uint8_t)MSPAN_LARGE);
+	return s;
+}
+
+void mcache_large_drain(struct mcache *c, struct mspan **chain)
+{
+	while (c->nlarge) {
+		struct mspan *s = large_remove(c, c->nlarge - 1);
+
+		s->chain = *chain;
+		*chain = s;
+	}
+}
+
+void mcache_large_release(struct mcache *c)
+{
+	struct mspan *chain = NULL;
+
+	if (!LOAD_RELAXED(&c->nlarge))
+		return;
+	mh_lock(&c->empty_lock);
+	mcache_large_drain(c, &chain);
+	mh_unlock(&c->empty_lock);
+	mheap_free_spans(chain);
+}
