@@ -106,12 +106,14 @@ static void span_cache_edges(const struct mspan *s, struct mspan *v)
 }
 
 /* The cached large span whose first or last page is at p, if any: the
- * arena map points at a dead struct there only for those (span_cache_edges). */
+ * arena map points at a dead struct there only for those (span_cache_edges).
+ * A neighbour a thread keeps changes its state without the heap lock
+ * (largecache.c), never to or from dead. */
 static struct mspan *span_cache_large_at(uintptr_t p)
 {
 	struct mspan *n = span_of(p);
 
-	return n && n->state == MSPAN_DEAD ? n : NULL;
+	return n && LOAD_RELAXED(&n->state) == MSPAN_DEAD ? n : NULL;
 }
 
 /* s, a large span on its way into the cache: merged with the cached large
