@@ -894,6 +894,32 @@ TEST(calloc_zeroes_a_kept_large_block_it_reuses)
 		ASSERT_EQ(0, q[i]);
 }
 
+TEST(a_thread_making_a_small_span_gives_its_kept_large_blocks_back)
+{
+	void *p = mh_malloc(100 << 10);
+
+	ASSERT_NE(NULL, p);
+	mh_free(p);
+	ASSERT_EQ(MSPAN_CACHED, state_at(p));
+	/* The first object of a class this process never used: a new span
+	 * from the page heap. */
+	ASSERT_NE(NULL, mh_malloc(MH_MAX_SMALL_SIZE));
+	EXPECT_EQ(0, mh_tls_cache->nlarge);
+	EXPECT_EQ(MSPAN_DEAD, state_at(p));
+}
+
+TEST(realloc_gives_the_large_block_it_moves_from_to_the_page_heap)
+{
+	void *p = mh_malloc(100 << 10), *q;
+
+	ASSERT_NE(NULL, p);
+	q = mh_realloc(p, 40 << 10);	/* under half: it moves */
+	ASSERT_NE(NULL, q);
+	ASSERT_NE(p, q);
+	EXPECT_EQ(0, mh_tls_cache->nlarge);
+	EXPECT_EQ(MSPAN_DEAD, state_at(p));
+}
+
 TEST(the_threads_large_cache_keeps_at_most_its_count_of_blocks)
 {
 	enum { N = MH_LARGE_CACHE_SPANS + 4 };

@@ -443,6 +443,19 @@ static inline __attribute__((always_inline)) void small_free_remote(struct mcach
 	count_free(c, cls);
 }
 
+/* The free of p, a large object of s, checked (checked_span), by the
+ * thread of cache c (or none): into c's large blocks if keep
+ * (largecache.c), else, or if it does not fit there, to the page heap. */
+static void large_free(struct mcache *c, struct mspan *s, uintptr_t p, bool keep)
+{
+	/* Another thread may be freeing p too: one of the two claims it. */
+	if (!span_large_claim(s, p))
+		mspan_double_free(p);
+	if (!keep || !c || mh_secure || !mcache_large_put(c, s))
+		mheap_free_span(s);
+	count_free(c, 0);
+}
+
 /* Everything the fast path of mh_free does not take: NULL, a thread's
  * first free, remote and large frees, frees after the thread's exit, and
  * every bad pointer. */
@@ -468,12 +481,7 @@ static __attribute__((noinline)) void free_checked(uintptr_t p)
 		small_free_remote(c, s, idx, p);
 		return;
 	}
-	/* Another thread may be freeing p too: one of the two claims it. */
-	if (!span_large_claim(s, p))
-		mspan_double_free(p);
-	if (!c || mh_secure || !mcache_large_put(c, s))
-		mheap_free_span(s);
-	count_free(c, 0);
+	large_free(c, s, p, true);
 }
 
 /* The owner's free of p through c, a cache or mh_no_cache (which owns
@@ -639,7 +647,10 @@ void *mh_realloc(void *ptr, size_t size)
 	if (!q)
 		return NULL;	/* the old block is untouched, as C requires */
 	memcpy(q, ptr, old < size ? old : size);
-	mh_free(ptr);
+	if (s->state == MSPAN_SMALL)
+		mh_free(ptr);
+	else	/* the page heap's: growth in place needs free runs */
+		large_free(mcache_get(), s, p, false);
 	return q;
 }
 

@@ -73,6 +73,10 @@ struct mspan *mcentral_cache_span(unsigned sizeclass, struct mcache *c, struct m
 	}
 	mh_unlock(&mc->lock);
 
+	/* The large blocks the thread keeps go back first: a thread making
+	 * small spans is not churning large blocks just now, and in the page
+	 * heap their pages can serve small spans (largecache.c). */
+	mcache_large_release(c);
 	s = mheap_alloc_small_spans(sizeclass, refill_batch(sizeclass), &c->pages);
 	for (struct mspan *t = s; t; t = t->chain) {
 		STORE_RELEASE(&t->remote, REMOTE_OWNED);	/* mspan_init_small */
