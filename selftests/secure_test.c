@@ -28,6 +28,7 @@
 #include "arena_impl.h"
 #include "arenamap.h"
 #include "fault.h"
+#include "mcache.h"
 
 /* The first byte of p[0..n) that is not the byte i would have in a block
  * filled with (unsigned char)i (pattern) or with zeroes (!pattern); n if
@@ -169,6 +170,20 @@ TEST(a_freed_large_block_is_quarantined_with_the_arenas_chunks)
 		SKIP(return, "the none backend does not fault");
 	EXPECT_EQ(before.arena_chunks_quarantined + 1, after.arena_chunks_quarantined);
 	EXPECT_LE(before.arena_quarantined_bytes + (1 << 20), after.arena_quarantined_bytes);
+}
+
+/* Frees keep no large block for the thread's reuse (largecache.c): a
+ * freed block waits in quarantine like any other. */
+TEST(a_thread_keeps_no_freed_large_block)
+{
+	for (size_t len = 40 << 10; len <= (512 << 10); len *= 2) {
+		void *p = mh_malloc(len);
+
+		ASSERT_NE(NULL, p);
+		mh_free(p);
+		ASSERT_NE(NULL, mh_tls_cache);
+		EXPECT_EQ(0, mh_tls_cache->nlarge) TH_LOG("%zu bytes", len);
+	}
 }
 
 /* Whether the guarded block that was at p is quarantined. */

@@ -49,7 +49,8 @@
  *
  * Trimming: a thread that allocated and went idle would keep its empty
  * spans (up to MH_CACHE_EMPTY_MAX) for ever, and no other thread may touch
- * an owner's lists while it runs. The empty lists are the exception, by a
+ * an owner's lists while it runs. The empty lists (and the freed large
+ * blocks it keeps, largecache.c) are the exception, by a
  * protocol: they change only under the cache's empty_lock, which the owner
  * takes in its slow paths (a span emptied, spares kept, a refill from
  * them, a trim) and mh_scavenge tries, under mh_caches_lock (so a fork
