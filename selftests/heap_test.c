@@ -920,18 +920,25 @@ TEST(realloc_gives_the_large_block_it_moves_from_to_the_page_heap)
 	EXPECT_EQ(MSPAN_DEAD, state_at(p));
 }
 
+/* n blocks of len bytes into p[], then freed oldest first; false if one
+ * could not be made. */
+static bool allocate_then_free(void **p, int n, size_t len)
+{
+	for (int i = 0; i < n; i++)
+		if (!(p[i] = mh_malloc(len)))
+			return false;
+	for (int i = 0; i < n; i++)
+		mh_free(p[i]);
+	return true;
+}
+
 TEST(the_threads_large_cache_keeps_at_most_its_count_of_blocks)
 {
 	enum { N = MH_LARGE_CACHE_SPANS + 4 };
 	size_t len = 64 << 10;	/* N of them are well within the bytes */
 	void *p[N];
 
-	for (int i = 0; i < N; i++) {
-		p[i] = mh_malloc(len);
-		ASSERT_NE(NULL, p[i]);
-	}
-	for (int i = 0; i < N; i++)
-		mh_free(p[i]);
+	ASSERT_TRUE(allocate_then_free(p, N, len));
 	EXPECT_EQ(MH_LARGE_CACHE_SPANS, mh_tls_cache->nlarge);
 	/* The oldest went to the page heap. */
 	for (int i = 0; i < N; i++)
@@ -944,12 +951,7 @@ TEST(the_threads_large_cache_keeps_at_most_its_bytes)
 	size_t len = MH_LARGE_CACHE_SPAN_MAX;
 	void *p[N];
 
-	for (int i = 0; i < N; i++) {
-		p[i] = mh_malloc(len);
-		ASSERT_NE(NULL, p[i]);
-	}
-	for (int i = 0; i < N; i++)
-		mh_free(p[i]);
+	ASSERT_TRUE(allocate_then_free(p, N, len));
 	EXPECT_EQ(MH_LARGE_CACHE_BYTES, mh_tls_cache->large_bytes);
 	EXPECT_EQ(MH_LARGE_CACHE_BYTES / len, mh_tls_cache->nlarge);
 	EXPECT_EQ(MSPAN_DEAD, state_at(p[N - 1 - MH_LARGE_CACHE_BYTES / len]));

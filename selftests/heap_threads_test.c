@@ -546,6 +546,17 @@ static unsigned state_at(void *p)
 	return s ? s->state : MSPAN_DEAD;
 }
 
+/* k's thread started and its block freed and kept; false if not. */
+static bool start_keeping_thread(struct keeping_thread *k, pthread_t *th)
+{
+	pthread_barrier_init(&k->freed, NULL, 2);
+	pthread_barrier_init(&k->checked, NULL, 2);
+	if (pthread_create(th, NULL, free_a_large_block_and_wait, k))
+		return false;
+	pthread_barrier_wait(&k->freed);
+	return state_at(k->block) == MSPAN_CACHED;
+}
+
 TEST(a_threads_kept_large_blocks_go_back_when_it_exits)
 {
 	void *block = NULL;
@@ -564,11 +575,7 @@ TEST(mh_scavenge_takes_back_the_large_blocks_an_idle_thread_keeps)
 	unsigned state, kept;
 	pthread_t th;
 
-	pthread_barrier_init(&k.freed, NULL, 2);
-	pthread_barrier_init(&k.checked, NULL, 2);
-	ASSERT_EQ(0, pthread_create(&th, NULL, free_a_large_block_and_wait, &k));
-	pthread_barrier_wait(&k.freed);
-	ASSERT_EQ(MSPAN_CACHED, state_at(k.block));
+	ASSERT_TRUE(start_keeping_thread(&k, &th));
 	mh_scavenge();
 	state = state_at(k.block);
 	kept = LOAD_RELAXED(&k.cache->nlarge);
@@ -585,11 +592,7 @@ TEST(a_fork_child_takes_back_the_large_blocks_other_threads_keep)
 	pid_t pid;
 	int status;
 
-	pthread_barrier_init(&k.freed, NULL, 2);
-	pthread_barrier_init(&k.checked, NULL, 2);
-	ASSERT_EQ(0, pthread_create(&th, NULL, free_a_large_block_and_wait, &k));
-	pthread_barrier_wait(&k.freed);
-	ASSERT_EQ(MSPAN_CACHED, state_at(k.block));
+	ASSERT_TRUE(start_keeping_thread(&k, &th));
 	pid = fork();
 	ASSERT_GE(pid, 0);
 	if (pid == 0) {
