@@ -311,6 +311,31 @@ TEST(page_allocator_high_takes_the_top_of_the_highest_free_run)
 	EXPECT_EQ(ALIGN_DOWN(a + PAGES(60), PAGES(16)), d);
 }
 
+/* Large objects keep out of the chunks that hold small spans: a resident
+ * place apart from them before a shorter resident run among them (small
+ * spans carved into a freed block's place leave the next block of its
+ * size no run to take, and it faults in fresh pages). */
+TEST(a_large_block_takes_a_resident_place_apart_from_small_spans_before_a_better_fit_among_them)
+{
+	uintptr_t hole, edge, top, p;
+
+	mh_free(mh_malloc(1));	/* a small span, in the lowest chunk */
+	mh_lock(&mh_heap.lock);
+	hole = pa_alloc(20, 1, PA_LOW).base;
+	edge = pa_alloc(1, 1, PA_LOW).base;	/* bounds the hole */
+	top = pa_alloc(100, 1, PA_HIGH).base;
+	pa_mark_small(hole, 21);	/* as a small span there would */
+	pa_free(hole, 20, false);	/* 20 resident pages among small spans */
+	pa_free(top, 100, false);	/* 100 at the top of a long free run */
+	p = pa_find(10, 1, PA_DIRTY);
+	pa_free(edge, 1, false);
+	mh_unlock(&mh_heap.lock);
+	ASSERT_NE(0, hole);
+	ASSERT_EQ(hole + PAGES(20), edge);
+	ASSERT_GE(top - hole, PAGES(PA_CHUNK_PAGES));	/* another chunk */
+	EXPECT_TRUE(p >= top && p + PAGES(10) <= top + PAGES(100));
+}
+
 /* Where the lowest (!high) or highest run of n free pages starts, found
  * page by page over every arena (adjacent arenas join their runs). */
 static uintptr_t naive_find(uintptr_t n, bool high)
@@ -710,6 +735,56 @@ TEST(a_large_block_that_would_take_released_pages_takes_the_cached_ones_merged)
 	p = mh_malloc(PAGES(16));
 	EXPECT_EQ(a1, p);
 	free_to_page_heap(p);
+}
+
+/* A block of up to 64 pages that finds no cached span, and whose first-fit
+ * place would fault in again, takes the lowest resident place apart from
+ * small spans: the bottom of a freed longer block's pages, whose top the
+ * next longer block can take back (a bucket array doubled up to 64 pages
+ * in the place of a freed pair of 128 and 256). */
+/* A block of 256 pages (longer than the span cache keeps) written and
+ * freed after every free page was released: its pages the only resident
+ * free ones. */
+static char *free_a_resident_block(void)
+{
+	char *p;
+
+	span_cache_start_empty();
+	p = mh_malloc(PAGES(256));
+	if (p) {
+		memset(p, 1, PAGES(256));
+		mh_free(p);
+	}
+	return p;
+}
+
+TEST(a_large_block_whose_first_fit_is_released_takes_the_lowest_resident_place_apart)
+{
+	char *big = free_a_resident_block(), *p;
+
+	ASSERT_NE(NULL, big);
+	p = mh_malloc(PAGES(16));
+	EXPECT_EQ(big, p);
+	mh_free(p);
+}
+
+/* A block longer than the span cache keeps, whose place would fault in
+ * again, takes the cached large spans back first, merged with the free
+ * pages around them: a bucket array doubled to 256 pages gets back the
+ * place of the last one, where the smaller arrays made since lie cached. */
+TEST(a_block_longer_than_the_cache_keeps_takes_its_cached_spans_merged_before_released_pages)
+{
+	char *big = free_a_resident_block(), *a, *again;
+
+	ASSERT_NE(NULL, big);
+	a = mh_malloc(PAGES(16));
+	ASSERT_EQ(big, a);		/* the rule above */
+	mh_free(a);
+	ASSERT_TRUE(cached_large_at(a, 16));
+	again = mh_malloc(PAGES(256));
+	EXPECT_EQ(big, again);
+	EXPECT_EQ(PAGES(256) / 4096, resident_pages_in(again, PAGES(256)));
+	mh_free(again);
 }
 
 /* Two neighbouring large blocks of npages pages each, at *a1 and *a2, and

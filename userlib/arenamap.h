@@ -64,6 +64,11 @@ struct heap_arena {
 	uint64_t chunk_used[PA_CHUNKS];
 	/* When the scavenger last released pages of each chunk, or 0. */
 	uint64_t chunk_released[PA_CHUNKS];
+	/* Bit c: chunk c holds pages of small spans (set when one is made
+	 * there or a page cache takes pages of it, cleared when the chunk is
+	 * all free again); large objects keep out of such chunks while they
+	 * can (pagealloc_search.c, find_dirty). */
+	uint16_t small_chunks;
 };
 
 #if MH_ARENA_L1_BITS == 0

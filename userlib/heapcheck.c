@@ -16,7 +16,8 @@
  *    or cached) were allocated, which cleared their scavenged bits; a page
  *    cache keeps them. pa_free_pages counts the free and the cached pages,
  *    pa_released_pages the scavenged bits, and the chunk and arena
- *    summaries are those of the bitmap.
+ *    summaries are those of the bitmap. The chunks of small spans are
+ *    marked as such (small_chunks).
  *  - Small spans (mspan.h). Objects freed since the last sweep are set in
  *    freed_local or freed_remote, never both, and were allocated; the
  *    remote count equals the bits set (a freer sets its bit, then counts
@@ -318,6 +319,23 @@ static int check_small(struct check *ck, const struct mspan *s)
 	return 0;
 }
 
+/* The chunks of a small span's first and last pages are marked as
+ * holding small spans (arenamap.h), which large objects keep out of. */
+static int check_small_chunks(struct check *ck, const struct mspan *s)
+{
+	const uintptr_t ends[2] = { s->base, mspan_limit(s) - MH_PAGE_SIZE };
+
+	for (unsigned i = 0; i < 2; i++) {
+		const struct heap_arena *ha = arena_of(ends[i]);
+		unsigned c = (unsigned)arena_page(ha, ends[i]) / PA_CHUNK_PAGES;
+
+		CHECK(ck, ha->small_chunks >> c & 1,
+		      "small span %#lx: its chunk %u is not marked as holding small spans",
+		      (unsigned long)s->base, c);
+	}
+	return 0;
+}
+
 static int check_span(struct check *ck, const struct mspan *s)
 {
 	unsigned long base = (unsigned long)s->base;
@@ -331,6 +349,7 @@ static int check_span(struct check *ck, const struct mspan *s)
 	 * the allocator's (largecache.c). */
 	switch (LOAD_RELAXED(&s->state)) {
 	case MSPAN_SMALL:
+		TRY(check_small_chunks(ck, s));
 		return ck->f.all ? check_small(ck, s) : 0;
 	case MSPAN_LARGE:
 		CHECK(ck, !s->sizeclass && !s->owner, "large span %#lx: class %u, owner %p", base,

@@ -104,9 +104,25 @@ bool span_large_claim(struct mspan *s, uintptr_t p)
  * place of the best-fitting run with the fewest released pages.
  * Measured: docs/heap.md#placement.
  *
- * Only objects longer than SPAN_HIGH_PAGES go high. Shorter ones are
- * recycled whole by the span cache, and once freed for good their pages
- * are welcome to small spans. A block that realloc had to move goes low
+ * Large objects keep out of the chunks of PA_CHUNK_PAGES pages where small
+ * spans are, while they can: small spans carved again and again into the
+ * places of freed blocks, with live objects scattered among them, left no
+ * run long enough for the next block of the same size, which faulted in
+ * fresh pages, round after round (mimalloc keeps them apart likewise, in
+ * pages and segments of their own).
+ *
+ * Objects up to SPAN_HIGH_PAGES are recycled whole by the span cache;
+ * when it has none for them they take a resident place apart from small
+ * spans (PA_APART), the lowest of the best-fitting run, so that they stay
+ * below the longer blocks, which take the tops of the same runs: a bucket
+ * array doubled 8, 16, 32, 64 pages leaves the top of a freed pair of
+ * 128 and 256 pages whole for the next 128, and the 256 its place back.
+ * With no such place they go by first fit, low, among the small spans,
+ * which take their pages once they are freed for good: a heap's first
+ * round of growth leaves no resident place apart, and small spans would
+ * otherwise take fresh pages where these blocks had been. Measured:
+ * docs/heap.md#large-blocks-apart-from-small-spans-2026-12-06-issue-24.
+ * A block that realloc had to move goes low
  * (PLACE_LOW): it is likely to grow again, and first fit leaves it the
  * free pages above it that growth in place needs; at the top of a run it
  * could never grow. Arena chunks go low as well, with the rest of what
@@ -121,7 +137,26 @@ bool span_large_claim(struct mspan *s, uintptr_t p)
  */
 static enum pa_where place_of(uintptr_t npages, enum span_place place)
 {
-	return place == PLACE_LARGE && npages > SPAN_HIGH_PAGES ? PA_DIRTY : PA_LOW;
+	if (place != PLACE_LARGE)
+		return PA_LOW;
+	return npages > SPAN_HIGH_PAGES ? PA_DIRTY : PA_APART;
+}
+
+/* For PA_APART: a resident place apart from small spans, when first fit's
+ * place would fault in again; 0 when first fit's will do or there is none. */
+static uintptr_t apart_place(uintptr_t npages, uintptr_t align_pages)
+{
+	uintptr_t p = pa_find(npages, align_pages, PA_LOW);
+
+	return p && pa_resident(p, npages) ? 0 : pa_find(npages, align_pages, PA_APART);
+}
+
+/* Where a run of npages aligned to align_pages goes; 0 if nowhere. */
+static uintptr_t find_place(uintptr_t npages, uintptr_t align_pages, enum pa_where where)
+{
+	uintptr_t p = where == PA_APART ? apart_place(npages, align_pages) : 0;
+
+	return p ? p : pa_find(npages, align_pages, where == PA_APART ? PA_LOW : where);
 }
 
 /* Whether a request of npages pages aligned to align_pages is one the span
@@ -142,7 +177,7 @@ bool mheap_fits_resident(uintptr_t npages, uintptr_t align_pages, enum span_plac
 	     mh_heap.span_cache_large_held >> (npages - 1))) {
 		fits = true;
 	} else {
-		p = pa_find(npages, align_pages, place_of(npages, place));
+		p = find_place(npages, align_pages, place_of(npages, place));
 		fits = p && pa_resident(p, npages);
 	}
 	mh_unlock(&mh_heap.lock);
@@ -201,18 +236,28 @@ static struct mspan *alloc_span_locked(uintptr_t npages, uintptr_t align_pages,
 	 * can hold them (pagecache.c); nothing aligned does. */
 	if (!sizeclass || align_pages != 1)
 		pc = NULL;
-	if (!sizeclass && mh_heap.span_cache_large_pages >= npages &&
-	    span_cache_serves(npages, align_pages)) {
+	if (!sizeclass && state == MSPAN_LARGE && mh_heap.span_cache_large_pages &&
+	    (mh_heap.span_cache_large_pages >= npages || !span_cache_serves(npages, align_pages))) {
 		/* A large object no cached span could hold, while the large
-		 * lists hold as many pages: if its place would fault in
-		 * again, their pages go back first, merged, for it to take
-		 * (span cache). */
-		uintptr_t p = pa_find(npages, align_pages, where);
+		 * lists hold as many pages (or any, for an object longer than
+		 * they keep): if its place would fault in again, their pages
+		 * go back first, merged, for it to take (span cache). So a
+		 * bucket array doubled to 256 pages takes back the place of
+		 * the last one, where the arrays of up to 64 pages made since
+		 * lie cached. */
+		uintptr_t p = find_place(npages, align_pages, where);
 
 		if (!p || !pa_resident(p, npages))
 			flush_span_cache(CACHE_LARGE);
 	}
-	r = take_pages(npages, align_pages, where, pc);
+	if (where == PA_APART) {
+		uintptr_t p = apart_place(npages, align_pages);
+
+		if (!p || !pa_alloc_at(p, npages, &r))
+			where = PA_LOW;
+	}
+	if (!r.base)
+		r = take_pages(npages, align_pages, where, pc);
 	if (!r.base) {
 		mheap_flush_caches();
 		r = take_pages(npages, align_pages, where, pc);
@@ -244,6 +289,7 @@ init:
 	s->base = r.base;
 	s->npages = npages;
 	if (sizeclass) {
+		pa_mark_small(s->base, npages);
 		/* The secure mode checks at each allocation that a slot is
 		 * still zero: its spans start so (secure.c). */
 		if (unlikely(mh_secure) && r.needzero)

@@ -115,8 +115,11 @@ void pa_update_sums(struct heap_arena *ha, unsigned first_chunk, unsigned last_c
 {
 	struct pa_sum old = ha->sum;
 
-	for (unsigned c = first_chunk; c <= last_chunk; c++)
+	for (unsigned c = first_chunk; c <= last_chunk; c++) {
 		ha->chunk_sum[c] = pa_summarize(ha->alloc, c * PA_CHUNK_PAGES, PA_CHUNK_PAGES);
+		if (ha->chunk_sum[c].max == PA_CHUNK_PAGES)
+			ha->small_chunks &= (uint16_t)~(1u << c);
+	}
 	struct pa_sum s = ha->chunk_sum[0];
 	for (unsigned c = 1; c < PA_CHUNKS; c++)
 		s = merge(s, c * PA_CHUNK_PAGES, ha->chunk_sum[c], PA_CHUNK_PAGES);
@@ -329,6 +332,21 @@ static uint64_t chunk_mask(unsigned page)
 	return m << (page % 64);
 }
 
+void pa_mark_small(uintptr_t base, uintptr_t npages)
+{
+	uintptr_t end = base + (npages << MH_PAGE_SHIFT);
+
+	/* First fit may have run it on into the next arena. */
+	for (uintptr_t p = base; p < end; p = ALIGN_DOWN(p, MH_ARENA_SIZE) + MH_ARENA_SIZE) {
+		struct heap_arena *ha = arena_of(p);
+		uintptr_t last = end - ha->base > MH_ARENA_SIZE ? MH_PAGES_PER_ARENA - 1
+							      : arena_page(ha, end - 1);
+
+		for (uintptr_t c = arena_page(ha, p) / PA_CHUNK_PAGES; c <= last / PA_CHUNK_PAGES; c++)
+			ha->small_chunks |= (uint16_t)(1u << c);
+	}
+}
+
 uintptr_t pa_chunk_take(uint64_t *free)
 {
 	uintptr_t p = pa_find(1, 1, PA_LOW);
@@ -341,6 +359,7 @@ uintptr_t pa_chunk_take(uint64_t *free)
 
 	*free = (~*word & m) >> (page % 64);
 	*word |= m;
+	ha->small_chunks |= (uint16_t)(1u << (page / PA_CHUNK_PAGES));
 	pa_update_sums(ha, page / PA_CHUNK_PAGES, page / PA_CHUNK_PAGES);
 	ha->chunk_used[page / PA_CHUNK_PAGES] = mh_nanotime();
 	return ha->base + ((uintptr_t)page << MH_PAGE_SHIFT);

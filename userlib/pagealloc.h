@@ -22,6 +22,7 @@ enum pa_where {
 	PA_LOW,		/* the lowest-addressed free run that can hold it (first fit) */
 	PA_HIGH,	/* the highest-addressed one, the pages taken from its top */
 	PA_DIRTY,	/* where the fewest pages have been released (find_dirty) */
+	PA_APART,	/* a resident place apart from small spans, low in its run; else none */
 };
 /* Where a run of npages, its first page number a multiple of align_pages
  * (a power of two), would go; 0 if no free run can hold it. */
@@ -48,6 +49,9 @@ MH_HIDDEN bool pa_alloc_at(uintptr_t base, uintptr_t npages, struct pa_result *r
 MH_HIDDEN uintptr_t pa_chunk_take(uint64_t *free);
 MH_HIDDEN struct pa_result pa_chunk_alloc(uintptr_t base, uintptr_t npages);
 MH_HIDDEN void pa_chunk_return(uintptr_t base, uint64_t free);
+/* Pages [base, base + npages) hold a small span: their chunks are marked,
+ * for find_dirty to keep large objects out of. */
+MH_HIDDEN void pa_mark_small(uintptr_t base, uintptr_t npages);
 /* Free a run; released: its pages are known not resident (they read zero). */
 MH_HIDDEN void pa_free(uintptr_t base, uintptr_t npages, bool released);
 /* Free many runs (none released), the summaries brought up to date once, at

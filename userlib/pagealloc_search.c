@@ -9,11 +9,12 @@
  * boundaries are found by carrying the free pages at the end of one block
  * into the next (arenas only when adjacent). Address-ordered first fit
  * keeps the heap dense at low addresses; large objects come from a place
- * with no released page if there is one, else from the best-fitting free
- * run, in it the place with the fewest released pages, and of equals the
- * highest (find_dirty; mheap.c says why), so the two do
- * not interleave, and the scavenger releases from the top. find_high, the
- * mirror of the search, serves what only a run across arenas can hold.
+ * outside the chunks that hold small spans if there is one, then from a
+ * place with no released page, else from the best-fitting free run, in it
+ * the place with the fewest released pages, and of equals the highest
+ * (find_dirty; mheap.c says why), so the two do not interleave, and the
+ * scavenger releases from the top. find_high, the mirror of the search,
+ * serves what only a run across arenas can hold.
  *
  * First fit starts at a hint (Go's searchAddr, one per power of two): no
  * free run of at least 1 << k pages begins below pa_hint[k] (a run begins
@@ -250,16 +251,34 @@ struct dirty_fit {
 	uintptr_t base;
 	uintptr_t released;
 	uintptr_t run_len;
+	bool among_small;	/* in a chunk that holds small spans */
+	bool lowest;		/* of equal places the lowest, not the highest */
 };
 
-/* Whether a place needing rel released pages in a free run of run_len
- * pages is better than f: a fully resident place first, then the shorter
- * run, then fewer released pages. */
-static bool better_fit(uintptr_t run_len, uintptr_t rel, const struct dirty_fit *f)
+/* Whether the chunks of pages [p, p + n) of ha hold small spans. */
+static bool among_small_spans(const struct heap_arena *ha, unsigned p, unsigned n)
 {
+	unsigned first = p / PA_CHUNK_PAGES, last = (p + n - 1) / PA_CHUNK_PAGES;
+
+	return (ha->small_chunks >> first) & ((2u << (last - first)) - 1);
+}
+
+/* Whether a place at base needing rel released pages in a free run of
+ * run_len pages is better than f: a place apart from small spans first,
+ * then a fully resident place, then the shorter run, then fewer released
+ * pages, then (f->lowest) the lower place. */
+static bool better_fit(bool among_small, uintptr_t run_len, uintptr_t rel, uintptr_t base,
+		       const struct dirty_fit *f)
+{
+	if (among_small != f->among_small)
+		return !among_small;
 	if ((rel == 0) != (f->released == 0))
 		return rel == 0;
-	return run_len < f->run_len || (run_len == f->run_len && rel < f->released);
+	if (run_len != f->run_len)
+		return run_len < f->run_len;
+	if (rel != f->released)
+		return rel < f->released;
+	return f->lowest && base < f->base;
 }
 
 /* Consider n pages at page p of ha, moved into free run [start, end). */
@@ -267,7 +286,8 @@ static void dirty_consider(struct dirty_fit *f, const struct heap_arena *ha, uns
 			   unsigned end, long at, unsigned n, unsigned align)
 {
 	unsigned p = at < start ? start : (unsigned)at;
-	uintptr_t rel;
+	uintptr_t rel, base;
+	bool among_small;
 
 	if (p + n > end)
 		p = end - n;
@@ -277,24 +297,34 @@ static void dirty_consider(struct dirty_fit *f, const struct heap_arena *ha, uns
 	if (p + n > end)
 		return;
 	rel = count_released(ha, p, n);
-	if (better_fit(end - start, rel, f)) {
-		f->base = ha->base + ((uintptr_t)p << MH_PAGE_SHIFT);
+	among_small = among_small_spans(ha, p, n);
+	base = ha->base + ((uintptr_t)p << MH_PAGE_SHIFT);
+	if (better_fit(among_small, end - start, rel, base, f)) {
+		f->base = base;
 		f->released = rel;
 		f->run_len = end - start;
+		f->among_small = among_small;
 	}
 }
 
 /*
  * Best fit, dirty first: where n pages aligned to align pages go, as an
- * address; 0 if no free run inside one arena can hold them. A place with
- * no released page (each faults in again, about 3 us per 4 KiB) in the
- * shortest free run that has one; else the shortest free run that can hold
- * them (best fit: long runs stay whole for long blocks; measured against
- * fewest-released-pages-first, which grew the heap by an arena in some
- * runs: docs/heap.md#placement), and in it the place with the fewest
+ * address; 0 if no free run inside one arena can hold them. Outside the
+ * chunks that hold small spans if it can be (small spans carved into a
+ * freed block's pages leave no run long enough for the next block of its
+ * size, which then faults in fresh pages: docs/heap.md#placement); then a
+ * place with no released page (each faults in again, about 3 us per 4 KiB)
+ * in the shortest free run that has one; else the shortest free run that
+ * can hold them (best fit: long runs stay whole for long blocks; measured
+ * against fewest-released-pages-first, which grew the heap by an arena in
+ * some runs: docs/heap.md#placement), and in it the place with the fewest
  * released pages. The places tried in a run: its top, and against either
  * end of each resident stretch (a freed block's pages, with released ones
- * around them); of equals, the highest. Best fit alone took a shorter run
+ * around them); of equals, the highest. With apart (PA_APART) only a
+ * resident place outside those chunks will do, the run's bottom is tried
+ * too, and of equals the lowest wins: the blocks that go there stay below
+ * the longer ones, which take the tops of the same runs (mheap.c says
+ * why), else 0. Best fit alone took a shorter run
  * of released pages (the unused top of the last arena) over a resident
  * one, and the growth rule then released resident pages for each block it
  * faulted in (scavenge.c): a freed peak built again moved onto fresh pages
@@ -302,10 +332,10 @@ static void dirty_consider(struct dirty_fit *f, const struct heap_arena *ha, uns
  * A walk over the free runs of the arenas, for large objects only: one
  * such block costs a thousand times more to fault in than the walk.
  */
-static uintptr_t find_dirty(uintptr_t n, uintptr_t align)
+static uintptr_t find_dirty(uintptr_t n, uintptr_t align, bool apart)
 {
 	struct heap_arena *ha = arenamap_first();
-	struct dirty_fit f = { 0, UINTPTR_MAX, UINTPTR_MAX };
+	struct dirty_fit f = { 0, UINTPTR_MAX, UINTPTR_MAX, true, apart };
 	uintptr_t want = n + align - 1;
 
 	while (ha && ha->next)
@@ -322,10 +352,14 @@ static uintptr_t find_dirty(uintptr_t n, uintptr_t align)
 				break;
 			start = prev_bit(ha->alloc, end, 0, 0);
 			i = start;
-			/* A longer run can only do better by a resident place. */
-			if (end - start < want || (end - start > f.run_len && f.released == 0))
+			/* A longer run can only do better by a resident place
+			 * or one apart from small spans. */
+			if (end - start < want ||
+			    (end - start > f.run_len && f.released == 0 && !f.among_small))
 				continue;
 			dirty_consider(&f, ha, start, end, end, (unsigned)n, (unsigned)align);
+			if (apart)
+				dirty_consider(&f, ha, start, end, start, (unsigned)n, (unsigned)align);
 			for (unsigned r = start; (r = next_clear(ha->scav, r, end)) < end;) {
 				unsigned r_end = next_set(ha->scav, r, end);
 
@@ -334,10 +368,12 @@ static uintptr_t find_dirty(uintptr_t n, uintptr_t align)
 				dirty_consider(&f, ha, start, end, r, (unsigned)n, (unsigned)align);
 				r = r_end;
 			}
-			if (f.released == 0 && f.run_len == want)
+			if (f.released == 0 && f.run_len == want && !f.among_small)
 				return f.base;
 		}
 	}
+	if (apart && (f.released || f.among_small))
+		return 0;
 	return f.base;
 }
 
@@ -347,8 +383,10 @@ uintptr_t pa_find(uintptr_t npages, uintptr_t align_pages, enum pa_where where)
 	uintptr_t align = align_pages << MH_PAGE_SHIFT;
 	uintptr_t p;
 
+	if (where == PA_APART)
+		return find_dirty(npages, align_pages, true);
 	if (where == PA_DIRTY) {
-		p = find_dirty(npages, align_pages);
+		p = find_dirty(npages, align_pages, false);
 		if (p)
 			return p;
 		/* Only runs across arenas can hold it: the highest. */

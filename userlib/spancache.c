@@ -31,10 +31,12 @@
  * lengths (large_cacheable_pages: the churn's working set, about what a
  * cache of its frees needs; flushed at every miss, the lists were empty
  * whenever a request came), and before the search for one that no cached
- * span can hold, while they hold as many pages, if its place would fault
- * in again: merged, their resident pages serve it instead (else each such
- * miss took released pages, and the scavenger paid for that growth by
- * releasing as many elsewhere). The small lists are not flushed: programs
+ * span can hold, while they hold as many pages (or any, for a block longer
+ * than they keep), if its place would fault in again: merged, their
+ * resident pages serve it instead (else each such miss took released
+ * pages, and the scavenger paid for that growth by releasing as many
+ * elsewhere; a doubled bucket array found the place of the last one taken
+ * by the smaller arrays cached since). The small lists are not flushed: programs
  * churning many sizes thrive on their exact fits. A flush frees its spans
  * into the bitmap as one batch (pa_free_batch). Measured:
  * docs/heap.md#span-cache.
