@@ -737,11 +737,6 @@ TEST(a_large_block_that_would_take_released_pages_takes_the_cached_ones_merged)
 	free_to_page_heap(p);
 }
 
-/* A block of up to 64 pages that finds no cached span, and whose first-fit
- * place would fault in again, takes the lowest resident place apart from
- * small spans: the bottom of a freed longer block's pages, whose top the
- * next longer block can take back (a bucket array doubled up to 64 pages
- * in the place of a freed pair of 128 and 256). */
 /* A block of 256 pages (longer than the span cache keeps) written and
  * freed after every free page was released: its pages the only resident
  * free ones. */
@@ -758,6 +753,11 @@ static char *free_a_resident_block(void)
 	return p;
 }
 
+/* A block of up to 64 pages that finds no cached span, and whose first-fit
+ * place would fault in again, takes the lowest resident place apart from
+ * small spans: the bottom of a freed longer block's pages, whose top the
+ * next longer block can take back (a bucket array doubled up to 64 pages
+ * in the place of a freed pair of 128 and 256). */
 TEST(a_large_block_whose_first_fit_is_released_takes_the_lowest_resident_place_apart)
 {
 	char *big = free_a_resident_block(), *p;
@@ -765,7 +765,7 @@ TEST(a_large_block_whose_first_fit_is_released_takes_the_lowest_resident_place_a
 	ASSERT_NE(NULL, big);
 	p = mh_malloc(PAGES(16));
 	EXPECT_EQ(big, p);
-	mh_free(p);
+	free_to_page_heap(p);
 }
 
 /* A block longer than the span cache keeps, whose place would fault in
@@ -779,7 +779,7 @@ TEST(a_block_longer_than_the_cache_keeps_takes_its_cached_spans_merged_before_re
 	ASSERT_NE(NULL, big);
 	a = mh_malloc(PAGES(16));
 	ASSERT_EQ(big, a);		/* the rule above */
-	mh_free(a);
+	free_to_page_heap(a);
 	ASSERT_TRUE(cached_large_at(a, 16));
 	again = mh_malloc(PAGES(256));
 	EXPECT_EQ(big, again);
