@@ -6,12 +6,15 @@
  * waits in its thread's delay (at most 8 blocks and 1 MiB; the last freed always) before its pages
  * go back to the heap, the delay is given back at the thread's exit, and
  * the guarded share is sampled by size (MHEAP_SECURE_MIDDLE_SAMPLE: bytes,
- * not blocks). What each misuse gives is misuse_test's. The program starts
+ * not blocks). What each misuse gives is misuse_test's, but for two
+ * threads freeing one block at once. The program starts
  * itself again with MHEAP_SECURE=1 and no sampling when MHEAP_SECURE is not
  * set; the sampling tests start it once more with a rate of their own.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "kselftest_harness.h"
@@ -169,6 +172,75 @@ TEST(a_threads_delayed_blocks_go_back_at_its_exit)
 	ASSERT_EQ(0, pthread_create(&t, NULL, free_one, p));
 	ASSERT_EQ(0, pthread_join(t, NULL));
 	EXPECT_FALSE(heap_large_block(p));
+}
+
+/* ------------------------------------------------------------ two frees at once */
+
+/*
+ * Two threads free one middle block at once. Its pages stay the heap's
+ * through its delay, so both frees find it allocated there: one must win
+ * it, the other abort. Made deterministic: the block's first page is
+ * read-only, so the first free stops at its first write into the block
+ * (after its checks); the SIGSEGV handler lets the page be written again
+ * and has the other thread free the block meanwhile, waiting until that
+ * free returns. Whichever free loses must abort naming the block.
+ */
+static char *race_block;
+static atomic_int race_step;	/* 1: the first free stopped; 2: the second returned */
+
+static void race_stop(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig;
+	(void)uc;
+	if ((char *)si->si_addr < race_block || (char *)si->si_addr >= race_block + 4096)
+		abort();	/* not the block's first page */
+	mprotect(race_block, 4096, PROT_READ | PROT_WRITE);
+	atomic_store(&race_step, 1);
+	while (atomic_load(&race_step) != 2)
+		;
+}
+
+static void *free_at_the_stop(void *arg)
+{
+	(void)arg;
+	while (atomic_load(&race_step) != 1)
+		;
+	mh_free(race_block);
+	atomic_store(&race_step, 2);
+	for (;;)	/* its exit would give back the block it delayed */
+		pause();
+	return NULL;
+}
+
+/* The child's part: race_block, allocated before the fork, freed by two
+ * threads at once. */
+static void free_by_two_threads_at_once(void *arg)
+{
+	struct sigaction sa = { .sa_sigaction = race_stop, .sa_flags = SA_SIGINFO };
+	pthread_t t;
+
+	(void)arg;
+	if (sigaction(SIGSEGV, &sa, NULL) || pthread_create(&t, NULL, free_at_the_stop, NULL) ||
+	    mprotect(race_block, 4096, PROT_READ))
+		_exit(2);
+	mh_free(race_block);
+	fprintf(stderr, "both frees returned\n");
+}
+
+TEST(a_block_two_threads_free_at_once_aborts_as_a_double_free)
+{
+	struct child_result r;
+	char want[64];
+
+	race_block = mh_malloc(MIDDLE);
+	ASSERT_TRUE(heap_large_block(race_block));
+	memset(race_block, 1, MIDDLE);
+	run_child(free_by_two_threads_at_once, NULL, &r);
+	snprintf(want, sizeof(want), "mheap: double free of %#lx\n",
+		 (unsigned long)(uintptr_t)race_block);
+	EXPECT_TRUE(died_of(&r, SIGABRT)) TH_LOG("status %#x: %s", r.status, r.err);
+	EXPECT_STREQ(want, r.err);
+	mh_free(race_block);
 }
 
 /* ------------------------------------------------------------ sampling */

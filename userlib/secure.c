@@ -535,6 +535,25 @@ void secure_thread_exit(void)
 	}
 }
 
+/*
+ * The free of middle block p, its canary checked (size bytes in pages of
+ * room), claimed for this free: its pages stay the heap's through its
+ * delay (secure_middle.c), so two frees at once both find it allocated
+ * and pass canary_check; the one that swaps its trailer to zero frees it,
+ * the other aborts. Its first bytes go to zero before: a later free that
+ * finds the trailer zero finds them zero too, which canary_broken names a
+ * double free.
+ */
+static void middle_claim(uintptr_t p, size_t size, size_t room)
+{
+	uint64_t trailer = (uint64_t)trailer_check(size) << 32 | size;
+
+	memset((void *)p, 0, 8);
+	if (!__atomic_compare_exchange_n((uint64_t *)(p + room - TRAILER), &trailer, 0, false,
+					 __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+		mh_fatal("double free of %#lx", (unsigned long)p);
+}
+
 /* secure_free of anything but a small block: a zero-size one, a guarded
  * one (c its chunk) or a middle one, a large one of the heap (room its
  * pages: secure_middle.c). */
@@ -545,7 +564,10 @@ static __attribute__((noinline)) void free_other(uintptr_t p, struct arena_chunk
 	} else if (c) {
 		guarded_free(c, p);
 	} else {
-		middle_free(p, canary_check(p, room), room);
+		size_t size = canary_check(p, room);
+
+		middle_claim(p, size, room);
+		middle_free(p, size, room);
 	}
 }
 

@@ -18,7 +18,8 @@
  *    mheap's 0.3 us a malloc and free). So a middle block's pages, as a guarded block's,
  *    may hold old data when malloc hands them out again; calloc zeroes
  *    them. A second free of a delayed block finds its trailer zero:
- *    "double free";
+ *    "double free"; of two at once, the one whose swap of the trailer to
+ *    zero fails (secure.c, middle_claim);
  *  - no immediate reuse: a freed block waits in its thread's FIFO of at
  *    most DELAY_BLOCKS blocks and DELAY_BYTES bytes before its pages go
  *    back to the heap (the block freed last always waits), so the next
