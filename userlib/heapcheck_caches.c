@@ -8,6 +8,8 @@
  * live, listed once, under the owner and list it names (heapcheck.c says
  * what holds and why; mcache.h and mcentral.c say how the lists move).
  */
+#include <string.h>
+
 #include "heapcheck_impl.h"
 #include "pagealloc.h"
 #include "pagecache.h"
@@ -121,6 +123,8 @@ static int check_cache(struct check *ck, struct cache_info *ci)
 		TRY(check_cache_list(ck, ci, cls, &c->empty[cls], MSPAN_LIST_CACHE_EMPTY, &empty));
 	}
 	size_t large = 0;
+	uint8_t count[MH_LARGE_CACHE_PAGES_MAX] = { 0 };
+	uint64_t lengths = 0;
 
 	CHECK(ck, c->nlarge <= MH_LARGE_CACHE_SPANS, "cache %p keeps %u large spans", (void *)c,
 	      c->nlarge);
@@ -130,9 +134,20 @@ static int check_cache(struct check *ck, struct cache_info *ci)
 		CHECK(ck, span_of(s->base) == s && s->state == MSPAN_CACHED,
 		      "cache %p: large span %p (%#lx) in state %u", (void *)c, (const void *)s,
 		      (unsigned long)s->base, s->state);
+		CHECK(ck, c->large_npages[i] == s->npages &&
+			  s->npages - 1 < MH_LARGE_CACHE_PAGES_MAX,
+		      "cache %p: large span %p of %lu pages listed as %u", (void *)c,
+		      (const void *)s, (unsigned long)s->npages, c->large_npages[i]);
+		lengths |= (uint64_t)1 << (s->npages - 1);
+		count[s->npages - 1]++;
 		large += s->npages << MH_PAGE_SHIFT;
 		ck->thread_listed_spans++;
 	}
+	CHECK(ck, lengths == c->large_lengths,
+	      "cache %p keeps large spans of lengths %#llx, listed as %#llx", (void *)c,
+	      (unsigned long long)lengths, (unsigned long long)c->large_lengths);
+	CHECK(ck, !memcmp(count, c->large_count, sizeof(count)),
+	      "cache %p: its counts of large spans by length are not its list's", (void *)c);
 	CHECK(ck, large == c->large_bytes && large <= MH_LARGE_CACHE_BYTES,
 	      "cache %p keeps %zu bytes of large spans, counted %zu", (void *)c, large,
 	      c->large_bytes);

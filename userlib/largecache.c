@@ -49,13 +49,24 @@
 #include "mcache.h"
 #include "mheap_impl.h"
 
+/* Bit n-1 of large_lengths for every length n in [lo, hi] pages. */
+static uint64_t lengths_between(uintptr_t lo, uintptr_t hi)
+{
+	uint64_t upto = hi >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << hi) - 1;
+
+	return upto & ~(((uint64_t)1 << (lo - 1)) - 1);
+}
+
 /* Entry i off c's list, the rest moved up (empty_lock held). */
 static struct mspan *large_remove(struct mcache *c, unsigned i)
 {
 	struct mspan *s = c->large[i];
-	unsigned n = c->nlarge - 1;
+	unsigned n = c->nlarge - 1, len = c->large_npages[i];
 
 	memmove(&c->large[i], &c->large[i + 1], (n - i) * sizeof(c->large[0]));
+	memmove(&c->large_npages[i], &c->large_npages[i + 1], n - i);
+	if (!--c->large_count[len - 1])
+		STORE_RELAXED(&c->large_lengths, c->large_lengths & ~((uint64_t)1 << (len - 1)));
 	STORE_RELAXED(&c->nlarge, n);
 	STORE_RELAXED(&c->large_bytes, c->large_bytes - (s->npages << MH_PAGE_SHIFT));
 	return s;
@@ -77,6 +88,9 @@ bool mcache_large_put(struct mcache *c, struct mspan *s)
 		out = old;
 	}
 	c->large[c->nlarge] = s;
+	c->large_npages[c->nlarge] = (uint8_t)s->npages;
+	c->large_count[s->npages - 1]++;
+	STORE_RELAXED(&c->large_lengths, c->large_lengths | (uint64_t)1 << (s->npages - 1));
 	STORE_RELAXED(&c->nlarge, c->nlarge + 1);
 	STORE_RELAXED(&c->large_bytes, c->large_bytes + bytes);
 	mh_unlock(&c->empty_lock);
@@ -86,26 +100,26 @@ bool mcache_large_put(struct mcache *c, struct mspan *s)
 
 struct mspan *mcache_large_take(struct mcache *c, uintptr_t npages)
 {
-	uintptr_t most = npages + npages / MH_LARGE_CACHE_SLACK;
 	struct mspan *s = NULL;
-	unsigned best = 0;
+	uint64_t fits;
 
-	if (!LOAD_RELAXED(&c->nlarge))
+	if (npages > MH_LARGE_CACHE_PAGES_MAX)
+		return NULL;
+	/* Only the owner adds: a length not kept now will not be under the
+	 * lock either, so a miss takes no lock. */
+	fits = lengths_between(npages, npages + npages / MH_LARGE_CACHE_SLACK);
+	if (!(LOAD_RELAXED(&c->large_lengths) & fits))
 		return NULL;
 	mh_lock(&c->empty_lock);
-	/* Newest first: of equals, the warmest. */
-	for (unsigned i = c->nlarge; i-- > 0;) {
-		uintptr_t n = c->large[i]->npages;
+	fits &= c->large_lengths;	/* a trim may have taken them meanwhile */
+	if (fits) {
+		unsigned len = (unsigned)__builtin_ctzll(fits) + 1, i = c->nlarge;
 
-		if (n >= npages && n <= most && (!s || n < s->npages)) {
-			s = c->large[i];
-			best = i;
-			if (n == npages)
-				break;
-		}
+		/* The shortest that holds it; of equals, the newest (warmest). */
+		while (c->large_npages[--i] != len)
+			;
+		s = large_remove(c, i);
 	}
-	if (s)
-		large_remove(c, best);
 	mh_unlock(&c->empty_lock);
 	if (!s)
 		return NULL;

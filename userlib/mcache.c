@@ -563,6 +563,8 @@ static void reclaim_dead_spans(struct mcache *mine)
 	if (mine) {
 		mine->nlarge = 0;
 		mine->large_bytes = 0;
+		mine->large_lengths = 0;
+		memset(mine->large_count, 0, sizeof(mine->large_count));
 	}
 	mheap_free_spans(cached);
 }

@@ -119,6 +119,9 @@
 #define MH_LARGE_CACHE_BYTES	((size_t)4 << 20)
 #define MH_LARGE_CACHE_SPAN_MAX	((size_t)512 << 10)
 #define MH_LARGE_CACHE_SLACK	4
+/* The longest kept span in pages: one bit of large_lengths each. */
+#define MH_LARGE_CACHE_PAGES_MAX (MH_LARGE_CACHE_SPAN_MAX >> MH_PAGE_SHIFT)
+_Static_assert(MH_LARGE_CACHE_PAGES_MAX <= 64, "large_lengths has a bit per length");
 
 struct mcache {
 	/* Per class, spans of this cache that received their first remote
@@ -163,8 +166,14 @@ struct mcache {
 	mh_lock_t empty_lock;
 	size_t empty_bytes;		/* bytes in owned, entirely free spans */
 	/* Freed large objects this thread keeps (largecache.c), oldest
-	 * first, under empty_lock; their count and bytes, read without it. */
+	 * first, their lengths in pages and how many it keeps of each
+	 * length (at n-1 for n pages), under empty_lock; the lengths kept
+	 * (bit n-1: a span of n pages), their count and bytes, read
+	 * without it. */
 	struct mspan *large[MH_LARGE_CACHE_SPANS];
+	uint8_t large_npages[MH_LARGE_CACHE_SPANS];
+	uint8_t large_count[MH_LARGE_CACHE_PAGES_MAX];
+	uint64_t large_lengths;
 	unsigned nlarge;
 	size_t large_bytes;
 	/* Refills this cache made (the owner's, relaxed), and the count the
