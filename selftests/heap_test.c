@@ -944,6 +944,19 @@ TEST(a_large_request_takes_the_shortest_kept_block_that_holds_it)
 	EXPECT_EQ(quarter, mh_malloc(PAGES(N)));	/* a quarter longer still fits */
 }
 
+TEST(kept_blocks_of_one_length_serve_one_request_each_newest_first)
+{
+	void *older = mh_malloc(100 << 10), *newer = mh_malloc(100 << 10);
+
+	ASSERT_NE(NULL, older);
+	ASSERT_NE(NULL, newer);
+	mh_free(older);
+	mh_free(newer);
+	EXPECT_EQ(newer, mh_malloc(100 << 10));
+	EXPECT_EQ(older, mh_malloc(100 << 10));	/* its length is still kept */
+	EXPECT_EQ(0, mh_tls_cache->large_lengths);
+}
+
 TEST(a_large_request_leaves_a_kept_block_more_than_a_quarter_longer)
 {
 	enum { N = 32 };
@@ -1042,6 +1055,50 @@ TEST(a_freed_block_longer_than_the_threads_large_cache_takes_goes_to_the_page_he
 	EXPECT_EQ(MSPAN_DEAD, state_at(p));
 }
 
+/* A trim of another thread holds the list's flag: the owner's put and take
+ * give up rather than wait. */
+TEST(a_freed_large_block_goes_to_the_page_heap_while_a_trim_holds_the_list)
+{
+	void *p = mh_malloc(100 << 10);
+
+	ASSERT_NE(NULL, p);
+	mh_tls_cache->large_busy = 1;
+	mh_free(p);
+	mh_tls_cache->large_busy = 0;
+	EXPECT_EQ(0, mh_tls_cache->nlarge);
+	EXPECT_EQ(MSPAN_DEAD, state_at(p));
+}
+
+TEST(a_large_request_passes_its_kept_block_by_while_a_trim_holds_the_list)
+{
+	void *p = mh_malloc(100 << 10), *q;
+
+	ASSERT_NE(NULL, p);
+	mh_free(p);
+	mh_tls_cache->large_busy = 1;
+	q = mh_malloc(100 << 10);
+	mh_tls_cache->large_busy = 0;
+	EXPECT_NE(p, q);
+	EXPECT_EQ(MSPAN_CACHED, state_at(p));
+	EXPECT_EQ(1, mh_tls_cache->nlarge);
+	mh_free(q);
+}
+
+TEST(mh_scavenge_leaves_the_large_cache_of_a_thread_in_a_put_or_take)
+{
+	void *p = mh_malloc(100 << 10);
+
+	ASSERT_NE(NULL, p);
+	mh_free(p);
+	mh_tls_cache->large_busy = 1;
+	mh_scavenge();
+	mh_tls_cache->large_busy = 0;
+	EXPECT_EQ(1, mh_tls_cache->nlarge);
+	EXPECT_EQ(MSPAN_CACHED, state_at(p));
+	mh_scavenge();
+	EXPECT_EQ(0, mh_tls_cache->nlarge);
+}
+
 TEST(mh_scavenge_empties_the_threads_large_cache)
 {
 	void *p = mh_malloc(100 << 10);
@@ -1093,8 +1150,24 @@ TEST(the_heap_checker_finds_a_kept_large_block_no_cache_lists)
 	ASSERT_EQ(1, mh_tls_cache->nlarge);
 	mh_tls_cache->nlarge = 0;	/* lost from the list */
 	mh_tls_cache->large_bytes = 0;
+	mh_tls_cache->large_lengths = 0;
+	memset(mh_tls_cache->large_count, 0, sizeof(mh_tls_cache->large_count));
 	EXPECT_NE(0, mheap_check(HEAPCHECK_ALL, msg, sizeof(msg)));
 	EXPECT_NE(NULL, strstr(msg, "freed large spans")) TH_LOG("%s", msg);
+}
+
+TEST(the_heap_checker_finds_a_kept_length_no_kept_block_has)
+{
+	char msg[256];
+	void *p = mh_malloc(100 << 10);
+
+	ASSERT_NE(NULL, p);
+	mh_free(p);
+	ASSERT_EQ(1, mh_tls_cache->nlarge);
+	mh_tls_cache->large_lengths |= 1;	/* a block of one page, not kept */
+	EXPECT_NE(0, mheap_check(HEAPCHECK_ALL, msg, sizeof(msg)));
+	EXPECT_NE(NULL, strstr(msg, "keeps large spans of lengths")) TH_LOG("%s", msg);
+	mh_tls_cache->large_lengths &= ~(uint64_t)1;
 }
 
 TEST(a_large_block_takes_back_a_threads_empty_spans_before_fresh_pages)

@@ -34,9 +34,17 @@
  * (malloc.c): growth in place needs free runs there.
  *
  * Bounds: beyond the caps the oldest goes to the page heap. The list is
- * under the cache's empty_lock (mcache.h, "trimming"), uncontended but for
- * mh_scavenge and the scavenger's trim of idle caches, which take every
- * cached span back as they take empty spans; thread exit gives them back
+ * under a flag of its own (large_busy), which the owner's put and take set
+ * with one atomic exchange and clear with a store, where the empty_lock
+ * (a pthread mutex) cost two locked instructions and about 37 others per
+ * hold; the others that take the list - mh_scavenge and the scavenger's
+ * trim of idle caches (mcache.h, "trimming"), which take every cached
+ * span back as they take empty spans - set it only under the empty_lock,
+ * so the owner under that lock always gets it, and whoever finds it set
+ * gives up: a put sends its block to the page heap, a take misses, a trim
+ * leaves the list for its next pass. The lengths kept are a bitmap with a
+ * count per length: a take finds the shortest that fits with one look,
+ * and a miss sets no flag. Thread exit gives them back
  * with the rest of the cache, and a fork's child takes every other
  * thread's from the arena map (mcache.c, "Fork"). Not in the secure mode,
  * whose frees take their own path. To the page heap the cached spans are
@@ -57,7 +65,22 @@ static uint64_t lengths_between(uintptr_t lo, uintptr_t hi)
 	return upto & ~(((uint64_t)1 << (lo - 1)) - 1);
 }
 
-/* Entry i off c's list, the rest moved up (empty_lock held). */
+/*
+ * The list's flag: the owner's put and take set it without the empty_lock,
+ * anyone else only with the empty_lock held - so the owner holding that
+ * lock always gets it. False: another holds it (a put or take gives up).
+ */
+static bool large_list_try(struct mcache *c)
+{
+	return !__atomic_exchange_n(&c->large_busy, 1, __ATOMIC_ACQUIRE);
+}
+
+static void large_list_done(struct mcache *c)
+{
+	STORE_RELEASE(&c->large_busy, 0);
+}
+
+/* Entry i off c's list, the rest moved up (the list's flag held). */
 static struct mspan *large_remove(struct mcache *c, unsigned i)
 {
 	struct mspan *s = c->large[i];
@@ -77,11 +100,10 @@ bool mcache_large_put(struct mcache *c, struct mspan *s)
 	size_t bytes = s->npages << MH_PAGE_SHIFT;
 	struct mspan *out = NULL, *old;
 
-	if (bytes > MH_LARGE_CACHE_SPAN_MAX)
-		return false;
+	if (bytes > MH_LARGE_CACHE_SPAN_MAX || !large_list_try(c))
+		return false;	/* too long, or a trim is taking the list */
 	/* Claimed: no other free can reach it, but they may read the state. */
 	STORE_RELEASE(&s->state, (uint8_t)MSPAN_CACHED);
-	mh_lock(&c->empty_lock);
 	while (c->nlarge == MH_LARGE_CACHE_SPANS || c->large_bytes + bytes > MH_LARGE_CACHE_BYTES) {
 		old = large_remove(c, 0);
 		old->chain = out;
@@ -93,7 +115,7 @@ bool mcache_large_put(struct mcache *c, struct mspan *s)
 	STORE_RELAXED(&c->large_lengths, c->large_lengths | (uint64_t)1 << (s->npages - 1));
 	STORE_RELAXED(&c->nlarge, c->nlarge + 1);
 	STORE_RELAXED(&c->large_bytes, c->large_bytes + bytes);
-	mh_unlock(&c->empty_lock);
+	large_list_done(c);
 	mheap_free_spans(out);
 	return true;
 }
@@ -106,11 +128,10 @@ struct mspan *mcache_large_take(struct mcache *c, uintptr_t npages)
 	if (npages > MH_LARGE_CACHE_PAGES_MAX)
 		return NULL;
 	/* Only the owner adds: a length not kept now will not be under the
-	 * lock either, so a miss takes no lock. */
+	 * flag either, so a miss does not set it. */
 	fits = lengths_between(npages, npages + npages / MH_LARGE_CACHE_SLACK);
-	if (!(LOAD_RELAXED(&c->large_lengths) & fits))
+	if (!(LOAD_RELAXED(&c->large_lengths) & fits) || !large_list_try(c))
 		return NULL;
-	mh_lock(&c->empty_lock);
 	fits &= c->large_lengths;	/* a trim may have taken them meanwhile */
 	if (fits) {
 		unsigned len = (unsigned)__builtin_ctzll(fits) + 1, i = c->nlarge;
@@ -120,7 +141,7 @@ struct mspan *mcache_large_take(struct mcache *c, uintptr_t npages)
 			;
 		s = large_remove(c, i);
 	}
-	mh_unlock(&c->empty_lock);
+	large_list_done(c);
 	if (!s)
 		return NULL;
 	span_large_birth(s);
@@ -131,12 +152,15 @@ struct mspan *mcache_large_take(struct mcache *c, uintptr_t npages)
 
 void mcache_large_drain(struct mcache *c, struct mspan **chain)
 {
+	if (!large_list_try(c))
+		return;	/* its owner is in a put or take */
 	while (c->nlarge) {
 		struct mspan *s = large_remove(c, c->nlarge - 1);
 
 		s->chain = *chain;
 		*chain = s;
 	}
+	large_list_done(c);
 }
 
 void mcache_large_release(struct mcache *c)

@@ -50,7 +50,8 @@
  * Trimming: a thread that allocated and went idle would keep its empty
  * spans (up to MH_CACHE_EMPTY_MAX) for ever, and no other thread may touch
  * an owner's lists while it runs. The empty lists (and the freed large
- * blocks it keeps, largecache.c) are the exception, by a
+ * blocks it keeps, largecache.c, under a flag others set only with this
+ * lock held) are the exception, by a
  * protocol: they change only under the cache's empty_lock, which the owner
  * takes in its slow paths (a span emptied, spares kept, a refill from
  * them, a trim) and mh_scavenge tries, under mh_caches_lock (so a fork
@@ -167,12 +168,14 @@ struct mcache {
 	size_t empty_bytes;		/* bytes in owned, entirely free spans */
 	/* Freed large objects this thread keeps (largecache.c), oldest
 	 * first, their lengths in pages and how many it keeps of each
-	 * length (at n-1 for n pages), under empty_lock; the lengths kept
+	 * length (at n-1 for n pages), under large_busy (largecache.c: set
+	 * by the owner, or by others with empty_lock held); the lengths kept
 	 * (bit n-1: a span of n pages), their count and bytes, read
 	 * without it. */
 	struct mspan *large[MH_LARGE_CACHE_SPANS];
 	uint8_t large_npages[MH_LARGE_CACHE_SPANS];
 	uint8_t large_count[MH_LARGE_CACHE_PAGES_MAX];
+	uint8_t large_busy;
 	uint64_t large_lengths;
 	unsigned nlarge;
 	size_t large_bytes;
@@ -285,10 +288,11 @@ MH_HIDDEN void mcache_trim(bool idle_only);
 
 /* The thread's cache of freed large objects (largecache.c). put: s, a
  * large object this thread has just claimed (span_large_claim), kept,
- * when it is short enough, else false (the caller frees it to the page
- * heap); evicts the oldest beyond the caps. take: a kept span of at
+ * when it is short enough and no trim is taking the list, else false (the
+ * caller frees it to the page heap); evicts the oldest beyond the caps. take: a kept span of at
  * least npages pages, reborn as a large object, or NULL. drain: every
- * kept span onto *chain (for mheap_free_spans), c->empty_lock held. */
+ * kept span onto *chain (for mheap_free_spans), c->empty_lock held; none
+ * if the owner is in a put or take (never when the owner calls it). */
 MH_HIDDEN bool mcache_large_put(struct mcache *c, struct mspan *s);
 MH_HIDDEN struct mspan *mcache_large_take(struct mcache *c, uintptr_t npages);
 MH_HIDDEN void mcache_large_drain(struct mcache *c, struct mspan **chain);
