@@ -585,6 +585,44 @@ TEST(mh_scavenge_takes_back_the_large_blocks_an_idle_thread_keeps)
 	EXPECT_EQ(0, kept);
 }
 
+/* Large blocks of five lengths allocated, written and freed again and
+ * again (its cache keeps and reuses them) until *arg is set. */
+static void *churn_large_blocks(void *arg)
+{
+	const bool *stop = arg;
+	unsigned long rounds = 0;
+
+	while (!__atomic_load_n(stop, __ATOMIC_ACQUIRE) || rounds < 1000) {
+		size_t len = (64 << 10) + (rounds % 5) * (48 << 10);
+		unsigned char *p = mh_malloc(len);
+
+		if (!p)
+			return (void *)1;
+		p[0] = p[len - 1] = (unsigned char)rounds;
+		if (p[0] != (unsigned char)rounds || p[len - 1] != p[0])
+			return (void *)1;
+		mh_free(p);
+		rounds++;
+	}
+	return NULL;
+}
+
+TEST(mh_scavenge_and_a_thread_reusing_its_kept_large_blocks_lose_none)
+{
+	static bool stop;
+	void *failed = (void *)1;
+	pthread_t th;
+	char msg[256];
+
+	ASSERT_EQ(0, pthread_create(&th, NULL, churn_large_blocks, &stop));
+	for (int i = 0; i < 2000; i++)
+		mh_scavenge();
+	__atomic_store_n(&stop, true, __ATOMIC_RELEASE);
+	pthread_join(th, &failed);
+	EXPECT_EQ(NULL, failed);
+	EXPECT_EQ(0, mheap_check(HEAPCHECK_ALL, msg, sizeof(msg))) TH_LOG("%s", msg);
+}
+
 TEST(a_fork_child_takes_back_the_large_blocks_other_threads_keep)
 {
 	static struct keeping_thread k;
