@@ -33,23 +33,25 @@
  * The old block realloc moves away from goes to the page heap too
  * (malloc.c): growth in place needs free runs there.
  *
- * Bounds: beyond the caps the oldest goes to the page heap. The list is
- * under a flag of its own (large_busy), which the owner's put and take set
- * with one atomic exchange and clear with a store, where the empty_lock
- * (a pthread mutex) cost two locked instructions and about 37 others per
- * hold; the others that take the list - mh_scavenge and the scavenger's
- * trim of idle caches (mcache.h, "trimming"), which take every cached
- * span back as they take empty spans - set it only under the empty_lock,
- * so the owner under that lock always gets it, and whoever finds it set
- * gives up: a put sends its block to the page heap, a take misses, a trim
- * leaves the list for its next pass. The lengths kept are a bitmap with a
- * count per length: a take finds the shortest that fits with one look,
- * and a miss sets no flag. Thread exit gives them back
- * with the rest of the cache, and a fork's child takes every other
- * thread's from the arena map (mcache.c, "Fork"). Not in the secure mode,
- * whose frees take their own path. To the page heap the cached spans are
- * in use, live large bytes (large_live_bytes) until they go back; the
- * stats count them as idle, freed memory (stats.c). Measured:
+ * Bounds: beyond the caps the oldest goes to the page heap.
+ *
+ * The list: the lengths kept are a bitmap with a count per length, so a
+ * take finds the shortest that fits with one look and a miss takes nothing
+ * else. The list is under a flag of its own (large_busy), which the
+ * owner's put and take set with one atomic exchange and clear with a
+ * store: the empty_lock, a pthread mutex, cost a call into libc and a
+ * locked instruction each way on every put and take. The others that take
+ * the list - mh_scavenge and the scavenger's trim of idle caches (mcache.h,
+ * "trimming"), which take every kept span back as they take empty spans -
+ * set the flag only under the empty_lock, so the owner under that lock
+ * always gets it, and whoever finds it set gives up rather than wait: a
+ * put sends its block to the page heap, a take misses, a trim leaves the
+ * list for its next pass. Thread exit gives them back with the rest of the
+ * cache, and a fork's child takes every other thread's from the arena map
+ * (mcache.c, "Fork"). Not in the secure mode, whose frees take their own
+ * path. To the page heap the cached spans are in use, live large bytes
+ * (large_live_bytes) until they go back; the stats count them as idle,
+ * freed memory (stats.c). Measured:
  * docs/heap.md#the-threads-large-span-cache.
  */
 #include <string.h>
