@@ -944,16 +944,25 @@ TEST(a_large_request_takes_the_shortest_kept_block_that_holds_it)
 	EXPECT_EQ(quarter, mh_malloc(PAGES(N)));	/* a quarter longer still fits */
 }
 
+/* n blocks of len bytes into p[], then freed oldest first; false if one
+ * could not be made. */
+static bool allocate_then_free(void **p, int n, size_t len)
+{
+	for (int i = 0; i < n; i++)
+		if (!(p[i] = mh_malloc(len)))
+			return false;
+	for (int i = 0; i < n; i++)
+		mh_free(p[i]);
+	return true;
+}
+
 TEST(kept_blocks_of_one_length_serve_one_request_each_newest_first)
 {
-	void *older = mh_malloc(100 << 10), *newer = mh_malloc(100 << 10);
+	void *p[2];	/* the older, then the newer */
 
-	ASSERT_NE(NULL, older);
-	ASSERT_NE(NULL, newer);
-	mh_free(older);
-	mh_free(newer);
-	EXPECT_EQ(newer, mh_malloc(100 << 10));
-	EXPECT_EQ(older, mh_malloc(100 << 10));	/* its length is still kept */
+	ASSERT_TRUE(allocate_then_free(p, 2, 100 << 10));
+	EXPECT_EQ(p[1], mh_malloc(100 << 10));
+	EXPECT_EQ(p[0], mh_malloc(100 << 10));	/* its length is still kept */
 	EXPECT_EQ(0, mh_tls_cache->large_lengths);
 }
 
@@ -1008,18 +1017,6 @@ TEST(realloc_gives_the_large_block_it_moves_from_to_the_page_heap)
 	EXPECT_EQ(MSPAN_DEAD, state_at(p));
 }
 
-/* n blocks of len bytes into p[], then freed oldest first; false if one
- * could not be made. */
-static bool allocate_then_free(void **p, int n, size_t len)
-{
-	for (int i = 0; i < n; i++)
-		if (!(p[i] = mh_malloc(len)))
-			return false;
-	for (int i = 0; i < n; i++)
-		mh_free(p[i]);
-	return true;
-}
-
 TEST(the_threads_large_cache_keeps_at_most_its_count_of_blocks)
 {
 	enum { N = MH_LARGE_CACHE_SPANS + 4 };
@@ -1071,10 +1068,9 @@ TEST(a_freed_large_block_goes_to_the_page_heap_while_a_trim_holds_the_list)
 
 TEST(a_large_request_passes_its_kept_block_by_while_a_trim_holds_the_list)
 {
-	void *p = mh_malloc(100 << 10), *q;
+	void *p, *q;
 
-	ASSERT_NE(NULL, p);
-	mh_free(p);
+	ASSERT_TRUE(allocate_then_free(&p, 1, 100 << 10));
 	mh_tls_cache->large_busy = 1;
 	q = mh_malloc(100 << 10);
 	mh_tls_cache->large_busy = 0;
@@ -1086,10 +1082,9 @@ TEST(a_large_request_passes_its_kept_block_by_while_a_trim_holds_the_list)
 
 TEST(mh_scavenge_leaves_the_large_cache_of_a_thread_in_a_put_or_take)
 {
-	void *p = mh_malloc(100 << 10);
+	void *p;
 
-	ASSERT_NE(NULL, p);
-	mh_free(p);
+	ASSERT_TRUE(allocate_then_free(&p, 1, 100 << 10));
 	mh_tls_cache->large_busy = 1;
 	mh_scavenge();
 	mh_tls_cache->large_busy = 0;
@@ -1159,10 +1154,9 @@ TEST(the_heap_checker_finds_a_kept_large_block_no_cache_lists)
 TEST(the_heap_checker_finds_a_kept_length_no_kept_block_has)
 {
 	char msg[256];
-	void *p = mh_malloc(100 << 10);
+	void *p;
 
-	ASSERT_NE(NULL, p);
-	mh_free(p);
+	ASSERT_TRUE(allocate_then_free(&p, 1, 100 << 10));
 	ASSERT_EQ(1, mh_tls_cache->nlarge);
 	mh_tls_cache->large_lengths |= 1;	/* a block of one page, not kept */
 	EXPECT_NE(0, mheap_check(HEAPCHECK_ALL, msg, sizeof(msg)));
