@@ -654,18 +654,6 @@ void *mh_realloc(void *ptr, size_t size)
 	return q;
 }
 
-void mh_scavenge(void)
-{
-	mheap_init();
-	/* Arenas first (hooks.h): warm chunks are resident memory nobody
-	 * uses right now, which then goes out with the rest of the free
-	 * pages, and the reuse list's chunks hold dead data. */
-	heap_hooks()->release_idle();
-	/* Then the empty spans threads keep, idle threads' too. */
-	mcache_trim(false);
-	scavenge_all();
-}
-
 /*
  * Hooks that may allocate (pthread_key_create, pthread_atfork, the
  * secure mode's backtrace) are set up by a constructor, never from inside malloc: by the time it runs the heap

@@ -61,6 +61,7 @@
  * The defaults are in options.c; the measurements behind them in
  * docs/heap.md#scavenger.
  */
+#include "hooks.h"
 #include "mheap_impl.h"
 #include "mcache.h"
 #include "pagealloc.h"
@@ -281,4 +282,18 @@ void scavenge_grown(uintptr_t npages)
 void scavenge_all(void)
 {
 	scavenge_release(UINTPTR_MAX, false, true);
+}
+
+/* mh_scavenge: everything idle goes back to the OS now, whatever the
+ * policy would keep. */
+void mh_scavenge(void)
+{
+	mheap_init();
+	/* Arenas first (hooks.h): warm chunks are resident memory nobody
+	 * uses right now, which then goes out with the rest of the free
+	 * pages, and the reuse list's chunks hold dead data. */
+	heap_hooks()->release_idle();
+	/* Then the empty spans threads keep, idle threads' too. */
+	mcache_trim(false);
+	scavenge_all();
 }
