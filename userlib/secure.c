@@ -13,7 +13,7 @@
  *    room for it and an 8-byte trailer at the slot's end; up to 16 bytes
  *    from the block's end towards the trailer hold a secret byte
  *    (CANARY_MAX), and the trailer the block's size and a check word made
- *    from it and a secret. free checks
+ *    from it and a secret (secure_canary.h). free checks
  *    both before anything else: an overflow is reported at free, naming the
  *    block ("heap overflow: canary after N-byte block ...").
  *  - zero on free, checked at reuse: free zeroes the whole slot (trailer
@@ -56,13 +56,12 @@
 #include <execinfo.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/random.h>
 
 #include "arena.h"
 #include "arenamap.h"
 #include "checkedfree.h"
 #include "mcache.h"
-#include "secure.h"
+#include "secure_canary.h"
 
 bool mh_secure;
 
@@ -71,8 +70,6 @@ bool mh_secure;
 /* Blocks up to this size may be sampled: one page. */
 #define SAMPLE_MAX	MH_PAGE_SIZE
 
-static uint64_t secret;		/* random, from the kernel at start-up */
-static uint8_t canary_byte;	/* never 0 */
 static size_t large_min;	/* MHEAP_SECURE_LARGE */
 static uint32_t sample_rate;	/* MHEAP_SECURE_SAMPLE, 0: off */
 
@@ -90,7 +87,7 @@ static inline uint64_t next_random(void)
 	uint64_t x = self.rng;
 
 	if (unlikely(!x))
-		x = secret ^ (uintptr_t)&self;	/* a thread's first draw */
+		x = secure_secret ^ (uintptr_t)&self;	/* a thread's first draw */
 	x ^= x << 13;
 	x ^= x >> 7;
 	x ^= x << 17;
@@ -118,10 +115,7 @@ static inline bool random_bit(void)
 
 void secure_init_locked(void)
 {
-	if (getrandom(&secret, sizeof(secret), 0) != sizeof(secret))
-		secret = mh_nanotime() * 0x9e3779b97f4a7c15ull;
-	secret |= 1;
-	canary_byte = (uint8_t)(secret >> 8) | 1;
+	secure_canary_init();
 	large_min = mh_option(MH_OPT_SECURE_LARGE);
 	if (large_min <= SMALL_MAX)
 		mh_fatal("MHEAP_SECURE_LARGE=%zu: at least %d", large_min, SMALL_MAX + 1);
@@ -152,158 +146,6 @@ bool secure_stacks_ready(void)
 }
 
 /* ------------------------------------------------------------ small blocks */
-
-/* The trailer's check half for a block of size bytes: never 0. */
-static inline uint32_t trailer_check(size_t size)
-{
-	return (uint32_t)((secret >> 32) ^ (size * 0x9e3779b1u)) | 1;
-}
-
-/* canary_byte in every byte of a word. */
-static inline uint64_t canary_word(void)
-{
-	return canary_byte * 0x0101010101010101ull;
-}
-
-void canary_fill(uint8_t *d, size_t n)
-{
-	uint64_t w = canary_word();
-	size_t i = 0;
-
-	if (n < 8) {
-		while (n--)
-			*d++ = canary_byte;
-		return;
-	}
-	/* Whole words, the last one overlapping the one before. */
-	for (; i + 8 < n; i += 8)
-		memcpy(d + i, &w, 8);
-	memcpy(d + n - 8, &w, 8);
-}
-
-size_t canary_intact(const uint8_t *d, size_t n)
-{
-	uint64_t w = canary_word(), v;
-	size_t i = 0;
-
-	if (n >= 8) {
-		/* Whole words (the last overlapping): the common case, all
-		 * intact, takes no byte loop. */
-		for (; i + 8 < n; i += 8) {
-			memcpy(&v, d + i, 8);
-			if (v != w)
-				goto bytes;
-		}
-		memcpy(&v, d + n - 8, 8);
-		if (v == w)
-			return n;
-	}
-bytes:
-	while (i < n && d[i] == canary_byte)
-		i++;
-	return i;
-}
-
-/* The trailer of a block of size bytes at p in a slot of room. */
-static void trailer_set(uintptr_t p, size_t size, size_t room)
-{
-	uint64_t trailer = (uint64_t)trailer_check(size) << 32 | size;
-
-	memcpy((void *)(p + room - TRAILER), &trailer, TRAILER);
-}
-
-/* The canary after a block of size bytes in a slot of room: the gap up to
- * the trailer, at most CANARY_MAX bytes of it (the rest of a larger gap is
- * left as the slot's zeroing left it). A contiguous overflow crosses it
- * whatever its length; filling and checking gaps of up to 120 bytes whole
- * was a tenth of the instructions of a malloc and free of 16..1024 bytes
- * (docs/heap.md#secure-mode). */
-#define CANARY_MAX	16
-_Static_assert(CANARY_MAX <= 16, "canary_intact_in_slot reads at most two words");
-
-static inline size_t canary_len(size_t size, size_t room)
-{
-	size_t gap = room - TRAILER - size;
-
-	return gap < CANARY_MAX ? gap : CANARY_MAX;
-}
-
-/*
- * Put the canary after the block of size bytes at p in a slot of room, and
- * the trailer. A slot's canary is written and checked a word at a time from
- * the block's end: the last word may run into the trailer (never past the
- * slot: the block ends at least TRAILER bytes before it), which is written
- * after it. canary_fill's byte loop for gaps under a word, and its loop's
- * bookkeeping, were a tenth of a small malloc's instructions
- * (docs/heap.md#secure-mode).
- */
-static inline void canary_set(uintptr_t p, size_t size, size_t room)
-{
-	uint64_t w = canary_word();
-	size_t n = canary_len(size, room), i = 0;
-
-	do {
-		memcpy((void *)(p + size + i), &w, 8);
-		i += 8;
-	} while (i < n);
-	trailer_set(p, size, room);
-}
-
-/* Whether the canary bytes after the block of size bytes at p, in a slot
- * of room, are intact: at most CANARY_MAX (two words), so two loads, the
- * second overlapping the first (of 8 to 16 bytes), or one with the
- * trailer's bytes past them masked off (under 8). */
-static inline bool canary_intact_in_slot(uintptr_t p, size_t size, size_t room)
-{
-	uint64_t w = canary_word(), v, last;
-	size_t n = canary_len(size, room);
-
-	memcpy(&v, (const void *)(p + size), 8);
-	if (n >= 8) {
-		memcpy(&last, (const void *)(p + size + n - 8), 8);
-		return !((v ^ w) | (last ^ w));
-	}
-	return !((v ^ w) & (((uint64_t)1 << n * 8) - 1));
-}
-
-/* canary_check found the trailer or the canary of the slot of room bytes
- * at p overwritten (or the slot zeroed): report which, and abort. Out of
- * line, so that the check's common case saves no registers. */
-static MH_NORETURN __attribute__((noinline, cold)) void canary_broken(uintptr_t p, size_t room)
-{
-	uint64_t trailer;
-	size_t size;
-
-	memcpy(&trailer, (void *)(p + room - TRAILER), TRAILER);
-	size = (uint32_t)trailer;
-	if (size <= room - TRAILER && (uint32_t)(trailer >> 32) == trailer_check(size))
-		mh_fatal("heap overflow: canary after %zu-byte block %#lx overwritten at offset %zu, detected at free",
-			 size, (unsigned long)p,
-			 size + canary_intact((const uint8_t *)(p + size), canary_len(size, room)));
-	if (!trailer && !((const uint8_t *)p)[0])
-		mh_fatal("double free of %#lx", (unsigned long)p);
-	mh_fatal("heap overflow: canary at the end of %zu-byte slot %#lx overwritten, detected at free",
-		 room, (unsigned long)p);
-}
-
-/*
- * The size of the block at p, from its trailer, with the canary checked;
- * an abort if either was overwritten, or if the slot is all zero (a free
- * zeroed it and the slot is held back, allocated but not handed out: a
- * second free of a stale pointer).
- */
-static inline size_t canary_check(uintptr_t p, size_t room)
-{
-	uint64_t trailer;
-	size_t size;
-
-	memcpy(&trailer, (void *)(p + room - TRAILER), TRAILER);
-	size = (uint32_t)trailer;
-	if (likely(size <= room - TRAILER && (uint32_t)(trailer >> 32) == trailer_check(size) &&
-		   canary_intact_in_slot(p, size, room)))
-		return size;
-	canary_broken(p, room);
-}
 
 /* Two words, loaded and or-ed at once (SSE2 on x86-64, NEON on arm64). */
 typedef uint64_t u64x2 __attribute__((vector_size(16)));
@@ -535,25 +377,6 @@ void secure_thread_exit(void)
 	}
 }
 
-/*
- * The free of middle block p, its canary checked (size bytes in pages of
- * room), claimed for this free: its pages stay the heap's through its
- * delay (secure_middle.c), so two frees at once both find it allocated
- * and pass canary_check; the one that swaps its trailer to zero frees it,
- * the other aborts. Its first bytes go to zero before: a later free that
- * finds the trailer zero finds them zero too, which canary_broken names a
- * double free.
- */
-static void middle_claim(uintptr_t p, size_t size, size_t room)
-{
-	uint64_t trailer = (uint64_t)trailer_check(size) << 32 | size;
-
-	memset((void *)p, 0, 8);
-	if (!__atomic_compare_exchange_n((uint64_t *)(p + room - TRAILER), &trailer, 0, false,
-					 __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
-		mh_fatal("double free of %#lx", (unsigned long)p);
-}
-
 /* secure_free of anything but a small block: a zero-size one, a guarded
  * one (c its chunk) or a middle one, a large one of the heap (room its
  * pages: secure_middle.c). */
@@ -564,10 +387,7 @@ static __attribute__((noinline)) void free_other(uintptr_t p, struct arena_chunk
 	} else if (c) {
 		guarded_free(c, p);
 	} else {
-		size_t size = canary_check(p, room);
-
-		middle_claim(p, size, room);
-		middle_free(p, size, room);
+		middle_free(p, canary_check(p, room), room);
 	}
 }
 

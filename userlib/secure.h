@@ -81,14 +81,15 @@ MH_HIDDEN uint64_t secure_random(void);
  * MHEAP_SECURE_LARGE: the option read (start-up); whether the block of
  * size bytes about to be allocated is the thread's guarded one; the free
  * of the block of size bytes at p, its pages room bytes, whose canary was
- * checked (zeroed, delayed, then given back checked); a thread's delayed
+ * checked (claimed against a racing free, zeroed, delayed, then given
+ * back checked); a thread's delayed
  * blocks given back at its exit. */
 MH_HIDDEN void middle_init(void);
 MH_HIDDEN bool middle_sampled(size_t size);
 MH_HIDDEN void middle_free(uintptr_t p, size_t size, size_t room);
 MH_HIDDEN void middle_thread_exit(void);
 
-/* Canary bytes (secure.c): fill n bytes at d; how many of the n bytes at d,
+/* Canary bytes (secure_canary.c): fill n bytes at d; how many of the n bytes at d,
  * from the first, are intact. */
 MH_HIDDEN void canary_fill(uint8_t *d, size_t n);
 MH_HIDDEN size_t canary_intact(const uint8_t *d, size_t n);

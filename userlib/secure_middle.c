@@ -6,7 +6,7 @@
  * blocks, pages of a span of their own, and keep the secure mode's catches
  * in the small blocks' manner, at the cost of a few stores per free rather
  * than a chunk and guard system calls per block (docs/heap.md#secure-mode):
- *  - a canary and trailer after the block, as a small slot's (secure.c),
+ *  - a canary and trailer after the block, as a small slot's (secure_canary.h),
  *    checked at free: an overflow is reported there, naming the block;
  *  - zero on free, checked when the block leaves its delay: free zeroes
  *    the block's first and last 64 bytes, the trailer and one word drawn at
@@ -19,7 +19,7 @@
  *    may hold old data when malloc hands them out again; calloc zeroes
  *    them. A second free of a delayed block finds its trailer zero:
  *    "double free"; of two at once, the one whose swap of the trailer to
- *    zero fails (secure.c, middle_claim);
+ *    zero fails (middle_claim);
  *  - no immediate reuse: a freed block waits in its thread's FIFO of at
  *    most DELAY_BLOCKS blocks and DELAY_BYTES bytes before its pages go
  *    back to the heap (the block freed last always waits), so the next
@@ -33,7 +33,7 @@
 #include <string.h>
 
 #include "mcache.h"
-#include "secure.h"
+#include "secure_canary.h"
 
 /* Bytes at each end of a block that free zeroes and the release checks. */
 #define CHECKED_END	64
@@ -137,6 +137,25 @@ static void release_oldest(void)
 	heap_free_plain((void *)d->p);
 }
 
+/*
+ * Middle block p, its canary checked (size bytes in pages of room),
+ * claimed for this free: its pages stay the heap's through its
+ * delay (secure_middle.c), so two frees at once both find it allocated
+ * and pass canary_check; the one that swaps its trailer to zero frees it,
+ * the other aborts. Its first bytes go to zero before: a later free that
+ * finds the trailer zero finds them zero too, which canary_broken names a
+ * double free.
+ */
+static void middle_claim(uintptr_t p, size_t size, size_t room)
+{
+	uint64_t trailer = (uint64_t)trailer_check(size) << 32 | size;
+
+	memset((void *)p, 0, 8);
+	if (!__atomic_compare_exchange_n((uint64_t *)(p + room - TRAILER), &trailer, 0, false,
+					 __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+		mh_fatal("double free of %#lx", (unsigned long)p);
+}
+
 void middle_free(uintptr_t p, size_t size, size_t room)
 {
 	size_t tail = tail_of(size), words = (tail - CHECKED_END) / 8;
@@ -145,6 +164,7 @@ void middle_free(uintptr_t p, size_t size, size_t room)
 		.word = CHECKED_END + secure_random() % words * 8,
 	};
 
+	middle_claim(p, size, room);
 	memset((void *)p, 0, CHECKED_END);
 	memset((void *)(p + tail), 0, CHECKED_END);
 	memset((void *)(p + d.word), 0, 8);
