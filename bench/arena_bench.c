@@ -27,6 +27,14 @@
  *             malloc     mi_malloc / mi_free
  *   (plain)   malloc     malloc / free (LD_PRELOAD another allocator under it)
  *
+ * Time. `seconds` is the CPU time of the process over the timed part
+ * (CLOCK_PROCESS_CPUTIME_ID: user and system, page faults included), the
+ * wall time is `wall_seconds`. The driver is single-threaded and never
+ * blocks, so the two differ only by the time other tasks ran in its place:
+ * on a shared machine one scheduler slice (about 4 ms here) lost inside the
+ * ~6 ms the 16 B bulk arena is timed for put whole runs in a second group
+ * of ~10.5 ms (measured: docs/arenas.md#what-decided-the-bulk-arenas-group).
+ *
  * Every variant runs the same per-object loop, compiled for it alone (the
  * variant a constant, SPECIALISE), so that no row pays for a dispatch per
  * object. The malloc variants free the objects in allocation order. If the
@@ -280,7 +288,7 @@ int main(int argc, char **argv)
 	size_t *sizes, nsizes = 65536, maxptrs, i;
 	void **ptrs;
 	uint64_t ops = 0, sum = 0, rng;
-	double t0, t1;
+	double t0, t1, c0, c1;
 	bool available = true;
 	char extra[200];
 	int a;
@@ -345,6 +353,7 @@ int main(int argc, char **argv)
 	}
 	mem_snap(&m0);
 	t0 = now_sec();
+	c0 = cpu_now_sec();
 	if (!strcmp(c.workload, "bulk")) {
 		for (long it = 0; it < c.iters && available; it++) {
 			available = bulk_round(&c, v, sizes, nsizes, ptrs);
@@ -373,6 +382,7 @@ int main(int argc, char **argv)
 			 "requests=%ld req_min=%zu req_max=%zu min=%zu max=%zu",
 			 c.requests, c.req_min, c.req_max, c.min, c.max);
 	}
+	c1 = cpu_now_sec();
 	t1 = now_sec();
 	mem_snap(&m1);
 
@@ -387,10 +397,10 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	printf("workload=arena-%s variant=%s api=%s threads=1 %s ops=%llu "
-	       "seconds=%.6f mops=%.4f rss_base_kb=%ld peak_rss_kb=%ld "
+	       "seconds=%.6f wall_seconds=%.6f mops=%.4f rss_base_kb=%ld peak_rss_kb=%ld "
 	       "rss_after_kb=%ld minflt=%ld majflt=%ld check=%llu status=ok\n",
 	       c.workload, c.variant, API, extra, (unsigned long long)ops,
-	       t1 - t0, (double)ops / (t1 - t0) / 1e6, m0.rss_kb, m1.hwm_kb,
+	       c1 - c0, t1 - t0, (double)ops / (c1 - c0) / 1e6, m0.rss_kb, m1.hwm_kb,
 	       m1.rss_kb, m1.minflt - m0.minflt, m1.majflt - m0.majflt,
 	       (unsigned long long)(sum & 0xffff));
 	return 0;

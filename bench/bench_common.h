@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Helpers shared by the benchmark drivers: clocks, a small deterministic PRNG,
- * bookkeeping memory that never goes through the allocator under test, and
- * the process memory counters (VmRSS, VmHWM, minor faults).
+ * Helpers shared by the benchmark drivers: clocks (wall and CPU time), a
+ * small deterministic PRNG, bookkeeping memory that never goes through the
+ * allocator under test, and the process memory counters (VmRSS, VmHWM,
+ * minor faults).
  *
  * The bookkeeping arrays (pointer tables, size tables, permutations) come
  * from mmap and are pre-faulted before the baseline is taken, so they cost
@@ -31,6 +32,17 @@ static BENCH_UNUSED double now_sec(void)
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* CPU time of the whole process (every thread, user and system), in
+ * seconds: for a single-threaded driver, its wall time less the time other
+ * tasks ran in its place (arena_bench says why that matters). */
+static BENCH_UNUSED double cpu_now_sec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 

@@ -687,7 +687,10 @@ def render_md(path, meta, cases, runners_for, stats, headline):
              "faster** than mimalloc / glibc. Arena tables use `mimalloc heap` and "
              "`glibc malloc` as the references, and add `mheap malloc` (mh_malloc + "
              "mh_free of the same objects); the arena's targets are at most 0.20× "
-             "`mheap malloc` and 0.50× `mimalloc heap` for 16 B objects.")
+             "`mheap malloc` and 0.50× `mimalloc heap` for 16 B objects. Arena tables "
+             "time the driver's CPU time over the timed rounds (single-threaded: its "
+             "wall time less other tasks' time slices; wall time is `wall_seconds` "
+             "in raw.jsonl).")
     L.append("- Mops/s = allocation calls (malloc, realloc or arena alloc; each "
              "matched by a free) per second of the median time, all threads together.")
     L.append("- Peak RSS is VmHWM of the whole process (includes the driver's "
