@@ -367,6 +367,8 @@ TEST(double_free_after_a_free_into_another_heap_arena)
 	free(objs);
 }
 
+/* By the owner and by another thread, whose free checks the span its
+ * lookup through its own heap arena found (free_checked's `found`). */
 TEST(invalid_free_inside_an_object)
 {
 	char *p = mh_malloc(100);
@@ -374,10 +376,12 @@ TEST(invalid_free_inside_an_object)
 	victim = p + 8;
 	WANT("mheap: invalid free of %#lx (inside an object)", victim);
 	expect_abort(_metadata, free_victim, "small interior");
+	expect_abort(_metadata, free_victim_on_a_new_thread, "small interior, another thread");
 	p = mh_malloc(100000);
 	victim = p + 4096;
 	WANT("mheap: invalid free of %#lx (inside an object)", victim);
 	expect_abort(_metadata, free_victim, "large interior");
+	expect_abort(_metadata, free_victim_on_a_new_thread, "large interior, another thread");
 }
 
 /* ------------------------------------------------------------ racing frees */

@@ -458,8 +458,11 @@ static void large_free(struct mcache *c, struct mspan *s, uintptr_t p, bool keep
 
 /* Everything the fast path of mh_free does not take: NULL, a thread's
  * first free, remote and large frees, frees after the thread's exit, and
- * every bad pointer. */
-static __attribute__((noinline)) void free_checked(uintptr_t p)
+ * every bad pointer. found: p's span as the fast path found it through
+ * the thread's heap arena (mcache_span_of), or NULL, and then the arena
+ * map is walked here: a remote free does not walk it a second time
+ * (docs/heap.md#remote-frees-2026-12-06-issue-24). */
+static __attribute__((noinline)) void free_checked(uintptr_t p, struct mspan *found)
 {
 	uint32_t idx;
 	struct mspan *s;
@@ -467,7 +470,7 @@ static __attribute__((noinline)) void free_checked(uintptr_t p)
 
 	if (!p)
 		return;
-	s = checked_span(p, &idx, "");
+	s = checked_span_at(found ? found : span_of(p), p, &idx, "");
 	c = mcache_get();
 	if (likely(LOAD_RELAXED(&s->state) == MSPAN_SMALL)) {
 		if (likely(c && LOAD_RELAXED(&s->owner) == c)) {
@@ -484,32 +487,43 @@ static __attribute__((noinline)) void free_checked(uintptr_t p)
 	large_free(c, s, p, true);
 }
 
-/* The owner's free of p through c, a cache or mh_no_cache (which owns
- * nothing); false, recording nothing, for anything else (the slow path's,
- * which names the error). */
-static inline __attribute__((always_inline)) bool free_fast(struct mcache *c, uintptr_t p)
-{
-	struct mspan *s = owned_span(c, p);
-
-	return likely(s && local_free(c, s, p));
-}
-
 /* mh_free's slow path: the secure mode's every free (its fast cache is
  * mh_no_cache), and free_checked. */
-static __attribute__((noinline)) void free_slow(void *ptr)
+static __attribute__((noinline)) void free_slow(uintptr_t p, struct mspan *found)
 {
 	if (unlikely(mh_secure)) {
-		secure_free(ptr);
+		secure_free((void *)p);
 		return;
 	}
-	free_checked((uintptr_t)ptr);
+	free_checked(p, found);
+}
+
+/* The free of p through c, a cache or mh_no_cache (which owns nothing):
+ * the owner's free here, anything else through slow (free_slow or
+ * free_checked), given the span the lookup found when it is not c's (a
+ * remote or large free, or none: no second lookup) and NULL when p is no
+ * object the owner may free (slow looks again and names the error). */
+static inline __attribute__((always_inline)) void free_through(struct mcache *c, uintptr_t p,
+							       void (*slow)(uintptr_t, struct mspan *))
+{
+	struct mspan *s = mcache_span_of(c, p);
+
+	if (unlikely(!s)) {
+		slow(p, NULL);
+		return;
+	}
+	if (unlikely(LOAD_RELAXED(&s->owner) != c)) {
+		slow(p, s);
+		return;
+	}
+	if (likely(local_free(c, s, p)))
+		return;
+	slow(p, NULL);
 }
 
 void mh_free(void *ptr)
 {
-	if (likely(free_fast(mh_tls_fast_cache, (uintptr_t)ptr)))
-		return;
-	free_slow(ptr);
+	free_through(mh_tls_fast_cache, (uintptr_t)ptr, free_slow);
 }
 
 /* The default mode's free, for the secure mode's layer: the fast path
@@ -518,9 +532,10 @@ void heap_free_plain(void *ptr)
 {
 	struct mcache *c = mh_tls_cache;
 
-	if (likely(c && free_fast(c, (uintptr_t)ptr)))
-		return;
-	free_checked((uintptr_t)ptr);
+	if (likely(c))
+		free_through(c, (uintptr_t)ptr, free_checked);
+	else
+		free_checked((uintptr_t)ptr, NULL);
 }
 
 /* The default mode's free of p, an allocated object of s, a small span
@@ -541,7 +556,7 @@ void heap_free_small(struct mspan *s, void *ptr)
 		return;
 	}
 	if (unlikely(LOAD_RELAXED(&s->state) != MSPAN_SMALL || !object_start(s, p, &idx))) {
-		free_checked(p);
+		free_checked(p, NULL);
 		return;
 	}
 	small_free_remote(c, s, idx, p);
