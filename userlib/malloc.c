@@ -461,7 +461,7 @@ static void large_free(struct mcache *c, struct mspan *s, uintptr_t p, bool keep
  * every bad pointer. found: p's span as the fast path found it through
  * the thread's heap arena (mcache_span_of), or NULL, and then the arena
  * map is walked here: a remote free does not walk it a second time
- * (docs/heap.md#remote-frees-2026-12-06-issue-24). */
+ * (docs/heap.md#larson-and-the-two-thread-rows-again-2026-12-07-issue-24). */
 static __attribute__((noinline)) void free_checked(uintptr_t p, struct mspan *found)
 {
 	uint32_t idx;
