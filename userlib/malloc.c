@@ -204,6 +204,15 @@ static __attribute__((noinline)) void *malloc_slow(size_t size)
 static __attribute__((noinline)) void *malloc_refill(struct mcache *c, struct mspan *s,
 						     size_t size)
 {
+	/* The secure mode's every small malloc comes here (its fast cache
+	 * is mh_no_cache): straight to it, not through the empty span's
+	 * refill and malloc_slow (a test per window refill in the default
+	 * mode; docs/heap.md#secure-mode, 2026-12-07). mh_secure is set
+	 * once the heap is: the thread's cache, if it has none yet, is made
+	 * where the mode first needs it (heap_alloc_small). */
+	if (unlikely(mh_secure))
+		return secure_alloc(size, 1, false);
+
 	uintptr_t p = mspan_refill_window(s);
 
 	if (unlikely(!p))
