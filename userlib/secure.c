@@ -158,9 +158,34 @@ static inline u64x2 load16(uintptr_t a)
 	return v;
 }
 
-/* Words at each end of a slot that zero_check always reads: a cache line
- * (the loads of zero_check assume 8). */
-#define CHECKED_END	8
+/* Bytes at each end of a slot that zero_check always reads: a cache line
+ * (four 16-byte pieces, slot_piece). */
+#define CHECKED_END	64
+/* Slots of up to this size are read and zeroed whole by the pieces at
+ * their two ends (slot_piece), with no call and no loop. */
+#define SLOT_BY_PIECES	(2 * CHECKED_END)
+
+static inline void store16(uintptr_t a, u64x2 v)
+{
+	memcpy((void *)a, &v, sizeof(v));
+}
+
+/*
+ * The offset of the k-th (0 to 3) 16-byte piece from the start of a slot of
+ * room bytes (at least 16): 16 k, or the last piece of a smaller slot.
+ * The k-th piece from the end is at room - 16 less it. The eight cover the
+ * slot's first and last min(room, 64) bytes, so all of a slot of up to
+ * SLOT_BY_PIECES, with no branch on its size: the loops over a slot of
+ * the class's size, canary_set's and memset's size dispatch mispredicted
+ * about 3 branches a malloc and free of random small sizes
+ * (docs/heap.md#secure-mode, 2026-12-07).
+ */
+static inline size_t slot_piece(size_t room, size_t k)
+{
+	size_t a = 16 * k, last = room - 16;
+
+	return a < last ? a : last;
+}
 
 /* The slot of room bytes at p was written at offset at after its free. */
 static MH_NORETURN void written_after_free(uintptr_t p, size_t room, size_t at)
@@ -175,41 +200,43 @@ static MH_NORETURN void written_after_free(uintptr_t p, size_t room, size_t at)
 
 /*
  * A slot about to be handed out must be as its free left it: all zero. The
- * check reads the slot's first and last cache lines (CHECKED_END words
- * each) and one word drawn at random from between them: reading all of a
- * 1 KiB slot cost more than the rest of malloc and free together
- * (docs/heap.md#secure-mode). So a write after free is always caught in a
- * slot of up to 136 bytes and in a larger one's first and last 64 bytes
- * (where headers, links and a block's end are), elsewhere with a chance of
- * one in the number of words between. calloc (all) checks every word: it
- * returns the slot as zeroed memory without writing it.
+ * check reads the slot's first and last cache lines (CHECKED_END bytes
+ * each) and, in a slot larger than the two, one word drawn at random from
+ * between them: reading all of a 1 KiB slot cost more than the rest of
+ * malloc and free together (docs/heap.md#secure-mode). So a write after
+ * free is always caught in a slot of up to SLOT_BY_PIECES bytes and in a
+ * larger one's first and last 64 bytes (where headers, links and a
+ * block's end are), elsewhere with a chance of one in the number of words
+ * between. calloc (all) checks every word: it returns the slot as zeroed
+ * memory without writing it.
  */
 static inline __attribute__((always_inline)) void zero_check(uintptr_t p, size_t room, bool all)
 {
 	const uint64_t *w = (const uint64_t *)p;
 	size_t words = room / 8, i;
+	u64x2 v = { 0, 0 };
 	uint64_t any;
 
 	/* Slots are multiples of 8 bytes, of 16 at least; no early exit: it
-	 * is rare. 16-byte loads, two a step, the last step from the slot's
-	 * end (overlapping the one before). */
-	if (all || words <= 2 * CHECKED_END + 1) {
-		u64x2 v = load16(p) | load16(p + room - 16);
+	 * is rare. 16-byte loads, or-ed two words at a time. */
+#pragma GCC unroll 4
+	for (i = 0; i < 4; i++) {
+		size_t a = slot_piece(room, i);
 
-		for (i = 16; i + 16 < room - 16; i += 32)
+		v |= load16(p + a) | load16(p + room - 16 - a);
+	}
+	if (unlikely(all) && room > SLOT_BY_PIECES) {
+		/* The middle, two loads a step, the last step from the
+		 * middle's end (overlapping the one before). */
+		for (i = CHECKED_END; i + 16 < room - CHECKED_END - 16; i += 32)
 			v |= load16(p + i) | load16(p + i + 16);
-		if (i < room - 16)
-			v |= load16(p + i);
-		any = v[0] | v[1];
-	} else {
-		/* Two 16-byte loads an instruction each, or-ed two words at a
-		 * time: half the instructions of a word at a time. */
-		u64x2 v = load16(p) | load16(p + 16) | load16(p + 32) | load16(p + 48) |
-			  load16(p + room - 64) | load16(p + room - 48) |
-			  load16(p + room - 32) | load16(p + room - 16);
+		v |= load16(p + i) | load16(p + room - CHECKED_END - 16);
+	}
+	any = v[0] | v[1];
+	if (room > SLOT_BY_PIECES) {
+		size_t between = words - 2 * CHECKED_END / 8;
 
-		any = v[0] | v[1];
-		i = CHECKED_END + (size_t)((next_random() >> 32) * (words - 2 * CHECKED_END) >> 32);
+		i = CHECKED_END / 8 + (size_t)((next_random() >> 32) * between >> 32);
 		any |= w[i];
 	}
 	if (likely(!any))
@@ -217,6 +244,25 @@ static inline __attribute__((always_inline)) void zero_check(uintptr_t p, size_t
 	for (i = 0; !w[i]; i++)
 		;
 	written_after_free(p, room, i * 8);
+}
+
+/* Zero a freed slot of room bytes at p, all of it: by its end pieces up
+ * to SLOT_BY_PIECES (slot_piece), else memset. */
+static inline __attribute__((always_inline)) void slot_zero(uintptr_t p, size_t room)
+{
+	u64x2 z = { 0, 0 };
+
+	if (room > SLOT_BY_PIECES) {
+		memset((void *)p, 0, room);
+		return;
+	}
+#pragma GCC unroll 4
+	for (size_t k = 0; k < 4; k++) {
+		size_t a = slot_piece(room, k);
+
+		store16(p + a, z);
+		store16(p + room - 16 - a, z);
+	}
 }
 
 /* Whether this allocation is the thread's sampled one. */
@@ -250,25 +296,27 @@ static inline bool sample_now(size_t size, size_t align)
  */
 static inline void *shuffle_take(unsigned cls)
 {
-	void *p = heap_alloc_small(cls);
-	uintptr_t held;
+	uintptr_t p = (uintptr_t)heap_alloc_small(cls), held = self.held[cls], swap;
 
-	if (!random_bit() || unlikely(!p))
-		return p;
-	held = self.held[cls];
-	if (held) {
-		self.held[cls] = (uintptr_t)p;
-		return (void *)held;
+	if (unlikely(!held || !p)) {
+		/* The thread's first of the class (or none left): hold one
+		 * on a random bit, as a swap would. */
+		if (!p || !random_bit() || unlikely(mh_tls_exited))	/* nothing given back any more */
+			return (void *)p;
+		self.held[cls] = p;
+		p = (uintptr_t)heap_alloc_small(cls);
+		if (unlikely(!p)) {
+			p = self.held[cls];
+			self.held[cls] = 0;
+		}
+		return (void *)p;
 	}
-	if (unlikely(mh_tls_exited))	/* nothing is given back any more */
-		return p;
-	self.held[cls] = (uintptr_t)p;
-	p = heap_alloc_small(cls);
-	if (unlikely(!p)) {
-		p = (void *)self.held[cls];
-		self.held[cls] = 0;
-	}
-	return p;
+	/* Swap on a random bit, without a branch on it: a branch on a
+	 * random bit mispredicts every other allocation
+	 * (docs/heap.md#secure-mode, 2026-12-07). */
+	swap = (p ^ held) & -(uintptr_t)random_bit();
+	self.held[cls] = held ^ swap;
+	return (void *)(p ^ swap);
 }
 
 /* A small block of size bytes from a slot for want bytes (size to
@@ -408,7 +456,7 @@ static __attribute__((noinline)) void free_checked_other(uintptr_t p)
 		return;
 	}
 	(void)canary_check(p, room);
-	memset((void *)p, 0, room);
+	slot_zero(p, room);
 	heap_free_small(small, (void *)p);
 }
 
@@ -435,7 +483,7 @@ void secure_free(void *ptr)
 	size_t room = s->elemsize;
 
 	(void)canary_check(p, room);
-	memset(ptr, 0, room);
+	slot_zero(p, room);
 	local_free_at(c, s, idx);
 }
 

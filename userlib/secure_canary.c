@@ -10,6 +10,10 @@
 
 uint64_t secure_secret;
 uint8_t canary_byte;
+const uint64_t canary_mask[9] = {
+	0, 0xff, 0xffff, 0xffffff, 0xffffffff, 0xffffffffff, 0xffffffffffff, 0xffffffffffffff,
+	~(uint64_t)0,
+};
 
 void secure_canary_init(void)
 {

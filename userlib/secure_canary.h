@@ -18,6 +18,9 @@
 
 MH_HIDDEN extern uint64_t secure_secret;	/* random, never 0 */
 MH_HIDDEN extern uint8_t canary_byte;		/* never 0 */
+/* The low n bytes of a word set, n from 0 to 8: the bytes of a canary of n
+ * read as one word (a load, where a shift by n was a branch on n < 8). */
+MH_HIDDEN extern const uint64_t canary_mask[9];
 
 /* Draw the secrets (start-up, before any block). */
 MH_HIDDEN void secure_canary_init(void);
@@ -63,42 +66,46 @@ static inline size_t canary_len(size_t size, size_t room)
 	return gap < CANARY_MAX ? gap : CANARY_MAX;
 }
 
+/* Where the canary's second word starts, from the block's end: its last
+ * 8 bytes (overlapping the first word) when it has 8 or more, else the
+ * first word again. A select, not a branch: with blocks of random sizes
+ * a branch on the canary's length mispredicted every other malloc and
+ * free (docs/heap.md#secure-mode, 2026-12-07). */
+static inline size_t canary_second(size_t n)
+{
+	return n >= 8 ? n - 8 : 0;
+}
+
 /*
  * Put the canary after the block of size bytes at p in a slot of room, and
- * the trailer. A slot's canary is written and checked a word at a time from
- * the block's end: the last word may run into the trailer (never past the
- * slot: the block ends at least TRAILER bytes before it), which is written
- * after it. canary_fill's byte loop for gaps under a word, and its loop's
- * bookkeeping, were a tenth of a small malloc's instructions
- * (docs/heap.md#secure-mode).
+ * the trailer. A slot's canary is written and checked as two words from
+ * the block's end (canary_second): a word may run into the trailer (never
+ * past the slot: the block ends at least TRAILER bytes before it), which
+ * is written after them.
  */
 static inline void canary_set(uintptr_t p, size_t size, size_t room)
 {
 	uint64_t w = canary_word();
-	size_t n = canary_len(size, room), i = 0;
+	size_t n = canary_len(size, room);
 
-	do {
-		memcpy((void *)(p + size + i), &w, 8);
-		i += 8;
-	} while (i < n);
+	memcpy((void *)(p + size), &w, 8);
+	memcpy((void *)(p + size + canary_second(n)), &w, 8);
 	trailer_set(p, size, room);
 }
 
 /* Whether the canary bytes after the block of size bytes at p, in a slot
  * of room, are intact: at most CANARY_MAX (two words), so two loads, the
- * second overlapping the first (of 8 to 16 bytes), or one with the
- * trailer's bytes past them masked off (under 8). */
+ * second at canary_second, with the trailer's bytes past a canary under 8
+ * bytes masked off. */
 static inline bool canary_intact_in_slot(uintptr_t p, size_t size, size_t room)
 {
-	uint64_t w = canary_word(), v, last;
+	uint64_t w = canary_word(), v, last, mask;
 	size_t n = canary_len(size, room);
 
 	memcpy(&v, (const void *)(p + size), 8);
-	if (n >= 8) {
-		memcpy(&last, (const void *)(p + size + n - 8), 8);
-		return !((v ^ w) | (last ^ w));
-	}
-	return !((v ^ w) & (((uint64_t)1 << n * 8) - 1));
+	memcpy(&last, (const void *)(p + size + canary_second(n)), 8);
+	mask = canary_mask[n < 8 ? n : 8];
+	return !(((v ^ w) | (last ^ w)) & mask);
 }
 
 /*
