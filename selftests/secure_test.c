@@ -709,6 +709,85 @@ TEST(blocks_freed_by_another_thread_are_counted_and_zeroed)
 	ASSERT_TRUE(false) TH_LOG("no slot freed by the other thread came back");
 }
 
+/* The slot (its class's size) of p, a small block. */
+static size_t slot_of(const void *p)
+{
+	return span_of((uintptr_t)p)->elemsize;
+}
+
+/* Free zeroes all of a small block's slot: the block, its canary and its
+ * trailer, every byte whatever the class (up to 128 bytes by pieces at the
+ * slot's two ends, above that by memset). Read after the free: a small
+ * block not sampled stays readable. */
+TEST(free_zeroes_every_byte_of_a_small_slot)
+{
+	for (size_t size = 1; size <= 600; size++) {
+		unsigned char *p = mh_malloc(size);
+		size_t room;
+
+		ASSERT_NE(NULL, p);
+		room = slot_of(p);
+		memset(p, 0xff, size);
+		mh_free(p);
+		EXPECT_EQ(room, first_wrong(p, room, false)) TH_LOG("size %zu, %zu-byte slot", size, room);
+	}
+}
+
+struct written_slot {
+	size_t size, at;	/* the block's size; the byte written after free */
+	size_t room;		/* out: its slot */
+};
+
+/* In a child: a block of w->size bytes freed, written at w->at, then blocks
+ * of its size from malloc until the slot comes back (or 100,000 did not
+ * bring it). */
+static void write_after_free_then_reuse(void *arg)
+{
+	struct written_slot *w = arg;
+	char *p = mh_malloc(w->size);
+
+	mh_free(p);
+	p[w->at] = 1;
+	for (int i = 0; i < 100000; i++) {
+		char *q = mh_malloc(w->size);
+
+		if (q == p)
+			_exit(0);	/* handed out unchecked */
+		mh_free(q);
+	}
+	_exit(2);
+}
+
+/* malloc (not calloc) reads every byte of a slot of up to 128 bytes before
+ * handing it out again: a write after free anywhere in one, the block's
+ * bytes, its canary or its trailer, is reported at the slot's reuse. Each
+ * class of up to 128 bytes, written at its first, middle and last byte. */
+TEST(malloc_checks_every_byte_of_a_slot_of_up_to_128_bytes)
+{
+	for (size_t size = 8; size <= 120; size += 8) {
+		char *probe = mh_malloc(size);
+		size_t room = slot_of(probe);
+
+		mh_free(probe);
+		if (room > 128)
+			continue;
+		size_t first_middle_last[] = { 0, room / 2, room - 1 };
+
+		for (int i = 0; i < 3; i++) {
+			struct written_slot w = { .size = size, .at = first_middle_last[i] };
+			struct child_result res;
+			char want[96];
+
+			run_child(write_after_free_then_reuse, &w, &res);
+			snprintf(want, sizeof(want), "%zu-byte slot", room);
+			EXPECT_TRUE(died_of(&res, SIGABRT) && strstr(res.err, "write after free") &&
+				    strstr(res.err, want))
+				TH_LOG("size %zu, %zu-byte slot, byte %zu: status %#x, %s", size, room,
+				       w.at, res.status, res.err);
+		}
+	}
+}
+
 /* The harness's main, under another name: main comes first. */
 #define main harness_main
 TEST_HARNESS_MAIN
