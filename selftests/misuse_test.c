@@ -309,6 +309,30 @@ static void double_free_large(void)
 	mh_free(p);
 }
 
+/* realloc of a block already freed: a double free, named as realloc's. */
+static void realloc_after_free_of(size_t size)
+{
+	void *p = small_block(size);
+
+	mh_free(p);
+	(void)mh_realloc(p, size + 100);
+}
+
+static void realloc_after_free(void)
+{
+	realloc_after_free_of(32);
+}
+
+static void realloc_after_free_middle(void)
+{
+	realloc_after_free_of(MIDDLE);
+}
+
+static void realloc_after_free_large(void)
+{
+	realloc_after_free_of(LARGE);
+}
+
 static void invalid_free(void)
 {
 	char *p = small_block(32);
@@ -407,7 +431,8 @@ static const struct misuse {
 	M(middle_write_after_free_near_end), M(middle_overflow_1), M(middle_overflow_trailer),
 	M(double_free_middle),
 	M(large_overflow), M(zero_size_read), M(zero_size_write), M(immediate_reuse),
-	M(double_free), M(double_free_large), M(invalid_free), M(no_misuse),
+	M(double_free), M(double_free_large), M(realloc_after_free), M(realloc_after_free_middle),
+	M(realloc_after_free_large), M(invalid_free), M(no_misuse),
 	M(blocks_across_fork),
 #undef M
 };
@@ -515,6 +540,12 @@ static const struct row {
 	{ "immediate_reuse", { { REUSED, NULL }, NOT_CAUGHT, NOT_CAUGHT } },
 	{ "double_free", ALL_MODES({ ABORTS, "mheap: double free of $1" }) },
 	{ "double_free_large", ALL_MODES({ ABORTS, "mheap: double free of $1" }) },
+	/* realloc names itself; by default a small block says more. */
+	{ "realloc_after_free", { { ABORTS, "mheap: double free of $1 in realloc (pointer already freed)" },
+		{ ABORTS, "mheap: double free of $1 in realloc" },
+		{ ABORTS, "mheap: double free of $1 in realloc" } } },
+	{ "realloc_after_free_middle", ALL_MODES({ ABORTS, "mheap: double free of $1 in realloc" }) },
+	{ "realloc_after_free_large", ALL_MODES({ ABORTS, "mheap: double free of $1 in realloc" }) },
 	{ "invalid_free", ALL_MODES({ ABORTS, "mheap: invalid free of $3 (inside an object)" }) },
 	{ "no_misuse", ALL_MODES(NOT_CAUGHT) },
 	{ "blocks_across_fork", ALL_MODES(NOT_CAUGHT) },
@@ -735,6 +766,9 @@ MISUSE_TEST(zero_size_write)
 MISUSE_TEST(immediate_reuse)
 MISUSE_TEST(double_free)
 MISUSE_TEST(double_free_large)
+MISUSE_TEST(realloc_after_free)
+MISUSE_TEST(realloc_after_free_middle)
+MISUSE_TEST(realloc_after_free_large)
 MISUSE_TEST(invalid_free)
 MISUSE_TEST(no_misuse)
 MISUSE_TEST(blocks_across_fork)

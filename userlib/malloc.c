@@ -362,7 +362,7 @@ static __attribute__((noinline)) size_t checked_room_slow(struct mspan *s, uintp
 	if (!*small)
 		return s->npages << MH_PAGE_SHIFT;
 	if (!mspan_obj_allocated(s, idx))
-		mspan_double_free(p);
+		mh_fatal("double free of %#lx%s", (unsigned long)p, what);
 	return s->elemsize;
 }
 

@@ -435,7 +435,7 @@ static __attribute__((noinline)) void free_other(uintptr_t p, struct arena_chunk
 	} else if (c) {
 		guarded_free(c, p);
 	} else {
-		middle_free(p, canary_check(p, room), room);
+		middle_free(p, canary_check(p, room, ""), room);
 	}
 }
 
@@ -455,7 +455,7 @@ static __attribute__((noinline)) void free_checked_other(uintptr_t p)
 		free_other(p, c, room);
 		return;
 	}
-	(void)canary_check(p, room);
+	(void)canary_check(p, room, "");
 	slot_zero(p, room);
 	heap_free_small(small, (void *)p);
 }
@@ -482,7 +482,7 @@ void secure_free(void *ptr)
 	}
 	size_t room = s->elemsize;
 
-	(void)canary_check(p, room);
+	(void)canary_check(p, room, "");
 	slot_zero(p, room);
 	local_free_at(c, s, idx);
 }
@@ -514,10 +514,8 @@ static size_t checked_size(uintptr_t p, size_t *room, struct arena_chunk **c, co
 
 	*room = heap_checked_room(p, &small, c, what);
 	if (!*c)
-		return canary_check(p, *room);
-	if ((*c)->block.addr != p)
-		mh_fatal("invalid free of %#lx%s (inside an object)", (unsigned long)p, what);
-	return (*c)->block.size;
+		return canary_check(p, *room, what);
+	return guarded_checked_size(*c, p, what);
 }
 
 size_t secure_usable_size(const void *ptr)

@@ -106,6 +106,9 @@ MH_HIDDEN bool guarded_resize(struct arena_chunk *c, size_t size);
 /* Whether arena chunk c holds a guarded block (rather than an arena's
  * objects). */
 MH_HIDDEN bool guarded_holds_block(const struct arena_chunk *c);
+/* The size of c's block, if p names it and it is not freed; else an
+ * abort naming the call with what ("" or " in realloc"). */
+MH_HIDDEN size_t guarded_checked_size(const struct arena_chunk *c, uintptr_t p, const char *what);
 /* c's block, if p names it, is freed; else an abort. */
 MH_HIDDEN void guarded_free(struct arena_chunk *c, uintptr_t p);
 

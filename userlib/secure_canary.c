@@ -62,19 +62,22 @@ bytes:
 	return i;
 }
 
-MH_NORETURN __attribute__((noinline, cold)) void canary_broken(uintptr_t p, size_t room)
+MH_NORETURN __attribute__((noinline, cold)) void canary_broken(uintptr_t p, size_t room,
+								const char *what)
 {
+	/* " in realloc" names realloc; a free says where it was found. */
+	const char *at = *what ? what + 1 : "at free";
 	uint64_t trailer;
 	size_t size;
 
 	memcpy(&trailer, (void *)(p + room - TRAILER), TRAILER);
 	size = (uint32_t)trailer;
 	if (size <= room - TRAILER && (uint32_t)(trailer >> 32) == trailer_check(size))
-		mh_fatal("heap overflow: canary after %zu-byte block %#lx overwritten at offset %zu, detected at free",
+		mh_fatal("heap overflow: canary after %zu-byte block %#lx overwritten at offset %zu, detected %s",
 			 size, (unsigned long)p,
-			 size + canary_intact((const uint8_t *)(p + size), canary_len(size, room)));
+			 size + canary_intact((const uint8_t *)(p + size), canary_len(size, room)), at);
 	if (!trailer && !((const uint8_t *)p)[0])
-		mh_fatal("double free of %#lx", (unsigned long)p);
-	mh_fatal("heap overflow: canary at the end of %zu-byte slot %#lx overwritten, detected at free",
-		 room, (unsigned long)p);
+		mh_fatal("double free of %#lx%s", (unsigned long)p, what);
+	mh_fatal("heap overflow: canary at the end of %zu-byte slot %#lx overwritten, detected %s",
+		 room, (unsigned long)p, at);
 }

@@ -26,9 +26,10 @@ MH_HIDDEN extern const uint64_t canary_mask[9];
 MH_HIDDEN void secure_canary_init(void);
 
 /* Report a slot's overwritten trailer or canary (or a zeroed slot: a
- * second free) and abort: canary_check's uncommon end, out of line, so
- * that its common case saves no registers. */
-MH_HIDDEN MH_NORETURN void canary_broken(uintptr_t p, size_t room);
+ * second free) and abort, what ("" or " in realloc") naming the call:
+ * canary_check's uncommon end, out of line, so that its common case saves
+ * no registers. */
+MH_HIDDEN MH_NORETURN void canary_broken(uintptr_t p, size_t room, const char *what);
 
 /* The trailer's check half for a block of size bytes: never 0. */
 static inline uint32_t trailer_check(size_t size)
@@ -114,7 +115,7 @@ static inline bool canary_intact_in_slot(uintptr_t p, size_t size, size_t room)
  * zeroed it and the slot is held back, allocated but not handed out: a
  * second free of a stale pointer).
  */
-static inline size_t canary_check(uintptr_t p, size_t room)
+static inline size_t canary_check(uintptr_t p, size_t room, const char *what)
 {
 	uint64_t trailer;
 	size_t size;
@@ -124,7 +125,7 @@ static inline size_t canary_check(uintptr_t p, size_t room)
 	if (likely(size <= room - TRAILER && (uint32_t)(trailer >> 32) == trailer_check(size) &&
 		   canary_intact_in_slot(p, size, room)))
 		return size;
-	canary_broken(p, room);
+	canary_broken(p, room, what);
 }
 
 

@@ -140,6 +140,15 @@ bool guarded_holds_block(const struct arena_chunk *c)
 	return LOAD_ACQUIRE(&c->block.addr) != 0;
 }
 
+size_t guarded_checked_size(const struct arena_chunk *c, uintptr_t p, const char *what)
+{
+	if (p != c->block.addr)
+		mh_fatal("invalid free of %#lx%s (inside an object)", (unsigned long)p, what);
+	if (LOAD_RELAXED(&c->state) != CHUNK_LIVE || LOAD_ACQUIRE(&c->block.freed))
+		mh_fatal("double free of %#lx%s", (unsigned long)p, what);
+	return c->block.size;
+}
+
 void guarded_free(struct arena_chunk *c, uintptr_t p)
 {
 	uintptr_t end = c->block.addr + c->block.size;
