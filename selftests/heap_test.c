@@ -929,18 +929,20 @@ TEST(a_kept_large_block_keeps_its_pages_mapped_to_its_span)
 
 TEST(a_large_request_takes_the_shortest_kept_block_that_holds_it)
 {
+	/* Lengths on the 64 KiB lattice (large_npages): the request's 31
+	 * pages and a byte are 32. */
 	enum { N = 32 };
-	void *quarter = mh_malloc(PAGES(N + N / 4)), *one = mh_malloc(PAGES(N + 1));
+	void *quarter = mh_malloc(PAGES(N + N / 4)), *one = mh_malloc(PAGES(N));
 	void *q;
 
 	ASSERT_NE(NULL, quarter);
 	ASSERT_NE(NULL, one);
 	mh_free(one);
 	mh_free(quarter);	/* the newer */
-	q = mh_malloc(PAGES(N));
+	q = mh_malloc(PAGES(N - 1) + 1);
 	EXPECT_EQ(one, q);
 	/* The block is the whole span. */
-	EXPECT_EQ(PAGES(N + 1), mh_usable_size(q));
+	EXPECT_EQ(PAGES(N), mh_usable_size(q));
 	EXPECT_EQ(quarter, mh_malloc(PAGES(N)));	/* a quarter longer still fits */
 }
 
@@ -1108,7 +1110,7 @@ TEST(mh_scavenge_empties_the_threads_large_cache)
 
 TEST(the_stats_count_a_kept_large_block_as_freed_and_idle)
 {
-	size_t len = PAGES(13);
+	size_t len = PAGES(16);
 	struct mh_stats before = MH_STATS_INIT, after = MH_STATS_INIT;
 	void *p = mh_malloc(len);
 
@@ -2126,18 +2128,18 @@ TEST(realloc_grows_a_large_object_in_place_when_the_pages_after_it_are_free)
 	char *p = mh_malloc(64 << 10), *q;
 
 	memset(p, 9, 64 << 10);
-	q = mh_realloc(p, 200 << 10);	/* a fresh heap: nothing after it */
+	q = mh_realloc(p, 192 << 10);	/* a fresh heap: nothing after it */
 	ASSERT_EQ(p, q);
-	EXPECT_GE(mh_usable_size(q), 200 << 10);
+	EXPECT_GE(mh_usable_size(q), 192 << 10);
 	for (size_t i = 0; i < (64 << 10); i++)
 		ASSERT_EQ(9, q[i]);
-	memset(q, 7, 200 << 10);
+	memset(q, 7, 192 << 10);
 	/* Something right after it: the next growth has to move. */
 	char *blocker = mh_malloc(64 << 10);
-	ASSERT_EQ(q + (200 << 10), blocker);
+	ASSERT_EQ(q + (192 << 10), blocker);
 	char *r = mh_realloc(q, 400 << 10);
 	EXPECT_NE(q, r);
-	EXPECT_EQ(7, r[(200 << 10) - 1]);
+	EXPECT_EQ(7, r[(192 << 10) - 1]);
 	mh_free(r);
 	mh_free(blocker);
 }
@@ -2150,15 +2152,15 @@ TEST(a_large_block_realloc_moves_to_grow_gets_room_for_half_as_much_again)
 	ASSERT_EQ(p + (64 << 10), blocker);
 	memset(p, 3, 64 << 10);
 	/* The block cannot grow where it is: it moves, with room. */
-	q = mh_realloc(p, 192 << 10);	/* 24 pages */
+	q = mh_realloc(p, 128 << 10);	/* 16 pages */
 	ASSERT_NE(p, q);
-	EXPECT_EQ(288 << 10, mh_usable_size(q));	/* 36 pages */
+	EXPECT_EQ(192 << 10, mh_usable_size(q));	/* 24 pages */
 	EXPECT_EQ(3, q[(64 << 10) - 1]);
 	/* Whatever comes after the room, the block grows into it in place. */
 	char *after = mh_malloc(64 << 10);
 	ASSERT_NE(NULL, after);
-	EXPECT_TRUE(after >= q + (288 << 10) || after + (64 << 10) <= q);
-	r = mh_realloc(q, 288 << 10);
+	EXPECT_TRUE(after >= q + (192 << 10) || after + (64 << 10) <= q);
+	r = mh_realloc(q, 192 << 10);
 	EXPECT_EQ(q, r);
 	mh_free(r);
 	mh_free(after);
@@ -2170,10 +2172,32 @@ TEST(a_large_block_realloc_moves_to_shrink_gets_no_room)
 	char *p = mh_malloc(400 << 10), *q;
 
 	ASSERT_NE(NULL, p);
-	q = mh_realloc(p, 96 << 10);	/* under half its pages: it moves */
+	q = mh_realloc(p, 128 << 10);	/* under half its pages: it moves */
 	ASSERT_NE(p, q);
-	EXPECT_EQ(96 << 10, mh_usable_size(q));
+	EXPECT_EQ(128 << 10, mh_usable_size(q));
 	mh_free(q);
+}
+
+/* large_npages: from 64 KiB up to the longest block a thread's cache
+ * keeps, whole 64 KiB; page steps below and above. */
+TEST(a_large_block_of_64_to_512_kib_spans_a_whole_number_of_64_kib)
+{
+	static const struct { size_t ask, pages; } cases[] = {
+		{ (32 << 10) + 1, 5 }, { (56 << 10) + 1, 8 }, { 64 << 10, 8 },
+		{ (64 << 10) + 1, 16 }, { 200 << 10, 32 }, { (448 << 10) + 1, 64 },
+		{ 512 << 10, 64 }, { (512 << 10) + 1, 65 },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		void *p = mh_malloc(cases[i].ask);
+
+		ASSERT_NE(NULL, p);
+		EXPECT_EQ(PAGES(cases[i].pages), mh_usable_size(p)) {
+			TH_LOG("a block of %zu bytes", cases[i].ask);
+		}
+		EXPECT_EQ(cases[i].pages, span_of((uintptr_t)p)->npages);
+		mh_free(p);
+	}
 }
 
 TEST(usable_size_covers_the_request)
