@@ -66,6 +66,28 @@ TEST(sizeclass_table_invariants)
 	ASSERT_EQ(MH_MAX_SMALL_SIZE, mh_class[MH_NUM_CLASSES - 1].size);
 }
 
+/* sizeclass.c: classes of more than 128 objects a page (up to 48 B) have
+ * spans of 32 KiB, or of as many pages as hold at most
+ * MH_MAX_OBJS_PER_SPAN objects; those of 64-128 objects a page (64-128 B)
+ * one page. */
+TEST(the_densest_classes_have_spans_of_32_kib_within_the_object_limit)
+{
+	mh_free(mh_malloc(1));
+	for (unsigned c = 1; c < MH_NUM_CLASSES; c++) {
+		const struct size_class *sc = &mh_class[c];
+		uint32_t per_page = (uint32_t)MH_PAGE_SIZE / sc->size;
+		uint32_t want = MH_MAX_OBJS_PER_SPAN / per_page;
+
+		if (want > (32u << 10) / MH_PAGE_SIZE)
+			want = (32u << 10) / MH_PAGE_SIZE;
+		if (per_page > 128) {
+			EXPECT_EQ(want, sc->npages) TH_LOG("class %u (%u B)", c, sc->size);
+		} else if (per_page >= 64) {
+			EXPECT_EQ(1, sc->npages) TH_LOG("class %u (%u B)", c, sc->size);
+		}
+	}
+}
+
 TEST(popcount_matches_a_bit_by_bit_count)
 {
 	uint64_t x = 0x9e3779b97f4a7c15ull;

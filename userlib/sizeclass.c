@@ -28,6 +28,17 @@
  * MIN_OBJS_PER_SPAN. A larger limit would make a span wait longer for all
  * its remote frees (peak RSS), and without one the largest classes' spans
  * would reach megabytes. Measured: docs/heap.md#size-classes.
+ *
+ * The densest classes (more than DENSE_SPAN_OBJS objects in a page: up to
+ * 48 bytes) grow further, to SPAN_GROW_MAX as long as the span holds at
+ * most MH_MAX_OBJS_PER_SPAN objects: their span struct is mostly bitmap
+ * words, and a one-page span paid its 128-byte header and the rounding
+ * to the sharing block (mspan.h) per 8 KiB - 3.1% of the memory of 32 B
+ * objects, most of what mheap held above mimalloc's peak with many small
+ * objects. Four pages of 32 B objects take 640 bytes of struct, not
+ * 1,024. Classes of 64-128 B were grown too and not kept: used-up spans
+ * four times longer held more idle memory in the Larson-style server.
+ * Measured: docs/heap.md#what-span-metadata-costs-the-small-objects-peak-2026-12-07-issue-24.
  */
 #include "sizeclass.h"
 
@@ -35,6 +46,7 @@
 #define MIN_OBJS_PER_SPAN 8
 #define SPAN_OBJS_WANTED 64
 #define SPAN_GROW_MAX ((uint32_t)32 << 10)
+#define DENSE_SPAN_OBJS 128
 
 struct size_class mh_class[MH_NUM_CLASSES];
 uint8_t mh_size_to_class8[MH_SMALL_SIZE_MAX / MH_SMALL_SIZE_DIV + 1];
@@ -88,6 +100,10 @@ void sizeclass_init(void)
 			k--;
 		if (k * sc->nelems < MIN_OBJS_PER_SPAN)
 			k = (MIN_OBJS_PER_SPAN + sc->nelems - 1) / sc->nelems;
+		if (sc->nelems > DENSE_SPAN_OBJS)
+			while ((k + 1) * span <= SPAN_GROW_MAX &&
+			       (k + 1) * sc->nelems <= MH_MAX_OBJS_PER_SPAN)
+				k++;
 		sc->npages *= k;
 		sc->nelems = sc->npages * (uint32_t)MH_PAGE_SIZE / sc->size;
 		sc->divmul = (uint32_t)(UINT32_MAX / sc->size + 1);
