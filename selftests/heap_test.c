@@ -76,7 +76,7 @@ TEST(the_densest_classes_have_spans_of_32_kib_within_the_object_limit)
 	for (unsigned c = 1; c < MH_NUM_CLASSES; c++) {
 		const struct size_class *sc = &mh_class[c];
 		uint32_t per_page = (uint32_t)MH_PAGE_SIZE / sc->size;
-		uint32_t want = MH_MAX_OBJS_PER_SPAN / per_page;
+		uint32_t want = per_page ? MH_MAX_OBJS_PER_SPAN / per_page : 0;
 
 		if (want > (32u << 10) / MH_PAGE_SIZE)
 			want = (32u << 10) / MH_PAGE_SIZE;

@@ -898,10 +898,10 @@ SIZED_CASE(free_aligned_sized_of_a_block_aligned_above_a_page_frees,
 SIZED_CASE(free_sized_with_the_size_of_another_class_aborts, m->malloc(40), .size = 100,
 	   .dies = "mheap: free_sized of %#lx with size 100: the object is 48 bytes (size mismatch)");
 SIZED_CASE(free_sized_of_a_large_object_with_a_small_size_aborts, m->malloc(100000), .size = 40,
-	   .dies = "mheap: free_sized of %#lx with size 40: the object is 106496 bytes (size mismatch)");
+	   .dies = "mheap: free_sized of %#lx with size 40: the object is 131072 bytes (size mismatch)");
 SIZED_CASE(free_sized_of_a_large_object_with_more_pages_aborts, m->malloc(100000),
 	   .size = 200000,
-	   .dies = "mheap: free_sized of %#lx with size 200000: the object is 106496 bytes (size mismatch)");
+	   .dies = "mheap: free_sized of %#lx with size 200000: the object is 131072 bytes (size mismatch)");
 SIZED_CASE(free_aligned_sized_with_the_size_of_another_class_aborts, m->aligned_alloc(64, 48),
 	   .aligned = true, .align = 64, .size = 200,
 	   .dies = "mheap: free_aligned_sized of %#lx with alignment 64 and size 200: the object is 64 bytes (size mismatch)");
@@ -946,12 +946,12 @@ TEST_F(mheap_numbers, mallinfo2_counts_objects_by_the_bytes_they_take)
 	RETURN_IF_SETUP_SKIPPED();
 	before = self->m.mallinfo2();
 	small = self->m.malloc(1000);
-	large = self->m.malloc(100000);
+	large = self->m.malloc(100000);	/* 16 pages: 64 KiB steps from 64 KiB */
 	during = self->m.mallinfo2();
 	EXPECT_EQ(1024, self->m.malloc_usable_size(small));
-	EXPECT_EQ(before.uordblks + 1024 + 106496, during.uordblks);
+	EXPECT_EQ(before.uordblks + 1024 + 131072, during.uordblks);
 	EXPECT_EQ(before.hblks + 1, during.hblks);
-	EXPECT_EQ(before.hblkhd + 106496, during.hblkhd);
+	EXPECT_EQ(before.hblkhd + 131072, during.hblkhd);
 	EXPECT_EQ(during.arena, during.uordblks + during.fordblks);
 	self->m.free(small);
 	self->m.free(large);
