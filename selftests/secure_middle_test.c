@@ -130,6 +130,18 @@ TEST(the_delay_holds_eight_blocks)
 		EXPECT_TRUE(heap_large_block(p[i]));
 }
 
+/* A middle block's pages are its size and trailer in page steps, not
+ * the default mode's 64 KiB ones (malloc.c, large_npages): 100,000 bytes
+ * and the trailer take 13 pages, not 16. */
+TEST(a_middle_block_takes_its_pages_in_page_steps)
+{
+	void *p = mh_malloc(100000);
+
+	ASSERT_TRUE(heap_large_block(p));
+	EXPECT_EQ(13, span_of((uintptr_t)p)->npages);
+	mh_free(p);
+}
+
 /* Blocks of 448 KiB (456 KiB of pages): two fit in 1 MiB, the third
  * pushes the oldest out. */
 TEST(the_delay_holds_at_most_1_mib)
