@@ -2061,6 +2061,21 @@ TEST(calloc_writes_fresh_pages_up_to_4MiB_and_leaves_bigger_blocks_to_the_zero_p
 	mh_free(big);
 }
 
+TEST(calloc_writes_the_pages_asked_for_not_a_lattice_blocks_tail)
+{
+	/* 72 KiB and a byte: ten 8 KiB pages asked for, a block of 128 KiB
+	 * on the 64 KiB lattice. The tail stays untouched, as malloc leaves
+	 * it: fresh pages, nothing freed at this size before. */
+	size_t asked = (72 << 10) + 1, pages = (80 << 10) / 4096;
+	char *p = mh_calloc(1, asked);
+
+	ASSERT_NE(NULL, p);
+	ASSERT_EQ((size_t)128 << 10, mh_usable_size(p));
+	EXPECT_EQ(pages, resident_pages_in(p, 128 << 10));
+	EXPECT_EQ(0, p[asked - 1]);
+	mh_free(p);
+}
+
 /* ------------------------------------------------------------ API semantics */
 
 TEST(malloc_zero_returns_unique_pointers)

@@ -125,8 +125,8 @@ static void *large_alloc(size_t size, size_t align, bool zero, enum span_place p
 	s = c && place == PLACE_LARGE && align_pages == 1 ? mcache_large_take(c, npages) : NULL;
 	if (s) {
 		owner_add(&c->nmalloc[0], 1);
-		if (zero)
-			memset((void *)s->base, 0, npages << MH_PAGE_SHIFT);
+		if (zero)	/* the pages asked for (below) */
+			memset((void *)s->base, 0, ALIGN_UP(size, MH_PAGE_SIZE));
 		return (void *)s->base;
 	}
 	if (c && LOAD_RELAXED(&c->empty_bytes) >= npages << MH_PAGE_SHIFT &&
@@ -146,8 +146,14 @@ static void *large_alloc(size_t size, size_t align, bool zero, enum span_place p
 	s = mheap_alloc_span(npages, align_pages, 0, MSPAN_LARGE, place, NULL);
 	if (!s)
 		return NULL;
-	if (zero && (s->needzero || npages << MH_PAGE_SHIFT <= CALLOC_WRITE_MAX))
-		memset((void *)s->base, 0, npages << MH_PAGE_SHIFT);
+	/* The pages asked for, not a lattice block's tail (large_npages),
+	 * which calloc leaves as malloc does: untouched, or old data. */
+	if (zero) {
+		size_t len = ALIGN_UP(size, MH_PAGE_SIZE);
+
+		if (s->needzero || len <= CALLOC_WRITE_MAX)
+			memset((void *)s->base, 0, len);
+	}
 	if (c)
 		owner_add(&c->nmalloc[0], 1);
 	else
