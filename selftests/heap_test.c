@@ -358,6 +358,40 @@ TEST(a_large_block_takes_a_resident_place_apart_from_small_spans_before_a_better
 	EXPECT_TRUE(p >= top && p + PAGES(10) <= top + PAGES(100));
 }
 
+/* Released pages among the n free pages at p. */
+static uintptr_t released_pages_at(uintptr_t p, uintptr_t n)
+{
+	const struct heap_arena *ha = arena_of(p);
+	uintptr_t first = (p - ha->base) >> MH_PAGE_SHIFT, cnt = 0;
+
+	for (uintptr_t i = first; i < first + n; i++)
+		cnt += ha->scav[i / 64] >> (i % 64) & 1;
+	return cnt;
+}
+
+/* PA_RELEASED (the secure mode's guarded blocks, whose free drops their
+ * pages) takes released pages over a lower run of resident ones that
+ * first fit would take. */
+TEST(released_first_placement_passes_resident_free_pages_by)
+{
+	uintptr_t hole, edge, first_fit, p, released;
+
+	mh_free(mh_malloc(1));
+	mh_lock(&mh_heap.lock);
+	hole = pa_alloc(20, 1, PA_LOW).base;
+	edge = pa_alloc(1, 1, PA_LOW).base;	/* bounds the hole */
+	pa_free(hole, 20, false);		/* 20 resident free pages, lowest */
+	first_fit = pa_find(10, 1, PA_LOW);
+	p = pa_find(10, 1, PA_RELEASED);
+	released = p ? released_pages_at(p, 10) : 0;
+	pa_free(edge, 1, false);
+	mh_unlock(&mh_heap.lock);
+	ASSERT_NE(0, hole);
+	ASSERT_EQ(hole, first_fit);
+	EXPECT_NE(hole, p);
+	EXPECT_EQ(10, released);
+}
+
 /* Where the lowest (!high) or highest run of n free pages starts, found
  * page by page over every arena (adjacent arenas join their runs). */
 static uintptr_t naive_find(uintptr_t n, bool high)

@@ -64,7 +64,7 @@ void arena_chunk_init(void)
 }
 
 struct arena_chunk *chunk_new_on(const struct fault_backend *b, size_t bytes,
-				  size_t align)
+				  size_t align, enum span_place place)
 {
 	uintptr_t npages = ALIGN_UP(bytes, MH_PAGE_SIZE) >> MH_PAGE_SHIFT;
 	struct mspan *s;
@@ -72,7 +72,7 @@ struct arena_chunk *chunk_new_on(const struct fault_backend *b, size_t bytes,
 
 	mheap_init();
 	s = mheap_alloc_span(npages, align > MH_PAGE_SIZE ? align >> MH_PAGE_SHIFT : 1, 0,
-			     MSPAN_CHUNK, PLACE_LOW, NULL);
+			     MSPAN_CHUNK, place, NULL);
 	if (!s)
 		return NULL;
 	if (b->prepare((void *)s->base, npages << MH_PAGE_SHIFT)) {
@@ -106,7 +106,7 @@ struct arena_chunk *chunk_new_on(const struct fault_backend *b, size_t bytes,
 
 struct arena_chunk *chunk_new(size_t bytes, size_t align)
 {
-	return chunk_new_on(fault_backend(), bytes, align);
+	return chunk_new_on(fault_backend(), bytes, align, PLACE_LOW);
 }
 
 /* A live chunk for one guarded heap block of the secure mode. */
@@ -116,7 +116,7 @@ struct arena_chunk *arena_block_chunk_new(size_t bytes)
 	struct arena_chunk *w = warm_block_take(ALIGN_UP(bytes, MH_PAGE_SIZE), &whole), *c = w;
 
 	if (!whole) {
-		c = chunk_new_on(fault_block_backend(), bytes, MH_PAGE_SIZE);
+		c = chunk_new_on(fault_block_backend(), bytes, MH_PAGE_SIZE, PLACE_RELEASED);
 		if (w)
 			warm_block_transplant(w, c);
 	}

@@ -76,10 +76,12 @@ MH_HIDDEN extern uint64_t chunks_live;
 
 MH_HIDDEN void arena_chunk_init(void);
 /* A chunk straight from the page heap, at least bytes long, prepared by the
- * backend in use (chunk_new) or by b. */
+ * backend in use (chunk_new: an arena's, first fit) or by b (chunk_new_on:
+ * a guarded block's, whose pages its free or a move drops, on released
+ * pages first: PLACE_RELEASED). */
 MH_HIDDEN struct arena_chunk *chunk_new(size_t bytes, size_t align);
 MH_HIDDEN struct arena_chunk *chunk_new_on(const struct fault_backend *b, size_t bytes,
-					   size_t align);
+					   size_t align, enum span_place place);
 /* Give a chunk whose pages have been dropped (released) or not back to the
  * page heap. */
 MH_HIDDEN void chunk_destroy(struct arena_chunk *c, bool released);

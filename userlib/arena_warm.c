@@ -405,7 +405,7 @@ void warm_block_keep(struct arena_chunk *c)
 	}
 	if (!room)
 		return;
-	w = chunk_new_on(c->backend, bytes, MH_PAGE_SIZE);
+	w = chunk_new_on(c->backend, bytes, MH_PAGE_SIZE, PLACE_RELEASED);
 	if (w && pages_move(from, len, w->base, len)) {
 		/* Fresh memory over the emptied range: a VMA that merges with
 		 * its neighbours again (see "Guarded blocks"). Refused (out of

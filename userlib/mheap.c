@@ -126,7 +126,10 @@ bool span_large_claim(struct mspan *s, uintptr_t p)
  * (PLACE_LOW): it is likely to grow again, and first fit leaves it the
  * free pages above it that growth in place needs; at the top of a run it
  * could never grow. Arena chunks go low as well, with the rest of what
- * first fit packs.
+ * first fit packs. The chunks of the secure mode's guarded blocks take
+ * released pages first (PLACE_RELEASED, never the span cache): their free
+ * drops their pages, so on resident ones they took from the heap pages the
+ * next blocks faulted in again (docs/heap.md#secure-mode).
  *
  * Two more things keep the bottom dense (measured:
  * docs/heap.md#placement): cached large objects go back to the bitmap as soon as first
@@ -137,6 +140,8 @@ bool span_large_claim(struct mspan *s, uintptr_t p)
  */
 static enum pa_where place_of(uintptr_t npages, enum span_place place)
 {
+	if (place == PLACE_RELEASED)
+		return PA_RELEASED;
 	if (place != PLACE_LARGE)
 		return PA_LOW;
 	return npages > SPAN_HIGH_PAGES ? PA_DIRTY : PA_APART;
@@ -225,7 +230,7 @@ static struct mspan *alloc_span_locked(uintptr_t npages, uintptr_t align_pages,
 	 * other list. */
 	bool zeroed = mh_secure && sizeclass && mh_heap.span_cache[CACHE_SMALL][npages];
 
-	if (span_cache_serves(npages, align_pages))
+	if (span_cache_serves(npages, align_pages) && place != PLACE_RELEASED)
 		s = span_cache_take(npages, words, sizeclass ? CACHE_SMALL : CACHE_LARGE);
 	if (s) {
 		r.base = s->base;

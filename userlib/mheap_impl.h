@@ -39,6 +39,7 @@ enum span_cache_kind {
 enum span_place {
 	PLACE_LOW,	/* lowest free run: small spans, chunks, growing blocks */
 	PLACE_LARGE,	/* a large object: high if longer than SPAN_HIGH_PAGES */
+	PLACE_RELEASED,	/* pages free drops: released ones first (guarded blocks) */
 };
 
 struct mheap {

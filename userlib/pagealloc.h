@@ -23,6 +23,7 @@ enum pa_where {
 	PA_HIGH,	/* the highest-addressed one, the pages taken from its top */
 	PA_DIRTY,	/* where the fewest pages have been released (find_dirty) */
 	PA_APART,	/* a resident place apart from small spans, low in its run; else none */
+	PA_RELEASED,	/* the lowest place of released pages only; else first fit */
 };
 /* Where a run of npages, its first page number a multiple of align_pages
  * (a power of two), would go; 0 if no free run can hold it. */

@@ -14,7 +14,8 @@
  * the place with the fewest released pages, and of equals the highest
  * (find_dirty; mheap.c says why), so the two do not interleave, and the
  * scavenger releases from the top. find_high, the mirror of the search,
- * serves what only a run across arenas can hold.
+ * serves what only a run across arenas can hold. find_released, for the
+ * secure mode's guarded blocks, takes the lowest place of released pages.
  *
  * First fit starts at a hint (Go's searchAddr, one per power of two): no
  * free run of at least 1 << k pages begins below pa_hint[k] (a run begins
@@ -377,12 +378,44 @@ static uintptr_t find_dirty(uintptr_t n, uintptr_t align, bool apart)
 	return f.base;
 }
 
+/*
+ * The lowest place of n pages aligned to align pages that are free and all
+ * released; 0 if none. For the secure mode's guarded blocks, whose pages
+ * their free drops (the guard backend's fault over the whole chunk,
+ * secure_large.c): on resident free pages each took from the heap pages
+ * the next blocks there faulted in again, about 3 us per 4 KiB
+ * (docs/heap.md#secure-mode). A walk over the free runs as find_dirty's.
+ */
+static uintptr_t find_released(uintptr_t n, uintptr_t align)
+{
+	for (struct heap_arena *ha = arenamap_first(); ha; ha = ha->next) {
+		unsigned start = 0, end, r, r_end, p;
+
+		if (ha->sum.max < n + align - 1)
+			continue;
+		while ((start = next_clear(ha->alloc, start, MH_PAGES_PER_ARENA)) <
+		       MH_PAGES_PER_ARENA) {
+			end = next_set(ha->alloc, start, MH_PAGES_PER_ARENA);
+			for (r = start; (r = next_set(ha->scav, r, end)) < end; r = r_end) {
+				r_end = next_clear(ha->scav, r, end);
+				p = (unsigned)ALIGN_UP(r, align);
+				if (p + n <= r_end)
+					return ha->base + ((uintptr_t)p << MH_PAGE_SHIFT);
+			}
+			start = end;
+		}
+	}
+	return 0;
+}
+
 uintptr_t pa_find(uintptr_t npages, uintptr_t align_pages, enum pa_where where)
 {
 	uintptr_t want = npages + align_pages - 1;
 	uintptr_t align = align_pages << MH_PAGE_SHIFT;
 	uintptr_t p;
 
+	if (where == PA_RELEASED && (p = find_released(npages, align_pages)))
+		return p;
 	if (where == PA_APART)
 		return find_dirty(npages, align_pages, true);
 	if (where == PA_DIRTY) {
@@ -391,7 +424,7 @@ uintptr_t pa_find(uintptr_t npages, uintptr_t align_pages, enum pa_where where)
 			return p;
 		/* Only runs across arenas can hold it: the highest. */
 	}
-	if (where != PA_LOW) {
+	if (where != PA_LOW && where != PA_RELEASED) {
 		p = find_high(want);
 		return p ? ALIGN_DOWN(p - (npages << MH_PAGE_SHIFT), align) : 0;
 	}
