@@ -117,6 +117,46 @@ TEST(malloc_0_gives_a_new_pointer_each_time)
 		mh_free(p[i]);
 }
 
+/* In a child: malloc(0) until the zero-size range is full (its next block
+ * is one of the heap's), then BEYOND_ZERO_RANGE blocks more of size 0,
+ * each with nothing usable, and all freed (a free checks the block's
+ * canary and trailer: one zeroed by a neighbour's free is an abort). */
+#define BEYOND_ZERO_RANGE	16
+static void malloc_0_beyond_the_zero_size_range(void *arg)
+{
+	void *p[BEYOND_ZERO_RANGE];
+	void *q;
+
+	(void)arg;
+	do
+		q = mh_malloc(0);
+	while (q && !span_of((uintptr_t)q));
+	if (!q)
+		_exit(2);
+	mh_free(q);
+	for (int i = 0; i < BEYOND_ZERO_RANGE; i++) {
+		p[i] = mh_malloc(0);
+		if (!p[i] || !span_of((uintptr_t)p[i]) || mh_usable_size(p[i]) != 0)
+			_exit(3);
+	}
+	for (int i = 0; i < BEYOND_ZERO_RANGE; i++)
+		mh_free(p[i]);
+	_exit(0);
+}
+
+/* With all the zero-size range's slots live, malloc(0) takes a small block
+ * of the heap: allocated and freed as any other, never reading or writing
+ * outside its slot (the eight 16-byte end pieces that check and zero a
+ * small slot need one of 16 bytes at least). */
+TEST(malloc_0_beyond_the_zero_size_range_takes_a_small_block)
+{
+	struct child_result res;
+
+	run_child(malloc_0_beyond_the_zero_size_range, NULL, &res);
+	EXPECT_TRUE(WIFEXITED(res.status) && WEXITSTATUS(res.status) == 0)
+		TH_LOG("status %#x, %s", res.status, res.err);
+}
+
 /* No block freed among the last frees comes back from the next
  * allocations of its size. */
 TEST(a_freed_block_waits_before_reuse)

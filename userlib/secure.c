@@ -341,8 +341,17 @@ static void *alloc_block(size_t size, size_t want, size_t align, bool zero)
 	size_t room;
 	void *p;
 
-	if (size == 0 && (p = zero_size_alloc(align)))
-		return p;
+	if (size == 0) {
+		p = zero_size_alloc(align);
+		if (p)
+			return p;
+		/* The zero-size range is full, or align is above its slots':
+		 * a block of the heap, whose slot must have 16 bytes at least
+		 * (zero_check and slot_zero read and write 16-byte pieces:
+		 * slot_piece), so not the 8-byte class size 0 and its trailer
+		 * would take. */
+		want = 1;
+	}
 	if (size >= large_min || align > MH_PAGE_SIZE || sample_now(size, align) ||
 	    (size > SMALL_MAX && middle_sampled(size))) {
 		p = guarded_alloc(size, align, size < large_min);
