@@ -837,8 +837,10 @@ static void write_after_free_then_reuse(void *arg)
 
 /* malloc (not calloc) reads every byte of a slot of up to 128 bytes before
  * handing it out again: a write after free anywhere in one, the block's
- * bytes, its canary or its trailer, is reported at the slot's reuse. Each
- * class of up to 128 bytes, written at its first, middle and last byte. */
+ * bytes, its canary or its trailer, is reported at the slot's reuse,
+ * naming the byte. Each class of up to 128 bytes, written in each of its
+ * words (the check's pieces are whole words), at a byte that moves along
+ * the words. */
 TEST(malloc_checks_every_byte_of_a_slot_of_up_to_128_bytes)
 {
 	for (size_t size = 8; size <= 120; size += 8) {
@@ -848,10 +850,8 @@ TEST(malloc_checks_every_byte_of_a_slot_of_up_to_128_bytes)
 		mh_free(probe);
 		if (room > 128)
 			continue;
-		size_t first_middle_last[] = { 0, room / 2, room - 1 };
-
-		for (int i = 0; i < 3; i++) {
-			struct written_slot w = { .size = size, .at = first_middle_last[i] };
+		for (size_t word = 0; word < room / 8; word++) {
+			struct written_slot w = { .size = size, .at = 8 * word + word % 8 };
 			struct child_result res;
 			char want[96];
 
@@ -861,6 +861,8 @@ TEST(malloc_checks_every_byte_of_a_slot_of_up_to_128_bytes)
 				    strstr(res.err, want))
 				TH_LOG("size %zu, %zu-byte slot, byte %zu: status %#x, %s", size, room,
 				       w.at, res.status, res.err);
+			snprintf(want, sizeof(want), "written at offset %zu after its free", w.at);
+			EXPECT_NE(NULL, strstr(res.err, want)) TH_LOG("byte %zu: %s", w.at, res.err);
 		}
 	}
 }
