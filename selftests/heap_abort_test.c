@@ -18,6 +18,7 @@
 #include "mheap.h"
 #include "internal.h"
 #include "arenamap.h"
+#include "checkedfree.h"
 #include "mcache.h"
 #include "mspan.h"
 
@@ -365,6 +366,39 @@ TEST(double_free_after_a_free_into_another_heap_arena)
 	while (n)
 		mh_free(objs[--n]);
 	free(objs);
+}
+
+/* A span a free's lookup found, and the check of p against it: in the
+ * test, a span that does not hold p, as when p's span died and its struct
+ * started a new life over other pages between the lookup and the check (a
+ * free racing the free of p's span's last object; free_checked's `found`). */
+static struct mspan *victim_span;
+
+static void check_victim_against_victim_span(void *arg)
+{
+	uint32_t idx;
+
+	(void)arg;
+	checked_span_at(victim_span, (uintptr_t)victim, &idx, "");
+}
+
+/* Whatever the offset: above the span at a multiple of its object size
+ * (where the index alone would name an object past its last one), or
+ * below it. */
+TEST(a_free_whose_span_now_holds_other_pages_is_a_double_free)
+{
+	void *p = mh_malloc(48);
+	struct mspan *s = span_of((uintptr_t)p);
+	uintptr_t bytes = s->npages << MH_PAGE_SHIFT;
+
+	victim_span = s;
+	victim = (void *)(s->base + (bytes + s->elemsize - 1) / s->elemsize * s->elemsize);
+	WANT("mheap: double free of %#lx", victim);
+	expect_abort(_metadata, check_victim_against_victim_span, "above the span");
+	victim = (void *)(s->base - 64 * (uintptr_t)s->elemsize);
+	WANT("mheap: double free of %#lx", victim);
+	expect_abort(_metadata, check_victim_against_victim_span, "below the span");
+	mh_free(p);
 }
 
 /* By the owner and by another thread, whose free checks the span its

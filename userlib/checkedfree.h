@@ -37,6 +37,17 @@ static inline bool object_start(const struct mspan *s, uintptr_t p, uint32_t *id
 	return (uint32_t)q < s->divmul;
 }
 
+/* Abort: the span found for p has been freed, by another thread since
+ * the lookup, or is a freed large span kept for reuse (checked_span_at):
+ * as in free pages (heap_bad_pointer), an aligned p was most likely
+ * freed. */
+static inline MH_NORETURN void abort_freed_span(uintptr_t p, const char *what)
+{
+	if (p & 7)
+		mh_fatal("invalid free of %#lx%s", (unsigned long)p, what);
+	mh_fatal("double free of %#lx%s", (unsigned long)p, what);
+}
+
 /* s, the span of p (span_of), checked: p must be the start of an
  * allocated object. */
 static inline __attribute__((always_inline)) struct mspan *checked_span_at(struct mspan *s, uintptr_t p,
@@ -50,6 +61,13 @@ static inline __attribute__((always_inline)) struct mspan *checked_span_at(struc
 	/* Read once, and atomically: a racing free of p may kill the span. */
 	state = LOAD_RELAXED(&s->state);
 	if (likely(state == MSPAN_SMALL)) {
+		/* Its struct may have started a new life over other pages
+		 * since the lookup (a free racing the free of the span's last
+		 * object; base and npages are kept across reuse, mspan.h):
+		 * p's span died meanwhile. Else the index of a p outside
+		 * would name a bitmap bit past the span's objects. */
+		if (unlikely(p - s->base >= s->npages << MH_PAGE_SHIFT))
+			abort_freed_span(p, what);
 		start = object_start(s, p, idx_out);
 	} else if (state == MSPAN_LARGE) {
 		start = p == s->base;
@@ -58,11 +76,8 @@ static inline __attribute__((always_inline)) struct mspan *checked_span_at(struc
 		/* Freed since we found it, by another thread; or the first or
 		 * last page of a freed large span the page heap keeps (mheap.c,
 		 * span cache), or any page of one a thread's cache keeps
-		 * (largecache.c), where p may be anything: as in free pages
-		 * (heap_bad_pointer), an aligned p was most likely freed. */
-		if (p & 7)
-			mh_fatal("invalid free of %#lx%s", (unsigned long)p, what);
-		mh_fatal("double free of %#lx%s", (unsigned long)p, what);
+		 * (largecache.c), where p may be anything. */
+		abort_freed_span(p, what);
 	} else {
 		mh_fatal("invalid free of %#lx%s (user-arena memory)", (unsigned long)p, what);
 	}
