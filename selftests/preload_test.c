@@ -891,6 +891,10 @@ SIZED_CASE(free_sized_of_calloc_with_n_times_size_frees, m->calloc(10, 30), .siz
 SIZED_CASE(free_sized_of_a_large_object_frees, m->malloc(100000), .size = 100000);
 SIZED_CASE(free_sized_of_a_large_object_realloc_kept_in_place_frees,
 	   m->realloc(m->malloc(100000), 60000), .size = 60000);
+/* realloc moved the 100-byte block and gave it room to grow: 90,000
+ * bytes, a 128 KiB block on the 64 KiB lattice, more than twice 60,000. */
+SIZED_CASE(free_sized_of_a_block_realloc_moved_with_room_frees,
+	   m->realloc(m->malloc(100), 60000), .size = 60000);
 SIZED_CASE(free_aligned_sized_of_an_aligned_block_frees, m->aligned_alloc(64, 48),
 	   .aligned = true, .align = 64, .size = 48);
 SIZED_CASE(free_aligned_sized_of_a_block_aligned_above_a_page_frees,

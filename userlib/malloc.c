@@ -656,9 +656,14 @@ size_t mh_usable_size(const void *ptr)
  */
 #define REALLOC_ROOM_MAX	MH_ARENA_SIZE
 
+static size_t realloc_room(size_t size)
+{
+	return size / 2 < REALLOC_ROOM_MAX ? size / 2 : REALLOC_ROOM_MAX;
+}
+
 static void *realloc_moved_large(size_t size, bool grows)
 {
-	size_t room = size / 2 < REALLOC_ROOM_MAX ? size / 2 : REALLOC_ROOM_MAX;
+	size_t room = realloc_room(size);
 	int saved = errno;
 	void *q;
 
@@ -669,6 +674,25 @@ static void *realloc_moved_large(size_t size, bool grows)
 		errno = saved;	/* without the room, then */
 	}
 	return large_alloc(size, 0, false, PLACE_LOW);
+}
+
+/*
+ * Whether a large block of npages pages could have come from a request of
+ * size bytes: the pages large_alloc gives size, those realloc keeps for
+ * size (down to just over half the block; a kept block large_alloc takes,
+ * at most 1/MH_LARGE_CACHE_SLACK longer, is among them), or those a block
+ * realloc moves to for size gets with its room. On the 64 KiB lattice the last may be more than
+ * twice size: realloc to 60,000 bytes moves to 90,000, a 128 KiB block.
+ */
+bool large_block_fits(uintptr_t npages, size_t size)
+{
+	size_t bytes = npages << MH_PAGE_SHIFT;
+
+	if (!size)
+		size = 1;	/* aligned_alloc(a, 0) */
+	return size <= bytes && (size > bytes / 2 || large_npages(size) == npages ||
+				 (size <= PTRDIFF_MAX - MH_ARENA_SIZE - realloc_room(size) &&
+				  large_npages(size + realloc_room(size)) == npages));
 }
 
 void *mh_realloc(void *ptr, size_t size)

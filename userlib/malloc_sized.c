@@ -22,18 +22,16 @@
  * Whether the block of s could have come from malloc(size), calloc or
  * realloc to size (align 1), or from aligned_alloc(align, size): a small
  * object must be of the class that request is served from; a large one
- * must have the pages large_alloc gives size, or be one realloc kept for
- * size, which it does down to just over half the block's pages.
+ * must have pages that malloc or realloc could give size
+ * (large_block_fits).
  */
 static bool block_fits(const struct mspan *s, size_t align, size_t size)
 {
-	size_t pages_bytes = s->npages << MH_PAGE_SHIFT;
-
 	if (s->state == MSPAN_SMALL)
 		return size <= MH_MAX_SMALL_SIZE && align <= MH_PAGE_SIZE &&
 		       aligned_class(align, size) == s->sizeclass;
-	return (size > MH_MAX_SMALL_SIZE || align > MH_PAGE_SIZE) && size <= pages_bytes &&
-	       (size > pages_bytes / 2 || ALIGN_UP(size ? size : 1, MH_PAGE_SIZE) == pages_bytes);
+	return (size > MH_MAX_SMALL_SIZE || align > MH_PAGE_SIZE) &&
+	       large_block_fits(s->npages, size);
 }
 
 /* The calls that free with a size, as their messages name them (less the

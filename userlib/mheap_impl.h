@@ -190,6 +190,9 @@ enum sized_free_fn {
 };
 MH_HIDDEN void mh_free_sized_checked(void *p, enum sized_free_fn fn, bool aligned, size_t align,
 				     size_t size);
+/* malloc.c: whether a large block of npages pages could have come from
+ * malloc, calloc, realloc or aligned_alloc of size bytes. */
+MH_HIDDEN bool large_block_fits(uintptr_t npages, size_t size);
 
 /* Fork handlers take every allocator lock (malloc.c registers them). */
 MH_HIDDEN void mheap_lock_all(void);
