@@ -333,6 +333,13 @@ static void realloc_after_free_large(void)
 	realloc_after_free_of(LARGE);
 }
 
+/* malloc(0)'s block: by default a small one, in the secure modes an
+ * address of the zero-size range (secure_zero.c). */
+static void realloc_after_free_zero_size(void)
+{
+	realloc_after_free_of(0);
+}
+
 static void invalid_free(void)
 {
 	char *p = small_block(32);
@@ -432,7 +439,7 @@ static const struct misuse {
 	M(double_free_middle),
 	M(large_overflow), M(zero_size_read), M(zero_size_write), M(immediate_reuse),
 	M(double_free), M(double_free_large), M(realloc_after_free), M(realloc_after_free_middle),
-	M(realloc_after_free_large), M(invalid_free), M(no_misuse),
+	M(realloc_after_free_large), M(realloc_after_free_zero_size), M(invalid_free), M(no_misuse),
 	M(blocks_across_fork),
 #undef M
 };
@@ -546,6 +553,9 @@ static const struct row {
 		{ ABORTS, "mheap: double free of $1 in realloc" } } },
 	{ "realloc_after_free_middle", ALL_MODES({ ABORTS, "mheap: double free of $1 in realloc" }) },
 	{ "realloc_after_free_large", ALL_MODES({ ABORTS, "mheap: double free of $1 in realloc" }) },
+	{ "realloc_after_free_zero_size", { { ABORTS, "mheap: double free of $1 in realloc (pointer already freed)" },
+		{ ABORTS, "mheap: double free of $1 in realloc" },
+		{ ABORTS, "mheap: double free of $1 in realloc" } } },
 	{ "invalid_free", ALL_MODES({ ABORTS, "mheap: invalid free of $3 (inside an object)" }) },
 	{ "no_misuse", ALL_MODES(NOT_CAUGHT) },
 	{ "blocks_across_fork", ALL_MODES(NOT_CAUGHT) },
@@ -769,6 +779,7 @@ MISUSE_TEST(double_free_large)
 MISUSE_TEST(realloc_after_free)
 MISUSE_TEST(realloc_after_free_middle)
 MISUSE_TEST(realloc_after_free_large)
+MISUSE_TEST(realloc_after_free_zero_size)
 MISUSE_TEST(invalid_free)
 MISUSE_TEST(no_misuse)
 MISUSE_TEST(blocks_across_fork)

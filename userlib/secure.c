@@ -571,6 +571,8 @@ void *secure_realloc(void *ptr, size_t size)
 			canary_set(p, size, room);
 			return ptr;
 		}
+	} else {
+		zero_size_check(p, " in realloc");
 	}
 	/* A block that grows past its room moves, to one with room to grow
 	 * by half as much again (a buffer grown step by step moves a

@@ -114,11 +114,13 @@ MH_HIDDEN void guarded_free(struct arena_chunk *c, uintptr_t p);
 
 /* Zero-size blocks (secure_zero.c): their range reserved (start-up, or a
  * fatal error); whether addr is in it; a unique address in it for an
- * alignment of at most 16, or NULL (none left, or a larger alignment); a
- * free, which aborts on an address not given out or freed already. */
+ * alignment of at most 16, or NULL (none left, or a larger alignment); the
+ * check of realloc (what: " in realloc") and a free, which abort on an
+ * address not given out or freed already. */
 MH_HIDDEN void zero_size_init(void);
 MH_HIDDEN bool zero_size_owns(uintptr_t addr);
 MH_HIDDEN void *zero_size_alloc(size_t align);
+MH_HIDDEN void zero_size_check(uintptr_t p, const char *what);
 MH_HIDDEN void zero_size_free(uintptr_t p);
 
 /* The fault at addr hit a guarded block (c its chunk, or NULL) or

@@ -55,18 +55,31 @@ void *zero_size_alloc(size_t align)
 	return n < ZERO_SLOTS ? (void *)(zero_base + i * ZERO_SLOT) : NULL;
 }
 
-void zero_size_free(uintptr_t p)
+/* Abort, naming the call with what ("" or " in realloc"), unless p is a
+ * slot given out; with release, the slot is then free again. */
+static void slot_check(uintptr_t p, bool release, const char *what)
 {
 	size_t i = (p - zero_base) / ZERO_SLOT;
 	uint64_t bit = (uint64_t)1 << (i % 64);
 	bool was;
 
 	if (p % ZERO_SLOT)
-		mh_fatal("invalid free of %#lx (inside an object)", (unsigned long)p);
+		mh_fatal("invalid free of %#lx%s (inside an object)", (unsigned long)p, what);
 	mh_lock(&zero_lock);
 	was = zero_used[i / 64] & bit;
-	zero_used[i / 64] &= ~bit;
+	if (release)
+		zero_used[i / 64] &= ~bit;
 	mh_unlock(&zero_lock);
 	if (!was)
-		mh_fatal("double free of %#lx", (unsigned long)p);
+		mh_fatal("double free of %#lx%s", (unsigned long)p, what);
+}
+
+void zero_size_check(uintptr_t p, const char *what)
+{
+	slot_check(p, false, what);
+}
+
+void zero_size_free(uintptr_t p)
+{
+	slot_check(p, true, "");
 }
