@@ -35,6 +35,40 @@ static int cache_key_ready;
 
 /* ------------------------------------------------------------ current spans */
 
+/* Set to[0, pairs * 2) to the pair two (a constant count: unrolled). */
+static inline void put_pairs(struct mspan **to, unsigned pairs, struct mspan *const two[2])
+{
+#pragma GCC unroll 4
+	for (unsigned i = 0; i < pairs; i++)
+		memcpy(&to[2 * i], two, 2 * sizeof(two[0]));
+}
+
+/* Set to[0, n) to s, n >= 1: up to two entries one at a time, more two
+ * a store, in runs of 2, 4 or 8 entries from the start, the last run
+ * ending at n (overlapping the one before). A class has 1, 2, 4, 8 or 16
+ * size steps; a store an entry, with the loop's test, took 66
+ * instructions a span change in one-thread `larson` (docs/heap.md,
+ * 2026-12-07). */
+static inline void fill_spans(struct mspan **to, unsigned n, struct mspan *s)
+{
+	struct mspan *const two[2] = { s, s };
+
+	if (n <= 2) {
+		to[0] = s;
+		to[n - 1] = s;
+	} else if (n < 4) {
+		put_pairs(to, 1, two);
+		put_pairs(&to[n - 2], 1, two);
+	} else if (n < 8) {
+		put_pairs(to, 2, two);
+		put_pairs(&to[n - 4], 2, two);
+	} else {
+		for (unsigned i = 0; i + 8 < n; i += 8)
+			put_pairs(&to[i], 4, two);
+		put_pairs(&to[n - 8], 4, two);
+	}
+}
+
 /* Make s the span class cls allocates from, under both of its names. s is
  * fresh or has just been swept, which left no free notification armed: the
  * current span's frees need no bookkeeping. */
@@ -48,8 +82,7 @@ static void set_current(struct mcache *c, unsigned cls, struct mspan *s)
 		 * malloc(0) with the smallest class. */
 		unsigned k = cls == 1 ? 0 : mh_class[cls - 1].size / MH_SMALL_SIZE_DIV + 1;
 
-		for (; k <= size / MH_SMALL_SIZE_DIV; k++)
-			c->alloc_small[k] = s;
+		fill_spans(&c->alloc_small[k], size / MH_SMALL_SIZE_DIV + 1 - k, s);
 	}
 }
 
@@ -313,7 +346,11 @@ static uintptr_t adopt(struct mcache *c, unsigned cls, struct mspan *s)
 	if (s->list != MSPAN_LIST_NONE)	/* empty spans come unlinked */
 		cache_list_unlink(c, s);
 	mspan_sweep(s);
-	p = mspan_next_free(s);
+	/* The sweep left free_words: with every object touched the first
+	 * free one is found without a look at each word (mspan.h). */
+	p = mspan_refill_window(s);
+	if (!p && s->touched != s->nelems)
+		p = mspan_next_free(s);
 	if (p)
 		set_current(c, cls, s);
 	else	/* frees still in flight: nothing to take yet */
@@ -345,7 +382,10 @@ uintptr_t mcache_alloc_slow(struct mcache *c, unsigned cls)
 	STORE_RELAXED(&c->refills, c->refills + 1);	/* "trimming" */
 
 	if (s != &mh_empty_span) {
-		p = mspan_next_free(s);	/* the window ran out, the span may not */
+		/* The window ran out, the span may not; past its end (where
+		 * malloc's refill leaves a span it found used up) nothing is
+		 * left to look at. */
+		p = s->freeindex < s->nelems ? mspan_next_free(s) : 0;
 		if (p)
 			return p;
 		/* Used up. With enough freed since its sweep, sweeping in

@@ -156,13 +156,6 @@ void mspan_check_frees(const struct mspan *s)
 	}
 }
 
-uint32_t mspan_pending_frees(const struct mspan *s)
-{
-	int64_t remote = LOAD_RELAXED(&s->remote) >> REMOTE_SHIFT;
-
-	return mspan_local_frees(s) + (remote > 0 ? (uint32_t)remote : 0);
-}
-
 void mspan_init_small(struct mspan *s, unsigned sizeclass, bool resident)
 {
 	const struct size_class *sc = &mh_class[sizeclass];

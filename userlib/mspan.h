@@ -284,8 +284,10 @@ static inline uintptr_t mspan_take_first(struct mspan *s, uint32_t first, uint64
  * that made the window took every free bit of its word from freeindex on,
  * so the next word with a free object is the first set bit of free_words
  * from the next word on: no loop over the words, whose tests were coin
- * tosses (a word left full by the sweep or not). mh_empty_span (no
- * objects) gives 0 and is not written.
+ * tosses (a word left full by the sweep or not). Also the first pick
+ * from a span just swept (freeindex 0: every word is looked at), where
+ * a span change takes its first object (mcache.c, adopt). mh_empty_span
+ * (no objects) gives 0 and is not written.
  */
 static inline uintptr_t mspan_refill_window(struct mspan *s)
 {
@@ -349,6 +351,11 @@ MH_HIDDEN void mspan_check_frees(const struct mspan *s);
  * any object faults nothing in (`touched` starts at the end). */
 MH_HIDDEN void mspan_init_small(struct mspan *s, unsigned sizeclass, bool resident);
 /* Count of objects a span would have free after a sweep now. */
-MH_HIDDEN uint32_t mspan_pending_frees(const struct mspan *s);
+static inline uint32_t mspan_pending_frees(const struct mspan *s)
+{
+	int64_t remote = LOAD_RELAXED(&s->remote) >> REMOTE_SHIFT;
+
+	return mspan_local_frees(s) + (remote > 0 ? (uint32_t)remote : 0);
+}
 
 #endif
