@@ -136,7 +136,7 @@ bool span_large_claim(struct mspan *s, uintptr_t p)
  * fit has to go above one of them (for a large object, once they outgrow
  * the live objects of their lengths: span cache), and a thread's empty spans
  * go back to the page heap when it asks for a large block that only fresh
- * pages could hold (large_alloc in malloc.c).
+ * pages could hold (large_alloc in malloc_large.c).
  */
 static enum pa_where place_of(uintptr_t npages, enum span_place place)
 {

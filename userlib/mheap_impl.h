@@ -190,8 +190,14 @@ enum sized_free_fn {
 };
 MH_HIDDEN void mh_free_sized_checked(void *p, enum sized_free_fn fn, bool aligned, size_t align,
 				     size_t size);
-/* malloc.c: whether a large block of npages pages could have come from
- * malloc, calloc, realloc or aligned_alloc of size bytes. */
+/* Large blocks (malloc_large.c): the pages of a block of size bytes; a
+ * block of size bytes (zeroed if zero), aligned to align if above a page,
+ * placed by place, or NULL with errno ENOMEM; one realloc moves to for
+ * size, with room to grow if grows; whether a block of npages pages could
+ * have come from malloc, calloc, realloc or aligned_alloc of size bytes. */
+MH_HIDDEN uintptr_t large_npages(size_t size);
+MH_HIDDEN void *large_alloc(size_t size, size_t align, bool zero, enum span_place place);
+MH_HIDDEN void *realloc_moved_large(size_t size, bool grows);
 MH_HIDDEN bool large_block_fits(uintptr_t npages, size_t size);
 
 /* Fork handlers take every allocator lock (malloc.c registers them). */
