@@ -3,8 +3,8 @@
  * Bad frees abort with one line naming the address, in a child process:
  * double frees (by the owning thread, by another thread, of large objects,
  * through realloc, after frees into another heap arena, by two threads at
- * once) and invalid frees (foreign, interior, stack and top-of-address-space
- * pointers).
+ * once) and invalid frees (foreign, interior, stack, span-tail and
+ * top-of-address-space pointers).
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -399,6 +399,28 @@ TEST(a_free_whose_span_now_holds_other_pages_is_a_double_free)
 	WANT("mheap: double free of %#lx", victim);
 	expect_abort(_metadata, check_victim_against_victim_span, "below the span");
 	mh_free(p);
+}
+
+/* A span's pages past its last object (the 48-byte class's 32 KiB hold
+ * 682 objects and 32 bytes more; a 1152-byte span 28 objects and 512
+ * bytes): no object was ever there, though the address is a multiple of
+ * the object size. By the owner and by another thread. */
+TEST(invalid_free_past_the_last_object_of_a_span)
+{
+	static const size_t sizes[] = { 48, 80, 144, 1152, 6912 };
+
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		void *p = mh_malloc(sizes[i]);
+		struct mspan *s = span_of((uintptr_t)p);
+		uintptr_t end = s->nelems * (uintptr_t)s->elemsize;
+
+		ASSERT_LT(end, s->npages << MH_PAGE_SHIFT) TH_LOG("%zu B: no tail", sizes[i]);
+		victim = (void *)(s->base + end);
+		WANT("mheap: invalid free of %#lx (past the last object of its span)", victim);
+		expect_abort(_metadata, free_victim, "owner");
+		expect_abort(_metadata, free_victim_on_a_new_thread, "another thread");
+		mh_free(p);
+	}
 }
 
 /* By the owner and by another thread, whose free checks the span its

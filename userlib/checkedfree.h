@@ -66,9 +66,17 @@ static inline __attribute__((always_inline)) struct mspan *checked_span_at(struc
 		 * object; base and npages are kept across reuse, mspan.h):
 		 * p's span died meanwhile. Else the index of a p outside
 		 * would name a bitmap bit past the span's objects. */
-		if (unlikely(p - s->base >= s->npages << MH_PAGE_SHIFT))
+		uintptr_t bytes = s->npages << MH_PAGE_SHIFT;
+
+		if (unlikely(p - s->base >= bytes))
 			abort_freed_span(p, what);
 		start = object_start(s, p, idx_out);
+		/* A multiple of the object size whose object would not fit:
+		 * the span's unused tail, where no object ever was (the
+		 * bitmap would call it freed). */
+		if (unlikely(p - s->base > bytes - s->elemsize))
+			mh_fatal("invalid free of %#lx%s (past the last object of its span)",
+				 (unsigned long)p, what);
 	} else if (state == MSPAN_LARGE) {
 		start = p == s->base;
 		*idx_out = 0;
