@@ -82,6 +82,14 @@
  * (docs/heap.md#explicit-free). Elsewhere the owner writes freeindex with
  * release stores, so that a freer that reads a freeindex sees the bitmaps
  * that went with it.
+ *
+ * The bit cannot wait in a buffer of the freer's (tcmalloc's and
+ * jemalloc's batching): a free nobody can see lets a second free of the
+ * object pass (the owner's plain check, or another freer's OR), the
+ * owner's sweep fold that one and hand the object out again, and the
+ * buffered free then find it allocated and free the new life. Only the
+ * count could be deferred, which saves little where remote frees fall on
+ * many spans (docs/heap.md, "Where two-thread Larson's time goes").
  */
 #ifndef MHEAP_MSPAN_H
 #define MHEAP_MSPAN_H
