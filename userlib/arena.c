@@ -52,6 +52,7 @@
  * shared and under arena_lock (arena_impl.h); system calls are made
  * outside it.
  */
+#define MH_ARENA_BLOCKS_WRITABLE_	/* mheap.h: the one writer of the table */
 #include <errno.h>
 #include <string.h>
 

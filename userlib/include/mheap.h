@@ -201,7 +201,19 @@ struct mh_arena_window_ {
 };
 #define MH_ARENA_BLOCK_BITS_	12
 #define MH_ARENA_SLOT_BYTES_	128
-MHEAP_API extern struct mh_arena_window_ *mh_arena_blocks_[1 << MH_ARENA_BLOCK_BITS_];
+/* The table of slot blocks is read-only to the program: const here, and
+ * writable only in the library's arena.c, which defines
+ * MH_ARENA_BLOCKS_WRITABLE_. Each entry goes from NULL to its block once,
+ * when the block is made, and never changes again; so a compiler may keep
+ * an entry it has read across calls and stores: in a loop of allocations
+ * the slot is found once, not at every allocation. An entry kept while it
+ * was NULL only sends the fast path to the library. */
+#ifdef MH_ARENA_BLOCKS_WRITABLE_
+#define MH_ARENA_BLOCKS_CONST_
+#else
+#define MH_ARENA_BLOCKS_CONST_ const
+#endif
+MHEAP_API extern struct mh_arena_window_ *MH_ARENA_BLOCKS_CONST_ mh_arena_blocks_[1 << MH_ARENA_BLOCK_BITS_];
 MHEAP_API void *mh_arena_alloc_slow_(mh_arena *a, size_t size, size_t align, bool scan);
 
 /* mh_arena_alloc and mh_arena_alloc_noscan inline (GNU C's extern
