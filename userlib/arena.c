@@ -34,7 +34,9 @@
  * live handle and the free space [lo, hi) of its active chunk), which
  * mheap.h's inline mh_arena_alloc reads through the handle and bumps:
  * 14 instructions and two dependent loads (the block, the slot) when the
- * handle is live and the request fits; the rest comes here
+ * handle is live and the request fits, the block's load once per loop of
+ * allocations (the table of blocks is const to the program: an entry is
+ * set once, here, and never changes); the rest comes here
  * (mh_arena_alloc_slow_), stale handles included. While a chunk is
  * active its own lo and hi are stale: the slow path and mh_arena_free
  * write the window back first (window_save) and take it again after
