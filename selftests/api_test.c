@@ -5,6 +5,7 @@
  * struct mh_stats than the caller says it has.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -87,6 +88,65 @@ TEST(a_newer_longer_struct_gets_the_librarys_size_back)
 	EXPECT_EQ(sizeof(struct mh_stats), u.st.size);
 	EXPECT_LT(0, u.st.mallocs);
 	EXPECT_EQ(sizeof(u), first_unmarked_from(&u, sizeof(struct mh_stats)));
+}
+
+/*
+ * A program built against a header before 0.4.0, whose by_class had 68
+ * classes (no 40 and 56 bytes): it gets that layout, the fields after
+ * by_class where it has them, and 33-40 byte objects in the 48-byte entry
+ * as they were then.
+ */
+struct stats_0_3 {
+	size_t size;
+	uint64_t heap_sys, heap_inuse, heap_idle, heap_released, heap_alloc;
+	uint64_t mallocs, frees, metadata_sys, heap_arenas, scavenged_bytes;
+	uint64_t threads_cached;
+	struct mh_size_class_stats by_class[68];
+	uint64_t arenas_live, arena_chunks_live, arena_chunks_reuse;
+	uint64_t arena_chunks_quarantined, arena_chunks_ready;
+	uint64_t arena_quarantined_bytes, arena_faults_caught;
+	uint64_t arena_releases_budget, arena_releases_enomem, arena_chunks_warm;
+	uint64_t quarantine_scans, quarantine_scans_incomplete;
+	uint64_t quarantine_scan_bytes, quarantine_scan_ns;
+	uint64_t quarantine_scan_max_pause_ns, arena_chunks_kept;
+	uint64_t arena_releases_scan, arena_releases_referenced;
+};
+
+TEST(a_struct_from_before_the_40_and_56_byte_classes_gets_its_own_layout)
+{
+	struct mh_stats now = MH_STATS_INIT;
+	struct stats_0_3 old = { .size = sizeof(old) };
+	mh_arena *a = mh_arena_new();
+	unsigned cls48 = 0, n = 0;
+	uint64_t before;
+
+	ASSERT_EQ(1872, sizeof(old));
+	ASSERT_NE(NULL, a);
+	ASSERT_EQ(0, mh_stats_read((struct mh_stats *)&old));
+	EXPECT_EQ(sizeof(old), old.size);
+	ASSERT_EQ(0, mh_stats_read(&now));
+	/* The classes but 40 and 56 bytes, in order. */
+	for (unsigned c = 0; c < MH_NUM_SIZE_CLASSES; c++) {
+		uint64_t size = now.by_class[c].size;
+
+		if (size > 32 && size % 16)
+			continue;
+		ASSERT_LT(n, 68);
+		EXPECT_EQ(size, old.by_class[n].size) TH_LOG("entry %u", n);
+		if (size == 48)
+			cls48 = n;
+		n++;
+	}
+	EXPECT_EQ(68, n);
+	EXPECT_EQ(now.arenas_live, old.arenas_live);
+	EXPECT_LT(0, old.arenas_live);
+	EXPECT_EQ(now.arena_chunks_live, old.arena_chunks_live);
+	/* A 40-byte object counts in the 48-byte entry. */
+	before = old.by_class[cls48].mallocs;
+	mh_free(mh_malloc(40));
+	ASSERT_EQ(0, mh_stats_read((struct mh_stats *)&old));
+	EXPECT_EQ(before + 1, old.by_class[cls48].mallocs);
+	mh_arena_free(a);
 }
 
 TEST(a_size_below_the_first_layout_is_einval_and_writes_nothing)

@@ -33,12 +33,15 @@ TEST(sizeclass_table_invariants)
 		const struct size_class *sc = &mh_class[c];
 		uint32_t span = sc->npages * (uint32_t)MH_PAGE_SIZE;
 
-		/* Sizes grow strictly, are 8-aligned, 16-aligned from 32 on
-		 * (an object smaller than 32 bytes that is not a multiple of
-		 * 16 cannot need 16-byte alignment). */
+		/* Sizes grow strictly and are 8-aligned; a class that serves
+		 * a multiple of 16 is 16-aligned (an object whose size is not
+		 * a multiple of 16 cannot need 16-byte alignment, so 24, 40
+		 * and 56 may step by 8). */
 		if (c > 1)
 			ASSERT_LT(mh_class[c - 1].size, sc->size);
-		ASSERT_EQ(0, sc->size % (sc->size >= 32 ? 16 : 8));
+		ASSERT_EQ(0, sc->size % 8);
+		if (sc->size / 16 > mh_class[c - 1].size / 16)
+			ASSERT_EQ(0, sc->size % 16) TH_LOG("class %u: %u bytes", c, sc->size);
 		/* A span holds nelems objects and wastes at most 1/8. */
 		ASSERT_EQ(span / sc->size, sc->nelems);
 		ASSERT_LE(span - sc->nelems * sc->size, span / 8);
@@ -85,6 +88,23 @@ TEST(the_densest_classes_have_spans_of_32_kib_within_the_object_limit)
 		} else if (per_page >= 64) {
 			EXPECT_EQ(1, sc->npages) TH_LOG("class %u (%u B)", c, sc->size);
 		}
+	}
+}
+
+/* sizeclass.c: requests of 33-40 and 49-56 bytes take slots of 40 and 56
+ * bytes, not Go's 48 and 64, and 16-byte alignment stays where a request
+ * may need it. */
+TEST(requests_of_33_to_40_and_49_to_56_bytes_take_slots_of_40_and_56)
+{
+	for (size_t n = 33; n <= 56; n++) {
+		void *p = mh_malloc(n);
+		size_t want = n <= 40 ? 40 : n <= 48 ? 48 : 56;
+
+		ASSERT_NE(NULL, p);
+		EXPECT_EQ(want, mh_usable_size(p)) TH_LOG("malloc(%zu)", n);
+		if (n % 16 == 0)
+			EXPECT_EQ(0, (uintptr_t)p % 16) TH_LOG("malloc(%zu)", n);
+		mh_free(p);
 	}
 }
 

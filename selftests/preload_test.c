@@ -316,7 +316,7 @@ TEST_F_TIMEOUT(preload, cxx_program_new_and_delete_of_every_form, 120)
 	/* Its 15 news at least (and the exceptions'), all served by mheap. */
 	EXPECT_GE(mallocs_in(self, "err"), 15);
 
-	/* A 40-byte new[] is a 48-byte object: deleting 200 bytes aborts. */
+	/* A 40-byte new[] is a 40-byte object: deleting 200 bytes aborts. */
 	run_child(cxx_sized_delete, self, &r);
 	ASSERT_TRUE(died_of(&r, SIGABRT)) TH_LOG("status %#x, stderr: %s", r.status, r.err);
 	snprintf(path, sizeof(path), "%s/addr", self->dir);
@@ -325,7 +325,7 @@ TEST_F_TIMEOUT(preload, cxx_program_new_and_delete_of_every_form, 120)
 	ASSERT_EQ(1, fscanf(f, "%lx", &addr));
 	fclose(f);
 	snprintf(want, sizeof(want),
-		 "mheap: operator delete[] of %#lx with size 200: the object is 48 bytes (size mismatch)\n",
+		 "mheap: operator delete[] of %#lx with size 200: the object is 40 bytes (size mismatch)\n",
 		 addr);
 	EXPECT_STREQ(want, r.err);
 }
@@ -900,7 +900,7 @@ SIZED_CASE(free_aligned_sized_of_an_aligned_block_frees, m->aligned_alloc(64, 48
 SIZED_CASE(free_aligned_sized_of_a_block_aligned_above_a_page_frees,
 	   m->aligned_alloc(16384, 100), .aligned = true, .align = 16384, .size = 100);
 SIZED_CASE(free_sized_with_the_size_of_another_class_aborts, m->malloc(40), .size = 100,
-	   .dies = "mheap: free_sized of %#lx with size 100: the object is 48 bytes (size mismatch)");
+	   .dies = "mheap: free_sized of %#lx with size 100: the object is 40 bytes (size mismatch)");
 SIZED_CASE(free_sized_of_a_large_object_with_a_small_size_aborts, m->malloc(100000), .size = 40,
 	   .dies = "mheap: free_sized of %#lx with size 40: the object is 131072 bytes (size mismatch)");
 SIZED_CASE(free_sized_of_a_large_object_with_more_pages_aborts, m->malloc(100000),

@@ -102,6 +102,39 @@ TEST(aligned_alloc_aligns_small_and_large_blocks)
 	}
 }
 
+/* A block whose size is a multiple of 16 may hold an object that needs
+ * 16-byte alignment (long double, __int128): its slot's class, with the
+ * trailer, must not be one of 8-byte steps (24, 40, 56 bytes). */
+TEST(malloc_of_a_multiple_of_16_bytes_is_16_aligned)
+{
+	for (size_t size = 16; size <= 256; size += 16) {
+		for (int i = 0; i < 64; i++) {
+			void *p = mh_malloc(size);
+
+			ASSERT_NE(NULL, p);
+			EXPECT_EQ(0, (uintptr_t)p % 16) TH_LOG("malloc(%zu)", size);
+			mh_free(p);
+		}
+	}
+}
+
+/* The same for a block realloc'd in place to such a size. */
+TEST(realloc_to_a_multiple_of_16_bytes_is_16_aligned)
+{
+	for (size_t from = 9; from < 48; from++) {
+		for (int i = 0; i < 16; i++) {
+			void *p = mh_malloc(from), *q;
+
+			ASSERT_NE(NULL, p);
+			q = mh_realloc(p, (from + 15) / 16 * 16);
+			ASSERT_NE(NULL, q);
+			EXPECT_EQ(0, (uintptr_t)q % 16) TH_LOG("realloc(%zu -> %zu)", from,
+								(from + 15) / 16 * 16);
+			mh_free(q);
+		}
+	}
+}
+
 TEST(malloc_0_gives_a_new_pointer_each_time)
 {
 	void *p[64];

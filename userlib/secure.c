@@ -10,7 +10,9 @@
  *
  * Small blocks (the size classes, up to 32 KiB less the trailer):
  *  - a canary after each block: the request is served from the class with
- *    room for it and an 8-byte trailer at the slot's end; up to 16 bytes
+ *    room for it and an 8-byte trailer at the slot's end (for a multiple
+ *    of 16 bytes, which may need 16-byte alignment, a class whose slots all
+ *    are: not 24, 40 or 56: secure_class); up to 16 bytes
  *    from the block's end towards the trailer hold a secret byte
  *    (CANARY_MAX), and the trailer the block's size and a check word made
  *    from it and a secret (secure_canary.h). free checks
@@ -319,11 +321,22 @@ static inline void *shuffle_take(unsigned cls)
 	return (void *)(p ^ swap);
 }
 
+/* The class of a slot for a block of size bytes and room for want bytes
+ * and the trailer. The slot is where the block starts, and slots of 24, 40
+ * and 56 bytes are 16-aligned every other time: a block whose size is a
+ * multiple of 16 may need that alignment (the default heap's requests of
+ * 16, 32 or 48 bytes never land in those classes; with the trailer they
+ * would). */
+static inline unsigned secure_class(size_t size, size_t want)
+{
+	return size % 16 ? size_to_class(want + TRAILER) : aligned_class(16, want + TRAILER);
+}
+
 /* A small block of size bytes from a slot for want bytes (size to
  * SMALL_MAX), not guarded. */
 static inline void *alloc_small(size_t size, size_t want, bool zero)
 {
-	unsigned cls = size_to_class(want + TRAILER);
+	unsigned cls = secure_class(size, want);
 	void *p = shuffle_take(cls);
 	size_t room = mh_class[cls].size;
 
@@ -554,8 +567,10 @@ void *secure_realloc(void *ptr, size_t size)
 	if (!zero_size_owns(p)) {
 		old = checked_size(p, &room, &c, " in realloc");
 		/* In place when the slot or pages hold the new size and its
-		 * trailer and are not too large for it (small: same class). */
-		if (!c && size <= room - TRAILER && size + TRAILER > room / 2) {
+		 * trailer and are not too large for it (small: same class),
+		 * and the block's alignment suits the new size (secure_class). */
+		if (!c && size <= room - TRAILER && size + TRAILER > room / 2 &&
+		    (size % 16 || p % 16 == 0)) {
 			/* The canary moves to the new end (growing, over
 			 * bytes checked or zero just now). */
 			canary_set(p, size, room);

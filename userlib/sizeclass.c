@@ -4,8 +4,8 @@
  * mksizeclasses.go uses to generate its table:
  *
  *  - Candidate sizes step by an alignment that grows with the size: 8 bytes
- *    below 32, 16 below 128, size/8 up to 2 KiB, 256 above, so the rounding
- *    loss of any request stays near 1/8 of its size.
+ *    below 64 (Go: below 32), 16 below 128, size/8 up to 2 KiB, 256 above,
+ *    so the rounding loss of any request stays near 1/8 of its size.
  *  - Each candidate gets the fewest pages whose leftover after packing whole
  *    objects is at most 1/8 of the span: tail waste is bounded by 12.5%.
  *  - A candidate that packs the same number of objects into the same pages
@@ -13,9 +13,20 @@
  *  - Finally each size grows to the largest multiple of 128 bytes that still
  *    packs the same object count, handing the tail to the objects.
  *
- * With 8 KiB pages and 32 KiB as the small-object limit this yields the same
- * 67 classes as Go (plus class 0 for large objects). The unit test checks the
- * invariants rather than a copy of the numbers.
+ * With 8 KiB pages and 32 KiB as the small-object limit this yields Go's 67
+ * classes and two of our own, 40 and 56 bytes (plus class 0 for large
+ * objects). The unit test checks the invariants rather than a copy of the
+ * numbers.
+ *
+ * Departure: 40 and 56 bytes. Go's step of 16 from 32 on sends requests
+ * of 33-40 bytes to 48 (up to 31% lost) and 49-56 to 64; mimalloc and
+ * tcmalloc step by 8 there. A slot of 40 or 56 bytes is 16-aligned every
+ * other time only, which no request it serves needs: an object of 33-40 or
+ * 49-56 bytes is not a multiple of 16, so it cannot need 16-byte alignment
+ * (the 24-byte class rests on the same rule; aligned_class and the secure
+ * mode's slot choice skip such classes for what does). 33-40 byte strings
+ * were most of what the hash-map benchmark held above mimalloc's peak:
+ * docs/heap.md#the-peak-rss-gaps-taken-apart-2026-12-07-issue-24.
  *
  * One departure: span sizes. Go gives most classes a span of one
  * page, and the large classes spans of one to four objects (8 KiB objects
@@ -65,7 +76,7 @@ void sizeclass_init(void)
 				align = 256;
 			else if (size >= 128)
 				align = size / 8;
-			else if (size >= 32)
+			else if (size >= 64)
 				align = 16;
 		}
 		uint32_t span = MH_PAGE_SIZE;

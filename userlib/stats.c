@@ -26,8 +26,17 @@ const char *mh_version(void)
 	return MH_VERSION;
 }
 
-/* The 0.2.0 layout ends with arena_chunks_warm; later fields come after it. */
-_Static_assert(offsetof(struct mh_stats, arena_chunks_warm) + sizeof(uint64_t) ==
+/*
+ * Layouts before 0.4.0 had 68 classes, without 40 and 56 bytes (sizeclass.c):
+ * by_class was OLD_CLASS_BYTES shorter and every field after it that much
+ * nearer. The layouts only grew at their end until then, so a caller whose
+ * size is below the present one was built against one of them, and gets it:
+ * the two classes' counts in the next class's entry (48 and 64 bytes, where
+ * those requests went then). The 0.2.0 layout ends with arena_chunks_warm.
+ */
+#define OLD_NUM_CLASSES 68
+#define OLD_CLASS_BYTES ((MH_NUM_SIZE_CLASSES - OLD_NUM_CLASSES) * sizeof(struct mh_size_class_stats))
+_Static_assert(offsetof(struct mh_stats, arena_chunks_warm) + sizeof(uint64_t) - OLD_CLASS_BYTES ==
 	       MH_STATS_SIZE_V1, "struct mh_stats: the 0.2.0 layout changed");
 
 static void stats_fill(struct mh_stats *st)
@@ -85,18 +94,54 @@ static void stats_fill(struct mh_stats *st)
 	heap_hooks()->stats(st);	/* the arenas' fields */
 }
 
+/* The snapshot in the layout before 0.4.0 (above), into out; its size. */
+static size_t stats_old_layout(const struct mh_stats *all, unsigned char *out)
+{
+	const size_t head = offsetof(struct mh_stats, by_class);
+	const size_t tail = sizeof(*all) - offsetof(struct mh_stats, arenas_live);
+	struct mh_size_class_stats old[OLD_NUM_CLASSES], carry = { 0 };
+	unsigned n = 0;
+
+	for (unsigned cls = 0; cls < MH_NUM_CLASSES; cls++) {
+		struct mh_size_class_stats cs = all->by_class[cls];
+
+		cs.mallocs += carry.mallocs;
+		cs.frees += carry.frees;
+		carry = (struct mh_size_class_stats){ 0 };
+		if (cs.size > 32 && cs.size % 16)	/* 40 and 56 */
+			carry = cs;
+		else
+			old[n++] = cs;
+	}
+	memcpy(out, all, head);
+	memcpy(out + head, old, sizeof(old));
+	memcpy(out + head + sizeof(old), &all->arenas_live, tail);
+	return head + sizeof(old) + tail;
+}
+
 int mh_stats_read(struct mh_stats *st)
 {
-	struct mh_stats all;
+	union {
+		struct mh_stats st;
+		unsigned char b[sizeof(struct mh_stats)];
+	} all;
+	size_t size;
 
 	if (!st || st->size < MH_STATS_SIZE_V1) {
 		errno = EINVAL;
 		return -1;
 	}
-	stats_fill(&all);
-	if (all.size > st->size)
-		all.size = st->size;
-	memcpy(st, &all, all.size);
+	stats_fill(&all.st);
+	size = sizeof(all.st);
+	if (st->size < size) {
+		struct mh_stats now = all.st;
+
+		size = stats_old_layout(&now, all.b);
+	}
+	if (size > st->size)
+		size = st->size;
+	all.st.size = size;
+	memcpy(st, all.b, size);
 	return 0;
 }
 

@@ -35,14 +35,14 @@ extern "C" {
  * in <linux/mheap.h>.
  */
 #define MH_VERSION_MAJOR 0
-#define MH_VERSION_MINOR 3
+#define MH_VERSION_MINOR 4
 #define MH_VERSION_PATCH 0
 #define MH_VERSION_STR_(x) #x
 #define MH_VERSION_STR(x) MH_VERSION_STR_(x)
-/* "0.3.0" */
+/* "0.4.0" */
 #define MH_VERSION MH_VERSION_STR(MH_VERSION_MAJOR) "." \
 	MH_VERSION_STR(MH_VERSION_MINOR) "." MH_VERSION_STR(MH_VERSION_PATCH)
-/* 300 for 0.3.0: comparable with < and >, as in #if MH_VERSION_NUMBER >= 300 */
+/* 400 for 0.4.0: comparable with < and >, as in #if MH_VERSION_NUMBER >= 400 */
 #define MH_VERSION_NUMBER \
 	(MH_VERSION_MAJOR * 10000 + MH_VERSION_MINOR * 100 + MH_VERSION_PATCH)
 
@@ -69,8 +69,11 @@ MHEAP_API void *mh_aligned_alloc(size_t align, size_t size);
 MHEAP_API void mh_free(void *p);
 MHEAP_API size_t mh_usable_size(const void *p);
 
-/* Number of small size classes, class 0 (large objects) included. */
-#define MH_NUM_SIZE_CLASSES 68
+/* Number of small size classes, class 0 (large objects) included. Before
+ * 0.4.0 there were 68 (no 40- and 56-byte classes) and by_class below was
+ * that much shorter: mh_stats_read gives a caller built against such a
+ * header the layout it knows. */
+#define MH_NUM_SIZE_CLASSES 70
 
 /* Per size class counters; class 0 counts objects above 32 KiB. */
 struct mh_size_class_stats {
@@ -129,7 +132,9 @@ struct mh_stats {
 	uint64_t arena_releases_referenced; /* released by the cap, pointed into */
 };
 
-/* Size of struct mh_stats in 0.2.0, the first version with the size field. */
+/* Size of struct mh_stats in 0.2.0, the first version with the size field;
+ * 0.3.0's added the quarantine scan's fields (1872); 0.4.0's by_class has
+ * two more classes (1920). */
 #define MH_STATS_SIZE_V1 1808
 
 /* struct mh_stats st = MH_STATS_INIT; sets the size, zeroes the rest. */
