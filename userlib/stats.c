@@ -110,7 +110,7 @@ static size_t stats_old_layout(const struct mh_stats *all, unsigned char *out)
 		carry = (struct mh_size_class_stats){ 0 };
 		if (cs.size > 32 && cs.size % 16)	/* 40 and 56 */
 			carry = cs;
-		else
+		else if (n < OLD_NUM_CLASSES)
 			old[n++] = cs;
 	}
 	memcpy(out, all, head);

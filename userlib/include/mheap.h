@@ -132,9 +132,9 @@ struct mh_stats {
 	uint64_t arena_releases_referenced; /* released by the cap, pointed into */
 };
 
-/* Size of struct mh_stats in 0.2.0, the first version with the size field;
- * 0.3.0's added the quarantine scan's fields (1872); 0.4.0's by_class has
- * two more classes (1920). */
+/* Size of struct mh_stats in 0.2.0, the first version with the size field.
+ * Fields were appended after it (1872 bytes before 0.4.0); 0.4.0's by_class
+ * has two more classes (1920). */
 #define MH_STATS_SIZE_V1 1808
 
 /* struct mh_stats st = MH_STATS_INIT; sets the size, zeroes the rest. */
