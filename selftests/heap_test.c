@@ -1543,6 +1543,54 @@ TEST(one_live_object_of_a_class_reuses_its_slot_on_fresh_pages)
 	}
 }
 
+/*
+ * A span of fresh pages hands out a page of objects at a time (`touched`)
+ * and reuses freed ones before it goes a page further; malloc's refill
+ * lane takes such a span's windows too, below `touched` only, and the
+ * sweep in place folds only the words below it (mspan.h, mspan.c). So:
+ * the first page's objects in address order, then the one freed (swept
+ * in place at `touched`), then the next page's in address order - not an
+ * object past `touched` from the word that holds it (its untouched
+ * objects make the sweep's summary call it free), and not a skip of the
+ * words past it (the summary must call them free). 48-byte objects: 170
+ * a page, so `touched` falls inside a bitmap word.
+ */
+TEST(a_span_of_fresh_pages_hands_out_the_freed_object_then_the_next_page_in_order)
+{
+	const size_t size = 48;	/* a class no other test here uses */
+	uint32_t step, i;
+	char **p;
+	struct mspan *s;
+
+	p = calloc(MH_MAX_OBJS_PER_SPAN, sizeof(*p));
+	ASSERT_NE(NULL, p);
+	p[0] = mh_malloc(size);
+	ASSERT_NE(NULL, p[0]);
+	s = span_of((uintptr_t)p[0]);
+	step = (uint32_t)MH_PAGE_SIZE / s->elemsize;
+	/* The test's setting: the class's first span, of fresh pages, its
+	 * first page's objects touched; `touched` inside a word. */
+	ASSERT_EQ(s->base, (uintptr_t)p[0]);
+	ASSERT_EQ(step, s->touched);
+	ASSERT_NE(0, step % 64);
+	ASSERT_LT(2 * step, s->nelems);
+	for (i = 1; i < step; i++) {
+		p[i] = mh_malloc(size);
+		ASSERT_EQ(s->base + (uintptr_t)i * s->elemsize, (uintptr_t)p[i]) TH_LOG("object %u", i);
+	}
+	mh_free(p[10]);
+	p[10] = mh_malloc(size);
+	EXPECT_EQ(s->base + 10 * (uintptr_t)s->elemsize, (uintptr_t)p[10]);
+	for (i = step; i < 2 * step; i++) {
+		p[i] = mh_malloc(size);
+		ASSERT_EQ(s->base + (uintptr_t)i * s->elemsize, (uintptr_t)p[i]) TH_LOG("object %u", i);
+	}
+	EXPECT_EQ(2 * step, s->touched);
+	for (i = 0; i < 2 * step; i++)
+		mh_free(p[i]);
+	free(p);
+}
+
 /* A used-up span is taken back once 1/MH_CACHE_REUSE_SHARE of its objects
  * has been freed, not at its first free: with fewer, the
  * thread's next spans come from elsewhere; one more free and they come

@@ -25,7 +25,7 @@
  *    equals the bits of freed_local. No object at or past `touched` (and
  *    so not freeindex) has ever been handed out, nor does the window
  *    offer one. free_words names exactly the alloc_bits words with a
- *    free object. A span is owned by one cache (its
+ *    free object below `touched`. A span is owned by one cache (its
  *    current span or on one of its lists, and REMOTE_OWNED set) or on its
  *    mcentral's partial or full list. An unowned span was folded when let
  *    go: no local frees, freeindex 0, `outstanding` the allocation bits;
@@ -249,7 +249,7 @@ static int check_small(struct check *ck, const struct mspan *s)
 		      w * 64 + (unsigned)__builtin_ctzll(l & r));
 		CHECK(ck, !((l | r) & ~live), "span %#lx: object %u freed but not allocated", base,
 		      w * 64 + (unsigned)__builtin_ctzll((l | r) & ~live));
-		CHECK(ck, !(~a & below(w, s->nelems)) == !(s->free_words >> w & 1),
+		CHECK(ck, !(~a & below(w, s->touched)) == !(s->free_words >> w & 1),
 		      "span %#lx: free_words says word %u %s", base, w,
 		      s->free_words >> w & 1 ? "has a free object" : "is full");
 		nalloc_bits += mh_popcount(a);

@@ -346,8 +346,9 @@ static uintptr_t adopt(struct mcache *c, unsigned cls, struct mspan *s)
 	if (s->list != MSPAN_LIST_NONE)	/* empty spans come unlinked */
 		cache_list_unlink(c, s);
 	mspan_sweep(s);
-	/* The sweep left free_words: with every object touched the first
-	 * free one is found without a look at each word (mspan.h). */
+	/* The sweep left free_words: the first free object below
+	 * `touched` is found without a look at each word (mspan.h); with
+	 * none there, a span of fresh pages goes a page further. */
 	p = mspan_refill_window(s);
 	if (!p && s->touched != s->nelems)
 		p = mspan_next_free(s);

@@ -22,6 +22,12 @@ static inline uint64_t below_mask(unsigned w, uint32_t limit)
 	return n >= 64 ? ~(uint64_t)0 : part;
 }
 
+/* The bitmap words that hold objects below n: free_words' bits for them. */
+static inline uint32_t words_below(uint32_t n)
+{
+	return ((uint32_t)1 << mspan_bitmap_words(n)) - 1;
+}
+
 /* The next free object from freeindex on, below object n, with the
  * window after it (no object at or past n); 0, with an empty window and
  * freeindex at n, when there is none. */
@@ -61,25 +67,32 @@ uintptr_t mspan_next_free(struct mspan *s)
 			return p;
 	}
 	/* A page of objects further, at least one (freeindex is at
-	 * `touched`). */
+	 * `touched`); the words they are in have free objects now. */
 	step = MH_PAGE_SIZE > s->elemsize ? MH_PAGE_SIZE / s->elemsize : 1;
 	from = s->touched;
 	s->touched = s->nelems - from > step ? from + step : s->nelems;
+	s->free_words |= (uint16_t)(words_below(s->touched) & ~(((uint32_t)1 << from / 64) - 1));
 	if (unlikely(mh_secure))
 		secure_span_reach(s, from, s->touched);
 	return next_free_below(s, s->touched);
 }
 
-/* mspan_fold_local, inline in the sweep. */
-static inline void fold_local(struct mspan *s)
+/* mspan_fold_local, inline in the sweep. The words it and the sweep look
+ * at are those below `touched`: past it no object has been handed out, so
+ * no bit is set in any of the three bitmaps (heapcheck checks it), and a
+ * span of fresh pages that keeps being swept in place short of its end
+ * (mspan_next_free) folds the words it uses, not all of them (spans of the
+ * densest classes have 11-16 words). Measured:
+ * docs/heap.md#partly-touched-spans-and-the-refill-lane-2026-12-07-issue-24. */
+static inline __attribute__((always_inline)) void fold_local(struct mspan *s)
 {
-	unsigned nw = mspan_bitmap_words(s->nelems);
-	/* The last word's bits past nelems, taken as allocated for
+	unsigned tw = mspan_bitmap_words(s->touched);
+	/* The last such word's bits past `touched`, taken as allocated for
 	 * free_words (alloc_bits has them clear). */
-	uint64_t past_end = ~below_mask(nw - 1, s->nelems);
+	uint64_t past_end = tw ? ~below_mask(tw - 1, s->touched) : 0;
 	uint32_t words = 0;
 
-	for (unsigned w = 0; w < nw; w++) {
+	for (unsigned w = 0; w < tw; w++) {
 		uint64_t bits = LOAD_RELAXED(&s->bits[w].alloc);
 
 		bits |= below_mask(w, s->freeindex);
@@ -88,8 +101,8 @@ static inline void fold_local(struct mspan *s)
 		STORE_RELAXED(&s->bits[w].alloc, bits);
 		words |= (uint32_t)(bits != ~(uint64_t)0) << w;
 	}
-	if ((LOAD_RELAXED(&s->bits[nw - 1].alloc) | past_end) == ~(uint64_t)0)
-		words &= ~((uint32_t)1 << (nw - 1));
+	if (tw && (LOAD_RELAXED(&s->bits[tw - 1].alloc) | past_end) == ~(uint64_t)0)
+		words &= ~((uint32_t)1 << (tw - 1));
 	s->free_words = (uint16_t)words;
 	/* No local frees, and none to look at until the owner says so:
 	 * a span becomes current only right after a sweep (or fresh), and
@@ -110,7 +123,7 @@ void mspan_fold_local(struct mspan *s)
 
 void mspan_sweep(struct mspan *s)
 {
-	unsigned nw = mspan_bitmap_words(s->nelems);
+	unsigned tw = mspan_bitmap_words(s->touched);	/* as fold_local's */
 	int64_t folded = 0;
 
 	/* Its freeindex store and the loads below are sequentially consistent,
@@ -119,7 +132,7 @@ void mspan_sweep(struct mspan *s)
 	 * frees"). A bit set but not yet counted is folded too; the count then
 	 * dips below zero until its add. */
 	fold_local(s);
-	for (unsigned w = 0; w < nw; w++) {
+	for (unsigned w = 0; w < tw; w++) {
 		uint64_t r = __atomic_load_n(&s->bits[w].remote, __ATOMIC_SEQ_CST), alloc;
 
 		if (!r)
@@ -182,5 +195,5 @@ void mspan_init_small(struct mspan *s, unsigned sizeclass, bool resident)
 	STORE_RELAXED(&s->owner, NULL);
 	s->list = MSPAN_LIST_NONE;
 	memset(s->bits, 0, nw * sizeof(s->bits[0]));
-	s->free_words = (uint16_t)(((uint32_t)1 << nw) - 1);
+	s->free_words = (uint16_t)words_below(s->touched);
 }

@@ -177,9 +177,9 @@ struct mspan {
 	uint8_t needzero;	/* large spans: pages may hold old data */
 	uint8_t bucket;		/* the struct's size bucket (mheap.c) */
 	/* Small spans: bit w set iff alloc_bits word w has a free object
-	 * (below nelems). Written wherever alloc_bits are (the sweeps and
-	 * mspan_init_small), read by malloc's refill (mspan_refill_window).
-	 * 16 bits: MH_BITMAP_WORDS. */
+	 * below `touched`. Written wherever alloc_bits or `touched` are (the
+	 * sweeps, mspan_next_free, mspan_init_small), read by malloc's
+	 * refill (mspan_refill_window). 16 bits: MH_BITMAP_WORDS. */
 	uint16_t free_words;
 
 	/* On an mcentral's or the owning cache's list (list.h); or, on none,
@@ -285,31 +285,32 @@ static inline uintptr_t mspan_take_first(struct mspan *s, uint32_t first, uint64
 }
 /*
  * malloc's refill of a current span's window that ran dry (malloc.c,
- * malloc_refill): the next free object of s past the window, with the
- * window after it; 0 when none is left before a sweep (freeindex at the
- * end), or, s left as it was, when s still has objects it never touched
- * (mspan_next_free decides then). With every object touched, the fill
- * that made the window took every free bit of its word from freeindex on,
- * so the next word with a free object is the first set bit of free_words
- * from the next word on: no loop over the words, whose tests were coin
- * tosses (a word left full by the sweep or not). Also the first pick
- * from a span just swept (freeindex 0: every word is looked at), where
- * a span change takes its first object (mcache.c, adopt). mh_empty_span
- * (no objects) gives 0 and is not written.
+ * malloc_refill): the next free object of s past the window and below
+ * `touched`, with the window after it; 0 when none is left there
+ * (freeindex at `touched`: the slow path sweeps, or goes a page further,
+ * mspan_next_free). The fill that made the window took every free bit of
+ * its word from freeindex on, so the next word with a free object is the
+ * first set bit of free_words from the next word on: no loop over the
+ * words, whose tests were coin tosses (a word left full by the sweep or
+ * not). free_words counts objects below `touched` only, so a span of
+ * fresh pages that keeps being swept in place short of its end takes
+ * this lane too (until 2026-12-07 every refill of such a span went the
+ * slow way: docs/heap.md#partly-touched-spans-and-the-refill-lane-2026-12-07-issue-24).
+ * Also the first pick from a span just swept (freeindex 0: every word is
+ * looked at), where a span change takes its first object (mcache.c,
+ * adopt). mh_empty_span (no objects) gives 0 and is not written.
  */
 static inline uintptr_t mspan_refill_window(struct mspan *s)
 {
-	uint32_t n = s->nelems;
+	uint32_t n = s->touched;
 	unsigned w = (s->freeindex + 63) / 64;	/* at most MH_BITMAP_WORDS */
 	uint32_t words = (uint32_t)s->free_words >> w;
 	uint32_t idx, left;
 	uint64_t avail;
 
-	if (s->touched != n)
-		return 0;
 	if (!words) {
 		/* As next_free_below leaves it, so that the slow path's look
-		 * starts at the end. */
+		 * starts at `touched`. */
 		if (n)
 			STORE_RELEASE(&s->freeindex, n);
 		return 0;
