@@ -69,11 +69,12 @@ TEST(sizeclass_table_invariants)
 	ASSERT_EQ(MH_MAX_SMALL_SIZE, mh_class[MH_NUM_CLASSES - 1].size);
 }
 
-/* sizeclass.c: classes of more than 128 objects a page (up to 48 B) have
+/* sizeclass.c: classes of more than 64 objects a page (up to 112 B) have
  * spans of 32 KiB, or of as many pages as hold at most
- * MH_MAX_OBJS_PER_SPAN objects; those of 64-128 objects a page (64-128 B)
- * one page. */
-TEST(the_densest_classes_have_spans_of_32_kib_within_the_object_limit)
+ * MH_MAX_OBJS_PER_SPAN objects (8 B: one page of 1,024); 128 B (64 a
+ * page) one page. Until 2026-12-07 those of 73-128 objects a page (64-112
+ * B) had one page too. */
+TEST(the_dense_classes_have_spans_of_32_kib_within_the_object_limit)
 {
 	mh_free(mh_malloc(1));
 	for (unsigned c = 1; c < MH_NUM_CLASSES; c++) {
@@ -83,9 +84,9 @@ TEST(the_densest_classes_have_spans_of_32_kib_within_the_object_limit)
 
 		if (want > (32u << 10) / MH_PAGE_SIZE)
 			want = (32u << 10) / MH_PAGE_SIZE;
-		if (per_page > 128) {
+		if (per_page > 64) {
 			EXPECT_EQ(want, sc->npages) TH_LOG("class %u (%u B)", c, sc->size);
-		} else if (per_page >= 64) {
+		} else if (per_page == 64) {
 			EXPECT_EQ(1, sc->npages) TH_LOG("class %u (%u B)", c, sc->size);
 		}
 	}
@@ -1297,7 +1298,8 @@ TEST(a_page_cache_takes_a_chunk_and_serves_runs_from_it)
 	EXPECT_EQ(free_before, free_back);
 }
 
-/* Two threads take turns making spans of 64 B objects (one page each). */
+/* Two threads take turns making spans of 8 B objects (one page each: 8 B
+ * and 128 B are the classes whose spans are one page, sizeclass.c). */
 struct span_turns {
 	pthread_mutex_t lock;
 	pthread_cond_t turn_done;
@@ -1313,7 +1315,7 @@ static struct span_turns turns = {
 static void *make_spans_in_turn(void *arg)
 {
 	int me = (int)(intptr_t)arg;
-	unsigned cls = size_to_class(64);
+	unsigned cls = size_to_class(8);
 
 	for (int k = 0; k < 8; k++) {
 		pthread_mutex_lock(&turns.lock);
@@ -1321,7 +1323,7 @@ static void *make_spans_in_turn(void *arg)
 			pthread_cond_wait(&turns.turn_done, &turns.lock);
 		/* A span's worth of objects: a fresh span each turn. */
 		for (unsigned i = 0; i < mh_class[cls].nelems; i++) {
-			void *p = mh_malloc(64);
+			void *p = mh_malloc(8);
 
 			if (i == 0)
 				turns.span[me][k] = span_of((uintptr_t)p)->base;
@@ -1361,7 +1363,7 @@ struct one_object {
 static void *make_one_object_and_wait(void *arg)
 {
 	struct one_object *o = arg;
-	void *p = mh_malloc(64);
+	void *p = mh_malloc(8);	/* a span of one page */
 
 	o->chunk = ALIGN_DOWN((uintptr_t)p, CHUNK_BYTES);
 	mh_free(p);
@@ -1440,7 +1442,7 @@ TEST(the_scavenger_takes_back_the_pages_a_live_threads_cache_holds)
 
 TEST(span_structs_and_caches_each_start_a_sharing_block)
 {
-	unsigned cls = size_to_class(64);	/* a 192-byte span struct */
+	unsigned cls = size_to_class(64);	/* a 384-byte span struct */
 	struct mspan *s[3];
 
 	for (int k = 0; k < 3; k++) {

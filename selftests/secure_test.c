@@ -613,8 +613,9 @@ TEST_F(blocks, warm_pages_stay_under_the_cap)
  * the heap's again at once); b's pages move to a warm chunk of b's chunk's
  * size, placed where x was, so the warm chunk's guard place is x's last
  * page; a larger block takes b's pages on; then small blocks (of a class
- * whose spans are one page) fill the lowest free pages until the first
- * slot of that page is handed out: x's canary lies there. (The slot a
+ * whose spans are one page: 128 B slots, the block and its trailer) fill
+ * the lowest free pages until the first slot of that page is handed out:
+ * x's canary lies there. (The slot a
  * thread holds back, secure.c, may keep it for a few allocations.)
  */
 static void *free_and_exit(void *p)
@@ -643,7 +644,7 @@ TEST_F(blocks, a_transplanted_warm_chunks_guard_place_is_clean_for_small_spans)
 		B_CHUNK = B_SIZE + 8192,
 		X_SIZE = B_SIZE - 4,		/* a large span of the same 40 KiB */
 		C_SIZE = 64 << 10,		/* larger than b's warm chunk: a transplant */
-		SMALL = 100,			/* a class of one-page spans */
+		SMALL = 120,			/* 128 B slots: one-page spans */
 		MAX_SMALL = 4096,
 	};
 	static char *small[MAX_SMALL];

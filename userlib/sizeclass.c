@@ -40,16 +40,22 @@
  * its remote frees (peak RSS), and without one the largest classes' spans
  * would reach megabytes. Measured: docs/heap.md#size-classes.
  *
- * The densest classes (more than DENSE_SPAN_OBJS objects in a page: up to
- * 48 bytes) grow further, to SPAN_GROW_MAX as long as the span holds at
- * most MH_MAX_OBJS_PER_SPAN objects: their span struct is mostly bitmap
- * words, and a one-page span paid its 128-byte header and the rounding
- * to the sharing block (mspan.h) per 8 KiB - 3.1% of the memory of 32 B
- * objects, most of what mheap held above mimalloc's peak with many small
- * objects. Four pages of 32 B objects take 640 bytes of struct, not
- * 1,024. Classes of 64-128 B were grown too and not kept: used-up spans
- * four times longer held more idle memory in the Larson-style server.
- * Measured: docs/heap.md#what-span-metadata-costs-the-small-objects-peak-2026-12-07-issue-24.
+ * The dense classes (more than DENSE_SPAN_OBJS objects in a page: up to
+ * 112 bytes) grow further, to SPAN_GROW_MAX as long as the span holds at
+ * most MH_MAX_OBJS_PER_SPAN objects. Up to 48 B their span struct is
+ * mostly bitmap words, and a one-page span paid its 128-byte header and
+ * the rounding to the sharing block (mspan.h) per 8 KiB - 3.1% of the
+ * memory of 32 B objects, most of what mheap held above mimalloc's peak
+ * with many small objects; four pages of 32 B objects take 640 bytes of
+ * struct, not 1,024. At 64-112 B a class's live objects outnumbered a
+ * one-page span (73-128 objects) in programs with a few hundred of them:
+ * the thread changed spans every few dozen allocations, each change a
+ * sweep and list moves, where a span of 32 KiB holds them all and is
+ * swept in place. 128 B objects (64 a page, SPAN_OBJS_WANTED already)
+ * keep spans of one page, as 8 B ones do (1,024, the object limit).
+ * Measured:
+ * docs/heap.md#what-span-metadata-costs-the-small-objects-peak-2026-12-07-issue-24 and
+ * docs/heap.md#partly-touched-spans-and-the-refill-lane-2026-12-07-issue-24.
  */
 #include "sizeclass.h"
 
@@ -57,7 +63,7 @@
 #define MIN_OBJS_PER_SPAN 8
 #define SPAN_OBJS_WANTED 64
 #define SPAN_GROW_MAX ((uint32_t)32 << 10)
-#define DENSE_SPAN_OBJS 128
+#define DENSE_SPAN_OBJS 64
 
 struct size_class mh_class[MH_NUM_CLASSES];
 uint8_t mh_size_to_class8[MH_SMALL_SIZE_MAX / MH_SMALL_SIZE_DIV + 1];
