@@ -100,14 +100,32 @@ static size_t first_written(const uint8_t *p, size_t n)
 	return i;
 }
 
+/* Whether the n bytes at p (a multiple of 8) are all zero: words or-ed,
+ * no early exit (a written byte is rare). */
+static inline bool all_zero(const uint8_t *p, size_t n)
+{
+	uint64_t any = 0, w;
+
+	for (size_t i = 0; i < n; i += 8) {
+		memcpy(&w, p + i, 8);
+		any |= w;
+	}
+	return !any;
+}
+
 /* Check that a delayed block's zeroed bytes are still zero: an abort
- * naming the first written one if not. */
+ * naming the first written one if not. The common case, all zero, reads
+ * them by words: by bytes (first_written) it was 690 instructions a
+ * middle free (docs/heap.md#secure-mode, 2026-12-07). */
 static void check_zero(const struct delayed *d)
 {
 	const uint8_t *b = (const uint8_t *)d->p;
 	size_t tail = tail_of(d->size), at;
 	uint64_t w;
 
+	if (likely(all_zero(b, CHECKED_END) && all_zero(b + d->word, 8) &&
+		   all_zero(b + tail, CHECKED_END) && all_zero(b + d->room - TRAILER, TRAILER)))
+		return;
 	at = first_written(b, CHECKED_END);
 	if (at == CHECKED_END) {
 		memcpy(&w, b + d->word, 8);
@@ -115,11 +133,8 @@ static void check_zero(const struct delayed *d)
 	}
 	if (at == CHECKED_END) {
 		at = tail + first_written(b + tail, CHECKED_END);
-		if (at == tail + CHECKED_END) {
+		if (at == tail + CHECKED_END)
 			at = d->room - TRAILER + first_written(b + d->room - TRAILER, TRAILER);
-			if (at == d->room)
-				return;
-		}
 	}
 	mh_fatal("write after free: %zu-byte block %#lx written at offset %zu after its free, detected at its release",
 		 d->size, (unsigned long)d->p, at);
