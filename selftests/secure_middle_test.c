@@ -4,7 +4,8 @@
  * classes' end to MHEAP_SECURE_LARGE, 2 MiB) as a program sees them when
  * nothing goes wrong: calloc and realloc keep their contract, a freed block
  * waits in its thread's delay (at most 8 blocks and 1 MiB; the last freed always) before its pages
- * go back to the heap, the delay is given back at the thread's exit, and
+ * go back to the heap (the thread's large cache; the page heap for a block
+ * realloc moved away from), the delay is given back at the thread's exit, and
  * the guarded share is sampled by size (MHEAP_SECURE_MIDDLE_SAMPLE: bytes,
  * not blocks). What each misuse gives is misuse_test's, but for two
  * threads freeing one block at once. The program starts
@@ -116,18 +117,62 @@ TEST(the_last_eight_freed_blocks_are_not_handed_out)
 		mh_free(got[i]);
 }
 
+/* n middle blocks made, then freed in that order. */
+static void make_and_free(void **p, int n)
+{
+	for (int i = 0; i < n; i++)
+		p[i] = mh_malloc(MIDDLE);
+	for (int i = 0; i < n; i++)
+		mh_free(p[i]);
+}
+
 /* The ninth free gives the oldest delayed block's pages back, only it. */
 TEST(the_delay_holds_eight_blocks)
 {
 	void *p[9];
 
-	for (int i = 0; i < 9; i++)
-		p[i] = mh_malloc(MIDDLE);
-	for (int i = 0; i < 9; i++)
-		mh_free(p[i]);
+	make_and_free(p, 9);
 	EXPECT_FALSE(heap_large_block(p[0]));
 	for (int i = 1; i < 9; i++)
 		EXPECT_TRUE(heap_large_block(p[i]));
+}
+
+/* Whether p's pages are a freed block its thread's large cache keeps
+ * (largecache.c). */
+static bool kept_by_the_thread(const void *p)
+{
+	struct mspan *s = span_of((uintptr_t)p);
+
+	return s && s->state == MSPAN_CACHED && s->base == (uintptr_t)p;
+}
+
+/* Out of the delay, a block goes to its thread's large cache, as the
+ * default mode's frees do: its next take needs no heap lock. */
+TEST(a_block_out_of_the_delay_goes_to_the_threads_large_cache)
+{
+	void *p[9];
+
+	make_and_free(p, 9);
+	EXPECT_TRUE(kept_by_the_thread(p[0]));
+	for (int i = 1; i < 9; i++)
+		EXPECT_FALSE(kept_by_the_thread(p[i]));
+}
+
+/* But a block realloc moved away from goes to the page heap after its
+ * delay, as mh_realloc's old block does: growth in place needs free runs
+ * there. A block shrunk below half its pages moves. */
+TEST(a_block_realloc_moved_away_from_goes_to_the_page_heap)
+{
+	void *p = mh_malloc(2 * MIDDLE), *q, *r[8];
+
+	ASSERT_NE(NULL, p);
+	q = mh_realloc(p, MIDDLE - 1000);
+	ASSERT_NE(NULL, q);
+	ASSERT_NE(p, q);
+	make_and_free(r, 8);
+	EXPECT_FALSE(heap_large_block(p));
+	EXPECT_FALSE(kept_by_the_thread(p));
+	mh_free(q);
 }
 
 /* A middle block's pages are its size and trailer in page steps, not

@@ -48,10 +48,10 @@
  * put sends its block to the page heap, a take misses, a trim leaves the
  * list for its next pass. Thread exit gives them back with the rest of the
  * cache, and a fork's child takes every other thread's from the arena map
- * (mcache.c, "Fork"). Not in the secure mode, whose frees take their own
- * path. To the page heap the cached spans are in use, live large bytes
- * (large_live_bytes) until they go back; the stats count them as idle,
- * freed memory (stats.c). Measured:
+ * (mcache.c, "Fork"). The secure mode's middle blocks come here after
+ * their delay (secure_middle.c). To the page heap the cached spans are in
+ * use, live large bytes (large_live_bytes) until they go back; the stats
+ * count them as idle, freed memory (stats.c). Measured:
  * docs/heap.md#the-threads-large-span-cache.
  */
 #include <string.h>

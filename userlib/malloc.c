@@ -247,8 +247,13 @@ void *heap_alloc_plain(size_t size, size_t align, size_t *room)
 		*room = mh_class[cls].size;
 		return small_alloc(c, cls);
 	}
-	*room = large_npages(size) << MH_PAGE_SHIFT;
-	return large_alloc(size, align > MH_PAGE_SIZE ? align : 0, false, PLACE_LARGE);
+	void *p = large_alloc(size, align > MH_PAGE_SIZE ? align : 0, false, PLACE_LARGE);
+
+	/* The span's pages: a block the thread's large cache kept may be
+	 * longer than the request's (largecache.c). */
+	if (p)
+		*room = span_of((uintptr_t)p)->npages << MH_PAGE_SHIFT;
+	return p;
 }
 
 void *heap_alloc_moved(size_t size, size_t *room)
@@ -397,7 +402,7 @@ static void large_free(struct mcache *c, struct mspan *s, uintptr_t p, bool keep
 	/* Another thread may be freeing p too: one of the two claims it. */
 	if (!span_large_claim(s, p))
 		mspan_double_free(p);
-	if (!keep || !c || mh_secure || !mcache_large_put(c, s))
+	if (!keep || !c || !mcache_large_put(c, s))
 		mheap_free_span(s);
 	count_free(c, 0);
 }
@@ -482,6 +487,18 @@ void heap_free_plain(void *ptr)
 		free_through(c, (uintptr_t)ptr, free_checked);
 	else
 		free_checked((uintptr_t)ptr, NULL);
+}
+
+/* The default mode's free of a large block realloc moved away from (the
+ * secure mode's middle blocks, after their delay): to the page heap, not
+ * the thread's large cache, as mh_realloc frees one: growth in place needs
+ * free runs there. */
+void heap_free_moved(void *ptr)
+{
+	uint32_t idx;
+	struct mspan *s = checked_span_at(span_of((uintptr_t)ptr), (uintptr_t)ptr, &idx, "");
+
+	large_free(mcache_get(), s, (uintptr_t)ptr, false);
 }
 
 /* The default mode's free of p, an allocated object of s, a small span

@@ -457,7 +457,7 @@ static __attribute__((noinline)) void free_other(uintptr_t p, struct arena_chunk
 	} else if (c) {
 		guarded_free(c, p);
 	} else {
-		middle_free(p, canary_check(p, room, ""), room);
+		middle_free(p, canary_check(p, room, ""), room, false);
 	}
 }
 
@@ -604,6 +604,9 @@ void *secure_realloc(void *ptr, size_t size)
 	if (!q)
 		return NULL;
 	memcpy(q, ptr, old < size ? old : size);
-	secure_free(ptr);
+	if (!zero_size_owns(p) && !c && room > MH_MAX_SMALL_SIZE)
+		middle_free(p, old, room, true);	/* canary checked above */
+	else
+		secure_free(ptr);
 	return q;
 }

@@ -63,6 +63,9 @@ MH_HIDDEN void *heap_alloc_plain(size_t size, size_t align, size_t *room);
  * realloc places it (room for growth after it more often). */
 MH_HIDDEN void *heap_alloc_moved(size_t size, size_t *room);
 MH_HIDDEN void heap_free_plain(void *p);
+/* A large block realloc moved away from: to the page heap, not the
+ * thread's large cache (growth in place needs free runs). */
+MH_HIDDEN void heap_free_moved(void *p);
 MH_HIDDEN void heap_free_small(struct mspan *s, void *p);
 /* p, a large block of the heap (heap_alloc_plain), grown in place to
  * hold size bytes, if the pages after it are free; *room its pages then. */
@@ -82,11 +85,12 @@ MH_HIDDEN uint64_t secure_random(void);
  * size bytes about to be allocated is the thread's guarded one; the free
  * of the block of size bytes at p, its pages room bytes, whose canary was
  * checked (claimed against a racing free, zeroed, delayed, then given
- * back checked); a thread's delayed
- * blocks given back at its exit. */
+ * back checked: to the thread's large cache, or to the page heap if moved,
+ * realloc moved it away); a thread's delayed blocks given back at its
+ * exit. */
 MH_HIDDEN void middle_init(void);
 MH_HIDDEN bool middle_sampled(size_t size);
-MH_HIDDEN void middle_free(uintptr_t p, size_t size, size_t room);
+MH_HIDDEN void middle_free(uintptr_t p, size_t size, size_t room, bool moved);
 MH_HIDDEN void middle_thread_exit(void);
 
 /* Canary bytes (secure_canary.c): fill n bytes at d; how many of the n bytes at d,

@@ -23,7 +23,10 @@
  *  - no immediate reuse: a freed block waits in its thread's FIFO of at
  *    most DELAY_BLOCKS blocks and DELAY_BYTES bytes before its pages go
  *    back to the heap (the block freed last always waits), so the next
- *    malloc of its size does not get it;
+ *    malloc of its size does not get it; then into the thread's large
+ *    cache as the default mode's frees go (largecache.c: no heap lock, a
+ *    third of peakfree's instructions in its second thread), but for a
+ *    block realloc moved away from, whose pages go to the page heap;
  *  - a share of them guarded (secure_large.c), sampled by size as GWP-ASan
  *    samples by count: one about every MHEAP_SECURE_MIDDLE_SAMPLE bytes of
  *    middle blocks a thread allocates, so that a block's chance grows with
@@ -47,6 +50,7 @@ struct delayed {
 	size_t size;		/* the block's */
 	size_t room;		/* its pages' */
 	size_t word;		/* the offset of the random word zeroed */
+	bool moved;		/* realloc moved it: its pages go to the page heap */
 };
 
 static uint64_t sample_bytes;	/* MHEAP_SECURE_MIDDLE_SAMPLE, 0: off */
@@ -140,6 +144,17 @@ static void check_zero(const struct delayed *d)
 		 d->size, (unsigned long)d->p, at);
 }
 
+/* A delayed block's pages go back to the heap: into the thread's large
+ * cache, as the default mode's free puts them, unless realloc moved the
+ * block away (growth in place needs free runs in the page heap). */
+static void release(const struct delayed *d)
+{
+	if (d->moved)
+		heap_free_moved((void *)d->p);
+	else
+		heap_free_plain((void *)d->p);
+}
+
 /* The oldest delayed block's pages go back to the heap, checked first. */
 static void release_oldest(void)
 {
@@ -149,7 +164,7 @@ static void release_oldest(void)
 	mid.head = (mid.head + 1) % DELAY_BLOCKS;
 	mid.n--;
 	mid.bytes -= d->room;
-	heap_free_plain((void *)d->p);
+	release(d);
 }
 
 /*
@@ -171,11 +186,11 @@ static void middle_claim(uintptr_t p, size_t size, size_t room)
 		mh_fatal("double free of %#lx", (unsigned long)p);
 }
 
-void middle_free(uintptr_t p, size_t size, size_t room)
+void middle_free(uintptr_t p, size_t size, size_t room, bool moved)
 {
 	size_t tail = tail_of(size), words = (tail - CHECKED_END) / 8;
 	struct delayed d = {
-		.p = p, .size = size, .room = room,
+		.p = p, .size = size, .room = room, .moved = moved,
 		.word = CHECKED_END + secure_random() % words * 8,
 	};
 
@@ -189,7 +204,7 @@ void middle_free(uintptr_t p, size_t size, size_t room)
 	 * none, or after the exit, the block goes back at once. */
 	if (unlikely(mh_tls_exited) || unlikely(!mcache_get())) {
 		check_zero(&d);
-		heap_free_plain((void *)p);
+		release(&d);
 		return;
 	}
 	while (mid.n && (mid.n == DELAY_BLOCKS || mid.bytes + room > DELAY_BYTES))
