@@ -423,6 +423,27 @@ TEST(invalid_free_past_the_last_object_of_a_span)
 	}
 }
 
+/* An address inside a span's last object, within an object's size of the
+ * span's end (the 48-byte class's last object ends 32 bytes before it): an
+ * interior pointer like any other, not one past the last object. */
+TEST(invalid_free_inside_the_last_object_of_a_span)
+{
+	static const size_t sizes[] = { 40, 48, 56, 80, 144, 1152, 6912 };
+
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		void *p = mh_malloc(sizes[i]);
+		struct mspan *s = span_of((uintptr_t)p);
+		uintptr_t end = s->nelems * (uintptr_t)s->elemsize;
+
+		ASSERT_LT(end, s->npages << MH_PAGE_SHIFT) TH_LOG("%zu B: no tail", sizes[i]);
+		victim = (void *)(s->base + end - 8);
+		WANT("mheap: invalid free of %#lx (inside an object)", victim);
+		expect_abort(_metadata, free_victim, "owner");
+		expect_abort(_metadata, free_victim_on_a_new_thread, "another thread");
+		mh_free(p);
+	}
+}
+
 /* By the owner and by another thread, whose free checks the span its
  * lookup through its own heap arena found (free_checked's `found`). */
 TEST(invalid_free_inside_an_object)

@@ -71,10 +71,13 @@ static inline __attribute__((always_inline)) struct mspan *checked_span_at(struc
 		if (unlikely(p - s->base >= bytes))
 			abort_freed_span(p, what);
 		start = object_start(s, p, idx_out);
-		/* A multiple of the object size whose object would not fit:
-		 * the span's unused tail, where no object ever was (the
-		 * bitmap would call it freed). */
-		if (unlikely(p - s->base > bytes - s->elemsize))
+		/* An index whose object would not fit: the span's unused
+		 * tail, where no object ever was (the bitmap would call a
+		 * multiple of the object size there freed). Only the last
+		 * object's size from the end is looked at twice: an address
+		 * there may lie inside the last object. */
+		if (unlikely(p - s->base > bytes - s->elemsize) &&
+		    ((uintptr_t)*idx_out + 1) * s->elemsize > bytes)
 			mh_fatal("invalid free of %#lx%s (past the last object of its span)",
 				 (unsigned long)p, what);
 	} else if (state == MSPAN_LARGE) {
