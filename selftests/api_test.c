@@ -149,6 +149,36 @@ TEST(a_struct_from_before_the_40_and_56_byte_classes_gets_its_own_layout)
 	mh_arena_free(a);
 }
 
+/*
+ * From 0.4.0 on the structure grows at its end again: a program built
+ * against 0.4.0's header keeps that layout when later fields make the
+ * library's struct longer than its own. Modelled by a caller that has all
+ * of the present layout but its last field: it gets the present layout's
+ * prefix (40 and 56 bytes with entries of their own), not a pre-0.4.0
+ * layout, which only sizes up to 0.3.0's (1872 bytes) stand for.
+ */
+TEST(a_struct_shorter_than_the_librarys_from_0_4_0_on_keeps_the_present_layout)
+{
+	const size_t size = sizeof(struct mh_stats) - sizeof(uint64_t);
+	struct mh_stats now = MH_STATS_INIT;
+	union stats_buf u;
+	mh_arena *a = mh_arena_new();
+
+	ASSERT_NE(NULL, a);
+	ASSERT_LT(1872, size);
+	ASSERT_EQ(0, read_sized(&u, size));
+	ASSERT_EQ(0, mh_stats_read(&now));
+	EXPECT_EQ(size, u.st.size);
+	for (unsigned c = 0; c < MH_NUM_SIZE_CLASSES; c++) {
+		EXPECT_EQ(now.by_class[c].size, u.st.by_class[c].size) TH_LOG("class %u", c);
+	}
+	EXPECT_LT(0, u.st.arenas_live);
+	EXPECT_EQ(now.arenas_live, u.st.arenas_live);
+	EXPECT_EQ(now.arena_chunks_live, u.st.arena_chunks_live);
+	EXPECT_EQ(sizeof(u), first_unmarked_from(&u, size));
+	mh_arena_free(a);
+}
+
 TEST(a_size_below_the_first_layout_is_einval_and_writes_nothing)
 {
 	const size_t bad[] = { 0, 1, sizeof(size_t), MH_STATS_SIZE_V1 - 8,

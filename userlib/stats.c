@@ -30,14 +30,21 @@ const char *mh_version(void)
  * Layouts before 0.4.0 had 68 classes, without 40 and 56 bytes (sizeclass.c):
  * by_class was OLD_CLASS_BYTES shorter and every field after it that much
  * nearer. The layouts only grew at their end until then, so a caller whose
- * size is below the present one was built against one of them, and gets it:
- * the two classes' counts in the next class's entry (48 and 64 bytes, where
- * those requests went then). The 0.2.0 layout ends with arena_chunks_warm.
+ * size is at most the last of them, 0.3.0's OLD_LAYOUT_MAX, was built
+ * against one of them, and gets it: the two classes' counts in the next
+ * class's entry (48 and 64 bytes, where those requests went then). The
+ * 0.2.0 layout ends with arena_chunks_warm. From 0.4.0 on the structure
+ * grows at its end again, so any larger size is a prefix of the present
+ * layout (not "below the present size": that would hand 0.4.0's callers
+ * the old layout once a field is appended).
  */
 #define OLD_NUM_CLASSES 68
 #define OLD_CLASS_BYTES ((MH_NUM_SIZE_CLASSES - OLD_NUM_CLASSES) * sizeof(struct mh_size_class_stats))
+#define OLD_LAYOUT_MAX 1872
 _Static_assert(offsetof(struct mh_stats, arena_chunks_warm) + sizeof(uint64_t) - OLD_CLASS_BYTES ==
 	       MH_STATS_SIZE_V1, "struct mh_stats: the 0.2.0 layout changed");
+_Static_assert(offsetof(struct mh_stats, arena_releases_referenced) + sizeof(uint64_t) -
+	       OLD_CLASS_BYTES == OLD_LAYOUT_MAX, "struct mh_stats: the 0.3.0 layout changed");
 
 static void stats_fill(struct mh_stats *st)
 {
@@ -133,7 +140,7 @@ int mh_stats_read(struct mh_stats *st)
 	}
 	stats_fill(&all.st);
 	size = sizeof(all.st);
-	if (st->size < size) {
+	if (st->size <= OLD_LAYOUT_MAX) {
 		struct mh_stats now = all.st;
 
 		size = stats_old_layout(&now, all.b);

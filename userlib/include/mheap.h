@@ -88,9 +88,10 @@ struct mh_size_class_stats {
  * over all threads' caches without stopping them, so they can lag by the
  * operations in flight.
  *
- * The structure grows at its end only, and its first field says how much of
- * it the caller has: set size to sizeof(struct mh_stats) (MH_STATS_INIT does)
- * before mh_stats_read.
+ * The structure grows at its end only (but once: 0.4.0's by_class has two
+ * more entries, see MH_NUM_SIZE_CLASSES), and its first field says how much
+ * of it the caller has: set size to sizeof(struct mh_stats) (MH_STATS_INIT
+ * does) before mh_stats_read.
  */
 struct mh_stats {
 	size_t size;		/* in: the caller's sizeof; out: bytes filled */
@@ -143,9 +144,11 @@ struct mh_stats {
 /*
  * Fill *st with a snapshot: the first min(st->size, the library's own
  * sizeof(struct mh_stats)) bytes, and set st->size to that. A program built
- * against an older, shorter header gets its prefix and nothing written past
- * it; one built against a newer header than the library finds st->size
- * smaller than it set, and the fields past it unwritten. Returns 0, or -1
+ * against an older, shorter header gets its prefix (before 0.4.0, by_class
+ * had 68 entries: that layout) and nothing written past it; one built
+ * against a newer header than the library finds st->size smaller than it
+ * set, and the fields past it unwritten (1872 or less: a library before
+ * 0.4.0, which fills its own layout). Returns 0, or -1
  * with errno EINVAL when st is NULL or st->size is below MH_STATS_SIZE_V1
  * (an uninitialised size, most likely); *st is then untouched.
  */
