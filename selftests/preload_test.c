@@ -180,7 +180,9 @@ TEST_F_TIMEOUT(preload, git_operations, 120)
 /*
  * A C++ program, preloaded: every form of operator new and delete is
  * libmheap.so's (dladdr) and works, allocating from mheap (its blocks have
- * mheap's usable size and alignment); a huge new throws std::bad_alloc,
+ * mheap's usable size and alignment, and a block of 16 bytes or more is
+ * 16-aligned, as C++ asks of new[] - aligned for any object that fits -
+ * and Clang assumes of every new-expression); a huge new throws std::bad_alloc,
  * after running the new-handler; a huge nothrow new returns NULL; and a
  * sized delete[] with the size of another size class aborts with one line.
  */
@@ -260,6 +262,18 @@ static const char cxx_program[] =
 	"	delete[] w;\n"
 	"	delete static_cast<Wide *>(check(\"new Wide\", new Wide, sizeof(Wide), 64));\n"
 	"	delete[] new Counted[9];\n"
+"	/* aligned for any object that fits: 16 bytes from 16 on */\n"
+"	for (size_t n = 16; n <= 64; n += 8) {\n"
+"		void *p[8], *q[8];\n"
+"		for (int i = 0; i < 8; i++) {\n"
+"			p[i] = check(\"new of 16-64 bytes, 16-aligned\", ::operator new(n), n, 16);\n"
+"			q[i] = check(\"nothrow new[] of 16-64 bytes, 16-aligned\", ::operator new[](n, nt), n, 16);\n"
+"		}\n"
+"		for (int i = 0; i < 8; i++) {\n"
+"			::operator delete(p[i], n);\n"
+"			::operator delete[](q[i], n);\n"
+"		}\n"
+"	}\n"
 	"	if (::operator new(huge, nt) || ::operator new[](huge, a64, nt))\n"
 	"		fail(\"a huge nothrow new returned a block\");\n"
 	"	try {\n"
@@ -316,7 +330,8 @@ TEST_F_TIMEOUT(preload, cxx_program_new_and_delete_of_every_form, 120)
 	/* Its 15 news at least (and the exceptions'), all served by mheap. */
 	EXPECT_GE(mallocs_in(self, "err"), 15);
 
-	/* A 40-byte new[] is a 40-byte object: deleting 200 bytes aborts. */
+	/* A 40-byte new[] is a 48-byte object (16-aligned): deleting 200
+	 * bytes aborts. */
 	run_child(cxx_sized_delete, self, &r);
 	ASSERT_TRUE(died_of(&r, SIGABRT)) TH_LOG("status %#x, stderr: %s", r.status, r.err);
 	snprintf(path, sizeof(path), "%s/addr", self->dir);
@@ -325,7 +340,7 @@ TEST_F_TIMEOUT(preload, cxx_program_new_and_delete_of_every_form, 120)
 	ASSERT_EQ(1, fscanf(f, "%lx", &addr));
 	fclose(f);
 	snprintf(want, sizeof(want),
-		 "mheap: operator delete[] of %#lx with size 200: the object is 40 bytes (size mismatch)\n",
+		 "mheap: operator delete[] of %#lx with size 200: the object is 48 bytes (size mismatch)\n",
 		 addr);
 	EXPECT_STREQ(want, r.err);
 }

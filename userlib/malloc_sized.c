@@ -70,6 +70,9 @@ void mh_free_sized_checked(void *ptr, enum sized_free_fn fn, bool aligned, size_
 	const char *what = sized_free_what[fn][aligned];
 	uintptr_t p = (uintptr_t)ptr;
 	struct mcache *c = mh_tls_fast_cache;	/* mh_no_cache in the secure mode */
+	/* The request the block came from: new's is rounded up (the secure
+	 * mode's blocks keep the size given, checked as it is). */
+	size_t request = fn != SIZED_FREE && !aligned ? cxx_new_request(size) : size;
 	uint32_t idx;
 	struct mspan *s;
 
@@ -81,7 +84,7 @@ void mh_free_sized_checked(void *ptr, enum sized_free_fn fn, bool aligned, size_
 	 * as with libstdc++'s delete calling free. */
 	if (likely(!aligned && size <= MH_MAX_SMALL_SIZE)) {
 		s = owned_span(c, p);
-		if (likely(s && s->sizeclass == size_to_class(size) && local_free(c, s, p)))
+		if (likely(s && s->sizeclass == size_to_class(request) && local_free(c, s, p)))
 			return;
 	}
 	if (unlikely(mh_secure)) {
@@ -96,7 +99,7 @@ void mh_free_sized_checked(void *ptr, enum sized_free_fn fn, bool aligned, size_
 		mspan_double_free(p);
 	if (!aligned)
 		align = 1;
-	if (!IS_POW2(align) || p % align || !block_fits(s, align, size))
+	if (!IS_POW2(align) || p % align || !block_fits(s, align, request))
 		sized_free_mismatch(p, s, what + strlen(" in "), aligned, align, size);
 	mh_free(ptr);
 }

@@ -190,6 +190,20 @@ enum sized_free_fn {
 };
 MH_HIDDEN void mh_free_sized_checked(void *p, enum sized_free_fn fn, bool aligned, size_t align,
 				     size_t size);
+/*
+ * The request C++'s operator new and new[] of size bytes (no alignment
+ * given) make of the default heap: from 16 bytes on, a multiple of 16,
+ * whose class is 16-aligned (sizeclass.c), where malloc's 24, 40 and 56
+ * bytes are not. C++ asks of new[] storage aligned for any object that
+ * fits in it, and Clang assumes that of every new-expression (an object
+ * of 24, 40 or 56 bytes is zeroed with 16-byte aligned stores). Large
+ * blocks are page-aligned as they are. The sized deletes check a block
+ * against the class of this request.
+ */
+static inline size_t cxx_new_request(size_t size)
+{
+	return size >= 16 && size <= MH_MAX_SMALL_SIZE ? (size + 15) & ~(size_t)15 : size;
+}
 /* Large blocks (malloc_large.c): the pages of a block of size bytes; a
  * block of size bytes (zeroed if zero), aligned to align if above a page,
  * placed by place, or NULL with errno ENOMEM; one realloc moves to for

@@ -37,6 +37,7 @@
 
 #include "internal.h"
 #include "mheap_impl.h"
+#include "secure.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -46,10 +47,16 @@ typedef void (*new_handler)(void);
 extern new_handler _ZSt15get_new_handlerv(void) __attribute__((weak));
 extern MH_NORETURN void _ZSt17__throw_bad_allocv(void) __attribute__((weak));
 
-/* The block of operator new(size[, align]); align 0 for the plain forms. */
+/* The block of operator new(size[, align]); align 0 for the plain forms,
+ * 16-aligned from 16 bytes on (cxx_new_request): in the secure mode, whose
+ * blocks keep their exact size, by asking for the alignment. */
 static void *new_block(size_t size, size_t align)
 {
-	return align ? mh_aligned_alloc(align, size) : mh_malloc(size);
+	if (align)
+		return mh_aligned_alloc(align, size);
+	if (unlikely(mh_secure) && size >= 16)
+		return mh_aligned_alloc(16, size);
+	return mh_malloc(cxx_new_request(size));
 }
 
 /* The throwing forms once new_block has failed: the new-handler loop. */
@@ -98,7 +105,7 @@ EXPORT void *_Znwm(size_t size)
 EXPORT void *_ZnwmRKSt9nothrow_t(size_t size, const void *nothrow)
 {
 	(void)nothrow;
-	return mh_malloc(size);
+	return new_block(size, 0);
 }
 
 EXPORT void *_ZnwmSt11align_val_t(size_t size, size_t align)
