@@ -14,7 +14,7 @@ export MHEAP_PRELOAD_LIB=$top/build/libmheap.so
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=0:detect_leaks=0:handle_segv=0:allow_user_segv_handler=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 # TSan's lock-order checker tracks at most 64 locks held at once; the fork
-# handlers hold every mcentral lock (68) by design, so it is off.
+# handlers hold every mcentral lock (70, one a size class) by design, so it is off.
 export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:detect_deadlocks=0}
 mkdir -p "$logs"
 status=0
