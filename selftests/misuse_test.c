@@ -167,11 +167,12 @@ static void middle_read_after_free(void)
 	sink = p[0];
 }
 
-/* A write after free at offset at, then frees of blocks of its size until
- * its delay is over (secure_middle.c: at most 8 blocks). $3 the byte. */
-static void middle_write_after_free_at(size_t at)
+/* A write after free at offset at of a block of size bytes, then frees of
+ * middle blocks until its delay is over (secure_middle.c: at most 8
+ * blocks). $3 the byte. */
+static void middle_write_after_free_at(size_t size, size_t at)
 {
-	char *p = small_block(MIDDLE);
+	char *p = small_block(size);
 
 	say(p + at);
 	mh_free(p);
@@ -182,13 +183,20 @@ static void middle_write_after_free_at(size_t at)
 
 static void middle_write_after_free(void)
 {
-	middle_write_after_free_at(0);
+	middle_write_after_free_at(MIDDLE, 0);
 }
 
 /* The block's last 64 bytes are checked too. */
 static void middle_write_after_free_near_end(void)
 {
-	middle_write_after_free_at(MIDDLE - 1);
+	middle_write_after_free_at(MIDDLE, MIDDLE - 1);
+}
+
+/* Up to its last byte, whatever its length: 65,541 bytes end 5 bytes into
+ * a word. */
+static void middle_write_after_free_at_an_odd_end(void)
+{
+	middle_write_after_free_at(MIDDLE + 5, MIDDLE + 4);
 }
 
 static void middle_overflow_1(void)
@@ -435,7 +443,8 @@ static const struct misuse {
 	M(small_overflow_32), M(small_overflow_after_realloc_grow),
 	M(small_overflow_after_realloc_shrink),
 	M(middle_read_after_free), M(middle_write_after_free),
-	M(middle_write_after_free_near_end), M(middle_overflow_1), M(middle_overflow_trailer),
+	M(middle_write_after_free_near_end), M(middle_write_after_free_at_an_odd_end),
+	M(middle_overflow_1), M(middle_overflow_trailer),
 	M(double_free_middle),
 	M(large_overflow), M(zero_size_read), M(zero_size_write), M(immediate_reuse),
 	M(double_free), M(double_free_large), M(realloc_after_free), M(realloc_after_free_middle),
@@ -531,6 +540,10 @@ static const struct row {
 		{ ABORTS, "mheap: write after free: 65536-byte block $1 written at offset 65535 "
 			  "after its free, detected at its release" },
 		UAF_AT("write to", "65535", "65536") } },
+	{ "middle_write_after_free_at_an_odd_end", { NOT_CAUGHT,
+		{ ABORTS, "mheap: write after free: 65541-byte block $1 written at offset 65540 "
+			  "after its free, detected at its release" },
+		UAF_AT("write to", "65540", "65541") } },
 	{ "middle_overflow_1", { NOT_CAUGHT, CANARY_AT("65536", "65536"), PAST_END("65536") } },
 	{ "middle_overflow_trailer", { NOT_CAUGHT,
 		{ ABORTS, "mheap: heap overflow: canary at the end of 65536-byte slot $1 "
@@ -767,6 +780,7 @@ MISUSE_TEST(small_overflow_after_realloc_shrink)
 MISUSE_TEST(middle_read_after_free)
 MISUSE_TEST(middle_write_after_free)
 MISUSE_TEST(middle_write_after_free_near_end)
+MISUSE_TEST(middle_write_after_free_at_an_odd_end)
 MISUSE_TEST(middle_overflow_1)
 MISUSE_TEST(middle_overflow_trailer)
 MISUSE_TEST(double_free_middle)

@@ -87,11 +87,14 @@ bool middle_sampled(size_t size)
 	return true;
 }
 
-/* The offset of the block's tail that free zeroes (8-aligned, after the
- * head: a middle block is far larger than both). */
+/* The offset of the block's tail that free zeroes: its last CHECKED_END
+ * bytes, up to its last byte (not 8-aligned for a size that is not a
+ * multiple of 8; until 2026-12-07 it was, and a write after free to the
+ * last 1-7 bytes of such a block went unseen). After the head: a middle
+ * block is far larger than both. */
 static inline size_t tail_of(size_t size)
 {
-	return ALIGN_DOWN(size, 8) - CHECKED_END;
+	return size - CHECKED_END;
 }
 
 /* The first nonzero byte of the n bytes at p, or n. */
@@ -104,8 +107,8 @@ static size_t first_written(const uint8_t *p, size_t n)
 	return i;
 }
 
-/* Whether the n bytes at p (a multiple of 8) are all zero: words or-ed,
- * no early exit (a written byte is rare). */
+/* Whether the n bytes at p (a multiple of 8; p need not be 8-aligned) are
+ * all zero: words or-ed, no early exit (a written byte is rare). */
 static inline bool all_zero(const uint8_t *p, size_t n)
 {
 	uint64_t any = 0, w;
