@@ -74,6 +74,10 @@ bool mh_secure;
 
 static size_t large_min;	/* MHEAP_SECURE_LARGE */
 static uint32_t sample_rate;	/* MHEAP_SECURE_SAMPLE, 0: off */
+/* Per class, the first class from it on whose slots are all 16-aligned
+ * (secure_class): aligned_class(16, ...) without its walk. */
+static uint8_t class16[MH_NUM_CLASSES];
+_Static_assert(MH_NUM_CLASSES <= 256, "class16 holds a class in a byte");
 
 /* Per thread: a slot held back per small class (shuffle_take), random
  * bits, a random state and the sampling countdown. */
@@ -118,6 +122,8 @@ static inline bool random_bit(void)
 void secure_init_locked(void)
 {
 	secure_canary_init();
+	for (unsigned cls = 1; cls < MH_NUM_CLASSES; cls++)
+		class16[cls] = (uint8_t)aligned_class(16, mh_class[cls].size);
 	large_min = mh_option(MH_OPT_SECURE_LARGE);
 	if (large_min <= SMALL_MAX)
 		mh_fatal("MHEAP_SECURE_LARGE=%zu: at least %d", large_min, SMALL_MAX + 1);
@@ -326,10 +332,13 @@ static inline void *shuffle_take(unsigned cls)
  * and 56 bytes are 16-aligned every other time: a block whose size is a
  * multiple of 16 may need that alignment (the default heap's requests of
  * 16, 32 or 48 bytes never land in those classes; with the trailer they
- * would). */
+ * would). That class comes from class16, not from aligned_class's walk at
+ * every such malloc (docs/heap.md#secure-mode). */
 static inline unsigned secure_class(size_t size, size_t want)
 {
-	return size % 16 ? size_to_class(want + TRAILER) : aligned_class(16, want + TRAILER);
+	unsigned cls = size_to_class(want + TRAILER);
+
+	return size % 16 ? cls : class16[cls];
 }
 
 /* A small block of size bytes from a slot for want bytes (size to
