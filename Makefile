@@ -99,7 +99,7 @@ INSTALLED  := $(LIBDIR)/libmheap.a $(LIBDIR)/libmheap.so.$(MH_VERSION) \
 
 .PHONY: all deps lib module check vmtest demo demo-vm bench bench-quick bench-vm bench-faults selftests \
 	checkpatch module-w1 module-w1-tap archive-tap bench-smoke-tap vmtest-run clean \
-	modules_install dkms-install install uninstall install-tap kmod-install-tap
+	modules_install dkms-install install uninstall install-tap kmod-install-tap doc-links-tap
 
 # `make` builds the library only; `make all` adds the module, which needs
 # kernel headers and so `make deps`.
@@ -305,6 +305,7 @@ check: all selftests
 	-$(HOST_RUN) tsan $(BUILD)/selftests/tsan $(LOGS)
 	-$(MAKE) --no-print-directory vmtest-run
 	-$(MAKE) --no-print-directory checkpatch
+	-$(MAKE) --no-print-directory doc-links-tap
 	-$(MAKE) --no-print-directory module-w1-tap
 	-$(MAKE) --no-print-directory archive-tap
 	-$(MAKE) --no-print-directory install-tap
@@ -329,6 +330,17 @@ checkpatch: | $(DEPS_STAMP)
 		cat $(LOGS)/checkpatch.out; \
 		echo "not ok 1 checkpatch --strict kmod/ uapi/" > $(LOGS)/checkpatch.tap; \
 	fi; cat $(LOGS)/checkpatch.tap
+
+# Every docs/*.md reference in the tree and every relative link in README.md
+# and docs/ resolves, anchors included (tools/check-doc-links.py).
+doc-links-tap:
+	@mkdir -p $(LOGS)
+	@if python3 $(TOP)/tools/check-doc-links.py $(TOP) > $(LOGS)/doc-links.out 2>&1; then \
+		echo "ok 1 doc links: every docs/ reference and anchor resolves" > $(LOGS)/doc-links.tap; \
+	else \
+		cat $(LOGS)/doc-links.out; \
+		echo "not ok 1 doc links: every docs/ reference and anchor resolves" > $(LOGS)/doc-links.tap; \
+	fi; cat $(LOGS)/doc-links.tap
 
 # One result per kernel.
 module-w1-tap:
