@@ -804,7 +804,7 @@ def render_md(path, meta, cases, runners_for, stats, headline):
     if secure:
         L.append("## Secure mode")
         L.append("")
-        L.append("`mheap-secure` = `mheap` with MHEAP_SECURE=1 (docs/heap.md#secure-mode). "
+        L.append("`mheap-secure` = `mheap` with MHEAP_SECURE=1 (docs/secure.md). "
                  "Ratios are against `mheap` in the same round (medians of the per-round "
                  "ratios); the targets are at most 1.30× the time and 1.20× the peak RSS.")
         L.append("")

@@ -508,7 +508,7 @@ TEST_F(blocks, without_recycling_a_freed_blocks_pages_are_dropped)
  * resident free ones, which first fit would take: its free drops its pages
  * (the fault over the chunk), so on resident pages it took from the heap
  * pages that the next blocks there then faulted in again (peakfree-t2:
- * about 10 k faults a round of thread 0's peak, docs/heap.md#secure-mode).
+ * about 10 k faults a round of thread 0's peak, docs/secure.md).
  */
 TEST_F(blocks, a_guarded_blocks_chunk_leaves_resident_free_pages_alone)
 {

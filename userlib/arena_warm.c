@@ -115,7 +115,7 @@
  *
  * Guarded blocks (secure mode, secure_large.c) move the same way: each is
  * a chunk of its own, faulted on free, so without this every large malloc
- * faulted in fresh pages (measured: docs/heap.md#secure-mode). Before the
+ * faulted in fresh pages (measured: docs/secure-log.md). Before the
  * chunk of a freed block is faulted, the block's pages (from the page it
  * starts in to its guard) move to a fresh chunk of that size and room for
  * a guard, on a list of their own, warm_blocks (warm_block_keep); a new
@@ -141,7 +141,7 @@
  *    block takes from staying resident up to the byte cap: a buffer grown
  *    by realloc leaves a chunk behind at nearly every move, too small for
  *    its next one (a block takes one whole, or the largest smaller one).
- *    Measured: docs/heap.md#secure-mode.
+ *    Measured: docs/secure-log.md.
  *  - Zeroing: none. calloc of a guarded block zeroes it anyway (secure.c),
  *    and malloc's contents are undefined: a guarded block's chunk from the
  *    page heap may hold another block's old data as well. What the secure

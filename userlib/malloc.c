@@ -137,14 +137,14 @@ static __attribute__((noinline)) void *malloc_slow(size_t size)
  * size's class; mcache_alloc_slow's sweeps and span changes); else
  * malloc_slow. s is c's current span for size (mh_empty_span when the
  * thread has no cache: never written, so malloc_slow). Measured:
- * docs/heap.md#the-windows-refill-and-the-span-changes-2026-12-06-issue-24. */
+ * docs/heap-objects-log.md#the-windows-refill-and-the-span-changes-2026-12-06-issue-24. */
 static __attribute__((noinline)) void *malloc_refill(struct mcache *c, struct mspan *s,
 						     size_t size)
 {
 	/* The secure mode's every small malloc comes here (its fast cache
 	 * is mh_no_cache): straight to it, not through the empty span's
 	 * refill and malloc_slow (a test per window refill in the default
-	 * mode; docs/heap.md#secure-mode, 2026-12-07). mh_secure is set
+	 * mode; docs/secure.md, 2026-12-07). mh_secure is set
 	 * once the heap is: the thread's cache, if it has none yet, is made
 	 * where the mode first needs it (heap_alloc_small). */
 	if (unlikely(mh_secure))
@@ -412,7 +412,7 @@ static void large_free(struct mcache *c, struct mspan *s, uintptr_t p, bool keep
  * every bad pointer. found: p's span as the fast path found it through
  * the thread's heap arena (mcache_span_of), or NULL, and then the arena
  * map is walked here: a remote free does not walk it a second time
- * (docs/heap.md#larson-and-the-two-thread-rows-again-2026-12-07-issue-24). */
+ * (docs/heap-objects-log.md#larson-and-the-two-thread-rows-again-2026-12-07-issue-24). */
 static __attribute__((noinline)) void free_checked(uintptr_t p, struct mspan *found)
 {
 	uint32_t idx;

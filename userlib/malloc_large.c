@@ -50,7 +50,7 @@
  * tail (peakfree under it peaked at 295.7 MiB with the lattice, 291.5
  * without; with its middle blocks in the thread's cache, realloc growth
  * took 1.28x default mheap's peak RSS with the lattice, 1.14x without).
- * Measured: docs/heap.md#large-blocks-on-a-64-kib-lattice-2026-12-07-issue-24.
+ * Measured: docs/heap-pages-log.md#large-blocks-on-a-64-kib-lattice-2026-12-07-issue-24.
  */
 #define LARGE_GRAIN_PAGES	((uintptr_t)8)
 

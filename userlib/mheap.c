@@ -121,7 +121,7 @@ bool span_large_claim(struct mspan *s, uintptr_t p)
  * which take their pages once they are freed for good: a heap's first
  * round of growth leaves no resident place apart, and small spans would
  * otherwise take fresh pages where these blocks had been. Measured:
- * docs/heap.md#large-blocks-apart-from-small-spans-2026-12-06-issue-24.
+ * docs/heap-pages-log.md#large-blocks-apart-from-small-spans-2026-12-06-issue-24.
  * A block that realloc had to move goes low
  * (PLACE_LOW): it is likely to grow again, and first fit leaves it the
  * free pages above it that growth in place needs; at the top of a run it
@@ -129,7 +129,7 @@ bool span_large_claim(struct mspan *s, uintptr_t p)
  * first fit packs. The chunks of the secure mode's guarded blocks take
  * released pages first (PLACE_RELEASED, never the span cache): their free
  * drops their pages, so on resident ones they took from the heap pages the
- * next blocks faulted in again (docs/heap.md#secure-mode).
+ * next blocks faulted in again (docs/secure.md).
  *
  * Two more things keep the bottom dense (measured:
  * docs/heap.md#placement): cached large objects go back to the bitmap as soon as first

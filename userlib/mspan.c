@@ -83,7 +83,7 @@ uintptr_t mspan_next_free(struct mspan *s)
  * span of fresh pages that keeps being swept in place short of its end
  * (mspan_next_free) folds the words it uses, not all of them (spans of the
  * densest classes have 11-16 words). Measured:
- * docs/heap.md#partly-touched-spans-and-the-refill-lane-2026-12-07-issue-24. */
+ * docs/heap-objects-log.md#partly-touched-spans-and-the-refill-lane-2026-12-07-issue-24. */
 static inline __attribute__((always_inline)) void fold_local(struct mspan *s)
 {
 	unsigned tw = mspan_bitmap_words(s->touched);

@@ -295,7 +295,8 @@ static inline uintptr_t mspan_take_first(struct mspan *s, uint32_t first, uint64
  * not). free_words counts objects below `touched` only, so a span of
  * fresh pages that keeps being swept in place short of its end takes
  * this lane too (until 2026-12-07 every refill of such a span went the
- * slow way: docs/heap.md#partly-touched-spans-and-the-refill-lane-2026-12-07-issue-24).
+ * slow way:
+ * docs/heap-objects-log.md#partly-touched-spans-and-the-refill-lane-2026-12-07-issue-24).
  * Also the first pick from a span just swept (freeindex 0: every word is
  * looked at), where a span change takes its first object (mcache.c,
  * adopt). mh_empty_span (no objects) gives 0 and is not written.

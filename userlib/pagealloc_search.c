@@ -384,7 +384,7 @@ static uintptr_t find_dirty(uintptr_t n, uintptr_t align, bool apart)
  * their free drops (the guard backend's fault over the whole chunk,
  * secure_large.c): on resident free pages each took from the heap pages
  * the next blocks there faulted in again, about 3 us per 4 KiB
- * (docs/heap.md#secure-mode). A walk over the free runs as find_dirty's.
+ * (docs/secure.md). A walk over the free runs as find_dirty's.
  */
 static uintptr_t find_released(uintptr_t n, uintptr_t align)
 {

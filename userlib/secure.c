@@ -2,7 +2,7 @@
 /*
  * The secure heap, MHEAP_SECURE=1 (issue #26): the general heap gets the
  * protections user arenas have, and those hardened allocators give small
- * blocks, at a measured cost (docs/heap.md#secure-mode). It is a layer on
+ * blocks, at a measured cost (docs/secure.md). It is a layer on
  * top of the default heap: every call of the malloc family takes one branch
  * on mh_secure into here, and this file asks the default heap for its
  * blocks, so the spans, caches and the exact checks of free stay as they
@@ -36,7 +36,7 @@
  *    thread holds back for the class, holding the new one instead
  *    (shuffle_take). A held slot is allocated as far as its span knows; a
  *    thread's held slots go back at its exit. One span lookup serves the
- *    check of free and the free itself (docs/heap.md#secure-mode).
+ *    check of free and the free itself (docs/secure.md).
  *
  * Middle blocks (from there up to MHEAP_SECURE_LARGE, 2 MiB) are the
  * default heap's large blocks with the canary and trailer at their pages'
@@ -186,7 +186,7 @@ static inline void store16(uintptr_t a, u64x2 v)
  * SLOT_BY_PIECES, with no branch on its size: the loops over a slot of
  * the class's size, canary_set's and memset's size dispatch mispredicted
  * about 3 branches a malloc and free of random small sizes
- * (docs/heap.md#secure-mode, 2026-12-07).
+ * (docs/secure.md, 2026-12-07).
  */
 static inline size_t slot_piece(size_t room, size_t k)
 {
@@ -211,7 +211,7 @@ static MH_NORETURN void written_after_free(uintptr_t p, size_t room, size_t at)
  * check reads the slot's first and last cache lines (CHECKED_END bytes
  * each) and, in a slot larger than the two, one word drawn at random from
  * between them: reading all of a 1 KiB slot cost more than the rest of
- * malloc and free together (docs/heap.md#secure-mode). So a write after
+ * malloc and free together (docs/secure.md). So a write after
  * free is always caught in a slot of up to SLOT_BY_PIECES bytes and in a
  * larger one's first and last 64 bytes (where headers, links and a
  * block's end are), elsewhere with a chance of one in the number of words
@@ -321,7 +321,7 @@ static inline void *shuffle_take(unsigned cls)
 	}
 	/* Swap on a random bit, without a branch on it: a branch on a
 	 * random bit mispredicts every other allocation
-	 * (docs/heap.md#secure-mode, 2026-12-07). */
+	 * (docs/secure.md, 2026-12-07). */
 	swap = (p ^ held) & -(uintptr_t)random_bit();
 	self.held[cls] = held ^ swap;
 	return (void *)(p ^ swap);
@@ -333,7 +333,7 @@ static inline void *shuffle_take(unsigned cls)
  * multiple of 16 may need that alignment (the default heap's requests of
  * 16, 32 or 48 bytes never land in those classes; with the trailer they
  * would). That class comes from class16, not from aligned_class's walk at
- * every such malloc (docs/heap.md#secure-mode). */
+ * every such malloc (docs/secure.md). */
 static inline unsigned secure_class(size_t size, size_t want)
 {
 	unsigned cls = size_to_class(want + TRAILER);
@@ -429,7 +429,7 @@ void *secure_alloc(size_t size, size_t align, bool zero)
  * write that follows faults a second time to replace it, and the
  * replacement flushes the TLB on every CPU the process runs on: with two
  * threads, an interrupt to the other one's core, under the page-table lock
- * its own faults wait for (docs/heap.md#secure-mode). So each OS page the
+ * its own faults wait for (docs/secure.md). So each OS page the
  * objects a span reaches lie on is written first, by an atomic or of zero
  * into one of their bytes: a write, which faults the page in as the
  * process's own, and one that leaves the byte as it was (an overflow into
@@ -497,7 +497,7 @@ static __attribute__((noinline)) void free_checked_other(uintptr_t p)
  * zeroed first. The common case, a block of a span the thread owns, is
  * the owner's free of the default heap (checkedfree.h) with the secure
  * checks between its check and its record: one span lookup, one check
- * (measured: docs/heap.md#secure-mode). The rest goes through
+ * (measured: docs/secure-log.md). The rest goes through
  * heap_checked_room.
  */
 void secure_free(void *ptr)

@@ -56,7 +56,7 @@ static inline void trailer_set(uintptr_t p, size_t size, size_t room)
  * left as the slot's zeroing left it). A contiguous overflow crosses it
  * whatever its length; filling and checking gaps of up to 120 bytes whole
  * was a tenth of the instructions of a malloc and free of 16..1024 bytes
- * (docs/heap.md#secure-mode). */
+ * (docs/secure.md). */
 #define CANARY_MAX	16
 _Static_assert(CANARY_MAX <= 16, "canary_intact_in_slot reads at most two words");
 
@@ -71,7 +71,7 @@ static inline size_t canary_len(size_t size, size_t room)
  * 8 bytes (overlapping the first word) when it has 8 or more, else the
  * first word again. A select, not a branch: with blocks of random sizes
  * a branch on the canary's length mispredicted every other malloc and
- * free (docs/heap.md#secure-mode, 2026-12-07). */
+ * free (docs/secure.md, 2026-12-07). */
 static inline size_t canary_second(size_t n)
 {
 	return n >= 8 ? n - 8 : 0;

@@ -5,7 +5,7 @@
  * (2 MiB by default), from which every block is guarded. They are the default heap's large
  * blocks, pages of a span of their own, and keep the secure mode's catches
  * in the small blocks' manner, at the cost of a few stores per free rather
- * than a chunk and guard system calls per block (docs/heap.md#secure-mode):
+ * than a chunk and guard system calls per block (docs/secure.md):
  *  - a canary and trailer after the block, as a small slot's (secure_canary.h),
  *    checked at free: an overflow is reported there, naming the block;
  *  - zero on free, checked when the block leaves its delay: free zeroes
@@ -41,7 +41,7 @@
 /* Bytes at each end of a block that free zeroes and the release checks. */
 #define CHECKED_END	64
 /* The delay: at most this many blocks, and bytes of their pages, per
- * thread (docs/heap.md#secure-mode). */
+ * thread (docs/secure.md). */
 #define DELAY_BLOCKS	8
 #define DELAY_BYTES	((size_t)1 << 20)
 
@@ -123,7 +123,7 @@ static inline bool all_zero(const uint8_t *p, size_t n)
 /* Check that a delayed block's zeroed bytes are still zero: an abort
  * naming the first written one if not. The common case, all zero, reads
  * them by words: by bytes (first_written) it was 690 instructions a
- * middle free (docs/heap.md#secure-mode, 2026-12-07). */
+ * middle free (docs/secure.md, 2026-12-07). */
 static void check_zero(const struct delayed *d)
 {
 	const uint8_t *b = (const uint8_t *)d->p;

@@ -26,7 +26,7 @@
  * (the 24-byte class rests on the same rule; aligned_class and the secure
  * mode's slot choice skip such classes for what does). 33-40 byte strings
  * were most of what the hash-map benchmark held above mimalloc's peak:
- * docs/heap.md#the-peak-rss-gaps-taken-apart-2026-12-07-issue-24.
+ * docs/heap-pages-log.md#the-peak-rss-gaps-taken-apart-2026-12-07-issue-24.
  *
  * One departure: span sizes. Go gives most classes a span of one
  * page, and the large classes spans of one to four objects (8 KiB objects
@@ -54,8 +54,8 @@
  * swept in place. 128 B objects (64 a page, SPAN_OBJS_WANTED already)
  * keep spans of one page, as 8 B ones do (1,024, the object limit).
  * Measured:
- * docs/heap.md#what-span-metadata-costs-the-small-objects-peak-2026-12-07-issue-24 and
- * docs/heap.md#partly-touched-spans-and-the-refill-lane-2026-12-07-issue-24.
+ * docs/heap-pages-log.md#what-span-metadata-costs-the-small-objects-peak-2026-12-07-issue-24 and
+ * docs/heap-objects-log.md#partly-touched-spans-and-the-refill-lane-2026-12-07-issue-24.
  */
 #include "sizeclass.h"
 
