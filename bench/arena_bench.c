@@ -33,7 +33,7 @@
  * blocks, so the two differ only by the time other tasks ran in its place:
  * on a shared machine one scheduler slice (about 4 ms here) lost inside the
  * ~6 ms the 16 B bulk arena is timed for put whole runs in a second group
- * of ~10.5 ms (measured: docs/arenas.md#what-decided-the-bulk-arenas-group).
+ * of ~10.5 ms (measured: docs/arenas-log.md#what-decided-the-bulk-arenas-group).
  *
  * Every variant runs the same per-object loop, compiled for it alone (the
  * variant a constant, SPECIALISE), so that no row pays for a dispatch per
