@@ -103,7 +103,7 @@ _Static_assert(sizeof(struct arena) == MH_ARENA_SLOT_BYTES_ && offsetof(struct a
 
 /* Blocks of slots, made on demand, never freed (arena_lock); the inline
  * fast path reads them. */
-struct mh_arena_window_ *mh_arena_blocks_[NBLOCKS];
+struct mh_arena_window_ *mh_arena_blocks_[NBLOCKS] MH_LARGE_ZERO(mh_arena_blocks_);
 static uintptr_t slots_made;
 
 mh_lock_t arena_lock = MH_LOCK_INIT;

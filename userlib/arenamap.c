@@ -11,9 +11,9 @@
 #include "sysmem.h"
 
 #if MH_ARENA_L1_BITS == 0
-struct heap_arena *mh_arena_l2[1u << MH_ARENA_L2_BITS];
+struct heap_arena *mh_arena_l2[1u << MH_ARENA_L2_BITS] MH_LARGE_ZERO(mh_arena_l2);
 #else
-struct heap_arena **mh_arena_l1[1u << MH_ARENA_L1_BITS];
+struct heap_arena **mh_arena_l1[1u << MH_ARENA_L1_BITS] MH_LARGE_ZERO(mh_arena_l1);
 #endif
 
 /* Go starts its amd64 heap at 0x00c000000000 and so do we: far from where

@@ -48,6 +48,29 @@
 #define MH_HIDDEN	__attribute__((visibility("hidden")))
 #define MH_NORETURN	__attribute__((noreturn))
 
+/*
+ * The large zero arrays of the library's static data (the arena index, the
+ * user arenas' block table, the no-span map, the secure mode's zero-slot
+ * bits) go to .lbss, x86-64's section for large zero data, which the linker
+ * places after .bss in the same segment: the small variables written at
+ * start-up (the heap's mcentrals and locks, the class tables, the stats)
+ * then share a few pages of their own instead of sitting between the
+ * arrays, each with a page of its neighbours' written around it. Code
+ * reaches them as before (the small code model: the section's name changes
+ * where they lie, not how they are addressed). Each array names a section
+ * of its own, as .lbss.<name>. Left out under ASan, which instruments no
+ * variable placed in a named section. docs/heap.md, "The library's
+ * private pages".
+ */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+	!defined(__SANITIZE_ADDRESS__)
+#define MH_LARGE_ZERO_PLACED	1
+#define MH_LARGE_ZERO(name)	__attribute__((section(".lbss." #name)))
+#else
+#define MH_LARGE_ZERO_PLACED	0
+#define MH_LARGE_ZERO(name)
+#endif
+
 #define ALIGN_UP(x, a)		(((x) + ((a) - 1)) & ~((uintptr_t)(a) - 1))
 #define ALIGN_DOWN(x, a)	((x) & ~((uintptr_t)(a) - 1))
 #define IS_POW2(x)		((x) != 0 && ((x) & ((x) - 1)) == 0)

@@ -15,7 +15,7 @@ __thread bool mh_tls_exited;
 struct mspan mh_empty_span;
 /* Never written: zero-filled, it costs no memory until a stray pointer in
  * the top arena of the address space makes a free read it. */
-struct mspan *mh_no_spans[MH_PAGES_PER_ARENA];
+struct mspan *mh_no_spans[MH_PAGES_PER_ARENA] MH_LARGE_ZERO(mh_no_spans);
 /* Heap pointers lie below 1 << MH_ADDR_BITS: none is in the top arena of
  * the address space, where a cache's arena starts (mcache_borrow). */
 #define NO_ARENA_BASE	((uintptr_t)0 - MH_ARENA_SIZE)

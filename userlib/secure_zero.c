@@ -18,7 +18,7 @@
 #define ZERO_SLOTS	((size_t)1 << 22)
 
 static uintptr_t zero_base;	/* the range, ZERO_SLOTS slots */
-static uint64_t zero_used[ZERO_SLOTS / 64];
+static uint64_t zero_used[ZERO_SLOTS / 64] MH_LARGE_ZERO(zero_used);
 static size_t zero_next;	/* where the search for a free slot starts */
 static mh_lock_t zero_lock = MH_LOCK_INIT;
 
