@@ -1461,6 +1461,36 @@ TEST(span_structs_and_caches_each_start_a_sharing_block)
 }
 
 /*
+ * A span struct takes its header and its bitmap words but the last word's
+ * spare field (mspan.h, bits): a span of 64 objects or fewer fits in one
+ * sharing block, and every word's alloc, local and remote bits, which a
+ * free reads together, lie in one cache line.
+ */
+TEST(a_span_of_one_bitmap_word_takes_one_sharing_block)
+{
+	const size_t sizes[] = { 1024, 256, 128, 64, 32, 8 };
+
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		void *p = mh_malloc(sizes[i]);
+		struct mspan *s = span_of((uintptr_t)p);
+		unsigned words = mspan_bitmap_words(s->nelems);
+		size_t bytes = mh_heap.spanalloc[s->bucket].size;
+
+		ASSERT_EQ(MSPAN_SMALL, s->state);
+		if (words == 1) {
+			EXPECT_EQ(MH_SHARING_BLOCK, bytes) TH_LOG("%zu-byte objects", sizes[i]);
+		}
+		EXPECT_LE((uintptr_t)&s->bits[words - 1].remote + sizeof(uint64_t),
+			  (uintptr_t)s + bytes);
+		for (unsigned w = 0; w < words; w++) {
+			EXPECT_EQ((uintptr_t)&s->bits[w].alloc / 64,
+				  (uintptr_t)&s->bits[w].remote / 64) TH_LOG("word %u", w);
+		}
+		mh_free(p);
+	}
+}
+
+/*
  * The library's large zero arrays lie above every small variable it writes
  * (internal.h, MH_LARGE_ZERO): with an array between two of them, the
  * pages written at start-up are spread over the whole .bss (nine instead

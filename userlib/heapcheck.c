@@ -229,8 +229,7 @@ static int check_small(struct check *ck, const struct mspan *s)
 	CHECK(ck, s->npages == sc->npages && s->elemsize == sc->size &&
 	      s->nelems == sc->nelems && s->divmul == sc->divmul,
 	      "span %#lx: geometry is not that of class %u", base, cls);
-	CHECK(ck, mh_heap.spanalloc[s->bucket].size >=
-	      sizeof(struct mspan) + nw * sizeof(struct span_bits),
+	CHECK(ck, mh_heap.spanalloc[s->bucket].size >= mspan_struct_bytes(nw),
 	      "span %#lx: struct of bucket %u too small for its bitmaps", base, s->bucket);
 	CHECK(ck, s->freeindex <= s->touched && s->touched <= s->nelems,
 	      "span %#lx: freeindex %u, touched %u of %u", base, s->freeindex, s->touched,

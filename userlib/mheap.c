@@ -37,7 +37,7 @@ void mheap_init_slow(void)
 		sizeclass_init();
 		for (unsigned b = 0; b < SPAN_BUCKETS; b++)
 			fixalloc_init(&mh_heap.spanalloc[b],
-				      sizeof(struct mspan) + bucket_words[b] * sizeof(struct span_bits),
+				      mspan_struct_bytes(bucket_words[b]),
 				      MSPAN_KEEP);	/* mspan.h */
 		for (unsigned c = 0; c < MH_NUM_CLASSES; c++)
 			mh_lock_reinit(&mh_heap.central[c].lock);

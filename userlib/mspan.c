@@ -194,6 +194,6 @@ void mspan_init_small(struct mspan *s, unsigned sizeclass, bool resident)
 	STORE_RELAXED(&s->outstanding, 0);
 	STORE_RELAXED(&s->owner, NULL);
 	s->list = MSPAN_LIST_NONE;
-	memset(s->bits, 0, nw * sizeof(s->bits[0]));
+	memset(s->bits, 0, mspan_struct_bytes(nw) - offsetof(struct mspan, bits));
 	s->free_words = (uint16_t)words_below(s->touched);
 }

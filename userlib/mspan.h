@@ -129,8 +129,8 @@ struct mcache;
  * MH_SHARING_BLOCK, so to a line as well), so a free into a span that is
  * not hot touches that line and the line of its bitmap word, nothing else.
  *
- * Reuse of the struct (fixalloc, mheap.c) keeps every field up to
- * `outstanding` and zeroes the rest. Threads read the kept ones without a
+ * Reuse of the struct (fixalloc, mheap.c) keeps the first line and
+ * `remote` and zeroes the rest. Threads read the kept ones without a
  * lock while the span may die and the struct start a new life: gen (late
  * freers compare it), alloc_cache (the stats peek at current spans'
  * windows), base (checked_span), and `remote` and `outstanding`, which a
@@ -138,7 +138,8 @@ struct mcache;
  * let the span die ("Double frees" above). Every life writes those two
  * with atomic stores, so such a read never races with the zeroing; what it
  * reads of a new life is judged by gen. The rest of the first line is
- * kept too; it is all set by mspan_init_small for a small span, and a
+ * kept too; it is all set by mspan_init_small for a small span (needzero
+ * when a large span is made, bucket when the struct is allocated), and a
  * struct of bucket 0 (no bitmap words) is never a small span.
  */
 struct mspan {
@@ -159,28 +160,44 @@ struct mspan {
 	uint8_t sizeclass;	/* small spans: the class; else 0 */
 	uint8_t list;		/* enum mspan_list: mcentral's under its lock,
 				 * the cache's by the owner */
-
-	/* Slow paths only from here on. */
-	int64_t remote;		/* see above */
-	uint32_t outstanding;	/* objects allocated when the owner let go */
-	/* Not kept across reuse from here on. */
-	uint32_t nelems;	/* objects in the span */
-	uint32_t nalloc;	/* owned, not current: objects allocated (all,
-				 * as it was used up) before its local frees */
-	uint32_t free_notify;	/* owned: the count of local frees at which
-				 * the owner's free takes the slow path
-				 * (mcache.c sets it as the span changes list) */
-	uint32_t touched;	/* small spans: objects [0, touched) have been
-				 * handed out in this life, or lie on pages
-				 * resident when it began; mspan_next_free
-				 * reuses freed ones before it goes past */
-	uint8_t needzero;	/* large spans: pages may hold old data */
-	uint8_t bucket;		/* the struct's size bucket (mheap.c) */
+	/* Slow paths only from here on (in the first line for room). */
+	uint8_t needzero : 1;	/* large spans: pages may hold old data */
+	uint8_t bucket : 7;	/* the struct's size bucket (mheap.c) */
 	/* Small spans: bit w set iff alloc_bits word w has a free object
 	 * below `touched`. Written wherever alloc_bits or `touched` are (the
 	 * sweeps, mspan_next_free, mspan_init_small), read by malloc's
 	 * refill (mspan_refill_window). 16 bits: MH_BITMAP_WORDS. */
 	uint16_t free_words;
+	uint16_t outstanding;	/* objects allocated when the owner let go */
+
+	int64_t remote;		/* see above */
+	/* Not kept across reuse from here on; fixalloc's free-list link
+	 * lies over the next eight bytes while the struct is free. */
+	uint32_t nelems;	/* objects in the span */
+	uint32_t touched;	/* small spans: objects [0, touched) have been
+				 * handed out in this life, or lie on pages
+				 * resident when it began; mspan_next_free
+				 * reuses freed ones before it goes past */
+	union {
+		struct {
+			uint32_t nalloc;	/* owned, not current: objects
+						 * allocated (all, as it was
+						 * used up) before its local
+						 * frees */
+			uint32_t free_notify;	/* owned: the count of local
+						 * frees at which the owner's
+						 * free takes the slow path
+						 * (mcache.c sets it as the
+						 * span changes list) */
+		};
+		/* User-arena chunks: the chunk's struct (arena_chunk.c).
+		 * Only structs of bucket 0 are chunks, and those are never
+		 * small spans, so the two above are never written where a
+		 * chunk's reader may look (every reader tests the state
+		 * first); reuse zeroes both, and the free-list link of a
+		 * free struct lies below them. */
+		void *chunk_data;
+	};
 
 	/* On an mcentral's or the owning cache's list (list.h); or, on none,
 	 * chained: in the span cache (spancache.c), in a batch of new spans
@@ -190,26 +207,32 @@ struct mspan {
 		struct mspan *chain;
 	};
 
-	/* User-arena chunks: the chunk's struct (arena_chunk.c). */
-	void *chunk_data;
-
 	/* The three bitmaps, interleaved by word so that the words a free
 	 * looks at sit in one cache line at a fixed offset from the span (no
-	 * pointer to chase); 32 bytes a word, so that the line is always
-	 * one. mspan_bitmap_words(nelems) entries, allocated with the
-	 * struct; none for large spans and chunks. */
+	 * pointer to chase): 32 bytes a word from 40 bytes into a line, so
+	 * that each word's three fields lie in one line (words start 40 and
+	 * 8 bytes into lines, in turn). mspan_bitmap_words(nelems) entries,
+	 * allocated with the struct but for the last word's spare field
+	 * (mspan_struct_bytes), which nothing reads: a span of one word, 64
+	 * objects or fewer, then takes one 128-byte sharing block, not two.
+	 * None for large spans and chunks. */
 	struct span_bits {
 		uint64_t alloc;		/* alloc_bits: allocated at last sweep */
 		uint64_t local;		/* freed_local: freed by the owner */
 		uint64_t remote;	/* freed_remote: freed by others (atomic) */
-		uint64_t unused;
-	} bits[] __attribute__((aligned(32)));
+		uint64_t unused;	/* past the struct in the last word */
+	} bits[];
 };
 
 /* What reuse of the struct keeps (above). */
 #define MSPAN_KEEP	offsetof(struct mspan, nelems)
 
 _Static_assert(MH_BITMAP_WORDS <= 16, "free_words has a bit per bitmap word");
+_Static_assert(MH_MAX_OBJS_PER_SPAN <= UINT16_MAX, "outstanding is 16-bit");
+_Static_assert(offsetof(struct mspan, bits) % 64 == 40 && sizeof(struct span_bits) == 32,
+	       "each bitmap word's alloc, local and remote bits lie in one cache line");
+_Static_assert(offsetof(struct mspan, bits) + sizeof(struct span_bits) - sizeof(uint64_t) ==
+	       MH_SHARING_BLOCK, "a span of one bitmap word takes one sharing block");
 _Static_assert(offsetof(struct mspan, list) < 64 && offsetof(struct mspan, remote) >= 64,
 	       "the fields the fast paths read are in the first cache line, and\n"
 	       "`remote`, which other threads write, is not");
@@ -223,6 +246,14 @@ static inline struct mspan *mspan_of_link(struct list_node *n)
 static inline unsigned mspan_bitmap_words(uint32_t nelems)
 {
 	return (nelems + 63) / 64;
+}
+
+/* The bytes of a span struct with this many bitmap words: the last word's
+ * spare field is left out (struct mspan, bits). */
+static inline size_t mspan_struct_bytes(unsigned words)
+{
+	return offsetof(struct mspan, bits) +
+	       (words ? words * sizeof(struct span_bits) - sizeof(uint64_t) : 0);
 }
 
 /* Objects freed by the owner since the last sweep: the bits set in
