@@ -59,8 +59,9 @@
  * reaches them as before (the small code model: the section's name changes
  * where they lie, not how they are addressed). Each array names a section
  * of its own, as .lbss.<name>. Left out under ASan, which instruments no
- * variable placed in a named section. docs/heap.md, "The library's
- * private pages".
+ * variable placed in a named section. Why: docs/heap.md, "The
+ * library's private pages"; figures:
+ * docs/heap-pages-log.md#the-librarys-private-pages-and-the-one-word-span-structs-2026-12-07-issue-24.
  */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
 	!defined(__SANITIZE_ADDRESS__)
