@@ -75,7 +75,14 @@ LIB_HDRS   := $(wildcard $(TOP)/userlib/*.h $(TOP)/userlib/include/*.h $(TOP)/ua
 # The shared object's malloc.o defines the standard names too (MH_PRELOAD).
 PRELOAD_OBJS := $(patsubst $(TOP)/userlib/%.c,$(BUILD)/obj/%.o,$(PRELOAD_SRCS)) \
 	$(BUILD)/obj/malloc-preload.o
-SO_OBJS    := $(filter-out $(BUILD)/obj/malloc.o,$(LIB_OBJS)) $(PRELOAD_OBJS)
+# The sources with large zero arrays (MH_LARGE_ZERO, internal.h) are built
+# twice: for the shared object with the arrays in .lbss, for the archive
+# without (a program built -mcmodel=medium may put its own .lbss between
+# the library's code and them, more than 2 GiB: tools/archive_medium.c).
+LARGE_ZERO_SRCS := $(shell grep -l 'MH_LARGE_ZERO.[a-z]' $(LIB_SRCS))
+LARGE_ZERO_OBJS := $(patsubst $(TOP)/userlib/%.c,$(BUILD)/obj/%.o,$(LARGE_ZERO_SRCS))
+SO_OBJS    := $(foreach o,$(filter-out $(BUILD)/obj/malloc.o,$(LIB_OBJS)), \
+	$(if $(filter $(o),$(LARGE_ZERO_OBJS)),$(BUILD)/obj/so/$(notdir $(o)),$(o))) $(PRELOAD_OBJS)
 FAULT_BENCH := $(BUILD)/bench/fault_bench
 
 # The library's version, from MH_VERSION_* in mheap.h (its one place); the
@@ -144,6 +151,10 @@ lib: $(BUILD)/libmheap.a $(BUILD)/libmheap.so
 $(BUILD)/obj/%.o: $(TOP)/userlib/%.c $(LIB_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LIB_CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/so/%.o: $(TOP)/userlib/%.c $(LIB_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LIB_CFLAGS) -DMH_LARGE_ZERO_SECTIONS -c $< -o $@
 
 $(BUILD)/obj/malloc-preload.o: $(TOP)/userlib/malloc.c $(LIB_HDRS)
 	@mkdir -p $(dir $@)

@@ -1516,7 +1516,7 @@ TEST(the_large_zero_arrays_lie_above_the_small_variables)
 	uintptr_t lo = UINTPTR_MAX, hi = 0;
 
 	if (!MH_LARGE_ZERO_PLACED)
-		SKIP(return, "arrays placed only by GCC on x86-64 without ASan (internal.h)");
+		SKIP(return, "arrays placed only by GCC on x86-64 without ASan, when the build asks (internal.h)");
 	for (size_t i = 0; i < sizeof(small) / sizeof(small[0]); i++) {
 		uintptr_t p = (uintptr_t)small[i].p;
 

@@ -8,7 +8,10 @@
 #    (sys_alloc, pa_free, fault_backend, ...) with other types, links with it
 #    and runs;
 # 4. the library's constructors and destructors run in it (MHEAP_STATS=1
-#    prints the statistics at exit).
+#    prints the statistics at exit);
+# 5. tools/archive_medium.c, built with -mcmodel=medium and more than 2 GiB
+#    of its own .lbss, links with it and runs (the library's variables are
+#    reached with 32-bit offsets: none may lie in .lbss).
 set -u
 lib=$1 top=$2 work=$3
 mkdir -p "$work"
@@ -46,3 +49,11 @@ if [ -x "$exe" ]; then
 else
 	skip "$desc" "the program did not build"
 fi
+
+exe=$work/archive_medium
+rm -f "$exe"
+gcc -std=gnu11 -Wall -Wextra -Werror -O2 -mcmodel=medium -I"$top/userlib/include" -o "$exe" \
+	"$top/tools/archive_medium.c" "$lib" -pthread > "$work/archive_medium.log" 2>&1 &&
+	"$exe" >> "$work/archive_medium.log" 2>&1
+result $? "a program built with -mcmodel=medium and over 2 GiB of .lbss links with libmheap.a and runs" \
+	"$(tail -5 "$work/archive_medium.log")"

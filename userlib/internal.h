@@ -62,9 +62,16 @@
  * variable placed in a named section. Why: docs/heap.md, "The
  * library's private pages"; figures:
  * docs/heap-pages-log.md#the-librarys-private-pages-and-the-one-word-span-structs-2026-12-07-issue-24.
+ *
+ * Only where the build asks (MH_LARGE_ZERO_SECTIONS): the shared object,
+ * whose own link keeps .lbss a few MiB from its code, and the tests. Not
+ * the archive: a program built with -mcmodel=medium has its arrays over
+ * 64 KiB in .lbss too, and the linker may place the library's after
+ * gigabytes of them, out of the small model's reach ("relocation
+ * truncated to fit"; tools/archive-tap.sh, tools/archive_medium.c).
  */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
-	!defined(__SANITIZE_ADDRESS__)
+#if defined(MH_LARGE_ZERO_SECTIONS) && defined(__x86_64__) && defined(__GNUC__) && \
+	!defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
 #define MH_LARGE_ZERO_PLACED	1
 #define MH_LARGE_ZERO(name)	__attribute__((section(".lbss." #name)))
 #else
