@@ -41,6 +41,30 @@ void *fixalloc_alloc(struct fixalloc *f)
 	return p;
 }
 
+void *fixalloc_alloc_apart(struct fixalloc *f, const void *caller)
+{
+	void *p;
+
+	if (f->free)
+		return fixalloc_alloc(f);
+	/* The gap, in whole sharing blocks no object takes (so the next
+	 * object still starts one); where the slab has no room for the gap
+	 * and the object, a new slab (the rest of this one stays unused, as
+	 * a rest shorter than an object does). */
+	if (f->last && f->last != caller) {
+		if (f->nchunk >= f->size + FIXALLOC_APART) {
+			f->chunk += FIXALLOC_APART;
+			f->nchunk -= FIXALLOC_APART;
+		} else {
+			f->nchunk = 0;
+		}
+	}
+	p = fixalloc_alloc(f);
+	if (p)
+		f->last = caller;
+	return p;
+}
+
 void fixalloc_free(struct fixalloc *f, void *p)
 {
 	memcpy((char *)p + f->keep, &f->free, sizeof(void *));

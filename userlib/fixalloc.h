@@ -7,6 +7,16 @@
  * of a reused object, which survive (spans keep their generation counter
  * across reuse, so a stale pointer to a recycled span can be recognized).
  *
+ * Objects of different threads apart: fixalloc_alloc_apart leaves
+ * FIXALLOC_APART bytes free between an object it carves for one caller
+ * and the next one it carves for another. Each thread writes its own span
+ * structs at every malloc and free, and reading a struct's lines in order
+ * (a sweep, a window refill) makes the core's prefetchers pull in lines
+ * past its end: without the gap, the first lines of the next struct, which
+ * another thread may be writing as often, pass between the two cores. One
+ * sharing block (internal.h) of gap is not enough here, four are. Measured:
+ * docs/heap.md#span-structs-of-two-threads-2026-12-07-issue-24.
+ *
  * Not thread-safe: callers hold the heap lock.
  */
 #ifndef MHEAP_FIXALLOC_H
@@ -21,11 +31,21 @@ struct fixalloc {
 	char *chunk;		/* current slab */
 	size_t nchunk;		/* bytes left in the current slab */
 	uint64_t inuse;		/* bytes handed out */
+	const void *last;	/* fixalloc_alloc_apart: the caller the slab's
+				 * last object was carved for */
 };
+
+/* The gap between objects carved for different callers (above). */
+#define FIXALLOC_APART		(4 * MH_SHARING_BLOCK)
 
 MH_HIDDEN void fixalloc_init(struct fixalloc *f, size_t size, size_t keep);
 /* NULL when the OS refuses memory. */
 MH_HIDDEN void *fixalloc_alloc(struct fixalloc *f);
+/* fixalloc_alloc for caller (any token that tells callers apart, such as
+ * the address of a thread-local variable): a new object for a caller other
+ * than the last one's starts a sharing block after that one's end. A
+ * reused object comes from the free list as ever, wherever it lies. */
+MH_HIDDEN void *fixalloc_alloc_apart(struct fixalloc *f, const void *caller);
 MH_HIDDEN void fixalloc_free(struct fixalloc *f, void *p);
 
 #endif

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "hooks.h"
+#include "mcache.h"
 #include "mheap_impl.h"
 #include "pagecache.h"
 #include "secure.h"
@@ -58,7 +59,10 @@ void mheap_init_slow(void)
 struct mspan *span_struct_alloc(unsigned words)
 {
 	unsigned b = span_bucket(words);
-	struct mspan *s = fixalloc_alloc(&mh_heap.spanalloc[b]);
+	/* Apart from the structs other threads made: each thread writes its
+	 * own at every malloc and free (fixalloc.h). The thread is told by
+	 * the address of one of its thread-local variables. */
+	struct mspan *s = fixalloc_alloc_apart(&mh_heap.spanalloc[b], &mh_tls_cache);
 
 	if (s)
 		s->bucket = (uint8_t)b;
