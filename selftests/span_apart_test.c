@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Span structs of different threads lie apart: fixalloc_alloc_apart leaves
- * FIXALLOC_APART bytes between an object it carves for one caller and the
- * next one it carves for another, and the page heap carves every span
- * struct that way, the thread being the caller (fixalloc.h says why: the
- * prefetchers of the core that reads one struct in order pull in the lines
- * after it).
+ * Span structs and thread caches of different threads lie apart:
+ * fixalloc_alloc_apart leaves FIXALLOC_APART bytes between an object it
+ * carves for one caller and the next one it carves for another, and the
+ * page heap carves every span struct, and mcache_borrow every cache, that
+ * way, the thread being the caller (fixalloc.h says why: the prefetchers
+ * of the core that reads one struct in order pull in the lines after it).
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -18,6 +18,7 @@
 #include "mheap.h"
 #include "arenamap.h"
 #include "fixalloc.h"
+#include "mcache.h"
 #include "mheap_impl.h"
 
 #define OBJ 640		/* a span struct with 16 bitmap words */
@@ -77,6 +78,7 @@ TEST(a_caller_change_with_no_room_for_the_gap_starts_a_new_slab)
 struct first_span {
 	void *obj;
 	struct mspan *span;
+	struct mcache *cache;	/* the thread's */
 	_Atomic int done;	/* obj and span are set */
 	_Atomic int *release;	/* the thread exits once this is set */
 };
@@ -89,6 +91,7 @@ static void *first_small_span(void *arg)
 
 	f->obj = mh_malloc(16);
 	f->span = f->obj ? span_of((uintptr_t)f->obj) : NULL;
+	f->cache = mh_tls_cache;
 	atomic_store(&f->done, 1);
 	while (!atomic_load(f->release))
 		sched_yield();
@@ -121,7 +124,7 @@ TEST(two_threads_first_spans_of_one_class_have_structs_apart)
 	ASSERT_NE(NULL, a.span);
 	ASSERT_NE(NULL, b.span);
 	ASSERT_NE(a.span, b.span);
-	ASSERT_EQ(a.span->bucket, b.span->bucket);
+	ASSERT_EQ((unsigned)a.span->bucket, (unsigned)b.span->bucket);
 	size = mh_heap.spanalloc[a.span->bucket].size;
 	sa = (uintptr_t)a.span;
 	sb = (uintptr_t)b.span;
@@ -131,6 +134,31 @@ TEST(two_threads_first_spans_of_one_class_have_structs_apart)
 		EXPECT_GE(sb - (sa + size), FIXALLOC_APART);
 	} else {
 		EXPECT_GE(sa - (sb + size), FIXALLOC_APART);
+	}
+}
+
+TEST(two_threads_caches_are_apart)
+{
+	_Atomic int release = 0;
+	struct first_span a = { .release = &release }, b = { .release = &release };
+	pthread_t ta, tb;
+	uintptr_t size, ca, cb;
+
+	ASSERT_EQ(0, start_and_wait(&ta, &a));
+	ASSERT_EQ(0, start_and_wait(&tb, &b));
+	atomic_store(&release, 1);
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	ASSERT_NE(NULL, a.cache);
+	ASSERT_NE(NULL, b.cache);
+	size = mh_heap.cachealloc.size;
+	ca = (uintptr_t)a.cache;
+	cb = (uintptr_t)b.cache;
+	/* Before the change, b's cache came right after a's. */
+	if (cb > ca) {
+		EXPECT_GE(cb - (ca + size), FIXALLOC_APART);
+	} else {
+		EXPECT_GE(ca - (cb + size), FIXALLOC_APART);
 	}
 }
 

@@ -291,7 +291,9 @@ struct mcache *mcache_borrow(void)
 	if (!mh_heap.cachealloc.size)
 		fixalloc_init(&mh_heap.cachealloc, sizeof(struct mcache),
 			      sizeof(c->remote_hint));	/* keep remote_hint */
-	c = fixalloc_alloc(&mh_heap.cachealloc);
+	/* Apart from other threads' caches, as span structs are
+	 * (fixalloc.h): each thread writes its own at every free. */
+	c = fixalloc_alloc_apart(&mh_heap.cachealloc, &mh_tls_cache);
 	if (c)
 		page_cache_register(&c->pages);
 	mh_unlock(&mh_heap.lock);
