@@ -15,7 +15,7 @@
  * past its end: without the gap, the first lines of the next struct, which
  * another thread may be writing as often, pass between the two cores. One
  * sharing block (internal.h) of gap is not enough here, four are. Measured:
- * docs/heap.md#span-structs-of-two-threads-2026-12-07-issue-24.
+ * docs/heap-pages-log.md#span-structs-and-caches-of-two-threads-apart-2026-12-07-issue-24.
  *
  * Not thread-safe: callers hold the heap lock.
  */
