@@ -239,6 +239,10 @@ static struct mspan *alloc_span_locked(uintptr_t npages, uintptr_t align_pages,
 	if (s) {
 		r.base = s->base;
 		r.needzero = !zeroed;
+		/* Its slots are checked as they are handed out (secure.c),
+		 * its bytes past the new class's last slot here. */
+		if (zeroed)
+			secure_span_reused(r.base, npages, sizeclass);
 		goto init;
 	}
 	/* Spans of small objects come from the thread's page cache when it

@@ -446,6 +446,40 @@ void secure_span_reach(const struct mspan *s, uint32_t from, uint32_t to)
 		__atomic_fetch_or((uint8_t *)a, 0, __ATOMIC_RELAXED);
 }
 
+/*
+ * A span's bytes past its last slot (its tail: up to 1,536 bytes, sizeclass.c)
+ * are no block's, but the slots of its pages' earlier lives were: a small
+ * span freed whole keeps its pages zeroed (every slot zeroed at its free)
+ * and goes to the span cache's small list, and the next small span of its
+ * length takes them as they are, for any class. Its slots are checked as
+ * they are handed out (zero_check); what falls past the new class's last
+ * slot is checked here, when the pages are taken: until 2026-12-07 nothing
+ * read it, and a write after free there went unreported for as long as
+ * the pages served classes that left it past their last slot. So every
+ * byte of a reused small span is checked at the first allocation that
+ * covers it, a slot's or the span's own. The span's take is a slow path
+ * (under the heap lock); malloc's and free's common paths do nothing more.
+ */
+void secure_span_reused(uintptr_t base, uintptr_t npages, unsigned cls)
+{
+	uintptr_t end = base + (npages << MH_PAGE_SHIFT);
+	uintptr_t tail = base + (uintptr_t)mh_class[cls].nelems * mh_class[cls].size, a;
+	uint64_t any = 0, w;
+
+	/* Slots are multiples of 8 bytes: the tail is whole words. */
+	for (a = tail; a < end; a += 8) {
+		memcpy(&w, (const void *)a, 8);
+		any |= w;
+	}
+	if (likely(!any))
+		return;
+	for (a = tail; !*(const uint8_t *)a; a++)
+		;
+	mh_fatal("write after free: span [%#lx, %#lx) written at offset %zu, past its last %u-byte slot, after its free, detected at its reuse",
+		 (unsigned long)base, (unsigned long)end, (size_t)(a - base),
+		 (unsigned)mh_class[cls].size);
+}
+
 void secure_thread_exit(void)
 {
 	middle_thread_exit();

@@ -50,6 +50,13 @@ MH_HIDDEN void secure_thread_exit(void);
  * about to be (mspan_next_free): fault their pages in writable. */
 MH_HIDDEN void secure_span_reach(const struct mspan *s, uint32_t from, uint32_t to);
 
+/* A small span of class cls over [base, base + npages pages), whose pages
+ * come back from the span cache's small list unzeroed (mheap.c), is about
+ * to be made: abort if its bytes past the class's last slot are not zero
+ * (a write after free there; its slots are checked as they are handed
+ * out). Heap lock held. */
+MH_HIDDEN void secure_span_reused(uintptr_t base, uintptr_t npages, unsigned cls);
+
 /* What malloc.c offers the mode: an object of small class cls; an
  * allocation of the default mode, with its room (the slot or the pages it
  * got); the default mode's checked free, and its free of p, an object of
