@@ -37,6 +37,7 @@
 
 #include "mheap.h"
 #include "fault.h"
+#include "mheap_impl.h"
 
 #define LARGE	((size_t)2 << 20)	/* a large block, guarded (MHEAP_SECURE_LARGE) */
 #define MIDDLE	((size_t)64 << 10)	/* a middle block: secure_middle.c */
@@ -348,6 +349,61 @@ static void realloc_after_free_zero_size(void)
 	realloc_after_free_of(0);
 }
 
+/* malloc_usable_size of a block already freed: named as that call's,
+ * which frees nothing. */
+static void usable_size_after_free_of(size_t size)
+{
+	void *p = small_block(size);
+
+	mh_free(p);
+	(void)mh_usable_size(p);
+}
+
+static void usable_size_after_free(void)
+{
+	usable_size_after_free_of(32);
+}
+
+static void usable_size_after_free_middle(void)
+{
+	usable_size_after_free_of(MIDDLE);
+}
+
+static void usable_size_after_free_large(void)
+{
+	usable_size_after_free_of(LARGE);
+}
+
+/* free_sized of a block already freed, with its size. */
+static void free_sized_after_free(void)
+{
+	void *p = small_block(32);
+
+	mh_free(p);
+	mh_free_sized_checked(p, SIZED_FREE, false, 1, 32);
+}
+
+/* free_sized of memory malloc never gave (a static buffer). */
+static void free_sized_not_from_malloc(void)
+{
+	static char buf[64];
+
+	say(buf);
+	mh_free_sized_checked(buf, SIZED_FREE, false, 1, 64);
+}
+
+/* A byte past a 20-byte block written, then realloc to 28 bytes: in
+ * place (its slot, or its guarded block's room before the guard), over the
+ * written byte, which realloc must check first as free would. */
+static void small_overflow_then_realloc(void)
+{
+	char *p = small_block(20);
+
+	p[20] = 'x';
+	p = mh_realloc(p, 28);
+	mh_free(p);
+}
+
 static void invalid_free(void)
 {
 	char *p = small_block(32);
@@ -448,7 +504,9 @@ static const struct misuse {
 	M(double_free_middle),
 	M(large_overflow), M(zero_size_read), M(zero_size_write), M(immediate_reuse),
 	M(double_free), M(double_free_large), M(realloc_after_free), M(realloc_after_free_middle),
-	M(realloc_after_free_large), M(realloc_after_free_zero_size), M(invalid_free), M(no_misuse),
+	M(realloc_after_free_large), M(realloc_after_free_zero_size), M(usable_size_after_free),
+	M(usable_size_after_free_middle), M(usable_size_after_free_large), M(free_sized_after_free),
+	M(free_sized_not_from_malloc), M(small_overflow_then_realloc), M(invalid_free), M(no_misuse),
 	M(blocks_across_fork),
 #undef M
 };
@@ -486,6 +544,9 @@ struct expect {
 /* A write at offset at of an n-byte block's canary. */
 #define CANARY_AT(n, at) { ABORTS, "mheap: heap overflow: canary after " n "-byte block $1 " \
 			   "overwritten at offset " at ", detected at free" }
+#define USABLE_AFTER_FREE { ABORTS, "mheap: use after free of $1 in malloc_usable_size" }
+#define CANARY_IN_REALLOC { ABORTS, "mheap: heap overflow: canary after 20-byte block $1 " \
+			    "overwritten at offset 20, detected in realloc" }
 #define ZERO_SIZE(access) { FAULTS, "mheap: zero-size access: " access \
 			    " $1 through malloc(0)'s pointer $1" }
 #define ALL_MODES(...) { [DEFAULT] = __VA_ARGS__, [SECURE] = __VA_ARGS__, [SAMPLED] = __VA_ARGS__ }
@@ -569,6 +630,19 @@ static const struct row {
 	{ "realloc_after_free_zero_size", { { ABORTS, "mheap: double free of $1 in realloc (pointer already freed)" },
 		{ ABORTS, "mheap: double free of $1 in realloc" },
 		{ ABORTS, "mheap: double free of $1 in realloc" } } },
+	/* By default malloc_usable_size checks nothing; in the secure modes it
+	 * checks a block as free does, and names itself. */
+	{ "usable_size_after_free", { NOT_CAUGHT, USABLE_AFTER_FREE, USABLE_AFTER_FREE } },
+	{ "usable_size_after_free_middle", { NOT_CAUGHT, USABLE_AFTER_FREE, USABLE_AFTER_FREE } },
+	{ "usable_size_after_free_large", { NOT_CAUGHT, USABLE_AFTER_FREE, USABLE_AFTER_FREE } },
+	/* By default a small block's double free does not name the call. */
+	{ "free_sized_after_free", { { ABORTS, "mheap: double free of $1" },
+		{ ABORTS, "mheap: double free of $1 in free_sized" },
+		{ ABORTS, "mheap: double free of $1 in free_sized" } } },
+	{ "free_sized_not_from_malloc", ALL_MODES({ ABORTS, "mheap: invalid free of $1 in free_sized" }) },
+	/* Sampled, the block is guarded, with 12 canary bytes before its
+	 * guard: realloc grows it in place over them. */
+	{ "small_overflow_then_realloc", { NOT_CAUGHT, CANARY_IN_REALLOC, CANARY_IN_REALLOC } },
 	{ "invalid_free", ALL_MODES({ ABORTS, "mheap: invalid free of $3 (inside an object)" }) },
 	{ "no_misuse", ALL_MODES(NOT_CAUGHT) },
 	{ "blocks_across_fork", ALL_MODES(NOT_CAUGHT) },
@@ -794,6 +868,12 @@ MISUSE_TEST(realloc_after_free)
 MISUSE_TEST(realloc_after_free_middle)
 MISUSE_TEST(realloc_after_free_large)
 MISUSE_TEST(realloc_after_free_zero_size)
+MISUSE_TEST(usable_size_after_free)
+MISUSE_TEST(usable_size_after_free_middle)
+MISUSE_TEST(usable_size_after_free_large)
+MISUSE_TEST(free_sized_after_free)
+MISUSE_TEST(free_sized_not_from_malloc)
+MISUSE_TEST(small_overflow_then_realloc)
 MISUSE_TEST(invalid_free)
 MISUSE_TEST(no_misuse)
 MISUSE_TEST(blocks_across_fork)

@@ -44,8 +44,8 @@ static inline bool object_start(const struct mspan *s, uintptr_t p, uint32_t *id
 static inline MH_NORETURN void abort_freed_span(uintptr_t p, const char *what)
 {
 	if (p & 7)
-		mh_fatal("invalid free of %#lx%s", (unsigned long)p, what);
-	mh_fatal("double free of %#lx%s", (unsigned long)p, what);
+		mh_invalid_pointer(p, what, "");
+	mh_freed_pointer(p, what);
 }
 
 /* s, the span of p (span_of), checked: p must be the start of an
@@ -78,8 +78,7 @@ static inline __attribute__((always_inline)) struct mspan *checked_span_at(struc
 		 * there may lie inside the last object. */
 		if (unlikely(p - s->base > bytes - s->elemsize) &&
 		    ((uintptr_t)*idx_out + 1) * s->elemsize > bytes)
-			mh_fatal("invalid free of %#lx%s (past the last object of its span)",
-				 (unsigned long)p, what);
+			mh_invalid_pointer(p, what, " (past the last object of its span)");
 	} else if (state == MSPAN_LARGE) {
 		start = p == s->base;
 		*idx_out = 0;
@@ -90,10 +89,10 @@ static inline __attribute__((always_inline)) struct mspan *checked_span_at(struc
 		 * (largecache.c), where p may be anything. */
 		abort_freed_span(p, what);
 	} else {
-		mh_fatal("invalid free of %#lx%s (user-arena memory)", (unsigned long)p, what);
+		mh_invalid_pointer(p, what, " (user-arena memory)");
 	}
 	if (unlikely(!start))
-		mh_fatal("invalid free of %#lx%s (inside an object)", (unsigned long)p, what);
+		mh_invalid_pointer(p, what, " (inside an object)");
 	return s;
 }
 

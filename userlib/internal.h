@@ -145,6 +145,19 @@ MH_HIDDEN MH_NORETURN void mh_fatal(const char *fmt, ...)
 MH_HIDDEN void mh_print(int fd, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/*
+ * The reports of a pointer the malloc family cannot take, what naming the
+ * call after the address as every such report does: "" for free, " in
+ * realloc", " in free_sized", ..., mh_in_usable_size. Abort: p is a block
+ * freed already ("double free of p", or "use after free of p" for a call
+ * that frees nothing: malloc_usable_size); p is no block's start
+ * ("invalid free of p", or "invalid pointer p", and why: "" or " (inside
+ * an object)", ...). One place words them, whatever layer finds it.
+ */
+MH_HIDDEN extern const char mh_in_usable_size[];
+MH_HIDDEN MH_NORETURN void mh_freed_pointer(uintptr_t p, const char *what);
+MH_HIDDEN MH_NORETURN void mh_invalid_pointer(uintptr_t p, const char *what, const char *why);
+
 /* write(2) all of buf, or as much as fd takes. */
 MH_HIDDEN void mh_write_all(int fd, const char *buf, size_t n);
 

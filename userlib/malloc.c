@@ -275,8 +275,8 @@ void heap_bad_pointer(uintptr_t p, const char *what)
 	 * (spancache.c): a free racing another of the same block may
 	 * find the page without a span, and then, here, with the dead one. */
 	if (ha && (!s || LOAD_RELAXED(&s->state) == MSPAN_DEAD) && (p & 7) == 0)
-		mh_fatal("double free of %#lx%s", (unsigned long)p, what);
-	mh_fatal("invalid free of %#lx%s", (unsigned long)p, what);
+		mh_freed_pointer(p, what);
+	mh_invalid_pointer(p, what, "");
 }
 
 /* heap_checked_room for everything but an allocated object of a small
@@ -304,7 +304,7 @@ static __attribute__((noinline)) size_t checked_room_slow(struct mspan *s, uintp
 	if (!*small)
 		return s->npages << MH_PAGE_SHIFT;
 	if (!mspan_obj_allocated(s, idx))
-		mh_fatal("double free of %#lx%s", (unsigned long)p, what);
+		mh_freed_pointer(p, what);
 	return s->elemsize;
 }
 

@@ -88,7 +88,7 @@ void mh_free_sized_checked(void *ptr, enum sized_free_fn fn, bool aligned, size_
 			return;
 	}
 	if (unlikely(mh_secure)) {
-		secure_free_sized(ptr, what + strlen(" in "), aligned ? align : 1, size);
+		secure_free_sized(ptr, what, aligned ? align : 1, size);
 		return;
 	}
 	if (!ptr)

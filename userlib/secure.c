@@ -552,25 +552,6 @@ void secure_free(void *ptr)
 	local_free_at(c, s, idx);
 }
 
-void secure_free_sized(void *ptr, const char *fn, size_t align, size_t size)
-{
-	uintptr_t p = (uintptr_t)ptr;
-	size_t have = secure_usable_size(ptr);
-
-	if (!ptr)
-		return;
-	if (!IS_POW2(align))
-		mh_fatal("%s of %#lx with size %zu: the alignment is not a power of two", fn,
-			 (unsigned long)p, size);
-	if (p % align)
-		mh_fatal("%s of %#lx with size %zu: the object is not %zu-byte aligned (alignment mismatch)",
-			 fn, (unsigned long)p, size, align);
-	if (size != have)
-		mh_fatal("%s of %#lx with size %zu: the object is %zu bytes (size mismatch)", fn,
-			 (unsigned long)p, size, have);
-	secure_free(ptr);
-}
-
 /* The size of block p (what stands for it in messages), checked as a
  * free checks it; *room and *c as heap_checked_room gives them. */
 static size_t checked_size(uintptr_t p, size_t *room, struct arena_chunk **c, const char *what)
@@ -583,15 +564,53 @@ static size_t checked_size(uintptr_t p, size_t *room, struct arena_chunk **c, co
 	return guarded_checked_size(*c, p, what);
 }
 
-size_t secure_usable_size(const void *ptr)
+/* The size of block p, which the call what names was given, checked as a
+ * free checks it (malloc(0)'s pointers too). */
+static size_t checked_usable(uintptr_t p, const char *what)
 {
-	uintptr_t p = (uintptr_t)ptr;
 	struct arena_chunk *c;
 	size_t room;
 
-	if (!ptr || zero_size_owns(p) || !span_of(p))
+	if (zero_size_owns(p)) {
+		zero_size_check(p, what);
 		return 0;
-	return checked_size(p, &room, &c, "");
+	}
+	return checked_size(p, &room, &c, what);
+}
+
+/* A block's size, checked: a freed block or a pointer inside one is
+ * reported naming malloc_usable_size (mh_in_usable_size); 0 for NULL and
+ * for what is not the heap's memory, as in the default mode. */
+size_t secure_usable_size(const void *ptr)
+{
+	uintptr_t p = (uintptr_t)ptr;
+
+	if (!ptr || (!zero_size_owns(p) && !arena_of(p)))
+		return 0;
+	return checked_usable(p, mh_in_usable_size);
+}
+
+void secure_free_sized(void *ptr, const char *what, size_t align, size_t size)
+{
+	const char *fn = what + strlen(" in ");
+	uintptr_t p = (uintptr_t)ptr;
+	size_t have;
+
+	if (!ptr)
+		return;
+	/* A freed or invalid pointer is reported as such, naming the call,
+	 * whatever the size says (as the default mode's sized free). */
+	have = checked_usable(p, what);
+	if (!IS_POW2(align))
+		mh_fatal("%s of %#lx with size %zu: the alignment is not a power of two", fn,
+			 (unsigned long)p, size);
+	if (p % align)
+		mh_fatal("%s of %#lx with size %zu: the object is not %zu-byte aligned (alignment mismatch)",
+			 fn, (unsigned long)p, size, align);
+	if (size != have)
+		mh_fatal("%s of %#lx with size %zu: the object is %zu bytes (size mismatch)", fn,
+			 (unsigned long)p, size, have);
+	secure_free(ptr);
 }
 
 void *secure_realloc(void *ptr, size_t size)

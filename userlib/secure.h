@@ -40,8 +40,8 @@ MH_HIDDEN void *secure_alloc(size_t size, size_t align, bool zero);
 MH_HIDDEN void secure_free(void *p);
 MH_HIDDEN void *secure_realloc(void *p, size_t size);
 MH_HIDDEN size_t secure_usable_size(const void *p);
-/* A sized free: fn names the call in its message ("free_sized"). */
-MH_HIDDEN void secure_free_sized(void *p, const char *fn, size_t align, size_t size);
+/* A sized free: what names the call in its messages (" in free_sized"). */
+MH_HIDDEN void secure_free_sized(void *p, const char *what, size_t align, size_t size);
 
 /* The thread is exiting: give back the slots its allocations hold. */
 MH_HIDDEN void secure_thread_exit(void);
@@ -117,10 +117,11 @@ MH_HIDDEN bool guarded_resize(struct arena_chunk *c, size_t size);
 /* Whether arena chunk c holds a guarded block (rather than an arena's
  * objects). */
 MH_HIDDEN bool guarded_holds_block(const struct arena_chunk *c);
-/* The size of c's block, if p names it and it is not freed; else an
- * abort naming the call with what ("" or " in realloc"). */
-MH_HIDDEN size_t guarded_checked_size(const struct arena_chunk *c, uintptr_t p, const char *what);
-/* c's block, if p names it, is freed; else an abort. */
+/* The size of c's block, if p names it, it is not freed and its canary
+ * is intact; else an abort naming the call with what (" in realloc",
+ * mh_in_usable_size, ...). */
+MH_HIDDEN size_t guarded_checked_size(struct arena_chunk *c, uintptr_t p, const char *what);
+/* c's block, if p names it, is freed (its canary checked); else an abort. */
 MH_HIDDEN void guarded_free(struct arena_chunk *c, uintptr_t p);
 
 /* Zero-size blocks (secure_zero.c): their range reserved (start-up, or a

@@ -77,7 +77,7 @@ MH_NORETURN __attribute__((noinline, cold)) void canary_broken(uintptr_t p, size
 			 size, (unsigned long)p,
 			 size + canary_intact((const uint8_t *)(p + size), canary_len(size, room)), at);
 	if (!trailer && !((const uint8_t *)p)[0])
-		mh_fatal("double free of %#lx%s", (unsigned long)p, what);
+		mh_freed_pointer(p, what);
 	mh_fatal("heap overflow: canary at the end of %zu-byte slot %#lx overwritten, detected %s",
 		 room, (unsigned long)p, at);
 }

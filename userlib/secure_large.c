@@ -140,32 +140,42 @@ bool guarded_holds_block(const struct arena_chunk *c)
 	return LOAD_ACQUIRE(&c->block.addr) != 0;
 }
 
-size_t guarded_checked_size(const struct arena_chunk *c, uintptr_t p, const char *what)
+/*
+ * Abort unless p names c's block and the block is not freed, what naming
+ * the call ("" for free); the call's own free (claim) takes the block's
+ * freed flag: of two frees racing, one frees, and a free after it finds
+ * the flag, or the chunk quarantined. Then the canary bytes between the
+ * block's end and the guard are checked, as a slot's are at free, so
+ * that realloc does not grow a block over an overflow, nor
+ * malloc_usable_size pass one by. One check for free, realloc and
+ * malloc_usable_size.
+ */
+static void guarded_check(struct arena_chunk *c, uintptr_t p, const char *what, bool claim)
 {
+	size_t size = c->block.size, slack, intact;
+
 	if (p != c->block.addr)
-		mh_fatal("invalid free of %#lx%s (inside an object)", (unsigned long)p, what);
-	if (LOAD_RELAXED(&c->state) != CHUNK_LIVE || LOAD_ACQUIRE(&c->block.freed))
-		mh_fatal("double free of %#lx%s", (unsigned long)p, what);
+		mh_invalid_pointer(p, what, " (inside an object)");
+	if (LOAD_RELAXED(&c->state) != CHUNK_LIVE ||
+	    (claim ? __atomic_exchange_n(&c->block.freed, 1, __ATOMIC_ACQ_REL) :
+		     LOAD_ACQUIRE(&c->block.freed)))
+		mh_freed_pointer(p, what);
+	slack = c->limit - GUARD - (p + size);
+	intact = canary_intact((const uint8_t *)(p + size), slack);
+	if (intact < slack)
+		mh_fatal("heap overflow: canary after %zu-byte block %#lx overwritten at offset %zu, detected %s",
+			 size, (unsigned long)p, size + intact, *what ? what + 1 : "at free");
+}
+
+size_t guarded_checked_size(struct arena_chunk *c, uintptr_t p, const char *what)
+{
+	guarded_check(c, p, what, false);
 	return c->block.size;
 }
 
 void guarded_free(struct arena_chunk *c, uintptr_t p)
 {
-	uintptr_t end = c->block.addr + c->block.size;
-
-	if (p != c->block.addr)
-		mh_fatal("invalid free of %#lx (inside an object)", (unsigned long)p);
-	/* Of two frees racing, one frees; a free after it finds the flag,
-	 * or the chunk quarantined. */
-	if (LOAD_RELAXED(&c->state) != CHUNK_LIVE ||
-	    __atomic_exchange_n(&c->block.freed, 1, __ATOMIC_ACQ_REL))
-		mh_fatal("double free of %#lx", (unsigned long)p);
-	size_t slack = c->limit - GUARD - end;
-
-	if (canary_intact((const uint8_t *)end, slack) < slack)
-		mh_fatal("heap overflow: canary after %zu-byte block %#lx overwritten at offset %zu, detected at free",
-			 c->block.size, (unsigned long)p,
-			 c->block.size + canary_intact((const uint8_t *)end, slack));
+	guarded_check(c, p, "", true);
 	c->block.nfree = capture(c->block.free_stack);
 	arena_block_chunk_free(c);
 }

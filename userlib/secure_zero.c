@@ -64,14 +64,14 @@ static void slot_check(uintptr_t p, bool release, const char *what)
 	bool was;
 
 	if (p % ZERO_SLOT)
-		mh_fatal("invalid free of %#lx%s (inside an object)", (unsigned long)p, what);
+		mh_invalid_pointer(p, what, " (inside an object)");
 	mh_lock(&zero_lock);
 	was = zero_used[i / 64] & bit;
 	if (release)
 		zero_used[i / 64] &= ~bit;
 	mh_unlock(&zero_lock);
 	if (!was)
-		mh_fatal("double free of %#lx%s", (unsigned long)p, what);
+		mh_freed_pointer(p, what);
 }
 
 void zero_size_check(uintptr_t p, const char *what)

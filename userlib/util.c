@@ -48,6 +48,20 @@ void mh_fatal(const char *fmt, ...)
 	abort();
 }
 
+const char mh_in_usable_size[] = " in malloc_usable_size";
+
+void mh_freed_pointer(uintptr_t p, const char *what)
+{
+	mh_fatal("%s of %#lx%s", what == mh_in_usable_size ? "use after free" : "double free",
+		 (unsigned long)p, what);
+}
+
+void mh_invalid_pointer(uintptr_t p, const char *what, const char *why)
+{
+	mh_fatal("%s %#lx%s%s", what == mh_in_usable_size ? "invalid pointer" : "invalid free of",
+		 (unsigned long)p, what, why);
+}
+
 void mh_print(int fd, const char *fmt, ...)
 {
 	va_list ap;
