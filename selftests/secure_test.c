@@ -231,6 +231,27 @@ TEST(free_slots_are_handed_out_in_a_random_order)
 		mh_free(p[i]);
 }
 
+/* So do aligned ones, which C++'s operator new of 16 bytes or more asks
+ * for (preload_cxx.c): before, they came from the default heap's next free
+ * slot, in address order. */
+TEST(aligned_blocks_are_handed_out_in_a_random_order_too)
+{
+	enum { N = 128 };
+	void *p[N];
+	int descents = 0;
+
+	for (int i = 0; i < N; i++) {
+		p[i] = mh_aligned_alloc(16, 64);
+		ASSERT_NE(NULL, p[i]);
+		ASSERT_EQ(0, (uintptr_t)p[i] % 16);
+		if (i && (uintptr_t)p[i] < (uintptr_t)p[i - 1])
+			descents++;
+	}
+	EXPECT_LT(0, descents);
+	for (int i = 0; i < N; i++)
+		mh_free(p[i]);
+}
+
 TEST(a_freed_large_block_is_quarantined_with_the_arenas_chunks)
 {
 	struct mh_stats before = { .size = sizeof(before) }, after = { .size = sizeof(after) };
