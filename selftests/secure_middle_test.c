@@ -231,6 +231,55 @@ TEST(a_threads_delayed_blocks_go_back_at_its_exit)
 	EXPECT_FALSE(heap_large_block(p));
 }
 
+/* A thread's last frees may come from a key's destructor, once the
+ * thread's cache is given back or before it ever had one: a thread that
+ * never allocated gets a cache at its first free and a further round of
+ * destructors gives its delay back; one whose cache is given back already
+ * gives each block back at once. Either way no block stays delayed, every
+ * one is checked on its way out (a write after free aborts there) and
+ * counted as freed. */
+enum { IN_DESTRUCTOR = 8 };
+static void *to_free_last[IN_DESTRUCTOR];
+
+static void free_them_last(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < IN_DESTRUCTOR; i++)
+		mh_free(to_free_last[i]);
+}
+
+static pthread_key_t last_key;
+
+static void *frees_at_exit(void *arg)
+{
+	(void)arg;
+	pthread_setspecific(last_key, (void *)1);
+	return NULL;
+}
+
+TEST(blocks_a_thread_frees_in_a_key_destructor_do_not_stay_delayed)
+{
+	struct mh_stats before = { .size = sizeof(before) }, after = { .size = sizeof(after) };
+	pthread_t t;
+
+	ASSERT_EQ(0, pthread_key_create(&last_key, free_them_last));
+	for (int i = 0; i < IN_DESTRUCTOR; i++) {
+		to_free_last[i] = mh_malloc(MIDDLE);
+		ASSERT_NE(NULL, to_free_last[i]);
+	}
+	mh_stats_read(&before);
+	ASSERT_EQ(0, pthread_create(&t, NULL, frees_at_exit, NULL));
+	ASSERT_EQ(0, pthread_join(t, NULL));
+	mh_stats_read(&after);
+	for (int i = 0; i < IN_DESTRUCTOR; i++) {
+		EXPECT_FALSE(heap_large_block(to_free_last[i])) {
+			TH_LOG("block %d still delayed", i);
+		}
+	}
+	EXPECT_EQ(before.frees + IN_DESTRUCTOR, after.frees);
+	pthread_key_delete(last_key);
+}
+
 /* ------------------------------------------------------------ two frees at once */
 
 /*
