@@ -9,8 +9,8 @@
  * heap lock: scan.c), then the hooks' locks (user arenas' arena_lock, which is
  * never held while another allocator lock is taken), then the caches'
  * registry lock, then the heap's (mheap_lock_all: the heap lock, the
- * mcentrals', ...), the order every path takes them in; they are let go in
- * reverse.
+ * mcentrals', ...), then the secure mode's zero-size range's, the order
+ * every path takes them in; they are let go in reverse.
  *
  * In the child, what the locks guard is consistent. The other threads'
  * caches are not (their owners change them without a lock): their spans
@@ -21,6 +21,7 @@
 #include "mcache.h"
 #include "mheap_impl.h"
 #include "scan.h"
+#include "secure.h"
 
 /* The hooks whose fork_prepare ran: parent and child call the same set,
  * even if hooks were registered in between (a library loading). */
@@ -34,11 +35,15 @@ static void fork_prepare(void)
 	h->fork_prepare();
 	mh_lock(&mh_caches_lock);
 	mheap_lock_all();
+	if (mh_secure)
+		zero_size_fork_prepare();
 	fork_hooks = h;
 }
 
 static void fork_parent(void)
 {
+	if (mh_secure)
+		zero_size_fork_release();
 	mheap_unlock_all();
 	mh_unlock(&mh_caches_lock);
 	fork_hooks->fork_parent();
@@ -49,6 +54,8 @@ static void fork_child(void)
 {
 	/* Only this thread survives, and it holds every lock (prepare took
 	 * them). */
+	if (mh_secure)
+		zero_size_fork_release();
 	mheap_unlock_all();
 	mcache_after_fork_child();
 	mh_unlock(&mh_caches_lock);

@@ -134,6 +134,9 @@ MH_HIDDEN bool zero_size_owns(uintptr_t addr);
 MH_HIDDEN void *zero_size_alloc(size_t align);
 MH_HIDDEN void zero_size_check(uintptr_t p, const char *what);
 MH_HIDDEN void zero_size_free(uintptr_t p);
+/* fork: the range's lock taken (prepare), then let go in parent and child. */
+MH_HIDDEN void zero_size_fork_prepare(void);
+MH_HIDDEN void zero_size_fork_release(void);
 
 /* The fault at addr hit a guarded block (c its chunk, or NULL) or
  * malloc(0)'s memory: write the report (l is scratch) and return true;

@@ -55,6 +55,21 @@ void *zero_size_alloc(size_t align)
 	return n < ZERO_SLOTS ? (void *)(zero_base + i * ZERO_SLOT) : NULL;
 }
 
+/* fork (fork.c): the lock is taken around it, last, as every allocator
+ * lock is (it is never held while another is taken, nor the other way);
+ * until 2026-12-07 it was not, and a child forked while another thread
+ * held it (a malloc(0) scanning a full range holds it for milliseconds)
+ * hung at its first malloc(0). */
+void zero_size_fork_prepare(void)
+{
+	mh_lock(&zero_lock);
+}
+
+void zero_size_fork_release(void)
+{
+	mh_unlock(&zero_lock);
+}
+
 /* Abort, naming the call with what ("" or " in realloc"), unless p is a
  * slot given out; with release, the slot is then free again. */
 static void slot_check(uintptr_t p, bool release, const char *what)
