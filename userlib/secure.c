@@ -27,7 +27,10 @@
  *    zero because the secure mode zeroes every small span made of pages
  *    that may be dirty (mheap.c). So calloc of a small block needs no
  *    memset. Pages never faulted in are written before the check reads
- *    them (secure_span_reach).
+ *    them (secure_span_reach). A span's pages taken again from the span
+ *    cache, for any class, have their bytes past the new class's last
+ *    slot checked then (secure_span_reused): every byte of them is
+ *    checked at the first allocation that covers it.
  *  - no immediate reuse: a freed small block goes back to its span at
  *    once, and the span hands a slot out only after its next sweep (the
  *    default heap never hands out a slot freed since the span's last
