@@ -345,7 +345,7 @@ static inline unsigned secure_class(size_t size, size_t want)
 }
 
 /* A small block of size bytes from a slot of class cls, not guarded. */
-static inline void *alloc_small_in(unsigned cls, size_t size, bool zero)
+static inline __attribute__((always_inline)) void *alloc_small_in(unsigned cls, size_t size, bool zero)
 {
 	void *p = shuffle_take(cls);
 	size_t room = mh_class[cls].size;
