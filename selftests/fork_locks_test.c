@@ -6,7 +6,9 @@
  * forks from another. The stopped thread goes on by itself after a while,
  * so a fork handler that waits for the lock (as it should) only waits; a
  * lock nothing takes or resets around fork stays held in the child, whose
- * next use of it hangs for good.
+ * next use of it hangs for good. The secure mode's zero-size range needs
+ * no interposed call: a malloc(0) of a full range holds its lock while it
+ * scans the range, milliseconds, and a thread does nothing else.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -20,6 +22,7 @@
 #include "mheap_test.h"
 
 #include "mheap.h"
+#include "arenamap.h"
 
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102
@@ -130,4 +133,84 @@ TEST(fork_while_another_thread_installs_the_fault_handler)
 				"failed");
 }
 
+/* ------------------------------------------------------------ the secure mode */
+
+static atomic_int forks_done;
+
+/* With the zero-size range full, each malloc(0) scans all of it under its
+ * lock (milliseconds): this thread holds the lock most of the time. */
+static void *malloc_0_while_full(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&forks_done))
+		mh_free(mh_malloc(0));
+	return NULL;
+}
+
+/* This program again with MHEAP_SECURE=1 (the mode is read at start-up):
+ * the zero-size range filled, a thread in malloc(0) all the time, and
+ * forks whose children free a pointer of the range (its lock taken).
+ * Exits with 3 when a child hung (killed after 5 s). */
+static int fork_while_malloc_0_scans(void)
+{
+	void *first = mh_malloc(0), *q;
+	pthread_t t;
+	int rc = 0;
+
+	do
+		q = mh_malloc(0);
+	while (q && !span_of((uintptr_t)q));	/* the range full: a block of the heap */
+	if (!q || pthread_create(&t, NULL, malloc_0_while_full, NULL))
+		return 2;
+	for (int i = 0; i < 8 && !rc; i++) {
+		pid_t pid;
+
+		usleep(2000);
+		pid = fork();
+		if (pid == 0) {
+			mh_free(first);
+			_exit(0);
+		}
+		rc = wait_child_ms(pid, 5000);
+	}
+	atomic_store(&forks_done, 1);
+	pthread_join(t, NULL);
+	return rc ? 3 : 0;
+}
+
+static void exec_secure(void *arg)
+{
+	(void)arg;
+	setenv("MHEAP_SECURE", "1", 1);
+	setenv("MHEAP_SECURE_SAMPLE", "0", 1);
+	setenv("FORK_LOCKS_CASE", "zero_size", 1);
+	execl("/proc/self/exe", "fork_locks_test", (char *)NULL);
+	_exit(127);
+}
+
+/* The secure mode's zero-size range (secure_zero.c) has a lock of its own,
+ * taken around fork as every allocator lock: before 2026-12-07 it was not,
+ * and a child forked while another thread held it hung at its first
+ * malloc(0) or free of one. */
+TEST(fork_while_another_thread_scans_the_zero_size_range)
+{
+	struct child_result res;
+
+	run_child(exec_secure, NULL, &res);
+	EXPECT_TRUE(WIFEXITED(res.status) && WEXITSTATUS(res.status) == 0)
+		TH_LOG("status %#x (3: a child hung), %s", res.status, res.err);
+}
+
+/* The harness's main, under another name: main comes first. */
+#define main harness_main
 TEST_HARNESS_MAIN
+#undef main
+
+int main(int argc, char **argv)
+{
+	const char *c = getenv("FORK_LOCKS_CASE");
+
+	if (c && !strcmp(c, "zero_size"))
+		return fork_while_malloc_0_scans();
+	return harness_main(argc, argv);
+}

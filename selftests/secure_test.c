@@ -17,7 +17,6 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <unistd.h>
 
@@ -189,61 +188,6 @@ TEST(malloc_0_beyond_the_zero_size_range_takes_a_small_block)
 	run_child(malloc_0_beyond_the_zero_size_range, NULL, &res);
 	EXPECT_TRUE(WIFEXITED(res.status) && WEXITSTATUS(res.status) == 0)
 		TH_LOG("status %#x, %s", res.status, res.err);
-}
-
-static atomic_int forks_done;
-
-/* With the zero-size range full, each malloc(0) scans all of it under its
- * lock (milliseconds): this thread holds the lock most of the time. */
-static void *malloc_0_while_full(void *arg)
-{
-	(void)arg;
-	while (!atomic_load(&forks_done))
-		mh_free(mh_malloc(0));
-	return NULL;
-}
-
-/* In a child: the range filled, a thread in malloc(0) all the time, and
- * forks whose children free a pointer of the range (its lock taken). Exits
- * with 3 when a child hung (killed after 5 s). */
-static void fork_while_malloc_0_scans(void *arg)
-{
-	void *first = mh_malloc(0), *q;
-	pthread_t t;
-	int rc = 0;
-
-	(void)arg;
-	do
-		q = mh_malloc(0);
-	while (q && !span_of((uintptr_t)q));
-	if (!q || pthread_create(&t, NULL, malloc_0_while_full, NULL))
-		_exit(2);
-	for (int i = 0; i < 8 && !rc; i++) {
-		pid_t pid;
-
-		usleep(2000);
-		pid = fork();
-		if (pid == 0) {
-			mh_free(first);
-			_exit(0);
-		}
-		rc = wait_child_ms(pid, 5000);
-	}
-	atomic_store(&forks_done, 1);
-	pthread_join(t, NULL);
-	_exit(rc ? 3 : 0);
-}
-
-/* The zero-size range's lock is taken around fork, as every allocator
- * lock: a child forked while another thread held it hung at its first
- * malloc(0) or free of one. */
-TEST(a_child_forked_during_another_threads_malloc_0_can_free_a_malloc_0_pointer)
-{
-	struct child_result res;
-
-	run_child(fork_while_malloc_0_scans, NULL, &res);
-	EXPECT_TRUE(WIFEXITED(res.status) && WEXITSTATUS(res.status) == 0)
-		TH_LOG("status %#x (3: a child hung), %s", res.status, res.err);
 }
 
 /* No block freed among the last frees comes back from the next
