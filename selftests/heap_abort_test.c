@@ -267,10 +267,11 @@ static void free_victim(void *arg)
 	mh_free(victim);
 }
 
-/* The object at its span's freeindex, free in the window, has not been
- * handed out since the span was made or swept: freeing it is a double
- * free, however close it lies to the objects that have been (the owner's
- * check takes freeindex as a mask, malloc.c's local_free). */
+/* The object the window hands out next (the lowest clear bit of its
+ * alloc_bits word, mspan.h) has not been handed out since the span was
+ * made or swept: freeing it is a double free, however close it lies to
+ * the objects that have been (the owner's check reads the bitmap words
+ * alone, checkedfree.h). */
 TEST(double_free_of_the_next_object_to_hand_out)
 {
 	/* A class nothing else here uses: a fresh span, all of it free. */
@@ -278,12 +279,72 @@ TEST(double_free_of_the_next_object_to_hand_out)
 	struct mspan *s = span_of((uintptr_t)p);
 
 	ASSERT_NE(NULL, s);
-	ASSERT_LT(s->freeindex, s->nelems);
-	ASSERT_EQ(1, s->alloc_cache & 1) TH_LOG("the object at freeindex is not free");
-	victim = (void *)(s->base + (uintptr_t)s->freeindex * s->elemsize);
+	ASSERT_NE(MSPAN_WINDOW_CLOSED, s->window);
+	uint64_t a = *mspan_window_word(s, s->window);
+
+	ASSERT_NE(~(uint64_t)0, a) TH_LOG("the window offers no object");
+	victim = (void *)(s->base + (uintptr_t)(mspan_window_first(s->window) +
+						(uint32_t)__builtin_ctzll(~a)) * s->elemsize);
 	WANT("mheap: double free of %#lx", victim);
 	expect_abort(_metadata, free_victim, "next to hand out");
 	mh_free(p);
+}
+
+/* The first object of a span of fresh pages past `touched`, in the
+ * window's word: set in alloc_bits and freed_local while the window is
+ * there (mspan.h, "The window"), never handed out. Its free is a double
+ * free, the owner's and another thread's. */
+static void *first_reserved(struct __test_metadata *_metadata, void **keep)
+{
+	/* 2 KiB objects: 4 pages hold 16, a page of them is 4. */
+	void *p = mh_malloc(2048);
+	struct mspan *s = span_of((uintptr_t)p);
+
+	*keep = p;
+	if (!s || s->touched == s->nelems)
+		return NULL;	/* resident pages: every object touched */
+	EXPECT_EQ(mspan_window_at(s->touched / 64), s->window);
+	return (void *)(s->base + (uintptr_t)s->touched * s->elemsize);
+}
+
+static void *free_victim_thread(void *arg)
+{
+	(void)arg;
+	mh_free(victim);
+	return NULL;
+}
+
+static void free_victim_remotely(void *arg)
+{
+	pthread_t t;
+
+	(void)arg;
+	pthread_create(&t, NULL, free_victim_thread, NULL);
+	pthread_join(t, NULL);
+}
+
+TEST(double_free_of_an_object_past_touched_in_the_window)
+{
+	void *keep;
+
+	victim = first_reserved(_metadata, &keep);
+	if (!victim)
+		SKIP(return, "the span's pages were resident: no object past `touched`");
+	WANT("mheap: double free of %#lx", victim);
+	expect_abort(_metadata, free_victim, "reserved, by the owner");
+	mh_free(keep);
+}
+
+TEST(remote_double_free_of_an_object_past_touched_in_the_window)
+{
+	void *keep;
+
+	victim = first_reserved(_metadata, &keep);
+	if (!victim)
+		SKIP(return, "the span's pages were resident: no object past `touched`");
+	WANT("mheap: double free of %#lx", victim);
+	expect_abort(_metadata, free_victim_remotely, "reserved, by another thread");
+	mh_free(keep);
 }
 
 TEST(invalid_free_of_a_foreign_pointer)

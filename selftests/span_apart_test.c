@@ -29,7 +29,7 @@ TEST(objects_for_one_caller_are_dense_and_another_callers_start_apart)
 	int a, b;	/* two callers, told apart by address */
 	char *p1, *p2, *p3, *p4, *p5;
 
-	fixalloc_init(&f, OBJ, 0);
+	fixalloc_init(&f, OBJ, 0, 0);
 	p1 = fixalloc_alloc_apart(&f, &a);
 	p2 = fixalloc_alloc_apart(&f, &a);
 	p3 = fixalloc_alloc_apart(&f, &b);
@@ -58,7 +58,7 @@ TEST(a_caller_change_with_no_room_for_the_gap_starts_a_new_slab)
 	char *first, *last = NULL, *p;
 	size_t n = 0;
 
-	fixalloc_init(&f, OBJ, 0);
+	fixalloc_init(&f, OBJ, 0, 0);
 	first = fixalloc_alloc_apart(&f, &a);
 	ASSERT_NE(NULL, first);
 	/* Fill the slab for a until less than an object and the gap is left. */

@@ -60,7 +60,7 @@ static struct fixalloc chunk_alloc;	/* arena_lock */
 
 void arena_chunk_init(void)
 {
-	fixalloc_init(&chunk_alloc, sizeof(struct arena_chunk), 0);
+	fixalloc_init(&chunk_alloc, sizeof(struct arena_chunk), 0, 0);
 }
 
 struct arena_chunk *chunk_new_on(const struct fault_backend *b, size_t bytes,

@@ -104,14 +104,15 @@ static inline __attribute__((always_inline)) struct mspan *checked_span(uintptr_
 
 /*
  * Whether the owner may free p, an address in s, a small span it owns:
- * whether p is the start of an object of s (*idx) allocated now. The
- * check reads up to three bitmap words of p's object, which share a cache
- * line, and takes one branch on them: whether the object lies below
- * freeindex (handed out since the sweep) is a mask, not a test of its own.
- * Where a class's current span holds much of its live objects (a span of
- * 1,024 8-byte objects, random frees of many sizes) that test was a coin
- * toss, a mispredicted branch every third free or so. Measured:
- * docs/heap.md#explicit-free.
+ * whether p is the start of an object of s (*idx) allocated now, that is
+ * handed out (its alloc_bits bit, set by malloc: mspan.h) and not freed
+ * since the last sweep. The check reads the three bitmap words of p's
+ * object, which share a cache line, and takes one branch on them. Until
+ * 2026-12-07 objects handed out since the sweep were those below
+ * freeindex, a mask made from a compare with it
+ * (docs/heap-objects-log.md#the-window-in-the-bitmap-2026-12-07-issue-24);
+ * before that a test of its own, a coin toss where a class's current
+ * span holds much of its live objects. Measured: docs/heap.md#explicit-free.
  */
 static inline __attribute__((always_inline)) bool local_free_allowed(const struct mspan *s, uintptr_t p,
 								    uint32_t *idx)
@@ -120,12 +121,8 @@ static inline __attribute__((always_inline)) bool local_free_allowed(const struc
 		return false;
 
 	const struct span_bits *b = &s->bits[*idx / 64];
-	unsigned bit = *idx % 64;
-	uint64_t live = b->alloc | -(uint64_t)(*idx < s->freeindex);
 
-	/* Not freed since the last sweep, and allocated now: below freeindex
-	 * or allocated at that sweep (mspan.h). */
-	return !((b->local | LOAD_RELAXED(&b->remote) | ~live) >> bit & 1);
+	return (b->alloc & ~(b->local | LOAD_RELAXED(&b->remote))) >> (*idx % 64) & 1;
 }
 
 /* The owner's free of object idx of s, which local_free_allowed allowed:

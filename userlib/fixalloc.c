@@ -7,7 +7,7 @@
 
 #define FIXALLOC_SLAB (64 * 1024)
 
-void fixalloc_init(struct fixalloc *f, size_t size, size_t keep)
+void fixalloc_init(struct fixalloc *f, size_t size, size_t keep, size_t zeroed)
 {
 	memset(f, 0, sizeof(*f));
 	/* The free-list link lives after the kept bytes. Objects start a
@@ -15,6 +15,9 @@ void fixalloc_init(struct fixalloc *f, size_t size, size_t keep)
 	f->size = ALIGN_UP(size < keep + sizeof(void *) ? keep + sizeof(void *) : size,
 			   MH_SHARING_BLOCK);
 	f->keep = keep;
+	f->zeroed = zeroed && zeroed < f->size ? zeroed : f->size;
+	if (f->zeroed < keep + sizeof(void *))
+		f->zeroed = keep + sizeof(void *);
 }
 
 void *fixalloc_alloc(struct fixalloc *f)
@@ -24,7 +27,7 @@ void *fixalloc_alloc(struct fixalloc *f)
 	if (f->free) {
 		p = f->free;
 		memcpy(&f->free, p + f->keep, sizeof(void *));
-		memset(p + f->keep, 0, f->size - f->keep);
+		memset(p + f->keep, 0, f->zeroed - f->keep);
 	} else {
 		if (f->nchunk < f->size) {
 			size_t slab = f->size > FIXALLOC_SLAB ? f->size : FIXALLOC_SLAB;

@@ -5,7 +5,10 @@
  * 64 KiB slabs and is never returned; freed objects go on a free list and are
  * handed out again. Objects come back zeroed, except the first `keep` bytes
  * of a reused object, which survive (spans keep their generation counter
- * across reuse, so a stale pointer to a recycled span can be recognized).
+ * across reuse, so a stale pointer to a recycled span can be recognized),
+ * and the bytes from `zeroed` on, which the user sets itself (a span's
+ * bitmaps: mspan_init_small clears them with atomic stores, as the stats
+ * may peek at a stale span's window word, mspan.h).
  *
  * Objects of different threads apart: fixalloc_alloc_apart leaves
  * FIXALLOC_APART bytes free between an object it carves for one caller
@@ -27,6 +30,7 @@
 struct fixalloc {
 	size_t size;		/* object size, at least a pointer */
 	size_t keep;		/* leading bytes preserved across reuse */
+	size_t zeroed;		/* reuse zeroes [keep, zeroed) */
 	void *free;		/* free list, linked through the objects */
 	char *chunk;		/* current slab */
 	size_t nchunk;		/* bytes left in the current slab */
@@ -38,7 +42,8 @@ struct fixalloc {
 /* The gap between objects carved for different callers (above). */
 #define FIXALLOC_APART		(4 * MH_SHARING_BLOCK)
 
-MH_HIDDEN void fixalloc_init(struct fixalloc *f, size_t size, size_t keep);
+/* zeroed: the end of the bytes reuse zeroes, at most size; 0 for size. */
+MH_HIDDEN void fixalloc_init(struct fixalloc *f, size_t size, size_t keep, size_t zeroed);
 /* NULL when the OS refuses memory. */
 MH_HIDDEN void *fixalloc_alloc(struct fixalloc *f);
 /* fixalloc_alloc for caller (any token that tells callers apart, such as

@@ -22,13 +22,14 @@
  *    freed_local or freed_remote, never both, and were allocated; the
  *    remote count equals the bits set (a freer sets its bit, then counts
  *    it; the sweep clears bits and subtracts), and the owner's countdown
- *    equals the bits of freed_local. No object at or past `touched` (and
- *    so not freeindex) has ever been handed out, nor does the window
- *    offer one. free_words names exactly the alloc_bits words with a
- *    free object below `touched`. A span is owned by one cache (its
+ *    equals the bits of freed_local. No object at or past `touched` has
+ *    ever been handed out, nor does the window offer one; the window's
+ *    objects are free ones of the word `window` names. free_words names
+ *    exactly the alloc_bits words with a free object below `touched`
+ *    outside the window. A span is owned by one cache (its
  *    current span or on one of its lists, and REMOTE_OWNED set) or on its
  *    mcentral's partial or full list. An unowned span was folded when let
- *    go: no local frees, freeindex 0, `outstanding` the allocation bits;
+ *    go: no local frees, window closed, `outstanding` the allocation bits;
  *    it cannot have every object freed (that free returns it to the page
  *    heap), and a full-list span has had no remote free (the first one
  *    moves it). An owned span on a cache list has handed out `nalloc`
@@ -231,16 +232,33 @@ static int check_small(struct check *ck, const struct mspan *s)
 	      "span %#lx: geometry is not that of class %u", base, cls);
 	CHECK(ck, mh_heap.spanalloc[s->bucket].size >= mspan_struct_bytes(nw),
 	      "span %#lx: struct of bucket %u too small for its bitmaps", base, s->bucket);
-	CHECK(ck, s->freeindex <= s->touched && s->touched <= s->nelems,
-	      "span %#lx: freeindex %u, touched %u of %u", base, s->freeindex, s->touched,
+	CHECK(ck, s->touched <= s->nelems, "span %#lx: touched %u of %u", base, s->touched,
 	      s->nelems);
+	/* The window: closed, or on a word with an object below `touched`. */
+	bool open = s->window != MSPAN_WINDOW_CLOSED;
+	unsigned ww = open ? mspan_window_index(s->window) : nw;
+
+	CHECK(ck, !open || (s->window >= mspan_window_at(0) &&
+			    s->window == mspan_window_at(ww) && ww * 64 < s->touched),
+	      "span %#lx: window at %u, touched %u", base, s->window, s->touched);
+	CHECK(ck, s->full == ~(uint64_t)0, "span %#lx: `full` is %#llx", base,
+	      (unsigned long long)s->full);
 
 	uint32_t nalloc_bits = 0, nlocal = 0, nremote = 0, allocated = 0;
 
 	for (unsigned w = 0; w < nw; w++) {
 		uint64_t a = s->bits[w].alloc, l = s->bits[w].local;
 		uint64_t r = LOAD_RELAXED(&s->bits[w].remote);
-		uint64_t live = a | below(w, s->freeindex);
+		/* The window's word has its objects past `touched` set in
+		 * alloc_bits and freed_local (mspan_open_window). */
+		uint64_t res = w == ww ? mspan_past_touched(s, w) : 0;
+
+		CHECK(ck, (a & l & res) == res, "span %#lx: window word %u not reserved past %u",
+		      base, w, s->touched);
+		a &= ~res;
+		l &= ~res;
+
+		uint64_t live = a;
 
 		CHECK(ck, !((a | l | r) & ~below(w, s->touched)),
 		      "span %#lx: bits set past the objects it has handed out", base);
@@ -248,20 +266,14 @@ static int check_small(struct check *ck, const struct mspan *s)
 		      w * 64 + (unsigned)__builtin_ctzll(l & r));
 		CHECK(ck, !((l | r) & ~live), "span %#lx: object %u freed but not allocated", base,
 		      w * 64 + (unsigned)__builtin_ctzll((l | r) & ~live));
-		CHECK(ck, !(~a & below(w, s->touched)) == !(s->free_words >> w & 1),
+		/* The window's free objects are its word's: not in free_words. */
+		CHECK(ck, (w != ww && (~a & below(w, s->touched))) == !!(s->free_words >> w & 1),
 		      "span %#lx: free_words says word %u %s", base, w,
 		      s->free_words >> w & 1 ? "has a free object" : "is full");
 		nalloc_bits += mh_popcount(a);
 		nlocal += mh_popcount(l);
 		nremote += mh_popcount(r);
 		allocated += mh_popcount(live & ~(l | r));
-	}
-	/* The window: objects from freeindex on that the last sweep left free. */
-	for (uint64_t win = s->alloc_cache; win; win &= win - 1) {
-		uint32_t i = s->freeindex + (uint32_t)__builtin_ctzll(win);
-
-		CHECK(ck, i < s->touched && !(s->bits[i / 64].alloc >> (i % 64) & 1),
-		      "span %#lx: window offers object %u, which is not free", base, i);
 	}
 
 	int64_t remote = LOAD_RELAXED(&s->remote);
@@ -281,7 +293,7 @@ static int check_small(struct check *ck, const struct mspan *s)
 	if (!owner) {
 		CHECK(ck, s->list == MSPAN_LIST_PARTIAL || s->list == MSPAN_LIST_FULL,
 		      "span %#lx: no owner and on no mcentral list (list %u)", base, s->list);
-		CHECK(ck, !nlocal && !s->freeindex && !s->alloc_cache,
+		CHECK(ck, !nlocal && !open,
 		      "span %#lx: unowned but not folded", base);
 		CHECK(ck, s->outstanding == nalloc_bits,
 		      "span %#lx: outstanding %u, %u allocation bits", base, s->outstanding,
@@ -309,7 +321,8 @@ static int check_small(struct check *ck, const struct mspan *s)
 	}
 	CHECK(ck, s->list >= MSPAN_LIST_CACHE_PARTIAL && s->list <= MSPAN_LIST_CACHE_EMPTY,
 	      "span %#lx: owned but on an mcentral list (%u)", base, s->list);
-	CHECK(ck, !s->alloc_cache, "span %#lx: not current but has a window", base);
+	CHECK(ck, s->window == MSPAN_WINDOW_CLOSED, "span %#lx: not current but has a window",
+	      base);
 	CHECK(ck, allocated + nlocal + nremote == s->nalloc,
 	      "span %#lx: %u allocated + %u + %u freed, nalloc %u", base, allocated, nlocal,
 	      nremote, s->nalloc);

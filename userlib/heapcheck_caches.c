@@ -161,7 +161,8 @@ static int check_cache(struct check *ck, struct cache_info *ci)
 
 int heapcheck_caches(struct check *ck)
 {
-	CHECK(ck, !mh_empty_span.npages && !mh_empty_span.alloc_cache && !mh_empty_span.owner,
+	CHECK(ck, !mh_empty_span.npages && mh_empty_span.window == MSPAN_WINDOW_CLOSED &&
+	      mh_empty_span.full == ~(uint64_t)0 && !mh_empty_span.owner,
 	      "the empty span is not empty");
 	for (size_t i = 0; i < ck->ncaches; i++) {
 		CHECK(ck, ck->caches[i].c->link.prev == (i ? &ck->caches[i - 1].c->link : NULL),

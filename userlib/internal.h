@@ -85,7 +85,7 @@
 
 /*
  * Relaxed atomics for fields one thread writes and others only peek at (a
- * span's freeindex, its allocation bitmap). On x86 these are plain moves;
+ * span's window, its allocation bitmap). On x86 these are plain moves;
  * they keep the compiler honest and ThreadSanitizer informed.
  */
 #define LOAD_RELAXED(p)		__atomic_load_n((p), __ATOMIC_RELAXED)

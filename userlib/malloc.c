@@ -59,17 +59,27 @@
 
 /* ------------------------------------------------------------ allocation */
 
-/* The next object from s, whose window is not empty. Go's nextFreeFast:
- * no lock, no atomic, and no counter: the objects of a window were counted
- * when it was filled. */
-static inline uintptr_t window_take(struct mspan *s, uint64_t window)
+/* The next object from s, whose window word is not full (a, mspan.h,
+ * "The window"): its lowest clear bit, set. Go's nextFreeFast, without
+ * its separate window: no lock, no atomic, and no counter (the objects of
+ * a window were counted when it was opened). The word is an alloc_bits
+ * word itself, so nothing else moves: a free's check reads the bitmap
+ * words alone. */
+static inline uintptr_t window_take(struct mspan *s, uint32_t window, uint64_t a)
 {
-	unsigned bit = (unsigned)__builtin_ctzll(window);
-	uint32_t idx = s->freeindex + bit;
+	uint64_t next = a + 1;	/* its lowest set bit: a's lowest clear one */
 
-	STORE_RELAXED(&s->alloc_cache, window >> bit >> 1);
-	STORE_RELEASE(&s->freeindex, idx + 1);	/* a plain move: mspan.h */
-	return s->base + (uintptr_t)idx * s->elemsize;
+	STORE_RELAXED(mspan_window_word(s, window), a | next);
+	return s->base + (uintptr_t)(mspan_window_first(window) +
+				     (uint32_t)__builtin_ctzll(next)) * s->elemsize;
+}
+
+/* Whether the window word of s, read into *window and *a, has an object. */
+static inline bool window_open(struct mspan *s, uint32_t *window, uint64_t *a)
+{
+	*window = s->window;
+	*a = LOAD_RELAXED(mspan_window_word(s, *window));
+	return *a != ~(uint64_t)0;
 }
 
 static void *small_alloc_uncached(unsigned cls);
@@ -82,11 +92,12 @@ static void *small_alloc(struct mcache *c, unsigned cls)
 		return small_alloc_uncached(cls);
 
 	struct mspan *s = c->alloc[cls];
-	uint64_t window = s->alloc_cache;
+	uint32_t window;
+	uint64_t a;
 	uintptr_t p;
 
-	if (window) {
-		p = window_take(s, window);
+	if (window_open(s, &window, &a)) {
+		p = window_take(s, window, a);
 	} else {
 		p = mcache_alloc_slow(c, cls);
 		if (unlikely(!p)) {
@@ -94,8 +105,7 @@ static void *small_alloc(struct mcache *c, unsigned cls)
 			return NULL;
 		}
 		/* The object and its span's new window: see nmalloc. */
-		owner_add(&c->nmalloc[cls],
-			  1 + (uint64_t)mh_popcount(c->alloc[cls]->alloc_cache));
+		owner_add(&c->nmalloc[cls], 1 + (uint64_t)mspan_window_free(c->alloc[cls]));
 	}
 	return (void *)p;
 }
@@ -155,7 +165,7 @@ static __attribute__((noinline)) void *malloc_refill(struct mcache *c, struct ms
 	if (unlikely(!p))
 		return malloc_slow(size);
 	/* The object and the new window: see nmalloc. */
-	owner_add(&c->nmalloc[s->sizeclass], 1 + (uint64_t)mh_popcount(s->alloc_cache));
+	owner_add(&c->nmalloc[s->sizeclass], 1 + (uint64_t)mspan_window_free(s));
 	STORE_RELAXED(&c->refills, c->refills + 1);	/* mcache.h, "trimming" */
 	return (void *)p;
 }
@@ -168,7 +178,8 @@ void *mh_malloc(size_t size)
 	 * tables, which read as class 0 before: no window either). */
 	struct mcache *c = mh_tls_fast_cache;
 	struct mspan *s;
-	uint64_t window;
+	uint32_t window;
+	uint64_t a;
 
 	if (likely(size <= MH_DIRECT_MAX))
 		s = c->alloc_small[(size + MH_SMALL_SIZE_DIV - 1) / MH_SMALL_SIZE_DIV];
@@ -176,9 +187,8 @@ void *mh_malloc(size_t size)
 		s = c->alloc[size_to_class(size)];
 	else
 		return malloc_slow(size);
-	window = s->alloc_cache;
-	if (likely(window))
-		return (void *)window_take(s, window);
+	if (likely(window_open(s, &window, &a)))
+		return (void *)window_take(s, window, a);
 	return malloc_refill(c, s, size);
 }
 
@@ -229,10 +239,11 @@ void *heap_alloc_small(unsigned cls)
 
 	if (likely(c)) {
 		struct mspan *s = c->alloc[cls];
-		uint64_t window = s->alloc_cache;
+		uint32_t window;
+		uint64_t a;
 
-		if (likely(window))
-			return (void *)window_take(s, window);
+		if (likely(window_open(s, &window, &a)))
+			return (void *)window_take(s, window, a);
 	}
 	return small_alloc(mcache_get(), cls);
 }
@@ -335,7 +346,7 @@ size_t heap_checked_room(uintptr_t p, struct mspan **small, struct arena_chunk *
  * `outstanding`, written before the owner's let-go that the count
  * synchronises with. What is checked is checked before the count, while
  * this free keeps the span alive (no count can reach "every object free"
- * without it). The bit's set and the check's load of freeindex are
+ * without it). The bit's set and the check's load of `window` are
  * sequentially consistent, which orders the check against the owner's
  * sweeps ("Double frees"): two locked instructions per remote free, the
  * bit and the count.

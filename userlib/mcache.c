@@ -12,7 +12,10 @@
 __thread struct mcache *mh_tls_cache;
 __thread struct mcache *mh_tls_fast_cache = &mh_no_cache;
 __thread bool mh_tls_exited;
-struct mspan mh_empty_span;
+struct mspan mh_empty_span = {
+	.full = ~(uint64_t)0,
+	.window = MSPAN_WINDOW_CLOSED,
+};
 /* Never written: zero-filled, it costs no memory until a stray pointer in
  * the top arena of the address space makes a free read it. */
 struct mspan *mh_no_spans[MH_PAGES_PER_ARENA] MH_LARGE_ZERO(mh_no_spans);
@@ -216,8 +219,11 @@ static struct mspan *drop_current(struct mcache *c, unsigned cls)
 {
 	struct mspan *s = c->alloc[cls];
 
-	/* The window's objects were counted but never handed out. */
-	owner_add(&c->nmalloc[cls], -(uint64_t)mh_popcount(s->alloc_cache));
+	/* The window's objects were counted but never handed out; the
+	 * window closes (a span is current while it has one). */
+	owner_add(&c->nmalloc[cls], -(uint64_t)mspan_window_free(s));
+	if (s != &mh_empty_span)
+		mspan_close_window(s);
 	set_current(c, cls, &mh_empty_span);
 	return s;
 }
@@ -290,7 +296,7 @@ struct mcache *mcache_borrow(void)
 	mh_lock(&mh_heap.lock);
 	if (!mh_heap.cachealloc.size)
 		fixalloc_init(&mh_heap.cachealloc, sizeof(struct mcache),
-			      sizeof(c->remote_hint));	/* keep remote_hint */
+			      sizeof(c->remote_hint), 0);	/* keep remote_hint */
 	/* Apart from other threads' caches, as span structs are
 	 * (fixalloc.h): each thread writes its own at every free. */
 	c = fixalloc_alloc_apart(&mh_heap.cachealloc, &mh_tls_cache);
@@ -385,10 +391,9 @@ uintptr_t mcache_alloc_slow(struct mcache *c, unsigned cls)
 	STORE_RELAXED(&c->refills, c->refills + 1);	/* "trimming" */
 
 	if (s != &mh_empty_span) {
-		/* The window ran out, the span may not; past its end (where
-		 * malloc's refill leaves a span it found used up) nothing is
-		 * left to look at. */
-		p = s->freeindex < s->nelems ? mspan_next_free(s) : 0;
+		/* The window ran out, the span may not (a span of fresh
+		 * pages goes a page further). */
+		p = mspan_next_free(s);
 		if (p)
 			return p;
 		/* Used up. With enough freed since its sweep, sweeping in
@@ -569,7 +574,7 @@ void mcache_trim(bool idle_only)
  * freer is left to be in flight), and the mcentral takes the span as from
  * any owner (mcentral_uncache_span), overwriting its list links unread.
  * A step cut short can only have recorded less than it meant to - a free
- * not yet in a bitmap, an object below freeindex not yet marked - so an
+ * not yet in a bitmap, a handed-out object not yet marked - so an
  * object is never taken for free while the child may still hold it; at
  * worst a free object stays marked allocated for good (a leak in the
  * child). Spans on their way between the page heap and a cache, owned by

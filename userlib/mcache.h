@@ -213,8 +213,7 @@ static inline uint64_t mcache_nmalloc(struct mcache *c, unsigned cls)
 {
 	const struct mspan *s = LOAD_ACQUIRE(&c->alloc[cls]);
 
-	return LOAD_RELAXED(&c->nmalloc[cls]) -
-	       (uint64_t)mh_popcount(LOAD_RELAXED(&s->alloc_cache));
+	return LOAD_RELAXED(&c->nmalloc[cls]) - (uint64_t)mspan_window_free((struct mspan *)s);
 }
 
 MH_HIDDEN extern struct mspan mh_empty_span;

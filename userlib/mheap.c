@@ -39,7 +39,8 @@ void mheap_init_slow(void)
 		for (unsigned b = 0; b < SPAN_BUCKETS; b++)
 			fixalloc_init(&mh_heap.spanalloc[b],
 				      mspan_struct_bytes(bucket_words[b]),
-				      MSPAN_KEEP);	/* mspan.h */
+				      MSPAN_KEEP,	/* mspan.h */
+				      offsetof(struct mspan, bits));	/* mspan_init_small */
 		for (unsigned c = 0; c < MH_NUM_CLASSES; c++)
 			mh_lock_reinit(&mh_heap.central[c].lock);
 		scavenge_init();

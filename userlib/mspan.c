@@ -4,15 +4,12 @@
  * The design, the allocation invariant and the roles of the three bitmaps
  * are described in mspan.h.
  */
-#include <string.h>
-
 #include "mspan.h"
 #include "secure.h"
 #include "sizeclass.h"
 
 /* Bits of word w below object index `limit`. Without branches (the
- * compiler's cmovs): the sweep's fold takes it for every word, where
- * freeindex falls anywhere. */
+ * compiler's cmovs), for the word `touched` falls in. */
 static inline uint64_t below_mask(unsigned w, uint32_t limit)
 {
 	uint32_t from = w * 64;
@@ -28,53 +25,38 @@ static inline uint32_t words_below(uint32_t n)
 	return ((uint32_t)1 << mspan_bitmap_words(n)) - 1;
 }
 
-/* The next free object from freeindex on, below object n, with the
- * window after it (no object at or past n); 0, with an empty window and
- * freeindex at n, when there is none. */
-static uintptr_t next_free_below(struct mspan *s, uint32_t n)
-{
-	uint32_t idx = s->freeindex;
-
-	while (idx < n) {
-		/* Objects idx, idx + 1, ... up to the end of idx's word, the
-		 * free ones set; none at or past n. */
-		uint64_t avail = ~LOAD_RELAXED(&s->bits[idx / 64].alloc) >> (idx % 64);
-
-		if (n - idx < 64)
-			avail &= ((uint64_t)1 << (n - idx)) - 1;
-		if (avail)
-			return mspan_take_first(s, idx, avail);
-		idx = (idx | 63) + 1;
-	}
-	STORE_RELAXED(&s->alloc_cache, 0);
-	STORE_RELEASE(&s->freeindex, n);
-	return 0;
-}
-
 uintptr_t mspan_next_free(struct mspan *s)
 {
-	uintptr_t p = next_free_below(s, s->touched);
+	uintptr_t p = mspan_refill_window(s);
 	uint32_t step, from;
 
-	if (p || s->touched == s->nelems)
+	if (p)
 		return p;
-	/* Past freeindex only objects never handed out are left: freed
-	 * ones first (mspan.h). */
+	/* Ran out: closed, so that a used-up span has no window (heapcheck)
+	 * and its reserved objects are not left to a sweep or the page's
+	 * reach below. */
+	mspan_close_window(s);
+	if (s->touched == s->nelems)
+		return 0;
+	/* Below `touched` every object is handed out; past it only objects
+	 * never handed out are left: freed ones first (mspan.h). */
 	if (mspan_pending_frees(s)) {
 		mspan_sweep(s);
-		p = next_free_below(s, s->touched);
+		p = mspan_refill_window(s);
 		if (p)
 			return p;
 	}
-	/* A page of objects further, at least one (freeindex is at
-	 * `touched`); the words they are in have free objects now. */
+	/* A page of objects further, at least one; the words they are in
+	 * have free objects now. */
 	step = MH_PAGE_SIZE > s->elemsize ? MH_PAGE_SIZE / s->elemsize : 1;
 	from = s->touched;
-	s->touched = s->nelems - from > step ? from + step : s->nelems;
+	/* A release: a remote freer that reads it sees the window closed
+	 * (mspan_obj_handed_out). */
+	STORE_RELEASE(&s->touched, s->nelems - from > step ? from + step : s->nelems);
 	s->free_words |= (uint16_t)(words_below(s->touched) & ~(((uint32_t)1 << from / 64) - 1));
 	if (unlikely(mh_secure))
 		secure_span_reach(s, from, s->touched);
-	return next_free_below(s, s->touched);
+	return mspan_refill_window(s);
 }
 
 /* mspan_fold_local, inline in the sweep. The words it and the sweep look
@@ -95,7 +77,6 @@ static inline __attribute__((always_inline)) void fold_local(struct mspan *s)
 	for (unsigned w = 0; w < tw; w++) {
 		uint64_t bits = LOAD_RELAXED(&s->bits[w].alloc);
 
-		bits |= below_mask(w, s->freeindex);
 		bits &= ~LOAD_RELAXED(&s->bits[w].local);
 		STORE_RELAXED(&s->bits[w].local, 0);
 		STORE_RELAXED(&s->bits[w].alloc, bits);
@@ -109,11 +90,12 @@ static inline __attribute__((always_inline)) void fold_local(struct mspan *s)
 	 * the current span's frees need no bookkeeping. */
 	s->free_notify = UINT32_MAX;
 	s->notify_in = UINT32_MAX;
-	STORE_RELAXED(&s->alloc_cache, 0);
-	/* Last, and sequentially consistent: a remote freer that reads an
-	 * older freeindex has its bit seen by a sweep's loads that follow
-	 * (mspan.h, "Double frees"); an xchg on x86. */
-	__atomic_store_n(&s->freeindex, 0, __ATOMIC_SEQ_CST);
+	/* Closed (its reserved objects folded as freed above, free_words
+	 * made from the folded words); last, and sequentially consistent:
+	 * a remote freer that reads an older window has its bit seen by a
+	 * sweep's loads that follow (mspan.h, "Double frees"); an xchg on
+	 * x86. */
+	__atomic_store_n(&s->window, MSPAN_WINDOW_CLOSED, __ATOMIC_SEQ_CST);
 }
 
 void mspan_fold_local(struct mspan *s)
@@ -126,8 +108,8 @@ void mspan_sweep(struct mspan *s)
 	unsigned tw = mspan_bitmap_words(s->touched);	/* as fold_local's */
 	int64_t folded = 0;
 
-	/* Its freeindex store and the loads below are sequentially consistent,
-	 * as are a remote freer's bit and its load of freeindex: each freer
+	/* Its `window` store and the loads below are sequentially consistent,
+	 * as are a remote freer's bit and its load of `window`: each freer
 	 * either sees the fold or has its bit seen here (mspan.h, "Double
 	 * frees"). A bit set but not yet counted is folded too; the count then
 	 * dips below zero until its add. */
@@ -159,7 +141,7 @@ void mspan_double_free(uintptr_t p)
 void mspan_check_frees(const struct mspan *s)
 {
 	for (unsigned w = 0; w < mspan_bitmap_words(s->nelems); w++) {
-		uint64_t live = LOAD_RELAXED(&s->bits[w].alloc) | below_mask(w, s->freeindex);
+		uint64_t live = LOAD_RELAXED(&s->bits[w].alloc);
 		uint64_t bad = LOAD_RELAXED(&s->bits[w].remote) &
 			       (LOAD_RELAXED(&s->bits[w].local) | ~live);
 
@@ -180,9 +162,9 @@ void mspan_init_small(struct mspan *s, unsigned sizeclass, bool resident)
 	s->nelems = sc->nelems;
 	s->divmul = sc->divmul;
 	s->needzero = 1;
-	s->freeindex = 0;
-	s->touched = resident ? sc->nelems : 0;
-	STORE_RELAXED(&s->alloc_cache, 0);
+	STORE_RELAXED(&s->window, MSPAN_WINDOW_CLOSED);
+	STORE_RELAXED(&s->touched, resident ? sc->nelems : 0);
+	STORE_RELAXED(&s->full, ~(uint64_t)0);
 	s->free_notify = UINT32_MAX;
 	s->notify_in = UINT32_MAX;
 	/* A freer of the struct's last life may read `remote` and
@@ -194,6 +176,13 @@ void mspan_init_small(struct mspan *s, unsigned sizeclass, bool resident)
 	STORE_RELAXED(&s->outstanding, 0);
 	STORE_RELAXED(&s->owner, NULL);
 	s->list = MSPAN_LIST_NONE;
-	memset(s->bits, 0, mspan_struct_bytes(nw) - offsetof(struct mspan, bits));
+	/* The stats peek at a current span's window word (mspan.h,
+	 * mspan_window_free): atomic stores, and none to the last word's
+	 * spare field, which lies past the struct. */
+	for (unsigned w = 0; w < nw; w++) {
+		STORE_RELAXED(&s->bits[w].alloc, 0);
+		s->bits[w].local = 0;
+		STORE_RELAXED(&s->bits[w].remote, 0);
+	}
 	s->free_words = (uint16_t)words_below(s->touched);
 }

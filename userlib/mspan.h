@@ -11,16 +11,43 @@
  * GC later sweeps the span, replacing allocBits with the mark bits. C frees
  * explicitly, so "sweeping" here folds recorded frees into allocBits:
  *
- *   allocated(i) = (i < freeindex || alloc_bits[i]) && !freed(i)
+ *   allocated(i) = alloc_bits[i] && !freed(i)
  *
- * Objects below freeindex were either allocated at the last sweep or handed
- * out since. A free records the object in one of two bitmaps:
+ * alloc_bits has the objects allocated at the last sweep and those handed
+ * out since: malloc sets an object's bit as it hands it out. A free
+ * records the object in one of two bitmaps:
  *   - freed_local, plain stores, when the freeing thread's cache owns the
  *     span (the common case: the fast path of free takes no atomic);
  *   - freed_remote, an atomic OR plus an atomic add to `remote`, otherwise.
- * The owner sweeps (new alloc_bits = (alloc_bits | [0, freeindex)) minus both
- * freed sets, freeindex = 0) when its span runs dry, so freed objects are
- * reused from then on.
+ * The owner sweeps (new alloc_bits = alloc_bits minus both freed sets)
+ * when its span runs dry, so freed objects are reused from then on.
+ *
+ * The window
+ * ----------
+ * The owner allocates from one alloc_bits word at a time, the window:
+ * malloc's fast path takes the word's lowest clear bit and sets it (a + 1
+ * has it as its lowest set bit), reading the word through `window`, its
+ * byte offset from the span. A closed window reads `full` (all ones), so
+ * that malloc takes its slow path with no test of its own. Until
+ * 2026-12-07 the window was a copy of the word's free bits (alloc_cache)
+ * and malloc moved freeindex past each object it handed out, and a free's
+ * check took the objects below freeindex for allocated: the fast paths of
+ * malloc and free now do 1 and 3 instructions less (measured:
+ * docs/heap-objects-log.md#the-window-in-the-bitmap-2026-12-07-issue-24).
+ * The window is opened on a word with a free object below
+ * `touched` (mspan_open_window) and closed as the owner refills, sweeps,
+ * reaches a page further or lets the span stop being current
+ * (mspan_close_window). While it is open on the word `touched` falls in,
+ * that word's objects at or past `touched` (and past the last object) are
+ * reserved: set in alloc_bits and in freed_local, so that malloc needs no
+ * mask and any free of one fails the check (allocated, but freed) as it
+ * did when their bits were clear. The owner's count of local frees
+ * (notify_in) does not count them, and the fold of a sweep clears them
+ * as it clears every freed object. A remote freer takes an object at or
+ * past `touched` for not handed out whatever its bits say: the window is
+ * opened on a word after `touched` is written, and closed before it
+ * grows (with a release), so the freer never reads a reserved object's
+ * bits half set or half cleared as "allocated".
  *
  * Ownership and the remote counter
  * --------------------------------
@@ -53,35 +80,39 @@
  * an object in it is live:
  *   - two remote frees: the atomic OR returns the old word, and the second
  *     finds the first's bit;
- *   - the owner's sweep folds its own frees, writing freeindex last, then
- *     exchanges every remote word it finds set: a remote bit of an object
- *     that is not allocated once the owner's frees are folded is a double
- *     free, and it aborts naming it;
- *   - a remote freer sets its bit, checks the owner's record (freeindex,
+ *   - the owner's sweep folds its own frees, writing `window` last (it
+ *     closes it), then exchanges every remote word it finds set: a remote
+ *     bit of an object that is not allocated once the owner's frees are
+ *     folded is a double free, and it aborts naming it;
+ *   - a remote freer sets its bit, checks the owner's record (`touched`,
  *     alloc_bits, freed_local), and only then counts its free. The bit's
- *     set and the load of freeindex, and the sweep's store of freeindex
- *     and its loads of the remote words, are sequentially consistent (a
- *     Dekker pair): if the freer reads a freeindex older than a sweep's,
- *     that sweep sees its bit; else it sees all that sweep folded (the
- *     later loads are acquires after freeindex's). So a record that says
- *     "free" while its bit is still there (no sweep took it to judge it)
- *     means a double free, and it aborts. The check comes before the count
- *     because the count may let the span die: after it the freer reads
- *     only what survives reuse of the struct (malloc.c, remote_free);
+ *     set and a load of `window` before the check, and the sweep's store
+ *     of `window` and its loads of the remote words, are sequentially
+ *     consistent (a Dekker pair): if the freer reads a `window` older than
+ *     a sweep's, that sweep sees its bit; else it sees all that sweep
+ *     folded (the later loads are acquires after the window's). So a
+ *     record that says "free" while its bit is still there (no sweep took
+ *     it to judge it) means a double free, and it aborts. The check comes
+ *     before the count because the count may let the span die: after it
+ *     the freer reads only what survives reuse of the struct (malloc.c,
+ *     remote_free);
  *   - before the owner calls a span entirely free from its counts, and
  *     before the mcentral frees an unowned span, mspan_check_frees looks
  *     for an object freed both ways or freed remotely though not allocated.
  * So of two racing frees of one object one aborts at once, or the pair is
  * reported when the span's frees are next folded or it is found empty,
- * before any object is handed out again. The owner's fast paths stay
- * plain; the cost is one locked instruction per sweep (the freeindex store,
- * an xchg on x86; and one per remote word found set), none per remote free
- * beyond its bit and its count (the loads are plain moves). Until
- * 2026-12-06 an atomic no-op on `remote` between the bit and the check did
- * the ordering, a third locked instruction per remote free
- * (docs/heap.md#explicit-free). Elsewhere the owner writes freeindex with
- * release stores, so that a freer that reads a freeindex sees the bitmaps
- * that went with it.
+ * before any object is handed out again: freed objects are handed out only
+ * after a sweep judged the remote bits, and the objects a window offers
+ * were free at that sweep or never handed out in the span's life. The
+ * owner's fast paths stay plain; the cost is one locked instruction per
+ * sweep (the window's store, an xchg on x86; and one per remote word found
+ * set), none per remote free beyond its bit and its count (the loads are
+ * plain moves). Until 2026-12-06 an atomic no-op on `remote` between the
+ * bit and the check did the ordering, a third locked instruction per
+ * remote free (docs/heap.md#explicit-free). Elsewhere the owner opens the
+ * window with release stores, and malloc sets an object's bit with a
+ * plain one: a freer of a legitimately handed-out object got its pointer
+ * after the malloc (the program's own synchronisation), so it sees it.
  *
  * The bit cannot wait in a buffer of the freer's (tcmalloc's and
  * jemalloc's batching): a free nobody can see lets a second free of the
@@ -130,10 +161,12 @@ struct mcache;
  * not hot touches that line and the line of its bitmap word, nothing else.
  *
  * Reuse of the struct (fixalloc, mheap.c) keeps the first line and
- * `remote` and zeroes the rest. Threads read the kept ones without a
- * lock while the span may die and the struct start a new life: gen (late
- * freers compare it), alloc_cache (the stats peek at current spans'
- * windows), base (checked_span), and `remote` and `outstanding`, which a
+ * `remote`, zeroes the rest but the bitmaps (mspan_init_small clears them
+ * with atomic stores). Threads read the kept ones without a lock while the
+ * span may die and the struct start a new life: gen (late freers compare
+ * it), `window` and the word it names (the stats peek at current spans'
+ * windows: every value `window` has had names a word inside the struct),
+ * base (checked_span), and `remote` and `outstanding`, which a
  * remote freer and mcentral_remote_event read after a count that may have
  * let the span die ("Double frees" above). Every life writes those two
  * with atomic stores, so such a read never races with the zeroing; what it
@@ -144,15 +177,18 @@ struct mcache;
  */
 struct mspan {
 	uint64_t gen;		/* the struct's lives (above) */
-	/* Owner-side allocation window (small spans): bit k set means object
-	 * freeindex + k is free. */
-	uint64_t alloc_cache;
+	/* All ones: the word a closed window reads as full (`window`). */
+	uint64_t full;
 	uintptr_t base;		/* first byte */
 	uintptr_t npages;	/* length in pages */
 	struct mcache *owner;	/* the cache allocating from it, or NULL */
 	uint32_t elemsize;	/* small spans: the object size; else 0 */
 	uint32_t divmul;	/* object index = offset * divmul >> 32 */
-	uint32_t freeindex;	/* next object to look at; peeked at by freers */
+	/* The owner's allocation window: the byte offset from the span of
+	 * the alloc_bits word malloc takes the lowest clear bit of, or of
+	 * `full` (MSPAN_WINDOW_CLOSED). Peeked at by freers and the stats
+	 * ("The window" above). */
+	uint32_t window;
 	uint32_t notify_in;	/* the owner's frees left until the one that
 				 * takes the slow path: free_notify minus the
 				 * bits set in freed_local (mspan_notify_at) */
@@ -164,8 +200,9 @@ struct mspan {
 	uint8_t needzero : 1;	/* large spans: pages may hold old data */
 	uint8_t bucket : 7;	/* the struct's size bucket (mheap.c) */
 	/* Small spans: bit w set iff alloc_bits word w has a free object
-	 * below `touched`. Written wherever alloc_bits or `touched` are (the
-	 * sweeps, mspan_next_free, mspan_init_small), read by malloc's
+	 * below `touched` and is not the window's. Written wherever
+	 * alloc_bits or `touched` are (the sweeps, mspan_next_free,
+	 * mspan_init_small) and as the window moves, read by malloc's
 	 * refill (mspan_refill_window). 16 bits: MH_BITMAP_WORDS. */
 	uint16_t free_words;
 	uint16_t outstanding;	/* objects allocated when the owner let go */
@@ -174,10 +211,12 @@ struct mspan {
 	/* Not kept across reuse from here on; fixalloc's free-list link
 	 * lies over the next eight bytes while the struct is free. */
 	uint32_t nelems;	/* objects in the span */
-	uint32_t touched;	/* small spans: objects [0, touched) have been
-				 * handed out in this life, or lie on pages
-				 * resident when it began; mspan_next_free
-				 * reuses freed ones before it goes past */
+	uint32_t touched;	/* small spans: objects [0, touched) may have
+				 * been handed out in this life, or lie on
+				 * pages resident when it began;
+				 * mspan_next_free reuses freed ones before it
+				 * goes past. Grows only; read by remote
+				 * freers (mspan_obj_handed_out) */
 	union {
 		struct {
 			uint32_t nalloc;	/* owned, not current: objects
@@ -301,57 +340,125 @@ static inline uintptr_t mspan_limit(const struct mspan *s)
  * handed out (secure_span_reach).
  */
 MH_HIDDEN uintptr_t mspan_next_free(struct mspan *s);
-/* Hand out object first + ctz(avail) of s and keep the free objects after
- * it as the window: avail holds the free objects from `first` to the end
- * of its word (bit 0 is `first`), and is not 0. The window's shift is two,
- * as the bit's + 1 may be 64. */
-static inline uintptr_t mspan_take_first(struct mspan *s, uint32_t first, uint64_t avail)
-{
-	unsigned bit = (unsigned)__builtin_ctzll(avail);
-	uint32_t idx = first + bit;
+/* The window's value when closed: the offset of `full`. */
+#define MSPAN_WINDOW_CLOSED	((uint32_t)offsetof(struct mspan, full))
 
-	STORE_RELAXED(&s->alloc_cache, avail >> bit >> 1);
-	STORE_RELEASE(&s->freeindex, idx + 1);
-	return s->base + (uintptr_t)idx * s->elemsize;
+/* The window's value for alloc_bits word w, and back. */
+static inline uint32_t mspan_window_at(unsigned w)
+{
+	return (uint32_t)(offsetof(struct mspan, bits) + w * sizeof(struct span_bits));
+}
+static inline unsigned mspan_window_index(uint32_t window)
+{
+	return (unsigned)((window - offsetof(struct mspan, bits)) / sizeof(struct span_bits));
+}
+
+/* The first object of the word of window (not closed): an lea, where
+ * the index times 64 took four instructions. */
+static inline uint32_t mspan_window_first(uint32_t window)
+{
+	_Static_assert(sizeof(struct span_bits) == 32, "64 objects a bitmap word of 32 bytes");
+	return (window - (uint32_t)offsetof(struct mspan, bits)) * 2;
+}
+
+/* The word malloc takes from: an alloc_bits word, or `full`. */
+static inline uint64_t *mspan_window_word(struct mspan *s, uint32_t window)
+{
+	return (uint64_t *)((char *)s + window);
+}
+
+/* The objects of word w at or past `touched` (the span's tail past its
+ * last object included): reserved while the window is on w ("The
+ * window"). */
+static inline uint64_t mspan_past_touched(const struct mspan *s, unsigned w)
+{
+	uint32_t n = s->touched - w * 64;	/* > 0: w holds a free object below */
+
+	return n >= 64 ? 0 : ~(((uint64_t)1 << n) - 1);
+}
+
+/* Objects the window still offers: for the owner exact, for others a
+ * snapshot (the stats: every store to an alloc_bits word and to `window`
+ * is atomic, and both stay inside the struct's memory across its lives). */
+static inline uint32_t mspan_window_free(struct mspan *s)
+{
+	return (uint32_t)mh_popcount(~LOAD_RELAXED(mspan_window_word(s, LOAD_RELAXED(&s->window))));
+}
+
+/* Close the window (the owner): its reserved bits cleared (a remote
+ * freer takes an object at or past `touched` for free whatever its bits
+ * say, and `touched` grows only after this), the word back in free_words
+ * if the window still had objects. */
+static inline void mspan_close_window(struct mspan *s)
+{
+	uint32_t window = s->window;
+
+	if (window == MSPAN_WINDOW_CLOSED)
+		return;
+	unsigned w = mspan_window_index(window);
+	uint64_t res = mspan_past_touched(s, w);
+	uint64_t a = LOAD_RELAXED(&s->bits[w].alloc) & ~res;
+
+	STORE_RELAXED(&s->window, MSPAN_WINDOW_CLOSED);
+	if (res) {
+		STORE_RELAXED(&s->bits[w].alloc, a);
+		STORE_RELAXED(&s->bits[w].local, LOAD_RELAXED(&s->bits[w].local) & ~res);
+	}
+	if (~(a | res))
+		s->free_words = (uint16_t)(s->free_words | 1u << w);
+}
+
+/*
+ * Open the window on word w, which has a free object below `touched`,
+ * and hand out its first free object. The word leaves free_words (its
+ * free objects are the window's). Its objects at or past `touched` are
+ * set in alloc_bits and freed_local while the window is on it, so that
+ * malloc's fast path needs no mask and a free of one fails the check as
+ * before: local first, alloc with a release after.
+ */
+static inline uintptr_t mspan_open_window(struct mspan *s, unsigned w)
+{
+	uint64_t res = mspan_past_touched(s, w);
+	uint64_t a = LOAD_RELAXED(&s->bits[w].alloc) | res;
+
+	s->free_words = (uint16_t)(s->free_words & ~(1u << w));
+	if (res)
+		STORE_RELAXED(&s->bits[w].local, LOAD_RELAXED(&s->bits[w].local) | res);
+	STORE_RELEASE(&s->bits[w].alloc, a | (a + 1));
+	/* A release: a remote freer that reads it sees the sweep before. */
+	STORE_RELEASE(&s->window, mspan_window_at(w));
+	return s->base + (uintptr_t)(w * 64 + (uint32_t)__builtin_ctzll(a + 1)) * s->elemsize;
 }
 /*
- * malloc's refill of a current span's window that ran dry (malloc.c,
- * malloc_refill): the next free object of s past the window and below
- * `touched`, with the window after it; 0 when none is left there
- * (freeindex at `touched`: the slow path sweeps, or goes a page further,
- * mspan_next_free). The fill that made the window took every free bit of
- * its word from freeindex on, so the next word with a free object is the
- * first set bit of free_words from the next word on: no loop over the
- * words, whose tests were coin tosses (a word left full by the sweep or
- * not). free_words counts objects below `touched` only, so a span of
- * fresh pages that keeps being swept in place short of its end takes
- * this lane too (until 2026-12-07 every refill of such a span went the
- * slow way:
+ * The refill of a current span's window that ran dry, malloc's (malloc.c,
+ * malloc_refill) and the slow path's (mspan_next_free): the window, full
+ * or closed, moved to the first word with a free object below `touched`,
+ * whose first free object it hands out; 0, the window left as it is, when none
+ * is left there (the slow path sweeps, or goes a page further,
+ * mspan_next_free). free_words names those words, so there is no loop over
+ * the words, whose tests were coin tosses (a word left full by the sweep
+ * or not). free_words counts objects below `touched` only, so a span of
+ * fresh pages that keeps being swept in place short of its end takes this
+ * lane too (until 2026-12-07 every refill of such a span went the slow
+ * way:
  * docs/heap-objects-log.md#partly-touched-spans-and-the-refill-lane-2026-12-07-issue-24).
- * Also the first pick from a span just swept (freeindex 0: every word is
- * looked at), where a span change takes its first object (mcache.c,
- * adopt). mh_empty_span (no objects) gives 0 and is not written.
+ * Also the first pick from a span just swept, where a span change takes
+ * its first object (mcache.c, adopt). mh_empty_span (no objects) gives 0
+ * and is not written.
  */
 static inline uintptr_t mspan_refill_window(struct mspan *s)
 {
-	uint32_t n = s->touched;
-	unsigned w = (s->freeindex + 63) / 64;	/* at most MH_BITMAP_WORDS */
-	uint32_t words = (uint32_t)s->free_words >> w;
-	uint32_t idx, left;
-	uint64_t avail;
+	uint32_t words = s->free_words;
+	uint32_t window = s->window;
 
-	if (!words) {
-		/* As next_free_below leaves it, so that the slow path's look
-		 * starts at `touched`. */
-		if (n)
-			STORE_RELEASE(&s->freeindex, n);
+	if (!words)
 		return 0;
-	}
-	w += (unsigned)__builtin_ctz(words);
-	idx = w * 64;
-	left = n - idx < 64 ? n - idx : 64;	/* a cmov: no bits past n */
-	avail = ~LOAD_RELAXED(&s->bits[w].alloc) & (~(uint64_t)0 >> (64 - left));
-	return mspan_take_first(s, idx, avail);	/* not 0: free_words says so */
+	/* The window is closed or full (the callers come when malloc found
+	 * it so, or after a sweep): it needs closing only for the reserved
+	 * objects of the word `touched` falls in. */
+	if (window != MSPAN_WINDOW_CLOSED && mspan_window_first(window) + 64 > s->touched)
+		mspan_close_window(s);
+	return mspan_open_window(s, (unsigned)__builtin_ctz(words));
 }
 /* Fold recorded frees into alloc_bits and restart at object 0 (owner). */
 MH_HIDDEN void mspan_sweep(struct mspan *s);
@@ -359,15 +466,19 @@ MH_HIDDEN void mspan_sweep(struct mspan *s);
 MH_HIDDEN void mspan_fold_local(struct mspan *s);
 /* Whether object idx is allocated by the owner's record alone (handed out,
  * not freed by the owner), remote frees aside; for others a snapshot, exact
- * as "Double frees" above says. freeindex is read first: the owner writes
- * it last, with a release store. */
+ * as "Double frees" above says. `window` is read first and sequentially
+ * consistent, not for its value: it is the variable of the Dekker pair
+ * with the sweep's store ("Double frees"). */
 static inline bool mspan_obj_handed_out(const struct mspan *s, uint32_t idx)
 {
 	unsigned w = idx / 64;
 	uint64_t bit = (uint64_t)1 << (idx % 64);
 
-	if (!(idx < __atomic_load_n(&s->freeindex, __ATOMIC_SEQ_CST) ||
-	      (LOAD_ACQUIRE(&s->bits[w].alloc) & bit)))
+	(void)__atomic_load_n(&s->window, __ATOMIC_SEQ_CST);
+	/* An object past `touched` may be reserved ("The window"). */
+	if (idx >= LOAD_ACQUIRE(&s->touched))
+		return false;
+	if (!(LOAD_ACQUIRE(&s->bits[w].alloc) & bit))
 		return false;
 	/* freed_local is written by the owner only, with relaxed stores, so
 	 * a remote freer can see a free the owner made before. */

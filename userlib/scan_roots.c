@@ -217,17 +217,14 @@ static void read_direct(struct scan *sc, uintptr_t a, uintptr_t b)
 static void scan_small_span(struct scan *sc, const struct mspan *s)
 {
 	uint32_t n = s->nelems, size = s->elemsize;
-	uint32_t fi = LOAD_RELAXED(&s->freeindex);
 
 	/* A span being set up by a stopped thread may not be complete. */
 	if (!size || !n || n > MH_MAX_OBJS_PER_SPAN ||
-	    (uint64_t)n * size > (uint64_t)s->npages << MH_PAGE_SHIFT || fi > n)
+	    (uint64_t)n * size > (uint64_t)s->npages << MH_PAGE_SHIFT)
 		return;
 	for (uint32_t w = 0; w < mspan_bitmap_words(n) && !scan_all_found(sc); w++) {
 		uint64_t live = LOAD_RELAXED(&s->bits[w].alloc);
 
-		if (fi > w * 64)
-			live |= fi >= (w + 1) * 64 ? ~(uint64_t)0 : ((uint64_t)1 << (fi - w * 64)) - 1;
 		live &= ~(LOAD_RELAXED(&s->bits[w].local) | LOAD_RELAXED(&s->bits[w].remote));
 		if (n < (w + 1) * 64)
 			live &= ((uint64_t)1 << (n - w * 64)) - 1;
