@@ -3,7 +3,7 @@
  * libmheap.so preloaded into a program whose threads come and go: glibc
  * frees a thread's own buffers (__libc_thread_freeres) after the thread-key
  * destructors, so after the allocator has given the thread's cache back.
- * Preloading is tested in the plain build only, as in preload_test.c.
+ * Preloading is tested in the plain build only, as in preload_lib.h.
  */
 #define _GNU_SOURCE
 

@@ -4,9 +4,9 @@
  * the functions whose contract differs from every mh_* function's. Those
  * with the same contract (malloc, free, cfree, calloc, realloc,
  * aligned_alloc) are aliases at the end of malloc.c. Each behaves as
- * glibc's (selftests/preload_test.c compares them case by case). Only the
- * shared object contains these names; programs that link libmheap.a keep
- * their libc malloc and call mh_* explicitly.
+ * glibc's (selftests/preload_wrappers_test.c compares them case by case).
+ * Only the shared object contains these names; programs that link
+ * libmheap.a keep their libc malloc and call mh_* explicitly.
  */
 #include <errno.h>
 #include <stddef.h>

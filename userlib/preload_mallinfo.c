@@ -3,9 +3,10 @@
  * glibc's <malloc.h> introspection and tuning calls, for programs that make
  * them under LD_PRELOAD=libmheap.so: mallinfo2, mallinfo, malloc_stats,
  * malloc_info, malloc_trim and mallopt. Their return values are glibc's
- * (selftests/preload_test.c compares them); the numbers are mheap's, from
- * mh_stats_read, put into glibc's fields as below. In the shared object
- * only, as preload.c.
+ * (selftests/preload_wrappers_test.c compares them); the numbers are
+ * mheap's, from mh_stats_read, put into glibc's fields as below
+ * (selftests/preload_contract_test.c). In the shared object only, as
+ * preload.c.
  *
  * glibc's arena is the heap of small chunks; blocks above the mmap
  * threshold are mapped on their own and counted apart (hblks, hblkhd).
