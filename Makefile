@@ -293,9 +293,16 @@ SAN_static :=
 LDF_static := -static
 FLAVOURS   := host asan tsan static
 
+# The runners run every *_test binary in the folder (tools/run-selftests.sh,
+# tools/vmtest.sh), so a binary whose source was renamed or split away is
+# removed first: it would run again, stale, beside its successors.
 define selftest_flavour
 .PHONY: selftests-$(1)
 selftests-$(1): | $(DEPS_STAMP)
+	@for t in $$(BUILD)/selftests/$(1)/*_test; do \
+		[ -f "$$$$t" ] && [ ! -f "$$(TOP)/selftests/$$$${t##*/}.c" ] || continue; \
+		echo "selftests-$(1): removing $$$$t (no selftests/$$$${t##*/}.c)"; rm -f "$$$$t"; \
+	done
 	$$(MAKE) -C $$(TOP)/selftests KSFT_DIR=$$(KSFT_DIR) MHEAP_DIR=$$(TOP) \
 		OUTPUT=$$(BUILD)/selftests/$(1) \
 		USERCFLAGS="-Werror $$(SAN_$(1))" USERLDFLAGS="$$(SAN_$(1)) $$(LDF_$(1))"
