@@ -27,10 +27,12 @@
 #include "arena.h"
 #include "arena_impl.h"
 #include "arenamap.h"
+#include "entry.h"
 #include "fault.h"
 #include "mcache.h"
 #include "mheap_impl.h"
 #include "pagealloc.h"
+#include "secure.h"
 
 /* The first byte of p[0..n) that is not the byte i would have in a block
  * filled with (unsigned char)i (pattern) or with zeroes (!pattern); n if
@@ -920,6 +922,35 @@ TEST(malloc_checks_every_byte_of_a_slot_of_up_to_128_bytes)
 			EXPECT_NE(NULL, strstr(res.err, want)) TH_LOG("byte %zu: %s", w.at, res.err);
 		}
 	}
+}
+
+/* malloc and free (and the sized frees) jump to the mode's paths through
+ * the entry table (entry.h), set when the heap is. */
+TEST(malloc_and_free_go_straight_to_the_secure_mode)
+{
+	mh_free(mh_malloc(1));
+	EXPECT_TRUE(mh_entries.malloc == secure_malloc);
+	EXPECT_TRUE(mh_entries.free == secure_free);
+	EXPECT_TRUE(mh_entries.free_sized == heap_free_sized_secure);
+}
+
+/* ... and the table is read-only: a write, an overflow's or a stray
+ * pointer's, faults rather than redirects every later malloc. Written by
+ * the kernel here (a read from a pipe into it: EFAULT), so that no
+ * sanitizer's handler of SIGSEGV stands between. */
+TEST(the_entry_table_is_read_only)
+{
+	void *other = (void *)heap_malloc_default;
+	int fds[2];
+
+	mh_free(mh_malloc(1));
+	ASSERT_EQ(0, pipe(fds));
+	ASSERT_EQ((ssize_t)sizeof(other), write(fds[1], &other, sizeof(other)));
+	EXPECT_EQ(-1, read(fds[0], (void *)&mh_entries.malloc, sizeof(other)));
+	EXPECT_EQ(EFAULT, errno);
+	EXPECT_TRUE(mh_entries.malloc == secure_malloc);
+	close(fds[0]);
+	close(fds[1]);
 }
 
 /* The harness's main, under another name: main comes first. */

@@ -29,10 +29,12 @@
  * sized frees (checkedfree.h, malloc_sized.c).
  *
  * The secure mode (MHEAP_SECURE=1, secure.c) is a layer on all of this:
- * each entry point takes one branch on mh_secure into it - malloc and free
- * on their slow paths only, as the secure mode gives them no cache for
- * their fast paths (mh_tls_fast_cache) - and it comes back through
- * heap_alloc_plain, heap_free_plain and heap_checked_room.
+ * malloc and free (and the sized frees) jump to it or to the default
+ * paths through a table set when the heap is set up (entry.h), so the
+ * default fast paths test no mode; the other entry points take one branch
+ * on mh_secure into it; and it comes back through heap_alloc_small,
+ * heap_alloc_plain, heap_free_plain, heap_free_small and
+ * heap_checked_room.
  *
  * Tiny objects: Go packs several pointer-free objects under 16 bytes into
  * one 16-byte block, freed together by the GC once all are dead. With
@@ -49,6 +51,7 @@
 
 #include "arenamap.h"
 #include "checkedfree.h"
+#include "entry.h"
 #include "fork.h"
 #include "hooks.h"
 #include "mcache.h"
@@ -134,6 +137,8 @@ static __attribute__((noinline)) void *malloc_slow(size_t size)
 	 * size-class tables included. */
 	struct mcache *c = mcache_get();
 
+	/* The heap set up just now, in the secure mode: the entry table
+	 * held the default paths when this thread read it (entry.h). */
 	if (unlikely(mh_secure))
 		return secure_alloc(size, 1, false);
 	if (size <= MH_MAX_SMALL_SIZE)
@@ -151,15 +156,6 @@ static __attribute__((noinline)) void *malloc_slow(size_t size)
 static __attribute__((noinline)) void *malloc_refill(struct mcache *c, struct mspan *s,
 						     size_t size)
 {
-	/* The secure mode's every small malloc comes here (its fast cache
-	 * is mh_no_cache): straight to it, not through the empty span's
-	 * refill and malloc_slow (a test per window refill in the default
-	 * mode; docs/secure.md, 2026-12-07). mh_secure is set
-	 * once the heap is: the thread's cache, if it has none yet, is made
-	 * where the mode first needs it (heap_alloc_small). */
-	if (unlikely(mh_secure))
-		return secure_alloc(size, 1, false);
-
 	uintptr_t p = mspan_refill_window(s);
 
 	if (unlikely(!p))
@@ -170,12 +166,13 @@ static __attribute__((noinline)) void *malloc_refill(struct mcache *c, struct ms
 	return (void *)p;
 }
 
-void *mh_malloc(size_t size)
+/* malloc in the default mode (mh_malloc, malloc: entry.h). */
+void *heap_malloc_default(size_t size)
 {
 	/* Before the thread's first allocation this is mh_no_cache, whose
-	 * spans have no window - as in the secure mode: the slow path makes
-	 * the cache (and, in the very first allocation, the size-class
-	 * tables, which read as class 0 before: no window either). */
+	 * spans have no window: the slow path makes the cache (and, in the
+	 * very first allocation, the size-class tables, which read as class
+	 * 0 before: no window either). */
 	struct mcache *c = mh_tls_fast_cache;
 	struct mspan *s;
 	uint32_t window;
@@ -206,7 +203,7 @@ void *mh_calloc(size_t n, size_t size)
 		return secure_alloc(total, 1, true);
 	if (total > MH_MAX_SMALL_SIZE)
 		return large_alloc(total, 0, true, PLACE_LARGE);
-	p = mh_malloc(total);
+	p = heap_malloc_default(total);
 	if (p)
 		memset(p, 0, total);
 	return p;
@@ -222,7 +219,7 @@ void *mh_aligned_alloc(size_t align, size_t size)
 	if (unlikely(mh_secure))
 		return secure_alloc(size, align, false);
 	if (align <= 8)
-		return mh_malloc(size);
+		return heap_malloc_default(size);
 	if (align <= MH_PAGE_SIZE && size <= MH_MAX_SMALL_SIZE) {
 		/* First: the thread's first allocation sets the size-class
 		 * tables up. */
@@ -449,22 +446,11 @@ static __attribute__((noinline)) void free_checked(uintptr_t p, struct mspan *fo
 	large_free(c, s, p, true);
 }
 
-/* mh_free's slow path: the secure mode's every free (its fast cache is
- * mh_no_cache), and free_checked. */
-static __attribute__((noinline)) void free_slow(uintptr_t p, struct mspan *found)
-{
-	if (unlikely(mh_secure)) {
-		secure_free((void *)p);
-		return;
-	}
-	free_checked(p, found);
-}
-
 /* The free of p through c, a cache or mh_no_cache (which owns nothing):
- * the owner's free here, anything else through slow (free_slow or
- * free_checked), given the span the lookup found when it is not c's (a
- * remote or large free, or none: no second lookup) and NULL when p is no
- * object the owner may free (slow looks again and names the error). */
+ * the owner's free here, anything else through slow (free_checked), given
+ * the span the lookup found when it is not c's (a remote or large free,
+ * or none: no second lookup) and NULL when p is no object the owner may
+ * free (slow looks again and names the error). */
 static inline __attribute__((always_inline)) void free_through(struct mcache *c, uintptr_t p,
 							       void (*slow)(uintptr_t, struct mspan *))
 {
@@ -483,9 +469,10 @@ static inline __attribute__((always_inline)) void free_through(struct mcache *c,
 	slow(p, NULL);
 }
 
-void mh_free(void *ptr)
+/* free in the default mode (mh_free, free: entry.h). */
+void heap_free_default(void *ptr)
 {
-	free_through(mh_tls_fast_cache, (uintptr_t)ptr, free_slow);
+	free_through(mh_tls_fast_cache, (uintptr_t)ptr, free_checked);
 }
 
 /* The default mode's free, for the secure mode's layer: the fast path
@@ -564,9 +551,9 @@ void *mh_realloc(void *ptr, size_t size)
 	if (unlikely(mh_secure))
 		return secure_realloc(ptr, size);
 	if (!ptr)
-		return mh_malloc(size);
+		return heap_malloc_default(size);
 	if (size == 0) {	/* as glibc: free and return NULL */
-		mh_free(ptr);
+		heap_free_default(ptr);
 		return NULL;
 	}
 	s = checked_span(p, &idx, " in realloc");
@@ -588,12 +575,12 @@ void *mh_realloc(void *ptr, size_t size)
 		    mheap_grow_span(s, large_npages(size)))
 			return ptr;
 	}
-	q = size > MH_MAX_SMALL_SIZE ? realloc_moved_large(size, size > old) : mh_malloc(size);
+	q = size > MH_MAX_SMALL_SIZE ? realloc_moved_large(size, size > old) : heap_malloc_default(size);
 	if (!q)
 		return NULL;	/* the old block is untouched, as C requires */
 	memcpy(q, ptr, old < size ? old : size);
 	if (s->state == MSPAN_SMALL)
-		mh_free(ptr);
+		heap_free_default(ptr);
 	else	/* the page heap's: growth in place needs free runs */
 		large_free(mcache_get(), s, p, false);
 	return q;
@@ -615,13 +602,19 @@ __attribute__((constructor)) static void malloc_hooks_init(void)
 
 /* ------------------------------------------------------------ standard names */
 
+/* malloc and free: a jump to the mode's paths (entry.h), the default
+ * fast paths above or secure.c's. */
+MH_ENTRY(void *, mh_malloc, (size_t size), malloc, (size))
+MH_ENTRY(void, mh_free, (void *ptr), free, (ptr))
+
 #ifdef MH_PRELOAD
 /*
  * In the shared object only (built a second time with MH_PRELOAD): the
  * standard functions whose contract is exactly that of an mh_* function are
  * aliases of it, so that a preloaded program's malloc and free enter the
- * fast paths above directly; a wrapper costs a jump into another cache line
- * per call. Those whose contract differs are wrappers in preload*.c.
+ * mode's paths with one jump (entry.h); a wrapper costs a jump into
+ * another cache line per call. Those whose contract differs are wrappers
+ * in preload*.c.
  */
 #define MH_STANDARD_NAME(name, impl) \
 	extern __typeof(impl) name __attribute__((alias(#impl), visibility("default")))

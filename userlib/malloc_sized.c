@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "checkedfree.h"
+#include "entry.h"
 #include "mheap_impl.h"
 #include "secure.h"
 #include "sizeclass.h"
@@ -64,14 +65,14 @@ static MH_NORETURN void sized_free_mismatch(uintptr_t p, const struct mspan *s, 
 		 s->state == MSPAN_SMALL ? (size_t)s->elemsize : (size_t)(s->npages << MH_PAGE_SHIFT));
 }
 
-void mh_free_sized_checked(void *ptr, enum sized_free_fn fn, bool aligned, size_t align,
-			   size_t size)
+/* A sized free in the default mode (mh_free_sized_checked: entry.h). */
+void heap_free_sized_default(void *ptr, enum sized_free_fn fn, bool aligned, size_t align,
+			       size_t size)
 {
 	const char *what = sized_free_what[fn][aligned];
 	uintptr_t p = (uintptr_t)ptr;
-	struct mcache *c = mh_tls_fast_cache;	/* mh_no_cache in the secure mode */
-	/* The request the block came from: new's is rounded up (the secure
-	 * mode's blocks keep the size given, checked as it is). */
+	struct mcache *c = mh_tls_fast_cache;
+	/* The request the block came from: new's is rounded up. */
 	size_t request = fn != SIZED_FREE && !aligned ? cxx_new_request(size) : size;
 	uint32_t idx;
 	struct mspan *s;
@@ -87,10 +88,6 @@ void mh_free_sized_checked(void *ptr, enum sized_free_fn fn, bool aligned, size_
 		if (likely(s && s->sizeclass == size_to_class(request) && local_free(c, s, p)))
 			return;
 	}
-	if (unlikely(mh_secure)) {
-		secure_free_sized(ptr, what, aligned ? align : 1, size);
-		return;
-	}
 	if (!ptr)
 		return;
 	s = checked_span(p, &idx, what);
@@ -101,5 +98,17 @@ void mh_free_sized_checked(void *ptr, enum sized_free_fn fn, bool aligned, size_
 		align = 1;
 	if (!IS_POW2(align) || p % align || !block_fits(s, align, request))
 		sized_free_mismatch(p, s, what + strlen(" in "), aligned, align, size);
-	mh_free(ptr);
+	heap_free_default(ptr);
 }
+
+/* A sized free in the secure mode, whose blocks keep the size they were
+ * asked with (new's too), checked as it is. */
+void heap_free_sized_secure(void *ptr, enum sized_free_fn fn, bool aligned, size_t align,
+			      size_t size)
+{
+	secure_free_sized(ptr, sized_free_what[fn][aligned], aligned ? align : 1, size);
+}
+
+MH_ENTRY(void, mh_free_sized_checked,
+	 (void *ptr, enum sized_free_fn fn, bool aligned, size_t align, size_t size), free_sized,
+	 (ptr, fn, aligned, align, size))

@@ -330,8 +330,7 @@ struct mcache *mcache_create(void)
 	if (!c)
 		return NULL;
 	mh_tls_cache = c;
-	/* mcache_borrow set the heap up, and with it the mode. */
-	mh_tls_fast_cache = mh_secure ? &mh_no_cache : c;
+	mh_tls_fast_cache = c;
 	/* Registers the exit hook. Before the key exists (the very first
 	 * allocation) mcache_key_init registers this cache later. */
 	if (LOAD_ACQUIRE(&cache_key_ready))

@@ -192,13 +192,14 @@ struct mcache {
 
 MH_HIDDEN extern __thread struct mcache *mh_tls_cache;
 /* The cache the fast paths of malloc and free take (malloc.c): the
- * thread's cache in the default mode, mh_no_cache in the secure mode,
- * where every malloc and free takes its slow path and branches there
- * into secure.c. So the fast paths test no mode: the default mode pays
- * nothing for the secure one. Set and cleared with mh_tls_cache. */
+ * thread's cache, or mh_no_cache when it has none, so that those paths
+ * need no test of NULL. Set and cleared with mh_tls_cache. (Until
+ * 2026-12-07 also mh_no_cache in the secure mode, whose every malloc and
+ * free went through the default fast path's miss; the mode's entry points
+ * are chosen at start-up now: entry.h.) */
 MH_HIDDEN extern __thread struct mcache *mh_tls_fast_cache;
 /* mh_tls_fast_cache of a thread without one (before its first allocation,
- * after its exit, in the secure mode): a cache no thread owns, whose
+ * after its exit): a cache no thread owns, whose
  * current spans are all mh_empty_span (no window) and whose heap arena
  * holds no span (mh_no_spans), so that malloc's and free's fast paths
  * fall through to their slow paths without a test of their own. Read
@@ -229,9 +230,9 @@ static inline struct mspan *mcache_span_of(struct mcache *c, uintptr_t p)
 	uintptr_t off = p - c->free_arena_base;
 
 	if (unlikely(off >= MH_ARENA_SIZE)) {
-		/* mh_no_cache first: the secure mode's every free comes here
-		 * through it (mh_tls_fast_cache), and would walk the arena
-		 * map for nothing. */
+		/* mh_no_cache first: a thread's frees before it has a cache
+		 * come here through it (mh_tls_fast_cache), and would walk
+		 * the arena map for nothing. */
 		if (c == &mh_no_cache)
 			return NULL;
 

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "entry.h"
 #include "hooks.h"
 #include "mcache.h"
 #include "mheap_impl.h"
@@ -48,6 +49,7 @@ void mheap_init_slow(void)
 		mh_secure = mh_option(MH_OPT_SECURE);
 		if (mh_secure)
 			secure_init_locked();
+		mh_entries_set(mh_secure);
 		STORE_RELEASE(&mh_heap.initialized, 1);
 		mh_unlock(&mh_heap.lock);
 		if (mh_secure)

@@ -3,10 +3,12 @@
  * The secure heap, MHEAP_SECURE=1 (issue #26): the general heap gets the
  * protections user arenas have, and those hardened allocators give small
  * blocks, at a measured cost (docs/secure.md). It is a layer on
- * top of the default heap: every call of the malloc family takes one branch
- * on mh_secure into here, and this file asks the default heap for its
- * blocks, so the spans, caches and the exact checks of free stay as they
- * are (an invalid or double free still aborts naming the address).
+ * top of the default heap: malloc and free (and the sized frees) jump
+ * here through the entry table set at start-up (entry.h), the rest of the
+ * malloc family takes one branch on mh_secure into here, and this file
+ * asks the default heap for its blocks, so the spans, caches and the
+ * exact checks of free stay as they are (an invalid or double free still
+ * aborts naming the address).
  *
  * Small blocks (the size classes, up to 32 KiB less the trailer):
  *  - a canary after each block: the request is served from the class with
@@ -344,17 +346,55 @@ static inline unsigned secure_class(size_t size, size_t want)
 	return size % 16 ? cls : class16[cls];
 }
 
-/* A small block of size bytes from a slot of class cls, not guarded. */
-static inline __attribute__((always_inline)) void *alloc_small_in(unsigned cls, size_t size, bool zero)
+/* The slot p of class cls checked and made the block of size bytes. */
+static inline __attribute__((always_inline)) void *slot_hand_out(uintptr_t p, size_t size,
+								 unsigned cls, bool zero)
+{
+	size_t room = mh_class[cls].size;
+
+	zero_check(p, room, zero);
+	canary_set(p, size, room);
+	return (void *)p;
+}
+
+/* alloc_small_in but its common case: through heap_alloc_small. */
+static __attribute__((noinline)) void *alloc_small_slow(size_t size, unsigned cls, bool zero)
 {
 	void *p = shuffle_take(cls);
-	size_t room = mh_class[cls].size;
 
 	if (unlikely(!p))
 		return NULL;
-	zero_check((uintptr_t)p, room, zero);
-	canary_set((uintptr_t)p, size, room);
-	return p;
+	return slot_hand_out((uintptr_t)p, size, cls, zero);
+}
+
+/*
+ * A small block of size bytes from a slot of class cls, not guarded. The
+ * common case - the thread's current span of the class has a window and
+ * the thread holds a slot of it - is shuffle_take's swap with
+ * heap_alloc_small's take inline (mspan_take_first): no call before the
+ * checks, so that the path keeps its values in registers that need no
+ * saving (2026-12-07: the call and the five registers saved and restored
+ * around it were about 20 instructions a malloc). The rest is
+ * alloc_small_slow's.
+ */
+static inline __attribute__((always_inline)) void *alloc_small_in(unsigned cls, size_t size, bool zero)
+{
+	struct mcache *c = mh_tls_cache;
+	uintptr_t held = self.held[cls], p, swap;
+	struct mspan *s;
+	uint64_t window;
+
+	if (unlikely(!c || !held))
+		return alloc_small_slow(size, cls, zero);
+	s = c->alloc[cls];
+	window = s->alloc_cache;
+	if (unlikely(!window))
+		return alloc_small_slow(size, cls, zero);
+	p = mspan_take_first(s, s->freeindex, window);
+	/* shuffle_take's swap. */
+	swap = (p ^ held) & -(uintptr_t)random_bit();
+	self.held[cls] = held ^ swap;
+	return slot_hand_out(p ^ swap, size, cls, zero);
 }
 
 /* A small block of size bytes from a slot for want bytes (size to
@@ -419,9 +459,37 @@ static void *alloc_block(size_t size, size_t want, size_t align, bool zero)
 	return p;
 }
 
-/* Kept apart from alloc_block, which calls out in many places: the fast
- * path saves and restores fewer registers (a third of a small malloc's
- * instructions were those of alloc_block's entry and exit). */
+/* secure_malloc's calls but its common case: the thread's cache made
+ * first, as the default mode's first allocation makes it (secure_malloc
+ * may be the thread's first call). */
+static __attribute__((noinline)) void *alloc_first(size_t size, size_t align, bool zero)
+{
+	(void)mcache_get();	/* NULL after the thread's exit: none needed */
+	return alloc_block(size, size, align, zero);
+}
+
+/*
+ * malloc in this mode (mh_malloc, malloc: entry.h). The common case is a
+ * small block whose thread is not at its sampled allocation: sample_now's
+ * countdown, which blocks above SAMPLE_MAX leave alone, is above 1; it is
+ * 0 before the thread's first allocation, so that one goes to
+ * alloc_first. (The entry table points here once the heap is set up.) Kept apart from
+ * alloc_block, which calls out in many places: the fast path saves and
+ * restores fewer registers (a third of a small malloc's instructions were
+ * those of alloc_block's entry and exit).
+ */
+void *secure_malloc(size_t size)
+{
+	uint32_t in = self.sample_in;
+
+	if (likely(size - 1 < SMALL_MAX && in > 1)) {
+		self.sample_in = in - (size <= SAMPLE_MAX);
+		return alloc_small(size, size, false);
+	}
+	return alloc_first(size, 1, false);
+}
+
+/* The same for calloc, aligned_alloc and realloc's new blocks. */
 void *secure_alloc(size_t size, size_t align, bool zero)
 {
 	if (likely(size - 1 < SMALL_MAX && align <= 8)) {
@@ -545,7 +613,7 @@ static __attribute__((noinline)) void free_checked_other(uintptr_t p)
  * the owner's free of the default heap (checkedfree.h) with the secure
  * checks between its check and its record: one span lookup, one check
  * (measured: docs/secure-log.md). The rest goes through
- * heap_checked_room.
+ * heap_checked_room. free in this mode (mh_free, free: entry.h).
  */
 void secure_free(void *ptr)
 {

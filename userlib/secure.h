@@ -35,7 +35,10 @@ MH_HIDDEN void secure_stacks_init(void);
 /* Whether backtrace() may be called now (secure_stacks_init has run). */
 MH_HIDDEN bool secure_stacks_ready(void);
 
-/* The malloc family in the secure mode (malloc.c calls them when mh_secure). */
+/* The malloc family in the secure mode: malloc and free (and the sized
+ * frees, through secure_free_sized) are bound to them at start-up
+ * (entry.h), the others test mh_secure (malloc.c). */
+MH_HIDDEN void *secure_malloc(size_t size);
 MH_HIDDEN void *secure_alloc(size_t size, size_t align, bool zero);
 MH_HIDDEN void secure_free(void *p);
 MH_HIDDEN void *secure_realloc(void *p, size_t size);

@@ -10,6 +10,7 @@
 
 uint64_t secure_secret;
 uint8_t canary_byte;
+uint64_t canary_word_all;
 const uint64_t canary_mask[9] = {
 	0, 0xff, 0xffff, 0xffffff, 0xffffffff, 0xffffffffff, 0xffffffffffff, 0xffffffffffffff,
 	~(uint64_t)0,
@@ -21,6 +22,7 @@ void secure_canary_init(void)
 		secure_secret = mh_nanotime() * 0x9e3779b97f4a7c15ull;
 	secure_secret |= 1;
 	canary_byte = (uint8_t)(secure_secret >> 8) | 1;
+	canary_word_all = canary_byte * 0x0101010101010101ull;
 }
 
 void canary_fill(uint8_t *d, size_t n)

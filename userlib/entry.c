@@ -1,0 +1,28 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The table of entry points the mode chooses (entry.h): the default
+ * paths until the heap is set up, then the mode's, read-only.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "entry.h"
+#include "secure.h"
+
+struct mh_entries mh_entries = {
+	.malloc = heap_malloc_default,
+	.free = heap_free_default,
+	.free_sized = heap_free_sized_default,
+};
+
+void mh_entries_set(bool secure)
+{
+	if (secure) {
+		STORE_RELAXED(&mh_entries.malloc, secure_malloc);
+		STORE_RELAXED(&mh_entries.free, secure_free);
+		STORE_RELAXED(&mh_entries.free_sized, heap_free_sized_secure);
+	}
+	if (mprotect(&mh_entries, sizeof(mh_entries), PROT_READ))
+		mh_fatal("cannot make the entry table read-only: %s", strerror(errno));
+}
