@@ -124,11 +124,14 @@ static inline bool random_bit(void)
 	return bit;
 }
 
+static void class_pieces_init(void);
+
 void secure_init_locked(void)
 {
 	secure_canary_init();
 	for (unsigned cls = 1; cls < MH_NUM_CLASSES; cls++)
 		class16[cls] = (uint8_t)aligned_class(16, mh_class[cls].size);
+	class_pieces_init();
 	large_min = mh_option(MH_OPT_SECURE_LARGE);
 	if (large_min <= SMALL_MAX)
 		mh_fatal("MHEAP_SECURE_LARGE=%zu: at least %d", large_min, SMALL_MAX + 1);
@@ -200,6 +203,31 @@ static inline size_t slot_piece(size_t room, size_t k)
 	return a < last ? a : last;
 }
 
+/* Per small class, the offsets of its slots' eight pieces (slot_piece):
+ * the k-th from the start at k, from the end at 4 + k. Loaded, they take
+ * the place of slot_piece's compare and move and of the subtraction for
+ * the end, about 8 instructions in each of zero_check and slot_zero
+ * (docs/heap.md#secure-mode, 2026-12-07). Filled at start-up. */
+struct slot_pieces {
+	uint16_t at[8];
+};
+static struct slot_pieces class_pieces[MH_NUM_CLASSES];
+_Static_assert(MH_MAX_SMALL_SIZE <= UINT16_MAX, "a piece's offset fits in 16 bits");
+
+static void class_pieces_init(void)
+{
+	for (unsigned cls = 1; cls < MH_NUM_CLASSES; cls++) {
+		size_t room = mh_class[cls].size;
+
+		if (room < 16)
+			continue;	/* never a secure slot: TRAILER and 8 bytes at least */
+		for (size_t k = 0; k < 4; k++) {
+			class_pieces[cls].at[k] = (uint16_t)slot_piece(room, k);
+			class_pieces[cls].at[4 + k] = (uint16_t)(room - 16 - slot_piece(room, k));
+		}
+	}
+}
+
 /* The slot of room bytes at p was written at offset at after its free. */
 static MH_NORETURN void written_after_free(uintptr_t p, size_t room, size_t at)
 {
@@ -223,7 +251,8 @@ static MH_NORETURN void written_after_free(uintptr_t p, size_t room, size_t at)
  * between. calloc (all) checks every word: it returns the slot as zeroed
  * memory without writing it.
  */
-static inline __attribute__((always_inline)) void zero_check(uintptr_t p, size_t room, bool all)
+static inline __attribute__((always_inline)) void zero_check(uintptr_t p, size_t room,
+								const struct slot_pieces *pc, bool all)
 {
 	const uint64_t *w = (const uint64_t *)p;
 	size_t words = room / 8, i;
@@ -233,11 +262,8 @@ static inline __attribute__((always_inline)) void zero_check(uintptr_t p, size_t
 	/* Slots are multiples of 8 bytes, of 16 at least; no early exit: it
 	 * is rare. 16-byte loads, or-ed two words at a time. */
 #pragma GCC unroll 4
-	for (i = 0; i < 4; i++) {
-		size_t a = slot_piece(room, i);
-
-		v |= load16(p + a) | load16(p + room - 16 - a);
-	}
+	for (i = 0; i < 4; i++)
+		v |= load16(p + pc->at[i]) | load16(p + pc->at[4 + i]);
 	if (unlikely(all) && room > SLOT_BY_PIECES) {
 		/* The middle, two loads a step, the last step from the
 		 * middle's end (overlapping the one before). */
@@ -260,8 +286,9 @@ static inline __attribute__((always_inline)) void zero_check(uintptr_t p, size_t
 }
 
 /* Zero a freed slot of room bytes at p, all of it: by its end pieces up
- * to SLOT_BY_PIECES (slot_piece), else memset. */
-static inline __attribute__((always_inline)) void slot_zero(uintptr_t p, size_t room)
+ * to SLOT_BY_PIECES (pc: its class's), else memset. */
+static inline __attribute__((always_inline)) void slot_zero(uintptr_t p, size_t room,
+								const struct slot_pieces *pc)
 {
 	u64x2 z = { 0, 0 };
 
@@ -271,10 +298,8 @@ static inline __attribute__((always_inline)) void slot_zero(uintptr_t p, size_t 
 	}
 #pragma GCC unroll 4
 	for (size_t k = 0; k < 4; k++) {
-		size_t a = slot_piece(room, k);
-
-		store16(p + a, z);
-		store16(p + room - 16 - a, z);
+		store16(p + pc->at[k], z);
+		store16(p + pc->at[4 + k], z);
 	}
 }
 
@@ -352,7 +377,7 @@ static inline __attribute__((always_inline)) void *slot_hand_out(uintptr_t p, si
 {
 	size_t room = mh_class[cls].size;
 
-	zero_check(p, room, zero);
+	zero_check(p, room, &class_pieces[cls], zero);
 	canary_set(p, size, room);
 	return (void *)p;
 }
@@ -473,10 +498,10 @@ static __attribute__((noinline)) void *alloc_first(size_t size, size_t align, bo
  * small block whose thread is not at its sampled allocation: sample_now's
  * countdown, which blocks above SAMPLE_MAX leave alone, is above 1; it is
  * 0 before the thread's first allocation, so that one goes to
- * alloc_first. (The entry table points here once the heap is set up.) Kept apart from
- * alloc_block, which calls out in many places: the fast path saves and
- * restores fewer registers (a third of a small malloc's instructions were
- * those of alloc_block's entry and exit).
+ * alloc_first. (The entry table points here once the heap is set up.)
+ * Kept apart from alloc_block, which calls out in many places: the fast
+ * path saves and restores fewer registers (a third of a small malloc's
+ * instructions were those of alloc_block's entry and exit).
  */
 void *secure_malloc(size_t size)
 {
@@ -602,7 +627,7 @@ static __attribute__((noinline)) void free_checked_other(uintptr_t p)
 		return;
 	}
 	(void)canary_check(p, room, "");
-	slot_zero(p, room);
+	slot_zero(p, room, &class_pieces[small->sizeclass]);
 	heap_free_small(small, (void *)p);
 }
 
@@ -629,7 +654,7 @@ void secure_free(void *ptr)
 	size_t room = s->elemsize;
 
 	(void)canary_check(p, room, "");
-	slot_zero(p, room);
+	slot_zero(p, room, &class_pieces[s->sizeclass]);
 	local_free_at(c, s, idx);
 }
 
