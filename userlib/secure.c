@@ -206,8 +206,9 @@ static inline size_t slot_piece(size_t room, size_t k)
 /* Per small class, the offsets of its slots' eight pieces (slot_piece):
  * the k-th from the start at k, from the end at 4 + k. Loaded, they take
  * the place of slot_piece's compare and move and of the subtraction for
- * the end, about 8 instructions in each of zero_check and slot_zero
- * (docs/heap.md#secure-mode, 2026-12-07). Filled at start-up. */
+ * the end, about 8 instructions in each of zero_check and slot_zero.
+ * Filled at start-up. Measured:
+ * docs/secure-log.md#one-jump-into-the-mode-and-the-checks-registers-2026-12-07-issue-26. */
 struct slot_pieces {
 	uint16_t at[8];
 };
