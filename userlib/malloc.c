@@ -62,29 +62,6 @@
 
 /* ------------------------------------------------------------ allocation */
 
-/* The next object from s, whose window word is not full (a, mspan.h,
- * "The window"): its lowest clear bit, set. Go's nextFreeFast, without
- * its separate window: no lock, no atomic, and no counter (the objects of
- * a window were counted when it was opened). The word is an alloc_bits
- * word itself, so nothing else moves: a free's check reads the bitmap
- * words alone. */
-static inline uintptr_t window_take(struct mspan *s, uint32_t window, uint64_t a)
-{
-	uint64_t next = a + 1;	/* its lowest set bit: a's lowest clear one */
-
-	STORE_RELAXED(mspan_window_word(s, window), a | next);
-	return s->base + (uintptr_t)(mspan_window_first(window) +
-				     (uint32_t)__builtin_ctzll(next)) * s->elemsize;
-}
-
-/* Whether the window word of s, read into *window and *a, has an object. */
-static inline bool window_open(struct mspan *s, uint32_t *window, uint64_t *a)
-{
-	*window = s->window;
-	*a = LOAD_RELAXED(mspan_window_word(s, *window));
-	return *a != ~(uint64_t)0;
-}
-
 static void *small_alloc_uncached(unsigned cls);
 
 /* An object of class cls from c; from a borrowed cache when the thread has

@@ -397,7 +397,7 @@ static __attribute__((noinline)) void *alloc_small_slow(size_t size, unsigned cl
  * A small block of size bytes from a slot of class cls, not guarded. The
  * common case - the thread's current span of the class has a window and
  * the thread holds a slot of it - is shuffle_take's swap with
- * heap_alloc_small's take inline (mspan_take_first): no call before the
+ * heap_alloc_small's take inline (window_take, mspan.h): no call before the
  * checks, so that the path keeps its values in registers that need no
  * saving (2026-12-07: the call and the five registers saved and restored
  * around it were about 20 instructions a malloc). The rest is
@@ -408,15 +408,15 @@ static inline __attribute__((always_inline)) void *alloc_small_in(unsigned cls, 
 	struct mcache *c = mh_tls_cache;
 	uintptr_t held = self.held[cls], p, swap;
 	struct mspan *s;
-	uint64_t window;
+	uint32_t window;
+	uint64_t a;
 
 	if (unlikely(!c || !held))
 		return alloc_small_slow(size, cls, zero);
 	s = c->alloc[cls];
-	window = s->alloc_cache;
-	if (unlikely(!window))
+	if (unlikely(!window_open(s, &window, &a)))
 		return alloc_small_slow(size, cls, zero);
-	p = mspan_take_first(s, s->freeindex, window);
+	p = window_take(s, window, a);
 	/* shuffle_take's swap. */
 	swap = (p ^ held) & -(uintptr_t)random_bit();
 	self.held[cls] = held ^ swap;
