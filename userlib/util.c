@@ -38,13 +38,44 @@ void mh_write_all(int fd, const char *buf, size_t n)
 	}
 }
 
+/*
+ * One report for threads that die together: two threads can find bad
+ * frees at the same time (two racing frees of one object can each be
+ * caught, by one freer's check and by the other's, or by the owner's
+ * sweep: mspan.h, "Double frees"), and each wrote its line before the
+ * first abort took the process down. The first thread to get here writes
+ * its report; one that comes while a report is being written, or within
+ * FATAL_QUIET_NS after one was, waits until it is whole and aborts
+ * without its own. The wait is bounded, so that a thread that comes back
+ * here while writing (a signal handler's free) or a child forked
+ * mid-report does not hang; and a program that survives an abort (a
+ * SIGABRT handler that jumps away) has its later reports written.
+ */
+#define FATAL_QUIET_NS	1000000000ull
+
+static int fatal_writing;		/* a report is being written */
+static uint64_t fatal_written;		/* when the last one was, or 0 */
+
 void mh_fatal(const char *fmt, ...)
 {
 	va_list ap;
 
-	va_start(ap, fmt);
-	vprint(STDERR_FILENO, "mheap: ", fmt, ap);
-	va_end(ap);
+	if (!__atomic_exchange_n(&fatal_writing, 1, __ATOMIC_ACQ_REL)) {
+		uint64_t done = __atomic_load_n(&fatal_written, __ATOMIC_RELAXED);
+
+		if (!done || mh_nanotime() - done > FATAL_QUIET_NS) {
+			va_start(ap, fmt);
+			vprint(STDERR_FILENO, "mheap: ", fmt, ap);
+			va_end(ap);
+			__atomic_store_n(&fatal_written, mh_nanotime(), __ATOMIC_RELAXED);
+		}
+		__atomic_store_n(&fatal_writing, 0, __ATOMIC_RELEASE);
+	} else {
+		struct timespec ms = { 0, 1000000 };
+
+		for (int i = 0; i < 1000 && __atomic_load_n(&fatal_writing, __ATOMIC_ACQUIRE); i++)
+			nanosleep(&ms, NULL);
+	}
 	abort();
 }
 
