@@ -325,6 +325,38 @@ TEST_F_TIMEOUT(preload, cxx_program_new_and_delete_of_every_form, 120)
 	EXPECT_STREQ(want, r.err);
 }
 
+/* A library preloaded after libmheap.so is set up before it: its
+ * constructor's operator new is the process's first allocation. In the
+ * secure mode that new's block keeps the size given, as every other's
+ * (userlib/preload_cxx.c, new_block), so a sized delete of that size
+ * frees it. Until 2026-12-07 new read the mode before the heap was set
+ * up, took the default mode's rounded request (32 bytes for 17) and the
+ * delete aborted with a size mismatch. */
+static const char first_new_lib[] =
+	"#include <stddef.h>\n"
+	"extern void *_Znwm(size_t);\n"
+	"extern void _ZdlPvm(void *, size_t);\n"
+	"__attribute__((constructor)) static void first(void)\n"
+	"{\n"
+	"	_ZdlPvm(_Znwm(17), 17);\n"
+	"}\n";
+
+TEST_F_TIMEOUT(preload, secure_new_as_the_first_allocation_is_deleted_with_its_size, 60)
+{
+	RETURN_IF_SETUP_SKIPPED();
+	if (!command_exists("gcc"))
+		SKIP(return, "gcc not installed");
+	ASSERT_TRUE(put_file(self, "first.c", first_new_lib));
+	ASSERT_EQ(0, sh(self, false, "gcc -shared -fPIC -o libfirst.so first.c "
+			"-Wl,--unresolved-symbols=ignore-all"));
+	for (int secure = 0; secure <= 1; secure++) {
+		int rc = sh(self, false, "MHEAP_SECURE=%d LD_PRELOAD='%s ./libfirst.so' "
+			    "/bin/true 2> err || { cat err >&2; false; }", secure, self->lib);
+
+		EXPECT_EQ(0, rc) TH_LOG("MHEAP_SECURE=%d", secure);
+	}
+}
+
 /* A standard function whose contract is exactly an mh_* function's is that
  * function, under a second name (userlib/malloc.c, MH_PRELOAD): a preloaded
  * malloc or free must not pay for a wrapper's jump. */

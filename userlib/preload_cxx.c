@@ -49,13 +49,21 @@ extern MH_NORETURN void _ZSt17__throw_bad_allocv(void) __attribute__((weak));
 
 /* The block of operator new(size[, align]); align 0 for the plain forms,
  * 16-aligned from 16 bytes on (cxx_new_request): in the secure mode, whose
- * blocks keep their exact size, by asking for the alignment. */
+ * blocks keep their exact size, by asking for the alignment. The heap is
+ * set up before the mode is read: a new may be the process's first
+ * allocation (another preloaded library's constructor, run before this
+ * one's), and with mh_secure read as 0 there its block would be the
+ * rounded request, which a sized delete of the size given then reports
+ * as a size mismatch. */
 static void *new_block(size_t size, size_t align)
 {
 	if (align)
 		return mh_aligned_alloc(align, size);
-	if (unlikely(mh_secure) && size >= 16)
-		return mh_aligned_alloc(16, size);
+	if (size >= 16) {
+		mheap_init();
+		if (unlikely(mh_secure))
+			return mh_aligned_alloc(16, size);
+	}
 	return mh_malloc(cxx_new_request(size));
 }
 
