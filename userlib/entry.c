@@ -23,6 +23,11 @@ void mh_entries_set(bool secure)
 		STORE_RELAXED(&mh_entries.free, secure_free);
 		STORE_RELAXED(&mh_entries.free_sized, heap_free_sized_secure);
 	}
-	if (mprotect(&mh_entries, sizeof(mh_entries), PROT_READ))
+	/* The secure mode's promise includes the table read-only: without
+	 * it the mode does not start. The default mode's table holds what it
+	 * has held since the library was loaded, and a process whose sandbox
+	 * refuses mprotect (a seccomp filter) runs as it did before the table
+	 * existed: it is left writable. */
+	if (mprotect(&mh_entries, sizeof(mh_entries), PROT_READ) && secure)
 		mh_fatal("cannot make the entry table read-only: %s", strerror(errno));
 }

@@ -45,7 +45,8 @@ struct mh_entries {
 MH_HIDDEN extern struct mh_entries mh_entries;
 
 /* Point the table at the secure or the default paths and make it
- * read-only: once, by mheap_init_slow, before the heap is published. */
+ * read-only (the secure mode aborts if it cannot; entry.c): once, by
+ * mheap_init_slow, before the heap is published. */
 MH_HIDDEN void mh_entries_set(bool secure);
 
 /* The default mode's paths (malloc.c, malloc_sized.c). */
