@@ -138,12 +138,17 @@ TEST(fork_while_another_thread_installs_the_fault_handler)
 static atomic_int forks_done;
 
 /* With the zero-size range full, each malloc(0) scans all of it under its
- * lock (milliseconds): this thread holds the lock most of the time. */
+ * lock (milliseconds): this thread holds the lock most of the time. It
+ * pauses 100 us between scans: the lock is not fair, and without a pause
+ * this thread took it back before the forking thread's prepare handler
+ * could, for tens of seconds under ASan. */
 static void *malloc_0_while_full(void *arg)
 {
 	(void)arg;
-	while (!atomic_load(&forks_done))
+	while (!atomic_load(&forks_done)) {
 		mh_free(mh_malloc(0));
+		usleep(100);
+	}
 	return NULL;
 }
 
