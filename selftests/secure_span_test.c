@@ -6,7 +6,7 @@
  * class it serves. Each byte of such pages is checked at the first
  * allocation that covers it: a slot's bytes when the slot is handed out
  * (secure_test, misuse_test), the bytes past the new class's last slot
- * when the span is taken (secure.c, secure_span_reused). Each case runs
+ * when the span is taken (secure_slot.c, secure_span_reused). Each case runs
  * in a new process (this program again), so that the span its thread
  * freed is the one the next span of its length takes: the test checks
  * how it ended and its report line.

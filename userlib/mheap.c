@@ -233,7 +233,7 @@ static struct mspan *alloc_span_locked(uintptr_t npages, uintptr_t align_pages,
 	struct mspan *s = NULL;
 
 	/* In the secure mode a small span comes back to the small list with
-	 * every slot zeroed by its free (secure.c); a take falls back on the
+	 * every slot zeroed by its free (secure_slot.h); a take falls back on the
 	 * other list. */
 	bool zeroed = mh_secure && sizeclass && mh_heap.span_cache[CACHE_SMALL][npages];
 
@@ -242,7 +242,7 @@ static struct mspan *alloc_span_locked(uintptr_t npages, uintptr_t align_pages,
 	if (s) {
 		r.base = s->base;
 		r.needzero = !zeroed;
-		/* Its slots are checked as they are handed out (secure.c),
+		/* Its slots are checked as they are handed out (secure_slot.h),
 		 * its bytes past the new class's last slot here. */
 		if (zeroed)
 			secure_span_reused(r.base, npages, sizeclass);
@@ -307,7 +307,7 @@ init:
 	if (sizeclass) {
 		pa_mark_small(s->base, npages);
 		/* The secure mode checks at each allocation that a slot is
-		 * still zero: its spans start so (secure.c). */
+		 * still zero: its spans start so (secure_slot.h). */
 		if (unlikely(mh_secure) && r.needzero)
 			memset((void *)r.base, 0, npages << MH_PAGE_SHIFT);
 		mspan_init_small(s, sizeclass, r.released == 0);

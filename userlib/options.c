@@ -71,7 +71,7 @@ static const struct option {
 	       "resident memory kept in warm chunks (arenas' and guarded blocks')"),
 	FLAG(MH_OPT_SECURE, "MHEAP_SECURE", "0",
 	     "secure heap: canaries, zero-on-free, guarded large and sampled blocks"),
-	/* secure.c keeps block sizes in 32 bits */
+	/* the secure mode's trailer keeps block sizes in 32 bits (secure_canary.h) */
 	NUMBER(MH_OPT_SECURE_LARGE, "MHEAP_SECURE_LARGE", "2M", (uint64_t)1 << 31,
 	       "secure heap: blocks from this size on get a guard page and quarantine"),
 	NUMBER(MH_OPT_SECURE_SAMPLE, "MHEAP_SECURE_SAMPLE", "10000", UINT32_MAX / 2,

@@ -20,19 +20,12 @@
  *    from it and a secret (secure_canary.h). free checks
  *    both before anything else: an overflow is reported at free, naming the
  *    block ("heap overflow: canary after N-byte block ...").
- *  - zero on free, checked at reuse: free zeroes the whole slot (trailer
- *    included, so a second free finds no trailer: "double free"); the next
- *    allocation of the slot checks that it is still zero (its first and
- *    last cache lines and a random word between; calloc all of it:
- *    zero_check), and a write after free is reported then ("write after
- *    free: ... detected at its reuse"). Slots that were never used are
- *    zero because the secure mode zeroes every small span made of pages
- *    that may be dirty (mheap.c). So calloc of a small block needs no
- *    memset. Pages never faulted in are written before the check reads
- *    them (secure_span_reach). A span's pages taken again from the span
- *    cache, for any class, have their bytes past the new class's last
- *    slot checked then (secure_span_reused): every byte of them is
- *    checked at the first allocation that covers it.
+ *  - zero on free, checked at reuse (secure_slot.h): free zeroes the
+ *    whole slot, trailer included (a second free finds no trailer:
+ *    "double free"); the next allocation of the slot checks that it is
+ *    still zero, and a write after free is reported then ("write after
+ *    free: ... detected at its reuse"). Fresh spans are zero (mheap.c), so
+ *    calloc of a small block needs no memset.
  *  - no immediate reuse: a freed small block goes back to its span at
  *    once, and the span hands a slot out only after its next sweep (the
  *    default heap never hands out a slot freed since the span's last
@@ -56,7 +49,8 @@
  * page, faulted and quarantined on free as arena chunks are.
  *
  * Zero-size blocks (malloc(0): a unique address that faults) are
- * secure_zero.c's.
+ * secure_zero.c's; the canary and trailer secure_canary.h's; faults on
+ * guarded blocks are reported by secure_report.c.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -68,7 +62,7 @@
 #include "arenamap.h"
 #include "checkedfree.h"
 #include "mcache.h"
-#include "secure_canary.h"
+#include "secure_slot.h"
 
 bool mh_secure;
 
@@ -84,54 +78,25 @@ static uint32_t sample_rate;	/* MHEAP_SECURE_SAMPLE, 0: off */
 static uint8_t class16[MH_NUM_CLASSES];
 _Static_assert(MH_NUM_CLASSES <= 256, "class16 holds a class in a byte");
 
-/* Per thread: a slot held back per small class (shuffle_take), random
- * bits, a random state and the sampling countdown. */
-static __thread struct {
-	uintptr_t held[MH_NUM_CLASSES];
-	uint64_t bits;		/* random bits not used yet, above a 1 */
-	uint32_t sample_in;	/* allocations until the next sampled one */
-	uint64_t rng;
-} self;
-
-static inline uint64_t next_random(void)
-{
-	uint64_t x = self.rng;
-
-	if (unlikely(!x))
-		x = secure_secret ^ (uintptr_t)&self;	/* a thread's first draw */
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	self.rng = x;
-	return x * 0x2545f4914f6cdd1dull;
-}
-
-uint64_t secure_random(void)
-{
-	return next_random();
-}
-
 /* One random bit: a draw makes 63. */
 static inline bool random_bit(void)
 {
-	uint64_t b = self.bits;
+	uint64_t b = secure_self.bits;
 	bool bit;
 
 	if (unlikely(b <= 1))
 		b = next_random() | (uint64_t)1 << 63;
 	bit = b & 1;
-	self.bits = b >> 1;
+	secure_self.bits = b >> 1;
 	return bit;
 }
-
-static void class_pieces_init(void);
 
 void secure_init_locked(void)
 {
 	secure_canary_init();
 	for (unsigned cls = 1; cls < MH_NUM_CLASSES; cls++)
 		class16[cls] = (uint8_t)aligned_class(16, mh_class[cls].size);
-	class_pieces_init();
+	slot_pieces_init();
 	large_min = mh_option(MH_OPT_SECURE_LARGE);
 	if (large_min <= SMALL_MAX)
 		mh_fatal("MHEAP_SECURE_LARGE=%zu: at least %d", large_min, SMALL_MAX + 1);
@@ -163,164 +128,23 @@ bool secure_stacks_ready(void)
 
 /* ------------------------------------------------------------ small blocks */
 
-/* Two words, loaded and or-ed at once (SSE2 on x86-64, NEON on arm64). */
-typedef uint64_t u64x2 __attribute__((vector_size(16)));
-
-static inline u64x2 load16(uintptr_t a)
-{
-	u64x2 v;
-
-	memcpy(&v, (const void *)a, sizeof(v));
-	return v;
-}
-
-/* Bytes at each end of a slot that zero_check always reads: a cache line
- * (four 16-byte pieces, slot_piece). */
-#define CHECKED_END	64
-/* Slots of up to this size are read and zeroed whole by the pieces at
- * their two ends (slot_piece), with no call and no loop. */
-#define SLOT_BY_PIECES	(2 * CHECKED_END)
-
-static inline void store16(uintptr_t a, u64x2 v)
-{
-	memcpy((void *)a, &v, sizeof(v));
-}
-
-/*
- * The offset of the k-th (0 to 3) 16-byte piece from the start of a slot of
- * room bytes (at least 16): 16 k, or the last piece of a smaller slot.
- * The k-th piece from the end is at room - 16 less it. The eight cover the
- * slot's first and last min(room, 64) bytes, so all of a slot of up to
- * SLOT_BY_PIECES, with no branch on its size: the loops over a slot of
- * the class's size, canary_set's and memset's size dispatch mispredicted
- * about 3 branches a malloc and free of random small sizes
- * (docs/secure.md, 2026-12-07).
- */
-static inline size_t slot_piece(size_t room, size_t k)
-{
-	size_t a = 16 * k, last = room - 16;
-
-	return a < last ? a : last;
-}
-
-/* Per small class, the offsets of its slots' eight pieces (slot_piece):
- * the k-th from the start at k, from the end at 4 + k. Loaded, they take
- * the place of slot_piece's compare and move and of the subtraction for
- * the end, about 8 instructions in each of zero_check and slot_zero.
- * Filled at start-up. Measured:
- * docs/secure-log.md#one-jump-into-the-mode-and-the-checks-registers-2026-12-07-issue-26. */
-struct slot_pieces {
-	uint16_t at[8];
-};
-static struct slot_pieces class_pieces[MH_NUM_CLASSES];
-_Static_assert(MH_MAX_SMALL_SIZE <= UINT16_MAX, "a piece's offset fits in 16 bits");
-
-static void class_pieces_init(void)
-{
-	for (unsigned cls = 1; cls < MH_NUM_CLASSES; cls++) {
-		size_t room = mh_class[cls].size;
-
-		if (room < 16)
-			continue;	/* never a secure slot: TRAILER and 8 bytes at least */
-		for (size_t k = 0; k < 4; k++) {
-			class_pieces[cls].at[k] = (uint16_t)slot_piece(room, k);
-			class_pieces[cls].at[4 + k] = (uint16_t)(room - 16 - slot_piece(room, k));
-		}
-	}
-}
-
-/* The slot of room bytes at p was written at offset at after its free. */
-static MH_NORETURN void written_after_free(uintptr_t p, size_t room, size_t at)
-{
-	const uint8_t *b = (const uint8_t *)p;
-
-	while (!b[at])	/* at is the word's start: name its first written byte */
-		at++;
-	mh_fatal("write after free: %zu-byte slot %#lx written at offset %zu after its free, detected at its reuse",
-		 room, (unsigned long)p, at);
-}
-
-/*
- * A slot about to be handed out must be as its free left it: all zero. The
- * check reads the slot's first and last cache lines (CHECKED_END bytes
- * each) and, in a slot larger than the two, one word drawn at random from
- * between them: reading all of a 1 KiB slot cost more than the rest of
- * malloc and free together (docs/secure.md). So a write after
- * free is always caught in a slot of up to SLOT_BY_PIECES bytes and in a
- * larger one's first and last 64 bytes (where headers, links and a
- * block's end are), elsewhere with a chance of one in the number of words
- * between. calloc (all) checks every word: it returns the slot as zeroed
- * memory without writing it.
- */
-static inline __attribute__((always_inline)) void zero_check(uintptr_t p, size_t room,
-								const struct slot_pieces *pc, bool all)
-{
-	const uint64_t *w = (const uint64_t *)p;
-	size_t words = room / 8, i;
-	u64x2 v = { 0, 0 };
-	uint64_t any;
-
-	/* Slots are multiples of 8 bytes, of 16 at least; no early exit: it
-	 * is rare. 16-byte loads, or-ed two words at a time. */
-#pragma GCC unroll 4
-	for (i = 0; i < 4; i++)
-		v |= load16(p + pc->at[i]) | load16(p + pc->at[4 + i]);
-	if (unlikely(all) && room > SLOT_BY_PIECES) {
-		/* The middle, two loads a step, the last step from the
-		 * middle's end (overlapping the one before). */
-		for (i = CHECKED_END; i + 16 < room - CHECKED_END - 16; i += 32)
-			v |= load16(p + i) | load16(p + i + 16);
-		v |= load16(p + i) | load16(p + room - CHECKED_END - 16);
-	}
-	any = v[0] | v[1];
-	if (room > SLOT_BY_PIECES) {
-		size_t between = words - 2 * CHECKED_END / 8;
-
-		i = CHECKED_END / 8 + (size_t)((next_random() >> 32) * between >> 32);
-		any |= w[i];
-	}
-	if (likely(!any))
-		return;
-	for (i = 0; !w[i]; i++)
-		;
-	written_after_free(p, room, i * 8);
-}
-
-/* Zero a freed slot of room bytes at p, all of it: by its end pieces up
- * to SLOT_BY_PIECES (pc: its class's), else memset. */
-static inline __attribute__((always_inline)) void slot_zero(uintptr_t p, size_t room,
-								const struct slot_pieces *pc)
-{
-	u64x2 z = { 0, 0 };
-
-	if (room > SLOT_BY_PIECES) {
-		memset((void *)p, 0, room);
-		return;
-	}
-#pragma GCC unroll 4
-	for (size_t k = 0; k < 4; k++) {
-		store16(p + pc->at[k], z);
-		store16(p + pc->at[4 + k], z);
-	}
-}
-
 /* Whether this allocation is the thread's sampled one. */
 static inline bool sample_now(size_t size, size_t align)
 {
 	if (!sample_rate) {
-		self.sample_in = UINT32_MAX;	/* secure_alloc's fast path */
+		secure_self.sample_in = UINT32_MAX;	/* secure_alloc's fast path */
 		return false;
 	}
 	if (size > SAMPLE_MAX || align > 16)
 		return false;
-	if (self.sample_in > 1) {
-		self.sample_in--;
+	if (secure_self.sample_in > 1) {
+		secure_self.sample_in--;
 		return false;
 	}
-	bool first = !self.sample_in;	/* the thread's first: draw only */
+	bool first = !secure_self.sample_in;	/* the thread's first: draw only */
 
 	/* The next one in 1 to 2N - 1 allocations: N on average. */
-	self.sample_in = sample_rate == 1 ? 1 : 1 + (uint32_t)(next_random() % (2 * sample_rate - 1));
+	secure_self.sample_in = sample_rate == 1 ? 1 : 1 + (uint32_t)(next_random() % (2 * sample_rate - 1));
 	return !first || sample_rate == 1;
 }
 
@@ -335,18 +159,18 @@ static inline bool sample_now(size_t size, size_t align)
  */
 static inline void *shuffle_take(unsigned cls)
 {
-	uintptr_t p = (uintptr_t)heap_alloc_small(cls), held = self.held[cls], swap;
+	uintptr_t p = (uintptr_t)heap_alloc_small(cls), held = secure_self.held[cls], swap;
 
 	if (unlikely(!held || !p)) {
 		/* The thread's first of the class (or none left): hold one
 		 * on a random bit, as a swap would. */
 		if (!p || !random_bit() || unlikely(mh_tls_exited))	/* nothing given back any more */
 			return (void *)p;
-		self.held[cls] = p;
+		secure_self.held[cls] = p;
 		p = (uintptr_t)heap_alloc_small(cls);
 		if (unlikely(!p)) {
-			p = self.held[cls];
-			self.held[cls] = 0;
+			p = secure_self.held[cls];
+			secure_self.held[cls] = 0;
 		}
 		return (void *)p;
 	}
@@ -354,7 +178,7 @@ static inline void *shuffle_take(unsigned cls)
 	 * random bit mispredicts every other allocation
 	 * (docs/secure.md, 2026-12-07). */
 	swap = (p ^ held) & -(uintptr_t)random_bit();
-	self.held[cls] = held ^ swap;
+	secure_self.held[cls] = held ^ swap;
 	return (void *)(p ^ swap);
 }
 
@@ -406,7 +230,7 @@ static __attribute__((noinline)) void *alloc_small_slow(size_t size, unsigned cl
 static inline __attribute__((always_inline)) void *alloc_small_in(unsigned cls, size_t size, bool zero)
 {
 	struct mcache *c = mh_tls_cache;
-	uintptr_t held = self.held[cls], p, swap;
+	uintptr_t held = secure_self.held[cls], p, swap;
 	struct mspan *s;
 	uint32_t window;
 	uint64_t a;
@@ -419,7 +243,7 @@ static inline __attribute__((always_inline)) void *alloc_small_in(unsigned cls, 
 	p = window_take(s, window, a);
 	/* shuffle_take's swap. */
 	swap = (p ^ held) & -(uintptr_t)random_bit();
-	self.held[cls] = held ^ swap;
+	secure_self.held[cls] = held ^ swap;
 	return slot_hand_out(p ^ swap, size, cls, zero);
 }
 
@@ -506,10 +330,10 @@ static __attribute__((noinline)) void *alloc_first(size_t size, size_t align, bo
  */
 void *secure_malloc(size_t size)
 {
-	uint32_t in = self.sample_in;
+	uint32_t in = secure_self.sample_in;
 
 	if (likely(size - 1 < SMALL_MAX && in > 1)) {
-		self.sample_in = in - (size <= SAMPLE_MAX);
+		secure_self.sample_in = in - (size <= SAMPLE_MAX);
 		return alloc_small(size, size, false);
 	}
 	return alloc_first(size, 1, false);
@@ -522,78 +346,21 @@ void *secure_alloc(size_t size, size_t align, bool zero)
 		if (size > SAMPLE_MAX)
 			return alloc_small(size, size, zero);
 		/* sample_now's countdown, when it does not end. */
-		if (likely(self.sample_in > 1)) {
-			self.sample_in--;
+		if (likely(secure_self.sample_in > 1)) {
+			secure_self.sample_in--;
 			return alloc_small(size, size, zero);
 		}
 	}
 	return alloc_block(size, size, align, zero);
 }
 
-/*
- * A slot's first access in this mode is a read (zero_check), and a read of
- * a page never faulted in maps the kernel's shared zero page there, so the
- * write that follows faults a second time to replace it, and the
- * replacement flushes the TLB on every CPU the process runs on: with two
- * threads, an interrupt to the other one's core, under the page-table lock
- * its own faults wait for (docs/secure.md). So each OS page the
- * objects a span reaches lie on is written first, by an atomic or of zero
- * into one of their bytes: a write, which faults the page in as the
- * process's own, and one that leaves the byte as it was (an overflow into
- * a slot not handed out yet stays for the check at its reuse).
- */
-#define OS_PAGE_MIN	4096	/* the smallest OS page (a larger one takes more writes) */
-
-void secure_span_reach(const struct mspan *s, uint32_t from, uint32_t to)
-{
-	uintptr_t a = s->base + (uintptr_t)from * s->elemsize;
-	uintptr_t end = s->base + (uintptr_t)to * s->elemsize;
-
-	for (; a < end; a = ALIGN_DOWN(a, OS_PAGE_MIN) + OS_PAGE_MIN)
-		__atomic_fetch_or((uint8_t *)a, 0, __ATOMIC_RELAXED);
-}
-
-/*
- * A span's bytes past its last slot (its tail: up to 1,536 bytes, sizeclass.c)
- * are no block's, but the slots of its pages' earlier lives were: a small
- * span freed whole keeps its pages zeroed (every slot zeroed at its free)
- * and goes to the span cache's small list, and the next small span of its
- * length takes them as they are, for any class. Its slots are checked as
- * they are handed out (zero_check); what falls past the new class's last
- * slot is checked here, when the pages are taken: until 2026-12-07 nothing
- * read it, and a write after free there went unreported for as long as
- * the pages served classes that left it past their last slot. So every
- * byte of a reused small span is checked at the first allocation that
- * covers it, a slot's or the span's own. The span's take is a slow path
- * (under the heap lock); malloc's and free's common paths do nothing more.
- */
-void secure_span_reused(uintptr_t base, uintptr_t npages, unsigned cls)
-{
-	uintptr_t end = base + (npages << MH_PAGE_SHIFT);
-	uintptr_t tail = base + (uintptr_t)mh_class[cls].nelems * mh_class[cls].size, a;
-	uint64_t any = 0, w;
-
-	/* Slots are multiples of 8 bytes: the tail is whole words. */
-	for (a = tail; a < end; a += 8) {
-		memcpy(&w, (const void *)a, 8);
-		any |= w;
-	}
-	if (likely(!any))
-		return;
-	for (a = tail; !*(const uint8_t *)a; a++)
-		;
-	mh_fatal("write after free: span [%#lx, %#lx) written at offset %zu, past its last %u-byte slot, after its free, detected at its reuse",
-		 (unsigned long)base, (unsigned long)end, (size_t)(a - base),
-		 (unsigned)mh_class[cls].size);
-}
-
 void secure_thread_exit(void)
 {
 	middle_thread_exit();
 	for (unsigned cls = 0; cls < MH_NUM_CLASSES; cls++) {
-		if (self.held[cls])
-			heap_free_plain((void *)self.held[cls]);
-		self.held[cls] = 0;
+		if (secure_self.held[cls])
+			heap_free_plain((void *)secure_self.held[cls]);
+		secure_self.held[cls] = 0;
 	}
 }
 

@@ -2,10 +2,11 @@
 /*
  * The secure heap (MHEAP_SECURE=1): the interface between the heap's hot
  * paths and the mode's own files. secure.c holds the design; in short:
- * small blocks get a canary and are zeroed on free and checked at reuse
- * (secure.c), large and sampled blocks a page-aligned place before a guard
- * page and quarantine on free (secure_large.c), malloc(0) a unique address
- * that faults (secure.c), and faults on any of them a report
+ * small blocks get a canary (secure_canary.h) and are zeroed on free and
+ * checked at reuse (secure_slot.h), middle blocks a canary and a delay
+ * (secure_middle.c), large and sampled blocks a page-aligned place before
+ * a guard page and quarantine on free (secure_large.c), malloc(0) a unique
+ * address that faults (secure_zero.c), and faults on any of them a report
  * (secure_report.c).
  *
  * Off by default; the flag is read once, when the heap is set up, before
@@ -87,7 +88,7 @@ MH_HIDDEN size_t heap_checked_room(uintptr_t p, struct mspan **small, struct are
  * block's size (low half) and a check word made from it (high half). */
 #define TRAILER		8
 
-/* A random word (secure.c: per thread, seeded from a secret). */
+/* A random word (secure_slot.h: per thread, seeded from a secret). */
 MH_HIDDEN uint64_t secure_random(void);
 
 /* Middle blocks (secure_middle.c), between the small classes and

@@ -17,7 +17,7 @@
  * allocated and freed the block, captured here with backtrace() for these
  * blocks only (once a constructor has made backtrace() safe to call:
  * secure.c). The up to 15 bytes between the block's end and the guard hold
- * canary bytes (secure.c), checked at free, and by realloc and
+ * canary bytes (secure_canary.h), checked at free, and by realloc and
  * malloc_usable_size before they take the block (guarded_check).
  *
  * realloc: a guarded block grows or shrinks in place while it fits before

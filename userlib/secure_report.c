@@ -19,8 +19,8 @@
  *   ...
  *
  * Stacks exist for guarded blocks only (large and sampled); a small
- * block's misuse is found at free or at reuse, by secure.c, with its
- * address and size on its line.
+ * block's misuse is found at free or at reuse, by secure.c and
+ * secure_slot.h, with its address and size on its line.
  */
 #define _GNU_SOURCE
 #include <execinfo.h>
