@@ -13,7 +13,7 @@
 /*
  * The secure heap's guarded blocks (secure_large.c) take anonymous memory
  * under kmod (fault_block_backend), so that a child of fork has them too
- * (misuse_test: blocks_across_fork), and go to the same quarantine as the
+ * (misuse_none_test: blocks_across_fork), and go to the same quarantine as the
  * arenas' chunks of the module: one release takes chunks of both, each by
  * its own backend.
  */

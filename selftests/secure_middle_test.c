@@ -7,21 +7,18 @@
  * go back to the heap (the thread's large cache; the page heap for a block
  * realloc moved away from), the delay is given back at the thread's exit, and
  * the guarded share is sampled by size (MHEAP_SECURE_MIDDLE_SAMPLE: bytes,
- * not blocks). What each misuse gives is misuse_test's, but for two
- * threads freeing one block at once. The program starts
- * itself again with MHEAP_SECURE=1 and no sampling when MHEAP_SECURE is not
- * set; the sampling tests start it once more with a rate of their own.
+ * not blocks). What each misuse gives is misuse_*_test's, but for two
+ * threads freeing one block at once. The program runs in the secure mode
+ * without sampling (secure_fixture.h); the sampling tests start it once
+ * more with a rate of their own.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
-#include <stdint.h>
 
-#include "kselftest_harness.h"
-#include "mheap_test.h"
-
-#include "mheap.h"
+#define SECURE_TEST_CASE	sample_case
+#include "secure_fixture.h"
 #include "arenamap.h"
 #include "mspan.h"
 
@@ -367,8 +364,19 @@ static void sample_child(void *arg)
 	fprintf(stderr, "%s\n", line);
 }
 
-/* sampled's child: this program again, as sample_child for exec_arg's
- * size and count, with the rate. */
+/* sampled's child, this program again: the case "sample", for the size
+ * and count in SAMPLE_SIZE and SAMPLE_N. */
+static void sample_case(const char *name)
+{
+	if (!strcmp(name, "sample")) {
+		size_t a[2] = { strtoul(getenv("SAMPLE_SIZE"), NULL, 10),
+				strtoul(getenv("SAMPLE_N"), NULL, 10) };
+
+		sample_child(a);
+	}
+}
+
+/* Start sampled's child for exec_arg's size and count, with the rate. */
 static const size_t *exec_arg;
 
 static void exec_sampling(void *rate)
@@ -378,11 +386,9 @@ static void exec_sampling(void *rate)
 	snprintf(v[0], sizeof(v[0]), "%zu", exec_arg[0]);
 	snprintf(v[1], sizeof(v[1]), "%zu", exec_arg[1]);
 	setenv("MHEAP_SECURE_MIDDLE_SAMPLE", rate, 1);
-	setenv("SAMPLE_CHILD", "1", 1);
 	setenv("SAMPLE_SIZE", v[0], 1);
 	setenv("SAMPLE_N", v[1], 1);
-	execl("/proc/self/exe", "secure_middle_test", (char *)NULL);
-	_exit(127);
+	secure_exec_case("sample");
 }
 
 /* sample_child's run for n blocks of size bytes at the rate, in r. */
@@ -437,24 +443,4 @@ TEST(a_bad_rate_stops_the_program_at_start_up)
 		     "optional K, M or G suffix\n", r.err);
 }
 
-/* The harness's main, under another name: main comes first. */
-#define main harness_main
 TEST_HARNESS_MAIN
-#undef main
-
-int main(int argc, char **argv)
-{
-	static const char *const env[] = { "MHEAP_SECURE=1", "MHEAP_SECURE_SAMPLE=0",
-					   "MHEAP_SECURE_MIDDLE_SAMPLE=0", NULL };
-
-	if (getenv("SAMPLE_CHILD")) {
-		size_t a[2] = { strtoul(getenv("SAMPLE_SIZE"), NULL, 10),
-				strtoul(getenv("SAMPLE_N"), NULL, 10) };
-
-		sample_child(a);
-		return 0;
-	}
-	if (!getenv("MHEAP_SECURE"))
-		return exec_self_with(argv, env);
-	return harness_main(argc, argv);
-}

@@ -5,7 +5,7 @@
  * zeroed, and the next small span of its length takes them for whatever
  * class it serves. Each byte of such pages is checked at the first
  * allocation that covers it: a slot's bytes when the slot is handed out
- * (secure_test, misuse_test), the bytes past the new class's last slot
+ * (secure_slot_test, misuse_use_after_free_test), the bytes past the new class's last slot
  * when the span is taken (secure_slot.c, secure_span_reused). Each case runs
  * in a new process (this program again), so that the span its thread
  * freed is the one the next span of its length takes: the test checks
@@ -13,12 +13,9 @@
  */
 #define _GNU_SOURCE
 #include <pthread.h>
-#include <stdint.h>
 
-#include "kselftest_harness.h"
-#include "mheap_test.h"
-
-#include "mheap.h"
+#define SECURE_TEST_CASE	span_case
+#include "secure_fixture.h"
 #include "arenamap.h"
 #include "mspan.h"
 
@@ -96,11 +93,18 @@ static void check_report(struct __test_metadata *_metadata, const struct child_r
 	EXPECT_STREQ(want, line);
 }
 
+/* The cases the tests run, each in this program again. */
+static void span_case(const char *name)
+{
+	if (!strcmp(name, "other_class"))
+		reuse_written_span(56, SPAN - 1, 40);
+	if (!strcmp(name, "same_class"))
+		reuse_written_span(40, SPAN - 20, 40);
+}
+
 static void exec_case(void *name)
 {
-	setenv("SPAN_CASE", name, 1);
-	execl("/proc/self/exe", "secure_span_test", (char *)NULL);
-	_exit(127);
+	secure_exec_case(name);
 }
 
 /*
@@ -126,22 +130,4 @@ TEST(a_write_past_a_spans_last_slot_is_reported_when_its_class_takes_the_pages_a
 	check_report(_metadata, &r, SPAN - 20, 48);
 }
 
-/* The harness's main, under another name: main comes first. */
-#define main harness_main
 TEST_HARNESS_MAIN
-#undef main
-
-int main(int argc, char **argv)
-{
-	static const char *const env[] = { "MHEAP_SECURE=1", "MHEAP_SECURE_SAMPLE=0",
-					   "MHEAP_SECURE_MIDDLE_SAMPLE=0", NULL };
-	const char *name = getenv("SPAN_CASE");
-
-	if (!getenv("MHEAP_SECURE"))
-		return exec_self_with(argv, env);
-	if (name && !strcmp(name, "other_class"))
-		reuse_written_span(56, SPAN - 1, 40);
-	if (name && !strcmp(name, "same_class"))
-		reuse_written_span(40, SPAN - 20, 40);
-	return harness_main(argc, argv);
-}
