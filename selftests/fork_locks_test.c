@@ -7,8 +7,9 @@
  * so a fork handler that waits for the lock (as it should) only waits; a
  * lock nothing takes or resets around fork stays held in the child, whose
  * next use of it hangs for good. The secure mode's zero-size range needs
- * no interposed call: a malloc(0) of a full range holds its lock while it
- * scans the range, milliseconds, and a thread does nothing else.
+ * no interposed call: a malloc(0) of a range with one free slot behind
+ * its cursor holds its lock while it searches the whole range, and a
+ * thread does little else.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -137,35 +138,46 @@ TEST(fork_while_another_thread_installs_the_fault_handler)
 
 static atomic_int forks_done;
 
-/* With the zero-size range full, each malloc(0) scans all of it under its
- * lock (milliseconds): this thread holds the lock most of the time. It
- * pauses 100 us between scans: the lock is not fair, and without a pause
- * this thread took it back before the forking thread's prepare handler
- * could, for tens of seconds under ASan. */
+/* The zero-size range holds one free slot, the one behind its cursor:
+ * each malloc(0) here takes it after a search of the whole range under
+ * the range's lock (about 0.4 us: a word of the range's summary at a time,
+ * secure_zero.c) and frees it, so this thread holds the lock much of the
+ * time it runs. It yields between rounds: the lock is not fair, and
+ * until 2026-12-07, when a search tested the range's bits one by one and
+ * took milliseconds, a thread that did not pause took it back before the
+ * forking thread's prepare handler could, for tens of seconds under ASan. */
 static void *malloc_0_while_full(void *arg)
 {
 	(void)arg;
 	while (!atomic_load(&forks_done)) {
-		mh_free(mh_malloc(0));
-		usleep(100);
+		for (int i = 0; i < 64; i++)
+			mh_free(mh_malloc(0));
+		sched_yield();
 	}
 	return NULL;
 }
 
 /* This program again with MHEAP_SECURE=1 (the mode is read at start-up):
- * the zero-size range filled, a thread in malloc(0) all the time, and
- * forks whose children free a pointer of the range (its lock taken).
- * Exits with 3 when a child hung (killed after 5 s). */
+ * the zero-size range filled but for one slot, a thread in malloc(0) all
+ * the time, and forks whose children free a pointer of the range (its
+ * lock taken). Exits with 3 when a child hung (killed after 5 s). */
 static int fork_while_malloc_0_scans(void)
 {
-	void *first = mh_malloc(0), *q;
+	void *first = mh_malloc(0), *last = first, *q;
 	pthread_t t;
 	int rc = 0;
 
-	do
+	for (;;) {
 		q = mh_malloc(0);
-	while (q && !span_of((uintptr_t)q));	/* the range full: a block of the heap */
-	if (!q || pthread_create(&t, NULL, malloc_0_while_full, NULL))
+		if (!q || span_of((uintptr_t)q))
+			break;	/* the range full: a block of the heap */
+		last = q;
+	}
+	if (!q || last == first)
+		return 2;
+	mh_free(q);
+	mh_free(last);	/* the slot behind the cursor */
+	if (pthread_create(&t, NULL, malloc_0_while_full, NULL))
 		return 2;
 	for (int i = 0; i < 8 && !rc; i++) {
 		pid_t pid;
