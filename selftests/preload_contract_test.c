@@ -107,6 +107,14 @@ static void *freed_40(const struct family *m)
 	return p;
 }
 
+static void *freed_100000(const struct family *m)
+{
+	void *p = m->malloc(100000);
+
+	m->free(p);
+	return p;
+}
+
 SIZED_CASE(free_sized_of_NULL_does_nothing, NULL, .size = 100);
 SIZED_CASE(free_aligned_sized_of_NULL_does_nothing, NULL, .aligned = true, .align = 3, .size = 1);
 SIZED_CASE(free_sized_with_the_size_allocated_frees, m->malloc(40), .size = 40);
@@ -139,8 +147,13 @@ SIZED_CASE(free_aligned_sized_with_an_alignment_the_block_lacks_aborts, unaligne
 SIZED_CASE(free_aligned_sized_with_an_alignment_not_a_power_of_two_aborts,
 	   m->aligned_alloc(64, 48), .aligned = true, .align = 24, .size = 48,
 	   .dies = "mheap: free_aligned_sized of %#lx with alignment 24 and size 48: the alignment is not a power of two");
+/* Until 2026-12-07 a small object's double free did not name the call. */
 SIZED_CASE(free_sized_of_a_freed_object_is_a_double_free, freed_40(m), .size = 40,
-	   .dies = "mheap: double free of %#lx");
+	   .dies = "mheap: double free of %#lx in free_sized");
+SIZED_CASE(free_aligned_sized_of_a_freed_object_is_a_double_free, freed_40(m), .aligned = true,
+	   .align = 8, .size = 40, .dies = "mheap: double free of %#lx in free_aligned_sized");
+SIZED_CASE(free_sized_of_a_freed_large_object_is_a_double_free, freed_100000(m), .size = 100000,
+	   .dies = "mheap: double free of %#lx in free_sized");
 SIZED_CASE(free_sized_inside_an_object_is_an_invalid_free, (char *)m->malloc(40) + 8, .size = 40,
 	   .dies = "mheap: invalid free of %#lx in free_sized (inside an object)");
 

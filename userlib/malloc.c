@@ -398,7 +398,8 @@ static void large_free(struct mcache *c, struct mspan *s, uintptr_t p, bool keep
  * the thread's heap arena (mcache_span_of), or NULL, and then the arena
  * map is walked here: a remote free does not walk it a second time
  * (docs/heap-objects-log.md#larson-and-the-two-thread-rows-again-2026-12-07-issue-24). */
-static __attribute__((noinline)) void free_checked(uintptr_t p, struct mspan *found)
+static inline __attribute__((always_inline)) void free_checked_in(uintptr_t p, struct mspan *found,
+								   bool forward)
 {
 	uint32_t idx;
 	struct mspan *s;
@@ -406,6 +407,14 @@ static __attribute__((noinline)) void free_checked(uintptr_t p, struct mspan *fo
 
 	if (!p)
 		return;
+	/* heap_free_default's (forward) in the secure mode: the caller read
+	 * the entry table's free before the heap was set up (entry.h), and p
+	 * is the secure layer's. Such a thread has no cache (mh_no_cache:
+	 * its lookup found no span), so only found NULL is tested. */
+	if (forward && unlikely(!found && mh_secure)) {
+		secure_free((void *)p);
+		return;
+	}
 	s = checked_span_at(found ? found : span_of(p), p, &idx, "");
 	c = mcache_get();
 	if (likely(LOAD_RELAXED(&s->state) == MSPAN_SMALL)) {
@@ -421,6 +430,23 @@ static __attribute__((noinline)) void free_checked(uintptr_t p, struct mspan *fo
 		return;
 	}
 	large_free(c, s, p, true);
+}
+
+/* The checked free, for the secure layer's calls back (heap_free_plain):
+ * never forwarded to it. */
+static __attribute__((noinline)) void free_checked(uintptr_t p, struct mspan *found)
+{
+	free_checked_in(p, found, false);
+}
+
+/* heap_free_default's slow path: free_checked, but in the secure mode a
+ * free that found no span goes to secure_free (free_checked_in). The test
+ * is on the slow path only, past free(NULL): the owner's fast path and
+ * the remote and large frees, which pass the span they found, do not
+ * take it. */
+static __attribute__((noinline)) void free_default_slow(uintptr_t p, struct mspan *found)
+{
+	free_checked_in(p, found, true);
 }
 
 /* The free of p through c, a cache or mh_no_cache (which owns nothing):
@@ -449,7 +475,7 @@ static inline __attribute__((always_inline)) void free_through(struct mcache *c,
 /* free in the default mode (mh_free, free: entry.h). */
 void heap_free_default(void *ptr)
 {
-	free_through(mh_tls_fast_cache, (uintptr_t)ptr, free_checked);
+	free_through(mh_tls_fast_cache, (uintptr_t)ptr, free_default_slow);
 }
 
 /* The default mode's free, for the secure mode's layer: the fast path

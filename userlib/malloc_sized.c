@@ -90,10 +90,19 @@ void heap_free_sized_default(void *ptr, enum sized_free_fn fn, bool aligned, siz
 	}
 	if (!ptr)
 		return;
+	/* In the secure mode: the caller read the entry table's free_sized
+	 * before the heap was set up (entry.h), and p is the secure layer's,
+	 * which checks its own sizes (the slow path only: no cost to the
+	 * fast path above, which such a thread, without a cache, misses). */
+	if (unlikely(mh_secure)) {
+		heap_free_sized_secure(ptr, fn, aligned, align, size);
+		return;
+	}
 	s = checked_span(p, &idx, what);
-	/* A freed object is a double free, whatever the size says. */
+	/* A freed object is a double free, whatever the size says, named as
+	 * the call (until 2026-12-07 a small object's was not). */
 	if (s->state == MSPAN_SMALL && !mspan_obj_allocated(s, idx))
-		mspan_double_free(p);
+		mh_freed_pointer(p, what);
 	if (!aligned)
 		align = 1;
 	if (!IS_POW2(align) || p % align || !block_fits(s, align, request))
