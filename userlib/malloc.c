@@ -323,10 +323,11 @@ size_t heap_checked_room(uintptr_t p, struct mspan **small, struct arena_chunk *
  * without it). The bit's set and the check's load of `window` are
  * sequentially consistent, which orders the check against the owner's
  * sweeps ("Double frees"): two locked instructions per remote free, the
- * bit and the count.
+ * bit and the count. A double free found here is reported naming the
+ * call what (" in free_sized", ..., or "").
  */
 static inline __attribute__((always_inline)) void remote_free(struct mspan *s, uint32_t idx,
-						       uintptr_t p)
+						       uintptr_t p, const char *what)
 {
 	uint64_t gen = LOAD_ACQUIRE(&s->gen);
 	unsigned cls = s->sizeclass;
@@ -336,10 +337,10 @@ static inline __attribute__((always_inline)) void remote_free(struct mspan *s, u
 	/* Set the bit first, count it last: whoever sees the count reach
 	 * `outstanding` knows every bit is already in place. */
 	if (__atomic_fetch_or(&s->bits[w].remote, bit, __ATOMIC_SEQ_CST) & bit)
-		mspan_double_free(p);
+		mh_freed_pointer(p, what);
 	/* A sweep that took the bit meanwhile has judged it. */
 	if (!mspan_obj_handed_out(s, idx) && (LOAD_ACQUIRE(&s->bits[w].remote) & bit))
-		mspan_double_free(p);
+		mh_freed_pointer(p, what);
 	/* The hint goes to whoever owns the span now (it may change before
 	 * the count: a hint to the wrong cache costs one look). */
 	struct mcache *owner = LOAD_RELAXED(&s->owner);
@@ -370,26 +371,52 @@ static void count_free(struct mcache *c, unsigned cls)
 /* A free of object idx (at p) of s, a small span c (the thread's cache or
  * NULL) does not own. */
 static inline __attribute__((always_inline)) void small_free_remote(struct mcache *c, struct mspan *s,
-							     uint32_t idx, uintptr_t p)
+							     uint32_t idx, uintptr_t p,
+							     const char *what)
 {
 	/* The class is read first: the free may end the span's life. */
 	unsigned cls = s->sizeclass;
 
-	remote_free(s, idx, p);
+	remote_free(s, idx, p, what);
 	count_free(c, cls);
 }
 
 /* The free of p, a large object of s, checked (checked_span), by the
  * thread of cache c (or none): into c's large blocks if keep
- * (largecache.c), else, or if it does not fit there, to the page heap. */
-static void large_free(struct mcache *c, struct mspan *s, uintptr_t p, bool keep)
+ * (largecache.c), else, or if it does not fit there, to the page heap.
+ * what names the call in a report. */
+static void large_free(struct mcache *c, struct mspan *s, uintptr_t p, bool keep,
+		       const char *what)
 {
 	/* Another thread may be freeing p too: one of the two claims it. */
 	if (!span_large_claim(s, p))
-		mspan_double_free(p);
+		mh_freed_pointer(p, what);
 	if (!keep || !c || !mcache_large_put(c, s))
 		mheap_free_span(s);
 	count_free(c, 0);
+}
+
+/* The free of p, object idx of s, which checked_span_at found and
+ * checked, as free_checked makes it, what naming the call in a report (a
+ * free racing another of p, which both checks passed). */
+static inline __attribute__((always_inline)) void free_span_in(struct mspan *s, uint32_t idx,
+								uintptr_t p, const char *what)
+{
+	struct mcache *c = mcache_get();
+
+	if (likely(LOAD_RELAXED(&s->state) == MSPAN_SMALL)) {
+		if (likely(c && LOAD_RELAXED(&s->owner) == c)) {
+			/* The thread's first free made the cache just now;
+			 * else the fast path found p bad: checked_span
+			 * vetted the offset, so it is freed already. */
+			if (unlikely(!local_free(c, s, p)))
+				mh_freed_pointer(p, what);
+			return;
+		}
+		small_free_remote(c, s, idx, p, what);
+		return;
+	}
+	large_free(c, s, p, true, what);
 }
 
 /* Everything the fast path of mh_free does not take: NULL, a thread's
@@ -403,7 +430,6 @@ static inline __attribute__((always_inline)) void free_checked_in(uintptr_t p, s
 {
 	uint32_t idx;
 	struct mspan *s;
-	struct mcache *c;
 
 	if (!p)
 		return;
@@ -416,20 +442,7 @@ static inline __attribute__((always_inline)) void free_checked_in(uintptr_t p, s
 		return;
 	}
 	s = checked_span_at(found ? found : span_of(p), p, &idx, "");
-	c = mcache_get();
-	if (likely(LOAD_RELAXED(&s->state) == MSPAN_SMALL)) {
-		if (likely(c && LOAD_RELAXED(&s->owner) == c)) {
-			/* The thread's first free made the cache just now;
-			 * else the fast path found p bad: checked_span
-			 * vetted the offset, so it is freed already. */
-			if (unlikely(!local_free(c, s, p)))
-				mspan_double_free(p);
-			return;
-		}
-		small_free_remote(c, s, idx, p);
-		return;
-	}
-	large_free(c, s, p, true);
+	free_span_in(s, idx, p, "");
 }
 
 /* The checked free, for the secure layer's calls back (heap_free_plain):
@@ -499,7 +512,7 @@ void heap_free_moved(void *ptr)
 	uint32_t idx;
 	struct mspan *s = checked_span_at(span_of((uintptr_t)ptr), (uintptr_t)ptr, &idx, "");
 
-	large_free(mcache_get(), s, (uintptr_t)ptr, false);
+	large_free(mcache_get(), s, (uintptr_t)ptr, false, "");
 }
 
 /* The default mode's free of p, an allocated object of s, a small span
@@ -523,7 +536,14 @@ void heap_free_small(struct mspan *s, void *ptr)
 		free_checked(p, NULL);
 		return;
 	}
-	small_free_remote(c, s, idx, p);
+	small_free_remote(c, s, idx, p, "");
+}
+
+/* The sized frees' (malloc_sized.c): free_checked's free of the span it
+ * checked, naming the call. */
+void heap_free_span(struct mspan *s, uint32_t idx, void *ptr, const char *what)
+{
+	free_span_in(s, idx, (uintptr_t)ptr, what);
 }
 
 size_t mh_usable_size(const void *ptr)
@@ -585,7 +605,7 @@ void *mh_realloc(void *ptr, size_t size)
 	if (s->state == MSPAN_SMALL)
 		heap_free_default(ptr);
 	else	/* the page heap's: growth in place needs free runs */
-		large_free(mcache_get(), s, p, false);
+		large_free(mcache_get(), s, p, false, " in realloc");
 	return q;
 }
 

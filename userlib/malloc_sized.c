@@ -107,7 +107,9 @@ void heap_free_sized_default(void *ptr, enum sized_free_fn fn, bool aligned, siz
 		align = 1;
 	if (!IS_POW2(align) || p % align || !block_fits(s, align, request))
 		sized_free_mismatch(p, s, what + strlen(" in "), aligned, align, size);
-	heap_free_default(ptr);
+	/* Freed from the span just checked (no second lookup), naming the
+	 * call if a free of p racing this one wins. */
+	heap_free_span(s, idx, ptr, what);
 }
 
 /* A sized free in the secure mode, whose blocks keep the size they were
