@@ -31,7 +31,7 @@ TEST_F(lib, arena_and_guarded_block_chunks_leave_quarantine_together)
 	p = guarded_alloc(1 << 20, 16, false);
 	ASSERT_NE(NULL, p);
 	mh_arena_free(a);
-	guarded_free(LOAD_ACQUIRE(&span_of((uintptr_t)p)->chunk_data), (uintptr_t)p);
+	guarded_free(LOAD_ACQUIRE(&span_of((uintptr_t)p)->chunk_data), (uintptr_t)p, "");
 	mh_stats_read(&st);
 	ASSERT_EQ(2, st.arena_chunks_quarantined);
 

@@ -519,9 +519,9 @@ void heap_free_moved(void *ptr)
  * (heap_checked_room found it), for the secure mode's layer: the owner's
  * free or the remote one, with no second lookup. What a racing free of p
  * may have changed since is checked again, as free_checked checks it: the
- * span's state (else free_checked names the error), the object's bits
- * (local_free, remote_free). */
-void heap_free_small(struct mspan *s, void *ptr)
+ * span's state (else checked_span_at names the error), the object's bits
+ * (local_free, remote_free); a report names the call what. */
+void heap_free_small(struct mspan *s, void *ptr, const char *what)
 {
 	struct mcache *c = mcache_get();
 	uintptr_t p = (uintptr_t)ptr;
@@ -529,14 +529,15 @@ void heap_free_small(struct mspan *s, void *ptr)
 
 	if (c && LOAD_RELAXED(&s->owner) == c) {
 		if (unlikely(!local_free(c, s, p)))
-			mspan_double_free(p);
+			mh_freed_pointer(p, what);
 		return;
 	}
 	if (unlikely(LOAD_RELAXED(&s->state) != MSPAN_SMALL || !object_start(s, p, &idx))) {
-		free_checked(p, NULL);
+		s = checked_span_at(span_of(p), p, &idx, what);
+		free_span_in(s, idx, p, what);
 		return;
 	}
-	small_free_remote(c, s, idx, p, "");
+	small_free_remote(c, s, idx, p, what);
 }
 
 /* The sized frees' (malloc_sized.c): free_checked's free of the span it

@@ -370,11 +370,11 @@ void secure_thread_exit(void)
 static __attribute__((noinline)) void free_other(uintptr_t p, struct arena_chunk *c, size_t room)
 {
 	if (zero_size_owns(p)) {
-		zero_size_free(p);
+		zero_size_free(p, "");
 	} else if (c) {
-		guarded_free(c, p);
+		guarded_free(c, p, "");
 	} else {
-		middle_free(p, canary_check(p, room, ""), room, false);
+		middle_free(p, canary_check(p, room, ""), room, false, "");
 	}
 }
 
@@ -396,7 +396,7 @@ static __attribute__((noinline)) void free_checked_other(uintptr_t p)
 	}
 	(void)canary_check(p, room, "");
 	slot_zero(p, room, &class_pieces[small->sizeclass]);
-	heap_free_small(small, (void *)p);
+	heap_free_small(small, (void *)p, "");
 }
 
 /*
@@ -464,27 +464,46 @@ size_t secure_usable_size(const void *ptr)
 	return checked_usable(p, mh_in_usable_size);
 }
 
-void secure_free_sized(void *ptr, const char *what, size_t align, size_t size)
+/*
+ * A sized free (heap_free_sized_secure): the block checked as free checks
+ * it, naming the call (what), its size and alignment compared with the
+ * call's (sized_free_mismatch words a mismatch as the default mode does),
+ * then freed from what the check found: one lookup, and a free of p
+ * racing this one reported naming the call too. Until 2026-12-07 the
+ * block went on to secure_free, which looked it up and checked it again
+ * without the name, and a mismatch's report left the alignment out.
+ */
+void secure_free_sized(void *ptr, const char *what, bool aligned, size_t align, size_t size)
 {
-	const char *fn = what + strlen(" in ");
 	uintptr_t p = (uintptr_t)ptr;
-	size_t have;
+	struct arena_chunk *c = NULL;
+	struct mspan *small = NULL;
+	size_t have, room = 0;
+	bool zero = zero_size_owns(p);
 
 	if (!ptr)
 		return;
 	/* A freed or invalid pointer is reported as such, naming the call,
 	 * whatever the size says (as the default mode's sized free). */
-	have = checked_usable(p, what);
-	if (!IS_POW2(align))
-		mh_fatal("%s of %#lx with size %zu: the alignment is not a power of two", fn,
-			 (unsigned long)p, size);
-	if (p % align)
-		mh_fatal("%s of %#lx with size %zu: the object is not %zu-byte aligned (alignment mismatch)",
-			 fn, (unsigned long)p, size, align);
-	if (size != have)
-		mh_fatal("%s of %#lx with size %zu: the object is %zu bytes (size mismatch)", fn,
-			 (unsigned long)p, size, have);
-	secure_free(ptr);
+	if (zero) {
+		zero_size_check(p, what);
+		have = 0;
+	} else {
+		room = heap_checked_room(p, &small, &c, what);
+		have = c ? guarded_checked_size(c, p, what) : canary_check(p, room, what);
+	}
+	if (!IS_POW2(align) || p % align || size != have)
+		sized_free_mismatch(p, what + strlen(" in "), aligned, align, size, have);
+	if (zero) {
+		zero_size_free(p, what);
+	} else if (c) {
+		guarded_free(c, p, what);
+	} else if (!small) {
+		middle_free(p, have, room, false, what);
+	} else {
+		slot_zero(p, room, &class_pieces[small->sizeclass]);
+		heap_free_small(small, ptr, what);
+	}
 }
 
 void *secure_realloc(void *ptr, size_t size)
@@ -541,7 +560,7 @@ void *secure_realloc(void *ptr, size_t size)
 		return NULL;
 	memcpy(q, ptr, old < size ? old : size);
 	if (!zero_size_owns(p) && !c && room > MH_MAX_SMALL_SIZE)
-		middle_free(p, old, room, true);	/* canary checked above */
+		middle_free(p, old, room, true, " in realloc");	/* canary checked above */
 	else
 		secure_free(ptr);
 	return q;

@@ -44,8 +44,15 @@ MH_HIDDEN void *secure_alloc(size_t size, size_t align, bool zero);
 MH_HIDDEN void secure_free(void *p);
 MH_HIDDEN void *secure_realloc(void *p, size_t size);
 MH_HIDDEN size_t secure_usable_size(const void *p);
-/* A sized free: what names the call in its messages (" in free_sized"). */
-MH_HIDDEN void secure_free_sized(void *p, const char *what, size_t align, size_t size);
+/* A sized free: what names the call in its messages (" in free_sized"),
+ * aligned whether it gave align (else 1). */
+MH_HIDDEN void secure_free_sized(void *p, const char *what, bool aligned, size_t align,
+				 size_t size);
+/* Abort: a sized free (fn: "free_sized", ...) of p, a block of have bytes,
+ * with a size or alignment (aligned: given by the call) it cannot have
+ * (malloc_sized.c; both modes word it so). */
+MH_HIDDEN MH_NORETURN void sized_free_mismatch(uintptr_t p, const char *fn, bool aligned,
+					       size_t align, size_t size, size_t have);
 
 /* The thread is exiting: give back the slots its allocations hold. */
 MH_HIDDEN void secure_thread_exit(void);
@@ -77,7 +84,9 @@ MH_HIDDEN void heap_free_plain(void *p);
 /* A large block realloc moved away from: to the page heap, not the
  * thread's large cache (growth in place needs free runs). */
 MH_HIDDEN void heap_free_moved(void *p);
-MH_HIDDEN void heap_free_small(struct mspan *s, void *p);
+/* p, an allocated object of s, a small span (heap_checked_room), freed; a
+ * free of p racing this one is reported naming the call what. */
+MH_HIDDEN void heap_free_small(struct mspan *s, void *p, const char *what);
 /* p, a large block of the heap (heap_alloc_plain), grown in place to
  * hold size bytes, if the pages after it are free; *room its pages then. */
 MH_HIDDEN bool heap_grow_plain(void *p, size_t size, size_t *room);
@@ -97,11 +106,11 @@ MH_HIDDEN uint64_t secure_random(void);
  * of the block of size bytes at p, its pages room bytes, whose canary was
  * checked (claimed against a racing free, zeroed, delayed, then given
  * back checked: to the thread's large cache, or to the page heap if moved,
- * realloc moved it away); a thread's delayed blocks given back at its
- * exit. */
+ * realloc moved it away; a racing free reported naming the call what); a
+ * thread's delayed blocks given back at its exit. */
 MH_HIDDEN void middle_init(void);
 MH_HIDDEN bool middle_sampled(size_t size);
-MH_HIDDEN void middle_free(uintptr_t p, size_t size, size_t room, bool moved);
+MH_HIDDEN void middle_free(uintptr_t p, size_t size, size_t room, bool moved, const char *what);
 MH_HIDDEN void middle_thread_exit(void);
 
 /* Canary bytes (secure_canary.c): fill n bytes at d; how many of the n bytes at d,
@@ -125,19 +134,21 @@ MH_HIDDEN bool guarded_holds_block(const struct arena_chunk *c);
  * is intact; else an abort naming the call with what (" in realloc",
  * mh_in_usable_size, ...). */
 MH_HIDDEN size_t guarded_checked_size(struct arena_chunk *c, uintptr_t p, const char *what);
-/* c's block, if p names it, is freed (its canary checked); else an abort. */
-MH_HIDDEN void guarded_free(struct arena_chunk *c, uintptr_t p);
+/* c's block, if p names it, is freed (its canary checked); else an abort
+ * naming the call with what. */
+MH_HIDDEN void guarded_free(struct arena_chunk *c, uintptr_t p, const char *what);
 
 /* Zero-size blocks (secure_zero.c): their range reserved (start-up, or a
  * fatal error); whether addr is in it; a unique address in it for an
  * alignment of at most 16, or NULL (none left, or a larger alignment); the
- * check of realloc (what: " in realloc") and a free, which abort on an
- * address not given out or freed already. */
+ * check of realloc (what: " in realloc") and a free (what: "", " in
+ * free_sized", ...), which abort on an address not given out or freed
+ * already. */
 MH_HIDDEN void zero_size_init(void);
 MH_HIDDEN bool zero_size_owns(uintptr_t addr);
 MH_HIDDEN void *zero_size_alloc(size_t align);
 MH_HIDDEN void zero_size_check(uintptr_t p, const char *what);
-MH_HIDDEN void zero_size_free(uintptr_t p);
+MH_HIDDEN void zero_size_free(uintptr_t p, const char *what);
 /* fork: the range's lock taken (prepare), then let go in parent and child. */
 MH_HIDDEN void zero_size_fork_prepare(void);
 MH_HIDDEN void zero_size_fork_release(void);

@@ -174,9 +174,9 @@ size_t guarded_checked_size(struct arena_chunk *c, uintptr_t p, const char *what
 	return c->block.size;
 }
 
-void guarded_free(struct arena_chunk *c, uintptr_t p)
+void guarded_free(struct arena_chunk *c, uintptr_t p, const char *what)
 {
-	guarded_check(c, p, "", true);
+	guarded_check(c, p, what, true);
 	c->block.nfree = capture(c->block.free_stack);
 	arena_block_chunk_free(c);
 }

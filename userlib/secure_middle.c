@@ -177,19 +177,19 @@ static void release_oldest(void)
  * and pass canary_check; the one that swaps its trailer to zero frees it,
  * the other aborts. Its first bytes go to zero before: a later free that
  * finds the trailer zero finds them zero too, which canary_broken names a
- * double free.
+ * double free (naming the call what).
  */
-static void middle_claim(uintptr_t p, size_t size, size_t room)
+static void middle_claim(uintptr_t p, size_t size, size_t room, const char *what)
 {
 	uint64_t trailer = (uint64_t)trailer_check(size) << 32 | size;
 
 	memset((void *)p, 0, 8);
 	if (!__atomic_compare_exchange_n((uint64_t *)(p + room - TRAILER), &trailer, 0, false,
 					 __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
-		mh_fatal("double free of %#lx", (unsigned long)p);
+		mh_freed_pointer(p, what);
 }
 
-void middle_free(uintptr_t p, size_t size, size_t room, bool moved)
+void middle_free(uintptr_t p, size_t size, size_t room, bool moved, const char *what)
 {
 	size_t tail = tail_of(size), words = (tail - CHECKED_END) / 8;
 	struct delayed d = {
@@ -197,7 +197,7 @@ void middle_free(uintptr_t p, size_t size, size_t room, bool moved)
 		.word = CHECKED_END + secure_random() % words * 8,
 	};
 
-	middle_claim(p, size, room);
+	middle_claim(p, size, room, what);
 	memset((void *)p, 0, CHECKED_END);
 	memset((void *)(p + tail), 0, CHECKED_END);
 	memset((void *)(p + d.word), 0, 8);

@@ -141,7 +141,7 @@ void zero_size_check(uintptr_t p, const char *what)
 	slot_check(p, false, what);
 }
 
-void zero_size_free(uintptr_t p)
+void zero_size_free(uintptr_t p, const char *what)
 {
-	slot_check(p, true, "");
+	slot_check(p, true, what);
 }
