@@ -5,20 +5,15 @@
  * still gives a unique pointer at once - the free slots in the order of
  * the range's rotating cursor, then a block of the heap - and the range's
  * bits still catch a double free. Each case fills the range in a child of
- * its own. The program starts itself again with MHEAP_SECURE=1 (no
- * sampling) when it is not set: the mode is read when the heap is set up.
+ * its own. Runs in the secure mode without sampling (secure_fixture.h).
  * Unique pointers and the fall-back block when the range is merely full
  * are secure_test's too; what a zero-size pointer's access gives is
  * misuse_test's.
  */
 #define _GNU_SOURCE
-#include <stdint.h>
 #include <time.h>
 
-#include "kselftest_harness.h"
-#include "mheap_test.h"
-
-#include "mheap.h"
+#include "secure_fixture.h"
 #include "arenamap.h"
 
 #define ZERO_SLOT	16
@@ -214,17 +209,4 @@ TEST(a_full_ranges_slot_freed_twice_is_a_double_free)
 	EXPECT_STREQ(want, r.err);
 }
 
-/* The harness's main, under another name: main comes first. */
-#define main harness_main
 TEST_HARNESS_MAIN
-#undef main
-
-int main(int argc, char **argv)
-{
-	static const char *const env[] = { "MHEAP_SECURE=1", "MHEAP_SECURE_SAMPLE=0",
-					   "MHEAP_SECURE_MIDDLE_SAMPLE=0", NULL };
-
-	if (!getenv("MHEAP_SECURE"))
-		return exec_self_with(argv, env);
-	return harness_main(argc, argv);
-}
