@@ -2,7 +2,8 @@
 /*
  * User arenas' allocation, per fault backend (arena_fixture.h): bump
  * allocation upwards and noscan objects downwards, the inline fast path and
- * the library's functions sharing one window, zero-sized allocations,
+ * the library's functions sharing one window, zero-sized allocations, the
+ * fast path's bounds,
  * objects across chunks, calloc, large allocations in chunks of their own;
  * mh_in_arena and clones telling arena memory from the rest; threads
  * making and freeing arenas at once; a forced backend that is unknown or
@@ -93,6 +94,72 @@ TEST_F(arena, zero_sized_allocations_get_distinct_pointers)
 	EXPECT_NE(n1, n2);
 	EXPECT_TRUE(mh_in_arena(p2));
 	EXPECT_TRUE(mh_in_arena(n2));
+	mh_arena_free(a);
+}
+
+/* The bump window of live arena a, as mheap.h's inline fast path finds it. */
+static struct mh_arena_window_ *window_of(mh_arena *a)
+{
+	uintptr_t h = (uintptr_t)a, mask = (1u << MH_ARENA_BLOCK_BITS_) - 1;
+
+	return (struct mh_arena_window_ *)((char *)mh_arena_blocks_[(h >> MH_ARENA_BLOCK_BITS_) & mask] +
+					   (h & mask) * MH_ARENA_SLOT_BYTES_);
+}
+
+/* The fast path's bounds in both directions: sizes whose end would wrap
+ * or pass the window, and a start rounded up past the window's end, all
+ * take the library, and nothing handed out overlaps. */
+TEST_F(arena, sizes_and_alignments_that_do_not_fit_the_window_take_the_library)
+{
+	static const size_t huge[] = {
+		SIZE_MAX, SIZE_MAX - 6, SIZE_MAX / 2 + 1, (size_t)PTRDIFF_MAX,
+	};
+	mh_arena *a = mh_arena_new();
+	struct mh_arena_window_ *w;
+	char *p, *q, *n, *n0;
+	RETURN_IF_SETUP_SKIPPED();
+
+	ASSERT_NE(NULL, a);
+	p = mh_arena_alloc(a, 24, 8);
+	n = n0 = mh_arena_alloc_noscan(a, 24, 8);
+	ASSERT_NE(NULL, p);
+	ASSERT_NE(NULL, n);
+	memset(n0, 0x77, 24);
+	w = window_of(a);
+	ASSERT_EQ((uintptr_t)(p + 24), w->lo);
+	ASSERT_EQ((uintptr_t)n, w->hi);
+	for (size_t i = 0; i < sizeof(huge) / sizeof(huge[0]); i++) {
+		errno = 0;
+		EXPECT_EQ(NULL, mh_arena_alloc(a, huge[i], 8));
+		EXPECT_EQ(ENOMEM, errno);
+		errno = 0;
+		EXPECT_EQ(NULL, mh_arena_alloc_noscan(a, huge[i], 8));
+		EXPECT_EQ(ENOMEM, errno);
+		/* The window did not move. */
+		ASSERT_EQ((uintptr_t)(p + 24), w->lo);
+		ASSERT_EQ((uintptr_t)n, w->hi);
+	}
+	/* An odd end (a noscan byte below n0), then the start 2 bytes
+	 * below it: a 1-byte object aligned to 8 rounds its start past the
+	 * end, onto n0. */
+	n = mh_arena_alloc_noscan(a, 1, 1);
+	ASSERT_NE(NULL, n);
+	*n = 0x5a;
+	ASSERT_EQ((uintptr_t)n, w->hi);
+	ASSERT_NE(NULL, mh_arena_alloc(a, w->hi - 2 - w->lo, 1));
+	ASSERT_EQ((uintptr_t)n - 2, w->lo);
+	q = mh_arena_alloc(a, 1, 8);
+	ASSERT_NE(NULL, q);
+	EXPECT_EQ(0, (uintptr_t)q % 8);
+	EXPECT_TRUE(q + 1 <= n - 2 || q >= n0 + 24);
+	*q = 0x33;
+	EXPECT_EQ(0x5a, *n);
+	for (int i = 0; i < 24; i++)
+		ASSERT_EQ(0x77, (unsigned char)n0[i]);
+	/* One byte more than the window's room: memory elsewhere. */
+	q = mh_arena_alloc_noscan(a, w->hi - w->lo + 1, 1);
+	ASSERT_NE(NULL, q);
+	EXPECT_TRUE((uintptr_t)q + (w->hi - w->lo + 1) <= (uintptr_t)p || q >= n0 + 24);
 	mh_arena_free(a);
 }
 

@@ -33,7 +33,7 @@
  * The inline fast path. A slot starts with the arena's bump window (its
  * live handle and the free space [lo, hi) of its active chunk), which
  * mheap.h's inline mh_arena_alloc reads through the handle and bumps:
- * 14 instructions and two dependent loads (the block, the slot) when the
+ * 13-15 instructions and two dependent loads (the block, the slot) when the
  * handle is live and the request fits, the block's load once per loop of
  * allocations (the table of blocks is const to the program: an entry is
  * set once, here, and never changes); the rest comes here
