@@ -210,6 +210,24 @@ static int mheap_vm_mremap(struct vm_area_struct *new_vma)
 	return -EINVAL;
 }
 
+/*
+ * Whether the fault came through a page-table entry that is there but maps
+ * nothing: a marker that userfaultfd's write protection leaves on a page
+ * with no entry (from 6.7 its asynchronous mode protects any memory, these
+ * mappings included, for any user). vm_insert_page() cannot put a page
+ * over it (-EBUSY, which otherwise means a racing fault mapped the page),
+ * and VM_FAULT_NOPAGE would send the access straight back here, for ever:
+ * in the kernel (read() into the page) not even SIGKILL would end it. The
+ * access fails instead while the marker is there; lifting the protection
+ * removes it (see "userfaultfd" in docs/kmod.md). A fault that found no
+ * entry and meets a marker put meanwhile comes back through it.
+ */
+static bool fault_through_marker(const struct vm_fault *vmf)
+{
+	return (vmf->flags & FAULT_FLAG_ORIG_PTE_VALID) &&
+	       !pte_none(vmf->orig_pte);
+}
+
 static u32 fault_event_flags(const struct vm_fault *vmf)
 {
 	u32 flags = 0;
@@ -317,7 +335,9 @@ static vm_fault_t map_page(struct vm_fault *vmf, struct mheap_map *map,
 		page += idx & (MHEAP_BLOCK_PAGES - 1);
 	}
 	err = vm_insert_page(vmf->vma, vmf->address, page);
-	/* -EBUSY: the entry is there already, put by a racing fault. */
+	/* -EBUSY: the entry is there, a racing fault's page or a marker. */
+	if (err == -EBUSY && fault_through_marker(vmf))
+		return VM_FAULT_SIGBUS;
 	if (err && err != -EBUSY)
 		return vmf_error(err);
 	return VM_FAULT_NOPAGE;

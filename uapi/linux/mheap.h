@@ -61,6 +61,10 @@
  *    mlock() populate the range and so fail on quarantine (EFAULT, ENOMEM);
  *    mlock() locks nothing, as for any VM_MIXEDMAP mapping. msync() has
  *    nothing to write back and succeeds.
+ *  - userfaultfd takes it only for asynchronous write protection (6.7 and
+ *    later): a page protected while it has no page-table entry raises
+ *    SIGBUS on access (EFAULT for the kernel's) until the protection is
+ *    lifted.
  *  - mmap() places a mapping of 2 MiB or more at a 2 MiB-aligned address.
  *    Advised MADV_HUGEPAGE (the whole mapping), it gets huge pages: a
  *    2 MiB-aligned block touched while it holds no page and no quarantine
