@@ -123,6 +123,7 @@
 #include <linux/rwsem.h>
 #include <linux/sched/signal.h>
 #include <linux/slab.h>
+#include <linux/userfaultfd_k.h>
 #include <linux/xarray.h>
 
 #include "mheap_compat.h"
@@ -316,6 +317,14 @@ static struct page *page_alloc(struct mheap_map *map, pgoff_t idx)
  * entry with a PMD where the PMD slot is empty, otherwise the page itself
  * with a page-table entry, unless a PMD was installed meanwhile, through
  * which the access is simply tried again.
+ *
+ * Never a PMD in a mapping registered for userfaultfd write protection
+ * (6.7+, see fault_through_marker()): protecting it fills empty PMD slots
+ * with page tables of markers under mmap_lock held for reading only, so
+ * one could appear between our look at the slot and vmf_insert_pfn_pmd(),
+ * which WARNs when a write fault finds anything but its own PMD there.
+ * The registration changes only under mmap_lock held for writing, which
+ * a page fault excludes.
  */
 static vm_fault_t map_page(struct vm_fault *vmf, struct mheap_map *map,
 			   struct page *page)
@@ -328,7 +337,7 @@ static vm_fault_t map_page(struct vm_fault *vmf, struct mheap_map *map,
 	if (pmd_trans_huge(pmd))
 		return VM_FAULT_NOPAGE;
 	if (PageHead(page)) {
-		if (pmd_none(pmd) &&
+		if (pmd_none(pmd) && !userfaultfd_wp(vmf->vma) &&
 		    xa_get_order(&map->pages, idx) == MHEAP_BLOCK_ORDER)
 			return vmf_insert_pfn_pmd(vmf, page_to_pfn_t(page),
 						  vmf->flags & FAULT_FLAG_WRITE);

@@ -16,7 +16,10 @@
  *    than looping in the kernel, where not even SIGKILL ends it;
  *  - resident pages are protected and written as with any memory, the
  *    marked ones work again once the protection is lifted, and FAULT
- *    still makes any access SIGSEGV.
+ *    still makes any access SIGSEGV;
+ *  - write faults racing the protection of fresh 2 MiB blocks leave the
+ *    kernel log clean (a registered mapping gets no PMDs: protection can
+ *    put a page table where the fault was about to put its PMD).
  * On kernels without the asynchronous mode (6.1) registering the mapping
  * for write protection fails, so no marker can exist: the tests check
  * that refusal and report SKIP.
@@ -182,6 +185,116 @@ static void expect_child(struct __test_metadata *_metadata, void (*fn)(void), in
 	EXPECT_TRUE(killable) TH_LOG("the child ignored SIGKILL: stuck in the kernel");
 	EXPECT_EQ(C_OK, rc) TH_LOG("child: %d (%d: still running after %d s)", rc, C_STUCK, secs);
 	EXPECT_EQ(0, kernel_log_splats());
+}
+
+/* ------------------------------------------------------------ huge blocks */
+
+#define BLOCK		(2u << 20)
+#define RACE_BLOCKS	8
+#define RACE_S		3
+
+static struct {
+	char *mem;
+	pthread_barrier_t start, done;
+	volatile int delay;	/* > 0: the protector waits, < 0: the writer */
+	volatile int sig;	/* the writer's last write: 0 or SIGBUS */
+	volatile int bad;
+} race;
+
+/* Spin for n loops: the offset between the two racing threads. */
+static void spin(int n)
+{
+	for (volatile int i = 0; i < n; i++)
+		;
+}
+
+/* Write-fault each block, started with the protector's pass over it. */
+static void *race_writer(void *arg)
+{
+	(void)arg;
+	probes_install();
+	for (int b = 0; b < RACE_BLOCKS; b++) {
+		pthread_barrier_wait(&race.start);
+		spin(-race.delay);
+		race.sig = try_write(race.mem + (size_t)b * BLOCK + page, 1);
+		/* SIGBUS: the protector's marker came first (see above). */
+		if (race.sig && race.sig != SIGBUS)
+			race.bad = race.sig;
+		pthread_barrier_wait(&race.done);
+	}
+	return NULL;
+}
+
+/*
+ * Rounds of: a fresh mapping of RACE_BLOCKS blocks advised MADV_HUGEPAGE,
+ * each block made resident (one compound page, one PMD) and its PMD
+ * dropped again (MADV_DONTNEED keeps the page), registered for write
+ * protection; then, block by block, one thread write-faults the block,
+ * which maps it with a PMD again where its slot is still empty, while
+ * this one write-protects it, which puts a page table of markers into
+ * the slot where it is empty. The two start together, then one waits:
+ * the protector longer after each block where it came first (the write
+ * got SIGBUS), shorter after each where it came last, in steps that
+ * halve at each turn, so that the passes gather where the fault looks
+ * at the slot. For MHEAP_UFFD_RACE_S seconds (RACE_S).
+ */
+static void race_rounds(void)
+{
+	struct uffdio_register reg = { .mode = UFFDIO_REGISTER_MODE_WP };
+	struct uffdio_writeprotect wp = { .mode = UFFDIO_WRITEPROTECT_MODE_WP };
+	struct timespec end = deadline_in(env_uint("MHEAP_UFFD_RACE_S", RACE_S));
+	size_t len = (size_t)RACE_BLOCKS * BLOCK;
+	int fd, uffd, step = 1024, dir = 0, same = 0;
+	char *mem = setup_protected(&fd, &uffd);
+	pthread_t t;
+
+	munmap(mem, UFFD_PAGES * page);
+	if (pthread_barrier_init(&race.start, NULL, 2) ||
+	    pthread_barrier_init(&race.done, NULL, 2))
+		_exit(C_SETUP);
+	while (!deadline_passed(&end)) {
+		race.mem = dev_map(fd, len);
+		if (!race.mem || madvise(race.mem, len, MADV_HUGEPAGE))
+			_exit(C_SETUP);
+		for (int b = 0; b < RACE_BLOCKS; b++)
+			race.mem[(size_t)b * BLOCK] = 1;
+		if (madvise(race.mem, len, MADV_DONTNEED))
+			_exit(C_SETUP);
+		reg.range.start = (uintptr_t)race.mem;
+		reg.range.len = len;
+		if (ioctl(uffd, UFFDIO_REGISTER, &reg))
+			_exit(C_WRONG);
+		if (pthread_create(&t, NULL, race_writer, NULL))
+			_exit(C_SETUP);
+		for (int b = 0; b < RACE_BLOCKS; b++) {
+			wp.range.start = reg.range.start + (size_t)b * BLOCK;
+			wp.range.len = BLOCK;
+			pthread_barrier_wait(&race.start);
+			spin(race.delay);
+			if (ioctl(uffd, UFFDIO_WRITEPROTECT, &wp))
+				_exit(C_WRONG);
+			pthread_barrier_wait(&race.done);
+			int d = race.sig ? 1 : -1;
+
+			if (d != dir && step > 8)
+				step /= 2;
+			else if (d == dir && ++same >= 8 && step < 1 << 16)
+				step *= 2, same = 0;
+			if (d != dir)
+				same = 0;
+			dir = d;
+			race.delay += d * step;
+		}
+		pthread_join(t, NULL);
+		munmap(race.mem, len);
+		if (race.bad)
+			_exit(C_WRONG);
+	}
+}
+
+TEST(write_faults_racing_write_protection_of_fresh_blocks_never_warn)
+{
+	expect_child(_metadata, race_rounds, env_uint("MHEAP_UFFD_RACE_S", RACE_S) + 30);
 }
 
 TEST(a_user_access_to_a_write_protect_marker_is_sigbus)
