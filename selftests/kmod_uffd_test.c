@@ -3,8 +3,8 @@
  * /dev/mheap mappings under userfaultfd write protection, as a kselftest.
  *
  * userfaultfd refuses these mappings in every mode but one: from 6.7 the
- * asynchronous write protection (UFFD_FEATURE_WP_ASYNC, what CRIU and
- * PAGEMAP_SCAN use for dirty tracking) accepts any memory, to any user
+ * asynchronous write protection (UFFD_FEATURE_WP_ASYNC, the write
+ * tracking PAGEMAP_SCAN works with) accepts any memory, to any user
  * (UFFD_USER_MODE_ONLY needs no privilege). Protecting a page that has
  * no page-table entry leaves a marker in its place, which the module's
  * page fault cannot map over. Pinned down here, each in a child process
