@@ -103,6 +103,9 @@
  * before doing anything when @done cannot be written. Version 1.3 maps
  * 2 MiB blocks of mappings advised MADV_HUGEPAGE with 2 MiB pages (see
  * mmap() above; a 1.2 module takes the advice and keeps small pages).
+ * Version 1.3.1 sends SIGBUS to an access through a userfaultfd
+ * write-protect marker instead of faulting for ever, and maps a mapping
+ * registered for userfaultfd write protection with small pages only.
  */
 #ifndef _UAPI_LINUX_MHEAP_H
 #define _UAPI_LINUX_MHEAP_H
@@ -116,7 +119,7 @@
 /* ABI version this header describes; see "Versioning" above. */
 #define MHEAP_VERSION_MAJOR	1
 #define MHEAP_VERSION_MINOR	3
-#define MHEAP_VERSION_PATCH	0
+#define MHEAP_VERSION_PATCH	1
 
 /*
  * ioctl type byte of every mheap command; not claimed in the kernel's
