@@ -187,9 +187,13 @@ def render_md(path, meta, cases, runners_for, stats, headline):
     L.append("- Machine: `%s`, CPU: %s, %d online CPUs" % (
         meta["uname"], meta["cpu"], meta["ncpu"]))
     L.append("- Runs: every figure is the median of **%d** runs, interleaved across "
-             "allocators (round 1 of every allocator, then round 2, ...; the order "
-             "rotates each round). The whole matrix took %.0f s." % (
-                 meta["runs"], meta["elapsed"]))
+             "allocators (round 1 of every allocator, then round 2, ...; within a "
+             "round a case's allocators run in a random order drawn anew each round, "
+             "seed %s, so that no row always follows the same run; `--seed %s` "
+             "repeats the orders, raw.jsonl gives each run's predecessor). The whole "
+             "matrix took %.0f s." % (
+                 meta["runs"], meta.get("seed", "?"), meta.get("seed", "?"),
+                 meta["elapsed"]))
     L.append("- Allocators: glibc %s (no preload); jemalloc %s, tcmalloc (gperftools) "
              "%s `%s`, mimalloc %s, Scudo (LLVM %s, `%s`), each LD_PRELOADed under "
              "the plain-malloc driver; "

@@ -1,11 +1,13 @@
 # SPDX-License-Identifier: MIT
 """Running the matrix: every case on every runner, round after round (the
-runner order rotating), each run's key=value line parsed into a record in
-raw.jsonl; then the medians and per-round ratios of each (case, runner)."""
+runners of a case in a seeded random order drawn anew for every round),
+each run's key=value line parsed into a record in raw.jsonl; then the
+medians and per-round ratios of each (case, runner)."""
 
 import json
 import math
 import os
+import random
 import signal
 import statistics
 import subprocess
@@ -89,22 +91,48 @@ def run_one(case, runner, timeout):
     return rec
 
 
-def run_matrix(cases, runners_for, runs, raw, timeout):
-    """Run every case on every runner, `runs` interleaved rounds."""
+def round_order(seed, rnd, case_id, runners):
+    """The order of a case's runners in round `rnd`: a random permutation
+    drawn from (seed, round, case id) alone, so the same seed gives the same
+    orders whatever else runs (--only).
+
+    Why random and not a rotation: a process's first milliseconds depend on
+    the physical pages it gets, hot from the process that ran just before or
+    fresh (docs/arenas-log.md, "The 16 B bulk arena on the Intel host"). A
+    rotation keeps the cyclic order, so every row has the same predecessor
+    in every round (the arena row always after tcmalloc's, noscan always
+    after the arena's and on its freed huge pages). A fresh permutation per
+    round gives every row each of the case's other rows as predecessor with
+    the same chance, so none is favoured on average; the runners of a case
+    stay together so that a per-round ratio compares runs a few seconds
+    apart."""
+    order = list(runners)
+    random.Random("%d/%d/%s" % (seed, rnd, case_id)).shuffle(order)
+    return order
+
+
+def run_matrix(cases, runners_for, runs, raw, timeout, seed):
+    """Run every case on every runner, `runs` interleaved rounds. Each record
+    keeps its place in the round (`pos`) and the run before it (`prev`, "case
+    / runner", None for the first run of the matrix)."""
     load_start = loadavg()
     records = []
     t_start = time.monotonic()
+    prev = None
     with open(raw, "w") as rawf:
         for rnd in range(runs):
-            for ci, c in enumerate(cases):
+            for c in cases:
                 rs = [r for r in runners_for(c) if not r.check()]
                 if not rs:
                     continue
-                k = (rnd + ci) % len(rs)
                 line = []
-                for rn in rs[k:] + rs[:k]:
+                for pos, rn in enumerate(round_order(seed, rnd, c.id, rs)):
                     rec = run_one(c, rn, timeout)
                     rec["round"] = rnd
+                    rec["pos"] = pos
+                    rec["prev"] = prev
+                    if rec["status"] != "unavailable":
+                        prev = "%s / %s" % (c.id, rn.name)
                     records.append(rec)
                     rawf.write(json.dumps(rec) + "\n")
                     rawf.flush()

@@ -2,11 +2,14 @@
 # SPDX-License-Identifier: MIT
 """Run the mheap benchmark matrix and render the results.
 
-    run_bench.py --mode quick|full|smoke --top TOP --build BUILD [--runs N]
+    run_bench.py --mode quick|full|smoke --top TOP --build BUILD [--runs N] [--seed S]
 
 Every (workload, allocator) pair runs --runs times. Runs are interleaved:
 round 1 runs every case on every allocator, then round 2, and so on; inside a
-round the allocator order rotates so that no allocator always goes first.
+round a case's allocators run in a random order drawn anew for every round
+from --seed (a fresh seed unless given; the report prints it, and the same
+seed gives the same orders), so that no allocator always follows the same
+run.
 Each figure is the median over the rounds; ratios are the median of the
 per-round ratios (time of the allocator / time of the reference measured in
 the same round).
@@ -25,6 +28,7 @@ import datetime
 import json
 import os
 import platform
+import random
 import shutil
 import sys
 
@@ -41,6 +45,8 @@ def main():
         os.path.dirname(__file__), "..")))
     ap.add_argument("--build", default=None)
     ap.add_argument("--runs", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=None,
+                    help="seed of the per-round run orders (default: a fresh one)")
     ap.add_argument("--only", default=None,
                     help="comma-separated substrings of case ids to run")
     ap.add_argument("--results", default=None, help="directory for latest.md and PNGs")
@@ -109,17 +115,22 @@ def main():
         with open(run_meta) as f:
             rm = json.load(f)
         runs, elapsed = rm["runs"], rm["elapsed"]
+        seed = rm.get("seed")
         load_start, load_end, date = rm["load_start"], rm["load_end"], rm["date"]
         mheap_desc = rm.get("mheap", "?")
     else:
         mheap_desc = describe_mheap(top, build, so)
+        seed = args.seed if args.seed is not None else random.SystemRandom().randrange(10**6)
+        print("bench: run order seed %d (--seed %d / SEED=%d repeats the orders)" % (
+            seed, seed, seed), flush=True)
         records, elapsed, load_start = run_matrix(cases, runners_for, runs, raw,
-                                                  timeout)
+                                                  timeout, seed)
         load_end = loadavg()
         date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
         with open(run_meta, "w") as f:
             json.dump({"runs": runs, "elapsed": elapsed, "load_start": load_start,
-                       "load_end": load_end, "date": date, "mheap": mheap_desc}, f)
+                       "load_end": load_end, "date": date, "mheap": mheap_desc,
+                       "seed": seed}, f)
 
     stats = summarize(cases, runners_for, records)
     with open(os.path.join(datadir, "summary.json"), "w") as f:
@@ -127,7 +138,7 @@ def main():
 
     tc_so = ar[2].preload
     meta = {
-        "mode": args.mode, "runs": runs, "elapsed": elapsed,
+        "mode": args.mode, "runs": runs, "elapsed": elapsed, "seed": seed,
         "date": date,
         "uname": sh("uname -srm"), "cpu": cpu_model(), "ncpu": os.cpu_count() or 0,
         "glibc": platform.libc_ver()[1] or "?",
