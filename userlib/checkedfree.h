@@ -58,8 +58,11 @@ static inline __attribute__((always_inline)) struct mspan *checked_span_at(struc
 
 	if (unlikely(!s))
 		heap_bad_pointer(p, what);
-	/* Read once, and atomically: a racing free of p may kill the span. */
-	state = LOAD_RELAXED(&s->state);
+	/* Read once, and atomically: a racing free of p may kill the span.
+	 * An acquire: a small span's state is set last (mspan_init_small),
+	 * so that what is read below is of the life that says small, or of
+	 * one a remote free finds ended (malloc.c, remote_free). */
+	state = LOAD_ACQUIRE(&s->state);
 	if (likely(state == MSPAN_SMALL)) {
 		/* Its struct may have started a new life over other pages
 		 * since the lookup (a free racing the free of the span's last
@@ -94,6 +97,22 @@ static inline __attribute__((always_inline)) struct mspan *checked_span_at(struc
 	if (unlikely(!start))
 		mh_invalid_pointer(p, what, " (inside an object)");
 	return s;
+}
+
+/*
+ * checked_span_at for a free that may go on to free p remotely (malloc.c,
+ * remote_free), with *gen, s's life, read before the checks: the remote
+ * free holds the span in that life or aborts, so that what the checks
+ * read of it is of the life it frees into (mspan.h, "Dying spans"). Every
+ * path to remote_free takes its span from here or reads gen before
+ * checks of its own (heap_free_small).
+ */
+static inline __attribute__((always_inline)) struct mspan *checked_span_life(struct mspan *s, uintptr_t p,
+									    uint32_t *idx_out, uint64_t *gen,
+									    const char *what)
+{
+	*gen = s ? LOAD_ACQUIRE(&s->gen) : 0;
+	return checked_span_at(s, p, idx_out, what);
 }
 
 /* The span of p, checked as checked_span_at does. */

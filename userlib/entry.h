@@ -56,10 +56,11 @@ MH_HIDDEN void heap_free_sized_default(void *p, enum sized_free_fn fn, bool alig
 				       size_t align, size_t size);
 MH_HIDDEN void heap_free_sized_secure(void *p, enum sized_free_fn fn, bool aligned,
 				      size_t align, size_t size);
-/* The default free of p, object idx of s, found and checked by
- * checked_span: a report (a free racing another of p) names the call
- * what (malloc.c, for malloc_sized.c). */
-MH_HIDDEN void heap_free_span(struct mspan *s, uint32_t idx, void *p, const char *what);
+/* The default free of p, object idx of s, found and checked in s's life
+ * gen by checked_span_life: a report (a free racing another of p) names
+ * the call what (malloc.c, for malloc_sized.c). */
+MH_HIDDEN void heap_free_span(struct mspan *s, uint32_t idx, void *p, uint64_t gen,
+			      const char *what);
 
 /* The entry point name(args), calling field(call) of the table: a jump
  * through it. */

@@ -59,6 +59,11 @@
 #include "pagealloc.h"
 #include "secure.h"
 #include "sizeclass.h"
+#include "testhooks.h"
+
+#ifdef MH_TEST_HOOKS
+void (*mh_test_remote_free_window)(uintptr_t p, int pinned);
+#endif
 
 /* ------------------------------------------------------------ allocation */
 
@@ -311,29 +316,44 @@ size_t heap_checked_room(uintptr_t p, struct mspan **small, struct arena_chunk *
 }
 
 /*
- * A free into a span this thread does not own (mspan.h). The count is the
- * step that may let the span die: once it is added, the owner or another
- * freer may find every object free and give the span back, and its struct
- * may start a new life. So everything of the span's that is read after it
- * is a field kept across reuse and read as a snapshot judged by gen
- * (mspan.h, the struct): the owned flag comes with the count itself, and
- * `outstanding`, written before the owner's let-go that the count
- * synchronises with. What is checked is checked before the count, while
- * this free keeps the span alive (no count can reach "every object free"
- * without it). The bit's set and the check's load of `window` are
+ * A free into a span this thread does not own (mspan.h). gen is the
+ * span's life as the caller read it before its checks of p
+ * (checked_span_life, and heap_free_small's own checks): everything they
+ * read of the span is of that life if gen has not moved on by the time
+ * this free holds the span (mspan.h, "Dying spans"). The free holds it
+ * with a pin in `remote`, before its first write to the span: a span
+ * whose struct would die with a pin on keeps the struct out of reuse, and
+ * a pin that finds the span dead or a later life is a stale double free,
+ * which aborts. The count, which takes the pin off, is the step that may
+ * let the span die: once it is added, the owner or another freer may find
+ * every object free and give the span back, and its struct may start a
+ * new life. So everything of the span's that is read after it is a field
+ * kept across reuse and read as a snapshot judged by gen (mspan.h, the
+ * struct): the owned flag comes with the count itself, and `outstanding`,
+ * written before the owner's let-go that the count synchronises with.
+ * What is checked is checked before the count, while the pin keeps the
+ * span alive. The bit's set and the check's load of `window` are
  * sequentially consistent, which orders the check against the owner's
- * sweeps ("Double frees"): two locked instructions per remote free, the
- * bit and the count. A double free found here is reported naming the
- * call what (" in free_sized", ..., or "").
+ * sweeps ("Double frees"): three locked instructions per remote free, the
+ * pin, the bit and the count. A double free found here is reported
+ * naming the call what (" in free_sized", ..., or "").
  */
 static inline __attribute__((always_inline)) void remote_free(struct mspan *s, uint32_t idx,
-						       uintptr_t p, const char *what)
+						       uintptr_t p, uint64_t gen,
+						       const char *what)
 {
-	uint64_t gen = LOAD_ACQUIRE(&s->gen);
 	unsigned cls = s->sizeclass;
 	unsigned w = idx / 64;
 	uint64_t bit = (uint64_t)1 << (idx % 64);
 
+	test_hook_remote_free_window(p, 0);
+	/* The pin, then the life: a death that came before the pin moved
+	 * gen on before its OR, which the pin reads after (mspan.h, "Dying
+	 * spans"). */
+	(void)__atomic_fetch_add(&s->remote, REMOTE_PIN, __ATOMIC_SEQ_CST);
+	if (unlikely(LOAD_ACQUIRE(&s->gen) != gen))
+		mh_freed_pointer(p, what);
+	test_hook_remote_free_window(p, 1);
 	/* Set the bit first, count it last: whoever sees the count reach
 	 * `outstanding` knows every bit is already in place. */
 	if (__atomic_fetch_or(&s->bits[w].remote, bit, __ATOMIC_SEQ_CST) & bit)
@@ -344,8 +364,12 @@ static inline __attribute__((always_inline)) void remote_free(struct mspan *s, u
 	/* The hint goes to whoever owns the span now (it may change before
 	 * the count: a hint to the wrong cache costs one look). */
 	struct mcache *owner = LOAD_RELAXED(&s->owner);
-	int64_t old = __atomic_fetch_add(&s->remote, REMOTE_ONE, __ATOMIC_ACQ_REL);
+	int64_t old = __atomic_fetch_add(&s->remote, REMOTE_ONE - REMOTE_PIN, __ATOMIC_ACQ_REL);
 
+	/* The span died while pinned: every object of it was free, this one
+	 * too (its struct is kept out of reuse, mheap.c). */
+	if (unlikely(old & REMOTE_DEAD))
+		mh_freed_pointer(p, what);
 	if (old & REMOTE_OWNED) {
 		/* The owner folds it in at its next sweep; the first pending
 		 * free tells it to look. */
@@ -369,15 +393,15 @@ static void count_free(struct mcache *c, unsigned cls)
 }
 
 /* A free of object idx (at p) of s, a small span c (the thread's cache or
- * NULL) does not own. */
+ * NULL) does not own, checked in s's life gen (remote_free). */
 static inline __attribute__((always_inline)) void small_free_remote(struct mcache *c, struct mspan *s,
-							     uint32_t idx, uintptr_t p,
+							     uint32_t idx, uintptr_t p, uint64_t gen,
 							     const char *what)
 {
 	/* The class is read first: the free may end the span's life. */
 	unsigned cls = s->sizeclass;
 
-	remote_free(s, idx, p, what);
+	remote_free(s, idx, p, gen, what);
 	count_free(c, cls);
 }
 
@@ -396,11 +420,12 @@ static void large_free(struct mcache *c, struct mspan *s, uintptr_t p, bool keep
 	count_free(c, 0);
 }
 
-/* The free of p, object idx of s, which checked_span_at found and
- * checked, as free_checked makes it, what naming the call in a report (a
- * free racing another of p, which both checks passed). */
+/* The free of p, object idx of s, which checked_span_life found and
+ * checked in s's life gen, as free_checked makes it, what naming the call
+ * in a report (a free racing another of p, which both checks passed). */
 static inline __attribute__((always_inline)) void free_span_in(struct mspan *s, uint32_t idx,
-								uintptr_t p, const char *what)
+								uintptr_t p, uint64_t gen,
+								const char *what)
 {
 	struct mcache *c = mcache_get();
 
@@ -413,7 +438,7 @@ static inline __attribute__((always_inline)) void free_span_in(struct mspan *s, 
 				mh_freed_pointer(p, what);
 			return;
 		}
-		small_free_remote(c, s, idx, p, what);
+		small_free_remote(c, s, idx, p, gen, what);
 		return;
 	}
 	large_free(c, s, p, true, what);
@@ -429,6 +454,7 @@ static inline __attribute__((always_inline)) void free_checked_in(uintptr_t p, s
 								   bool forward)
 {
 	uint32_t idx;
+	uint64_t gen;
 	struct mspan *s;
 
 	if (!p)
@@ -441,8 +467,8 @@ static inline __attribute__((always_inline)) void free_checked_in(uintptr_t p, s
 		secure_free((void *)p);
 		return;
 	}
-	s = checked_span_at(found ? found : span_of(p), p, &idx, "");
-	free_span_in(s, idx, p, "");
+	s = checked_span_life(found ? found : span_of(p), p, &idx, &gen, "");
+	free_span_in(s, idx, p, gen, "");
 }
 
 /* The checked free, for the secure layer's calls back (heap_free_plain):
@@ -519,32 +545,37 @@ void heap_free_moved(void *ptr)
  * (heap_checked_room found it), for the secure mode's layer: the owner's
  * free or the remote one, with no second lookup. What a racing free of p
  * may have changed since is checked again, as free_checked checks it: the
- * span's state (else checked_span_at names the error), the object's bits
+ * span's state (else checked_span_life names the error), the object's bits
  * (local_free, remote_free); a report names the call what. */
 void heap_free_small(struct mspan *s, void *ptr, const char *what)
 {
 	struct mcache *c = mcache_get();
 	uintptr_t p = (uintptr_t)ptr;
 	uint32_t idx;
+	/* The span's life before the checks below (remote_free). */
+	uint64_t gen = LOAD_ACQUIRE(&s->gen);
 
 	if (c && LOAD_RELAXED(&s->owner) == c) {
 		if (unlikely(!local_free(c, s, p)))
 			mh_freed_pointer(p, what);
 		return;
 	}
-	if (unlikely(LOAD_RELAXED(&s->state) != MSPAN_SMALL || !object_start(s, p, &idx))) {
-		s = checked_span_at(span_of(p), p, &idx, what);
-		free_span_in(s, idx, p, what);
+	/* Its struct may have started a new life over other pages since
+	 * the lookup, as checked_span_at says. */
+	if (unlikely(LOAD_ACQUIRE(&s->state) != MSPAN_SMALL ||
+		     p - s->base >= s->npages << MH_PAGE_SHIFT || !object_start(s, p, &idx))) {
+		s = checked_span_life(span_of(p), p, &idx, &gen, what);
+		free_span_in(s, idx, p, gen, what);
 		return;
 	}
-	small_free_remote(c, s, idx, p, what);
+	small_free_remote(c, s, idx, p, gen, what);
 }
 
 /* The sized frees' (malloc_sized.c): free_checked's free of the span it
- * checked, naming the call. */
-void heap_free_span(struct mspan *s, uint32_t idx, void *ptr, const char *what)
+ * checked in its life gen (checked_span_life), naming the call. */
+void heap_free_span(struct mspan *s, uint32_t idx, void *ptr, uint64_t gen, const char *what)
 {
-	free_span_in(s, idx, (uintptr_t)ptr, what);
+	free_span_in(s, idx, (uintptr_t)ptr, gen, what);
 }
 
 size_t mh_usable_size(const void *ptr)

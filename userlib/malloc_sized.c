@@ -81,6 +81,7 @@ static __attribute__((noinline)) void sized_free_slow(void *ptr, enum sized_free
 	const char *what = sized_free_what[fn][aligned];
 	uintptr_t p = (uintptr_t)ptr;
 	uint32_t idx;
+	uint64_t gen;
 	struct mspan *s;
 
 	if (!ptr)
@@ -93,7 +94,9 @@ static __attribute__((noinline)) void sized_free_slow(void *ptr, enum sized_free
 		heap_free_sized_secure(ptr, fn, aligned, align, size);
 		return;
 	}
-	s = checked_span(p, &idx, what);
+	/* gen before the checks: a remote free holds the span in the life
+	 * they read or aborts (checked_span_life). */
+	s = checked_span_life(span_of(p), p, &idx, &gen, what);
 	/* A freed object is a double free, whatever the size says, named as
 	 * the call (until 2026-12-07 a small object's was not). */
 	if (s->state == MSPAN_SMALL && !mspan_obj_allocated(s, idx))
@@ -106,7 +109,7 @@ static __attribute__((noinline)) void sized_free_slow(void *ptr, enum sized_free
 							      (size_t)(s->npages << MH_PAGE_SHIFT));
 	/* Freed from the span just checked (no second lookup), naming the
 	 * call if a free of p racing this one wins. */
-	heap_free_span(s, idx, ptr, what);
+	heap_free_span(s, idx, ptr, gen, what);
 }
 
 /* A sized free in the default mode (mh_free_sized_checked: entry.h). */

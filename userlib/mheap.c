@@ -440,23 +440,43 @@ void mheap_free_span(struct mspan *s)
 	mheap_free_span_released(s, false);
 }
 
+/* Whether s, a small span whose every object is free, may die (its
+ * struct be reused): no remote freer holds it. Either way it is dead from
+ * here on to the freers to come: its state and then gen moved on, then
+ * REMOTE_DEAD set by an OR that returns the pins; a freer whose pin comes
+ * after the OR reads the new gen (mspan.h, "Dying spans"). The caller
+ * kills the struct again on its way (gen moves on twice: harmless, only
+ * a large span's gen has a meaning of its own, span_large_birth). */
+static bool small_span_dies(struct mspan *s)
+{
+	span_struct_kill(s);
+	return !(__atomic_fetch_or(&s->remote, REMOTE_DEAD, __ATOMIC_SEQ_CST) & REMOTE_PINS);
+}
+
 /* mheap_free_span_released with the heap lock held, but for the
  * scavenger's look, which the caller makes. */
 static void free_span_locked(struct mspan *s, bool released)
 {
 	/* A large object, freed now or kept by a thread's cache until now. */
 	bool large = s->state == MSPAN_LARGE || s->state == MSPAN_CACHED;
+	bool small = s->state == MSPAN_SMALL;
+	/* A small span a remote freer holds: that freer frees an object
+	 * already free and aborts, and the struct it writes to must not
+	 * start a new life meanwhile. It is never reused; its pages are
+	 * (mspan.h, "Dying spans"). */
+	bool held = small && unlikely(!small_span_dies(s));
 
 	if (large) {
 		mh_heap.large_live_bytes -= s->npages << MH_PAGE_SHIFT;
 		count_cacheable(s->npages, false);
 	}
 	arenamap_set_spans(s->base, s->npages, NULL);
-	if (!released && s->npages <= SPAN_CACHE_PAGES) {
+	if (unlikely(held)) {
+		pa_free(s->base, s->npages, released);
+	} else if (!released && s->npages <= SPAN_CACHE_PAGES) {
 		/* The secure mode takes small spans from the small list
 		 * unzeroed (alloc_span_locked): only theirs go there. */
-		span_cache_put(s, large || (mh_secure && s->state != MSPAN_SMALL) ?
-				  CACHE_LARGE : CACHE_SMALL);
+		span_cache_put(s, large || (mh_secure && !small) ? CACHE_LARGE : CACHE_SMALL);
 	} else {
 		pa_free(s->base, s->npages, released);
 		span_struct_kill(s);

@@ -156,7 +156,6 @@ void mspan_init_small(struct mspan *s, unsigned sizeclass, bool resident)
 	const struct size_class *sc = &mh_class[sizeclass];
 	unsigned nw = mspan_bitmap_words(sc->nelems);
 
-	s->state = MSPAN_SMALL;
 	s->sizeclass = (uint8_t)sizeclass;
 	s->elemsize = sc->size;
 	s->nelems = sc->nelems;
@@ -185,4 +184,8 @@ void mspan_init_small(struct mspan *s, unsigned sizeclass, bool resident)
 		STORE_RELAXED(&s->bits[w].remote, 0);
 	}
 	s->free_words = (uint16_t)words_below(s->touched);
+	/* Last, a release: a free whose lookup raced with this life's start
+	 * reads the state first (checked_span_at), and what it reads after
+	 * a small state is of this life ("Dying spans" in mspan.h). */
+	STORE_RELEASE(&s->state, (uint8_t)MSPAN_SMALL);
 }

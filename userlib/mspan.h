@@ -55,7 +55,9 @@
  * mcentral's partial or full list. A cache owns its current span per class
  * and keeps owning the spans it used up (mcache.h), so that the frees a
  * thread makes of its own objects stay plain stores. `remote` packs that state with the count
- * of remote frees not yet folded in:  remote = count << REMOTE_SHIFT | flags.
+ * of remote frees not yet folded in and the freers holding the span
+ * ("Dying spans" below):  remote = count << REMOTE_SHIFT | pins << 8 |
+ * flags.
  * Remote freers add to it without a lock; only two transitions of an unowned
  * span take the mcentral lock, each made by exactly one thread: the first
  * pending free (the span may leave the full list) and the free that makes
@@ -70,6 +72,56 @@
  * not taken for zero: the span is not entirely free until that freer's add
  * (which may come after the owner freed every object again: the freer was
  * preempted), else the add could land on the struct's next life.
+ *
+ * Dying spans
+ * -----------
+ * A remote freer finds its span (the arena map), checks p against it,
+ * and only then writes to it; meanwhile a racing free of the same object
+ * may free the span's last one, the span die and its struct start a new
+ * life. Without a hold on the span the late freer's bit and count went
+ * into that life: an object of the new span the program held could be
+ * folded as free and handed out twice (until 2026-12-07;
+ * docs/heap.md#explicit-free). So a remote freer holds the span across
+ * its writes, and a span dies only unheld:
+ *   - the freer reads gen before its checks (checked_span_life in
+ *     checkedfree.h, which every path to remote_free takes but the
+ *     secure mode's heap_free_small, which reads it itself), and before
+ *     its first write adds a pin to `remote` (REMOTE_PIN, sequentially
+ *     consistent), then reads gen again. Its count takes the pin off in the same add
+ *     (REMOTE_ONE - REMOTE_PIN): a pin costs one locked instruction;
+ *   - a small span dies (mheap.c, free_span_locked, which every death of
+ *     a span goes through): its state is set dead and gen moved on
+ *     (span_struct_kill), and then REMOTE_DEAD is set with an atomic OR
+ *     that returns the pins (small_span_dies);
+ *   - the pin and the OR are read-modify-writes of one word, so one
+ *     comes first. The OR first: the pin reads it or a later value (a
+ *     new life's, whose stores to `remote` come after gen moved on), so
+ *     the gen read after the pin is the new one. The freer had checked a
+ *     life that has ended, in which every object was free, p too: it
+ *     aborts, a double free of p, having written nothing but a pin (a new
+ *     life may keep it; the process ends). The pin first: the OR sees
+ *     it, and the struct is never reused (its pages are); the freer
+ *     writes into a struct nobody else uses, and aborts at its bit, its
+ *     check, or its count, which returns REMOTE_DEAD;
+ *   - what the checks read is of the life gen names: a death sets the
+ *     state dead before gen moves on (a release), and a new small life
+ *     sets its state last, with a release (mspan_init_small); the freer
+ *     reads gen (an acquire), then the state (an acquire,
+ *     checked_span_at), then the rest. gen read before a death and the
+ *     same after the pin: no death came between, all was of that life.
+ *     gen read after a death: the state reads dead (the free aborts) or
+ *     small of the next life, and the rest is that life's too: the freer
+ *     frees into it, checked against it, as a second free after the
+ *     slot was handed out again, which no check can tell from a first.
+ * A recheck of gen after the bit, without the pin, would come too late:
+ * the bit is in the new life by then, and its owner may fold it. Why a
+ * pin and not the other ways: a (gen, count) word changed by a CAS
+ * cannot cover the bit, which lies in another word; deferring the
+ * struct's reuse until no freer can be in the window (an epoch per
+ * thread) costs every remote free a fence as well, and the death path a
+ * scan of every thread; the pin is one add on the line the count writes
+ * anyway, and a span a freer holds as it dies is one a double free
+ * reaches, so it can simply be left unused.
  *
  * Double frees
  * ------------
@@ -106,8 +158,8 @@
  * were free at that sweep or never handed out in the span's life. The
  * owner's fast paths stay plain; the cost is one locked instruction per
  * sweep (the window's store, an xchg on x86; and one per remote word found
- * set), none per remote free beyond its bit and its count (the loads are
- * plain moves). Until 2026-12-06 an atomic no-op on `remote` between the
+ * set), none per remote free beyond its pin, its bit and its count (the
+ * loads are plain moves). Until 2026-12-06 an atomic no-op on `remote` between the
  * bit and the check did the ordering, a third locked instruction per
  * remote free (docs/heap.md#explicit-free). Elsewhere the owner opens the
  * window with release stores, and malloc sets an object's bit with a
@@ -147,7 +199,10 @@ enum mspan_list {
 };
 
 #define REMOTE_OWNED	((int64_t)1)	/* a cache owns the span */
-#define REMOTE_SHIFT	8
+#define REMOTE_DEAD	((int64_t)2)	/* the span has died ("Dying spans") */
+#define REMOTE_PIN	((int64_t)1 << 8)	/* a remote freer holds the span */
+#define REMOTE_PINS	(((int64_t)1 << 32) - REMOTE_PIN)
+#define REMOTE_SHIFT	32		/* the count, signed */
 #define REMOTE_ONE	((int64_t)1 << REMOTE_SHIFT)
 
 #define MH_BITMAP_WORDS	(MH_MAX_OBJS_PER_SPAN / 64)
@@ -168,7 +223,8 @@ struct mcache;
  * windows: every value `window` has had names a word inside the struct),
  * base (checked_span), and `remote` and `outstanding`, which a
  * remote freer and mcentral_remote_event read after a count that may have
- * let the span die ("Double frees" above). Every life writes those two
+ * let the span die ("Double frees" above), and that a late freer pins
+ * ("Dying spans"). Every life writes those two
  * with atomic stores, so such a read never races with the zeroing; what it
  * reads of a new life is judged by gen. The rest of the first line is
  * kept too; it is all set by mspan_init_small for a small span (needzero
