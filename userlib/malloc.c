@@ -212,6 +212,29 @@ void *mh_aligned_alloc(size_t align, size_t size)
 	return large_alloc(size ? size : 1, align, false, PLACE_LARGE);
 }
 
+/* heap_alloc_small with c's current span of class cls out of its window:
+ * the refill from the span's next words, as malloc_refill does it, else
+ * the slow path. Out of line: heap_alloc_small's take needs no frame. */
+static __attribute__((noinline)) void *alloc_small_refill(struct mcache *c, unsigned cls)
+{
+	struct mspan *s = c->alloc[cls];
+	uintptr_t p;
+
+	/* No free word below `touched`: the slow path at once, which would
+	 * look again (Larson's spans: most of their refills). */
+	if (!s->free_words || !(p = mspan_refill_window(s)))
+		return small_alloc(c, cls);
+	/* The object and the new window: see nmalloc. */
+	owner_add(&c->nmalloc[cls], 1 + (uint64_t)mspan_window_free(s));
+	STORE_RELAXED(&c->refills, c->refills + 1);	/* mcache.h, "trimming" */
+	return (void *)p;
+}
+
+/* The secure mode's take of a slot (secure.c): the window, else its refill
+ * (alloc_small_refill), else the slow path. Until 2026-12-07 an empty
+ * window went straight to mcache_alloc_slow, which reaches the same refill
+ * three calls down: four times the default mode's slow-path calls on the
+ * server shape (docs/secure-log.md). */
 void *heap_alloc_small(unsigned cls)
 {
 	struct mcache *c = mh_tls_cache;
@@ -223,6 +246,7 @@ void *heap_alloc_small(unsigned cls)
 
 		if (likely(window_open(s, &window, &a)))
 			return (void *)window_take(s, window, a);
+		return alloc_small_refill(c, cls);
 	}
 	return small_alloc(mcache_get(), cls);
 }
