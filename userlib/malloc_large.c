@@ -44,23 +44,34 @@
  * lengths repeat (8 instead of 57), so more requests find one. The tail
  * a block gets beyond its request is usable (malloc_usable_size) and
  * costs no memory until written: fresh or released pages stay untouched.
- * Shorter blocks keep page steps (a 40 KiB block would take 64), and so
- * does the secure mode: a middle block's trailer sits at the end of its
- * pages (secure_middle.c), on a page of its own past the request in a
- * tail (peakfree under it peaked at 295.7 MiB with the lattice, 291.5
- * without; with its middle blocks in the thread's cache, realloc growth
- * took 1.28x default mheap's peak RSS with the lattice, 1.14x without).
- * Measured: docs/heap-pages-log.md#large-blocks-on-a-64-kib-lattice-2026-12-07-issue-24.
+ * Shorter blocks keep page steps (a 40 KiB block would take 64). In the
+ * secure mode a middle block's trailer sits at the end of its pages
+ * (secure_middle.c), on a page of its own past the request in a tail;
+ * its malloc'd middle blocks take the lattice all the same (since
+ * 2026-12-07: in page steps the thread's cache found a block for 79% of
+ * peakfree's requests against the lattice's 88%, and the rest took the
+ * heap lock), but realloc's (PLACE_LOW) keep page steps: on the lattice
+ * realloc growth took 1.28x default mheap's peak RSS, 1.14x without.
+ * Measured: docs/heap-pages-log.md#large-blocks-on-a-64-kib-lattice-2026-12-07-issue-24,
+ * docs/secure-log.md.
  */
 #define LARGE_GRAIN_PAGES	((uintptr_t)8)
 
-uintptr_t large_npages(size_t size)
+/* The pages of a block of size bytes on the lattice (above). */
+static uintptr_t lattice_npages(size_t size)
 {
 	uintptr_t npages = (size + MH_PAGE_SIZE - 1) >> MH_PAGE_SHIFT;
 
-	if (npages >= LARGE_GRAIN_PAGES && npages <= MH_LARGE_CACHE_PAGES_MAX && !mh_secure)
+	if (npages >= LARGE_GRAIN_PAGES && npages <= MH_LARGE_CACHE_PAGES_MAX)
 		npages = ALIGN_UP(npages, LARGE_GRAIN_PAGES);
 	return npages;
+}
+
+uintptr_t large_npages(size_t size)
+{
+	if (mh_secure)
+		return (size + MH_PAGE_SIZE - 1) >> MH_PAGE_SHIFT;
+	return lattice_npages(size);
 }
 
 void *large_alloc(size_t size, size_t align, bool zero, enum span_place place)
@@ -73,7 +84,9 @@ void *large_alloc(size_t size, size_t align, bool zero, enum span_place place)
 		errno = ENOMEM;
 		return NULL;
 	}
-	npages = large_npages(size);
+	/* The secure mode's middle blocks from malloc (PLACE_LARGE) on the
+	 * lattice too, realloc's (PLACE_LOW) in page steps (above). */
+	npages = mh_secure && place == PLACE_LARGE ? lattice_npages(size) : large_npages(size);
 	if (align > MH_PAGE_SIZE)
 		align_pages = align >> MH_PAGE_SHIFT;
 	mheap_init();
