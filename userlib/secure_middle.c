@@ -5,7 +5,9 @@
  * (2 MiB by default), from which every block is guarded. They are the default heap's large
  * blocks, pages of a span of their own, and keep the secure mode's catches
  * in the small blocks' manner, at the cost of a few stores per free rather
- * than a chunk and guard system calls per block (docs/secure.md):
+ * than a chunk and guard system calls per block (docs/secure.md). Their
+ * pages lie on the default heap's 64 KiB lattice when malloc makes them,
+ * in page steps when realloc does (malloc_large.c, large_alloc):
  *  - a canary and trailer after the block, as a small slot's (secure_canary.h),
  *    checked at free: an overflow is reported there, naming the block;
  *  - zero on free, checked when the block leaves its delay: free zeroes
