@@ -212,17 +212,16 @@ void *mh_aligned_alloc(size_t align, size_t size)
 	return large_alloc(size ? size : 1, align, false, PLACE_LARGE);
 }
 
-/* heap_alloc_small with c's current span of class cls out of its window:
- * the refill from the span's next words, as malloc_refill does it, else
- * the slow path. Out of line: heap_alloc_small's take needs no frame. */
-static __attribute__((noinline)) void *alloc_small_refill(struct mcache *c, unsigned cls)
+/* heap_alloc_small with s, c's current span of class cls, out of its
+ * window but with free words below `touched`: the refill from them, as
+ * malloc_refill does it, else the slow path. Out of line: heap_alloc_small's
+ * take needs no frame. */
+static __attribute__((noinline)) void *alloc_small_refill(struct mcache *c, struct mspan *s,
+							 unsigned cls)
 {
-	struct mspan *s = c->alloc[cls];
-	uintptr_t p;
+	uintptr_t p = mspan_refill_window(s);
 
-	/* No free word below `touched`: the slow path at once, which would
-	 * look again (Larson's spans: most of their refills). */
-	if (!s->free_words || !(p = mspan_refill_window(s)))
+	if (unlikely(!p))
 		return small_alloc(c, cls);
 	/* The object and the new window: see nmalloc. */
 	owner_add(&c->nmalloc[cls], 1 + (uint64_t)mspan_window_free(s));
@@ -231,7 +230,8 @@ static __attribute__((noinline)) void *alloc_small_refill(struct mcache *c, unsi
 }
 
 /* The secure mode's take of a slot (secure.c): the window, else its refill
- * (alloc_small_refill), else the slow path. Until 2026-12-07 an empty
+ * (alloc_small_refill), else the slow path, at once when no word below
+ * `touched` is free (Larson's spans, mostly). Until 2026-12-07 an empty
  * window went straight to mcache_alloc_slow, which reaches the same refill
  * three calls down: four times the default mode's slow-path calls on the
  * server shape (docs/secure-log.md). */
@@ -246,7 +246,9 @@ void *heap_alloc_small(unsigned cls)
 
 		if (likely(window_open(s, &window, &a)))
 			return (void *)window_take(s, window, a);
-		return alloc_small_refill(c, cls);
+		if (s->free_words)
+			return alloc_small_refill(c, s, cls);
+		return small_alloc(c, cls);
 	}
 	return small_alloc(mcache_get(), cls);
 }
