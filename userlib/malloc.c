@@ -131,19 +131,38 @@ static __attribute__((noinline)) void *malloc_slow(size_t size)
 /* malloc with its current span's window empty: the window refilled from
  * the span's next words (mspan_refill_window), the common case of the slow
  * path, without the rest of it (the cache's creation, the mode, the
- * size's class; mcache_alloc_slow's sweeps and span changes); else
- * malloc_slow. s is c's current span for size (mh_empty_span when the
- * thread has no cache: never written, so malloc_slow). Measured:
- * docs/heap-objects-log.md#the-windows-refill-and-the-span-changes-2026-12-06-issue-24. */
+ * size's class; mcache_alloc_slow's sweeps and span changes). s is c's
+ * current span for size: mh_empty_span (class 0, never written) when the
+ * thread has no cache, or has given up a class for want of memory, and
+ * then malloc_slow makes the cache or tries again. A span of a class
+ * means c is the thread's own cache, made after the heap was set up and
+ * its mode chosen (the entry table, entry.h, is set before), so a used-up
+ * span goes straight to mcache_alloc_slow with the class it names, not
+ * through malloc_slow and small_alloc, which looked the cache, the mode,
+ * the size's class and the window up again: about 25 instructions a span
+ * change, one every 13 mallocs in one-thread `larson`. Measured:
+ * docs/heap-objects-log.md#the-windows-refill-and-the-span-changes-2026-12-06-issue-24,
+ * docs/heap-objects-log.md#instructions-gcc-did-not-need-to-spend-2026-12-07-issue-24. */
 static __attribute__((noinline)) void *malloc_refill(struct mcache *c, struct mspan *s,
 						     size_t size)
 {
 	uintptr_t p = mspan_refill_window(s);
+	unsigned cls = s->sizeclass;
 
-	if (unlikely(!p))
-		return malloc_slow(size);
+	if (unlikely(!p)) {
+		if (unlikely(!cls))
+			return malloc_slow(size);
+		p = mcache_alloc_slow(c, cls);
+		if (unlikely(!p)) {
+			errno = ENOMEM;
+			return NULL;
+		}
+		/* The object and its span's new window: see nmalloc. */
+		owner_add(&c->nmalloc[cls], 1 + (uint64_t)mspan_window_free(c->alloc[cls]));
+		return (void *)p;
+	}
 	/* The object and the new window: see nmalloc. */
-	owner_add(&c->nmalloc[s->sizeclass], 1 + (uint64_t)mspan_window_free(s));
+	owner_add(&c->nmalloc[cls], 1 + (uint64_t)mspan_window_free(s));
 	STORE_RELAXED(&c->refills, c->refills + 1);	/* mcache.h, "trimming" */
 	return (void *)p;
 }
@@ -528,7 +547,7 @@ static inline __attribute__((always_inline)) void free_through(struct mcache *c,
 		slow(p, NULL);
 		return;
 	}
-	if (unlikely(LOAD_RELAXED(&s->owner) != c)) {
+	if (unlikely(!owned_by(s, c))) {
 		slow(p, s);
 		return;
 	}

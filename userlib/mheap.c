@@ -36,6 +36,7 @@ void mheap_init_slow(void)
 {
 	mh_lock(&mh_heap.lock);
 	if (!mh_heap.initialized) {
+		mh_cpu_init();
 		sizeclass_init();
 		for (unsigned b = 0; b < SPAN_BUCKETS; b++)
 			fixalloc_init(&mh_heap.spanalloc[b],

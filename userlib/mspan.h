@@ -434,8 +434,10 @@ static inline uintptr_t window_take(struct mspan *s, uint32_t window, uint64_t a
 	uint64_t next = a + 1;	/* its lowest set bit: a's lowest clear one */
 
 	STORE_RELAXED(mspan_window_word(s, window), a | next);
-	return s->base + (uintptr_t)(mspan_window_first(window) +
-				     (uint32_t)__builtin_ctzll(next)) * s->elemsize;
+	/* The object's offset in 32 bits (a span is far smaller than 4 GiB):
+	 * one multiply by `elemsize` in memory, no load of its own. */
+	return s->base + (uint32_t)((mspan_window_first(window) +
+				     (uint32_t)__builtin_ctzll(next)) * s->elemsize);
 }
 
 /* Whether the window word of s, read into *window and *a, has an object. */

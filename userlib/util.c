@@ -13,6 +13,23 @@
 
 #include "internal.h"
 
+#if defined(__x86_64__) && !defined(__POPCNT__)
+#include <cpuid.h>
+
+bool mh_cpu_popcnt;
+#endif
+
+/* What the CPU offers beyond the build's baseline (mh_popcount). */
+void mh_cpu_init(void)
+{
+#if defined(__x86_64__) && !defined(__POPCNT__)
+	unsigned a, b, c, d;
+
+	if (__get_cpuid(1, &a, &b, &c, &d))
+		STORE_RELAXED(&mh_cpu_popcnt, (c & bit_POPCNT) != 0);
+#endif
+}
+
 static void vprint(int fd, const char *prefix, const char *fmt, va_list ap)
 {
 	char buf[512];
