@@ -5,7 +5,8 @@
  * asked for written, not a lattice block's tail), malloc(0), calloc's
  * overflow check, aligned_alloc of every power of two, realloc in place
  * and moved (room to grow, none to shrink), large blocks on the 64 KiB
- * lattice, usable size, ENOMEM under RLIMIT_AS, and the stats.
+ * lattice, usable size, ENOMEM under RLIMIT_AS, the stats, and the
+ * count of a window's objects with and without popcnt.
  */
 #define _GNU_SOURCE
 #include "heap_lib.h"
@@ -334,6 +335,61 @@ TEST(stats_count_another_threads_objects_exactly_while_it_is_idle)
 	EXPECT_EQ(a.by_class[cls].mallocs + 333, c.by_class[cls].mallocs);
 	EXPECT_EQ(a.by_class[cls].frees + 333, c.by_class[cls].frees);
 	EXPECT_EQ(a.heap_alloc, c.heap_alloc);
+}
+
+/*
+ * A window's objects are counted (nmalloc, and the stats' peek at a
+ * current window) with the popcnt instruction where CPUID has it and with
+ * a SWAR sum where not (mh_popcount, internal.h): both give a bit loop's
+ * count, and the stats are exact with either.
+ */
+TEST(counts_of_a_windows_objects_agree_with_and_without_the_popcnt_instruction)
+{
+#if defined(__x86_64__) && !defined(__POPCNT__)
+	unsigned cls = size_to_class(64);
+	bool cpu;
+	void *p[300];
+
+	mh_free(mh_malloc(1));	/* the heap set up: mh_cpu_popcnt read */
+	cpu = __atomic_load_n(&mh_cpu_popcnt, __ATOMIC_RELAXED);
+	for (int with = cpu; with >= 0; with--) {
+		struct mh_stats a = MH_STATS_INIT, b = MH_STATS_INIT;
+		uint64_t x = 0x9e3779b97f4a7c15ull;
+
+		__atomic_store_n(&mh_cpu_popcnt, (bool)with, __ATOMIC_RELAXED);
+		ASSERT_EQ(0, mh_popcount(0));
+		ASSERT_EQ(64, mh_popcount(~(uint64_t)0));
+		for (int i = 0; i < 10000; i++) {
+			unsigned n = 0;
+
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			/* Sparse and dense words alike. */
+			uint64_t w = i % 3 == 0 ? x & (x >> 1) & (x >> 2) :
+				     i % 3 == 1 ? x : x | (x >> 3);
+
+			for (int k = 0; k < 64; k++)
+				n += (unsigned)(w >> k & 1);
+			ASSERT_EQ(n, mh_popcount(w))
+				TH_LOG("%#llx, popcnt %d", (unsigned long long)w, with);
+		}
+		/* Windows filled and left, counted by the slow paths. */
+		mh_stats_read(&a);
+		for (int i = 0; i < 300; i++)
+			p[i] = mh_malloc(64);
+		mh_stats_read(&b);
+		EXPECT_EQ(a.by_class[cls].mallocs + 300, b.by_class[cls].mallocs)
+			TH_LOG("popcnt %d", with);
+		EXPECT_EQ(a.heap_alloc + 300 * 64, b.heap_alloc)
+			TH_LOG("popcnt %d", with);
+		for (int i = 0; i < 300; i++)
+			mh_free(p[i]);
+	}
+	__atomic_store_n(&mh_cpu_popcnt, cpu, __ATOMIC_RELAXED);
+	if (!cpu)
+		SKIP(return, "this CPU has no popcnt: the SWAR sum alone was checked");
+#else
+	SKIP(return, "not x86-64, or built with -mpopcnt: mh_popcount has one way");
+#endif
 }
 
 TEST_HARNESS_MAIN
