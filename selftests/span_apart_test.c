@@ -6,6 +6,9 @@
  * page heap carves every span struct, and mcache_borrow every cache, that
  * way, the thread being the caller (fixalloc.h says why: the prefetchers
  * of the core that reads one struct in order pull in the lines after it).
+ * And objects of several sizes carved from one slab (fixalloc_share): the
+ * span struct buckets and the caches fill the same pages, apart only where
+ * the caller changes.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -62,7 +65,7 @@ TEST(a_caller_change_with_no_room_for_the_gap_starts_a_new_slab)
 	first = fixalloc_alloc_apart(&f, &a);
 	ASSERT_NE(NULL, first);
 	/* Fill the slab for a until less than an object and the gap is left. */
-	while (f.nchunk >= OBJ + FIXALLOC_APART) {
+	while (f.slab->nchunk >= OBJ + FIXALLOC_APART) {
 		last = fixalloc_alloc_apart(&f, &a);
 		ASSERT_NE(NULL, last);
 		n++;
@@ -160,6 +163,85 @@ TEST(two_threads_caches_are_apart)
 	} else {
 		EXPECT_GE(ca - (cb + size), FIXALLOC_APART);
 	}
+}
+
+TEST(sizes_sharing_a_slab_are_carved_one_after_the_other)
+{
+	struct fixalloc small, big;
+	int a, b;
+	char *p1, *p2, *p3, *p4;
+
+	fixalloc_init(&small, 128, 0, 0);
+	fixalloc_init(&big, OBJ, 0, 0);
+	fixalloc_share(&big, &small);
+	p1 = fixalloc_alloc_apart(&small, &a);
+	p2 = fixalloc_alloc_apart(&big, &a);
+	p3 = fixalloc_alloc_apart(&small, &a);
+	ASSERT_NE(NULL, p1);
+	ASSERT_NE(NULL, p2);
+	ASSERT_NE(NULL, p3);
+	/* One caller: dense across the sizes (with a slab each, p2 began
+	 * a slab of its own). */
+	EXPECT_EQ(p1 + 128, p2);
+	EXPECT_EQ(p2 + OBJ, p3);
+	/* Another caller: apart from the slab's last object, whichever size. */
+	p4 = fixalloc_alloc_apart(&big, &b);
+	ASSERT_NE(NULL, p4);
+	EXPECT_EQ(p3 + 128 + FIXALLOC_APART, p4);
+	/* Each size keeps its own count and free list. */
+	EXPECT_EQ(2 * (uint64_t)128, small.inuse);
+	EXPECT_EQ(2 * (uint64_t)OBJ, big.inuse);
+	fixalloc_free(&big, p2);
+	EXPECT_EQ(p2, fixalloc_alloc_apart(&big, &a));
+	EXPECT_EQ(NULL, small.free);
+}
+
+/* A thread's first objects of a dense and a sparse class: two span structs
+ * of different buckets, carved for it one after the other. */
+static void *two_buckets(void *arg)
+{
+	struct mspan **s = arg;
+	void *p = mh_malloc(16), *q = mh_malloc(4096);
+
+	s[0] = p ? span_of((uintptr_t)p) : NULL;
+	s[1] = q ? span_of((uintptr_t)q) : NULL;
+	mh_free(p);
+	mh_free(q);
+	return NULL;
+}
+
+TEST(the_heaps_span_structs_and_caches_share_one_slab)
+{
+	struct mspan *s[2] = { NULL, NULL };
+	void *warm = mh_malloc(16);	/* the heap set up, this thread's cache */
+	struct fixalloc *f;
+	bool fresh;
+	pthread_t t;
+
+	ASSERT_NE(NULL, warm);
+	for (unsigned b = 0; b < SPAN_BUCKETS; b++)
+		EXPECT_EQ(mh_heap.spanalloc[0].slab, mh_heap.spanalloc[b].slab);
+	EXPECT_EQ(mh_heap.spanalloc[0].slab, mh_heap.cachealloc.slab);
+
+	/* In use: a new thread's structs of two buckets lie side by side when
+	 * both are carved (no freed struct of either bucket to reuse). */
+	mh_lock(&mh_heap.lock);
+	fresh = !mh_heap.cachealloc.free;
+	for (unsigned b = 0; b < SPAN_BUCKETS; b++)
+		fresh = fresh && !mh_heap.spanalloc[b].free;
+	mh_unlock(&mh_heap.lock);
+	ASSERT_EQ(0, pthread_create(&t, NULL, two_buckets, s));
+	pthread_join(t, NULL);
+	mh_free(warm);
+	ASSERT_NE(NULL, s[0]);
+	ASSERT_NE(NULL, s[1]);
+	if (!fresh)
+		SKIP(return, "freed span structs or caches to reuse: no carving to see");
+	ASSERT_NE((unsigned)s[0]->bucket, (unsigned)s[1]->bucket);
+	f = &mh_heap.spanalloc[s[0]->bucket];
+	/* Same thread: no gap, and the sparse span's struct right after the
+	 * dense one's (each had a slab of its own before). */
+	EXPECT_EQ((uintptr_t)s[0] + f->size, (uintptr_t)s[1]);
 }
 
 TEST_HARNESS_MAIN

@@ -10,6 +10,7 @@
 void fixalloc_init(struct fixalloc *f, size_t size, size_t keep, size_t zeroed)
 {
 	memset(f, 0, sizeof(*f));
+	f->slab = &f->own;
 	/* The free-list link lives after the kept bytes. Objects start a
 	 * sharing block of their own (slabs are page-aligned). */
 	f->size = ALIGN_UP(size < keep + sizeof(void *) ? keep + sizeof(void *) : size,
@@ -20,8 +21,14 @@ void fixalloc_init(struct fixalloc *f, size_t size, size_t keep, size_t zeroed)
 		f->zeroed = keep + sizeof(void *);
 }
 
+void fixalloc_share(struct fixalloc *f, struct fixalloc *owner)
+{
+	f->slab = owner->slab;
+}
+
 void *fixalloc_alloc(struct fixalloc *f)
 {
+	struct fixalloc_slab *sl = f->slab;
 	char *p;
 
 	if (f->free) {
@@ -29,16 +36,18 @@ void *fixalloc_alloc(struct fixalloc *f)
 		memcpy(&f->free, p + f->keep, sizeof(void *));
 		memset(p + f->keep, 0, f->zeroed - f->keep);
 	} else {
-		if (f->nchunk < f->size) {
+		if (sl->nchunk < f->size) {
 			size_t slab = f->size > FIXALLOC_SLAB ? f->size : FIXALLOC_SLAB;
-			f->chunk = sys_alloc(slab);
-			if (!f->chunk)
+			char *c = sys_alloc(slab);
+
+			if (!c)
 				return NULL;
-			f->nchunk = slab;
+			sl->chunk = c;
+			sl->nchunk = slab;
 		}
-		p = f->chunk;	/* fresh from mmap: already zero */
-		f->chunk += f->size;
-		f->nchunk -= f->size;
+		p = sl->chunk;	/* fresh from mmap: already zero */
+		sl->chunk += f->size;
+		sl->nchunk -= f->size;
 	}
 	f->inuse += f->size;
 	return p;
@@ -46,6 +55,7 @@ void *fixalloc_alloc(struct fixalloc *f)
 
 void *fixalloc_alloc_apart(struct fixalloc *f, const void *caller)
 {
+	struct fixalloc_slab *sl = f->slab;
 	void *p;
 
 	if (f->free)
@@ -54,17 +64,17 @@ void *fixalloc_alloc_apart(struct fixalloc *f, const void *caller)
 	 * object still starts one); where the slab has no room for the gap
 	 * and the object, a new slab (the rest of this one stays unused, as
 	 * a rest shorter than an object does). */
-	if (f->last && f->last != caller) {
-		if (f->nchunk >= f->size + FIXALLOC_APART) {
-			f->chunk += FIXALLOC_APART;
-			f->nchunk -= FIXALLOC_APART;
+	if (sl->last && sl->last != caller) {
+		if (sl->nchunk >= f->size + FIXALLOC_APART) {
+			sl->chunk += FIXALLOC_APART;
+			sl->nchunk -= FIXALLOC_APART;
 		} else {
-			f->nchunk = 0;
+			sl->nchunk = 0;
 		}
 	}
 	p = fixalloc_alloc(f);
 	if (p)
-		f->last = caller;
+		sl->last = caller;
 	return p;
 }
 

@@ -20,23 +20,40 @@
  * sharing block (internal.h) of gap is not enough here, four are. Measured:
  * docs/heap-pages-log.md#span-structs-and-caches-of-two-threads-apart-2026-12-07-issue-24.
  *
- * Not thread-safe: callers hold the heap lock.
+ * One slab for several sizes: fixalloc_share makes a fixalloc carve from
+ * another's slab. The page heap's span struct buckets and the thread
+ * caches carve from one slab (mheap.c, mcache.c), so that a thread's
+ * metadata of every size fills the same pages, where a slab per size left
+ * a partly written last page in each (up to six pages a process more).
+ * Every size is a whole number of sharing blocks, so objects of a shared
+ * slab still start blocks of their own, and the gap between callers is
+ * the slab's, whichever size each carved. Measured:
+ * docs/heap-pages-log.md#one-slab-for-the-heaps-metadata-2026-12-07-issue-24.
+ *
+ * Not thread-safe: callers hold the heap lock (all users of a shared slab
+ * the same lock).
  */
 #ifndef MHEAP_FIXALLOC_H
 #define MHEAP_FIXALLOC_H
 
 #include "internal.h"
 
+/* Where new objects are carved from. */
+struct fixalloc_slab {
+	char *chunk;		/* current slab */
+	size_t nchunk;		/* bytes left in the current slab */
+	const void *last;	/* fixalloc_alloc_apart: the caller the slab's
+				 * last object was carved for */
+};
+
 struct fixalloc {
 	size_t size;		/* object size, at least a pointer */
 	size_t keep;		/* leading bytes preserved across reuse */
 	size_t zeroed;		/* reuse zeroes [keep, zeroed) */
 	void *free;		/* free list, linked through the objects */
-	char *chunk;		/* current slab */
-	size_t nchunk;		/* bytes left in the current slab */
 	uint64_t inuse;		/* bytes handed out */
-	const void *last;	/* fixalloc_alloc_apart: the caller the slab's
-				 * last object was carved for */
+	struct fixalloc_slab *slab;	/* own, or another's (fixalloc_share) */
+	struct fixalloc_slab own;
 };
 
 /* The gap between objects carved for different callers (above). */
@@ -52,5 +69,8 @@ MH_HIDDEN void *fixalloc_alloc(struct fixalloc *f);
  * reused object comes from the free list as ever, wherever it lies. */
 MH_HIDDEN void *fixalloc_alloc_apart(struct fixalloc *f, const void *caller);
 MH_HIDDEN void fixalloc_free(struct fixalloc *f, void *p);
+/* After fixalloc_init: f carves new objects from owner's slab (the free
+ * lists stay apart). f's own slab must be unused. */
+MH_HIDDEN void fixalloc_share(struct fixalloc *f, struct fixalloc *owner);
 
 #endif

@@ -294,9 +294,12 @@ struct mcache *mcache_borrow(void)
 
 	mheap_init();
 	mh_lock(&mh_heap.lock);
-	if (!mh_heap.cachealloc.size)
+	if (!mh_heap.cachealloc.size) {
 		fixalloc_init(&mh_heap.cachealloc, sizeof(struct mcache),
 			      sizeof(c->remote_hint), 0);	/* keep remote_hint */
+		/* From the span structs' slab (mheap.c, fixalloc.h). */
+		fixalloc_share(&mh_heap.cachealloc, &mh_heap.spanalloc[0]);
+	}
 	/* Apart from other threads' caches, as span structs are
 	 * (fixalloc.h): each thread writes its own at every free. */
 	c = fixalloc_alloc_apart(&mh_heap.cachealloc, &mh_tls_cache);

@@ -43,6 +43,10 @@ void mheap_init_slow(void)
 				      mspan_struct_bytes(bucket_words[b]),
 				      MSPAN_KEEP,	/* mspan.h */
 				      offsetof(struct mspan, bits));	/* mspan_init_small */
+		/* One slab for every bucket, and the caches (mcache_borrow):
+		 * a thread's metadata fills the same pages (fixalloc.h). */
+		for (unsigned b = 1; b < SPAN_BUCKETS; b++)
+			fixalloc_share(&mh_heap.spanalloc[b], &mh_heap.spanalloc[0]);
 		for (unsigned c = 0; c < MH_NUM_CLASSES; c++)
 			mh_lock_reinit(&mh_heap.central[c].lock);
 		scavenge_init();
