@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE
 #include "bad_free.h"
+#include "secure.h"
 #include <time.h>
 
 /*
@@ -209,6 +210,46 @@ TEST(double_free_neither_free_saw_aborts_before_the_span_counts_as_empty)
 	WANT("mheap: double free of %#lx", victim);
 	expect_abort(_metadata, free_here_and_unseen_remotely, "unseen remote free");
 	race_nrest = 0;
+}
+
+/*
+ * The secure layer frees a small block through the span its check found
+ * (heap_free_small, from secure_free's slow path and the sized frees). A
+ * free of the same block racing it may end that span's life in between,
+ * and the span's struct start a new one over other pages. Here the block
+ * is freed, and heap_free_small is given another span of its class that
+ * lies above it, as that struct would be then: the block is a multiple
+ * of the 32-byte objects below the span's base, an object's start by the
+ * divmul test alone, at an index far past the span's bitmap. It must be
+ * reported as the double free it is.
+ */
+static void free_small_through_a_span_above(void *arg)
+{
+	struct mspan *s = span_of((uintptr_t)victim), *above = NULL;
+
+	(void)arg;
+	for (unsigned k = 0; k < 65536 && !above; k++) {
+		struct mspan *t = span_of((uintptr_t)mh_malloc(32));
+
+		if (t && t != s && t->base > s->base)
+			above = t;
+	}
+	if (!above)
+		_exit(3);	/* no span above victim's: no abort */
+	mh_free(victim);
+	heap_free_small(above, victim, " in free_sized");
+}
+
+/* Until 2026-12-07 heap_free_small tested the state and the divmul only:
+ * the owner's local_free read a bitmap word gigabytes past the span
+ * struct (SIGSEGV), another thread's remote_free would have set a bit
+ * there. */
+TEST(a_free_whose_span_struct_moved_above_the_block_is_a_double_free)
+{
+	victim = mh_malloc(32);
+	ASSERT_NE(NULL, victim);
+	WANT("mheap: double free of %#lx in free_sized", victim);
+	expect_abort(_metadata, free_small_through_a_span_above, "span struct reused above");
 }
 
 TEST_HARNESS_MAIN

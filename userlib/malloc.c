@@ -590,8 +590,13 @@ void heap_free_moved(void *ptr)
  * (heap_checked_room found it), for the secure mode's layer: the owner's
  * free or the remote one, with no second lookup. What a racing free of p
  * may have changed since is checked again, as free_checked checks it: the
- * span's state (else checked_span_life names the error), the object's bits
- * (local_free, remote_free); a report names the call what. */
+ * span's state, that p still lies in it and starts one of its objects
+ * (else checked_span_life names the error), the object's bits (local_free,
+ * remote_free); a report names the call what. The span may have died and
+ * its struct serve other pages: the divmul test alone takes a p outside
+ * them, a multiple of a power-of-two size away, for an object at an index
+ * past the bitmap (until 2026-12-07 the owner's free read there, and a
+ * remote free would have set a bit there). */
 void heap_free_small(struct mspan *s, void *ptr, const char *what)
 {
 	struct mcache *c = mcache_get();
@@ -600,17 +605,18 @@ void heap_free_small(struct mspan *s, void *ptr, const char *what)
 	/* The span's life before the checks below (remote_free). */
 	uint64_t gen = LOAD_ACQUIRE(&s->gen);
 
-	if (c && LOAD_RELAXED(&s->owner) == c) {
-		if (unlikely(!local_free(c, s, p)))
-			mh_freed_pointer(p, what);
-		return;
-	}
 	/* Its struct may have started a new life over other pages since
 	 * the lookup, as checked_span_at says. */
 	if (unlikely(LOAD_ACQUIRE(&s->state) != MSPAN_SMALL ||
-		     p - s->base >= s->npages << MH_PAGE_SHIFT || !object_start(s, p, &idx))) {
+		     p - s->base >= s->npages << MH_PAGE_SHIFT || !object_start(s, p, &idx) ||
+		     idx >= s->nelems)) {
 		s = checked_span_life(span_of(p), p, &idx, &gen, what);
 		free_span_in(s, idx, p, gen, what);
+		return;
+	}
+	if (c && LOAD_RELAXED(&s->owner) == c) {
+		if (unlikely(!local_free(c, s, p)))
+			mh_freed_pointer(p, what);
 		return;
 	}
 	small_free_remote(c, s, idx, p, gen, what);
