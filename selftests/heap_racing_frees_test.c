@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE
 #include "bad_free.h"
+#include "entry.h"
 #include "secure.h"
 #include <time.h>
 
@@ -214,30 +215,47 @@ TEST(double_free_neither_free_saw_aborts_before_the_span_counts_as_empty)
 
 /*
  * The secure layer frees a small block through the span its check found
- * (heap_free_small, from secure_free's slow path and the sized frees). A
+ * (heap_free_small, from secure_free's slow path and the sized frees), and
+ * so does the default sized free (heap_free_span, after checked_span). A
  * free of the same block racing it may end that span's life in between,
- * and the span's struct start a new one over other pages. Here the block
- * is freed, and heap_free_small is given another span of its class that
- * lies above it, as that struct would be then: the block is a multiple
- * of the 32-byte objects below the span's base, an object's start by the
- * divmul test alone, at an index far past the span's bitmap. It must be
- * reported as the double free it is.
+ * and the span's struct start a new one over other pages, which this
+ * thread may own. Here the block is freed, and the free is given another
+ * span of its class that lies above it and this thread owns, as that
+ * struct would be then: the block is a multiple of the 32-byte objects
+ * below the span's base, an object's start by the divmul test alone, at
+ * an index far past the span's bitmap. It must be reported as the double
+ * free it is.
  */
-static void free_small_through_a_span_above(void *arg)
+static struct mspan *a_span_above_victims(void)
 {
-	struct mspan *s = span_of((uintptr_t)victim), *above = NULL;
+	struct mspan *s = span_of((uintptr_t)victim);
 
-	(void)arg;
-	for (unsigned k = 0; k < 65536 && !above; k++) {
+	for (unsigned k = 0; k < 65536; k++) {
 		struct mspan *t = span_of((uintptr_t)mh_malloc(32));
 
 		if (t && t != s && t->base > s->base)
-			above = t;
+			return t;
 	}
-	if (!above)
-		_exit(3);	/* no span above victim's: no abort */
+	_exit(3);	/* no span above victim's: no abort */
+}
+
+static void free_small_through_a_span_above(void *arg)
+{
+	struct mspan *above = a_span_above_victims();
+
+	(void)arg;
 	mh_free(victim);
 	heap_free_small(above, victim, " in free_sized");
+}
+
+static void free_span_through_a_span_above(void *arg)
+{
+	struct mspan *s = span_of((uintptr_t)victim), *above = a_span_above_victims();
+	uint32_t idx = mspan_obj_index(s, (uintptr_t)victim);
+
+	(void)arg;
+	mh_free(victim);
+	heap_free_span(above, idx, victim, " in free_sized");
 }
 
 /* Until 2026-12-07 heap_free_small tested the state and the divmul only:
@@ -250,6 +268,17 @@ TEST(a_free_whose_span_struct_moved_above_the_block_is_a_double_free)
 	ASSERT_NE(NULL, victim);
 	WANT("mheap: double free of %#lx in free_sized", victim);
 	expect_abort(_metadata, free_small_through_a_span_above, "span struct reused above");
+}
+
+/* The same for the default sized free's heap_free_span: until 2026-12-07
+ * its owner's free (local_free) took the block for an object of the span
+ * by the divmul test alone (SIGSEGV). */
+TEST(a_sized_free_whose_span_struct_moved_above_the_block_is_a_double_free)
+{
+	victim = mh_malloc(32);
+	ASSERT_NE(NULL, victim);
+	WANT("mheap: double free of %#lx in free_sized", victim);
+	expect_abort(_metadata, free_span_through_a_span_above, "span struct reused above");
 }
 
 TEST_HARNESS_MAIN
