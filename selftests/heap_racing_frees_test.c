@@ -255,7 +255,9 @@ static void free_span_through_a_span_above(void *arg)
 
 	(void)arg;
 	mh_free(victim);
-	heap_free_span(above, idx, victim, " in free_sized");
+	/* The life the span above is in now: only the bounds stop it. */
+	heap_free_span(above, idx, victim, __atomic_load_n(&above->gen, __ATOMIC_ACQUIRE),
+		       " in free_sized");
 }
 
 /* Until 2026-12-07 heap_free_small tested the state and the divmul only:
@@ -279,6 +281,33 @@ TEST(a_sized_free_whose_span_struct_moved_above_the_block_is_a_double_free)
 	ASSERT_NE(NULL, victim);
 	WANT("mheap: double free of %#lx in free_sized", victim);
 	expect_abort(_metadata, free_span_through_a_span_above, "span struct reused above");
+}
+
+/* A sized free whose check read the span in an earlier life: the span
+ * died since (every object of it free, victim too) and its struct is
+ * this thread's again, over the same pages, where another object now
+ * lies at victim's address. Here victim's own span stands for that new
+ * life and the life the check read is the one before it. */
+static void free_span_checked_in_an_earlier_life(void *arg)
+{
+	struct mspan *s = span_of((uintptr_t)victim);
+	uint32_t idx = mspan_obj_index(s, (uintptr_t)victim);
+
+	(void)arg;
+	heap_free_span(s, idx, victim, __atomic_load_n(&s->gen, __ATOMIC_ACQUIRE) - 1,
+		       " in free_sized");
+	_exit(3);	/* freed an object of the new life: no abort */
+}
+
+/* Until 2026-12-07 the owner's branch of the sized free did not look at
+ * the life: it freed the new life's object at victim's address, which
+ * the program still held, and said nothing. */
+TEST(a_sized_free_checked_in_a_span_life_that_has_ended_is_a_double_free)
+{
+	victim = mh_malloc(32);
+	ASSERT_NE(NULL, victim);
+	WANT("mheap: double free of %#lx in free_sized", victim);
+	expect_abort(_metadata, free_span_checked_in_an_earlier_life, "span's life ended");
 }
 
 TEST_HARNESS_MAIN

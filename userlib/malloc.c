@@ -480,12 +480,17 @@ static inline __attribute__((always_inline)) void free_span_in(struct mspan *s, 
 			 * else the fast path found p bad: checked_span
 			 * vetted the offset, so it is freed already. Or a
 			 * racing free of p ended s since the check, and its
-			 * struct, now this thread's, serves other pages: p
-			 * must lie among its objects before local_free's
+			 * struct, now this thread's, is in a later life
+			 * (gen moved on: every object of the old one was
+			 * free, p too) and may serve other pages: p must
+			 * also lie among its objects before local_free's
 			 * divmul test, which alone takes a p outside for an
 			 * object past the bitmap (until 2026-12-07 it read
-			 * there: heap_racing_frees_test). */
-			if (unlikely(p - s->base >= (uintptr_t)s->nelems * s->elemsize ||
+			 * there: heap_racing_frees_test). A span this
+			 * thread owns cannot die under it, so the life
+			 * read here stays. */
+			if (unlikely(LOAD_ACQUIRE(&s->gen) != gen ||
+				     p - s->base >= (uintptr_t)s->nelems * s->elemsize ||
 				     !local_free(c, s, p)))
 				mh_freed_pointer(p, what);
 			return;
