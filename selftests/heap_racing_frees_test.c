@@ -245,7 +245,9 @@ static void free_small_through_a_span_above(void *arg)
 
 	(void)arg;
 	mh_free(victim);
-	heap_free_small(above, victim, " in free_sized");
+	/* The life the span above is in now: only the bounds stop it. */
+	heap_free_small(above, victim, __atomic_load_n(&above->gen, __ATOMIC_ACQUIRE),
+			" in free_sized");
 }
 
 static void free_span_through_a_span_above(void *arg)
@@ -308,6 +310,29 @@ TEST(a_sized_free_checked_in_a_span_life_that_has_ended_is_a_double_free)
 	ASSERT_NE(NULL, victim);
 	WANT("mheap: double free of %#lx in free_sized", victim);
 	expect_abort(_metadata, free_span_checked_in_an_earlier_life, "span's life ended");
+}
+
+/* The same in the secure mode's free of a small block (heap_free_small,
+ * from secure_free's slow path and the sized frees), whose check
+ * (heap_checked_room) read the span in a life that has ended since. */
+static void free_small_checked_in_an_earlier_life(void *arg)
+{
+	struct mspan *s = span_of((uintptr_t)victim);
+
+	(void)arg;
+	heap_free_small(s, victim, __atomic_load_n(&s->gen, __ATOMIC_ACQUIRE) - 1,
+			" in free_sized");
+	_exit(3);	/* freed an object of the new life: no abort */
+}
+
+/* Until 2026-12-07 heap_free_small read the life itself, after its
+ * caller's check: a life that began in between passed. */
+TEST(a_small_free_checked_in_a_span_life_that_has_ended_is_a_double_free)
+{
+	victim = mh_malloc(32);
+	ASSERT_NE(NULL, victim);
+	WANT("mheap: double free of %#lx in free_sized", victim);
+	expect_abort(_metadata, free_small_checked_in_an_earlier_life, "span's life ended");
 }
 
 TEST_HARNESS_MAIN

@@ -104,8 +104,9 @@ static inline __attribute__((always_inline)) struct mspan *checked_span_at(struc
  * remote_free), with *gen, s's life, read before the checks: the remote
  * free holds the span in that life or aborts, so that what the checks
  * read of it is of the life it frees into (mspan.h, "Dying spans"). Every
- * path to remote_free takes its span from here or reads gen before
- * checks of its own (heap_free_small).
+ * path to remote_free takes its span from here, or from the secure mode's
+ * check (heap_checked_room), which reads gen the same way and hands it to
+ * heap_free_small.
  */
 static inline __attribute__((always_inline)) struct mspan *checked_span_life(struct mspan *s, uintptr_t p,
 									    uint32_t *idx_out, uint64_t *gen,

@@ -320,7 +320,7 @@ void heap_bad_pointer(uintptr_t p, const char *what)
 static __attribute__((noinline)) size_t checked_room_slow(struct mspan *s, uintptr_t p,
 							  struct mspan **small,
 							  struct arena_chunk **guarded,
-							  const char *what)
+							  uint64_t *gen, const char *what)
 {
 	uint32_t idx;
 
@@ -333,7 +333,7 @@ static __attribute__((noinline)) size_t checked_room_slow(struct mspan *s, uintp
 		}
 	}
 	*guarded = NULL;
-	s = checked_span_at(s, p, &idx, what);
+	s = checked_span_life(s, p, &idx, gen, what);
 
 	*small = s->state == MSPAN_SMALL ? s : NULL;
 	if (!*small)
@@ -344,26 +344,30 @@ static __attribute__((noinline)) size_t checked_room_slow(struct mspan *s, uintp
 }
 
 size_t heap_checked_room(uintptr_t p, struct mspan **small, struct arena_chunk **guarded,
-			 const char *what)
+			 uint64_t *gen, const char *what)
 {
 	struct mcache *c = mh_tls_cache;
 	/* Through the thread's heap arena, as free's fast path looks. */
 	struct mspan *s = c ? mcache_span_of(c, p) : span_of(p);
+	/* The life the checks below are of (checked_span_life): the free
+	 * that follows (heap_free_small) frees into it or aborts. */
+	uint64_t life = s ? LOAD_ACQUIRE(&s->gen) : 0;
 	uint32_t idx;
 
-	if (likely(s && LOAD_RELAXED(&s->state) == MSPAN_SMALL && object_start(s, p, &idx) &&
+	if (likely(s && LOAD_ACQUIRE(&s->state) == MSPAN_SMALL && object_start(s, p, &idx) &&
 		   mspan_obj_allocated(s, idx))) {
 		*guarded = NULL;
 		*small = s;
+		*gen = life;
 		return s->elemsize;
 	}
-	return checked_room_slow(s, p, small, guarded, what);
+	return checked_room_slow(s, p, small, guarded, gen, what);
 }
 
 /*
  * A free into a span this thread does not own (mspan.h). gen is the
  * span's life as the caller read it before its checks of p
- * (checked_span_life, and heap_free_small's own checks): everything they
+ * (checked_span_life, or heap_checked_room for heap_free_small): everything they
  * read of the span is of that life if gen has not moved on by the time
  * this free holds the span (mspan.h, "Dying spans"). The free holds it
  * with a pin in `remote`, before its first write to the span: a span
@@ -609,13 +613,11 @@ void heap_free_moved(void *ptr)
  * them, a multiple of a power-of-two size away, for an object at an index
  * past the bitmap (until 2026-12-07 the owner's free read there, and a
  * remote free would have set a bit there). */
-void heap_free_small(struct mspan *s, void *ptr, const char *what)
+void heap_free_small(struct mspan *s, void *ptr, uint64_t gen, const char *what)
 {
 	struct mcache *c = mcache_get();
 	uintptr_t p = (uintptr_t)ptr;
 	uint32_t idx;
-	/* The span's life before the checks below (remote_free). */
-	uint64_t gen = LOAD_ACQUIRE(&s->gen);
 
 	/* Its struct may have started a new life over other pages since
 	 * the lookup, as checked_span_at says. */
@@ -626,8 +628,12 @@ void heap_free_small(struct mspan *s, void *ptr, const char *what)
 		free_span_in(s, idx, p, gen, what);
 		return;
 	}
+	/* A span this thread owns cannot die under it: if it is still in
+	 * the life heap_checked_room checked, p is one of its objects; if it
+	 * died since (and is this thread's again), every object of that
+	 * life was free, p too. */
 	if (c && LOAD_RELAXED(&s->owner) == c) {
-		if (unlikely(!local_free(c, s, p)))
+		if (unlikely(LOAD_ACQUIRE(&s->gen) != gen || !local_free(c, s, p)))
 			mh_freed_pointer(p, what);
 		return;
 	}

@@ -84,8 +84,9 @@
  * docs/heap.md#explicit-free). So a remote freer holds the span across
  * its writes, and a span dies only unheld:
  *   - the freer reads gen before its checks (checked_span_life in
- *     checkedfree.h, which every path to remote_free takes but the
- *     secure mode's heap_free_small, which reads it itself), and before
+ *     checkedfree.h, which every path to remote_free takes, or the
+ *     secure mode's heap_checked_room, which hands it to
+ *     heap_free_small), and before
  *     its first write adds a pin to `remote` (REMOTE_PIN, sequentially
  *     consistent), then reads gen again. Its count takes the pin off in the same add
  *     (REMOTE_ONE - REMOTE_PIN): a pin costs one locked instruction;

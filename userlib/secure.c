@@ -384,19 +384,20 @@ static __attribute__((noinline)) void free_checked_other(uintptr_t p)
 {
 	struct arena_chunk *c = NULL;
 	struct mspan *small = NULL;
+	uint64_t gen = 0;
 	size_t room = 0;
 
 	if (!p)
 		return;
 	if (likely(!zero_size_owns(p)))
-		room = heap_checked_room(p, &small, &c, "");
+		room = heap_checked_room(p, &small, &c, &gen, "");
 	if (unlikely(!small)) {
 		free_other(p, c, room);
 		return;
 	}
 	(void)canary_check(p, room, "");
 	slot_zero(p, room, &class_pieces[small->sizeclass]);
-	heap_free_small(small, (void *)p, "");
+	heap_free_small(small, (void *)p, gen, "");
 }
 
 /*
@@ -431,8 +432,9 @@ void secure_free(void *ptr)
 static size_t checked_size(uintptr_t p, size_t *room, struct arena_chunk **c, const char *what)
 {
 	struct mspan *small;
+	uint64_t gen;
 
-	*room = heap_checked_room(p, &small, c, what);
+	*room = heap_checked_room(p, &small, c, &gen, what);
 	if (!*c)
 		return canary_check(p, *room, what);
 	return guarded_checked_size(*c, p, what);
@@ -478,6 +480,7 @@ void secure_free_sized(void *ptr, const char *what, bool aligned, size_t align, 
 	uintptr_t p = (uintptr_t)ptr;
 	struct arena_chunk *c = NULL;
 	struct mspan *small = NULL;
+	uint64_t gen = 0;
 	size_t have, room = 0;
 	bool zero = zero_size_owns(p);
 
@@ -489,7 +492,7 @@ void secure_free_sized(void *ptr, const char *what, bool aligned, size_t align, 
 		zero_size_check(p, what);
 		have = 0;
 	} else {
-		room = heap_checked_room(p, &small, &c, what);
+		room = heap_checked_room(p, &small, &c, &gen, what);
 		have = c ? guarded_checked_size(c, p, what) : canary_check(p, room, what);
 	}
 	if (!IS_POW2(align) || p % align || size != have)
@@ -502,7 +505,7 @@ void secure_free_sized(void *ptr, const char *what, bool aligned, size_t align, 
 		middle_free(p, have, room, false, what);
 	} else {
 		slot_zero(p, room, &class_pieces[small->sizeclass]);
-		heap_free_small(small, ptr, what);
+		heap_free_small(small, ptr, gen, what);
 	}
 }
 

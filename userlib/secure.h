@@ -84,14 +84,15 @@ MH_HIDDEN void heap_free_plain(void *p);
 /* A large block realloc moved away from: to the page heap, not the
  * thread's large cache (growth in place needs free runs). */
 MH_HIDDEN void heap_free_moved(void *p);
-/* p, an allocated object of s, a small span (heap_checked_room), freed; a
- * free of p racing this one is reported naming the call what. */
-MH_HIDDEN void heap_free_small(struct mspan *s, void *p, const char *what);
+/* p, an allocated object of s, a small span that heap_checked_room found
+ * in its life gen, freed; a free of p racing this one is reported naming
+ * the call what. */
+MH_HIDDEN void heap_free_small(struct mspan *s, void *p, uint64_t gen, const char *what);
 /* p, a large block of the heap (heap_alloc_plain), grown in place to
  * hold size bytes, if the pages after it are free; *room its pages then. */
 MH_HIDDEN bool heap_grow_plain(void *p, size_t size, size_t *room);
 MH_HIDDEN size_t heap_checked_room(uintptr_t p, struct mspan **small, struct arena_chunk **guarded,
-				   const char *what);
+				   uint64_t *gen, const char *what);
 
 /* The trailer at the end of a small slot or a middle block's pages: the
  * block's size (low half) and a check word made from it (high half). */
