@@ -4,11 +4,13 @@
  * process: by the owning thread, by another thread, by two other threads,
  * after the span's pages went back, of large objects cached or kept by
  * the freeing thread, through realloc, of objects the span's window has
- * not handed out, after a free into another heap arena, and a free whose
- * span now holds other pages.
+ * not handed out, after a free into another heap arena, a free whose
+ * span now holds other pages, and the owner's double frees at the edges
+ * of a span's bitmap words in every class.
  */
 #define _GNU_SOURCE
 #include "bad_free.h"
+#include "sizeclass.h"
 
 static void free_twice(void *arg)
 {
@@ -324,6 +326,65 @@ TEST(a_free_whose_span_now_holds_other_pages_is_a_double_free)
 	WANT("mheap: double free of %#lx", victim);
 	expect_abort(_metadata, check_victim_against_victim_span, "below the span");
 	mh_free(p);
+}
+
+/*
+ * The owner's check and record (checkedfree.h, local_free) take the bit of
+ * object idx in bitmap word idx / 64 (bt and bts on a register: the bit
+ * number modulo 64; on memory they would address a bit idx / 64 words
+ * further). In every class, a span whose objects this thread holds all,
+ * freed by the owner but for one: each free passes, and a second free of
+ * the first and last objects of a word, and of the span's last, aborts.
+ */
+#define EDGE_OBJS 4096
+
+static void *edge_objs[EDGE_OBJS];
+
+TEST(owners_double_free_at_the_edges_of_the_bitmap_words_in_every_class)
+{
+	static void *byidx[MH_MAX_OBJS_PER_SPAN];
+
+	mh_free(mh_malloc(1 << 20));	/* the heap set up */
+	for (unsigned cls = 1; cls < MH_NUM_CLASSES; cls++) {
+		uint32_t size = mh_class[cls].size, nelems = mh_class[cls].nelems;
+		struct mspan *s = NULL;
+		unsigned n = 0, got = 0;
+
+		/* Objects until one span's are all ours (a fresh span). */
+		memset(byidx, 0, sizeof(byidx));
+		while (got < nelems && n < EDGE_OBJS) {
+			void *p = edge_objs[n++] = mh_malloc(size);
+
+			ASSERT_NE(NULL, p);
+			if (!s || span_of((uintptr_t)p) != s) {
+				s = span_of((uintptr_t)p);
+				memset(byidx, 0, sizeof(byidx));
+				got = 0;
+			}
+			byidx[mspan_obj_index(s, (uintptr_t)p)] = p;
+			got++;
+		}
+		ASSERT_EQ(nelems, got) TH_LOG("class %u: no span of ours", cls);
+		/* All but the span's first object, by the owner. */
+		for (unsigned i = 1; i < nelems; i++)
+			mh_free(byidx[i]);
+		unsigned edges[] = {63, 64, 127, 128, nelems - 1};
+
+		for (unsigned e = 0; e < sizeof(edges) / sizeof(edges[0]); e++) {
+			if (edges[e] >= nelems)
+				continue;
+			victim = byidx[edges[e]];
+			WANT("mheap: double free of %#lx", victim);
+			expect_abort(_metadata, free_victim, "an edge of a word");
+		}
+		mh_free(byidx[0]);
+		victim = byidx[0];
+		WANT("mheap: double free of %#lx", victim);
+		expect_abort(_metadata, free_victim, "the span's first");
+		for (unsigned i = 0; i < n; i++)
+			if (span_of((uintptr_t)edge_objs[i]) != s)
+				mh_free(edge_objs[i]);
+	}
 }
 
 TEST_HARNESS_MAIN
