@@ -29,6 +29,7 @@
 #include "arenamap.h"
 #include "mspan.h"
 #include "testhooks.h"
+#include "heapcheck.h"
 
 /* 1 KiB objects: 8 to a one-page span, a class nothing else here uses. */
 #define OBJ 1024
@@ -197,6 +198,80 @@ TEST(remote_double_free_holding_the_span_as_it_dies)
 TEST(remote_double_free_sized_holding_the_span_as_it_dies)
 {
 	expect_double_free_abort(_metadata, 2, true);
+}
+
+/*
+ * fork while a correct remote free holds its span (held after its pin,
+ * before its bit): the child has no such freer, so nothing may stay of
+ * its pin. The child's full heap check must pass (the freer had written
+ * nothing else), and the child's own free of the object (whose free never
+ * happened in the child) lets the span die for good: its struct starts a
+ * new life, not kept out of reuse as if a freer still held it. Until
+ * 2026-12-07 the pin stayed: the check reported "remote flags 0x100",
+ * and without the check the struct was kept out of reuse.
+ */
+static void fork_child_of_a_pinned_freer(void)
+{
+	struct mspan *s = span_of((uintptr_t)victim);
+	unsigned n = 0, in_s = 0;
+	char msg[256];
+
+	if (mheap_check(HEAPCHECK_ALL, msg, sizeof(msg))) {
+		fprintf(stderr, "heap check: %s\n", msg);
+		_exit(1);
+	}
+	mh_free(victim);	/* the last object: the span dies */
+	while (n < 8 * 64 && in_s < s->nelems) {
+		void *q = mh_malloc(OBJ);	/* held: never freed */
+
+		n++;
+		in_s += span_of((uintptr_t)q) == s;
+	}
+	if (in_s < s->nelems) {
+		fprintf(stderr, "the span's struct was kept out of reuse\n");
+		_exit(1);
+	}
+	_exit(0);
+}
+
+static void fork_while_a_freer_holds_the_span(void *arg)
+{
+	pthread_t owner, second;
+	int status;
+	pid_t pid;
+
+	(void)arg;
+	start(&owner, allocate_victim, NULL);
+	pthread_join(owner, NULL);
+	struct mspan *s = span_of((uintptr_t)victim);
+
+	if (!s || LOAD_RELAXED(&s->owner) || s->outstanding != 1)
+		setup_failed("the victim is not the only object of an unowned span");
+	__atomic_store_n(&mh_test_remote_free_window, hold_here, __ATOMIC_RELEASE);
+	start(&second, free_held, (void *)(intptr_t)2);
+	wait_for(&entered);
+	if (!(LOAD_ACQUIRE(&s->remote) & REMOTE_PINS))
+		setup_failed("the freer holds no pin");
+	pid = fork();
+	if (pid < 0)
+		setup_failed("fork");
+	if (pid == 0)
+		fork_child_of_a_pinned_freer();
+	if (waitpid(pid, &status, 0) != pid)
+		setup_failed("waitpid");
+	/* The parent's freer finishes its (correct) free. */
+	atomic_store(&go, 1);
+	pthread_join(second, NULL);
+	_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 4);
+}
+
+TEST(fork_while_a_remote_free_holds_its_span)
+{
+	struct child_result r;
+
+	run_child(fork_while_a_freer_holds_the_span, NULL, &r);
+	EXPECT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0)
+		TH_LOG("child status %#x: %s", r.status, r.err);
 }
 
 TEST_HARNESS_MAIN

@@ -573,7 +573,8 @@ void mcache_trim(bool idle_only)
  * arena map names every span in use, and a small span names its owner -
  * and gives each back from its bitmaps alone: a sweep folds every free
  * recorded in them, the remote count is set to the bits it folded (no
- * freer is left to be in flight), and the mcentral takes the span as from
+ * freer is left to be in flight; for the same reason every small span's
+ * pins are dropped, mspan.h, "Dying spans"), and the mcentral takes the span as from
  * any owner (mcentral_uncache_span), overwriting its list links unread.
  * A step cut short can only have recorded less than it meant to - a free
  * not yet in a bitmap, a handed-out object not yet marked - so an
@@ -603,7 +604,15 @@ static void reclaim_dead_spans(struct mcache *mine)
 				cached = s;
 				continue;
 			}
-			if (s->state != MSPAN_SMALL || !s->owner || s->owner == mine)
+			if (s->state != MSPAN_SMALL)
+				continue;
+			/* A remote freer cut short between its pin and its
+			 * count left its pin: it will never take it off, and
+			 * the span would die held, its struct kept out of
+			 * reuse for good (mspan.h, "Dying spans"). Every
+			 * small span's, owned or not: no freer is in flight. */
+			__atomic_fetch_and(&s->remote, ~REMOTE_PINS, __ATOMIC_RELAXED);
+			if (!s->owner || s->owner == mine)
 				continue;
 			mspan_sweep(s);
 			STORE_RELEASE(&s->remote, REMOTE_OWNED);

@@ -114,6 +114,9 @@
  *     small of the next life, and the rest is that life's too: the freer
  *     frees into it, checked against it, as a second free after the
  *     slot was handed out again, which no check can tell from a first.
+ *   - fork: a freer cut short in the parent leaves its pin, which no one
+ *     would take off, in the child; the child's handler drops every
+ *     small span's pins (mcache.c, reclaim_dead_spans).
  * A recheck of gen after the bit, without the pin, would come too late:
  * the bit is in the new life by then, and its owner may fold it. Why a
  * pin and not the other ways: a (gen, count) word changed by a CAS
