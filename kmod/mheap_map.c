@@ -215,18 +215,52 @@ static int mheap_vm_mremap(struct vm_area_struct *new_vma)
  * Whether the fault came through a page-table entry that is there but maps
  * nothing: a marker that userfaultfd's write protection leaves on a page
  * with no entry (from 6.7 its asynchronous mode protects any memory, these
- * mappings included, for any user). vm_insert_page() cannot put a page
- * over it (-EBUSY, which otherwise means a racing fault mapped the page),
- * and VM_FAULT_NOPAGE would send the access straight back here, for ever:
- * in the kernel (read() into the page) not even SIGKILL would end it. The
- * access fails instead while the marker is there; lifting the protection
- * removes it (see "userfaultfd" in docs/kmod.md). A fault that found no
- * entry and meets a marker put meanwhile comes back through it.
+ * mappings included, for any user). Protecting a block mapped with a PMD
+ * drops the PMD and leaves a marker on each of its pages, so the page
+ * behind a marker may hold the program's data. vm_insert_page() cannot
+ * put a page over a marker (-EBUSY, which otherwise means a racing fault
+ * mapped the page), and VM_FAULT_NOPAGE alone would send the access
+ * straight back here, for ever: in the kernel (read() into the page) not
+ * even SIGKILL would end it.
  */
 static bool fault_through_marker(const struct vm_fault *vmf)
 {
 	return (vmf->flags & FAULT_FLAG_ORIG_PTE_VALID) &&
 	       !pte_none(vmf->orig_pte);
+}
+
+struct marker_clear {
+	struct mm_struct *mm;
+	pte_t orig;
+};
+
+/* Under the page-table lock: the marker goes if it is still the entry. */
+static int marker_clear_pte(pte_t *pte, unsigned long addr, void *data)
+{
+	struct marker_clear *mc = data;
+
+	if (pte_same(ptep_get(pte), mc->orig))
+		pte_clear(mc->mm, addr, pte);
+	return 0;
+}
+
+/*
+ * Take away the marker the fault came through, as the kernel itself does
+ * with a marker left in a mapping no longer registered, so that the
+ * access, tried again, maps the page. The page is then mapped without
+ * write protection: the asynchronous mode counts it as written
+ * (PAGEMAP_SCAN's PAGE_IS_WRITTEN), which for write tracking is the safe
+ * side. A marker that is gone already (the protection lifted, a racing
+ * fault's page in its place) is left alone.
+ */
+static vm_fault_t marker_clear(struct vm_fault *vmf)
+{
+	struct marker_clear mc = { vmf->vma->vm_mm, vmf->orig_pte };
+
+	if (apply_to_page_range(mc.mm, vmf->address & PAGE_MASK, PAGE_SIZE,
+				marker_clear_pte, &mc))
+		return VM_FAULT_SIGBUS;
+	return VM_FAULT_NOPAGE;
 }
 
 static u32 fault_event_flags(const struct vm_fault *vmf)
@@ -319,7 +353,8 @@ static struct page *page_alloc(struct mheap_map *map, pgoff_t idx)
  * which the access is simply tried again.
  *
  * Never a PMD in a mapping registered for userfaultfd write protection
- * (6.7+, see fault_through_marker()): protecting it fills empty PMD slots
+ * (6.7+, see fault_through_marker()), which also keeps marker_clear()'s
+ * walk of the page tables from meeting one: protecting it fills empty PMD slots
  * with page tables of markers under mmap_lock held for reading only, so
  * one could appear between our look at the slot and vmf_insert_pfn_pmd(),
  * which WARNs when a write fault finds anything but its own PMD there.
@@ -346,7 +381,7 @@ static vm_fault_t map_page(struct vm_fault *vmf, struct mheap_map *map,
 	err = vm_insert_page(vmf->vma, vmf->address, page);
 	/* -EBUSY: the entry is there, a racing fault's page or a marker. */
 	if (err == -EBUSY && fault_through_marker(vmf))
-		return VM_FAULT_SIGBUS;
+		return marker_clear(vmf);
 	if (err && err != -EBUSY)
 		return vmf_error(err);
 	return VM_FAULT_NOPAGE;

@@ -62,10 +62,10 @@
  *    mlock() locks nothing, as for any VM_MIXEDMAP mapping. msync() has
  *    nothing to write back and succeeds.
  *  - userfaultfd takes it only for asynchronous write protection (6.7 and
- *    later): a page protected while it has no page-table entry raises
- *    SIGBUS on access (EFAULT for the kernel's) until the protection is
- *    lifted, and while registered the mapping gets no huge pages mapped
- *    with PMDs.
+ *    later): every page reads and takes writes as before; a page
+ *    protected while it had no page-table entry (a block mapped with a
+ *    PMD loses it to the protection) counts as written once accessed.
+ *    While registered the mapping gets no huge pages mapped with PMDs.
  *  - mmap() places a mapping of 2 MiB or more at a 2 MiB-aligned address.
  *    Advised MADV_HUGEPAGE (the whole mapping), it gets huge pages: a
  *    2 MiB-aligned block touched while it holds no page and no quarantine
