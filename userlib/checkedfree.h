@@ -1,14 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The checked free's pieces that inline into more than one entry point:
- * mh_free and the sized frees (malloc.c, malloc_sized.c) take the owner's
+ * mh_free and the sized frees (free.c, malloc_sized.c) take the owner's
  * fast path through owned_span and local_free, and check everything else
  * through checked_span; the secure mode's free (secure.c) takes the
  * owner's check and record apart (local_free_allowed, local_free_at), to
  * check and zero the block between them. What the check promises - an
  * invalid or double free aborts with one "mheap: ..." line naming the
  * address - and how the owner's and the remote frees record an object are
- * in malloc.c and mspan.h; the measurements behind the fast path's shape
+ * in free.c and mspan.h; the measurements behind the fast path's shape
  * are in docs/heap.md#explicit-free and docs/heap.md#fast-paths.
  */
 #ifndef MHEAP_CHECKEDFREE_H
@@ -61,7 +61,7 @@ static inline __attribute__((always_inline)) struct mspan *checked_span_at(struc
 	/* Read once, and atomically: a racing free of p may kill the span.
 	 * An acquire: a small span's state is set last (mspan_init_small),
 	 * so that what is read below is of the life that says small, or of
-	 * one a remote free finds ended (malloc.c, remote_free). */
+	 * one a remote free finds ended (free.c, remote_free). */
 	state = LOAD_ACQUIRE(&s->state);
 	if (likely(state == MSPAN_SMALL)) {
 		/* Its struct may have started a new life over other pages
@@ -100,7 +100,7 @@ static inline __attribute__((always_inline)) struct mspan *checked_span_at(struc
 }
 
 /*
- * checked_span_at for a free that may go on to free p remotely (malloc.c,
+ * checked_span_at for a free that may go on to free p remotely (free.c,
  * remote_free), with *gen, s's life, read before the checks: the remote
  * free holds the span in that life or aborts, so that what the checks
  * read of it is of the life it frees into (mspan.h, "Dying spans"). Every

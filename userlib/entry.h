@@ -49,7 +49,7 @@ MH_HIDDEN extern struct mh_entries mh_entries;
  * mheap_init_slow, before the heap is published. */
 MH_HIDDEN void mh_entries_set(bool secure);
 
-/* The default mode's paths (malloc.c, malloc_sized.c). */
+/* The default mode's paths (malloc.c, free.c, malloc_sized.c). */
 MH_HIDDEN void *heap_malloc_default(size_t size);
 MH_HIDDEN void heap_free_default(void *p);
 MH_HIDDEN void heap_free_sized_default(void *p, enum sized_free_fn fn, bool aligned,
@@ -58,7 +58,7 @@ MH_HIDDEN void heap_free_sized_secure(void *p, enum sized_free_fn fn, bool align
 				      size_t align, size_t size);
 /* The default free of p, object idx of s, found and checked in s's life
  * gen by checked_span_life: a report (a free racing another of p) names
- * the call what (malloc.c, for malloc_sized.c). */
+ * the call what (free.c, for malloc_sized.c). */
 MH_HIDDEN void heap_free_span(struct mspan *s, uint32_t idx, void *p, uint64_t gen,
 			      const char *what);
 

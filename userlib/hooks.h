@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * How the heap reaches the user arenas built on it without calling into
- * them. The heap core (mheap.c, malloc.c, stats.c, heapcheck.c, fork.c)
+ * them. The heap core (mheap.c, malloc.c, free.c, stats.c, heapcheck.c, fork.c)
  * knows nothing of arenas: the arena layer registers one struct of
  * function pointers at start-up (arena.c), and the heap calls them at the
  * points named below. Until then, and in a static link that never uses an

@@ -31,7 +31,7 @@
  * built up: +0.9 MiB peak RSS).
  *
  * The old block realloc moves away from goes to the page heap too
- * (malloc.c): growth in place needs free runs there.
+ * (free.c, large_free): growth in place needs free runs there.
  *
  * Bounds: beyond the caps the oldest goes to the page heap.
  *

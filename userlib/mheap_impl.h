@@ -131,7 +131,7 @@ MH_HIDDEN void mheap_free_spans(struct mspan *chain);
 /* Span structs (mheap.c): the bucket for `words` bitmap words; a struct
  * of that bucket (NULL when out of memory); a struct's death (a freer that
  * still holds the pointer compares gen, or finds the state dead:
- * free_checked in malloc.c reads it without a lock). Heap lock held. */
+ * free_checked in free.c reads it without a lock). Heap lock held. */
 MH_HIDDEN unsigned span_bucket(unsigned words);
 MH_HIDDEN struct mspan *span_struct_alloc(unsigned words);
 MH_HIDDEN void span_struct_kill(struct mspan *s);
@@ -213,6 +213,10 @@ MH_HIDDEN uintptr_t large_npages(size_t size);
 MH_HIDDEN void *large_alloc(size_t size, size_t align, bool zero, enum span_place place);
 MH_HIDDEN void *realloc_moved_large(size_t size, bool grows);
 MH_HIDDEN bool large_block_fits(uintptr_t npages, size_t size);
+/* The free of p, a checked large block of s, by the thread of cache c or
+ * none, into c's large blocks if keep (free.c). */
+MH_HIDDEN void large_free(struct mcache *c, struct mspan *s, uintptr_t p, bool keep,
+			  const char *what);
 
 /* Fork handlers take every allocator lock (malloc.c registers them). */
 MH_HIDDEN void mheap_lock_all(void);

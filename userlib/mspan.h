@@ -150,7 +150,7 @@
  *     record that says "free" while its bit is still there (no sweep took
  *     it to judge it) means a double free, and it aborts. The check comes
  *     before the count because the count may let the span die: after it
- *     the freer reads only what survives reuse of the struct (malloc.c,
+ *     the freer reads only what survives reuse of the struct (free.c,
  *     remote_free);
  *   - before the owner calls a span entirely free from its counts, and
  *     before the mcentral frees an unowned span, mspan_check_frees looks

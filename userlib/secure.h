@@ -68,7 +68,7 @@ MH_HIDDEN void secure_span_reach(const struct mspan *s, uint32_t from, uint32_t 
  * out). Heap lock held. */
 MH_HIDDEN void secure_span_reused(uintptr_t base, uintptr_t npages, unsigned cls);
 
-/* What malloc.c offers the mode: an object of small class cls; an
+/* What malloc.c and free.c offer the mode: an object of small class cls; an
  * allocation of the default mode, with its room (the slot or the pages it
  * got); the default mode's checked free, and its free of p, an object of
  * small span s; and p's room if p is an allocated block of the heap

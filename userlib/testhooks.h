@@ -6,7 +6,7 @@
  * selftests/Makefile): the library that programs and benchmarks link has
  * no hook and no test for one.
  *
- * mh_test_remote_free_window: called twice by a remote free (malloc.c,
+ * mh_test_remote_free_window: called twice by a remote free (free.c,
  * remote_free) with the pointer it frees: with pinned 0 after its span's
  * lookup and its checks and before its first write to the span, the
  * window in which the span may die and its struct start a new life; with
