@@ -148,15 +148,7 @@ static void zero_size_stale_free(void *arg)
 
 TEST(a_stale_free_of_malloc_0s_pointer_frees_it)
 {
-	struct child_result r;
-	char want[200];
-	unsigned long p;
-
-	run_child(zero_size_stale_free, NULL, &r);
-	ASSERT_TRUE(died_of(&r, SIGABRT)) TH_LOG("status %#x, %s", r.status, r.err);
-	ASSERT_EQ(1, sscanf(r.err, "%lx", &p)) TH_LOG("%s", r.err);
-	snprintf(want, sizeof(want), "%#lx\nmheap: double free of %#lx\n", p, p);
-	EXPECT_STREQ(want, r.err);
+	expect_printed_double_free(_metadata, zero_size_stale_free);
 }
 
 /* A 32-byte block takes a 48-byte slot in this mode (its trailer): the
@@ -176,15 +168,7 @@ static void sized_stale_free(void *arg)
 
 TEST(a_stale_free_sized_is_checked_by_the_secure_layer)
 {
-	struct child_result r;
-	char want[200];
-	unsigned long p;
-
-	run_child(sized_stale_free, NULL, &r);
-	ASSERT_TRUE(died_of(&r, SIGABRT)) TH_LOG("status %#x, %s", r.status, r.err);
-	ASSERT_EQ(1, sscanf(r.err, "%lx", &p)) TH_LOG("%s", r.err);
-	snprintf(want, sizeof(want), "%#lx\nmheap: double free of %#lx\n", p, p);
-	EXPECT_STREQ(want, r.err);
+	expect_printed_double_free(_metadata, sized_stale_free);
 }
 
 TEST_HARNESS_MAIN

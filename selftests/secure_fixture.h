@@ -57,6 +57,23 @@ static inline size_t first_wrong(const unsigned char *p, size_t n, bool pattern)
 	return i;
 }
 
+/* Runs fn in a child that prints, on a line of its own, the address it
+ * then frees a second time: its stderr must be exactly that line and the
+ * double free's one-line report. */
+static inline void expect_printed_double_free(struct __test_metadata *_metadata,
+					      void (*fn)(void *))
+{
+	struct child_result r;
+	char want[128];
+	unsigned long p;
+
+	run_child(fn, NULL, &r);
+	ASSERT_TRUE(died_of(&r, SIGABRT)) TH_LOG("status %#x, %s", r.status, r.err);
+	ASSERT_EQ(1, sscanf(r.err, "%lx", &p)) TH_LOG("%s", r.err);
+	snprintf(want, sizeof(want), "%#lx\nmheap: double free of %#lx\n", p, p);
+	EXPECT_STREQ(want, r.err);
+}
+
 int harness_main(int argc, char **argv);
 
 int main(int argc, char **argv)

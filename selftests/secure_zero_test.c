@@ -198,15 +198,7 @@ static void double_free_in_a_full_range(void *arg)
 
 TEST(a_full_ranges_slot_freed_twice_is_a_double_free)
 {
-	struct child_result r;
-	char want[128];
-	unsigned long p;
-
-	run_child(double_free_in_a_full_range, NULL, &r);
-	ASSERT_TRUE(died_of(&r, SIGABRT)) TH_LOG("status %#x, %s", r.status, r.err);
-	ASSERT_EQ(1, sscanf(r.err, "%lx", &p)) TH_LOG("%s", r.err);
-	snprintf(want, sizeof(want), "%#lx\nmheap: double free of %#lx\n", p, p);
-	EXPECT_STREQ(want, r.err);
+	expect_printed_double_free(_metadata, double_free_in_a_full_range);
 }
 
 TEST_HARNESS_MAIN
