@@ -574,8 +574,9 @@ void mcache_trim(bool idle_only)
  * and gives each back from its bitmaps alone: a sweep folds every free
  * recorded in them, the remote count is set to the bits it folded (no
  * freer is left to be in flight; for the same reason every small span's
- * pins are dropped, mspan.h, "Dying spans"), and the mcentral takes the span as from
- * any owner (mcentral_uncache_span), overwriting its list links unread.
+ * pins are dropped, mspan.h, "Dying spans"), and the mcentral takes the
+ * span as from any owner (mcentral_uncache_span), overwriting its list
+ * links unread.
  * A step cut short can only have recorded less than it meant to - a free
  * not yet in a bitmap, a handed-out object not yet marked - so an
  * object is never taken for free while the child may still hold it; at
