@@ -142,10 +142,10 @@ static atomic_int forks_done;
  * each malloc(0) here takes it after a search of the whole range under
  * the range's lock (about 0.4 us: a word of the range's summary at a time,
  * secure_zero.c) and frees it, so this thread holds the lock much of the
- * time it runs. It yields between rounds: the lock is not fair, and
- * until 2026-12-07, when a search tested the range's bits one by one and
- * took milliseconds, a thread that did not pause took it back before the
- * forking thread's prepare handler could, for tens of seconds under ASan. */
+ * time it runs. It yields between rounds: the lock is not fair, and a
+ * thread that did not pause could take it back before the forking
+ * thread's prepare handler could, for a long time when a search is slow
+ * (tens of seconds under ASan with a bit-by-bit search). */
 static void *malloc_0_while_full(void *arg)
 {
 	(void)arg;
@@ -206,9 +206,9 @@ static void exec_secure(void *arg)
 }
 
 /* The secure mode's zero-size range (secure_zero.c) has a lock of its own,
- * taken around fork as every allocator lock: before 2026-12-07 it was not,
- * and a child forked while another thread held it hung at its first
- * malloc(0) or free of one. */
+ * taken around fork as every allocator lock: without that, a child forked
+ * while another thread held it would hang at its first malloc(0) or free
+ * of one. */
 TEST(fork_while_another_thread_scans_the_zero_size_range)
 {
 	struct child_result res;

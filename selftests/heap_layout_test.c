@@ -133,9 +133,8 @@ TEST(a_span_of_one_bitmap_word_takes_one_sharing_block)
 TEST(the_large_zero_arrays_lie_above_the_small_variables)
 {
 	const struct { const void *p; size_t size; } small[] = {
-		/* Not mh_empty_span: initialised data since 2026-12-07 (its
-		 * closed window names its all-ones word, mspan.h), never
-		 * written. */
+		/* Not mh_empty_span: initialised data (its closed window
+		 * names its all-ones word, mspan.h), never written. */
 		{ &mh_heap, sizeof(mh_heap) },
 		{ mh_class, sizeof(mh_class) },
 		{ mh_dead_nmalloc, sizeof(mh_dead_nmalloc) },

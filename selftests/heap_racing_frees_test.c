@@ -262,10 +262,10 @@ static void free_span_through_a_span_above(void *arg)
 		       " in free_sized");
 }
 
-/* Until 2026-12-07 heap_free_small tested the state and the divmul only:
- * the owner's local_free read a bitmap word gigabytes past the span
- * struct (SIGSEGV), another thread's remote_free would have set a bit
- * there. */
+/* The defect it catches: a heap_free_small that tests the state and the
+ * divmul only, whose owner's local_free reads a bitmap word gigabytes past
+ * the span struct (SIGSEGV), and whose remote_free from another thread
+ * would set a bit there. */
 TEST(a_free_whose_span_struct_moved_above_the_block_is_a_double_free)
 {
 	victim = mh_malloc(32);
@@ -274,9 +274,9 @@ TEST(a_free_whose_span_struct_moved_above_the_block_is_a_double_free)
 	expect_abort(_metadata, free_small_through_a_span_above, "span struct reused above");
 }
 
-/* The same for the default sized free's heap_free_span: until 2026-12-07
- * its owner's free (local_free) took the block for an object of the span
- * by the divmul test alone (SIGSEGV). */
+/* The same for the default sized free's heap_free_span, whose owner's
+ * free (local_free) must not take the block for an object of the span by
+ * the divmul test alone (SIGSEGV). */
 TEST(a_sized_free_whose_span_struct_moved_above_the_block_is_a_double_free)
 {
 	victim = mh_malloc(32);
@@ -301,9 +301,9 @@ static void free_span_checked_in_an_earlier_life(void *arg)
 	_exit(3);	/* freed an object of the new life: no abort */
 }
 
-/* Until 2026-12-07 the owner's branch of the sized free did not look at
- * the life: it freed the new life's object at victim's address, which
- * the program still held, and said nothing. */
+/* The defect it catches: an owner's branch of the sized free that does
+ * not look at the life, and frees the new life's object at victim's
+ * address, which the program still holds, saying nothing. */
 TEST(a_sized_free_checked_in_a_span_life_that_has_ended_is_a_double_free)
 {
 	victim = mh_malloc(32);
@@ -325,8 +325,8 @@ static void free_small_checked_in_an_earlier_life(void *arg)
 	_exit(3);	/* freed an object of the new life: no abort */
 }
 
-/* Until 2026-12-07 heap_free_small read the life itself, after its
- * caller's check: a life that began in between passed. */
+/* heap_free_small takes the life its caller's check read: reading it
+ * again itself, it would pass a life that began in between. */
 TEST(a_small_free_checked_in_a_span_life_that_has_ended_is_a_double_free)
 {
 	victim = mh_malloc(32);

@@ -57,8 +57,7 @@ TEST(sizeclass_table_invariants)
 /* sizeclass.c: classes of more than 64 objects a page (up to 112 B) have
  * spans of 32 KiB, or of as many pages as hold at most
  * MH_MAX_OBJS_PER_SPAN objects (8 B: one page of 1,024); 128 B (64 a
- * page) one page. Until 2026-12-07 those of 73-128 objects a page (64-112
- * B) had one page too. */
+ * page) one page (docs/heap.md#size-classes, "The densest classes"). */
 TEST(the_dense_classes_have_spans_of_32_kib_within_the_object_limit)
 {
 	mh_free(mh_malloc(1));

@@ -124,8 +124,7 @@ static void free_sized_after_free(void)
 	mh_free(p);
 	mh_free_sized_checked(p, SIZED_FREE, false, 1, 32);
 }
-/* Until 2026-12-07 a small block's double free did not name the call by
- * default. */
+/* A small block's double free names the call in every mode. */
 MISUSE_TEST(free_sized_after_free, ALL_MODES({ ABORTS, "mheap: double free of $1 in free_sized" }))
 
 /* free_sized of memory malloc never gave (a static buffer). */

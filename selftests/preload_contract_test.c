@@ -147,7 +147,7 @@ SIZED_CASE(free_aligned_sized_with_an_alignment_the_block_lacks_aborts, unaligne
 SIZED_CASE(free_aligned_sized_with_an_alignment_not_a_power_of_two_aborts,
 	   m->aligned_alloc(64, 48), .aligned = true, .align = 24, .size = 48,
 	   .dies = "mheap: free_aligned_sized of %#lx with alignment 24 and size 48: the alignment is not a power of two");
-/* Until 2026-12-07 a small object's double free did not name the call. */
+/* A small object's double free names the call too. */
 SIZED_CASE(free_sized_of_a_freed_object_is_a_double_free, freed_40(m), .size = 40,
 	   .dies = "mheap: double free of %#lx in free_sized");
 SIZED_CASE(free_aligned_sized_of_a_freed_object_is_a_double_free, freed_40(m), .aligned = true,

@@ -329,9 +329,9 @@ TEST_F_TIMEOUT(preload, cxx_program_new_and_delete_of_every_form, 120)
  * constructor's operator new is the process's first allocation. In the
  * secure mode that new's block keeps the size given, as every other's
  * (userlib/preload_cxx.c, new_block), so a sized delete of that size
- * frees it. Until 2026-12-07 new read the mode before the heap was set
- * up, took the default mode's rounded request (32 bytes for 17) and the
- * delete aborted with a size mismatch. */
+ * frees it. The defect it catches: a new that reads the mode before the
+ * heap is set up takes the default mode's rounded request (32 bytes for
+ * 17), and the delete aborts with a size mismatch. */
 static const char first_new_lib[] =
 	"#include <stddef.h>\n"
 	"extern void *_Znwm(size_t);\n"
@@ -383,8 +383,7 @@ static const char no_mprotect_lib[] =
 /* The entry table is made read-only when the heap is set up
  * (userlib/entry.c). The default mode never needed mprotect and runs
  * without it, the table left as it was loaded; the secure mode, whose
- * promise the read-only table is part of, refuses to start, naming why.
- * Until 2026-12-07 the default mode aborted too. */
+ * promise the read-only table is part of, refuses to start, naming why. */
 TEST_F_TIMEOUT(preload, a_sandbox_without_mprotect_runs_the_default_mode_only, 60)
 {
 	char path[256], err[512] = "";

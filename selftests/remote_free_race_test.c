@@ -6,9 +6,10 @@
  * its struct has started a new life as a span of the same class, all of
  * whose objects the program holds. The double free must abort with one
  * line naming the address, and no object of the new span may be handed
- * out twice (until 2026-12-07 the stale freer's bit and count landed in
- * the new span, and its owner handed out an object it still held:
- * userlib/mspan.h, "Dying spans"). And held once it holds the span, as the
+ * out twice (the defect it catches: the stale freer's bit and count
+ * landing in the new span, whose owner then hands out an object the
+ * program still holds: userlib/mspan.h, "Dying spans"). And held once it
+ * holds the span, as the
  * span dies: the struct must not start a new life, and the free aborts.
  * Each case twice: the second free by free, and by free_sized, whose slow
  * path frees the span it checked (malloc_sized.c) and whose report names
@@ -176,8 +177,8 @@ static void expect_double_free_abort(struct __test_metadata *_metadata, int when
 }
 
 /* The freer resumes into the struct's new life, before its first write:
- * it finds the life it checked ended. Until 2026-12-07 its bit and count
- * went into the new span, and an object held was handed out again. */
+ * it finds the life it checked ended, rather than putting its bit and
+ * count into the new span, which would hand out an object held again. */
 TEST(remote_double_free_held_while_the_span_dies_and_its_struct_is_reborn)
 {
 	expect_double_free_abort(_metadata, 1, false);
@@ -206,9 +207,9 @@ TEST(remote_double_free_sized_holding_the_span_as_it_dies)
  * its pin. The child's full heap check must pass (the freer had written
  * nothing else), and the child's own free of the object (whose free never
  * happened in the child) lets the span die for good: its struct starts a
- * new life, not kept out of reuse as if a freer still held it. Until
- * 2026-12-07 the pin stayed: the check reported "remote flags 0x100",
- * and without the check the struct was kept out of reuse.
+ * new life, not kept out of reuse as if a freer still held it. A pin left
+ * in the child shows as the check's "remote flags 0x100", and without the
+ * check as the struct kept out of reuse.
  */
 static void fork_child_of_a_pinned_freer(void)
 {

@@ -101,8 +101,8 @@ static void overflow_then_stale_free(void *arg)
 	_exit(0);
 }
 
-/* Until 2026-12-07 the default free took the block back unchecked: the
- * child exited 0. */
+/* The defect it catches: the default free taking the block back
+ * unchecked (the child exits 0). */
 TEST(a_stale_free_checks_the_canary)
 {
 	struct child_result r;
@@ -133,8 +133,8 @@ TEST(a_stale_free_zeroes_the_slot_as_the_secure_free_does)
 	EXPECT_EQ(100, i);
 }
 
-/* malloc(0)'s pointer lies in the zero-size range, no span of the heap:
- * until 2026-12-07 the stale free called it an invalid free. */
+/* malloc(0)'s pointer lies in the zero-size range, no span of the heap,
+ * which the default free alone would call an invalid free. */
 static void zero_size_stale_free(void *arg)
 {
 	void *p = mh_malloc(0);
@@ -152,9 +152,9 @@ TEST(a_stale_free_of_malloc_0s_pointer_frees_it)
 }
 
 /* A 32-byte block takes a 48-byte slot in this mode (its trailer): the
- * default free_sized's check of the class called free_sized(p, 32) a size
- * mismatch until 2026-12-07. Now the secure layer checks it (the size
- * asked for) and frees it. */
+ * default free_sized's check of the class would call free_sized(p, 32) a
+ * size mismatch. The secure layer checks it (the size asked for) and
+ * frees it. */
 static void sized_stale_free(void *arg)
 {
 	void *p = mh_malloc(32);

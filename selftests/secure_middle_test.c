@@ -175,7 +175,7 @@ TEST(a_block_realloc_moved_away_from_goes_to_the_page_heap)
 /* A middle block from malloc takes its pages on the default mode's 64 KiB
  * lattice (malloc_large.c, large_npages): 100,000 bytes and the trailer
  * take 16 pages, not 13, so that the thread's large cache finds blocks of
- * the lengths a program asks for again (until 2026-12-07 page steps, 13). */
+ * the lengths a program asks for again. */
 TEST(a_middle_block_takes_its_pages_on_the_lattice)
 {
 	void *p = mh_malloc(100000);

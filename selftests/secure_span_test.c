@@ -111,7 +111,7 @@ static void exec_case(void *name)
  * A span of 64-byte slots (56-byte blocks) fills its 32 KiB to the end;
  * one of 48-byte slots (40-byte blocks) leaves 32 bytes past its last. A
  * write after free into the last 64-byte slot's last bytes lies there once
- * the pages serve 48-byte slots: before 2026-12-07 no check ever read it.
+ * the pages serve 48-byte slots, where no slot's check reads it.
  */
 TEST(a_write_after_free_left_past_the_next_classs_last_slot_is_reported_at_the_spans_reuse)
 {

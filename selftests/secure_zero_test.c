@@ -20,8 +20,9 @@
 #define ZERO_SLOTS	((size_t)1 << 22)	/* docs/secure.md: 4 Mi live slots */
 
 /* The fastest of the calls timed must be under this: a malloc(0) that
- * scans the range bit by bit takes milliseconds (1.9 ms here, 2026-12-07),
- * a word-wise scan of its summary microseconds. */
+ * scans the range bit by bit takes milliseconds, a word-wise scan of its
+ * summary microseconds
+ * (docs/secure-log.md#the-zero-size-ranges-search-2026-12-07-issue-26). */
 #define FAST_NS		250000
 
 static uint64_t now_ns(void)
@@ -90,8 +91,8 @@ static void full_range(void *arg)
 	_exit(fastest < FAST_NS ? 0 : 3);
 }
 
-/* Until 2026-12-07 each such malloc(0) scanned the range's 4 Mi bits one
- * by one under its lock: milliseconds a call. */
+/* The defect it catches: each such malloc(0) scanning the range's 4 Mi
+ * bits one by one under its lock, milliseconds a call. */
 TEST(malloc_0_with_the_range_full_takes_a_heap_block_at_once)
 {
 	struct child_result r;
@@ -173,7 +174,7 @@ static void one_slot_behind_the_cursor(void *arg)
 	_exit(fastest < FAST_NS ? 0 : 3);
 }
 
-/* Until 2026-12-07 such a malloc(0) scanned the range bit by bit. */
+/* The defect it catches: such a malloc(0) scanning the range bit by bit. */
 TEST(malloc_0_finds_the_slot_behind_the_cursor_at_once)
 {
 	struct child_result r;

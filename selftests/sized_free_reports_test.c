@@ -129,7 +129,7 @@ TEST_F(sized_free, aborts_naming_the_call)
 	FIXTURE_VARIANT_ADD(sized_free, name##_default) { .secure = false, __VA_ARGS__ }; \
 	FIXTURE_VARIANT_ADD(sized_free, name##_secure) { .secure = true, __VA_ARGS__ }
 
-/* Until 2026-12-07 the default mode's said "double free of 0x..." only. */
+/* Both modes name the call, not just "double free of 0x...". */
 CASE(free_sized_of_a_freed_block, .block = FREED_32, .fn = SIZED_FREE, .size = 32,
      .dies = "mheap: double free of %#lx in free_sized");
 CASE(free_aligned_sized_of_a_freed_block, .block = FREED_32, .fn = SIZED_FREE, .aligned = true,
@@ -144,8 +144,8 @@ CASE(free_sized_of_a_freed_middle_block, .block = FREED_MIDDLE, .fn = SIZED_FREE
  * range; by default a heap block. */
 CASE(free_sized_of_a_freed_malloc_0, .block = FREED_ZERO_SIZE, .fn = SIZED_FREE, .size = 0,
      .dies = "mheap: double free of %#lx in free_sized");
-/* Until 2026-12-07 the secure mode's alignment reports gave the size
- * only ("free_aligned_sized of 0x... with size 48: ..."). */
+/* The secure mode's alignment reports give the alignment too, not the
+ * size only ("free_aligned_sized of 0x... with size 48: ..."). */
 CASE(free_aligned_sized_with_an_alignment_the_block_lacks, .block = UNALIGNED_48,
      .fn = SIZED_FREE, .aligned = true, .align = 4096, .size = 48,
      .dies = "mheap: free_aligned_sized of %#lx with alignment 4096 and size 48: "

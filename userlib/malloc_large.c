@@ -47,13 +47,13 @@
  * Shorter blocks keep page steps (a 40 KiB block would take 64). In the
  * secure mode a middle block's trailer sits at the end of its pages
  * (secure_middle.c), on a page of its own past the request in a tail;
- * its malloc'd middle blocks take the lattice all the same (since
- * 2026-12-07: in page steps the thread's cache found a block for 79% of
- * peakfree's requests against the lattice's 88%, and the rest took the
- * heap lock), but realloc's (PLACE_LOW) keep page steps: on the lattice
- * realloc growth took 1.28x default mheap's peak RSS, 1.14x without.
+ * its malloc'd middle blocks take the lattice all the same (in page steps
+ * the thread's cache matched fewer requests, and the rest took the heap
+ * lock), but realloc's (PLACE_LOW) keep page steps (on the lattice the
+ * room realloc leaves to grow held too much as peak RSS).
  * Measured: docs/heap-pages-log.md#large-blocks-on-a-64-kib-lattice-2026-12-07-issue-24,
- * docs/secure-log.md.
+ * docs/secure-log.md#row-by-row-on-the-new-host-and-the-windows-refill-2026-12-07-issue-26,
+ * docs/secure-log.md#what-each-check-costs-and-the-middle-blocks-way-back-2026-12-07-issue-26.
  */
 #define LARGE_GRAIN_PAGES	((uintptr_t)8)
 

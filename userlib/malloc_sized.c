@@ -45,8 +45,7 @@ static const char *const sized_free_what[][2] = {
 
 /* Abort: a sized free (fn names it) of p, an allocated block of have
  * bytes, with a size or an alignment it cannot have; both modes word it
- * so, with the call's arguments as it had them (until 2026-12-07 the
- * secure mode's gave the size only). */
+ * so, with the call's arguments as it had them. */
 void sized_free_mismatch(uintptr_t p, const char *fn, bool aligned, size_t align, size_t size,
 			 size_t have)
 {
@@ -73,8 +72,8 @@ static inline size_t sized_request(enum sized_free_fn fn, bool aligned, size_t s
 }
 
 /* heap_free_sized_default but its fast path: out of line, so that the
- * fast path saves and restores no registers (2026-12-07: 37 -> 21
- * instructions a sized free by the owner, callgrind; docs/heap.md). */
+ * fast path saves and restores no registers
+ * (docs/heap-objects-log.md#the-sized-frees-fast-path-without-its-slow-path-2026-12-07). */
 static __attribute__((noinline)) void sized_free_slow(void *ptr, enum sized_free_fn fn,
 						      bool aligned, size_t align, size_t size)
 {
@@ -98,7 +97,7 @@ static __attribute__((noinline)) void sized_free_slow(void *ptr, enum sized_free
 	 * they read or aborts (checked_span_life). */
 	s = checked_span_life(span_of(p), p, &idx, &gen, what);
 	/* A freed object is a double free, whatever the size says, named as
-	 * the call (until 2026-12-07 a small object's was not). */
+	 * the call, small or large. */
 	if (s->state == MSPAN_SMALL && !mspan_obj_allocated(s, idx))
 		mh_freed_pointer(p, what);
 	if (!aligned)
@@ -122,10 +121,8 @@ void heap_free_sized_default(void *ptr, enum sized_free_fn fn, bool aligned, siz
 
 	/* mh_free's fast path, the size checked against the span it finds:
 	 * every delete of a C++ program comes here (sized deallocation is
-	 * the default from C++14). 20M new/delete pairs of 32 bytes, user
-	 * time of five interleaved runs (2026-12-06, loaded machine): 0.30-
-	 * 0.31 s through checked_span and mh_free, 0.20-0.21 s with this,
-	 * as with libstdc++'s delete calling free. */
+	 * the default from C++14), as fast as an unsized free
+	 * (docs/heap-objects-log.md#the-sized-frees-own-fast-path-2026-12-06). */
 	if (likely(!aligned && size <= MH_MAX_SMALL_SIZE)) {
 		s = owned_span(c, p);
 		if (likely(s && s->sizeclass == size_to_class(sized_request(fn, false, size)) &&

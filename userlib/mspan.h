@@ -28,12 +28,11 @@
  * malloc's fast path takes the word's lowest clear bit and sets it (a + 1
  * has it as its lowest set bit), reading the word through `window`, its
  * byte offset from the span. A closed window reads `full` (all ones), so
- * that malloc takes its slow path with no test of its own. Until
- * 2026-12-07 the window was a copy of the word's free bits (alloc_cache)
- * and malloc moved freeindex past each object it handed out, and a free's
- * check took the objects below freeindex for allocated: the fast paths of
- * malloc and free now do 1 and 3 instructions less (measured:
- * docs/heap-objects-log.md#the-window-in-the-bitmap-2026-12-07-issue-24).
+ * that malloc takes its slow path with no test of its own. The window is
+ * the bitmap word itself, not a copy of its free bits with an index moved
+ * past each object handed out (Go's allocCache and freeindex): malloc and
+ * free each save instructions, and free's check reads one word
+ * (docs/heap-objects-log.md#the-window-in-the-bitmap-2026-12-07-issue-24).
  * The window is opened on a word with a free object below
  * `touched` (mspan_open_window) and closed as the owner refills, sweeps,
  * reaches a page further or lets the span stop being current
@@ -80,8 +79,8 @@
  * may free the span's last one, the span die and its struct start a new
  * life. Without a hold on the span the late freer's bit and count went
  * into that life: an object of the new span the program held could be
- * folded as free and handed out twice (until 2026-12-07;
- * docs/heap.md#explicit-free). So a remote freer holds the span across
+ * folded as free and handed out twice (docs/heap.md#explicit-free,
+ * remote_free_race_test). So a remote freer holds the span across
  * its writes, and a span dies only unheld:
  *   - the freer reads gen before its checks (checked_span_life in
  *     checkedfree.h, which every path to remote_free takes, or the
@@ -163,9 +162,9 @@
  * owner's fast paths stay plain; the cost is one locked instruction per
  * sweep (the window's store, an xchg on x86; and one per remote word found
  * set), none per remote free beyond its pin, its bit and its count (the
- * loads are plain moves). Until 2026-12-06 an atomic no-op on `remote` between the
- * bit and the check did the ordering, a third locked instruction per
- * remote free (docs/heap.md#explicit-free). Elsewhere the owner opens the
+ * loads are plain moves; an atomic no-op on `remote` between the bit and
+ * the check would order them too, at a third locked instruction per
+ * remote free: docs/heap.md#explicit-free). Elsewhere the owner opens the
  * window with release stores, and malloc sets an object's bit with a
  * plain one: a freer of a legitimately handed-out object got its pointer
  * after the malloc (the program's own synchronisation), so it sees it.
@@ -524,9 +523,8 @@ static inline uintptr_t mspan_open_window(struct mspan *s, unsigned w)
  * the words, whose tests were coin tosses (a word left full by the sweep
  * or not). free_words counts objects below `touched` only, so a span of
  * fresh pages that keeps being swept in place short of its end takes this
- * lane too (until 2026-12-07 every refill of such a span went the slow
- * way:
- * docs/heap-objects-log.md#partly-touched-spans-and-the-refill-lane-2026-12-07-issue-24).
+ * lane too rather than the slow way
+ * (docs/heap-objects-log.md#partly-touched-spans-and-the-refill-lane-2026-12-07-issue-24).
  * Also the first pick from a span just swept, where a span change takes
  * its first object (mcache.c, adopt). mh_empty_span (no objects) gives 0
  * and is not written.

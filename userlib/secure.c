@@ -176,7 +176,7 @@ static inline void *shuffle_take(unsigned cls)
 	}
 	/* Swap on a random bit, without a branch on it: a branch on a
 	 * random bit mispredicts every other allocation
-	 * (docs/secure.md, 2026-12-07). */
+	 * (docs/secure-log.md#small-blocks-branches-on-random-bits-and-slot-sizes-2026-12-07-issue-26). */
 	swap = (p ^ held) & -(uintptr_t)random_bit();
 	secure_self.held[cls] = held ^ swap;
 	return (void *)(p ^ swap);
@@ -223,9 +223,9 @@ static __attribute__((noinline)) void *alloc_small_slow(size_t size, unsigned cl
  * the thread holds a slot of it - is shuffle_take's swap with
  * heap_alloc_small's take inline (window_take, mspan.h): no call before the
  * checks, so that the path keeps its values in registers that need no
- * saving (2026-12-07: the call and the five registers saved and restored
- * around it were about 20 instructions a malloc). The rest is
- * alloc_small_slow's.
+ * saving (a call there costs the registers saved and restored around it:
+ * docs/secure-log.md#one-jump-into-the-mode-and-the-checks-registers-2026-12-07-issue-26).
+ * The rest is alloc_small_slow's.
  */
 static inline __attribute__((always_inline)) void *alloc_small_in(unsigned cls, size_t size, bool zero)
 {
@@ -292,8 +292,8 @@ static void *alloc_block(size_t size, size_t want, size_t align, bool zero)
 		return alloc_small(size, want, zero);
 	/* Aligned (C++'s new of 16 bytes or more asks for 16: preload_cxx.c),
 	 * from a class whose slots all are, through the shuffle as any small
-	 * block: until 2026-12-07 such blocks came from the default heap's
-	 * next free slot, in address order. */
+	 * block, so that aligned blocks too come in a random order, not the
+	 * default heap's address order. */
 	if (want <= SMALL_MAX && align <= MH_PAGE_SIZE)
 		return alloc_small_in(align == 16 ? class16[size_to_class(want + TRAILER)] :
 				      aligned_class(align, want + TRAILER), size, zero);
@@ -471,9 +471,9 @@ size_t secure_usable_size(const void *ptr)
  * it, naming the call (what), its size and alignment compared with the
  * call's (sized_free_mismatch words a mismatch as the default mode does),
  * then freed from what the check found: one lookup, and a free of p
- * racing this one reported naming the call too. Until 2026-12-07 the
- * block went on to secure_free, which looked it up and checked it again
- * without the name, and a mismatch's report left the alignment out.
+ * racing this one reported naming the call too. Not through
+ * secure_free, which would look the block up and check it again, and
+ * report without the call's name.
  */
 void secure_free_sized(void *ptr, const char *what, bool aligned, size_t align, size_t size)
 {

@@ -74,7 +74,7 @@ static inline size_t canary_len(size_t size, size_t room)
  * 8 bytes (overlapping the first word) when it has 8 or more, else the
  * first word again. A select, not a branch: with blocks of random sizes
  * a branch on the canary's length mispredicted every other malloc and
- * free (docs/secure.md, 2026-12-07). */
+ * free (docs/secure-log.md#small-blocks-branches-on-random-bits-and-slot-sizes-2026-12-07-issue-26). */
 static inline size_t canary_second(size_t n)
 {
 	return n >= 8 ? n - 8 : 0;

@@ -90,10 +90,10 @@ bool middle_sampled(size_t size)
 }
 
 /* The offset of the block's tail that free zeroes: its last CHECKED_END
- * bytes, up to its last byte (not 8-aligned for a size that is not a
- * multiple of 8; until 2026-12-07 it was, and a write after free to the
- * last 1-7 bytes of such a block went unseen). After the head: a middle
- * block is far larger than both. */
+ * bytes, up to its last byte, so not 8-aligned for a size that is not a
+ * multiple of 8 (an aligned tail would leave a write after free to the
+ * last 1-7 bytes of such a block unseen). After the head: a middle block
+ * is far larger than both. */
 static inline size_t tail_of(size_t size)
 {
 	return size - CHECKED_END;
@@ -127,9 +127,8 @@ static inline __attribute__((always_inline)) uint64_t or_words(const uint8_t *p,
 /* Check that a delayed block's zeroed bytes are still zero: an abort
  * naming the first written one if not. The common case, all zero, reads
  * them as words or-ed into one test, no early exit (a written byte is
- * rare): by bytes (first_written) it was 690 instructions a middle free,
- * by a loop of words with a test for each of the four places 83
- * (docs/secure-log.md, 2026-12-07). */
+ * rare), rather than byte by byte as first_written does once the test
+ * has failed, to name the byte (docs/secure-log.md#row-by-row-on-the-new-host-and-the-windows-refill-2026-12-07-issue-26). */
 static void check_zero(const struct delayed *d)
 {
 	const uint8_t *b = (const uint8_t *)d->p;

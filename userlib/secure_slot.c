@@ -29,7 +29,7 @@ uint64_t secure_random(void)
  * SLOT_BY_PIECES, with no branch on its size: the loops over a slot of
  * the class's size, canary_set's and memset's size dispatch mispredicted
  * about 3 branches a malloc and free of random small sizes
- * (docs/secure.md, 2026-12-07).
+ * (docs/secure-log.md#small-blocks-branches-on-random-bits-and-slot-sizes-2026-12-07-issue-26).
  */
 static size_t slot_piece(size_t room, size_t k)
 {
@@ -94,9 +94,9 @@ void secure_span_reach(const struct mspan *s, uint32_t from, uint32_t to)
  * and goes to the span cache's small list, and the next small span of its
  * length takes them as they are, for any class. Its slots are checked as
  * they are handed out (zero_check); what falls past the new class's last
- * slot is checked here, when the pages are taken: until 2026-12-07 nothing
- * read it, and a write after free there went unreported for as long as
- * the pages served classes that left it past their last slot. So every
+ * slot is checked here, when the pages are taken (nothing else reads it:
+ * a write after free there would go unreported for as long as the pages
+ * served classes that left it past their last slot). So every
  * byte of a reused small span is checked at the first allocation that
  * covers it, a slot's or the span's own. The span's take is a slow path
  * (under the heap lock); malloc's and free's common paths do nothing more.

@@ -63,9 +63,9 @@ static size_t first_clear_round(const uint64_t *bits, size_t nbits, size_t from)
  * pointer names a free slot for as long as it can. The search reads the
  * cursor's word, then zero_full, a bit per word, to the first word with a
  * free slot: at most 1,025 words whatever the range holds, and none when
- * it is full (zero_live). Until 2026-12-07 it tested the range's bits one
- * by one, up to 4 Mi of them under the lock: 1.9 ms a malloc(0) once the
- * range was full (docs/secure.md, "Zero-size blocks").
+ * it is full (zero_live), rather than up to the range's 4 Mi bits one by
+ * one under the lock, milliseconds a malloc(0) once the range is full
+ * (docs/secure-log.md#the-zero-size-ranges-search-2026-12-07-issue-26).
  */
 void *zero_size_alloc(size_t align)
 {
@@ -100,10 +100,9 @@ void *zero_size_alloc(size_t align)
 }
 
 /* fork (fork.c): the lock is taken around it, last, as every allocator
- * lock is (it is never held while another is taken, nor the other way);
- * until 2026-12-07 it was not, and a child forked while another thread
- * held it (a malloc(0) of a full range held it for milliseconds then)
- * hung at its first malloc(0). */
+ * lock is (it is never held while another is taken, nor the other way),
+ * so that a child forked while another thread holds it does not hang at
+ * its first malloc(0). */
 void zero_size_fork_prepare(void)
 {
 	mh_lock(&zero_lock);
