@@ -162,12 +162,11 @@ static inline __attribute__((always_inline)) bool owner_object(const struct mspa
  * whether p is the start of an object of s (*idx) allocated now, that is
  * handed out (its alloc_bits bit, set by malloc: mspan.h) and not freed
  * since the last sweep. The check reads the three bitmap words of p's
- * object, which share a cache line, and takes one branch on them. Until
- * 2026-12-07 objects handed out since the sweep were those below
- * freeindex, a mask made from a compare with it
- * (docs/heap-objects-log.md#the-window-in-the-bitmap-2026-12-07-issue-24);
- * before that a test of its own, a coin toss where a class's current
- * span holds much of its live objects. Measured: docs/heap.md#explicit-free.
+ * object, which share a cache line, and takes one branch on them: no
+ * mask from an index of objects handed out, no test of its own (a coin
+ * toss where a class's current span holds much of its live objects)
+ * (docs/heap-objects-log.md#the-window-in-the-bitmap-2026-12-07-issue-24).
+ * Measured: docs/heap.md#explicit-free.
  */
 static inline __attribute__((always_inline)) bool local_free_allowed(const struct mspan *s, uintptr_t p,
 								    uint32_t *idx)
@@ -210,8 +209,8 @@ static inline __attribute__((always_inline)) void local_free_at(struct mcache *c
  * false, recording nothing, when p is not the start of an allocated
  * object of s. Its own check and record, not local_free_allowed's and
  * local_free_at's: freed_local is read once for both (gcc reads it again
- * after the atomic load of freed_remote). 40 instructions in mh_free's
- * owner path where the two took 41 (objdump -d, 2026-12-07). */
+ * after the atomic load of freed_remote), one instruction fewer in
+ * mh_free's owner path. */
 static inline bool local_free(struct mcache *c, struct mspan *s, uintptr_t p)
 {
 	uint64_t idx;

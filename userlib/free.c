@@ -228,8 +228,8 @@ static inline __attribute__((always_inline)) void free_span_in(struct mspan *s, 
 			 * free, p too) and may serve other pages: p must
 			 * also lie among its objects before local_free's
 			 * divmul test, which alone takes a p outside for an
-			 * object past the bitmap (until 2026-12-07 it read
-			 * there: heap_racing_frees_test). A span this
+			 * object past the bitmap (heap_racing_frees_test).
+			 * A span this
 			 * thread owns cannot die under it, so the life
 			 * read here stays. */
 			if (unlikely(LOAD_ACQUIRE(&s->gen) != gen ||
@@ -350,8 +350,8 @@ void heap_free_moved(void *ptr)
  * remote_free); a report names the call what. The span may have died and
  * its struct serve other pages: the divmul test alone takes a p outside
  * them, a multiple of a power-of-two size away, for an object at an index
- * past the bitmap (until 2026-12-07 the owner's free read there, and a
- * remote free would have set a bit there). */
+ * past the bitmap, where the owner's free would read and a remote free
+ * set a bit. */
 void heap_free_small(struct mspan *s, void *ptr, uint64_t gen, const char *what)
 {
 	struct mcache *c = mcache_get();

@@ -234,10 +234,9 @@ static __attribute__((noinline)) void *alloc_small_refill(struct mcache *c, stru
 
 /* The secure mode's take of a slot (secure.c): the window, else its refill
  * (alloc_small_refill), else the slow path, at once when no word below
- * `touched` is free (Larson's spans, mostly). Until 2026-12-07 an empty
- * window went straight to mcache_alloc_slow, which reaches the same refill
- * three calls down: four times the default mode's slow-path calls on the
- * server shape (docs/secure-log.md). */
+ * `touched` is free (Larson's spans, mostly): not mcache_alloc_slow, which
+ * reaches the same refill three calls down
+ * (docs/secure-log.md#row-by-row-on-the-new-host-and-the-windows-refill-2026-12-07-issue-26). */
 void *heap_alloc_small(unsigned cls)
 {
 	struct mcache *c = mh_tls_cache;

@@ -50,8 +50,8 @@ static inline void put_pairs(struct mspan **to, unsigned pairs, struct mspan *co
  * a store, in runs of 2, 4 or 8 entries from the start, the last run
  * ending at n (overlapping the one before). A class has 1, 2, 4, 8 or 16
  * size steps; a store an entry, with the loop's test, took 66
- * instructions a span change in one-thread `larson` (docs/heap.md,
- * 2026-12-07). */
+ * instructions a span change in one-thread `larson`
+ * (docs/heap-objects-log.md#the-span-changes-own-work-2026-12-07-issue-24). */
 static inline void fill_spans(struct mspan **to, unsigned n, struct mspan *s)
 {
 	struct mspan *const two[2] = { s, s };

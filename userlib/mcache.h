@@ -193,10 +193,9 @@ struct mcache {
 MH_HIDDEN extern __thread struct mcache *mh_tls_cache;
 /* The cache the fast paths of malloc and free take (malloc.c): the
  * thread's cache, or mh_no_cache when it has none, so that those paths
- * need no test of NULL. Set and cleared with mh_tls_cache. (Until
- * 2026-12-07 also mh_no_cache in the secure mode, whose every malloc and
- * free went through the default fast path's miss; the mode's entry points
- * are chosen at start-up now: entry.h.) */
+ * need no test of NULL. Set and cleared with mh_tls_cache. The secure
+ * mode does not come through here: its entry points are its own
+ * (entry.h). */
 MH_HIDDEN extern __thread struct mcache *mh_tls_fast_cache;
 /* mh_tls_fast_cache of a thread without one (before its first allocation,
  * after its exit): a cache no thread owns, whose
