@@ -254,6 +254,10 @@ FIXTURE_VARIANT_ADD(bad_value, decay_ms_whose_nanoseconds_exceed_64_bits) {
 	"MHEAP_SCAVENGE_DECAY_MS=18446744073710", "out of range (at most 18446744073709)" };
 FIXTURE_VARIANT_ADD(bad_value, a_percentage_that_overflows_the_reserve) {
 	"MHEAP_SCAVENGE_PERCENT=1G", "out of range (at most 1073741823)" };
+FIXTURE_VARIANT_ADD(bad_value, an_arena_chunk_below_64k) {
+	"MHEAP_ARENA_CHUNK=63K", "out of range (at least 65536)" };
+FIXTURE_VARIANT_ADD(bad_value, a_secure_large_a_small_block_could_have) {
+	"MHEAP_SECURE_LARGE=32760", "out of range (at least 32761)" };
 FIXTURE_VARIANT_ADD(bad_value, a_flag_of_2) { "MHEAP_ARENA_REUSE=2", "use 0 or 1" };
 FIXTURE_VARIANT_ADD(bad_value, a_flag_of_yes) { "MHEAP_ARENA_THP=yes", "use 0 or 1" };
 FIXTURE_VARIANT_ADD(bad_value, a_flag_of_01) { "MHEAP_ARENA_RECYCLE=01", "use 0 or 1" };

@@ -144,8 +144,6 @@ static const struct heap_hooks arena_hooks = {
 __attribute__((constructor)) static void arena_init(void)
 {
 	arena_cfg.chunk_bytes = ALIGN_UP(mh_option(MH_OPT_ARENA_CHUNK), MH_PAGE_SIZE);
-	if (arena_cfg.chunk_bytes < 64 * 1024)
-		mh_fatal("MHEAP_ARENA_CHUNK must be at least 64K");
 	arena_cfg.reuse = mh_option(MH_OPT_ARENA_REUSE);
 	arena_cfg.reuse_max = mh_option(MH_OPT_ARENA_REUSE_MAX);
 	arena_cfg.quarantine_max = mh_option(MH_OPT_QUARANTINE_MAX);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "secure.h"
 
 enum opt_kind {
 	OPT_NUMBER,	/* decimal, optional K, M or G suffix (powers of 1024) */
@@ -25,12 +26,14 @@ static const struct option {
 	const char *name;
 	enum opt_kind kind;
 	const char *def;	/* the default, as it would be written */
+	uint64_t min;		/* the least its reader can use (OPT_NUMBER) */
 	uint64_t max;		/* the most its reader can use (a flag is read as 0 or 1) */
 	const char *words;	/* OPT_WORD: the values allowed, as a phrase */
 	const char *word[4];	/* ... and one by one, NULL-terminated */
 	const char *desc;
 } options[MH_OPT_COUNT] = {
-#define NUMBER(o, n, d, m, s) [o] = { .name = n, .kind = OPT_NUMBER, .def = d, .max = m, .desc = s }
+#define NUMBER(o, n, d, m, s, ...) [o] = { .name = n, .kind = OPT_NUMBER, .def = d, .max = m, .desc = s, \
+					       __VA_ARGS__ }
 #define FLAG(o, n, d, s) [o] = { .name = n, .kind = OPT_FLAG, .def = d, .max = 1, .desc = s }
 #define WORD(o, n, d, s, ...) [o] = { .name = n, .kind = OPT_WORD, .def = d, .desc = s, __VA_ARGS__ }
 	FLAG(MH_OPT_VERBOSE, "MHEAP_VERBOSE", "0",
@@ -52,7 +55,7 @@ static const struct option {
 	WORD(MH_OPT_KMOD_IO, "MHEAP_KMOD_IO", "ioctl", "how the kmod backend sends its batches",
 	     .words = "uring or ioctl", .word = { "uring", "ioctl" }),
 	NUMBER(MH_OPT_ARENA_CHUNK, "MHEAP_ARENA_CHUNK", "8M", UINT64_MAX,
-	       "arena chunk size (at least 64K)"),
+	       "arena chunk size (at least 64K)", .min = 64 * 1024),
 	FLAG(MH_OPT_ARENA_REUSE, "MHEAP_ARENA_REUSE", "1",
 	     "reuse a freed arena's active chunk rather than fault it"),
 	NUMBER(MH_OPT_ARENA_REUSE_MAX, "MHEAP_ARENA_REUSE_MAX", "16M", UINT64_MAX,
@@ -71,9 +74,11 @@ static const struct option {
 	       "resident memory kept in warm chunks (arenas' and guarded blocks')"),
 	FLAG(MH_OPT_SECURE, "MHEAP_SECURE", "0",
 	     "secure heap: canaries, zero-on-free, guarded large and sampled blocks"),
-	/* the secure mode's trailer keeps block sizes in 32 bits (secure_canary.h) */
+	/* the secure mode's trailer keeps block sizes in 32 bits (secure_canary.h);
+	 * below its largest small block, a block would be both */
 	NUMBER(MH_OPT_SECURE_LARGE, "MHEAP_SECURE_LARGE", "2M", (uint64_t)1 << 31,
-	       "secure heap: blocks from this size on get a guard page and quarantine"),
+	       "secure heap: blocks from this size on get a guard page and quarantine",
+	       .min = MH_MAX_SMALL_SIZE - TRAILER + 1),
 	NUMBER(MH_OPT_SECURE_SAMPLE, "MHEAP_SECURE_SAMPLE", "10000", UINT32_MAX / 2,
 	       "secure heap: about 1 in this many small blocks is guarded (0: none)"),
 	NUMBER(MH_OPT_SECURE_MIDDLE_SAMPLE, "MHEAP_SECURE_MIDDLE_SAMPLE", "1G", (uint64_t)1 << 40,
@@ -115,6 +120,8 @@ static uint64_t parse_number(const struct option *o, const char *v)
 		goto bad;
 	if (n > o->max >> shift)
 		goto range;
+	if (n << shift < o->min)
+		mh_fatal("%s=%s: out of range (at least %llu)", o->name, v, (unsigned long long)o->min);
 	return n << shift;
 bad:
 	mh_fatal("%s=%s: not a decimal number with an optional K, M or G suffix", o->name, v);

@@ -97,9 +97,7 @@ void secure_init_locked(void)
 	for (unsigned cls = 1; cls < MH_NUM_CLASSES; cls++)
 		class16[cls] = (uint8_t)aligned_class(16, mh_class[cls].size);
 	slot_pieces_init();
-	large_min = mh_option(MH_OPT_SECURE_LARGE);
-	if (large_min <= SMALL_MAX)
-		mh_fatal("MHEAP_SECURE_LARGE=%zu: at least %d", large_min, SMALL_MAX + 1);
+	large_min = mh_option(MH_OPT_SECURE_LARGE);	/* above SMALL_MAX: options.c */
 	sample_rate = (uint32_t)mh_option(MH_OPT_SECURE_SAMPLE);
 	middle_init();
 	zero_size_init();
