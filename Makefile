@@ -251,6 +251,8 @@ dkms-install:
 	@[ -n "$(MHEAP_KVERSION)" ] || { echo "$@: no version in uapi/linux/mheap.h" >&2; exit 1; }
 	@[ -n "$(DESTDIR)" ] || command -v dkms >/dev/null || \
 		{ echo "$@: dkms is not installed (apt-get install dkms)" >&2; exit 1; }
+	@[ -n "$(DESTDIR)" ] || [ -n "$(KVERS)" ] || \
+		{ echo "$@: no kernel with headers under /lib/modules (apt-get install linux-headers-\$$(uname -r))" >&2; exit 1; }
 	rm -rf $(DKMS_SRC)
 	$(call kmod_tree,$(DKMS_SRC))
 	install -m 0644 $(TOP)/kmod/dkms.conf $(DKMS_SRC)/dkms.conf
