@@ -316,8 +316,7 @@ void *mh_realloc(void *ptr, size_t size)
 	s = checked_span(p, &idx, " in realloc");
 	if (s->state == MSPAN_SMALL) {
 		if (!mspan_obj_allocated(s, idx))
-			mh_fatal("double free of %#lx in realloc (pointer already freed)",
-				 (unsigned long)p);
+			mh_fatal("double free of %#lx in realloc", (unsigned long)p);
 		old = s->elemsize;
 		/* Same class: nothing to do, in either direction. */
 		if (size <= MH_MAX_SMALL_SIZE && size_to_class(size) == s->sizeclass)
