@@ -11,6 +11,7 @@
 #define MHEAP_COMPAT_H
 
 #include <linux/mm.h>
+#include <linux/string.h>
 #include <linux/version.h>
 
 /* Built for kernel a.b or a later one. */
@@ -29,18 +30,51 @@
 #endif
 
 /*
- * The command area of the SQE. 6.5 replaced io_uring_cmd::cmd (a pointer to
- * the area) with io_uring_cmd::sqe (the whole SQE) and io_uring_sqe_cmd()
- * ("io_uring: Pass whole sqe to commands"). Either way
- * it points to a copy io_uring made, or to the SQ ring's memory, which user
- * space can change at any time: read it once.
+ * A command's SQE, as the module reads it: 64 bytes, or 128 with
+ * IORING_SETUP_SQE128, whose command area (sqe.cmd, from byte 48) then
+ * runs on into the second half.
  */
-static inline const void *mheap_uring_cmd_area(const struct io_uring_cmd *ioucmd)
+union mheap_uring_sqe {
+	struct io_uring_sqe sqe;
+	u8 bytes[2 * sizeof(struct io_uring_sqe)];
+};
+
+/*
+ * Copy the SQE of ioucmd, once, into *copy: the module checks and uses only
+ * the copy, since what io_uring points the driver to may be the SQ ring,
+ * which user space can rewrite at any time.
+ *
+ * 6.5 replaced io_uring_cmd::cmd, a pointer to the command area, with
+ * io_uring_cmd::sqe, the whole SQE ("io_uring: Pass whole sqe to
+ * commands"). From then on the driver sees every field, in the ring or in
+ * a copy of the whole SQE that io_uring makes when it punts the command.
+ *
+ * 6.1 shows the driver the command area alone, and io_uring copies just
+ * that (io_uring_cmd_prep_async(), 16 or 80 bytes) before the driver's
+ * first call for a command linked behind another, sent with IOSQE_ASYNC or
+ * drained, and when the driver says -EAGAIN. The other fields are then
+ * gone. On the other paths ->cmd points into the ring and the SQE lies
+ * just before it, but only io_uring's own request flags (REQ_F_ASYNC_DATA
+ * of struct io_kiocb) tell which case it is, and a check made there would
+ * pass or fail the same SQE by the way it was issued. So on 6.1 the copy
+ * has the command area and zeros elsewhere: the fields outside the area
+ * read as zero, and the reserved ones (mheap_uring.c) are in effect
+ * checked from 6.5 on only.
+ */
+static inline void mheap_uring_sqe_copy(const struct io_uring_cmd *ioucmd,
+					unsigned int issue_flags,
+					union mheap_uring_sqe *copy)
 {
+	size_t size = sizeof(struct io_uring_sqe);
+
+	if (issue_flags & IO_URING_F_SQE128)
+		size *= 2;
 #if MHEAP_KERNEL_SINCE(6, 5)
-	return io_uring_sqe_cmd(ioucmd->sqe);
+	memcpy(copy->bytes, ioucmd->sqe, size);
 #else
-	return ioucmd->cmd;
+	memset(copy->bytes, 0, offsetof(struct io_uring_sqe, cmd));
+	memcpy(copy->bytes + offsetof(struct io_uring_sqe, cmd), ioucmd->cmd,
+	       size - offsetof(struct io_uring_sqe, cmd));
 #endif
 }
 

@@ -174,6 +174,7 @@ struct counts {
 struct shared {
 	struct pool *pool;
 	bool uring;
+	bool sqe_fields_checked;	/* uring_cmd_sees_whole_sqe() */
 	unsigned int mutate_pct;
 	unsigned int drain_pct;
 	uint64_t seed;

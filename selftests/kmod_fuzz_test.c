@@ -259,6 +259,7 @@ FIXTURE_SETUP(fuzz)
 	memset(&self->sh, 0, sizeof(self->sh));
 	self->sh.pool = p;
 	self->sh.uring = variant->uring;
+	self->sh.sqe_fields_checked = uring_cmd_sees_whole_sqe();
 	self->sh.seed = fuzz_seed();
 	self->sh.mutate_pct = env_uint("MHEAP_FUZZ_MUTATE", MUTATE_PCT);
 	self->sh.drain_pct = env_uint("MHEAP_FUZZ_DRAIN", DRAIN_PCT);

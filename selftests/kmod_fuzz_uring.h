@@ -3,9 +3,10 @@
  * The fuzz's io_uring transport (kmod_fuzz_test.c, variant io_uring): a
  * batch of IORING_OP_URING_CMD SQEs (FAULT, RELEASE, STATS) with random
  * IOSQE_ASYNC and IOSQE_IO_LINK, on 64- or 128-byte SQEs, a minority
- * mutated; each completion checked against its plan, everything after a
- * link's first failure cancelled, a link io_uring rejects at prep
- * cancelled whole.
+ * mutated (from 6.5 also in the SQE fields reserved for the module, which
+ * 6.1 does not show it); each completion checked against its plan,
+ * everything after a link's first failure cancelled, a link io_uring
+ * rejects at prep cancelled whole.
  */
 #ifndef MHEAP_KMOD_FUZZ_URING_H
 #define MHEAP_KMOD_FUZZ_URING_H
@@ -22,6 +23,7 @@ enum uring_mutation {
 	UM_PAD,		/* the upper half of off set: io_uring refuses (-EINVAL) */
 	UM_ARG,		/* a bad range, or a bad STATS argument: -EINVAL or -EFAULT */
 	UM_TAIL,	/* a 128-byte SQE's command area has bytes past the argument */
+	UM_RESERVED,	/* addr, len, buf_index or file_index set (from 6.5): -EINVAL */
 	UM_NR
 };
 
@@ -33,6 +35,16 @@ struct sqe_plan {
 	unsigned int muts;	/* 1 << enum uring_mutation, for the report */
 	uint8_t flags;
 	uint32_t op;
+};
+
+/* The SQE fields reserved for the module (uapi/linux/mheap.h). */
+static const struct {
+	size_t off, size;
+} reserved_sqe_fields[] = {
+	{ offsetof(struct io_uring_sqe, addr), 8 },
+	{ offsetof(struct io_uring_sqe, len), 4 },
+	{ offsetof(struct io_uring_sqe, buf_index), 2 },
+	{ offsetof(struct io_uring_sqe, file_index), 4 },
 };
 
 static const uint32_t uring_ops[] = {
@@ -48,7 +60,7 @@ static void plan_sqe(struct worker *w, unsigned int i, struct sqe_plan *pl)
 	unsigned char *area = (unsigned char *)sqe + offsetof(struct io_uring_sqe, cmd);
 	struct mheap_uring_stats sarg = { 0 };
 	struct mheap_range r = { 0 };
-	bool cmd_flags = false, pad = false, tail = false;
+	bool cmd_flags = false, pad = false, tail = false, resv = false;
 	unsigned int mutations = 0;
 	uint8_t flags = 0;
 
@@ -73,6 +85,8 @@ static void plan_sqe(struct worker *w, unsigned int i, struct sqe_plan *pl)
 
 		if (um == UM_TAIL && !w->sqe128)
 			um = UM_ARG;
+		if (um == UM_RESERVED && !w->sh->sqe_fields_checked)
+			um = UM_ARG;	/* 6.1: the module cannot see them */
 		pl->muts |= 1u << um;
 		switch (um) {
 		case UM_OP:
@@ -95,6 +109,10 @@ static void plan_sqe(struct worker *w, unsigned int i, struct sqe_plan *pl)
 			break;
 		case UM_TAIL:
 			tail = true;
+			pl->expect |= R(EINVAL);
+			break;
+		case UM_RESERVED:
+			resv = true;
 			pl->expect |= R(EINVAL);
 			break;
 		default:	/* UM_ARG */
@@ -127,6 +145,13 @@ static void plan_sqe(struct worker *w, unsigned int i, struct sqe_plan *pl)
 		sqe->__pad1 = (uint32_t)rnd(&w->g) | 1;
 	if (tail)
 		area[16 + rnd(&w->g) % 64] = (unsigned char)(rnd(&w->g) | 1);
+	if (resv) {
+		unsigned int f = (unsigned int)(rnd(&w->g) % 4);
+
+		((unsigned char *)sqe)[reserved_sqe_fields[f].off +
+				       rnd(&w->g) % reserved_sqe_fields[f].size] =
+			(unsigned char)(rnd(&w->g) | 1);
+	}
 	if (chance(&w->g, 33))
 		flags |= IOSQE_ASYNC;
 	if (chance(&w->g, 33))

@@ -16,9 +16,12 @@
  * completed at all, leaking the request and its file reference.
  *
  * Fixture "args" has the argument checks only io_uring has: an unknown
- * command, the STATS command area, a registered-buffer flag and the rest
- * of a 128-byte SQE's command area. (The ranges' checks, FAULT, RELEASE
- * and STATS themselves are kmod_fault_test.c's, over both transports.)
+ * command, the STATS command area, a registered-buffer flag, the rest of a
+ * 128-byte SQE's command area, and the SQE fields io_uring checks itself.
+ * Fixture "reserved" has the SQE fields io_uring leaves to the driver,
+ * one variant each, on every path io_uring may issue the command by.
+ * (The ranges' checks, FAULT, RELEASE and STATS themselves are
+ * kmod_fault_test.c's, over both transports.)
  *
  * Without the module every test reports SKIP.
  */
@@ -266,6 +269,181 @@ TEST_F(args, in_a_128_byte_sqe_the_rest_of_the_command_area_must_be_zero)
 	EXPECT_EQ(-EINVAL, res[1]);
 	EXPECT_EQ(SIGSEGV, try_read(self->d.mem, NULL));
 	io_uring_queue_exit(&big);
+}
+
+/*
+ * The SQE fields io_uring itself checks for a URING_CMD, so the module
+ * need not: each set alone is refused before the module sees the SQE, on
+ * both kernels. Should a kernel stop checking one, the module must.
+ */
+TEST_F(args, io_uring_refuses_the_fields_it_checks_itself)
+{
+	struct mheap_range good = { (uintptr_t)self->d.mem, page };
+	struct io_uring_sqe *sqe;
+	int res;
+
+	sqe = queue_cmd(&self->ring, self->d.fd, MHEAP_URING_CMD_FAULT, &good, sizeof(good), 0, 0);
+	sqe->ioprio = 1;
+	ASSERT_EQ(1, uring_collect(&self->ring, 1, &res));
+	EXPECT_EQ(-EINVAL, res) TH_LOG("ioprio");
+	sqe = queue_cmd(&self->ring, self->d.fd, MHEAP_URING_CMD_FAULT, &good, sizeof(good), 0, 0);
+	sqe->personality = 0xfff;	/* none registered */
+	ASSERT_EQ(1, uring_collect(&self->ring, 1, &res));
+	EXPECT_EQ(-EINVAL, res) TH_LOG("personality");
+	sqe = queue_cmd(&self->ring, self->d.fd, MHEAP_URING_CMD_FAULT, &good, sizeof(good), 0,
+			IOSQE_BUFFER_SELECT);
+	ASSERT_EQ(1, uring_collect(&self->ring, 1, &res));
+	EXPECT_EQ(-EOPNOTSUPP, res) TH_LOG("IOSQE_BUFFER_SELECT");
+	sqe = queue_cmd(&self->ring, self->d.fd, MHEAP_URING_CMD_FAULT, &good, sizeof(good), 0, 0);
+	sqe->__pad1 = 1;
+	ASSERT_EQ(1, uring_collect(&self->ring, 1, &res));
+	EXPECT_EQ(-EINVAL, res) TH_LOG("the upper half of off");
+	EXPECT_EQ(0, try_read(self->d.mem, NULL));
+}
+
+/* ------------------------------------------------------ reserved SQE fields */
+
+/*
+ * The SQE fields io_uring hands a URING_CMD's driver without looking at
+ * them are reserved: zero, else -EINVAL (uapi/linux/mheap.h, ABI 1.3.2),
+ * however io_uring issues the command: inline, from io-wq (IOSQE_ASYNC),
+ * linked behind another command, drained, in a 128-byte SQE. 1.3.1 ignored
+ * them. Where the kernel shows the driver the command area alone (6.1),
+ * the module cannot see them, and they are ignored: the FAULT is done.
+ */
+FIXTURE(reserved) {
+	struct kdev d;
+	struct io_uring ring, big;
+	bool ring_up, big_up;
+};
+
+FIXTURE_VARIANT(reserved) {
+	size_t off;		/* in the SQE */
+	size_t size;
+};
+
+FIXTURE_VARIANT_ADD(reserved, addr) {
+	.off = offsetof(struct io_uring_sqe, addr), .size = 8,
+};
+
+FIXTURE_VARIANT_ADD(reserved, len) {
+	.off = offsetof(struct io_uring_sqe, len), .size = 4,
+};
+
+/* Read by io_uring only with IORING_URING_CMD_FIXED, which the module refuses. */
+FIXTURE_VARIANT_ADD(reserved, buf_index) {
+	.off = offsetof(struct io_uring_sqe, buf_index), .size = 2,
+};
+
+/* splice_fd_in, file_index, addr_len: one 32-bit word. */
+FIXTURE_VARIANT_ADD(reserved, file_index) {
+	.off = offsetof(struct io_uring_sqe, file_index), .size = 4,
+};
+
+FIXTURE_SETUP(reserved)
+{
+	struct io_uring_params p;
+
+	self->ring_up = self->big_up = false;
+	kdev_setup(_metadata, &self->d);
+	if (uring_cmd_missing())
+		SKIP_SETUP("%s", uring_cmd_missing());
+	ASSERT_EQ(0, io_uring_queue_init(8, &self->ring, 0));
+	self->ring_up = true;
+	memset(&p, 0, sizeof(p));
+	p.flags = IORING_SETUP_SQE128;
+	self->big_up = io_uring_queue_init_params(4, &self->big, &p) == 0;
+}
+
+FIXTURE_TEARDOWN(reserved)
+{
+	if (self->ring_up)
+		io_uring_queue_exit(&self->ring);
+	if (self->big_up)
+		io_uring_queue_exit(&self->big);
+	kdev_teardown(_metadata, &self->d);
+}
+
+/* The ways io_uring may issue a command: SQE flags; -1: a 128-byte SQE. */
+static const struct {
+	const char *name;
+	int flags;
+	bool behind;		/* linked behind a STATS */
+} issue_ways[] = {
+	{ "inline", 0, false },
+	{ "IOSQE_ASYNC", IOSQE_ASYNC, false },
+	{ "linked", 0, true },
+	{ "linked behind a punted command", IOSQE_ASYNC, true },
+	{ "IOSQE_IO_DRAIN", IOSQE_IO_DRAIN, false },
+	{ "128-byte SQE", -1, false },
+};
+
+/*
+ * Send a FAULT of the first page the way issue_ways[w] says, with one byte
+ * of the variant's field set (each way another byte of it: every byte must
+ * count); the FAULT's result. -2 for a way this machine lacks.
+ */
+static int fault_with_field(struct __test_metadata *_metadata, FIXTURE_DATA(reserved) *self,
+			    const FIXTURE_VARIANT(reserved) *variant, size_t w)
+{
+	const size_t cmd = offsetof(struct io_uring_sqe, cmd);
+	const bool big = issue_ways[w].flags < 0;
+	struct io_uring *ring = big ? &self->big : &self->ring;
+	uint8_t flags = big ? 0 : (uint8_t)issue_ways[w].flags;
+	struct mheap_range good = { (uintptr_t)self->d.mem, page };
+	struct mheap_stats st;
+	struct mheap_uring_stats sarg = { .stats = (uintptr_t)&st, .size = sizeof(st) };
+	struct io_uring_sqe *sqe;
+	unsigned int n = 0;
+	int res[2] = { 1, 1 };
+
+	if (big && !self->big_up)
+		return -2;
+	if (issue_ways[w].behind)
+		queue_cmd(ring, self->d.fd, MHEAP_URING_CMD_STATS, &sarg, sizeof(sarg), n++,
+			  flags | IOSQE_IO_LINK);
+	sqe = queue_cmd(ring, self->d.fd, MHEAP_URING_CMD_FAULT, &good, sizeof(good), n++,
+			issue_ways[w].behind ? 0 : flags);
+	if (big)
+		memset((char *)sqe + cmd + sizeof(good), 0, 64);
+	((unsigned char *)sqe)[variant->off + w % variant->size] = 0x80;
+	EXPECT_EQ(n, uring_collect(ring, n, res)) TH_LOG("%s", issue_ways[w].name);
+	if (issue_ways[w].behind)
+		EXPECT_EQ(0, res[0]) TH_LOG("%s: the STATS before", issue_ways[w].name);
+	return res[n - 1];
+}
+
+TEST_F(reserved, a_nonzero_field_fails_the_command)
+{
+	if (!uring_cmd_sees_whole_sqe())
+		SKIP(return, "before 6.5 the module sees the command area only");
+	for (size_t w = 0; w < sizeof(issue_ways) / sizeof(issue_ways[0]); w++) {
+		int res = fault_with_field(_metadata, self, variant, w);
+
+		if (res == -2)
+			continue;
+		EXPECT_EQ(-EINVAL, res) TH_LOG("%s", issue_ways[w].name);
+		EXPECT_EQ(0, try_read(self->d.mem, NULL)) TH_LOG("%s", issue_ways[w].name);
+	}
+}
+
+/*
+ * 6.1: the module cannot see the field, on any path (kmod/mheap_compat.h),
+ * so it is ignored on every one alike.
+ */
+TEST_F(reserved, before_6_5_the_field_is_ignored)
+{
+	if (uring_cmd_sees_whole_sqe())
+		SKIP(return, "from 6.5 the module sees the whole SQE");
+	for (size_t w = 0; w < sizeof(issue_ways) / sizeof(issue_ways[0]); w++) {
+		int res = fault_with_field(_metadata, self, variant, w);
+
+		if (res == -2)
+			continue;
+		EXPECT_EQ(0, res) TH_LOG("%s", issue_ways[w].name);
+		EXPECT_EQ(SIGSEGV, try_read(self->d.mem, NULL)) TH_LOG("%s", issue_ways[w].name);
+		ASSERT_EQ(0, krelease(self->d.fd, self->d.mem, page));
+	}
 }
 
 TEST_HARNESS_MAIN

@@ -36,6 +36,7 @@
 #include <sys/klog.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -488,6 +489,22 @@ static inline const char *uring_cmd_missing(void)
 	io_uring_free_probe(probe);
 	io_uring_queue_exit(&ring);
 	return ok ? NULL : "io_uring has no IORING_OP_URING_CMD";
+}
+
+/*
+ * Whether the running kernel shows a URING_CMD's driver its whole SQE, so
+ * that the module checks the SQE fields io_uring leaves to it (addr, len,
+ * buf_index, file_index: reserved, uapi/linux/mheap.h): from 6.5 on. 6.1
+ * hands the driver the command area alone (kmod/mheap_compat.h).
+ */
+static inline bool uring_cmd_sees_whole_sqe(void)
+{
+	struct utsname u;
+	unsigned int major = 0, minor = 0;
+
+	if (uname(&u) || sscanf(u.release, "%u.%u", &major, &minor) != 2)
+		return false;
+	return major > 6 || (major == 6 && minor >= 5);
 }
 
 /*

@@ -106,6 +106,8 @@
  * Version 1.3.1 sends SIGBUS to an access through a userfaultfd
  * write-protect marker instead of faulting for ever, and maps a mapping
  * registered for userfaultfd write protection with small pages only.
+ * Version 1.3.2 refuses an io_uring command whose reserved SQE fields are
+ * not zero (see the io_uring section at the end), which 1.3.1 ignored.
  */
 #ifndef _UAPI_LINUX_MHEAP_H
 #define _UAPI_LINUX_MHEAP_H
@@ -119,7 +121,7 @@
 /* ABI version this header describes; see "Versioning" above. */
 #define MHEAP_VERSION_MAJOR	1
 #define MHEAP_VERSION_MINOR	3
-#define MHEAP_VERSION_PATCH	1
+#define MHEAP_VERSION_PATCH	2
 
 /*
  * ioctl type byte of every mheap command; not claimed in the kernel's
@@ -339,21 +341,29 @@ struct mheap_event {
  * io_uring. IORING_OP_URING_CMD on the descriptor serves FAULT, RELEASE and
  * STATS, so that many of them go in one io_uring_enter(). The command is
  * sqe->cmd_op; its argument fills the 16-byte command area of a 64-byte SQE
- * (sqe->cmd, where addr3 lies otherwise), as the structs below; the other
- * command-specific SQE fields (off's upper half, uring_cmd_flags) must be
- * zero. With 128-byte SQEs (IORING_SETUP_SQE128) the command area is 80
- * bytes, of which the 64 after the argument must be zero. The result is
- * cqe->res: 0 or a negative errno; STATS says how many bytes it wrote in
- * the size field of the struct mheap_stats it fills in. (Version 1.1.0 gave
- * that count as cqe->res, which 6.1's io_uring takes for a failure: a
- * command linked after such a STATS was cancelled, and a STATS issued from
- * io-wq, as with IOSQE_ASYNC, never completed. Callers that accept both 0
- * and the count there and read the size field work with either version.)
- * Unknown commands complete with -ENOTTY. A FAULT or RELEASE takes
- * one range; a batch is one SQE per range, best linked (IOSQE_IO_LINK) so
- * that after the first failure the rest are cancelled (-ECANCELED) and the
- * leading ranges done are exactly those with cqe->res == 0. Polled rings
- * (IORING_SETUP_IOPOLL) are not supported.
+ * (sqe->cmd, where addr3 lies otherwise), as the structs below. With
+ * 128-byte SQEs (IORING_SETUP_SQE128) the command area is 80 bytes, of which
+ * the 64 after the argument must be zero. Every other SQE field that is not
+ * io_uring's own (opcode, flags, fd, user_data, personality) must be zero:
+ * off's upper half and ioprio, which io_uring itself checks, uring_cmd_flags
+ * (IORING_URING_CMD_FIXED is refused), and addr, len, buf_index and the
+ * 32-bit word after personality (splice_fd_in, file_index), which io_uring
+ * passes on unread and which are reserved for later versions of this ABI.
+ * Since 1.3.2 the module fails a command with a reserved field set with
+ * -EINVAL, on kernels from 6.5, which show it the whole SQE; 6.1 shows a
+ * driver the command area alone, so there the fields cannot be checked (nor
+ * ever be given a meaning) and are ignored. The result is cqe->res: 0 or a
+ * negative errno; STATS says how many bytes it wrote in the size field of
+ * the struct mheap_stats it fills in. (Version 1.1.0 gave that count as
+ * cqe->res, which 6.1's io_uring takes for a failure: a command linked after
+ * such a STATS was cancelled, and a STATS issued from io-wq, as with
+ * IOSQE_ASYNC, never completed. Callers that accept both 0 and the count
+ * there and read the size field work with either version.) Unknown commands
+ * complete with -ENOTTY. A FAULT or RELEASE takes one range; a batch is one
+ * SQE per range, best linked (IOSQE_IO_LINK) so that after the first failure
+ * the rest are cancelled (-ECANCELED) and the leading ranges done are
+ * exactly those with cqe->res == 0. Polled rings (IORING_SETUP_IOPOLL) are
+ * not supported.
  */
 
 /**
