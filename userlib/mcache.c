@@ -394,10 +394,17 @@ uintptr_t mcache_alloc_slow(struct mcache *c, unsigned cls)
 
 	if (s != &mh_empty_span) {
 		/* The window ran out, the span may not (a span of fresh
-		 * pages goes a page further). */
-		p = mspan_next_free(s);
-		if (p)
-			return p;
+		 * pages goes a page further). With every object touched and
+		 * no word left with a free one, mspan_next_free would only
+		 * look at free_words again (malloc's refill lane, which comes
+		 * here, has just found it empty) and close the window. */
+		if (s->touched != s->nelems || s->free_words) {
+			p = mspan_next_free(s);
+			if (p)
+				return p;
+		} else {
+			mspan_close_window(s);
+		}
 		/* Used up. With enough freed since its sweep, sweeping in
 		 * place keeps the thread on memory warm in its CPU cache. */
 		if (mspan_pending_frees(s) > s->nelems / 4) {
