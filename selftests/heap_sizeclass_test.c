@@ -2,7 +2,8 @@
 /*
  * The size classes (sizeclass.c): the table's invariants (sizes, objects
  * a span, waste, the division by multiplication free relies on), the
- * densest classes' spans of 32 KiB within the object limit, requests of
+ * densest classes' spans of 32 KiB within the object limit, the classes
+ * up to 1 KiB at 56 objects a span or more, requests of
  * 33-40 and 49-56 bytes in slots of 40 and 56, the class of every size,
  * and malloc's table of current spans by request size.
  */
@@ -32,14 +33,19 @@ TEST(sizeclass_table_invariants)
 		ASSERT_LE(span - sc->nelems * sc->size, span / 8);
 		ASSERT_LE(sc->nelems, MH_MAX_OBJS_PER_SPAN);
 		/* Spans hold 64 objects unless that would take more than
-		 * 32 KiB, and 8 in any case (sizeclass.c). */
+		 * 32 KiB, and 8 in any case; up to 1 KiB they grow on to
+		 * 64 KiB within one bitmap word (sizeclass.c). */
 		ASSERT_GE(sc->nelems, 8);
 		if (sc->nelems < 64)
 			ASSERT_GT(span, 16u << 10) TH_LOG("class %u: %u objects in %u bytes",
 							  c, sc->nelems, span);
-		if (span > (32u << 10))
+		if (span > (32u << 10) && sc->size <= 1024) {
+			ASSERT_LE(span, 64u << 10) TH_LOG("class %u: %u bytes", c, span);
+			ASSERT_LE(sc->nelems, 64) TH_LOG("class %u: %u objects", c, sc->nelems);
+		} else if (span > (32u << 10)) {
 			ASSERT_LT(sc->nelems, 16) TH_LOG("class %u: %u objects in %u bytes",
 							 c, sc->nelems, span);
+		}
 		/* For every offset in the span, offset * divmul carries the
 		 * object index in its high half, and its low half is below
 		 * divmul exactly at object starts (free relies on both). */
@@ -74,6 +80,28 @@ TEST(the_dense_classes_have_spans_of_32_kib_within_the_object_limit)
 			EXPECT_EQ(1, sc->npages) TH_LOG("class %u (%u B)", c, sc->size);
 		}
 	}
+}
+
+/* sizeclass.c: the classes up to 1 KiB hold at least 56 objects a span
+ * (576 B: 56 in 32 KiB; 704 B: 58 in 40 KiB), so that a used-up span
+ * taken back at an eighth of its objects freed gains at least 7 objects
+ * a span change; the spans past 32 KiB stay one bitmap word. Until
+ * 2026-12-07 the classes of 640 B to 1 KiB stopped at 32 KiB (32-51
+ * objects). */
+TEST(classes_up_to_1_kib_hold_at_least_56_objects_a_span)
+{
+	mh_free(mh_malloc(1));
+	for (unsigned c = 1; c < MH_NUM_CLASSES && mh_class[c].size <= 1024; c++) {
+		const struct size_class *sc = &mh_class[c];
+		uint32_t span = sc->npages * (uint32_t)MH_PAGE_SIZE;
+
+		EXPECT_GE(sc->nelems, 56) TH_LOG("class %u (%u B): %u objects", c, sc->size,
+						 sc->nelems);
+		if (span > (32u << 10))
+			EXPECT_EQ(1u, mspan_bitmap_words(sc->nelems))
+				TH_LOG("class %u (%u B): %u objects", c, sc->size, sc->nelems);
+	}
+	EXPECT_EQ(64u, mh_class[size_to_class(1024)].nelems);
 }
 
 /* sizeclass.c: requests of 33-40 and 49-56 bytes take slots of 40 and 56

@@ -56,14 +56,32 @@
  * Measured:
  * docs/heap-pages-log.md#what-span-metadata-costs-the-small-objects-peak-2026-12-07-issue-24 and
  * docs/heap-objects-log.md#partly-touched-spans-and-the-refill-lane-2026-12-07-issue-24.
+ *
+ * The classes up to WORD_SPAN_SIZE_MAX (1 KiB) that 32 KiB leaves short
+ * of SPAN_OBJS_WANTED (640 B-1 KiB: 32-51 objects) grow on, up to
+ * WORD_SPAN_GROW_MAX, as long as the span stays within one bitmap word
+ * (SPAN_OBJS_WANTED objects; 576 B, 56 objects, would pass it and stays).
+ * A cache takes a used-up span back once an eighth of it has been freed
+ * (mcache.h, MH_CACHE_REUSE_SHARE), so each span change gains an eighth
+ * of the span's objects, and the free memory waiting in used-up spans is
+ * the same share whatever their size: larger spans mean fewer changes
+ * for the same memory, where a larger share would mean more memory. One
+ * word keeps the struct at 128 bytes and the lines a free touches as
+ * they were. The cost is memory in classes with fewer live objects than
+ * a span holds; above 1 KiB, where programs keep fewer objects of a
+ * class, 64 KiB raised the peak for nothing. Measured:
+ * docs/heap.md#size-classes.
  */
 #include "sizeclass.h"
 
-/* See the last paragraph above. */
+/* See the last two paragraphs above. */
 #define MIN_OBJS_PER_SPAN 8
 #define SPAN_OBJS_WANTED 64
 #define SPAN_GROW_MAX ((uint32_t)32 << 10)
 #define DENSE_SPAN_OBJS 64
+#define WORD_SPAN_SIZE_MAX 1024
+#define WORD_SPAN_GROW_MAX ((uint32_t)64 << 10)
+_Static_assert(SPAN_OBJS_WANTED == 64, "SPAN_OBJS_WANTED objects are one bitmap word");
 
 struct size_class mh_class[MH_NUM_CLASSES];
 uint8_t mh_size_to_class8[MH_SMALL_SIZE_MAX / MH_SMALL_SIZE_DIV + 1];
@@ -115,6 +133,12 @@ void sizeclass_init(void)
 
 		while (k > 1 && k * span > SPAN_GROW_MAX)
 			k--;
+		/* Up to 1 KiB, short of SPAN_OBJS_WANTED: on within one
+		 * bitmap word (the header's last paragraph). */
+		if (sc->size <= WORD_SPAN_SIZE_MAX)
+			while ((k + 1) * span <= WORD_SPAN_GROW_MAX &&
+			       (k + 1) * span / sc->size <= SPAN_OBJS_WANTED)
+				k++;
 		if (k * sc->nelems < MIN_OBJS_PER_SPAN)
 			k = (MIN_OBJS_PER_SPAN + sc->nelems - 1) / sc->nelems;
 		if (sc->nelems > DENSE_SPAN_OBJS)
