@@ -146,15 +146,42 @@ static inline uint64_t bit_set(uint64_t w, uint64_t n)
 #endif
 }
 
-/* object_start with a 64-bit index (*idx), for the owner's free: the
- * bitmap word's offset then comes from the product with one shift. */
+/* object_start for the owner's free: *q is offset * divmul, whose high
+ * half is the index (the bitmap word's offset comes from it with two
+ * shifts). On x86-64 in asm, with `divmul` loaded once and the start
+ * test's flag branched on: gcc copied `divmul` to a second register for
+ * the compare. */
+static inline __attribute__((always_inline)) bool owner_object_q(const struct mspan *s, uintptr_t p,
+								uint64_t *q)
+{
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
+	uint64_t d;
+	bool start;
+
+	__asm__("movq %[p], %[q]\n\t"
+		"subq %c[bo](%[s]), %[q]\n\t"
+		"movl %c[dm](%[s]), %k[d]\n\t"
+		"imulq %[d], %[q]\n\t"
+		"cmpl %k[d], %k[q]"
+		: [q] "=&r"(*q), [d] "=&r"(d), "=@ccb"(start)
+		: [s] "r"(s), [p] "r"(p), "m"(*s),
+		  [bo] "i"(offsetof(struct mspan, base)), [dm] "i"(offsetof(struct mspan, divmul)));
+	return start;
+#else
+	*q = (uint64_t)(p - s->base) * s->divmul;
+	return (uint32_t)*q < s->divmul;
+#endif
+}
+
+/* owner_object_q with the object's index (*idx). */
 static inline __attribute__((always_inline)) bool owner_object(const struct mspan *s, uintptr_t p,
 							      uint64_t *idx)
 {
-	uint64_t q = (uint64_t)(p - s->base) * s->divmul;
+	uint64_t q;
+	bool start = owner_object_q(s, p, &q);
 
 	*idx = q >> 32;
-	return (uint32_t)q < s->divmul;
+	return start;
 }
 
 /*
@@ -209,23 +236,59 @@ static inline __attribute__((always_inline)) void local_free_at(struct mcache *c
  * false, recording nothing, when p is not the start of an allocated
  * object of s. Its own check and record, not local_free_allowed's and
  * local_free_at's: freed_local is read once for both (gcc reads it again
- * after the atomic load of freed_remote), one instruction fewer in
- * mh_free's owner path. */
+ * after the atomic load of freed_remote). On x86-64 the check and the
+ * record are one asm block: each bitmap word addressed as the span plus
+ * the word's offset in the instruction itself, where gcc kept the word's
+ * address in a register of its own and copied freed_local before the
+ * bts, two instructions of the owner's path (measured:
+ * docs/heap-objects-log.md#the-fast-paths-addressing-and-the-refill-lane-2026-12-07-issue-24).
+ * The memory operand tells gcc that the asm reads and writes the span. */
 static inline bool local_free(struct mcache *c, struct mspan *s, uintptr_t p)
 {
-	uint64_t idx;
+	uint64_t q;
 
-	if (unlikely(!owner_object(s, p, &idx)))
+	if (unlikely(!owner_object_q(s, p, &q)))
 		return false;
 
+	uint64_t idx = q >> 32;
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
+	/* The C below, in asm. */
+	uint64_t off = q >> 38 << 5, local, t;
+
+	_Static_assert(sizeof(struct span_bits) == 32, "the word's offset is its index << 5");
+
+	__asm__ goto("movq %c[lo](%[s],%[o]), %[l]\n\t"
+		     "movq %c[ro](%[s],%[o]), %[t]\n\t"
+		     "orq %[l], %[t]\n\t"
+		     "notq %[t]\n\t"
+		     "andq %c[ao](%[s],%[o]), %[t]\n\t"
+		     "btq %[i], %[t]\n\t"
+		     "jnc %l[bad]\n\t"
+		     "btsq %[i], %[l]\n\t"
+		     "movq %[l], %c[lo](%[s],%[o])"
+		     : [l] "=&r"(local), [t] "=&r"(t), "+m"(*mspan_whole(s))
+		     : [s] "r"(s), [o] "r"(off), [i] "r"(idx),
+		       [ao] "i"(offsetof(struct mspan, bits[0].alloc)),
+		       [lo] "i"(offsetof(struct mspan, bits[0].local)),
+		       [ro] "i"(offsetof(struct mspan, bits[0].remote))
+		     : "cc"
+		     : bad);
+	(void)local;
+	(void)t;
+#else
 	struct span_bits *b = &s->bits[idx / 64];
 	uint64_t local = b->local;
 
 	if (unlikely(!bit_test(b->alloc & ~(local | LOAD_RELAXED(&b->remote)), idx)))
 		return false;
 	STORE_RELAXED(&b->local, bit_set(local, idx));
+#endif
 	local_free_count(c, s);
 	return true;
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
+bad:
+	return false;
+#endif
 }
 
 /* Whether c owns s: one compare with the field in memory. A relaxed

@@ -108,6 +108,15 @@ static inline void owner_add(uint64_t *p, uint64_t v)
 	STORE_RELAXED(p, LOAD_RELAXED(p) + v);
 #endif
 }
+/* owner_add for a 32-bit counter. */
+static inline void owner_add32(uint32_t *p, uint32_t v)
+{
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
+	__asm__("addl %1, %0" : "+m"(*p) : "er"(v));
+#else
+	STORE_RELAXED(p, LOAD_RELAXED(p) + v);
+#endif
+}
 
 /*
  * Bits set in x. Without -mpopcnt (the x86-64 baseline lacks the

@@ -426,6 +426,52 @@ static inline uint64_t *mspan_window_word(struct mspan *s, uint32_t window)
 	return (uint64_t *)((char *)s + window);
 }
 
+/* The span struct with the most bitmap words, as one object: the memory
+ * operand of the fast paths' asm (window_word_load, local_free), which
+ * tells gcc that the asm reads or writes the span, while the asm
+ * addresses the word itself. Nothing reads it whole. */
+struct mspan_bytes {
+	char b[offsetof(struct mspan, bits) + MH_BITMAP_WORDS * sizeof(struct span_bits)];
+};
+static inline struct mspan_bytes *mspan_whole(struct mspan *s)
+{
+	return (struct mspan_bytes *)s;
+}
+
+/*
+ * malloc's load and store of its window word, addressed as the span plus
+ * `window` in the instruction itself: gcc formed the word's address with
+ * an add and kept a copy of `window` for the object's index, two
+ * instructions of malloc's fast path (measured:
+ * docs/heap-objects-log.md#the-fast-paths-addressing-and-the-refill-lane-2026-12-07-issue-24).
+ * Plain moves, as the relaxed atomics are on x86-64 (the stats read the
+ * word with relaxed loads). ThreadSanitizer cannot see into asm: its
+ * build keeps the atomics.
+ */
+static inline uint64_t window_word_load(struct mspan *s, uint32_t window)
+{
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
+	uint64_t a;
+
+	__asm__("movq (%1,%2), %0"
+		: "=r"(a)
+		: "r"(s), "r"((uintptr_t)window), "m"(*mspan_whole(s)));
+	return a;
+#else
+	return LOAD_RELAXED(mspan_window_word(s, window));
+#endif
+}
+static inline void window_word_store(struct mspan *s, uint32_t window, uint64_t a)
+{
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
+	__asm__ volatile("movq %1, (%2,%3)"
+			 : "+m"(*mspan_whole(s))
+			 : "r"(a), "r"(s), "r"((uintptr_t)window));
+#else
+	STORE_RELAXED(mspan_window_word(s, window), a);
+#endif
+}
+
 /* The next object from s, whose window word is not full (a, mspan.h,
  * "The window"): its lowest clear bit, set. Go's nextFreeFast, without
  * its separate window: no lock, no atomic, and no counter (the objects of
@@ -436,7 +482,7 @@ static inline uintptr_t window_take(struct mspan *s, uint32_t window, uint64_t a
 {
 	uint64_t next = a + 1;	/* its lowest set bit: a's lowest clear one */
 
-	STORE_RELAXED(mspan_window_word(s, window), a | next);
+	window_word_store(s, window, a | next);
 	/* The object's offset in 32 bits (a span is far smaller than 4 GiB):
 	 * one multiply by `elemsize` in memory, no load of its own. */
 	return s->base + (uint32_t)((mspan_window_first(window) +
@@ -447,7 +493,7 @@ static inline uintptr_t window_take(struct mspan *s, uint32_t window, uint64_t a
 static inline bool window_open(struct mspan *s, uint32_t *window, uint64_t *a)
 {
 	*window = s->window;
-	*a = LOAD_RELAXED(mspan_window_word(s, *window));
+	*a = window_word_load(s, *window);
 	return *a != ~(uint64_t)0;
 }
 
@@ -527,21 +573,29 @@ static inline uintptr_t mspan_open_window(struct mspan *s, unsigned w)
  * (docs/heap-objects-log.md#partly-touched-spans-and-the-refill-lane-2026-12-07-issue-24).
  * Also the first pick from a span just swept, where a span change takes
  * its first object (mcache.c, adopt). mh_empty_span (no objects) gives 0
- * and is not written.
+ * and is not written. mspan_refill_from is the refill of a span whose
+ * free_words (words) the caller found non-zero: it hands out an object,
+ * never 0 (malloc's lane, which tests free_words itself).
  */
-static inline uintptr_t mspan_refill_window(struct mspan *s)
+static inline __attribute__((always_inline)) uintptr_t mspan_refill_from(struct mspan *s,
+									uint32_t words)
 {
-	uint32_t words = s->free_words;
 	uint32_t window = s->window;
 
-	if (!words)
-		return 0;
 	/* The window is closed or full (the callers come when malloc found
 	 * it so, or after a sweep): it needs closing only for the reserved
 	 * objects of the word `touched` falls in. */
 	if (window != MSPAN_WINDOW_CLOSED && mspan_window_first(window) + 64 > s->touched)
 		mspan_close_window(s);
 	return mspan_open_window(s, (unsigned)__builtin_ctz(words));
+}
+static inline uintptr_t mspan_refill_window(struct mspan *s)
+{
+	uint32_t words = s->free_words;
+
+	if (!words)
+		return 0;
+	return mspan_refill_from(s, words);
 }
 /* Fold recorded frees into alloc_bits and restart at object 0 (owner). */
 MH_HIDDEN void mspan_sweep(struct mspan *s);
