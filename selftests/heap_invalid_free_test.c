@@ -4,7 +4,8 @@
  * process, by the owner and by another thread: foreign and stack
  * pointers, a pointer in the top arena of the address space, pointers
  * past the last object of a span, inside an object (the last one
- * included), and unaligned pointers into large blocks cached or kept.
+ * included; one byte in and one short of the end in every class), and
+ * unaligned pointers into large blocks cached or kept.
  */
 #define _GNU_SOURCE
 #include "bad_free.h"
@@ -144,6 +145,35 @@ TEST(invalid_free_inside_an_object)
 	WANT("mheap: invalid free of %#lx (inside an object)", victim);
 	expect_abort(_metadata, free_victim, "large interior");
 	expect_abort(_metadata, free_victim_on_a_new_thread, "large interior, another thread");
+}
+
+/*
+ * The owner's start test (checkedfree.h, owner_object_q): offset * divmul
+ * splits into the index and a remainder, and p starts an object exactly
+ * when the remainder is below divmul. One byte into an object gives a
+ * remainder of divmul itself, or of about it (rounded up), the edge of
+ * the compare; one byte short of the next object the largest. In every
+ * class, each of the object's first, second and last bytes but the
+ * first freed by the owner is an invalid free naming it, and the object
+ * is then freed once.
+ */
+TEST(owners_free_one_byte_into_and_before_the_end_of_an_object_in_every_class)
+{
+	mh_free(mh_malloc(1 << 20));	/* the heap set up */
+	for (unsigned cls = 1; cls < MH_NUM_CLASSES; cls++) {
+		uint32_t size = mh_class[cls].size;
+		char *p = mh_malloc(size);
+		uintptr_t offs[] = { 1, 2, size - 1 };
+
+		ASSERT_NE(NULL, p);
+		ASSERT_EQ(mh_tls_cache, span_of((uintptr_t)p)->owner) TH_LOG("class %u", cls);
+		for (unsigned i = 0; i < sizeof(offs) / sizeof(offs[0]); i++) {
+			victim = p + offs[i];
+			WANT("mheap: invalid free of %#lx (inside an object)", victim);
+			expect_abort(_metadata, free_victim, "owner");
+		}
+		mh_free(p);
+	}
 }
 
 TEST_HARNESS_MAIN
