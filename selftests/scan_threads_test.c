@@ -11,6 +11,8 @@
 #define _GNU_SOURCE
 #include "scan_range.h"
 
+#include <ucontext.h>
+
 /* ------------------------------------------------------------ threads */
 
 /* Threads that allocate, free, hold the pointer, come and go while the
@@ -176,6 +178,158 @@ TEST(a_blocked_read_is_restarted_not_interrupted)
 	EXPECT_EQ(NULL, err);
 	close(rd.fds[0]);
 	close(rd.fds[1]);
+	range_free(enc);
+}
+
+/* ------------------------------------------------------------ stacks */
+
+/*
+ * A thread's stack pointer bounds the read of its stack from below: what
+ * lies under it is dead stack. But a stack can be part of memory that holds
+ * other data below it: a static array in .bss, one end of a larger buffer
+ * (a pool of fiber stacks with no guard between them). A pointer stored
+ * there, below a thread that runs on the stack above it, is a root.
+ */
+static struct {
+	char below[64 << 10];	/* data, below the stack: one struct fixes the order */
+	char stack[256 << 10];
+} bss __attribute__((aligned(4096)));
+
+static void __attribute__((noinline)) store_encoded(void *volatile *slot, uintptr_t enc)
+{
+	*slot = (void *)((enc ^ KEY) + INTERIOR);
+}
+
+/* Scan for enc's range with a thread blocked in read(2) on [stack, +len)
+ * and the pointer in *slot; 1 found, 0 not, -1 incomplete, -2 no thread. */
+static int __attribute__((noinline)) scan_with_a_thread_on(void *stack, size_t len,
+							   void *volatile *slot, uintptr_t enc)
+{
+	struct reader rd = { .tid = 0 };
+	pthread_attr_t at;
+	pthread_t th;
+	int found = -2;
+
+	if (pipe(rd.fds))
+		return -2;
+	if (pthread_attr_init(&at) || pthread_attr_setstack(&at, stack, len) ||
+	    pthread_create(&th, &at, read_a_byte, &rd))
+		goto out;
+	while (!atomic_load(&rd.tid))
+		usleep(100);
+	if (wait_in_syscall(atomic_load(&rd.tid), SYS_read)) {
+		store_encoded(slot, enc);
+		found = scan_one(enc);
+		*slot = NULL;
+	}
+	if (write(rd.fds[1], "x", 1) != 1)
+		found = -2;
+	pthread_join(th, NULL);
+out:
+	pthread_attr_destroy(&at);
+	close(rd.fds[0]);
+	close(rd.fds[1]);
+	return found;
+}
+
+TEST(a_pointer_in_bss_below_a_thread_stack_there_is_found)
+{
+	uintptr_t enc = range_new();
+
+	ASSERT_NE(0, enc);
+	EXPECT_EQ(1, scan_with_a_thread_on(bss.stack, sizeof(bss.stack),
+					   (void *volatile *)bss.below, enc));
+	range_free(enc);
+}
+
+TEST(a_pointer_in_a_buffer_below_a_thread_stack_in_it_is_found)
+{
+	size_t len = (size_t)2 << 20, page = 4096;
+	uintptr_t enc = range_new();
+	char *m = mmap(NULL, len + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	ASSERT_NE(0, enc);
+	ASSERT_NE(MAP_FAILED, m);
+	/* A read-only page first, so that the buffer is a VMA of its own
+	 * (see the fiber's test for one the kernel merged). Data in the
+	 * buffer's first half, a thread's stack in the second. */
+	ASSERT_EQ(0, mprotect(m, page, PROT_READ));
+	EXPECT_EQ(1, scan_with_a_thread_on(m + page + len / 2, len / 2,
+					   (void *volatile *)(m + 2 * page), enc));
+	munmap(m, len + page);
+	range_free(enc);
+}
+
+/* A thread that runs a fiber on a stack at the top of a buffer, the fiber
+ * blocked in read(2). */
+struct fiber {
+	struct reader rd;
+	char *stack;
+	size_t len;
+	ucontext_t main_ctx, fiber_ctx;
+};
+
+static __thread struct fiber *this_fiber;
+
+static void fiber_main(void)
+{
+	struct fiber *f = this_fiber;
+	char c;
+
+	atomic_store(&f->rd.tid, (pid_t)syscall(SYS_gettid));
+	if (read(f->rd.fds[0], &c, 1) != 1)
+		c = 0;
+	swapcontext(&f->fiber_ctx, &f->main_ctx);
+}
+
+static void *run_fiber(void *arg)
+{
+	struct fiber *f = arg;
+
+	this_fiber = f;
+	if (getcontext(&f->fiber_ctx))
+		return (void *)1;
+	f->fiber_ctx.uc_stack.ss_sp = f->stack;
+	f->fiber_ctx.uc_stack.ss_size = f->len;
+	f->fiber_ctx.uc_link = NULL;
+	makecontext(&f->fiber_ctx, fiber_main, 0);
+	swapcontext(&f->main_ctx, &f->fiber_ctx);
+	return NULL;
+}
+
+/*
+ * A buffer that starts at a guard page, as a thread's stack does, holds a
+ * fiber's stack at its top and data below it: the fiber's stack pointer
+ * says nothing about the data (the thread's control block is on its own
+ * stack, elsewhere).
+ */
+TEST(a_pointer_in_a_buffer_below_a_fiber_stack_in_it_is_found)
+{
+	size_t len = (size_t)2 << 20, page = 4096;
+	uintptr_t enc = range_new();
+	char *m = mmap(NULL, len + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct fiber f = { .len = len / 2 };
+	void *volatile *slot;
+	pthread_t th;
+
+	ASSERT_NE(0, enc);
+	ASSERT_NE(MAP_FAILED, m);
+	ASSERT_EQ(0, mprotect(m, page, PROT_NONE));
+	f.stack = m + page + len / 2;
+	slot = (void *volatile *)(m + 2 * page);
+	ASSERT_EQ(0, pipe(f.rd.fds));
+	ASSERT_EQ(0, pthread_create(&th, NULL, run_fiber, &f));
+	while (!atomic_load(&f.rd.tid))
+		usleep(100);
+	ASSERT_TRUE(wait_in_syscall(atomic_load(&f.rd.tid), SYS_read));
+	store_encoded(slot, enc);
+	EXPECT_EQ(1, scan_one(enc));
+	*slot = NULL;
+	ASSERT_EQ(1, write(f.rd.fds[1], "x", 1));
+	pthread_join(th, NULL);
+	close(f.rd.fds[0]);
+	close(f.rd.fds[1]);
+	munmap(m, len + page);
 	range_free(enc);
 }
 

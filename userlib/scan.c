@@ -130,12 +130,13 @@ static void scan_with_world_stopped(struct scan *sc, uintptr_t own_sp, const uin
 	res->complete = world_stop() && maps_read(sc);
 	if (res->complete) {
 		/* This thread, and two per other thread. */
-		marks_len = ALIGN_UP((2 * (size_t)world_threads() + 1) * sizeof(uintptr_t), OS_PAGE);
+		marks_len = ALIGN_UP((2 * (size_t)world_threads() + 1) * sizeof(struct stack_mark),
+				     OS_PAGE);
 		sc->marks = map_scratch(marks_len);
 		res->complete = sc->marks != NULL;
 	}
 	if (res->complete) {
-		sc->marks[sc->nmarks++] = own_sp;
+		sc->marks[sc->nmarks++] = (struct stack_mark){ own_sp, (uintptr_t)pthread_self() };
 		res->threads = world_stacks(sc->marks, &sc->nmarks);
 		res->complete = scan_units_build(sc);
 	}

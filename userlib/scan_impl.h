@@ -84,9 +84,18 @@ MH_HIDDEN bool world_stop(void);
 MH_HIDDEN void world_start(void);
 /* Threads listed by the last world_stop(), stopped or not. */
 MH_HIDDEN uint32_t world_threads(void);
+/* A stack pointer of a stopped thread (or the scanner's) and the thread's
+ * thread pointer (pthread_self(): the thread library's control block,
+ * which it keeps at the top of the stack it made for the thread):
+ * scan_roots.c reads a stack from the first and uses the second to tell
+ * whether that stack is the thread's own. */
+struct stack_mark {
+	uintptr_t sp, tp;
+};
+
 /* Append the lowest stack addresses of every stopped thread to marks (one
  * or two each); returns how many threads were stopped. */
-MH_HIDDEN unsigned world_stacks(uintptr_t *marks, size_t *nmarks);
+MH_HIDDEN unsigned world_stacks(struct stack_mark *marks, size_t *nmarks);
 MH_HIDDEN void world_fork_child(void);
 
 /* ------------------------------------------------------------ one scan */
@@ -119,8 +128,8 @@ struct scan {
 	/* Ranges no root is read from, sorted and merged. */
 	struct sys_range *excl;
 	size_t nexcl;
-	/* Stack pointers: a mapping holding one is read from the lowest up. */
-	uintptr_t *marks;
+	/* Stack pointers: a thread's stack is read from the lowest up. */
+	struct stack_mark *marks;
 	size_t nmarks;
 	/* Reading. */
 	unsigned char *buf;	/* READ_BYTES */

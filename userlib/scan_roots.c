@@ -11,7 +11,8 @@
  *    the interrupted stack pointer minus the 128-byte red zone, when the
  *    handler ran on an alternate stack) to the end of its mapping, which
  *    takes in glibc's static TLS and struct pthread at the top of a thread
- *    stack. The scanning thread reads its own callee-saved registers,
+ *    stack; when the mapping is not the thread's own stack by its layout (a
+ *    stack in .bss or inside a buffer, a fiber's: mapping_from), whole. The scanning thread reads its own callee-saved registers,
  *    spilled, and its stack from the frame of scan_for_pointers' caller:
  *    the scan's own frames hold the targets and are left out.
  *  - loaded objects and every other writable mapping: /proc/self/maps, read
@@ -448,22 +449,88 @@ static size_t shadow_runs_find(const char *maps, struct sys_range *runs)
 }
 #endif
 
+static bool anonymous(const struct mapping *m)
+{
+	return *m->path == '\n' || *m->path == '\0';
+}
+
+/* pagemap's bit for a guard region (MADV_GUARD_INSTALL; Linux 6.15+,
+ * zero before). */
+#define PM_GUARD_REGION ((uint64_t)1 << 58)
+
+/* Whether the page at a is a guard region (pagemap), as thread libraries
+ * that install guards with MADV_GUARD_INSTALL make a stack's lowest page. */
+static bool guard_page_at(uintptr_t a)
+{
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	uint64_t e = 0;
+	bool guard;
+
+	if (fd < 0)
+		return false;
+	guard = pread(fd, &e, sizeof(e), (off_t)(a / OS_PAGE * sizeof(e))) == sizeof(e) &&
+		(e & PM_GUARD_REGION);
+	close(fd);
+	return guard;
+}
+
+/*
+ * Where the read of mapping m starts: at the lowest stack pointer in it
+ * when the part below is dead stack, else at its start. That is so only
+ * where nothing else shares the mapping below the stack pointer, and what
+ * proves it is the thread library's layout: the main thread's [stack], or
+ * a thread's own stack, an anonymous mapping that starts at a guard (an
+ * inaccessible anonymous mapping right below, or a guard region in its
+ * first page: MADV_GUARD_INSTALL) with the thread's control block above its
+ * stack pointer in it. A stack inside other memory has data below it that
+ * is a root, and such a mapping is read whole: a static array in .bss, one
+ * end of a buffer (pthread_attr_setstack, a pool of fiber stacks), a fiber
+ * or a signal's alternate stack a thread runs on (its control block is on
+ * its own stack, elsewhere), a buffer merged by the kernel into the VMA of a
+ * stack below it. prev_guard: the mapping ending at m->a is an inaccessible
+ * anonymous one.
+ */
+static uintptr_t mapping_from(const struct scan *sc, const struct mapping *m, bool prev_guard)
+{
+	uintptr_t from = m->a;
+	bool own = true;
+
+	for (size_t i = 0; i < sc->nmarks; i++) {
+		const struct stack_mark *k = &sc->marks[i];
+
+		if (k->sp < m->a || k->sp >= m->b)
+			continue;
+		if (from == m->a || k->sp < from)
+			from = k->sp;
+		own &= k->tp > k->sp && k->tp < m->b;
+	}
+	if (from == m->a || starts(m->path, "[stack]"))
+		return from;
+	if (own && anonymous(m) && (prev_guard || guard_page_at(m->a)))
+		return from;
+	return m->a;
+}
+
 /* The units of every readable, writable mapping that is memory: from the
- * lowest stack pointer in it when it holds one (a thread's stack), else
- * whole; stored in out unless it is NULL; how many. */
+ * lowest stack pointer in it when it is a thread's stack (mapping_from),
+ * else whole; stored in out unless it is NULL; how many. */
 static size_t mappings_units(const struct scan *sc, struct scan_unit *out)
 {
 	struct mapping m;
 	size_t n = 0;
+	uintptr_t prev_b = 0;
+	bool prev_none = false;
 #ifdef SHADOW_RUNS_MAX
 	struct sys_range runs[SHADOW_RUNS_MAX];
 	size_t nruns = shadow_runs_find(sc->maps, runs);
 #endif
 
 	for (const char *c = sc->maps; mapping_next(&c, &m);) {
-		uintptr_t a = m.a, b = m.b, from;
-		bool shadow = false;
+		uintptr_t a = m.a, b = m.b;
+		bool shadow = false, prev_guard = prev_none && prev_b == a;
 
+		prev_b = b;
+		prev_none = m.perm[0] == '-' && m.perm[1] == '-' && m.perm[2] == '-' && anonymous(&m);
 		if (m.perm[0] != 'r' || m.perm[1] != 'w' || !memory_mapping(m.path))
 			continue;
 #ifdef SANITIZER_SHADOW_MIN
@@ -476,11 +543,7 @@ static size_t mappings_units(const struct scan *sc, struct scan_unit *out)
 #endif
 		if (shadow)
 			continue;
-		from = a;
-		for (size_t i = 0; i < sc->nmarks; i++)
-			if (sc->marks[i] >= a && sc->marks[i] < b && (from == a || sc->marks[i] < from))
-				from = sc->marks[i];
-		n += mapping_units(sc, from, b, out ? out + n : NULL);
+		n += mapping_units(sc, mapping_from(sc, &m, prev_guard), b, out ? out + n : NULL);
 	}
 	return n;
 }

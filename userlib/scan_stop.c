@@ -111,6 +111,7 @@ struct slot {
 	uint32_t acked;		/* the epoch it stopped for (release store) */
 	uintptr_t sp;		/* the lowest live address of its stack */
 	uintptr_t sp_alt;	/* the interrupted one, red zone included */
+	uintptr_t tp;		/* its thread pointer (struct stack_mark) */
 	uint32_t state;		/* enum slot_state, the scanner's own */
 };
 
@@ -176,6 +177,8 @@ static void stop_handler(int sig, siginfo_t *si, void *ucv)
 	}
 	spill_registers(regs);
 	STORE_RELAXED(&sl->sp, (uintptr_t)regs);
+	/* A register read (the thread pointer), async-signal-safe. */
+	STORE_RELAXED(&sl->tp, (uintptr_t)pthread_self());
 #if defined(__x86_64__)
 	{
 		const ucontext_t *uc = ucv;
@@ -472,7 +475,7 @@ uint32_t world_threads(void)
 	return nslots;
 }
 
-unsigned world_stacks(uintptr_t *marks, size_t *nmarks)
+unsigned world_stacks(struct stack_mark *marks, size_t *nmarks)
 {
 	unsigned stopped = 0;
 
@@ -480,9 +483,9 @@ unsigned world_stacks(uintptr_t *marks, size_t *nmarks)
 		if (slots[i].state != SLOT_STOPPED)
 			continue;
 		stopped++;
-		marks[(*nmarks)++] = slots[i].sp;
+		marks[(*nmarks)++] = (struct stack_mark){ slots[i].sp, slots[i].tp };
 		if (slots[i].sp_alt)
-			marks[(*nmarks)++] = slots[i].sp_alt;
+			marks[(*nmarks)++] = (struct stack_mark){ slots[i].sp_alt, slots[i].tp };
 	}
 	return stopped;
 }
