@@ -383,4 +383,44 @@ TEST_F(unreadable, is_skipped_and_what_follows_is_read)
 	EXPECT_EQ(0, scan_one(self->enc));
 }
 
+/*
+ * process_vm_readv(2) fails with EFAULT for a page that cannot be read,
+ * which the scan skips; any other failure (ENOMEM: the kernel could not
+ * allocate its copy of the iovecs or its page array) says nothing about the
+ * page, which may hold a pointer. Ours, for the library's calls: the real
+ * call, or a failure with fail_errno while it is set.
+ */
+static _Atomic int fail_errno;
+
+ssize_t process_vm_readv(pid_t pid, const struct iovec *local, unsigned long liovcnt,
+			 const struct iovec *remote, unsigned long riovcnt, unsigned long flags)
+{
+	int e = atomic_load(&fail_errno);
+
+	if (e) {
+		errno = e;
+		return -1;
+	}
+	return syscall(SYS_process_vm_readv, pid, local, liovcnt, remote, riovcnt, flags);
+}
+
+TEST(a_read_failing_for_want_of_kernel_memory_makes_the_scan_incomplete)
+{
+	uintptr_t enc = range_new();
+	size_t len = (size_t)1 << 20;
+	char *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	ASSERT_NE(0, enc);
+	ASSERT_NE(MAP_FAILED, map);
+	*(volatile uintptr_t *)(map + 40) = (enc ^ KEY) + 8;
+	ASSERT_EQ(1, scan_one(enc));
+	/* Not found, for no page could be read: the scan must not say so. */
+	atomic_store(&fail_errno, ENOMEM);
+	EXPECT_EQ(-1, scan_one(enc));
+	atomic_store(&fail_errno, 0);
+	*(volatile uintptr_t *)(map + 40) = 0;
+	munmap(map, len);
+	range_free(enc);
+}
+
 TEST_HARNESS_MAIN

@@ -173,7 +173,11 @@ static void read_safe(struct scan *sc, uintptr_t a, uintptr_t b)
 			struct iovec local = { sc->buf, k * OS_PAGE };
 			ssize_t got = process_vm_readv(sc->pid, &local, 1, sc->iov, k, 0);
 
-			if (got < 0 && (errno == ENOSYS || errno == EPERM)) {
+			/* EFAULT: the first page cannot be read, and is skipped.
+			 * Anything else (ENOSYS, EPERM; ENOMEM: the kernel had
+			 * no memory for its copy of the iovecs) says nothing of
+			 * the pages, which may hold pointers: incomplete. */
+			if (got < 0 && errno != EFAULT) {
 				sc->read_failed = true;
 				return;
 			}
