@@ -197,6 +197,103 @@ TEST_F(arena, out_of_vmas_releasing_merged_quarantine_never_aborts)
 	expect_child_ok(_metadata, release_merged_quarantine_out_of_vmas, NULL);
 }
 
+/*
+ * Whether some page of [lo, hi) is mapped without read and write access,
+ * by /proc/self/maps (read with raw calls into a static buffer: VMAs are
+ * used up, so stdio's buffer could not be mapped). -1 if unreadable.
+ */
+static int protected_in(uintptr_t lo, uintptr_t hi)
+{
+	static char buf[8 << 20];
+	size_t len = 0;
+	ssize_t n;
+	int fd = open("/proc/self/maps", O_RDONLY);
+
+	if (fd < 0)
+		return -1;
+	while (len < sizeof(buf) - 1 && (n = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0)
+		len += (size_t)n;
+	close(fd);
+	buf[len] = '\0';
+	for (char *c = buf; *c;) {
+		unsigned long a = strtoul(c, &c, 16), b = strtoul(c + 1, &c, 16);
+
+		if (a < hi && b > lo && (c[1] != 'r' || c[2] != 'w'))
+			return 1;
+		c = strchr(c, '\n');
+		if (!c)
+			break;
+		c++;
+	}
+	return 0;
+}
+
+/*
+ * An arena's chunks are protected one range at a time, and a range can
+ * span several VMAs (huge-page advice splits a chunk; a neighbour with the
+ * same advice merges into it): mprotect changes them in turn and can run
+ * out of VMAs halfway. With nothing in quarantine to give back, such a
+ * chunk goes back to the page heap unfaulted, and none of it may be left
+ * inaccessible there: malloc hands that memory out next. arg: how many
+ * VMAs are left free before the arena is freed.
+ */
+static void refused_fault_leaves_nothing_protected(void *arg)
+{
+	struct arena_config cfg;
+	size_t page = 4096, cb;
+	struct mh_stats st = MH_STATS_INIT;
+	uintptr_t lo = UINTPTR_MAX, hi = 0;
+	void *recent[8] = { NULL };
+	mh_arena *a;
+	int n = 0;
+
+	arena_config_get(&cfg);
+	cb = cfg.chunk_bytes;
+	cfg.reuse = false;
+	cfg.recycle = false;	/* no pages moved: the chunks keep their VMAs */
+	cfg.quarantine_max = (size_t)1 << 40;
+	arena_configure(&cfg);
+	/* Two chunks and a half: huge-page advice, neighbours merged. */
+	a = mh_arena_new();
+	for (size_t k = 0; k < 2 * cb + cb / 2; k += 65536) {
+		char *p = mh_arena_alloc(a, 65536, 0);
+
+		if (!p)
+			_exit(2);
+		p[0] = 1;
+		lo = (uintptr_t)p < lo ? (uintptr_t)p : lo;
+		hi = (uintptr_t)p + 65536 > hi ? (uintptr_t)p + 65536 : hi;
+	}
+	/* Every VMA taken: alternate protections so neighbours never merge. */
+	for (void *p; n < 70000; n++) {
+		p = mmap(NULL, page, n & 1 ? PROT_READ : PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED)
+			break;
+		recent[n % 8] = p;
+	}
+	/* Then give back as many as asked, each its own VMA. */
+	for (intptr_t i = 0; i < (intptr_t)arg; i++)
+		munmap(recent[i], page);
+	mh_arena_free(a);
+	mh_stats_read(&st);
+	if (st.arena_chunks_quarantined)
+		_exit(0);	/* faulted after all: nothing to check here */
+	_exit(protected_in(lo, hi) == 0 ? 0 : 3);
+}
+
+TEST_F(arena, a_fault_refused_halfway_leaves_no_chunk_protected_in_the_heap)
+{
+	RETURN_IF_SETUP_SKIPPED();
+
+	if (strcmp(variant->backend, "mprotect") && strcmp(variant->backend, "guard"))
+		SKIP(return, "only mprotect and guard's whole chunks split VMAs");
+	if (UNDER_SANITIZER)
+		SKIP(return, "a sanitizer runtime maps and unmaps memory of its own and dies when VMAs run out");
+	for (intptr_t free_vmas = 0; free_vmas < 4; free_vmas++)
+		expect_child_ok(_metadata, refused_fault_leaves_nothing_protected, (void *)free_vmas);
+}
+
 /* ------------------------------------------------------------ out of memory */
 
 /* VmSize of this process, in bytes. */

@@ -41,6 +41,30 @@ bool fault_protects_none(const struct fault_range *r)
 	return false;
 }
 
+/*
+ * A refused mprotect is not all or nothing: a range can span several VMAs
+ * (huge-page advice splits a chunk, a neighbour with the same flags merges
+ * into it), and the kernel changes them one after the other, so running
+ * out of VMAs at the split of a later one leaves the earlier ones changed.
+ * The range is then set back to what it was, which needs no new VMA where
+ * the first call merged nothing (the changed VMAs begin and end at splits
+ * made already; a merge frees one), so that a refusal leaves the range as
+ * it was: open memory that the caller may give to the page heap, or
+ * faulting memory still quarantined. Returns 0 or the refusal's -errno;
+ * *back says whether the range is as it was.
+ */
+static int protect_whole(void *base, size_t len, int prot, int before, bool *back)
+{
+	int err;
+
+	*back = true;
+	if (!mprotect(base, len, prot))
+		return 0;
+	err = -errno;
+	*back = !mprotect(base, len, before);
+	return err;
+}
+
 unsigned fault_protect(const struct fault_range *r, unsigned n, int *err)
 {
 	for (unsigned i = 0; i < n; i++) {
@@ -48,8 +72,17 @@ unsigned fault_protect(const struct fault_range *r, unsigned n, int *err)
 		 * memory stays as it was and the caller can retry. The
 		 * MADV_DONTNEED after it frees the pages, and drops any a
 		 * stale access wrote to a moved range (fault_guard.c). */
-		if (mprotect(r[i].base, r[i].len, PROT_NONE)) {
-			*err = -errno;
+		bool back;
+		int e = protect_whole(r[i].base, r[i].len, PROT_NONE, PROT_READ | PROT_WRITE, &back);
+
+		/* Part of it protected and that part not open again: the
+		 * caller would give it to the page heap, where malloc's next
+		 * block there would fault. Abort, loudly, instead. */
+		if (e && !back)
+			mh_fatal("cannot open arena range %p again after a refused mprotect: %s",
+				 r[i].base, strerror(-e));
+		if (e) {
+			*err = e;
 			return i;
 		}
 		madvise(r[i].base, r[i].len, MADV_DONTNEED);
@@ -59,14 +92,20 @@ unsigned fault_protect(const struct fault_range *r, unsigned n, int *err)
 
 unsigned fault_unprotect(const struct fault_range *r, unsigned n, int *err)
 {
-	for (unsigned i = 0; i < n; i++)
+	for (unsigned i = 0; i < n; i++) {
 		/* Protected ranges side by side are one VMA: opening one of
 		 * them alone splits it, which fails when the VMAs have run
-		 * out. The range then still faults; the caller goes on. */
-		if (mprotect(r[i].base, r[i].len, PROT_READ | PROT_WRITE)) {
-			*err = -errno;
+		 * out. The range then still faults, all of it (or, refused
+		 * that too, the part opened reads as zero and is nobody's,
+		 * the island's release opens it later); the caller goes on. */
+		bool back;
+		int e = protect_whole(r[i].base, r[i].len, PROT_READ | PROT_WRITE, PROT_NONE, &back);
+
+		if (e) {
+			*err = e;
 			return i;
 		}
+	}
 	return n;
 }
 
