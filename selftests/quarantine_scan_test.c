@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 
 #include "kselftest_harness.h"
 #include "mheap_test.h"
@@ -48,6 +49,17 @@ static int __attribute__((noinline)) chunk_state(uintptr_t enc)
 	if (!s || s->state != MSPAN_CHUNK || !(c = s->chunk_data))
 		return 0;
 	return c->state;
+}
+
+/* When the chunk holding enc ^ KEY was last quarantined; 0 if none. */
+static uint64_t __attribute__((noinline)) chunk_freed_ns(uintptr_t enc)
+{
+	struct mspan *s = span_of(enc ^ KEY);
+	const struct arena_chunk *c;
+
+	if (!s || s->state != MSPAN_CHUNK || !(c = s->chunk_data))
+		return 0;
+	return c->freed_ns;
 }
 
 /* An arena with one object, freed after a pointer to the object went into
@@ -271,6 +283,73 @@ static void pressure_with_share(struct arena_config *cfg, unsigned share, struct
 
 /* Scans limited to no share of the time (MHEAP_QUARANTINE_SCAN_SHARE=0):
  * past the budget the quarantine grows, nothing released, up to the cap. */
+/* VmSize of this process, in bytes. */
+static size_t vm_bytes(void)
+{
+	long pages = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+
+	if (!f)
+		return 0;
+	if (fscanf(f, "%ld", &pages) != 1)
+		pages = 0;
+	fclose(f);
+	return (size_t)pages * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/*
+ * Out of address space (RLIMIT_AS), an arena that needs a chunk gets one
+ * from quarantine: the chunks a scan finds nobody points into, not the
+ * oldest whatever points into it. Here the oldest is held by a global, the
+ * budget too large to scan, and arenas are freed until the system refuses
+ * a chunk: the held chunk must still be quarantined.
+ */
+static void out_of_address_space_child(void *arg)
+{
+	struct arena_config *cfg = arg;
+	struct mh_stats st = MH_STATS_INIT;
+	struct rlimit rl;
+	uint64_t freed;
+	int i;
+
+	cfg->quarantine_max = (size_t)1 << 40;
+	cfg->quarantine_cap = (size_t)1 << 41;
+	arena_configure(cfg);
+	mh_free(mh_malloc(100));
+	hold_freed(1);
+	freed = chunk_freed_ns((uintptr_t)held_ptrs[0] ^ KEY);
+	rl.rlim_cur = rl.rlim_max = vm_bytes() + ((size_t)200 << 20);
+	if (setrlimit(RLIMIT_AS, &rl))
+		_exit(2);
+	for (i = 0; i < 1000; i++) {
+		pressure(1);
+		mh_stats_read(&st);
+		if (st.arena_releases_enomem || st.arena_releases_scan)
+			break;
+	}
+	if (i == 1000)
+		_exit(3);
+	/* Some more, each arena taking what the scans give back. */
+	pressure(50);
+	/* Still the same quarantined chunk: never handed to an arena since
+	 * (one freed again would be quarantined again, a new life). */
+	_exit(chunk_state((uintptr_t)held_ptrs[0] ^ KEY) == CHUNK_QUARANTINED &&
+	      chunk_freed_ns((uintptr_t)held_ptrs[0] ^ KEY) == freed ? 0 : 4);
+}
+
+TEST_F(policy, out_of_address_space_an_arena_never_takes_a_chunk_pointed_into)
+{
+	struct child_result r;
+	RETURN_IF_SETUP_SKIPPED();
+
+	SKIP_IF_TRACED();
+	if (UNDER_SANITIZER)
+		SKIP(return, "sanitizer runtimes reserve terabytes of shadow: RLIMIT_AS cannot apply");
+	run_child(out_of_address_space_child, &self->cfg, &r);
+	ASSERT_TRUE(WIFEXITED(r.status)) TH_LOG("%s", r.err);
+	EXPECT_EQ(0, WEXITSTATUS(r.status)) TH_LOG("%s", r.err);
+}
+
 TEST_F(policy, without_a_share_of_time_no_scan_runs_below_the_cap)
 {
 	struct mh_stats st = MH_STATS_INIT;

@@ -201,7 +201,14 @@ static bool give_back(unsigned max, bool to_heap)
 			return true;
 		chunk_destroy(c, !dirty && c->backend->faults);
 	}
-	return !keep && release_oldest(max, !to_heap) != 0;
+	if (keep)
+		return false;
+	/* For an arena, with the scan: what no pointer points into first.
+	 * The oldest chunks may well be pointed into (malloc, to_heap, takes
+	 * nothing from quarantine with the scan on: keep). */
+	if (!to_heap && quarantine_scan_for_room(false))
+		return true;
+	return release_oldest(max, !to_heap) != 0;
 }
 
 bool arena_give_back(void)

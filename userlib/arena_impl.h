@@ -139,6 +139,11 @@ MH_HIDDEN bool quarantine_scan_budget(bool in_free);
 /* mh_quarantine_release() with the scan on: release every chunk no
  * pointer points into. */
 MH_HIDDEN void quarantine_scan_all(void);
+/* The system refused a chunk or a fault (arena_lock not held): with the
+ * scan on, release the quarantined chunks a scan finds nobody points into,
+ * whatever the pacing; true when it released any. Only then may the caller
+ * fall back to the oldest (release_oldest), pointed into or not. */
+MH_HIDDEN bool quarantine_scan_for_room(bool in_free);
 /* The scan's totals into a statistics snapshot. */
 MH_HIDDEN void quarantine_scan_stats(struct mh_stats *st);
 

@@ -343,8 +343,10 @@ void quarantine_chunks(struct arena_chunk **cs, unsigned n, uint64_t arena_id)
 		if (err != -ENOMEM && err != -EDQUOT)
 			mh_fatal("cannot fault arena chunk %p (%s backend): %s", r[done].base,
 				 b->name, strerror(-err));
-		/* Out of VMAs or over the limit: make room, oldest first. */
-		if (release_oldest(8, true))
+		/* Out of VMAs or over the limit: make room, with the scan
+		 * what nobody points into first (its scratch needs VMAs too,
+		 * so out of them it may not run), then oldest first. */
+		if (quarantine_scan_for_room(!arena_id) || release_oldest(8, true))
 			continue;
 		/* Nothing could be released: give up faulting this one. Its
 		 * pages were not dropped, so they go back dirty. */

@@ -257,6 +257,22 @@ void quarantine_scan_all(void)
 	enforce_cap();
 }
 
+bool quarantine_scan_for_room(bool in_free)
+{
+	uint64_t before, after;
+
+	if (!arena_cfg.scan)
+		return false;
+	mh_lock(&arena_lock);
+	before = releases_scan;
+	mh_unlock(&arena_lock);
+	scan_and_release(in_free);
+	mh_lock(&arena_lock);
+	after = releases_scan;
+	mh_unlock(&arena_lock);
+	return after != before;
+}
+
 void quarantine_scan_stats(struct mh_stats *st)
 {
 	struct scan_totals t;
