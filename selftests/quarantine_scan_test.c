@@ -24,6 +24,7 @@
 #include "fault.h"
 #include "heapcheck.h"
 #include "roots.h"
+#include "testhooks.h"
 
 /*
  * Tests that need a chunk released: ThreadSanitizer's event traces (its
@@ -348,6 +349,54 @@ TEST_F(policy, out_of_address_space_an_arena_never_takes_a_chunk_pointed_into)
 	run_child(out_of_address_space_child, &self->cfg, &r);
 	ASSERT_TRUE(WIFEXITED(r.status)) TH_LOG("%s", r.err);
 	EXPECT_EQ(0, WEXITSTATUS(r.status)) TH_LOG("%s", r.err);
+}
+
+/*
+ * A chunk found unreferenced leaves quarantine (RELEASING) and is opened a
+ * moment later; an access in between, through a pointer the scan could not
+ * see, still faults, and must be reported as the use-after-free it is. The
+ * test hook runs in that moment (testhooks.h), in the releasing thread.
+ */
+static uintptr_t release_enc;
+
+static void touch_while_released(uintptr_t base)
+{
+	(void)base;
+	*(volatile char *)(release_enc ^ KEY) = 1;
+}
+
+/* An arena freed, the address of its object kept XORed only. */
+static uintptr_t __attribute__((noinline)) freed_unreferenced(void)
+{
+	mh_arena *a = mh_arena_new();
+	uintptr_t enc = (uintptr_t)mh_arena_alloc(a, 100, 0) ^ KEY;
+
+	mh_arena_free(a);
+	return enc;
+}
+
+static void release_window_child(void *arg)
+{
+	(void)arg;
+	/* Not the heap's first chunk: start-up code's stack leftovers hold
+	 * its base, the heap's first address. */
+	if (!mh_arena_alloc(mh_arena_new(), 64, 0))
+		_exit(2);
+	release_enc = freed_unreferenced() + 40;
+	__atomic_store_n(&mh_test_release_window, touch_while_released, __ATOMIC_RELEASE);
+	mh_quarantine_release();
+	_exit(1);	/* not released, or the write went through */
+}
+
+TEST_F(policy, an_access_while_a_chunk_leaves_quarantine_is_reported)
+{
+	struct child_result r;
+	RETURN_IF_SETUP_SKIPPED();
+
+	SKIP_IF_TRACED();
+	run_child(release_window_child, NULL, &r);
+	EXPECT_TRUE(died_of(&r, SIGSEGV)) TH_LOG("status %#x: %s", r.status, r.err);
+	EXPECT_NE(NULL, strstr(r.err, "mheap: use-after-free: write to 0x")) TH_LOG("%s", r.err);
 }
 
 TEST_F(policy, without_a_share_of_time_no_scan_runs_below_the_cap)

@@ -46,6 +46,11 @@
 #include "arena_impl.h"
 #include "arenamap.h"
 #include "fault.h"
+#include "testhooks.h"
+
+#ifdef MH_TEST_HOOKS
+void (*mh_test_release_window)(uintptr_t base);
+#endif
 
 struct list quarantine;
 uint64_t quarantined_bytes;
@@ -179,6 +184,7 @@ static unsigned release_run(struct arena_chunk **cs, unsigned n, bool ready)
 		r[i].len = chunk_bytes(cs[i]);
 		r[i].moved = cs[i]->moved;
 	}
+	test_hook_release_window(cs[0]->base);
 	done = b->release(r, n, &err);
 	for (unsigned i = 0; i < done; i++)
 		chunk_released(cs[i], ready);

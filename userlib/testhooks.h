@@ -12,6 +12,11 @@
  * window in which the span may die and its struct start a new life; with
  * pinned 1 once it holds the span, before its bit (mspan.h, "Dying
  * spans").
+ *
+ * mh_test_release_window: called by the release of quarantined chunks
+ * (arena_quarantine.c, release_run) with the first chunk's base, after
+ * they left quarantine (CHUNK_RELEASING) and before they are opened: the
+ * moment a stale access still faults in a chunk no longer quarantined.
  */
 #ifndef MHEAP_TESTHOOKS_H
 #define MHEAP_TESTHOOKS_H
@@ -28,11 +33,25 @@ static inline void test_hook_remote_free_window(uintptr_t p, int pinned)
 	if (hook)
 		hook(p, pinned);
 }
+MH_HIDDEN extern void (*mh_test_release_window)(uintptr_t base);
+
+static inline void test_hook_release_window(uintptr_t base)
+{
+	void (*hook)(uintptr_t) = LOAD_ACQUIRE(&mh_test_release_window);
+
+	if (hook)
+		hook(base);
+}
 #else
 static inline void test_hook_remote_free_window(uintptr_t p, int pinned)
 {
 	(void)p;
 	(void)pinned;
+}
+
+static inline void test_hook_release_window(uintptr_t base)
+{
+	(void)base;
 }
 #endif
 

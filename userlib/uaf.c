@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * The use-after-free report. Touching a quarantined arena chunk raises
- * SIGSEGV; this handler recognises the address through the arena map
+ * SIGSEGV (one that is leaving quarantine too, until it is opened); this handler recognises the address through the arena map
  * (lock-free loads only), prints one line that begins "mheap:
  * use-after-free" and names the address, the kind of access, the chunk, the
  * arena and how long ago it was freed, then restores the default action and
@@ -150,7 +150,10 @@ static void on_segv(int sig, siginfo_t *si, void *ctx)
 		__atomic_add_fetch(&uaf_faults_caught, 1, __ATOMIC_RELAXED);
 		die_of(SIGSEGV);
 		return;
-	} else if (state == CHUNK_QUARANTINED) {
+	} else if (state == CHUNK_QUARANTINED || state == CHUNK_RELEASING) {
+		/* RELEASING: out of quarantine, not open yet (or its opening
+		 * refused): nobody's, and the access a stale one the scan did
+		 * not see. */
 		__atomic_add_fetch(&uaf_faults_caught, 1, __ATOMIC_RELAXED);
 		put_str(&l, "mheap: use-after-free: ");
 		put_access(&l, addr, ctx);
