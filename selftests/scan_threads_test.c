@@ -192,7 +192,7 @@ TEST(a_blocked_read_is_restarted_not_interrupted)
  */
 static struct {
 	char below[64 << 10];	/* data, below the stack: one struct fixes the order */
-	char stack[256 << 10];
+	char stack[2 << 20];	/* room for a sanitizer's static TLS too */
 } bss __attribute__((aligned(4096)));
 
 static void __attribute__((noinline)) store_encoded(void *volatile *slot, uintptr_t enc)
