@@ -524,4 +524,59 @@ TEST(a_sigurg_not_the_scans_goes_to_the_handler_before_mheaps)
 	range_free(enc);
 }
 
+/*
+ * The handler installed before mheap's gets a SIGURG that is not the
+ * scan's as the kernel would have given it: with its own sa_mask and the
+ * signal blocked (not every signal, as mheap's handler runs), and once
+ * only with SA_RESETHAND, SIGURG's default action (ignore) after that.
+ */
+static _Atomic int urg_mask_seen;
+
+static void record_mask(int sig)
+{
+	sigset_t cur;
+
+	(void)sig;
+	pthread_sigmask(SIG_SETMASK, NULL, &cur);
+	atomic_store(&urg_mask_seen, 1 | sigismember(&cur, SIGUSR2) << 1 |
+				    sigismember(&cur, SIGURG) << 2 | sigismember(&cur, SIGUSR1) << 3);
+	atomic_fetch_add(&urg_seen, 1);
+}
+
+static void masked_chained_child(void *arg)
+{
+	uintptr_t enc = (uintptr_t)arg;
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = record_mask;
+	sigemptyset(&sa.sa_mask);
+	sigaddset(&sa.sa_mask, SIGUSR2);
+	sa.sa_flags = SA_RESETHAND;
+	sigaction(SIGURG, &sa, NULL);
+	if (scan_one(enc) != 0)	/* mheap's handler goes on top */
+		_exit(2);
+	raise(SIGURG);
+	/* SIGUSR2 (its sa_mask) and SIGURG blocked, SIGUSR1 not. */
+	if (atomic_load(&urg_mask_seen) != (1 | 2 | 4))
+		_exit(3);
+	raise(SIGURG);	/* spent: ignored */
+	if (atomic_load(&urg_seen) != 1)
+		_exit(4);
+	/* And scans still stop threads. */
+	_exit(scan_one(enc) == 0 ? 0 : 5);
+}
+
+TEST(a_sigurg_not_the_scans_reaches_the_handler_before_with_its_mask_and_flags)
+{
+	struct child_result r;
+	uintptr_t enc = range_new();
+
+	ASSERT_NE(0, enc);
+	run_child(masked_chained_child, (void *)enc, &r);
+	ASSERT_TRUE(WIFEXITED(r.status)) TH_LOG("%s", r.err);
+	EXPECT_EQ(0, WEXITSTATUS(r.status)) TH_LOG("%s", r.err);
+	range_free(enc);
+}
+
 TEST_HARNESS_MAIN

@@ -47,7 +47,7 @@
  * real-time signal would be queued, stop debuggers by default and collide
  * with the many programs that number their own from SIGRTMIN. A SIGURG
  * that is not the scan's goes to the handler installed before ours, if
- * any. If the program installs its own handler after ours, scans no longer
+ * any, as the kernel would have run it (chain_signal). If the program installs its own handler after ours, scans no longer
  * stop threads: each one is then incomplete (nothing is released by it) and
  * a warning says so once.
  *
@@ -139,15 +139,36 @@ static int signal_thread(pid_t tid, int sig)
 
 /* ------------------------------------------------------------ the stop */
 
-static void chain_signal(int sig, siginfo_t *si, void *uc)
+/*
+ * A SIGURG that is not the scan's, to the handler installed before ours as
+ * the kernel would have run it: with the interrupted context's mask, its
+ * sa_mask and the signal (unless SA_NODEFER) blocked, not every signal as
+ * ours runs; once only with SA_RESETHAND. SIG_DFL and SIG_IGN of SIGURG
+ * both ignore it (checked before SA_SIGINFO: sa_handler and sa_sigaction
+ * share their storage). Async-signal-safe: pthread_sigmask only.
+ */
+static int prev_spent;
+
+static void chain_signal(int sig, siginfo_t *si, void *ucv)
 {
-	if (prev_action.sa_flags & SA_SIGINFO) {
-		if (prev_action.sa_sigaction)
-			prev_action.sa_sigaction(sig, si, uc);
-	} else if (prev_action.sa_handler != SIG_DFL && prev_action.sa_handler != SIG_IGN) {
-		prev_action.sa_handler(sig);
-	}
-	/* SIG_DFL and SIG_IGN of SIGURG both ignore it. */
+	void (*handler)(int) = prev_action.sa_handler;
+	sigset_t mask, saved;
+
+	if (handler == SIG_DFL || handler == SIG_IGN)
+		return;
+	if ((prev_action.sa_flags & SA_RESETHAND) &&
+	    __atomic_exchange_n(&prev_spent, 1, __ATOMIC_ACQ_REL))
+		return;
+	mask = ((ucontext_t *)ucv)->uc_sigmask;
+	sigorset(&mask, &mask, &prev_action.sa_mask);
+	if (!(prev_action.sa_flags & SA_NODEFER))
+		sigaddset(&mask, sig);
+	pthread_sigmask(SIG_SETMASK, &mask, &saved);
+	if (prev_action.sa_flags & SA_SIGINFO)
+		prev_action.sa_sigaction(sig, si, ucv);
+	else
+		handler(sig);
+	pthread_sigmask(SIG_SETMASK, &saved, NULL);
 }
 
 static void stop_handler(int sig, siginfo_t *si, void *ucv)
