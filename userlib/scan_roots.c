@@ -490,8 +490,11 @@ static bool guard_page_at(uintptr_t a)
  * is a root, and such a mapping is read whole: a static array in .bss, one
  * end of a buffer (pthread_attr_setstack, a pool of fiber stacks), a fiber
  * or a signal's alternate stack a thread runs on (its control block is on
- * its own stack, elsewhere), a buffer merged by the kernel into the VMA of a
- * stack below it. prev_guard: the mapping ending at m->a is an inaccessible
+ * its own stack, elsewhere), even in a buffer the kernel merged into the
+ * VMA of a stack below it. Not told apart: a stack given to
+ * pthread_attr_setstack at the top of a buffer that starts at a guard, or
+ * that was merged so (the thread library puts the control block at its
+ * top too). prev_guard: the mapping ending at m->a is an inaccessible
  * anonymous one.
  */
 static uintptr_t mapping_from(const struct scan *sc, const struct mapping *m, bool prev_guard)
