@@ -334,6 +334,49 @@ TEST(a_pointer_in_a_buffer_below_a_fiber_stack_in_it_is_found)
 }
 
 /*
+ * The scanning thread's own frames below scan_for_pointers' hold the
+ * targets' addresses (the filter's bounds, the lookup's): they are the
+ * scan's, never roots, also when the thread runs on a stack that is read
+ * whole (one given to pthread_attr_setstack in a buffer, a fiber's). A
+ * scan from such a thread with nothing pointing into its range finds
+ * nothing.
+ */
+struct own_scan {
+	uintptr_t enc;
+	int found;
+};
+
+static void *scan_from_here(void *arg)
+{
+	struct own_scan *o = arg;
+
+	o->found = scan_one(o->enc);
+	return NULL;
+}
+
+TEST(a_scan_from_a_stack_read_whole_does_not_find_its_own_frames)
+{
+	size_t len = (size_t)2 << 20, page = 4096;
+	struct own_scan o = { .enc = range_new(), .found = -2 };
+	char *m = mmap(NULL, len + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	pthread_attr_t at;
+	pthread_t th;
+
+	ASSERT_NE(0, o.enc);
+	ASSERT_NE(MAP_FAILED, m);
+	/* A read-only page first: the buffer is a VMA of its own. */
+	ASSERT_EQ(0, mprotect(m, page, PROT_READ));
+	ASSERT_EQ(0, pthread_attr_init(&at));
+	ASSERT_EQ(0, pthread_attr_setstack(&at, m + page, len));
+	ASSERT_EQ(0, pthread_create(&th, &at, scan_from_here, &o));
+	pthread_join(th, NULL);
+	pthread_attr_destroy(&at);
+	EXPECT_EQ(0, o.found);
+	munmap(m, len + page);
+	range_free(o.enc);
+}
+
+/*
  * The tracer of missed_the_end...: seizes tid, lets the first stop signal
  * in, freezes the thread (PTRACE_INTERRUPT) on the first byte from cmd and
  * lets it go on the second, answering each step on ack.

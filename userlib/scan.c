@@ -176,6 +176,11 @@ void scan_for_pointers(const struct sys_range *targets, size_t n, uint8_t *refer
 	unsigned nhelpers;
 
 	spill_registers(regs_here);
+	/* The dead stack below this frame, where the scan's own frames will
+	 * hold the targets' addresses, zeroed: from here on, that much below
+	 * own_sp is this thread's stack, whatever mapping it is in
+	 * (scan_roots.c leaves it out where it reads a stack whole). */
+	scan_scrub_stack();
 	memset(res, 0, sizeof(*res));
 	memset(referenced, 0, n);
 	if (!n) {
@@ -253,12 +258,9 @@ out:
 	mh_unlock(&scan_lock);
 }
 
-/* How much dead stack scan_scrub_stack zeroes. */
-#define SCRUB_BYTES 8192
-
 __attribute__((noinline)) void scan_scrub_stack(void)
 {
-	char dead[SCRUB_BYTES];
+	char dead[SCAN_SCRUB_BYTES];
 
 	explicit_bzero(dead, sizeof(dead));
 	__asm__ volatile("" : : "r"(dead) : "memory");

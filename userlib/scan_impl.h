@@ -93,6 +93,12 @@ struct stack_mark {
 	uintptr_t sp, tp;
 };
 
+/* How much dead stack scan_scrub_stack zeroes below its caller's frame;
+ * scan_for_pointers scrubs its own, so the scanning thread's stack
+ * reaches at least that far below its mark (marks[0]): those are the
+ * scan's own frames, never roots (scan_roots.c). */
+#define SCAN_SCRUB_BYTES 8192
+
 /* Append the lowest stack addresses of every stopped thread to marks (one
  * or two each); returns how many threads were stopped. */
 MH_HIDDEN unsigned world_stacks(struct stack_mark *marks, size_t *nmarks);

@@ -518,6 +518,27 @@ static uintptr_t mapping_from(const struct scan *sc, const struct mapping *m, bo
 	return m->a;
 }
 
+/*
+ * The units of [a, b), part of one mapping, but for the scanning thread's
+ * own frames below its mark (marks[0], scan_for_pointers' frame): they
+ * hold the targets' addresses (the filter's bounds, the lookup's words),
+ * and where its stack is read whole (a stack in a buffer, a fiber's:
+ * mapping_from) they would count. They lie within SCAN_SCRUB_BYTES below
+ * the mark, stack the scan itself has reached (scan_for_pointers scrubs
+ * it first); what is below that is read.
+ */
+static size_t stack_units(const struct scan *sc, uintptr_t a, uintptr_t b, struct scan_unit *out)
+{
+	uintptr_t own = sc->nmarks ? sc->marks[0].sp : 0, low = own - SCAN_SCRUB_BYTES;
+	size_t n = 0;
+
+	if (!own || own <= a || own >= b)
+		return mapping_units(sc, a, b, out);
+	if (low > a && low < own)
+		n = mapping_units(sc, a, low, out);
+	return n + mapping_units(sc, own, b, out ? out + n : NULL);
+}
+
 /* The units of every readable, writable mapping that is memory: from the
  * lowest stack pointer in it when it is a thread's stack (mapping_from),
  * else whole; stored in out unless it is NULL; how many. */
@@ -550,7 +571,7 @@ static size_t mappings_units(const struct scan *sc, struct scan_unit *out)
 #endif
 		if (shadow)
 			continue;
-		n += mapping_units(sc, mapping_from(sc, &m, prev_guard), b, out ? out + n : NULL);
+		n += stack_units(sc, mapping_from(sc, &m, prev_guard), b, out ? out + n : NULL);
 	}
 	return n;
 }
