@@ -622,4 +622,74 @@ TEST(a_sigurg_not_the_scans_reaches_the_handler_before_with_its_mask_and_flags)
 	range_free(enc);
 }
 
+/*
+ * Without SA_RESTART, the program's SIGURG interrupts a blocked system
+ * call (EINTR), as it would without mheap: the flag mheap's handler is
+ * installed with decides, so it is the handler's before it.
+ */
+struct interrupted {
+	struct reader rd;
+	_Atomic int done;
+	_Atomic long ret;
+};
+
+static void *read_a_byte_once(void *arg)
+{
+	struct interrupted *in = arg;
+
+	atomic_store(&in->ret, (long)(intptr_t)read_a_byte(&in->rd));
+	atomic_store(&in->done, 1);
+	return NULL;
+}
+
+static void no_restart_child(void *arg)
+{
+	uintptr_t enc = (uintptr_t)arg;
+	struct interrupted in = { .done = 0 };
+	struct sigaction sa;
+	pthread_t th;
+	int i;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = count_sigurg;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = 0;	/* no SA_RESTART */
+	sigaction(SIGURG, &sa, NULL);
+	if (scan_one(enc) != 0)	/* mheap's handler goes on top */
+		_exit(2);
+	if (pipe(in.rd.fds) || pthread_create(&th, NULL, read_a_byte_once, &in))
+		_exit(2);
+	while (!atomic_load(&in.rd.tid))
+		usleep(100);
+	if (!wait_in_syscall(atomic_load(&in.rd.tid), SYS_read))
+		_exit(2);
+	pthread_kill(th, SIGURG);
+	for (i = 0; i < 2000 && !atomic_load(&in.done); i++)
+		usleep(1000);
+	if (!atomic_load(&in.done)) {
+		/* Restarted: still blocked. */
+		if (write(in.rd.fds[1], "x", 1) != 1)
+			_exit(2);
+		pthread_join(th, NULL);
+		_exit(3);
+	}
+	pthread_join(th, NULL);
+	if (atomic_load(&in.ret) != EINTR || atomic_load(&urg_seen) != 1)
+		_exit(4);
+	/* And scans still stop threads. */
+	_exit(scan_one(enc) == 0 ? 0 : 5);
+}
+
+TEST(a_sigurg_to_a_handler_without_sa_restart_interrupts_a_blocked_call)
+{
+	struct child_result r;
+	uintptr_t enc = range_new();
+
+	ASSERT_NE(0, enc);
+	run_child(no_restart_child, (void *)enc, &r);
+	ASSERT_TRUE(WIFEXITED(r.status)) TH_LOG("%s", r.err);
+	EXPECT_EQ(0, WEXITSTATUS(r.status)) TH_LOG("%s", r.err);
+	range_free(enc);
+}
+
 TEST_HARNESS_MAIN

@@ -51,7 +51,9 @@
  * stop threads: each one is then incomplete (nothing is released by it) and
  * a warning says so once.
  *
- * Effects on the program: the handler is installed with SA_RESTART, so a
+ * Effects on the program: the handler is installed with SA_RESTART (or
+ * with the SA_RESTART and SA_ONSTACK of the handler installed before, if
+ * any: handler_ready), so a
  * system call a stopped thread was blocked in is restarted where the kernel
  * allows it (read, write, wait, futex-based locks and condition variables,
  * ...). Calls that the kernel never restarts after a handler fail with
@@ -234,6 +236,19 @@ static bool handler_ready(void)
 		sigfillset(&sa.sa_mask);
 		if (sigaction(SCAN_SIGNAL, &sa, &prev_action))
 			return false;
+		/* Two of the flags act on the interrupted context, not in the
+		 * handler, so chain_signal cannot apply them: whether a
+		 * blocked system call is restarted or fails with EINTR, and
+		 * the stack the handler runs on. A handler installed before
+		 * ours has them as it chose (one without SA_RESTART expects
+		 * EINTR; Go's runtime dies of a signal off its signal stack),
+		 * and the scan's stops then share them. */
+		if (prev_action.sa_handler != SIG_DFL && prev_action.sa_handler != SIG_IGN) {
+			sa.sa_flags = SA_SIGINFO | (prev_action.sa_flags & (SA_RESTART | SA_ONSTACK));
+			/* Ours either way: installed above, valid flags. */
+			if (sa.sa_flags != (SA_SIGINFO | SA_RESTART))
+				sigaction(SCAN_SIGNAL, &sa, NULL);
+		}
 		handler_installed = true;
 		return true;
 	}
