@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 
 #include "kselftest_harness.h"
 #include "mheap_test.h"
@@ -397,6 +398,72 @@ TEST_F(policy, an_access_while_a_chunk_leaves_quarantine_is_reported)
 	run_child(release_window_child, NULL, &r);
 	EXPECT_TRUE(died_of(&r, SIGSEGV)) TH_LOG("status %#x: %s", r.status, r.err);
 	EXPECT_NE(NULL, strstr(r.err, "mheap: use-after-free: write to 0x")) TH_LOG("%s", r.err);
+}
+
+/*
+ * When the system refuses to fault a chunk (out of VMAs), the quarantine
+ * makes room: a scan releases what nobody points into, then the oldest go,
+ * a batch at a time, and the fault is tried again. What one scan found
+ * referenced is still referenced at the next try: one scan is enough for a
+ * free, not one per batch of the oldest. Here mprotect refuses every
+ * PROT_NONE of a chunk, and 20 quarantined chunks are pointed into.
+ */
+static _Atomic size_t refuse_protect_from;	/* 0: mprotect as the kernel's */
+
+int mprotect(void *addr, size_t len, int prot)
+{
+	size_t min = atomic_load(&refuse_protect_from);
+
+	if (min && prot == PROT_NONE && len >= min) {
+		errno = ENOMEM;
+		return -1;
+	}
+	return (int)syscall(SYS_mprotect, addr, len, prot);
+}
+
+#define REFUSED_HELD 20
+static void *volatile refused_held[REFUSED_HELD];
+
+static void refused_fault_child(void *arg)
+{
+	struct arena_config *cfg = arg;
+	struct mh_stats before = MH_STATS_INIT, after = MH_STATS_INIT;
+	mh_arena *a;
+
+	cfg->quarantine_max = (size_t)1 << 40;	/* no budget scan */
+	cfg->quarantine_cap = (size_t)1 << 41;
+	arena_configure(cfg);
+	for (int i = 0; i < REFUSED_HELD; i++) {
+		a = mh_arena_new();
+		refused_held[i] = mh_arena_alloc(a, 64, 0);
+		mh_arena_free(a);
+	}
+	a = mh_arena_new();
+	if (!mh_arena_alloc(a, 64, 0))
+		_exit(2);
+	mh_stats_read(&before);
+	if (before.arena_chunks_quarantined != REFUSED_HELD)
+		_exit(2);
+	atomic_store(&refuse_protect_from, cfg->chunk_bytes);
+	mh_arena_free(a);
+	atomic_store(&refuse_protect_from, 0);
+	mh_stats_read(&after);
+	/* The oldest went (the refusal lasts); one scan looked first. */
+	if (after.arena_chunks_quarantined != 0)
+		_exit(3);
+	_exit(after.quarantine_scans - before.quarantine_scans == 1 ? 0 : 4);
+}
+
+TEST_F(policy, a_refused_fault_scans_once_not_once_a_batch)
+{
+	struct child_result r;
+	RETURN_IF_SETUP_SKIPPED();
+
+	if (strcmp(variant->backend, "mprotect") && strcmp(variant->backend, "guard"))
+		SKIP(return, "only mprotect and guard protect whole chunks with mprotect");
+	run_child(refused_fault_child, &self->cfg, &r);
+	ASSERT_TRUE(WIFEXITED(r.status)) TH_LOG("%s", r.err);
+	EXPECT_EQ(0, WEXITSTATUS(r.status)) TH_LOG("%s", r.err);
 }
 
 TEST_F(policy, without_a_share_of_time_no_scan_runs_below_the_cap)

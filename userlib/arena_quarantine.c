@@ -315,6 +315,7 @@ void quarantine_chunks(struct arena_chunk **cs, unsigned n, uint64_t arena_id)
 	const struct fault_backend *b = n ? cs[0]->backend : fault_backend();
 	struct fault_range r[ARENA_BATCH];
 	unsigned done = 0;
+	bool scanned = false;
 
 	if (!b->faults) {
 		/* Nothing faults: nothing to hold back either. */
@@ -351,8 +352,17 @@ void quarantine_chunks(struct arena_chunk **cs, unsigned n, uint64_t arena_id)
 				 b->name, strerror(-err));
 		/* Out of VMAs or over the limit: make room, with the scan
 		 * what nobody points into first (its scratch needs VMAs too,
-		 * so out of them it may not run), then oldest first. */
-		if (quarantine_scan_for_room(!arena_id) || release_oldest(8, true))
+		 * so out of them it may not run), then oldest first. One
+		 * scan a call: what it found referenced still is at the next
+		 * try, and a refusal that lasts would otherwise scan again
+		 * for every batch of the oldest. */
+		bool room = false;
+
+		if (!scanned) {
+			scanned = true;
+			room = quarantine_scan_for_room(!arena_id);
+		}
+		if (room || release_oldest(8, true))
 			continue;
 		/* Nothing could be released: give up faulting this one. Its
 		 * pages were not dropped, so they go back dirty. */
