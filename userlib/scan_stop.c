@@ -87,6 +87,7 @@
 #include <unistd.h>
 
 #include "scan_impl.h"
+#include "sigchain.h"
 
 #define SCAN_SIGNAL	SIGURG
 /* A thread that has not stopped after this long fails the scan. */
@@ -142,35 +143,19 @@ static int signal_thread(pid_t tid, int sig)
 /* ------------------------------------------------------------ the stop */
 
 /*
- * A SIGURG that is not the scan's, to the handler installed before ours as
- * the kernel would have run it: with the interrupted context's mask, its
- * sa_mask and the signal (unless SA_NODEFER) blocked, not every signal as
- * ours runs; once only with SA_RESETHAND. SIG_DFL and SIG_IGN of SIGURG
- * both ignore it (checked before SA_SIGINFO: sa_handler and sa_sigaction
- * share their storage). Async-signal-safe: pthread_sigmask only.
+ * A SIGURG that is not the scan's, to the handler installed before ours
+ * (sigchain.h). SIG_DFL and SIG_IGN of SIGURG both ignore it (checked
+ * before SA_SIGINFO: sa_handler and sa_sigaction share their storage).
  */
 static int prev_spent;
 
 static void chain_signal(int sig, siginfo_t *si, void *ucv)
 {
-	void (*handler)(int) = prev_action.sa_handler;
-	sigset_t mask, saved;
-
-	if (handler == SIG_DFL || handler == SIG_IGN)
+	if (prev_action.sa_handler == SIG_DFL || prev_action.sa_handler == SIG_IGN)
 		return;
-	if ((prev_action.sa_flags & SA_RESETHAND) &&
-	    __atomic_exchange_n(&prev_spent, 1, __ATOMIC_ACQ_REL))
+	if (sigchain_spent(&prev_action, &prev_spent))
 		return;
-	mask = ((ucontext_t *)ucv)->uc_sigmask;
-	sigorset(&mask, &mask, &prev_action.sa_mask);
-	if (!(prev_action.sa_flags & SA_NODEFER))
-		sigaddset(&mask, sig);
-	pthread_sigmask(SIG_SETMASK, &mask, &saved);
-	if (prev_action.sa_flags & SA_SIGINFO)
-		prev_action.sa_sigaction(sig, si, ucv);
-	else
-		handler(sig);
-	pthread_sigmask(SIG_SETMASK, &saved, NULL);
+	sigchain_call(&prev_action, sig, si, ucv);
 }
 
 static void stop_handler(int sig, siginfo_t *si, void *ucv)

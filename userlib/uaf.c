@@ -45,6 +45,7 @@
 #include "fault.h"
 #include "report.h"
 #include "secure.h"
+#include "sigchain.h"
 
 uint64_t uaf_faults_caught;
 
@@ -102,11 +103,9 @@ static void pass_on(int sig, siginfo_t *si, void *ctx)
 {
 	bool fault = si->si_code > 0;
 	void (*handler)(int) = previous.sa_handler;
-	sigset_t mask, saved;
 
 	/* The first delivery spends a one-shot handler; default after it. */
-	if (handler != SIG_DFL && handler != SIG_IGN && (previous.sa_flags & SA_RESETHAND) &&
-	    __atomic_exchange_n(&previous_spent, 1, __ATOMIC_ACQ_REL))
+	if (handler != SIG_DFL && handler != SIG_IGN && sigchain_spent(&previous, &previous_spent))
 		handler = SIG_DFL;
 	if (handler == SIG_IGN && !fault)
 		return;
@@ -119,20 +118,7 @@ static void pass_on(int sig, siginfo_t *si, void *ctx)
 			die_of(sig);
 		return;
 	}
-
-	/* The mask the kernel would have given it: the interrupted context's
-	 * plus its sa_mask, and sig unless SA_NODEFER. From the context, not
-	 * from our own mask, which a sanitizer's wrapper may have filled. */
-	mask = ((ucontext_t *)ctx)->uc_sigmask;
-	sigorset(&mask, &mask, &previous.sa_mask);
-	if (!(previous.sa_flags & SA_NODEFER))
-		sigaddset(&mask, sig);
-	pthread_sigmask(SIG_SETMASK, &mask, &saved);
-	if (previous.sa_flags & SA_SIGINFO)
-		previous.sa_sigaction(sig, si, ctx);
-	else
-		handler(sig);
-	pthread_sigmask(SIG_SETMASK, &saved, NULL);
+	sigchain_call(&previous, sig, si, ctx);
 }
 
 static void on_segv(int sig, siginfo_t *si, void *ctx)
