@@ -14,7 +14,8 @@
  * chunk of pages of its own: the aligned chunk of 16 pages (128 KiB) that
  * holds the lowest free page, all of whose free pages it takes at once
  * (pa_chunk_take). Spans of up to 4 pages (the classes up to 4 KiB but
- * one) come from the lowest run that fits in the chunk; a span the chunk
+ * 640 B-1 KiB, whose spans take 5-8 pages, and 3456 B: sizeclass.c) come
+ * from the lowest run that fits in the chunk; a span the chunk
  * cannot hold goes to the shared page allocator, and only an empty cache
  * takes a new chunk, so a thread never strands more than one chunk's worth
  * of pages. The thread's spans then sit together, and taking the chunk of
