@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * The size classes (sizeclass.c): the table's invariants (sizes, objects
- * a span, waste, the division by multiplication free relies on), the
+ * a span, waste, the division by multiplication free relies on, a
+ * span's tail within its bitmap words), the
  * densest classes' spans of 32 KiB within the object limit, the classes
  * up to 1 KiB at 56 objects a span or more, requests of
  * 33-40 and 49-56 bytes in slots of 40 and 56, the class of every size,
@@ -32,6 +33,17 @@ TEST(sizeclass_table_invariants)
 		ASSERT_EQ(span / sc->size, sc->nelems);
 		ASSERT_LE(span - sc->nelems * sc->size, span / 8);
 		ASSERT_LE(sc->nelems, MH_MAX_OBJS_PER_SPAN);
+		/* The owner's free (checkedfree.h, local_free) tests the bit
+		 * of the index an address maps to, with no test of the span's
+		 * tail: the tail's first byte, a multiple of the size, maps
+		 * to index nelems, which must name a bit of the span's last
+		 * bitmap word (clear, or reserved while the window is on it),
+		 * not the word after it, which lies past the struct of a span
+		 * of one word (mspan.h). So a span with a tail does not hold
+		 * a multiple of 64 objects. */
+		if (span % sc->size)
+			ASSERT_NE(0, sc->nelems % 64) TH_LOG("class %u: %u objects and a tail",
+							     c, sc->nelems);
 		/* Spans hold 64 objects unless that would take more than
 		 * 32 KiB, and 8 in any case; up to 1 KiB they grow on to
 		 * 64 KiB within one bitmap word (sizeclass.c). */
