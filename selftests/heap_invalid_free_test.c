@@ -89,11 +89,13 @@ TEST(invalid_free_of_a_pointer_in_the_top_arena_of_the_address_space)
 
 /* A span's pages past its last object (the 48-byte class's 32 KiB hold
  * 682 objects and 32 bytes more; a 1152-byte span 28 objects and 512
- * bytes): no object was ever there, though the address is a multiple of
- * the object size. By the owner and by another thread. */
+ * bytes; a 704-byte span, one bitmap word, 58 objects and 128 bytes, the
+ * tail's index inside the word): no object was ever there, though the
+ * address is a multiple of the object size. By the owner and by another
+ * thread. */
 TEST(invalid_free_past_the_last_object_of_a_span)
 {
-	static const size_t sizes[] = { 48, 80, 144, 1152, 6912 };
+	static const size_t sizes[] = { 48, 80, 144, 704, 1152, 6912 };
 
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
 		void *p = mh_malloc(sizes[i]);
@@ -114,7 +116,7 @@ TEST(invalid_free_past_the_last_object_of_a_span)
  * interior pointer like any other, not one past the last object. */
 TEST(invalid_free_inside_the_last_object_of_a_span)
 {
-	static const size_t sizes[] = { 40, 48, 56, 80, 144, 1152, 6912 };
+	static const size_t sizes[] = { 40, 48, 56, 80, 144, 704, 1152, 6912 };
 
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
 		void *p = mh_malloc(sizes[i]);
