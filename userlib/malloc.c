@@ -53,6 +53,21 @@
 
 static void *small_alloc_uncached(unsigned cls);
 
+/* An object of class cls from c's span change (mcache_alloc_slow), counted
+ * with the new span's window (see nmalloc); NULL with errno ENOMEM when no
+ * span could be had. */
+static inline __attribute__((always_inline)) void *small_alloc_changed(struct mcache *c, unsigned cls)
+{
+	uintptr_t p = mcache_alloc_slow(c, cls);
+
+	if (unlikely(!p)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	owner_add(&c->nmalloc[cls], 1 + (uint64_t)mspan_window_free(c->alloc[cls]));
+	return (void *)p;
+}
+
 /* An object of class cls from c; from a borrowed cache when the thread has
  * none (after its exit: mcache.h), NULL when none could be made. */
 static void *small_alloc(struct mcache *c, unsigned cls)
@@ -63,20 +78,10 @@ static void *small_alloc(struct mcache *c, unsigned cls)
 	struct mspan *s = c->alloc[cls];
 	uint32_t window;
 	uint64_t a;
-	uintptr_t p;
 
-	if (window_open(s, &window, &a)) {
-		p = window_take(s, window, a);
-	} else {
-		p = mcache_alloc_slow(c, cls);
-		if (unlikely(!p)) {
-			errno = ENOMEM;
-			return NULL;
-		}
-		/* The object and its span's new window: see nmalloc. */
-		owner_add(&c->nmalloc[cls], 1 + (uint64_t)mspan_window_free(c->alloc[cls]));
-	}
-	return (void *)p;
+	if (!window_open(s, &window, &a))
+		return small_alloc_changed(c, cls);
+	return (void *)window_take(s, window, a);
 }
 
 static __attribute__((noinline)) void *small_alloc_uncached(unsigned cls)
@@ -120,18 +125,9 @@ static __attribute__((noinline)) void *malloc_slow(size_t size)
 static __attribute__((noinline)) void *malloc_span_change(struct mcache *c, unsigned cls,
 							  size_t size)
 {
-	uintptr_t p;
-
 	if (unlikely(!cls))
 		return malloc_slow(size);
-	p = mcache_alloc_slow(c, cls);
-	if (unlikely(!p)) {
-		errno = ENOMEM;
-		return NULL;
-	}
-	/* The object and its span's new window: see nmalloc. */
-	owner_add(&c->nmalloc[cls], 1 + (uint64_t)mspan_window_free(c->alloc[cls]));
-	return (void *)p;
+	return small_alloc_changed(c, cls);
 }
 
 /* malloc with its current span's window empty: the window refilled from
