@@ -296,20 +296,6 @@ TEST_F(arena, a_fault_refused_halfway_leaves_no_chunk_protected_in_the_heap)
 
 /* ------------------------------------------------------------ out of memory */
 
-/* VmSize of this process, in bytes. */
-static size_t vm_bytes(void)
-{
-	long pages = 0;
-	FILE *f = fopen("/proc/self/statm", "r");
-
-	if (!f)
-		return 0;
-	if (fscanf(f, "%ld", &pages) != 1)
-		pages = 0;
-	fclose(f);
-	return (size_t)pages * (size_t)sysconf(_SC_PAGESIZE);
-}
-
 /* Under RLIMIT_AS, fill the heap with quarantined chunks until a new chunk
  * needs old quarantine released (in a child: it exits on failure). */
 static void fill_address_space_with_quarantine(void)

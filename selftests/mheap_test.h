@@ -104,18 +104,31 @@ static inline size_t resident_pages_in(void *p, size_t len)
 	return count;
 }
 
-/* Resident set size of this process in bytes. */
-static inline size_t rss_bytes(void)
+/* Field n (0: VmSize, 1: resident) of /proc/self/statm, in bytes; 0 if
+ * unreadable. */
+static inline size_t statm_bytes(int n)
 {
-	long pages = 0, rss = 0;
+	long field[2] = { 0, 0 };
 	FILE *f = fopen("/proc/self/statm", "r");
 
 	if (!f)
 		return 0;
-	if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
-		rss = 0;
+	if (fscanf(f, "%ld %ld", &field[0], &field[1]) != 2)
+		field[n] = 0;
 	fclose(f);
-	return (size_t)rss * (size_t)sysconf(_SC_PAGESIZE);
+	return (size_t)field[n] * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Resident set size of this process in bytes. */
+static inline size_t rss_bytes(void)
+{
+	return statm_bytes(1);
+}
+
+/* Address space (VmSize) of this process in bytes. */
+static inline size_t vm_bytes(void)
+{
+	return statm_bytes(0);
 }
 
 /* Lines of /proc/self/maps (VMAs) overlapping [lo, hi); -1 if unreadable. */

@@ -283,22 +283,6 @@ static void pressure_with_share(struct arena_config *cfg, unsigned share, struct
 	mh_stats_read(st);
 }
 
-/* Scans limited to no share of the time (MHEAP_QUARANTINE_SCAN_SHARE=0):
- * past the budget the quarantine grows, nothing released, up to the cap. */
-/* VmSize of this process, in bytes. */
-static size_t vm_bytes(void)
-{
-	long pages = 0;
-	FILE *f = fopen("/proc/self/statm", "r");
-
-	if (!f)
-		return 0;
-	if (fscanf(f, "%ld", &pages) != 1)
-		pages = 0;
-	fclose(f);
-	return (size_t)pages * (size_t)sysconf(_SC_PAGESIZE);
-}
-
 /*
  * Out of address space (RLIMIT_AS), an arena that needs a chunk gets one
  * from quarantine: the chunks a scan finds nobody points into, not the
@@ -466,6 +450,8 @@ TEST_F(policy, a_refused_fault_scans_once_not_once_a_batch)
 	EXPECT_EQ(0, WEXITSTATUS(r.status)) TH_LOG("%s", r.err);
 }
 
+/* Scans limited to no share of the time (MHEAP_QUARANTINE_SCAN_SHARE=0):
+ * past the budget the quarantine grows, nothing released, up to the cap. */
 TEST_F(policy, without_a_share_of_time_no_scan_runs_below_the_cap)
 {
 	struct mh_stats st = MH_STATS_INIT;
