@@ -4,18 +4,18 @@
  * Debian 12's 6.1 and the 6.12 series of bookworm-backports. Every
  * version test of the module is in this file, one shim per change, each
  * saying which kernel changed what; the rest of the module calls the
- * mheap_*() names below and never tests a version itself. (So this is the
- * one file that make checkpatch lets use LINUX_VERSION_CODE.)
+ * mheap_*() names below and never tests a version itself. The version is
+ * the tree's own, as Kbuild passes it (MHEAP_KERNEL_AB: a.b as a * 256 + b,
+ * from the VERSION and PATCHLEVEL of the tree's Makefile).
  */
 #ifndef MHEAP_COMPAT_H
 #define MHEAP_COMPAT_H
 
 #include <linux/mm.h>
 #include <linux/string.h>
-#include <linux/version.h>
 
 /* Built for kernel a.b or a later one. */
-#define MHEAP_KERNEL_SINCE(a, b) (LINUX_VERSION_CODE >= KERNEL_VERSION(a, b, 0))
+#define MHEAP_KERNEL_SINCE(a, b) ((a) * 256 + (b) <= MHEAP_KERNEL_AB)
 
 /*
  * 6.7 moved struct io_uring_cmd and io_uring_cmd_done() from
