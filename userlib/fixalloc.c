@@ -5,8 +5,6 @@
 #include "fixalloc.h"
 #include "sysmem.h"
 
-#define FIXALLOC_SLAB (64 * 1024)
-
 void fixalloc_init(struct fixalloc *f, size_t size, size_t keep, size_t zeroed)
 {
 	memset(f, 0, sizeof(*f));
@@ -53,28 +51,51 @@ void *fixalloc_alloc(struct fixalloc *f)
 	return p;
 }
 
-void *fixalloc_alloc_apart(struct fixalloc *f, const void *caller)
+/* Give run at least size bytes: more of the slab after it when they follow
+ * it, else a run of its own (from a new slab if this one is too short; the
+ * rest of the old run, and of the old slab, stay unused). */
+static bool run_take(struct fixalloc_slab *sl, struct fixalloc_run *run, size_t size)
 {
-	struct fixalloc_slab *sl = f->slab;
-	void *p;
+	size_t grow;
+
+	if (run->next && run->next + run->left == sl->chunk) {
+		grow = ALIGN_UP(size - run->left, FIXALLOC_RUN);
+		if (sl->nchunk >= grow) {
+			sl->chunk += grow;
+			sl->nchunk -= grow;
+			run->left += grow;
+			return true;
+		}
+	}
+	grow = ALIGN_UP(size, FIXALLOC_RUN);
+	if (sl->nchunk < grow) {
+		size_t slab = grow > FIXALLOC_SLAB ? grow : FIXALLOC_SLAB;
+		char *c = sys_alloc(slab);
+
+		if (!c)
+			return false;
+		sl->chunk = c;
+		sl->nchunk = slab;
+	}
+	run->next = sl->chunk;
+	run->left = grow;
+	sl->chunk += grow;
+	sl->nchunk -= grow;
+	return true;
+}
+
+void *fixalloc_alloc_run(struct fixalloc *f, struct fixalloc_run *run)
+{
+	char *p;
 
 	if (f->free)
 		return fixalloc_alloc(f);
-	/* The gap, in whole sharing blocks no object takes (so the next
-	 * object still starts one); where the slab has no room for the gap
-	 * and the object, a new slab (the rest of this one stays unused, as
-	 * a rest shorter than an object does). */
-	if (sl->last && sl->last != caller) {
-		if (sl->nchunk >= f->size + FIXALLOC_APART) {
-			sl->chunk += FIXALLOC_APART;
-			sl->nchunk -= FIXALLOC_APART;
-		} else {
-			sl->nchunk = 0;
-		}
-	}
-	p = fixalloc_alloc(f);
-	if (p)
-		sl->last = caller;
+	if (run->left < f->size && !run_take(f->slab, run, f->size))
+		return NULL;
+	p = run->next;	/* fresh from mmap: already zero */
+	run->next += f->size;
+	run->left -= f->size;
+	f->inuse += f->size;
 	return p;
 }
 

@@ -8,17 +8,25 @@
  * across reuse, so a stale pointer to a recycled span can be recognized),
  * and the bytes from `zeroed` on, which the user sets itself (a span's
  * bitmaps: mspan_init_small clears them with atomic stores, as the stats
- * may peek at a stale span's window word, mspan.h).
+ * may peek at a stale span's window word, mspan.h) or keeps (a thread
+ * cache's run, below).
  *
- * Objects of different threads apart: fixalloc_alloc_apart leaves
- * FIXALLOC_APART bytes free between an object it carves for one caller
- * and the next one it carves for another. Each thread writes its own span
- * structs at every malloc and free, and reading a struct's lines in order
- * (a sweep, a window refill) makes the core's prefetchers pull in lines
- * past its end: without the gap, the first lines of the next struct, which
- * another thread may be writing as often, pass between the two cores. One
- * sharing block (internal.h) of gap is not enough here, four are. Measured:
- * docs/heap-pages-log.md#span-structs-and-caches-of-two-threads-apart-2026-12-07-issue-24.
+ * Objects of different threads apart: fixalloc_alloc_run carves a
+ * caller's new objects from a run of its own, FIXALLOC_RUN bytes of the
+ * slab at a time on 4 KiB page boundaries, so that no two callers' new
+ * objects share a page. Each thread writes its own span structs at every
+ * malloc and free, and reading a struct's lines in order (a sweep, a
+ * window refill) makes the core's prefetchers pull in lines past its end:
+ * next to another thread's struct, its first lines, which that thread
+ * writes as often, passed between the two cores. The prefetchers stay
+ * within a 4 KiB page. A run that the slab's next bytes follow grows in
+ * place, so one caller's objects stay dense across runs; a run too short
+ * for an object is left (its rest, less than an object, unused). Runs
+ * replaced a gap of FIXALLOC_APART (512) bytes wherever the caller
+ * changed: two threads that made their span structs by turns paid the gap
+ * for nearly every struct (640 bytes each), 200 kB in tree-t2. Measured:
+ * docs/heap-pages-log.md#span-structs-and-caches-of-two-threads-apart-2026-12-07-issue-24,
+ * docs/heap-pages-log.md#metadata-runs-per-thread-not-a-gap-per-change-2026-12-07-issue-24.
  *
  * One slab for several sizes: fixalloc_share makes a fixalloc carve from
  * another's slab. The page heap's span struct buckets and the thread
@@ -26,9 +34,12 @@
  * metadata of every size fills the same pages, where a slab per size left
  * a partly written last page in each (up to six pages a process more).
  * Every size is a whole number of sharing blocks, so objects of a shared
- * slab still start blocks of their own, and the gap between callers is
- * the slab's, whichever size each carved. Measured:
+ * slab still start blocks of their own, and a caller's run serves every
+ * size. Measured:
  * docs/heap-pages-log.md#one-slab-for-the-heaps-metadata-2026-12-07-issue-24.
+ *
+ * A slab's objects come either all from runs or all from fixalloc_alloc
+ * (the heap's metadata slab, the user arenas' chunk structs).
  *
  * Not thread-safe: callers hold the heap lock (all users of a shared slab
  * the same lock).
@@ -42,8 +53,12 @@
 struct fixalloc_slab {
 	char *chunk;		/* current slab */
 	size_t nchunk;		/* bytes left in the current slab */
-	const void *last;	/* fixalloc_alloc_apart: the caller the slab's
-				 * last object was carved for */
+};
+
+/* A caller's own stretch of a slab (fixalloc_alloc_run); zero: none yet. */
+struct fixalloc_run {
+	char *next;		/* where its next object goes */
+	size_t left;		/* bytes left from there */
 };
 
 struct fixalloc {
@@ -56,18 +71,23 @@ struct fixalloc {
 	struct fixalloc_slab own;
 };
 
-/* The gap between objects carved for different callers (above). */
-#define FIXALLOC_APART		(4 * MH_SHARING_BLOCK)
+/* What the slab takes from the OS at a time (more for a larger object). */
+#define FIXALLOC_SLAB		((size_t)64 << 10)
+/* What a run takes of the slab at a time, in whole 4 KiB pages (above):
+ * a quarter of a slab. Its pages cost memory only once written. */
+#define FIXALLOC_RUN		((size_t)16 << 10)
+_Static_assert(FIXALLOC_RUN % 4096 == 0 && FIXALLOC_SLAB % FIXALLOC_RUN == 0,
+	       "runs of whole pages, a slab of whole runs: every run starts a page");
 
 /* zeroed: the end of the bytes reuse zeroes, at most size; 0 for size. */
 MH_HIDDEN void fixalloc_init(struct fixalloc *f, size_t size, size_t keep, size_t zeroed);
 /* NULL when the OS refuses memory. */
 MH_HIDDEN void *fixalloc_alloc(struct fixalloc *f);
-/* fixalloc_alloc for caller (any token that tells callers apart, such as
- * the address of a thread-local variable): a new object for a caller other
- * than the last one's starts a sharing block after that one's end. A
- * reused object comes from the free list as ever, wherever it lies. */
-MH_HIDDEN void *fixalloc_alloc_apart(struct fixalloc *f, const void *caller);
+/* fixalloc_alloc for the caller that owns run (a thread's, kept where
+ * the thread's cache is): a new object is carved from run, which takes
+ * more of the slab when it is too short (above). A reused object comes
+ * from the free list as ever, wherever it lies. */
+MH_HIDDEN void *fixalloc_alloc_run(struct fixalloc *f, struct fixalloc_run *run);
 MH_HIDDEN void fixalloc_free(struct fixalloc *f, void *p);
 /* After fixalloc_init: f carves new objects from owner's slab (the free
  * lists stay apart). f's own slab must be unused. */

@@ -290,21 +290,28 @@ void mcache_key_init(void)
 
 struct mcache *mcache_borrow(void)
 {
+	struct fixalloc_run run = { NULL, 0 };
 	struct mcache *c;
 
 	mheap_init();
 	mh_lock(&mh_heap.lock);
 	if (!mh_heap.cachealloc.size) {
+		/* Keep remote_hint, and meta_run from its start on. */
 		fixalloc_init(&mh_heap.cachealloc, sizeof(struct mcache),
-			      sizeof(c->remote_hint), 0);	/* keep remote_hint */
+			      sizeof(c->remote_hint), offsetof(struct mcache, meta_run));
 		/* From the span structs' slab (mheap.c, fixalloc.h). */
 		fixalloc_share(&mh_heap.cachealloc, &mh_heap.spanalloc[0]);
 	}
-	/* Apart from other threads' caches, as span structs are
-	 * (fixalloc.h): each thread writes its own at every free. */
-	c = fixalloc_alloc_apart(&mh_heap.cachealloc, &mh_tls_cache);
-	if (c)
+	/* A new cache starts a run of its own, on pages no other thread's
+	 * metadata shares (fixalloc.h): each thread writes its own cache at
+	 * every free. Its structs follow it there. A reused cache keeps
+	 * the run it had. */
+	c = fixalloc_alloc_run(&mh_heap.cachealloc, &run);
+	if (c) {
+		if (run.next)
+			c->meta_run = run;
 		page_cache_register(&c->pages);
+	}
 	mh_unlock(&mh_heap.lock);
 	if (!c) {
 		errno = ENOMEM;

@@ -70,6 +70,7 @@
 #define MHEAP_MCACHE_H
 
 #include "arenamap.h"
+#include "fixalloc.h"
 #include "mspan.h"
 #include "pagecache.h"
 #include "sizeclass.h"
@@ -188,6 +189,12 @@ struct mcache {
 	/* Pages for this thread's next small spans; the heap lock's, not
 	 * the owner's (pagecache.h). */
 	struct page_cache pages;
+	/* Where this thread's new span structs are carved (fixalloc.h,
+	 * span_struct_alloc in mheap.c); the heap lock's. Last, and kept
+	 * across reuse of the struct (fixalloc's `zeroed`): the next
+	 * thread to take this cache carves on from it, so a thread's exit
+	 * leaves no run unused. */
+	struct fixalloc_run meta_run;
 };
 
 MH_HIDDEN extern __thread struct mcache *mh_tls_cache;

@@ -67,10 +67,13 @@ void mheap_init_slow(void)
 struct mspan *span_struct_alloc(unsigned words)
 {
 	unsigned b = span_bucket(words);
-	/* Apart from the structs other threads made: each thread writes its
-	 * own at every malloc and free (fixalloc.h). The thread is told by
-	 * the address of one of its thread-local variables. */
-	struct mspan *s = fixalloc_alloc_apart(&mh_heap.spanalloc[b], &mh_tls_cache);
+	/* From the thread's own run, apart from the structs other threads
+	 * made: each thread writes its own at every malloc and free
+	 * (fixalloc.h). A thread with no cache (not yet, or after its exit)
+	 * carves from the heap's run. */
+	struct mcache *c = mh_tls_cache;
+	struct fixalloc_run *run = c ? &c->meta_run : &mh_heap.meta_run;
+	struct mspan *s = fixalloc_alloc_run(&mh_heap.spanalloc[b], run);
 
 	if (s)
 		s->bucket = (uint8_t)b;

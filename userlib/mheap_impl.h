@@ -47,6 +47,9 @@ struct mheap {
 	int initialized;
 	struct fixalloc spanalloc[SPAN_BUCKETS];
 	struct fixalloc cachealloc;
+	/* Where span structs are carved for a thread with no cache
+	 * (span_struct_alloc). */
+	struct fixalloc_run meta_run;
 	uint64_t large_live_bytes;	/* bytes in large objects now */
 	uintptr_t large_cacheable_pages;	/* pages of those of span cache lengths */
 	uint64_t scavenged_pages;	/* pages released, cumulative */
