@@ -82,9 +82,27 @@ static int __attribute__((noinline)) scan_one(uintptr_t enc)
 	return res.complete ? ref : -1;
 }
 
-static void __attribute__((noinline)) set_global(uintptr_t enc, intptr_t off)
+static void __attribute__((noinline, unused)) set_global(uintptr_t enc, intptr_t off)
 {
 	global_root = (void *)((enc ^ KEY) + (uintptr_t)off);
+}
+
+/* A thread that blocks in read(2) on fds[0] until a byte comes; tid set
+ * once it runs. */
+struct reader {
+	int fds[2];
+	_Atomic pid_t tid;
+};
+
+static __attribute__((unused)) void *read_a_byte(void *arg)
+{
+	struct reader *rd = arg;
+	char c;
+	ssize_t n;
+
+	atomic_store(&rd->tid, (pid_t)syscall(SYS_gettid));
+	n = read(rd->fds[0], &c, 1);
+	return (void *)(intptr_t)(n == 1 ? 0 : errno);
 }
 
 #endif /* MHEAP_SCAN_RANGE_H */

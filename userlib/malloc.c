@@ -46,6 +46,7 @@
 #include "mcache.h"
 #include "mheap_impl.h"
 #include "pagealloc.h"
+#include "scan.h"
 #include "secure.h"
 #include "sizeclass.h"
 
@@ -373,6 +374,14 @@ __attribute__((constructor)) static void malloc_hooks_init(void)
  * fast paths above or secure.c's. */
 MH_ENTRY(void *, mh_malloc, (size_t size), malloc, (size))
 MH_ENTRY(void, mh_free, (void *ptr), free, (ptr))
+
+/* Whether this heap is the process's malloc: in the shared object, whose
+ * standard names the C library's own calls reach (scan_stacks.c). */
+#ifdef MH_PRELOAD
+const bool mh_process_malloc = true;
+#else
+const bool mh_process_malloc = false;
+#endif
 
 #ifdef MH_PRELOAD
 /*

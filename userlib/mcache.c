@@ -6,6 +6,7 @@
 #include "mcache.h"
 #include "mheap_impl.h"
 #include "pagecache.h"
+#include "scan.h"
 #include "secure.h"
 #include "sizeclass.h"
 
@@ -345,6 +346,8 @@ struct mcache *mcache_create(void)
 	 * allocation) mcache_key_init registers this cache later. */
 	if (LOAD_ACQUIRE(&cache_key_ready))
 		pthread_setspecific(cache_key, c);
+	/* The thread's stack bounds, for the quarantine scan (no lock held). */
+	scan_stack_register();
 	return c;
 }
 

@@ -129,15 +129,23 @@ static void scan_with_world_stopped(struct scan *sc, uintptr_t own_sp, const uin
 
 	res->complete = world_stop() && maps_read(sc);
 	if (res->complete) {
-		/* This thread, and two per other thread. */
-		marks_len = ALIGN_UP((2 * (size_t)world_threads() + 1) * sizeof(struct stack_mark),
+		/* A mark and a dead range for this thread and each other one. */
+		size_t n = (size_t)world_threads() + 1;
+
+		marks_len = ALIGN_UP(n * (sizeof(struct stack_mark) + sizeof(struct sys_range)),
 				     OS_PAGE);
 		sc->marks = map_scratch(marks_len);
+		sc->dead = sc->marks ? (struct sys_range *)(sc->marks + n) : NULL;
 		res->complete = sc->marks != NULL;
 	}
 	if (res->complete) {
-		sc->marks[sc->nmarks++] = (struct stack_mark){ own_sp, (uintptr_t)pthread_self() };
+		struct stack_mark *own = &sc->marks[sc->nmarks++];
+
+		*own = (struct stack_mark){ .sp = own_sp, .main = getpid() == (pid_t)syscall(SYS_gettid) };
+		if (!scan_stack_own(&own->lo, &own->hi))
+			own->lo = own->hi = 0;
 		res->threads = world_stacks(sc->marks, &sc->nmarks);
+		dead_stacks_find(sc);
 		res->complete = scan_units_build(sc);
 	}
 	if (res->complete) {

@@ -76,6 +76,17 @@ MH_HIDDEN void scan_for_pointers(const struct sys_range *targets, size_t n, uint
  */
 MH_HIDDEN void scan_scrub_stack(void);
 
+/*
+ * Record the calling thread's stack bounds from its thread library, once:
+ * the scan leaves out the dead part of a stack only where they are known
+ * (scan_stacks.c). Called when a thread makes its heap cache, outside
+ * every allocator lock; does nothing when the heap is the process's malloc
+ * (scan_stacks.c says why).
+ */
+MH_HIDDEN void scan_stack_register(void);
+/* Whether this heap is the process's malloc (malloc.c). */
+MH_HIDDEN extern const bool mh_process_malloc;
+
 /* Cumulative figures of every scan, for the statistics. */
 struct scan_totals {
 	uint64_t scans;		/* complete or not */

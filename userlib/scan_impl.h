@@ -84,13 +84,16 @@ MH_HIDDEN bool world_stop(void);
 MH_HIDDEN void world_start(void);
 /* Threads listed by the last world_stop(), stopped or not. */
 MH_HIDDEN uint32_t world_threads(void);
-/* A stack pointer of a stopped thread (or the scanner's) and the thread's
- * thread pointer (pthread_self(): the thread library's control block,
- * which it keeps at the top of the stack it made for the thread):
- * scan_roots.c reads a stack from the first and uses the second to tell
- * whether that stack is the thread's own. */
+/* A stopped thread (or the scanner) for the read of stacks: its lowest
+ * live stack address (the stop handler's frame) and, where the handler ran
+ * on an alternate stack, the interrupted one less the red zone (else 0);
+ * its stack's bounds as recorded (scan_stacks.c), 0 and 0 when unknown;
+ * whether it is the main thread (its stack the kernel's [stack]).
+ * scan_roots.c leaves out [lo, lowest stack pointer in [lo, hi)) alone. */
 struct stack_mark {
-	uintptr_t sp, tp;
+	uintptr_t sp, sp_alt;
+	uintptr_t lo, hi;
+	bool main;
 };
 
 /* How much dead stack scan_scrub_stack zeroes below its caller's frame;
@@ -99,8 +102,8 @@ struct stack_mark {
  * scan's own frames, never roots (scan_roots.c). */
 #define SCAN_SCRUB_BYTES 8192
 
-/* Append the lowest stack addresses of every stopped thread to marks (one
- * or two each); returns how many threads were stopped. */
+/* Append a mark for every stopped thread to marks; returns how many
+ * threads were stopped. */
 MH_HIDDEN unsigned world_stacks(struct stack_mark *marks, size_t *nmarks);
 MH_HIDDEN void world_fork_child(void);
 
@@ -134,9 +137,12 @@ struct scan {
 	/* Ranges no root is read from, sorted and merged. */
 	struct sys_range *excl;
 	size_t nexcl;
-	/* Stack pointers: a thread's stack is read from the lowest up. */
+	/* The threads' stacks (marks[0]: the scanner's), and the dead parts
+	 * of them left out of the roots, sorted (scan_roots.c). */
 	struct stack_mark *marks;
 	size_t nmarks;
+	struct sys_range *dead;
+	size_t ndead;
 	/* Reading. */
 	unsigned char *buf;	/* READ_BYTES */
 	unsigned char *vec;	/* mincore, one byte per OS page of a window */
@@ -227,6 +233,15 @@ MH_HIDDEN void scan_units_free(struct scan *sc);
 MH_HIDDEN void scan_units_read(struct scan *sc);
 /* Swap in use: non-resident pages may hold data. */
 MH_HIDDEN bool swap_in_use(void);
+
+/* The dead parts of the stacks of sc->marks into sc->dead (room for one
+ * a mark), maps read. */
+MH_HIDDEN void dead_stacks_find(struct scan *sc);
+
+/* ------------------------------------------------------------ scan_stacks.c */
+
+/* The calling thread's recorded bounds; false when none. Async-signal-safe. */
+MH_HIDDEN bool scan_stack_own(uintptr_t *lo, uintptr_t *hi);
 
 /* ------------------------------------------------------------ scan_helpers.c */
 

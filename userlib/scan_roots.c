@@ -9,12 +9,15 @@
  *    signal frame on its stack (general registers and the FP/SIMD state the
  *    kernel saves), and its stack is read from the stop handler's frame (or
  *    the interrupted stack pointer minus the 128-byte red zone, when the
- *    handler ran on an alternate stack) to the end of its mapping, which
- *    takes in glibc's static TLS and struct pthread at the top of a thread
- *    stack; when the mapping is not the thread's own stack by its layout (a
- *    stack in .bss or inside a buffer, a fiber's: mapping_from), whole. The scanning thread reads its own callee-saved registers,
- *    spilled, and its stack from the frame of scan_for_pointers' caller:
- *    the scan's own frames hold the targets and are left out.
+ *    handler ran on an alternate stack) up, which takes in glibc's static
+ *    TLS and struct pthread at the top of a thread stack: the part below,
+ *    down to the stack's low end, is left out only where the thread's
+ *    stack bounds are known exactly (scan_stacks.c; dead_stacks_find),
+ *    and everything else in the mapping is read (data below a stack in
+ *    .bss or in a buffer, a mapping merged with the stack). The scanning
+ *    thread reads its own callee-saved registers, spilled, and its stack
+ *    from the frame of scan_for_pointers' caller: the scan's own frames
+ *    hold the targets and are left out.
  *  - loaded objects and every other writable mapping: /proc/self/maps, read
  *    with read(2) into mapped memory. Every private or shared mapping that
  *    is readable and writable is a root (.data and .bss of every object,
@@ -53,8 +56,8 @@
  *
  * Units. With every thread stopped, the roots are cut into units of at
  * most UNIT_BYTES (4 MiB): each heap arena in 16 pieces of its pages, then
- * each mapping's part to read (from its lowest stack pointer, less the
- * exclusions) in pieces. The readers (scan_helpers.c) take units in turn
+ * each mapping's part to read (less the exclusions and the dead parts of
+ * stacks) in pieces. The readers (scan_helpers.c) take units in turn
  * through one atomic cursor, so a reader that got a dense unit takes fewer;
  * a unit of the heap reads the small spans that start in it, whole, and the
  * part inside it of each large or chunk span, so every page is read once
@@ -453,77 +456,65 @@ static size_t shadow_runs_find(const char *maps, struct sys_range *runs)
 }
 #endif
 
-static bool anonymous(const struct mapping *m)
-{
-	return *m->path == '\n' || *m->path == '\0';
-}
-
-/* pagemap's bit for a guard region (MADV_GUARD_INSTALL; Linux 6.15+,
- * zero before). */
-#define PM_GUARD_REGION ((uint64_t)1 << 58)
-
-/* Whether the page at a is a guard region (pagemap), as thread libraries
- * that install guards with MADV_GUARD_INSTALL make a stack's lowest page. */
-static bool guard_page_at(uintptr_t a)
-{
-	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-	uint64_t e = 0;
-	bool guard;
-
-	if (fd < 0)
-		return false;
-	guard = pread(fd, &e, sizeof(e), (off_t)(a / OS_PAGE * sizeof(e))) == sizeof(e) &&
-		(e & PM_GUARD_REGION);
-	close(fd);
-	return guard;
-}
-
 /*
- * Where the read of mapping m starts: at the lowest stack pointer in it
- * when the part below is dead stack, else at its start. That is so only
- * where nothing else shares the mapping below the stack pointer, and what
- * proves it is the thread library's layout: the main thread's [stack], or
- * a thread's own stack, an anonymous mapping that starts at a guard (an
- * inaccessible anonymous mapping right below, or a guard region in its
- * first page: MADV_GUARD_INSTALL) with the thread's control block above its
- * stack pointer in it. A stack inside other memory has data below it that
- * is a root, and such a mapping is read whole: a static array in .bss, one
- * end of a buffer (pthread_attr_setstack, a pool of fiber stacks), a fiber
- * or a signal's alternate stack a thread runs on (its control block is on
- * its own stack, elsewhere), even in a buffer the kernel merged into the
- * VMA of a stack below it. Not told apart: a stack given to
- * pthread_attr_setstack at the top of a buffer that starts at a guard, or
- * that was merged so (the thread library puts the control block at its
- * top too). prev_guard: the mapping ending at m->a is an inaccessible
- * anonymous one.
+ * The dead part of each stopped thread's stack (scan_stacks.c): [lo, the
+ * lowest of its stack pointers in [lo, hi)), where [lo, hi) is its stack
+ * as its thread library reported it, or for the main thread with none
+ * recorded the kernel's [stack] mapping. None for a thread whose bounds are
+ * unknown, or none of whose stack pointers is on that stack (it runs on a
+ * fiber's or a signal's alternate stack: what it left on its own is not
+ * known dead). None either when another thread's stack pointer lies in
+ * that part: stacks of live threads do not overlap, and where they seem
+ * to, nothing is assumed. Sorted by base.
  */
-static uintptr_t mapping_from(const struct scan *sc, const struct mapping *m, bool prev_guard)
+void dead_stacks_find(struct scan *sc)
 {
-	uintptr_t from = m->a;
-	bool own = true;
+	uintptr_t stack_a = 0, stack_b = 0;
+	struct mapping m;
 
+	for (const char *c = sc->maps; mapping_next(&c, &m);)
+		if (starts(m.path, "[stack]")) {
+			stack_a = m.a;
+			stack_b = m.b;
+		}
+	sc->ndead = 0;
 	for (size_t i = 0; i < sc->nmarks; i++) {
 		const struct stack_mark *k = &sc->marks[i];
+		uintptr_t lo = k->lo, hi = k->hi, low = 0;
+		bool overlap = false;
 
-		if (k->sp < m->a || k->sp >= m->b)
+		if (hi <= lo && k->main) {
+			lo = stack_a;
+			hi = stack_b;
+		}
+		if (hi <= lo)
 			continue;
-		if (from == m->a || k->sp < from)
-			from = k->sp;
-		own &= k->tp > k->sp && k->tp < m->b;
+		if (k->sp >= lo && k->sp < hi)
+			low = k->sp;
+		if (k->sp_alt >= lo && k->sp_alt < hi && (!low || k->sp_alt < low))
+			low = k->sp_alt;
+		if (low <= lo)
+			continue;
+		for (size_t j = 0; j < sc->nmarks && !overlap; j++) {
+			const struct stack_mark *o = &sc->marks[j];
+
+			overlap = j != i && ((o->sp >= lo && o->sp < low) ||
+					     (o->sp_alt >= lo && o->sp_alt < low));
+		}
+		lo = ALIGN_UP(lo, sizeof(uintptr_t));
+		low = ALIGN_DOWN(low, sizeof(uintptr_t));
+		if (!overlap && lo < low)
+			sc->dead[sc->ndead++] = (struct sys_range){ lo, low };
 	}
-	if (from == m->a || starts(m->path, "[stack]"))
-		return from;
-	if (own && anonymous(m) && (prev_guard || guard_page_at(m->a)))
-		return from;
-	return m->a;
+	range_sort(sc->dead, sc->ndead);
 }
 
 /*
  * The units of [a, b), part of one mapping, but for the scanning thread's
  * own frames below its mark (marks[0], scan_for_pointers' frame): they
  * hold the targets' addresses (the filter's bounds, the lookup's words),
- * and where its stack is read whole (a stack in a buffer, a fiber's:
- * mapping_from) they would count. They lie within SCAN_SCRUB_BYTES below
+ * and where its stack is read whole (its bounds unknown, or it runs on a
+ * fiber's stack: dead_stacks_find) they would count. They lie within SCAN_SCRUB_BYTES below
  * the mark, stack the scan itself has reached (scan_for_pointers scrubs
  * it first); what is below that is read.
  */
@@ -539,15 +530,32 @@ static size_t stack_units(const struct scan *sc, uintptr_t a, uintptr_t b, struc
 	return n + mapping_units(sc, own, b, out ? out + n : NULL);
 }
 
-/* The units of every readable, writable mapping that is memory: from the
- * lowest stack pointer in it when it is a thread's stack (mapping_from),
- * else whole; stored in out unless it is NULL; how many. */
+/* The units of [a, b), a mapping, less the dead parts of stacks in it
+ * (dead_stacks_find); stored in out unless it is NULL; how many. */
+static size_t live_units(const struct scan *sc, uintptr_t a, uintptr_t b, struct scan_unit *out)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < sc->ndead && a < b; i++) {
+		const struct sys_range *d = &sc->dead[i];
+
+		if (d->limit <= a || d->base >= b)
+			continue;
+		if (d->base > a)
+			n += stack_units(sc, a, d->base, out ? out + n : NULL);
+		a = d->limit;
+	}
+	if (a < b)
+		n += stack_units(sc, a, b, out ? out + n : NULL);
+	return n;
+}
+
+/* The units of every readable, writable mapping that is memory, less the
+ * dead parts of stacks; stored in out unless it is NULL; how many. */
 static size_t mappings_units(const struct scan *sc, struct scan_unit *out)
 {
 	struct mapping m;
 	size_t n = 0;
-	uintptr_t prev_b = 0;
-	bool prev_none = false;
 #ifdef SHADOW_RUNS_MAX
 	struct sys_range runs[SHADOW_RUNS_MAX];
 	size_t nruns = shadow_runs_find(sc->maps, runs);
@@ -555,10 +563,8 @@ static size_t mappings_units(const struct scan *sc, struct scan_unit *out)
 
 	for (const char *c = sc->maps; mapping_next(&c, &m);) {
 		uintptr_t a = m.a, b = m.b;
-		bool shadow = false, prev_guard = prev_none && prev_b == a;
+		bool shadow = false;
 
-		prev_b = b;
-		prev_none = m.perm[0] == '-' && m.perm[1] == '-' && m.perm[2] == '-' && anonymous(&m);
 		if (m.perm[0] != 'r' || m.perm[1] != 'w' || !memory_mapping(m.path))
 			continue;
 #ifdef SANITIZER_SHADOW_MIN
@@ -571,7 +577,7 @@ static size_t mappings_units(const struct scan *sc, struct scan_unit *out)
 #endif
 		if (shadow)
 			continue;
-		n += stack_units(sc, mapping_from(sc, &m, prev_guard), b, out ? out + n : NULL);
+		n += live_units(sc, a, b, out ? out + n : NULL);
 	}
 	return n;
 }

@@ -25,8 +25,9 @@
  *     can run on a stopped thread) checks that the signal is the scan's
  *     (SI_TKILL from our own pid while a scan is in progress; anything else
  *     goes to the handler installed before ours), spills its callee-saved
- *     registers into its frame, stores its stack pointer in its slot and
- *     the epoch with a release store, wakes the scanner (futex) and waits
+ *     registers into its frame, stores its stack pointer and its stack's
+ *     recorded bounds (scan_stacks.c) in its slot and the epoch with a
+ *     release store, wakes the scanner (futex) and waits
  *     on a futex until the scanner publishes the end of that epoch or of
  *     a later one (epochs only grow; a thread that runs again only after
  *     the next stop has ended too must not wait for its own forever).
@@ -114,7 +115,8 @@ struct slot {
 	uint32_t acked;		/* the epoch it stopped for (release store) */
 	uintptr_t sp;		/* the lowest live address of its stack */
 	uintptr_t sp_alt;	/* the interrupted one, red zone included */
-	uintptr_t tp;		/* its thread pointer (struct stack_mark) */
+	uintptr_t lo, hi;	/* its stack's recorded bounds (struct stack_mark) */
+	uint32_t main;		/* the main thread */
 	uint32_t state;		/* enum slot_state, the scanner's own */
 };
 
@@ -185,8 +187,16 @@ static void stop_handler(int sig, siginfo_t *si, void *ucv)
 	}
 	spill_registers(regs);
 	STORE_RELAXED(&sl->sp, (uintptr_t)regs);
-	/* A register read (the thread pointer), async-signal-safe. */
-	STORE_RELAXED(&sl->tp, (uintptr_t)pthread_self());
+	/* Thread-local loads (initial-exec), async-signal-safe. */
+	{
+		uintptr_t lo = 0, hi = 0;
+
+		if (!scan_stack_own(&lo, &hi))
+			lo = hi = 0;
+		STORE_RELAXED(&sl->lo, lo);
+		STORE_RELAXED(&sl->hi, hi);
+		STORE_RELAXED(&sl->main, tid == si->si_pid);
+	}
 #if defined(__x86_64__)
 	{
 		const ucontext_t *uc = ucv;
@@ -504,9 +514,9 @@ unsigned world_stacks(struct stack_mark *marks, size_t *nmarks)
 		if (slots[i].state != SLOT_STOPPED)
 			continue;
 		stopped++;
-		marks[(*nmarks)++] = (struct stack_mark){ slots[i].sp, slots[i].tp };
-		if (slots[i].sp_alt)
-			marks[(*nmarks)++] = (struct stack_mark){ slots[i].sp_alt, slots[i].tp };
+		marks[(*nmarks)++] = (struct stack_mark){
+			slots[i].sp, slots[i].sp_alt, slots[i].lo, slots[i].hi, slots[i].main,
+		};
 	}
 	return stopped;
 }
