@@ -52,6 +52,43 @@ static const char scan_helper_joins[] =
 	"	return 0;\n"
 	"}\n";
 
+/*
+ * A thread whose first allocation is the realloc inside glibc's
+ * pthread_getattr_np (Rust's runtime asks for a new thread's stack at its
+ * start): glibc holds the thread's own lock there, and the heap must not
+ * ask for the thread's stack bounds from inside that allocation
+ * (userlib/scan_stacks.c). Then a scan, with the thread still there.
+ */
+static const char getattr_first[] =
+	"#define _GNU_SOURCE\n"
+	"#include <dlfcn.h>\n"
+	"#include <pthread.h>\n"
+	"#include <unistd.h>\n"
+	"static int fds[2];\n"
+	"static void *run(void *arg)\n"
+	"{\n"
+	"	pthread_attr_t a;\n"
+	"	char c;\n"
+	"	(void)arg;\n"
+	"	if (pthread_getattr_np(pthread_self(), &a))\n"
+	"		return (void *)1;\n"
+	"	pthread_attr_destroy(&a);\n"
+	"	return read(fds[0], &c, 1) == 1 ? NULL : (void *)1;\n"
+	"}\n"
+	"int main(void)\n"
+	"{\n"
+	"	void (*release)(void) = (void (*)(void))dlsym(RTLD_DEFAULT, \"mh_quarantine_release\");\n"
+	"	pthread_t t;\n"
+	"	void *r = (void *)1;\n"
+	"	if (!release || pipe(fds) || pthread_create(&t, NULL, run, NULL))\n"
+	"		return 2;\n"
+	"	usleep(100000);\n"
+	"	release();\n"
+	"	if (write(fds[1], \"x\", 1) != 1 || pthread_join(t, &r))\n"
+	"		return 3;\n"
+	"	return r ? 4 : 0;\n"
+	"}\n";
+
 /* Build source in a new directory and run it preloaded with env; its exit
  * status, stderr in dir/err (dir is the caller's to remove); -1: skipped. */
 static int run_preloaded(struct __test_metadata *_metadata, const char *source, const char *env,
@@ -119,6 +156,18 @@ TEST(a_scan_asked_for_while_joining_the_scans_helpers_does_not_deadlock)
 			       "MHEAP_SECURE=1 MHEAP_SECURE_SAMPLE=1 MHEAP_QUARANTINE_MAX=4K "
 			       "MHEAP_QUARANTINE_SCAN_SHARE=100 MHEAP_QUARANTINE_SCAN_THREADS=2",
 			       dir);
+
+	if (rc == -1)
+		return;
+	/* timeout's status 124 is the deadlock. */
+	EXPECT_EQ(0, rc);
+	remove_dir(_metadata, dir);
+}
+
+TEST(a_thread_whose_first_allocation_is_inside_pthread_getattr_np_does_not_deadlock)
+{
+	char dir[] = "/tmp/mheap-preload-XXXXXX";
+	int rc = run_preloaded(_metadata, getattr_first, "", dir);
 
 	if (rc == -1)
 		return;

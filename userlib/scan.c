@@ -141,7 +141,9 @@ static void scan_with_world_stopped(struct scan *sc, uintptr_t own_sp, const uin
 	if (res->complete) {
 		struct stack_mark *own = &sc->marks[sc->nmarks++];
 
-		*own = (struct stack_mark){ .sp = own_sp, .main = getpid() == (pid_t)syscall(SYS_gettid) };
+		*own = (struct stack_mark){
+			.sp = own_sp, .main = getpid() == (pid_t)syscall(SYS_gettid),
+		};
 		if (!scan_stack_own(&own->lo, &own->hi))
 			own->lo = own->hi = 0;
 		res->threads = world_stacks(sc->marks, &sc->nmarks);
