@@ -218,6 +218,8 @@ mh_arena *mh_arena_new(void)
 	struct arena *a;
 	uintptr_t h = 0;
 
+	/* Before any lock: pthread_getattr_np allocates (scan_stacks.c). */
+	scan_stack_record();
 	if (fault_backend()->faults)
 		uaf_install();
 	mh_lock(&arena_lock);
@@ -322,6 +324,7 @@ void *mh_arena_alloc_slow_(mh_arena *h, size_t size, size_t align, bool scan)
 	struct arena *a = live_arena(h, &in_use);
 	void *p;
 
+	scan_stack_record();	/* as in mh_arena_new */
 	if (!align)
 		align = ARENA_DEFAULT_ALIGN;
 	if (!IS_POW2(align)) {

@@ -346,8 +346,11 @@ struct mcache *mcache_create(void)
 	 * allocation) mcache_key_init registers this cache later. */
 	if (LOAD_ACQUIRE(&cache_key_ready))
 		pthread_setspecific(cache_key, c);
-	/* The thread's stack bounds, for the quarantine scan (no lock held). */
-	scan_stack_register();
+	/* The thread's stack bounds, for the quarantine scan (no lock held);
+	 * not in the process's malloc, which pthread_getattr_np calls
+	 * (scan_stacks.c). */
+	if (!mh_process_malloc)
+		scan_stack_record();
 	return c;
 }
 

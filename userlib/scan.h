@@ -79,11 +79,12 @@ MH_HIDDEN void scan_scrub_stack(void);
 /*
  * Record the calling thread's stack bounds from its thread library, once:
  * the scan leaves out the dead part of a stack only where they are known
- * (scan_stacks.c). Called when a thread makes its heap cache, outside
- * every allocator lock; does nothing when the heap is the process's malloc
- * (scan_stacks.c says why).
+ * (scan_stacks.c). Called outside every allocator lock, and never from
+ * where pthread_getattr_np may be the caller: from mh_arena_new and
+ * mh_arena_alloc_slow_, and from mcache_create unless the heap is the
+ * process's malloc (scan_stacks.c says why).
  */
-MH_HIDDEN void scan_stack_register(void);
+MH_HIDDEN void scan_stack_record(void);
 /* Whether this heap is the process's malloc (malloc.c). */
 MH_HIDDEN extern const bool mh_process_malloc;
 
