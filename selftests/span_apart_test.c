@@ -19,6 +19,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kselftest_harness.h"
 
@@ -135,6 +136,90 @@ TEST(an_object_longer_than_a_run_takes_whole_runs)
 	q = fixalloc_alloc_run(&f, &a);
 	ASSERT_NE(NULL, q);
 	EXPECT_EQ(p + size, q);	/* grown in place */
+}
+
+/* Random interleavings of several callers and sizes on one slab, objects
+ * longer than a run among them, frees and reuse: no object overlaps
+ * another live one, each starts a sharing block, a carved one is all zero
+ * (fresh pages), and no 4 KiB page holds carved objects of two callers. */
+#define RAND_CALLERS 6
+#define RAND_LIVE 1024
+#define RAND_PAGES 8192
+
+static struct { uintptr_t p; struct fixalloc *f; } rand_live[RAND_LIVE];
+static struct { uintptr_t page; int caller; } rand_pages[RAND_PAGES];
+static size_t rand_npages;
+
+/* The caller that page was carved for, recorded as who when first seen;
+ * -1 when the table is full. */
+static int page_owner(uintptr_t page, int who)
+{
+	size_t i = (page * 0x9e3779b97f4a7c15ull) % RAND_PAGES;
+
+	while (rand_pages[i].page && rand_pages[i].page != page)
+		i = (i + 1) % RAND_PAGES;
+	if (!rand_pages[i].page) {
+		if (++rand_npages > RAND_PAGES / 2)
+			return -1;
+		rand_pages[i].page = page;
+		rand_pages[i].caller = who;
+	}
+	return rand_pages[i].caller;
+}
+
+TEST(runs_of_many_callers_never_overlap_or_share_a_page)
+{
+	static const size_t sizes[] = { 128, OBJ, 8704, FIXALLOC_RUN + 2 * MH_SHARING_BLOCK };
+	struct fixalloc f[4];
+	struct fixalloc_run run[RAND_CALLERS];
+	unsigned seed = 1;
+	size_t nlive = 0;
+
+	memset(run, 0, sizeof(run));
+	memset(rand_pages, 0, sizeof(rand_pages));
+	rand_npages = 0;
+	for (int i = 0; i < 4; i++) {
+		fixalloc_init(&f[i], sizes[i], 0, 0);
+		if (i)
+			fixalloc_share(&f[i], &f[0]);
+	}
+	for (int step = 0; step < 20000; step++) {
+		unsigned r = (unsigned)rand_r(&seed);
+		int who = r % RAND_CALLERS;
+		/* Mostly small, one object longer than a run in 64. */
+		struct fixalloc *fa = &f[(r >> 8) % 64 == 0 ? 3 : (r >> 14) % 3];
+		bool carved = !fa->free;
+		char *p;
+
+		if (nlive == RAND_LIVE || (r >> 20) % 4 == 0) {
+			if (!nlive)
+				continue;
+			size_t k = (r >> 3) % nlive;
+
+			fixalloc_free(rand_live[k].f, (void *)rand_live[k].p);
+			rand_live[k] = rand_live[--nlive];
+			continue;
+		}
+		p = fixalloc_alloc_run(fa, &run[who]);
+		ASSERT_NE(NULL, p);
+		ASSERT_EQ(0, (uintptr_t)p % MH_SHARING_BLOCK);
+		for (size_t k = 0; k < nlive; k++)
+			ASSERT_TRUE(rand_live[k].p + rand_live[k].f->size <= (uintptr_t)p ||
+				    (uintptr_t)p + fa->size <= rand_live[k].p)
+				TH_LOG("step %d: %p overlaps a live object", step, p);
+		if (carved) {
+			for (size_t k = 0; k < fa->size; k++)
+				ASSERT_EQ(0, p[k]) TH_LOG("step %d: a carved byte not zero", step);
+			for (uintptr_t pg = first_page(p); pg <= last_page(p, fa->size); pg++)
+				ASSERT_EQ(who, page_owner(pg, who))
+					TH_LOG("step %d: a page carved for two callers", step);
+		}
+		memset(p, 0xa5, fa->size);	/* in use: an overlap shows */
+		rand_live[nlive].p = (uintptr_t)p;
+		rand_live[nlive].f = fa;
+		nlive++;
+	}
+	TH_LOG("%zu pages carved on", rand_npages);
 }
 
 struct first_span {

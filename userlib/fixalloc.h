@@ -23,8 +23,9 @@
  * place, so one caller's objects stay dense across runs; a run too short
  * for an object is left (its rest, less than an object, unused). Runs
  * replaced a gap of FIXALLOC_APART (512) bytes wherever the caller
- * changed: two threads that made their span structs by turns paid the gap
- * for nearly every struct (640 bytes each), 200 kB in tree-t2. Measured:
+ * changed: two threads that made their span structs by turns paid the
+ * gap for nearly every struct (a 512-byte gap a 640-byte struct), 200 kB
+ * in tree-t2. Measured:
  * docs/heap-pages-log.md#span-structs-and-caches-of-two-threads-apart-2026-12-07-issue-24,
  * docs/heap-pages-log.md#metadata-runs-per-thread-not-a-gap-per-change-2026-12-07-issue-24.
  *
