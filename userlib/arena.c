@@ -141,7 +141,7 @@ static const struct heap_hooks arena_hooks = {
 	.fork_child = fork_release,
 };
 
-__attribute__((constructor)) static void arena_init(void)
+__attribute__((constructor(MH_CTOR_ARENA))) static void arena_init(void)
 {
 	arena_cfg.chunk_bytes = ALIGN_UP(mh_option(MH_OPT_ARENA_CHUNK), MH_PAGE_SIZE);
 	arena_cfg.reuse = mh_option(MH_OPT_ARENA_REUSE);

@@ -258,7 +258,7 @@ static void fork_child(void)
 
 /* An explicit MHEAP_BACKEND is checked when the program starts, so a
  * missing backend is reported at once rather than at the first arena. */
-__attribute__((constructor)) static void fault_check_env(void)
+__attribute__((constructor(MH_CTOR_FAULT))) static void fault_check_env(void)
 {
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
 	if (strcmp(mh_option_str(MH_OPT_BACKEND), "auto"))

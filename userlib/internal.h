@@ -79,6 +79,23 @@
 #define MH_LARGE_ZERO(name)
 #endif
 
+/*
+ * The library's constructors run in this order, whatever the order of
+ * their objects in the link: arena_init first, as the secure mode's
+ * allocations take arena chunks; then the backend's and the options'
+ * checks, the statistics' and the use-after-free handler's set-up; and
+ * last, without a priority, malloc_hooks_init (malloc.c), whose hooks
+ * allocate (pthread_key_create, the secure mode's dlopen of libgcc). GCC
+ * runs the constructors with a priority first, lowest first. (Without
+ * priorities the order was the link's, which the Makefile no longer keeps
+ * alphabetical.)
+ */
+#define MH_CTOR_ARENA		101
+#define MH_CTOR_FAULT		102
+#define MH_CTOR_OPTIONS		103
+#define MH_CTOR_STATS		104
+#define MH_CTOR_UAF		105
+
 #define ALIGN_UP(x, a)		(((x) + ((a) - 1)) & ~((uintptr_t)(a) - 1))
 #define ALIGN_DOWN(x, a)	((x) & ~((uintptr_t)(a) - 1))
 #define IS_POW2(x)		((x) != 0 && ((x) & ((x) - 1)) == 0)

@@ -208,7 +208,7 @@ uint64_t mh_env_u64(const char *name, uint64_t def)
 
 /* Every option checked when the program starts (see the top), then
  * printed with MHEAP_VERBOSE=1, one line each. */
-__attribute__((constructor)) static void options_check_all(void)
+__attribute__((constructor(MH_CTOR_OPTIONS))) static void options_check_all(void)
 {
 	for (unsigned i = 0; i < MH_OPT_COUNT; i++) {
 		if (!options[i].name)

@@ -233,7 +233,7 @@ static void stats_print_json(int fd)
 static int stats_fd = -1;
 static uint64_t stats_form;
 
-__attribute__((constructor)) static void stats_init(void)
+__attribute__((constructor(MH_CTOR_STATS))) static void stats_init(void)
 {
 	stats_form = mh_option(MH_OPT_STATS);
 	if (stats_form != MH_STATS_OFF)

@@ -181,7 +181,7 @@ static void fork_release(void)
 	mh_unlock(&install_lock);
 }
 
-__attribute__((constructor)) static void uaf_fork_init(void)
+__attribute__((constructor(MH_CTOR_UAF))) static void uaf_fork_init(void)
 {
 	pthread_atfork(fork_prepare, fork_release, fork_release);
 }
