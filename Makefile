@@ -69,8 +69,25 @@ LIB_CFLAGS := -std=gnu11 $(WARN) -O2 -g -fPIC -pthread \
 # userlib/preload*.c define the standard names (malloc_trim, operator new,
 # ...): they are in the shared object only.
 PRELOAD_SRCS := $(wildcard $(TOP)/userlib/preload*.c)
+# The library's code in two groups, linked in this order (the archive's
+# object and the shared object alike): the sources a default-mode program
+# runs, then COLD_SRCS, the features it never runs (the secure mode, user
+# arenas with their fault backends, use-after-free handler and quarantine
+# scan, the heap check, the statistics' reports). The kernel maps a file's
+# cached pages 64 KiB at a time around each page fault, so code of the two
+# groups in one 64 KiB block would make every process keep the cold code's
+# pages too. The few functions of COLD_SRCS that a default-mode process
+# runs (fork handlers) carry MH_DEFAULT_TEXT (internal.h); constructors and
+# destructors go to .text.startup and .text.exit, which the linker puts
+# ahead of both groups (their order is internal.h's MH_CTOR_*, not the
+# link's). Why and what it saves: docs/heap.md, "The library's own pages";
+# selftests/preload_footprint_test.c checks it.
+COLD_SRCS  := $(wildcard $(addprefix $(TOP)/userlib/,secure*.c arena.c arena_*.c \
+	scan*.c fault*.c uaf.c heapcheck*.c stats.c))
 LIB_SRCS   := $(filter-out $(PRELOAD_SRCS),$(wildcard $(TOP)/userlib/*.c))
+LIB_SRCS   := $(filter-out $(COLD_SRCS),$(LIB_SRCS)) $(filter $(COLD_SRCS),$(LIB_SRCS))
 LIB_OBJS   := $(patsubst $(TOP)/userlib/%.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
+COLD_OBJS  := $(patsubst $(TOP)/userlib/%.c,$(BUILD)/obj/%.o,$(COLD_SRCS))
 LIB_HDRS   := $(wildcard $(TOP)/userlib/*.h $(TOP)/userlib/include/*.h $(TOP)/uapi/linux/*.h)
 # The shared object's malloc.o defines the standard names too (MH_PRELOAD).
 PRELOAD_OBJS := $(patsubst $(TOP)/userlib/%.c,$(BUILD)/obj/%.o,$(PRELOAD_SRCS)) \
@@ -81,8 +98,12 @@ PRELOAD_OBJS := $(patsubst $(TOP)/userlib/%.c,$(BUILD)/obj/%.o,$(PRELOAD_SRCS)) 
 # the library's code and them, more than 2 GiB: tools/archive_medium.c).
 LARGE_ZERO_SRCS := $(shell grep -l 'MH_LARGE_ZERO.[a-z]' $(LIB_SRCS))
 LARGE_ZERO_OBJS := $(patsubst $(TOP)/userlib/%.c,$(BUILD)/obj/%.o,$(LARGE_ZERO_SRCS))
-SO_OBJS    := $(foreach o,$(filter-out $(BUILD)/obj/malloc.o,$(LIB_OBJS)), \
-	$(if $(filter $(o),$(LARGE_ZERO_OBJS)),$(BUILD)/obj/so/$(notdir $(o)),$(o))) $(PRELOAD_OBJS)
+# The shared object's objects in the order of the two groups: its
+# standard names (PRELOAD_OBJS) run in every program, and go with the first.
+so_obj      = $(if $(filter $(1),$(LARGE_ZERO_OBJS)),$(BUILD)/obj/so/$(notdir $(1)),$(1))
+COLD_SO_OBJS := $(foreach o,$(COLD_OBJS),$(call so_obj,$(o)))
+SO_OBJS    := $(foreach o,$(filter-out $(BUILD)/obj/malloc.o $(COLD_OBJS),$(LIB_OBJS)), \
+	$(call so_obj,$(o))) $(PRELOAD_OBJS) $(COLD_SO_OBJS)
 FAULT_BENCH := $(BUILD)/bench/fault_bench
 
 # The library's version, from MH_VERSION_* in mheap.h (its one place); the
@@ -175,11 +196,28 @@ $(BUILD)/libmheap.a: $(BUILD)/obj/libmheap.o
 	@rm -f $@
 	ar rcs $@ $^
 
+# How the shared object's pages are laid out, for the pages every process
+# keeps resident (docs/heap.md, "The library's own pages"):
+# - 64 KiB segment alignment (max-page-size): the kernel maps a cached
+#   file's pages in 64 KiB blocks around a fault (fault-around, and the
+#   page cache's 64 KiB folios); with the code segment starting on a
+#   block, its first block holds the first of the two code groups above
+#   and the blocks after it cold code only, wherever the loader maps the
+#   object. The padding is in the file, never mapped.
+# - -lc before the cold objects: what the library takes from
+#   libc_nonshared.a (pthread_atfork, called at start-up) is linked after
+#   the first group rather than at the end of the code.
+# - No DT_FINI (-fini names no symbol): crti.o's _fini does nothing (the
+#   destructors are in .fini_array) and lies at the very end of the code,
+#   where calling it at exit would map the cold code's last block.
+SO_LDFLAGS := -Wl,-soname,$(SONAME) -Wl,-z,defs -Wl,-Bsymbolic-functions \
+	-Wl,-z,max-page-size=0x10000 -Wl,-fini=mh_no_dt_fini
+
 # The shared object adds the malloc-family symbols (userlib/preload*.c, and
 # aliases in malloc.c built with MH_PRELOAD) so it can be used with
 # LD_PRELOAD; the archive exports only mh_*.
 $(BUILD)/libmheap.so: $(SO_OBJS)
-	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,-z,defs -Wl,-Bsymbolic-functions -pthread -o $@ $^
+	$(CC) -shared $(SO_LDFLAGS) -pthread -o $@ $(filter-out $(COLD_SO_OBJS),$^) -lc $(COLD_SO_OBJS)
 	ln -sf libmheap.so $(BUILD)/$(SONAME)
 
 # ---------------------------------------------------------------- module

@@ -117,12 +117,12 @@ static unsigned freed_count;
 
 /* arena_lock is never held while another allocator lock is taken: fork
  * takes it before the heap's (fork.c). */
-static void fork_prepare(void)
+MH_DEFAULT_TEXT static void fork_prepare(void)
 {
 	mh_lock(&arena_lock);
 }
 
-static void fork_release(void)
+MH_DEFAULT_TEXT static void fork_release(void)
 {
 	mh_unlock(&arena_lock);
 }

@@ -58,7 +58,7 @@ uint64_t reuse_used;
 uint64_t chunks_live;
 static struct fixalloc chunk_alloc;	/* arena_lock */
 
-void arena_chunk_init(void)
+MH_DEFAULT_TEXT void arena_chunk_init(void)
 {
 	fixalloc_init(&chunk_alloc, sizeof(struct arena_chunk), 0, 0);
 }

@@ -238,13 +238,13 @@ const struct fault_backend *fault_block_backend(void)
  * arena exists, when the choice is made and takes no lock), so their
  * handlers' place among those is free.
  */
-static void fork_prepare(void)
+MH_DEFAULT_TEXT static void fork_prepare(void)
 {
 	mh_lock(&choice_lock);
 	kmod_fork_prepare();
 }
 
-static void fork_parent(void)
+MH_DEFAULT_TEXT static void fork_parent(void)
 {
 	kmod_fork_parent();
 	mh_unlock(&choice_lock);

@@ -462,14 +462,14 @@ static unsigned kmod_release(const struct fault_range *r, unsigned n, int *err)
 
 /* ------------------------------------------------------------ fork */
 
-void kmod_fork_prepare(void)
+MH_DEFAULT_TEXT void kmod_fork_prepare(void)
 {
 	mh_lock(&dev_lock);
 	mh_lock(&reg_lock);
 	mh_lock(&kmod_ring_lock);
 }
 
-void kmod_fork_parent(void)
+MH_DEFAULT_TEXT void kmod_fork_parent(void)
 {
 	mh_unlock(&kmod_ring_lock);
 	mh_unlock(&reg_lock);

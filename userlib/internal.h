@@ -80,6 +80,21 @@
 #endif
 
 /*
+ * The library's code lies in two groups (the Makefile's COLD_SRCS): first
+ * what a default-mode program runs, then the features it never runs (the
+ * secure mode, user arenas, the quarantine scan, the heap check, ...), so
+ * that the kernel's fault-around, which maps a cached file's pages 64 KiB
+ * at a time around a page fault, maps the first group's block only.
+ * MH_DEFAULT_TEXT moves a function of a cold file that every process runs
+ * all the same (a fork handler, a constructor's helper) to the first:
+ * .text.hot.*, which GNU ld's default script puts ahead of all plain
+ * .text. It says where the code lies, not how it is compiled (unlike the
+ * hot attribute). Why: docs/heap.md, "The library's own pages";
+ * selftests/preload_footprint_test.c checks it.
+ */
+#define MH_DEFAULT_TEXT	__attribute__((section(".text.hot.mh_default")))
+
+/*
  * The library's constructors run in this order, whatever the order of
  * their objects in the link: arena_init first, as the secure mode's
  * allocations take arena chunks; then the backend's and the options'

@@ -283,12 +283,12 @@ void scan_totals(struct scan_totals *t)
 	mh_unlock(&scan_lock);
 }
 
-void scan_fork_prepare(void)
+MH_DEFAULT_TEXT void scan_fork_prepare(void)
 {
 	mh_lock(&scan_lock);
 }
 
-void scan_fork_parent(void)
+MH_DEFAULT_TEXT void scan_fork_parent(void)
 {
 	mh_unlock(&scan_lock);
 }

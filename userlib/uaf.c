@@ -171,12 +171,12 @@ static void on_segv(int sig, siginfo_t *si, void *ctx)
  * Nothing else is taken under it, nor it under anything. */
 static mh_lock_t install_lock = MH_LOCK_INIT;
 
-static void fork_prepare(void)
+MH_DEFAULT_TEXT static void fork_prepare(void)
 {
 	mh_lock(&install_lock);
 }
 
-static void fork_release(void)
+MH_DEFAULT_TEXT static void fork_release(void)
 {
 	mh_unlock(&install_lock);
 }
