@@ -21,8 +21,11 @@
 static uintptr_t zero_base;	/* the range, ZERO_SLOTS slots */
 static uint64_t zero_used[ZERO_WORDS] MH_LARGE_ZERO(zero_used);
 /* A bit per word of zero_used, set while the word is all ones (its 64
- * slots live): the search skips 4,096 slots a word of this. */
-static uint64_t zero_full[ZERO_WORDS / 64];
+ * slots live): the search skips 4,096 slots a word of this. 8 kB, in
+ * .lbss too: among the small variables it put two pages between those
+ * that every process writes at start-up (the heap's, and after it the
+ * arenas' settings and the statistics'). */
+static uint64_t zero_full[ZERO_WORDS / 64] MH_LARGE_ZERO(zero_full);
 static size_t zero_live;	/* slots given out */
 static size_t zero_next;	/* where the search for a free slot starts */
 static mh_lock_t zero_lock = MH_LOCK_INIT;
