@@ -3,8 +3,7 @@
  * The roots a C program keeps a pointer in, for the tests of the
  * quarantine scan (scan_*_test.c, quarantine_scan_test.c): a global, a
  * thread-local, another thread's stack, a register of a thread blocked in
- * a system call, a heap object, another live arena, an mmaped buffer, a
- * buffer below a thread stack given in it.
+ * a system call, a heap object, another live arena, an mmaped buffer.
  * Pointers travel XORed with KEY, and are put in place by functions that
  * do not inline, so that no other copy (a caller's frame or register) is
  * what a scan finds.
@@ -146,77 +145,6 @@ static void holder_stop(struct holder *h)
 	close(h->pipe[1]);
 }
 
-/*
- * A buffer that starts at a guard page and holds a thread's stack at its
- * top (pthread_attr_setstack), the thread blocked in read(2) on a pipe:
- * the pointer goes in the buffer's first page, below the stack. A mapping
- * of that shape is what a stack the thread library made looks like; the
- * data below the stack is a root all the same (userlib/scan_stacks.c).
- */
-#define BELOW_LEN ((size_t)4 << 20)
-#define BELOW_PAGE ((size_t)4096)
-
-struct below_stack {
-	char *map;		/* the guard page, then BELOW_LEN */
-	pthread_t thread;
-	int pipe[2];
-	_Atomic pid_t tid;
-	bool running;
-};
-
-static void *below_main(void *arg)
-{
-	struct below_stack *b = arg;
-	char c = 0;
-
-	mh_free(mh_malloc(16));	/* the heap knows the thread (roots above) */
-	atomic_store(&b->tid, (pid_t)syscall(SYS_gettid));
-	while (read(b->pipe[0], &c, 1) == 1 && c != 2)
-		;
-	return NULL;
-}
-
-static bool below_start(struct below_stack *b)
-{
-	pthread_attr_t at;
-	bool ok;
-
-	if (b->running)
-		return true;
-	atomic_store(&b->tid, 0);
-	if (pipe(b->pipe) || pthread_attr_init(&at))
-		return false;
-	/* The stack: the buffer's top half (room for a sanitizer's TLS). */
-	ok = !pthread_attr_setstack(&at, b->map + BELOW_PAGE + BELOW_LEN / 2, BELOW_LEN / 2) &&
-	     !pthread_create(&b->thread, &at, below_main, b);
-	pthread_attr_destroy(&at);
-	if (!ok)
-		return false;
-	b->running = true;
-	while (!atomic_load(&b->tid))
-		usleep(100);
-	return wait_in_syscall(atomic_load(&b->tid), SYS_read);
-}
-
-static void below_stop(struct below_stack *b)
-{
-	char c = 2;
-
-	if (!b->running)
-		return;
-	if (write(b->pipe[1], &c, 1) == 1)
-		pthread_join(b->thread, NULL);
-	close(b->pipe[0]);
-	close(b->pipe[1]);
-	b->running = false;
-}
-
-/* Where the pointer goes: the buffer's first page, above the guard. */
-static inline volatile uintptr_t *below_slot(struct below_stack *b)
-{
-	return (volatile uintptr_t *)(b->map + BELOW_PAGE + 64);
-}
-
 enum root_kind {
 	ROOT_GLOBAL,
 	ROOT_THREAD_LOCAL,
@@ -225,7 +153,6 @@ enum root_kind {
 	ROOT_HEAP_OBJECT,
 	ROOT_ARENA,
 	ROOT_MMAP_BUFFER,
-	ROOT_BELOW_A_THREAD_STACK,
 };
 
 #define ROOTS_BUFFER_LEN ((size_t)1 << 20)
@@ -238,7 +165,6 @@ struct roots {
 	mh_arena *arena;
 	void **arena_object;
 	char *buffer;
-	struct below_stack below;
 };
 
 static inline bool roots_init(struct roots *r)
@@ -249,10 +175,7 @@ static inline bool roots_init(struct roots *r)
 	r->arena_object = r->arena ? mh_arena_calloc(r->arena, 32, sizeof(void *)) : NULL;
 	r->buffer = mmap(NULL, ROOTS_BUFFER_LEN, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	r->below.map = mmap(NULL, BELOW_PAGE + BELOW_LEN, PROT_READ | PROT_WRITE,
-			    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	return r->heap_object && r->arena_object && r->buffer != MAP_FAILED &&
-	       r->below.map != MAP_FAILED && !mprotect(r->below.map, BELOW_PAGE, PROT_NONE);
+	return r->heap_object && r->arena_object && r->buffer != MAP_FAILED;
 }
 
 static inline void roots_fini(struct roots *r)
@@ -266,9 +189,6 @@ static inline void roots_fini(struct roots *r)
 		mh_arena_free(r->arena);
 	if (r->buffer != MAP_FAILED)
 		munmap(r->buffer, ROOTS_BUFFER_LEN);
-	below_stop(&r->below);
-	if (r->below.map != MAP_FAILED)
-		munmap(r->below.map, BELOW_PAGE + BELOW_LEN);
 }
 
 /* Put the pointer enc ^ KEY in root kind. Not inline (see the top), and
@@ -297,9 +217,6 @@ static bool __attribute__((noinline, unused)) root_set(struct roots *r, enum roo
 	case ROOT_MMAP_BUFFER:
 		*(volatile uintptr_t *)(r->buffer + 700000) = p;
 		return true;
-	case ROOT_BELOW_A_THREAD_STACK:
-		*below_slot(&r->below) = p;
-		return below_start(&r->below);
 	}
 	return false;
 }
@@ -325,9 +242,6 @@ static bool __attribute__((noinline, unused)) root_clear(struct roots *r, enum r
 		return true;
 	case ROOT_MMAP_BUFFER:
 		*(volatile uintptr_t *)(r->buffer + 700000) = 0;
-		return true;
-	case ROOT_BELOW_A_THREAD_STACK:
-		*below_slot(&r->below) = 0;
 		return true;
 	}
 	return false;
@@ -357,8 +271,6 @@ static inline const char *root_unsupported(enum root_kind kind)
 		.kind = ROOT_THREAD_REGISTER, extra }; \
 	FIXTURE_VARIANT_ADD(fixture, heap_object) { .kind = ROOT_HEAP_OBJECT, extra }; \
 	FIXTURE_VARIANT_ADD(fixture, another_live_arena) { .kind = ROOT_ARENA, extra }; \
-	FIXTURE_VARIANT_ADD(fixture, mmap_buffer) { .kind = ROOT_MMAP_BUFFER, extra }; \
-	FIXTURE_VARIANT_ADD(fixture, below_a_thread_stack_in_a_buffer) { \
-		.kind = ROOT_BELOW_A_THREAD_STACK, extra }
+	FIXTURE_VARIANT_ADD(fixture, mmap_buffer) { .kind = ROOT_MMAP_BUFFER, extra }
 
 #endif
