@@ -11,9 +11,12 @@
 #    against that tree needs libmheap.so.MAJOR, loads it from the tree and
 #    prints mh_version() equal to the header's MH_VERSION and to mheap.pc's;
 # 5. the same statically, with `pkg-config --static` and -static;
-# 6. PREFIX, LIBDIR and INCLUDEDIR put the files where they say, and
+# 6. a C++ program (tools/install_check_cxx.cc) built with pkg-config's
+#    flags as C++11 and C++20, -Wall -Wextra -Werror -pedantic, runs: the
+#    header is usable from C++;
+# 7. PREFIX, LIBDIR and INCLUDEDIR put the files where they say, and
 #    mheap.pc's paths follow;
-# 7. `make uninstall` with the same variables leaves no file behind.
+# 8. `make uninstall` with the same variables leaves no file behind.
 set -u
 top=$1 work=$2
 rm -rf "$work" && mkdir -p "$work"
@@ -77,6 +80,21 @@ result $? "the same program links statically with pkg-config --static and runs" 
 	"$(echo "flags: $flags"; tail -5 "$work/static.log"; cat "$work/static.out" 2>/dev/null)"
 
 # 6
+cxx=$work/install_check_cxx
+flags=$(pkg-config --define-prefix --cflags --libs mheap 2>&1)
+: > "$work/cxx.log"
+for std in c++11 c++20; do
+	# shellcheck disable=SC2086
+	g++ -std=$std -Wall -Wextra -Werror -pedantic -o "$cxx-$std" "$top/tools/install_check_cxx.cc" \
+		$flags >> "$work/cxx.log" 2>&1 &&
+		LD_LIBRARY_PATH=$dest/usr/lib "$cxx-$std" > "$work/cxx-$std.out" 2>> "$work/cxx.log" &&
+		[ "$(cat "$work/cxx-$std.out")" = "$ver $ver" ] || echo "$std: failed" >> "$work/cxx.log"
+done
+result "$(! grep -q failed "$work/cxx.log"; echo $?)" \
+	"a C++11 and a C++20 program built with pkg-config's flags, -Wall -Wextra -Werror -pedantic, run" \
+	"$(echo "flags: $flags"; head -20 "$work/cxx.log")"
+
+# 7
 opt=$work/opt-tree
 vars=(PREFIX=/opt/mh LIBDIR=/opt/mh/lib64 INCLUDEDIR=/opt/mh/inc)
 mk install DESTDIR="$opt" "${vars[@]}" > "$work/install-opt.log" 2>&1
@@ -97,7 +115,7 @@ result "$([ -z "$diff" ] && [ "$pc" = "$wantpc" ]; echo $?)" \
 	"PREFIX, LIBDIR and INCLUDEDIR place the files and mheap.pc's paths" \
 	"$(tail -5 "$work/install-opt.log"; echo "$diff"; echo "$pc")"
 
-# 7
+# 8
 mk uninstall DESTDIR="$dest" PREFIX=/usr > "$work/uninstall.log" 2>&1
 mk uninstall DESTDIR="$opt" "${vars[@]}" >> "$work/uninstall.log" 2>&1
 left=$(files "$dest"; files "$opt")

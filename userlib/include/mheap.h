@@ -138,8 +138,14 @@ struct mh_stats {
  * has two more classes (1920). */
 #define MH_STATS_SIZE_V1 1808
 
-/* struct mh_stats st = MH_STATS_INIT; sets the size, zeroes the rest. */
+/* struct mh_stats st = MH_STATS_INIT; sets the size, zeroes the rest. In
+ * C++ a value-initialised copy, as designated initialisers are C++20's
+ * and g++ -Wextra warns of every field they leave out. */
+#ifdef __cplusplus
+#define MH_STATS_INIT ([] { struct mh_stats st_ = {}; st_.size = sizeof(st_); return st_; }())
+#else
 #define MH_STATS_INIT { .size = sizeof(struct mh_stats) }
+#endif
 
 /*
  * Fill *st with a snapshot: the first min(st->size, the library's own
