@@ -5,10 +5,13 @@
  * asked for written, not a lattice block's tail), malloc(0), calloc's
  * overflow check, aligned_alloc of every power of two, realloc in place
  * and moved (room to grow, none to shrink), large blocks on the 64 KiB
- * lattice, usable size, ENOMEM under RLIMIT_AS, the stats, and the
+ * lattice, usable size, ENOMEM under RLIMIT_AS and for a block larger
+ * than memory and swap, the stats, and the
  * count of a window's objects with and without popcnt.
  */
 #define _GNU_SOURCE
+#include <sys/sysinfo.h>
+
 #include "heap_lib.h"
 
 /* ------------------------------------------------------------ calloc */
@@ -265,6 +268,70 @@ TEST(out_of_memory_returns_null_with_enomem)
 	run_child(exhaust_address_space, NULL, &r);
 	ASSERT_TRUE(WIFEXITED(r.status)) TH_LOG("child died: %s", r.err);
 	EXPECT_EQ(0, WEXITSTATUS(r.status));
+}
+
+/* Memory and swap, and whether the kernel grants any size
+ * (vm.overcommit_memory=1); 0 when they cannot be read. */
+static uint64_t memory_and_swap(bool *always)
+{
+	char mode = 0;
+	int fd = open("/proc/sys/vm/overcommit_memory", O_RDONLY);
+	struct sysinfo si;
+
+	if (fd >= 0) {
+		if (read(fd, &mode, 1) != 1)
+			mode = 0;
+		close(fd);
+	}
+	*always = mode == '1';
+	if (sysinfo(&si))
+		return 0;
+	return ((uint64_t)si.totalram + si.totalswap) * si.mem_unit;
+}
+
+static void malloc_more_than_memory(void *arg)
+{
+	size_t size = *(size_t *)arg;
+	void *p;
+
+	alarm(10);
+	errno = 0;
+	p = mh_malloc(size);
+	if (p || errno != ENOMEM)
+		_exit(p ? 11 : 12);
+	errno = 0;
+	p = mh_aligned_alloc((size_t)1 << 30, size);
+	if (p || errno != ENOMEM)
+		_exit(p ? 13 : 14);
+	/* And the heap still serves what fits. */
+	p = mh_malloc(100 << 20);
+	if (!p)
+		_exit(15);
+	mh_free(p);
+	_exit(0);
+}
+
+/* A block four times the size of memory and swap (at least 1 TiB): the
+ * kernel would refuse glibc's malloc of it (the heuristic overcommit
+ * policy, or the strict one), and mheap's is refused likewise, at once.
+ * Before, the heap grew by a heap arena per 64 MiB of it, untouched
+ * (MAP_NORESERVE: the policy never saw it), and did not return in 120 s. */
+TEST(a_block_larger_than_memory_and_swap_gets_enomem_at_once)
+{
+	struct child_result r;
+	bool always;
+	uint64_t total = memory_and_swap(&always);
+	size_t size = total * 4 > ((size_t)1 << 40) ? total * 4 : (size_t)1 << 40;
+
+	if (always)
+		SKIP(return, "vm.overcommit_memory=1: the kernel grants any size, glibc's malloc too");
+	if (!total || size > ((size_t)1 << 45))
+		SKIP(return, "memory and swap unknown or above 8 TiB");
+	run_child(malloc_more_than_memory, &size, &r);
+	ASSERT_TRUE(WIFEXITED(r.status))
+		TH_LOG("child died of signal %d (14: SIGALRM, no answer in 10 s): %s",
+		       WIFSIGNALED(r.status) ? WTERMSIG(r.status) : 0, r.err);
+	EXPECT_EQ(0, WEXITSTATUS(r.status)) TH_LOG("%zu bytes: %s", size, r.err);
 }
 
 TEST(stats_account_for_objects)

@@ -93,9 +93,18 @@ static void *reserve(size_t size)
 struct heap_arena *arenamap_grow(size_t n)
 {
 	size_t size = n * MH_ARENA_SIZE;
-	char *base = reserve(size);
+	char *base;
 	struct heap_arena *first = NULL;
 
+	/* A growth by more than one arena is for one large block (or arena
+	 * chunk): one the kernel would not grant glibc's malloc is refused
+	 * here too, before its arenas and span pointers are made
+	 * (sys_could_commit). */
+	if (n > 1 && !sys_could_commit(size)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	base = reserve(size);
 	if (!base || (uintptr_t)(base + size) >> MH_ADDR_BITS || !sys_map(base, size)) {
 		if (base)
 			sys_free(base, size);

@@ -136,6 +136,27 @@ bool sys_map(void *p, size_t size)
 	return mprotect(p, size, PROT_READ | PROT_WRITE) == 0;
 }
 
+/*
+ * The heap's mappings are MAP_NORESERVE, which the kernel's overcommit
+ * policy does not count: without asking it, a malloc of 1 TiB on a
+ * machine of 24 GiB went on to register 16,384 heap arenas and write a
+ * span pointer per page (1 GiB), for minutes, where glibc's malloc, whose
+ * mmap the policy counts, returns NULL at once. A mapping of the same size
+ * that counts, made and unmapped, asks the policy the question glibc's
+ * mmap does (heuristic: not more than RAM and swap; strict: the commit
+ * limit; "always": yes). Two system calls, for a growth of the heap by
+ * more than one arena only (arenamap_grow).
+ */
+bool sys_could_commit(size_t size)
+{
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		return false;
+	munmap(p, size);
+	return true;
+}
+
 bool sys_map_over(void *p, size_t size)
 {
 	return mmap(p, size, PROT_READ | PROT_WRITE,

@@ -19,6 +19,9 @@ MH_HIDDEN void *sys_reserve_at(void *hint, size_t size);
 MH_HIDDEN void *sys_reserve_aligned(size_t size, size_t align);
 /* Make reserved memory ready (read/write). */
 MH_HIDDEN bool sys_map(void *p, size_t size);
+/* Whether the kernel's overcommit policy would grant size bytes of memory
+ * that counts against it (sysmem.c): the heap's own mappings do not. */
+MH_HIDDEN bool sys_could_commit(size_t size);
 /* Fresh ready memory over a range of the heap, with the heap's own flags
  * (MAP_FIXED: whatever was there, or nothing, is replaced; it reads zero). */
 MH_HIDDEN bool sys_map_over(void *p, size_t size);
