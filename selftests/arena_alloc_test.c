@@ -327,17 +327,23 @@ TEST(forcing_an_unknown_or_missing_backend_fails_at_start_up)
 		const char *value, *message;
 	} cases[] = {
 		{ "bogus", "mheap: MHEAP_BACKEND=bogus: unknown backend" },
-		{ "kmod", "mheap: MHEAP_BACKEND=kmod: that backend does not work here" },
+		/* what to do about it, not only the errno */
+		{ "kmod", "mheap: MHEAP_BACKEND=kmod: that backend does not work here "
+			  "(it needs the module loaded, /dev/mheap: modprobe mheap): " },
+		{ "guard", "mheap: MHEAP_BACKEND=guard: that backend does not work here "
+			   "(it needs Linux 6.13 or later, MADV_GUARD_INSTALL): " },
 	};
 
-	for (unsigned i = 0; i < 2; i++) {
+	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char cmd[512], out[512] = "";
 		FILE *f;
 
-		/* The module is here and kmod works: nothing to fail. (The
+		/* The module is here and kmod works, or the kernel has
+		 * guard regions: nothing to fail. (The
 		 * 6.1 harness has no -l, so the child would run every test,
 		 * this one included, over and over.) */
-		if (!strcmp(cases[i].value, "kmod") && fault_backend_kmod.probe() == 0)
+		if ((!strcmp(cases[i].value, "kmod") && fault_backend_kmod.probe() == 0) ||
+		    (!strcmp(cases[i].value, "guard") && fault_backend_guard.probe() == 0))
 			continue;
 		snprintf(cmd, sizeof(cmd), "MHEAP_BACKEND=%s /proc/%d/exe -l 2>&1",
 			 cases[i].value, getpid());

@@ -181,6 +181,18 @@ const struct fault_backend *fault_backend_select(const char *name)
 	return b;
 }
 
+/* What a backend needs, for the start-up error when the one named in
+ * MHEAP_BACKEND does not work: the errno alone ("No such file or
+ * directory") does not tell a user what to do. */
+static const char *backend_needs(const char *name)
+{
+	if (!strcmp(name, "kmod"))
+		return " (it needs the module loaded, /dev/mheap: modprobe mheap)";
+	if (!strcmp(name, "guard"))
+		return " (it needs Linux 6.13 or later, MADV_GUARD_INSTALL)";
+	return "";
+}
+
 static const struct fault_backend *select_from_env(void)
 {
 	const char *name = mh_option_str(MH_OPT_BACKEND);
@@ -189,8 +201,8 @@ static const struct fault_backend *select_from_env(void)
 		return b;
 	for (unsigned i = 0; i < sizeof(all_backends) / sizeof(all_backends[0]); i++)
 		if (!strcmp(name, all_backends[i]->name))
-			mh_fatal("MHEAP_BACKEND=%s: that backend does not work here: %s", name,
-				 strerror(-all_backends[i]->probe()));
+			mh_fatal("MHEAP_BACKEND=%s: that backend does not work here%s: %s", name,
+				 backend_needs(name), strerror(-all_backends[i]->probe()));
 	mh_fatal("MHEAP_BACKEND=%s: unknown backend (auto, kmod, guard, mprotect or none)",
 		 name);
 }
