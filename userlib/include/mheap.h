@@ -168,12 +168,17 @@ MHEAP_API void mh_scavenge(void);
 /* ---------------------------------------------------------------- arenas */
 
 /* An arena handle is opaque (not an address): a freed one is recognised
- * however many arenas come after it, and any use of it aborts. */
+ * however many arenas come after it, and any use of it aborts, as does
+ * that of NULL or of a handle never issued (unlike mh_free(NULL), which
+ * does nothing). Every allocator below returns NULL with errno = ENOMEM
+ * when out of memory; size 0 gets a unique pointer. */
 typedef struct mh_arena mh_arena;
 
 MHEAP_API mh_arena *mh_arena_new(void);
 /* Memory that may hold pointers: bump-allocated upwards in the chunk.
- * align 0 means 16; otherwise a power of two (else NULL, EINVAL). */
+ * align 0 means 16; otherwise a power of two (else NULL, EINVAL). A
+ * request over a quarter of a chunk (MHEAP_ARENA_CHUNK) gets a chunk of its
+ * own, faulted with the arena. */
 MHEAP_API void *mh_arena_alloc(mh_arena *a, size_t size, size_t align);
 /* Pointer-free memory: bump-allocated downwards, as Go does. */
 MHEAP_API void *mh_arena_alloc_noscan(mh_arena *a, size_t size, size_t align);
