@@ -83,6 +83,10 @@
  * either completes before them (and FAULT zaps the entry it installed) or
  * starts after them (and sees the quarantine bit). FAULT and RELEASE hold
  * mmap_lock for reading, as MADV_DONTNEED does, to find the VMA and zap.
+ * Page faults hold mmap_lock too, on 6.12 as on 6.1: from 6.7 the kernel
+ * calls ->fault under the per-VMA lock alone only for VMAs whose
+ * operations have ->map_pages (vmf_can_call_fault()), which these have
+ * not, and retries the others under mmap_lock.
  *
  * VMA life: the mapping is VM_DONTEXPAND and VM_DONTCOPY (a child of fork()
  * does not inherit it), VM_DONTDUMP (a core dump would otherwise allocate

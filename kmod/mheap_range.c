@@ -33,6 +33,7 @@
  * Runs of set bits that start at a position in [first, last] (last may be
  * npages, which is no position). Changing bits [first, last) changes only
  * these starts, so counting them before and after gives the change in runs.
+ * The bitmap changes only under the map lock held for writing.
  */
 static unsigned long run_starts(const struct mheap_map *map,
 				unsigned long first, unsigned long last)
@@ -41,6 +42,7 @@ static unsigned long run_starts(const struct mheap_map *map,
 	unsigned long end = min(last + 1, map->npages);
 	unsigned long i = first, runs = 0;
 
+	lockdep_assert_held(&map->lock);
 	for (;;) {
 		i = find_next_bit(bm, end, i);
 		if (i >= end)
@@ -58,6 +60,7 @@ static unsigned long bits_set(const struct mheap_map *map,
 	const unsigned long *bm = map->quarantine;
 	unsigned long i = first, n = 0, z;
 
+	lockdep_assert_held(&map->lock);
 	for (;;) {
 		i = find_next_bit(bm, last, i);
 		if (i >= last)
@@ -181,6 +184,8 @@ static int range_quarantine(struct mheap_map *map, struct vm_area_struct *vma,
 	long runs = -(long)run_starts(map, first, last);
 	int ret;
 
+	/* Counted and changed with no fault or command in between. */
+	lockdep_assert_held_write(&map->lock);
 	ret = split_ends(map, first, last);
 	if (ret)
 		return ret;
@@ -207,6 +212,7 @@ static int range_release(struct mheap_map *map, struct vm_area_struct *vma,
 	long runs = -(long)run_starts(map, first, last);
 	int ret;
 
+	lockdep_assert_held_write(&map->lock);
 	ret = split_ends(map, first, last);
 	if (ret)
 		return ret;
