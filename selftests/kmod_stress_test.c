@@ -17,6 +17,19 @@
  *  - a forker forks children that map the inherited descriptor (the same
  *    context), fault a page of it and touch that page, and so must die of
  *    SIGSEGV.
+ * The huge variants make the shared mapping two 2 MiB blocks advised
+ * MADV_HUGEPAGE, so that touches map compound pages with one PMD, and the
+ * commanders' ranges are whole blocks or a few pages that cut one (the
+ * module splits the block's index entry) as often as random ones; and two
+ * more actors join:
+ *  - an advisor zaps, ages and pages out random ranges (MADV_DONTNEED,
+ *    MADV_COLD, MADV_PAGEOUT: the kernel's own walks over these pages,
+ *    which split PMDs and try to split compound pages), takes the huge
+ *    page advice back and gives it again, and write-protects the whole
+ *    mapping for a moment (mprotect);
+ *  - a splicer pins random ranges with vmsplice() and reads them out of
+ *    the pipe after a moment, while FAULT and RELEASE drop the pages: a
+ *    pinned page keeps what it had.
  * Every byte ever written to page i of the shared mapping is pattern(i), so
  * whatever reads it (the toucher, process_vm_readv) must see that or zero
  * (never-touched, released): anything else is memory that came from
@@ -31,6 +44,7 @@
 #include <fcntl.h>
 #include <liburing.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -50,6 +64,8 @@
 #include "kmod_util.h"
 
 #define NPAGES		32	/* the shared mapping */
+#define BLOCK		(2u << 20)	/* the huge variants' blocks... */
+#define HUGE_BLOCKS	2	/* ...and how many their mapping has */
 #define CHURN_PAGES	8	/* the churner's own mappings */
 #define MAX_RANGES	4	/* per command batch or vector */
 
@@ -60,20 +76,35 @@ static unsigned char pattern(size_t i)
 }
 
 struct stress {
-	bool uring;
+	bool uring, huge;
 	int fd;
 	char *mem;
-	size_t len;
+	size_t len, npages;
 	struct timespec end;
+	pthread_barrier_t start;	/* the actors and the clock start together */
 	struct reports reports;
 	/* Tallies, atomic. */
 	unsigned long commands, touches, segvs, reads, partial_reads, read_faults;
-	unsigned long churns, children, children_segv;
+	unsigned long churns, children, children_segv, advices, splices, pinned;
 };
 
 static bool past_end(const struct stress *s)
 {
 	return deadline_passed(&s->end);
+}
+
+/*
+ * Each actor calls this once its descriptors exist (a ring, a pipe), and
+ * on every way out before that: the actors and the clock start together.
+ * Under emulation creating a thread can take seconds while the first ones
+ * fork and lock the address space, and an actor begun after the deadline
+ * does nothing; and a descriptor made while the churner's commands are in
+ * flight may take the number of the one it closed, which io_uring looks
+ * up only when io-wq issues a command (which then fails with EOPNOTSUPP).
+ */
+static void stress_begin(struct stress *s)
+{
+	pthread_barrier_wait(&s->start);
 }
 
 static void tally(unsigned long *counter, unsigned long n)
@@ -90,6 +121,33 @@ static struct mheap_range random_range(unsigned int *seed, char *mem, size_t npa
 	size_t pages = 1 + (size_t)rand_r(seed) % (npages - first);
 
 	return (struct mheap_range){ (uintptr_t)mem + first * page, pages * page };
+}
+
+/*
+ * A commander's range: random, or in the huge variants as often whole
+ * blocks (a PMD zapped, a compound page freed at once) or a few pages at
+ * random, which mostly cut a block.
+ */
+static struct mheap_range stress_range(struct stress *s, unsigned int *seed)
+{
+	size_t per_block = BLOCK / page, first, pages;
+
+	switch (s->huge ? rand_r(seed) % 3 : 0) {
+	case 1:
+		first = (size_t)rand_r(seed) % HUGE_BLOCKS;
+		pages = 1 + (size_t)rand_r(seed) % (HUGE_BLOCKS - first);
+		return (struct mheap_range){ (uintptr_t)s->mem + first * BLOCK,
+					     pages * BLOCK };
+	case 2:
+		pages = 1 + (size_t)rand_r(seed) % 8;
+		first = (size_t)rand_r(seed) % (s->npages - pages + 1);
+		/* Now and then across the boundary between the blocks. */
+		if (rand_r(seed) % 4 == 0)
+			first = per_block - pages / 2;
+		return (struct mheap_range){ (uintptr_t)s->mem + first * page, pages * page };
+	default:
+		return random_range(seed, s->mem, s->npages);
+	}
 }
 
 /*
@@ -127,22 +185,31 @@ static void *commander(void *arg)
 
 	if (s->uring && io_uring_queue_init(2 * MAX_RANGES, &ring, 0)) {
 		report(s, "io_uring_queue_init: %s", strerror(errno));
+		stress_begin(s);
 		return NULL;
 	}
+	stress_begin(s);
 	while (!past_end(s)) {
 		unsigned int n = 1 + (unsigned int)rand_r(&seed) % MAX_RANGES, done;
+		/*
+		 * The huge variants' ranges are larger: one FAULT in four keeps
+		 * the mapping mostly live, for the touches and pins.
+		 */
+		uint32_t op = !s->huge ? 0 : rand_r(&seed) % 4 ? MHEAP_URING_CMD_RELEASE :
+								 MHEAP_URING_CMD_FAULT;
 
 		for (unsigned int i = 0; i < n; i++)
-			r[i] = random_range(&seed, s->mem, NPAGES);
+			r[i] = stress_range(s, &seed);
 		if (!s->uring) {
-			unsigned long cmd = rand_r(&seed) % 2 ? MHEAP_IOC_FAULT : MHEAP_IOC_RELEASE;
+			bool fault = op ? op == MHEAP_URING_CMD_FAULT : rand_r(&seed) % 2;
+			unsigned long cmd = fault ? MHEAP_IOC_FAULT : MHEAP_IOC_RELEASE;
 			int err = ranges_cmd(s->fd, cmd, r, n, &done);
 
 			if (err || done != n)
 				report(s, "ioctl %s of %u ranges: %s, %u done",
 				       cmd == MHEAP_IOC_FAULT ? "FAULT" : "RELEASE", n,
 				       strerror(err), done);
-		} else if (!uring_submit_ranges(&ring, s->fd, r, n, 0, false, &seed) ||
+		} else if (!uring_submit_ranges(&ring, s->fd, r, n, op, false, &seed) ||
 			   uring_reap(&ring, n, res) != n) {
 			report(s, "io_uring: a batch of %u did not complete", n);
 			break;
@@ -165,6 +232,7 @@ static void *toucher(void *arg)
 	unsigned int seed = (unsigned int)(uintptr_t)pthread_self();
 	unsigned long touches = 0, segvs = 0;
 
+	stress_begin(s);
 	while (!past_end(s)) {
 		size_t off = (size_t)rand_r(&seed) % s->len;
 		char *p = s->mem + off, v = 0;
@@ -193,14 +261,15 @@ static void *reader(void *arg)
 	unsigned char *buf = malloc(MAX_RANGES * page);
 	unsigned long reads = 0, partial = 0, faults = 0;
 
+	stress_begin(s);
 	while (buf && !past_end(s)) {
-		size_t first = (size_t)rand_r(&seed) % NPAGES;
+		size_t first = (size_t)rand_r(&seed) % s->npages;
 		size_t pages = 1 + (size_t)rand_r(&seed) % MAX_RANGES;
 		struct iovec local = { buf, 0 }, remote;
 		ssize_t n;
 
-		if (first + pages > NPAGES)
-			pages = NPAGES - first;
+		if (first + pages > s->npages)
+			pages = s->npages - first;
 		local.iov_len = pages * page;
 		remote = (struct iovec){ s->mem + first * page, pages * page };
 		n = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
@@ -230,6 +299,105 @@ static void *reader(void *arg)
 }
 
 /*
+ * Huge variants: the kernel's own walks over random ranges. Every call
+ * succeeds; the data stays (MADV_DONTNEED drops only page-table entries of
+ * a shared mapping, the others only age pages or find them unevictable).
+ */
+static void *advisor(void *arg)
+{
+	static const int advice[] = { MADV_DONTNEED, MADV_COLD, MADV_PAGEOUT };
+	struct stress *s = arg;
+	unsigned int seed = (unsigned int)(uintptr_t)pthread_self();
+	unsigned long advices = 0;
+
+	stress_begin(s);
+	while (!past_end(s)) {
+		struct mheap_range r = stress_range(s, &seed);
+		int a = advice[rand_r(&seed) % 3];
+
+		if (madvise((void *)(uintptr_t)r.addr, r.len, a))
+			report(s, "madvise %d of %llu bytes: %s", a, (unsigned long long)r.len,
+			       strerror(errno));
+		advices++;
+		switch (rand_r(&seed) % 16) {
+		case 0:
+			/* Blocks touched meanwhile get small pages. */
+			if (madvise(s->mem, s->len, MADV_NOHUGEPAGE))
+				report(s, "MADV_NOHUGEPAGE: %s", strerror(errno));
+			sched_yield();
+			if (madvise(s->mem, s->len, MADV_HUGEPAGE))
+				report(s, "MADV_HUGEPAGE: %s", strerror(errno));
+			break;
+		case 1:
+			/* PMDs and entries write-protected, then written again. */
+			if (mprotect(s->mem, s->len, PROT_READ))
+				report(s, "mprotect PROT_READ: %s", strerror(errno));
+			sched_yield();
+			if (mprotect(s->mem, s->len, PROT_READ | PROT_WRITE))
+				report(s, "mprotect back: %s", strerror(errno));
+			break;
+		}
+	}
+	tally(&s->advices, advices);
+	return NULL;
+}
+
+/*
+ * Huge variants: pin up to four random pages with vmsplice() and read them
+ * back out of the pipe a moment later, while the commanders drop them: each
+ * byte is its page's pattern or zero, whatever happened to the mapping.
+ */
+static void *splicer(void *arg)
+{
+	struct stress *s = arg;
+	unsigned int seed = (unsigned int)(uintptr_t)pthread_self();
+	unsigned char *buf = malloc(MAX_RANGES * page);
+	unsigned long splices = 0, pinned = 0;
+	int pfd[2];
+
+	if (!buf || pipe(pfd)) {
+		report(s, "splicer: %s", strerror(errno));
+		free(buf);
+		stress_begin(s);
+		return NULL;
+	}
+	stress_begin(s);
+	while (!past_end(s)) {
+		size_t pages = 1 + (size_t)rand_r(&seed) % MAX_RANGES;
+		size_t first = (size_t)rand_r(&seed) % (s->npages - pages + 1);
+		struct iovec iov = { s->mem + first * page, pages * page };
+		ssize_t n = vmsplice(pfd[1], &iov, 1, 0), got = 0, r;
+
+		splices++;
+		if (n < 0) {
+			if (errno != EFAULT)
+				report(s, "vmsplice: %s", strerror(errno));
+			continue;
+		}
+		pinned++;
+		sched_yield();
+		while (got < n && (r = read(pfd[0], buf + got, (size_t)(n - got))) > 0)
+			got += r;
+		if (got != n) {
+			report(s, "read %zd of %zd spliced bytes: %s", got, n, strerror(errno));
+			break;
+		}
+		for (ssize_t i = 0; i < n; i++)
+			if (buf[i] && buf[i] != pattern(first + (size_t)i / page)) {
+				report(s, "vmsplice: page %zu holds %#x", first + (size_t)i / page,
+				       buf[i]);
+				break;
+			}
+	}
+	close(pfd[0]);
+	close(pfd[1]);
+	free(buf);
+	tally(&s->splices, splices);
+	tally(&s->pinned, pinned);
+	return NULL;
+}
+
+/*
  * A context of its own, again and again: map, write, fault half of it, and
  * close and unmap. In the io_uring variant the FAULTs are punted to io-wq
  * and the descriptor closed, and sometimes the mapping unmapped, while they
@@ -249,8 +417,10 @@ static void *churner(void *arg)
 
 	if (s->uring && io_uring_queue_init(2 * MAX_RANGES, &ring, 0)) {
 		report(s, "io_uring_queue_init: %s", strerror(errno));
+		stress_begin(s);
 		return NULL;
 	}
+	stress_begin(s);
 	while (!past_end(s)) {
 		int fd = dev_open(), err = 0;
 		bool unmapped = false, first_faulted = true;
@@ -338,6 +508,7 @@ static void *forker(void *arg)
 	struct stress *s = arg;
 	unsigned long children = 0, segv = 0;
 
+	stress_begin(s);
 	while (!past_end(s)) {
 		int status;
 		pid_t pid = fork();
@@ -370,6 +541,7 @@ FIXTURE(stress) {
 
 FIXTURE_VARIANT(stress) {
 	bool uring;
+	bool huge;
 };
 
 FIXTURE_VARIANT_ADD(stress, ioctl) {
@@ -378,6 +550,16 @@ FIXTURE_VARIANT_ADD(stress, ioctl) {
 
 FIXTURE_VARIANT_ADD(stress, io_uring) {
 	.uring = true,
+};
+
+FIXTURE_VARIANT_ADD(stress, ioctl_huge) {
+	.uring = false,
+	.huge = true,
+};
+
+FIXTURE_VARIANT_ADD(stress, io_uring_huge) {
+	.uring = true,
+	.huge = true,
 };
 
 FIXTURE_SETUP(stress)
@@ -393,12 +575,18 @@ FIXTURE_SETUP(stress)
 	probes_install();
 	self->splats = kernel_log_splats();
 	s->uring = variant->uring;
+	s->huge = variant->huge;
 	reports_init(&s->reports);
-	s->len = NPAGES * page;
+	s->len = s->huge ? HUGE_BLOCKS * BLOCK : NPAGES * page;
+	s->npages = s->len / page;
 	s->fd = dev_open();
 	ASSERT_LE(0, s->fd);
 	s->mem = dev_map(s->fd, s->len);
 	ASSERT_NE(NULL, s->mem);
+	if (s->huge) {
+		ASSERT_EQ(0, (uintptr_t)s->mem % BLOCK);
+		ASSERT_EQ(0, madvise(s->mem, s->len, MADV_HUGEPAGE));
+	}
 }
 
 /* Unmap and close what the fixture holds; the tests may do it first. */
@@ -421,21 +609,27 @@ FIXTURE_TEARDOWN(stress)
 static void stress_run(struct __test_metadata *_metadata, struct stress *s)
 {
 	void *(*const actors[])(void *) = {
-		commander, commander, toucher, reader, churner, forker,
+		commander, commander, toucher, reader, churner, forker, advisor, splicer,
 	};
-	const unsigned int nr = sizeof(actors) / sizeof(actors[0]);
+	/* The last two only in the huge variants. */
+	const unsigned int nr = sizeof(actors) / sizeof(actors[0]) - (s->huge ? 0 : 2);
 	unsigned int secs = env_uint("MHEAP_STRESS_SECONDS", 3);
 	pthread_t t[sizeof(actors) / sizeof(actors[0])];
 
-	s->end = deadline_in(secs);
+	ASSERT_EQ(0, pthread_barrier_init(&s->start, NULL, nr + 1));
 	for (unsigned int i = 0; i < nr; i++)
 		ASSERT_EQ(0, pthread_create(&t[i], NULL, actors[i], s));
+	s->end = deadline_in(secs);
+	stress_begin(s);
 	for (unsigned int i = 0; i < nr; i++)
 		pthread_join(t[i], NULL);
-	TH_LOG("%s, %u s: %lu commands, %lu touches (%lu SIGSEGV), %lu process_vm_readv "
-	       "(%lu partial, %lu EFAULT), %lu contexts churned, %lu children",
-	       s->uring ? "io_uring" : "ioctl", secs, s->commands, s->touches, s->segvs,
-	       s->reads, s->partial_reads, s->read_faults, s->churns, s->children);
+	pthread_barrier_destroy(&s->start);
+	TH_LOG("%s%s, %u s: %lu commands, %lu touches (%lu SIGSEGV), %lu process_vm_readv "
+	       "(%lu partial, %lu EFAULT), %lu contexts churned, %lu children, %lu madvise, "
+	       "%lu vmsplice (%lu pinned)",
+	       s->uring ? "io_uring" : "ioctl", s->huge ? " huge" : "", secs, s->commands,
+	       s->touches, s->segvs, s->reads, s->partial_reads, s->read_faults, s->churns,
+	       s->children, s->advices, s->splices, s->pinned);
 }
 
 TEST_F(stress, every_operation_gets_its_documented_result)
@@ -450,6 +644,10 @@ TEST_F(stress, every_operation_gets_its_documented_result)
 	EXPECT_NE(0, s->touches);
 	EXPECT_NE(0, s->reads);
 	EXPECT_NE(0, s->churns);
+	if (s->huge) {
+		EXPECT_NE(0, s->advices);
+		EXPECT_NE(0, s->splices);
+	}
 
 	/* Consistent afterwards: released whole, it is zero-fill and holds nothing. */
 	ASSERT_EQ(0, krelease(s->fd, s->mem, s->len));
