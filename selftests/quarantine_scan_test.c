@@ -268,7 +268,7 @@ TEST_F(policy, past_the_cap_the_oldest_referenced_chunks_go_counted_and_warned)
 	run_child(cap_child, &self->cfg, &r);
 	ASSERT_TRUE(WIFEXITED(r.status)) TH_LOG("%s", r.err);
 	EXPECT_EQ(0, WEXITSTATUS(r.status)) TH_LOG("%s", r.err);
-	EXPECT_NE(NULL, strstr(r.err, "mheap: quarantine over its cap of 24 MiB: released 1 chunks "
+	EXPECT_NE(NULL, strstr(r.err, "mheap: quarantine over its cap of 24 MiB: released 1 chunk "
 				     "that may still be pointed into (MHEAP_QUARANTINE_CAP)"))
 		TH_LOG("%s", r.err);
 }

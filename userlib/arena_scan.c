@@ -158,9 +158,9 @@ static void enforce_cap(void)
 	}
 	if (total)
 		mh_print(STDERR_FILENO, "mheap: quarantine over its cap of %llu MiB: released "
-			 "%llu chunks that may still be pointed into (MHEAP_QUARANTINE_CAP)",
+			 "%llu %s that may still be pointed into (MHEAP_QUARANTINE_CAP)",
 			 (unsigned long long)(arena_cfg.quarantine_cap >> 20),
-			 (unsigned long long)total);
+			 (unsigned long long)total, total == 1 ? "chunk" : "chunks");
 }
 
 /* Scan for pointers into every quarantined chunk and release those no
