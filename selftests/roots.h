@@ -2,9 +2,9 @@
 /*
  * The roots a C program keeps a pointer in, for the tests of the
  * quarantine scan (scan_*_test.c, quarantine_scan_test.c): a global, a
- * thread-local, another thread's stack, a register of a thread blocked in
- * a system call, a heap object, another live arena, an mmaped buffer, a
- * buffer below a thread stack given in it.
+ * thread-local, another thread's stack, a register or a vector register
+ * of a thread blocked in a system call, a heap object, another live arena,
+ * an mmaped buffer, a buffer below a thread stack given in it.
  * Pointers travel XORed with KEY, and are put in place by functions that
  * do not inline, so that no other copy (a caller's frame or register) is
  * what a scan finds.
@@ -100,11 +100,17 @@ static void __attribute__((noipa, unused)) clear_vector_registers(void)
 /* A thread that holds the pointer on its stack or only in a register
  * while it is blocked in read(2) on a pipe; a byte 1 makes it drop the
  * pointer and block again, a byte 2 ends it. */
+enum holder_place {
+	HOLD_STACK,
+	HOLD_REGISTER,	/* r12 */
+	HOLD_VECTOR,	/* xmm15's upper half */
+};
+
 struct holder {
 	pthread_t thread;
 	int pipe[2];
 	uintptr_t enc;
-	bool in_register;
+	enum holder_place place;
 	_Atomic pid_t tid;
 };
 
@@ -123,6 +129,34 @@ static void __attribute__((noinline)) block_with_register(struct holder *h, uint
 			 : "a"((long)SYS_read), "D"((long)h->pipe[0]), "S"(&c), "d"(1L),
 			   [enc] "r"(enc), [key] "r"(KEY)
 			 : "rcx", "r11", "r12", "memory");
+	(void)ret;
+#else
+	(void)h;
+	(void)enc;
+#endif
+}
+
+/* The same in a vector register: the kernel saves it in the stop's signal
+ * frame with the FP/SIMD state, which the scan reads as the thread's
+ * registers (glibc's own copies leave pointers there: clear_vector_registers). */
+static void __attribute__((noinline)) block_with_vector(struct holder *h, uintptr_t enc)
+{
+#if defined(__x86_64__)
+	char c = 0;
+	long ret;
+
+	/* The pointer exists only in xmm15's upper half while read blocks. */
+	__asm__ volatile("movq %[enc], %%xmm15\n\t"
+			 "movq %[key], %%xmm14\n\t"
+			 "pxor %%xmm14, %%xmm15\n\t"
+			 "pslldq $8, %%xmm15\n\t"
+			 "pxor %%xmm14, %%xmm14\n\t"
+			 "syscall\n\t"
+			 "pxor %%xmm15, %%xmm15"
+			 : "=a"(ret)
+			 : "a"((long)SYS_read), "D"((long)h->pipe[0]), "S"(&c), "d"(1L),
+			   [enc] "r"(enc), [key] "r"(KEY)
+			 : "rcx", "r11", "xmm14", "xmm15", "memory");
 	(void)ret;
 #else
 	(void)h;
@@ -153,8 +187,10 @@ static void *holder_main(void *arg)
 	mh_free(mh_malloc(16));
 	clear_vector_registers();
 	atomic_store(&h->tid, (pid_t)syscall(SYS_gettid));
-	if (h->in_register)
+	if (h->place == HOLD_REGISTER)
 		block_with_register(h, h->enc);
+	else if (h->place == HOLD_VECTOR)
+		block_with_vector(h, h->enc);
 	else
 		block_with_stack(h, h->enc);
 	/* Dropped: block again, holding nothing, until told to end. */
@@ -163,10 +199,10 @@ static void *holder_main(void *arg)
 	return NULL;
 }
 
-static bool holder_start(struct holder *h, uintptr_t enc, bool in_register)
+static bool holder_start(struct holder *h, uintptr_t enc, enum holder_place place)
 {
 	h->enc = enc;
-	h->in_register = in_register;
+	h->place = place;
 	atomic_store(&h->tid, 0);
 	if (pipe(h->pipe) || pthread_create(&h->thread, NULL, holder_main, h))
 		return false;
@@ -273,6 +309,7 @@ enum root_kind {
 	ROOT_THREAD_LOCAL,
 	ROOT_THREAD_STACK,
 	ROOT_THREAD_REGISTER,
+	ROOT_THREAD_VECTOR_REGISTER,
 	ROOT_HEAP_OBJECT,
 	ROOT_ARENA,
 	ROOT_MMAP_BUFFER,
@@ -337,7 +374,11 @@ static bool __attribute__((noinline, unused)) root_set(struct roots *r, enum roo
 		return true;
 	case ROOT_THREAD_STACK:
 	case ROOT_THREAD_REGISTER:
-		r->holder_running = holder_start(&r->holder, enc, kind == ROOT_THREAD_REGISTER);
+	case ROOT_THREAD_VECTOR_REGISTER:
+		r->holder_running = holder_start(&r->holder, enc,
+						 kind == ROOT_THREAD_REGISTER ? HOLD_REGISTER :
+						 kind == ROOT_THREAD_VECTOR_REGISTER ? HOLD_VECTOR :
+						 HOLD_STACK);
 		return r->holder_running;
 	case ROOT_HEAP_OBJECT:
 		((volatile uintptr_t *)r->heap_object)[17] = p;
@@ -367,6 +408,7 @@ static bool __attribute__((noinline, unused)) root_clear(struct roots *r, enum r
 		return true;
 	case ROOT_THREAD_STACK:
 	case ROOT_THREAD_REGISTER:
+	case ROOT_THREAD_VECTOR_REGISTER:
 		return holder_drop(&r->holder);
 	case ROOT_HEAP_OBJECT:
 		((volatile uintptr_t *)r->heap_object)[17] = 0;
@@ -388,12 +430,13 @@ static bool __attribute__((noinline, unused)) root_clear(struct roots *r, enum r
 static inline const char *root_unsupported(enum root_kind kind)
 {
 #if !defined(__x86_64__)
-	if (kind == ROOT_THREAD_REGISTER)
-		return "the register root is written for x86-64";
+	if (kind == ROOT_THREAD_REGISTER || kind == ROOT_THREAD_VECTOR_REGISTER)
+		return "the register roots are written for x86-64";
 #endif
 #ifdef __SANITIZE_THREAD__
 	/* Such a thread is left running there, its stack read whole. */
-	if (kind == ROOT_THREAD_REGISTER || kind == ROOT_THREAD_STACK)
+	if (kind == ROOT_THREAD_REGISTER || kind == ROOT_THREAD_VECTOR_REGISTER ||
+	    kind == ROOT_THREAD_STACK)
 		return "ThreadSanitizer holds the stop signal back until a system call returns";
 #endif
 	(void)kind;
@@ -406,6 +449,8 @@ static inline const char *root_unsupported(enum root_kind kind)
 	FIXTURE_VARIANT_ADD(fixture, other_thread_stack) { .kind = ROOT_THREAD_STACK, extra }; \
 	FIXTURE_VARIANT_ADD(fixture, register_of_a_thread_blocked_in_a_syscall) { \
 		.kind = ROOT_THREAD_REGISTER, extra }; \
+	FIXTURE_VARIANT_ADD(fixture, vector_register_of_a_thread_blocked_in_a_syscall) { \
+		.kind = ROOT_THREAD_VECTOR_REGISTER, extra }; \
 	FIXTURE_VARIANT_ADD(fixture, heap_object) { .kind = ROOT_HEAP_OBJECT, extra }; \
 	FIXTURE_VARIANT_ADD(fixture, another_live_arena) { .kind = ROOT_ARENA, extra }; \
 	FIXTURE_VARIANT_ADD(fixture, mmap_buffer) { .kind = ROOT_MMAP_BUFFER, extra }; \

@@ -2,8 +2,9 @@
 /*
  * Where the quarantine scan finds a pointer (scan_range.h): in each kind
  * of root a C program has (fixture `root`: a global, a thread-local,
- * another thread's stack, a register of a thread blocked in a system call,
- * a heap object, an mmaped buffer), found while stored and no longer once
+ * another thread's stack, a register or a vector register of a thread
+ * blocked in a system call, a heap object, an mmaped buffer, a buffer
+ * below a thread stack given in it), found while stored and no longer once
  * overwritten; a range is its base to its last byte; a freed heap object
  * is not a root; anywhere in a long mapping or a large heap object, also
  * its part in the next heap arena; a device mapping left out whole; random
