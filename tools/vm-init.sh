@@ -39,7 +39,9 @@
 #
 # Settings come from the kernel command line (unknown name=value parameters
 # end up in init's environment): MHEAP_TEST_TIMEOUT, seconds per binary;
-# MHEAP_VM_BENCH and MHEAP_VM_DEMO, see step 4.
+# MHEAP_VM_BENCH and MHEAP_VM_DEMO, see step 4; MHEAP_VM_SUITES, the suites
+# of steps 1 and 3 to run ("nomod kmod" by default; "kmod" alone halves a
+# run that hunts a module bug, given through vmtest.sh's MHEAP_VM_APPEND).
 #
 # For shellcheck, file-wide: functions run through check() are not dead code.
 # shellcheck disable=SC2317
@@ -56,6 +58,7 @@ SUITES=1
 if [ "$BENCH" = only ] || [ -n "$DEMO" ]; then
 	SUITES=
 fi
+RUN_SUITES=${MHEAP_VM_SUITES:-nomod kmod}
 status=0
 
 mount -t proc proc /proc
@@ -211,7 +214,16 @@ counters() {
 	return 0
 }
 
-[ -n "$SUITES" ] && run_suite nomod
+# want_suite NAME: whether MHEAP_VM_SUITES asks for suite NAME.
+want_suite() {
+	[ -n "$SUITES" ] || return 1
+	case " $RUN_SUITES " in
+	*" $1 "*) return 0 ;;
+	esac
+	return 1
+}
+
+want_suite nomod && run_suite nomod
 [ -n "$DEMO" ] && check demo/mprotect "demo with the userspace fallback" \
 	env MHEAP_BACKEND=mprotect timeout -s KILL "$TEST_TIMEOUT" /demo/demo
 
@@ -220,7 +232,7 @@ check kmod/insmod "insmod mheap.ko creates /dev/mheap" load_module
 grep -q '^ok' /tmp/check.out && loaded=1
 
 export MHEAP_KO="$KO"
-[ -n "$SUITES" ] && run_suite kmod
+want_suite kmod && run_suite kmod
 unset MHEAP_KO
 [ -n "$BENCH" ] && run_bench
 if [ -n "$DEMO" ]; then
@@ -237,9 +249,13 @@ else
 fi
 
 # Any kernel splat during the run is a failure, whichever test caused it.
+# Besides BUG:, WARNING:, Oops and GPFs: SLUB's own reports ("BUG <cache>
+# (<taint>): ...", with slub_debug) and page poisoning's ("pagealloc:
+# memory corruption", with page_poison=1), which tools/vmtest.sh's
+# MHEAP_VM_APPEND can switch on.
 dmesg >/tmp/dmesg.txt
 awk '{ print "@@mheap log dmesg " $0 }' /tmp/dmesg.txt
-pattern='BUG:|WARNING:|Oops|general protection'
+pattern='BUG:|BUG [^ ]+ \(|WARNING:|Oops|general protection|pagealloc: (memory corruption|single bit error)'
 if grep -qE "$pattern" /tmp/dmesg.txt; then
 	printf '1..1\nnot ok 1 kernel log has no BUG/WARNING/Oops/GPF\n' >/tmp/scan.out
 	grep -E "$pattern" /tmp/dmesg.txt | sed 's/^/# /' >>/tmp/scan.out

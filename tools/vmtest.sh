@@ -34,7 +34,10 @@
 # qemu's exit code says nothing about the tests, so it is never used as one.
 #
 # Environment: MHEAP_VM_TIMEOUT (whole VM, seconds, default 900),
-# MHEAP_VM_TEST_TIMEOUT (per test binary in the guest, default 300).
+# MHEAP_VM_TEST_TIMEOUT (per test binary in the guest, default 300),
+# MHEAP_VM_APPEND (more guest kernel parameters, appended to qemu's -append
+# line, e.g. "slub_debug=FZPU page_poison=1" to hunt memory corruption;
+# empty by default).
 set -u
 shopt -s extglob nullglob
 
@@ -250,11 +253,15 @@ handle_line() {
 # /init lowers it further before the first test. init=/init: should /init
 # fail to run, the kernel panics (and qemu stops) instead of falling back to
 # busybox's own init and sitting there until the timeout. MHEAP_* are unknown
-# to the kernel and become /init's environment.
-append="console=ttyS0 panic=-1 quiet loglevel=4 init=/init"
+# to the kernel and become /init's environment. panic_print=0x20: a panic
+# replays the whole kernel log on the console, so that what came before an
+# oops (a warning, a slab report) is kept although /init lets only
+# emergencies through to the console and the final dmesg never comes.
+append="console=ttyS0 panic=-1 quiet loglevel=4 init=/init panic_print=0x20"
 append+=" MHEAP_TEST_TIMEOUT=$TEST_TIMEOUT"
 [ -n "$bench_mode" ] && append+=" MHEAP_VM_BENCH=$bench_mode"
 [ -n "$demo" ] && append+=" MHEAP_VM_DEMO=1"
+[ -n "${MHEAP_VM_APPEND:-}" ] && append+=" $MHEAP_VM_APPEND"
 qemu=(qemu-system-x86_64 -nographic -no-reboot -m 1G -smp 2 -cpu max
 	-accel tcg -nic none
 	-kernel "$kernel" -initrd "$work/initramfs.cpio.gz" -append "$append")
