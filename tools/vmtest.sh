@@ -257,7 +257,10 @@ handle_line() {
 # replays the whole kernel log on the console, so that what came before an
 # oops (a warning, a slab report) is kept although /init lets only
 # emergencies through to the console and the final dmesg never comes.
-append="console=ttyS0 panic=-1 quiet loglevel=4 init=/init panic_print=0x20"
+# page_poison=1: freed pages are poisoned and checked when next allocated,
+# so a page the module frees while it is still mapped or written shows as
+# "pagealloc: memory corruption", which /init's scan fails on.
+append="console=ttyS0 panic=-1 quiet loglevel=4 init=/init panic_print=0x20 page_poison=1"
 append+=" MHEAP_TEST_TIMEOUT=$TEST_TIMEOUT"
 [ -n "$bench_mode" ] && append+=" MHEAP_VM_BENCH=$bench_mode"
 [ -n "$demo" ] && append+=" MHEAP_VM_DEMO=1"
