@@ -256,6 +256,12 @@ FIXTURE_VARIANT_ADD(bad_value, a_percentage_that_overflows_the_reserve) {
 	"MHEAP_SCAVENGE_PERCENT=1G", "out of range (at most 1073741823)" };
 FIXTURE_VARIANT_ADD(bad_value, an_arena_chunk_below_64k) {
 	"MHEAP_ARENA_CHUNK=63K", "out of range (at least 65536)" };
+FIXTURE_VARIANT_ADD(bad_value, an_arena_chunk_of_part_of_a_page) {
+	"MHEAP_ARENA_CHUNK=65537", "not a multiple of 8192" };
+FIXTURE_VARIANT_ADD(bad_value, an_arena_chunk_above_1g) {
+	"MHEAP_ARENA_CHUNK=2G", "out of range (at most 1073741824)" };
+FIXTURE_VARIANT_ADD(bad_value, an_arena_chunk_that_would_round_past_64_bits) {
+	"MHEAP_ARENA_CHUNK=18446744073709551615", "out of range (at most 1073741824)" };
 FIXTURE_VARIANT_ADD(bad_value, a_secure_large_a_small_block_could_have) {
 	"MHEAP_SECURE_LARGE=32760", "out of range (at least 32761)" };
 FIXTURE_VARIANT_ADD(bad_value, a_flag_of_2) { "MHEAP_ARENA_REUSE=2", "use 0 or 1" };

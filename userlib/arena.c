@@ -143,7 +143,7 @@ static const struct heap_hooks arena_hooks = {
 
 __attribute__((constructor(MH_CTOR_ARENA))) static void arena_init(void)
 {
-	arena_cfg.chunk_bytes = ALIGN_UP(mh_option(MH_OPT_ARENA_CHUNK), MH_PAGE_SIZE);
+	arena_cfg.chunk_bytes = mh_option(MH_OPT_ARENA_CHUNK);
 	arena_cfg.reuse = mh_option(MH_OPT_ARENA_REUSE);
 	arena_cfg.reuse_max = mh_option(MH_OPT_ARENA_REUSE_MAX);
 	arena_cfg.quarantine_max = mh_option(MH_OPT_QUARANTINE_MAX);

@@ -28,6 +28,7 @@ static const struct option {
 	const char *def;	/* the default, as it would be written */
 	uint64_t min;		/* the least its reader can use (OPT_NUMBER) */
 	uint64_t max;		/* the most its reader can use (a flag is read as 0 or 1) */
+	uint64_t step;		/* OPT_NUMBER: a multiple of this, if set */
 	const char *words;	/* OPT_WORD: the values allowed, as a phrase */
 	const char *word[4];	/* ... and one by one, NULL-terminated */
 	const char *desc;
@@ -54,8 +55,9 @@ static const struct option {
 	     "fault backend: auto, kmod, guard, mprotect or none"),
 	WORD(MH_OPT_KMOD_IO, "MHEAP_KMOD_IO", "ioctl", "how the kmod backend sends its batches",
 	     .words = "uring or ioctl", .word = { "uring", "ioctl" }),
-	NUMBER(MH_OPT_ARENA_CHUNK, "MHEAP_ARENA_CHUNK", "8M", UINT64_MAX,
-	       "arena chunk size (at least 64K)", .min = 64 * 1024),
+	NUMBER(MH_OPT_ARENA_CHUNK, "MHEAP_ARENA_CHUNK", "8M", (uint64_t)1 << 30,
+	       "arena chunk size (64K to 1G, whole 8K pages)", .min = 64 * 1024,
+	       .step = MH_PAGE_SIZE),
 	FLAG(MH_OPT_ARENA_REUSE, "MHEAP_ARENA_REUSE", "1",
 	     "reuse a freed arena's active chunk rather than fault it"),
 	NUMBER(MH_OPT_ARENA_REUSE_MAX, "MHEAP_ARENA_REUSE_MAX", "16M", UINT64_MAX,
@@ -122,6 +124,8 @@ static uint64_t parse_number(const struct option *o, const char *v)
 		goto range;
 	if (n << shift < o->min)
 		mh_fatal("%s=%s: out of range (at least %llu)", o->name, v, (unsigned long long)o->min);
+	if (o->step && (n << shift) % o->step)
+		mh_fatal("%s=%s: not a multiple of %llu", o->name, v, (unsigned long long)o->step);
 	return n << shift;
 bad:
 	mh_fatal("%s=%s: not a decimal number with an optional K, M or G suffix", o->name, v);
