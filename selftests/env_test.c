@@ -247,21 +247,21 @@ FIXTURE_VARIANT_ADD(bad_value, junk_after_the_suffix) {
 FIXTURE_VARIANT_ADD(bad_value, a_suffix_without_a_number) {
 	"MHEAP_ARENA_WARM_MAX=M", NOT_A_NUMBER };
 FIXTURE_VARIANT_ADD(bad_value, a_number_above_64_bits) {
-	"MHEAP_QUARANTINE_MAX=18446744073709551616", "out of range (at most 18446744073709551615)" };
+	"MHEAP_QUARANTINE_MAX=18446744073709551616", "out of range (at most 2^64 - 1)" };
 FIXTURE_VARIANT_ADD(bad_value, a_suffix_that_shifts_past_64_bits) {
-	"MHEAP_QUARANTINE_MAX=17179869184G", "out of range (at most 18446744073709551615)" };
+	"MHEAP_QUARANTINE_MAX=17179869184G", "out of range (at most 2^64 - 1)" };
 FIXTURE_VARIANT_ADD(bad_value, decay_ms_whose_nanoseconds_exceed_64_bits) {
 	"MHEAP_SCAVENGE_DECAY_MS=18446744073710", "out of range (at most 18446744073709)" };
 FIXTURE_VARIANT_ADD(bad_value, a_percentage_that_overflows_the_reserve) {
 	"MHEAP_SCAVENGE_PERCENT=1G", "out of range (at most 1073741823)" };
 FIXTURE_VARIANT_ADD(bad_value, an_arena_chunk_below_64k) {
-	"MHEAP_ARENA_CHUNK=63K", "out of range (at least 65536)" };
+	"MHEAP_ARENA_CHUNK=63K", "out of range (at least 64K)" };
 FIXTURE_VARIANT_ADD(bad_value, an_arena_chunk_of_part_of_a_page) {
-	"MHEAP_ARENA_CHUNK=65537", "not a multiple of 8192" };
+	"MHEAP_ARENA_CHUNK=65537", "not a multiple of 8K" };
 FIXTURE_VARIANT_ADD(bad_value, an_arena_chunk_above_1g) {
-	"MHEAP_ARENA_CHUNK=2G", "out of range (at most 1073741824)" };
+	"MHEAP_ARENA_CHUNK=2G", "out of range (at most 1G)" };
 FIXTURE_VARIANT_ADD(bad_value, an_arena_chunk_that_would_round_past_64_bits) {
-	"MHEAP_ARENA_CHUNK=18446744073709551615", "out of range (at most 1073741824)" };
+	"MHEAP_ARENA_CHUNK=18446744073709551615", "out of range (at most 1G)" };
 FIXTURE_VARIANT_ADD(bad_value, a_secure_large_a_small_block_could_have) {
 	"MHEAP_SECURE_LARGE=32760", "out of range (at least 32761)" };
 FIXTURE_VARIANT_ADD(bad_value, a_flag_of_2) { "MHEAP_ARENA_REUSE=2", "use 0 or 1" };

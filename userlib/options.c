@@ -9,6 +9,7 @@
  * empty value is the same as none: the default applies. MHEAP_VERBOSE=1
  * prints the table's values then, and the fault backend.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -100,12 +101,36 @@ static const struct option {
 #undef WORD
 };
 
+/*
+ * A bound as the user would write it: with the largest of the G, M and K
+ * suffixes that divides it ("1G", "8K"), else whole; the largest 64-bit
+ * number, which nobody types, by its name.
+ */
+static const char *bound_text(uint64_t n, char buf[static 24])
+{
+	static const char suffix[] = "GMK";
+
+	if (n == UINT64_MAX)
+		return "2^64 - 1";
+	for (unsigned i = 0; i < 3; i++) {
+		unsigned shift = 30 - 10 * i;
+
+		if (n && !(n & ((UINT64_C(1) << shift) - 1))) {
+			snprintf(buf, 24, "%llu%c", (unsigned long long)(n >> shift), suffix[i]);
+			return buf;
+		}
+	}
+	snprintf(buf, 24, "%llu", (unsigned long long)n);
+	return buf;
+}
+
 /* A number as OPT_NUMBER describes it, or a fatal error. */
 static uint64_t parse_number(const struct option *o, const char *v)
 {
 	const char *c = v;
 	uint64_t n = 0;
 	unsigned shift = 0;
+	char b[24];
 
 	if (*c < '0' || *c > '9')
 		goto bad;
@@ -123,14 +148,14 @@ static uint64_t parse_number(const struct option *o, const char *v)
 	if (n > o->max >> shift)
 		goto range;
 	if (n << shift < o->min)
-		mh_fatal("%s=%s: out of range (at least %llu)", o->name, v, (unsigned long long)o->min);
+		mh_fatal("%s=%s: out of range (at least %s)", o->name, v, bound_text(o->min, b));
 	if (o->step && (n << shift) % o->step)
-		mh_fatal("%s=%s: not a multiple of %llu", o->name, v, (unsigned long long)o->step);
+		mh_fatal("%s=%s: not a multiple of %s", o->name, v, bound_text(o->step, b));
 	return n << shift;
 bad:
 	mh_fatal("%s=%s: not a decimal number with an optional K, M or G suffix", o->name, v);
 range:
-	mh_fatal("%s=%s: out of range (at most %llu)", o->name, v, (unsigned long long)o->max);
+	mh_fatal("%s=%s: out of range (at most %s)", o->name, v, bound_text(o->max, b));
 }
 
 /* v's index in o's words, or a fatal error; 0 for a word its reader checks. */
