@@ -47,7 +47,11 @@ struct pa_sum {
 
 struct mspan;
 
-struct heap_arena {
+/* Page-aligned: a growth's structs are one array (arenamap_grow), and each
+ * starts a page as when each had a mapping of its own, so the page
+ * allocator's state of one (written under the heap lock) shares no cache
+ * line with the span pointers of the next (read by every free). */
+struct __attribute__((aligned(4096))) heap_arena {
 	/* spans[i] is the span holding page i while it is in use, else NULL. */
 	struct mspan *spans[MH_PAGES_PER_ARENA];
 
@@ -123,8 +127,9 @@ static inline struct mspan *span_of(uintptr_t p)
 
 /*
  * Reserve n contiguous new heap arenas (heap lock held), register them in the
- * map and hand their pages to the page allocator as free. Returns the first,
- * or NULL with errno = ENOMEM (arenas registered before a failure stay).
+ * map and hand their pages to the page allocator as free, in time linear in
+ * n. Returns the first (the n structs are an array), or NULL with errno =
+ * ENOMEM and the heap as it was.
  */
 MH_HIDDEN struct heap_arena *arenamap_grow(size_t n);
 /* Point pages [p, p + npages) at s (NULL to clear). Heap lock held. */
@@ -136,8 +141,9 @@ static inline void arenamap_set_span(uintptr_t p, struct mspan *s)
 
 	STORE_RELAXED(&ha->spans[arena_page(ha, p)], s);
 }
-/* First arena in address order. */
+/* First and last arenas in address order. */
 MH_HIDDEN struct heap_arena *arenamap_first(void);
+MH_HIDDEN struct heap_arena *arenamap_last(void);
 /* Arenas reserved so far. */
 MH_HIDDEN uint64_t arenamap_count(void);
 

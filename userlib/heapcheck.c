@@ -201,6 +201,8 @@ static int check_arena_list(struct check *ck)
 		CHECK(ck, !memcmp(&s, &ha->sum, sizeof(s)), "heap arena %#lx: summary out of date",
 		      (unsigned long)ha->base);
 	}
+	CHECK(ck, arenamap_last() == (ck->narenas ? ck->arenas[ck->narenas - 1] : NULL),
+	      "the arena list's tail is not its last arena");
 	uintptr_t run = pa_hint_broken();
 
 	CHECK(ck, !run, "page allocator: a free run of %lu pages begins below its search hint",

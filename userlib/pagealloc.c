@@ -42,6 +42,7 @@ uint64_t pa_refault_pages;
 uint64_t pa_refault_horizon_ns;
 
 uintptr_t pa_scav_top;
+uint64_t pa_epoch;
 
 struct pa_sum pa_summarize(const uint64_t *bits, unsigned from, unsigned len)
 {
@@ -111,10 +112,15 @@ static struct pa_sum merge(struct pa_sum l, unsigned lsize, struct pa_sum r, uns
 	return s;
 }
 
-void pa_update_sums(struct heap_arena *ha, unsigned first_chunk, unsigned last_chunk)
+/* Recompute the summaries of chunks [first_chunk, last_chunk] of ha, then
+ * the arena's own; whether a run grew (its length or an end's longer), and
+ * (*start_grew) the one at the bottom. */
+static bool recompute_sums(struct heap_arena *ha, unsigned first_chunk, unsigned last_chunk,
+			   bool *start_grew)
 {
 	struct pa_sum old = ha->sum;
 
+	pa_epoch++;
 	for (unsigned c = first_chunk; c <= last_chunk; c++) {
 		ha->chunk_sum[c] = pa_summarize(ha->alloc, c * PA_CHUNK_PAGES, PA_CHUNK_PAGES);
 		if (ha->chunk_sum[c].max == PA_CHUNK_PAGES)
@@ -124,23 +130,50 @@ void pa_update_sums(struct heap_arena *ha, unsigned first_chunk, unsigned last_c
 	for (unsigned c = 1; c < PA_CHUNKS; c++)
 		s = merge(s, c * PA_CHUNK_PAGES, ha->chunk_sum[c], PA_CHUNK_PAGES);
 	ha->sum = s;
-	/* A run that grows makes its length or an end's longer. */
-	if (s.start > old.start || s.end > old.end || s.max > old.max)
-		pa_hints_lower(ha, s.start > old.start);
+	*start_grew = s.start > old.start;
+	return s.start > old.start || s.end > old.end || s.max > old.max;
 }
 
-void pa_arena_init(struct heap_arena *ha)
+void pa_update_sums(struct heap_arena *ha, unsigned first_chunk, unsigned last_chunk)
 {
-	for (unsigned w = 0; w < PA_WORDS; w++) {
-		ha->alloc[w] = 0;
-		ha->scav[w] = ~(uint64_t)0;
-	}
-	pa_update_sums(ha, 0, PA_CHUNKS - 1);
-	pa_total_pages += MH_PAGES_PER_ARENA;
-	pa_free_pages += MH_PAGES_PER_ARENA;
-	pa_released_pages += MH_PAGES_PER_ARENA;
+	bool start_grew;
+
+	if (recompute_sums(ha, first_chunk, last_chunk, &start_grew))
+		pa_hints_lower(ha, start_grew);
 }
 
+void pa_sums_only(struct heap_arena *ha, unsigned first_chunk, unsigned last_chunk)
+{
+	bool start_grew;
+
+	recompute_sums(ha, first_chunk, last_chunk, &start_grew);
+}
+
+void pa_grow(struct heap_arena *ha, size_t n)
+{
+	const struct pa_sum chunk = { PA_CHUNK_PAGES, PA_CHUNK_PAGES, PA_CHUNK_PAGES };
+	const struct pa_sum all = { MH_PAGES_PER_ARENA, MH_PAGES_PER_ARENA, MH_PAGES_PER_ARENA };
+
+	for (size_t i = 0; i < n; i++) {
+		for (unsigned w = 0; w < PA_WORDS; w++) {
+			ha[i].alloc[w] = 0;
+			ha[i].scav[w] = ~(uint64_t)0;
+		}
+		for (unsigned c = 0; c < PA_CHUNKS; c++)
+			ha[i].chunk_sum[c] = chunk;
+		ha[i].sum = all;
+		ha[i].small_chunks = 0;
+	}
+	pa_epoch++;
+	/* Free runs of every length may now begin in ha[0], or in the whole
+	 * free arenas below it whose run it continues: the hints of every
+	 * length come down to there, once (per arena, each one walked back
+	 * through all the whole free ones below it: n * n steps). */
+	pa_hints_lower(ha, true);
+	pa_total_pages += (uint64_t)n * MH_PAGES_PER_ARENA;
+	pa_free_pages += (uint64_t)n * MH_PAGES_PER_ARENA;
+	pa_released_pages += (uint64_t)n * MH_PAGES_PER_ARENA;
+}
 
 /*
  * Frees of many runs at once (pa_free_batch) leave the summaries of the
@@ -177,6 +210,7 @@ static void sums_catch_up(uint64_t now)
 static void mark(uintptr_t p, uintptr_t n, bool alloc, struct pa_result *res, uint64_t batch)
 {
 	uint64_t now = batch ? batch : mh_nanotime();
+	uintptr_t start = p;
 
 	while (n) {
 		struct heap_arena *ha = arena_of(p);
@@ -211,7 +245,15 @@ static void mark(uintptr_t p, uintptr_t n, bool alloc, struct pa_result *res, ui
 			stale_chunks |= (uint16_t)(((1u << ((last - 1) / PA_CHUNK_PAGES + 1)) - 1) &
 						   ~((1u << (first / PA_CHUNK_PAGES)) - 1));
 		} else {
-			pa_update_sums(ha, first / PA_CHUNK_PAGES, (last - 1) / PA_CHUNK_PAGES);
+			/* A run freed across arenas lowers the hints once, at its
+			 * first arena: the run it joins begins there or below,
+			 * and a lowering at each of the next ones, walked back
+			 * through the whole free arenas before it, would cost
+			 * n * n steps for n arenas. */
+			if (p == start)
+				pa_update_sums(ha, first / PA_CHUNK_PAGES, (last - 1) / PA_CHUNK_PAGES);
+			else
+				pa_sums_only(ha, first / PA_CHUNK_PAGES, (last - 1) / PA_CHUNK_PAGES);
 			for (unsigned c = first / PA_CHUNK_PAGES; c <= (last - 1) / PA_CHUNK_PAGES; c++)
 				ha->chunk_used[c] = now;
 		}

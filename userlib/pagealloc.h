@@ -15,8 +15,11 @@ struct pa_result {
 	bool needzero;		/* some page may hold old data */
 };
 
-/* Mark a new arena's pages free and released (fresh mmap memory). */
-MH_HIDDEN void pa_arena_init(struct heap_arena *ha);
+/* Mark the pages of n new, adjacent arenas ha[0..n) free and released
+ * (fresh mmap memory), with the search hints lowered once for all of them
+ * (Go's pageAlloc.grow). Before they are in the arena map; those below
+ * them are. */
+MH_HIDDEN void pa_grow(struct heap_arena *ha, size_t n);
 /* Where a run goes among the free pages. */
 enum pa_where {
 	PA_LOW,		/* the lowest-addressed free run that can hold it (first fit) */
@@ -78,6 +81,7 @@ struct pa_scav_batch {
 	unsigned n;
 	uintptr_t pages;
 	uint64_t retry_at;	/* when the first chunk skipped turns idle, or 0 */
+	uint64_t epoch;		/* the page allocator's state after the take */
 	uintptr_t base[PA_SCAV_BATCH];
 	uintptr_t npages[PA_SCAV_BATCH];
 };

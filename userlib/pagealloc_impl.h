@@ -17,8 +17,14 @@
 MH_HIDDEN extern uintptr_t pa_scav_top;
 
 /* Recompute the summaries of chunks [first_chunk, last_chunk] of ha, then
- * the arena's own. */
+ * the arena's own, and lower the first fit hints if a run grew
+ * (pa_hints_lower). pa_sums_only leaves the hints to the caller. */
 MH_HIDDEN void pa_update_sums(struct heap_arena *ha, unsigned first_chunk, unsigned last_chunk);
+MH_HIDDEN void pa_sums_only(struct heap_arena *ha, unsigned first_chunk, unsigned last_chunk);
+/* Moves on at every change of the allocation bits or of the hints: the
+ * scavenger gives pages back without lowering the hints when nothing
+ * changed since it took them (pagealloc_scavenge.c). */
+MH_HIDDEN extern uint64_t pa_epoch;
 /* First fit's hints (pagealloc_search.c): no free run of at least 1 << k
  * pages begins below pa_hint[k]. pa_hints_lower: a free made a run of ha
  * longer (start_grew: the one at its bottom). */

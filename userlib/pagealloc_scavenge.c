@@ -14,9 +14,23 @@
 #include "pagealloc_impl.h"
 #include "sysmem.h"
 
-static inline bool resident_free(const struct heap_arena *ha, unsigned page)
+/* The bottom of the free, resident run that ends at page top (inclusive),
+ * going no lower than floor: a word at a time. */
+static unsigned resident_run_bottom(const struct heap_arena *ha, unsigned top, unsigned floor)
 {
-	return !((ha->alloc[page / 64] | ha->scav[page / 64]) >> (page % 64) & 1);
+	unsigned i = top + 1;
+
+	while (i > floor) {
+		unsigned w = (i - 1) / 64;
+		uint64_t v = (ha->alloc[w] | ha->scav[w]) & range_mask(0, i - w * 64);
+
+		if (v) {
+			i = w * 64 + 64 - (unsigned)__builtin_clzll(v);
+			break;
+		}
+		i = w * 64;
+	}
+	return i > floor ? i : floor;
 }
 
 /* Highest free, resident page below hi, or -1. */
@@ -34,8 +48,9 @@ static long prev_resident_free(const struct heap_arena *ha, unsigned hi)
 }
 
 /* Set (take) or clear (give back) the allocation bits of pages
- * [first, first + n) of ha, whose scavenged bits are clear. */
-static void mark_taken(struct heap_arena *ha, unsigned first, unsigned n, bool take)
+ * [first, first + n) of ha, whose scavenged bits are clear; hints: lower
+ * the first fit hints if a run grew (pa_update_sums). */
+static void mark_taken(struct heap_arena *ha, unsigned first, unsigned n, bool take, bool hints)
 {
 	for (unsigned w = first / 64; w * 64 < first + n; w++) {
 		unsigned lo = w * 64 < first ? first - w * 64 : 0;
@@ -46,14 +61,39 @@ static void mark_taken(struct heap_arena *ha, unsigned first, unsigned n, bool t
 		else
 			ha->alloc[w] &= ~range_mask(lo, hi);
 	}
-	pa_update_sums(ha, first / PA_CHUNK_PAGES, (first + n - 1) / PA_CHUNK_PAGES);
+	if (hints)
+		pa_update_sums(ha, first / PA_CHUNK_PAGES, (first + n - 1) / PA_CHUNK_PAGES);
+	else
+		pa_sums_only(ha, first / PA_CHUNK_PAGES, (first + n - 1) / PA_CHUNK_PAGES);
+}
+
+/*
+ * The highest arena starting below top (arenas need not be adjacent: top
+ * may sit at the base of one, above a gap), or NULL: looked up in the
+ * arena map. Walked to from the head of the list, it cost a step per arena
+ * below for each batch, and a batch holds at most an arena's pages:
+ * releasing a freed block of n arenas took n * n steps.
+ */
+static struct heap_arena *arena_below(uintptr_t top)
+{
+	struct heap_arena *ha;
+
+	if (!top)
+		return NULL;
+	if ((ha = arena_of(top - 1)))
+		return ha;
+	if ((ha = arena_of(top)))
+		return ha->prev;
+	for (ha = arenamap_last(); ha && ha->base >= top; ha = ha->prev)
+		;
+	return ha;
 }
 
 uint64_t pa_scavenging_pages;
 
 uintptr_t pa_scavenge_take(uintptr_t npages, uint64_t idle_ns, struct pa_scav_batch *b)
 {
-	struct heap_arena *ha = NULL;
+	struct heap_arena *ha;
 	uintptr_t kept_top = 0;	/* end of the highest resident run left alone */
 	uint64_t now = idle_ns ? mh_nanotime() : 0;
 	unsigned hi;
@@ -61,10 +101,7 @@ uintptr_t pa_scavenge_take(uintptr_t npages, uint64_t idle_ns, struct pa_scav_ba
 	b->n = 0;
 	b->pages = 0;
 	b->retry_at = 0;
-	/* The highest arena starting below pa_scav_top (arenas need not be
-	 * adjacent: pa_scav_top may sit at the base of one, above a gap). */
-	for (struct heap_arena *a = arenamap_first(); a && a->base < pa_scav_top; a = a->next)
-		ha = a;
+	ha = arena_below(pa_scav_top);
 	if (!ha)
 		return 0;
 	hi = pa_scav_top - ha->base >= MH_ARENA_SIZE ? MH_PAGES_PER_ARENA
@@ -92,13 +129,15 @@ uintptr_t pa_scavenge_take(uintptr_t npages, uint64_t idle_ns, struct pa_scav_ba
 				hi = floor;
 				continue;
 			}
-			unsigned lo = (unsigned)top;
-			while (lo > floor && (uintptr_t)(top - lo) + 1 < npages - b->pages &&
-			       resident_free(ha, lo - 1))
-				lo--;
+			/* The run down to the chunk's floor, no longer than
+			 * what is still wanted. */
+			unsigned lo = resident_run_bottom(ha, (unsigned)top, floor);
+
+			if ((uintptr_t)(top + 1 - lo) > npages - b->pages)
+				lo = (unsigned)(top + 1 - (npages - b->pages));
 			unsigned n = (unsigned)top + 1 - lo;
 
-			mark_taken(ha, lo, n, true);
+			mark_taken(ha, lo, n, true, true);
 			b->base[b->n] = ha->base + ((uintptr_t)lo << MH_PAGE_SHIFT);
 			b->npages[b->n++] = n;
 			b->pages += n;
@@ -113,6 +152,7 @@ uintptr_t pa_scavenge_take(uintptr_t npages, uint64_t idle_ns, struct pa_scav_ba
 	if (kept_top > pa_scav_top)
 		pa_scav_top = kept_top;
 	pa_scavenging_pages += b->pages;
+	b->epoch = pa_epoch;
 	return b->pages;
 }
 
@@ -122,13 +162,24 @@ void pa_scavenge_release(const struct pa_scav_batch *b)
 		sys_release((void *)b->base[i], (size_t)b->npages[i] << MH_PAGE_SHIFT);
 }
 
+/*
+ * The pages go back free. If the page allocator did not change while they
+ * were taken (no bit, no hint: pa_epoch), the free runs are again those of
+ * the take, for which the hints held (the take only shortened runs and
+ * moved none), and they stay. Else a run that grew lowers them, as any
+ * free does. Lowered for every arena, a whole free region released from
+ * the top down walked back through all the whole free arenas below at each
+ * of its arenas: n * n steps.
+ */
 void pa_scavenge_return(const struct pa_scav_batch *b)
 {
+	bool hints = b->epoch != pa_epoch;
+
 	for (unsigned i = 0; i < b->n; i++) {
 		struct heap_arena *ha = arena_of(b->base[i]);
 		unsigned first = (unsigned)arena_page(ha, b->base[i]);
 
-		mark_taken(ha, first, (unsigned)b->npages[i], false);
+		mark_taken(ha, first, (unsigned)b->npages[i], false, hints);
 		pa_set_scavenged(ha, first, (unsigned)b->npages[i]);
 		ha->chunk_released[first / PA_CHUNK_PAGES] = mh_nanotime();
 	}

@@ -55,8 +55,10 @@ static void hints_raise(uintptr_t n, uintptr_t a)
 		k++;
 	}
 	for (; k < PA_HINTS; k++)
-		if (pa_hint[k] < a)
+		if (pa_hint[k] < a) {
 			pa_hint[k] = a;
+			pa_epoch++;
+		}
 }
 
 void pa_hints_lower(const struct heap_arena *ha, bool start_grew)
@@ -160,8 +162,10 @@ static uintptr_t find(uintptr_t n)
 	unsigned k = floor_log2(n);
 	uintptr_t low, p = find_from(hint_arena(n), n, (uintptr_t)1 << k, &low);
 
-	if (pa_hint[k] < low)
+	if (pa_hint[k] < low) {
 		pa_hint[k] = low;
+		pa_epoch++;
+	}
 	hints_raise(n, p ? ALIGN_DOWN(p, MH_ARENA_SIZE) : UINTPTR_MAX);
 	return p;
 }
@@ -192,12 +196,9 @@ static long scan_chunk_high(const struct heap_arena *ha, unsigned c, unsigned n)
  */
 static uintptr_t find_high(uintptr_t n)
 {
-	struct heap_arena *ha = arenamap_first();
 	uintptr_t carry = 0, prev_base = 0;
 
-	while (ha && ha->next)
-		ha = ha->next;
-	for (; ha; ha = ha->prev) {
+	for (struct heap_arena *ha = arenamap_last(); ha; ha = ha->prev) {
 		uintptr_t limit = ha->base + MH_ARENA_SIZE;
 
 		if (limit != prev_base)
@@ -335,13 +336,10 @@ static void dirty_consider(struct dirty_fit *f, const struct heap_arena *ha, uns
  */
 static uintptr_t find_dirty(uintptr_t n, uintptr_t align, bool apart)
 {
-	struct heap_arena *ha = arenamap_first();
 	struct dirty_fit f = { 0, UINTPTR_MAX, UINTPTR_MAX, true, apart };
 	uintptr_t want = n + align - 1;
 
-	while (ha && ha->next)
-		ha = ha->next;
-	for (; ha; ha = ha->prev) {
+	for (struct heap_arena *ha = arenamap_last(); ha; ha = ha->prev) {
 		unsigned i = MH_PAGES_PER_ARENA;
 
 		if (ha->sum.max < want)

@@ -17,6 +17,13 @@
  * (arena_quarantine.c, release_run) with the first chunk's base, after
  * they left quarantine (CHUNK_RELEASING) and before they are opened: the
  * moment a stale access still faults in a chunk no longer quarantined.
+ *
+ * mh_test_no_commit_probe: set, a growth of the heap by more than one
+ * arena skips its question to the kernel's overcommit policy (arenamap.c,
+ * sys_could_commit), as under vm.overcommit_memory=1 where the answer is
+ * always yes: a test (and a measurement built against the test library)
+ * grows the heap by a terabyte on a host whose heuristic mode would refuse
+ * it, without changing the host's setting.
  */
 #ifndef MHEAP_TESTHOOKS_H
 #define MHEAP_TESTHOOKS_H
@@ -42,7 +49,18 @@ static inline void test_hook_release_window(uintptr_t base)
 	if (hook)
 		hook(base);
 }
+MH_HIDDEN extern bool mh_test_no_commit_probe;
+
+static inline bool test_hook_no_commit_probe(void)
+{
+	return LOAD_RELAXED(&mh_test_no_commit_probe);
+}
 #else
+static inline bool test_hook_no_commit_probe(void)
+{
+	return false;
+}
+
 static inline void test_hook_remote_free_window(uintptr_t p, int pinned)
 {
 	(void)p;
