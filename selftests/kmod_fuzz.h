@@ -93,8 +93,11 @@ static bool chance(struct rng *g, unsigned int pct)
  * Contexts and mappings all threads use. Slots change under the lock, and
  * every change that can invalidate a call in flight (an unmap, a close)
  * bumps gen first, so a call that saw gen unchanged around it knows that
- * its descriptor and mappings were there throughout. Commands run outside
- * the lock, so they do race with unmaps and closes; touches of mapped
+ * its descriptor and mappings were there throughout. A call that saw it
+ * change may fail with EINVAL or EBADF where it would have succeeded, and
+ * one made bad through the pool's state alone (bad_range()) may succeed.
+ * Commands run outside the lock, so they do race with unmaps and closes;
+ * touches of mapped
  * memory hold it, so that they never write to an address another thread
  * has just unmapped (and something else may have been mapped at).
  */
@@ -217,16 +220,27 @@ static void *bad_pointer(struct worker *w, size_t size)
 	}
 }
 
-/* A range no command on a pool context may accept (EINVAL). */
-static void bad_range(struct worker *w, int ctx, struct mheap_range *r)
+/*
+ * A range no command on a pool context may accept (EINVAL). Returns true
+ * when it is bad only as the pool stands now (a mapping of another context,
+ * one running past its mapping's end): if another thread unmaps that
+ * mapping and maps again before the command runs, the address may then
+ * start a mapping of this very context long enough to make it good.
+ */
+static bool bad_range(struct worker *w, int ctx, struct mheap_range *r)
 {
 	struct pool *p = w->sh->pool;
 	struct map_slot m;
 	int other;
 
+	/*
+	 * Misaligned by setting low bits, not adding them: a call may get two
+	 * bad ranges, and two additions may sum to a page, leaving a good
+	 * range one page on.
+	 */
 	switch (rnd(&w->g) % 9) {
-	case 0: r->addr += 1 + rnd(&w->g) % (page - 1); break;	/* misaligned */
-	case 1: r->len += 1 + rnd(&w->g) % (page - 1); break;
+	case 0: r->addr |= 1 + rnd(&w->g) % (page - 1); break;	/* misaligned */
+	case 1: r->len |= 1 + rnd(&w->g) % (page - 1); break;
 	case 2: r->len = 0; break;
 	case 3:	/* wraps around */
 		r->addr = UINT64_MAX & ~(uint64_t)(page - 1);
@@ -237,22 +251,24 @@ static void bad_range(struct worker *w, int ctx, struct mheap_range *r)
 	case 6: r->addr = (uintptr_t)p->sentinel; r->len = page; break;	/* another context */
 	case 7:	/* a mapping of another context, or of a closed one */
 		other = (int)((ctx + 1 + rnd(&w->g) % (NCTX - 1)) % NCTX);
-		if (!pick_range(p, &w->g, other, r)) {
-			r->addr = (uintptr_t)p->sentinel;
-			r->len = page;
-		}
+		if (pick_range(p, &w->g, other, r))
+			return true;
+		r->addr = (uintptr_t)p->sentinel;
+		r->len = page;
 		break;
 	default:	/* runs past the end of its mapping */
 		pthread_mutex_lock(&p->lock);
 		if (pick_map(p, &w->g, ctx, &m) >= 0) {
 			r->addr = (uintptr_t)m.addr;
 			r->len = m.len + page;
-		} else {
-			r->len = 0;
+			pthread_mutex_unlock(&p->lock);
+			return true;
 		}
+		r->len = 0;
 		pthread_mutex_unlock(&p->lock);
 		break;
 	}
+	return false;
 }
 
 static int bad_fd(struct worker *w, int *err, int other_err)

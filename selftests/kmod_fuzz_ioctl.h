@@ -69,8 +69,8 @@ static void one_ioctl(struct worker *w)
 	enum kind kind = (enum kind)(rnd(&w->g) % K_NR);
 	unsigned long cmd = kind_cmd[kind];
 	int ctx = (int)(rnd(&w->g) % NCTX), fd, err, ret;
-	unsigned int expect = 0, nr = 0, bad_at = VEC_MAX + 1, mutations = 0, muts = 0;
-	bool arg_broken = false, check_done = true, reached;
+	unsigned int expect = 0, valid, nr = 0, bad_at = VEC_MAX + 1, mutations = 0, muts = 0;
+	bool arg_broken = false, check_done = true, reached, pool_bad_only = true;
 	size_t size = _IOC_SIZE(cmd);
 	unsigned long gen0;
 	void *arg = &a;
@@ -105,6 +105,8 @@ static void one_ioctl(struct worker *w)
 		expect = R(0);
 		break;
 	}
+
+	valid = expect;
 
 	/* A minority mutated, in one or two ways. */
 	if (chance(&w->g, w->sh->mutate_pct)) {
@@ -168,7 +170,8 @@ static void one_ioctl(struct worker *w)
 			if (!nr)
 				w->ranges[nr++].len = page;	/* made bad below */
 			bad_at = (unsigned int)(rnd(&w->g) % nr);
-			bad_range(w, ctx, &w->ranges[bad_at]);
+			if (!bad_range(w, ctx, &w->ranges[bad_at]))
+				pool_bad_only = false;
 			a.r.nr = nr;
 			expect |= R(EINVAL);
 			break;
@@ -187,6 +190,8 @@ static void one_ioctl(struct worker *w)
 			expect |= R(EFAULT);
 			break;
 		}
+		if (im != IM_RANGE)
+			pool_bad_only = false;
 		if (im <= IM_FIELD && im != IM_ARG_RO)
 			check_done = false;
 		if (im == IM_ARG_RO) {
@@ -206,11 +211,13 @@ static void one_ioctl(struct worker *w)
 	/* Another thread unmapped or closed something meanwhile. */
 	if (gen_now(p) != gen0) {
 		expect |= R(EINVAL) | R(EBADF);
+		if (mutations && pool_bad_only)
+			expect |= valid;
 		check_done = false;
 	}
 	if (!(expect & R(ret)))
-		report(w, "ioctl %s mutations %#x on fd %d: %s", kind_name[kind], muts, fd,
-		       ret ? strerrorname_np(ret) : "success");
+		report(w, "ioctl %s mutations %#x on fd %d%s: %s", kind_name[kind], muts, fd,
+		       gen_now(p) != gen0 ? " (raced)" : "", ret ? strerrorname_np(ret) : "success");
 	reached = ret == 0 || ret == EDQUOT;
 	if (kind == K_FAULT || kind == K_RELEASE) {
 		if (!arg_broken && a.r.done > 0)

@@ -22,7 +22,10 @@
  * first failure is cancelled, and a link with an SQE that io_uring itself
  * rejects is cancelled whole. Where another thread unmapped or closed
  * something during the call (a generation count says so) EINVAL and EBADF
- * are allowed as well. The documented results, all told:
+ * are allowed as well, and so is success for a call whose one flaw was a
+ * range bad only as the pool stood (another context's mapping, or past its
+ * mapping's end): the address may have been mapped again meanwhile, by the
+ * call's own context. The documented results, all told:
  *   ioctl:    0, EINVAL, EFAULT, ENOTTY, EDQUOT, EBADF
  *   io_uring: 0, -EINVAL, -EFAULT, -ENOTTY, -EDQUOT, -EBADF,
  *             -EOPNOTSUPP (not the device), -ECANCELED (linked)

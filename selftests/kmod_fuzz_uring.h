@@ -29,12 +29,15 @@ enum uring_mutation {
 
 struct sqe_plan {
 	unsigned int expect;	/* results as bits, of the errno (positive) */
+	unsigned int valid;	/* ... had it not been mutated */
+	bool pool_bad_only;	/* mutated by bad_range() alone, as the pool stood */
 	bool prep_fails;	/* io_uring rejects it before issuing: its link dies whole */
 	bool linked;		/* IOSQE_IO_LINK: the next SQE belongs to its link */
 	bool mutated;
 	unsigned int muts;	/* 1 << enum uring_mutation, for the report */
 	uint8_t flags;
 	uint32_t op;
+	struct mheap_range r;	/* a range command's argument, for the report */
 };
 
 /* The SQE fields reserved for the module (uapi/linux/mheap.h). */
@@ -61,6 +64,7 @@ static void plan_sqe(struct worker *w, unsigned int i, struct sqe_plan *pl)
 	struct mheap_uring_stats sarg = { 0 };
 	struct mheap_range r = { 0 };
 	bool cmd_flags = false, pad = false, tail = false, resv = false;
+	bool pool_bad = false, other_mutation = false;
 	unsigned int mutations = 0;
 	uint8_t flags = 0;
 
@@ -71,6 +75,7 @@ static void plan_sqe(struct worker *w, unsigned int i, struct sqe_plan *pl)
 	if (op != MHEAP_URING_CMD_STATS && !pick_range(p, &w->g, ctx, &r))
 		op = MHEAP_URING_CMD_STATS;	/* the context has no mapping now */
 	pl->expect = R(0) | (op == MHEAP_URING_CMD_FAULT ? R(EDQUOT) : 0);
+	pl->valid = pl->expect;
 	w->st[i].size = 0;
 	sarg.stats = (uintptr_t)&w->st[i];
 	sarg.size = MHEAP_STATS_SIZE_V1;
@@ -88,6 +93,8 @@ static void plan_sqe(struct worker *w, unsigned int i, struct sqe_plan *pl)
 		if (um == UM_RESERVED && !w->sh->sqe_fields_checked)
 			um = UM_ARG;	/* 6.1: the module cannot see them */
 		pl->muts |= 1u << um;
+		if (um != UM_ARG || op == MHEAP_URING_CMD_STATS)
+			other_mutation = true;
 		switch (um) {
 		case UM_OP:
 			do {
@@ -117,7 +124,12 @@ static void plan_sqe(struct worker *w, unsigned int i, struct sqe_plan *pl)
 			break;
 		default:	/* UM_ARG */
 			if (op != MHEAP_URING_CMD_STATS) {
-				bad_range(w, ctx, &r);
+				/*
+				 * The last of two decides: one bad through the pool
+				 * sets address and length anew, any other is bad
+				 * whatever the pool.
+				 */
+				pool_bad = bad_range(w, ctx, &r);
 				pl->expect |= R(EINVAL);
 			} else if (rnd(&w->g) % 3 == 0) {
 				sarg.flags = (uint32_t)rnd(&w->g) | 1;
@@ -137,6 +149,7 @@ static void plan_sqe(struct worker *w, unsigned int i, struct sqe_plan *pl)
 		prep_cmd(sqe, fd, op, &sarg, sizeof(sarg), w->batch << 8 | i);
 	else
 		prep_cmd(sqe, fd, op, &r, sizeof(r), w->batch << 8 | i);
+	pl->r = r;
 	if (w->sqe128)
 		memset(area + 16, 0, 64);
 	if (cmd_flags)
@@ -162,6 +175,7 @@ static void plan_sqe(struct worker *w, unsigned int i, struct sqe_plan *pl)
 	pl->flags = flags;
 	pl->linked = flags & IOSQE_IO_LINK;
 	pl->op = op;
+	pl->pool_bad_only = pl->mutated && pool_bad && !other_mutation;
 }
 
 /*
@@ -188,16 +202,22 @@ static void check_batch(struct worker *w, const struct sqe_plan *pl, const int *
 			unsigned int expect = pl[i].expect;
 			int err = -res[i];
 
-			if (raced)
+			if (raced) {
 				expect |= R(EINVAL) | R(EBADF);
+				if (pl[i].pool_bad_only)
+					expect |= pl[i].valid;
+			}
 			if (prep_fails)
 				expect = pl[i].prep_fails ? expect & ~R(0) : R(ECANCELED);
 			else if (failed)
 				expect = R(ECANCELED);
 			if (!(expect & R(err)))
-				report(w, "io_uring %#x mutations %#x flags %#x (SQE %u of %u, link %u-%u): %d",
-				       pl[i].op, pl[i].muts, pl[i].flags, i, n, start, end - 1,
-				       res[i]);
+				report(w, "io_uring %#x mutations %#x flags %#x range %#llx+%#llx%s "
+				       "(SQE %u of %u, link %u-%u): %d", pl[i].op, pl[i].muts,
+				       pl[i].flags, (unsigned long long)pl[i].r.addr,
+				       (unsigned long long)pl[i].r.len,
+				       raced ? (pl[i].pool_bad_only ? " raced, bad through the pool"
+						: " raced") : "", i, n, start, end - 1, res[i]);
 			failed |= res[i] < 0;
 			count_result(w, err, !pl[i].mutated && (res[i] == 0 || err == EDQUOT),
 				     pl[i].mutated);
